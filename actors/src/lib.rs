@@ -1,0 +1,1 @@
+//! switchboard actors (work in progress).

@@ -1,0 +1,32 @@
+//! switchboard's pure core.
+//!
+//! Everything a contact center decides lives here as plain synchronous code:
+//! the domain ([`channel`], [`envelope`], [`customer`], [`agent`], [`group`],
+//! [`session`]), routing rules ([`routing`]), queue ordering and agent selection
+//! ([`queue`], [`presence`]) and SLA arithmetic ([`sla`]). The only asynchronous
+//! part is the [`store`] contract and its backends.
+//!
+//! Architecture invariant: nothing outside `store` performs IO or awaits; the
+//! state machines take the current time as an argument instead of reading a clock.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod agent;
+pub mod channel;
+pub mod customer;
+pub mod envelope;
+pub mod error;
+pub mod group;
+pub mod ids;
+pub mod session;
+
+pub use error::EngineError;
+
+/// Milliseconds since the Unix epoch. Engine code takes time as an argument in
+/// this unit so that state machines are deterministic and testable.
+pub type Millis = i64;
+
+/// The current wall-clock time in [`Millis`]; for the edges (actors, binaries), not for engine logic.
+pub fn now_millis() -> Millis {
+    chrono::Utc::now().timestamp_millis()
+}

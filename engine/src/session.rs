@@ -1,0 +1,583 @@
+//! Sessions: one conversation and its state machine.
+//!
+//! ```text
+//! new → routing → queued ⇄ offered → assigned → wrap_up → closed
+//!                   ↑                    │
+//!                   └──── transferred ←──┘        (queued/offered/routing → abandoned)
+//! ```
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::Millis;
+use crate::channel::Channel;
+use crate::ids::{AgentId, CustomerId, GroupId, SessionId};
+
+/// Where a session is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionState {
+    /// Created by the first message, not yet routed.
+    New,
+    /// Rules are being evaluated.
+    Routing,
+    /// Waiting in a skill group's queue.
+    Queued,
+    /// Offered to one agent, waiting for accept.
+    Offered,
+    /// An agent is working it.
+    Assigned,
+    /// The conversation is over; the agent is finishing notes.
+    WrapUp,
+    /// Done.
+    Closed,
+    /// The customer left before an agent answered.
+    Abandoned,
+    /// Handed from an agent to another group or agent; re-enters a queue next.
+    Transferred,
+}
+
+impl SessionState {
+    /// Closed or abandoned: nothing more happens.
+    pub fn is_final(self) -> bool {
+        matches!(self, SessionState::Closed | SessionState::Abandoned)
+    }
+
+    /// The wire/storage name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionState::New => "new",
+            SessionState::Routing => "routing",
+            SessionState::Queued => "queued",
+            SessionState::Offered => "offered",
+            SessionState::Assigned => "assigned",
+            SessionState::WrapUp => "wrap_up",
+            SessionState::Closed => "closed",
+            SessionState::Abandoned => "abandoned",
+            SessionState::Transferred => "transferred",
+        }
+    }
+
+    /// Parses [`SessionState::as_str`].
+    pub fn parse(name: &str) -> Option<SessionState> {
+        use SessionState::*;
+        [
+            New,
+            Routing,
+            Queued,
+            Offered,
+            Assigned,
+            WrapUp,
+            Closed,
+            Abandoned,
+            Transferred,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == name)
+    }
+}
+
+/// The clocks SLA arithmetic needs ([`crate::sla`]); each is set once, when
+/// the session first reaches that point.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionTimes {
+    /// First message.
+    pub created: Option<Millis>,
+    /// First entered a queue (the place in line; kept across overflow).
+    pub queued: Option<Millis>,
+    /// First offered to an agent.
+    pub offered: Option<Millis>,
+    /// First accepted by an agent.
+    pub answered: Option<Millis>,
+    /// First agent message.
+    pub first_response: Option<Millis>,
+    /// Entered wrap-up.
+    pub wrap_up: Option<Millis>,
+    /// Closed or abandoned.
+    pub closed: Option<Millis>,
+}
+
+/// A session record, as stored and as the Session actor holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    /// Id.
+    pub id: SessionId,
+    /// Who the conversation is with.
+    pub customer_id: CustomerId,
+    /// The channel it started on.
+    pub channel: Channel,
+    /// Current state.
+    pub state: SessionState,
+    /// The group whose queue holds it, or held it last.
+    pub group: Option<GroupId>,
+    /// The agent it is offered or assigned to.
+    pub agent: Option<AgentId>,
+    /// Timestamps for SLA.
+    pub times: SessionTimes,
+    /// Highest sequence number used by a message or event of this session.
+    pub last_seq: u64,
+    /// How many times it was transferred.
+    pub transfers: u32,
+    /// The agent's wrap-up note.
+    pub summary: Option<String>,
+}
+
+/// Something that happens to a session.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SessionEvent {
+    /// Rules start evaluating.
+    StartRouting,
+    /// The session joins (or, on overflow, moves to) `group`'s queue.
+    Enqueue {
+        /// The target group.
+        group: GroupId,
+    },
+    /// The group offers it to `agent`.
+    Offer {
+        /// Who gets the offer.
+        agent: AgentId,
+    },
+    /// The offer was rejected or timed out; the session is waiting again.
+    OfferLapsed,
+    /// `agent` accepted the offer.
+    Accept {
+        /// Who accepted.
+        agent: AgentId,
+    },
+    /// The assigned agent sent a message.
+    AgentReplied,
+    /// The agent hands the session on; an [`SessionEvent::Enqueue`] follows.
+    Transfer,
+    /// The conversation is over; the agent writes notes.
+    WrapUp {
+        /// The note, if any yet.
+        summary: Option<String>,
+    },
+    /// Done.
+    Close {
+        /// The note, if any.
+        summary: Option<String>,
+    },
+    /// The customer went away.
+    CustomerLeft,
+}
+
+/// What the owner of the session must do after a transition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionEffect {
+    /// Remove the session from this group's queue.
+    LeaveQueue(GroupId),
+    /// Take back the pending offer from this agent.
+    WithdrawOffer(AgentId),
+    /// The agent no longer holds the session; free their capacity.
+    ReleaseAgent(AgentId),
+}
+
+/// An event that makes no sense in the session's current state.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("session {session}: cannot {event} while {state}")]
+pub struct TransitionError {
+    /// The session.
+    pub session: SessionId,
+    /// Its state.
+    pub state: &'static str,
+    /// What was attempted.
+    pub event: &'static str,
+}
+
+impl SessionEvent {
+    fn name(&self) -> &'static str {
+        match self {
+            SessionEvent::StartRouting => "start routing",
+            SessionEvent::Enqueue { .. } => "enqueue",
+            SessionEvent::Offer { .. } => "offer",
+            SessionEvent::OfferLapsed => "lapse an offer",
+            SessionEvent::Accept { .. } => "accept",
+            SessionEvent::AgentReplied => "record an agent reply",
+            SessionEvent::Transfer => "transfer",
+            SessionEvent::WrapUp { .. } => "wrap up",
+            SessionEvent::Close { .. } => "close",
+            SessionEvent::CustomerLeft => "abandon",
+        }
+    }
+}
+
+impl Session {
+    /// A new session created by a first message at `at`.
+    pub fn new(id: SessionId, customer_id: CustomerId, channel: Channel, at: Millis) -> Self {
+        Session {
+            id,
+            customer_id,
+            channel,
+            state: SessionState::New,
+            group: None,
+            agent: None,
+            times: SessionTimes {
+                created: Some(at),
+                ..SessionTimes::default()
+            },
+            last_seq: 0,
+            transfers: 0,
+            summary: None,
+        }
+    }
+
+    /// Applies `event` at time `at`. On error the session is unchanged.
+    pub fn apply(
+        &mut self,
+        event: SessionEvent,
+        at: Millis,
+    ) -> Result<Vec<SessionEffect>, TransitionError> {
+        use SessionState as S;
+        let refuse = |session: &Session, event: &SessionEvent| TransitionError {
+            session: session.id,
+            state: session.state.as_str(),
+            event: event.name(),
+        };
+        let mut effects = Vec::new();
+        match (self.state, &event) {
+            (S::New, SessionEvent::StartRouting) => self.state = S::Routing,
+            (S::Routing | S::Transferred | S::Queued, SessionEvent::Enqueue { group }) => {
+                if self.state == S::Queued
+                    && let Some(old) = self.group.take()
+                    && &old != group
+                {
+                    effects.push(SessionEffect::LeaveQueue(old));
+                }
+                self.group = Some(group.clone());
+                self.state = S::Queued;
+                self.times.queued.get_or_insert(at);
+            }
+            (S::Queued, SessionEvent::Offer { agent }) => {
+                self.agent = Some(agent.clone());
+                self.state = S::Offered;
+                self.times.offered.get_or_insert(at);
+            }
+            (S::Offered, SessionEvent::OfferLapsed) => {
+                self.agent = None;
+                self.state = S::Queued;
+            }
+            (S::Offered, SessionEvent::Accept { agent }) if self.agent.as_ref() == Some(agent) => {
+                self.state = S::Assigned;
+                self.times.answered.get_or_insert(at);
+            }
+            (S::Assigned, SessionEvent::AgentReplied) => {
+                self.times.first_response.get_or_insert(at);
+            }
+            (S::Assigned, SessionEvent::Transfer) => {
+                effects.extend(self.agent.take().map(SessionEffect::ReleaseAgent));
+                self.transfers += 1;
+                self.state = S::Transferred;
+            }
+            (S::Assigned, SessionEvent::WrapUp { summary }) => {
+                self.summary = summary.clone().or(self.summary.take());
+                self.state = S::WrapUp;
+                self.times.wrap_up = Some(at);
+            }
+            (S::Assigned | S::WrapUp, SessionEvent::Close { summary }) => {
+                self.summary = summary.clone().or(self.summary.take());
+                if self.state == S::Assigned {
+                    self.times.wrap_up = Some(at);
+                }
+                effects.extend(self.agent.clone().map(SessionEffect::ReleaseAgent));
+                self.state = S::Closed;
+                self.times.closed = Some(at);
+            }
+            (S::New | S::Routing | S::Transferred, SessionEvent::CustomerLeft) => {
+                self.state = S::Abandoned;
+                self.times.closed = Some(at);
+            }
+            (S::Queued | S::Offered, SessionEvent::CustomerLeft) => {
+                effects.extend(self.group.clone().map(SessionEffect::LeaveQueue));
+                if self.state == S::Offered {
+                    effects.extend(self.agent.take().map(SessionEffect::WithdrawOffer));
+                }
+                self.state = S::Abandoned;
+                self.times.closed = Some(at);
+            }
+            _ => return Err(refuse(self, &event)),
+        }
+        Ok(effects)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent(id: &str) -> AgentId {
+        AgentId::new(id)
+    }
+    fn group(id: &str) -> GroupId {
+        GroupId::new(id)
+    }
+
+    /// Runs `events` (event, at) from a fresh session and compares the final
+    /// state, the effects of the last event and the error, if any.
+    fn check(
+        events: &[(SessionEvent, Millis)],
+        expected_state: SessionState,
+        expected_last: Result<Vec<SessionEffect>, &str>,
+    ) {
+        let mut session = Session::new(SessionId(7), CustomerId::new("c1"), Channel::Web, 0);
+        let mut last = Ok(Vec::new());
+        for (event, at) in events {
+            last = session.apply(event.clone(), *at).map_err(|e| e.to_string());
+        }
+        assert_eq!(session.state, expected_state, "after {events:?}");
+        assert_eq!(
+            last,
+            expected_last.map_err(str::to_owned),
+            "after {events:?}"
+        );
+    }
+
+    #[test]
+    fn transitions() {
+        use SessionEffect::*;
+        use SessionEvent::*;
+        use SessionState as S;
+        let to_queue = vec![
+            (StartRouting, 1),
+            (
+                Enqueue {
+                    group: group("default"),
+                },
+                2,
+            ),
+        ];
+        let offered = [
+            to_queue.clone(),
+            vec![(
+                Offer {
+                    agent: agent("ann"),
+                },
+                3,
+            )],
+        ]
+        .concat();
+        let assigned = [
+            offered.clone(),
+            vec![(
+                Accept {
+                    agent: agent("ann"),
+                },
+                4,
+            )],
+        ]
+        .concat();
+        let cases: Vec<(
+            Vec<(SessionEvent, Millis)>,
+            SessionState,
+            Result<Vec<SessionEffect>, &str>,
+        )> = vec![
+            (vec![(StartRouting, 1)], S::Routing, Ok(vec![])),
+            (to_queue.clone(), S::Queued, Ok(vec![])),
+            (offered.clone(), S::Offered, Ok(vec![])),
+            (assigned.clone(), S::Assigned, Ok(vec![])),
+            (
+                [offered.clone(), vec![(OfferLapsed, 5)]].concat(),
+                S::Queued,
+                Ok(vec![]),
+            ),
+            (
+                [
+                    offered.clone(),
+                    vec![(
+                        Accept {
+                            agent: agent("bob"),
+                        },
+                        5,
+                    )],
+                ]
+                .concat(),
+                S::Offered,
+                Err("session 7: cannot accept while offered"),
+            ),
+            (
+                [
+                    to_queue.clone(),
+                    vec![(
+                        Enqueue {
+                            group: group("gold_service"),
+                        },
+                        5,
+                    )],
+                ]
+                .concat(),
+                S::Queued,
+                Ok(vec![LeaveQueue(group("default"))]),
+            ),
+            (
+                [assigned.clone(), vec![(Transfer, 5)]].concat(),
+                S::Transferred,
+                Ok(vec![ReleaseAgent(agent("ann"))]),
+            ),
+            (
+                [
+                    assigned.clone(),
+                    vec![
+                        (Transfer, 5),
+                        (
+                            Enqueue {
+                                group: group("phone_support"),
+                            },
+                            6,
+                        ),
+                    ],
+                ]
+                .concat(),
+                S::Queued,
+                Ok(vec![]),
+            ),
+            (
+                [
+                    assigned.clone(),
+                    vec![
+                        (WrapUp { summary: None }, 5),
+                        (
+                            Close {
+                                summary: Some("ok".into()),
+                            },
+                            6,
+                        ),
+                    ],
+                ]
+                .concat(),
+                S::Closed,
+                Ok(vec![ReleaseAgent(agent("ann"))]),
+            ),
+            (
+                [assigned.clone(), vec![(Close { summary: None }, 5)]].concat(),
+                S::Closed,
+                Ok(vec![ReleaseAgent(agent("ann"))]),
+            ),
+            (
+                to_queue
+                    .clone()
+                    .into_iter()
+                    .chain([(CustomerLeft, 9)])
+                    .collect(),
+                S::Abandoned,
+                Ok(vec![LeaveQueue(group("default"))]),
+            ),
+            (
+                [offered.clone(), vec![(CustomerLeft, 9)]].concat(),
+                S::Abandoned,
+                Ok(vec![
+                    LeaveQueue(group("default")),
+                    WithdrawOffer(agent("ann")),
+                ]),
+            ),
+            (
+                [assigned.clone(), vec![(CustomerLeft, 9)]].concat(),
+                S::Assigned,
+                Err("session 7: cannot abandon while assigned"),
+            ),
+            (
+                vec![(
+                    Offer {
+                        agent: agent("ann"),
+                    },
+                    1,
+                )],
+                S::New,
+                Err("session 7: cannot offer while new"),
+            ),
+            (
+                [
+                    assigned.clone(),
+                    vec![(Close { summary: None }, 5), (AgentReplied, 6)],
+                ]
+                .concat(),
+                S::Closed,
+                Err("session 7: cannot record an agent reply while closed"),
+            ),
+        ];
+        for (events, state, last) in cases {
+            check(&events, state, last);
+        }
+    }
+
+    #[test]
+    fn clocks_are_set_once_and_overflow_keeps_the_place_in_line() {
+        use SessionEvent::*;
+        let mut session = Session::new(SessionId(1), CustomerId::new("c1"), Channel::Phone, 100);
+        session.apply(StartRouting, 100).unwrap();
+        session
+            .apply(
+                Enqueue {
+                    group: group("gold_service"),
+                },
+                110,
+            )
+            .unwrap();
+        session
+            .apply(
+                Enqueue {
+                    group: group("default"),
+                },
+                30_110,
+            )
+            .unwrap();
+        session
+            .apply(
+                Offer {
+                    agent: agent("ann"),
+                },
+                30_500,
+            )
+            .unwrap();
+        session.apply(OfferLapsed, 45_500).unwrap();
+        session
+            .apply(
+                Offer {
+                    agent: agent("bob"),
+                },
+                46_000,
+            )
+            .unwrap();
+        session
+            .apply(
+                Accept {
+                    agent: agent("bob"),
+                },
+                47_000,
+            )
+            .unwrap();
+        session.apply(AgentReplied, 50_000).unwrap();
+        session.apply(AgentReplied, 60_000).unwrap();
+        session
+            .apply(
+                WrapUp {
+                    summary: Some("refund issued".into()),
+                },
+                200_000,
+            )
+            .unwrap();
+        session.apply(Close { summary: None }, 230_000).unwrap();
+        let times = &session.times;
+        assert_eq!(
+            (
+                times.created,
+                times.queued,
+                times.offered,
+                times.answered,
+                times.first_response,
+                times.wrap_up,
+                times.closed
+            ),
+            (
+                Some(100),
+                Some(110),
+                Some(30_500),
+                Some(47_000),
+                Some(50_000),
+                Some(200_000),
+                Some(230_000)
+            )
+        );
+        assert_eq!(session.summary.as_deref(), Some("refund issued"));
+        assert_eq!(session.group, Some(group("default")));
+    }
+}
