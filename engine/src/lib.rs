@@ -18,6 +18,8 @@ pub mod envelope;
 pub mod error;
 pub mod group;
 pub mod ids;
+pub mod presence;
+pub mod queue;
 pub mod session;
 
 pub use error::EngineError;
