@@ -21,6 +21,7 @@ pub mod ids;
 pub mod presence;
 pub mod queue;
 pub mod session;
+pub mod sla;
 
 pub use error::EngineError;
 
