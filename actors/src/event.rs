@@ -1,0 +1,175 @@
+//! What subscribers (the gateway's sockets) receive, and the hub that fans
+//! events out per customer and per agent.
+//!
+//! Every event carries the session's sequence number: messages and state
+//! changes share one counter, and both are stored, so a client that resumes
+//! from its last seen `seq` gets everything it missed from the store.
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Mutex;
+
+use engine::Millis;
+use engine::channel::Channel;
+use engine::ids::{AgentId, CustomerId, GroupId, SessionId};
+use engine::store::{Sender, StoredMessage};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+/// One event of one session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// The session.
+    pub session: SessionId,
+    /// The session's sequence number of this event.
+    pub seq: u64,
+    /// When it happened.
+    pub at: Millis,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    /// A customer or agent message.
+    Message {
+        /// Who wrote it.
+        sender: Sender,
+        /// The text.
+        body: String,
+        /// The sender's id for it, for the sender's own dedup.
+        client_message_id: Option<String>,
+        /// The channel it travelled on.
+        channel: Channel,
+    },
+    /// The session waits in a group's queue.
+    Queued {
+        /// The group.
+        group: GroupId,
+    },
+    /// The session is offered to an agent, who must accept before `deadline`.
+    Offered {
+        /// The agent.
+        agent: AgentId,
+        /// Accept by this time.
+        deadline: Millis,
+    },
+    /// The offer lapsed or was rejected; the session waits again.
+    OfferLapsed {
+        /// The agent that had it.
+        agent: AgentId,
+    },
+    /// An agent took the session.
+    Assigned {
+        /// The agent.
+        agent: AgentId,
+        /// The agent's name, for the customer.
+        display_name: String,
+    },
+    /// The session moved on to another group or agent.
+    Transferred {
+        /// The agent that handed it on.
+        from: AgentId,
+    },
+    /// The conversation ended; the agent writes notes.
+    WrapUp,
+    /// Done.
+    Closed {
+        /// The agent's note.
+        summary: Option<String>,
+    },
+    /// The customer left before an agent answered.
+    Abandoned,
+}
+
+impl Event {
+    /// Turns a stored row back into the event it recorded.
+    pub fn from_stored(message: &StoredMessage) -> Event {
+        let kind = match &message.sender {
+            Sender::System => serde_json::from_str(&message.body).unwrap_or_else(|_| EventKind::Message {
+                sender: Sender::System,
+                body: message.body.clone(),
+                client_message_id: None,
+                channel: message.channel.clone(),
+            }),
+            sender => EventKind::Message {
+                sender: sender.clone(),
+                body: message.body.clone(),
+                client_message_id: message.client_message_id.clone(),
+                channel: message.channel.clone(),
+            },
+        };
+        Event { session: message.session_id, seq: message.seq, at: message.at, kind }
+    }
+
+    /// The stored row that records this event.
+    pub fn to_stored(&self, channel: &Channel) -> StoredMessage {
+        let (sender, body, client_message_id) = match &self.kind {
+            EventKind::Message { sender, body, client_message_id, .. } => {
+                (sender.clone(), body.clone(), client_message_id.clone())
+            }
+            other => (Sender::System, serde_json::to_string(other).expect("event kinds serialize"), None),
+        };
+        StoredMessage {
+            session_id: self.session,
+            seq: self.seq,
+            sender,
+            body,
+            client_message_id,
+            channel: channel.clone(),
+            at: self.at,
+        }
+    }
+}
+
+/// Who an event is for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Audience {
+    /// All of one customer's connections.
+    Customer(CustomerId),
+    /// All of one agent's desktops.
+    Agent(AgentId),
+}
+
+const N_SHARDS: usize = 64;
+
+/// Per-customer and per-agent subscriptions. Sharded so that publishing from
+/// many session actors does not contend on one lock; a subscriber whose
+/// channel is full or closed is dropped (it resumes from the store by `seq`).
+pub struct Hub {
+    shards: Vec<Mutex<HashMap<Audience, Vec<mpsc::Sender<Event>>>>>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub { shards: (0..N_SHARDS).map(|_| Mutex::new(HashMap::new())).collect() }
+    }
+}
+
+impl Hub {
+    fn shard(&self, audience: &Audience) -> &Mutex<HashMap<Audience, Vec<mpsc::Sender<Event>>>> {
+        let mut hasher = DefaultHasher::new();
+        audience.hash(&mut hasher);
+        &self.shards[hasher.finish() as usize % N_SHARDS]
+    }
+
+    /// A new subscription with room for `capacity` undelivered events.
+    pub fn subscribe(&self, audience: Audience, capacity: usize) -> mpsc::Receiver<Event> {
+        let (sender, receiver) = mpsc::channel(capacity.max(1));
+        let mut shard = self.shard(&audience).lock().expect("hub shard lock");
+        shard.entry(audience).or_default().push(sender);
+        receiver
+    }
+
+    /// Delivers `event` to every live subscriber of `audience`.
+    pub fn publish(&self, audience: &Audience, event: &Event) {
+        let mut shard = self.shard(audience).lock().expect("hub shard lock");
+        let Some(senders) = shard.get_mut(audience) else { return };
+        senders.retain(|sender| sender.try_send(event.clone()).is_ok());
+        if senders.is_empty() {
+            shard.remove(audience);
+        }
+    }
+}

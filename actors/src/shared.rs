@@ -1,0 +1,88 @@
+//! What every actor of one switchboard shares: the store, the writer, the
+//! event hub, the rules and the configuration.
+
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Duration;
+
+use engine::channel::ChannelRegistry;
+use engine::routing::RuleSet;
+use engine::store::Store;
+use ractor::ActorRef;
+
+use crate::directory::DirectoryMessage;
+use crate::event::Hub;
+use crate::store_writer::StoreWriterMessage;
+
+/// Run-time knobs.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// An offer not accepted within this time goes to the next agent.
+    pub offer_timeout: Duration,
+    /// Wrap-up after an agent's last session ends, before they are available again.
+    pub wrap_up: Duration,
+    /// A session with no activity for this long stops its actor (it re-activates from the store).
+    pub passivate_after: Duration,
+    /// How many SessionSupervisors share the sessions.
+    pub n_session_shards: usize,
+    /// Most operations in one group commit.
+    pub max_batch_ops: usize,
+    /// This node's id, part of every session id.
+    pub node_id: u8,
+    /// A session actor that fails more often than this within `restart_window` is not restarted again.
+    pub max_restarts: u32,
+    /// See `max_restarts`.
+    pub restart_window: Duration,
+    /// Events buffered per subscriber before it is dropped (and must resume from the store).
+    pub subscriber_buffer: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            offer_timeout: Duration::from_secs(15),
+            wrap_up: Duration::from_secs(30),
+            passivate_after: Duration::from_secs(300),
+            n_session_shards: 8,
+            max_batch_ops: 4096,
+            node_id: 0,
+            max_restarts: 5,
+            restart_window: Duration::from_secs(10),
+            subscriber_buffer: 1024,
+        }
+    }
+}
+
+/// Shared by all actors of one switchboard.
+pub struct Shared {
+    /// Reads go straight to the store; writes through `writer`.
+    pub store: Arc<dyn Store>,
+    /// Group commit.
+    pub writer: ActorRef<StoreWriterMessage>,
+    /// Event fan-out.
+    pub hub: Hub,
+    /// The routing rules in force; replaced whole on reload.
+    pub rules: RwLock<Arc<RuleSet>>,
+    /// Accepted channels.
+    pub channels: ChannelRegistry,
+    /// Knobs.
+    pub config: RuntimeConfig,
+    /// Set once the directory runs (it is spawned after this struct exists).
+    pub directory: OnceLock<ActorRef<DirectoryMessage>>,
+}
+
+impl Shared {
+    /// The directory; panics only if used before start-up finished, which is a bug.
+    pub fn directory(&self) -> &ActorRef<DirectoryMessage> {
+        self.directory.get().expect("directory is set during start-up")
+    }
+
+    /// The rules in force.
+    pub fn rules(&self) -> Arc<RuleSet> {
+        self.rules.read().expect("rules lock").clone()
+    }
+}
+
+/// Converts a `Duration` to engine milliseconds.
+pub fn millis(duration: Duration) -> engine::Millis {
+    duration.as_millis() as engine::Millis
+}
