@@ -19,6 +19,7 @@ pub mod error;
 pub mod group;
 pub mod ids;
 pub mod session;
+pub mod store;
 
 pub use error::EngineError;
 
