@@ -119,7 +119,11 @@ async fn join_all<T>(futures: Vec<Pin<Box<dyn Future<Output = T> + Send + '_>>>)
                 }
             }
         }
-        if pending { Poll::Pending } else { Poll::Ready(()) }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
     })
     .await;
     outputs
@@ -204,7 +208,10 @@ pub async fn customer_round_trip_with_identities(store: &dyn Store) {
         .chain([identity(Channel::Phone, "+8613800000000")])
         .collect();
     expected.identities.sort();
-    assert_eq!(store.get_customer(&customer.id).await.unwrap(), Some(expected));
+    assert_eq!(
+        store.get_customer(&customer.id).await.unwrap(),
+        Some(expected)
+    );
 }
 
 /// One person reached over web, app, phone and WeChat is one customer; the
@@ -359,9 +366,15 @@ pub async fn session_round_trip_with_every_field(store: &dyn Store) {
         ],
     )
     .await;
-    assert_eq!(store.get_session(full.id).await.unwrap(), Some(full.clone()));
+    assert_eq!(
+        store.get_session(full.id).await.unwrap(),
+        Some(full.clone())
+    );
     assert_eq!(store.get_session(sparse.id).await.unwrap(), Some(sparse));
-    assert_eq!(store.get_session(high_bit.id).await.unwrap(), Some(high_bit));
+    assert_eq!(
+        store.get_session(high_bit.id).await.unwrap(),
+        Some(high_bit)
+    );
 
     // A put replaces the record.
     full.state = SessionState::Closed;
@@ -448,7 +461,12 @@ pub async fn messages_ascending_paged_and_chinese_intact(store: &dyn Store) {
         store,
         even.into_iter()
             .map(WriteOp::AppendMessage)
-            .chain([WriteOp::AppendMessage(message(2, 1, Sender::Customer, "other"))])
+            .chain([WriteOp::AppendMessage(message(
+                2,
+                1,
+                Sender::Customer,
+                "other",
+            ))])
             .collect(),
     )
     .await;
@@ -469,13 +487,7 @@ pub async fn messages_ascending_paged_and_chinese_intact(store: &dyn Store) {
             .unwrap()
             .is_empty()
     );
-    assert!(
-        store
-            .messages(SessionId(1), 0, 0)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(store.messages(SessionId(1), 0, 0).await.unwrap().is_empty());
     assert_eq!(
         seqs(&store.messages(SessionId(2), 0, 100).await.unwrap()),
         vec![1]
@@ -535,14 +547,25 @@ pub async fn duplicate_seq_fails_the_batch_atomically(store: &dyn Store) {
         vec![first]
     );
     assert_eq!(
-        store.get_session(SessionId(9)).await.unwrap().unwrap().last_seq,
+        store
+            .get_session(SessionId(9))
+            .await
+            .unwrap()
+            .unwrap()
+            .last_seq,
         1
     );
 }
 
 /// A customer's sessions come newest first and `limit` keeps the newest.
 pub async fn sessions_of_customer_newest_first(store: &dyn Store) {
-    let created = [(11, 3 * DAY), (12, DAY), (13, 5 * DAY), (14, 2 * DAY), (15, 4 * DAY)];
+    let created = [
+        (11, 3 * DAY),
+        (12, DAY),
+        (13, 5 * DAY),
+        (14, 2 * DAY),
+        (15, 4 * DAY),
+    ];
     let mut batch: Vec<WriteOp> = created
         .iter()
         .map(|&(id, at)| WriteOp::PutSession(session(id, "c-1", Channel::Web, T0 + at)))
@@ -689,7 +712,10 @@ pub async fn agents_and_groups_round_trip(store: &dyn Store) {
         store.list_agents().await.unwrap(),
         vec![alice.clone(), bob.clone()]
     );
-    assert_eq!(store.get_agent(&alice.id).await.unwrap(), Some(alice.clone()));
+    assert_eq!(
+        store.get_agent(&alice.id).await.unwrap(),
+        Some(alice.clone())
+    );
     assert_eq!(
         store.list_groups().await.unwrap(),
         vec![default.clone(), gold.clone()]
@@ -735,7 +761,10 @@ pub async fn large_batch_all_readable(store: &dyn Store) {
     }
     write(store, batch).await;
 
-    assert_eq!(store.open_sessions().await.unwrap().len(), N_SESSIONS as usize);
+    assert_eq!(
+        store.open_sessions().await.unwrap().len(),
+        N_SESSIONS as usize
+    );
     for s in 0..N_SESSIONS {
         let messages = store.messages(SessionId(10_000 + s), 0, 100).await.unwrap();
         assert_eq!(seqs(&messages), (1..=PER_SESSION).collect::<Vec<_>>());
@@ -787,7 +816,12 @@ pub async fn concurrent_writes_all_land(store: &dyn Store) {
 pub async fn bad_batch_among_concurrent_ones_fails_alone(store: &dyn Store) {
     write(
         store,
-        vec![WriteOp::AppendMessage(message(1, 1, Sender::Customer, "stored"))],
+        vec![WriteOp::AppendMessage(message(
+            1,
+            1,
+            Sender::Customer,
+            "stored",
+        ))],
     )
     .await;
     let batches: Vec<Vec<WriteOp>> = (0..40u64)
@@ -826,7 +860,13 @@ pub async fn bad_batch_among_concurrent_ones_fails_alone(store: &dyn Store) {
             assert_eq!(result, Ok(()), "batch {i}");
         }
     }
-    assert!(store.messages(SessionId(2), 0, 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .messages(SessionId(2), 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(
         store.messages(SessionId(1), 0, 10).await.unwrap()[0].body,
         "stored"

@@ -18,7 +18,7 @@
 //! that is applied atomically: the persistence writer actor collects the ops
 //! of many sessions and makes one store round-trip for all of them.
 //!
-//! Every backend passes the same test suite, [`contract`] (compiled for this
+//! Every backend passes the same test suite, `store::contract` (compiled for this
 //! crate's tests and, for other crates, with the `contract-tests` feature).
 
 use async_trait::async_trait;
@@ -104,8 +104,9 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<Interaction>, StoreError>;
 
-    /// Deletes interactions expired at `now`; returns how many. Backends with
-    /// native TTL may return 0: expired rows are never returned either way.
+    /// Deletes interactions expired at `now` (recorded at or before
+    /// `now - INTERACTION_TTL_MS`); returns how many. Reads hide expired rows
+    /// whether or not they were purged.
     async fn purge_expired(&self, now: Millis) -> Result<u64, StoreError>;
 
     /// Every agent, by id.

@@ -113,7 +113,7 @@ struct ReadPool {
 }
 
 /// Turns a rusqlite error into [`StoreError::Backend`] saying what was being done.
-pub(crate) fn sqlite_error(context: &str) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
+fn sqlite_error(context: &str) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
     move |e| StoreError::Backend(format!("sqlite: {context}: {e}"))
 }
 

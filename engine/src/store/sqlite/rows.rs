@@ -52,9 +52,7 @@ impl<'row, 'stmt> RowReader<'row, 'stmt> {
     }
 
     fn get<T: FromSql>(&self, column: &str) -> Result<T, StoreError> {
-        self.row
-            .get(column)
-            .map_err(|e| self.corrupt(column, e))
+        self.row.get(column).map_err(|e| self.corrupt(column, e))
     }
 
     fn u64(&self, column: &str) -> Result<u64, StoreError> {

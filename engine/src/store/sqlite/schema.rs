@@ -148,5 +148,6 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             )));
         }
     }
-    tx.commit().map_err(sqlite_error("committing schema migration"))
+    tx.commit()
+        .map_err(sqlite_error("committing schema migration"))
 }

@@ -44,7 +44,12 @@ fn message(session: u64, seq: u64, body: &str) -> StoredMessage {
 }
 
 fn session(id: u64) -> Session {
-    Session::new(SessionId(id), CustomerId::new("c-1"), Channel::Wechat, 1_000)
+    Session::new(
+        SessionId(id),
+        CustomerId::new("c-1"),
+        Channel::Wechat,
+        1_000,
+    )
 }
 
 #[tokio::test]
@@ -94,7 +99,14 @@ async fn queued_writes_are_flushed_when_the_store_is_dropped() {
     drop(store); // the last Arc: Drop flushes and joins the writer
 
     let reopened = SqliteStore::open(&path).unwrap();
-    assert_eq!(reopened.messages(SessionId(1), 0, 1_000).await.unwrap().len(), 100);
+    assert_eq!(
+        reopened
+            .messages(SessionId(1), 0, 1_000)
+            .await
+            .unwrap()
+            .len(),
+        100
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -264,7 +276,10 @@ async fn reopening_keeps_the_schema_version_and_synchronous_is_configurable() {
         ..SqliteOptions::default()
     };
     let store = SqliteStore::open_with(&path, options.clone()).unwrap();
-    store.write(&[WriteOp::PutSession(session(3))]).await.unwrap();
+    store
+        .write(&[WriteOp::PutSession(session(3))])
+        .await
+        .unwrap();
     drop(store);
     let store = SqliteStore::open_with(&path, options).unwrap();
     assert_eq!(store.open_sessions().await.unwrap().len(), 1);
@@ -292,7 +307,10 @@ async fn calls_after_close_fail_with_closed() {
         fixture.write(&[WriteOp::PutSession(session(6))]).await,
         Err(StoreError::Closed)
     );
-    assert_eq!(fixture.get_session(SessionId(5)).await, Err(StoreError::Closed));
+    assert_eq!(
+        fixture.get_session(SessionId(5)).await,
+        Err(StoreError::Closed)
+    );
     assert_eq!(fixture.purge_expired(0).await, Err(StoreError::Closed));
 }
 
