@@ -22,6 +22,7 @@ pub mod presence;
 pub mod queue;
 pub mod session;
 pub mod sla;
+pub mod store;
 
 pub use error::EngineError;
 
