@@ -35,8 +35,10 @@ use crate::session::Session;
 
 #[cfg(any(test, feature = "contract-tests"))]
 pub mod contract;
+pub mod memory;
 pub mod sqlite;
 
+pub use memory::MemoryStore;
 pub use sqlite::{SqliteOptions, SqliteStore, Synchronous};
 
 /// How long an [`Interaction`] stays visible: the recent cross-channel history
