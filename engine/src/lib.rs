@@ -18,6 +18,7 @@ pub mod envelope;
 pub mod error;
 pub mod group;
 pub mod ids;
+pub mod routing;
 pub mod session;
 
 pub use error::EngineError;
