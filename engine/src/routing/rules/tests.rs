@@ -142,3 +142,122 @@ fn expression_errors() {
         Err("rules.toml:3:40: unknown field `customer.teir` (did you mean `customer.tier`?)"),
     );
 }
+
+#[test]
+fn file_errors() {
+    check(&with_filter("true"), Ok(()));
+    check(
+        "[[rule]]\nname = \"a\"\nfilter = 'true'\n",
+        Err("rules.toml:2:8: rule `a` has no steps; add a [[rule.step]] with a `group`"),
+    );
+    check(
+        "[[rule]]\nname = \"a\"\n[[rule.step]]\ngroup = \"g\"\n[[rule.step]]\ngroup = \"default\"\n",
+        Err("rules.toml:4:9: only the last step may wait forever; add a `timeout` to this step"),
+    );
+    check(
+        "[[rule]]\nname = \"a\"\n[[rule.step]]\ngroup = \"g\"\ntimeout = \"3x\"\n",
+        Err(
+            r#"rules.toml:5:11: invalid duration `3x`: use "30s", "2m", "1h" or a whole number of seconds"#,
+        ),
+    );
+    check(
+        "[[rule]]\nname = \"a\"\n[[rule.step]]\ngroup = \"g\"\ntimeout = 0\n",
+        Err("rules.toml:5:11: invalid duration `0`: a timeout must be longer than zero"),
+    );
+    check(
+        "[[rule]]\nname = \"a\"\n[[rule.step]]\ngroup = \"g\"\ntimeout = 2.5\n",
+        Err(
+            r#"rules.toml:5:11: invalid type: floating point `2.5`, expected a duration such as "30s", "2m", "1h" or a whole number of seconds"#,
+        ),
+    );
+    check(
+        "[[rule]]\nname = \"a\"\n[[rule.step]]\ngroup = \"g\"\ntiemout = 3\n",
+        Err("rules.toml:5:1: unknown field `tiemout`, expected one of \
+             `group`, `agent`, `priority`, `timeout`, `sticky`"),
+    );
+    check(
+        "timezon = \"+08:00\"\n",
+        Err("rules.toml:1:1: unknown field `timezon`, expected one of `timezone`, `hours`, `rule`"),
+    );
+    check(
+        "[[rule]]\nname = \"a\"\n[[rule.step]]\n",
+        Err("rules.toml:3:1: missing field `group`"),
+    );
+    check(
+        "[[rule]]\nname = \"a\nfilter = 'true'\n",
+        Err("rules.toml:2:10: invalid basic string, expected `\"`"),
+    );
+    check(
+        "",
+        Err("rules.toml:1:1: the file has no [[rule]]; add at least one rule"),
+    );
+    check(
+        "[[rule]]\nname = \"a\"\n[[rule.step]]\ngroup = \"g\"\n\
+         [[rule]]\nname = \"a\"\n[[rule.step]]\ngroup = \"g\"\n",
+        Err("rules.toml:6:8: duplicate rule name `a` (first used on line 2)"),
+    );
+    check(
+        &format!("timezone = \"Asia/Shanghai\"\n{}", with_filter("true")),
+        Err(
+            r#"rules.toml:1:12: invalid timezone `Asia/Shanghai`: use a fixed UTC offset such as "+08:00" or "-05:00""#,
+        ),
+    );
+    let hours = |days: &str, open: &str, close: &str, closed: &str| {
+        format!(
+            "[hours.support]\ndays = {days}\nopen = \"{open}\"\nclose = \"{close}\"\n\
+             closed_dates = [{closed}]\n{}",
+            with_filter("hours.support")
+        )
+    };
+    check(
+        &hours(r#"["mon"]"#, "09:00", "18:00", r#""2026-10-01""#),
+        Ok(()),
+    );
+    check(
+        &hours(r#"["monday"]"#, "09:00", "18:00", ""),
+        Err("rules.toml:2:9: unknown day `monday`: use mon, tue, wed, thu, fri, sat or sun"),
+    );
+    check(
+        &hours("[]", "09:00", "18:00", ""),
+        Err(r#"rules.toml:2:8: `days` is empty; list the working days, e.g. ["mon", "tue"]"#),
+    );
+    check(
+        &hours(r#"["mon"]"#, "9am", "18:00", ""),
+        Err(r#"rules.toml:3:8: invalid time `9am`: use 24-hour HH:MM such as "09:00""#),
+    );
+    check(
+        &hours(r#"["mon"]"#, "18:00", "09:00", ""),
+        Err(
+            "rules.toml:4:9: `close` (09:00) must be later than `open` (18:00); \
+             split overnight hours into two calendars",
+        ),
+    );
+    check(
+        &hours(r#"["mon"]"#, "09:00", "18:00", r#""2026-10-32""#),
+        Err(r#"rules.toml:5:17: invalid date `2026-10-32`: use YYYY-MM-DD such as "2026-10-01""#),
+    );
+}
+
+#[test]
+fn validation_errors() {
+    check(
+        "[[rule]]\nname = \"a\"\n[[rule.step]]\ngroup = \"gold_servce\"\n",
+        Err("rules.toml:4:10: unknown skill group `gold_servce`"),
+    );
+    check(
+        &with_filter(r#"channel == "fax""#),
+        Err("rules.toml:3:22: unknown channel `fax`"),
+    );
+    check(
+        &with_filter(r#"channel IN ["web", "line", "fax"]"#),
+        Err("rules.toml:3:38: unknown channel `fax`"),
+    );
+    check(
+        &with_agent(r#""We Chat" != channel"#),
+        Err("rules.toml:5:10: invalid channel name `We Chat`: \
+             use 1-32 characters of a-z, 0-9, `_` or `-`"),
+    );
+    check(&with_filter(r#"channel IN ["web", "line"]"#), Ok(()));
+    // Text that merely mentions a channel is not a channel name.
+    check(&with_filter(r#"message CONTAINS "fax""#), Ok(()));
+}
