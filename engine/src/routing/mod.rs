@@ -27,7 +27,7 @@ use crate::Millis;
 use crate::agent::Agent;
 use crate::channel::{Channel, ChannelRegistry};
 use crate::customer::Customer;
-use crate::ids::GroupId;
+use crate::ids::{AgentId, GroupId};
 
 mod eval;
 mod hours;
@@ -102,6 +102,8 @@ pub struct Step {
     pub timeout_ms: Option<Millis>,
     /// The step targets only the customer's last agent within `group`.
     pub sticky: bool,
+    /// Set by a transfer to one agent: only that agent is admitted.
+    pub only_agent: Option<AgentId>,
     agent: Option<Arc<AgentCondition>>,
 }
 
@@ -125,6 +127,21 @@ pub struct RuleError {
     pub column: usize,
     /// What is wrong, lowercase, no trailing period.
     pub message: String,
+}
+
+impl RoutePlan {
+    /// The group a contact waits in when no rule matches.
+    pub const FALLBACK_GROUP: &'static str = "default";
+
+    /// A plan of one step.
+    pub fn single(step: Step) -> RoutePlan {
+        RoutePlan { rule: Arc::from("direct"), steps: Arc::from([step]) }
+    }
+
+    /// The plan for a contact no rule matched: wait in [`RoutePlan::FALLBACK_GROUP`].
+    pub fn fallback() -> RoutePlan {
+        RoutePlan { rule: Arc::from("fallback"), steps: Arc::from([Step::to_group(GroupId::new(Self::FALLBACK_GROUP), 0)]) }
+    }
 }
 
 impl RuleSet {
@@ -203,6 +220,9 @@ impl Step {
         if self.sticky && contact.customer.last_agent.as_ref() != Some(&agent.id) {
             return false;
         }
+        if self.only_agent.as_ref().is_some_and(|only| only != &agent.id) {
+            return false;
+        }
         match &self.agent {
             None => true,
             Some(condition) => {
@@ -217,6 +237,17 @@ impl Step {
     /// skipped when the customer has no last agent.
     pub fn applies_to(&self, contact: &Contact) -> bool {
         !self.sticky || contact.customer.last_agent.is_some()
+    }
+
+    /// A step that waits in `group` for any member, without timeout: a
+    /// transfer to a group, or the fallback when no rule matches.
+    pub fn to_group(group: GroupId, priority: i32) -> Step {
+        Step { group, priority, timeout_ms: None, sticky: false, only_agent: None, agent: None }
+    }
+
+    /// A step that waits in `group` for `agent` only: a transfer to an agent.
+    pub fn to_agent(group: GroupId, agent: AgentId, priority: i32) -> Step {
+        Step { only_agent: Some(agent), ..Step::to_group(group, priority) }
     }
 
     /// The step's `agent` expression as written, if it has one.

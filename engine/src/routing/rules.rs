@@ -296,6 +296,7 @@ impl Loader<'_> {
             priority: doc.priority,
             timeout_ms,
             sticky: doc.sticky,
+            only_agent: None,
             agent,
         })
     }
