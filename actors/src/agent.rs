@@ -10,7 +10,7 @@ use std::time::Duration;
 use engine::agent::Agent;
 use engine::channel::Channel;
 use engine::ids::{GroupId, SessionId};
-use engine::now_millis;
+
 use engine::presence::{AgentEffect, AgentEvent, AgentState, Presence, PresenceRequest};
 use engine::queue::MemberStatus;
 use engine::session::SessionState;
@@ -122,8 +122,13 @@ impl Actor for AgentActor {
     type State = AgentActorState;
     type Arguments = AgentArgs;
 
-    async fn pre_start(&self, _myself: ActorRef<Self::Msg>, args: AgentArgs) -> Result<Self::State, ActorProcessingErr> {
-        let mut state = AgentState::new(args.profile.id.clone(), millis(self.shared.config.wrap_up));
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: AgentArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let mut state =
+            AgentState::new(args.profile.id.clone(), millis(self.shared.config.wrap_up));
         if args.recovering {
             for session in self.shared.store.open_sessions().await? {
                 let held = matches!(session.state, SessionState::Assigned | SessionState::WrapUp);
@@ -133,37 +138,64 @@ impl Actor for AgentActor {
                 }
             }
             state.presence = Presence::Available;
-            state.idle_since = now_millis();
+            state.idle_since = crate::clock::now();
             info!(agent_id = %args.profile.id, n_sessions = state.sessions.len(), "agent recovered");
         }
-        Ok(AgentActorState { profile: args.profile, state, offered: HashMap::new() })
+        Ok(AgentActorState {
+            profile: args.profile,
+            state,
+            offered: HashMap::new(),
+        })
     }
 
-    async fn post_start(&self, _myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn post_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         self.report(state);
         Ok(())
     }
 
-    async fn handle(&self, myself: ActorRef<Self::Msg>, message: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
-        let now = now_millis();
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let now = crate::clock::now();
         match message {
             AgentMessage::SetPresence { request, reply } => {
                 let result = self.apply(&myself, state, AgentEvent::Request(request));
                 // The caller may have given up waiting.
                 let _ = reply.send(result.map(|()| state.state.presence.clone()));
             }
-            AgentMessage::Offer { session, channel, group, session_ref } => {
+            AgentMessage::Offer {
+                session,
+                channel,
+                group,
+                session_ref,
+            } => {
                 match self.apply(&myself, state, AgentEvent::Offer { session, channel }) {
                     Ok(()) => {
                         let timeout = self.shared.config.offer_timeout;
                         state.offered.insert(session, session_ref.clone());
                         myself.send_after(timeout, move || AgentMessage::OfferTimeout { session });
                         // If the session stopped meanwhile its timer here lapses the offer.
-                        let _ = session_ref.cast(SessionMessage::Offered { agent: state.profile.id.clone(), deadline: now + millis(timeout) });
+                        let _ = session_ref.cast(SessionMessage::Offered {
+                            agent: state.profile.id.clone(),
+                            deadline: now + millis(timeout),
+                        });
                     }
                     Err(err) => {
                         debug!(agent_id = %state.profile.id, session_id = %session, error = %err, "offer refused");
-                        self.tell_group(&group, GroupMessage::OfferLapsed { session, agent: state.profile.id.clone() });
+                        self.tell_group(
+                            &group,
+                            GroupMessage::OfferLapsed {
+                                session,
+                                agent: state.profile.id.clone(),
+                            },
+                        );
                         self.report_to(state, &group);
                     }
                 }
@@ -185,7 +217,9 @@ impl Actor for AgentActor {
                 let result = self.apply(&myself, state, AgentEvent::Reject { session });
                 if let (Ok(()), Some(session_ref)) = (&result, session_ref) {
                     // A stopped session has nothing to lapse.
-                    let _ = session_ref.cast(SessionMessage::OfferLapsed { agent: state.profile.id.clone() });
+                    let _ = session_ref.cast(SessionMessage::OfferLapsed {
+                        agent: state.profile.id.clone(),
+                    });
                 }
                 // The caller may have given up waiting.
                 let _ = reply.send(result);
@@ -219,35 +253,56 @@ impl Actor for AgentActor {
 
 impl AgentActor {
     /// Runs the state machine and carries out its effects.
-    fn apply(&self, myself: &ActorRef<AgentMessage>, state: &mut AgentActorState, event: AgentEvent) -> Result<(), ApiError> {
-        let effects = state.state.apply(&state.profile, event, now_millis())?;
+    fn apply(
+        &self,
+        myself: &ActorRef<AgentMessage>,
+        state: &mut AgentActorState,
+        event: AgentEvent,
+    ) -> Result<(), ApiError> {
+        let effects = state
+            .state
+            .apply(&state.profile, event, crate::clock::now())?;
         for effect in effects {
             match effect {
                 AgentEffect::AvailabilityChanged => self.report(state),
                 AgentEffect::StartWrapUpTimer(until) => {
-                    let delay = Duration::from_millis((until - now_millis()).max(0) as u64);
+                    let delay = Duration::from_millis((until - crate::clock::now()).max(0) as u64);
                     myself.send_after(delay, || AgentMessage::WrapUpTimer);
                 }
                 AgentEffect::OfferLapsed(session) => {
                     if let Some(session_ref) = state.offered.remove(&session) {
                         // A stopped session has nothing to lapse.
-                        let _ = session_ref.cast(SessionMessage::OfferLapsed { agent: state.profile.id.clone() });
+                        let _ = session_ref.cast(SessionMessage::OfferLapsed {
+                            agent: state.profile.id.clone(),
+                        });
                     }
                 }
             }
         }
-        state.offered.retain(|session, _| state.state.offers.iter().any(|(s, _)| s == session));
+        state
+            .offered
+            .retain(|session, _| state.state.offers.iter().any(|(s, _)| s == session));
         Ok(())
     }
 
-    async fn accept(&self, myself: &ActorRef<AgentMessage>, state: &mut AgentActorState, session: SessionId) -> Result<(), ApiError> {
+    async fn accept(
+        &self,
+        myself: &ActorRef<AgentMessage>,
+        state: &mut AgentActorState,
+        session: SessionId,
+    ) -> Result<(), ApiError> {
         let session_ref = state.offered.get(&session).cloned();
         self.apply(myself, state, AgentEvent::Accept { session })?;
         let Some(session_ref) = session_ref else {
             return Err(ApiError::Unavailable(format!("session {session}")));
         };
         let agent = state.profile.id.clone();
-        let outcome = session_ref.call(|reply| SessionMessage::Accept { agent, reply }, Some(Duration::from_secs(10))).await;
+        let outcome = session_ref
+            .call(
+                |reply| SessionMessage::Accept { agent, reply },
+                Some(Duration::from_secs(10)),
+            )
+            .await;
         let result = match outcome {
             Ok(ractor::rpc::CallResult::Success(result)) => result,
             Ok(_) => Err(ApiError::Unavailable(format!("session {session}"))),
@@ -276,11 +331,20 @@ impl AgentActor {
     }
 
     fn report_to(&self, state: &AgentActorState, group: &GroupId) {
-        self.tell_group(group, GroupMessage::Member { profile: state.profile.clone(), status: self.status(state) });
+        self.tell_group(
+            group,
+            GroupMessage::Member {
+                profile: state.profile.clone(),
+                status: self.status(state),
+            },
+        );
     }
 
     fn tell_group(&self, group: &GroupId, message: GroupMessage) {
         // The directory lives as long as the system.
-        let _ = self.shared.directory().cast(DirectoryMessage::ToGroup { group: group.clone(), message });
+        let _ = self.shared.directory().cast(DirectoryMessage::ToGroup {
+            group: group.clone(),
+            message,
+        });
     }
 }

@@ -37,19 +37,36 @@ impl Actor for AgentSupervisor {
     type State = AgentSupervisorState;
     type Arguments = Vec<Agent>;
 
-    async fn pre_start(&self, myself: ActorRef<Self::Msg>, agents: Vec<Agent>) -> Result<Self::State, ActorProcessingErr> {
-        let mut state = AgentSupervisorState { children: HashMap::new() };
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        agents: Vec<Agent>,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let mut state = AgentSupervisorState {
+            children: HashMap::new(),
+        };
         for agent in agents {
-            self.start_agent(&myself, &mut state, Arc::new(agent), false).await?;
+            self.start_agent(&myself, &mut state, Arc::new(agent), false)
+                .await?;
         }
         Ok(state)
     }
 
-    async fn handle(&self, _myself: ActorRef<Self::Msg>, message: Self::Msg, _state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        _state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         match message {}
     }
 
-    async fn handle_supervisor_evt(&self, myself: ActorRef<Self::Msg>, event: SupervisionEvent, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         match event {
             SupervisionEvent::ActorFailed(cell, err) => {
                 if let Some(profile) = state.children.remove(&cell.get_id()) {
@@ -69,12 +86,31 @@ impl Actor for AgentSupervisor {
 }
 
 impl AgentSupervisor {
-    async fn start_agent(&self, myself: &ActorRef<AgentSupervisorMessage>, state: &mut AgentSupervisorState, profile: Arc<Agent>, recovering: bool) -> Result<(), ActorProcessingErr> {
+    async fn start_agent(
+        &self,
+        myself: &ActorRef<AgentSupervisorMessage>,
+        state: &mut AgentSupervisorState,
+        profile: Arc<Agent>,
+        recovering: bool,
+    ) -> Result<(), ActorProcessingErr> {
         let id: AgentId = profile.id.clone();
-        let args = AgentArgs { profile: profile.clone(), recovering };
-        let (actor, _) = Actor::spawn_linked(None, AgentActor { shared: self.shared.clone() }, args, myself.get_cell()).await?;
+        let args = AgentArgs {
+            profile: profile.clone(),
+            recovering,
+        };
+        let (actor, _) = Actor::spawn_linked(
+            None,
+            AgentActor {
+                shared: self.shared.clone(),
+            },
+            args,
+            myself.get_cell(),
+        )
+        .await?;
         state.children.insert(actor.get_id(), profile);
-        self.shared.directory().cast(DirectoryMessage::RegisterAgent { agent: id, actor })?;
+        self.shared
+            .directory()
+            .cast(DirectoryMessage::RegisterAgent { agent: id, actor })?;
         Ok(())
     }
 }

@@ -8,10 +8,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use engine::EngineError;
 use engine::channel::Channel;
 use engine::ids::{AgentId, CustomerId, GroupId, SessionId, SessionIdGen};
 use engine::session::Session;
-use engine::{EngineError, now_millis};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, MessagingErr, RpcReplyPort};
 use tracing::warn;
 
@@ -152,7 +152,11 @@ impl Actor for Directory {
     type State = DirectoryState;
     type Arguments = DirectoryArgs;
 
-    async fn pre_start(&self, _myself: ActorRef<Self::Msg>, args: DirectoryArgs) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: DirectoryArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
         Ok(DirectoryState {
             shards: args.session_shards,
             sessions: HashMap::new(),
@@ -165,9 +169,16 @@ impl Actor for Directory {
         })
     }
 
-    async fn handle(&self, _myself: ActorRef<Self::Msg>, message: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         match message {
-            DirectoryMessage::ToSession { session, message } => self.to_session(state, session, message).await,
+            DirectoryMessage::ToSession { session, message } => {
+                self.to_session(state, session, message).await
+            }
             DirectoryMessage::ToAgent { agent, message } => match state.agents.get(&agent) {
                 // A stopped agent is being restarted; it re-reports on start.
                 Some(actor) => drop(actor.cast(message)),
@@ -183,7 +194,11 @@ impl Actor for Directory {
                 // The caller may have given up waiting.
                 let _ = reply.send(result);
             }
-            DirectoryMessage::OpenSession { customer, channel, reply } => {
+            DirectoryMessage::OpenSession {
+                customer,
+                channel,
+                reply,
+            } => {
                 let result = match state.open_by_customer.get(&customer).copied() {
                     Some(session) => self.activate(state, session).await,
                     None => self.create(state, customer, channel).await,
@@ -192,12 +207,20 @@ impl Actor for Directory {
                 let _ = reply.send(result);
             }
             DirectoryMessage::Agent { agent, reply } => {
-                let result = state.agents.get(&agent).cloned().ok_or_else(|| EngineError::UnknownAgent(agent.to_string()).into());
+                let result = state
+                    .agents
+                    .get(&agent)
+                    .cloned()
+                    .ok_or_else(|| EngineError::UnknownAgent(agent.to_string()).into());
                 // The caller may have given up waiting.
                 let _ = reply.send(result);
             }
             DirectoryMessage::Group { group, reply } => {
-                let result = state.groups.get(&group).cloned().ok_or_else(|| EngineError::UnknownGroup(group.to_string()).into());
+                let result = state
+                    .groups
+                    .get(&group)
+                    .cloned()
+                    .ok_or_else(|| EngineError::UnknownGroup(group.to_string()).into());
                 // The caller may have given up waiting.
                 let _ = reply.send(result);
             }
@@ -213,8 +236,16 @@ impl Actor for Directory {
                     state.customer_of.insert(session, customer);
                 }
             }
-            DirectoryMessage::SessionStopped { session, actor, ended, restart } => {
-                let current = state.sessions.get(&session).is_some_and(|live| live.get_id() == actor);
+            DirectoryMessage::SessionStopped {
+                session,
+                actor,
+                ended,
+                restart,
+            } => {
+                let current = state
+                    .sessions
+                    .get(&session)
+                    .is_some_and(|live| live.get_id() == actor);
                 if current {
                     state.sessions.remove(&session);
                 }
@@ -244,7 +275,12 @@ impl Actor for Directory {
 }
 
 impl Directory {
-    async fn to_session(&self, state: &mut DirectoryState, session: SessionId, message: SessionMessage) {
+    async fn to_session(
+        &self,
+        state: &mut DirectoryState,
+        session: SessionId,
+        message: SessionMessage,
+    ) {
         let message = match state.sessions.get(&session) {
             Some(actor) => match actor.cast(message) {
                 Ok(()) => return,
@@ -258,39 +294,70 @@ impl Directory {
         match self.activate(state, session).await {
             // Just started; if it stopped again already the message is moot.
             Ok(actor) => drop(actor.cast(message)),
-            Err(err) => warn!(session_id = %session, error = %err, "message for a session that cannot be activated dropped"),
+            Err(err) => {
+                warn!(session_id = %session, error = %err, "message for a session that cannot be activated dropped")
+            }
         }
     }
 
     /// The live actor of `session`, started from the store if it is not running.
-    async fn activate(&self, state: &mut DirectoryState, session: SessionId) -> Result<ActorRef<SessionMessage>, ApiError> {
+    async fn activate(
+        &self,
+        state: &mut DirectoryState,
+        session: SessionId,
+    ) -> Result<ActorRef<SessionMessage>, ApiError> {
         if let Some(actor) = state.sessions.get(&session) {
             if actor.get_status() == ractor::ActorStatus::Running {
                 return Ok(actor.clone());
             }
         }
-        let actor = self.spawn(state, session, SessionStart::Rehydrate(session)).await?;
+        let actor = self
+            .spawn(state, session, SessionStart::Rehydrate(session))
+            .await?;
         Ok(actor)
     }
 
-    async fn create(&self, state: &mut DirectoryState, customer: CustomerId, channel: Channel) -> Result<ActorRef<SessionMessage>, ApiError> {
-        let now = now_millis();
+    async fn create(
+        &self,
+        state: &mut DirectoryState,
+        customer: CustomerId,
+        channel: Channel,
+    ) -> Result<ActorRef<SessionMessage>, ApiError> {
+        let now = crate::clock::now();
         let session = state.ids.next(now);
         let record = Session::new(session, customer.clone(), channel, now);
-        let actor = self.spawn(state, session, SessionStart::New(record)).await?;
+        let actor = self
+            .spawn(state, session, SessionStart::New(record))
+            .await?;
         state.open_by_customer.insert(customer.clone(), session);
         state.customer_of.insert(session, customer);
         Ok(actor)
     }
 
-    async fn spawn(&self, state: &mut DirectoryState, session: SessionId, start: SessionStart) -> Result<ActorRef<SessionMessage>, ApiError> {
+    async fn spawn(
+        &self,
+        state: &mut DirectoryState,
+        session: SessionId,
+        start: SessionStart,
+    ) -> Result<ActorRef<SessionMessage>, ApiError> {
         let shard = &state.shards[(session.0 as usize) % state.shards.len()];
         let outcome = shard
-            .call(|reply| SessionSupervisorMessage::Start { session, start, reply }, Some(std::time::Duration::from_secs(30)))
+            .call(
+                |reply| SessionSupervisorMessage::Start {
+                    session,
+                    start,
+                    reply,
+                },
+                Some(std::time::Duration::from_secs(30)),
+            )
             .await?;
         let actor = match outcome {
             ractor::rpc::CallResult::Success(result) => result?,
-            _ => return Err(ApiError::Unavailable(format!("session supervisor for {session}"))),
+            _ => {
+                return Err(ApiError::Unavailable(format!(
+                    "session supervisor for {session}"
+                )));
+            }
         };
         state.sessions.insert(session, actor.clone());
         Ok(actor)

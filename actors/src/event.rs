@@ -88,12 +88,14 @@ impl Event {
     /// Turns a stored row back into the event it recorded.
     pub fn from_stored(message: &StoredMessage) -> Event {
         let kind = match &message.sender {
-            Sender::System => serde_json::from_str(&message.body).unwrap_or_else(|_| EventKind::Message {
-                sender: Sender::System,
-                body: message.body.clone(),
-                client_message_id: None,
-                channel: message.channel.clone(),
-            }),
+            Sender::System => {
+                serde_json::from_str(&message.body).unwrap_or_else(|_| EventKind::Message {
+                    sender: Sender::System,
+                    body: message.body.clone(),
+                    client_message_id: None,
+                    channel: message.channel.clone(),
+                })
+            }
             sender => EventKind::Message {
                 sender: sender.clone(),
                 body: message.body.clone(),
@@ -101,16 +103,28 @@ impl Event {
                 channel: message.channel.clone(),
             },
         };
-        Event { session: message.session_id, seq: message.seq, at: message.at, kind }
+        Event {
+            session: message.session_id,
+            seq: message.seq,
+            at: message.at,
+            kind,
+        }
     }
 
     /// The stored row that records this event.
     pub fn to_stored(&self, channel: &Channel) -> StoredMessage {
         let (sender, body, client_message_id) = match &self.kind {
-            EventKind::Message { sender, body, client_message_id, .. } => {
-                (sender.clone(), body.clone(), client_message_id.clone())
-            }
-            other => (Sender::System, serde_json::to_string(other).expect("event kinds serialize"), None),
+            EventKind::Message {
+                sender,
+                body,
+                client_message_id,
+                ..
+            } => (sender.clone(), body.clone(), client_message_id.clone()),
+            other => (
+                Sender::System,
+                serde_json::to_string(other).expect("event kinds serialize"),
+                None,
+            ),
         };
         StoredMessage {
             session_id: self.session,
@@ -144,7 +158,9 @@ pub struct Hub {
 
 impl Default for Hub {
     fn default() -> Self {
-        Hub { shards: (0..N_SHARDS).map(|_| Mutex::new(HashMap::new())).collect() }
+        Hub {
+            shards: (0..N_SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+        }
     }
 }
 
@@ -166,7 +182,9 @@ impl Hub {
     /// Delivers `event` to every live subscriber of `audience`.
     pub fn publish(&self, audience: &Audience, event: &Event) {
         let mut shard = self.shard(audience).lock().expect("hub shard lock");
-        let Some(senders) = shard.get_mut(audience) else { return };
+        let Some(senders) = shard.get_mut(audience) else {
+            return;
+        };
         senders.retain(|sender| sender.try_send(event.clone()).is_ok());
         if senders.is_empty() {
             shard.remove(audience);

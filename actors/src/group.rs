@@ -12,7 +12,7 @@ use engine::agent::Agent;
 use engine::channel::Channel;
 use engine::group::SkillGroup;
 use engine::ids::{AgentId, GroupId, SessionId};
-use engine::now_millis;
+
 use engine::queue::{Candidate, GroupQueue, MemberStatus};
 use engine::routing::{Contact, Step};
 use engine::session::SessionState;
@@ -123,27 +123,50 @@ impl Actor for GroupActor {
     type State = GroupState;
     type Arguments = GroupArgs;
 
-    async fn pre_start(&self, _myself: ActorRef<Self::Msg>, args: GroupArgs) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: GroupArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
         let directory = self.shared.directory();
         if args.recovering {
             for agent in &args.members {
                 // The directory lives as long as the system.
-                let _ = directory.cast(DirectoryMessage::ToAgent { agent: agent.clone(), message: AgentMessage::ReportStatus });
+                let _ = directory.cast(DirectoryMessage::ToAgent {
+                    agent: agent.clone(),
+                    message: AgentMessage::ReportStatus,
+                });
             }
             for session in self.shared.store.open_sessions().await? {
                 let waiting = matches!(session.state, SessionState::Queued | SessionState::Offered);
                 if waiting && session.group.as_ref() == Some(&args.group.id) {
                     // As above.
-                    let _ = directory.cast(DirectoryMessage::ToSession { session: session.id, message: SessionMessage::Requeue });
+                    let _ = directory.cast(DirectoryMessage::ToSession {
+                        session: session.id,
+                        message: SessionMessage::Requeue,
+                    });
                 }
             }
         }
-        Ok(GroupState { group: args.group, queue: GroupQueue::default() })
+        Ok(GroupState {
+            group: args.group,
+            queue: GroupQueue::default(),
+        })
     }
 
-    async fn handle(&self, _myself: ActorRef<Self::Msg>, message: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         match message {
-            GroupMessage::Enqueue { session, priority, queued_at, entry } => {
+            GroupMessage::Enqueue {
+                session,
+                priority,
+                queued_at,
+                entry,
+            } => {
                 state.queue.enqueue(session, priority, queued_at, entry);
             }
             GroupMessage::Leave { session } => {
@@ -154,10 +177,14 @@ impl Actor for GroupActor {
                 state.queue.offer_lapsed(session, &agent);
             }
             GroupMessage::View { reply } => {
-                let now = now_millis();
+                let now = crate::clock::now();
                 let view = GroupView {
                     group: state.group.id.clone(),
-                    waiting: state.queue.iter().map(|(s, w)| (s, w.priority, w.queued_at, w.offered_to.clone())).collect(),
+                    waiting: state
+                        .queue
+                        .iter()
+                        .map(|(s, w)| (s, w.priority, w.queued_at, w.offered_to.clone()))
+                        .collect(),
                     n_ready_agents: state.queue.n_ready(),
                     longest_wait_ms: state.queue.oldest_queued_at().map(|at| (now - at).max(0)),
                 };
@@ -173,8 +200,11 @@ impl Actor for GroupActor {
 
 impl GroupActor {
     fn dispatch(&self, state: &mut GroupState) {
-        for offer in state.queue.dispatch(now_millis()) {
-            let waiting = state.queue.get(offer.session).expect("offered sessions are waiting");
+        for offer in state.queue.dispatch(crate::clock::now()) {
+            let waiting = state
+                .queue
+                .get(offer.session)
+                .expect("offered sessions are waiting");
             debug!(group = %state.group.id, session_id = %offer.session, agent_id = %offer.agent, "offering");
             let message = AgentMessage::Offer {
                 session: offer.session,
@@ -183,7 +213,10 @@ impl GroupActor {
                 session_ref: waiting.entry.session.clone(),
             };
             // The directory lives as long as the system.
-            let _ = self.shared.directory().cast(DirectoryMessage::ToAgent { agent: offer.agent, message });
+            let _ = self.shared.directory().cast(DirectoryMessage::ToAgent {
+                agent: offer.agent,
+                message,
+            });
         }
     }
 }

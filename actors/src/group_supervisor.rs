@@ -47,25 +47,48 @@ impl Actor for GroupSupervisor {
     type State = GroupSupervisorState;
     type Arguments = GroupSupervisorArgs;
 
-    async fn pre_start(&self, myself: ActorRef<Self::Msg>, args: GroupSupervisorArgs) -> Result<Self::State, ActorProcessingErr> {
-        let mut state = GroupSupervisorState { children: HashMap::new() };
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: GroupSupervisorArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let mut state = GroupSupervisorState {
+            children: HashMap::new(),
+        };
         for group in args.groups {
-            let members = args.agents.iter().filter(|a| a.groups.contains(&group.id)).map(|a| a.id.clone()).collect();
-            self.start_group(&myself, &mut state, group, members, false).await?;
+            let members = args
+                .agents
+                .iter()
+                .filter(|a| a.groups.contains(&group.id))
+                .map(|a| a.id.clone())
+                .collect();
+            self.start_group(&myself, &mut state, group, members, false)
+                .await?;
         }
         Ok(state)
     }
 
-    async fn handle(&self, _myself: ActorRef<Self::Msg>, message: Self::Msg, _state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        _state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         match message {}
     }
 
-    async fn handle_supervisor_evt(&self, myself: ActorRef<Self::Msg>, event: SupervisionEvent, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         match event {
             SupervisionEvent::ActorFailed(cell, err) => {
                 if let Some((group, members)) = state.children.remove(&cell.get_id()) {
                     warn!(group = %group.id, error = %err, "group actor failed; restarting");
-                    self.start_group(&myself, state, group, members, true).await?;
+                    self.start_group(&myself, state, group, members, true)
+                        .await?;
                 }
             }
             SupervisionEvent::ActorTerminated(cell, _, reason) => {
@@ -88,10 +111,29 @@ impl GroupSupervisor {
         members: Vec<AgentId>,
         recovering: bool,
     ) -> Result<(), ActorProcessingErr> {
-        let args = GroupArgs { group: group.clone(), members: members.clone(), recovering };
-        let (actor, _) = Actor::spawn_linked(None, GroupActor { shared: self.shared.clone() }, args, myself.get_cell()).await?;
-        state.children.insert(actor.get_id(), (group.clone(), members));
-        self.shared.directory().cast(DirectoryMessage::RegisterGroup { group: group.id, actor })?;
+        let args = GroupArgs {
+            group: group.clone(),
+            members: members.clone(),
+            recovering,
+        };
+        let (actor, _) = Actor::spawn_linked(
+            None,
+            GroupActor {
+                shared: self.shared.clone(),
+            },
+            args,
+            myself.get_cell(),
+        )
+        .await?;
+        state
+            .children
+            .insert(actor.get_id(), (group.clone(), members));
+        self.shared
+            .directory()
+            .cast(DirectoryMessage::RegisterGroup {
+                group: group.id,
+                actor,
+            })?;
         Ok(())
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod agent;
 pub mod agent_supervisor;
+pub mod clock;
 pub mod directory;
 pub mod error;
 pub mod event;
@@ -26,3 +27,6 @@ pub use event::{Audience, Event, EventKind};
 pub use handle::Switchboard;
 pub use session::{Ack, TransferTarget};
 pub use shared::RuntimeConfig;
+
+#[cfg(test)]
+mod tests;

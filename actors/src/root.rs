@@ -24,7 +24,6 @@ use engine::store::Store;
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tracing::{error, warn};
 
-
 use crate::agent_supervisor::AgentSupervisor;
 use crate::directory::{Directory, DirectoryArgs, DirectoryMessage};
 use crate::event::Hub;
@@ -64,10 +63,18 @@ impl Actor for RootSupervisor {
     type State = RootState;
     type Arguments = RootArgs;
 
-    async fn pre_start(&self, myself: ActorRef<Self::Msg>, args: RootArgs) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: RootArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
         let config = args.config;
-        let writer_args = StoreWriterArgs { store: args.store.clone(), max_batch_ops: config.max_batch_ops };
-        let (writer, _) = Actor::spawn_linked(Some("store-writer".into()), StoreWriter, writer_args, myself.get_cell()).await?;
+        let writer_args = StoreWriterArgs {
+            store: args.store.clone(),
+            max_batch_ops: config.max_batch_ops,
+        };
+        let (writer, _) =
+            Actor::spawn_linked(None, StoreWriter, writer_args, myself.get_cell()).await?;
         let shared = Arc::new(Shared {
             store: args.store.clone(),
             writer: writer.clone(),
@@ -79,18 +86,57 @@ impl Actor for RootSupervisor {
         });
         let mut shards = Vec::with_capacity(config.n_session_shards.max(1));
         for _ in 0..config.n_session_shards.max(1) {
-            let (shard, _) = Actor::spawn_linked(None, SessionSupervisor { shared: shared.clone() }, (), myself.get_cell()).await?;
+            let (shard, _) = Actor::spawn_linked(
+                None,
+                SessionSupervisor {
+                    shared: shared.clone(),
+                },
+                (),
+                myself.get_cell(),
+            )
+            .await?;
             shards.push(shard);
         }
-        let (directory, _) =
-            Actor::spawn_linked(None, Directory { shared: shared.clone() }, DirectoryArgs { session_shards: shards }, myself.get_cell()).await?;
-        shared.directory.set(directory.clone()).map_err(|_| "directory set twice")?;
+        let (directory, _) = Actor::spawn_linked(
+            None,
+            Directory {
+                shared: shared.clone(),
+            },
+            DirectoryArgs {
+                session_shards: shards,
+            },
+            myself.get_cell(),
+        )
+        .await?;
+        shared
+            .directory
+            .set(directory.clone())
+            .map_err(|_| "directory set twice")?;
 
         let agents: Vec<Agent> = args.store.list_agents().await?;
         let groups: Vec<SkillGroup> = args.store.list_groups().await?;
-        let group_args = GroupSupervisorArgs { groups, agents: agents.clone() };
-        Actor::spawn_linked(None, GroupSupervisor { shared: shared.clone() }, group_args, myself.get_cell()).await?;
-        Actor::spawn_linked(None, AgentSupervisor { shared: shared.clone() }, agents, myself.get_cell()).await?;
+        let group_args = GroupSupervisorArgs {
+            groups,
+            agents: agents.clone(),
+        };
+        Actor::spawn_linked(
+            None,
+            GroupSupervisor {
+                shared: shared.clone(),
+            },
+            group_args,
+            myself.get_cell(),
+        )
+        .await?;
+        Actor::spawn_linked(
+            None,
+            AgentSupervisor {
+                shared: shared.clone(),
+            },
+            agents,
+            myself.get_cell(),
+        )
+        .await?;
 
         // Sessions that were open when the last run stopped: customers find
         // them again, and waiting ones take their place in line again.
@@ -98,18 +144,31 @@ impl Actor for RootSupervisor {
         let adopted = open.iter().map(|s| (s.id, s.customer_id.clone())).collect();
         directory.cast(DirectoryMessage::AdoptOpenSessions { sessions: adopted })?;
         for session in open.iter().filter(|s| s.state.is_waiting()) {
-            directory.cast(DirectoryMessage::ToSession { session: session.id, message: crate::session::SessionMessage::Requeue })?;
+            directory.cast(DirectoryMessage::ToSession {
+                session: session.id,
+                message: crate::session::SessionMessage::Requeue,
+            })?;
         }
         // Only one root per `Switchboard::start`, which reads this once.
         let _ = args.shared_out.set(shared.clone());
         Ok(RootState { _shared: shared })
     }
 
-    async fn handle(&self, _myself: ActorRef<Self::Msg>, message: Self::Msg, _state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        _state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         match message {}
     }
 
-    async fn handle_supervisor_evt(&self, myself: ActorRef<Self::Msg>, event: SupervisionEvent, _state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        _state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         match event {
             SupervisionEvent::ActorFailed(cell, err) => {
                 error!(actor = %cell.get_id(), error = %err, "a top-level actor failed; stopping");

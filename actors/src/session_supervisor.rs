@@ -12,8 +12,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use engine::Millis;
 use engine::ids::SessionId;
-use engine::{Millis, now_millis};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tracing::{error, warn};
 
@@ -53,15 +53,34 @@ impl Actor for SessionSupervisor {
     type State = SessionSupervisorState;
     type Arguments = ();
 
-    async fn pre_start(&self, _myself: ActorRef<Self::Msg>, _args: ()) -> Result<Self::State, ActorProcessingErr> {
-        Ok(SessionSupervisorState { children: HashMap::new(), failures: HashMap::new() })
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        _args: (),
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(SessionSupervisorState {
+            children: HashMap::new(),
+            failures: HashMap::new(),
+        })
     }
 
-    async fn handle(&self, myself: ActorRef<Self::Msg>, message: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         match message {
-            SessionSupervisorMessage::Start { session, start, reply } => {
-                let actor = SessionActor { shared: self.shared.clone() };
-                let result = match Actor::spawn_linked(None, actor, start, myself.get_cell()).await {
+            SessionSupervisorMessage::Start {
+                session,
+                start,
+                reply,
+            } => {
+                let actor = SessionActor {
+                    shared: self.shared.clone(),
+                };
+                let result = match Actor::spawn_linked(None, actor, start, myself.get_cell()).await
+                {
                     Ok((actor, _)) => {
                         state.children.insert(actor.get_id(), session);
                         Ok(actor)
@@ -75,19 +94,33 @@ impl Actor for SessionSupervisor {
         Ok(())
     }
 
-    async fn handle_supervisor_evt(&self, _myself: ActorRef<Self::Msg>, event: SupervisionEvent, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle_supervisor_evt(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         match event {
             SupervisionEvent::ActorTerminated(cell, _, reason) => {
-                let Some(session) = state.children.remove(&cell.get_id()) else { return Ok(()) };
+                let Some(session) = state.children.remove(&cell.get_id()) else {
+                    return Ok(());
+                };
                 let ended = reason.as_deref() == Some(STOP_ENDED);
                 if ended {
                     state.failures.remove(&session);
                 }
-                self.tell_directory(DirectoryMessage::SessionStopped { session, actor: cell.get_id(), ended, restart: false });
+                self.tell_directory(DirectoryMessage::SessionStopped {
+                    session,
+                    actor: cell.get_id(),
+                    ended,
+                    restart: false,
+                });
             }
             SupervisionEvent::ActorFailed(cell, err) => {
-                let Some(session) = state.children.remove(&cell.get_id()) else { return Ok(()) };
-                let now = now_millis();
+                let Some(session) = state.children.remove(&cell.get_id()) else {
+                    return Ok(());
+                };
+                let now = crate::clock::now();
                 let window = millis(self.shared.config.restart_window);
                 let failures = state.failures.entry(session).or_default();
                 failures.retain(|at| now - at < window);
@@ -98,7 +131,12 @@ impl Actor for SessionSupervisor {
                 } else {
                     error!(session_id = %session, error = %err, n_failures = failures.len(), "session actor keeps failing; left stopped until its next event");
                 }
-                self.tell_directory(DirectoryMessage::SessionStopped { session, actor: cell.get_id(), ended: false, restart });
+                self.tell_directory(DirectoryMessage::SessionStopped {
+                    session,
+                    actor: cell.get_id(),
+                    ended: false,
+                    restart,
+                });
             }
             SupervisionEvent::ActorStarted(_) | SupervisionEvent::ProcessGroupChanged(_) => {}
         }

@@ -73,7 +73,9 @@ pub struct Shared {
 impl Shared {
     /// The directory; panics only if used before start-up finished, which is a bug.
     pub fn directory(&self) -> &ActorRef<DirectoryMessage> {
-        self.directory.get().expect("directory is set during start-up")
+        self.directory
+            .get()
+            .expect("directory is set during start-up")
     }
 
     /// The rules in force.

@@ -54,11 +54,25 @@ impl Actor for StoreWriter {
     type State = StoreWriterState;
     type Arguments = StoreWriterArgs;
 
-    async fn pre_start(&self, _myself: ActorRef<Self::Msg>, args: StoreWriterArgs) -> Result<Self::State, ActorProcessingErr> {
-        Ok(StoreWriterState { store: args.store, max_batch_ops: args.max_batch_ops.max(1), pending: Vec::new(), in_flight: false })
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: StoreWriterArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(StoreWriterState {
+            store: args.store,
+            max_batch_ops: args.max_batch_ops.max(1),
+            pending: Vec::new(),
+            in_flight: false,
+        })
     }
 
-    async fn handle(&self, myself: ActorRef<Self::Msg>, message: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         match message {
             StoreWriterMessage::Write { ops, done } => state.pending.push((ops, done)),
             StoreWriterMessage::Committed { completions } => {
@@ -84,7 +98,10 @@ impl Actor for StoreWriter {
 
 /// Takes requests from the front of `pending` up to about `max_ops` operations
 /// (always at least one request).
-fn take_batch(pending: &mut Vec<(Vec<WriteOp>, Completion)>, max_ops: usize) -> Vec<(Vec<WriteOp>, Completion)> {
+fn take_batch(
+    pending: &mut Vec<(Vec<WriteOp>, Completion)>,
+    max_ops: usize,
+) -> Vec<(Vec<WriteOp>, Completion)> {
     let mut n_ops = 0;
     let mut n_requests = 0;
     for (ops, _) in pending.iter() {
@@ -99,7 +116,10 @@ fn take_batch(pending: &mut Vec<(Vec<WriteOp>, Completion)>, max_ops: usize) -> 
 
 /// Commits the whole batch at once; if that fails, each request alone, so one
 /// bad request (a duplicate sequence number) fails only itself.
-async fn commit(store: &dyn Store, batch: Vec<(Vec<WriteOp>, Completion)>) -> Vec<(Completion, Result<(), StoreError>)> {
+async fn commit(
+    store: &dyn Store,
+    batch: Vec<(Vec<WriteOp>, Completion)>,
+) -> Vec<(Completion, Result<(), StoreError>)> {
     let mut all = Vec::with_capacity(batch.iter().map(|(ops, _)| ops.len()).sum());
     let mut requests = Vec::with_capacity(batch.len());
     for (ops, done) in batch {
@@ -108,16 +128,29 @@ async fn commit(store: &dyn Store, batch: Vec<(Vec<WriteOp>, Completion)>) -> Ve
         requests.push((start..all.len(), done));
     }
     if all.is_empty() {
-        return requests.into_iter().map(|(_, done)| (done, Ok(()))).collect();
+        return requests
+            .into_iter()
+            .map(|(_, done)| (done, Ok(())))
+            .collect();
     }
     match store.write(&all).await {
-        Ok(()) => requests.into_iter().map(|(_, done)| (done, Ok(()))).collect(),
-        Err(err) if requests.len() == 1 => requests.into_iter().map(|(_, done)| (done, Err(err.clone()))).collect(),
+        Ok(()) => requests
+            .into_iter()
+            .map(|(_, done)| (done, Ok(())))
+            .collect(),
+        Err(err) if requests.len() == 1 => requests
+            .into_iter()
+            .map(|(_, done)| (done, Err(err.clone())))
+            .collect(),
         Err(err) => {
             warn!(error = %err, n_requests = requests.len(), "group commit failed; retrying requests one by one");
             let mut completions = Vec::with_capacity(requests.len());
             for (range, done) in requests {
-                let result = if range.is_empty() { Ok(()) } else { store.write(&all[range]).await };
+                let result = if range.is_empty() {
+                    Ok(())
+                } else {
+                    store.write(&all[range]).await
+                };
                 completions.push((done, result));
             }
             completions
@@ -126,12 +159,17 @@ async fn commit(store: &dyn Store, batch: Vec<(Vec<WriteOp>, Completion)>) -> Ve
 }
 
 /// Sends `ops` and waits until they are durable.
-pub async fn write_and_wait(writer: &ActorRef<StoreWriterMessage>, ops: Vec<WriteOp>) -> Result<(), StoreError> {
+pub async fn write_and_wait(
+    writer: &ActorRef<StoreWriterMessage>,
+    ops: Vec<WriteOp>,
+) -> Result<(), StoreError> {
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let done: Completion = Box::new(move |result| {
         // The waiter may have given up; then nobody needs the result.
         let _ = sender.send(result);
     });
-    writer.cast(StoreWriterMessage::Write { ops, done }).map_err(|_| StoreError::Closed)?;
+    writer
+        .cast(StoreWriterMessage::Write { ops, done })
+        .map_err(|_| StoreError::Closed)?;
     receiver.await.map_err(|_| StoreError::Closed)?
 }

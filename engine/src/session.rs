@@ -45,7 +45,13 @@ impl SessionState {
 
     /// Waiting for an agent: routing, queued, offered or between groups.
     pub fn is_waiting(self) -> bool {
-        matches!(self, SessionState::Routing | SessionState::Queued | SessionState::Offered | SessionState::Transferred)
+        matches!(
+            self,
+            SessionState::Routing
+                | SessionState::Queued
+                | SessionState::Offered
+                | SessionState::Transferred
+        )
     }
 
     /// The wire/storage name.

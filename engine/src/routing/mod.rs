@@ -135,12 +135,18 @@ impl RoutePlan {
 
     /// A plan of one step.
     pub fn single(step: Step) -> RoutePlan {
-        RoutePlan { rule: Arc::from("direct"), steps: Arc::from([step]) }
+        RoutePlan {
+            rule: Arc::from("direct"),
+            steps: Arc::from([step]),
+        }
     }
 
     /// The plan for a contact no rule matched: wait in [`RoutePlan::FALLBACK_GROUP`].
     pub fn fallback() -> RoutePlan {
-        RoutePlan { rule: Arc::from("fallback"), steps: Arc::from([Step::to_group(GroupId::new(Self::FALLBACK_GROUP), 0)]) }
+        RoutePlan {
+            rule: Arc::from("fallback"),
+            steps: Arc::from([Step::to_group(GroupId::new(Self::FALLBACK_GROUP), 0)]),
+        }
     }
 }
 
@@ -220,7 +226,11 @@ impl Step {
         if self.sticky && contact.customer.last_agent.as_ref() != Some(&agent.id) {
             return false;
         }
-        if self.only_agent.as_ref().is_some_and(|only| only != &agent.id) {
+        if self
+            .only_agent
+            .as_ref()
+            .is_some_and(|only| only != &agent.id)
+        {
             return false;
         }
         match &self.agent {
@@ -242,12 +252,22 @@ impl Step {
     /// A step that waits in `group` for any member, without timeout: a
     /// transfer to a group, or the fallback when no rule matches.
     pub fn to_group(group: GroupId, priority: i32) -> Step {
-        Step { group, priority, timeout_ms: None, sticky: false, only_agent: None, agent: None }
+        Step {
+            group,
+            priority,
+            timeout_ms: None,
+            sticky: false,
+            only_agent: None,
+            agent: None,
+        }
     }
 
     /// A step that waits in `group` for `agent` only: a transfer to an agent.
     pub fn to_agent(group: GroupId, agent: AgentId, priority: i32) -> Step {
-        Step { only_agent: Some(agent), ..Step::to_group(group, priority) }
+        Step {
+            only_agent: Some(agent),
+            ..Step::to_group(group, priority)
+        }
     }
 
     /// The step's `agent` expression as written, if it has one.

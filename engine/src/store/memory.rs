@@ -39,11 +39,19 @@ pub struct MemoryStore {
 impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
-        MemoryStore { tables: Mutex::new(Some(Tables::default())) }
+        MemoryStore {
+            tables: Mutex::new(Some(Tables::default())),
+        }
     }
 
-    fn with<T>(&self, read: impl FnOnce(&mut Tables) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let mut guard = self.tables.lock().map_err(|_| StoreError::Backend("memory: lock poisoned".into()))?;
+    fn with<T>(
+        &self,
+        read: impl FnOnce(&mut Tables) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut guard = self
+            .tables
+            .lock()
+            .map_err(|_| StoreError::Backend("memory: lock poisoned".into()))?;
         match guard.as_mut() {
             Some(tables) => read(tables),
             None => Err(StoreError::Closed),
@@ -69,13 +77,23 @@ fn validate(tables: &Tables, batch: &[WriteOp]) -> Result<(), StoreError> {
     };
     for op in batch {
         let links: Vec<(&CustomerId, &Identity)> = match op {
-            WriteOp::PutCustomer(customer) => customer.identities.iter().map(|i| (&customer.id, i)).collect(),
+            WriteOp::PutCustomer(customer) => customer
+                .identities
+                .iter()
+                .map(|i| (&customer.id, i))
+                .collect(),
             WriteOp::LinkIdentity { customer, identity } => vec![(customer, identity)],
             WriteOp::AppendMessage(message) => {
                 let seen = new_seqs.entry(message.session_id).or_default();
-                let stored = tables.messages.get(&message.session_id).is_some_and(|m| m.contains_key(&message.seq));
+                let stored = tables
+                    .messages
+                    .get(&message.session_id)
+                    .is_some_and(|m| m.contains_key(&message.seq));
                 if stored || seen.contains(&message.seq) {
-                    return Err(StoreError::DuplicateSeq { session: message.session_id, seq: message.seq });
+                    return Err(StoreError::DuplicateSeq {
+                        session: message.session_id,
+                        seq: message.seq,
+                    });
                 }
                 seen.push(message.seq);
                 vec![]
@@ -105,23 +123,36 @@ fn apply(tables: &mut Tables, op: &WriteOp) {
     match op {
         WriteOp::PutCustomer(customer) => {
             for identity in &customer.identities {
-                tables.identities.insert((identity.channel.clone(), identity.external_id.clone()), customer.id.clone());
+                tables.identities.insert(
+                    (identity.channel.clone(), identity.external_id.clone()),
+                    customer.id.clone(),
+                );
             }
             let mut row = customer.clone();
             row.identities.clear();
             tables.customers.insert(customer.id.clone(), row);
         }
         WriteOp::LinkIdentity { customer, identity } => {
-            tables.identities.insert((identity.channel.clone(), identity.external_id.clone()), customer.clone());
+            tables.identities.insert(
+                (identity.channel.clone(), identity.external_id.clone()),
+                customer.clone(),
+            );
         }
         WriteOp::PutSession(session) => {
             tables.sessions.insert(session.id, session.clone());
         }
         WriteOp::AppendMessage(message) => {
-            tables.messages.entry(message.session_id).or_default().insert(message.seq, message.clone());
+            tables
+                .messages
+                .entry(message.session_id)
+                .or_default()
+                .insert(message.seq, message.clone());
         }
         WriteOp::RecordInteraction(interaction) => {
-            let rows = tables.interactions.entry(interaction.customer_id.clone()).or_default();
+            let rows = tables
+                .interactions
+                .entry(interaction.customer_id.clone())
+                .or_default();
             rows.retain(|row| (row.at, row.session_id) != (interaction.at, interaction.session_id));
             rows.push(interaction.clone());
         }
@@ -150,29 +181,52 @@ impl Store for MemoryStore {
 
     async fn get_customer(&self, id: &CustomerId) -> Result<Option<Customer>, StoreError> {
         self.with(|tables| {
-            let Some(mut customer) = tables.customers.get(id).cloned() else { return Ok(None) };
+            let Some(mut customer) = tables.customers.get(id).cloned() else {
+                return Ok(None);
+            };
             customer.identities = tables
                 .identities
                 .iter()
                 .filter(|(_, owner)| *owner == id)
-                .map(|((channel, external_id), _)| Identity { channel: channel.clone(), external_id: external_id.clone() })
+                .map(|((channel, external_id), _)| Identity {
+                    channel: channel.clone(),
+                    external_id: external_id.clone(),
+                })
                 .collect();
             customer.identities.sort();
             Ok(Some(customer))
         })
     }
 
-    async fn find_customer_by_identity(&self, channel: &Channel, external_id: &str) -> Result<Option<CustomerId>, StoreError> {
-        self.with(|tables| Ok(tables.identities.get(&(channel.clone(), external_id.to_owned())).cloned()))
+    async fn find_customer_by_identity(
+        &self,
+        channel: &Channel,
+        external_id: &str,
+    ) -> Result<Option<CustomerId>, StoreError> {
+        self.with(|tables| {
+            Ok(tables
+                .identities
+                .get(&(channel.clone(), external_id.to_owned()))
+                .cloned())
+        })
     }
 
     async fn get_session(&self, id: SessionId) -> Result<Option<Session>, StoreError> {
         self.with(|tables| Ok(tables.sessions.get(&id).cloned()))
     }
 
-    async fn sessions_of_customer(&self, id: &CustomerId, limit: usize) -> Result<Vec<Session>, StoreError> {
+    async fn sessions_of_customer(
+        &self,
+        id: &CustomerId,
+        limit: usize,
+    ) -> Result<Vec<Session>, StoreError> {
         self.with(|tables| {
-            let mut sessions: Vec<Session> = tables.sessions.values().filter(|s| &s.customer_id == id).cloned().collect();
+            let mut sessions: Vec<Session> = tables
+                .sessions
+                .values()
+                .filter(|s| &s.customer_id == id)
+                .cloned()
+                .collect();
             sessions.sort_by_key(|s| std::cmp::Reverse((s.times.created, s.id)));
             sessions.truncate(limit);
             Ok(sessions)
@@ -180,20 +234,49 @@ impl Store for MemoryStore {
     }
 
     async fn open_sessions(&self) -> Result<Vec<Session>, StoreError> {
-        self.with(|tables| Ok(tables.sessions.values().filter(|s| !s.state.is_final()).cloned().collect()))
-    }
-
-    async fn messages(&self, session: SessionId, after_seq: u64, limit: usize) -> Result<Vec<StoredMessage>, StoreError> {
         self.with(|tables| {
-            let Some(messages) = tables.messages.get(&session) else { return Ok(Vec::new()) };
-            Ok(messages.range(after_seq.saturating_add(1)..).take(limit).map(|(_, m)| m.clone()).collect())
+            Ok(tables
+                .sessions
+                .values()
+                .filter(|s| !s.state.is_final())
+                .cloned()
+                .collect())
         })
     }
 
-    async fn interactions(&self, customer: &CustomerId, now: Millis, limit: usize) -> Result<Vec<Interaction>, StoreError> {
+    async fn messages(
+        &self,
+        session: SessionId,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
         self.with(|tables| {
-            let mut rows: Vec<Interaction> =
-                tables.interactions.get(customer).into_iter().flatten().filter(|i| alive(i, now)).cloned().collect();
+            let Some(messages) = tables.messages.get(&session) else {
+                return Ok(Vec::new());
+            };
+            Ok(messages
+                .range(after_seq.saturating_add(1)..)
+                .take(limit)
+                .map(|(_, m)| m.clone())
+                .collect())
+        })
+    }
+
+    async fn interactions(
+        &self,
+        customer: &CustomerId,
+        now: Millis,
+        limit: usize,
+    ) -> Result<Vec<Interaction>, StoreError> {
+        self.with(|tables| {
+            let mut rows: Vec<Interaction> = tables
+                .interactions
+                .get(customer)
+                .into_iter()
+                .flatten()
+                .filter(|i| alive(i, now))
+                .cloned()
+                .collect();
             rows.sort_by_key(|i| std::cmp::Reverse((i.at, i.session_id)));
             rows.truncate(limit);
             Ok(rows)
@@ -225,7 +308,10 @@ impl Store for MemoryStore {
     }
 
     async fn close(&self) -> Result<(), StoreError> {
-        let mut guard = self.tables.lock().map_err(|_| StoreError::Backend("memory: lock poisoned".into()))?;
+        let mut guard = self
+            .tables
+            .lock()
+            .map_err(|_| StoreError::Backend("memory: lock poisoned".into()))?;
         *guard = None;
         Ok(())
     }
