@@ -14,9 +14,10 @@
 //!                       resolved to enums)
 //! ```
 //!
-//! Expressions are parsed ([`lexer`], [`parser`]) and type-checked once, when
-//! the file is loaded; evaluation ([`eval`]) is total, allocation-free and
-//! never looks a field up by name. Errors name the file, line and column.
+//! Expressions are parsed (`lexer`, `parser`) and type-checked into an `expr`
+//! tree once, when the file is loaded (`rules`); evaluation (`eval`) is total,
+//! allocation-free and never looks a field up by name. Errors name the file,
+//! line and column.
 
 use std::fmt;
 use std::sync::Arc;
@@ -30,6 +31,7 @@ use crate::customer::Customer;
 use crate::ids::GroupId;
 
 mod eval;
+mod expr;
 mod hours;
 mod lexer;
 mod parser;
@@ -37,8 +39,8 @@ mod rules;
 mod span;
 
 use eval::Env;
+use expr::BoolExpr;
 use hours::Schedule;
-use parser::BoolExpr;
 use span::Location;
 
 /// A new contact, as the rules see it.
