@@ -99,8 +99,8 @@ pub struct Step {
     pub group: GroupId,
     /// Higher is served first; sessions of equal priority are served by first queue time.
     pub priority: i32,
-    /// How long to wait before overflowing to the next step; `None` waits forever
-    /// (only the last step may).
+    /// How long to wait in this step, counted from entering it, before
+    /// overflowing to the next step; `None` waits forever (only the last step may).
     pub timeout_ms: Option<Millis>,
     /// The step targets only the customer's last agent within `group`.
     pub sticky: bool,
