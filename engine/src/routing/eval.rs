@@ -5,8 +5,8 @@
 use crate::agent::Agent;
 
 use super::Contact;
+use super::expr::{BoolExpr, CompareOp, Num, Text, TextField, TextList};
 use super::hours::{LocalTime, Schedule};
-use super::parser::{BoolExpr, CompareOp, Num, Text, TextField, TextList};
 
 /// What an expression can see.
 pub(crate) struct Env<'a> {
@@ -56,7 +56,7 @@ impl BoolExpr {
             BoolExpr::TextIn(item, list) => list_has(list, env, text(item, env)),
             BoolExpr::NumIn(item, list) => {
                 let item = number(item, env);
-                list.iter().any(|&candidate| candidate == item)
+                list.contains(&item)
             }
             BoolExpr::Contains(haystack, needle) => text(haystack, env).contains(text(needle, env)),
         }

@@ -14,9 +14,10 @@
 //!                       resolved to enums)
 //! ```
 //!
-//! Expressions are parsed ([`lexer`], [`parser`]) and type-checked once, when
-//! the file is loaded; evaluation ([`eval`]) is total, allocation-free and
-//! never looks a field up by name. Errors name the file, line and column.
+//! Expressions are parsed (`lexer`, `parser`) and type-checked into an `expr`
+//! tree once, when the file is loaded (`rules`); evaluation (`eval`) is total,
+//! allocation-free and never looks a field up by name. Errors name the file,
+//! line and column.
 
 use std::fmt;
 use std::sync::Arc;
@@ -30,6 +31,7 @@ use crate::customer::Customer;
 use crate::ids::{AgentId, GroupId};
 
 mod eval;
+mod expr;
 mod hours;
 mod lexer;
 mod parser;
@@ -37,8 +39,8 @@ mod rules;
 mod span;
 
 use eval::Env;
+use expr::BoolExpr;
 use hours::Schedule;
-use parser::BoolExpr;
 use span::Location;
 
 /// A new contact, as the rules see it.
@@ -97,8 +99,8 @@ pub struct Step {
     pub group: GroupId,
     /// Higher is served first; sessions of equal priority are served by first queue time.
     pub priority: i32,
-    /// How long to wait before overflowing to the next step; `None` waits forever
-    /// (only the last step may).
+    /// How long to wait in this step, counted from entering it, before
+    /// overflowing to the next step; `None` waits forever (only the last step may).
     pub timeout_ms: Option<Millis>,
     /// The step targets only the customer's last agent within `group`.
     pub sticky: bool,

@@ -16,6 +16,7 @@
 use std::ops::Range;
 use std::sync::Arc;
 
+use super::expr::{BoolExpr, CompareOp, Num, Text, TextField, TextList};
 use super::lexer::{Token, TokenKind, tokenize};
 
 /// A problem at a byte range of the expression text.
@@ -44,73 +45,6 @@ const MAX_DEPTH: usize = 32;
 pub(crate) enum Scope {
     Filter,
     Agent,
-}
-
-/// A type-checked condition, ready to evaluate.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum BoolExpr {
-    Const(bool),
-    /// Inside the business-hours calendar with this index.
-    Hours(usize),
-    Not(Box<BoolExpr>),
-    All(Box<[BoolExpr]>),
-    Any(Box<[BoolExpr]>),
-    BoolEq(Box<BoolExpr>, Box<BoolExpr>),
-    TextEq(Text, Text),
-    NumCompare(CompareOp, Num, Num),
-    TextIn(Text, TextList),
-    NumIn(Num, Arc<[f64]>),
-    Contains(Text, Text),
-}
-
-/// A text value: a literal or a field.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Text {
-    Lit(Arc<str>),
-    Field(TextField),
-}
-
-/// Text fields.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum TextField {
-    Channel,
-    CustomerId,
-    CustomerTier,
-    CustomerLanguage,
-    CustomerLastAgent,
-    Message,
-    TimeWeekday,
-    AgentId,
-    AgentRole,
-}
-
-/// A number: a literal or a field.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Num {
-    Lit(f64),
-    TimeHour,
-    /// `agent.skills.<name>`; 0 when the agent lacks the skill.
-    AgentSkill(Arc<str>),
-}
-
-/// A list of text: a literal or a field.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum TextList {
-    Lit(Arc<[Arc<str>]>),
-    CustomerTags,
-    AgentGroups,
-    AgentLanguages,
-}
-
-/// Number comparisons.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum CompareOp {
-    Eq,
-    Ne,
-    Lt,
-    Le,
-    Gt,
-    Ge,
 }
 
 /// A parsed, type-checked condition plus what validation needs later.
@@ -450,40 +384,45 @@ impl Typed {
     }
 }
 
-/// Every fixed field name, with its type; `agent.skills.<skill>` and
-/// `hours.<calendar>` are resolved separately.
-const FIELDS: [(&str, fn() -> Typed); 15] = [
-    ("channel", || Typed::Text(Text::Field(TextField::Channel))),
-    ("customer.id", || {
-        Typed::Text(Text::Field(TextField::CustomerId))
-    }),
-    ("customer.tier", || {
-        Typed::Text(Text::Field(TextField::CustomerTier))
-    }),
-    ("customer.tags", || Typed::TextList(TextList::CustomerTags)),
-    ("customer.language", || {
-        Typed::Text(Text::Field(TextField::CustomerLanguage))
-    }),
-    ("customer.last_agent", || {
-        Typed::Text(Text::Field(TextField::CustomerLastAgent))
-    }),
-    ("message", || Typed::Text(Text::Field(TextField::Message))),
-    ("time.hour", || Typed::Num(Num::TimeHour)),
-    ("time.weekday", || {
-        Typed::Text(Text::Field(TextField::TimeWeekday))
-    }),
-    ("agent.id", || Typed::Text(Text::Field(TextField::AgentId))),
-    ("agent.role", || {
-        Typed::Text(Text::Field(TextField::AgentRole))
-    }),
-    ("agent.groups", || Typed::TextList(TextList::AgentGroups)),
-    ("agent.languages", || {
-        Typed::TextList(TextList::AgentLanguages)
-    }),
-    // Placeholders so that "did you mean" can suggest the pattern fields.
-    ("agent.skills.<skill>", || Typed::Num(Num::Lit(0.0))),
-    ("hours.<name>", || Typed::Bool(BoolExpr::Const(false))),
+/// Every field name, for "did you mean"; `<…>` marks the pattern fields.
+const FIELD_NAMES: [&str; 15] = [
+    "channel",
+    "customer.id",
+    "customer.tier",
+    "customer.tags",
+    "customer.language",
+    "customer.last_agent",
+    "message",
+    "time.hour",
+    "time.weekday",
+    "agent.id",
+    "agent.role",
+    "agent.groups",
+    "agent.languages",
+    "agent.skills.<skill>",
+    "hours.<name>",
 ];
+
+/// The fields with a fixed name, and their types.
+fn fixed_field(name: &str) -> Option<Typed> {
+    let text = |field| Some(Typed::Text(Text::Field(field)));
+    match name {
+        "channel" => text(TextField::Channel),
+        "customer.id" => text(TextField::CustomerId),
+        "customer.tier" => text(TextField::CustomerTier),
+        "customer.tags" => Some(Typed::TextList(TextList::CustomerTags)),
+        "customer.language" => text(TextField::CustomerLanguage),
+        "customer.last_agent" => text(TextField::CustomerLastAgent),
+        "message" => text(TextField::Message),
+        "time.hour" => Some(Typed::Num(Num::TimeHour)),
+        "time.weekday" => text(TextField::TimeWeekday),
+        "agent.id" => text(TextField::AgentId),
+        "agent.role" => text(TextField::AgentRole),
+        "agent.groups" => Some(Typed::TextList(TextList::AgentGroups)),
+        "agent.languages" => Some(Typed::TextList(TextList::AgentLanguages)),
+        _ => None,
+    }
+}
 
 struct Checker<'a> {
     scope: Scope,
@@ -708,10 +647,7 @@ impl Checker<'_> {
             };
             Some(Typed::Bool(BoolExpr::Hours(index)))
         } else {
-            FIELDS
-                .iter()
-                .find(|(field, _)| *field == name && !field.contains('<'))
-                .map(|(_, typed)| typed())
+            fixed_field(name)
         };
         match resolved {
             Some(_) if is_agent_field && self.scope == Scope::Filter => Err(ExprError::new(
@@ -722,7 +658,7 @@ impl Checker<'_> {
             )),
             Some(typed) => Ok(typed),
             None => {
-                let suggestion = did_you_mean(name, FIELDS.iter().map(|(field, _)| *field))
+                let suggestion = did_you_mean(name, FIELD_NAMES.iter().copied())
                     .map(|field| format!(" (did you mean `{field}`?)"))
                     .unwrap_or_default();
                 Err(ExprError::new(

@@ -12,8 +12,9 @@ use toml::Spanned;
 use crate::Millis;
 use crate::ids::GroupId;
 
+use super::expr::BoolExpr;
 use super::hours::{self, Calendar, Schedule};
-use super::parser::{self, BoolExpr, Scope};
+use super::parser::{self, Scope};
 use super::span::{Location, SourceFile};
 use super::{AgentCondition, RoutePlan, Rule, RuleError, RuleSetInner, Step};
 
