@@ -42,6 +42,13 @@ pub struct Identity {
     pub external_id: String,
 }
 
+impl std::fmt::Display for Identity {
+    /// `wechat:12345`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.channel, self.external_id)
+    }
+}
+
 fn default_tier() -> String {
     "standard".to_owned()
 }
