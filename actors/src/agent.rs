@@ -297,9 +297,14 @@ impl AgentActor {
             return Err(ApiError::Unavailable(format!("session {session}")));
         };
         let agent = state.profile.id.clone();
+        let display_name = state.profile.display_name.clone();
         let outcome = session_ref
             .call(
-                |reply| SessionMessage::Accept { agent, reply },
+                |reply| SessionMessage::Accept {
+                    agent,
+                    display_name,
+                    reply,
+                },
                 Some(Duration::from_secs(10)),
             )
             .await;

@@ -99,6 +99,8 @@ pub enum SessionMessage {
     Accept {
         /// The agent.
         agent: AgentId,
+        /// The agent's name, shown to the customer.
+        display_name: String,
         /// Reply once durable.
         reply: RpcReplyPort<Result<(), ApiError>>,
     },
@@ -329,8 +331,12 @@ impl Actor for SessionActor {
                     self.lapse_offer(&myself, state, agent)?;
                 }
             }
-            SessionMessage::Accept { agent, reply } => {
-                let result = self.accept(&myself, state, agent);
+            SessionMessage::Accept {
+                agent,
+                display_name,
+                reply,
+            } => {
+                let result = self.accept(&myself, state, agent, display_name);
                 self.reply_unit_when_durable(state, result, reply);
             }
             SessionMessage::Transfer {
@@ -697,6 +703,7 @@ impl SessionActor {
         myself: &ActorRef<SessionMessage>,
         state: &mut SessionActorState,
         agent: AgentId,
+        display_name: String,
     ) -> Result<u64, ApiError> {
         state.session.apply(
             SessionEvent::Accept {
@@ -713,7 +720,6 @@ impl SessionActor {
                 },
             );
         }
-        let display_name = agent.to_string();
         let seq = self.record(
             state,
             EventKind::Assigned {

@@ -178,7 +178,10 @@ async fn a_conversation_end_to_end() {
     assert_eq!(session, ack.session);
     board.accept(&id("ann"), session).await.unwrap();
     let assigned = next_event(&mut customer, |k| matches!(k, EventKind::Assigned { .. })).await;
-    assert!(matches!(assigned.kind, EventKind::Assigned { ref agent, .. } if agent == &id("ann")));
+    assert!(
+        matches!(assigned.kind, EventKind::Assigned { ref agent, ref display_name } if agent == &id("ann") && display_name == "ANN"),
+        "{assigned:?}"
+    );
 
     let reply = board
         .agent_message(&id("ann"), session, "明天发货".into(), Some("a1".into()))
