@@ -556,3 +556,87 @@ async fn a_panicking_session_is_restarted_without_loss_or_duplicates() {
     }
     board.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_customer_who_leaves_the_queue_abandons() {
+    let board = start(Arc::new(MemoryStore::new()), config()).await;
+    let ack = board
+        .customer_message(envelope(Channel::Web, "p-web", "anyone?", "c1"))
+        .await
+        .unwrap();
+    let default = GroupId::new("default");
+    assert_eq!(board.group_view(&default).await.unwrap().waiting.len(), 1);
+    tokio::time::sleep(Duration::from_secs(40)).await;
+    board
+        .customer_leave(&CustomerId::new("plain"), ack.session)
+        .await
+        .unwrap();
+    let record = board.session(ack.session).await.unwrap();
+    assert_eq!(record.state, SessionState::Abandoned);
+    assert!(board.group_view(&default).await.unwrap().waiting.is_empty());
+    // Another customer cannot close it, and the next message opens a new session.
+    let err = board
+        .customer_leave(&CustomerId::new("vip"), ack.session)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(&format!("unknown session `{}`", ack.session)),
+        "{err}"
+    );
+    let next = board
+        .customer_message(envelope(Channel::Web, "p-web", "back again", "c2"))
+        .await
+        .unwrap();
+    assert_ne!(next.session, ack.session);
+    board.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn invalid_rules_are_rejected_and_the_old_ones_stay() {
+    let board = start(Arc::new(MemoryStore::new()), config()).await;
+    let bad = RuleSet::parse(
+        "[[rule]]\nname = \"x\"\nfilter = \"true\"\n  [[rule.step]]\n  group = \"nowhere\"\n",
+        "new.toml",
+    )
+    .unwrap();
+    let err = board.reload_rules(bad).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "new.toml:5:12: unknown skill group `nowhere`"
+    );
+    // The old rules still route: a VIP waits in gold_service.
+    board
+        .customer_message(envelope(Channel::Web, "v-web", "hi", "v1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        board
+            .group_view(&GroupId::new("gold_service"))
+            .await
+            .unwrap()
+            .waiting
+            .len(),
+        1
+    );
+    let good = RuleSet::parse(
+        "[[rule]]\nname = \"all\"\nfilter = \"true\"\n  [[rule.step]]\n  group = \"default\"\n",
+        "new.toml",
+    )
+    .unwrap();
+    board.reload_rules(good).await.unwrap();
+    board
+        .customer_message(envelope(Channel::Web, "p-web", "hi", "p1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        board
+            .group_view(&GroupId::new("default"))
+            .await
+            .unwrap()
+            .waiting
+            .len(),
+        1
+    );
+    board.shutdown().await;
+}
