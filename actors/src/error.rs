@@ -35,8 +35,8 @@ pub enum ApiError {
     Unavailable(String),
 }
 
-impl<T> From<ractor::RactorErr<T>> for ApiError {
-    fn from(err: ractor::RactorErr<T>) -> Self {
+impl<T> From<ractor::MessagingErr<T>> for ApiError {
+    fn from(err: ractor::MessagingErr<T>) -> Self {
         ApiError::Unavailable(format!("actor ({err})"))
     }
 }

@@ -1,1 +1,28 @@
-//! switchboard actors (work in progress).
+//! switchboard's supervised actors and the in-process API the gateway calls.
+//!
+//! Start a system with [`Switchboard::start`]; every method of the returned
+//! handle maps to one message to one actor (found through the Directory).
+//! The actors only adapt the pure logic of `engine` to messages, timers and IO.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod agent;
+pub mod agent_supervisor;
+pub mod directory;
+pub mod error;
+pub mod event;
+pub mod group;
+pub mod group_supervisor;
+pub mod root;
+pub mod session;
+pub mod session_supervisor;
+pub mod shared;
+pub mod store_writer;
+
+mod handle;
+
+pub use error::ApiError;
+pub use event::{Audience, Event, EventKind};
+pub use handle::Switchboard;
+pub use session::{Ack, TransferTarget};
+pub use shared::RuntimeConfig;

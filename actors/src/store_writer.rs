@@ -100,18 +100,24 @@ fn take_batch(pending: &mut Vec<(Vec<WriteOp>, Completion)>, max_ops: usize) -> 
 /// Commits the whole batch at once; if that fails, each request alone, so one
 /// bad request (a duplicate sequence number) fails only itself.
 async fn commit(store: &dyn Store, batch: Vec<(Vec<WriteOp>, Completion)>) -> Vec<(Completion, Result<(), StoreError>)> {
-    let all: Vec<WriteOp> = batch.iter().flat_map(|(ops, _)| ops.iter().cloned()).collect();
+    let mut all = Vec::with_capacity(batch.iter().map(|(ops, _)| ops.len()).sum());
+    let mut requests = Vec::with_capacity(batch.len());
+    for (ops, done) in batch {
+        let start = all.len();
+        all.extend(ops);
+        requests.push((start..all.len(), done));
+    }
     if all.is_empty() {
-        return batch.into_iter().map(|(_, done)| (done, Ok(()))).collect();
+        return requests.into_iter().map(|(_, done)| (done, Ok(()))).collect();
     }
     match store.write(&all).await {
-        Ok(()) => batch.into_iter().map(|(_, done)| (done, Ok(()))).collect(),
-        Err(err) if batch.len() == 1 => batch.into_iter().map(|(_, done)| (done, Err(err.clone()))).collect(),
+        Ok(()) => requests.into_iter().map(|(_, done)| (done, Ok(()))).collect(),
+        Err(err) if requests.len() == 1 => requests.into_iter().map(|(_, done)| (done, Err(err.clone()))).collect(),
         Err(err) => {
-            warn!(error = %err, n_requests = batch.len(), "group commit failed; retrying requests one by one");
-            let mut completions = Vec::with_capacity(batch.len());
-            for (ops, done) in batch {
-                let result = if ops.is_empty() { Ok(()) } else { store.write(&ops).await };
+            warn!(error = %err, n_requests = requests.len(), "group commit failed; retrying requests one by one");
+            let mut completions = Vec::with_capacity(requests.len());
+            for (range, done) in requests {
+                let result = if range.is_empty() { Ok(()) } else { store.write(&all[range]).await };
                 completions.push((done, result));
             }
             completions

@@ -20,8 +20,10 @@ pub mod group;
 pub mod ids;
 pub mod presence;
 pub mod queue;
+pub mod routing;
 pub mod session;
 pub mod sla;
+pub mod store;
 
 pub use error::EngineError;
 

@@ -43,6 +43,11 @@ impl SessionState {
         matches!(self, SessionState::Closed | SessionState::Abandoned)
     }
 
+    /// Waiting for an agent: routing, queued, offered or between groups.
+    pub fn is_waiting(self) -> bool {
+        matches!(self, SessionState::Routing | SessionState::Queued | SessionState::Offered | SessionState::Transferred)
+    }
+
     /// The wire/storage name.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -1,0 +1,286 @@
+//! The Agent actor: presence, capacity and offers of one agent.
+//!
+//! The state machine is [`engine::presence::AgentState`]; this actor adds the
+//! offer timers and tells the agent's groups whenever availability changes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use engine::agent::Agent;
+use engine::channel::Channel;
+use engine::ids::{GroupId, SessionId};
+use engine::now_millis;
+use engine::presence::{AgentEffect, AgentEvent, AgentState, Presence, PresenceRequest};
+use engine::queue::MemberStatus;
+use engine::session::SessionState;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use serde::Serialize;
+use tracing::{debug, info};
+
+use crate::directory::DirectoryMessage;
+use crate::error::ApiError;
+use crate::group::GroupMessage;
+use crate::session::SessionMessage;
+use crate::shared::{Shared, millis};
+
+/// Messages of an Agent actor.
+pub enum AgentMessage {
+    /// The agent changes presence.
+    SetPresence {
+        /// What they ask for.
+        request: PresenceRequest,
+        /// The resulting presence.
+        reply: RpcReplyPort<Result<Presence, ApiError>>,
+    },
+    /// A group offers a session.
+    Offer {
+        /// The session.
+        session: SessionId,
+        /// Its channel.
+        channel: Channel,
+        /// The offering group.
+        group: GroupId,
+        /// The session's actor.
+        session_ref: ActorRef<SessionMessage>,
+    },
+    /// The offer deadline passed.
+    OfferTimeout {
+        /// The session.
+        session: SessionId,
+    },
+    /// The agent accepts an offer.
+    Accept {
+        /// The session.
+        session: SessionId,
+        /// Ok once the assignment is durable.
+        reply: RpcReplyPort<Result<(), ApiError>>,
+    },
+    /// The agent rejects an offer.
+    Reject {
+        /// The session.
+        session: SessionId,
+        /// Ok once done.
+        reply: RpcReplyPort<Result<(), ApiError>>,
+    },
+    /// The session no longer wants the offer (customer left).
+    Withdraw {
+        /// The session.
+        session: SessionId,
+    },
+    /// A held session ended or moved away.
+    Release {
+        /// The session.
+        session: SessionId,
+    },
+    /// Wrap-up may be over.
+    WrapUpTimer,
+    /// A group (re)started and wants to know the agent's availability.
+    ReportStatus,
+    /// The agent as supervisors see it.
+    View {
+        /// Reply port.
+        reply: RpcReplyPort<AgentView>,
+    },
+}
+
+/// An agent's live state, for supervisors and tests.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentView {
+    /// Presence.
+    pub presence: Presence,
+    /// Sessions held.
+    pub sessions: Vec<SessionId>,
+    /// Sessions offered.
+    pub offers: Vec<SessionId>,
+}
+
+/// The Agent actor; config only.
+pub struct AgentActor {
+    /// Shared context.
+    pub shared: Arc<Shared>,
+}
+
+/// Arguments of an Agent actor.
+pub struct AgentArgs {
+    /// The profile.
+    pub profile: Arc<Agent>,
+    /// Started after a failure: pick up the sessions the agent holds.
+    pub recovering: bool,
+}
+
+/// The Agent actor's state.
+pub struct AgentActorState {
+    profile: Arc<Agent>,
+    state: AgentState,
+    /// Session actors of pending offers.
+    offered: HashMap<SessionId, ActorRef<SessionMessage>>,
+}
+
+impl Actor for AgentActor {
+    type Msg = AgentMessage;
+    type State = AgentActorState;
+    type Arguments = AgentArgs;
+
+    async fn pre_start(&self, _myself: ActorRef<Self::Msg>, args: AgentArgs) -> Result<Self::State, ActorProcessingErr> {
+        let mut state = AgentState::new(args.profile.id.clone(), millis(self.shared.config.wrap_up));
+        if args.recovering {
+            for session in self.shared.store.open_sessions().await? {
+                let held = matches!(session.state, SessionState::Assigned | SessionState::WrapUp);
+                if held && session.agent.as_ref() == Some(&args.profile.id) {
+                    state.load.add(&session.channel);
+                    state.sessions.push((session.id, session.channel.clone()));
+                }
+            }
+            state.presence = Presence::Available;
+            state.idle_since = now_millis();
+            info!(agent_id = %args.profile.id, n_sessions = state.sessions.len(), "agent recovered");
+        }
+        Ok(AgentActorState { profile: args.profile, state, offered: HashMap::new() })
+    }
+
+    async fn post_start(&self, _myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        self.report(state);
+        Ok(())
+    }
+
+    async fn handle(&self, myself: ActorRef<Self::Msg>, message: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        let now = now_millis();
+        match message {
+            AgentMessage::SetPresence { request, reply } => {
+                let result = self.apply(&myself, state, AgentEvent::Request(request));
+                // The caller may have given up waiting.
+                let _ = reply.send(result.map(|()| state.state.presence.clone()));
+            }
+            AgentMessage::Offer { session, channel, group, session_ref } => {
+                match self.apply(&myself, state, AgentEvent::Offer { session, channel }) {
+                    Ok(()) => {
+                        let timeout = self.shared.config.offer_timeout;
+                        state.offered.insert(session, session_ref.clone());
+                        myself.send_after(timeout, move || AgentMessage::OfferTimeout { session });
+                        // If the session stopped meanwhile its timer here lapses the offer.
+                        let _ = session_ref.cast(SessionMessage::Offered { agent: state.profile.id.clone(), deadline: now + millis(timeout) });
+                    }
+                    Err(err) => {
+                        debug!(agent_id = %state.profile.id, session_id = %session, error = %err, "offer refused");
+                        self.tell_group(&group, GroupMessage::OfferLapsed { session, agent: state.profile.id.clone() });
+                        self.report_to(state, &group);
+                    }
+                }
+            }
+            AgentMessage::OfferTimeout { session } => {
+                if state.offered.contains_key(&session) {
+                    info!(agent_id = %state.profile.id, session_id = %session, "offer timed out; agent not responding");
+                    // Not offered any more (accepted or withdrawn) is the usual case: nothing to do.
+                    let _ = self.apply(&myself, state, AgentEvent::OfferTimedOut { session });
+                }
+            }
+            AgentMessage::Accept { session, reply } => {
+                let result = self.accept(&myself, state, session).await;
+                // The caller may have given up waiting.
+                let _ = reply.send(result);
+            }
+            AgentMessage::Reject { session, reply } => {
+                let session_ref = state.offered.get(&session).cloned();
+                let result = self.apply(&myself, state, AgentEvent::Reject { session });
+                if let (Ok(()), Some(session_ref)) = (&result, session_ref) {
+                    // A stopped session has nothing to lapse.
+                    let _ = session_ref.cast(SessionMessage::OfferLapsed { agent: state.profile.id.clone() });
+                }
+                // The caller may have given up waiting.
+                let _ = reply.send(result);
+            }
+            AgentMessage::Withdraw { session } => {
+                // Withdrawing an offer that already ended is fine.
+                let _ = self.apply(&myself, state, AgentEvent::OfferWithdrawn { session });
+            }
+            AgentMessage::Release { session } => {
+                // Releasing twice (a retried close) is fine.
+                let _ = self.apply(&myself, state, AgentEvent::Release { session });
+            }
+            AgentMessage::WrapUpTimer => {
+                // A stale timer is refused by the state machine without effect.
+                let _ = self.apply(&myself, state, AgentEvent::WrapUpTimer);
+            }
+            AgentMessage::ReportStatus => self.report(state),
+            AgentMessage::View { reply } => {
+                let view = AgentView {
+                    presence: state.state.presence.clone(),
+                    sessions: state.state.sessions.iter().map(|(s, _)| *s).collect(),
+                    offers: state.state.offers.iter().map(|(s, _)| *s).collect(),
+                };
+                // The caller may have given up waiting.
+                let _ = reply.send(view);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl AgentActor {
+    /// Runs the state machine and carries out its effects.
+    fn apply(&self, myself: &ActorRef<AgentMessage>, state: &mut AgentActorState, event: AgentEvent) -> Result<(), ApiError> {
+        let effects = state.state.apply(&state.profile, event, now_millis())?;
+        for effect in effects {
+            match effect {
+                AgentEffect::AvailabilityChanged => self.report(state),
+                AgentEffect::StartWrapUpTimer(until) => {
+                    let delay = Duration::from_millis((until - now_millis()).max(0) as u64);
+                    myself.send_after(delay, || AgentMessage::WrapUpTimer);
+                }
+                AgentEffect::OfferLapsed(session) => {
+                    if let Some(session_ref) = state.offered.remove(&session) {
+                        // A stopped session has nothing to lapse.
+                        let _ = session_ref.cast(SessionMessage::OfferLapsed { agent: state.profile.id.clone() });
+                    }
+                }
+            }
+        }
+        state.offered.retain(|session, _| state.state.offers.iter().any(|(s, _)| s == session));
+        Ok(())
+    }
+
+    async fn accept(&self, myself: &ActorRef<AgentMessage>, state: &mut AgentActorState, session: SessionId) -> Result<(), ApiError> {
+        let session_ref = state.offered.get(&session).cloned();
+        self.apply(myself, state, AgentEvent::Accept { session })?;
+        let Some(session_ref) = session_ref else {
+            return Err(ApiError::Unavailable(format!("session {session}")));
+        };
+        let agent = state.profile.id.clone();
+        let outcome = session_ref.call(|reply| SessionMessage::Accept { agent, reply }, Some(Duration::from_secs(10))).await;
+        let result = match outcome {
+            Ok(ractor::rpc::CallResult::Success(result)) => result,
+            Ok(_) => Err(ApiError::Unavailable(format!("session {session}"))),
+            Err(err) => Err(ApiError::from(err)),
+        };
+        if result.is_err() {
+            // The session did not take the assignment: give the capacity back.
+            let _ = self.apply(myself, state, AgentEvent::Release { session });
+        }
+        result
+    }
+
+    fn status(&self, state: &AgentActorState) -> MemberStatus {
+        MemberStatus {
+            available: state.state.presence == Presence::Available,
+            load: state.state.load.clone(),
+            idle_since: state.state.idle_since,
+        }
+    }
+
+    /// Tells every group of the agent its availability.
+    fn report(&self, state: &AgentActorState) {
+        for group in &state.profile.groups {
+            self.report_to(state, group);
+        }
+    }
+
+    fn report_to(&self, state: &AgentActorState, group: &GroupId) {
+        self.tell_group(group, GroupMessage::Member { profile: state.profile.clone(), status: self.status(state) });
+    }
+
+    fn tell_group(&self, group: &GroupId, message: GroupMessage) {
+        // The directory lives as long as the system.
+        let _ = self.shared.directory().cast(DirectoryMessage::ToGroup { group: group.clone(), message });
+    }
+}

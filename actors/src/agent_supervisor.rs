@@ -1,0 +1,80 @@
+//! The AgentSupervisor: one Agent actor per configured agent.
+//!
+//! ```text
+//! AgentSupervisor ── Agent(a)*
+//! ```
+//! A failed Agent actor is started again with `recovering: true`: it picks up
+//! the sessions it holds from the store and reports itself to its groups.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use engine::agent::Agent;
+use engine::ids::AgentId;
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
+use tracing::{info, warn};
+
+use crate::agent::{AgentActor, AgentArgs};
+use crate::directory::DirectoryMessage;
+use crate::shared::Shared;
+
+/// The AgentSupervisor has no messages of its own; it only supervises.
+pub enum AgentSupervisorMessage {}
+
+/// The AgentSupervisor; config only.
+pub struct AgentSupervisor {
+    /// Shared context.
+    pub shared: Arc<Shared>,
+}
+
+/// The AgentSupervisor's state.
+pub struct AgentSupervisorState {
+    children: HashMap<ActorId, Arc<Agent>>,
+}
+
+impl Actor for AgentSupervisor {
+    type Msg = AgentSupervisorMessage;
+    type State = AgentSupervisorState;
+    type Arguments = Vec<Agent>;
+
+    async fn pre_start(&self, myself: ActorRef<Self::Msg>, agents: Vec<Agent>) -> Result<Self::State, ActorProcessingErr> {
+        let mut state = AgentSupervisorState { children: HashMap::new() };
+        for agent in agents {
+            self.start_agent(&myself, &mut state, Arc::new(agent), false).await?;
+        }
+        Ok(state)
+    }
+
+    async fn handle(&self, _myself: ActorRef<Self::Msg>, message: Self::Msg, _state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        match message {}
+    }
+
+    async fn handle_supervisor_evt(&self, myself: ActorRef<Self::Msg>, event: SupervisionEvent, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        match event {
+            SupervisionEvent::ActorFailed(cell, err) => {
+                if let Some(profile) = state.children.remove(&cell.get_id()) {
+                    warn!(agent_id = %profile.id, error = %err, "agent actor failed; restarting");
+                    self.start_agent(&myself, state, profile, true).await?;
+                }
+            }
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                if let Some(profile) = state.children.remove(&cell.get_id()) {
+                    info!(agent_id = %profile.id, reason = ?reason, "agent actor stopped");
+                }
+            }
+            SupervisionEvent::ActorStarted(_) | SupervisionEvent::ProcessGroupChanged(_) => {}
+        }
+        Ok(())
+    }
+}
+
+impl AgentSupervisor {
+    async fn start_agent(&self, myself: &ActorRef<AgentSupervisorMessage>, state: &mut AgentSupervisorState, profile: Arc<Agent>, recovering: bool) -> Result<(), ActorProcessingErr> {
+        let id: AgentId = profile.id.clone();
+        let args = AgentArgs { profile: profile.clone(), recovering };
+        let (actor, _) = Actor::spawn_linked(None, AgentActor { shared: self.shared.clone() }, args, myself.get_cell()).await?;
+        state.children.insert(actor.get_id(), profile);
+        self.shared.directory().cast(DirectoryMessage::RegisterAgent { agent: id, actor })?;
+        Ok(())
+    }
+}

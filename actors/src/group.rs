@@ -1,0 +1,189 @@
+//! The SkillGroup actor: one queue and the offers made from it.
+//!
+//! The queue logic is [`engine::queue::GroupQueue`]; this actor feeds it
+//! member reports and waiting sessions, and sends the offers it picks to the
+//! Agent actors. An Agent actor that cannot take an offer (another group was
+//! faster) answers with a lapse and a fresh report.
+
+use std::sync::Arc;
+
+use engine::Millis;
+use engine::agent::Agent;
+use engine::channel::Channel;
+use engine::group::SkillGroup;
+use engine::ids::{AgentId, GroupId, SessionId};
+use engine::now_millis;
+use engine::queue::{Candidate, GroupQueue, MemberStatus};
+use engine::routing::{Contact, Step};
+use engine::session::SessionState;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use serde::Serialize;
+use tracing::debug;
+
+use crate::agent::AgentMessage;
+use crate::directory::DirectoryMessage;
+use crate::session::SessionMessage;
+use crate::shared::Shared;
+
+/// A waiting session as the queue holds it.
+pub struct QueueEntry {
+    /// The session's actor, for the offer.
+    pub session: ActorRef<SessionMessage>,
+    /// What the step's agent expression is evaluated against.
+    pub contact: Arc<Contact>,
+    /// The routing step the session waits under.
+    pub step: Step,
+}
+
+impl Candidate for QueueEntry {
+    fn channel(&self) -> &Channel {
+        &self.contact.channel
+    }
+    fn admits(&self, agent: &Agent) -> bool {
+        self.step.admits(agent, &self.contact)
+    }
+}
+
+/// Messages of a SkillGroup actor.
+pub enum GroupMessage {
+    /// A session joins (or re-joins, in its original place).
+    Enqueue {
+        /// The session.
+        session: SessionId,
+        /// Served first when higher.
+        priority: i32,
+        /// First time in any queue: the place in line.
+        queued_at: Millis,
+        /// The session's facts.
+        entry: QueueEntry,
+    },
+    /// A session leaves (answered, abandoned, overflowed).
+    Leave {
+        /// The session.
+        session: SessionId,
+    },
+    /// A member's presence and load changed.
+    Member {
+        /// Its profile.
+        profile: Arc<Agent>,
+        /// What it reported.
+        status: MemberStatus,
+    },
+    /// The offer of `session` to `agent` ended without accept.
+    OfferLapsed {
+        /// The session.
+        session: SessionId,
+        /// The agent.
+        agent: AgentId,
+    },
+    /// The queue as supervisors see it.
+    View {
+        /// Reply port.
+        reply: RpcReplyPort<GroupView>,
+    },
+}
+
+/// A group's queue, for supervisors and tests.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupView {
+    /// The group.
+    pub group: GroupId,
+    /// Waiting sessions in queue order: (session, priority, first queued, offered to).
+    pub waiting: Vec<(SessionId, i32, Millis, Option<AgentId>)>,
+    /// Members available with free capacity.
+    pub n_ready_agents: usize,
+    /// How long the oldest waiting session has waited.
+    pub longest_wait_ms: Option<Millis>,
+}
+
+/// The SkillGroup actor; config only.
+pub struct GroupActor {
+    /// Shared context.
+    pub shared: Arc<Shared>,
+}
+
+/// Arguments of a SkillGroup actor.
+pub struct GroupArgs {
+    /// The group's profile.
+    pub group: SkillGroup,
+    /// Its members, asked to report on start.
+    pub members: Vec<AgentId>,
+    /// Started after a failure: ask waiting sessions to enqueue again.
+    pub recovering: bool,
+}
+
+/// The SkillGroup actor's state.
+pub struct GroupState {
+    group: SkillGroup,
+    queue: GroupQueue<QueueEntry>,
+}
+
+impl Actor for GroupActor {
+    type Msg = GroupMessage;
+    type State = GroupState;
+    type Arguments = GroupArgs;
+
+    async fn pre_start(&self, _myself: ActorRef<Self::Msg>, args: GroupArgs) -> Result<Self::State, ActorProcessingErr> {
+        let directory = self.shared.directory();
+        if args.recovering {
+            for agent in &args.members {
+                // The directory lives as long as the system.
+                let _ = directory.cast(DirectoryMessage::ToAgent { agent: agent.clone(), message: AgentMessage::ReportStatus });
+            }
+            for session in self.shared.store.open_sessions().await? {
+                let waiting = matches!(session.state, SessionState::Queued | SessionState::Offered);
+                if waiting && session.group.as_ref() == Some(&args.group.id) {
+                    // As above.
+                    let _ = directory.cast(DirectoryMessage::ToSession { session: session.id, message: SessionMessage::Requeue });
+                }
+            }
+        }
+        Ok(GroupState { group: args.group, queue: GroupQueue::default() })
+    }
+
+    async fn handle(&self, _myself: ActorRef<Self::Msg>, message: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        match message {
+            GroupMessage::Enqueue { session, priority, queued_at, entry } => {
+                state.queue.enqueue(session, priority, queued_at, entry);
+            }
+            GroupMessage::Leave { session } => {
+                state.queue.remove(session);
+            }
+            GroupMessage::Member { profile, status } => state.queue.update_member(profile, status),
+            GroupMessage::OfferLapsed { session, agent } => {
+                state.queue.offer_lapsed(session, &agent);
+            }
+            GroupMessage::View { reply } => {
+                let now = now_millis();
+                let view = GroupView {
+                    group: state.group.id.clone(),
+                    waiting: state.queue.iter().map(|(s, w)| (s, w.priority, w.queued_at, w.offered_to.clone())).collect(),
+                    n_ready_agents: state.queue.n_ready(),
+                    longest_wait_ms: state.queue.oldest_queued_at().map(|at| (now - at).max(0)),
+                };
+                // The caller may have given up waiting.
+                let _ = reply.send(view);
+                return Ok(());
+            }
+        }
+        self.dispatch(state);
+        Ok(())
+    }
+}
+
+impl GroupActor {
+    fn dispatch(&self, state: &mut GroupState) {
+        for offer in state.queue.dispatch(now_millis()) {
+            let waiting = state.queue.get(offer.session).expect("offered sessions are waiting");
+            debug!(group = %state.group.id, session_id = %offer.session, agent_id = %offer.agent, "offering");
+            let message = AgentMessage::Offer {
+                session: offer.session,
+                channel: waiting.entry.contact.channel.clone(),
+                group: state.group.id.clone(),
+                session_ref: waiting.entry.session.clone(),
+            };
+            // The directory lives as long as the system.
+            let _ = self.shared.directory().cast(DirectoryMessage::ToAgent { agent: offer.agent, message });
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! [`Switchboard`]: the one handle the gateway (and tests, and the demo) use.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use engine::agent::Agent;
+use engine::channel::ChannelRegistry;
+use engine::customer::{Customer, Identity};
+use engine::envelope::Envelope;
+use engine::group::SkillGroup;
+use engine::ids::{AgentId, CustomerId, GroupId, SessionId};
+use engine::presence::{Presence, PresenceRequest};
+use engine::routing::{RuleError, RuleSet};
+use engine::session::Session;
+use engine::store::{Store, WriteOp};
+use engine::{EngineError, now_millis};
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorRef, RpcReplyPort};
+use tokio::sync::mpsc;
+
+use crate::agent::{AgentMessage, AgentView};
+use crate::directory::{DirectoryMessage, DirectoryStats};
+use crate::error::ApiError;
+use crate::event::{Audience, Event};
+use crate::group::{GroupMessage, GroupView};
+use crate::root::{RootArgs, RootMessage, RootSupervisor};
+use crate::session::{Ack, SessionMessage, TransferTarget};
+use crate::shared::{RuntimeConfig, Shared};
+use crate::store_writer::write_and_wait;
+
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A running switchboard: cheap to clone, safe to share.
+#[derive(Clone)]
+pub struct Switchboard {
+    shared: Arc<Shared>,
+    root: ActorRef<RootMessage>,
+}
+
+impl Switchboard {
+    /// Starts the actor system over `store`, with the agents and groups the
+    /// store holds. Open sessions from an earlier run are resumed.
+    pub async fn start(store: Arc<dyn Store>, rules: RuleSet, channels: ChannelRegistry, config: RuntimeConfig) -> Result<Switchboard, ApiError> {
+        let groups = store.list_groups().await?;
+        rules
+            .validate(&|name| groups.iter().any(|g| g.id.as_str() == name), &channels)
+            .map_err(|err| EngineError::Invalid { field: "rules", reason: err.to_string() })?;
+        let shared_out = Arc::new(OnceLock::new());
+        let args = RootArgs { store, rules, channels, config, shared_out: shared_out.clone() };
+        let (root, _) = Actor::spawn(None, RootSupervisor, args)
+            .await
+            .map_err(|err| ApiError::Unavailable(format!("switchboard start-up failed: {err}")))?;
+        let shared = shared_out.get().cloned().ok_or_else(|| ApiError::Unavailable("switchboard start-up".into()))?;
+        Ok(Switchboard { shared, root })
+    }
+
+    /// Writes agents, groups and customers (set-up and demo data), durably.
+    /// Agents and groups take effect at the next start.
+    pub async fn seed(store: &dyn Store, agents: Vec<Agent>, groups: Vec<SkillGroup>, customers: Vec<Customer>) -> Result<(), ApiError> {
+        let mut ops: Vec<WriteOp> = groups.into_iter().map(WriteOp::PutGroup).collect();
+        ops.extend(agents.into_iter().map(WriteOp::PutAgent));
+        ops.extend(customers.into_iter().map(WriteOp::PutCustomer));
+        store.write(&ops).await?;
+        Ok(())
+    }
+
+    /// A customer message from any channel. Resolves the channel identity to
+    /// one customer (creating a customer for an unknown identity), opens a
+    /// session if the customer has none, and returns the ack once the
+    /// message is durable. Resending with the same `client_message_id`
+    /// returns the first ack (`duplicate: true`) and stores nothing.
+    pub async fn customer_message(&self, envelope: Envelope) -> Result<Ack, ApiError> {
+        self.shared.channels.check(&envelope.channel)?;
+        if envelope.customer_id.is_empty() {
+            return Err(EngineError::Invalid { field: "customer_id", reason: "must not be empty".into() }.into());
+        }
+        let customer = self.resolve_customer(&envelope).await?;
+        let channel = envelope.channel.clone();
+        let session = self.call_directory(|reply| DirectoryMessage::OpenSession { customer, channel, reply }).await??;
+        let message = |reply| SessionMessage::CustomerMessage {
+            body: envelope.message.clone(),
+            client_message_id: envelope.client_message_id.clone(),
+            channel: envelope.channel.clone(),
+            reply,
+        };
+        call(&session, message).await?
+    }
+
+    async fn resolve_customer(&self, envelope: &Envelope) -> Result<CustomerId, ApiError> {
+        let store = &self.shared.store;
+        if let Some(id) = store.find_customer_by_identity(&envelope.channel, &envelope.customer_id).await? {
+            return Ok(id);
+        }
+        let id = CustomerId::new(format!("{}:{}", envelope.channel, envelope.customer_id));
+        let mut customer = Customer::new(id.clone(), envelope.display_name.clone().unwrap_or_else(|| envelope.customer_id.clone()));
+        customer.created_at = now_millis();
+        customer.identities.push(Identity { channel: envelope.channel.clone(), external_id: envelope.customer_id.clone() });
+        write_and_wait(&self.shared.writer, vec![WriteOp::PutCustomer(customer)]).await?;
+        Ok(id)
+    }
+
+    /// The customer leaves: a waiting session is abandoned, an assigned one closed.
+    pub async fn customer_leave(&self, customer: &CustomerId, session: SessionId) -> Result<(), ApiError> {
+        let actor = self.session_actor(session).await?;
+        let record = call(&actor, |reply| SessionMessage::Snapshot { reply }).await?;
+        if &record.customer_id != customer {
+            return Err(EngineError::UnknownSession(session.0).into());
+        }
+        call(&actor, |reply| SessionMessage::Close { agent: None, summary: None, reply }).await?
+    }
+
+    /// The agent changes presence.
+    pub async fn set_presence(&self, agent: &AgentId, request: PresenceRequest) -> Result<Presence, ApiError> {
+        let actor = self.agent_actor(agent).await?;
+        call(&actor, |reply| AgentMessage::SetPresence { request, reply }).await?
+    }
+
+    /// The agent accepts an offer; returns once the assignment is durable.
+    pub async fn accept(&self, agent: &AgentId, session: SessionId) -> Result<(), ApiError> {
+        let actor = self.agent_actor(agent).await?;
+        call(&actor, |reply| AgentMessage::Accept { session, reply }).await?
+    }
+
+    /// The agent rejects an offer; the session goes to the next agent.
+    pub async fn reject(&self, agent: &AgentId, session: SessionId) -> Result<(), ApiError> {
+        let actor = self.agent_actor(agent).await?;
+        call(&actor, |reply| AgentMessage::Reject { session, reply }).await?
+    }
+
+    /// A message from the assigned agent; ack once durable.
+    pub async fn agent_message(&self, agent: &AgentId, session: SessionId, body: String, client_message_id: Option<String>) -> Result<Ack, ApiError> {
+        let actor = self.session_actor(session).await?;
+        let agent = agent.clone();
+        call(&actor, |reply| SessionMessage::AgentMessage { agent, body, client_message_id, reply }).await?
+    }
+
+    /// The assigned agent transfers the session to a group or an agent.
+    pub async fn transfer(&self, agent: &AgentId, session: SessionId, target: TransferTarget) -> Result<(), ApiError> {
+        match &target {
+            TransferTarget::Group { group } => {
+                self.group_actor(group).await?;
+            }
+            TransferTarget::Agent { agent } => {
+                self.agent_actor(agent).await?;
+            }
+        }
+        let actor = self.session_actor(session).await?;
+        let agent = agent.clone();
+        call(&actor, |reply| SessionMessage::Transfer { agent, target, reply }).await?
+    }
+
+    /// The assigned agent ends the conversation and starts notes.
+    pub async fn wrap_up(&self, agent: &AgentId, session: SessionId, summary: Option<String>) -> Result<(), ApiError> {
+        let actor = self.session_actor(session).await?;
+        let agent = agent.clone();
+        call(&actor, |reply| SessionMessage::WrapUp { agent, summary, reply }).await?
+    }
+
+    /// The assigned agent closes the session.
+    pub async fn close(&self, agent: &AgentId, session: SessionId, summary: Option<String>) -> Result<(), ApiError> {
+        let actor = self.session_actor(session).await?;
+        let agent = Some(agent.clone());
+        call(&actor, |reply| SessionMessage::Close { agent, summary, reply }).await?
+    }
+
+    /// Events of every session of `customer`, from now on.
+    pub fn subscribe_customer(&self, customer: &CustomerId) -> mpsc::Receiver<Event> {
+        self.shared.hub.subscribe(Audience::Customer(customer.clone()), self.shared.config.subscriber_buffer)
+    }
+
+    /// Events for `agent` (offers, their sessions' messages), from now on.
+    pub fn subscribe_agent(&self, agent: &AgentId) -> mpsc::Receiver<Event> {
+        self.shared.hub.subscribe(Audience::Agent(agent.clone()), self.shared.config.subscriber_buffer)
+    }
+
+    /// Everything durable in `session` after `after_seq`, in order: what a
+    /// reconnecting client missed.
+    pub async fn history(&self, session: SessionId, after_seq: u64) -> Result<Vec<Event>, ApiError> {
+        let messages = self.shared.store.messages(session, after_seq, usize::MAX).await?;
+        Ok(messages.iter().map(Event::from_stored).collect())
+    }
+
+    /// The session record: live if its actor runs, else from the store.
+    pub async fn session(&self, session: SessionId) -> Result<Session, ApiError> {
+        self.shared.store.get_session(session).await?.ok_or_else(|| EngineError::UnknownSession(session.0).into())
+    }
+
+    /// The live record of an active session (activating it if passivated).
+    pub async fn live_session(&self, session: SessionId) -> Result<Session, ApiError> {
+        let actor = self.session_actor(session).await?;
+        call(&actor, |reply| SessionMessage::Snapshot { reply }).await
+    }
+
+    /// A group's queue.
+    pub async fn group_view(&self, group: &GroupId) -> Result<GroupView, ApiError> {
+        let actor = self.group_actor(group).await?;
+        call(&actor, |reply| GroupMessage::View { reply }).await
+    }
+
+    /// An agent's live state.
+    pub async fn agent_view(&self, agent: &AgentId) -> Result<AgentView, ApiError> {
+        let actor = self.agent_actor(agent).await?;
+        call(&actor, |reply| AgentMessage::View { reply }).await
+    }
+
+    /// Directory counts: live and open sessions, restarts.
+    pub async fn stats(&self) -> Result<DirectoryStats, ApiError> {
+        self.call_directory(|reply| DirectoryMessage::Stats { reply }).await
+    }
+
+    /// Replaces the routing rules after validating them; on error the old rules stay.
+    pub async fn reload_rules(&self, rules: RuleSet) -> Result<(), RuleError> {
+        let groups = self.shared.store.list_groups().await.unwrap_or_default();
+        rules.validate(&|name| groups.iter().any(|g| g.id.as_str() == name), &self.shared.channels)?;
+        *self.shared.rules.write().expect("rules lock") = Arc::new(rules);
+        Ok(())
+    }
+
+    /// The store, for reads the handle does not wrap.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.shared.store
+    }
+
+    /// Stops every actor after everything sent to the writer is durable.
+    pub async fn shutdown(self) {
+        // A failed flush leaves nothing more to do than stop.
+        let _ = write_and_wait(&self.shared.writer, Vec::new()).await;
+        self.root.stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(10))).await.ok();
+    }
+
+    /// Test hook: makes a session's actor panic mid-conversation.
+    #[cfg(test)]
+    pub(crate) async fn crash_session(&self, session: SessionId) -> Result<(), ApiError> {
+        let actor = self.session_actor(session).await?;
+        actor.cast(SessionMessage::Panic).map_err(|_| ApiError::Unavailable(format!("session {session}")))
+    }
+
+    async fn session_actor(&self, session: SessionId) -> Result<ActorRef<SessionMessage>, ApiError> {
+        self.call_directory(|reply| DirectoryMessage::Session { session, reply }).await?
+    }
+
+    async fn agent_actor(&self, agent: &AgentId) -> Result<ActorRef<AgentMessage>, ApiError> {
+        let agent = agent.clone();
+        self.call_directory(|reply| DirectoryMessage::Agent { agent, reply }).await?
+    }
+
+    async fn group_actor(&self, group: &GroupId) -> Result<ActorRef<GroupMessage>, ApiError> {
+        let group = group.clone();
+        self.call_directory(|reply| DirectoryMessage::Group { group, reply }).await?
+    }
+
+    async fn call_directory<T: Send + 'static>(&self, message: impl FnOnce(RpcReplyPort<T>) -> DirectoryMessage) -> Result<T, ApiError> {
+        call(self.shared.directory(), message).await
+    }
+}
+
+/// Calls an actor and turns every way the call can fail into an [`ApiError`].
+async fn call<M: ractor::Message, T: Send + 'static>(actor: &ActorRef<M>, message: impl FnOnce(RpcReplyPort<T>) -> M) -> Result<T, ApiError> {
+    match actor.call(message, Some(CALL_TIMEOUT)).await? {
+        CallResult::Success(value) => Ok(value),
+        CallResult::Timeout => Err(ApiError::Unavailable(format!("actor {} (timed out)", actor.get_id()))),
+        CallResult::SenderError => Err(ApiError::Unavailable(format!("actor {} (stopped before replying)", actor.get_id()))),
+    }
+}

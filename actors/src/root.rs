@@ -1,0 +1,125 @@
+//! The RootSupervisor and start-up order.
+//!
+//! ```text
+//! RootSupervisor
+//! ├── StoreWriter            (group commit)
+//! ├── Directory              (HashMaps of actors; starts sessions)
+//! ├── SessionSupervisor[k] ── Session(s)*
+//! ├── GroupSupervisor ── SkillGroup(g)*
+//! └── AgentSupervisor ── Agent(a)*
+//! ```
+//! Groups start before agents so that every agent's first report finds its
+//! groups registered. A direct child that fails (the StoreWriter, the
+//! Directory, a supervisor) is a bug that stops the whole system rather than
+//! leave it half-working: everything durable is in the store, and the next
+//! start resumes from it.
+
+use std::sync::{Arc, OnceLock, RwLock};
+
+use engine::agent::Agent;
+use engine::channel::ChannelRegistry;
+use engine::group::SkillGroup;
+use engine::routing::RuleSet;
+use engine::store::Store;
+use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+use tracing::{error, warn};
+
+
+use crate::agent_supervisor::AgentSupervisor;
+use crate::directory::{Directory, DirectoryArgs, DirectoryMessage};
+use crate::event::Hub;
+use crate::group_supervisor::{GroupSupervisor, GroupSupervisorArgs};
+use crate::session_supervisor::SessionSupervisor;
+use crate::shared::{RuntimeConfig, Shared};
+use crate::store_writer::{StoreWriter, StoreWriterArgs};
+
+/// The RootSupervisor has no messages of its own.
+pub enum RootMessage {}
+
+/// The RootSupervisor; config only.
+pub struct RootSupervisor;
+
+/// What the system starts with.
+pub struct RootArgs {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// Routing rules.
+    pub rules: RuleSet,
+    /// Accepted channels.
+    pub channels: ChannelRegistry,
+    /// Knobs.
+    pub config: RuntimeConfig,
+    /// Receives the shared context once everything runs.
+    pub shared_out: Arc<OnceLock<Arc<Shared>>>,
+}
+
+/// The RootSupervisor's state.
+pub struct RootState {
+    /// Kept so that the shared context lives as long as the root.
+    _shared: Arc<Shared>,
+}
+
+impl Actor for RootSupervisor {
+    type Msg = RootMessage;
+    type State = RootState;
+    type Arguments = RootArgs;
+
+    async fn pre_start(&self, myself: ActorRef<Self::Msg>, args: RootArgs) -> Result<Self::State, ActorProcessingErr> {
+        let config = args.config;
+        let writer_args = StoreWriterArgs { store: args.store.clone(), max_batch_ops: config.max_batch_ops };
+        let (writer, _) = Actor::spawn_linked(Some("store-writer".into()), StoreWriter, writer_args, myself.get_cell()).await?;
+        let shared = Arc::new(Shared {
+            store: args.store.clone(),
+            writer: writer.clone(),
+            hub: Hub::default(),
+            rules: RwLock::new(Arc::new(args.rules)),
+            channels: args.channels,
+            config: config.clone(),
+            directory: OnceLock::new(),
+        });
+        let mut shards = Vec::with_capacity(config.n_session_shards.max(1));
+        for _ in 0..config.n_session_shards.max(1) {
+            let (shard, _) = Actor::spawn_linked(None, SessionSupervisor { shared: shared.clone() }, (), myself.get_cell()).await?;
+            shards.push(shard);
+        }
+        let (directory, _) =
+            Actor::spawn_linked(None, Directory { shared: shared.clone() }, DirectoryArgs { session_shards: shards }, myself.get_cell()).await?;
+        shared.directory.set(directory.clone()).map_err(|_| "directory set twice")?;
+
+        let agents: Vec<Agent> = args.store.list_agents().await?;
+        let groups: Vec<SkillGroup> = args.store.list_groups().await?;
+        let group_args = GroupSupervisorArgs { groups, agents: agents.clone() };
+        Actor::spawn_linked(None, GroupSupervisor { shared: shared.clone() }, group_args, myself.get_cell()).await?;
+        Actor::spawn_linked(None, AgentSupervisor { shared: shared.clone() }, agents, myself.get_cell()).await?;
+
+        // Sessions that were open when the last run stopped: customers find
+        // them again, and waiting ones take their place in line again.
+        let open = args.store.open_sessions().await?;
+        let adopted = open.iter().map(|s| (s.id, s.customer_id.clone())).collect();
+        directory.cast(DirectoryMessage::AdoptOpenSessions { sessions: adopted })?;
+        for session in open.iter().filter(|s| s.state.is_waiting()) {
+            directory.cast(DirectoryMessage::ToSession { session: session.id, message: crate::session::SessionMessage::Requeue })?;
+        }
+        // Only one root per `Switchboard::start`, which reads this once.
+        let _ = args.shared_out.set(shared.clone());
+        Ok(RootState { _shared: shared })
+    }
+
+    async fn handle(&self, _myself: ActorRef<Self::Msg>, message: Self::Msg, _state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        match message {}
+    }
+
+    async fn handle_supervisor_evt(&self, myself: ActorRef<Self::Msg>, event: SupervisionEvent, _state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        match event {
+            SupervisionEvent::ActorFailed(cell, err) => {
+                error!(actor = %cell.get_id(), error = %err, "a top-level actor failed; stopping");
+                myself.stop(Some(format!("top-level actor failed: {err}")));
+            }
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                warn!(actor = %cell.get_id(), reason = ?reason, "a top-level actor stopped");
+            }
+            SupervisionEvent::ActorStarted(_) | SupervisionEvent::ProcessGroupChanged(_) => {}
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,730 @@
+//! The Session actor: one conversation.
+//!
+//! It owns the session's sequence counter, state machine ([`engine::session`]),
+//! routing plan and step timers, and the de-duplication of resent messages.
+//! Every message and state change gets the next `seq`, goes to the StoreWriter,
+//! and is acknowledged and published only once it is durable. On start it
+//! rehydrates from the store, so a restart after a panic or a re-activation
+//! after passivation continues where the last durable event left off.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use engine::channel::Channel;
+use engine::customer::Customer;
+use engine::ids::{AgentId, GroupId, SessionId};
+use engine::routing::{Contact, RoutePlan, Step};
+use engine::session::{Session, SessionEffect, SessionEvent, SessionState};
+use engine::store::{Interaction, Sender, StoreError, WriteOp};
+use engine::{EngineError, Millis, now_millis};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use serde::{Deserialize, Serialize};
+use tracing::{debug, info, warn};
+
+use crate::agent::AgentMessage;
+use crate::error::ApiError;
+use crate::event::{Audience, Event, EventKind};
+use crate::group::{GroupMessage, QueueEntry};
+use crate::shared::{Shared, millis};
+use crate::store_writer::StoreWriterMessage;
+
+/// A message accepted into a session: durable, with its sequence number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    /// The session it belongs to.
+    pub session: SessionId,
+    /// Its sequence number.
+    pub seq: u64,
+    /// It had been stored before (same client message id); nothing new was stored.
+    pub duplicate: bool,
+}
+
+/// Where a transfer goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "to", rename_all = "snake_case")]
+pub enum TransferTarget {
+    /// Any eligible agent of this group.
+    Group {
+        /// The group.
+        group: GroupId,
+    },
+    /// This agent, waiting in one of their groups.
+    Agent {
+        /// The agent.
+        agent: AgentId,
+    },
+}
+
+/// Replies sent once a write is durable.
+type Waiter = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+/// Messages of a Session actor.
+pub enum SessionMessage {
+    /// A customer message; the reply is the ack, sent once durable.
+    CustomerMessage {
+        /// Text.
+        body: String,
+        /// The client's id for de-duplication.
+        client_message_id: Option<String>,
+        /// The channel it came on.
+        channel: Channel,
+        /// Reply port.
+        reply: RpcReplyPort<Result<Ack, ApiError>>,
+    },
+    /// A message from the assigned agent.
+    AgentMessage {
+        /// The sender.
+        agent: AgentId,
+        /// Text.
+        body: String,
+        /// The client's id for de-duplication.
+        client_message_id: Option<String>,
+        /// Reply port.
+        reply: RpcReplyPort<Result<Ack, ApiError>>,
+    },
+    /// An Agent actor reserved capacity for this session's offer.
+    Offered {
+        /// The agent.
+        agent: AgentId,
+        /// Accept by.
+        deadline: Millis,
+    },
+    /// The offer to `agent` ended without accept (rejected, timed out, busy).
+    OfferLapsed {
+        /// The agent.
+        agent: AgentId,
+    },
+    /// `agent` accepted (the Agent actor already moved the offer to its sessions).
+    Accept {
+        /// The agent.
+        agent: AgentId,
+        /// Reply once durable.
+        reply: RpcReplyPort<Result<(), ApiError>>,
+    },
+    /// The assigned agent hands the session on.
+    Transfer {
+        /// The agent.
+        agent: AgentId,
+        /// Where to.
+        target: TransferTarget,
+        /// Reply once durable.
+        reply: RpcReplyPort<Result<(), ApiError>>,
+    },
+    /// The assigned agent ends the conversation and writes notes.
+    WrapUp {
+        /// The agent.
+        agent: AgentId,
+        /// Notes.
+        summary: Option<String>,
+        /// Reply once durable.
+        reply: RpcReplyPort<Result<(), ApiError>>,
+    },
+    /// The agent closes the session, or the customer leaves (`agent: None`).
+    Close {
+        /// The agent, or `None` for the customer.
+        agent: Option<AgentId>,
+        /// Notes.
+        summary: Option<String>,
+        /// Reply once durable.
+        reply: RpcReplyPort<Result<(), ApiError>>,
+    },
+    /// A step's timeout passed.
+    StepTimeout {
+        /// Which step it was armed for; stale timers are ignored.
+        step_idx: usize,
+    },
+    /// The group lost its queue (restart): enqueue again if waiting.
+    Requeue,
+    /// A write finished.
+    Durable {
+        /// The highest sequence number the write carried.
+        seq: u64,
+        /// The outcome.
+        result: Result<(), StoreError>,
+    },
+    /// Periodic check whether the session has been idle long enough to stop.
+    PassivationCheck,
+    /// The current record.
+    Snapshot {
+        /// Reply port.
+        reply: RpcReplyPort<Session>,
+    },
+    /// Test hook: panic in the handler, as a bug would.
+    #[cfg(test)]
+    Panic,
+}
+
+/// How a Session actor starts.
+pub enum SessionStart {
+    /// A brand-new session (first message about to arrive).
+    New(Session),
+    /// An existing session, loaded from the store.
+    Rehydrate(SessionId),
+}
+
+/// The Session actor; config only.
+pub struct SessionActor {
+    /// Shared context.
+    pub shared: Arc<Shared>,
+}
+
+/// The Session actor's state.
+pub struct SessionActorState {
+    session: Session,
+    customer: Arc<Customer>,
+    contact: Option<Arc<Contact>>,
+    plan: Option<RoutePlan>,
+    step_idx: usize,
+    /// When the current step's timeout passes.
+    step_deadline: Option<Millis>,
+    /// client message id → seq, for messages stored or in flight.
+    client_ids: HashMap<String, u64>,
+    /// seq → replies waiting for that write to be durable.
+    waiters: BTreeMap<u64, Vec<Waiter>>,
+    /// Events recorded but not yet sent to the writer.
+    unwritten: Vec<Event>,
+    /// Events written but not yet durable, published when they are.
+    unpublished: BTreeMap<u64, Event>,
+    /// Last time anything happened, for passivation.
+    last_activity: Millis,
+}
+
+impl Actor for SessionActor {
+    type Msg = SessionMessage;
+    type State = SessionActorState;
+    type Arguments = SessionStart;
+
+    async fn pre_start(&self, myself: ActorRef<Self::Msg>, start: SessionStart) -> Result<Self::State, ActorProcessingErr> {
+        let store = &self.shared.store;
+        let session = match start {
+            SessionStart::New(session) => session,
+            SessionStart::Rehydrate(id) => {
+                // Everything written before this point (by an earlier
+                // incarnation, too) is durable before we read it back.
+                crate::store_writer::write_and_wait(&self.shared.writer, Vec::new()).await?;
+                store.get_session(id).await?.ok_or(EngineError::UnknownSession(id.0))?
+            }
+        };
+        let customer = store
+            .get_customer(&session.customer_id)
+            .await?
+            .ok_or_else(|| EngineError::UnknownCustomer(session.customer_id.to_string()))?;
+        let mut state = SessionActorState {
+            customer: Arc::new(customer),
+            contact: None,
+            plan: None,
+            step_idx: 0,
+            step_deadline: None,
+            client_ids: HashMap::new(),
+            waiters: BTreeMap::new(),
+            unwritten: Vec::new(),
+            unpublished: BTreeMap::new(),
+            last_activity: now_millis(),
+            session,
+        };
+        if state.session.last_seq > 0 || state.session.state != SessionState::New {
+            self.rehydrate(&mut state).await?;
+        }
+        let check_every = self.shared.config.passivate_after.min(Duration::from_secs(60)).max(Duration::from_millis(10));
+        myself.send_interval(check_every, || SessionMessage::PassivationCheck);
+        Ok(state)
+    }
+
+    async fn post_start(&self, myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        // A waiting session that lost its actor (crash, restart) takes its
+        // place in line again; an offer in flight is treated as lapsed.
+        match state.session.state {
+            SessionState::Offered => {
+                if let Some(agent) = state.session.agent.clone() {
+                    self.lapse_offer(&myself, state, agent)?;
+                }
+            }
+            SessionState::Queued | SessionState::Routing | SessionState::Transferred => self.requeue(&myself, state)?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn handle(&self, myself: ActorRef<Self::Msg>, message: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        if !matches!(message, SessionMessage::PassivationCheck | SessionMessage::Durable { .. }) {
+            state.last_activity = now_millis();
+        }
+        match message {
+            SessionMessage::CustomerMessage { body, client_message_id, channel, reply } => {
+                let result = self.customer_message(&myself, state, body, client_message_id, channel);
+                self.reply_when_durable(state, result, reply);
+            }
+            SessionMessage::AgentMessage { agent, body, client_message_id, reply } => {
+                let result = self.agent_message(&myself, state, agent, body, client_message_id);
+                self.reply_when_durable(state, result, reply);
+            }
+            SessionMessage::Offered { agent, deadline } => {
+                if state.session.state == SessionState::Queued && state.session.group.is_some() {
+                    state.session.apply(SessionEvent::Offer { agent: agent.clone() }, now_millis())?;
+                    let seq = self.record(state, EventKind::Offered { agent: agent.clone(), deadline });
+                    self.flush(&myself, state, seq);
+                } else {
+                    // The session left the queue meanwhile: give the capacity back.
+                    self.tell_agent(&agent, AgentMessage::Withdraw { session: state.session.id });
+                }
+            }
+            SessionMessage::OfferLapsed { agent } => {
+                if state.session.state == SessionState::Offered && state.session.agent.as_ref() == Some(&agent) {
+                    self.lapse_offer(&myself, state, agent)?;
+                }
+            }
+            SessionMessage::Accept { agent, reply } => {
+                let result = self.accept(&myself, state, agent);
+                self.reply_unit_when_durable(state, result, reply);
+            }
+            SessionMessage::Transfer { agent, target, reply } => {
+                let result = self.transfer(&myself, state, agent, target);
+                self.reply_unit_when_durable(state, result, reply);
+            }
+            SessionMessage::WrapUp { agent, summary, reply } => {
+                let result = self.check_assigned(state, &agent).and_then(|()| {
+                    state.session.apply(SessionEvent::WrapUp { summary }, now_millis())?;
+                    Ok(self.record(state, EventKind::WrapUp))
+                });
+                let result = result.inspect(|&seq| self.flush(&myself, state, seq));
+                self.reply_unit_when_durable(state, result, reply);
+            }
+            SessionMessage::Close { agent, summary, reply } => {
+                let result = self.close(&myself, state, agent, summary);
+                self.reply_unit_when_durable(state, result, reply);
+            }
+            SessionMessage::StepTimeout { step_idx } => {
+                if step_idx == state.step_idx && state.session.state == SessionState::Queued {
+                    self.overflow(&myself, state)?;
+                }
+            }
+            SessionMessage::Requeue => {
+                if matches!(state.session.state, SessionState::Queued | SessionState::Offered) {
+                    self.enqueue_current_step(&myself, state, false)?;
+                }
+            }
+            SessionMessage::Durable { seq, result } => self.durable(&myself, state, seq, result)?,
+            SessionMessage::PassivationCheck => self.maybe_passivate(&myself, state),
+            SessionMessage::Snapshot { reply } => {
+                // The caller may have gone away; nothing to do then.
+                let _ = reply.send(state.session.clone());
+            }
+            #[cfg(test)]
+            SessionMessage::Panic => panic!("session {} panicked on purpose", state.session.id),
+        }
+        Ok(())
+    }
+}
+
+impl SessionActor {
+    /// Loads the message history so that sequence numbers continue and resent
+    /// client ids are recognised, and rebuilds the routing context.
+    async fn rehydrate(&self, state: &mut SessionActorState) -> Result<(), ActorProcessingErr> {
+        let id = state.session.id;
+        let messages = self.shared.store.messages(id, 0, usize::MAX).await?;
+        let mut first_customer_message = None;
+        for message in &messages {
+            state.session.last_seq = state.session.last_seq.max(message.seq);
+            if let Some(client_id) = &message.client_message_id {
+                state.client_ids.insert(client_id.clone(), message.seq);
+            }
+            if first_customer_message.is_none() && message.sender == Sender::Customer {
+                first_customer_message = Some(message.body.clone());
+            }
+        }
+        state.contact = Some(Arc::new(Contact {
+            channel: state.session.channel.clone(),
+            customer: (*state.customer).clone(),
+            message: first_customer_message.unwrap_or_default(),
+            at: state.session.times.created.unwrap_or_else(now_millis),
+        }));
+        debug!(session_id = %id, last_seq = state.session.last_seq, n_messages = messages.len(), "session rehydrated");
+        Ok(())
+    }
+
+    fn customer_message(
+        &self,
+        myself: &ActorRef<SessionMessage>,
+        state: &mut SessionActorState,
+        body: String,
+        client_message_id: Option<String>,
+        channel: Channel,
+    ) -> Result<(u64, bool), ApiError> {
+        if state.session.state.is_final() {
+            return Err(ApiError::State(engine::session::TransitionError {
+                session: state.session.id,
+                state: state.session.state.as_str(),
+                event: "add a customer message",
+            }));
+        }
+        if let Some(seq) = client_message_id.as_ref().and_then(|id| state.client_ids.get(id)) {
+            return Ok((*seq, true));
+        }
+        let kind = EventKind::Message { sender: Sender::Customer, body: body.clone(), client_message_id, channel: channel.clone() };
+        let seq = self.record(state, kind);
+        if state.session.state == SessionState::New {
+            state.contact = Some(Arc::new(Contact { channel, customer: (*state.customer).clone(), message: body, at: now_millis() }));
+            self.route(myself, state)?;
+        }
+        self.flush(myself, state, seq);
+        Ok((seq, false))
+    }
+
+    fn agent_message(
+        &self,
+        myself: &ActorRef<SessionMessage>,
+        state: &mut SessionActorState,
+        agent: AgentId,
+        body: String,
+        client_message_id: Option<String>,
+    ) -> Result<(u64, bool), ApiError> {
+        self.check_assigned(state, &agent)?;
+        if let Some(seq) = client_message_id.as_ref().and_then(|id| state.client_ids.get(id)) {
+            return Ok((*seq, true));
+        }
+        state.session.apply(SessionEvent::AgentReplied, now_millis())?;
+        let channel = state.session.channel.clone();
+        let seq = self.record(state, EventKind::Message { sender: Sender::Agent(agent), body, client_message_id, channel });
+        self.flush(myself, state, seq);
+        Ok((seq, false))
+    }
+
+    fn check_assigned(&self, state: &SessionActorState, agent: &AgentId) -> Result<(), ApiError> {
+        let assigned = matches!(state.session.state, SessionState::Assigned | SessionState::WrapUp)
+            && state.session.agent.as_ref() == Some(agent);
+        if assigned {
+            Ok(())
+        } else {
+            Err(ApiError::NotYourSession { agent: agent.clone(), session: state.session.id })
+        }
+    }
+
+    /// Evaluates the rules and enters the first step that applies.
+    fn route(&self, myself: &ActorRef<SessionMessage>, state: &mut SessionActorState) -> Result<(), ApiError> {
+        let now = now_millis();
+        state.session.apply(SessionEvent::StartRouting, now)?;
+        let contact = state.contact.clone().expect("routing needs the contact");
+        let plan = self.shared.rules().route(&contact).unwrap_or_else(RoutePlan::fallback);
+        info!(session_id = %state.session.id, rule = %plan.rule, "session routed");
+        state.plan = Some(plan);
+        state.step_idx = 0;
+        self.enter_step(myself, state, true)
+    }
+
+    /// Enters step `state.step_idx` or the next one that applies.
+    fn enter_step(&self, myself: &ActorRef<SessionMessage>, state: &mut SessionActorState, record: bool) -> Result<(), ApiError> {
+        let contact = state.contact.clone().expect("routing needs the contact");
+        let plan = state.plan.clone().expect("entering a step needs a plan");
+        while state.step_idx + 1 < plan.steps.len() && !plan.steps[state.step_idx].applies_to(&contact) {
+            state.step_idx += 1;
+        }
+        let step = &plan.steps[state.step_idx];
+        let now = now_millis();
+        state.session.apply(SessionEvent::Enqueue { group: step.group.clone() }, now)?;
+        state.step_deadline = step.timeout_ms.map(|timeout| now + timeout);
+        if let Some(timeout) = step.timeout_ms {
+            let step_idx = state.step_idx;
+            myself.send_after(Duration::from_millis(timeout as u64), move || SessionMessage::StepTimeout { step_idx });
+        }
+        if record {
+            self.record(state, EventKind::Queued { group: step.group.clone() });
+        }
+        self.enqueue_current_step(myself, state, true)
+    }
+
+    /// Puts the session in its current step's group queue, in its original place.
+    fn enqueue_current_step(&self, myself: &ActorRef<SessionMessage>, state: &mut SessionActorState, _fresh: bool) -> Result<(), ApiError> {
+        let (Some(plan), Some(contact)) = (state.plan.clone(), state.contact.clone()) else {
+            return Ok(());
+        };
+        let step = plan.steps[state.step_idx].clone();
+        let entry = QueueEntry { session: myself.clone(), contact, step: step.clone() };
+        let queued_at = state.session.times.queued.unwrap_or_else(now_millis);
+        self.tell_group(&step.group, GroupMessage::Enqueue { session: state.session.id, priority: step.priority, queued_at, entry });
+        Ok(())
+    }
+
+    /// Re-enters routing after a crash or a transfer left no plan in memory.
+    fn requeue(&self, myself: &ActorRef<SessionMessage>, state: &mut SessionActorState) -> Result<(), ApiError> {
+        if state.plan.is_none() {
+            let Some(contact) = state.contact.clone() else { return Ok(()) };
+            let plan = self.shared.rules().route(&contact).unwrap_or_else(RoutePlan::fallback);
+            // Resume at the step of the group the session was waiting in, if the plan has it.
+            let group = state.session.group.clone();
+            state.step_idx = plan.steps.iter().position(|step| Some(&step.group) == group.as_ref()).unwrap_or(0);
+            state.plan = Some(plan);
+        }
+        if state.session.state == SessionState::Queued {
+            self.enqueue_current_step(myself, state, false)
+        } else {
+            if state.session.state == SessionState::Routing || state.session.state == SessionState::Transferred {
+                self.enter_step(myself, state, true)?;
+            }
+            let seq = state.session.last_seq;
+            self.flush(myself, state, seq);
+            Ok(())
+        }
+    }
+
+    /// The current step timed out: move to the next step's group, keeping the place in line.
+    fn overflow(&self, myself: &ActorRef<SessionMessage>, state: &mut SessionActorState) -> Result<(), ApiError> {
+        let Some(plan) = state.plan.clone() else { return Ok(()) };
+        if state.step_idx + 1 >= plan.steps.len() {
+            state.step_deadline = None;
+            return Ok(());
+        }
+        let old_group = state.session.group.clone();
+        state.step_idx += 1;
+        self.enter_step(myself, state, true)?;
+        if let Some(old) = old_group.filter(|old| Some(old) != state.session.group.as_ref()) {
+            self.tell_group(&old, GroupMessage::Leave { session: state.session.id });
+        }
+        let seq = state.session.last_seq;
+        self.flush(myself, state, seq);
+        Ok(())
+    }
+
+    fn lapse_offer(&self, myself: &ActorRef<SessionMessage>, state: &mut SessionActorState, agent: AgentId) -> Result<(), ApiError> {
+        state.session.apply(SessionEvent::OfferLapsed, now_millis())?;
+        if let Some(group) = state.session.group.clone() {
+            self.tell_group(&group, GroupMessage::OfferLapsed { session: state.session.id, agent: agent.clone() });
+        }
+        let seq = self.record(state, EventKind::OfferLapsed { agent });
+        self.flush(myself, state, seq);
+        if state.step_deadline.is_some_and(|deadline| deadline <= now_millis()) {
+            self.overflow(myself, state)?;
+        }
+        Ok(())
+    }
+
+    fn accept(&self, myself: &ActorRef<SessionMessage>, state: &mut SessionActorState, agent: AgentId) -> Result<u64, ApiError> {
+        state.session.apply(SessionEvent::Accept { agent: agent.clone() }, now_millis())?;
+        state.step_deadline = None;
+        if let Some(group) = state.session.group.clone() {
+            self.tell_group(&group, GroupMessage::Leave { session: state.session.id });
+        }
+        let display_name = agent.to_string();
+        let seq = self.record(state, EventKind::Assigned { agent, display_name });
+        self.flush(myself, state, seq);
+        Ok(seq)
+    }
+
+    fn transfer(&self, myself: &ActorRef<SessionMessage>, state: &mut SessionActorState, agent: AgentId, target: TransferTarget) -> Result<u64, ApiError> {
+        self.check_assigned(state, &agent)?;
+        let step = match &target {
+            TransferTarget::Group { group } => Step::to_group(group.clone(), 0),
+            TransferTarget::Agent { agent: to } => {
+                let group = state.session.group.clone().ok_or_else(|| EngineError::UnknownGroup(String::new()))?;
+                Step::to_agent(group, to.clone(), 0)
+            }
+        };
+        let effects = state.session.apply(SessionEvent::Transfer, now_millis())?;
+        self.run_effects(state, effects);
+        let seq = self.record(state, EventKind::Transferred { from: agent });
+        state.plan = Some(RoutePlan::single(step));
+        state.step_idx = 0;
+        self.enter_step(myself, state, true)?;
+        let seq = seq.max(state.session.last_seq);
+        self.flush(myself, state, seq);
+        Ok(seq)
+    }
+
+    fn close(&self, myself: &ActorRef<SessionMessage>, state: &mut SessionActorState, agent: Option<AgentId>, summary: Option<String>) -> Result<u64, ApiError> {
+        let now = now_millis();
+        let effects = match &agent {
+            Some(agent) => {
+                self.check_assigned(state, agent)?;
+                state.session.apply(SessionEvent::Close { summary }, now)?
+            }
+            None if matches!(state.session.state, SessionState::Assigned | SessionState::WrapUp) => {
+                state.session.apply(SessionEvent::Close { summary }, now)?
+            }
+            None => state.session.apply(SessionEvent::CustomerLeft, now)?,
+        };
+        self.run_effects(state, effects);
+        let kind = if state.session.state == SessionState::Abandoned {
+            EventKind::Abandoned
+        } else {
+            EventKind::Closed { summary: state.session.summary.clone() }
+        };
+        let seq = self.record(state, kind);
+        self.flush(myself, state, seq);
+        Ok(seq)
+    }
+
+    fn run_effects(&self, state: &SessionActorState, effects: Vec<SessionEffect>) {
+        for effect in effects {
+            match effect {
+                SessionEffect::LeaveQueue(group) => self.tell_group(&group, GroupMessage::Leave { session: state.session.id }),
+                SessionEffect::WithdrawOffer(agent) => self.tell_agent(&agent, AgentMessage::Withdraw { session: state.session.id }),
+                SessionEffect::ReleaseAgent(agent) => self.tell_agent(&agent, AgentMessage::Release { session: state.session.id }),
+            }
+        }
+    }
+
+    /// Gives `kind` the next sequence number; it is written by the next flush.
+    fn record(&self, state: &mut SessionActorState, kind: EventKind) -> u64 {
+        state.session.last_seq += 1;
+        let seq = state.session.last_seq;
+        if let EventKind::Message { client_message_id: Some(id), .. } = &kind {
+            state.client_ids.insert(id.clone(), seq);
+        }
+        state.unwritten.push(Event { session: state.session.id, seq, at: now_millis(), kind });
+        seq
+    }
+
+    /// Sends every recorded event and the session record to the StoreWriter
+    /// in one request; `Durable` comes back when it is committed.
+    fn flush(&self, myself: &ActorRef<SessionMessage>, state: &mut SessionActorState, _seq: u64) {
+        let channel = state.session.channel.clone();
+        let mut ops: Vec<WriteOp> = Vec::with_capacity(state.unwritten.len() + 3);
+        for event in state.unwritten.drain(..) {
+            ops.push(WriteOp::AppendMessage(event.to_stored(&channel)));
+            state.unpublished.insert(event.seq, event);
+        }
+        ops.push(WriteOp::PutSession(state.session.clone()));
+        if state.session.state.is_final() {
+            ops.extend(self.closing_ops(state));
+        }
+        let seq = state.session.last_seq;
+        let myself = myself.clone();
+        let done: crate::store_writer::Completion = Box::new(move |result| {
+            // A stopped session needs no news: its next incarnation reads the store.
+            let _ = myself.cast(SessionMessage::Durable { seq, result });
+        });
+        // The writer outlives every session; if it is gone the system is shutting down.
+        let _ = self.shared.writer.cast(StoreWriterMessage::Write { ops, done });
+    }
+
+    /// What closing writes besides the session: the customer's cross-channel
+    /// history entry and their last agent, for sticky routing next time.
+    fn closing_ops(&self, state: &mut SessionActorState) -> Vec<WriteOp> {
+        let session = &state.session;
+        let summary = session.summary.clone().unwrap_or_else(|| session.state.as_str().to_owned());
+        let mut ops = vec![WriteOp::RecordInteraction(Interaction {
+            customer_id: session.customer_id.clone(),
+            at: session.times.closed.unwrap_or_else(now_millis),
+            session_id: session.id,
+            channel: session.channel.clone(),
+            summary,
+        })];
+        if let Some(agent) = session.agent.clone().filter(|_| session.times.answered.is_some()) {
+            let mut customer = (*state.customer).clone();
+            customer.last_agent = Some(agent);
+            ops.push(WriteOp::PutCustomer(customer.clone()));
+            state.customer = Arc::new(customer);
+        }
+        ops
+    }
+
+    fn durable(&self, myself: &ActorRef<SessionMessage>, state: &mut SessionActorState, seq: u64, result: Result<(), StoreError>) -> Result<(), ActorProcessingErr> {
+        let done: Vec<u64> = state.waiters.range(..=seq).map(|(seq, _)| *seq).collect();
+        for waiter_seq in done {
+            for waiter in state.waiters.remove(&waiter_seq).unwrap_or_default() {
+                waiter(result.clone());
+            }
+        }
+        if let Err(err) = result {
+            // Memory ran ahead of the store; start again from what is durable.
+            warn!(session_id = %state.session.id, error = %err, "session write failed; restarting from the store");
+            return Err(Box::new(err));
+        }
+        let published: Vec<u64> = state.unpublished.range(..=seq).map(|(seq, _)| *seq).collect();
+        for event_seq in published {
+            let event = state.unpublished.remove(&event_seq).expect("listed above");
+            self.publish(state, &event);
+        }
+        if state.session.state.is_final() && state.unwritten.is_empty() && state.unpublished.is_empty() {
+            info!(session_id = %state.session.id, state = state.session.state.as_str(), "session ended");
+            myself.stop(Some(STOP_ENDED.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// Sends a durable event to the customer and to the agents concerned.
+    fn publish(&self, state: &SessionActorState, event: &Event) {
+        let hub = &self.shared.hub;
+        let to_customer = !matches!(event.kind, EventKind::Offered { .. } | EventKind::OfferLapsed { .. });
+        if to_customer {
+            hub.publish(&Audience::Customer(state.session.customer_id.clone()), event);
+        }
+        let agent = match &event.kind {
+            EventKind::Offered { agent, .. } | EventKind::OfferLapsed { agent } | EventKind::Assigned { agent, .. } => Some(agent),
+            EventKind::Transferred { from } => Some(from),
+            _ => state.session.agent.as_ref(),
+        };
+        if let Some(agent) = agent {
+            hub.publish(&Audience::Agent(agent.clone()), event);
+        }
+    }
+
+    fn reply_when_durable(&self, state: &mut SessionActorState, result: Result<(u64, bool), ApiError>, reply: RpcReplyPort<Result<Ack, ApiError>>) {
+        let session = state.session.id;
+        match result {
+            Err(err) => {
+                // The caller may have given up waiting; nothing to do then.
+                let _ = reply.send(Err(err));
+            }
+            Ok((seq, duplicate)) => {
+                let waiter: Waiter = Box::new(move |result| {
+                    // As above: a caller that left needs no answer.
+                    let _ = reply.send(result.map(|()| Ack { session, seq, duplicate }).map_err(ApiError::from));
+                });
+                self.wait_for(state, seq, waiter);
+            }
+        }
+    }
+
+    fn reply_unit_when_durable(&self, state: &mut SessionActorState, result: Result<u64, ApiError>, reply: RpcReplyPort<Result<(), ApiError>>) {
+        match result {
+            Err(err) => {
+                // The caller may have given up waiting; nothing to do then.
+                let _ = reply.send(Err(err));
+            }
+            Ok(seq) => {
+                let waiter: Waiter = Box::new(move |result| {
+                    // As above: a caller that left needs no answer.
+                    let _ = reply.send(result.map_err(ApiError::from));
+                });
+                self.wait_for(state, seq, waiter);
+            }
+        }
+    }
+
+    /// Runs `waiter` once `seq` is durable: now if it already is.
+    fn wait_for(&self, state: &mut SessionActorState, seq: u64, waiter: Waiter) {
+        let pending = state.unpublished.contains_key(&seq) || state.unwritten.iter().any(|event| event.seq == seq);
+        if pending {
+            state.waiters.entry(seq).or_default().push(waiter);
+        } else {
+            waiter(Ok(()));
+        }
+    }
+
+    fn maybe_passivate(&self, myself: &ActorRef<SessionMessage>, state: &mut SessionActorState) {
+        let idle_ms = now_millis() - state.last_activity;
+        // Waiting sessions keep their actor: their step timers live in it.
+        let parked = matches!(state.session.state, SessionState::Assigned | SessionState::WrapUp | SessionState::New);
+        let quiet = state.unwritten.is_empty() && state.unpublished.is_empty() && state.waiters.is_empty();
+        if parked && quiet && idle_ms >= millis(self.shared.config.passivate_after) {
+            debug!(session_id = %state.session.id, idle_ms, "session passivated");
+            myself.stop(Some(STOP_PASSIVATED.to_owned()));
+        }
+    }
+
+    fn tell_group(&self, group: &GroupId, message: GroupMessage) {
+        // The directory lives as long as the system.
+        let _ = self.shared.directory().cast(crate::directory::DirectoryMessage::ToGroup { group: group.clone(), message });
+    }
+
+    fn tell_agent(&self, agent: &AgentId, message: AgentMessage) {
+        // The directory lives as long as the system.
+        let _ = self.shared.directory().cast(crate::directory::DirectoryMessage::ToAgent { agent: agent.clone(), message });
+    }
+}
+
+/// Stop reason of a session that closed or was abandoned.
+pub const STOP_ENDED: &str = "ended";
+/// Stop reason of a session that was idle long enough.
+pub const STOP_PASSIVATED: &str = "passivated";

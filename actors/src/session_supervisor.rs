@@ -1,0 +1,114 @@
+//! A SessionSupervisor: one shard of the Session actors.
+//!
+//! ```text
+//! SessionSupervisor[k] ── Session(s)*   (s.id % n_shards == k)
+//! ```
+//! Sharding by session id keeps any one supervisor from seeing every start and
+//! stop. A child that stops normally (passivated, ended) is reported to the
+//! Directory; a child that fails is reported too, and the Directory starts a
+//! new one that rehydrates from the store, unless it failed more than
+//! `max_restarts` times within `restart_window`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use engine::ids::SessionId;
+use engine::{Millis, now_millis};
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use tracing::{error, warn};
+
+use crate::directory::DirectoryMessage;
+use crate::error::ApiError;
+use crate::session::{STOP_ENDED, SessionActor, SessionMessage, SessionStart};
+use crate::shared::{Shared, millis};
+
+/// Messages of a SessionSupervisor.
+pub enum SessionSupervisorMessage {
+    /// Start a Session actor (called by the Directory only).
+    Start {
+        /// The session.
+        session: SessionId,
+        /// New or rehydrate.
+        start: SessionStart,
+        /// The running actor.
+        reply: RpcReplyPort<Result<ActorRef<SessionMessage>, ApiError>>,
+    },
+}
+
+/// The SessionSupervisor; config only.
+pub struct SessionSupervisor {
+    /// Shared context.
+    pub shared: Arc<Shared>,
+}
+
+/// The SessionSupervisor's state.
+pub struct SessionSupervisorState {
+    children: HashMap<ActorId, SessionId>,
+    /// Recent failure times per session, for the restart budget.
+    failures: HashMap<SessionId, Vec<Millis>>,
+}
+
+impl Actor for SessionSupervisor {
+    type Msg = SessionSupervisorMessage;
+    type State = SessionSupervisorState;
+    type Arguments = ();
+
+    async fn pre_start(&self, _myself: ActorRef<Self::Msg>, _args: ()) -> Result<Self::State, ActorProcessingErr> {
+        Ok(SessionSupervisorState { children: HashMap::new(), failures: HashMap::new() })
+    }
+
+    async fn handle(&self, myself: ActorRef<Self::Msg>, message: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        match message {
+            SessionSupervisorMessage::Start { session, start, reply } => {
+                let actor = SessionActor { shared: self.shared.clone() };
+                let result = match Actor::spawn_linked(None, actor, start, myself.get_cell()).await {
+                    Ok((actor, _)) => {
+                        state.children.insert(actor.get_id(), session);
+                        Ok(actor)
+                    }
+                    Err(err) => Err(ApiError::Unavailable(format!("session {session} ({err})"))),
+                };
+                // The directory waits for this reply; if it gave up there is nothing to do.
+                let _ = reply.send(result);
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(&self, _myself: ActorRef<Self::Msg>, event: SupervisionEvent, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        match event {
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                let Some(session) = state.children.remove(&cell.get_id()) else { return Ok(()) };
+                let ended = reason.as_deref() == Some(STOP_ENDED);
+                if ended {
+                    state.failures.remove(&session);
+                }
+                self.tell_directory(DirectoryMessage::SessionStopped { session, actor: cell.get_id(), ended, restart: false });
+            }
+            SupervisionEvent::ActorFailed(cell, err) => {
+                let Some(session) = state.children.remove(&cell.get_id()) else { return Ok(()) };
+                let now = now_millis();
+                let window = millis(self.shared.config.restart_window);
+                let failures = state.failures.entry(session).or_default();
+                failures.retain(|at| now - at < window);
+                failures.push(now);
+                let restart = failures.len() as u32 <= self.shared.config.max_restarts;
+                if restart {
+                    warn!(session_id = %session, error = %err, "session actor failed; restarting from the store");
+                } else {
+                    error!(session_id = %session, error = %err, n_failures = failures.len(), "session actor keeps failing; left stopped until its next event");
+                }
+                self.tell_directory(DirectoryMessage::SessionStopped { session, actor: cell.get_id(), ended: false, restart });
+            }
+            SupervisionEvent::ActorStarted(_) | SupervisionEvent::ProcessGroupChanged(_) => {}
+        }
+        Ok(())
+    }
+}
+
+impl SessionSupervisor {
+    fn tell_directory(&self, message: DirectoryMessage) {
+        // The directory lives as long as the system.
+        let _ = self.shared.directory().cast(message);
+    }
+}

@@ -1,0 +1,237 @@
+//! The `Store` contract: what switchboard persists and how it reads it back.
+//!
+//! The data model is written CQL-first (partition key, clustering key, TTL) so
+//! that a ScyllaDB backend maps onto it one table per table; the embedded
+//! [`SqliteStore`] mirrors the same tables:
+//!
+//! | table | key | holds |
+//! |---|---|---|
+//! | `customers` | (customer_id) | [`Customer`] without identities |
+//! | `customer_identities` | ((channel, external_id)) → customer_id | one person across channels |
+//! | `sessions` | (session_id) | every [`Session`] field |
+//! | `session_messages` | ((session_id), seq) | [`StoredMessage`] |
+//! | `customer_interactions` | ((customer_id), at desc, session_id), TTL 30 days | [`Interaction`] |
+//! | `agents` | (agent_id) | [`Agent`] |
+//! | `skill_groups` | (group_id) | [`SkillGroup`] |
+//!
+//! Writes go through one call, [`Store::write`], with a batch of [`WriteOp`]s
+//! that is applied atomically: the persistence writer actor collects the ops
+//! of many sessions and makes one store round-trip for all of them.
+//!
+//! Every backend passes the same test suite, `store::contract` (compiled for this
+//! crate's tests and, for other crates, with the `contract-tests` feature).
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::Millis;
+use crate::agent::Agent;
+use crate::channel::Channel;
+use crate::customer::{Customer, Identity};
+use crate::group::SkillGroup;
+use crate::ids::{AgentId, CustomerId, SessionId};
+use crate::session::Session;
+
+#[cfg(any(test, feature = "contract-tests"))]
+pub mod contract;
+pub mod memory;
+pub mod sqlite;
+
+pub use memory::MemoryStore;
+pub use sqlite::{SqliteOptions, SqliteStore, Synchronous};
+
+/// How long an [`Interaction`] stays visible: the recent cross-channel history
+/// an agent sees is the last 30 days.
+pub const INTERACTION_TTL_MS: Millis = 30 * 24 * 60 * 60 * 1000;
+
+/// The persistence contract every backend implements.
+///
+/// Object-safe: the rest of the system holds an `Arc<dyn Store>`.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Applies one batch atomically: every op or none. When it returns `Ok`
+    /// the batch is durable (it survives the process being killed).
+    ///
+    /// Ops apply in order, so a later op sees an earlier one. The batch fails
+    /// as a whole with [`StoreError::IdentityTaken`] when an identity already
+    /// belongs to another customer, and with [`StoreError::DuplicateSeq`]
+    /// when a message's `(session, seq)` is already stored.
+    async fn write(&self, batch: &[WriteOp]) -> Result<(), StoreError>;
+
+    /// [`Store::write`] for a caller that can give the batch away; a backend
+    /// that moves the batch to another thread overrides it to skip a copy.
+    async fn write_owned(&self, batch: Vec<WriteOp>) -> Result<(), StoreError> {
+        self.write(&batch).await
+    }
+
+    /// A customer with every identity linked to it (sorted).
+    async fn get_customer(&self, id: &CustomerId) -> Result<Option<Customer>, StoreError>;
+
+    /// Who owns `external_id` on `channel`.
+    async fn find_customer_by_identity(
+        &self,
+        channel: &Channel,
+        external_id: &str,
+    ) -> Result<Option<CustomerId>, StoreError>;
+
+    /// One session.
+    async fn get_session(&self, id: SessionId) -> Result<Option<Session>, StoreError>;
+
+    /// A customer's sessions, newest first (by creation time, then id), at most `limit`.
+    async fn sessions_of_customer(
+        &self,
+        id: &CustomerId,
+        limit: usize,
+    ) -> Result<Vec<Session>, StoreError>;
+
+    /// Every session that is neither closed nor abandoned, by id: what a node
+    /// re-activates when it starts.
+    async fn open_sessions(&self) -> Result<Vec<Session>, StoreError>;
+
+    /// A session's messages with `seq > after_seq`, ascending, at most `limit`.
+    async fn messages(
+        &self,
+        session: SessionId,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, StoreError>;
+
+    /// A customer's interactions that have not expired at `now`, newest first,
+    /// at most `limit`.
+    async fn interactions(
+        &self,
+        customer: &CustomerId,
+        now: Millis,
+        limit: usize,
+    ) -> Result<Vec<Interaction>, StoreError>;
+
+    /// Deletes interactions expired at `now` (recorded at or before
+    /// `now - INTERACTION_TTL_MS`); returns how many. Reads hide expired rows
+    /// whether or not they were purged.
+    async fn purge_expired(&self, now: Millis) -> Result<u64, StoreError>;
+
+    /// Every agent, by id.
+    async fn list_agents(&self) -> Result<Vec<Agent>, StoreError>;
+
+    /// One agent.
+    async fn get_agent(&self, id: &AgentId) -> Result<Option<Agent>, StoreError>;
+
+    /// Every skill group, by id.
+    async fn list_groups(&self) -> Result<Vec<SkillGroup>, StoreError>;
+
+    /// Finishes queued writes and releases the backend; afterwards every call
+    /// fails with [`StoreError::Closed`]. Closing twice is fine.
+    async fn close(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// One change in a [`Store::write`] batch. Puts are upserts (CQL `INSERT`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum WriteOp {
+    /// Upserts the customer's profile and links every identity it lists.
+    /// Identities linked before and not listed stay linked.
+    PutCustomer(Customer),
+    /// Links one more identity to a customer; a no-op if it is already theirs.
+    LinkIdentity {
+        /// The owner.
+        customer: CustomerId,
+        /// The channel id to link.
+        identity: Identity,
+    },
+    /// Upserts a session record.
+    PutSession(Session),
+    /// Appends a message; its `(session_id, seq)` must be new.
+    AppendMessage(StoredMessage),
+    /// Records a contact in the customer's recent history (expires after
+    /// [`INTERACTION_TTL_MS`]). Same `(customer, at, session)` overwrites.
+    RecordInteraction(Interaction),
+    /// Upserts an agent profile.
+    PutAgent(Agent),
+    /// Upserts a skill group.
+    PutGroup(SkillGroup),
+}
+
+/// A message of a session, as stored and replayed to a reconnecting client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredMessage {
+    /// The session it belongs to.
+    pub session_id: SessionId,
+    /// Its place in the session; acks and resumes use it.
+    pub seq: u64,
+    /// Who wrote it.
+    pub sender: Sender,
+    /// The text.
+    pub body: String,
+    /// The sender's own id for it, kept so that a resend after a restart is
+    /// still recognised.
+    pub client_message_id: Option<String>,
+    /// The channel it came in on or went out to (a session may move channels).
+    pub channel: Channel,
+    /// When the engine accepted it.
+    pub at: Millis,
+}
+
+/// Who wrote a message.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sender {
+    /// The customer.
+    Customer,
+    /// An agent.
+    Agent(AgentId),
+    /// The engine itself (queue position, transfer notices).
+    System,
+}
+
+/// One contact in a customer's recent cross-channel history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interaction {
+    /// Whose history.
+    pub customer_id: CustomerId,
+    /// When it happened; the TTL counts from here.
+    pub at: Millis,
+    /// The session it was part of.
+    pub session_id: SessionId,
+    /// The channel it was on.
+    pub channel: Channel,
+    /// One line for the agent's 360° view.
+    pub summary: String,
+}
+
+/// Why a store call failed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum StoreError {
+    /// The identity belongs to another customer; the batch was not written.
+    #[error("identity {channel}:{external_id} already belongs to customer `{owner}`")]
+    IdentityTaken {
+        /// The identity's channel.
+        channel: Channel,
+        /// The identity's id on that channel.
+        external_id: String,
+        /// Who owns it.
+        owner: CustomerId,
+    },
+    /// The message's sequence number is already stored; the batch was not written.
+    #[error("session {session} already has a message with seq {seq}")]
+    DuplicateSeq {
+        /// The session.
+        session: SessionId,
+        /// The sequence number.
+        seq: u64,
+    },
+    /// The backend failed; the text says which backend and what it was doing.
+    #[error("store backend failed: {0}")]
+    Backend(String),
+    /// A stored row does not decode.
+    #[error("corrupt row in {what}")]
+    Corrupt {
+        /// Table, key and what is wrong.
+        what: String,
+    },
+    /// The store was closed.
+    #[error("store is closed")]
+    Closed,
+}
