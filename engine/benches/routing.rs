@@ -8,22 +8,201 @@
 use std::hint::black_box;
 use std::sync::Arc;
 
+use std::collections::{BTreeMap, HashMap};
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use engine::Millis;
 use engine::agent::{Agent, Capacity, Load, Role};
 use engine::channel::Channel;
+use engine::customer::Customer;
 use engine::ids::{AgentId, GroupId, SessionId};
 use engine::queue::{Candidate, GroupQueue, MemberStatus};
+use engine::routing::{Contact, RoutePlan, RuleSet, Step};
 
 const N_AGENTS: usize = 1_000;
 const N_GROUPS: usize = 50;
 const N_WAITING: usize = 10_000;
 const N_CONTACTS: usize = 4_096;
+/// Monday 2026-03-02 00:00 UTC; contacts arrive over the following week.
+const MONDAY: Millis = 1_772_409_600_000;
+const WEEK_MS: u64 = 7 * 24 * 3_600_000;
 
-const SKILLS: [&str; 8] = [
-    "billing", "tech", "sales", "refunds", "vip_care", "shipping", "account", "network",
+const SKILLS: [&str; 9] = [
+    "billing",
+    "tech",
+    "voice",
+    "sales",
+    "refunds",
+    "vip_care",
+    "complaints",
+    "shipping",
+    "account",
 ];
-const LANGUAGES: [&str; 4] = ["zh-CN", "en", "ja", "yue"];
+
+/// Groups the rules send contacts to; the other groups of the 50 are pools
+/// that receive transfers (`Step::to_group`).
+const RULE_GROUPS: [&str; 15] = [
+    "gold_service",
+    "default",
+    "complaints",
+    "retention",
+    "sales",
+    "phone_english",
+    "phone_support",
+    "phone_overflow",
+    "refunds",
+    "billing",
+    "billing_overflow",
+    "tech_support",
+    "tech_overflow",
+    "international",
+    "after_hours",
+];
+
+/// About ten rules of the kinds a contact center writes: VIP with a sticky
+/// step, complaints, churn risk, phone by language, keyword rules on Chinese
+/// messages inside business hours, foreign languages, after hours, default.
+const RULES: &str = r#"
+timezone = "+08:00"
+
+[hours.support]
+days = ["mon", "tue", "wed", "thu", "fri"]
+open = "09:00"
+close = "18:00"
+closed_dates = ["2026-10-01"]
+
+[hours.weekend]
+days = ["sat", "sun"]
+open = "10:00"
+close = "16:00"
+
+[[rule]]
+name = "vip"
+filter = 'customer.tier == "vip"'
+  [[rule.step]]
+  sticky = true
+  group = "gold_service"
+  timeout = "20s"
+  [[rule.step]]
+  group = "gold_service"
+  priority = 10
+  timeout = "60s"
+  agent = 'agent.skills.vip_care >= 2 AND agent.languages HAS customer.language'
+  [[rule.step]]
+  group = "default"
+  priority = 10
+
+[[rule]]
+name = "complaints"
+filter = 'customer.tags HAS "complaint" OR message CONTAINS "投诉"'
+  [[rule.step]]
+  group = "complaints"
+  priority = 5
+  timeout = "60s"
+  agent = '(agent.role == "expert" OR agent.skills.complaints >= 4) AND agent.languages HAS customer.language'
+  [[rule.step]]
+  group = "default"
+  priority = 5
+
+[[rule]]
+name = "churn_risk"
+filter = 'customer.tags HAS "churn-risk" AND customer.tier IN ["gold", "silver"]'
+  [[rule.step]]
+  group = "retention"
+  timeout = "2m"
+  agent = 'agent.skills.sales >= 3'
+  [[rule.step]]
+  group = "sales"
+
+[[rule]]
+name = "phone_english"
+filter = 'channel == "phone" AND customer.language == "en"'
+  [[rule.step]]
+  group = "phone_english"
+  timeout = "30s"
+  agent = 'agent.skills.voice >= 2 AND agent.languages HAS "en"'
+  [[rule.step]]
+  group = "phone_support"
+
+[[rule]]
+name = "phone"
+filter = 'channel == "phone"'
+  [[rule.step]]
+  group = "phone_support"
+  timeout = "60s"
+  agent = 'agent.skills.voice >= 2 AND agent.languages HAS customer.language'
+  [[rule.step]]
+  group = "phone_overflow"
+
+[[rule]]
+name = "refunds_in_hours"
+filter = '(message CONTAINS "退款" OR message CONTAINS "退货") AND (hours.support OR hours.weekend)'
+  [[rule.step]]
+  group = "refunds"
+  timeout = "2m"
+  agent = 'agent.skills.refunds >= 3'
+  [[rule.step]]
+  group = "billing"
+  timeout = "60s"
+  [[rule.step]]
+  group = "default"
+
+[[rule]]
+name = "billing"
+filter = 'message CONTAINS "账单" OR message CONTAINS "发票" OR message CONTAINS "扣费"'
+  [[rule.step]]
+  group = "billing"
+  timeout = "90s"
+  agent = 'agent.skills.billing >= 3 AND agent.languages HAS customer.language'
+  [[rule.step]]
+  group = "billing_overflow"
+  agent = 'agent.skills.billing >= 1'
+
+[[rule]]
+name = "tech"
+filter = 'message CONTAINS "网络" OR message CONTAINS "无法登录" OR message CONTAINS "闪退"'
+  [[rule.step]]
+  group = "tech_support"
+  timeout = "2m"
+  agent = 'agent.skills.tech >= 3 AND agent.languages HAS customer.language'
+  [[rule.step]]
+  group = "tech_overflow"
+
+[[rule]]
+name = "foreign_language"
+filter = 'customer.language IN ["en", "ja", "ko"]'
+  [[rule.step]]
+  group = "international"
+  agent = 'agent.languages HAS customer.language'
+
+[[rule]]
+name = "after_hours"
+filter = 'NOT hours.support AND NOT hours.weekend'
+  [[rule.step]]
+  group = "after_hours"
+
+[[rule]]
+name = "everyone_else"
+filter = "true"
+  [[rule.step]]
+  group = "default"
+  agent = 'agent.languages HAS customer.language'
+"#;
+
+const MESSAGES: [&str; 12] = [
+    "我的订单何时发货?",
+    "我要退款，订单号 12345",
+    "这个月的账单多扣费了",
+    "请帮我开发票",
+    "网络一直连不上",
+    "App 闪退，无法登录",
+    "我要投诉你们的快递员",
+    "商品有质量问题，想退货",
+    "你好，在吗？",
+    "请问会员有什么优惠",
+    "How do I change my delivery address?",
+    "修改收货地址",
+];
 
 /// xorshift64*: deterministic, no dependency.
 struct Rng(u64);
@@ -49,36 +228,28 @@ impl Rng {
     }
 }
 
-/// A waiting session as a group queue sees it.
+/// A waiting session as the queue holds it, as the SkillGroup actor's
+/// `QueueEntry` does: the contact and the routing step it waits under.
 struct Queued {
-    channel: Channel,
-    skill: &'static str,
-    min_level: u8,
-    language: &'static str,
+    contact: Arc<Contact>,
+    step: Step,
 }
 
 impl Candidate for Queued {
     fn channel(&self) -> &Channel {
-        &self.channel
+        &self.contact.channel
     }
 
     fn admits(&self, agent: &Agent) -> bool {
-        agent.skills.get(self.skill).copied().unwrap_or(0) >= self.min_level
-            && agent.languages.iter().any(|l| l == self.language)
+        self.step.admits(agent, &self.contact)
     }
 }
 
-/// A contact as the router gets it, with the group it routes to.
-struct Contact {
-    group_idx: usize,
-    priority: i32,
-    channel: Channel,
-    skill: &'static str,
-    language: &'static str,
-}
-
-fn group_id(group_idx: usize) -> GroupId {
-    GroupId::new(format!("g{group_idx:02}"))
+fn group_name(group_idx: usize) -> String {
+    match RULE_GROUPS.get(group_idx) {
+        Some(name) => (*name).to_owned(),
+        None => format!("pool_{group_idx:02}"),
+    }
 }
 
 /// An agent's load when every channel it serves is full: nothing more fits.
@@ -100,7 +271,7 @@ fn full_load(agent: &Agent) -> Load {
     load
 }
 
-/// `load` with one session fewer on `channel` if the agent serves it, else on its first channel.
+/// A full load with one session fewer: on `channel` if the agent holds one there.
 fn one_slot_free(agent: &Agent, channel: &Channel) -> Load {
     let mut load = full_load(agent);
     let freed = if load.on(channel) > 0 {
@@ -108,7 +279,7 @@ fn one_slot_free(agent: &Agent, channel: &Channel) -> Load {
     } else {
         load.channels()
             .next()
-            .expect("full load holds a session")
+            .expect("a full load holds a session")
             .clone()
     };
     load.remove(&freed);
@@ -116,26 +287,25 @@ fn one_slot_free(agent: &Agent, channel: &Channel) -> Load {
 }
 
 fn make_agent(rng: &mut Rng, agent_idx: usize) -> Agent {
-    let mut skills = std::collections::BTreeMap::new();
+    let mut skills = BTreeMap::new();
     for skill in SKILLS {
-        if rng.chance(40) {
+        if rng.chance(50) {
             skills.insert(skill.to_owned(), 1 + rng.below(5) as u8);
         }
     }
-    let mut languages = vec!["zh-CN".to_owned()];
-    if rng.chance(30) {
-        languages.push("en".to_owned());
+    let mut languages = Vec::new();
+    if rng.chance(95) {
+        languages.push("zh-CN".to_owned());
     }
-    if rng.chance(8) {
-        languages.push("ja".to_owned());
-    }
-    if rng.chance(10) {
-        languages.push("yue".to_owned());
+    for (language, percent) in [("en", 35), ("yue", 10), ("ja", 8), ("ko", 5)] {
+        if rng.chance(percent) {
+            languages.push(language.to_owned());
+        }
     }
     let n_groups = 1 + rng.below(3);
     let mut groups: Vec<GroupId> = Vec::new();
     while groups.len() < n_groups {
-        let group = group_id(rng.below(N_GROUPS));
+        let group = GroupId::new(group_name(rng.below(N_GROUPS)));
         if !groups.contains(&group) {
             groups.push(group);
         }
@@ -148,12 +318,12 @@ fn make_agent(rng: &mut Rng, agent_idx: usize) -> Agent {
         },
         // Chat only, two or three at once.
         1 => {
-            let chats = 2 + rng.below(2) as u16;
+            let n_chats = 2 + rng.below(2) as u16;
             Capacity {
                 limits: [
-                    (Channel::Web, chats),
-                    (Channel::App, chats),
-                    (Channel::Wechat, chats),
+                    (Channel::Web, n_chats),
+                    (Channel::App, n_chats),
+                    (Channel::Wechat, n_chats),
                 ]
                 .into(),
                 exclusive: Default::default(),
@@ -177,7 +347,7 @@ fn make_agent(rng: &mut Rng, agent_idx: usize) -> Agent {
     }
 }
 
-fn make_contact(rng: &mut Rng) -> Contact {
+fn make_contact(rng: &mut Rng, contact_idx: usize) -> Contact {
     let channel = rng
         .pick(&[
             Channel::Web,
@@ -189,28 +359,65 @@ fn make_contact(rng: &mut Rng) -> Contact {
             Channel::Email,
         ])
         .clone();
-    let language = match rng.below(100) {
-        0..70 => LANGUAGES[0],
-        70..90 => LANGUAGES[1],
-        90..95 => LANGUAGES[2],
-        _ => LANGUAGES[3],
-    };
-    Contact {
-        group_idx: rng.below(N_GROUPS),
-        priority: if rng.chance(5) { 10 } else { 0 },
-        channel,
-        skill: SKILLS[rng.below(SKILLS.len())],
-        language,
+    let mut customer = Customer::new(format!("c{contact_idx}"), format!("客户{contact_idx}"));
+    customer.tier = match rng.below(100) {
+        0..5 => "vip",
+        5..25 => "gold",
+        25..50 => "silver",
+        _ => "standard",
     }
+    .to_owned();
+    if rng.chance(8) {
+        customer.tags.push("complaint".to_owned());
+    }
+    if rng.chance(10) {
+        customer.tags.push("churn-risk".to_owned());
+    }
+    customer.language = match rng.below(100) {
+        0..75 => "zh-CN",
+        75..87 => "en",
+        87..92 => "yue",
+        92..96 => "ja",
+        _ => "ko",
+    }
+    .to_owned();
+    if rng.chance(30) {
+        customer.last_agent = Some(AgentId::new(format!("agent{:04}", rng.below(N_AGENTS))));
+    }
+    Contact {
+        channel,
+        customer,
+        message: rng.pick(&MESSAGES).to_string(),
+        at: MONDAY + (rng.next() % WEEK_MS) as Millis,
+    }
+}
+
+/// Routes a contact the way the Session actor does: the first rule's plan, or
+/// the fallback, entered at the first step that applies.
+fn route(rules: &RuleSet, contact: &Contact) -> Step {
+    let plan = rules.route(contact).unwrap_or_else(RoutePlan::fallback);
+    let step_idx = (0..plan.steps.len())
+        .find(|&step_idx| {
+            step_idx + 1 == plan.steps.len() || plan.steps[step_idx].applies_to(contact)
+        })
+        .expect("a plan has steps");
+    plan.steps[step_idx].clone()
 }
 
 /// The whole contact center: agents, groups with their members, waiting sessions.
 struct Center {
+    rules: RuleSet,
     agents: Vec<Arc<Agent>>,
+    /// Each agent's status when all its channels are full.
+    busy: Vec<MemberStatus>,
+    /// Each agent's status with one slot free, per channel it holds sessions on.
+    one_free: Vec<Vec<(Channel, MemberStatus)>>,
+    group_idx: HashMap<GroupId, usize>,
     /// Agent indices per group.
     members: Vec<Vec<usize>>,
     queues: Vec<GroupQueue<Queued>>,
-    contacts: Vec<Contact>,
+    /// The contacts routed in the measured loop, in rotation.
+    contacts: Vec<Arc<Contact>>,
     next_session: u64,
     now: Millis,
 }
@@ -218,105 +425,152 @@ struct Center {
 impl Center {
     fn new(seed: u64) -> Center {
         let mut rng = Rng(seed);
+        let rules = RuleSet::parse(RULES, "bench.toml").expect("the bench rules are valid");
+        let group_idx: HashMap<GroupId, usize> = (0..N_GROUPS)
+            .map(|group_idx| (GroupId::new(group_name(group_idx)), group_idx))
+            .collect();
+        let registry = engine::channel::ChannelRegistry::default();
+        rules
+            .validate(&|group| group_idx.contains_key(group), &registry)
+            .expect("every rule group exists");
         let agents: Vec<Arc<Agent>> = (0..N_AGENTS)
             .map(|agent_idx| Arc::new(make_agent(&mut rng, agent_idx)))
+            .collect();
+        let busy: Vec<MemberStatus> = agents
+            .iter()
+            .map(|agent| MemberStatus {
+                available: true,
+                load: full_load(agent),
+                idle_since: 0,
+            })
+            .collect();
+        let one_free: Vec<Vec<(Channel, MemberStatus)>> = agents
+            .iter()
+            .map(|agent| {
+                let held: Vec<Channel> = full_load(agent).channels().cloned().collect();
+                held.into_iter()
+                    .map(|channel| {
+                        let status = MemberStatus {
+                            available: true,
+                            load: one_slot_free(agent, &channel),
+                            idle_since: 0,
+                        };
+                        (channel, status)
+                    })
+                    .collect()
+            })
             .collect();
         let mut members = vec![Vec::new(); N_GROUPS];
         for (agent_idx, agent) in agents.iter().enumerate() {
             for group in &agent.groups {
-                let group_idx: usize = group.as_str()[1..].parse().expect("gNN");
-                members[group_idx].push(agent_idx);
+                members[group_idx[group]].push(agent_idx);
             }
         }
         let mut queues: Vec<GroupQueue<Queued>> =
             (0..N_GROUPS).map(|_| GroupQueue::default()).collect();
-        for (group_idx, queue) in queues.iter_mut().enumerate() {
-            for &agent_idx in &members[group_idx] {
-                let agent = &agents[agent_idx];
-                // Everyone is busy or away: the queue is long because no one is free.
+        for (queue, group_members) in queues.iter_mut().zip(&members) {
+            for &agent_idx in group_members {
+                // Everyone is busy or away: the queues are long because no one is free.
                 let status = MemberStatus {
                     available: rng.chance(80),
-                    load: full_load(agent),
-                    idle_since: 0,
+                    ..busy[agent_idx].clone()
                 };
-                queue.update_member(agent.clone(), status);
+                queue.update_member(agents[agent_idx].clone(), status);
             }
         }
-        let contacts: Vec<Contact> = (0..N_CONTACTS).map(|_| make_contact(&mut rng)).collect();
+        let contacts: Vec<Arc<Contact>> = (0..N_CONTACTS)
+            .map(|contact_idx| Arc::new(make_contact(&mut rng, contact_idx)))
+            .collect();
         let mut center = Center {
+            rules,
             agents,
+            busy,
+            one_free,
+            group_idx,
             members,
             queues,
             contacts,
             next_session: 1,
-            now: 1_700_000_000_000,
+            now: MONDAY + WEEK_MS as Millis,
         };
-        for waiting_idx in 0..N_WAITING {
-            let contact = make_contact(&mut rng);
-            // Exactly N_WAITING / N_GROUPS per group.
-            let group_idx = waiting_idx % N_GROUPS;
-            center.enqueue(group_idx, &contact);
-        }
+        center.fill_queues(&mut rng);
         center
     }
 
-    fn enqueue(&mut self, group_idx: usize, contact: &Contact) -> SessionId {
+    /// N_WAITING / N_GROUPS sessions in every group: routed contacts, at any
+    /// step of their plan (some have overflowed), and transfers for the pools
+    /// no rule targets.
+    fn fill_queues(&mut self, rng: &mut Rng) {
+        let per_group = N_WAITING / N_GROUPS;
+        let mut contact_idx = N_CONTACTS;
+        for _ in 0..200 * N_WAITING {
+            if self.n_waiting() >= N_WAITING {
+                return;
+            }
+            contact_idx += 1;
+            let contact = Arc::new(make_contact(rng, contact_idx));
+            let plan = self
+                .rules
+                .route(&contact)
+                .unwrap_or_else(RoutePlan::fallback);
+            let step = plan.steps[rng.below(plan.steps.len())].clone();
+            if self.queues[self.group_idx[&step.group]].len() < per_group {
+                self.enqueue(step, contact);
+            }
+            let pool_idx = RULE_GROUPS.len() + rng.below(N_GROUPS - RULE_GROUPS.len());
+            if self.queues[pool_idx].len() < per_group {
+                let transfer = Step::to_group(GroupId::new(group_name(pool_idx)), 0);
+                self.enqueue(transfer, Arc::new(make_contact(rng, contact_idx)));
+            }
+        }
+        panic!("could not fill every group; make the rules reach every group");
+    }
+
+    fn enqueue(&mut self, step: Step, contact: Arc<Contact>) -> (usize, SessionId) {
         let session = SessionId(self.next_session);
         self.next_session += 1;
         self.now += 1;
-        self.queues[group_idx].enqueue(
-            session,
-            contact.priority,
-            self.now,
-            Queued {
-                channel: contact.channel.clone(),
-                skill: contact.skill,
-                min_level: 3,
-                language: contact.language,
-            },
-        );
-        session
+        let group_idx = self.group_idx[&step.group];
+        let priority = step.priority;
+        self.queues[group_idx].enqueue(session, priority, self.now, Queued { contact, step });
+        (group_idx, session)
     }
 
     fn n_waiting(&self) -> usize {
         self.queues.iter().map(GroupQueue::len).sum()
     }
 
-    /// One routing decision for contact `contact_idx`, then put the queue back
-    /// as it was so that the next decision sees the same load. Returns the
-    /// number of offers made.
+    /// One routing decision for the contact `contact_idx` (rotating): route,
+    /// enqueue, one member of the group reports a free slot, dispatch. Then
+    /// the queue is put back as it was so that the next decision sees the
+    /// same load. Returns the number of offers made.
     fn decide(&mut self, contact_idx: usize) -> usize {
-        let contact = &self.contacts[contact_idx % N_CONTACTS];
-        let group_idx = contact.group_idx;
-        let priority = contact.priority;
+        let contact = self.contacts[contact_idx % N_CONTACTS].clone();
+        let step = route(&self.rules, &contact);
         let channel = contact.channel.clone();
-        let entry = Queued {
-            channel: contact.channel.clone(),
-            skill: contact.skill,
-            min_level: 3,
-            language: contact.language,
-        };
-        let session = SessionId(self.next_session);
-        self.next_session += 1;
-        self.now += 1;
+        let (group_idx, session) = self.enqueue(step, contact);
         let now = self.now;
-        let queue = &mut self.queues[group_idx];
-        queue.enqueue(session, priority, now, entry);
 
-        // One member finished a session: it reports one free slot.
-        let members = &self.members[group_idx];
-        let agent = &self.agents[members[contact_idx % members.len()]];
+        let group_members = &self.members[group_idx];
+        let agent_idx = group_members[contact_idx % group_members.len()];
+        let agent = &self.agents[agent_idx];
+        let queue = &mut self.queues[group_idx];
+        // A session on the contact's channel ended if the agent holds one there.
+        let one_free = &self.one_free[agent_idx];
+        let (_, free) = one_free
+            .iter()
+            .find(|(held, _)| *held == channel)
+            .unwrap_or(&one_free[0]);
         let free = MemberStatus {
-            available: true,
-            load: one_slot_free(agent, &channel),
             idle_since: now,
+            ..free.clone()
         };
         queue.update_member(agent.clone(), free);
         let offers = queue.dispatch(now);
 
-        // The offers are accepted: those sessions leave the queue. To keep the
-        // load steady they are put back in their places and the new contact
-        // leaves instead; the agent is busy again.
+        // The offers are accepted and those sessions leave the queue. To keep
+        // the load steady they are put back in their places and the new
+        // session leaves instead; the agent is busy again.
         let mut new_session_offered = false;
         for offer in &offers {
             let waiting = queue.remove(offer.session).expect("offered sessions wait");
@@ -334,23 +588,38 @@ impl Center {
         if !new_session_offered {
             queue.remove(session);
         }
-        let busy = MemberStatus {
-            available: true,
-            load: full_load(agent),
-            idle_since: now,
-        };
-        queue.update_member(agent.clone(), busy);
+        queue.update_member(agent.clone(), self.busy[agent_idx].clone());
         offers.len()
     }
 }
 
+fn route_contact(c: &mut Criterion) {
+    let center = Center::new(SEED);
+    let mut group = c.benchmark_group("route_contact");
+    group.throughput(Throughput::Elements(1));
+    let mut contact_idx = 0;
+    group.bench_function("rules_route_and_step", |b| {
+        b.iter(|| {
+            contact_idx = (contact_idx + 1) % N_CONTACTS;
+            route(&center.rules, black_box(&center.contacts[contact_idx]))
+        })
+    });
+    group.finish();
+}
+
 fn decision(c: &mut Criterion) {
-    let mut center = Center::new(0x5eed_cafe_f00d_d00d);
+    let mut center = Center::new(SEED);
     assert_eq!(center.n_waiting(), N_WAITING);
-    let n_offers: usize = (0..N_CONTACTS).map(|idx| center.decide(idx)).sum();
+    let mut n_offers = 0;
+    let mut rules_hit: BTreeMap<String, usize> = BTreeMap::new();
+    for contact_idx in 0..N_CONTACTS {
+        let step = route(&center.rules, &center.contacts[contact_idx]);
+        *rules_hit.entry(step.group.to_string()).or_default() += 1;
+        n_offers += center.decide(contact_idx);
+    }
     assert_eq!(center.n_waiting(), N_WAITING, "the load stays steady");
     eprintln!(
-        "decision: {n_offers} offers in {N_CONTACTS} decisions ({:.0} %)",
+        "decision: {n_offers} offers in {N_CONTACTS} decisions ({:.0} %); first groups: {rules_hit:?}",
         100.0 * n_offers as f64 / N_CONTACTS as f64
     );
 
@@ -367,40 +636,34 @@ fn decision(c: &mut Criterion) {
 }
 
 fn dispatch_no_free_agent(c: &mut Criterion) {
-    let mut rng = Rng(0xdead_beef);
-    let agents: Vec<Arc<Agent>> = (0..40)
-        .map(|agent_idx| Arc::new(make_agent(&mut rng, agent_idx)))
-        .collect();
-    let mut queue = GroupQueue::default();
-    for agent in &agents {
-        let status = MemberStatus {
-            available: rng.chance(80),
-            load: full_load(agent),
-            idle_since: 0,
-        };
-        queue.update_member(agent.clone(), status);
+    let mut center = Center::new(SEED);
+    // Every waiting session in one queue, whose members are all busy or away.
+    let mut queue: GroupQueue<Queued> = GroupQueue::default();
+    let mut waiting: Vec<(SessionId, i32, Millis, Queued)> = Vec::new();
+    for group_queue in &mut center.queues {
+        let sessions: Vec<SessionId> = group_queue.iter().map(|(session, _)| session).collect();
+        for session in sessions {
+            let entry = group_queue.remove(session).expect("listed sessions wait");
+            waiting.push((session, entry.priority, entry.queued_at, entry.entry));
+        }
     }
-    for session_idx in 0..N_WAITING {
-        let contact = make_contact(&mut rng);
-        queue.enqueue(
-            SessionId(session_idx as u64),
-            contact.priority,
-            session_idx as Millis,
-            Queued {
-                channel: contact.channel,
-                skill: contact.skill,
-                min_level: 3,
-                language: contact.language,
-            },
+    for (session, priority, queued_at, entry) in waiting {
+        queue.enqueue(session, priority, queued_at, entry);
+    }
+    for &agent_idx in &center.members[center.group_idx[&GroupId::new("default")]] {
+        queue.update_member(
+            center.agents[agent_idx].clone(),
+            center.busy[agent_idx].clone(),
         );
     }
+    assert_eq!(queue.len(), N_WAITING);
     assert_eq!(queue.n_ready(), 0);
 
     let mut group = c.benchmark_group("dispatch_no_free_agent");
     group.throughput(Throughput::Elements(1));
     group.bench_function("10k_waiting", |b| {
         b.iter(|| {
-            let offers = queue.dispatch(black_box(2_000_000));
+            let offers = queue.dispatch(black_box(center.now));
             assert!(offers.is_empty());
             offers
         })
@@ -408,5 +671,9 @@ fn dispatch_no_free_agent(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decision, dispatch_no_free_agent);
-criterion_main!(benches);
+const SEED: u64 = 0x5eed_cafe_f00d_d00d;
+
+criterion_group!(route_benches, route_contact);
+criterion_group!(decision_benches, decision);
+criterion_group!(dispatch_benches, dispatch_no_free_agent);
+criterion_main!(route_benches, decision_benches, dispatch_benches);

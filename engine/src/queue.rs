@@ -44,13 +44,7 @@ struct Member {
 impl Member {
     /// Available with room on at least one channel: worth looking at in dispatch.
     fn takes_offers(&self) -> bool {
-        self.status.available
-            && self
-                .profile
-                .capacity
-                .limits
-                .keys()
-                .any(|channel| self.profile.capacity.can_take(&self.status.load, channel))
+        self.status.available && self.profile.capacity.can_take_any(&self.status.load)
     }
 }
 
@@ -58,19 +52,29 @@ impl Member {
 struct ReadyMember<'a> {
     key: &'a (Millis, AgentId),
     member: &'a Member,
-    /// `Capacity::can_take` per channel seen so far in this scan.
-    can_take: Vec<(&'a Channel, bool)>,
+    /// `Capacity::can_take` per built-in channel, once known in this scan.
+    can_take: [Option<bool>; Channel::BUILT_IN.len()],
 }
 
-impl<'a> ReadyMember<'a> {
-    fn can_take(&mut self, channel: &'a Channel) -> bool {
-        if let Some((_, known)) = self.can_take.iter().find(|(seen, _)| *seen == channel) {
-            return *known;
-        }
-        let profile = &self.member.profile;
-        let fits = profile.capacity.can_take(&self.member.status.load, channel);
-        self.can_take.push((channel, fits));
-        fits
+impl ReadyMember<'_> {
+    fn can_take(&mut self, channel: &Channel) -> bool {
+        let check = |member: &Member| {
+            member
+                .profile
+                .capacity
+                .can_take(&member.status.load, channel)
+        };
+        let channel_idx = match channel {
+            Channel::Web => 0,
+            Channel::App => 1,
+            Channel::Phone => 2,
+            Channel::Wechat => 3,
+            Channel::Qq => 4,
+            Channel::Sms => 5,
+            Channel::Email => 6,
+            Channel::Custom(_) => return check(self.member),
+        };
+        *self.can_take[channel_idx].get_or_insert_with(|| check(self.member))
     }
 }
 
@@ -233,7 +237,7 @@ impl<T: Candidate> GroupQueue<T> {
             .map(|key| ReadyMember {
                 key,
                 member: &self.members[&key.1],
-                can_take: Vec::new(),
+                can_take: [None; Channel::BUILT_IN.len()],
             })
             .collect();
         let start = resume_after.map_or(Bound::Unbounded, Bound::Excluded);
