@@ -142,6 +142,22 @@ impl Capacity {
         let wants_whole_attention = self.exclusive.contains(channel);
         !(wants_whole_attention && load.total() > 0)
     }
+
+    /// Whether [`Capacity::can_take`] holds for at least one listed channel;
+    /// one pass instead of one full check per channel, since every group
+    /// queue asks it on each status report.
+    pub fn can_take_any(&self, load: &Load) -> bool {
+        if load.total() == 0 {
+            return self.limits.values().any(|&limit| limit > 0);
+        }
+        // A session on an exclusive channel blocks every channel, its own included.
+        if load.channels().any(|held| self.exclusive.contains(held)) {
+            return false;
+        }
+        self.limits
+            .iter()
+            .any(|(channel, &limit)| !self.exclusive.contains(channel) && load.on(channel) < limit)
+    }
 }
 
 #[cfg(test)]
@@ -179,6 +195,55 @@ mod tests {
         check(&[Email, Email, Email, Email], Email, true);
         check(&[Email, Email, Email, Email, Email], Email, false);
         check(&[], Channel::parse("line").unwrap(), false);
+    }
+
+    #[test]
+    fn can_take_any_agrees_with_can_take_on_every_channel() {
+        use Channel::*;
+        let line = Channel::parse("line").unwrap();
+        let capacities = [
+            Capacity::default(),
+            Capacity {
+                limits: BTreeMap::from([(Phone, 1)]),
+                exclusive: BTreeSet::from([Phone]),
+            },
+            Capacity {
+                limits: BTreeMap::from([(Phone, 2), (Web, 0), (line.clone(), 1)]),
+                exclusive: BTreeSet::from([Phone, line.clone()]),
+            },
+            Capacity {
+                limits: BTreeMap::from([(Web, 2), (Wechat, 1)]),
+                exclusive: BTreeSet::new(),
+            },
+            Capacity {
+                limits: BTreeMap::new(),
+                exclusive: BTreeSet::new(),
+            },
+        ];
+        let loads: [&[Channel]; 9] = [
+            &[],
+            &[Phone],
+            &[Phone, Phone],
+            &[Web],
+            &[Web, Web],
+            &[Web, Web, Wechat],
+            &[
+                Web, Web, Web, Wechat, Wechat, Wechat, App, App, App, Qq, Qq, Qq,
+            ],
+            &[Email, Email, Email, Email, Email, Sms],
+            &[line.clone()],
+        ];
+        for capacity in &capacities {
+            for held in loads {
+                let load = load(held);
+                let expected = capacity.limits.keys().any(|c| capacity.can_take(&load, c));
+                assert_eq!(
+                    capacity.can_take_any(&load),
+                    expected,
+                    "{capacity:?} holding {held:?}"
+                );
+            }
+        }
     }
 
     #[test]

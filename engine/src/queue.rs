@@ -7,7 +7,8 @@
 //! admitted by the routing step (skills, language, sticky agent).
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
 use std::sync::Arc;
 
 use crate::Millis;
@@ -43,13 +44,37 @@ struct Member {
 impl Member {
     /// Available with room on at least one channel: worth looking at in dispatch.
     fn takes_offers(&self) -> bool {
-        self.status.available
-            && self
+        self.status.available && self.profile.capacity.can_take_any(&self.status.load)
+    }
+}
+
+/// A ready member during one dispatch scan.
+struct ReadyMember<'a> {
+    key: &'a (Millis, AgentId),
+    member: &'a Member,
+    /// `Capacity::can_take` per built-in channel, once known in this scan.
+    can_take: [Option<bool>; Channel::BUILT_IN.len()],
+}
+
+impl ReadyMember<'_> {
+    fn can_take(&mut self, channel: &Channel) -> bool {
+        let check = |member: &Member| {
+            member
                 .profile
                 .capacity
-                .limits
-                .keys()
-                .any(|channel| self.profile.capacity.can_take(&self.status.load, channel))
+                .can_take(&member.status.load, channel)
+        };
+        let channel_idx = match channel {
+            Channel::Web => 0,
+            Channel::App => 1,
+            Channel::Phone => 2,
+            Channel::Wechat => 3,
+            Channel::Qq => 4,
+            Channel::Sms => 5,
+            Channel::Email => 6,
+            Channel::Custom(_) => return check(self.member),
+        };
+        *self.can_take[channel_idx].get_or_insert_with(|| check(self.member))
     }
 }
 
@@ -82,8 +107,10 @@ type OrderKey = (Reverse<i32>, Millis, SessionId);
 /// A group's queue and its view of its members.
 #[derive(Debug)]
 pub struct GroupQueue<T> {
-    order: BTreeSet<OrderKey>,
-    waiting: HashMap<SessionId, Waiting<T>>,
+    /// Waiting sessions in queue order; dispatch walks it without a lookup per session.
+    order: BTreeMap<OrderKey, Waiting<T>>,
+    /// Where each waiting session sits in `order`.
+    index: HashMap<SessionId, OrderKey>,
     members: HashMap<AgentId, Member>,
     /// Members that take offers, longest idle first.
     ready: BTreeSet<(Millis, AgentId)>,
@@ -92,8 +119,8 @@ pub struct GroupQueue<T> {
 impl<T> Default for GroupQueue<T> {
     fn default() -> Self {
         GroupQueue {
-            order: BTreeSet::new(),
-            waiting: HashMap::new(),
+            order: BTreeMap::new(),
+            index: HashMap::new(),
             members: HashMap::new(),
             ready: BTreeSet::new(),
         }
@@ -104,9 +131,10 @@ impl<T: Candidate> GroupQueue<T> {
     /// Adds a session, or re-positions it if it is already waiting.
     pub fn enqueue(&mut self, session: SessionId, priority: i32, queued_at: Millis, entry: T) {
         self.remove(session);
-        self.order.insert((Reverse(priority), queued_at, session));
-        self.waiting.insert(
-            session,
+        let key = (Reverse(priority), queued_at, session);
+        self.index.insert(session, key);
+        self.order.insert(
+            key,
             Waiting {
                 priority,
                 queued_at,
@@ -119,10 +147,8 @@ impl<T: Candidate> GroupQueue<T> {
 
     /// Takes a session out (accepted, abandoned, overflowed); returns it if it was waiting.
     pub fn remove(&mut self, session: SessionId) -> Option<Waiting<T>> {
-        let waiting = self.waiting.remove(&session)?;
-        self.order
-            .remove(&(Reverse(waiting.priority), waiting.queued_at, session));
-        Some(waiting)
+        let key = self.index.remove(&session)?;
+        self.order.remove(&key)
     }
 
     /// Adds or updates a member and what it reported about itself.
@@ -147,7 +173,11 @@ impl<T: Candidate> GroupQueue<T> {
     /// same place, and `agent` is not offered it again. Returns false if the
     /// session is not waiting here (it left meanwhile).
     pub fn offer_lapsed(&mut self, session: SessionId, agent: &AgentId) -> bool {
-        match self.waiting.get_mut(&session) {
+        let waiting = self
+            .index
+            .get(&session)
+            .and_then(|key| self.order.get_mut(key));
+        match waiting {
             Some(waiting) => {
                 if waiting.offered_to.as_ref() == Some(agent) {
                     waiting.offered_to = None;
@@ -164,36 +194,22 @@ impl<T: Candidate> GroupQueue<T> {
     /// until the Agent actor reports back.
     pub fn dispatch(&mut self, now: Millis) -> Vec<Offer> {
         let mut offers = Vec::new();
-        let keys: Vec<OrderKey> = self.order.iter().cloned().collect();
-        for (_, _, session) in keys {
-            if self.ready.is_empty() {
+        // Sessions before this key have been looked at.
+        let mut resume_after: Option<OrderKey> = None;
+        while !self.ready.is_empty() {
+            let Some((session_key, ready_key)) = self.next_match(resume_after.as_ref()) else {
                 break;
-            }
-            let waiting = &self.waiting[&session];
-            if waiting.offered_to.is_some() {
-                continue;
-            }
-            let chosen = self.ready.iter().find(|(_, agent_id)| {
-                let member = &self.members[agent_id];
-                member
-                    .profile
-                    .capacity
-                    .can_take(&member.status.load, waiting.entry.channel())
-                    && !waiting.passed_by.contains(agent_id)
-                    && waiting.entry.admits(&member.profile)
-            });
-            let Some((idle_since, agent_id)) = chosen.cloned() else {
-                continue;
             };
+            let (idle_since, agent_id) = ready_key;
             self.ready.remove(&(idle_since, agent_id.clone()));
             let member = self
                 .members
                 .get_mut(&agent_id)
                 .expect("ready agents are members");
             let waiting = self
-                .waiting
-                .get_mut(&session)
-                .expect("ordered sessions are waiting");
+                .order
+                .get_mut(&session_key)
+                .expect("matched sessions are waiting");
             member.status.load.add(waiting.entry.channel());
             member.status.idle_since = now;
             if member.takes_offers() {
@@ -201,21 +217,51 @@ impl<T: Candidate> GroupQueue<T> {
             }
             waiting.offered_to = Some(agent_id.clone());
             offers.push(Offer {
-                session,
+                session: session_key.2,
                 agent: agent_id,
             });
+            resume_after = Some(session_key);
         }
         offers
     }
 
+    /// The first session after `resume_after` (in queue order) not yet offered
+    /// that a ready member can take, and the first such member (longest idle).
+    /// Ready members are few and their loads do not change during the scan, so
+    /// they are looked up once and their capacity is checked once per channel,
+    /// not once per waiting session.
+    fn next_match(&self, resume_after: Option<&OrderKey>) -> Option<(OrderKey, (Millis, AgentId))> {
+        let mut ready_members: Vec<ReadyMember<'_>> = self
+            .ready
+            .iter()
+            .map(|key| ReadyMember {
+                key,
+                member: &self.members[&key.1],
+                can_take: [None; Channel::BUILT_IN.len()],
+            })
+            .collect();
+        let start = resume_after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.order
+            .range((start, Bound::Unbounded))
+            .filter(|(_, waiting)| waiting.offered_to.is_none())
+            .find_map(|(session_key, waiting)| {
+                let channel = waiting.entry.channel();
+                let ready_idx = ready_members.iter_mut().position(|ready| {
+                    ready.can_take(channel)
+                        && !waiting.passed_by.contains(&ready.key.1)
+                        && waiting.entry.admits(&ready.member.profile)
+                })?;
+                Some((*session_key, ready_members[ready_idx].key.clone()))
+            })
+    }
+
     /// 1-based place in line, counting only sessions not yet offered.
     pub fn position(&self, session: SessionId) -> Option<usize> {
-        let waiting = self.waiting.get(&session)?;
-        let key = (Reverse(waiting.priority), waiting.queued_at, session);
+        let key = self.index.get(&session)?;
         Some(
             self.order
                 .range(..key)
-                .filter(|(_, _, s)| self.waiting[s].offered_to.is_none())
+                .filter(|(_, waiting)| waiting.offered_to.is_none())
                 .count()
                 + 1,
         )
@@ -223,17 +269,17 @@ impl<T: Candidate> GroupQueue<T> {
 
     /// Sessions waiting (offered or not).
     pub fn len(&self) -> usize {
-        self.waiting.len()
+        self.index.len()
     }
 
     /// No session is waiting.
     pub fn is_empty(&self) -> bool {
-        self.waiting.is_empty()
+        self.index.is_empty()
     }
 
     /// The oldest first-queue time among waiting sessions.
     pub fn oldest_queued_at(&self) -> Option<Millis> {
-        self.waiting.values().map(|w| w.queued_at).min()
+        self.order.values().map(|w| w.queued_at).min()
     }
 
     /// Members that are available with free capacity.
@@ -243,14 +289,14 @@ impl<T: Candidate> GroupQueue<T> {
 
     /// A waiting session.
     pub fn get(&self, session: SessionId) -> Option<&Waiting<T>> {
-        self.waiting.get(&session)
+        self.order.get(self.index.get(&session)?)
     }
 
     /// Waiting sessions in queue order.
     pub fn iter(&self) -> impl Iterator<Item = (SessionId, &Waiting<T>)> {
         self.order
             .iter()
-            .map(|(_, _, session)| (*session, &self.waiting[session]))
+            .map(|((_, _, session), waiting)| (*session, waiting))
     }
 }
 
