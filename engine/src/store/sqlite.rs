@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::Connection;
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use self::writer::{Command, WriterCounters};
 use super::{Interaction, Store, StoreError, StoredMessage, WriteOp};
@@ -119,6 +119,50 @@ pub struct SqliteStore {
 struct ReadPool {
     connections: Mutex<Vec<Connection>>,
     available: Arc<Semaphore>,
+}
+
+/// A read connection on loan; goes back to the pool, then frees its permit,
+/// even if the read panics.
+struct Lease {
+    pool: Arc<ReadPool>,
+    connection: Option<Connection>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Lease {
+    fn take(pool: Arc<ReadPool>, permit: OwnedSemaphorePermit) -> Lease {
+        let connection = pool
+            .connections
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .pop();
+        assert!(
+            connection.is_some(),
+            "a permit guarantees a pooled connection"
+        );
+        Lease {
+            pool,
+            connection,
+            _permit: permit,
+        }
+    }
+
+    fn connection(&self) -> &Connection {
+        self.connection.as_ref().expect("held until drop")
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(connection) = self.connection.take() {
+            self.pool
+                .connections
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .push(connection);
+        }
+        // `_permit` is dropped after this body: the connection is back first.
+    }
 }
 
 /// Turns a rusqlite error into [`StoreError::Backend`] saying what was being done.
@@ -226,19 +270,8 @@ impl SqliteStore {
             .map_err(|_| StoreError::Closed)?;
         let pool = Arc::clone(&self.readers);
         tokio::task::spawn_blocking(move || {
-            let conn = pool
-                .connections
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .pop()
-                .expect("a permit guarantees a pooled connection");
-            let result = read(&conn);
-            pool.connections
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .push(conn);
-            drop(permit);
-            result
+            let lease = Lease::take(pool, permit);
+            read(lease.connection())
         })
         .await
         .map_err(|e| StoreError::Backend(format!("sqlite: read task failed: {e}")))?

@@ -326,3 +326,40 @@ fn an_unwritable_path_is_a_backend_error_naming_it() {
         other => panic!("expected a backend error, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_held_elsewhere_fails_writes_with_context_and_the_writer_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("switchboard.db");
+    let options = SqliteOptions {
+        busy_timeout: std::time::Duration::from_millis(50),
+        ..SqliteOptions::default()
+    };
+    let store = SqliteStore::open_with(&path, options).unwrap();
+    let other_process = Connection::open(&path).unwrap();
+    other_process.execute_batch("BEGIN IMMEDIATE").unwrap();
+
+    let first = [WriteOp::AppendMessage(message(1, 1, "a"))];
+    let second = [WriteOp::AppendMessage(message(1, 2, "b"))];
+    let (a, b) = tokio::join!(store.write(&first), store.write(&second));
+    for result in [a, b] {
+        match result {
+            Err(StoreError::Backend(text)) => assert!(
+                text.starts_with("sqlite: beginning write transaction: database is locked"),
+                "{text}"
+            ),
+            other => panic!("expected a backend error, got {other:?}"),
+        }
+    }
+    assert!(
+        store
+            .messages(SessionId(1), 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    other_process.execute_batch("ROLLBACK").unwrap();
+    store.write(&first).await.unwrap();
+    assert_eq!(store.messages(SessionId(1), 0, 10).await.unwrap().len(), 1);
+}

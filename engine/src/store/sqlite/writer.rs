@@ -110,12 +110,9 @@ fn commit_group(conn: &mut Connection, group: &mut Vec<PendingWrite>, counters: 
             tracing::warn!(error = %e, n_batches = group.len(), "sqlite group commit failed; retrying batches one by one");
             for write in group.drain(..) {
                 counters.transactions.fetch_add(1, Ordering::Relaxed);
-                let mut single = vec![write];
-                let outcome = commit_in_savepoints(conn, &single).and_then(|mut o| {
-                    o.pop()
-                        .ok_or_else(|| StoreError::Backend("sqlite: no outcome".to_owned()))?
-                });
-                let write = single.pop().expect("one write");
+                // A group of one: the transaction's error is the batch's error.
+                let outcome = commit_in_savepoints(conn, std::slice::from_ref(&write))
+                    .and_then(|mut outcomes| outcomes.pop().expect("one outcome per batch"));
                 // As above: the outcome is decided whether or not anyone listens.
                 let _ = write.reply.send(outcome);
             }

@@ -1,0 +1,202 @@
+//! Contract cases: session records, recovery, agents and skill groups.
+
+use super::*;
+
+/// Every session field, every timestamp and ids past `i64::MAX` survive.
+pub async fn session_round_trip_with_every_field(store: &dyn Store) {
+    let id = SessionIdGen::new(7).next(T0);
+    let mut full = Session::new(id, CustomerId::new("c-1"), Channel::Phone, T0);
+    full.state = SessionState::WrapUp;
+    full.group = Some(GroupId::new("gold_service"));
+    full.agent = Some(AgentId::new("alice"));
+    full.times = SessionTimes {
+        created: Some(T0),
+        queued: Some(T0 + 1),
+        offered: Some(T0 + 2_000),
+        answered: Some(T0 + 3_000),
+        first_response: Some(T0 + 4_000),
+        wrap_up: Some(T0 + 500_000),
+        closed: None,
+    };
+    full.last_seq = 42;
+    full.transfers = 2;
+    full.summary = Some("客户询问订单发货时间，已告知".to_owned());
+
+    let mut sparse = session(u64::MAX - 1, "c-2", Channel::parse("line").unwrap(), T0);
+    sparse.times.created = None;
+    let mut high_bit = session((1 << 63) + 5, "c-2", Channel::Web, T0 + 1);
+    high_bit.state = SessionState::Queued;
+
+    write(
+        store,
+        vec![
+            WriteOp::PutSession(full.clone()),
+            WriteOp::PutSession(sparse.clone()),
+            WriteOp::PutSession(high_bit.clone()),
+        ],
+    )
+    .await;
+    assert_eq!(
+        store.get_session(full.id).await.unwrap(),
+        Some(full.clone())
+    );
+    assert_eq!(store.get_session(sparse.id).await.unwrap(), Some(sparse));
+    assert_eq!(
+        store.get_session(high_bit.id).await.unwrap(),
+        Some(high_bit)
+    );
+
+    // A put replaces the record.
+    full.state = SessionState::Closed;
+    full.times.closed = Some(T0 + 600_000);
+    full.summary = None;
+    write(store, vec![WriteOp::PutSession(full.clone())]).await;
+    assert_eq!(store.get_session(full.id).await.unwrap(), Some(full));
+}
+
+/// Recovery sees every session that is not closed or abandoned, by id.
+pub async fn open_sessions_exclude_closed_and_abandoned(store: &dyn Store) {
+    use SessionState::*;
+    let states = [
+        New,
+        Routing,
+        Queued,
+        Offered,
+        Assigned,
+        WrapUp,
+        Closed,
+        Abandoned,
+        Transferred,
+    ];
+    let batch = states
+        .iter()
+        .enumerate()
+        .rev()
+        .map(|(i, &state)| {
+            let mut s = session(100 + i as u64, "c-1", Channel::Web, T0 + i as Millis);
+            s.state = state;
+            WriteOp::PutSession(s)
+        })
+        .collect();
+    write(store, batch).await;
+
+    let open = store.open_sessions().await.unwrap();
+    let open_states: Vec<SessionState> = open.iter().map(|s| s.state).collect();
+    assert_eq!(
+        open_states,
+        vec![New, Routing, Queued, Offered, Assigned, WrapUp, Transferred]
+    );
+    assert_eq!(ids(&open), vec![100, 101, 102, 103, 104, 105, 108]);
+
+    let mut closing = open[4].clone();
+    closing.state = Closed;
+    write(store, vec![WriteOp::PutSession(closing)]).await;
+    assert_eq!(
+        ids(&store.open_sessions().await.unwrap()),
+        vec![100, 101, 102, 103, 105, 108]
+    );
+}
+
+/// A customer's sessions come newest first and `limit` keeps the newest.
+pub async fn sessions_of_customer_newest_first(store: &dyn Store) {
+    let created = [
+        (11, 3 * DAY),
+        (12, DAY),
+        (13, 5 * DAY),
+        (14, 2 * DAY),
+        (15, 4 * DAY),
+    ];
+    let mut batch: Vec<WriteOp> = created
+        .iter()
+        .map(|&(id, at)| WriteOp::PutSession(session(id, "c-1", Channel::Web, T0 + at)))
+        .collect();
+    batch.push(WriteOp::PutSession(session(
+        16,
+        "c-2",
+        Channel::Web,
+        T0 + 9 * DAY,
+    )));
+    write(store, batch).await;
+
+    let customer = CustomerId::new("c-1");
+    assert_eq!(
+        ids(&store.sessions_of_customer(&customer, 10).await.unwrap()),
+        vec![13, 15, 11, 14, 12]
+    );
+    assert_eq!(
+        ids(&store.sessions_of_customer(&customer, 2).await.unwrap()),
+        vec![13, 15]
+    );
+}
+
+/// Agent profiles (skills, capacity with exclusive channels) and skill groups
+/// (per-channel SLA thresholds) come back as written, listed by id.
+pub async fn agents_and_groups_round_trip(store: &dyn Store) {
+    let line = Channel::parse("line").unwrap();
+    let alice = Agent {
+        id: AgentId::new("alice"),
+        display_name: "张丽".to_owned(),
+        role: Role::Expert,
+        skills: BTreeMap::from([("billing".to_owned(), 4), ("退款".to_owned(), 5)]),
+        groups: vec![GroupId::new("gold_service"), GroupId::new("default")],
+        languages: vec!["zh-CN".to_owned(), "en".to_owned()],
+        capacity: Capacity {
+            limits: BTreeMap::from([(Channel::Phone, 1), (Channel::Web, 3), (line.clone(), 2)]),
+            exclusive: BTreeSet::from([Channel::Phone, Channel::Email]),
+        },
+    };
+    let bob = Agent {
+        id: AgentId::new("bob"),
+        display_name: "Bob".to_owned(),
+        role: Role::Junior,
+        skills: BTreeMap::new(),
+        groups: vec![],
+        languages: vec![],
+        capacity: Capacity::default(),
+    };
+    let mut gold = SkillGroup::new("gold_service", "金牌服务");
+    gold.sla_threshold_secs = 20;
+    gold.sla_threshold_by_channel = BTreeMap::from([(Channel::Email, 4 * 3_600), (line, 120)]);
+    gold.sla_target_pct = 90.5;
+    gold.short_abandon_secs = 3;
+    let default = SkillGroup::new("default", "Default");
+
+    write(
+        store,
+        vec![
+            WriteOp::PutAgent(bob.clone()),
+            WriteOp::PutAgent(alice.clone()),
+            WriteOp::PutGroup(gold.clone()),
+            WriteOp::PutGroup(default.clone()),
+        ],
+    )
+    .await;
+    assert_eq!(
+        store.list_agents().await.unwrap(),
+        vec![alice.clone(), bob.clone()]
+    );
+    assert_eq!(
+        store.get_agent(&alice.id).await.unwrap(),
+        Some(alice.clone())
+    );
+    assert_eq!(
+        store.list_groups().await.unwrap(),
+        vec![default.clone(), gold.clone()]
+    );
+
+    let mut promoted = bob;
+    promoted.role = Role::Supervisor;
+    promoted.skills.insert("diagnostics".to_owned(), 2);
+    let mut relaxed = gold;
+    relaxed.sla_threshold_by_channel.clear();
+    write(
+        store,
+        vec![
+            WriteOp::PutAgent(promoted.clone()),
+            WriteOp::PutGroup(relaxed.clone()),
+        ],
+    )
+    .await;
+    assert_eq!(store.get_agent(&promoted.id).await.unwrap(), Some(promoted));
+    assert_eq!(store.list_groups().await.unwrap(), vec![default, relaxed]);
+}
