@@ -327,7 +327,7 @@ impl Directory {
         let session = state.ids.next(now);
         let record = Session::new(session, customer.clone(), channel, now);
         let actor = self
-            .spawn(state, session, SessionStart::New(record))
+            .spawn(state, session, SessionStart::New(Box::new(record)))
             .await?;
         state.open_by_customer.insert(customer.clone(), session);
         state.customer_of.insert(session, customer);

@@ -159,8 +159,8 @@ pub enum SessionMessage {
 
 /// How a Session actor starts.
 pub enum SessionStart {
-    /// A brand-new session (first message about to arrive).
-    New(Session),
+    /// A brand-new session (first message about to arrive); boxed to keep the enum small.
+    New(Box<Session>),
     /// An existing session, loaded from the store.
     Rehydrate(SessionId),
 }
@@ -204,7 +204,7 @@ impl Actor for SessionActor {
     ) -> Result<Self::State, ActorProcessingErr> {
         let store = &self.shared.store;
         let session = match start {
-            SessionStart::New(session) => session,
+            SessionStart::New(session) => *session,
             SessionStart::Rehydrate(id) => {
                 // Everything written before this point (by an earlier
                 // incarnation, too) is durable before we read it back.

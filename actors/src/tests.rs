@@ -49,7 +49,7 @@ fn agent(id: &str, groups: &[&str]) -> Agent {
         display_name: id.to_uppercase(),
         role: Role::Expert,
         skills: Default::default(),
-        groups: groups.iter().map(|g| GroupId::new(g)).collect(),
+        groups: groups.iter().map(GroupId::new).collect(),
         languages: vec!["zh-CN".into()],
         capacity: Capacity::default(),
     }

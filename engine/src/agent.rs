@@ -231,7 +231,7 @@ mod tests {
                 Web, Web, Web, Wechat, Wechat, Wechat, App, App, App, Qq, Qq, Qq,
             ],
             &[Email, Email, Email, Email, Email, Sms],
-            &[line.clone()],
+            std::slice::from_ref(&line),
         ];
         for capacity in &capacities {
             for held in loads {

@@ -321,6 +321,14 @@ mod tests {
         }
     }
 
+    /// Events (event, at), then the expected presence, load and last outcome.
+    type Case = (
+        Vec<(AgentEvent, Millis)>,
+        &'static str,
+        u32,
+        Result<Vec<AgentEffect>, &'static str>,
+    );
+
     /// Runs `events` (event, at) from an agent that just became available at
     /// t=0 and checks presence, load and the last event's outcome.
     fn check(
@@ -365,7 +373,7 @@ mod tests {
         let web = || Channel::Web;
         let away = |r: &str| Request(PresenceRequest::Away { reason: r.into() });
         #[rustfmt::skip]
-        let cases: Vec<(Vec<(AgentEvent, Millis)>, &str, u32, Result<Vec<AgentEffect>, &str>)> = vec![
+        let cases: Vec<Case> = vec![
             (vec![(offer(1, web()), 5)], "available", 1, Ok(vec![AvailabilityChanged])),
             (vec![(offer(1, web()), 5), (Accept { session: s(1) }, 6)], "available", 1, Ok(vec![])),
             (vec![(offer(1, web()), 5), (Reject { session: s(1) }, 6)], "available", 0, Ok(vec![AvailabilityChanged])),

@@ -343,6 +343,13 @@ mod tests {
         );
     }
 
+    /// Events (event, at), then the expected state and outcome of the last event.
+    type Case = (
+        Vec<(SessionEvent, Millis)>,
+        SessionState,
+        Result<Vec<SessionEffect>, &'static str>,
+    );
+
     #[test]
     fn transitions() {
         use SessionEffect::*;
@@ -377,11 +384,7 @@ mod tests {
             )],
         ]
         .concat();
-        let cases: Vec<(
-            Vec<(SessionEvent, Millis)>,
-            SessionState,
-            Result<Vec<SessionEffect>, &str>,
-        )> = vec![
+        let cases: Vec<Case> = vec![
             (vec![(StartRouting, 1)], S::Routing, Ok(vec![])),
             (to_queue.clone(), S::Queued, Ok(vec![])),
             (offered.clone(), S::Offered, Ok(vec![])),

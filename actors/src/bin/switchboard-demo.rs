@@ -25,7 +25,7 @@ fn agent(id: &str, name: &str, role: Role, groups: &[&str], skills: &[(&str, u8)
         display_name: name.into(),
         role,
         skills: skills.iter().map(|(s, p)| (s.to_string(), *p)).collect(),
-        groups: groups.iter().map(|g| GroupId::new(g)).collect(),
+        groups: groups.iter().map(GroupId::new).collect(),
         languages: vec!["zh-CN".into(), "en".into()],
         capacity: Capacity::default(),
     }
