@@ -11,7 +11,7 @@ use engine::envelope::Envelope;
 use engine::group::SkillGroup;
 use engine::ids::{AgentId, CustomerId, GroupId, SessionId};
 use engine::presence::{Presence, PresenceRequest};
-use engine::routing::{RuleError, RuleSet};
+use engine::routing::{RuleError, RuleSet, Step};
 use engine::session::Session;
 use engine::store::{Store, WriteOp};
 use ractor::rpc::CallResult;
@@ -206,26 +206,43 @@ impl Switchboard {
         .await?
     }
 
-    /// The assigned agent transfers the session to a group or an agent.
+    /// The assigned agent transfers the session to a group, or to one agent
+    /// (who is offered it in their first group, and only them).
     pub async fn transfer(
         &self,
         agent: &AgentId,
         session: SessionId,
         target: TransferTarget,
     ) -> Result<(), ApiError> {
-        match &target {
+        let step = match target {
             TransferTarget::Group { group } => {
-                self.group_actor(group).await?;
+                self.group_actor(&group).await?;
+                Step::to_group(group, 0)
             }
-            TransferTarget::Agent { agent } => {
-                self.agent_actor(agent).await?;
+            TransferTarget::Agent { agent: to } => {
+                let profile = self
+                    .shared
+                    .store
+                    .get_agent(&to)
+                    .await?
+                    .ok_or_else(|| EngineError::UnknownAgent(to.to_string()))?;
+                let group =
+                    profile
+                        .groups
+                        .first()
+                        .cloned()
+                        .ok_or_else(|| EngineError::Invalid {
+                            field: "to",
+                            reason: format!("agent `{to}` belongs to no skill group"),
+                        })?;
+                Step::to_agent(group, to, 0)
             }
-        }
+        };
         let actor = self.session_actor(session).await?;
         let agent = agent.clone();
         call(&actor, |reply| SessionMessage::Transfer {
             agent,
-            target,
+            step,
             reply,
         })
         .await?

@@ -108,8 +108,8 @@ pub enum SessionMessage {
     Transfer {
         /// The agent.
         agent: AgentId,
-        /// Where to.
-        target: TransferTarget,
+        /// Where the session waits next (a group, or one agent within one of their groups).
+        step: Step,
         /// Reply once durable.
         reply: RpcReplyPort<Result<(), ApiError>>,
     },
@@ -306,14 +306,14 @@ impl Actor for SessionActor {
                         },
                         crate::clock::now(),
                     )?;
-                    let seq = self.record(
+                    self.record(
                         state,
                         EventKind::Offered {
                             agent: agent.clone(),
                             deadline,
                         },
                     );
-                    self.flush(&myself, state, seq);
+                    self.flush(&myself, state);
                 } else {
                     // The session left the queue meanwhile: give the capacity back.
                     self.tell_agent(
@@ -339,12 +339,8 @@ impl Actor for SessionActor {
                 let result = self.accept(&myself, state, agent, display_name);
                 self.reply_unit_when_durable(state, result, reply);
             }
-            SessionMessage::Transfer {
-                agent,
-                target,
-                reply,
-            } => {
-                let result = self.transfer(&myself, state, agent, target);
+            SessionMessage::Transfer { agent, step, reply } => {
+                let result = self.transfer(&myself, state, agent, step);
                 self.reply_unit_when_durable(state, result, reply);
             }
             SessionMessage::WrapUp {
@@ -358,7 +354,7 @@ impl Actor for SessionActor {
                         .apply(SessionEvent::WrapUp { summary }, crate::clock::now())?;
                     Ok(self.record(state, EventKind::WrapUp))
                 });
-                let result = result.inspect(|&seq| self.flush(&myself, state, seq));
+                let result = result.inspect(|_| self.flush(&myself, state));
                 self.reply_unit_when_durable(state, result, reply);
             }
             SessionMessage::Close {
@@ -379,7 +375,7 @@ impl Actor for SessionActor {
                     state.session.state,
                     SessionState::Queued | SessionState::Offered
                 ) {
-                    self.enqueue_current_step(&myself, state, false)?;
+                    self.enqueue_current_step(&myself, state)?;
                 }
             }
             SessionMessage::Durable { seq, result } => self.durable(&myself, state, seq, result)?,
@@ -462,7 +458,7 @@ impl SessionActor {
             }));
             self.route(myself, state)?;
         }
-        self.flush(myself, state, seq);
+        self.flush(myself, state);
         Ok((seq, false))
     }
 
@@ -494,7 +490,7 @@ impl SessionActor {
                 channel,
             },
         );
-        self.flush(myself, state, seq);
+        self.flush(myself, state);
         Ok((seq, false))
     }
 
@@ -570,7 +566,7 @@ impl SessionActor {
                 },
             );
         }
-        self.enqueue_current_step(myself, state, true)
+        self.enqueue_current_step(myself, state)
     }
 
     /// Puts the session in its current step's group queue, in its original place.
@@ -578,7 +574,6 @@ impl SessionActor {
         &self,
         myself: &ActorRef<SessionMessage>,
         state: &mut SessionActorState,
-        _fresh: bool,
     ) -> Result<(), ApiError> {
         let (Some(plan), Some(contact)) = (state.plan.clone(), state.contact.clone()) else {
             return Ok(());
@@ -627,15 +622,14 @@ impl SessionActor {
             state.plan = Some(plan);
         }
         if state.session.state == SessionState::Queued {
-            self.enqueue_current_step(myself, state, false)
+            self.enqueue_current_step(myself, state)
         } else {
             if state.session.state == SessionState::Routing
                 || state.session.state == SessionState::Transferred
             {
                 self.enter_step(myself, state, true)?;
             }
-            let seq = state.session.last_seq;
-            self.flush(myself, state, seq);
+            self.flush(myself, state);
             Ok(())
         }
     }
@@ -664,8 +658,7 @@ impl SessionActor {
                 },
             );
         }
-        let seq = state.session.last_seq;
-        self.flush(myself, state, seq);
+        self.flush(myself, state);
         Ok(())
     }
 
@@ -687,8 +680,8 @@ impl SessionActor {
                 },
             );
         }
-        let seq = self.record(state, EventKind::OfferLapsed { agent });
-        self.flush(myself, state, seq);
+        self.record(state, EventKind::OfferLapsed { agent });
+        self.flush(myself, state);
         if state
             .step_deadline
             .is_some_and(|deadline| deadline <= crate::clock::now())
@@ -727,7 +720,7 @@ impl SessionActor {
                 display_name,
             },
         );
-        self.flush(myself, state, seq);
+        self.flush(myself, state);
         Ok(seq)
     }
 
@@ -736,20 +729,9 @@ impl SessionActor {
         myself: &ActorRef<SessionMessage>,
         state: &mut SessionActorState,
         agent: AgentId,
-        target: TransferTarget,
+        step: Step,
     ) -> Result<u64, ApiError> {
         self.check_assigned(state, &agent)?;
-        let step = match &target {
-            TransferTarget::Group { group } => Step::to_group(group.clone(), 0),
-            TransferTarget::Agent { agent: to } => {
-                let group = state
-                    .session
-                    .group
-                    .clone()
-                    .ok_or_else(|| EngineError::UnknownGroup(String::new()))?;
-                Step::to_agent(group, to.clone(), 0)
-            }
-        };
         let effects = state
             .session
             .apply(SessionEvent::Transfer, crate::clock::now())?;
@@ -759,7 +741,7 @@ impl SessionActor {
         state.step_idx = 0;
         self.enter_step(myself, state, true)?;
         let seq = seq.max(state.session.last_seq);
-        self.flush(myself, state, seq);
+        self.flush(myself, state);
         Ok(seq)
     }
 
@@ -794,7 +776,7 @@ impl SessionActor {
             }
         };
         let seq = self.record(state, kind);
-        self.flush(myself, state, seq);
+        self.flush(myself, state);
         Ok(seq)
     }
 
@@ -845,7 +827,7 @@ impl SessionActor {
 
     /// Sends every recorded event and the session record to the StoreWriter
     /// in one request; `Durable` comes back when it is committed.
-    fn flush(&self, myself: &ActorRef<SessionMessage>, state: &mut SessionActorState, _seq: u64) {
+    fn flush(&self, myself: &ActorRef<SessionMessage>, state: &mut SessionActorState) {
         let channel = state.session.channel.clone();
         let mut ops: Vec<WriteOp> = Vec::with_capacity(state.unwritten.len() + 3);
         for event in state.unwritten.drain(..) {

@@ -430,17 +430,33 @@ async fn transfer_to_a_group_and_to_an_agent() {
         .unwrap();
     assert_eq!(offered_session(&mut gina).await, session);
     board.accept(&id("gina"), session).await.unwrap();
-    board
-        .transfer(
-            &id("gina"),
-            session,
-            TransferTarget::Agent { agent: id("ann") },
-        )
+    // To one agent who is away: Bob, available in the same group, is not offered it;
+    // it waits for Ann and is offered to her once she is back.
+    let coffee = PresenceRequest::Away {
+        reason: "coffee".into(),
+    };
+    board.set_presence(&id("ann"), coffee).await.unwrap();
+    available(&board, &["bob"]).await;
+    let mut bob = board.subscribe_agent(&id("bob"));
+    let to_ann = TransferTarget::Agent { agent: id("ann") };
+    board.transfer(&id("gina"), session, to_ann).await.unwrap();
+    timeout(Duration::from_secs(60), offered_session(&mut bob))
         .await
-        .unwrap();
-    // Ann is in default, not gold_service: the session waits in gold_service for her only, so it stays queued.
+        .unwrap_err();
+    available(&board, &["ann"]).await;
+    assert_eq!(offered_session(&mut ann).await, session);
+    board.accept(&id("ann"), session).await.unwrap();
     let record = board.live_session(session).await.unwrap();
-    assert_eq!((record.state, record.transfers), (SessionState::Queued, 2));
+    assert_eq!(
+        (record.state, record.transfers, record.agent),
+        (SessionState::Assigned, 2, Some(id("ann")))
+    );
+    let to_nobody = TransferTarget::Agent { agent: id("zed") };
+    let err = board
+        .transfer(&id("ann"), session, to_nobody)
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "unknown agent `zed`");
     let err = board
         .transfer(
             &id("ann"),
