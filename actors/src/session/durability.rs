@@ -1,0 +1,264 @@
+//! The durable half of a session: every event gets the next `seq`, goes to
+//! the StoreWriter with the session record, and is acknowledged and published
+//! only once the write is durable. Also passivation and the casts to groups
+//! and agents, which go through the Directory.
+
+use std::sync::Arc;
+
+use engine::store::{Interaction, StoreError, WriteOp};
+use ractor::{ActorProcessingErr, ActorRef, RpcReplyPort};
+use tracing::{debug, info, warn};
+
+use super::{
+    Ack, STOP_ENDED, STOP_PASSIVATED, SessionActor, SessionActorState, SessionMessage, Waiter,
+};
+use engine::ids::{AgentId, GroupId};
+use engine::session::SessionState;
+
+use crate::agent::AgentMessage;
+use crate::error::ApiError;
+use crate::event::{Audience, Event, EventKind};
+use crate::group::GroupMessage;
+use crate::shared::millis;
+use crate::store_writer::StoreWriterMessage;
+
+impl SessionActor {
+    /// Gives `kind` the next sequence number; it is written by the next flush.
+    pub(super) fn record(&self, state: &mut SessionActorState, kind: EventKind) -> u64 {
+        state.session.last_seq += 1;
+        let seq = state.session.last_seq;
+        if let EventKind::Message {
+            client_message_id: Some(id),
+            ..
+        } = &kind
+        {
+            state.client_ids.insert(id.clone(), seq);
+        }
+        state.unwritten.push(Event {
+            session: state.session.id,
+            seq,
+            at: crate::clock::now(),
+            kind,
+        });
+        seq
+    }
+
+    /// Sends every recorded event and the session record to the StoreWriter
+    /// in one request; `Durable` comes back when it is committed.
+    pub(super) fn flush(&self, myself: &ActorRef<SessionMessage>, state: &mut SessionActorState) {
+        let channel = state.session.channel.clone();
+        let mut ops: Vec<WriteOp> = Vec::with_capacity(state.unwritten.len() + 3);
+        for event in state.unwritten.drain(..) {
+            ops.push(WriteOp::AppendMessage(event.to_stored(&channel)));
+            state.unpublished.insert(event.seq, event);
+        }
+        ops.push(WriteOp::PutSession(state.session.clone()));
+        if state.session.state.is_final() {
+            ops.extend(self.closing_ops(state));
+        }
+        let seq = state.session.last_seq;
+        let myself = myself.clone();
+        let done: crate::store_writer::Completion = Box::new(move |result| {
+            // A stopped session needs no news: its next incarnation reads the store.
+            let _ = myself.cast(SessionMessage::Durable { seq, result });
+        });
+        // The writer outlives every session; if it is gone the system is shutting down.
+        let _ = self
+            .shared
+            .writer
+            .cast(StoreWriterMessage::Write { ops, done });
+    }
+
+    /// What closing writes besides the session: the customer's cross-channel
+    /// history entry and their last agent, for sticky routing next time.
+    pub(super) fn closing_ops(&self, state: &mut SessionActorState) -> Vec<WriteOp> {
+        let session = &state.session;
+        let summary = session
+            .summary
+            .clone()
+            .unwrap_or_else(|| session.state.as_str().to_owned());
+        let mut ops = vec![WriteOp::RecordInteraction(Interaction {
+            customer_id: session.customer_id.clone(),
+            at: session.times.closed.unwrap_or_else(crate::clock::now),
+            session_id: session.id,
+            channel: session.channel.clone(),
+            summary,
+        })];
+        if let Some(agent) = session
+            .agent
+            .clone()
+            .filter(|_| session.times.answered.is_some())
+        {
+            let mut customer = (*state.customer).clone();
+            customer.last_agent = Some(agent);
+            ops.push(WriteOp::PutCustomer(customer.clone()));
+            state.customer = Arc::new(customer);
+        }
+        ops
+    }
+
+    pub(super) fn durable(
+        &self,
+        myself: &ActorRef<SessionMessage>,
+        state: &mut SessionActorState,
+        seq: u64,
+        result: Result<(), StoreError>,
+    ) -> Result<(), ActorProcessingErr> {
+        let done: Vec<u64> = state.waiters.range(..=seq).map(|(seq, _)| *seq).collect();
+        for waiter_seq in done {
+            for waiter in state.waiters.remove(&waiter_seq).unwrap_or_default() {
+                waiter(result.clone());
+            }
+        }
+        if let Err(err) = result {
+            // Memory ran ahead of the store; start again from what is durable.
+            warn!(session_id = %state.session.id, error = %err, "session write failed; restarting from the store");
+            return Err(Box::new(err));
+        }
+        let published: Vec<u64> = state
+            .unpublished
+            .range(..=seq)
+            .map(|(seq, _)| *seq)
+            .collect();
+        for event_seq in published {
+            let event = state.unpublished.remove(&event_seq).expect("listed above");
+            self.publish(state, &event);
+        }
+        if state.session.state.is_final()
+            && state.unwritten.is_empty()
+            && state.unpublished.is_empty()
+        {
+            info!(session_id = %state.session.id, state = state.session.state.as_str(), "session ended");
+            myself.stop(Some(STOP_ENDED.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// Sends a durable event to the customer and to the agents concerned.
+    pub(super) fn publish(&self, state: &SessionActorState, event: &Event) {
+        let hub = &self.shared.hub;
+        let to_customer = !matches!(
+            event.kind,
+            EventKind::Offered { .. } | EventKind::OfferLapsed { .. }
+        );
+        if to_customer {
+            hub.publish(
+                &Audience::Customer(state.session.customer_id.clone()),
+                event,
+            );
+        }
+        let agent = match &event.kind {
+            EventKind::Offered { agent, .. }
+            | EventKind::OfferLapsed { agent }
+            | EventKind::Assigned { agent, .. } => Some(agent),
+            EventKind::Transferred { from } => Some(from),
+            _ => state.session.agent.as_ref(),
+        };
+        if let Some(agent) = agent {
+            hub.publish(&Audience::Agent(agent.clone()), event);
+        }
+    }
+
+    pub(super) fn reply_when_durable(
+        &self,
+        state: &mut SessionActorState,
+        result: Result<(u64, bool), ApiError>,
+        reply: RpcReplyPort<Result<Ack, ApiError>>,
+    ) {
+        let session = state.session.id;
+        match result {
+            Err(err) => {
+                // The caller may have given up waiting; nothing to do then.
+                let _ = reply.send(Err(err));
+            }
+            Ok((seq, duplicate)) => {
+                let waiter: Waiter = Box::new(move |result| {
+                    // As above: a caller that left needs no answer.
+                    let _ = reply.send(
+                        result
+                            .map(|()| Ack {
+                                session,
+                                seq,
+                                duplicate,
+                            })
+                            .map_err(ApiError::from),
+                    );
+                });
+                self.wait_for(state, seq, waiter);
+            }
+        }
+    }
+
+    pub(super) fn reply_unit_when_durable(
+        &self,
+        state: &mut SessionActorState,
+        result: Result<u64, ApiError>,
+        reply: RpcReplyPort<Result<(), ApiError>>,
+    ) {
+        match result {
+            Err(err) => {
+                // The caller may have given up waiting; nothing to do then.
+                let _ = reply.send(Err(err));
+            }
+            Ok(seq) => {
+                let waiter: Waiter = Box::new(move |result| {
+                    // As above: a caller that left needs no answer.
+                    let _ = reply.send(result.map_err(ApiError::from));
+                });
+                self.wait_for(state, seq, waiter);
+            }
+        }
+    }
+
+    /// Runs `waiter` once `seq` is durable: now if it already is.
+    pub(super) fn wait_for(&self, state: &mut SessionActorState, seq: u64, waiter: Waiter) {
+        let pending = state.unpublished.contains_key(&seq)
+            || state.unwritten.iter().any(|event| event.seq == seq);
+        if pending {
+            state.waiters.entry(seq).or_default().push(waiter);
+        } else {
+            waiter(Ok(()));
+        }
+    }
+
+    pub(super) fn maybe_passivate(
+        &self,
+        myself: &ActorRef<SessionMessage>,
+        state: &mut SessionActorState,
+    ) {
+        let idle_ms = crate::clock::now() - state.last_activity;
+        // Waiting sessions keep their actor: their step timers live in it.
+        let parked = matches!(
+            state.session.state,
+            SessionState::Assigned | SessionState::WrapUp | SessionState::New
+        );
+        let quiet =
+            state.unwritten.is_empty() && state.unpublished.is_empty() && state.waiters.is_empty();
+        if parked && quiet && idle_ms >= millis(self.shared.config.passivate_after) {
+            debug!(session_id = %state.session.id, idle_ms, "session passivated");
+            myself.stop(Some(STOP_PASSIVATED.to_owned()));
+        }
+    }
+
+    pub(super) fn tell_group(&self, group: &GroupId, message: GroupMessage) {
+        // The directory lives as long as the system.
+        let _ = self
+            .shared
+            .directory()
+            .cast(crate::directory::DirectoryMessage::ToGroup {
+                group: group.clone(),
+                message,
+            });
+    }
+
+    pub(super) fn tell_agent(&self, agent: &AgentId, message: AgentMessage) {
+        // The directory lives as long as the system.
+        let _ = self
+            .shared
+            .directory()
+            .cast(crate::directory::DirectoryMessage::ToAgent {
+                agent: agent.clone(),
+                message,
+            });
+    }
+}
