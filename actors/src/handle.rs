@@ -313,7 +313,8 @@ impl Switchboard {
         Ok(messages.iter().map(Event::from_stored).collect())
     }
 
-    /// The session record: live if its actor runs, else from the store.
+    /// The session record as stored. Its `last_seq` is as of the last state
+    /// change; `history` (or `live_session`) gives the latest messages.
     pub async fn session(&self, session: SessionId) -> Result<Session, ApiError> {
         self.shared
             .store

@@ -13,7 +13,7 @@ use super::{
     Ack, STOP_ENDED, STOP_PASSIVATED, SessionActor, SessionActorState, SessionMessage, Waiter,
 };
 use engine::ids::{AgentId, GroupId};
-use engine::session::SessionState;
+use engine::session::{Session, SessionState};
 
 use crate::agent::AgentMessage;
 use crate::error::ApiError;
@@ -43,8 +43,11 @@ impl SessionActor {
         seq
     }
 
-    /// Sends every recorded event and the session record to the StoreWriter
-    /// in one request; `Durable` comes back when it is committed.
+    /// Sends every recorded event, and the session record if anything but its
+    /// `last_seq` changed, to the StoreWriter in one request; `Durable` comes
+    /// back when it is committed. The messages are the truth for `seq`
+    /// (rehydration takes the highest stored one), so a plain message costs
+    /// one row, not two.
     pub(super) fn flush(&self, myself: &ActorRef<SessionMessage>, state: &mut SessionActorState) {
         let channel = state.session.channel.clone();
         let mut ops: Vec<WriteOp> = Vec::with_capacity(state.unwritten.len() + 3);
@@ -52,7 +55,14 @@ impl SessionActor {
             ops.push(WriteOp::AppendMessage(event.to_stored(&channel)));
             state.unpublished.insert(event.seq, event);
         }
-        ops.push(WriteOp::PutSession(state.session.clone()));
+        if state
+            .written
+            .as_ref()
+            .is_none_or(|written| !same_record(written, &state.session))
+        {
+            ops.push(WriteOp::PutSession(state.session.clone()));
+            state.written = Some(state.session.clone());
+        }
         if state.session.state.is_final() {
             ops.extend(self.closing_ops(state));
         }
@@ -261,4 +271,14 @@ impl SessionActor {
                 message,
             });
     }
+}
+
+/// Equal but for `last_seq`.
+fn same_record(a: &Session, b: &Session) -> bool {
+    a.state == b.state
+        && a.times == b.times
+        && a.group == b.group
+        && a.agent == b.agent
+        && a.transfers == b.transfers
+        && a.summary == b.summary
 }

@@ -192,6 +192,9 @@ pub struct SessionActorState {
     unpublished: BTreeMap<u64, Event>,
     /// Last time anything happened, for passivation.
     last_activity: Millis,
+    /// The record as last sent to the store, so that a plain message does not
+    /// rewrite the `sessions` row; `None` until the first write.
+    written: Option<Session>,
 }
 
 impl Actor for SessionActor {
@@ -205,16 +208,17 @@ impl Actor for SessionActor {
         start: SessionStart,
     ) -> Result<Self::State, ActorProcessingErr> {
         let store = &self.shared.store;
-        let session = match start {
-            SessionStart::New(session) => *session,
+        let (session, stored) = match start {
+            SessionStart::New(session) => (*session, false),
             SessionStart::Rehydrate(id) => {
                 // Everything written before this point (by an earlier
                 // incarnation, too) is durable before we read it back.
                 crate::store_writer::write_and_wait(&self.shared.writer, Vec::new()).await?;
-                store
+                let session = store
                     .get_session(id)
                     .await?
-                    .ok_or(EngineError::UnknownSession(id.0))?
+                    .ok_or(EngineError::UnknownSession(id.0))?;
+                (session, true)
             }
         };
         let customer = store
@@ -232,6 +236,7 @@ impl Actor for SessionActor {
             unwritten: Vec::new(),
             unpublished: BTreeMap::new(),
             last_activity: crate::clock::now(),
+            written: stored.then(|| session.clone()),
             session,
         };
         if state.session.last_seq > 0 || state.session.state != SessionState::New {
