@@ -1,0 +1,186 @@
+//! Who is calling, and what they may reach. REST handlers and WebSocket
+//! upgrades both start from a [`Caller`].
+//!
+//! - a customer reaches only their own customer record and sessions;
+//! - an agent reads sessions offered or assigned to them, and acts on them
+//!   (the actors enforce the acting part);
+//! - a supervisor also reads every session, queue and agent of their groups;
+//! - an admin reads everything and changes configuration (rules).
+//!
+//! A customer asking for someone else's session gets the same `404` as for
+//! a session that does not exist, so ids cannot be probed.
+
+use axum::extract::{FromRequestParts, Query};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use engine::agent::Agent;
+use engine::ids::{AgentId, CustomerId, GroupId};
+use engine::session::Session;
+use serde::Deserialize;
+
+use crate::auth::{Claims, Role, TokenError, unix_now};
+use crate::error::HttpError;
+use crate::state::AppState;
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The verified token content.
+    pub claims: Claims,
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+/// The bearer token of a request: the `Authorization: Bearer` header, or a
+/// `token` query parameter (browsers cannot set headers on WebSockets).
+pub fn bearer_token(parts: &Parts) -> Option<String> {
+    if let Some(header) = parts.headers.get(axum::http::header::AUTHORIZATION) {
+        let value = header.to_str().ok()?;
+        return value.strip_prefix("Bearer ").map(|token| token.trim().to_string());
+    }
+    Query::<TokenQuery>::try_from_uri(&parts.uri)
+        .ok()
+        .and_then(|query| query.0.token)
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Caller, HttpError> {
+        let token = bearer_token(parts).ok_or(TokenError::Missing)?;
+        let claims = state.signer.verify(&token, unix_now())?;
+        Ok(Caller { claims })
+    }
+}
+
+impl Caller {
+    /// The role.
+    pub fn role(&self) -> Role {
+        self.claims.role
+    }
+
+    /// Admins only.
+    pub fn require_admin(&self) -> Result<(), HttpError> {
+        match self.role() {
+            Role::Admin => Ok(()),
+            _ => Err(HttpError::forbidden("this needs an admin token")),
+        }
+    }
+
+    /// Agents, supervisors and admins.
+    pub fn require_staff(&self) -> Result<(), HttpError> {
+        match self.role().is_staff() {
+            true => Ok(()),
+            false => Err(HttpError::forbidden("this needs an agent, supervisor or admin token")),
+        }
+    }
+
+    /// The customer this token is for, if it is a customer token.
+    pub fn customer_id(&self) -> Option<CustomerId> {
+        (self.role() == Role::Customer).then(|| CustomerId::new(self.claims.sub.as_str()))
+    }
+
+    /// The agent this token is for, if it is an agent or supervisor token.
+    pub fn agent_id(&self) -> Option<AgentId> {
+        matches!(self.role(), Role::Agent | Role::Supervisor)
+            .then(|| AgentId::new(self.claims.sub.as_str()))
+    }
+
+    /// The caller's agent profile (agents and supervisors). A token for an
+    /// agent that no longer exists, or a supervisor token for an agent whose
+    /// profile is not a supervisor's, is refused.
+    pub async fn agent_profile(&self, state: &AppState) -> Result<Option<Agent>, HttpError> {
+        let Some(agent_id) = self.agent_id() else {
+            return Ok(None);
+        };
+        let profile = state
+            .switchboard
+            .store()
+            .get_agent(&agent_id)
+            .await
+            .map_err(|err| HttpError::from(actors::ApiError::from(err)))?
+            .ok_or_else(|| {
+                HttpError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    format!("token names agent `{agent_id}`, who does not exist"),
+                )
+            })?;
+        if self.role() == Role::Supervisor && profile.role != engine::agent::Role::Supervisor {
+            return Err(HttpError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                format!("agent `{agent_id}` is not a supervisor"),
+            ));
+        }
+        Ok(Some(profile))
+    }
+
+    /// May this caller read `session`? Not-allowed customers get `404`.
+    pub async fn check_session_read(
+        &self,
+        state: &AppState,
+        session: &Session,
+    ) -> Result<(), HttpError> {
+        let allowed = match self.role() {
+            Role::Admin => true,
+            Role::Customer => Some(&session.customer_id) == self.customer_id().as_ref(),
+            Role::Agent | Role::Supervisor => {
+                let me = self.agent_id();
+                if session.agent.is_some() && session.agent == me {
+                    true
+                } else if self.role() == Role::Supervisor {
+                    let profile = self.agent_profile(state).await?;
+                    supervises(profile.as_ref(), session.group.as_ref())
+                } else {
+                    false
+                }
+            }
+        };
+        match (allowed, self.role()) {
+            (true, _) => Ok(()),
+            (false, Role::Customer) => Err(HttpError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_session",
+                format!("unknown session `{}`", session.id),
+            )),
+            (false, _) => Err(HttpError::new(
+                StatusCode::FORBIDDEN,
+                "not_your_session",
+                format!(
+                    "session {} is neither offered nor assigned to you, nor in a group you supervise",
+                    session.id
+                ),
+            )),
+        }
+    }
+
+    /// May this caller read `group`'s queue? Supervisors of the group and admins,
+    /// and agents who are members of it.
+    pub async fn check_group_read(&self, state: &AppState, group: &GroupId) -> Result<(), HttpError> {
+        match self.role() {
+            Role::Admin => Ok(()),
+            Role::Customer => Err(HttpError::forbidden("customers cannot see queues")),
+            Role::Agent | Role::Supervisor => {
+                let profile = self.agent_profile(state).await?;
+                match supervises(profile.as_ref(), Some(group)) {
+                    true => Ok(()),
+                    false => Err(HttpError::forbidden(format!(
+                        "you are not a member of group `{group}`"
+                    ))),
+                }
+            }
+        }
+    }
+}
+
+/// The agent belongs to `group`.
+fn supervises(profile: Option<&Agent>, group: Option<&GroupId>) -> bool {
+    match (profile, group) {
+        (Some(profile), Some(group)) => profile.groups.contains(group),
+        _ => false,
+    }
+}

@@ -1,0 +1,183 @@
+//! Demo data for `cargo run --release`: the brief's three skill groups,
+//! agents with different roles, skills and capacities, and customers
+//! including a VIP known on four channels. Seeded only into an empty store.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use actors::Switchboard;
+use anyhow::{Context, Result};
+use engine::agent::{Agent, Capacity, Role as AgentRole};
+use engine::channel::Channel;
+use engine::customer::{Customer, Identity};
+use engine::group::SkillGroup;
+use engine::ids::{AgentId, GroupId};
+use engine::store::Store;
+
+use crate::auth::{Claims, Role, TokenSigner, unix_now};
+
+/// Demo agents: (id, display name, role, groups, skills, chats at once).
+const AGENTS: [(&str, &str, AgentRole, &[&str], &[(&str, u8)], u16); 5] = [
+    (
+        "li.na",
+        "Li Na",
+        AgentRole::Expert,
+        &["gold_service", "default"],
+        &[("billing", 5), ("vip", 4)],
+        4,
+    ),
+    (
+        "zhang.wei",
+        "Zhang Wei",
+        AgentRole::Expert,
+        &["phone_support", "default"],
+        &[("voice", 4)],
+        2,
+    ),
+    (
+        "chen.jie",
+        "Chen Jie",
+        AgentRole::Junior,
+        &["default"],
+        &[("orders", 2)],
+        2,
+    ),
+    (
+        "liu.yang",
+        "Liu Yang",
+        AgentRole::Junior,
+        &["default", "phone_support"],
+        &[("orders", 3), ("voice", 2)],
+        3,
+    ),
+    (
+        "wang.min",
+        "Wang Min",
+        AgentRole::Supervisor,
+        &["gold_service", "phone_support", "default"],
+        &[("billing", 3)],
+        1,
+    ),
+];
+
+/// The demo's agents, groups and customers.
+pub fn data() -> (Vec<Agent>, Vec<SkillGroup>, Vec<Customer>) {
+    let groups = vec![
+        SkillGroup::new("gold_service", "Gold service"),
+        SkillGroup::new("phone_support", "Phone support"),
+        SkillGroup::new("default", "Default"),
+    ];
+    let agents = AGENTS
+        .iter()
+        .map(|(id, name, role, groups, skills, chats)| {
+            let mut capacity = Capacity::default();
+            for (channel, limit) in capacity.limits.iter_mut() {
+                if !matches!(channel, Channel::Phone | Channel::Email) {
+                    *limit = *chats;
+                }
+            }
+            Agent {
+                id: AgentId::new(*id),
+                display_name: (*name).into(),
+                role: *role,
+                skills: skills
+                    .iter()
+                    .map(|(skill, level)| (skill.to_string(), *level))
+                    .collect::<BTreeMap<_, _>>(),
+                groups: groups.iter().map(GroupId::new).collect(),
+                languages: vec!["zh-CN".into(), "en".into()],
+                capacity,
+            }
+        })
+        .collect();
+    let mut vip = Customer::new("cust-vip-001", "Wang Fang");
+    vip.tier = "vip".into();
+    vip.tags = vec!["repeat-buyer".into()];
+    vip.language = "zh-CN".into();
+    vip.identities = identities(&[
+        "web:wf-visitor-77",
+        "app:wf-device-5",
+        "phone:+8613800000001",
+        "wechat:12345",
+    ]);
+    let mut caller = Customer::new("cust-002", "Zhao Lei");
+    caller.identities = identities(&["phone:+8613900000002", "web:zl-visitor-3"]);
+    let mut web = Customer::new("cust-003", "Emma Lee");
+    web.language = "en".into();
+    web.identities = identities(&["web:el-visitor-9", "app:el-device-2"]);
+    (agents, groups, vec![vip, caller, web])
+}
+
+fn identities(pairs: &[&str]) -> Vec<Identity> {
+    pairs
+        .iter()
+        .map(|pair| {
+            let (channel, id) = pair.split_once(':').expect("channel:id");
+            Identity {
+                channel: Channel::parse(channel).expect("built-in channel"),
+                external_id: id.into(),
+            }
+        })
+        .collect()
+}
+
+/// Seeds the demo into `store` unless it already holds skill groups.
+pub async fn seed_if_empty(store: &dyn Store) -> Result<bool> {
+    let groups = store
+        .list_groups()
+        .await
+        .context("failed to read skill groups")?;
+    if !groups.is_empty() {
+        return Ok(false);
+    }
+    let (agents, groups, customers) = data();
+    Switchboard::seed(store, agents, groups, customers)
+        .await
+        .context("failed to seed demo data")?;
+    Ok(true)
+}
+
+/// What a person needs to try the running server, with fresh tokens.
+pub fn banner(addr: SocketAddr, signer: &TokenSigner, ttl_secs: u64) -> String {
+    let exp = unix_now() + ttl_secs as i64;
+    let token = |sub: &str, role: Role| {
+        signer.mint(&Claims {
+            sub: sub.into(),
+            role,
+            exp,
+        })
+    };
+    let http = format!("http://{addr}");
+    let ws = format!("ws://{addr}");
+    let hours = ttl_secs / 3600;
+    let mut lines = vec![
+        format!("switchboard is running on {http}"),
+        format!("  REST API         {http}/api/v1  (OpenAPI: {http}/api/openapi.json)"),
+        format!("  customer socket  {ws}/ws/customer?token=<customer token>"),
+        format!("  agent socket     {ws}/ws/agent?token=<agent token>"),
+        format!("  health           {http}/healthz  {http}/readyz"),
+        String::new(),
+        format!("Demo tokens (valid {hours} h; mint more with `switchboard token`):"),
+    ];
+    let people = [
+        ("cust-vip-001", Role::Customer, "customer Wang Fang (VIP)"),
+        ("cust-003", Role::Customer, "customer Emma Lee"),
+        ("li.na", Role::Agent, "agent Li Na (gold_service, default)"),
+        ("chen.jie", Role::Agent, "agent Chen Jie (default)"),
+        ("zhang.wei", Role::Agent, "agent Zhang Wei (phone_support, default)"),
+        ("wang.min", Role::Supervisor, "supervisor Wang Min"),
+        ("admin", Role::Admin, "admin"),
+    ];
+    for (sub, role, who) in people {
+        lines.push(format!("  {who}:\n    {}", token(sub, role)));
+    }
+    lines.push(String::new());
+    lines.push("Try it (websocat, or any WebSocket client):".into());
+    lines.push(format!(
+        "  websocat '{ws}/ws/agent?token=<li.na token>'   then send {{\"type\":\"hello\"}} and {{\"type\":\"presence\",\"state\":\"available\"}}"
+    ));
+    lines.push(format!(
+        "  websocat '{ws}/ws/customer?token=<Wang Fang token>'   then send {{\"type\":\"hello\",\"channel\":\"web\"}} and {{\"type\":\"message\",\"client_message_id\":\"m1\",\"body\":\"我的订单何时发货?\"}}"
+    ));
+    lines.join("\n")
+}

@@ -1,0 +1,103 @@
+//! Errors as the wire shows them: a stable `code`, a human `message`, and for
+//! REST an HTTP status. WebSocket error frames use the same codes.
+
+use actors::ApiError;
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use engine::EngineError;
+use serde::Serialize;
+
+use crate::auth::TokenError;
+
+/// The body of every REST error.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// Stable, snake_case; see PROTOCOL.md for the list.
+    pub code: &'static str,
+    /// For people; may change.
+    pub message: String,
+    /// Extra detail, e.g. rule errors with line and column.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
+}
+
+/// A REST error.
+#[derive(Debug, Clone)]
+pub struct HttpError {
+    /// The status.
+    pub status: StatusCode,
+    /// The body.
+    pub body: ErrorBody,
+}
+
+impl HttpError {
+    /// An error with no details.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> HttpError {
+        HttpError {
+            status,
+            body: ErrorBody {
+                code,
+                message: message.into(),
+                details: None,
+            },
+        }
+    }
+
+    /// 403: the caller is known but may not do this.
+    pub fn forbidden(message: impl Into<String>) -> HttpError {
+        HttpError::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    /// 400: the request is malformed.
+    pub fn bad_request(message: impl Into<String>) -> HttpError {
+        HttpError::new(StatusCode::BAD_REQUEST, "invalid", message)
+    }
+
+    /// Adds details.
+    pub fn with_details(mut self, details: serde_json::Value) -> HttpError {
+        self.body.details = Some(details);
+        self
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}
+
+impl From<ApiError> for HttpError {
+    fn from(err: ApiError) -> HttpError {
+        let (status, code) = classify(&err);
+        HttpError::new(status, code, err.to_string())
+    }
+}
+
+impl From<TokenError> for HttpError {
+    fn from(err: TokenError) -> HttpError {
+        HttpError::new(StatusCode::UNAUTHORIZED, "unauthorized", err.to_string())
+    }
+}
+
+/// The status and stable code of an engine error.
+pub fn classify(err: &ApiError) -> (StatusCode, &'static str) {
+    match err {
+        ApiError::Invalid(engine) => match engine {
+            EngineError::UnknownSession(_) => (StatusCode::NOT_FOUND, "unknown_session"),
+            EngineError::UnknownCustomer(_) => (StatusCode::NOT_FOUND, "unknown_customer"),
+            EngineError::UnknownAgent(_) => (StatusCode::NOT_FOUND, "unknown_agent"),
+            EngineError::UnknownGroup(_) => (StatusCode::NOT_FOUND, "unknown_group"),
+            EngineError::UnknownChannel(_) | EngineError::InvalidChannelName(_) => {
+                (StatusCode::BAD_REQUEST, "unknown_channel")
+            }
+            EngineError::Invalid { .. } => (StatusCode::BAD_REQUEST, "invalid"),
+        },
+        ApiError::NotYourSession { .. } => (StatusCode::FORBIDDEN, "not_your_session"),
+        ApiError::State(_) => (StatusCode::CONFLICT, "invalid_state"),
+        ApiError::Agent(_) => (StatusCode::CONFLICT, "agent_state"),
+        ApiError::Limited { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_sessions"),
+        ApiError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+        ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+    }
+}

@@ -1,0 +1,192 @@
+//! Starting and stopping the server: open the store, seed the demo, start
+//! the engine, bind the capped listener, serve; on shutdown stop accepting,
+//! flush the store writer, close every socket with 1001, stop the engine.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use actors::Switchboard;
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use engine::channel::ChannelRegistry;
+use engine::routing::RuleSet;
+use engine::store::{SqliteStore, Store};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::auth::TokenSigner;
+use crate::config::{Config, open_file_limit};
+use crate::listener::{CappedListener, ConnectionGauge};
+use crate::state::AppState;
+
+/// The whole HTTP surface: REST (with its OpenAPI document), WebSockets, health.
+pub fn router(state: AppState) -> Router {
+    let (api, openapi) = crate::rest::api_router().split_for_parts();
+    let openapi = Arc::new(openapi);
+    Router::new()
+        .merge(api)
+        .route(
+            "/api/openapi.json",
+            get(move || {
+                let openapi = openapi.clone();
+                async move { axum::Json(openapi.as_ref().clone()) }
+            }),
+        )
+        .route("/ws/customer", get(crate::ws::customer::upgrade))
+        .route("/ws/agent", get(crate::ws::agent::upgrade))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .layer(DefaultBodyLimit::max(state.config.limits.max_http_body_bytes))
+        .with_state(state)
+}
+
+/// Alive: the process answers.
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Ready: the engine answers and the server is not shutting down.
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    if !state.is_ready() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down".to_string());
+    }
+    match tokio::time::timeout(Duration::from_secs(2), state.switchboard.stats()).await {
+        Ok(Ok(stats)) => (
+            StatusCode::OK,
+            format!("ready: {} open sessions", stats.n_open_sessions),
+        ),
+        Ok(Err(err)) => (StatusCode::SERVICE_UNAVAILABLE, format!("engine: {err}")),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "engine did not answer within 2 s".into(),
+        ),
+    }
+}
+
+/// A running server.
+pub struct Server {
+    /// Where it listens (with the real port when configured with port 0).
+    pub addr: SocketAddr,
+    /// Shared state (tests read counters from it).
+    pub state: AppState,
+    stop_accepting: CancellationToken,
+    serve: JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    /// Opens the store, seeds demo data if enabled and the store is empty,
+    /// starts the engine and starts serving.
+    pub async fn start(config: Config) -> Result<Server> {
+        let cap = config.connection_cap(open_file_limit())?;
+        std::fs::create_dir_all(&config.store.data_dir).with_context(|| {
+            format!(
+                "failed to create data directory {}",
+                config.store.data_dir.display()
+            )
+        })?;
+        let secret_path = config.store.data_dir.join(&config.auth.secret_file);
+        let signer = TokenSigner::from_secret_or_file(&config.auth.secret, &secret_path)?;
+        let db_path = config.store.sqlite_path();
+        let store: Arc<dyn Store> = Arc::new(
+            SqliteStore::open(&db_path)
+                .with_context(|| format!("failed to open store {}", db_path.display()))?,
+        );
+        if config.demo.enabled {
+            crate::demo::seed_if_empty(store.as_ref()).await?;
+        }
+        let (rules, rules_text) = load_rules(&config)?;
+        let mut runtime = config.runtime();
+        runtime.max_new_sessions_per_customer_per_hour =
+            config.limits.new_sessions_per_customer_per_hour;
+        let switchboard =
+            Switchboard::start(store, rules, ChannelRegistry::default(), runtime)
+                .await
+                .context("failed to start the engine")?;
+        let listener = TcpListener::bind(config.server.listen)
+            .await
+            .with_context(|| format!("failed to listen on {}", config.server.listen))?;
+        let addr = listener.local_addr()?;
+        let gauge = ConnectionGauge::new(cap);
+        let state = AppState::new(switchboard, signer, config, gauge.clone(), rules_text);
+        let app = router(state.clone());
+        let stop_accepting = CancellationToken::new();
+        let stop = stop_accepting.clone();
+        let serve = tokio::spawn(async move {
+            axum::serve(
+                CappedListener::new(listener, gauge),
+                app.into_make_service(),
+            )
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+        });
+        info!(%addr, max_connections = cap, "switchboard listening");
+        Ok(Server {
+            addr,
+            state,
+            stop_accepting,
+            serve,
+        })
+    }
+
+    /// The engine handle.
+    pub fn switchboard(&self) -> &Switchboard {
+        &self.state.switchboard
+    }
+
+    /// Graceful shutdown: stop accepting, flush the store writer, close
+    /// every WebSocket with 1001, wait for them (up to the grace period),
+    /// stop the engine.
+    pub async fn shutdown(self) -> Result<()> {
+        let state = self.state;
+        state.ready.store(false, Ordering::Relaxed);
+        self.stop_accepting.cancel();
+        if let Err(err) = state.switchboard.flush().await {
+            warn!(error = %err, "store flush at shutdown failed");
+        }
+        state.close_sockets.cancel();
+        state.sockets.close();
+        let grace = Duration::from_millis(state.config.server.shutdown_grace_ms);
+        if tokio::time::timeout(grace, state.sockets.wait()).await.is_err() {
+            warn!(
+                remaining = state.sockets.len(),
+                "sockets still open after the grace period; dropping them"
+            );
+        }
+        match tokio::time::timeout(grace, self.serve).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(err))) => warn!(error = %err, "server ended with an error"),
+            Ok(Err(err)) => warn!(error = %err, "server task failed"),
+            Err(_) => warn!("HTTP connections still open after the grace period"),
+        }
+        state.switchboard.clone().shutdown().await;
+        info!("switchboard stopped");
+        Ok(())
+    }
+}
+
+/// The built-in rules: VIP → gold_service, phone → phone_support, else default.
+pub const DEFAULT_RULES: &str = include_str!("../../engine/rules/default.toml");
+
+/// The configured rules file, or the built-in rules, with their source text
+/// (`GET /api/v1/rules` returns it).
+fn load_rules(config: &Config) -> Result<(RuleSet, String)> {
+    let path = &config.routing.rules_file;
+    let (text, name) = if path.as_os_str().is_empty() {
+        (DEFAULT_RULES.to_string(), "default.toml".to_string())
+    } else {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("failed to read routing.rules_file {}", path.display()))?;
+        (text, path.display().to_string())
+    };
+    let rules = RuleSet::parse(&text, &name)
+        .map_err(|err| anyhow::anyhow!("routing.rules_file: {err}"))?;
+    Ok((rules, text))
+}

@@ -1,0 +1,77 @@
+//! What every handler shares.
+
+use std::ops::Deref;
+use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use actors::Switchboard;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::TokenSigner;
+use crate::config::Config;
+use crate::listener::ConnectionGauge;
+
+/// Cheap to clone: one `Arc`.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// The shared parts.
+pub struct Inner {
+    /// The engine.
+    pub switchboard: Switchboard,
+    /// Verifies (and for visitors, mints) tokens.
+    pub signer: TokenSigner,
+    /// The configuration in force.
+    pub config: Config,
+    /// Open and refused connections.
+    pub gauge: Arc<ConnectionGauge>,
+    /// Cancelled when sockets must close (shutdown): each sends 1001 and ends.
+    pub close_sockets: CancellationToken,
+    /// Every WebSocket task, so shutdown can wait for them.
+    pub sockets: TaskTracker,
+    /// WebSockets open now, by kind.
+    pub n_customer_sockets: AtomicUsize,
+    /// See `n_customer_sockets`.
+    pub n_agent_sockets: AtomicUsize,
+    /// The source of the routing rules in force (`GET /api/v1/rules`).
+    pub rules_text: Mutex<String>,
+    /// False once shutdown begins: `/readyz` says so, so load balancers stop sending.
+    pub ready: AtomicBool,
+}
+
+impl AppState {
+    /// State for a started engine.
+    pub fn new(
+        switchboard: Switchboard,
+        signer: TokenSigner,
+        config: Config,
+        gauge: Arc<ConnectionGauge>,
+        rules_text: String,
+    ) -> AppState {
+        AppState(Arc::new(Inner {
+            switchboard,
+            signer,
+            config,
+            gauge,
+            close_sockets: CancellationToken::new(),
+            sockets: TaskTracker::new(),
+            n_customer_sockets: AtomicUsize::new(0),
+            n_agent_sockets: AtomicUsize::new(0),
+            rules_text: Mutex::new(rules_text),
+            ready: AtomicBool::new(true),
+        }))
+    }
+
+    /// Whether the server takes new work.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,4 @@
+//! stub
+use axum::response::IntoResponse;
+/// stub
+pub async fn upgrade() -> impl IntoResponse { "todo" }

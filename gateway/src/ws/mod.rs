@@ -1,0 +1,4 @@
+//! The WebSocket protocol (PROTOCOL.md).
+
+pub mod agent;
+pub mod customer;
