@@ -1,4 +1,540 @@
-//! stub
-use axum::response::IntoResponse;
-/// stub
-pub async fn upgrade() -> impl IntoResponse { "todo" }
+//! `/ws/agent`: the agent desktop's socket (agents and supervisors).
+//!
+//! `hello` answers with `welcome` (the agent, their presence, the sessions
+//! they hold and are offered, the queues of their groups), replays what the
+//! agent missed in those sessions after the `last_seq` they send, then
+//! streams offers and their sessions' events live.
+
+use std::collections::{BTreeMap, HashMap};
+
+use actors::{Event, EventKind, TransferTarget};
+use axum::extract::{State, WebSocketUpgrade};
+use axum::response::{IntoResponse, Response};
+use engine::agent::Agent;
+use engine::ids::{AgentId, GroupId, SessionId};
+use engine::presence::{Presence, PresenceRequest};
+use engine::store::Sender;
+use serde::{Deserialize, Serialize};
+
+use crate::access::Caller;
+use crate::error::HttpError;
+use crate::state::AppState;
+use crate::ws::frames::{ClientFrame, FrameError, Viewer, WireSession, event_frame};
+use crate::ws::link::{self, Flow, Handler, Link};
+use crate::ws::replies::{Replier, SocketGuard};
+
+const KNOWN: [&str; 13] = [
+    "hello", "presence", "accept", "reject", "message", "typing", "transfer", "wrap_up",
+    "close", "queues", "sessions", "history", "ping",
+];
+
+/// Checks the token and the agent, then upgrades.
+pub async fn upgrade(
+    State(state): State<AppState>,
+    caller: Caller,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, HttpError> {
+    let Some(profile) = caller.agent_profile(&state).await? else {
+        return Err(HttpError::forbidden(
+            "/ws/agent needs an agent or supervisor token; customers use /ws/customer",
+        ));
+    };
+    if !state.is_ready() {
+        return Err(HttpError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "server is shutting down",
+        ));
+    }
+    let events = state.switchboard.subscribe_agent(&profile.id);
+    let limits = state.config.limits.clone();
+    let tracked = state.clone();
+    Ok(link::configure(upgrade, &limits)
+        .on_upgrade(move |socket| {
+            let handler = AgentHandler {
+                _guard: SocketGuard::agent(&tracked),
+                state: tracked.clone(),
+                caller,
+                profile,
+                delivered: HashMap::new(),
+                started: false,
+            };
+            tracked.sockets.track_future(link::run(
+                tracked.clone(),
+                Link::new(socket, &limits),
+                handler,
+                events,
+            ))
+        })
+        .into_response())
+}
+
+struct AgentHandler {
+    state: AppState,
+    caller: Caller,
+    profile: Agent,
+    /// Highest `seq` sent per session.
+    delivered: HashMap<SessionId, u64>,
+    /// The client has sent its first frame; live events flow from then on.
+    started: bool,
+    _guard: SocketGuard,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Hello {
+    #[serde(default)]
+    last_seq: BTreeMap<WireSession, u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OnSession {
+    session: WireSession,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendMessage {
+    session: WireSession,
+    client_message_id: String,
+    body: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Transfer {
+    session: WireSession,
+    #[serde(default)]
+    group: Option<GroupId>,
+    #[serde(default)]
+    agent: Option<AgentId>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Finish {
+    session: WireSession,
+    #[serde(default)]
+    summary: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct History {
+    session: WireSession,
+    #[serde(default)]
+    after_seq: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Empty {}
+
+#[derive(Serialize)]
+struct Welcome {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<String>,
+    agent: AgentSummary,
+    presence: Presence,
+    sessions: Vec<SessionCard>,
+    offers: Vec<SessionCard>,
+    queues: Vec<QueueView>,
+}
+
+#[derive(Serialize)]
+struct AgentSummary {
+    id: String,
+    display_name: String,
+    role: &'static str,
+    groups: Vec<String>,
+}
+
+/// What the desktop shows of a session before opening it.
+#[derive(Serialize)]
+struct SessionCard {
+    session: WireSession,
+    state: &'static str,
+    channel: String,
+    group: Option<String>,
+    customer: CustomerCard,
+}
+
+#[derive(Serialize)]
+struct CustomerCard {
+    id: String,
+    display_name: String,
+    tier: String,
+}
+
+#[derive(Serialize)]
+struct QueueView {
+    group: String,
+    n_waiting: usize,
+    n_ready_agents: usize,
+    longest_wait_ms: Option<i64>,
+    waiting: Vec<WaitingEntry>,
+}
+
+#[derive(Serialize)]
+struct WaitingEntry {
+    session: WireSession,
+    priority: i32,
+    queued_at: i64,
+    offered_to: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Listing<T> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<String>,
+    #[serde(flatten)]
+    body: T,
+}
+
+#[derive(Serialize)]
+struct PresenceBody {
+    presence: Presence,
+}
+
+#[derive(Serialize)]
+struct QueuesBody {
+    queues: Vec<QueueView>,
+}
+
+#[derive(Serialize)]
+struct SessionsBody {
+    sessions: Vec<SessionCard>,
+    offers: Vec<SessionCard>,
+}
+
+impl Handler for AgentHandler {
+    async fn on_frame(&mut self, link: &mut Link, frame: ClientFrame) -> Flow {
+        self.started = true;
+        let replier = Replier::new(frame.request_id.clone());
+        let me = self.profile.id.clone();
+        let switchboard = self.state.switchboard.clone();
+        match frame.kind.as_str() {
+            "hello" => match frame.fields::<Hello>() {
+                Ok((hello, request_id)) => self.hello(link, hello, request_id).await,
+                Err(err) => link.send_error(err).await,
+            },
+            "presence" => match frame.fields::<PresenceRequest>() {
+                Ok((request, request_id)) => match switchboard.set_presence(&me, request).await {
+                    Ok(presence) => {
+                        let body = PresenceBody { presence };
+                        link.send(&listing("presence", request_id, body)).await
+                    }
+                    Err(err) => replier.error(link, err, None).await,
+                },
+                Err(err) => link.send_error(err).await,
+            },
+            "accept" => match frame.fields::<OnSession>() {
+                Ok((on, _)) => {
+                    let result = switchboard.accept(&me, on.session.0).await;
+                    replier.result(link, result).await
+                }
+                Err(err) => link.send_error(err).await,
+            },
+            "reject" => match frame.fields::<OnSession>() {
+                Ok((on, _)) => {
+                    let result = switchboard.reject(&me, on.session.0).await;
+                    replier.result(link, result).await
+                }
+                Err(err) => link.send_error(err).await,
+            },
+            "message" => match frame.fields::<SendMessage>() {
+                Ok((message, _)) => {
+                    let limits = &self.state.config.limits;
+                    let check =
+                        replier.check_message(&message.client_message_id, &message.body, limits);
+                    if let Err(err) = check {
+                        return link.send_error(err).await;
+                    }
+                    let result = switchboard
+                        .agent_message(
+                            &me,
+                            message.session.0,
+                            message.body,
+                            Some(message.client_message_id.clone()),
+                        )
+                        .await;
+                    replier.ack(link, message.client_message_id, result).await
+                }
+                Err(err) => link.send_error(err).await,
+            },
+            "typing" => match frame.fields::<OnSession>() {
+                Ok((on, _)) => {
+                    let result = switchboard.agent_typing(&me, on.session.0).await;
+                    replier.quiet_result(link, result).await
+                }
+                Err(err) => link.send_error(err).await,
+            },
+            "transfer" => match frame.fields::<Transfer>() {
+                Ok((transfer, request_id)) => {
+                    let target = match (transfer.group, transfer.agent) {
+                        (Some(group), None) => TransferTarget::Group { group },
+                        (None, Some(agent)) => TransferTarget::Agent { agent },
+                        _ => {
+                            let err = FrameError {
+                                code: "invalid_frame",
+                                message: "`transfer` needs exactly one of `group` and `agent`"
+                                    .into(),
+                                request_id,
+                            };
+                            return link.send_error(err).await;
+                        }
+                    };
+                    let result = switchboard.transfer(&me, transfer.session.0, target).await;
+                    replier.result(link, result).await
+                }
+                Err(err) => link.send_error(err).await,
+            },
+            "wrap_up" => match frame.fields::<Finish>() {
+                Ok((finish, _)) => {
+                    let result = switchboard
+                        .wrap_up(&me, finish.session.0, finish.summary)
+                        .await;
+                    replier.result(link, result).await
+                }
+                Err(err) => link.send_error(err).await,
+            },
+            "close" => match frame.fields::<Finish>() {
+                Ok((finish, _)) => {
+                    let result = switchboard.close(&me, finish.session.0, finish.summary).await;
+                    replier.result(link, result).await
+                }
+                Err(err) => link.send_error(err).await,
+            },
+            "queues" => match frame.fields::<Empty>() {
+                Ok((_, request_id)) => {
+                    let queues = self.queues().await;
+                    link.send(&listing("queues", request_id, QueuesBody { queues }))
+                        .await
+                }
+                Err(err) => link.send_error(err).await,
+            },
+            "sessions" => match frame.fields::<Empty>() {
+                Ok((_, request_id)) => match self.sessions().await {
+                    Ok((sessions, offers)) => {
+                        let body = SessionsBody { sessions, offers };
+                        link.send(&listing("sessions", request_id, body)).await
+                    }
+                    Err(err) => replier.error(link, err, None).await,
+                },
+                Err(err) => link.send_error(err).await,
+            },
+            "history" => match frame.fields::<History>() {
+                Ok((history, _)) => self.history(link, &replier, history).await,
+                Err(err) => link.send_error(err).await,
+            },
+            "ping" => replier.pong(link).await,
+            _ => link.send_error(frame.unknown(&KNOWN)).await,
+        }
+    }
+
+    async fn on_event(&mut self, link: &mut Link, event: Event) -> Flow {
+        self.deliver(link, event).await
+    }
+
+    async fn on_tick(&mut self, _link: &mut Link) -> Flow {
+        Flow::Continue
+    }
+
+    fn wants_events(&self) -> bool {
+        self.started
+    }
+}
+
+fn listing<T: Serialize>(kind: &'static str, request_id: Option<String>, body: T) -> Listing<T> {
+    Listing {
+        kind,
+        request_id,
+        body,
+    }
+}
+
+impl AgentHandler {
+    async fn hello(&mut self, link: &mut Link, hello: Hello, request_id: Option<String>) -> Flow {
+        let replier = Replier::new(request_id.clone());
+        let view = match self.state.switchboard.agent_view(&self.profile.id).await {
+            Ok(view) => view,
+            Err(err) => return replier.error(link, err, None).await,
+        };
+        let (sessions, offers) = match self.sessions().await {
+            Ok(cards) => cards,
+            Err(err) => return replier.error(link, err, None).await,
+        };
+        let welcome = Welcome {
+            kind: "welcome",
+            request_id,
+            agent: AgentSummary {
+                id: self.profile.id.to_string(),
+                display_name: self.profile.display_name.clone(),
+                role: self.profile.role.as_str(),
+                groups: self.profile.groups.iter().map(|g| g.to_string()).collect(),
+            },
+            presence: view.presence,
+            sessions,
+            offers,
+            queues: self.queues().await,
+        };
+        if link.send(&welcome).await == Flow::Stop {
+            return Flow::Stop;
+        }
+        for session in view.sessions.iter().chain(view.offers.iter()) {
+            let after = hello.last_seq.get(&WireSession(*session)).copied();
+            let after = after.unwrap_or(0);
+            let seen = self.delivered.entry(*session).or_insert(0);
+            *seen = (*seen).max(after);
+            let history = match self.state.switchboard.history(*session, after).await {
+                Ok(history) => history,
+                Err(err) => return replier.error(link, err, None).await,
+            };
+            for event in history {
+                if self.deliver(link, event).await == Flow::Stop {
+                    return Flow::Stop;
+                }
+            }
+        }
+        Flow::Continue
+    }
+
+    /// Replays a session's events after `after_seq`, if the agent may read it.
+    async fn history(&mut self, link: &mut Link, replier: &Replier, history: History) -> Flow {
+        let session = match self.state.switchboard.session(history.session.0).await {
+            Ok(session) => session,
+            Err(err) => return replier.error(link, err, None).await,
+        };
+        if let Err(err) = self.caller.check_session_read(&self.state, &session).await {
+            let err = FrameError {
+                code: err.body.code,
+                message: err.body.message,
+                request_id: None,
+            };
+            return link.send_error(err).await;
+        }
+        let events = match self
+            .state
+            .switchboard
+            .history(session.id, history.after_seq)
+            .await
+        {
+            Ok(events) => events,
+            Err(err) => return replier.error(link, err, None).await,
+        };
+        for event in events {
+            let Some(frame) = event_frame(&event, Viewer::Agent) else {
+                continue;
+            };
+            if link.send(&frame).await == Flow::Stop {
+                return Flow::Stop;
+            }
+        }
+        replier.result(link, Ok(())).await
+    }
+
+    /// Sends `event` unless the agent already has it; offers carry the
+    /// customer and channel so the desktop can show them at once.
+    async fn deliver(&mut self, link: &mut Link, event: Event) -> Flow {
+        let ephemeral = matches!(event.kind, EventKind::Typing { .. });
+        if matches!(event.kind, EventKind::Typing { sender: Sender::Agent(_) }) {
+            return Flow::Continue; // An agent's own typing is not echoed.
+        }
+        let seen = self.delivered.entry(event.session).or_insert(0);
+        if !ephemeral {
+            if event.seq <= *seen {
+                return Flow::Continue;
+            }
+            *seen = event.seq;
+        }
+        let Some(mut frame) = event_frame(&event, Viewer::Agent) else {
+            return Flow::Continue;
+        };
+        if let EventKind::Offered { .. } = event.kind
+            && let Ok(card) = self.card(event.session).await
+        {
+            frame.fields.insert("channel", card.channel.into());
+            frame.fields.insert("group", card.group.into());
+            frame.fields.insert(
+                "customer",
+                serde_json::to_value(&card.customer).expect("cards serialize"),
+            );
+        }
+        if matches!(
+            event.kind,
+            EventKind::Closed { .. } | EventKind::Abandoned | EventKind::Transferred { .. }
+        ) {
+            self.delivered.remove(&event.session);
+        }
+        link.send(&frame).await
+    }
+
+    async fn sessions(&self) -> Result<(Vec<SessionCard>, Vec<SessionCard>), actors::ApiError> {
+        let view = self.state.switchboard.agent_view(&self.profile.id).await?;
+        let mut sessions = Vec::with_capacity(view.sessions.len());
+        for session in &view.sessions {
+            sessions.push(self.card(*session).await?);
+        }
+        let mut offers = Vec::with_capacity(view.offers.len());
+        for session in &view.offers {
+            offers.push(self.card(*session).await?);
+        }
+        Ok((sessions, offers))
+    }
+
+    async fn card(&self, session: SessionId) -> Result<SessionCard, actors::ApiError> {
+        let record = self.state.switchboard.live_session(session).await?;
+        let customer = self
+            .state
+            .switchboard
+            .store()
+            .get_customer(&record.customer_id)
+            .await?;
+        let (display_name, tier) = customer
+            .map(|customer| (customer.display_name, customer.tier))
+            .unwrap_or_default();
+        Ok(SessionCard {
+            session: WireSession(session),
+            state: record.state.as_str(),
+            channel: record.channel.to_string(),
+            group: record.group.map(|group| group.to_string()),
+            customer: CustomerCard {
+                id: record.customer_id.to_string(),
+                display_name,
+                tier,
+            },
+        })
+    }
+
+    async fn queues(&self) -> Vec<QueueView> {
+        let mut queues = Vec::new();
+        for group in &self.profile.groups {
+            // A group that does not answer is left out rather than failing the frame.
+            let Ok(view) = self.state.switchboard.group_view(group).await else {
+                continue;
+            };
+            queues.push(QueueView {
+                group: group.to_string(),
+                n_waiting: view.waiting.len(),
+                n_ready_agents: view.n_ready_agents,
+                longest_wait_ms: view.longest_wait_ms,
+                waiting: view
+                    .waiting
+                    .iter()
+                    .map(|(session, priority, queued_at, offered_to)| WaitingEntry {
+                        session: WireSession(*session),
+                        priority: *priority,
+                        queued_at: *queued_at,
+                        offered_to: offered_to.as_ref().map(|agent| agent.to_string()),
+                    })
+                    .collect(),
+            });
+        }
+        queues
+    }
+}

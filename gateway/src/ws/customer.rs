@@ -1,4 +1,403 @@
-//! stub
-use axum::response::IntoResponse;
-/// stub
-pub async fn upgrade() -> impl IntoResponse { "todo" }
+//! `/ws/customer`: the web widget's and the mobile app's socket.
+//!
+//! The token names the customer; `?channel=web` (default) or `app` says
+//! which channel their messages travel on. The first frame is usually
+//! `hello`, which may carry the last `seq` seen per session: the server
+//! answers `welcome`, replays everything after those, then streams live.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use actors::{Event, EventKind};
+use axum::extract::{Query, State, WebSocketUpgrade};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use engine::channel::Channel;
+use engine::ids::{CustomerId, SessionId};
+use engine::store::Sender;
+use serde::{Deserialize, Serialize};
+
+use crate::access::Caller;
+use crate::error::HttpError;
+use crate::state::AppState;
+use crate::ws::frames::{ClientFrame, Viewer, WireSession, event_frame};
+use crate::ws::link::{self, Flow, Handler, Link};
+use crate::ws::replies::{Replier, SocketGuard};
+
+const KNOWN: [&str; 6] = ["hello", "message", "typing", "leave", "rate", "ping"];
+
+/// Query parameters of the upgrade.
+#[derive(Debug, Deserialize)]
+pub struct CustomerQuery {
+    /// `web` (default) or `app`.
+    channel: Option<String>,
+}
+
+/// Checks the token and the customer, then upgrades.
+pub async fn upgrade(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<CustomerQuery>,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, HttpError> {
+    let Some(customer) = caller.customer_id() else {
+        return Err(HttpError::forbidden(
+            "/ws/customer needs a customer token; agents use /ws/agent",
+        ));
+    };
+    let channel = match query.channel.as_deref().unwrap_or("web") {
+        "web" => Channel::Web,
+        "app" => Channel::App,
+        other => {
+            return Err(HttpError::bad_request(format!(
+                "`channel` must be web or app, not `{other}`; other channels arrive through their adapters"
+            )));
+        }
+    };
+    let profile = state
+        .switchboard
+        .store()
+        .get_customer(&customer)
+        .await
+        .map_err(|err| HttpError::from(actors::ApiError::from(err)))?;
+    let Some(profile) = profile else {
+        return Err(HttpError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_customer",
+            format!("token names customer `{customer}`, who does not exist"),
+        ));
+    };
+    if !state.is_ready() {
+        return Err(HttpError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "server is shutting down",
+        ));
+    }
+    let events = state.switchboard.subscribe_customer(&customer);
+    let limits = state.config.limits.clone();
+    let tracked = state.clone();
+    Ok(link::configure(upgrade, &limits)
+        .on_upgrade(move |socket| {
+            let guard = SocketGuard::customer(&tracked);
+            let handler = CustomerHandler {
+                state: tracked.clone(),
+                customer,
+                display_name: profile.display_name,
+                tier: profile.tier,
+                channel,
+                delivered: HashMap::new(),
+                waiting: HashSet::new(),
+                started: false,
+                _guard: guard,
+            };
+            tracked.sockets.track_future(link::run(
+                tracked.clone(),
+                Link::new(socket, &limits),
+                handler,
+                events,
+            ))
+        })
+        .into_response())
+}
+
+struct CustomerHandler {
+    state: AppState,
+    customer: CustomerId,
+    display_name: String,
+    tier: String,
+    channel: Channel,
+    /// Highest `seq` sent per session, so a replay and the live stream never repeat.
+    delivered: HashMap<SessionId, u64>,
+    /// Sessions waiting in a queue: each tick tells the customer their position.
+    waiting: HashSet<SessionId>,
+    /// The client has sent its first frame; live events flow from then on.
+    started: bool,
+    _guard: SocketGuard,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Hello {
+    /// Ignored: the channel is fixed by the URL.
+    #[serde(default, rename = "channel")]
+    _channel: Option<String>,
+    /// Last `seq` seen per session.
+    #[serde(default)]
+    last_seq: BTreeMap<WireSession, u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendMessage {
+    client_message_id: String,
+    body: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OnSession {
+    session: WireSession,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Rate {
+    session: WireSession,
+    score: u8,
+    #[serde(default)]
+    comment: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Welcome<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<String>,
+    customer: WelcomeCustomer<'a>,
+    channel: String,
+    sessions: Vec<SessionSummary>,
+}
+
+#[derive(Serialize)]
+struct WelcomeCustomer<'a> {
+    id: &'a str,
+    display_name: &'a str,
+    tier: &'a str,
+}
+
+#[derive(Serialize)]
+struct SessionSummary {
+    session: WireSession,
+    state: String,
+    channel: String,
+}
+
+/// Where a waiting customer stands.
+#[derive(Serialize)]
+struct QueueStatusFrame {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    session: WireSession,
+    /// The last `seq` of the session (this frame is not stored and has none of its own).
+    seq: u64,
+    position: usize,
+    n_waiting: usize,
+    estimated_wait_secs: u32,
+}
+
+impl Handler for CustomerHandler {
+    async fn on_frame(&mut self, link: &mut Link, frame: ClientFrame) -> Flow {
+        self.started = true;
+        let replier = Replier::new(frame.request_id.clone());
+        match frame.kind.as_str() {
+            "hello" => match frame.fields::<Hello>() {
+                Ok((hello, request_id)) => self.hello(link, hello, request_id).await,
+                Err(err) => link.send_error(err).await,
+            },
+            "message" => match frame.fields::<SendMessage>() {
+                Ok((message, _)) => self.message(link, &replier, message).await,
+                Err(err) => link.send_error(err).await,
+            },
+            "typing" => match frame.fields::<OnSession>() {
+                Ok((typing, _)) => {
+                    let result = self
+                        .state
+                        .switchboard
+                        .customer_typing(&self.customer, typing.session.0)
+                        .await;
+                    replier.quiet_result(link, result).await
+                }
+                Err(err) => link.send_error(err).await,
+            },
+            "leave" => match frame.fields::<OnSession>() {
+                Ok((leave, _)) => {
+                    let result = self
+                        .state
+                        .switchboard
+                        .customer_leave(&self.customer, leave.session.0)
+                        .await;
+                    replier.result(link, result).await
+                }
+                Err(err) => link.send_error(err).await,
+            },
+            "rate" => match frame.fields::<Rate>() {
+                Ok((rate, _)) => {
+                    let result = self
+                        .state
+                        .switchboard
+                        .rate(&self.customer, rate.session.0, rate.score, rate.comment)
+                        .await
+                        .map(|_| ());
+                    replier.result(link, result).await
+                }
+                Err(err) => link.send_error(err).await,
+            },
+            "ping" => replier.pong(link).await,
+            _ => link.send_error(frame.unknown(&KNOWN)).await,
+        }
+    }
+
+    async fn on_event(&mut self, link: &mut Link, event: Event) -> Flow {
+        self.deliver(link, event).await
+    }
+
+    async fn on_tick(&mut self, link: &mut Link) -> Flow {
+        let waiting: Vec<SessionId> = self.waiting.iter().copied().collect();
+        for session in waiting {
+            if self.send_queue_status(link, session).await == Flow::Stop {
+                return Flow::Stop;
+            }
+        }
+        Flow::Continue
+    }
+
+    fn wants_events(&self) -> bool {
+        self.started
+    }
+}
+
+impl CustomerHandler {
+    async fn hello(&mut self, link: &mut Link, hello: Hello, request_id: Option<String>) -> Flow {
+        let replier = Replier::new(request_id.clone());
+        let sessions = match self
+            .state
+            .switchboard
+            .store()
+            .sessions_of_customer(&self.customer)
+            .await
+        {
+            Ok(sessions) => sessions,
+            Err(err) => return replier.error(link, actors::ApiError::from(err), None).await,
+        };
+        let open: Vec<_> = sessions
+            .iter()
+            .filter(|session| !session.state.is_final())
+            .collect();
+        let welcome = Welcome {
+            kind: "welcome",
+            request_id,
+            customer: WelcomeCustomer {
+                id: self.customer.as_str(),
+                display_name: &self.display_name,
+                tier: &self.tier,
+            },
+            channel: self.channel.to_string(),
+            sessions: open
+                .iter()
+                .map(|session| SessionSummary {
+                    session: WireSession(session.id),
+                    state: session.state.as_str().to_string(),
+                    channel: session.channel.to_string(),
+                })
+                .collect(),
+        };
+        if link.send(&welcome).await == Flow::Stop {
+            return Flow::Stop;
+        }
+        // Replay: every open session, and closed ones the client asked about.
+        let mut replay: Vec<(SessionId, u64)> = open
+            .iter()
+            .map(|session| {
+                let after = hello.last_seq.get(&WireSession(session.id)).copied();
+                (session.id, after.unwrap_or(0))
+            })
+            .collect();
+        for (session, after) in &hello.last_seq {
+            let owned = sessions.iter().any(|record| record.id == session.0);
+            if owned && !replay.iter().any(|(id, _)| *id == session.0) {
+                replay.push((session.0, *after));
+            }
+        }
+        for (session, after) in replay {
+            let seen = self.delivered.entry(session).or_insert(0);
+            *seen = (*seen).max(after);
+            let history = match self.state.switchboard.history(session, after).await {
+                Ok(history) => history,
+                Err(err) => return replier.error(link, err, None).await,
+            };
+            for event in history {
+                if self.deliver(link, event).await == Flow::Stop {
+                    return Flow::Stop;
+                }
+            }
+        }
+        Flow::Continue
+    }
+
+    async fn message(&mut self, link: &mut Link, replier: &Replier, message: SendMessage) -> Flow {
+        let limits = &self.state.config.limits;
+        if let Err(err) = replier.check_message(&message.client_message_id, &message.body, limits)
+        {
+            return link.send_error(err).await;
+        }
+        let result = self
+            .state
+            .switchboard
+            .customer_message_as(
+                &self.customer,
+                self.channel.clone(),
+                message.body,
+                Some(message.client_message_id.clone()),
+            )
+            .await;
+        replier.ack(link, message.client_message_id, result).await
+    }
+
+    /// Sends `event` unless the customer does not see it or already has it.
+    async fn deliver(&mut self, link: &mut Link, event: Event) -> Flow {
+        let ephemeral = matches!(event.kind, EventKind::Typing { .. });
+        let seen = self.delivered.entry(event.session).or_insert(0);
+        if !ephemeral {
+            if event.seq <= *seen {
+                return Flow::Continue;
+            }
+            *seen = event.seq;
+        }
+        match &event.kind {
+            EventKind::Queued { .. } => {
+                self.waiting.insert(event.session);
+            }
+            EventKind::Assigned { .. }
+            | EventKind::WrapUp
+            | EventKind::Closed { .. }
+            | EventKind::Abandoned => {
+                self.waiting.remove(&event.session);
+            }
+            _ => {}
+        }
+        if matches!(event.kind, EventKind::Typing { sender: Sender::Customer }) {
+            return Flow::Continue; // The customer's own typing is not echoed.
+        }
+        let Some(frame) = event_frame(&event, Viewer::Customer) else {
+            return Flow::Continue;
+        };
+        if link.send(&frame).await == Flow::Stop {
+            return Flow::Stop;
+        }
+        if matches!(event.kind, EventKind::Queued { .. }) {
+            return self.send_queue_status(link, event.session).await;
+        }
+        Flow::Continue
+    }
+
+    async fn send_queue_status(&mut self, link: &mut Link, session: SessionId) -> Flow {
+        let status = match self.state.switchboard.queue_status(session).await {
+            Ok(Some(status)) => status,
+            Ok(None) | Err(_) => {
+                // No longer waiting (or gone): the events that follow say where it went.
+                self.waiting.remove(&session);
+                return Flow::Continue;
+            }
+        };
+        let frame = QueueStatusFrame {
+            kind: "queue_status",
+            session: WireSession(session),
+            seq: self.delivered.get(&session).copied().unwrap_or(0),
+            position: status.position,
+            n_waiting: status.n_waiting,
+            estimated_wait_secs: status.estimated_wait_secs,
+        };
+        link.send(&frame).await
+    }
+}

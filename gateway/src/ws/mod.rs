@@ -1,4 +1,8 @@
-//! The WebSocket protocol (PROTOCOL.md).
+//! The WebSocket protocol (PROTOCOL.md): `/ws/customer` and `/ws/agent`.
 
 pub mod agent;
 pub mod customer;
+pub mod frames;
+pub mod link;
+pub mod rate;
+pub mod replies;

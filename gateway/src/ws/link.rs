@@ -1,0 +1,288 @@
+//! One WebSocket connection: the checks every incoming frame passes (size,
+//! rate, JSON), writes with a timeout, close codes, and the loop that feeds a
+//! [`Handler`] with client frames, session events and ticks.
+//!
+//! Close codes: 1000 normal; 1001 server shutting down; 1007 invalid UTF-8;
+//! 1008 flood (too many frames refused for rate); 1009 message above
+//! `limits.max_ws_message_bytes`; 4008 the client fell more than
+//! `limits.outbound_backlog` events behind (it reconnects and resumes from
+//! its last `seq`; nothing is lost).
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use actors::Event;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tracing::debug;
+
+use crate::config::LimitsConfig;
+use crate::state::AppState;
+use crate::ws::frames::{ClientFrame, FrameError, Reply, to_text};
+use crate::ws::rate::{RateLimiter, Verdict};
+
+/// Close code: the server is going away.
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+/// Close code: a text frame was not valid UTF-8.
+pub const CLOSE_INVALID_DATA: u16 = 1007;
+/// Close code: flood.
+pub const CLOSE_POLICY: u16 = 1008;
+/// Close code: message too big.
+pub const CLOSE_TOO_BIG: u16 = 1009;
+/// Close code: the client fell too far behind; reconnect and resume.
+pub const CLOSE_BACKLOG: u16 = 4008;
+
+/// Whether the loop goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Keep serving.
+    Continue,
+    /// The connection is finished (already closed or dropped).
+    Stop,
+}
+
+/// The protocol of one endpoint (customer or agent).
+pub trait Handler: Send + 'static {
+    /// A client frame that passed size, rate and JSON checks.
+    fn on_frame(&mut self, link: &mut Link, frame: ClientFrame)
+    -> impl Future<Output = Flow> + Send;
+    /// A session event for this connection's audience.
+    fn on_event(&mut self, link: &mut Link, event: Event) -> impl Future<Output = Flow> + Send;
+    /// A periodic tick (`routing.queue_update_ms`).
+    fn on_tick(&mut self, link: &mut Link) -> impl Future<Output = Flow> + Send;
+    /// Events are held back until this is true (the client's first frame),
+    /// so that a `hello` replay comes before any live event.
+    fn wants_events(&self) -> bool;
+}
+
+/// Applies the socket limits of `limits` to an upgrade request.
+pub fn configure(upgrade: WebSocketUpgrade, limits: &LimitsConfig) -> WebSocketUpgrade {
+    upgrade
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(limits.max_ws_message_bytes.max(64 * 1024) * 2)
+        .max_message_size(limits.max_ws_message_bytes)
+        .max_frame_size(limits.max_ws_message_bytes)
+}
+
+/// The socket and its per-connection limits.
+pub struct Link {
+    socket: WebSocket,
+    rate: RateLimiter,
+    max_frame_bytes: usize,
+    write_timeout: Duration,
+    /// False once the socket failed or was closed: nothing more is sent.
+    open: bool,
+}
+
+/// What one read produced.
+enum Incoming {
+    Frame(ClientFrame),
+    Handled,
+    Closed,
+}
+
+impl Link {
+    /// Wraps an upgraded socket.
+    pub fn new(socket: WebSocket, limits: &LimitsConfig) -> Link {
+        Link {
+            socket,
+            rate: RateLimiter::new(
+                limits.messages_per_second,
+                limits.message_burst,
+                limits.flood_close_after,
+                Instant::now(),
+            ),
+            max_frame_bytes: limits.max_frame_bytes,
+            write_timeout: Duration::from_millis(limits.write_timeout_ms),
+            open: true,
+        }
+    }
+
+    /// Sends a frame; on failure or timeout the connection is dropped and
+    /// `Flow::Stop` returned.
+    pub async fn send<T: Serialize>(&mut self, frame: &T) -> Flow {
+        if !self.open {
+            return Flow::Stop;
+        }
+        let message = Message::Text(to_text(frame).into());
+        match tokio::time::timeout(self.write_timeout, self.socket.send(message)).await {
+            Ok(Ok(())) => Flow::Continue,
+            Ok(Err(err)) => {
+                debug!(error = %err, "socket write failed");
+                self.open = false;
+                Flow::Stop
+            }
+            Err(_) => {
+                debug!("socket write timed out; dropping the connection");
+                self.open = false;
+                Flow::Stop
+            }
+        }
+    }
+
+    /// Sends an error frame for a refused client frame.
+    pub async fn send_error(&mut self, err: FrameError) -> Flow {
+        self.send(&Reply::error(err)).await
+    }
+
+    /// Sends a close frame and stops.
+    pub async fn close(&mut self, code: u16, reason: &str) -> Flow {
+        if self.open {
+            let frame = CloseFrame {
+                code,
+                reason: reason.into(),
+            };
+            // The peer may already be gone; closing is best effort.
+            let _ = tokio::time::timeout(
+                self.write_timeout,
+                self.socket.send(Message::Close(Some(frame))),
+            )
+            .await;
+            self.open = false;
+        }
+        Flow::Stop
+    }
+
+    async fn receive(&mut self) -> Incoming {
+        let message = match self.socket.recv().await {
+            None => return Incoming::Closed,
+            Some(Ok(message)) => message,
+            Some(Err(err)) => return self.read_failed(err).await,
+        };
+        let text = match message {
+            Message::Text(text) => text,
+            Message::Binary(_) => {
+                if let Some(refused) = self.admit().await {
+                    return refused;
+                }
+                return self.refuse_binary().await;
+            }
+            Message::Close(_) => {
+                self.open = false;
+                return Incoming::Closed;
+            }
+            Message::Ping(_) | Message::Pong(_) => return Incoming::Handled,
+        };
+        if let Some(refused) = self.admit().await {
+            return refused;
+        }
+        if text.len() > self.max_frame_bytes {
+            let err = FrameError {
+                code: "frame_too_large",
+                message: format!(
+                    "frame of {} bytes is over the limit of {} bytes; it was not processed",
+                    text.len(),
+                    self.max_frame_bytes
+                ),
+                request_id: None,
+            };
+            return handled(self.send_error(err).await);
+        }
+        match ClientFrame::parse(text.as_str()) {
+            Ok(frame) => Incoming::Frame(frame),
+            Err(err) => handled(self.send_error(err).await),
+        }
+    }
+
+    /// Rate check for one data frame: a refused frame gets an error frame
+    /// and is not processed; a flood closes the connection.
+    async fn admit(&mut self) -> Option<Incoming> {
+        match self.rate.check(Instant::now()) {
+            Verdict::Allow => None,
+            Verdict::Refuse => {
+                let retry_ms = self.rate.retry_after().as_millis();
+                let err = FrameError {
+                    code: "rate_limited",
+                    message: format!(
+                        "too many frames; this one was not processed, resend it in {retry_ms} ms"
+                    ),
+                    request_id: None,
+                };
+                Some(handled(self.send_error(err).await))
+            }
+            Verdict::Close => {
+                self.close(CLOSE_POLICY, "flood: too many frames").await;
+                Some(Incoming::Closed)
+            }
+        }
+    }
+
+    async fn refuse_binary(&mut self) -> Incoming {
+        let err = FrameError {
+            code: "binary_not_supported",
+            message: "binary frames are not part of the protocol; send JSON text frames".into(),
+            request_id: None,
+        };
+        handled(self.send_error(err).await)
+    }
+
+    async fn read_failed(&mut self, err: axum::Error) -> Incoming {
+        use tungstenite::error::{CapacityError, Error};
+        let inner = err.into_inner();
+        match inner.downcast_ref::<Error>() {
+            Some(Error::Capacity(CapacityError::MessageTooLong { size, max_size })) => {
+                let reason = format!("message of {size} bytes is over {max_size}");
+                self.close(CLOSE_TOO_BIG, &reason).await;
+            }
+            Some(Error::Utf8(_)) => {
+                self.close(CLOSE_INVALID_DATA, "text frame is not valid UTF-8")
+                    .await;
+            }
+            Some(Error::Protocol(protocol)) => {
+                let reason = protocol.to_string();
+                self.close(1002, &reason).await;
+            }
+            _ => {
+                debug!(error = %inner, "socket read failed");
+                self.open = false;
+            }
+        }
+        Incoming::Closed
+    }
+}
+
+/// A client frame that was answered with an error and is not processed.
+fn handled(flow: Flow) -> Incoming {
+    match flow {
+        Flow::Continue => Incoming::Handled,
+        Flow::Stop => Incoming::Closed,
+    }
+}
+
+/// Serves one connection until the client leaves, the server shuts down,
+/// or a limit closes it.
+pub async fn run<H: Handler>(
+    state: AppState,
+    mut link: Link,
+    mut handler: H,
+    mut events: mpsc::Receiver<Event>,
+) {
+    let period = Duration::from_millis(state.config.routing.queue_update_ms);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let flow = tokio::select! {
+            biased;
+            _ = state.close_sockets.cancelled() => {
+                link.close(CLOSE_GOING_AWAY, "server shutting down").await
+            }
+            incoming = link.receive() => match incoming {
+                Incoming::Frame(frame) => handler.on_frame(&mut link, frame).await,
+                Incoming::Handled => Flow::Continue,
+                Incoming::Closed => Flow::Stop,
+            },
+            event = events.recv(), if handler.wants_events() => match event {
+                Some(event) => handler.on_event(&mut link, event).await,
+                None => {
+                    link.close(CLOSE_BACKLOG, "too far behind; reconnect and resume from your last seq").await
+                }
+            },
+            _ = tick.tick() => handler.on_tick(&mut link).await,
+        };
+        if flow == Flow::Stop {
+            return;
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! Test kit: a server on port 0 over a temporary SQLite store with the demo
+//! data, tokens, and a WebSocket client that keeps frames it was not asked
+//! for and tracks the last `seq` per session like a real client.
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use gateway::auth::{Claims, Role, unix_now};
+use gateway::{Config, Server};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long a test waits for a frame that should come.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// A running server and its data folder.
+pub struct TestServer {
+    /// The server.
+    pub server: Server,
+    /// Holds the SQLite file until the test ends.
+    pub dir: TempDir,
+}
+
+/// The test configuration: port 0, a temporary data folder, short timers.
+pub fn test_config(dir: &TempDir) -> Config {
+    let mut config = Config::default();
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.server.shutdown_grace_ms = 2_000;
+    config.store.data_dir = dir.path().to_path_buf();
+    config.routing.offer_timeout_ms = 1_000;
+    config.routing.wrap_up_ms = 60_000;
+    config.routing.queue_update_ms = 200;
+    config
+}
+
+impl TestServer {
+    /// Starts a server; `tweak` adjusts the test configuration.
+    pub async fn start(tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(&dir);
+        tweak(&mut config);
+        let server = Server::start(config).await.expect("server starts");
+        TestServer { server, dir }
+    }
+
+    /// A token for `sub` as `role`, valid for an hour.
+    pub fn token(&self, sub: &str, role: Role) -> String {
+        self.server.state.signer.mint(&Claims {
+            sub: sub.into(),
+            role,
+            exp: unix_now() + 3600,
+        })
+    }
+
+    /// `ws://…/ws/customer?token=…` and so on.
+    pub fn ws_url(&self, path: &str, token: &str) -> String {
+        format!("ws://{}{path}?token={token}", self.server.addr)
+    }
+
+    /// `http://…{path}`.
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.server.addr)
+    }
+
+    /// A customer socket (web), connected, not yet said hello.
+    pub async fn customer(&self, customer: &str) -> Client {
+        Client::connect(&self.ws_url("/ws/customer", &self.token(customer, Role::Customer))).await
+    }
+
+    /// An agent socket after `hello`, with the welcome consumed and presence set available.
+    pub async fn available_agent(&self, agent: &str) -> Client {
+        let role = if agent == "wang.min" {
+            Role::Supervisor
+        } else {
+            Role::Agent
+        };
+        let mut client = Client::connect(&self.ws_url("/ws/agent", &self.token(agent, role))).await;
+        client.hello(json!({})).await;
+        let presence = client
+            .request(json!({"type": "presence", "state": "available"}))
+            .await;
+        assert_eq!(presence["type"], "presence", "{presence}");
+        client
+    }
+}
+
+/// A WebSocket client.
+pub struct Client {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// Frames received but not yet taken.
+    pending: VecDeque<Value>,
+    /// Highest `seq` seen per session (what a real client stores for resume).
+    pub last_seq: BTreeMap<String, u64>,
+    next_request: u64,
+}
+
+impl Client {
+    /// Connects or panics.
+    pub async fn connect(url: &str) -> Client {
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .unwrap_or_else(|err| panic!("connect {url}: {err}"));
+        Client::from_stream(ws)
+    }
+
+    /// Wraps a connected stream.
+    pub fn from_stream(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Client {
+        Client {
+            ws,
+            pending: VecDeque::new(),
+            last_seq: BTreeMap::new(),
+            next_request: 0,
+        }
+    }
+
+    /// Sends a JSON frame.
+    pub async fn send(&mut self, frame: Value) {
+        self.ws
+            .send(Message::Text(frame.to_string().into()))
+            .await
+            .expect("send");
+    }
+
+    /// Sends a raw message.
+    pub async fn send_raw(&mut self, message: Message) {
+        self.ws.send(message).await.expect("send");
+    }
+
+    /// The next frame from the socket (not the pending buffer); `Err` with
+    /// the close code and reason when the server closed.
+    pub async fn read(&mut self) -> Result<Value, (Option<u16>, String)> {
+        loop {
+            let message = tokio::time::timeout(PATIENCE, self.ws.next())
+                .await
+                .expect("a frame within the patience");
+            match message {
+                Some(Ok(Message::Text(text))) => {
+                    let value: Value = serde_json::from_str(&text).expect("server frames are JSON");
+                    self.track(&value);
+                    return Ok(value);
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    return Err((
+                        frame.as_ref().map(|f| u16::from(f.code)),
+                        frame.map(|f| f.reason.to_string()).unwrap_or_default(),
+                    ));
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(err)) => return Err((None, err.to_string())),
+                None => return Err((None, "stream ended".into())),
+            }
+        }
+    }
+
+    fn track(&mut self, frame: &Value) {
+        if let (Some(session), Some(seq)) = (frame["session"].as_str(), frame["seq"].as_u64())
+            && frame["type"] != "ack"
+        {
+            let last = self.last_seq.entry(session.to_string()).or_insert(0);
+            *last = (*last).max(seq);
+        }
+    }
+
+    /// The first frame (pending or new) that `matches`; others stay pending.
+    pub async fn wait_for(&mut self, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
+        if let Some(index) = self.pending.iter().position(&matches) {
+            return self.pending.remove(index).unwrap();
+        }
+        loop {
+            match self.read().await {
+                Ok(frame) if matches(&frame) => return frame,
+                Ok(frame) => self.pending.push_back(frame),
+                Err(close) => panic!(
+                    "waiting for {what}: socket closed {close:?}; pending {:?}",
+                    self.pending
+                ),
+            }
+        }
+    }
+
+    /// The first frame of `kind`.
+    pub async fn expect(&mut self, kind: &str) -> Value {
+        self.wait_for(kind, |frame| frame["type"] == kind).await
+    }
+
+    /// Sends `frame` with a fresh `request_id` and returns the reply
+    /// carrying it (`ack`, `ok`, `error`, `welcome`, `presence`, …).
+    pub async fn request(&mut self, mut frame: Value) -> Value {
+        self.next_request += 1;
+        let id = format!("r{}", self.next_request);
+        frame["request_id"] = json!(id);
+        self.send(frame).await;
+        self.wait_for(&format!("reply to {id}"), |reply| reply["request_id"] == id)
+            .await
+    }
+
+    /// `hello` with `extra` fields; returns the welcome.
+    pub async fn hello(&mut self, extra: Value) -> Value {
+        let mut frame = json!({"type": "hello"});
+        if let Some(fields) = extra.as_object() {
+            for (key, value) in fields {
+                frame[key] = value.clone();
+            }
+        }
+        let welcome = self.request(frame).await;
+        assert_eq!(welcome["type"], "welcome", "{welcome}");
+        welcome
+    }
+
+    /// `hello` resuming from every session's last seen `seq`.
+    pub async fn resume(&mut self, last_seq: &BTreeMap<String, u64>) -> Value {
+        self.hello(json!({ "last_seq": last_seq })).await
+    }
+
+    /// Sends a message and returns its ack (panics on an error reply).
+    pub async fn say(&mut self, extra: Value, client_message_id: &str, body: &str) -> Value {
+        let mut frame = json!({"type": "message", "client_message_id": client_message_id, "body": body});
+        if let Some(fields) = extra.as_object() {
+            for (key, value) in fields {
+                frame[key] = value.clone();
+            }
+        }
+        let ack = self.request(frame).await;
+        assert_eq!(ack["type"], "ack", "{ack}");
+        ack
+    }
+
+    /// Frames already received and not yet taken, in order.
+    pub fn take_pending(&mut self) -> Vec<Value> {
+        self.pending.drain(..).collect()
+    }
+
+    /// Reads until the server closes; returns the close code.
+    pub async fn closed(&mut self) -> Option<u16> {
+        loop {
+            match self.read().await {
+                Ok(frame) => self.pending.push_back(frame),
+                Err((code, _)) => return code,
+            }
+        }
+    }
+
+    /// Closes from the client side.
+    pub async fn close(mut self) {
+        // The server may already be gone.
+        let _ = self.ws.close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        })).await;
+    }
+
+    /// Drops the TCP connection without a close frame (a lost network).
+    pub fn drop_connection(self) {
+        drop(self.ws);
+    }
+}
+
+/// The `session` of a frame.
+pub fn session_of(frame: &Value) -> String {
+    frame["session"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no session in {frame}"))
+        .to_string()
+}

@@ -1,0 +1,212 @@
+//! End to end over real sockets: customers and agents on the WebSocket
+//! protocol, routed by the brief's rules over the demo data.
+
+mod common;
+
+use chrono::Utc;
+use common::{TestServer, session_of};
+use engine::channel::Channel;
+use engine::envelope::Envelope;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_web_conversation_is_routed_offered_accepted_and_closed() {
+    let test = TestServer::start(|_| {}).await;
+    let mut agent = test.available_agent("chen.jie").await;
+    let mut customer = test.customer("cust-003").await;
+    let welcome = customer.hello(json!({})).await;
+    assert_eq!(welcome["customer"]["id"], "cust-003");
+    assert_eq!(welcome["sessions"], json!([]));
+
+    let ack = customer.say(json!({}), "c-1", "Where is my order?").await;
+    let session = session_of(&ack);
+    assert_eq!(ack["duplicate"], false);
+    let queued = customer.expect("queued").await;
+    assert_eq!(session_of(&queued), session);
+
+    let offer = agent.expect("offer").await;
+    assert_eq!(session_of(&offer), session);
+    assert_eq!(offer["group"], "default");
+    assert_eq!(offer["channel"], "web");
+    assert_eq!(offer["customer"]["display_name"], "Emma Lee");
+    assert!(offer["deadline"].as_i64().unwrap() > offer["at"].as_i64().unwrap());
+    let accepted = agent.request(json!({"type": "accept", "session": session})).await;
+    assert_eq!(accepted["type"], "ok", "{accepted}");
+
+    let assigned = customer.expect("assigned").await;
+    assert_eq!(assigned["agent_name"], "Chen Jie");
+    assert!(assigned.get("agent").is_none(), "customers do not see agent ids");
+
+    // The agent sees the customer's first message, then they talk.
+    let first = agent
+        .wait_for("the customer's message", |f| f["type"] == "message" && f["sender"] == "customer")
+        .await;
+    assert_eq!(first["body"], "Where is my order?");
+    let reply = agent
+        .say(json!({"session": session}), "a-1", "It ships today.")
+        .await;
+    assert!(reply["seq"].as_u64().unwrap() > ack["seq"].as_u64().unwrap());
+    let seen = customer
+        .wait_for("the agent's reply", |f| f["type"] == "message" && f["sender"] == "agent:chen.jie")
+        .await;
+    assert_eq!(seen["body"], "It ships today.");
+    assert_eq!(seen["seq"], reply["seq"]);
+
+    // Typing reaches the other side without a seq of its own.
+    customer.send(json!({"type": "typing", "session": session})).await;
+    let typing = agent.expect("typing").await;
+    assert_eq!(typing["sender"], "customer");
+
+    let ack2 = customer.say(json!({}), "c-2", "Thanks!").await;
+    assert_eq!(session_of(&ack2), session);
+    let second = agent
+        .wait_for("second message", |f| f["type"] == "message" && f["body"] == "Thanks!")
+        .await;
+    assert_eq!(second["seq"], ack2["seq"]);
+
+    let wrap = agent
+        .request(json!({"type": "wrap_up", "session": session, "summary": "order shipped"}))
+        .await;
+    assert_eq!(wrap["type"], "ok", "{wrap}");
+    customer.expect("wrap_up").await;
+    let closed = agent
+        .request(json!({"type": "close", "session": session, "summary": "order shipped"}))
+        .await;
+    assert_eq!(closed["type"], "ok", "{closed}");
+    customer.expect("closed").await;
+
+    // The customer rates the conversation; the agent sees the rating.
+    let rated = customer
+        .request(json!({"type": "rate", "session": session, "score": 5, "comment": "fast"}))
+        .await;
+    assert_eq!(rated["type"], "ok", "{rated}");
+    let rating = agent.expect("rated").await;
+    assert_eq!(rating["score"], 5);
+
+    let record = test.server.switchboard().session(engine::ids::SessionId(session.parse().unwrap())).await.unwrap();
+    assert_eq!(record.state.as_str(), "closed");
+    test.server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vip_lands_in_gold_service_and_a_phone_contact_in_phone_support() {
+    let test = TestServer::start(|_| {}).await;
+    // li.na is the only gold_service agent besides the supervisor; zhang.wei handles phones.
+    let mut gold = test.available_agent("li.na").await;
+    let mut phone = test.available_agent("zhang.wei").await;
+
+    let mut vip = test.customer("cust-vip-001").await;
+    vip.hello(json!({})).await;
+    let ack = vip.say(json!({}), "v-1", "我的订单何时发货?").await;
+    let offer = gold.expect("offer").await;
+    assert_eq!(session_of(&offer), session_of(&ack));
+    assert_eq!(offer["group"], "gold_service");
+    assert_eq!(offer["customer"]["tier"], "vip");
+
+    // The phone channel arrives through its adapter; here, the envelope directly.
+    let call = Envelope {
+        channel: Channel::Phone,
+        customer_id: "+8613900000002".into(),
+        message: "incoming call".into(),
+        timestamp: Utc::now(),
+        client_message_id: Some("call-1".into()),
+        display_name: None,
+    };
+    let call_ack = test.server.switchboard().customer_message(call).await.unwrap();
+    let offer = phone.expect("offer").await;
+    assert_eq!(session_of(&offer), call_ack.session.0.to_string());
+    assert_eq!(offer["group"], "phone_support");
+    assert_eq!(offer["channel"], "phone");
+    assert_eq!(offer["customer"]["id"], "cust-002");
+    test.server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offer_that_times_out_goes_to_the_next_agent() {
+    let test = TestServer::start(|config| config.routing.offer_timeout_ms = 500).await;
+    let mut first = test.available_agent("chen.jie").await;
+    let mut second = test.available_agent("liu.yang").await;
+    let mut customer = test.customer("cust-003").await;
+    customer.hello(json!({})).await;
+    let ack = customer.say(json!({}), "c-1", "hello?").await;
+    let session = session_of(&ack);
+
+    // Whoever is offered first ignores it; the other gets it after the timeout.
+    let (mut ignoring, mut answering) = tokio::select! {
+        offer = first.expect("offer") => { assert_eq!(session_of(&offer), session); (first, second) }
+        offer = second.expect("offer") => { assert_eq!(session_of(&offer), session); (second, first) }
+    };
+    let withdrawn = ignoring.expect("offer_withdrawn").await;
+    assert_eq!(session_of(&withdrawn), session);
+    let offer = answering.expect("offer").await;
+    assert_eq!(session_of(&offer), session);
+    let accepted = answering.request(json!({"type": "accept", "session": session})).await;
+    assert_eq!(accepted["type"], "ok", "{accepted}");
+    customer.expect("assigned").await;
+
+    // The agent who let the offer lapse is not offered more until they come back.
+    let presence = ignoring.request(json!({"type": "sessions"})).await;
+    assert_eq!(presence["offers"], json!([]));
+    test.server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_to_another_group_keeps_the_history() {
+    let test = TestServer::start(|_| {}).await;
+    let mut chen = test.available_agent("chen.jie").await;
+    let mut customer = test.customer("cust-003").await;
+    customer.hello(json!({})).await;
+    let ack = customer.say(json!({}), "c-1", "my phone line is down").await;
+    let session = session_of(&ack);
+    chen.expect("offer").await;
+    assert_eq!(chen.request(json!({"type": "accept", "session": session})).await["type"], "ok");
+    chen.say(json!({"session": session}), "a-1", "Let me transfer you to phone support.").await;
+
+    let mut zhang = test.available_agent("zhang.wei").await;
+    let transferred = chen
+        .request(json!({"type": "transfer", "session": session, "group": "phone_support"}))
+        .await;
+    assert_eq!(transferred["type"], "ok", "{transferred}");
+    let offer = zhang.expect("offer").await;
+    assert_eq!(session_of(&offer), session);
+    assert_eq!(offer["group"], "phone_support");
+    assert_eq!(zhang.request(json!({"type": "accept", "session": session})).await["type"], "ok");
+    let assigned = customer
+        .wait_for("assigned to Zhang Wei", |f| f["type"] == "assigned" && f["agent_name"] == "Zhang Wei")
+        .await;
+    assert_eq!(session_of(&assigned), session);
+
+    // The new agent reads the whole conversation, including the first agent's part.
+    let history = zhang
+        .request(json!({"type": "history", "session": session}))
+        .await;
+    assert_eq!(history["type"], "ok", "{history}");
+    let frames = zhang.take_pending();
+    let bodies: Vec<&str> = frames
+        .iter()
+        .filter(|f| f["type"] == "message")
+        .filter_map(|f| f["body"].as_str())
+        .collect();
+    assert!(bodies.contains(&"my phone line is down"), "{bodies:?}");
+    assert!(bodies.contains(&"Let me transfer you to phone support."), "{bodies:?}");
+
+    // And the first agent may no longer write to it.
+    let refused = chen
+        .request(json!({"type": "message", "session": session, "client_message_id": "a-2", "body": "still there?"}))
+        .await;
+    assert_eq!(refused["type"], "error");
+    assert_eq!(refused["code"], "not_your_session");
+    test.server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_readiness() {
+    let test = TestServer::start(|_| {}).await;
+    let client = reqwest::Client::new();
+    let health = client.get(test.http_url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let ready = client.get(test.http_url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    assert!(ready.text().await.unwrap().starts_with("ready"));
+    test.server.shutdown().await.unwrap();
+}

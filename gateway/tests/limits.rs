@@ -1,0 +1,171 @@
+//! Limits: the connection cap, a slow reader's backlog, new sessions per customer.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::{Client, TestServer, session_of};
+use gateway::auth::Role;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_connection_cap_new_connections_get_503_and_the_others_keep_working() {
+    let test = TestServer::start(|config| config.limits.max_connections = 6).await;
+    let gauge = test.server.state.gauge.clone();
+    let mut sockets = Vec::new();
+    for _ in 0..3 {
+        let mut client = test.customer("cust-003").await;
+        client.hello(json!({})).await;
+        sockets.push(client);
+    }
+    // Idle TCP connections count too: they hold a descriptor each.
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        idle.push(TcpStream::connect(test.server.addr).await.unwrap());
+    }
+    wait_until(|| gauge.open() == 6).await;
+
+    for attempt in 0..5 {
+        let mut refused = TcpStream::connect(test.server.addr).await.unwrap();
+        refused
+            .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        refused.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 503"), "attempt {attempt}: {answer}");
+        assert!(answer.contains("too_many_connections"), "{answer}");
+    }
+    assert_eq!(gauge.refused(), 5);
+    // A WebSocket client sees the refusal as an HTTP error.
+    let url = test.ws_url("/ws/customer", &test.token("cust-003", Role::Customer));
+    match tokio_tungstenite::connect_async(&url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 503)
+        }
+        other => panic!("expected a 503, got {other:?}"),
+    }
+
+    // The open ones still work.
+    for client in &mut sockets {
+        let pong = client.request(json!({"type": "ping"})).await;
+        assert_eq!(pong["type"], "pong");
+    }
+    // Freeing one makes room for one.
+    drop(idle.pop());
+    wait_until(|| gauge.open() == 5).await;
+    let mut fresh = Client::connect(&url).await;
+    assert_eq!(fresh.request(json!({"type": "ping"})).await["type"], "pong");
+    test.server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_is_closed_with_4008_and_resumes_without_loss() {
+    let test = TestServer::start(|config| {
+        config.limits.outbound_backlog = 8;
+        config.limits.messages_per_second = 10_000;
+        config.limits.message_burst = 10_000;
+        config.limits.max_body_chars = 20_000;
+        config.limits.max_frame_bytes = 256 * 1024;
+    })
+    .await;
+    let mut agent = test.available_agent("chen.jie").await;
+    let mut customer = test.customer("cust-003").await;
+    customer.hello(json!({})).await;
+    let ack = customer.say(json!({}), "c-1", "please send me the manual").await;
+    let session = session_of(&ack);
+    agent.expect("offer").await;
+    assert_eq!(agent.request(json!({"type": "accept", "session": session})).await["type"], "ok");
+    customer.expect("assigned").await;
+    let resume_from = customer.last_seq.clone();
+
+    // A reader with a tiny receive buffer that stops reading.
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(test.server.addr).await.unwrap();
+    let url = test.ws_url("/ws/customer", &test.token("cust-003", Role::Customer));
+    let (ws, _) = tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(stream))
+        .await
+        .unwrap();
+    let mut slow = Client::from_stream(ws);
+    slow.resume(&resume_from).await;
+    drop(customer);
+
+    // The agent sends far more than the socket buffers and the backlog hold.
+    let page = "手册".repeat(5_000);
+    let n_messages = 300;
+    let mut sent_seqs = BTreeSet::new();
+    for index in 0..n_messages {
+        let ack = agent
+            .say(json!({"session": session}), &format!("page-{index}"), &page)
+            .await;
+        sent_seqs.insert(ack["seq"].as_u64().unwrap());
+    }
+
+    // The slow reader gets what was already queued, then 4008.
+    assert_eq!(slow.closed().await, Some(4008));
+    let mut received: BTreeSet<u64> = slow
+        .take_pending()
+        .iter()
+        .filter(|frame| frame["type"] == "message" && frame["sender"] == "agent:chen.jie")
+        .map(|frame| frame["seq"].as_u64().unwrap())
+        .collect();
+    assert!(received.len() < n_messages, "the reader was closed before the end");
+    let last_seen = slow.last_seq.clone();
+
+    // It resumes from its last seq and gets the rest, each exactly once.
+    let mut resumed = test.customer("cust-003").await;
+    resumed.resume(&last_seen).await;
+    let expected_last = *sent_seqs.iter().max().unwrap();
+    loop {
+        let frame = resumed
+            .wait_for("replayed pages", |f| f["type"] == "message")
+            .await;
+        let seq = frame["seq"].as_u64().unwrap();
+        assert!(received.insert(seq), "seq {seq} delivered twice");
+        if seq == expected_last {
+            break;
+        }
+    }
+    assert!(sent_seqs.is_subset(&received), "every page arrived");
+    test.server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_sessions_per_customer_are_limited() {
+    let test = TestServer::start(|config| config.limits.new_sessions_per_customer_per_hour = 2).await;
+    let mut customer = test.customer("cust-003").await;
+    customer.hello(json!({})).await;
+    for round in 0..2 {
+        let ack = customer
+            .say(json!({}), &format!("open-{round}"), "hello")
+            .await;
+        let left = customer
+            .request(json!({"type": "leave", "session": session_of(&ack)}))
+            .await;
+        assert_eq!(left["type"], "ok", "{left}");
+    }
+    let refused = customer
+        .request(json!({"type": "message", "client_message_id": "open-3", "body": "hello again"}))
+        .await;
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert_eq!(refused["code"], "too_many_sessions");
+    assert_eq!(refused["client_message_id"], "open-3");
+    // Another customer is not affected.
+    let mut other = test.customer("cust-002").await;
+    other.hello(json!({})).await;
+    other.say(json!({}), "x-1", "hello").await;
+    test.server.shutdown().await.unwrap();
+}
+
+async fn wait_until(condition: impl Fn() -> bool) {
+    for _ in 0..200 {
+        if condition() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("condition not reached within 2 s");
+}

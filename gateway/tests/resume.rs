@@ -1,0 +1,236 @@
+//! Resume: clients that drop mid-conversation reconnect with their last
+//! `seq` and miss nothing, duplicate nothing; a server killed with SIGKILL
+//! restarts on the same data with every acknowledged message.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{Client, TestServer, session_of};
+use gateway::auth::{Claims, Role, TokenSigner, unix_now};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// The `seq`s of `kind` frames in `frames`, in order.
+fn message_seqs(frames: &[Value], sender: &str) -> Vec<u64> {
+    frames
+        .iter()
+        .filter(|f| f["type"] == "message" && f["sender"] == sender)
+        .map(|f| f["seq"].as_u64().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_clients_resume_from_their_last_seq() {
+    let test = TestServer::start(|_| {}).await;
+    let mut agent = test.available_agent("chen.jie").await;
+    let mut customer = test.customer("cust-003").await;
+    customer.hello(json!({})).await;
+    let ack = customer.say(json!({}), "c-1", "hello").await;
+    let session = session_of(&ack);
+    agent.expect("offer").await;
+    assert_eq!(agent.request(json!({"type": "accept", "session": session})).await["type"], "ok");
+    customer.expect("assigned").await;
+    agent
+        .wait_for("first message", |f| f["type"] == "message" && f["body"] == "hello")
+        .await;
+
+    // The customer's network drops; the agent goes on writing.
+    let customer_last = customer.last_seq.clone();
+    customer.drop_connection();
+    let mut agent_seqs = Vec::new();
+    for index in 0..3 {
+        let ack = agent
+            .say(json!({"session": session}), &format!("a-{index}"), &format!("reply {index}"))
+            .await;
+        agent_seqs.push(ack["seq"].as_u64().unwrap());
+    }
+    // Now the agent's network drops too.
+    let agent_last = agent.last_seq.clone();
+    agent.drop_connection();
+
+    let mut customer = test.customer("cust-003").await;
+    customer.resume(&customer_last).await;
+    let mut customer_seqs = Vec::new();
+    for index in 0..2 {
+        let ack = customer
+            .say(json!({}), &format!("c-late-{index}"), &format!("late {index}"))
+            .await;
+        customer_seqs.push(ack["seq"].as_u64().unwrap());
+    }
+    // The same message resent (the client never saw its ack): stored once.
+    let resent = customer.say(json!({}), "c-late-1", "late 1").await;
+    assert_eq!(resent["duplicate"], true);
+    assert_eq!(resent["seq"].as_u64().unwrap(), customer_seqs[1]);
+    customer.request(json!({"type": "ping"})).await;
+    let frames = customer.take_pending();
+    assert_eq!(message_seqs(&frames, "agent:chen.jie"), agent_seqs, "{frames:?}");
+
+    let mut agent = Client::connect(&test.ws_url("/ws/agent", &test.token("chen.jie", Role::Agent))).await;
+    let welcome = agent.resume(&agent_last).await;
+    assert_eq!(welcome["sessions"][0]["session"], session.as_str());
+    agent.request(json!({"type": "ping"})).await;
+    let frames = agent.take_pending();
+    assert_eq!(message_seqs(&frames, "customer"), customer_seqs, "{frames:?}");
+    assert!(message_seqs(&frames, "agent:chen.jie").is_empty(), "nothing the agent had is repeated");
+    test.server.shutdown().await.unwrap();
+}
+
+/// A `switchboard` process.
+struct Process {
+    child: Child,
+    addr: String,
+}
+
+async fn start_process(data_dir: &Path) -> Process {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .env("SWITCHBOARD_SERVER_LISTEN", "127.0.0.1:0")
+        .env("SWITCHBOARD_STORE_DATA_DIR", data_dir)
+        .env("SWITCHBOARD_ROUTING_OFFER_TIMEOUT_MS", "60000")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("switchboard starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.strip_prefix("switchboard is running on http://") {
+                return rest.trim().to_string();
+            }
+        }
+        panic!("switchboard exited before printing its address");
+    })
+    .await
+    .expect("switchboard prints its address within 30 s");
+    // Keep draining stdout so the process never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Process { child, addr }
+}
+
+fn token(data_dir: &Path, sub: &str, role: Role) -> String {
+    let signer = TokenSigner::from_secret_or_file("", &data_dir.join("auth.secret")).unwrap();
+    signer.mint(&Claims {
+        sub: sub.into(),
+        role,
+        exp: unix_now() + 3600,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_conversation_loses_no_acknowledged_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut process = start_process(dir.path()).await;
+    let url = |addr: &str, path: &str, sub: &str, role| {
+        format!("ws://{addr}{path}?token={}", token(dir.path(), sub, role))
+    };
+    let mut agent = Client::connect(&url(&process.addr, "/ws/agent", "chen.jie", Role::Agent)).await;
+    agent.hello(json!({})).await;
+    agent.request(json!({"type": "presence", "state": "available"})).await;
+    let mut customer = Client::connect(&url(&process.addr, "/ws/customer", "cust-003", Role::Customer)).await;
+    customer.hello(json!({})).await;
+    let first = customer.say(json!({}), "c-0", "hello").await;
+    let session = session_of(&first);
+    agent.expect("offer").await;
+    assert_eq!(agent.request(json!({"type": "accept", "session": session})).await["type"], "ok");
+
+    // Both sides write as fast as acks come back; the kill lands mid-stream.
+    let acked: Arc<Mutex<Vec<(String, u64)>>> = Arc::default();
+    acked.lock().unwrap().push(("c-0".into(), first["seq"].as_u64().unwrap()));
+    let customer_acks = acked.clone();
+    let customer_task = tokio::spawn(async move {
+        for index in 1.. {
+            let id = format!("c-{index}");
+            customer
+                .send(json!({"type": "message", "client_message_id": id, "body": format!("customer {index}")}))
+                .await;
+            match customer.wait_for_result(&id).await {
+                Some(seq) => customer_acks.lock().unwrap().push((id, seq)),
+                None => return,
+            }
+        }
+    });
+    let agent_acks = acked.clone();
+    let agent_session = session.clone();
+    let agent_task = tokio::spawn(async move {
+        for index in 0.. {
+            let id = format!("a-{index}");
+            agent
+                .send(json!({"type": "message", "session": agent_session, "client_message_id": id, "body": format!("agent {index}")}))
+                .await;
+            match agent.wait_for_result(&id).await {
+                Some(seq) => agent_acks.lock().unwrap().push((id, seq)),
+                None => return,
+            }
+        }
+    });
+    while acked.lock().unwrap().len() < 60 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    process.child.start_kill().unwrap();
+    process.child.wait().await.unwrap();
+    customer_task.await.unwrap();
+    agent_task.await.unwrap();
+    let acked = acked.lock().unwrap().clone();
+
+    // Restart on the same data; the customer resumes from scratch and must
+    // see every acknowledged message, once, in seq order.
+    let process = start_process(dir.path()).await;
+    let mut customer = Client::connect(&url(&process.addr, "/ws/customer", "cust-003", Role::Customer)).await;
+    let welcome = customer.hello(json!({})).await;
+    assert_eq!(welcome["sessions"][0]["session"], session.as_str());
+    customer.request(json!({"type": "ping"})).await;
+    let frames = customer.take_pending();
+    let messages: Vec<(String, u64)> = frames
+        .iter()
+        .filter(|f| f["type"] == "message")
+        .map(|f| (f["client_message_id"].as_str().unwrap_or("").to_string(), f["seq"].as_u64().unwrap()))
+        .collect();
+    let seqs: Vec<u64> = messages.iter().map(|(_, seq)| *seq).collect();
+    assert!(seqs.windows(2).all(|pair| pair[0] < pair[1]), "in order, no repeats: {seqs:?}");
+    for (id, seq) in &acked {
+        assert!(
+            messages.contains(&(id.clone(), *seq)),
+            "acknowledged {id} (seq {seq}) is missing after restart"
+        );
+    }
+    eprintln!(
+        "sigkill: {} acknowledged messages, all present after restart ({} stored)",
+        acked.len(),
+        messages.len()
+    );
+
+    // The agent resumes too and the conversation goes on.
+    let mut agent = Client::connect(&url(&process.addr, "/ws/agent", "chen.jie", Role::Agent)).await;
+    let welcome = agent.hello(json!({})).await;
+    assert_eq!(welcome["sessions"][0]["session"], session.as_str());
+    agent.say(json!({"session": session}), "after-restart", "we are back").await;
+    customer
+        .wait_for("message after restart", |f| f["body"] == "we are back")
+        .await;
+}
+
+/// Result of a message: its `seq`, or `None` if the socket died first.
+trait WaitForResult {
+    async fn wait_for_result(&mut self, client_message_id: &str) -> Option<u64>;
+}
+
+impl WaitForResult for Client {
+    async fn wait_for_result(&mut self, client_message_id: &str) -> Option<u64> {
+        loop {
+            match self.read().await {
+                Ok(frame) if frame["type"] == "ack" && frame["client_message_id"] == client_message_id => {
+                    return frame["seq"].as_u64();
+                }
+                Ok(frame) if frame["type"] == "error" => panic!("message refused: {frame}"),
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
+    }
+}
