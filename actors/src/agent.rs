@@ -107,6 +107,10 @@ pub struct AgentArgs {
     pub profile: Arc<Agent>,
     /// Started after a failure: pick up the sessions the agent holds.
     pub recovering: bool,
+    /// At a cold start, the sessions the store says this agent holds (one
+    /// scan by the supervisor for all agents). The agent comes back away
+    /// ("server restarted") if it holds any, so the desktop finds them.
+    pub held: Vec<(SessionId, Channel)>,
 }
 
 /// The Agent actor's state.
@@ -140,6 +144,15 @@ impl Actor for AgentActor {
             state.presence = Presence::Available;
             state.idle_since = crate::clock::now();
             info!(agent_id = %args.profile.id, n_sessions = state.sessions.len(), "agent recovered");
+        } else if !args.held.is_empty() {
+            for (session, channel) in args.held {
+                state.load.add(&channel);
+                state.sessions.push((session, channel));
+            }
+            state.presence = Presence::Away {
+                reason: "server restarted".into(),
+            };
+            info!(agent_id = %args.profile.id, n_sessions = state.sessions.len(), "agent holds sessions from before the restart");
         }
         Ok(AgentActorState {
             profile: args.profile,

@@ -3,14 +3,18 @@
 //! ```text
 //! AgentSupervisor ── Agent(a)*
 //! ```
-//! A failed Agent actor is started again with `recovering: true`: it picks up
-//! the sessions it holds from the store and reports itself to its groups.
+//! At start-up one scan of the open sessions tells each agent what it holds
+//! from before a restart. A failed Agent actor is started again with
+//! `recovering: true`: it picks up the sessions it holds from the store and
+//! reports itself to its groups.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use engine::agent::Agent;
-use engine::ids::AgentId;
+use engine::channel::Channel;
+use engine::ids::{AgentId, SessionId};
+use engine::session::SessionState;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tracing::{info, warn};
 
@@ -45,8 +49,18 @@ impl Actor for AgentSupervisor {
         let mut state = AgentSupervisorState {
             children: HashMap::new(),
         };
+        let mut held: HashMap<AgentId, Vec<(SessionId, Channel)>> = HashMap::new();
+        for session in self.shared.store.open_sessions().await? {
+            let holding = matches!(session.state, SessionState::Assigned | SessionState::WrapUp);
+            if let (true, Some(agent)) = (holding, session.agent) {
+                held.entry(agent)
+                    .or_default()
+                    .push((session.id, session.channel));
+            }
+        }
         for agent in agents {
-            self.start_agent(&myself, &mut state, Arc::new(agent), false)
+            let sessions = held.remove(&agent.id).unwrap_or_default();
+            self.start_agent(&myself, &mut state, Arc::new(agent), false, sessions)
                 .await?;
         }
         Ok(state)
@@ -71,7 +85,8 @@ impl Actor for AgentSupervisor {
             SupervisionEvent::ActorFailed(cell, err) => {
                 if let Some(profile) = state.children.remove(&cell.get_id()) {
                     warn!(agent_id = %profile.id, error = %err, "agent actor failed; restarting");
-                    self.start_agent(&myself, state, profile, true).await?;
+                    self.start_agent(&myself, state, profile, true, Vec::new())
+                        .await?;
                 }
             }
             SupervisionEvent::ActorTerminated(cell, _, reason) => {
@@ -92,11 +107,13 @@ impl AgentSupervisor {
         state: &mut AgentSupervisorState,
         profile: Arc<Agent>,
         recovering: bool,
+        held: Vec<(SessionId, Channel)>,
     ) -> Result<(), ActorProcessingErr> {
         let id: AgentId = profile.id.clone();
         let args = AgentArgs {
             profile: profile.clone(),
             recovering,
+            held,
         };
         let (actor, _) = Actor::spawn_linked(
             None,

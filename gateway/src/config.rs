@@ -258,7 +258,7 @@ impl Config {
                 let key = err.path().to_string();
                 ConfigError::Key {
                     origin: origin(&from_env, &key),
-                    reason: err.into_inner().to_string(),
+                    reason: err.into_inner().message().trim().to_string(),
                     key,
                 }
             })?;

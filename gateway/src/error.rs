@@ -5,7 +5,6 @@ use actors::ApiError;
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use engine::EngineError;
 use serde::Serialize;
 
 use crate::auth::TokenError;
@@ -80,24 +79,26 @@ impl From<TokenError> for HttpError {
     }
 }
 
-/// The status and stable code of an engine error.
+/// The status and stable code of an engine error. Codes are the engine's
+/// (`ApiError::code`), except that the per-customer session limit is
+/// `too_many_sessions` on the wire.
 pub fn classify(err: &ApiError) -> (StatusCode, &'static str) {
-    match err {
-        ApiError::Invalid(engine) => match engine {
-            EngineError::UnknownSession(_) => (StatusCode::NOT_FOUND, "unknown_session"),
-            EngineError::UnknownCustomer(_) => (StatusCode::NOT_FOUND, "unknown_customer"),
-            EngineError::UnknownAgent(_) => (StatusCode::NOT_FOUND, "unknown_agent"),
-            EngineError::UnknownGroup(_) => (StatusCode::NOT_FOUND, "unknown_group"),
-            EngineError::UnknownChannel(_) | EngineError::InvalidChannelName(_) => {
-                (StatusCode::BAD_REQUEST, "unknown_channel")
-            }
-            EngineError::Invalid { .. } => (StatusCode::BAD_REQUEST, "invalid"),
-        },
-        ApiError::NotYourSession { .. } => (StatusCode::FORBIDDEN, "not_your_session"),
-        ApiError::State(_) => (StatusCode::CONFLICT, "invalid_state"),
-        ApiError::Agent(_) => (StatusCode::CONFLICT, "agent_state"),
-        ApiError::Limited { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_sessions"),
-        ApiError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
-        ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-    }
+    let code = match err {
+        ApiError::Limited {
+            what: "sessions_per_customer",
+            ..
+        } => "too_many_sessions",
+        other => other.code(),
+    };
+    let status = match code {
+        "unknown_session" | "unknown_customer" | "unknown_agent" | "unknown_group" => {
+            StatusCode::NOT_FOUND
+        }
+        "unknown_channel" | "invalid" => StatusCode::BAD_REQUEST,
+        "not_your_session" => StatusCode::FORBIDDEN,
+        "invalid_state" | "agent_unavailable" => StatusCode::CONFLICT,
+        "limited" | "too_many_sessions" => StatusCode::TOO_MANY_REQUESTS,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    (status, code)
 }

@@ -49,7 +49,12 @@ async fn dropped_clients_resume_from_their_last_seq() {
             .await;
         agent_seqs.push(ack["seq"].as_u64().unwrap());
     }
-    // Now the agent's network drops too.
+    // The agent sees its own messages as events too; once it has the last
+    // one, its network drops.
+    let last_reply = *agent_seqs.last().unwrap();
+    agent
+        .wait_for("own last reply", |f| f["type"] == "message" && f["seq"] == last_reply)
+        .await;
     let agent_last = agent.last_seq.clone();
     agent.drop_connection();
 

@@ -23,6 +23,9 @@ use crate::ws::frames::{ClientFrame, Viewer, WireSession, event_frame};
 use crate::ws::link::{self, Flow, Handler, Link};
 use crate::ws::replies::{Replier, SocketGuard};
 
+/// A resume names sessions among the customer's newest this many.
+const RESUMABLE_SESSIONS: usize = 100;
+
 const KNOWN: [&str; 6] = ["hello", "message", "typing", "leave", "rate", "ping"];
 
 /// Query parameters of the upgrade.
@@ -264,7 +267,7 @@ impl CustomerHandler {
             .state
             .switchboard
             .store()
-            .sessions_of_customer(&self.customer)
+            .sessions_of_customer(&self.customer, RESUMABLE_SESSIONS)
             .await
         {
             Ok(sessions) => sessions,

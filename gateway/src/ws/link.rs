@@ -33,6 +33,9 @@ pub const CLOSE_TOO_BIG: u16 = 1009;
 /// Close code: the client fell too far behind; reconnect and resume.
 pub const CLOSE_BACKLOG: u16 = 4008;
 
+/// How long a closing handshake may take before the socket is dropped.
+const CLOSE_HANDSHAKE: Duration = Duration::from_secs(1);
+
 /// Whether the loop goes on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
@@ -127,20 +130,34 @@ impl Link {
         self.send(&Reply::error(err)).await
     }
 
-    /// Sends a close frame and stops.
+    /// Sends a close frame, then reads (and drops) what the client still
+    /// sends until it answers the close, for at most a second: dropping the
+    /// socket with unread data would reset the connection and the client
+    /// could lose the close frame and its code.
     pub async fn close(&mut self, code: u16, reason: &str) -> Flow {
         if self.open {
+            self.open = false;
             let frame = CloseFrame {
                 code,
                 reason: reason.into(),
             };
-            // The peer may already be gone; closing is best effort.
-            let _ = tokio::time::timeout(
+            let sent = tokio::time::timeout(
                 self.write_timeout,
                 self.socket.send(Message::Close(Some(frame))),
             )
             .await;
-            self.open = false;
+            if !matches!(sent, Ok(Ok(()))) {
+                return Flow::Stop; // The peer is gone or not reading: nothing more to do.
+            }
+            let answer = async {
+                while let Some(Ok(message)) = self.socket.recv().await {
+                    if let Message::Close(_) = message {
+                        break;
+                    }
+                }
+            };
+            // A peer that never answers the close is dropped after the handshake time.
+            let _ = tokio::time::timeout(CLOSE_HANDSHAKE, answer).await;
         }
         Flow::Stop
     }
