@@ -3,7 +3,8 @@
 //! Everything a contact center decides lives here as plain synchronous code:
 //! the domain ([`channel`], [`envelope`], [`customer`], [`agent`], [`group`],
 //! [`session`]), routing rules ([`routing`]), queue ordering and agent selection
-//! ([`queue`], [`presence`]) and SLA arithmetic ([`sla`]). The only asynchronous
+//! ([`queue`], [`presence`]), SLA arithmetic ([`sla`]), the estimated wait
+//! ([`wait`]) and sliding-window limits ([`limit`]). The only asynchronous
 //! part is the [`store`] contract and its backends.
 //!
 //! Architecture invariant: nothing outside `store` performs IO or awaits; the
@@ -18,12 +19,14 @@ pub mod envelope;
 pub mod error;
 pub mod group;
 pub mod ids;
+pub mod limit;
 pub mod presence;
 pub mod queue;
 pub mod routing;
 pub mod session;
 pub mod sla;
 pub mod store;
+pub mod wait;
 
 pub use error::EngineError;
 

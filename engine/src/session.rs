@@ -5,12 +5,17 @@
 //!                   ↑                    │
 //!                   └──── transferred ←──┘        (queued/offered/routing → abandoned)
 //! ```
+//!
+//! Once in wrap-up or closed, the customer may rate the conversation, once.
+
+use std::ops::RangeInclusive;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::Millis;
 use crate::channel::Channel;
+use crate::error::EngineError;
 use crate::ids::{AgentId, CustomerId, GroupId, SessionId};
 
 /// Where a session is in its life.
@@ -131,6 +136,29 @@ pub struct Session {
     pub transfers: u32,
     /// The agent's wrap-up note.
     pub summary: Option<String>,
+    /// The customer's satisfaction score ([`RATING_SCORES`]), once they gave one;
+    /// kept on the record so that reports need not read the messages.
+    #[serde(default)]
+    pub rating: Option<u8>,
+}
+
+/// The satisfaction scores a customer can give.
+pub const RATING_SCORES: RangeInclusive<u8> = 1..=5;
+
+/// Refuses a satisfaction score outside [`RATING_SCORES`], naming the field.
+pub fn check_score(score: u8) -> Result<u8, EngineError> {
+    if RATING_SCORES.contains(&score) {
+        Ok(score)
+    } else {
+        Err(EngineError::Invalid {
+            field: "score",
+            reason: format!(
+                "must be {} to {}, got {score}",
+                RATING_SCORES.start(),
+                RATING_SCORES.end()
+            ),
+        })
+    }
 }
 
 /// Something that happens to a session.
@@ -171,6 +199,12 @@ pub enum SessionEvent {
     },
     /// The customer went away.
     CustomerLeft,
+    /// The customer rates the conversation (after it ended for them: wrap-up
+    /// or closed). Only once; check the score with [`check_score`] first.
+    Rate {
+        /// The score.
+        score: u8,
+    },
 }
 
 /// What the owner of the session must do after a transition.
@@ -209,6 +243,7 @@ impl SessionEvent {
             SessionEvent::WrapUp { .. } => "wrap up",
             SessionEvent::Close { .. } => "close",
             SessionEvent::CustomerLeft => "abandon",
+            SessionEvent::Rate { .. } => "rate",
         }
     }
 }
@@ -230,6 +265,7 @@ impl Session {
             last_seq: 0,
             transfers: 0,
             summary: None,
+            rating: None,
         }
     }
 
@@ -306,6 +342,14 @@ impl Session {
                 self.state = S::Abandoned;
                 self.times.closed = Some(at);
             }
+            (S::WrapUp | S::Closed, SessionEvent::Rate { .. }) if self.rating.is_some() => {
+                return Err(TransitionError {
+                    session: self.id,
+                    state: self.state.as_str(),
+                    event: "rate again",
+                });
+            }
+            (S::WrapUp | S::Closed, SessionEvent::Rate { score }) => self.rating = Some(*score),
             _ => return Err(refuse(self, &event)),
         }
         Ok(effects)
@@ -507,9 +551,79 @@ mod tests {
                 S::Closed,
                 Err("session 7: cannot record an agent reply while closed"),
             ),
+            // Rating: in wrap-up or closed, once.
+            (
+                [
+                    assigned.clone(),
+                    vec![(WrapUp { summary: None }, 5), (Rate { score: 4 }, 6)],
+                ]
+                .concat(),
+                S::WrapUp,
+                Ok(vec![]),
+            ),
+            (
+                [
+                    assigned.clone(),
+                    vec![(Close { summary: None }, 5), (Rate { score: 5 }, 6)],
+                ]
+                .concat(),
+                S::Closed,
+                Ok(vec![]),
+            ),
+            (
+                [
+                    assigned.clone(),
+                    vec![
+                        (WrapUp { summary: None }, 5),
+                        (Rate { score: 4 }, 6),
+                        (Close { summary: None }, 7),
+                        (Rate { score: 1 }, 8),
+                    ],
+                ]
+                .concat(),
+                S::Closed,
+                Err("session 7: cannot rate again while closed"),
+            ),
+            (
+                [assigned.clone(), vec![(Rate { score: 3 }, 5)]].concat(),
+                S::Assigned,
+                Err("session 7: cannot rate while assigned"),
+            ),
+            (
+                [
+                    to_queue.clone(),
+                    vec![(CustomerLeft, 5), (Rate { score: 3 }, 6)],
+                ]
+                .concat(),
+                S::Abandoned,
+                Err("session 7: cannot rate while abandoned"),
+            ),
         ];
         for (events, state, last) in cases {
             check(&events, state, last);
+        }
+    }
+
+    #[test]
+    fn a_rating_is_kept_once_and_scores_outside_one_to_five_are_refused() {
+        let mut session = Session::new(SessionId(3), CustomerId::new("c1"), Channel::Web, 0);
+        session.state = SessionState::Closed;
+        session.apply(SessionEvent::Rate { score: 2 }, 10).unwrap();
+        session
+            .apply(SessionEvent::Rate { score: 5 }, 11)
+            .unwrap_err();
+        assert_eq!(session.rating, Some(2));
+
+        let cases: [(u8, Result<u8, &str>); 5] = [
+            (0, Err("invalid `score`: must be 1 to 5, got 0")),
+            (1, Ok(1)),
+            (3, Ok(3)),
+            (5, Ok(5)),
+            (6, Err("invalid `score`: must be 1 to 5, got 6")),
+        ];
+        for (score, expected) in cases {
+            let got = check_score(score).map_err(|err| err.to_string());
+            assert_eq!(got, expected.map_err(str::to_owned), "score {score}");
         }
     }
 

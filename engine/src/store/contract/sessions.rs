@@ -21,6 +21,7 @@ pub async fn session_round_trip_with_every_field(store: &dyn Store) {
     full.last_seq = 42;
     full.transfers = 2;
     full.summary = Some("客户询问订单发货时间，已告知".to_owned());
+    full.rating = Some(4);
 
     let mut sparse = session(u64::MAX - 1, "c-2", Channel::parse("line").unwrap(), T0);
     sparse.times.created = None;
@@ -50,6 +51,7 @@ pub async fn session_round_trip_with_every_field(store: &dyn Store) {
     full.state = SessionState::Closed;
     full.times.closed = Some(T0 + 600_000);
     full.summary = None;
+    full.rating = Some(5);
     write(store, vec![WriteOp::PutSession(full.clone())]).await;
     assert_eq!(store.get_session(full.id).await.unwrap(), Some(full));
 }

@@ -9,12 +9,12 @@ use super::{SqliteOptions, sqlite_error};
 use crate::store::StoreError;
 
 /// The schema this build writes and reads.
-pub(super) const SCHEMA_VERSION: i64 = 1;
+pub(super) const SCHEMA_VERSION: i64 = 2;
 
 /// Version 1. Each table mirrors its CQL counterpart: the CQL partition and
 /// clustering keys are the primary key, `WITHOUT ROWID` keeps rows clustered
 /// by it, and secondary indexes stand in for the CQL lookup tables.
-const SCHEMA_V1: &str = "
+pub(super) const SCHEMA_V1: &str = "
 CREATE TABLE customers (
     customer_id  TEXT PRIMARY KEY,
     display_name TEXT NOT NULL,
@@ -99,6 +99,11 @@ CREATE TABLE skill_groups (
 ) WITHOUT ROWID;
 ";
 
+/// Version 2: the customer's satisfaction score on the session record.
+const SCHEMA_V2: &str = "
+ALTER TABLE sessions ADD COLUMN rating INTEGER;  -- 1..=5, NULL until rated
+";
+
 /// Opens a connection to `path` with the options every connection shares.
 pub(super) fn connect(path: &Path, options: &SqliteOptions) -> Result<Connection, StoreError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -125,8 +130,8 @@ pub(super) fn connect(path: &Path, options: &SqliteOptions) -> Result<Connection
     Ok(conn)
 }
 
-/// Creates the schema on a new database, accepts a current one, and refuses
-/// one written by a newer build.
+/// Creates the schema on a new database, upgrades an older one step by step,
+/// accepts a current one, and refuses one written by a newer build.
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -134,19 +139,22 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let version: i64 = tx
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .map_err(sqlite_error("reading user_version"))?;
-    match version {
-        0 => {
-            tx.execute_batch(SCHEMA_V1)
-                .map_err(sqlite_error("creating schema v1"))?;
-            tx.pragma_update(None, "user_version", SCHEMA_VERSION)
-                .map_err(sqlite_error("setting user_version"))?;
-        }
-        SCHEMA_VERSION => {}
-        newer => {
-            return Err(StoreError::Backend(format!(
-                "sqlite: schema version {newer} is newer than this build's {SCHEMA_VERSION}"
-            )));
-        }
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Backend(format!(
+            "sqlite: schema version {version} is newer than this build's {SCHEMA_VERSION}"
+        )));
+    }
+    if version < 1 {
+        tx.execute_batch(SCHEMA_V1)
+            .map_err(sqlite_error("creating schema v1"))?;
+    }
+    if version < 2 {
+        tx.execute_batch(SCHEMA_V2)
+            .map_err(sqlite_error("upgrading schema to v2"))?;
+    }
+    if version < SCHEMA_VERSION {
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(sqlite_error("setting user_version"))?;
     }
     tx.commit()
         .map_err(sqlite_error("committing schema migration"))

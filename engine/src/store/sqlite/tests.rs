@@ -262,7 +262,7 @@ async fn a_database_from_a_newer_build_is_refused() {
     let err = SqliteStore::open(&path).unwrap_err();
     assert_eq!(
         err,
-        StoreError::Backend("sqlite: schema version 99 is newer than this build's 1".to_owned())
+        StoreError::Backend("sqlite: schema version 99 is newer than this build's 2".to_owned())
     );
 }
 
@@ -291,7 +291,44 @@ async fn reopening_keeps_the_schema_version_and_synchronous_is_configurable() {
     let journal_mode: String = raw
         .pragma_query_value(None, "journal_mode", |row| row.get(0))
         .unwrap();
-    assert_eq!((version, journal_mode.as_str()), (1, "wal"));
+    assert_eq!((version, journal_mode.as_str()), (2, "wal"));
+}
+
+#[tokio::test]
+async fn a_version_1_database_is_upgraded_and_keeps_its_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("switchboard.db");
+    let raw = Connection::open(&path).unwrap();
+    raw.execute_batch(schema::SCHEMA_V1).unwrap();
+    raw.pragma_update(None, "user_version", 1).unwrap();
+    raw.execute(
+        "INSERT INTO sessions (session_id, customer_id, channel, state, is_open, created_at,
+                               last_seq, transfers)
+         VALUES (?1, 'c-1', 'wechat', 'new', 1, 1000, 0, 0)",
+        [rows::session_id_to_sql(SessionId(3))],
+    )
+    .unwrap();
+    drop(raw);
+
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(
+        store.get_session(SessionId(3)).await.unwrap(),
+        Some(session(3))
+    );
+    let mut rated = session(3);
+    rated.state = crate::session::SessionState::Closed;
+    rated.rating = Some(3);
+    store
+        .write(&[WriteOp::PutSession(rated.clone())])
+        .await
+        .unwrap();
+    assert_eq!(store.get_session(SessionId(3)).await.unwrap(), Some(rated));
+    drop(store);
+    let raw = Connection::open(&path).unwrap();
+    let version: i64 = raw
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, 2);
 }
 
 #[tokio::test]

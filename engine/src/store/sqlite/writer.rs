@@ -213,8 +213,9 @@ fn apply(conn: &Connection, op: &WriteOp) -> Result<(), StoreError> {
                 "INSERT OR REPLACE INTO sessions
                  (session_id, customer_id, channel, state, is_open, group_id, agent_id,
                   created_at, queued_at, offered_at, answered_at, first_response_at,
-                  wrap_up_at, closed_at, last_seq, transfers, summary)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                  wrap_up_at, closed_at, last_seq, transfers, summary, rating)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+                         ?18)",
             )
             .and_then(|mut stmt| {
                 stmt.execute(params![
@@ -235,6 +236,7 @@ fn apply(conn: &Connection, op: &WriteOp) -> Result<(), StoreError> {
                     seq_to_sql(session.last_seq).map_err(to_sqlite)?,
                     session.transfers,
                     session.summary,
+                    session.rating,
                 ])
             })
             .map_err(sqlite_error("writing sessions"))?;
