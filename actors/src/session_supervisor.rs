@@ -12,9 +12,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use engine::Millis;
 use engine::ids::SessionId;
-use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use engine::store::StoreError;
+use engine::{EngineError, Millis};
+use ractor::{
+    Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr, SupervisionEvent,
+};
 use tracing::{error, warn};
 
 use crate::directory::DirectoryMessage;
@@ -85,7 +88,7 @@ impl Actor for SessionSupervisor {
                         state.children.insert(actor.get_id(), session);
                         Ok(actor)
                     }
-                    Err(err) => Err(ApiError::Unavailable(format!("session {session} ({err})"))),
+                    Err(err) => Err(start_error(session, err)),
                 };
                 // The directory waits for this reply; if it gave up there is nothing to do.
                 let _ = reply.send(result);
@@ -149,4 +152,19 @@ impl SessionSupervisor {
         // The directory lives as long as the system.
         let _ = self.shared.directory().cast(message);
     }
+}
+
+/// Why a session could not start, as its caller should see it: a session
+/// that does not exist is an unknown session, and a failed store read is a
+/// store failure, not an actor that might answer if asked again.
+fn start_error(session: SessionId, err: SpawnErr) -> ApiError {
+    if let SpawnErr::StartupFailed(cause) = &err {
+        if let Some(engine) = cause.downcast_ref::<EngineError>() {
+            return engine.clone().into();
+        }
+        if let Some(store) = cause.downcast_ref::<StoreError>() {
+            return store.clone().into();
+        }
+    }
+    ApiError::Unavailable(format!("session {session} ({err})"))
 }

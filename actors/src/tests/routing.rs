@@ -1,0 +1,159 @@
+//! Routing: offer timeouts, step overflow, sticky agents and rule reloads.
+
+use super::*;
+
+#[tokio::test(start_paused = true)]
+async fn offer_timeout_moves_to_the_next_agent() {
+    let board = start(Arc::new(MemoryStore::new()), config()).await;
+    available(&board, &["ann"]).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    available(&board, &["bob"]).await;
+    let mut ann = board.subscribe_agent(&id("ann"));
+    let mut bob = board.subscribe_agent(&id("bob"));
+
+    board
+        .customer_message(envelope(Channel::Web, "p-web", "hello", "c1"))
+        .await
+        .unwrap();
+    // Ann has been idle longest: she gets the offer first.
+    let session = offered_session(&mut ann).await;
+    let started = tokio::time::Instant::now();
+    // Ann says nothing; after the offer timeout Bob gets it and Ann is not responding.
+    let to_bob = offered_session(&mut bob).await;
+    assert_eq!(to_bob, session);
+    assert!(
+        started.elapsed() >= Duration::from_secs(15),
+        "moved after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        board
+            .agent_view(&id("ann"))
+            .await
+            .unwrap()
+            .presence
+            .as_str(),
+        "not_responding"
+    );
+    board.accept(&id("bob"), session).await.unwrap();
+    // Ann can no longer accept the lapsed offer.
+    let err = board.accept(&id("ann"), session).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("session {session} is not offered to agent ann")
+    );
+    board.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn step_timeout_overflows_keeping_the_place_in_line() {
+    let board = start(Arc::new(MemoryStore::new()), config()).await;
+    // Nobody in gold_service is available. A plain customer queues in default first.
+    board
+        .customer_message(envelope(Channel::Web, "p-web", "plain first", "p1"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let vip = board
+        .customer_message(envelope(Channel::Wechat, "v-wx", "vip later", "v1"))
+        .await
+        .unwrap();
+    let gold = GroupId::new("gold_service");
+    let default = GroupId::new("default");
+    // The VIP has no last agent: the sticky step is skipped, the session waits in gold_service.
+    assert_eq!(board.group_view(&gold).await.unwrap().waiting.len(), 1);
+    tokio::time::sleep(Duration::from_secs(29)).await;
+    assert_eq!(board.group_view(&default).await.unwrap().waiting.len(), 1);
+    // After the 30 s step timeout it overflows to default...
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let view = board.group_view(&default).await.unwrap();
+    assert!(board.group_view(&gold).await.unwrap().waiting.is_empty());
+    assert_eq!(view.waiting.len(), 2);
+    // ...behind the plain customer, who queued earlier: it kept its first queue time.
+    let record = board.session(vip.session).await.unwrap();
+    assert_eq!(view.waiting[1].0, vip.session);
+    assert_eq!(view.waiting[1].2, record.times.queued.unwrap());
+    // A later arrival in default queues behind both.
+    board
+        .customer_message(envelope(Channel::Web, "later", "third", "l1"))
+        .await
+        .unwrap();
+    let view = board.group_view(&default).await.unwrap();
+    assert_eq!(view.waiting.len(), 3);
+    assert_eq!(view.waiting[1].0, vip.session);
+    board.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn sticky_step_offers_the_last_agent_first() {
+    let board = start(Arc::new(MemoryStore::new()), config()).await;
+    let mut vip = board
+        .store()
+        .get_customer(&CustomerId::new("vip"))
+        .await
+        .unwrap()
+        .unwrap();
+    vip.last_agent = Some(id("gina"));
+    board
+        .store()
+        .write(&[engine::store::WriteOp::PutCustomer(vip)])
+        .await
+        .unwrap();
+    available(&board, &["gina"]).await;
+    let mut gina = board.subscribe_agent(&id("gina"));
+    let ack = board
+        .customer_message(envelope(Channel::Web, "v-web", "again", "v1"))
+        .await
+        .unwrap();
+    assert_eq!(offered_session(&mut gina).await, ack.session);
+    board.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn invalid_rules_are_rejected_and_the_old_ones_stay() {
+    let board = start(Arc::new(MemoryStore::new()), config()).await;
+    let bad = RuleSet::parse(
+        "[[rule]]\nname = \"x\"\nfilter = \"true\"\n  [[rule.step]]\n  group = \"nowhere\"\n",
+        "new.toml",
+    )
+    .unwrap();
+    let err = board.reload_rules(bad).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "new.toml:5:12: unknown skill group `nowhere`"
+    );
+    // The old rules still route: a VIP waits in gold_service.
+    board
+        .customer_message(envelope(Channel::Web, "v-web", "hi", "v1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        board
+            .group_view(&GroupId::new("gold_service"))
+            .await
+            .unwrap()
+            .waiting
+            .len(),
+        1
+    );
+    let good = RuleSet::parse(
+        "[[rule]]\nname = \"all\"\nfilter = \"true\"\n  [[rule.step]]\n  group = \"default\"\n",
+        "new.toml",
+    )
+    .unwrap();
+    board.reload_rules(good).await.unwrap();
+    board
+        .customer_message(envelope(Channel::Web, "p-web", "hi", "p1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        board
+            .group_view(&GroupId::new("default"))
+            .await
+            .unwrap()
+            .waiting
+            .len(),
+        1
+    );
+    board.shutdown().await;
+}
