@@ -7,11 +7,13 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
-use engine::EngineError;
 use engine::channel::Channel;
 use engine::ids::{AgentId, CustomerId, GroupId, SessionId, SessionIdGen};
+use engine::limit::WindowLimit;
 use engine::session::Session;
+use engine::{EngineError, Millis};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, MessagingErr, RpcReplyPort};
 use tracing::warn;
 
@@ -21,6 +23,11 @@ use crate::group::GroupMessage;
 use crate::session::{SessionMessage, SessionStart};
 use crate::session_supervisor::SessionSupervisorMessage;
 use crate::shared::Shared;
+
+/// The window of the sessions-per-customer limit.
+const HOUR_MS: Millis = 60 * 60 * 1000;
+/// How often the limit's old counts are forgotten.
+const PRUNE_EVERY: Duration = Duration::from_secs(5 * 60);
 
 /// Messages of the Directory.
 pub enum DirectoryMessage {
@@ -105,6 +112,8 @@ pub enum DirectoryMessage {
         /// It failed and may be restarted.
         restart: bool,
     },
+    /// Periodic: forget per-customer session counts older than the limit's window.
+    PruneLimits,
     /// Counts, for metrics and tests.
     Stats {
         /// Reply port.
@@ -121,6 +130,9 @@ pub struct DirectoryStats {
     pub n_open_sessions: usize,
     /// Session restarts after failures.
     pub n_restarts: u64,
+    /// Customers the sessions-per-customer limit keeps count of: those that
+    /// opened a session within the last hour (as of the last prune).
+    pub n_customers_counted: usize,
 }
 
 /// The Directory actor; config only.
@@ -145,6 +157,8 @@ pub struct DirectoryState {
     groups: HashMap<GroupId, ActorRef<GroupMessage>>,
     ids: SessionIdGen,
     n_restarts: u64,
+    /// When each customer opened their recent sessions, for the per-customer limit.
+    new_sessions: WindowLimit<CustomerId>,
 }
 
 impl Actor for Directory {
@@ -154,9 +168,11 @@ impl Actor for Directory {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         args: DirectoryArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
+        myself.send_interval(PRUNE_EVERY, || DirectoryMessage::PruneLimits);
+        let limit = self.shared.config.max_new_sessions_per_customer_per_hour;
         Ok(DirectoryState {
             shards: args.session_shards,
             sessions: HashMap::new(),
@@ -166,6 +182,7 @@ impl Actor for Directory {
             groups: HashMap::new(),
             ids: SessionIdGen::new(self.shared.config.node_id),
             n_restarts: 0,
+            new_sessions: WindowLimit::new(limit, HOUR_MS),
         })
     }
 
@@ -260,11 +277,13 @@ impl Actor for Directory {
                     }
                 }
             }
+            DirectoryMessage::PruneLimits => state.new_sessions.prune(crate::clock::now()),
             DirectoryMessage::Stats { reply } => {
                 let stats = DirectoryStats {
                     n_live_sessions: state.sessions.len(),
                     n_open_sessions: state.open_by_customer.len(),
                     n_restarts: state.n_restarts,
+                    n_customers_counted: state.new_sessions.n_keys(),
                 };
                 // The caller may have given up waiting.
                 let _ = reply.send(stats);
@@ -324,11 +343,23 @@ impl Directory {
         channel: Channel,
     ) -> Result<ActorRef<SessionMessage>, ApiError> {
         let now = crate::clock::now();
+        if let Err(reached) = state.new_sessions.check(&customer, now) {
+            let retry_in_secs = ((reached.retry_at - now).max(0) as u64).div_ceil(1000);
+            return Err(ApiError::Limited {
+                what: "sessions_per_customer",
+                message: format!(
+                    "customer `{customer}` opened {} new sessions within the last hour; \
+                     the next is allowed in {retry_in_secs} s",
+                    reached.n_recent
+                ),
+            });
+        }
         let session = state.ids.next(now);
         let record = Session::new(session, customer.clone(), channel, now);
         let actor = self
             .spawn(state, session, SessionStart::New(Box::new(record)))
             .await?;
+        state.new_sessions.record(&customer, now);
         state.open_by_customer.insert(customer.clone(), session);
         state.customer_of.insert(session, customer);
         Ok(actor)

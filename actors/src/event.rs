@@ -15,6 +15,7 @@ use engine::ids::{AgentId, CustomerId, GroupId, SessionId};
 use engine::store::{Sender, StoredMessage};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
 
 /// One event of one session.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -82,6 +83,20 @@ pub enum EventKind {
     },
     /// The customer left before an agent answered.
     Abandoned,
+    /// The other party is typing. Ephemeral: never stored, it does not take a
+    /// `seq` of its own but carries the last one published before it, and a
+    /// subscriber that cannot keep up misses it rather than being dropped.
+    Typing {
+        /// Who is typing.
+        sender: Sender,
+    },
+    /// The customer rated the conversation (after wrap-up started); stored.
+    Rated {
+        /// Satisfaction, 1 (worst) to 5 (best).
+        score: u8,
+        /// What the customer wrote with it.
+        comment: Option<String>,
+    },
 }
 
 impl Event {
@@ -179,13 +194,28 @@ impl Hub {
         receiver
     }
 
-    /// Delivers `event` to every live subscriber of `audience`.
+    /// Delivers `event` to every live subscriber of `audience`. A subscriber
+    /// that is full is dropped: it resumes from the store by `seq`.
     pub fn publish(&self, audience: &Audience, event: &Event) {
+        self.deliver(audience, event, false);
+    }
+
+    /// Delivers an ephemeral event (typing), which no store can replay: a
+    /// subscriber that is full misses it but stays subscribed.
+    pub fn publish_ephemeral(&self, audience: &Audience, event: &Event) {
+        self.deliver(audience, event, true);
+    }
+
+    fn deliver(&self, audience: &Audience, event: &Event, keep_when_full: bool) {
         let mut shard = self.shard(audience).lock().expect("hub shard lock");
         let Some(senders) = shard.get_mut(audience) else {
             return;
         };
-        senders.retain(|sender| sender.try_send(event.clone()).is_ok());
+        senders.retain(|sender| match sender.try_send(event.clone()) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => keep_when_full,
+            Err(TrySendError::Closed(_)) => false,
+        });
         if senders.is_empty() {
             shard.remove(audience);
         }

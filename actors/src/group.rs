@@ -16,8 +16,9 @@ use engine::ids::{AgentId, GroupId, SessionId};
 use engine::queue::{Candidate, GroupQueue, MemberStatus};
 use engine::routing::{Contact, Step};
 use engine::session::SessionState;
+use engine::wait::{AnswerPace, estimate_wait};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tracing::debug;
 
 use crate::agent::AgentMessage;
@@ -76,6 +77,19 @@ pub enum GroupMessage {
         /// The agent.
         agent: AgentId,
     },
+    /// An agent accepted a waiting session: it leaves, and the group's
+    /// answer pace (for the estimated wait) takes note.
+    Answered {
+        /// The session.
+        session: SessionId,
+    },
+    /// Where a waiting session stands, for its customer.
+    Status {
+        /// The session.
+        session: SessionId,
+        /// `None` if it is not waiting here.
+        reply: RpcReplyPort<Option<QueueStatus>>,
+    },
     /// The queue as supervisors see it.
     View {
         /// Reply port.
@@ -94,6 +108,19 @@ pub struct GroupView {
     pub n_ready_agents: usize,
     /// How long the oldest waiting session has waited.
     pub longest_wait_ms: Option<Millis>,
+}
+
+/// Where a waiting session stands, as its customer is told.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueStatus {
+    /// The group whose queue holds it.
+    pub group: GroupId,
+    /// 1-based place in line among sessions not yet offered to an agent.
+    pub position: usize,
+    /// Sessions waiting in the group (offered or not).
+    pub n_waiting: usize,
+    /// Seconds until an agent is expected to answer ([`engine::wait`]).
+    pub estimated_wait_secs: u32,
 }
 
 /// The SkillGroup actor; config only.
@@ -116,6 +143,8 @@ pub struct GroupArgs {
 pub struct GroupState {
     group: SkillGroup,
     queue: GroupQueue<QueueEntry>,
+    /// How fast the group answers, for the estimated wait; starts afresh on restart.
+    pace: AnswerPace,
 }
 
 impl Actor for GroupActor {
@@ -151,6 +180,7 @@ impl Actor for GroupActor {
         Ok(GroupState {
             group: args.group,
             queue: GroupQueue::default(),
+            pace: AnswerPace::default(),
         })
     }
 
@@ -167,10 +197,23 @@ impl Actor for GroupActor {
                 queued_at,
                 entry,
             } => {
+                if state.queue.is_empty() {
+                    state.pace.queue_started(crate::clock::now());
+                }
                 state.queue.enqueue(session, priority, queued_at, entry);
             }
             GroupMessage::Leave { session } => {
                 state.queue.remove(session);
+            }
+            GroupMessage::Answered { session } => {
+                if state.queue.remove(session).is_some() {
+                    state.pace.answered(crate::clock::now());
+                }
+            }
+            GroupMessage::Status { session, reply } => {
+                // The caller may have given up waiting.
+                let _ = reply.send(self.status(state, session));
+                return Ok(());
             }
             GroupMessage::Member { profile, status } => state.queue.update_member(profile, status),
             GroupMessage::OfferLapsed { session, agent } => {
@@ -199,6 +242,21 @@ impl Actor for GroupActor {
 }
 
 impl GroupActor {
+    fn status(&self, state: &GroupState, session: SessionId) -> Option<QueueStatus> {
+        let waiting = state.queue.get(session)?;
+        let position = state.queue.position(session)?;
+        let threshold_secs = state.group.threshold_secs(&waiting.entry.contact.channel);
+        let interval_ms = state
+            .pace
+            .expected_interval_ms(crate::clock::now(), Millis::from(threshold_secs) * 1000);
+        Some(QueueStatus {
+            group: state.group.id.clone(),
+            position,
+            n_waiting: state.queue.len(),
+            estimated_wait_secs: estimate_wait(position, interval_ms),
+        })
+    }
+
     fn dispatch(&self, state: &mut GroupState) {
         for offer in state.queue.dispatch(crate::clock::now()) {
             let waiting = state

@@ -5,14 +5,14 @@ use std::time::Duration;
 
 use engine::EngineError;
 use engine::agent::Agent;
-use engine::channel::ChannelRegistry;
+use engine::channel::{Channel, ChannelRegistry};
 use engine::customer::{Customer, Identity};
 use engine::envelope::Envelope;
 use engine::group::SkillGroup;
 use engine::ids::{AgentId, CustomerId, GroupId, SessionId};
 use engine::presence::{Presence, PresenceRequest};
 use engine::routing::{RuleError, RuleSet, Step};
-use engine::session::Session;
+use engine::session::{Session, SessionState, check_score};
 use engine::store::{Store, WriteOp};
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef, RpcReplyPort};
@@ -22,9 +22,9 @@ use crate::agent::{AgentMessage, AgentView};
 use crate::directory::{DirectoryMessage, DirectoryStats};
 use crate::error::ApiError;
 use crate::event::{Audience, Event};
-use crate::group::{GroupMessage, GroupView};
+use crate::group::{GroupMessage, GroupView, QueueStatus};
 use crate::root::{RootArgs, RootMessage, RootSupervisor};
-use crate::session::{Ack, SessionMessage, TransferTarget};
+use crate::session::{Ack, SessionMessage, TransferTarget, Typist};
 use crate::shared::{RuntimeConfig, Shared};
 use crate::store_writer::write_and_wait;
 
@@ -104,21 +104,59 @@ impl Switchboard {
             .into());
         }
         let customer = self.resolve_customer(&envelope).await?;
-        let channel = envelope.channel.clone();
+        let Envelope {
+            channel,
+            message,
+            client_message_id,
+            ..
+        } = envelope;
+        self.message_from(customer, channel, message, client_message_id)
+            .await
+    }
+
+    /// A message from a customer the caller already authenticated (the
+    /// gateway's token names the customer), so no channel identity is
+    /// resolved. Otherwise as [`Switchboard::customer_message`]: the
+    /// customer's open session or a new one, the ack once durable, and the
+    /// first ack again for a resent `client_message_id`.
+    pub async fn customer_message_as(
+        &self,
+        customer: &CustomerId,
+        channel: Channel,
+        body: String,
+        client_message_id: Option<String>,
+    ) -> Result<Ack, ApiError> {
+        self.shared.channels.check(&channel)?;
+        if self.shared.store.get_customer(customer).await?.is_none() {
+            return Err(EngineError::UnknownCustomer(customer.to_string()).into());
+        }
+        self.message_from(customer.clone(), channel, body, client_message_id)
+            .await
+    }
+
+    /// Delivers a message of a known customer to their open session, opening
+    /// one if they have none.
+    async fn message_from(
+        &self,
+        customer: CustomerId,
+        channel: Channel,
+        body: String,
+        client_message_id: Option<String>,
+    ) -> Result<Ack, ApiError> {
         let session = self
             .call_directory(|reply| DirectoryMessage::OpenSession {
                 customer,
-                channel,
+                channel: channel.clone(),
                 reply,
             })
             .await??;
-        let message = |reply| SessionMessage::CustomerMessage {
-            body: envelope.message.clone(),
-            client_message_id: envelope.client_message_id.clone(),
-            channel: envelope.channel.clone(),
+        call(&session, |reply| SessionMessage::CustomerMessage {
+            body,
+            client_message_id,
+            channel,
             reply,
-        };
-        call(&session, message).await?
+        })
+        .await?
     }
 
     async fn resolve_customer(&self, envelope: &Envelope) -> Result<CustomerId, ApiError> {
@@ -282,6 +320,56 @@ impl Switchboard {
         .await?
     }
 
+    /// The customer is typing in `session`: the assigned agent sees
+    /// [`EventKind::Typing`](crate::EventKind::Typing). Nothing is stored; before an
+    /// agent accepted there is nobody to tell and this does nothing. Another
+    /// customer's session is an unknown session.
+    pub async fn customer_typing(
+        &self,
+        customer: &CustomerId,
+        session: SessionId,
+    ) -> Result<(), ApiError> {
+        self.typing(session, Typist::Customer(customer.clone()))
+            .await
+    }
+
+    /// The agent is typing in `session`, which must be assigned to them: the
+    /// customer sees [`EventKind::Typing`](crate::EventKind::Typing). Nothing is stored.
+    pub async fn agent_typing(&self, agent: &AgentId, session: SessionId) -> Result<(), ApiError> {
+        self.typing(session, Typist::Agent(agent.clone())).await
+    }
+
+    async fn typing(&self, session: SessionId, typist: Typist) -> Result<(), ApiError> {
+        let actor = self.session_actor(session).await?;
+        call(&actor, |reply| SessionMessage::Typing { typist, reply }).await?
+    }
+
+    /// The customer rates the conversation: `score` 1 (worst) to 5 (best),
+    /// allowed once the session is in wrap-up or closed (also long after it
+    /// closed), and only once (`invalid_state` the second time). The rating
+    /// is an event with the session's next `seq`
+    /// ([`EventKind::Rated`](crate::EventKind::Rated), published to the customer and the
+    /// agent who handled it) and the record's `rating`; the ack comes once
+    /// it is durable. Another customer's session is an unknown session.
+    pub async fn rate(
+        &self,
+        customer: &CustomerId,
+        session: SessionId,
+        score: u8,
+        comment: Option<String>,
+    ) -> Result<Ack, ApiError> {
+        check_score(score)?;
+        let actor = self.session_actor(session).await?;
+        let customer = customer.clone();
+        call(&actor, |reply| SessionMessage::Rate {
+            customer,
+            score,
+            comment,
+            reply,
+        })
+        .await?
+    }
+
     /// Events of every session of `customer`, from now on.
     pub fn subscribe_customer(&self, customer: &CustomerId) -> mpsc::Receiver<Event> {
         self.shared.hub.subscribe(
@@ -329,6 +417,27 @@ impl Switchboard {
         call(&actor, |reply| SessionMessage::Snapshot { reply }).await
     }
 
+    /// Where a waiting session stands: its group, place in line, how many
+    /// wait, and the estimated wait ([`engine::wait`], docs/sla.md). `None`
+    /// when the session is not waiting in a queue (not yet routed, being
+    /// answered, assigned, closed). It does not check who asks: a customer
+    /// endpoint checks that the session is theirs.
+    pub async fn queue_status(&self, session: SessionId) -> Result<Option<QueueStatus>, ApiError> {
+        // The stored record tells whether it waits at all, without waking a
+        // session that does not (only waiting ones are sure to be running).
+        if !self.session(session).await?.state.is_waiting() {
+            return Ok(None);
+        }
+        let actor = self.session_actor(session).await?;
+        let record = call(&actor, |reply| SessionMessage::Snapshot { reply }).await?;
+        let waiting = matches!(record.state, SessionState::Queued | SessionState::Offered);
+        let Some(group) = record.group.filter(|_| waiting) else {
+            return Ok(None);
+        };
+        let group = self.group_actor(&group).await?;
+        call(&group, |reply| GroupMessage::Status { session, reply }).await
+    }
+
     /// A group's queue.
     pub async fn group_view(&self, group: &GroupId) -> Result<GroupView, ApiError> {
         let actor = self.group_actor(group).await?;
@@ -363,10 +472,18 @@ impl Switchboard {
         &self.shared.store
     }
 
+    /// Waits until everything sent to the StoreWriter so far is durable: the
+    /// events of every request that was acknowledged or is in flight. For a
+    /// graceful shutdown, before the sockets close.
+    pub async fn flush(&self) -> Result<(), ApiError> {
+        write_and_wait(&self.shared.writer, Vec::new()).await?;
+        Ok(())
+    }
+
     /// Stops every actor after everything sent to the writer is durable.
     pub async fn shutdown(self) {
         // A failed flush leaves nothing more to do than stop.
-        let _ = write_and_wait(&self.shared.writer, Vec::new()).await;
+        let _ = self.flush().await;
         self.root
             .stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(10)))
             .await

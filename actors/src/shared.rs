@@ -34,6 +34,9 @@ pub struct RuntimeConfig {
     pub restart_window: Duration,
     /// Events buffered per subscriber before it is dropped (and must resume from the store).
     pub subscriber_buffer: usize,
+    /// New sessions one customer may open within an hour (a customer has at
+    /// most one open session; this bounds open–close churn). 0 turns the limit off.
+    pub max_new_sessions_per_customer_per_hour: u32,
 }
 
 impl Default for RuntimeConfig {
@@ -48,6 +51,7 @@ impl Default for RuntimeConfig {
             max_restarts: 5,
             restart_window: Duration::from_secs(10),
             subscriber_buffer: 1024,
+            max_new_sessions_per_customer_per_hour: 30,
         }
     }
 }

@@ -55,6 +55,11 @@ impl SessionActor {
             ops.push(WriteOp::AppendMessage(event.to_stored(&channel)));
             state.unpublished.insert(event.seq, event);
         }
+        // A closed session re-activated for its rating has closed before.
+        let closed_before = state
+            .written
+            .as_ref()
+            .is_some_and(|written| written.state.is_final());
         if state
             .written
             .as_ref()
@@ -63,7 +68,7 @@ impl SessionActor {
             ops.push(WriteOp::PutSession(state.session.clone()));
             state.written = Some(state.session.clone());
         }
-        if state.session.state.is_final() {
+        if state.session.state.is_final() && !closed_before {
             ops.extend(self.closing_ops(state));
         }
         let seq = state.session.last_seq;
@@ -142,6 +147,20 @@ impl SessionActor {
             myself.stop(Some(STOP_ENDED.to_owned()));
         }
         Ok(())
+    }
+
+    /// The highest `seq` already published: every event up to it is durable
+    /// and was sent to subscribers. An ephemeral event carries it, so that a
+    /// client that remembers the last `seq` it saw never skips a stored event
+    /// that is still in flight.
+    pub(super) fn published_seq(&self, state: &SessionActorState) -> u64 {
+        let first_pending = state
+            .unpublished
+            .keys()
+            .next()
+            .copied()
+            .or_else(|| state.unwritten.first().map(|event| event.seq));
+        first_pending.map_or(state.session.last_seq, |seq| seq - 1)
     }
 
     /// Sends a durable event to the customer and to the agents concerned.
@@ -237,10 +256,16 @@ impl SessionActor {
         state: &mut SessionActorState,
     ) {
         let idle_ms = crate::clock::now() - state.last_activity;
-        // Waiting sessions keep their actor: their step timers live in it.
+        // Waiting sessions keep their actor: their step timers live in it. A
+        // closed one is here only because something re-activated it (a
+        // rating, a read).
         let parked = matches!(
             state.session.state,
-            SessionState::Assigned | SessionState::WrapUp | SessionState::New
+            SessionState::Assigned
+                | SessionState::WrapUp
+                | SessionState::New
+                | SessionState::Closed
+                | SessionState::Abandoned
         );
         let quiet =
             state.unwritten.is_empty() && state.unpublished.is_empty() && state.waiters.is_empty();
@@ -281,4 +306,5 @@ fn same_record(a: &Session, b: &Session) -> bool {
         && a.agent == b.agent
         && a.transfers == b.transfers
         && a.summary == b.summary
+        && a.rating == b.rating
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use engine::channel::Channel;
 use engine::customer::Customer;
-use engine::ids::{AgentId, GroupId, SessionId};
+use engine::ids::{AgentId, CustomerId, GroupId, SessionId};
 use engine::routing::{Contact, RoutePlan, Step};
 use engine::session::{Session, SessionEffect, SessionEvent, SessionState};
 use engine::store::{Sender, StoreError};
@@ -55,8 +55,19 @@ pub enum TransferTarget {
     },
 }
 
+/// Who is typing, as the caller authenticated them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Typist {
+    /// The session's customer; anyone else is told the session is unknown.
+    Customer(CustomerId),
+    /// The agent the session is assigned to.
+    Agent(AgentId),
+}
+
 mod durability;
+mod rating;
 mod steps;
+mod typing;
 
 /// Replies sent once a write is durable.
 type Waiter = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
@@ -146,6 +157,24 @@ pub enum SessionMessage {
         seq: u64,
         /// The outcome.
         result: Result<(), StoreError>,
+    },
+    /// Someone is typing: tell the other party, without storing anything.
+    Typing {
+        /// Who.
+        typist: Typist,
+        /// Ok once published (or when there is nobody to tell yet).
+        reply: RpcReplyPort<Result<(), ApiError>>,
+    },
+    /// The customer rates the conversation, in wrap-up or closed, once.
+    Rate {
+        /// Who claims to be the session's customer.
+        customer: CustomerId,
+        /// 1 to 5.
+        score: u8,
+        /// What the customer wrote with it.
+        comment: Option<String>,
+        /// The ack of the `Rated` event, once durable.
+        reply: RpcReplyPort<Result<Ack, ApiError>>,
     },
     /// Periodic check whether the session has been idle long enough to stop.
     PassivationCheck,
@@ -385,6 +414,19 @@ impl Actor for SessionActor {
                     self.enqueue_current_step(&myself, state)?;
                 }
             }
+            SessionMessage::Typing { typist, reply } => {
+                // The caller may have given up waiting; nothing to do then.
+                let _ = reply.send(self.typing(state, typist));
+            }
+            SessionMessage::Rate {
+                customer,
+                score,
+                comment,
+                reply,
+            } => {
+                let result = self.rate(&myself, state, customer, score, comment);
+                self.reply_when_durable(state, result, reply);
+            }
             SessionMessage::Durable { seq, result } => self.durable(&myself, state, seq, result)?,
             SessionMessage::PassivationCheck => self.maybe_passivate(&myself, state),
             SessionMessage::Snapshot { reply } => {
@@ -562,7 +604,7 @@ impl SessionActor {
         if let Some(group) = state.session.group.clone() {
             self.tell_group(
                 &group,
-                GroupMessage::Leave {
+                GroupMessage::Answered {
                     session: state.session.id,
                 },
             );

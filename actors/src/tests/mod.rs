@@ -5,8 +5,12 @@
 //! real SQLite file.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use async_trait::async_trait;
+
+use engine::Millis;
 use engine::agent::{Agent, Capacity, Role};
 use engine::channel::{Channel, ChannelRegistry};
 use engine::customer::{Customer, Identity};
@@ -16,13 +20,17 @@ use engine::ids::{AgentId, CustomerId, GroupId, SessionId};
 use engine::presence::PresenceRequest;
 use engine::routing::RuleSet;
 use engine::session::SessionState;
-use engine::store::{MemoryStore, Sender, SqliteStore, Store};
-use tokio::sync::mpsc;
+use engine::store::{
+    Interaction, MemoryStore, Sender, SqliteStore, Store, StoreError, StoredMessage, WriteOp,
+};
+use tokio::sync::{mpsc, watch};
 use tokio::time::timeout;
 
 use crate::{Ack, ApiError, Event, EventKind, RuntimeConfig, Switchboard, TransferTarget};
 
 mod conversation;
+mod customer;
+mod queue;
 mod routing;
 
 const RULES: &str = r#"
@@ -163,4 +171,107 @@ fn bodies(events: &[Event]) -> Vec<(u64, String)> {
             _ => None,
         })
         .collect()
+}
+
+/// A memory store whose writes wait while the gate is closed, to see who
+/// waits for a write in flight.
+struct GatedStore {
+    inner: MemoryStore,
+    open: watch::Sender<bool>,
+    n_writes_waiting: AtomicUsize,
+}
+
+impl GatedStore {
+    fn new() -> GatedStore {
+        GatedStore {
+            inner: MemoryStore::new(),
+            open: watch::Sender::new(true),
+            n_writes_waiting: AtomicUsize::new(0),
+        }
+    }
+
+    /// Holds writes back from now on.
+    fn close_gate(&self) {
+        self.open.send_replace(false);
+    }
+
+    /// Lets every write through.
+    fn open_gate(&self) {
+        self.open.send_replace(true);
+    }
+
+    /// Returns once a write waits at the closed gate.
+    async fn until_a_write_waits(&self) {
+        while self.n_writes_waiting.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+}
+
+#[async_trait]
+impl Store for GatedStore {
+    async fn write(&self, batch: &[WriteOp]) -> Result<(), StoreError> {
+        self.n_writes_waiting.fetch_add(1, Ordering::SeqCst);
+        let mut open = self.open.subscribe();
+        // The sender lives in `self`, so the wait cannot fail.
+        let _ = open.wait_for(|open| *open).await;
+        self.n_writes_waiting.fetch_sub(1, Ordering::SeqCst);
+        self.inner.write(batch).await
+    }
+    async fn get_customer(&self, id: &CustomerId) -> Result<Option<Customer>, StoreError> {
+        self.inner.get_customer(id).await
+    }
+    async fn find_customer_by_identity(
+        &self,
+        channel: &Channel,
+        external_id: &str,
+    ) -> Result<Option<CustomerId>, StoreError> {
+        self.inner
+            .find_customer_by_identity(channel, external_id)
+            .await
+    }
+    async fn get_session(
+        &self,
+        id: SessionId,
+    ) -> Result<Option<engine::session::Session>, StoreError> {
+        self.inner.get_session(id).await
+    }
+    async fn sessions_of_customer(
+        &self,
+        id: &CustomerId,
+        limit: usize,
+    ) -> Result<Vec<engine::session::Session>, StoreError> {
+        self.inner.sessions_of_customer(id, limit).await
+    }
+    async fn open_sessions(&self) -> Result<Vec<engine::session::Session>, StoreError> {
+        self.inner.open_sessions().await
+    }
+    async fn messages(
+        &self,
+        session: SessionId,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        self.inner.messages(session, after_seq, limit).await
+    }
+    async fn interactions(
+        &self,
+        customer: &CustomerId,
+        now: Millis,
+        limit: usize,
+    ) -> Result<Vec<Interaction>, StoreError> {
+        self.inner.interactions(customer, now, limit).await
+    }
+    async fn purge_expired(&self, now: Millis) -> Result<u64, StoreError> {
+        self.inner.purge_expired(now).await
+    }
+    async fn list_agents(&self) -> Result<Vec<Agent>, StoreError> {
+        self.inner.list_agents().await
+    }
+    async fn get_agent(&self, id: &AgentId) -> Result<Option<Agent>, StoreError> {
+        self.inner.get_agent(id).await
+    }
+    async fn list_groups(&self) -> Result<Vec<SkillGroup>, StoreError> {
+        self.inner.list_groups().await
+    }
 }
