@@ -105,10 +105,9 @@ impl Server {
             crate::demo::seed_if_empty(store.as_ref()).await?;
         }
         let (rules, rules_text) = load_rules(&config)?;
-        // TODO(actors-api): restore once RuntimeConfig has the per-customer limit:
-        // runtime.max_new_sessions_per_customer_per_hour =
-        //     config.limits.new_sessions_per_customer_per_hour;
-        let runtime = config.runtime();
+        let mut runtime = config.runtime();
+        runtime.max_new_sessions_per_customer_per_hour =
+            config.limits.new_sessions_per_customer_per_hour;
         let switchboard = Switchboard::start(store, rules, ChannelRegistry::default(), runtime)
             .await
             .context("failed to start the engine")?;
@@ -150,10 +149,9 @@ impl Server {
         let state = self.state;
         state.ready.store(false, Ordering::Relaxed);
         self.stop_accepting.cancel();
-        // TODO(actors-api): restore once the handle has `flush`:
-        // if let Err(err) = state.switchboard.flush().await {
-        //     warn!(error = %err, "store flush at shutdown failed");
-        // }
+        if let Err(err) = state.switchboard.flush().await {
+            warn!(error = %err, "store flush at shutdown failed");
+        }
         state.close_sockets.cancel();
         state.sockets.close();
         let grace = Duration::from_millis(state.config.server.shutdown_grace_ms);
