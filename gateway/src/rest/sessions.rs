@@ -24,7 +24,7 @@ use crate::access::Caller;
 use crate::auth::Role;
 use crate::error::{ErrorBody, HttpError};
 use crate::rest::extract::ApiQuery;
-use crate::rest::types::{SessionDetail, SessionEvent, SessionList, SessionRecord};
+use crate::rest::types::{QueuePlace, SessionDetail, SessionEvent, SessionList, SessionRecord};
 use crate::rest::{invalid_field, store_error};
 use crate::state::AppState;
 
@@ -107,8 +107,9 @@ pub async fn list_sessions(
     Ok(Json(page(visible, limit)))
 }
 
-/// One session with its messages and state changes, in `seq` order.
-/// Customers do not see offers (they are between the engine and agents).
+/// One session with its messages and state changes, in `seq` order, and
+/// its place in line while it waits. Customers do not see offers (they are
+/// between the engine and agents).
 #[utoipa::path(
     get,
     path = "/api/v1/sessions/{id}",
@@ -131,6 +132,10 @@ pub async fn get_session(
     let id = parse_session_id(&id)?;
     let session = state.switchboard.session(id).await?;
     caller.check_session_read(&state, &session).await?;
+    let queue = match session.state.is_waiting() {
+        true => state.switchboard.queue_status(id).await?,
+        false => None,
+    };
     let events = state.switchboard.history(id, 0).await?;
     let customer_view = caller.role() == Role::Customer;
     let events = events
@@ -140,6 +145,7 @@ pub async fn get_session(
         .collect();
     Ok(Json(SessionDetail {
         session: SessionRecord::from(&session),
+        queue: queue.as_ref().map(QueuePlace::from),
         events,
     }))
 }

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use actors::agent::AgentView;
 use actors::event::{Event, EventKind};
-use actors::group::GroupView;
+use actors::group::{GroupView, QueueStatus};
 use chrono::{DateTime, SecondsFormat};
 use engine::Millis;
 use engine::agent::Agent;
@@ -279,8 +279,35 @@ pub struct SessionList {
 pub struct SessionDetail {
     /// The record.
     pub session: SessionRecord,
+    /// Where it stands in its queue, while it waits in one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<QueuePlace>,
     /// Messages and state changes.
     pub events: Vec<SessionEvent>,
+}
+
+/// A waiting session's place in its group's queue.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct QueuePlace {
+    /// The group whose queue holds it.
+    pub group: String,
+    /// 1-based place in line among sessions not yet offered to an agent.
+    pub position: usize,
+    /// Sessions waiting in the group (offered or not).
+    pub n_waiting: usize,
+    /// Seconds until an agent is expected to answer (docs/sla.md).
+    pub estimated_wait_secs: u32,
+}
+
+impl From<&QueueStatus> for QueuePlace {
+    fn from(status: &QueueStatus) -> QueuePlace {
+        QueuePlace {
+            group: status.group.to_string(),
+            position: status.position,
+            n_waiting: status.n_waiting,
+            estimated_wait_secs: status.estimated_wait_secs,
+        }
+    }
 }
 
 /// One message or state change of a session.
@@ -356,6 +383,19 @@ pub enum SessionEventKind {
     },
     /// The customer left before an agent answered.
     Abandoned,
+    /// The other party is typing (live only: never in a session's history).
+    Typing {
+        /// `customer`, `agent` or `system`.
+        sender: String,
+    },
+    /// The customer rated the conversation.
+    Rated {
+        /// Satisfaction, 1 (worst) to 5 (best).
+        score: u8,
+        /// What the customer wrote with it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        comment: Option<String>,
+    },
 }
 
 impl SessionEvent {
@@ -368,11 +408,7 @@ impl SessionEvent {
                 client_message_id,
                 channel,
             } => {
-                let (sender, agent) = match sender {
-                    Sender::Customer => ("customer", None),
-                    Sender::Agent(agent) => ("agent", Some(agent.to_string())),
-                    Sender::System => ("system", None),
-                };
+                let (sender, agent) = sender_name(sender);
                 SessionEventKind::Message {
                     sender: sender.to_string(),
                     agent,
@@ -406,6 +442,13 @@ impl SessionEvent {
                 summary: summary.clone(),
             },
             EventKind::Abandoned => SessionEventKind::Abandoned,
+            EventKind::Typing { sender } => SessionEventKind::Typing {
+                sender: sender_name(sender).0.to_string(),
+            },
+            EventKind::Rated { score, comment } => SessionEventKind::Rated {
+                score: *score,
+                comment: comment.clone(),
+            },
         };
         SessionEvent {
             seq: event.seq,
@@ -420,6 +463,15 @@ impl SessionEvent {
             self.kind,
             SessionEventKind::Offered { .. } | SessionEventKind::OfferLapsed { .. }
         )
+    }
+}
+
+/// `customer`, `agent` (with the agent) or `system`.
+fn sender_name(sender: &Sender) -> (&'static str, Option<String>) {
+    match sender {
+        Sender::Customer => ("customer", None),
+        Sender::Agent(agent) => ("agent", Some(agent.to_string())),
+        Sender::System => ("system", None),
     }
 }
 

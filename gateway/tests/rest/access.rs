@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 
 use axum::http::{Method, StatusCode};
+use engine::ids::{AgentId, CustomerId};
 use gateway::auth::{Claims, Role, TokenSigner, unix_now};
 use serde_json::json;
 
@@ -200,6 +201,48 @@ async fn sessions_are_listed_and_read_by_who_may_see_them() {
             kinds.contains(&"assigned") && kinds.contains(&"queued"),
             "{kinds:?}"
         );
+        assert!(body.get("queue").is_none(), "assigned: not in a queue");
     }
+
+    // A waiting session says where it stands.
+    let cust_002 = server.token("cust-002", Role::Customer);
+    let (status, body) = server
+        .get(&format!("/api/v1/sessions/{queued}"), &cust_002)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (&body["queue"]["group"], &body["queue"]["position"]),
+        (&json!("phone_support"), &json!(1)),
+        "{body}"
+    );
+
+    // Wrapped up and rated: the score is on the record and in the history.
+    let switchboard = server.server.switchboard();
+    let li_na = AgentId::new("li.na");
+    switchboard
+        .wrap_up(&li_na, sessions.assigned, Some("shipped".into()))
+        .await
+        .unwrap();
+    switchboard
+        .rate(
+            &CustomerId::new("cust-vip-001"),
+            sessions.assigned,
+            5,
+            Some("quick".into()),
+        )
+        .await
+        .unwrap();
+    let vip = server.token("cust-vip-001", Role::Customer);
+    let (_, body) = server.get(&path, &vip).await;
+    assert_eq!(
+        (&body["session"]["state"], &body["session"]["rating"]),
+        (&json!("wrap_up"), &json!(5)),
+        "{body}"
+    );
+    let last = body["events"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        last,
+        json!({"seq": last["seq"], "at": last["at"], "type": "rated", "score": 5, "comment": "quick"})
+    );
     server.shutdown().await;
 }
