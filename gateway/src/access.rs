@@ -39,7 +39,9 @@ struct TokenQuery {
 pub fn bearer_token(parts: &Parts) -> Option<String> {
     if let Some(header) = parts.headers.get(axum::http::header::AUTHORIZATION) {
         let value = header.to_str().ok()?;
-        return value.strip_prefix("Bearer ").map(|token| token.trim().to_string());
+        return value
+            .strip_prefix("Bearer ")
+            .map(|token| token.trim().to_string());
     }
     Query::<TokenQuery>::try_from_uri(&parts.uri)
         .ok()
@@ -74,7 +76,9 @@ impl Caller {
     pub fn require_staff(&self) -> Result<(), HttpError> {
         match self.role().is_staff() {
             true => Ok(()),
-            false => Err(HttpError::forbidden("this needs an agent, supervisor or admin token")),
+            false => Err(HttpError::forbidden(
+                "this needs an agent, supervisor or admin token",
+            )),
         }
     }
 
@@ -160,7 +164,11 @@ impl Caller {
 
     /// May this caller read `group`'s queue? Supervisors of the group and admins,
     /// and agents who are members of it.
-    pub async fn check_group_read(&self, state: &AppState, group: &GroupId) -> Result<(), HttpError> {
+    pub async fn check_group_read(
+        &self,
+        state: &AppState,
+        group: &GroupId,
+    ) -> Result<(), HttpError> {
         match self.role() {
             Role::Admin => Ok(()),
             Role::Customer => Err(HttpError::forbidden("customers cannot see queues")),

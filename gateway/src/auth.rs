@@ -240,9 +240,6 @@ mod tests {
         assert_eq!(second.verify(&token, 0), Ok(claims(10)));
         let configured =
             TokenSigner::from_secret_or_file("a-configured-secret-of-32-chars!!", &path).unwrap();
-        assert_eq!(
-            configured.verify(&token, 0),
-            Err(TokenError::BadSignature)
-        );
+        assert_eq!(configured.verify(&token, 0), Err(TokenError::BadSignature));
     }
 }

@@ -253,8 +253,8 @@ impl Config {
             None => toml::Table::new(),
         };
         let from_env = apply_env(&mut table, env)?;
-        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
-            .map_err(|err| {
+        let config: Config =
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|err| {
                 let key = err.path().to_string();
                 ConfigError::Key {
                     origin: origin(&from_env, &key),
@@ -262,11 +262,13 @@ impl Config {
                     key,
                 }
             })?;
-        config.validate().map_err(|(key, reason)| ConfigError::Key {
-            origin: origin(&from_env, key),
-            key: key.to_string(),
-            reason,
-        })?;
+        config
+            .validate()
+            .map_err(|(key, reason)| ConfigError::Key {
+                origin: origin(&from_env, key),
+                key: key.to_string(),
+                reason,
+            })?;
         Ok(config)
     }
 
@@ -290,13 +292,22 @@ impl Config {
             ("auth.visitor_ttl_secs", self.auth.visitor_ttl_secs),
             ("limits.max_frame_bytes", limits.max_frame_bytes as u64),
             ("limits.max_body_chars", limits.max_body_chars as u64),
-            ("limits.messages_per_second", limits.messages_per_second.into()),
+            (
+                "limits.messages_per_second",
+                limits.messages_per_second.into(),
+            ),
             ("limits.message_burst", limits.message_burst.into()),
             ("limits.outbound_backlog", limits.outbound_backlog as u64),
             ("limits.write_timeout_ms", limits.write_timeout_ms),
-            ("limits.max_http_body_bytes", limits.max_http_body_bytes as u64),
+            (
+                "limits.max_http_body_bytes",
+                limits.max_http_body_bytes as u64,
+            ),
             ("routing.offer_timeout_ms", self.routing.offer_timeout_ms),
-            ("routing.passivate_after_ms", self.routing.passivate_after_ms),
+            (
+                "routing.passivate_after_ms",
+                self.routing.passivate_after_ms,
+            ),
             ("routing.queue_update_ms", self.routing.queue_update_ms),
         ];
         for (key, value) in positive {
@@ -378,7 +389,7 @@ fn apply_env(
         let rest = rest.to_ascii_lowercase();
         let found = known.iter().find_map(|(section, keys)| {
             let key = rest.strip_prefix(section.as_str())?.strip_prefix('_')?;
-            keys.as_table()?.contains_key(key).then(|| (section, key))
+            keys.as_table()?.contains_key(key).then_some((section, key))
         });
         let Some((section, key)) = found else {
             return Err(ConfigError::Key {
@@ -520,7 +531,10 @@ mod tests {
         assert_eq!(config.connection_cap(None).unwrap(), 100_000);
         config.limits.max_connections = 19_500;
         let err = config.connection_cap(Some(20_000)).unwrap_err();
-        assert!(err.to_string().starts_with("config key `limits.max_connections`"));
+        assert!(
+            err.to_string()
+                .starts_with("config key `limits.max_connections`")
+        );
         config.limits.max_connections = 500;
         assert_eq!(config.connection_cap(Some(20_000)).unwrap(), 500);
     }

@@ -16,8 +16,18 @@ use engine::store::Store;
 
 use crate::auth::{Claims, Role, TokenSigner, unix_now};
 
-/// Demo agents: (id, display name, role, groups, skills, chats at once).
-const AGENTS: [(&str, &str, AgentRole, &[&str], &[(&str, u8)], u16); 5] = [
+/// A demo agent: (id, display name, role, groups, skills, chats at once).
+type DemoAgent = (
+    &'static str,
+    &'static str,
+    AgentRole,
+    &'static [&'static str],
+    &'static [(&'static str, u8)],
+    u16,
+);
+
+/// Demo agents.
+const AGENTS: [DemoAgent; 5] = [
     (
         "li.na",
         "Li Na",
@@ -164,7 +174,11 @@ pub fn banner(addr: SocketAddr, signer: &TokenSigner, ttl_secs: u64) -> String {
         ("cust-003", Role::Customer, "customer Emma Lee"),
         ("li.na", Role::Agent, "agent Li Na (gold_service, default)"),
         ("chen.jie", Role::Agent, "agent Chen Jie (default)"),
-        ("zhang.wei", Role::Agent, "agent Zhang Wei (phone_support, default)"),
+        (
+            "zhang.wei",
+            Role::Agent,
+            "agent Zhang Wei (phone_support, default)",
+        ),
         ("wang.min", Role::Supervisor, "supervisor Wang Min"),
         ("admin", Role::Admin, "admin"),
     ];

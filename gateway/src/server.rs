@@ -44,7 +44,9 @@ pub fn router(state: AppState) -> Router {
         .route("/ws/agent", get(crate::ws::agent::upgrade))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .layer(DefaultBodyLimit::max(state.config.limits.max_http_body_bytes))
+        .layer(DefaultBodyLimit::max(
+            state.config.limits.max_http_body_bytes,
+        ))
         .with_state(state)
 }
 
@@ -106,10 +108,9 @@ impl Server {
         let mut runtime = config.runtime();
         runtime.max_new_sessions_per_customer_per_hour =
             config.limits.new_sessions_per_customer_per_hour;
-        let switchboard =
-            Switchboard::start(store, rules, ChannelRegistry::default(), runtime)
-                .await
-                .context("failed to start the engine")?;
+        let switchboard = Switchboard::start(store, rules, ChannelRegistry::default(), runtime)
+            .await
+            .context("failed to start the engine")?;
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("failed to listen on {}", config.server.listen))?;
@@ -154,7 +155,10 @@ impl Server {
         state.close_sockets.cancel();
         state.sockets.close();
         let grace = Duration::from_millis(state.config.server.shutdown_grace_ms);
-        if tokio::time::timeout(grace, state.sockets.wait()).await.is_err() {
+        if tokio::time::timeout(grace, state.sockets.wait())
+            .await
+            .is_err()
+        {
             warn!(
                 remaining = state.sockets.len(),
                 "sockets still open after the grace period; dropping them"
@@ -186,7 +190,7 @@ fn load_rules(config: &Config) -> Result<(RuleSet, String)> {
             .with_context(|| format!("failed to read routing.rules_file {}", path.display()))?;
         (text, path.display().to_string())
     };
-    let rules = RuleSet::parse(&text, &name)
-        .map_err(|err| anyhow::anyhow!("routing.rules_file: {err}"))?;
+    let rules =
+        RuleSet::parse(&text, &name).map_err(|err| anyhow::anyhow!("routing.rules_file: {err}"))?;
     Ok((rules, text))
 }

@@ -1,8 +1,8 @@
 //! What every handler shares.
 
 use std::ops::Deref;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use actors::Switchboard;
 use tokio_util::sync::CancellationToken;

@@ -1,10 +1,166 @@
-//! The REST API (JSON under `/api/v1`), collected with its OpenAPI document.
+//! The REST API (JSON under `/api/v1`), collected with its OpenAPI document
+//! (served at `/api/openapi.json`).
+//!
+//! | method and path | who |
+//! |---|---|
+//! | `POST /api/v1/visitors` | anyone, when `auth.allow_visitors` |
+//! | `GET /api/v1/me` | any token |
+//! | `GET /api/v1/customers/{id}` | the customer themself, staff |
+//! | `POST /api/v1/customers` | staff |
+//! | `POST /api/v1/customers/{id}/identities` | staff |
+//! | `GET /api/v1/sessions` | any token, each sees their own (see [`sessions`]) |
+//! | `GET /api/v1/sessions/{id}` | [`crate::access::Caller::check_session_read`] |
+//! | `GET /api/v1/agents` | staff |
+//! | `GET /api/v1/agents/{id}` | the agent, supervisors of their groups, admins |
+//! | `GET /api/v1/groups` | staff |
+//! | `GET /api/v1/groups/{id}` | [`crate::access::Caller::check_group_read`] |
+//! | `GET`, `PUT /api/v1/rules` | admins |
+//!
+//! Staff means agents, supervisors and admins. Wire conventions (ids and
+//! timestamps as strings) are in [`types`]. Every error is JSON
+//! `{code, message, details?}` ([`crate::error::ErrorBody`]), including
+//! unknown paths (`404 not_found`) and wrong methods (`405 method_not_allowed`)
+//! under `/api`.
 
+pub mod agents;
+pub mod customers;
+pub mod extract;
+pub mod groups;
+pub mod me;
+pub mod rules;
+pub mod sessions;
+pub mod types;
+
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use engine::store::StoreError;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use crate::error::HttpError;
 use crate::state::AppState;
 
-/// Every REST route with its OpenAPI operation.
+/// The document's fixed parts; paths come from the handlers.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "switchboard",
+        description = "Real-time sessions for omnichannel contact centers: customers, sessions, agents, skill groups and routing rules. Authenticate with `Authorization: Bearer <token>` (or `?token=<token>`); session ids are decimal strings and timestamps RFC 3339.",
+    ),
+    modifiers(&BearerScheme),
+    tags(
+        (name = "auth", description = "Visitor tokens and who the caller is"),
+        (name = "customers", description = "Customer profiles and their channel identities"),
+        (name = "sessions", description = "Conversations and their history"),
+        (name = "agents", description = "Agent profiles and live presence"),
+        (name = "groups", description = "Skill groups and their live queues"),
+        (name = "rules", description = "Routing rules (admins)"),
+    ),
+    components(schemas(crate::error::ErrorBody, types::RuleErrorDetails)),
+)]
+pub struct ApiDoc;
+
+/// Adds the `bearer` security scheme the operations refer to.
+struct BearerScheme;
+
+impl Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                Http::builder()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("switchboard token (v1.<claims>.<signature>)")
+                    .description(Some(
+                        "A token from `switchboard token`, the demo banner or `POST /api/v1/visitors`; also accepted as `?token=`",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Every REST route with its OpenAPI operation, plus JSON answers for
+/// unknown paths and methods under `/api`.
 pub fn api_router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(me::create_visitor))
+        .routes(routes!(me::me))
+        .routes(routes!(customers::create_customer))
+        .routes(routes!(customers::get_customer))
+        .routes(routes!(customers::link_identity))
+        .routes(routes!(sessions::list_sessions))
+        .routes(routes!(sessions::get_session))
+        .routes(routes!(agents::list_agents))
+        .routes(routes!(agents::get_agent))
+        .routes(routes!(groups::list_groups))
+        .routes(routes!(groups::get_group))
+        .routes(routes!(rules::get_rules, rules::put_rules))
+        .route("/api", any(unknown_path))
+        .route("/api/{*rest}", any(unknown_path))
+        .layer(axum::middleware::map_response(json_errors))
+}
+
+/// `404 not_found` for a path under `/api` that no route serves.
+async fn unknown_path(uri: Uri) -> HttpError {
+    HttpError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no api route at `{}`", uri.path()),
+    )
+}
+
+/// Turns the empty or plain-text errors axum produces by itself (`405` for a
+/// known path with another method, path rejections) into the API's JSON errors.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"));
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let code = match status {
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        status if status.is_server_error() => "internal",
+        _ => "invalid",
+    };
+    let reason = status.canonical_reason().unwrap_or("error").to_lowercase();
+    let mut json = HttpError::new(status, code, reason).into_response();
+    // Keep `Allow` on 405s so clients can see what the path takes.
+    if let Some(allow) = response.headers().get(axum::http::header::ALLOW) {
+        json.headers_mut()
+            .insert(axum::http::header::ALLOW, allow.clone());
+    }
+    json
+}
+
+/// A store read failed: `503 store_unavailable`.
+pub(crate) fn store_error(err: StoreError) -> HttpError {
+    HttpError::from(actors::ApiError::from(err))
+}
+
+/// Agents, supervisors and admins; an agent or supervisor token must name an
+/// existing agent (of the right role). Returns the caller's agent profile.
+pub(crate) async fn require_staff(
+    caller: &crate::access::Caller,
+    state: &AppState,
+) -> Result<Option<engine::agent::Agent>, HttpError> {
+    caller.require_staff()?;
+    caller.agent_profile(state).await
+}
+
+/// `400 invalid` naming `field`, with `details.field`.
+pub(crate) fn invalid_field(field: &str, reason: impl std::fmt::Display) -> HttpError {
+    HttpError::bad_request(format!("invalid `{field}`: {reason}"))
+        .with_details(serde_json::json!({ "field": field }))
 }

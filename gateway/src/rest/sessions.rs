@@ -1,0 +1,190 @@
+//! Sessions and their history.
+//!
+//! What `GET /api/v1/sessions` lists, newest first:
+//! - a customer: their own sessions, open or not;
+//! - an agent: open sessions offered or assigned to them;
+//! - a supervisor: open sessions of their groups, and those offered or assigned to them;
+//! - an admin: every open session.
+//!
+//! With `?customer=<id>` (staff), the customer's sessions, open or not, that
+//! the caller may read. The same rules as
+//! [`crate::access::Caller::check_session_read`], applied to many sessions
+//! with one profile read.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use engine::agent::Agent;
+use engine::ids::{CustomerId, SessionId};
+use engine::session::Session;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::access::Caller;
+use crate::auth::Role;
+use crate::error::{ErrorBody, HttpError};
+use crate::rest::extract::ApiQuery;
+use crate::rest::types::{QueuePlace, SessionDetail, SessionEvent, SessionList, SessionRecord};
+use crate::rest::{invalid_field, store_error};
+use crate::state::AppState;
+
+/// Sessions listed when `limit` is not given.
+pub const DEFAULT_LIMIT: usize = 100;
+/// The most sessions one request lists.
+pub const MAX_LIMIT: usize = 1000;
+/// The most of one customer's sessions read to find those a staff member may see.
+const MAX_CUSTOMER_SCAN: usize = 10_000;
+
+/// `GET /api/v1/sessions` parameters.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SessionsQuery {
+    /// Staff: only this customer's sessions (open or not). Customers may
+    /// give only their own id.
+    pub customer: Option<String>,
+    /// 1-1000; default 100.
+    pub limit: Option<usize>,
+}
+
+/// The sessions the caller may read, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/sessions",
+    tag = "sessions",
+    params(SessionsQuery),
+    responses(
+        (status = 200, description = "Sessions, newest first", body = SessionList),
+        (status = 400, description = "Bad `limit` (`invalid`)", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "A customer asked for another customer's sessions", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn list_sessions(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<SessionsQuery>,
+) -> Result<Json<SessionList>, HttpError> {
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(invalid_field("limit", format!("must be 1 to {MAX_LIMIT}")));
+    }
+    let store = state.switchboard.store();
+    if let Some(me) = caller.customer_id() {
+        if query
+            .customer
+            .as_deref()
+            .is_some_and(|asked| asked != me.as_str())
+        {
+            return Err(HttpError::forbidden(
+                "customers see only their own sessions",
+            ));
+        }
+        let sessions = store
+            .sessions_of_customer(&me, limit + 1)
+            .await
+            .map_err(store_error)?;
+        return Ok(Json(page(sessions, limit)));
+    }
+    let profile = crate::rest::require_staff(&caller, &state).await?;
+    let candidates = match &query.customer {
+        Some(customer) => store
+            .sessions_of_customer(&CustomerId::new(customer), MAX_CUSTOMER_SCAN)
+            .await
+            .map_err(store_error)?,
+        None => {
+            let mut open = store.open_sessions().await.map_err(store_error)?;
+            // Ids grow with creation time: newest first, as for one customer.
+            open.sort_unstable_by_key(|session| std::cmp::Reverse(session.id));
+            open
+        }
+    };
+    let visible = candidates
+        .into_iter()
+        .filter(|session| may_read(&caller, profile.as_ref(), session))
+        .take(limit + 1)
+        .collect();
+    Ok(Json(page(visible, limit)))
+}
+
+/// One session with its messages and state changes, in `seq` order, and
+/// its place in line while it waits. Customers do not see offers (they are
+/// between the engine and agents).
+#[utoipa::path(
+    get,
+    path = "/api/v1/sessions/{id}",
+    tag = "sessions",
+    params(("id" = String, Path, description = "Session id (decimal string)")),
+    responses(
+        (status = 200, description = "The session and its events", body = SessionDetail),
+        (status = 400, description = "The id is not a decimal number", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "Staff: not offered or assigned to the caller, nor in a group they supervise (`not_your_session`)", body = ErrorBody),
+        (status = 404, description = "No such session, or (customers) not theirs (`unknown_session`)", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn get_session(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<SessionDetail>, HttpError> {
+    let id = parse_session_id(&id)?;
+    let session = state.switchboard.session(id).await?;
+    caller.check_session_read(&state, &session).await?;
+    let queue = match session.state.is_waiting() {
+        true => state.switchboard.queue_status(id).await?,
+        false => None,
+    };
+    let events = state.switchboard.history(id, 0).await?;
+    let customer_view = caller.role() == Role::Customer;
+    let events = events
+        .iter()
+        .map(SessionEvent::from_event)
+        .filter(|event| !customer_view || event.is_for_customers())
+        .collect();
+    Ok(Json(SessionDetail {
+        session: SessionRecord::from(&session),
+        queue: queue.as_ref().map(QueuePlace::from),
+        events,
+    }))
+}
+
+/// A session id from the path: a decimal `u64`.
+pub(crate) fn parse_session_id(text: &str) -> Result<SessionId, HttpError> {
+    text.parse::<u64>().map(SessionId).map_err(|_| {
+        HttpError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            format!("invalid session id `{text}`: must be a decimal number"),
+        )
+    })
+}
+
+/// Whether staff member `caller` (with `profile`, for agents and
+/// supervisors) may read `session`: the rules of `check_session_read`.
+fn may_read(caller: &Caller, profile: Option<&Agent>, session: &Session) -> bool {
+    match caller.role() {
+        Role::Admin => true,
+        Role::Customer => caller.customer_id().as_ref() == Some(&session.customer_id),
+        Role::Agent | Role::Supervisor => {
+            let mine = session.agent.is_some() && session.agent == caller.agent_id();
+            let supervised = caller.role() == Role::Supervisor
+                && match (profile, &session.group) {
+                    (Some(profile), Some(group)) => profile.groups.contains(group),
+                    _ => false,
+                };
+            mine || supervised
+        }
+    }
+}
+
+/// At most `limit` of `sessions`, saying whether there were more.
+fn page(mut sessions: Vec<Session>, limit: usize) -> SessionList {
+    let truncated = sessions.len() > limit;
+    sessions.truncate(limit);
+    SessionList {
+        sessions: sessions.iter().map(SessionRecord::from).collect(),
+        truncated,
+    }
+}
