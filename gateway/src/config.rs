@@ -517,6 +517,17 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_holds_every_key_with_its_default() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../switchboard.example.toml");
+        let config = Config::load(Some(&path), Vec::new()).unwrap();
+        assert_eq!(config, Config::default());
+        let text = std::fs::read_to_string(&path).unwrap();
+        let example: toml::Table = toml::from_str(&text).unwrap();
+        let defaults = toml::Table::try_from(Config::default()).unwrap();
+        assert_eq!(example, defaults, "every key is in the example");
+    }
+
+    #[test]
     fn syntax_errors_give_the_file_and_line() {
         let err = load("[limits\n", &[]).unwrap_err();
         let text = err.to_string();

@@ -30,16 +30,23 @@ async fn a_web_conversation_is_routed_offered_accepted_and_closed() {
     assert_eq!(offer["channel"], "web");
     assert_eq!(offer["customer"]["display_name"], "Emma Lee");
     assert!(offer["deadline"].as_i64().unwrap() > offer["at"].as_i64().unwrap());
-    let accepted = agent.request(json!({"type": "accept", "session": session})).await;
+    let accepted = agent
+        .request(json!({"type": "accept", "session": session}))
+        .await;
     assert_eq!(accepted["type"], "ok", "{accepted}");
 
     let assigned = customer.expect("assigned").await;
     assert_eq!(assigned["agent_name"], "Chen Jie");
-    assert!(assigned.get("agent").is_none(), "customers do not see agent ids");
+    assert!(
+        assigned.get("agent").is_none(),
+        "customers do not see agent ids"
+    );
 
     // The agent sees the customer's first message, then they talk.
     let first = agent
-        .wait_for("the customer's message", |f| f["type"] == "message" && f["sender"] == "customer")
+        .wait_for("the customer's message", |f| {
+            f["type"] == "message" && f["sender"] == "customer"
+        })
         .await;
     assert_eq!(first["body"], "Where is my order?");
     let reply = agent
@@ -47,20 +54,26 @@ async fn a_web_conversation_is_routed_offered_accepted_and_closed() {
         .await;
     assert!(reply["seq"].as_u64().unwrap() > ack["seq"].as_u64().unwrap());
     let seen = customer
-        .wait_for("the agent's reply", |f| f["type"] == "message" && f["sender"] == "agent:chen.jie")
+        .wait_for("the agent's reply", |f| {
+            f["type"] == "message" && f["sender"] == "agent:chen.jie"
+        })
         .await;
     assert_eq!(seen["body"], "It ships today.");
     assert_eq!(seen["seq"], reply["seq"]);
 
     // Typing reaches the other side without a seq of its own.
-    customer.send(json!({"type": "typing", "session": session})).await;
+    customer
+        .send(json!({"type": "typing", "session": session}))
+        .await;
     let typing = agent.expect("typing").await;
     assert_eq!(typing["sender"], "customer");
 
     let ack2 = customer.say(json!({}), "c-2", "Thanks!").await;
     assert_eq!(session_of(&ack2), session);
     let second = agent
-        .wait_for("second message", |f| f["type"] == "message" && f["body"] == "Thanks!")
+        .wait_for("second message", |f| {
+            f["type"] == "message" && f["body"] == "Thanks!"
+        })
         .await;
     assert_eq!(second["seq"], ack2["seq"]);
 
@@ -83,7 +96,12 @@ async fn a_web_conversation_is_routed_offered_accepted_and_closed() {
     let rating = agent.expect("rated").await;
     assert_eq!(rating["score"], 5);
 
-    let record = test.server.switchboard().session(engine::ids::SessionId(session.parse().unwrap())).await.unwrap();
+    let record = test
+        .server
+        .switchboard()
+        .session(engine::ids::SessionId(session.parse().unwrap()))
+        .await
+        .unwrap();
     assert_eq!(record.state.as_str(), "closed");
     test.server.shutdown().await.unwrap();
 }
@@ -112,7 +130,12 @@ async fn a_vip_lands_in_gold_service_and_a_phone_contact_in_phone_support() {
         client_message_id: Some("call-1".into()),
         display_name: None,
     };
-    let call_ack = test.server.switchboard().customer_message(call).await.unwrap();
+    let call_ack = test
+        .server
+        .switchboard()
+        .customer_message(call)
+        .await
+        .unwrap();
     let offer = phone.expect("offer").await;
     assert_eq!(session_of(&offer), call_ack.session.0.to_string());
     assert_eq!(offer["group"], "phone_support");
@@ -140,7 +163,9 @@ async fn an_offer_that_times_out_goes_to_the_next_agent() {
     assert_eq!(session_of(&withdrawn), session);
     let offer = answering.expect("offer").await;
     assert_eq!(session_of(&offer), session);
-    let accepted = answering.request(json!({"type": "accept", "session": session})).await;
+    let accepted = answering
+        .request(json!({"type": "accept", "session": session}))
+        .await;
     assert_eq!(accepted["type"], "ok", "{accepted}");
     customer.expect("assigned").await;
 
@@ -156,11 +181,22 @@ async fn a_transfer_to_another_group_keeps_the_history() {
     let mut chen = test.available_agent("chen.jie").await;
     let mut customer = test.customer("cust-003").await;
     customer.hello(json!({})).await;
-    let ack = customer.say(json!({}), "c-1", "my phone line is down").await;
+    let ack = customer
+        .say(json!({}), "c-1", "my phone line is down")
+        .await;
     let session = session_of(&ack);
     chen.expect("offer").await;
-    assert_eq!(chen.request(json!({"type": "accept", "session": session})).await["type"], "ok");
-    chen.say(json!({"session": session}), "a-1", "Let me transfer you to phone support.").await;
+    assert_eq!(
+        chen.request(json!({"type": "accept", "session": session}))
+            .await["type"],
+        "ok"
+    );
+    chen.say(
+        json!({"session": session}),
+        "a-1",
+        "Let me transfer you to phone support.",
+    )
+    .await;
 
     let mut zhang = test.available_agent("zhang.wei").await;
     let transferred = chen
@@ -170,9 +206,16 @@ async fn a_transfer_to_another_group_keeps_the_history() {
     let offer = zhang.expect("offer").await;
     assert_eq!(session_of(&offer), session);
     assert_eq!(offer["group"], "phone_support");
-    assert_eq!(zhang.request(json!({"type": "accept", "session": session})).await["type"], "ok");
+    assert_eq!(
+        zhang
+            .request(json!({"type": "accept", "session": session}))
+            .await["type"],
+        "ok"
+    );
     let assigned = customer
-        .wait_for("assigned to Zhang Wei", |f| f["type"] == "assigned" && f["agent_name"] == "Zhang Wei")
+        .wait_for("assigned to Zhang Wei", |f| {
+            f["type"] == "assigned" && f["agent_name"] == "Zhang Wei"
+        })
         .await;
     assert_eq!(session_of(&assigned), session);
 
@@ -188,7 +231,10 @@ async fn a_transfer_to_another_group_keeps_the_history() {
         .filter_map(|f| f["body"].as_str())
         .collect();
     assert!(bodies.contains(&"my phone line is down"), "{bodies:?}");
-    assert!(bodies.contains(&"Let me transfer you to phone support."), "{bodies:?}");
+    assert!(
+        bodies.contains(&"Let me transfer you to phone support."),
+        "{bodies:?}"
+    );
 
     // And the first agent may no longer write to it.
     let refused = chen

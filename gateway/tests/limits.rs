@@ -35,7 +35,10 @@ async fn at_the_connection_cap_new_connections_get_503_and_the_others_keep_worki
             .unwrap();
         let mut answer = String::new();
         refused.read_to_string(&mut answer).await.unwrap();
-        assert!(answer.starts_with("HTTP/1.1 503"), "attempt {attempt}: {answer}");
+        assert!(
+            answer.starts_with("HTTP/1.1 503"),
+            "attempt {attempt}: {answer}"
+        );
         assert!(answer.contains("too_many_connections"), "{answer}");
     }
     assert_eq!(gauge.refused(), 5);
@@ -74,10 +77,17 @@ async fn a_slow_reader_is_closed_with_4008_and_resumes_without_loss() {
     let mut agent = test.available_agent("chen.jie").await;
     let mut customer = test.customer("cust-003").await;
     customer.hello(json!({})).await;
-    let ack = customer.say(json!({}), "c-1", "please send me the manual").await;
+    let ack = customer
+        .say(json!({}), "c-1", "please send me the manual")
+        .await;
     let session = session_of(&ack);
     agent.expect("offer").await;
-    assert_eq!(agent.request(json!({"type": "accept", "session": session})).await["type"], "ok");
+    assert_eq!(
+        agent
+            .request(json!({"type": "accept", "session": session}))
+            .await["type"],
+        "ok"
+    );
     customer.expect("assigned").await;
     let resume_from = customer.last_seq.clone();
 
@@ -86,9 +96,10 @@ async fn a_slow_reader_is_closed_with_4008_and_resumes_without_loss() {
     socket.set_recv_buffer_size(4096).unwrap();
     let stream = socket.connect(test.server.addr).await.unwrap();
     let url = test.ws_url("/ws/customer", &test.token("cust-003", Role::Customer));
-    let (ws, _) = tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(stream))
-        .await
-        .unwrap();
+    let (ws, _) =
+        tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(stream))
+            .await
+            .unwrap();
     let mut slow = Client::from_stream(ws);
     slow.resume(&resume_from).await;
     drop(customer);
@@ -112,7 +123,10 @@ async fn a_slow_reader_is_closed_with_4008_and_resumes_without_loss() {
         .filter(|frame| frame["type"] == "message" && frame["sender"] == "agent:chen.jie")
         .map(|frame| frame["seq"].as_u64().unwrap())
         .collect();
-    assert!(received.len() < n_messages, "the reader was closed before the end");
+    assert!(
+        received.len() < n_messages,
+        "the reader was closed before the end"
+    );
     let last_seen = slow.last_seq.clone();
 
     // It resumes from its last seq and gets the rest, each exactly once.
@@ -135,7 +149,8 @@ async fn a_slow_reader_is_closed_with_4008_and_resumes_without_loss() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_sessions_per_customer_are_limited() {
-    let test = TestServer::start(|config| config.limits.new_sessions_per_customer_per_hour = 2).await;
+    let test =
+        TestServer::start(|config| config.limits.new_sessions_per_customer_per_hour = 2).await;
     let mut customer = test.customer("cust-003").await;
     customer.hello(json!({})).await;
     for round in 0..2 {

@@ -7,8 +7,8 @@ mod common;
 use common::{Client, TestServer};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 
 /// What happens to the connection.
 #[derive(Debug, Clone, Copy)]
@@ -42,11 +42,31 @@ async fn every_malformed_input_gets_its_error_and_the_server_survives() {
     })
     .await;
     let cases: Vec<(&str, Vec<Message>, Fate)> = vec![
-        ("not JSON", vec![text("hello there")], Fate::ErrorFrame("bad_json")),
-        ("JSON but not an object", vec![text("[1,2,3]")], Fate::ErrorFrame("missing_type")),
-        ("no type", vec![text(r#"{"body":"hi"}"#)], Fate::ErrorFrame("missing_type")),
-        ("type not a string", vec![text(r#"{"type":7}"#)], Fate::ErrorFrame("missing_type")),
-        ("unknown type", vec![text(r#"{"type":"teleport"}"#)], Fate::ErrorFrame("unknown_type")),
+        (
+            "not JSON",
+            vec![text("hello there")],
+            Fate::ErrorFrame("bad_json"),
+        ),
+        (
+            "JSON but not an object",
+            vec![text("[1,2,3]")],
+            Fate::ErrorFrame("missing_type"),
+        ),
+        (
+            "no type",
+            vec![text(r#"{"body":"hi"}"#)],
+            Fate::ErrorFrame("missing_type"),
+        ),
+        (
+            "type not a string",
+            vec![text(r#"{"type":7}"#)],
+            Fate::ErrorFrame("missing_type"),
+        ),
+        (
+            "unknown type",
+            vec![text(r#"{"type":"teleport"}"#)],
+            Fate::ErrorFrame("unknown_type"),
+        ),
         (
             "missing field",
             vec![text(r#"{"type":"message","client_message_id":"m1"}"#)],
@@ -54,12 +74,16 @@ async fn every_malformed_input_gets_its_error_and_the_server_survives() {
         ),
         (
             "wrong type of field",
-            vec![text(r#"{"type":"message","client_message_id":"m1","body":42}"#)],
+            vec![text(
+                r#"{"type":"message","client_message_id":"m1","body":42}"#,
+            )],
             Fate::ErrorFrame("invalid_frame"),
         ),
         (
             "unknown field",
-            vec![text(r#"{"type":"message","client_message_id":"m1","body":"x","colour":"red"}"#)],
+            vec![text(
+                r#"{"type":"message","client_message_id":"m1","body":"x","colour":"red"}"#,
+            )],
             Fate::ErrorFrame("invalid_frame"),
         ),
         (
@@ -69,17 +93,24 @@ async fn every_malformed_input_gets_its_error_and_the_server_survives() {
         ),
         (
             "empty body",
-            vec![text(r#"{"type":"message","client_message_id":"m1","body":"  "}"#)],
+            vec![text(
+                r#"{"type":"message","client_message_id":"m1","body":"  "}"#,
+            )],
             Fate::ErrorFrame("invalid_frame"),
         ),
         (
             "body over max_body_chars",
-            vec![text(json!({"type":"message","client_message_id":"m1","body":"字".repeat(101)}).to_string())],
+            vec![text(
+                json!({"type":"message","client_message_id":"m1","body":"字".repeat(101)})
+                    .to_string(),
+            )],
             Fate::ErrorFrame("body_too_long"),
         ),
         (
             "frame over max_frame_bytes",
-            vec![text(json!({"type":"ping","pad":"x".repeat(2000)}).to_string())],
+            vec![text(
+                json!({"type":"ping","pad":"x".repeat(2000)}).to_string(),
+            )],
             Fate::ErrorFrame("frame_too_large"),
         ),
         (
@@ -128,11 +159,17 @@ async fn every_malformed_input_gets_its_error_and_the_server_survives() {
         .send(json!({"type":"message","client_message_id":"m1","body":42}))
         .await;
     let error = client.expect("error").await;
-    assert!(error["message"].as_str().unwrap().contains("`body`"), "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("`body`"),
+        "{error}"
+    );
     client.send(json!({"type":"message","body":"hi"})).await;
     let error = client.expect("error").await;
     assert!(
-        error["message"].as_str().unwrap().contains("client_message_id"),
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("client_message_id"),
         "{error}"
     );
 
@@ -152,6 +189,12 @@ async fn every_malformed_input_gets_its_error_and_the_server_survives() {
     let mut customer = test.customer("cust-002").await;
     customer.hello(json!({})).await;
     customer.say(json!({}), "ok-1", "still working?").await;
-    drop(Client::connect(&test.ws_url("/ws/customer", &test.token("cust-002", gateway::auth::Role::Customer))).await);
+    drop(
+        Client::connect(&test.ws_url(
+            "/ws/customer",
+            &test.token("cust-002", gateway::auth::Role::Customer),
+        ))
+        .await,
+    );
     test.server.shutdown().await.unwrap();
 }

@@ -33,10 +33,17 @@ async fn dropped_clients_resume_from_their_last_seq() {
     let ack = customer.say(json!({}), "c-1", "hello").await;
     let session = session_of(&ack);
     agent.expect("offer").await;
-    assert_eq!(agent.request(json!({"type": "accept", "session": session})).await["type"], "ok");
+    assert_eq!(
+        agent
+            .request(json!({"type": "accept", "session": session}))
+            .await["type"],
+        "ok"
+    );
     customer.expect("assigned").await;
     agent
-        .wait_for("first message", |f| f["type"] == "message" && f["body"] == "hello")
+        .wait_for("first message", |f| {
+            f["type"] == "message" && f["body"] == "hello"
+        })
         .await;
 
     // The customer's network drops; the agent goes on writing.
@@ -45,7 +52,11 @@ async fn dropped_clients_resume_from_their_last_seq() {
     let mut agent_seqs = Vec::new();
     for index in 0..3 {
         let ack = agent
-            .say(json!({"session": session}), &format!("a-{index}"), &format!("reply {index}"))
+            .say(
+                json!({"session": session}),
+                &format!("a-{index}"),
+                &format!("reply {index}"),
+            )
             .await;
         agent_seqs.push(ack["seq"].as_u64().unwrap());
     }
@@ -53,7 +64,9 @@ async fn dropped_clients_resume_from_their_last_seq() {
     // one, its network drops.
     let last_reply = *agent_seqs.last().unwrap();
     agent
-        .wait_for("own last reply", |f| f["type"] == "message" && f["seq"] == last_reply)
+        .wait_for("own last reply", |f| {
+            f["type"] == "message" && f["seq"] == last_reply
+        })
         .await;
     let agent_last = agent.last_seq.clone();
     agent.drop_connection();
@@ -63,7 +76,11 @@ async fn dropped_clients_resume_from_their_last_seq() {
     let mut customer_seqs = Vec::new();
     for index in 0..2 {
         let ack = customer
-            .say(json!({}), &format!("c-late-{index}"), &format!("late {index}"))
+            .say(
+                json!({}),
+                &format!("c-late-{index}"),
+                &format!("late {index}"),
+            )
             .await;
         customer_seqs.push(ack["seq"].as_u64().unwrap());
     }
@@ -73,15 +90,27 @@ async fn dropped_clients_resume_from_their_last_seq() {
     assert_eq!(resent["seq"].as_u64().unwrap(), customer_seqs[1]);
     customer.request(json!({"type": "ping"})).await;
     let frames = customer.take_pending();
-    assert_eq!(message_seqs(&frames, "agent:chen.jie"), agent_seqs, "{frames:?}");
+    assert_eq!(
+        message_seqs(&frames, "agent:chen.jie"),
+        agent_seqs,
+        "{frames:?}"
+    );
 
-    let mut agent = Client::connect(&test.ws_url("/ws/agent", &test.token("chen.jie", Role::Agent))).await;
+    let mut agent =
+        Client::connect(&test.ws_url("/ws/agent", &test.token("chen.jie", Role::Agent))).await;
     let welcome = agent.resume(&agent_last).await;
     assert_eq!(welcome["sessions"][0]["session"], session.as_str());
     agent.request(json!({"type": "ping"})).await;
     let frames = agent.take_pending();
-    assert_eq!(message_seqs(&frames, "customer"), customer_seqs, "{frames:?}");
-    assert!(message_seqs(&frames, "agent:chen.jie").is_empty(), "nothing the agent had is repeated");
+    assert_eq!(
+        message_seqs(&frames, "customer"),
+        customer_seqs,
+        "{frames:?}"
+    );
+    assert!(
+        message_seqs(&frames, "agent:chen.jie").is_empty(),
+        "nothing the agent had is repeated"
+    );
     test.server.shutdown().await.unwrap();
 }
 
@@ -134,19 +163,36 @@ async fn sigkill_mid_conversation_loses_no_acknowledged_message() {
     let url = |addr: &str, path: &str, sub: &str, role| {
         format!("ws://{addr}{path}?token={}", token(dir.path(), sub, role))
     };
-    let mut agent = Client::connect(&url(&process.addr, "/ws/agent", "chen.jie", Role::Agent)).await;
+    let mut agent =
+        Client::connect(&url(&process.addr, "/ws/agent", "chen.jie", Role::Agent)).await;
     agent.hello(json!({})).await;
-    agent.request(json!({"type": "presence", "state": "available"})).await;
-    let mut customer = Client::connect(&url(&process.addr, "/ws/customer", "cust-003", Role::Customer)).await;
+    agent
+        .request(json!({"type": "presence", "state": "available"}))
+        .await;
+    let mut customer = Client::connect(&url(
+        &process.addr,
+        "/ws/customer",
+        "cust-003",
+        Role::Customer,
+    ))
+    .await;
     customer.hello(json!({})).await;
     let first = customer.say(json!({}), "c-0", "hello").await;
     let session = session_of(&first);
     agent.expect("offer").await;
-    assert_eq!(agent.request(json!({"type": "accept", "session": session})).await["type"], "ok");
+    assert_eq!(
+        agent
+            .request(json!({"type": "accept", "session": session}))
+            .await["type"],
+        "ok"
+    );
 
     // Both sides write as fast as acks come back; the kill lands mid-stream.
     let acked: Arc<Mutex<Vec<(String, u64)>>> = Arc::default();
-    acked.lock().unwrap().push(("c-0".into(), first["seq"].as_u64().unwrap()));
+    acked
+        .lock()
+        .unwrap()
+        .push(("c-0".into(), first["seq"].as_u64().unwrap()));
     let customer_acks = acked.clone();
     let customer_task = tokio::spawn(async move {
         for index in 1.. {
@@ -186,7 +232,13 @@ async fn sigkill_mid_conversation_loses_no_acknowledged_message() {
     // Restart on the same data; the customer resumes from scratch and must
     // see every acknowledged message, once, in seq order.
     let process = start_process(dir.path()).await;
-    let mut customer = Client::connect(&url(&process.addr, "/ws/customer", "cust-003", Role::Customer)).await;
+    let mut customer = Client::connect(&url(
+        &process.addr,
+        "/ws/customer",
+        "cust-003",
+        Role::Customer,
+    ))
+    .await;
     let welcome = customer.hello(json!({})).await;
     assert_eq!(welcome["sessions"][0]["session"], session.as_str());
     customer.request(json!({"type": "ping"})).await;
@@ -194,10 +246,18 @@ async fn sigkill_mid_conversation_loses_no_acknowledged_message() {
     let messages: Vec<(String, u64)> = frames
         .iter()
         .filter(|f| f["type"] == "message")
-        .map(|f| (f["client_message_id"].as_str().unwrap_or("").to_string(), f["seq"].as_u64().unwrap()))
+        .map(|f| {
+            (
+                f["client_message_id"].as_str().unwrap_or("").to_string(),
+                f["seq"].as_u64().unwrap(),
+            )
+        })
         .collect();
     let seqs: Vec<u64> = messages.iter().map(|(_, seq)| *seq).collect();
-    assert!(seqs.windows(2).all(|pair| pair[0] < pair[1]), "in order, no repeats: {seqs:?}");
+    assert!(
+        seqs.windows(2).all(|pair| pair[0] < pair[1]),
+        "in order, no repeats: {seqs:?}"
+    );
     for (id, seq) in &acked {
         assert!(
             messages.contains(&(id.clone(), *seq)),
@@ -211,10 +271,13 @@ async fn sigkill_mid_conversation_loses_no_acknowledged_message() {
     );
 
     // The agent resumes too and the conversation goes on.
-    let mut agent = Client::connect(&url(&process.addr, "/ws/agent", "chen.jie", Role::Agent)).await;
+    let mut agent =
+        Client::connect(&url(&process.addr, "/ws/agent", "chen.jie", Role::Agent)).await;
     let welcome = agent.hello(json!({})).await;
     assert_eq!(welcome["sessions"][0]["session"], session.as_str());
-    agent.say(json!({"session": session}), "after-restart", "we are back").await;
+    agent
+        .say(json!({"session": session}), "after-restart", "we are back")
+        .await;
     customer
         .wait_for("message after restart", |f| f["body"] == "we are back")
         .await;
@@ -229,7 +292,10 @@ impl WaitForResult for Client {
     async fn wait_for_result(&mut self, client_message_id: &str) -> Option<u64> {
         loop {
             match self.read().await {
-                Ok(frame) if frame["type"] == "ack" && frame["client_message_id"] == client_message_id => {
+                Ok(frame)
+                    if frame["type"] == "ack"
+                        && frame["client_message_id"] == client_message_id =>
+                {
                     return frame["seq"].as_u64();
                 }
                 Ok(frame) if frame["type"] == "error" => panic!("message refused: {frame}"),

@@ -57,9 +57,18 @@ async fn sigterm_stops_the_binary_gracefully() {
             break rest.trim().to_string();
         }
     };
-    // The demo banner prints ready-to-use tokens that the server accepts.
-    for _ in 0..40 {
-        banner.push(lines.next_line().await.unwrap().unwrap_or_default());
+    // The demo banner prints ready-to-use tokens that the server accepts;
+    // its last line shows the customer socket in use.
+    loop {
+        let line = lines
+            .next_line()
+            .await
+            .unwrap()
+            .expect("the rest of the banner");
+        banner.push(line.clone());
+        if line.contains("Wang Fang token") {
+            break;
+        }
     }
     let banner = banner.join("\n");
     assert!(banner.contains("/ws/customer"), "{banner}");
@@ -70,7 +79,8 @@ async fn sigterm_stops_the_binary_gracefully() {
         .expect("a token under Emma Lee")
         .trim()
         .to_string();
-    let mut customer = Client::connect(&format!("ws://{addr}/ws/customer?token={printed_token}")).await;
+    let mut customer =
+        Client::connect(&format!("ws://{addr}/ws/customer?token={printed_token}")).await;
     let welcome = customer.hello(json!({})).await;
     assert_eq!(welcome["customer"]["id"], "cust-003");
 
@@ -84,10 +94,20 @@ async fn sigterm_stops_the_binary_gracefully() {
     let minted = String::from_utf8(minted.stdout).unwrap();
     let signer = TokenSigner::from_secret_or_file("", &dir.path().join("auth.secret")).unwrap();
     let claims = signer.verify(minted.trim(), unix_now()).unwrap();
-    assert_eq!(claims, Claims { sub: "li.na".into(), role: Role::Agent, exp: claims.exp });
+    assert_eq!(
+        claims,
+        Claims {
+            sub: "li.na".into(),
+            role: Role::Agent,
+            exp: claims.exp
+        }
+    );
 
     let pid = child.id().unwrap().to_string();
-    let killed = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
     assert!(killed.success());
     assert_eq!(customer.closed().await, Some(1001));
     let status = tokio::time::timeout(Duration::from_secs(15), child.wait())

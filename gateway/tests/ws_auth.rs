@@ -37,14 +37,46 @@ async fn upgrades_without_a_valid_token_for_the_endpoint_are_refused() {
     let ghost = test.token("nobody", Role::Agent);
     let cases = [
         (format!("ws://{addr}/ws/customer"), 401, "no token"),
-        (format!("ws://{addr}/ws/customer?token={expired}"), 401, "expired token"),
-        (format!("ws://{addr}/ws/customer?token={forged}"), 401, "forged signature"),
-        (format!("ws://{addr}/ws/customer?token=garbage"), 401, "malformed token"),
-        (format!("ws://{addr}/ws/agent?token={customer}"), 403, "customer on the agent socket"),
-        (format!("ws://{addr}/ws/customer?token={agent}"), 403, "agent on the customer socket"),
-        (format!("ws://{addr}/ws/agent?token={ghost}"), 401, "agent who does not exist"),
-        (format!("ws://{addr}/ws/agent?token={fake_supervisor}"), 401, "supervisor token for a junior"),
-        (format!("ws://{addr}/ws/customer?token={customer}&channel=wechat"), 400, "channel not web or app"),
+        (
+            format!("ws://{addr}/ws/customer?token={expired}"),
+            401,
+            "expired token",
+        ),
+        (
+            format!("ws://{addr}/ws/customer?token={forged}"),
+            401,
+            "forged signature",
+        ),
+        (
+            format!("ws://{addr}/ws/customer?token=garbage"),
+            401,
+            "malformed token",
+        ),
+        (
+            format!("ws://{addr}/ws/agent?token={customer}"),
+            403,
+            "customer on the agent socket",
+        ),
+        (
+            format!("ws://{addr}/ws/customer?token={agent}"),
+            403,
+            "agent on the customer socket",
+        ),
+        (
+            format!("ws://{addr}/ws/agent?token={ghost}"),
+            401,
+            "agent who does not exist",
+        ),
+        (
+            format!("ws://{addr}/ws/agent?token={fake_supervisor}"),
+            401,
+            "supervisor token for a junior",
+        ),
+        (
+            format!("ws://{addr}/ws/customer?token={customer}&channel=wechat"),
+            400,
+            "channel not web or app",
+        ),
     ];
     for (url, status, name) in cases {
         assert_eq!(upgrade_status(&url).await, status, "{name}");
@@ -63,7 +95,8 @@ async fn agents_act_only_on_their_sessions_and_customers_only_on_theirs() {
     chen.expect("offer").await;
 
     // liu.yang was not offered the session: accepting or writing is refused.
-    let mut liu = Client::connect(&test.ws_url("/ws/agent", &test.token("liu.yang", Role::Agent))).await;
+    let mut liu =
+        Client::connect(&test.ws_url("/ws/agent", &test.token("liu.yang", Role::Agent))).await;
     liu.hello(json!({})).await;
     let cases = [
         json!({"type": "accept", "session": session}),
@@ -74,6 +107,7 @@ async fn agents_act_only_on_their_sessions_and_customers_only_on_theirs() {
         json!({"type": "history", "session": session}),
     ];
     for frame in cases {
+        eprintln!("liu sends {frame}");
         let reply = liu.request(frame.clone()).await;
         assert_eq!(reply["type"], "error", "{frame}: {reply}");
         assert!(

@@ -24,8 +24,8 @@ use crate::ws::link::{self, Flow, Handler, Link};
 use crate::ws::replies::{Replier, SocketGuard};
 
 const KNOWN: [&str; 13] = [
-    "hello", "presence", "accept", "reject", "message", "typing", "transfer", "wrap_up",
-    "close", "queues", "sessions", "history", "ping",
+    "hello", "presence", "accept", "reject", "message", "typing", "transfer", "wrap_up", "close",
+    "queues", "sessions", "history", "ping",
 ];
 
 /// Checks the token and the agent, then upgrades.
@@ -305,7 +305,9 @@ impl Handler for AgentHandler {
             },
             "close" => match frame.fields::<Finish>() {
                 Ok((finish, _)) => {
-                    let result = switchboard.close(&me, finish.session.0, finish.summary).await;
+                    let result = switchboard
+                        .close(&me, finish.session.0, finish.summary)
+                        .await;
                     replier.result(link, result).await
                 }
                 Err(err) => link.send_error(err).await,
@@ -411,12 +413,7 @@ impl AgentHandler {
             Err(err) => return replier.error(link, err, None).await,
         };
         if let Err(err) = self.caller.check_session_read(&self.state, &session).await {
-            let err = FrameError {
-                code: err.body.code,
-                message: err.body.message,
-                request_id: None,
-            };
-            return link.send_error(err).await;
+            return replier.refuse(link, err.body.code, err.body.message).await;
         }
         let events = match self
             .state
@@ -442,7 +439,12 @@ impl AgentHandler {
     /// customer and channel so the desktop can show them at once.
     async fn deliver(&mut self, link: &mut Link, event: Event) -> Flow {
         let ephemeral = matches!(event.kind, EventKind::Typing { .. });
-        if matches!(event.kind, EventKind::Typing { sender: Sender::Agent(_) }) {
+        if matches!(
+            event.kind,
+            EventKind::Typing {
+                sender: Sender::Agent(_)
+            }
+        ) {
             return Flow::Continue; // An agent's own typing is not echoed.
         }
         let seen = self.delivered.entry(event.session).or_insert(0);

@@ -330,8 +330,7 @@ impl CustomerHandler {
 
     async fn message(&mut self, link: &mut Link, replier: &Replier, message: SendMessage) -> Flow {
         let limits = &self.state.config.limits;
-        if let Err(err) = replier.check_message(&message.client_message_id, &message.body, limits)
-        {
+        if let Err(err) = replier.check_message(&message.client_message_id, &message.body, limits) {
             return link.send_error(err).await;
         }
         let result = self
@@ -369,7 +368,12 @@ impl CustomerHandler {
             }
             _ => {}
         }
-        if matches!(event.kind, EventKind::Typing { sender: Sender::Customer }) {
+        if matches!(
+            event.kind,
+            EventKind::Typing {
+                sender: Sender::Customer
+            }
+        ) {
             return Flow::Continue; // The customer's own typing is not echoed.
         }
         let Some(frame) = event_frame(&event, Viewer::Customer) else {

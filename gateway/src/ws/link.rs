@@ -48,8 +48,11 @@ pub enum Flow {
 /// The protocol of one endpoint (customer or agent).
 pub trait Handler: Send + 'static {
     /// A client frame that passed size, rate and JSON checks.
-    fn on_frame(&mut self, link: &mut Link, frame: ClientFrame)
-    -> impl Future<Output = Flow> + Send;
+    fn on_frame(
+        &mut self,
+        link: &mut Link,
+        frame: ClientFrame,
+    ) -> impl Future<Output = Flow> + Send;
     /// A session event for this connection's audience.
     fn on_event(&mut self, link: &mut Link, event: Event) -> impl Future<Output = Flow> + Send;
     /// A periodic tick (`routing.queue_update_ms`).

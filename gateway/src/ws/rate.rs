@@ -86,16 +86,21 @@ mod tests {
         check(&[0, 0, 0, 0], &[Allow, Allow, Allow, Refuse]);
         // 100 ms earns one frame at 10/s.
         check(&[0, 0, 0, 0, 100], &[Allow, Allow, Allow, Refuse, Allow]);
-        check(&[0, 0, 0, 0, 0, 0, 0], &[
-            Allow, Allow, Allow, Refuse, Refuse, Refuse, Close,
-        ]);
+        check(
+            &[0, 0, 0, 0, 0, 0, 0],
+            &[Allow, Allow, Allow, Refuse, Refuse, Refuse, Close],
+        );
         // An allowed frame resets the refusal count.
-        check(&[0, 0, 0, 0, 0, 0, 100, 100, 100], &[
-            Allow, Allow, Allow, Refuse, Refuse, Refuse, Allow, Refuse, Refuse,
-        ]);
+        check(
+            &[0, 0, 0, 0, 0, 0, 100, 100, 100],
+            &[
+                Allow, Allow, Allow, Refuse, Refuse, Refuse, Allow, Refuse, Refuse,
+            ],
+        );
         // Idle time refills only up to the burst.
-        check(&[0, 0, 0, 10_000, 10_000, 10_000, 10_000], &[
-            Allow, Allow, Allow, Allow, Allow, Allow, Refuse,
-        ]);
+        check(
+            &[0, 0, 0, 10_000, 10_000, 10_000, 10_000],
+            &[Allow, Allow, Allow, Allow, Allow, Allow, Refuse],
+        );
     }
 }

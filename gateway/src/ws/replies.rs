@@ -86,6 +86,17 @@ impl Replier {
         .await
     }
 
+    /// An error frame with a code of the gateway's own (not an engine error).
+    pub async fn refuse(&self, link: &mut Link, code: &'static str, message: String) -> Flow {
+        link.send(&Reply::Error {
+            request_id: self.request_id.clone(),
+            client_message_id: None,
+            code,
+            message,
+        })
+        .await
+    }
+
     /// Answer to `ping`.
     pub async fn pong(&self, link: &mut Link) -> Flow {
         link.send(&Reply::Pong {

@@ -221,7 +221,8 @@ impl Client {
 
     /// Sends a message and returns its ack (panics on an error reply).
     pub async fn say(&mut self, extra: Value, client_message_id: &str, body: &str) -> Value {
-        let mut frame = json!({"type": "message", "client_message_id": client_message_id, "body": body});
+        let mut frame =
+            json!({"type": "message", "client_message_id": client_message_id, "body": body});
         if let Some(fields) = extra.as_object() {
             for (key, value) in fields {
                 frame[key] = value.clone();
@@ -250,10 +251,13 @@ impl Client {
     /// Closes from the client side.
     pub async fn close(mut self) {
         // The server may already be gone.
-        let _ = self.ws.close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
-            code: CloseCode::Normal,
-            reason: "".into(),
-        })).await;
+        let _ = self
+            .ws
+            .close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                code: CloseCode::Normal,
+                reason: "".into(),
+            }))
+            .await;
     }
 
     /// Drops the TCP connection without a close frame (a lost network).

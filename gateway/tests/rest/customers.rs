@@ -227,7 +227,7 @@ async fn visitors_me_and_customers() {
             link,
             json!({"channel": "Not Valid", "external_id": "1"}),
             StatusCode::BAD_REQUEST,
-            "unknown_channel",
+            "invalid",
         ),
         (
             link,
