@@ -137,6 +137,10 @@ pub struct LimitsConfig {
     pub new_sessions_per_customer_per_hour: u32,
     /// Largest REST request body.
     pub max_http_body_bytes: usize,
+    /// Web visitors created per second by the whole server (`POST /api/v1/visitors`), after a burst.
+    pub new_visitors_per_second: u32,
+    /// See `new_visitors_per_second`.
+    pub new_visitor_burst: u32,
 }
 
 impl Default for LimitsConfig {
@@ -154,6 +158,8 @@ impl Default for LimitsConfig {
             write_timeout_ms: 10_000,
             new_sessions_per_customer_per_hour: 30,
             max_http_body_bytes: 256 * 1024,
+            new_visitors_per_second: 20,
+            new_visitor_burst: 200,
         }
     }
 }
@@ -482,7 +488,7 @@ mod tests {
         check_error(
             "[limits]\nmax_conections = 5\n",
             &[],
-            "config key `limits.max_conections`: unknown field `max_conections`, expected one of `max_connections`, `reserved_fds`, `max_frame_bytes`, `max_ws_message_bytes`, `max_body_chars`, `messages_per_second`, `message_burst`, `flood_close_after`, `outbound_backlog`, `write_timeout_ms`, `new_sessions_per_customer_per_hour`, `max_http_body_bytes`",
+            "config key `limits.max_conections`: unknown field `max_conections`, expected one of `max_connections`, `reserved_fds`, `max_frame_bytes`, `max_ws_message_bytes`, `max_body_chars`, `messages_per_second`, `message_burst`, `flood_close_after`, `outbound_backlog`, `write_timeout_ms`, `new_sessions_per_customer_per_hour`, `max_http_body_bytes`, `new_visitors_per_second`, `new_visitor_burst`",
         );
         check_error(
             "",

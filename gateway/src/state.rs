@@ -11,6 +11,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::TokenSigner;
 use crate::config::Config;
 use crate::listener::ConnectionGauge;
+use crate::ws::rate::{RateLimiter, Verdict};
 
 /// Cheap to clone: one `Arc`.
 #[derive(Clone)]
@@ -41,6 +42,8 @@ pub struct Inner {
     pub n_customer_sockets: AtomicUsize,
     /// See `n_customer_sockets`.
     pub n_agent_sockets: AtomicUsize,
+    /// Paces `POST /api/v1/visitors` for the whole server.
+    pub visitor_limiter: Mutex<RateLimiter>,
     /// The source of the routing rules in force (`GET /api/v1/rules`).
     pub rules_text: Mutex<String>,
     /// False once shutdown begins: `/readyz` says so, so load balancers stop sending.
@@ -56,6 +59,12 @@ impl AppState {
         gauge: Arc<ConnectionGauge>,
         rules_text: String,
     ) -> AppState {
+        let visitor_limiter = Mutex::new(RateLimiter::new(
+            config.limits.new_visitors_per_second,
+            config.limits.new_visitor_burst,
+            u32::MAX,
+            std::time::Instant::now(),
+        ));
         AppState(Arc::new(Inner {
             switchboard,
             signer,
@@ -65,9 +74,16 @@ impl AppState {
             sockets: TaskTracker::new(),
             n_customer_sockets: AtomicUsize::new(0),
             n_agent_sockets: AtomicUsize::new(0),
+            visitor_limiter,
             rules_text: Mutex::new(rules_text),
             ready: AtomicBool::new(true),
         }))
+    }
+
+    /// May one more web visitor be created now?
+    pub fn admit_visitor(&self) -> bool {
+        let mut limiter = self.visitor_limiter.lock().expect("visitor limiter lock");
+        limiter.check(std::time::Instant::now()) == Verdict::Allow
     }
 
     /// Whether the server takes new work.

@@ -31,6 +31,7 @@ const DEFAULT_VISITOR_NAME: &str = "Visitor";
         (status = 201, description = "The visitor and their token", body = VisitorToken),
         (status = 400, description = "Invalid body (code `invalid`)", body = ErrorBody),
         (status = 403, description = "Visitor tokens are disabled (`auth.allow_visitors = false`)", body = ErrorBody),
+        (status = 429, description = "Too many new visitors (`limits.new_visitors_per_second`)", body = ErrorBody),
         (status = 503, description = "The store failed", body = ErrorBody),
     ),
     security(()),
@@ -42,6 +43,13 @@ pub async fn create_visitor(
     if !state.config.auth.allow_visitors {
         return Err(HttpError::forbidden(
             "visitor tokens are disabled on this server (auth.allow_visitors)",
+        ));
+    }
+    if !state.admit_visitor() {
+        return Err(HttpError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many new visitors right now (limits.new_visitors_per_second); retry in a second",
         ));
     }
     let request = body.map(|ApiJson(request)| request).unwrap_or_default();

@@ -264,3 +264,28 @@ async fn visitors_can_be_turned_off() {
     assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, "forbidden"));
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn visitor_creation_is_paced_for_the_whole_server() {
+    let server = TestServer::start_with(|config| {
+        config.limits.new_visitor_burst = 3;
+        config.limits.new_visitors_per_second = 1;
+    })
+    .await;
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let (status, body) = server.post("/api/v1/visitors", None, json!({})).await;
+        let error_code = body["code"].as_str().unwrap_or("").to_string();
+        statuses.push((status, error_code));
+    }
+    let created = statuses
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::CREATED)
+        .count();
+    assert_eq!(created, 3, "{statuses:?}");
+    assert_eq!(
+        statuses.last().unwrap(),
+        &(StatusCode::TOO_MANY_REQUESTS, "rate_limited".to_string())
+    );
+    server.shutdown().await;
+}
