@@ -342,6 +342,17 @@ impl Config {
             .map(|limit| (limit as usize).saturating_sub(limits.reserved_fds))
             .unwrap_or(usize::MAX);
         if limits.max_connections == 0 {
+            if usable == 0 {
+                return Err(ConfigError::Key {
+                    key: "limits.reserved_fds".into(),
+                    origin: String::new(),
+                    reason: format!(
+                        "{} leaves no room for connections under the open-file limit ({}); lower it or raise the limit",
+                        limits.reserved_fds,
+                        open_file_limit.unwrap_or_default()
+                    ),
+                });
+            }
             return Ok(usable.min(100_000));
         }
         if limits.max_connections > usable {
@@ -554,5 +565,12 @@ mod tests {
         );
         config.limits.max_connections = 500;
         assert_eq!(config.connection_cap(Some(20_000)).unwrap(), 500);
+        config.limits.max_connections = 0;
+        let err = config.connection_cap(Some(1_000)).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("config key `limits.reserved_fds`"),
+            "{err}"
+        );
     }
 }

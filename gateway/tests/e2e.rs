@@ -256,3 +256,51 @@ async fn health_and_readiness() {
     assert!(ready.text().await.unwrap().starts_with("ready"));
     test.server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_customers_are_told_their_place_and_estimated_wait() {
+    let test = TestServer::start(|_| {}).await;
+    // Nobody is available: both customers wait in `default`.
+    let mut first = test.customer("cust-003").await;
+    first.hello(json!({})).await;
+    let first_ack = first.say(json!({}), "f-1", "anyone there?").await;
+    let status = first.expect("queue_status").await;
+    assert_eq!(session_of(&status), session_of(&first_ack));
+    assert_eq!(status["position"], 1);
+    assert_eq!(status["n_waiting"], 1);
+    assert!(
+        status["estimated_wait_secs"].as_u64().unwrap() > 0,
+        "{status}"
+    );
+
+    let mut second = test.customer("cust-002").await;
+    second.hello(json!({})).await;
+    second.say(json!({}), "s-1", "me too").await;
+    let status = second.expect("queue_status").await;
+    assert_eq!(status["position"], 2);
+    assert_eq!(status["n_waiting"], 2);
+
+    // Updates keep coming while they wait (every routing.queue_update_ms).
+    let update = first.expect("queue_status").await;
+    assert_eq!(update["n_waiting"], 2);
+    assert_eq!(update["position"], 1);
+
+    // An agent comes; the first customer is answered and the second moves up.
+    let mut agent = test.available_agent("chen.jie").await;
+    let offer = agent.expect("offer").await;
+    assert_eq!(session_of(&offer), session_of(&first_ack));
+    assert_eq!(
+        agent
+            .request(json!({"type": "accept", "session": session_of(&offer)}))
+            .await["type"],
+        "ok"
+    );
+    first.expect("assigned").await;
+    let moved = second
+        .wait_for("position 1", |f| {
+            f["type"] == "queue_status" && f["position"] == 1
+        })
+        .await;
+    assert_eq!(moved["n_waiting"], 1);
+    test.server.shutdown().await.unwrap();
+}

@@ -5,7 +5,7 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::{Client, TestServer, session_of};
-use gateway::auth::Role;
+use gateway::auth::{Claims, Role, TokenSigner, unix_now};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -183,4 +183,94 @@ async fn wait_until(condition: impl Fn() -> bool) {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     panic!("condition not reached within 2 s");
+}
+
+/// The default cap follows the process's open-file limit: a `switchboard`
+/// started under `ulimit -n 400` with 100 descriptors reserved takes 300
+/// connections, answers the rest with 503, and keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_cap_sits_below_the_open_file_limit() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new("bash")
+        .args([
+            "-c",
+            "ulimit -n 400 && exec \"$0\"",
+            env!("CARGO_BIN_EXE_switchboard"),
+        ])
+        .env("SWITCHBOARD_SERVER_LISTEN", "127.0.0.1:0")
+        .env("SWITCHBOARD_STORE_DATA_DIR", dir.path())
+        .env("SWITCHBOARD_LIMITS_RESERVED_FDS", "100")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next_line().await.unwrap().expect("address line");
+        if let Some(rest) = line.strip_prefix("switchboard is running on http://") {
+            break rest.trim().to_string();
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+    let mut held = Vec::new();
+    let mut n_refused = 0;
+    for _ in 0..350 {
+        let mut stream = TcpStream::connect(&addr).await.unwrap();
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        match read_status(&mut stream).await {
+            200 => held.push(stream),
+            503 => n_refused += 1,
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!((held.len(), n_refused), (300, 50));
+    // Those held open are still served (keep-alive) ...
+    for stream in held.iter_mut().step_by(50) {
+        stream
+            .write_all(b"GET /readyz HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(read_status(stream).await, 200);
+    }
+    // ... and closing some makes room again.
+    held.truncate(290);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let token = TokenSigner::from_secret_or_file("", &dir.path().join("auth.secret"))
+        .unwrap()
+        .mint(&Claims {
+            sub: "cust-003".into(),
+            role: Role::Customer,
+            exp: unix_now() + 60,
+        });
+    let mut customer = Client::connect(&format!("ws://{addr}/ws/customer?token={token}")).await;
+    customer.hello(json!({})).await;
+    customer.say(json!({}), "cap-1", "room again").await;
+    child.start_kill().unwrap();
+}
+
+/// Reads one whole HTTP/1.1 response (headers and a `content-length` body)
+/// and returns its status, leaving the connection ready for the next one.
+async fn read_status(stream: &mut TcpStream) -> u16 {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(stream.read_u8().await.unwrap());
+    }
+    let head = String::from_utf8(head).unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|line| {
+            line.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|n| n.trim().parse().unwrap())
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).await.unwrap();
+    head[9..12].parse().unwrap()
 }
