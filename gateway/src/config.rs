@@ -126,7 +126,7 @@ pub struct LimitsConfig {
     pub messages_per_second: u32,
     /// Frames a connection may send at once before the rate applies.
     pub message_burst: u32,
-    /// Frames refused for rate within one burst window after which the socket closes with 1008.
+    /// Frames refused for rate in a row after which the socket closes with 1008.
     pub flood_close_after: u32,
     /// Events queued for one socket; a reader that falls further behind is
     /// closed with 4008 and resumes from its last `seq`.

@@ -304,3 +304,37 @@ async fn waiting_customers_are_told_their_place_and_estimated_wait() {
     assert_eq!(moved["n_waiting"], 1);
     test.server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_who_leaves_withdraws_the_offer_and_closes_cleanly() {
+    let test = TestServer::start(|_| {}).await;
+    let mut agent = test.available_agent("chen.jie").await;
+    let mut customer = test.customer("cust-003").await;
+    customer.hello(json!({})).await;
+    let ack = customer.say(json!({}), "c-1", "never mind").await;
+    let session = session_of(&ack);
+    agent.expect("offer").await;
+    let left = customer
+        .request(json!({"type": "leave", "session": session}))
+        .await;
+    assert_eq!(left["type"], "ok", "{left}");
+    customer.expect("abandoned").await;
+    let withdrawn = agent.expect("offer_withdrawn").await;
+    assert_eq!(session_of(&withdrawn), session);
+    let late = agent
+        .request(json!({"type": "accept", "session": session}))
+        .await;
+    assert_eq!(late["type"], "error", "{late}");
+
+    // A client's close is answered with its own code.
+    customer
+        .send_raw(tokio_tungstenite::tungstenite::Message::Close(Some(
+            tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal,
+                reason: "bye".into(),
+            },
+        )))
+        .await;
+    assert_eq!(customer.closed().await, Some(1000));
+    test.server.shutdown().await.unwrap();
+}

@@ -649,6 +649,12 @@ impl SessionActor {
         summary: Option<String>,
     ) -> Result<u64, ApiError> {
         let now = crate::clock::now();
+        // An agent holding an offer must hear that it is gone: the session
+        // forgets the agent when the customer leaves.
+        let offered_to = match state.session.state {
+            SessionState::Offered => state.session.agent.clone(),
+            _ => None,
+        };
         let effects = match &agent {
             Some(agent) => {
                 self.check_assigned(state, agent)?;
@@ -664,6 +670,9 @@ impl SessionActor {
             None => state.session.apply(SessionEvent::CustomerLeft, now)?,
         };
         self.run_effects(state, effects);
+        if let (SessionState::Abandoned, Some(agent)) = (state.session.state, offered_to) {
+            self.record(state, EventKind::OfferLapsed { agent });
+        }
         let kind = if state.session.state == SessionState::Abandoned {
             EventKind::Abandoned
         } else {

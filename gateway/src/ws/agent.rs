@@ -5,7 +5,7 @@
 //! agent missed in those sessions after the `last_seq` they send, then
 //! streams offers and their sessions' events live.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use actors::{Event, EventKind, TransferTarget};
 use axum::extract::{State, WebSocketUpgrade};
@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::access::Caller;
 use crate::error::HttpError;
 use crate::state::AppState;
+use crate::ws::delivered::{Delivered, replay};
 use crate::ws::frames::{ClientFrame, FrameError, Viewer, WireSession, event_frame};
 use crate::ws::link::{self, Flow, Handler, Link};
 use crate::ws::replies::{Replier, SocketGuard};
@@ -56,7 +57,7 @@ pub async fn upgrade(
                 state: tracked.clone(),
                 caller,
                 profile,
-                delivered: HashMap::new(),
+                delivered: Delivered::default(),
                 started: false,
             };
             tracked.sockets.track_future(link::run(
@@ -73,8 +74,8 @@ struct AgentHandler {
     state: AppState,
     caller: Caller,
     profile: Agent,
-    /// Highest `seq` sent per session.
-    delivered: HashMap<SessionId, u64>,
+    /// What this socket already sent.
+    delivered: Delivered,
     /// The client has sent its first frame; live events flow from then on.
     started: bool,
     _guard: SocketGuard,
@@ -388,19 +389,15 @@ impl AgentHandler {
         if link.send(&welcome).await == Flow::Stop {
             return Flow::Stop;
         }
+        let state = self.state.clone();
         for session in view.sessions.iter().chain(view.offers.iter()) {
             let after = hello.last_seq.get(&WireSession(*session)).copied();
             let after = after.unwrap_or(0);
-            let seen = self.delivered.entry(*session).or_insert(0);
-            *seen = (*seen).max(after);
-            let history = match self.state.switchboard.history(*session, after).await {
-                Ok(history) => history,
+            self.delivered.client_has(*session, after);
+            match replay(self, link, &state, *session, after).await {
+                Ok(Flow::Continue) => {}
+                Ok(Flow::Stop) => return Flow::Stop,
                 Err(err) => return replier.error(link, err, None).await,
-            };
-            for event in history {
-                if self.deliver(link, event).await == Flow::Stop {
-                    return Flow::Stop;
-                }
             }
         }
         Flow::Continue
@@ -437,22 +434,42 @@ impl AgentHandler {
 
     /// Sends `event` unless the agent already has it; offers carry the
     /// customer and channel so the desktop can show them at once.
+    /// Sends `event` unless it is not for this agent or already sent. A new
+    /// offer first brings the conversation so far, so the desktop shows the
+    /// customer's messages with the offer.
     async fn deliver(&mut self, link: &mut Link, event: Event) -> Flow {
-        let ephemeral = matches!(event.kind, EventKind::Typing { .. });
-        if matches!(
-            event.kind,
+        match &event.kind {
+            // An agent's own typing is not echoed.
             EventKind::Typing {
-                sender: Sender::Agent(_)
-            }
-        ) {
-            return Flow::Continue; // An agent's own typing is not echoed.
-        }
-        let seen = self.delivered.entry(event.session).or_insert(0);
-        if !ephemeral {
-            if event.seq <= *seen {
+                sender: Sender::Agent(_),
+            } => return Flow::Continue,
+            // Offers to other agents (seen in a replay) are not this agent's business.
+            EventKind::Offered { agent, .. } | EventKind::OfferLapsed { agent }
+                if agent != &self.profile.id =>
+            {
                 return Flow::Continue;
             }
-            *seen = event.seq;
+            EventKind::Offered { .. } if event.seq > self.delivered.last(event.session) => {
+                let after = self.delivered.last(event.session);
+                // Without the history the offer still goes out below.
+                if let Ok(history) = self.state.switchboard.history(event.session, after).await {
+                    for earlier in history.into_iter().filter(|e| e.seq < event.seq) {
+                        if self.send_event(link, earlier).await == Flow::Stop {
+                            return Flow::Stop;
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        self.send_event(link, event).await
+    }
+
+    /// Sends one event once; offers carry the customer and channel so the
+    /// desktop can show them at once.
+    async fn send_event(&mut self, link: &mut Link, event: Event) -> Flow {
+        if !self.delivered.admit(&event) {
+            return Flow::Continue;
         }
         let Some(mut frame) = event_frame(&event, Viewer::Agent) else {
             return Flow::Continue;
@@ -467,11 +484,8 @@ impl AgentHandler {
                 serde_json::to_value(&card.customer).expect("cards serialize"),
             );
         }
-        if matches!(
-            event.kind,
-            EventKind::Closed { .. } | EventKind::Abandoned | EventKind::Transferred { .. }
-        ) {
-            self.delivered.remove(&event.session);
+        if matches!(event.kind, EventKind::Closed { .. } | EventKind::Abandoned) {
+            self.delivered.forget(event.session);
         }
         link.send(&frame).await
     }

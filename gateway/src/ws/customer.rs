@@ -5,7 +5,7 @@
 //! `hello`, which may carry the last `seq` seen per session: the server
 //! answers `welcome`, replays everything after those, then streams live.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use actors::{Event, EventKind};
 use axum::extract::{Query, State, WebSocketUpgrade};
@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::access::Caller;
 use crate::error::HttpError;
 use crate::state::AppState;
+use crate::ws::delivered::{Delivered, replay};
 use crate::ws::frames::{ClientFrame, Viewer, WireSession, event_frame};
 use crate::ws::link::{self, Flow, Handler, Link};
 use crate::ws::replies::{Replier, SocketGuard};
@@ -88,7 +89,7 @@ pub async fn upgrade(
                 display_name: profile.display_name,
                 tier: profile.tier,
                 channel,
-                delivered: HashMap::new(),
+                delivered: Delivered::default(),
                 waiting: HashSet::new(),
                 started: false,
                 _guard: guard,
@@ -109,8 +110,8 @@ struct CustomerHandler {
     display_name: String,
     tier: String,
     channel: Channel,
-    /// Highest `seq` sent per session, so a replay and the live stream never repeat.
-    delivered: HashMap<SessionId, u64>,
+    /// What this socket already sent.
+    delivered: Delivered,
     /// Sessions waiting in a queue: each tick tells the customer their position.
     waiting: HashSet<SessionId>,
     /// The client has sent its first frame; live events flow from then on.
@@ -299,7 +300,7 @@ impl CustomerHandler {
             return Flow::Stop;
         }
         // Replay: every open session, and closed ones the client asked about.
-        let mut replay: Vec<(SessionId, u64)> = open
+        let mut to_replay: Vec<(SessionId, u64)> = open
             .iter()
             .map(|session| {
                 let after = hello.last_seq.get(&WireSession(session.id)).copied();
@@ -308,21 +309,17 @@ impl CustomerHandler {
             .collect();
         for (session, after) in &hello.last_seq {
             let owned = sessions.iter().any(|record| record.id == session.0);
-            if owned && !replay.iter().any(|(id, _)| *id == session.0) {
-                replay.push((session.0, *after));
+            if owned && !to_replay.iter().any(|(id, _)| *id == session.0) {
+                to_replay.push((session.0, *after));
             }
         }
-        for (session, after) in replay {
-            let seen = self.delivered.entry(session).or_insert(0);
-            *seen = (*seen).max(after);
-            let history = match self.state.switchboard.history(session, after).await {
-                Ok(history) => history,
+        let state = self.state.clone();
+        for (session, after) in to_replay {
+            self.delivered.client_has(session, after);
+            match replay(self, link, &state, session, after).await {
+                Ok(Flow::Continue) => {}
+                Ok(Flow::Stop) => return Flow::Stop,
                 Err(err) => return replier.error(link, err, None).await,
-            };
-            for event in history {
-                if self.deliver(link, event).await == Flow::Stop {
-                    return Flow::Stop;
-                }
             }
         }
         Flow::Continue
@@ -348,13 +345,8 @@ impl CustomerHandler {
 
     /// Sends `event` unless the customer does not see it or already has it.
     async fn deliver(&mut self, link: &mut Link, event: Event) -> Flow {
-        let ephemeral = matches!(event.kind, EventKind::Typing { .. });
-        let seen = self.delivered.entry(event.session).or_insert(0);
-        if !ephemeral {
-            if event.seq <= *seen {
-                return Flow::Continue;
-            }
-            *seen = event.seq;
+        if !self.delivered.admit(&event) {
+            return Flow::Continue;
         }
         match &event.kind {
             EventKind::Queued { .. } => {
@@ -400,7 +392,7 @@ impl CustomerHandler {
         let frame = QueueStatusFrame {
             kind: "queue_status",
             session: WireSession(session),
-            seq: self.delivered.get(&session).copied().unwrap_or(0),
+            seq: self.delivered.last(session),
             position: status.position,
             n_waiting: status.n_waiting,
             estimated_wait_secs: status.estimated_wait_secs,

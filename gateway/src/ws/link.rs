@@ -2,7 +2,7 @@
 //! rate, JSON), writes with a timeout, close codes, and the loop that feeds a
 //! [`Handler`] with client frames, session events and ticks.
 //!
-//! Close codes: 1000 normal; 1001 server shutting down; 1007 invalid UTF-8;
+//! Close codes (a client's own close is answered with its code): 1001 server shutting down; 1007 invalid UTF-8;
 //! 1008 flood (too many frames refused for rate); 1009 message above
 //! `limits.max_ws_message_bytes`; 4008 the client fell more than
 //! `limits.outbound_backlog` events behind (it reconnects and resumes from
@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use actors::Event;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use futures_util::SinkExt as _;
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tracing::debug;
@@ -180,7 +181,10 @@ impl Link {
                 return self.refuse_binary().await;
             }
             Message::Close(_) => {
+                // The library queued the answer to the client's close; send it
+                // so the client sees a clean close with its own code.
                 self.open = false;
+                let _ = tokio::time::timeout(CLOSE_HANDSHAKE, self.socket.flush()).await;
                 return Incoming::Closed;
             }
             Message::Ping(_) | Message::Pong(_) => return Incoming::Handled,

@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod customer;
+pub mod delivered;
 pub mod frames;
 pub mod link;
 pub mod rate;
