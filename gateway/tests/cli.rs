@@ -16,13 +16,16 @@ fn switchboard(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
     )
 }
 
+/// Arguments, environment, and what stderr must say.
+type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+
 #[test]
 fn bad_configuration_stops_with_the_key_named() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("switchboard.toml");
     std::fs::write(&file, "[limits]\nmessages_per_second = \"fast\"\n").unwrap();
     let file = file.to_str().unwrap();
-    let cases: [(&[&str], &[(&str, &str)], &str); 4] = [
+    let cases: [Case; 4] = [
         (
             &["--config", file, "check-config"],
             &[],

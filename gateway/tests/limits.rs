@@ -4,8 +4,8 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{Client, TestServer, session_of};
-use gateway::auth::{Claims, Role, TokenSigner, unix_now};
+use common::{Client, TestServer, process_token, session_of, start_process};
+use gateway::auth::Role;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -190,30 +190,14 @@ async fn wait_until(condition: impl Fn() -> bool) {
 /// connections, answers the rest with 503, and keeps serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_default_cap_sits_below_the_open_file_limit() {
-    use tokio::io::AsyncBufReadExt;
     let dir = tempfile::tempdir().unwrap();
-    let mut child = tokio::process::Command::new("bash")
-        .args([
-            "-c",
-            "ulimit -n 400 && exec \"$0\"",
-            env!("CARGO_BIN_EXE_switchboard"),
-        ])
-        .env("SWITCHBOARD_SERVER_LISTEN", "127.0.0.1:0")
-        .env("SWITCHBOARD_STORE_DATA_DIR", dir.path())
-        .env("SWITCHBOARD_LIMITS_RESERVED_FDS", "100")
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next_line().await.unwrap().expect("address line");
-        if let Some(rest) = line.strip_prefix("switchboard is running on http://") {
-            break rest.trim().to_string();
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let mut process = start_process(
+        dir.path(),
+        &[("SWITCHBOARD_LIMITS_RESERVED_FDS", "100")],
+        Some(400),
+    )
+    .await;
+    let addr = process.addr.clone();
 
     let mut held = Vec::new();
     let mut n_refused = 0;
@@ -241,17 +225,11 @@ async fn the_default_cap_sits_below_the_open_file_limit() {
     // ... and closing some makes room again.
     held.truncate(290);
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    let token = TokenSigner::from_secret_or_file("", &dir.path().join("auth.secret"))
-        .unwrap()
-        .mint(&Claims {
-            sub: "cust-003".into(),
-            role: Role::Customer,
-            exp: unix_now() + 60,
-        });
+    let token = process_token(dir.path(), "cust-003", Role::Customer);
     let mut customer = Client::connect(&format!("ws://{addr}/ws/customer?token={token}")).await;
     customer.hello(json!({})).await;
     customer.say(json!({}), "cap-1", "room again").await;
-    child.start_kill().unwrap();
+    process.child.start_kill().unwrap();
 }
 
 /// Reads one whole HTTP/1.1 response (headers and a `content-length` body)

@@ -4,16 +4,12 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Client, TestServer, session_of};
-use gateway::auth::{Claims, Role, TokenSigner, unix_now};
+use common::{Client, TestServer, process_token, session_of, start_process};
+use gateway::auth::Role;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
 /// The `seq`s of `kind` frames in `frames`, in order.
 fn message_seqs(frames: &[Value], sender: &str) -> Vec<u64> {
@@ -114,54 +110,20 @@ async fn dropped_clients_resume_from_their_last_seq() {
     test.server.shutdown().await.unwrap();
 }
 
-/// A `switchboard` process.
-struct Process {
-    child: Child,
-    addr: String,
-}
-
-async fn start_process(data_dir: &Path) -> Process {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .env("SWITCHBOARD_SERVER_LISTEN", "127.0.0.1:0")
-        .env("SWITCHBOARD_STORE_DATA_DIR", data_dir)
-        .env("SWITCHBOARD_ROUTING_OFFER_TIMEOUT_MS", "60000")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("switchboard starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(rest) = line.strip_prefix("switchboard is running on http://") {
-                return rest.trim().to_string();
-            }
-        }
-        panic!("switchboard exited before printing its address");
-    })
-    .await
-    .expect("switchboard prints its address within 30 s");
-    // Keep draining stdout so the process never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Process { child, addr }
-}
-
-fn token(data_dir: &Path, sub: &str, role: Role) -> String {
-    let signer = TokenSigner::from_secret_or_file("", &data_dir.join("auth.secret")).unwrap();
-    signer.mint(&Claims {
-        sub: sub.into(),
-        role,
-        exp: unix_now() + 3600,
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_conversation_loses_no_acknowledged_message() {
     let dir = tempfile::tempdir().unwrap();
-    let mut process = start_process(dir.path()).await;
+    let mut process = start_process(
+        dir.path(),
+        &[("SWITCHBOARD_ROUTING_OFFER_TIMEOUT_MS", "60000")],
+        None,
+    )
+    .await;
     let url = |addr: &str, path: &str, sub: &str, role| {
-        format!("ws://{addr}{path}?token={}", token(dir.path(), sub, role))
+        format!(
+            "ws://{addr}{path}?token={}",
+            process_token(dir.path(), sub, role)
+        )
     };
     let mut agent =
         Client::connect(&url(&process.addr, "/ws/agent", "chen.jie", Role::Agent)).await;
@@ -231,7 +193,12 @@ async fn sigkill_mid_conversation_loses_no_acknowledged_message() {
 
     // Restart on the same data; the customer resumes from scratch and must
     // see every acknowledged message, once, in seq order.
-    let process = start_process(dir.path()).await;
+    let process = start_process(
+        dir.path(),
+        &[("SWITCHBOARD_ROUTING_OFFER_TIMEOUT_MS", "60000")],
+        None,
+    )
+    .await;
     let mut customer = Client::connect(&url(
         &process.addr,
         "/ws/customer",

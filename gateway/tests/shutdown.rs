@@ -3,15 +3,13 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::Duration;
 
-use common::{Client, TestServer, session_of};
+use common::{Client, TestServer, session_of, start_process};
 use engine::ids::SessionId;
 use engine::store::{SqliteStore, Store};
 use gateway::auth::{Claims, Role, TokenSigner, unix_now};
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_flushes_then_closes_every_socket_with_1001() {
@@ -40,37 +38,8 @@ async fn shutdown_flushes_then_closes_every_socket_with_1001() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_the_binary_gracefully() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .env("SWITCHBOARD_SERVER_LISTEN", "127.0.0.1:0")
-        .env("SWITCHBOARD_STORE_DATA_DIR", dir.path())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut banner = Vec::new();
-    let addr = loop {
-        let line = lines.next_line().await.unwrap().expect("banner");
-        banner.push(line.clone());
-        if let Some(rest) = line.strip_prefix("switchboard is running on http://") {
-            break rest.trim().to_string();
-        }
-    };
-    // The demo banner prints ready-to-use tokens that the server accepts;
-    // its last line shows the customer socket in use.
-    loop {
-        let line = lines
-            .next_line()
-            .await
-            .unwrap()
-            .expect("the rest of the banner");
-        banner.push(line.clone());
-        if line.contains("Wang Fang token") {
-            break;
-        }
-    }
-    let banner = banner.join("\n");
+    let process = start_process(dir.path(), &[], None).await;
+    let (mut child, addr, banner) = (process.child, process.addr, process.banner);
     assert!(banner.contains("/ws/customer"), "{banner}");
     let printed_token = banner
         .lines()

@@ -273,3 +273,81 @@ pub fn session_of(frame: &Value) -> String {
         .unwrap_or_else(|| panic!("no session in {frame}"))
         .to_string()
 }
+
+/// A `switchboard` process started from the built binary.
+pub struct Process {
+    /// The child; killed when dropped.
+    pub child: tokio::process::Child,
+    /// `127.0.0.1:<port>`.
+    pub addr: String,
+    /// What it printed up to the end of the demo banner.
+    pub banner: String,
+}
+
+/// Starts `switchboard` on port 0 over `data_dir` with the demo, extra
+/// environment `env`, and (if given) a lower open-file limit; returns once
+/// it printed its banner. Its stdout keeps being drained afterwards.
+pub async fn start_process(
+    data_dir: &std::path::Path,
+    env: &[(&str, &str)],
+    open_files: Option<u32>,
+) -> Process {
+    use tokio::io::AsyncBufReadExt;
+    let binary = env!("CARGO_BIN_EXE_switchboard");
+    let mut command = match open_files {
+        Some(limit) => {
+            let mut command = tokio::process::Command::new("bash");
+            command.args(["-c", &format!("ulimit -n {limit} && exec \"$0\""), binary]);
+            command
+        }
+        None => tokio::process::Command::new(binary),
+    };
+    let mut child = command
+        .env("SWITCHBOARD_SERVER_LISTEN", "127.0.0.1:0")
+        .env("SWITCHBOARD_STORE_DATA_DIR", data_dir)
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("switchboard starts");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let (addr, banner) = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut banner = Vec::new();
+        let mut addr = None;
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.strip_prefix("switchboard is running on http://") {
+                addr = Some(rest.trim().to_string());
+            }
+            // The demo banner's last line shows the customer socket in use.
+            let last = line.contains("Wang Fang token");
+            banner.push(line);
+            if last {
+                return (addr.expect("the address comes first"), banner.join("\n"));
+            }
+        }
+        panic!("switchboard exited before printing its banner: {banner:?}");
+    })
+    .await
+    .expect("switchboard prints its banner within 30 s");
+    // Keep draining stdout so the process never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Process {
+        child,
+        addr,
+        banner,
+    }
+}
+
+/// A token signed with the secret a process created in `data_dir`.
+pub fn process_token(data_dir: &std::path::Path, sub: &str, role: Role) -> String {
+    let path = data_dir.join("auth.secret");
+    gateway::auth::TokenSigner::from_secret_or_file("", &path)
+        .unwrap()
+        .mint(&Claims {
+            sub: sub.into(),
+            role,
+            exp: unix_now() + 3600,
+        })
+}
