@@ -275,14 +275,17 @@ async fn waiting_customers_are_told_their_place_and_estimated_wait() {
 
     let mut second = test.customer("cust-002").await;
     second.hello(json!({})).await;
-    second.say(json!({}), "s-1", "me too").await;
+    let second_ack = second.say(json!({}), "s-1", "me too").await;
     let status = second.expect("queue_status").await;
     assert_eq!(status["position"], 2);
     assert_eq!(status["n_waiting"], 2);
 
     // Updates keep coming while they wait (every routing.queue_update_ms).
-    let update = first.expect("queue_status").await;
-    assert_eq!(update["n_waiting"], 2);
+    let update = first
+        .wait_for("an update counting both", |f| {
+            f["type"] == "queue_status" && f["n_waiting"] == 2
+        })
+        .await;
     assert_eq!(update["position"], 1);
 
     // An agent comes; the first customer is answered and the second moves up.
@@ -296,12 +299,14 @@ async fn waiting_customers_are_told_their_place_and_estimated_wait() {
         "ok"
     );
     first.expect("assigned").await;
+    // (While the first is offered it no longer counts for place in line, but
+    // still waits: a status in between may say position 1 of 2.)
     let moved = second
-        .wait_for("position 1", |f| {
-            f["type"] == "queue_status" && f["position"] == 1
+        .wait_for("position 1 of 1", |f| {
+            f["type"] == "queue_status" && f["position"] == 1 && f["n_waiting"] == 1
         })
         .await;
-    assert_eq!(moved["n_waiting"], 1);
+    assert_eq!(session_of(&moved), session_of(&second_ack));
     test.server.shutdown().await.unwrap();
 }
 

@@ -15,6 +15,7 @@ use engine::ids::{AgentId, GroupId, SessionId};
 use engine::presence::{Presence, PresenceRequest};
 use engine::store::Sender;
 use serde::{Deserialize, Serialize};
+use tracing::Instrument as _;
 
 use crate::access::Caller;
 use crate::error::HttpError;
@@ -60,12 +61,11 @@ pub async fn upgrade(
                 delivered: Delivered::default(),
                 started: false,
             };
-            tracked.sockets.track_future(link::run(
-                tracked.clone(),
-                Link::new(socket, &limits),
-                handler,
-                events,
-            ))
+            let span = tracing::info_span!("agent_socket", agent_id = %handler.profile.id);
+            tracked.sockets.track_future(
+                link::run(tracked.clone(), Link::new(socket, &limits), handler, events)
+                    .instrument(span),
+            )
         })
         .into_response())
 }

@@ -15,6 +15,7 @@ use engine::channel::Channel;
 use engine::ids::{CustomerId, SessionId};
 use engine::store::Sender;
 use serde::{Deserialize, Serialize};
+use tracing::Instrument as _;
 
 use crate::access::Caller;
 use crate::error::HttpError;
@@ -94,12 +95,11 @@ pub async fn upgrade(
                 started: false,
                 _guard: guard,
             };
-            tracked.sockets.track_future(link::run(
-                tracked.clone(),
-                Link::new(socket, &limits),
-                handler,
-                events,
-            ))
+            let span = tracing::info_span!("customer_socket", customer_id = %handler.customer, channel = %handler.channel);
+            tracked.sockets.track_future(
+                link::run(tracked.clone(), Link::new(socket, &limits), handler, events)
+                    .instrument(span),
+            )
         })
         .into_response())
 }

@@ -140,6 +140,7 @@ impl Link {
     /// could lose the close frame and its code.
     pub async fn close(&mut self, code: u16, reason: &str) -> Flow {
         if self.open {
+            debug!(code, reason, "closing socket");
             self.open = false;
             let frame = CloseFrame {
                 code,
@@ -284,6 +285,7 @@ pub async fn run<H: Handler>(
     mut events: mpsc::Receiver<Event>,
 ) {
     let period = Duration::from_millis(state.config.routing.queue_update_ms);
+    debug!("socket open");
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -306,6 +308,7 @@ pub async fn run<H: Handler>(
             _ = tick.tick() => handler.on_tick(&mut link).await,
         };
         if flow == Flow::Stop {
+            debug!("socket done");
             return;
         }
     }
