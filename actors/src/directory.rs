@@ -112,6 +112,14 @@ pub enum DirectoryMessage {
         /// It failed and may be restarted.
         restart: bool,
     },
+    /// A session closed or was abandoned and that is durable; sent before
+    /// its caller hears so, so the customer's next message opens a new session.
+    SessionEnded {
+        /// The session.
+        session: SessionId,
+        /// Its customer.
+        customer: CustomerId,
+    },
     /// Periodic: forget per-customer session counts older than the limit's window.
     PruneLimits,
     /// Counts, for metrics and tests.
@@ -276,6 +284,12 @@ impl Actor for Directory {
                         warn!(session_id = %session, error = %err, "session could not be restarted");
                     }
                 }
+            }
+            DirectoryMessage::SessionEnded { session, customer } => {
+                if state.open_by_customer.get(&customer) == Some(&session) {
+                    state.open_by_customer.remove(&customer);
+                }
+                state.customer_of.remove(&session);
             }
             DirectoryMessage::PruneLimits => state.new_sessions.prune(crate::clock::now()),
             DirectoryMessage::Stats { reply } => {

@@ -119,13 +119,8 @@ impl SessionActor {
         seq: u64,
         result: Result<(), StoreError>,
     ) -> Result<(), ActorProcessingErr> {
-        let done: Vec<u64> = state.waiters.range(..=seq).map(|(seq, _)| *seq).collect();
-        for waiter_seq in done {
-            for waiter in state.waiters.remove(&waiter_seq).unwrap_or_default() {
-                waiter(result.clone());
-            }
-        }
         if let Err(err) = result {
+            self.notify_waiters(state, seq, Err(err.clone()));
             // Memory ran ahead of the store; start again from what is durable.
             warn!(session_id = %state.session.id, error = %err, "session write failed; restarting from the store");
             return Err(Box::new(err));
@@ -139,14 +134,42 @@ impl SessionActor {
             let event = state.unpublished.remove(&event_seq).expect("listed above");
             self.publish(state, &event);
         }
-        if state.session.state.is_final()
+        let ended = state.session.state.is_final()
             && state.unwritten.is_empty()
-            && state.unpublished.is_empty()
-        {
+            && state.unpublished.is_empty();
+        if ended {
+            // Before anyone hears that the session ended: the customer's next
+            // message must open a new session, not reach this one.
+            // The directory lives as long as the system.
+            let _ =
+                self.shared
+                    .directory()
+                    .cast(crate::directory::DirectoryMessage::SessionEnded {
+                        session: state.session.id,
+                        customer: state.session.customer_id.clone(),
+                    });
+        }
+        self.notify_waiters(state, seq, Ok(()));
+        if ended {
             info!(session_id = %state.session.id, state = state.session.state.as_str(), "session ended");
             myself.stop(Some(STOP_ENDED.to_owned()));
         }
         Ok(())
+    }
+
+    /// Answers everyone waiting for writes up to `seq`.
+    fn notify_waiters(
+        &self,
+        state: &mut SessionActorState,
+        seq: u64,
+        result: Result<(), StoreError>,
+    ) {
+        let done: Vec<u64> = state.waiters.range(..=seq).map(|(seq, _)| *seq).collect();
+        for waiter_seq in done {
+            for waiter in state.waiters.remove(&waiter_seq).unwrap_or_default() {
+                waiter(result.clone());
+            }
+        }
     }
 
     /// The highest `seq` already published: every event up to it is durable

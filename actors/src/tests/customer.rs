@@ -302,3 +302,36 @@ async fn typing_carries_the_last_published_seq_while_a_write_is_in_flight() {
     assert_eq!(seen.seq, reply.seq);
     board.shutdown().await;
 }
+
+/// A race, so real threads and many rounds: the leave's reply and the
+/// directory's notice of the end travel separately.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_right_after_leaving_opens_a_new_session() {
+    let mut config = config();
+    config.max_new_sessions_per_customer_per_hour = 0;
+    let board = start(Arc::new(MemoryStore::new()), config).await;
+    for round in 0..200 {
+        let first = board
+            .customer_message_as(
+                &plain(),
+                Channel::Web,
+                "hello".into(),
+                Some(format!("a{round}")),
+            )
+            .await
+            .unwrap();
+        board.customer_leave(&plain(), first.session).await.unwrap();
+        // No pause: the directory must already know the session ended.
+        let next = board
+            .customer_message_as(
+                &plain(),
+                Channel::Web,
+                "again".into(),
+                Some(format!("b{round}")),
+            )
+            .await
+            .unwrap();
+        assert_ne!(next.session, first.session, "round {round}");
+        board.customer_leave(&plain(), next.session).await.unwrap();
+    }
+}
