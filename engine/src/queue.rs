@@ -170,8 +170,9 @@ impl<T: Candidate> GroupQueue<T> {
     }
 
     /// The offer for `session` was rejected or lapsed: it waits again, in the
-    /// same place, and `agent` is not offered it again. Returns false if the
-    /// session is not waiting here (it left meanwhile).
+    /// same place, and `agent` is offered it again only when no other ready
+    /// member can take it. Returns false if the session is not waiting here
+    /// (it left meanwhile).
     pub fn offer_lapsed(&mut self, session: SessionId, agent: &AgentId) -> bool {
         let waiting = self
             .index
@@ -246,11 +247,22 @@ impl<T: Candidate> GroupQueue<T> {
             .filter(|(_, waiting)| waiting.offered_to.is_none())
             .find_map(|(session_key, waiting)| {
                 let channel = waiting.entry.channel();
-                let ready_idx = ready_members.iter_mut().position(|ready| {
+                let eligible = |ready: &mut ReadyMember<'_>, allow_passed: bool| {
                     ready.can_take(channel)
-                        && !waiting.passed_by.contains(&ready.key.1)
+                        && (allow_passed || !waiting.passed_by.contains(&ready.key.1))
                         && waiting.entry.admits(&ready.member.profile)
-                })?;
+                };
+                // Someone who passed on it gets it again only when nobody
+                // else ready can take it, so a session never waits on agents
+                // who are free.
+                let ready_idx = ready_members
+                    .iter_mut()
+                    .position(|ready| eligible(ready, false))
+                    .or_else(|| {
+                        ready_members
+                            .iter_mut()
+                            .position(|ready| eligible(ready, true))
+                    })?;
                 Some((*session_key, ready_members[ready_idx].key.clone()))
             })
     }
@@ -434,6 +446,20 @@ mod tests {
             Member("ann", &[], false, 100, &[]),
             Member("bob", &[], true, 500, &[]),
             Dispatch(&[(1, "bob")]),
+        ]);
+        // A rejected session goes to the others first, and back to those who
+        // passed (longest idle first) only when nobody else ready can take it.
+        check(&[
+            Enqueue(1, 0, 10, Web, None),
+            Member("ann", &[], true, 100, &[]),
+            Member("bob", &[], true, 200, &[]),
+            Dispatch(&[(1, "ann")]),
+            Lapse(1, "ann"),
+            Member("ann", &[], true, 100, &[]),
+            Dispatch(&[(1, "bob")]),
+            Lapse(1, "bob"),
+            Member("bob", &[], true, 300, &[]),
+            Dispatch(&[(1, "ann")]),
         ]);
         // Overflow keeps the place in line: a session that entered the first
         // queue at t=5 is ahead of one that arrived here at t=10.

@@ -288,8 +288,9 @@ async fn waiting_customers_are_told_their_place_and_estimated_wait() {
         .await;
     assert_eq!(update["position"], 1);
 
-    // An agent comes; the first customer is answered and the second moves up.
-    let mut agent = test.available_agent("chen.jie").await;
+    // An agent who takes one chat at a time comes; the first customer is
+    // answered and the second moves up.
+    let mut agent = test.available_agent("wang.min").await;
     let offer = agent.expect("offer").await;
     assert_eq!(session_of(&offer), session_of(&first_ack));
     assert_eq!(
