@@ -348,7 +348,8 @@ pub enum SessionEventKind {
         /// The group.
         group: String,
     },
-    /// Offered to an agent (not shown to customers).
+    /// Offered to an agent (not shown to customers; `offer` on the agent socket too).
+    #[serde(rename = "offer")]
     Offered {
         /// The agent.
         agent: String,
@@ -356,7 +357,8 @@ pub enum SessionEventKind {
         #[schema(format = DateTime)]
         deadline: String,
     },
-    /// The offer lapsed or was rejected (not shown to customers).
+    /// The offer lapsed or was rejected (not shown to customers; `offer_withdrawn` on the agent socket too).
+    #[serde(rename = "offer_withdrawn")]
     OfferLapsed {
         /// The agent that had it.
         agent: String,

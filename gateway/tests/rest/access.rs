@@ -186,7 +186,7 @@ async fn sessions_are_listed_and_read_by_who_may_see_them() {
         let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
         assert!(seqs.windows(2).all(|pair| pair[0] < pair[1]), "{seqs:?}");
         let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
-        assert_eq!(kinds.contains(&"offered"), sees_offers, "{sub}: {kinds:?}");
+        assert_eq!(kinds.contains(&"offer"), sees_offers, "{sub}: {kinds:?}");
         let messages: Vec<(&str, &str)> = events
             .iter()
             .filter(|e| e["type"] == "message")
