@@ -127,9 +127,8 @@ impl Switchboard {
         client_message_id: Option<String>,
     ) -> Result<Ack, ApiError> {
         self.shared.channels.check(&channel)?;
-        if self.shared.store.get_customer(customer).await?.is_none() {
-            return Err(EngineError::UnknownCustomer(customer.to_string()).into());
-        }
+        // No store read here, on the hot path: a new session's actor loads
+        // the customer and refuses to start (unknown_customer) without one.
         self.message_from(customer.clone(), channel, body, client_message_id)
             .await
     }
