@@ -15,7 +15,7 @@ use engine::limit::WindowLimit;
 use engine::session::Session;
 use engine::{EngineError, Millis};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, MessagingErr, RpcReplyPort};
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::agent::AgentMessage;
 use crate::error::ApiError;
@@ -120,7 +120,8 @@ pub enum DirectoryMessage {
         /// Its customer.
         customer: CustomerId,
     },
-    /// Periodic: forget per-customer session counts older than the limit's window.
+    /// Periodic: forget per-customer session counts older than the limit's
+    /// window, and subscriptions whose socket closed.
     PruneLimits,
     /// Counts, for metrics and tests.
     Stats {
@@ -291,7 +292,13 @@ impl Actor for Directory {
                 }
                 state.customer_of.remove(&session);
             }
-            DirectoryMessage::PruneLimits => state.new_sessions.prune(crate::clock::now()),
+            DirectoryMessage::PruneLimits => {
+                state.new_sessions.prune(crate::clock::now());
+                let n_pruned = self.shared.hub.prune_closed();
+                if n_pruned > 0 {
+                    debug!(n_pruned, "closed subscriptions dropped");
+                }
+            }
             DirectoryMessage::Stats { reply } => {
                 let stats = DirectoryStats {
                     n_live_sessions: state.sessions.len(),

@@ -194,6 +194,22 @@ impl Hub {
         receiver
     }
 
+    /// Drops subscriptions whose receiver is gone (closed sockets of an
+    /// audience that nothing was published to since); returns how many.
+    pub fn prune_closed(&self) -> usize {
+        let mut n_pruned = 0;
+        for shard in &self.shards {
+            let mut shard = shard.lock().expect("hub shard lock");
+            shard.retain(|_, senders| {
+                let before = senders.len();
+                senders.retain(|sender| !sender.is_closed());
+                n_pruned += before - senders.len();
+                !senders.is_empty()
+            });
+        }
+        n_pruned
+    }
+
     /// Delivers `event` to every live subscriber of `audience`. A subscriber
     /// that is full is dropped: it resumes from the store by `seq`.
     pub fn publish(&self, audience: &Audience, event: &Event) {
@@ -219,5 +235,28 @@ impl Hub {
         if senders.is_empty() {
             shard.remove(audience);
         }
+    }
+}
+
+#[cfg(test)]
+mod hub_tests {
+    use super::*;
+
+    #[test]
+    fn closed_subscriptions_are_pruned_even_without_a_publish() {
+        let hub = Hub::default();
+        let kept = hub.subscribe(Audience::Customer(CustomerId::new("a")), 4);
+        drop(hub.subscribe(Audience::Customer(CustomerId::new("a")), 4));
+        drop(hub.subscribe(Audience::Agent(AgentId::new("gone")), 4));
+        assert_eq!(hub.prune_closed(), 2);
+        assert_eq!(hub.prune_closed(), 0);
+        let event = Event {
+            session: SessionId(1),
+            seq: 1,
+            at: 0,
+            kind: EventKind::WrapUp,
+        };
+        hub.publish(&Audience::Customer(CustomerId::new("a")), &event);
+        drop(kept);
     }
 }

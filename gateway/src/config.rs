@@ -133,6 +133,12 @@ pub struct LimitsConfig {
     pub outbound_backlog: usize,
     /// A socket write that takes longer than this drops the connection.
     pub write_timeout_ms: u64,
+    /// The server pings every socket this often (browsers and client
+    /// libraries answer by themselves) ...
+    pub ping_interval_ms: u64,
+    /// ... and closes one it has heard nothing from (no frame, no pong) for
+    /// this long with 4000: a half-open connection does not hold its place.
+    pub idle_timeout_ms: u64,
     /// New sessions one customer may open per hour.
     pub new_sessions_per_customer_per_hour: u32,
     /// Largest REST request body.
@@ -149,13 +155,15 @@ impl Default for LimitsConfig {
             max_connections: 0,
             reserved_fds: 1024,
             max_frame_bytes: 16 * 1024,
-            max_ws_message_bytes: 1024 * 1024,
+            max_ws_message_bytes: 64 * 1024,
             max_body_chars: 4000,
             messages_per_second: 20,
             message_burst: 40,
             flood_close_after: 200,
             outbound_backlog: 512,
             write_timeout_ms: 10_000,
+            ping_interval_ms: 30_000,
+            idle_timeout_ms: 75_000,
             new_sessions_per_customer_per_hour: 30,
             max_http_body_bytes: 256 * 1024,
             new_visitors_per_second: 20,
@@ -278,8 +286,9 @@ impl Config {
         Ok(config)
     }
 
-    /// Checks ranges and combinations; returns the bad key and why.
-    fn validate(&self) -> Result<(), (&'static str, String)> {
+    /// Checks ranges and combinations (`load` does; so does `Server::start`,
+    /// for configurations built in code); returns the bad key and why.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
         let limits = &self.limits;
         if self.store.backend != "sqlite" {
             return Err((
@@ -305,6 +314,8 @@ impl Config {
             ("limits.message_burst", limits.message_burst.into()),
             ("limits.outbound_backlog", limits.outbound_backlog as u64),
             ("limits.write_timeout_ms", limits.write_timeout_ms),
+            ("limits.ping_interval_ms", limits.ping_interval_ms),
+            ("limits.idle_timeout_ms", limits.idle_timeout_ms),
             (
                 "limits.max_http_body_bytes",
                 limits.max_http_body_bytes as u64,
@@ -320,6 +331,15 @@ impl Config {
             if value == 0 {
                 return Err((key, "must be greater than 0".into()));
             }
+        }
+        if limits.idle_timeout_ms <= limits.ping_interval_ms {
+            return Err((
+                "limits.idle_timeout_ms",
+                format!(
+                    "must be longer than limits.ping_interval_ms ({})",
+                    limits.ping_interval_ms
+                ),
+            ));
         }
         if limits.max_ws_message_bytes < limits.max_frame_bytes {
             return Err((
@@ -499,7 +519,7 @@ mod tests {
         check_error(
             "[limits]\nmax_conections = 5\n",
             &[],
-            "config key `limits.max_conections`: unknown field `max_conections`, expected one of `max_connections`, `reserved_fds`, `max_frame_bytes`, `max_ws_message_bytes`, `max_body_chars`, `messages_per_second`, `message_burst`, `flood_close_after`, `outbound_backlog`, `write_timeout_ms`, `new_sessions_per_customer_per_hour`, `max_http_body_bytes`, `new_visitors_per_second`, `new_visitor_burst`",
+            "config key `limits.max_conections`: unknown field `max_conections`, expected one of `max_connections`, `reserved_fds`, `max_frame_bytes`, `max_ws_message_bytes`, `max_body_chars`, `messages_per_second`, `message_burst`, `flood_close_after`, `outbound_backlog`, `write_timeout_ms`, `ping_interval_ms`, `idle_timeout_ms`, `new_sessions_per_customer_per_hour`, `max_http_body_bytes`, `new_visitors_per_second`, `new_visitor_burst`",
         );
         check_error(
             "",

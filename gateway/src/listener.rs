@@ -24,6 +24,11 @@ use tracing::{error, warn};
 /// without an answer, so a flood cannot use up descriptors.
 const MAX_REFUSING: usize = 64;
 
+/// TCP keepalive: first probe after this much silence ...
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+/// ... then one probe this often.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+
 const REFUSAL_BODY: &str = r#"{"code":"too_many_connections","message":"the server is at its connection limit; retry later"}"#;
 
 /// Counts shared with the rest of the server.
@@ -117,6 +122,12 @@ impl axum::serve::Listener for CappedListener {
                     Ok(permit) => {
                         // Latency over batching: chat frames are small and interactive.
                         let _ = stream.set_nodelay(true);
+                        // A peer that vanished (no FIN, no RST) is found by the
+                        // kernel, so its connection does not hold a permit forever.
+                        let keepalive = socket2::TcpKeepalive::new()
+                            .with_time(KEEPALIVE_IDLE)
+                            .with_interval(KEEPALIVE_INTERVAL);
+                        let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
                         return (
                             CappedStream {
                                 stream,

@@ -87,6 +87,9 @@ impl Server {
     /// Opens the store, seeds demo data if enabled and the store is empty,
     /// starts the engine and starts serving.
     pub async fn start(config: Config) -> Result<Server> {
+        config
+            .validate()
+            .map_err(|(key, reason)| anyhow::anyhow!("config key `{key}`: {reason}"))?;
         let cap = config.connection_cap(open_file_limit())?;
         std::fs::create_dir_all(&config.store.data_dir).with_context(|| {
             format!(
@@ -149,8 +152,11 @@ impl Server {
         let state = self.state;
         state.ready.store(false, Ordering::Relaxed);
         self.stop_accepting.cancel();
-        if let Err(err) = state.switchboard.flush().await {
-            warn!(error = %err, "store flush at shutdown failed");
+        let grace = Duration::from_millis(state.config.server.shutdown_grace_ms);
+        match tokio::time::timeout(grace, state.switchboard.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => warn!(error = %err, "store flush at shutdown failed"),
+            Err(_) => warn!("store flush did not finish within the grace period"),
         }
         state.close_sockets.cancel();
         state.sockets.close();

@@ -155,14 +155,33 @@ async fn an_offer_that_times_out_goes_to_the_next_agent() {
     let session = session_of(&ack);
 
     // Whoever is offered first ignores it; the other gets it after the timeout.
-    let (mut ignoring, mut answering) = tokio::select! {
-        offer = first.expect("offer") => { assert_eq!(session_of(&offer), session); (first, second) }
-        offer = second.expect("offer") => { assert_eq!(session_of(&offer), session); (second, first) }
+    let (mut ignoring, mut answering, answering_id) = tokio::select! {
+        offer = first.expect("offer") => { assert_eq!(session_of(&offer), session); (first, second, "liu.yang") }
+        offer = second.expect("offer") => { assert_eq!(session_of(&offer), session); (second, first, "chen.jie") }
     };
     let withdrawn = ignoring.expect("offer_withdrawn").await;
     assert_eq!(session_of(&withdrawn), session);
     let offer = answering.expect("offer").await;
     assert_eq!(session_of(&offer), session);
+    assert_eq!(
+        offer["agent"], answering_id,
+        "only one's own offers: {offer}"
+    );
+    // The offer came with the conversation so far, before it, in order, and
+    // without the other agent's offer and its withdrawal.
+    let earlier = answering.take_pending();
+    let message = earlier
+        .iter()
+        .find(|f| f["type"] == "message")
+        .expect("the customer's message came with the offer");
+    assert_eq!(message["body"], "hello?");
+    assert!(message["seq"].as_u64() < offer["seq"].as_u64());
+    assert!(
+        earlier
+            .iter()
+            .all(|f| f["type"] != "offer" && f["type"] != "offer_withdrawn"),
+        "{earlier:?}"
+    );
     let accepted = answering
         .request(json!({"type": "accept", "session": session}))
         .await;

@@ -72,6 +72,7 @@ async fn a_slow_reader_is_closed_with_4008_and_resumes_without_loss() {
         config.limits.message_burst = 10_000;
         config.limits.max_body_chars = 20_000;
         config.limits.max_frame_bytes = 256 * 1024;
+        config.limits.max_ws_message_bytes = 1024 * 1024;
     })
     .await;
     let mut agent = test.available_agent("chen.jie").await;
@@ -251,4 +252,37 @@ async fn read_status(stream: &mut TcpStream) -> u16 {
     let mut body = vec![0u8; length];
     stream.read_exact(&mut body).await.unwrap();
     head[9..12].parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_socket_is_closed_and_a_listening_one_is_kept() {
+    let test = TestServer::start(|config| {
+        config.limits.ping_interval_ms = 100;
+        config.limits.idle_timeout_ms = 350;
+    })
+    .await;
+    let gauge = test.server.state.gauge.clone();
+    let url = test.ws_url("/ws/customer", &test.token("cust-003", Role::Customer));
+    // Connected, then never read again: it answers no ping (a vanished phone).
+    let (silent, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let mut listening = test.customer("cust-002").await;
+    listening.hello(json!({})).await;
+    wait_until(|| gauge.open() == 2).await;
+
+    // The listening client only reads (its library answers the pings). The
+    // silent one is closed after the idle timeout plus the 1 s it is given
+    // to answer the close.
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_millis(2_000) {
+        let pong = listening.request(json!({"type": "ping"})).await;
+        assert_eq!(pong["type"], "pong");
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    assert_eq!(
+        gauge.open(),
+        1,
+        "the silent socket was closed, the other kept"
+    );
+    drop(silent);
+    test.server.shutdown().await.unwrap();
 }

@@ -295,24 +295,28 @@ impl Handler for AgentHandler {
                 }
                 Err(err) => link.send_error(err).await,
             },
-            "wrap_up" => match frame.fields::<Finish>() {
-                Ok((finish, _)) => {
-                    let result = switchboard
-                        .wrap_up(&me, finish.session.0, finish.summary)
-                        .await;
-                    replier.result(link, result).await
+            kind @ ("wrap_up" | "close") => {
+                let closing = kind == "close";
+                match frame.fields::<Finish>() {
+                    Ok((finish, _)) => {
+                        let max_chars = self.state.config.limits.max_body_chars;
+                        let n_chars = finish.summary.as_deref().map_or(0, |s| s.chars().count());
+                        if n_chars > max_chars {
+                            let message = format!(
+                                "field `summary`: {n_chars} characters is over the limit of {max_chars}"
+                            );
+                            return replier.refuse(link, "body_too_long", message).await;
+                        }
+                        let (session, summary) = (finish.session.0, finish.summary);
+                        let result = match closing {
+                            true => switchboard.close(&me, session, summary).await,
+                            false => switchboard.wrap_up(&me, session, summary).await,
+                        };
+                        replier.result(link, result).await
+                    }
+                    Err(err) => link.send_error(err).await,
                 }
-                Err(err) => link.send_error(err).await,
-            },
-            "close" => match frame.fields::<Finish>() {
-                Ok((finish, _)) => {
-                    let result = switchboard
-                        .close(&me, finish.session.0, finish.summary)
-                        .await;
-                    replier.result(link, result).await
-                }
-                Err(err) => link.send_error(err).await,
-            },
+            }
             "queues" => match frame.fields::<Empty>() {
                 Ok((_, request_id)) => {
                     let queues = self.queues().await;
@@ -368,7 +372,7 @@ impl AgentHandler {
             Ok(view) => view,
             Err(err) => return replier.error(link, err, None).await,
         };
-        let (sessions, offers) = match self.sessions().await {
+        let (sessions, offers) = match self.cards(&view).await {
             Ok(cards) => cards,
             Err(err) => return replier.error(link, err, None).await,
         };
@@ -394,6 +398,7 @@ impl AgentHandler {
             let after = hello.last_seq.get(&WireSession(*session)).copied();
             let after = after.unwrap_or(0);
             self.delivered.client_has(*session, after);
+            let after = self.delivered.last(*session);
             match replay(self, link, &state, *session, after).await {
                 Ok(Flow::Continue) => {}
                 Ok(Flow::Stop) => return Flow::Stop,
@@ -432,43 +437,45 @@ impl AgentHandler {
         replier.result(link, Ok(())).await
     }
 
-    /// Sends `event` unless the agent already has it; offers carry the
-    /// customer and channel so the desktop can show them at once.
     /// Sends `event` unless it is not for this agent or already sent. A new
     /// offer first brings the conversation so far, so the desktop shows the
     /// customer's messages with the offer.
     async fn deliver(&mut self, link: &mut Link, event: Event) -> Flow {
-        match &event.kind {
-            // An agent's own typing is not echoed.
-            EventKind::Typing {
-                sender: Sender::Agent(_),
-            } => return Flow::Continue,
-            // Offers to other agents (seen in a replay) are not this agent's business.
-            EventKind::Offered { agent, .. } | EventKind::OfferLapsed { agent }
-                if agent != &self.profile.id =>
-            {
-                return Flow::Continue;
-            }
-            EventKind::Offered { .. } if event.seq > self.delivered.last(event.session) => {
-                let after = self.delivered.last(event.session);
-                // Without the history the offer still goes out below.
-                if let Ok(history) = self.state.switchboard.history(event.session, after).await {
-                    for earlier in history.into_iter().filter(|e| e.seq < event.seq) {
-                        if self.send_event(link, earlier).await == Flow::Stop {
-                            return Flow::Stop;
-                        }
+        let new_offer = matches!(event.kind, EventKind::Offered { .. })
+            && self.is_for_me(&event)
+            && event.seq > self.delivered.last(event.session);
+        if new_offer {
+            let after = self.delivered.last(event.session);
+            // Without the history the offer still goes out below.
+            if let Ok(history) = self.state.switchboard.history(event.session, after).await {
+                for earlier in history.into_iter().filter(|e| e.seq < event.seq) {
+                    if self.send_event(link, earlier).await == Flow::Stop {
+                        return Flow::Stop;
                     }
                 }
             }
-            _ => {}
         }
         self.send_event(link, event).await
     }
 
-    /// Sends one event once; offers carry the customer and channel so the
-    /// desktop can show them at once.
+    /// Not the agent's own typing (not echoed), not an offer to someone else
+    /// (seen in a replay or in the conversation an offer brings).
+    fn is_for_me(&self, event: &Event) -> bool {
+        match &event.kind {
+            EventKind::Typing {
+                sender: Sender::Agent(_),
+            } => false,
+            EventKind::Offered { agent, .. } | EventKind::OfferLapsed { agent } => {
+                agent == &self.profile.id
+            }
+            _ => true,
+        }
+    }
+
+    /// Sends one event once, if it is for this agent; offers carry the
+    /// customer and channel so the desktop can show them at once.
     async fn send_event(&mut self, link: &mut Link, event: Event) -> Flow {
-        if !self.delivered.admit(&event) {
+        if !self.is_for_me(&event) || !self.delivered.admit(&event) {
             return Flow::Continue;
         }
         let Some(mut frame) = event_frame(&event, Viewer::Agent) else {
@@ -484,14 +491,19 @@ impl AgentHandler {
                 serde_json::to_value(&card.customer).expect("cards serialize"),
             );
         }
-        if matches!(event.kind, EventKind::Closed { .. } | EventKind::Abandoned) {
-            self.delivered.forget(event.session);
-        }
         link.send(&frame).await
     }
 
     async fn sessions(&self) -> Result<(Vec<SessionCard>, Vec<SessionCard>), actors::ApiError> {
         let view = self.state.switchboard.agent_view(&self.profile.id).await?;
+        self.cards(&view).await
+    }
+
+    /// Cards of the sessions held and offered in `view`.
+    async fn cards(
+        &self,
+        view: &actors::agent::AgentView,
+    ) -> Result<(Vec<SessionCard>, Vec<SessionCard>), actors::ApiError> {
         let mut sessions = Vec::with_capacity(view.sessions.len());
         for session in &view.sessions {
             sessions.push(self.card(*session).await?);

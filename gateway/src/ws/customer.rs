@@ -205,34 +205,54 @@ impl Handler for CustomerHandler {
             },
             "typing" => match frame.fields::<OnSession>() {
                 Ok((typing, _)) => {
-                    let result = self
-                        .state
-                        .switchboard
-                        .customer_typing(&self.customer, typing.session.0)
-                        .await;
+                    let result = match self.check_owned(typing.session.0).await {
+                        Ok(()) => {
+                            let switchboard = &self.state.switchboard;
+                            switchboard
+                                .customer_typing(&self.customer, typing.session.0)
+                                .await
+                        }
+                        Err(err) => Err(err),
+                    };
                     replier.quiet_result(link, result).await
                 }
                 Err(err) => link.send_error(err).await,
             },
             "leave" => match frame.fields::<OnSession>() {
                 Ok((leave, _)) => {
-                    let result = self
-                        .state
-                        .switchboard
-                        .customer_leave(&self.customer, leave.session.0)
-                        .await;
+                    let result = match self.check_owned(leave.session.0).await {
+                        Ok(()) => {
+                            let switchboard = &self.state.switchboard;
+                            switchboard
+                                .customer_leave(&self.customer, leave.session.0)
+                                .await
+                        }
+                        Err(err) => Err(err),
+                    };
                     replier.result(link, result).await
                 }
                 Err(err) => link.send_error(err).await,
             },
             "rate" => match frame.fields::<Rate>() {
                 Ok((rate, _)) => {
-                    let result = self
-                        .state
-                        .switchboard
-                        .rate(&self.customer, rate.session.0, rate.score, rate.comment)
-                        .await
-                        .map(|_| ());
+                    let max_chars = self.state.config.limits.max_body_chars;
+                    let n_chars = rate.comment.as_deref().map_or(0, |c| c.chars().count());
+                    if n_chars > max_chars {
+                        let message = format!(
+                            "field `comment`: {n_chars} characters is over the limit of {max_chars}"
+                        );
+                        return replier.refuse(link, "body_too_long", message).await;
+                    }
+                    let result = match self.check_owned(rate.session.0).await {
+                        Ok(()) => {
+                            let switchboard = &self.state.switchboard;
+                            switchboard
+                                .rate(&self.customer, rate.session.0, rate.score, rate.comment)
+                                .await
+                                .map(|_| ())
+                        }
+                        Err(err) => Err(err),
+                    };
                     replier.result(link, result).await
                 }
                 Err(err) => link.send_error(err).await,
@@ -278,6 +298,12 @@ impl CustomerHandler {
             .iter()
             .filter(|session| !session.state.is_final())
             .collect();
+        // Waiting ones get queue_status on the next tick, whatever the replay holds.
+        self.waiting.extend(
+            open.iter()
+                .filter(|session| session.state.is_waiting())
+                .map(|session| session.id),
+        );
         let welcome = Welcome {
             kind: "welcome",
             request_id,
@@ -316,6 +342,7 @@ impl CustomerHandler {
         let state = self.state.clone();
         for (session, after) in to_replay {
             self.delivered.client_has(session, after);
+            let after = self.delivered.last(session);
             match replay(self, link, &state, session, after).await {
                 Ok(Flow::Continue) => {}
                 Ok(Flow::Stop) => return Flow::Stop,
@@ -323,6 +350,21 @@ impl CustomerHandler {
             }
         }
         Flow::Continue
+    }
+
+    /// Refuses a session that is not this customer's before anything is
+    /// activated for it: a session this socket has seen is theirs (events
+    /// reach only the owner); otherwise one store read decides. Another
+    /// customer's session is `unknown_session`, like one that does not exist.
+    async fn check_owned(&self, session: SessionId) -> Result<(), actors::ApiError> {
+        if self.delivered.knows(session) {
+            return Ok(());
+        }
+        let record = self.state.switchboard.store().get_session(session).await?;
+        match record {
+            Some(record) if record.customer_id == self.customer => Ok(()),
+            _ => Err(engine::EngineError::UnknownSession(session.0).into()),
+        }
     }
 
     async fn message(&mut self, link: &mut Link, replier: &Replier, message: SendMessage) -> Flow {

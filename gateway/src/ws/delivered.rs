@@ -41,13 +41,15 @@ impl Delivered {
         self.last_seq.get(&session).copied().unwrap_or(0)
     }
 
-    /// Forgets a session that ended for this client.
-    pub fn forget(&mut self, session: SessionId) {
-        self.last_seq.remove(&session);
+    /// Whether anything of `session` went through this socket (or the
+    /// client said it had some): a session the client knows.
+    pub fn knows(&self, session: SessionId) -> bool {
+        self.last_seq.contains_key(&session)
     }
 }
 
-/// Sends what `handler`'s client missed of `session` after `after`, in
+/// Sends what `handler`'s client missed of `session` after `after` (the
+/// higher of what the client said it has and what this socket sent), in
 /// order, through the handler's own event delivery (so filtering and
 /// de-duplication are the live stream's).
 pub async fn replay<H: Handler>(
@@ -100,7 +102,7 @@ mod tests {
             assert_eq!(delivered.admit(&event), expected, "{event:?}");
         }
         assert_eq!(delivered.last(SessionId(1)), 4);
-        delivered.forget(SessionId(1));
-        assert_eq!(delivered.last(SessionId(1)), 0);
+        assert!(delivered.knows(SessionId(2)));
+        assert!(!delivered.knows(SessionId(3)));
     }
 }

@@ -6,7 +6,8 @@
 //! 1008 flood (too many frames refused for rate); 1009 message above
 //! `limits.max_ws_message_bytes`; 4008 the client fell more than
 //! `limits.outbound_backlog` events behind (it reconnects and resumes from
-//! its last `seq`; nothing is lost).
+//! its last `seq`; nothing is lost); 4000 nothing heard from the client (no
+//! frame, no pong to the server's pings) for `limits.idle_timeout_ms`.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -33,6 +34,8 @@ pub const CLOSE_POLICY: u16 = 1008;
 pub const CLOSE_TOO_BIG: u16 = 1009;
 /// Close code: the client fell too far behind; reconnect and resume.
 pub const CLOSE_BACKLOG: u16 = 4008;
+/// Close code: nothing heard from the client (no frame, no pong) for `limits.idle_timeout_ms`.
+pub const CLOSE_IDLE: u16 = 4000;
 
 /// How long a closing handshake may take before the socket is dropped.
 const CLOSE_HANDSHAKE: Duration = Duration::from_secs(1);
@@ -63,12 +66,16 @@ pub trait Handler: Send + 'static {
     fn wants_events(&self) -> bool;
 }
 
+/// The largest frame the server itself sends is a message of
+/// `max_body_chars` (up to 4 bytes each) with its envelope; this is room enough.
+const OUTGOING_FRAME_BYTES: usize = 64 * 1024;
+
 /// Applies the socket limits of `limits` to an upgrade request.
 pub fn configure(upgrade: WebSocketUpgrade, limits: &LimitsConfig) -> WebSocketUpgrade {
     upgrade
         .read_buffer_size(8 * 1024)
         .write_buffer_size(0)
-        .max_write_buffer_size(limits.max_ws_message_bytes.max(64 * 1024) * 2)
+        .max_write_buffer_size(limits.max_ws_message_bytes.max(OUTGOING_FRAME_BYTES) * 2)
         .max_message_size(limits.max_ws_message_bytes)
         .max_frame_size(limits.max_ws_message_bytes)
 }
@@ -79,6 +86,9 @@ pub struct Link {
     rate: RateLimiter,
     max_frame_bytes: usize,
     write_timeout: Duration,
+    idle_timeout: Duration,
+    /// When the client last sent anything (a frame, a pong).
+    last_heard: Instant,
     /// False once the socket failed or was closed: nothing more is sent.
     open: bool,
 }
@@ -103,6 +113,8 @@ impl Link {
             ),
             max_frame_bytes: limits.max_frame_bytes,
             write_timeout: Duration::from_millis(limits.write_timeout_ms),
+            idle_timeout: Duration::from_millis(limits.idle_timeout_ms),
+            last_heard: Instant::now(),
             open: true,
         }
     }
@@ -173,6 +185,7 @@ impl Link {
             Some(Ok(message)) => message,
             Some(Err(err)) => return self.read_failed(err).await,
         };
+        self.last_heard = Instant::now();
         let text = match message {
             Message::Text(text) => text,
             Message::Binary(_) => {
@@ -208,6 +221,29 @@ impl Link {
         match ClientFrame::parse(text.as_str()) {
             Ok(frame) => Incoming::Frame(frame),
             Err(err) => handled(self.send_error(err).await),
+        }
+    }
+
+    /// Pings the client, or closes the socket if it has been silent (not
+    /// even answering pings) for longer than the idle timeout.
+    async fn heartbeat(&mut self) -> Flow {
+        if self.last_heard.elapsed() > self.idle_timeout {
+            return self.close(CLOSE_IDLE, "no answer to pings").await;
+        }
+        if !self.open {
+            return Flow::Stop;
+        }
+        match tokio::time::timeout(
+            self.write_timeout,
+            self.socket.send(Message::Ping(Default::default())),
+        )
+        .await
+        {
+            Ok(Ok(())) => Flow::Continue,
+            _ => {
+                self.open = false;
+                Flow::Stop
+            }
         }
     }
 
@@ -268,6 +304,13 @@ impl Link {
     }
 }
 
+/// Ticks every `period`, the first one `period` from now.
+fn interval(period: Duration) -> tokio::time::Interval {
+    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    interval
+}
+
 /// A client frame that was answered with an error and is not processed.
 fn handled(flow: Flow) -> Incoming {
     match flow {
@@ -284,10 +327,9 @@ pub async fn run<H: Handler>(
     mut handler: H,
     mut events: mpsc::Receiver<Event>,
 ) {
-    let period = Duration::from_millis(state.config.routing.queue_update_ms);
     debug!("socket open");
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tick = interval(Duration::from_millis(state.config.routing.queue_update_ms));
+    let mut ping = interval(Duration::from_millis(state.config.limits.ping_interval_ms));
     loop {
         let flow = tokio::select! {
             biased;
@@ -306,6 +348,7 @@ pub async fn run<H: Handler>(
                 }
             },
             _ = tick.tick() => handler.on_tick(&mut link).await,
+            _ = ping.tick() => link.heartbeat().await,
         };
         if flow == Flow::Stop {
             debug!("socket done");
