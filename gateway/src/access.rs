@@ -123,28 +123,34 @@ impl Caller {
         Ok(Some(profile))
     }
 
+    /// The read rule itself, for a caller whose agent profile (agents and
+    /// supervisors) is already at hand: admins read everything, customers
+    /// their own sessions, agents the sessions offered or assigned to them,
+    /// supervisors also every session of their groups.
+    pub fn may_read(&self, profile: Option<&Agent>, session: &Session) -> bool {
+        match self.role() {
+            Role::Admin => true,
+            Role::Customer => self.customer_id().as_ref() == Some(&session.customer_id),
+            Role::Agent | Role::Supervisor => {
+                let mine = session.agent.is_some() && session.agent == self.agent_id();
+                let supervised =
+                    self.role() == Role::Supervisor && supervises(profile, session.group.as_ref());
+                mine || supervised
+            }
+        }
+    }
+
     /// May this caller read `session`? Not-allowed customers get `404`.
     pub async fn check_session_read(
         &self,
         state: &AppState,
         session: &Session,
     ) -> Result<(), HttpError> {
-        let allowed = match self.role() {
-            Role::Admin => true,
-            Role::Customer => Some(&session.customer_id) == self.customer_id().as_ref(),
-            Role::Agent | Role::Supervisor => {
-                let me = self.agent_id();
-                if session.agent.is_some() && session.agent == me {
-                    true
-                } else if self.role() == Role::Supervisor {
-                    let profile = self.agent_profile(state).await?;
-                    supervises(profile.as_ref(), session.group.as_ref())
-                } else {
-                    false
-                }
-            }
+        let profile = match self.role() {
+            Role::Supervisor => self.agent_profile(state).await?,
+            _ => None,
         };
-        match (allowed, self.role()) {
+        match (self.may_read(profile.as_ref(), session), self.role()) {
             (true, _) => Ok(()),
             (false, Role::Customer) => Err(HttpError::new(
                 StatusCode::NOT_FOUND,

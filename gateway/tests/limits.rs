@@ -4,7 +4,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{Client, TestServer, process_token, session_of, start_process};
+use common::{Client, TestServer, accept_offer, process_token, session_of, start_process};
 use gateway::auth::Role;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -82,13 +82,7 @@ async fn a_slow_reader_is_closed_with_4008_and_resumes_without_loss() {
         .say(json!({}), "c-1", "please send me the manual")
         .await;
     let session = session_of(&ack);
-    agent.expect("offer").await;
-    assert_eq!(
-        agent
-            .request(json!({"type": "accept", "session": session}))
-            .await["type"],
-        "ok"
-    );
+    accept_offer(&mut agent, &session).await;
     customer.expect("assigned").await;
     let resume_from = customer.last_seq.clone();
 

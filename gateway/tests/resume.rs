@@ -7,7 +7,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Client, TestServer, process_token, session_of, start_process};
+use common::{Client, TestServer, accept_offer, process_token, session_of, start_process};
 use gateway::auth::Role;
 use serde_json::{Value, json};
 
@@ -28,13 +28,7 @@ async fn dropped_clients_resume_from_their_last_seq() {
     customer.hello(json!({})).await;
     let ack = customer.say(json!({}), "c-1", "hello").await;
     let session = session_of(&ack);
-    agent.expect("offer").await;
-    assert_eq!(
-        agent
-            .request(json!({"type": "accept", "session": session}))
-            .await["type"],
-        "ok"
-    );
+    accept_offer(&mut agent, &session).await;
     customer.expect("assigned").await;
     agent
         .wait_for("first message", |f| {
@@ -141,13 +135,7 @@ async fn sigkill_mid_conversation_loses_no_acknowledged_message() {
     customer.hello(json!({})).await;
     let first = customer.say(json!({}), "c-0", "hello").await;
     let session = session_of(&first);
-    agent.expect("offer").await;
-    assert_eq!(
-        agent
-            .request(json!({"type": "accept", "session": session}))
-            .await["type"],
-        "ok"
-    );
+    accept_offer(&mut agent, &session).await;
 
     // Both sides write as fast as acks come back; the kill lands mid-stream.
     let acked: Arc<Mutex<Vec<(String, u64)>>> = Arc::default();

@@ -14,7 +14,6 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use engine::agent::Agent;
 use engine::ids::{CustomerId, SessionId};
 use engine::session::Session;
 use serde::Deserialize;
@@ -101,7 +100,7 @@ pub async fn list_sessions(
     };
     let visible = candidates
         .into_iter()
-        .filter(|session| may_read(&caller, profile.as_ref(), session))
+        .filter(|session| caller.may_read(profile.as_ref(), session))
         .take(limit + 1)
         .collect();
     Ok(Json(page(visible, limit)))
@@ -159,24 +158,6 @@ pub(crate) fn parse_session_id(text: &str) -> Result<SessionId, HttpError> {
             format!("invalid session id `{text}`: must be a decimal number"),
         )
     })
-}
-
-/// Whether staff member `caller` (with `profile`, for agents and
-/// supervisors) may read `session`: the rules of `check_session_read`.
-fn may_read(caller: &Caller, profile: Option<&Agent>, session: &Session) -> bool {
-    match caller.role() {
-        Role::Admin => true,
-        Role::Customer => caller.customer_id().as_ref() == Some(&session.customer_id),
-        Role::Agent | Role::Supervisor => {
-            let mine = session.agent.is_some() && session.agent == caller.agent_id();
-            let supervised = caller.role() == Role::Supervisor
-                && match (profile, &session.group) {
-                    (Some(profile), Some(group)) => profile.groups.contains(group),
-                    _ => false,
-                };
-            mine || supervised
-        }
-    }
 }
 
 /// At most `limit` of `sessions`, saying whether there were more.

@@ -9,13 +9,12 @@ use std::collections::BTreeMap;
 
 use actors::{Event, EventKind, TransferTarget};
 use axum::extract::{State, WebSocketUpgrade};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use engine::agent::Agent;
 use engine::ids::{AgentId, GroupId, SessionId};
 use engine::presence::{Presence, PresenceRequest};
 use engine::store::Sender;
 use serde::{Deserialize, Serialize};
-use tracing::Instrument as _;
 
 use crate::access::Caller;
 use crate::error::HttpError;
@@ -41,33 +40,19 @@ pub async fn upgrade(
             "/ws/agent needs an agent or supervisor token; customers use /ws/customer",
         ));
     };
-    if !state.is_ready() {
-        return Err(HttpError::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "server is shutting down",
-        ));
-    }
-    let events = state.switchboard.subscribe_agent(&profile.id);
-    let limits = state.config.limits.clone();
-    let tracked = state.clone();
-    Ok(link::configure(upgrade, &limits)
-        .on_upgrade(move |socket| {
-            let handler = AgentHandler {
-                _guard: SocketGuard::agent(&tracked),
-                state: tracked.clone(),
-                caller,
-                profile,
-                delivered: Delivered::default(),
-                started: false,
-            };
-            let span = tracing::info_span!("agent_socket", agent_id = %handler.profile.id);
-            tracked.sockets.track_future(
-                link::run(tracked.clone(), Link::new(socket, &limits), handler, events)
-                    .instrument(span),
-            )
-        })
-        .into_response())
+    let span = tracing::info_span!("agent_socket", agent_id = %profile.id);
+    link::serve(&state, upgrade, span, move |state| {
+        let events = state.switchboard.subscribe_agent(&profile.id);
+        let handler = AgentHandler {
+            _guard: SocketGuard::agent(state),
+            state: state.clone(),
+            caller,
+            profile,
+            delivered: Delivered::default(),
+            started: false,
+        };
+        (handler, events)
+    })
 }
 
 struct AgentHandler {

@@ -10,12 +10,11 @@ use std::collections::{BTreeMap, HashSet};
 use actors::{Event, EventKind};
 use axum::extract::{Query, State, WebSocketUpgrade};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use engine::channel::Channel;
 use engine::ids::{CustomerId, SessionId};
 use engine::store::Sender;
 use serde::{Deserialize, Serialize};
-use tracing::Instrument as _;
 
 use crate::access::Caller;
 use crate::error::HttpError;
@@ -71,37 +70,22 @@ pub async fn upgrade(
             format!("token names customer `{customer}`, who does not exist"),
         ));
     };
-    if !state.is_ready() {
-        return Err(HttpError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "server is shutting down",
-        ));
-    }
-    let events = state.switchboard.subscribe_customer(&customer);
-    let limits = state.config.limits.clone();
-    let tracked = state.clone();
-    Ok(link::configure(upgrade, &limits)
-        .on_upgrade(move |socket| {
-            let guard = SocketGuard::customer(&tracked);
-            let handler = CustomerHandler {
-                state: tracked.clone(),
-                customer,
-                display_name: profile.display_name,
-                tier: profile.tier,
-                channel,
-                delivered: Delivered::default(),
-                waiting: HashSet::new(),
-                started: false,
-                _guard: guard,
-            };
-            let span = tracing::info_span!("customer_socket", customer_id = %handler.customer, channel = %handler.channel);
-            tracked.sockets.track_future(
-                link::run(tracked.clone(), Link::new(socket, &limits), handler, events)
-                    .instrument(span),
-            )
-        })
-        .into_response())
+    let span = tracing::info_span!("customer_socket", customer_id = %customer, channel = %channel);
+    link::serve(&state, upgrade, span, move |state| {
+        let events = state.switchboard.subscribe_customer(&customer);
+        let handler = CustomerHandler {
+            _guard: SocketGuard::customer(state),
+            state: state.clone(),
+            customer,
+            display_name: profile.display_name,
+            tier: profile.tier,
+            channel,
+            delivered: Delivered::default(),
+            waiting: HashSet::new(),
+            started: false,
+        };
+        (handler, events)
+    })
 }
 
 struct CustomerHandler {

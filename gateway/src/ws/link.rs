@@ -14,12 +14,16 @@ use std::time::{Duration, Instant};
 
 use actors::Event;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use futures_util::SinkExt as _;
 use serde::Serialize;
 use tokio::sync::mpsc;
+use tracing::Instrument as _;
 use tracing::debug;
 
 use crate::config::LimitsConfig;
+use crate::error::HttpError;
 use crate::state::AppState;
 use crate::ws::frames::{ClientFrame, FrameError, Reply, to_text};
 use crate::ws::rate::{RateLimiter, Verdict};
@@ -69,6 +73,34 @@ pub trait Handler: Send + 'static {
 /// The largest frame the server itself sends is a message of
 /// `max_body_chars` (up to 4 bytes each) with its envelope; this is room enough.
 const OUTGOING_FRAME_BYTES: usize = 64 * 1024;
+
+/// Upgrades to a socket served by the handler `start` builds once the
+/// upgrade is done (with the subscription it reads events from), tracked for
+/// shutdown and logged in `span`. Refused with 503 while shutting down.
+pub fn serve<H: Handler>(
+    state: &AppState,
+    upgrade: WebSocketUpgrade,
+    span: tracing::Span,
+    start: impl FnOnce(&AppState) -> (H, mpsc::Receiver<Event>) + Send + 'static,
+) -> Result<Response, HttpError> {
+    if !state.is_ready() {
+        return Err(HttpError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "server is shutting down",
+        ));
+    }
+    let limits = state.config.limits.clone();
+    let state = state.clone();
+    let upgraded = configure(upgrade, &limits).on_upgrade(move |socket| {
+        let (handler, events) = start(&state);
+        let link = Link::new(socket, &limits);
+        state
+            .sockets
+            .track_future(run(state.clone(), link, handler, events).instrument(span))
+    });
+    Ok(upgraded.into_response())
+}
 
 /// Applies the socket limits of `limits` to an upgrade request.
 pub fn configure(upgrade: WebSocketUpgrade, limits: &LimitsConfig) -> WebSocketUpgrade {

@@ -351,3 +351,17 @@ pub fn process_token(data_dir: &std::path::Path, sub: &str, role: Role) -> Strin
             exp: unix_now() + 3600,
         })
 }
+
+/// `agent` gets the offer of `session` and accepts it.
+pub async fn accept_offer(agent: &mut Client, session: &str) {
+    let offer = agent
+        .wait_for("the offer", |f| {
+            f["type"] == "offer" && f["session"] == session
+        })
+        .await;
+    assert_eq!(offer["session"], session);
+    let accepted = agent
+        .request(json!({"type": "accept", "session": session}))
+        .await;
+    assert_eq!(accepted["type"], "ok", "{accepted}");
+}
