@@ -14,6 +14,7 @@ pub mod error;
 pub mod event;
 pub mod group;
 pub mod group_supervisor;
+pub mod metrics;
 pub mod root;
 pub mod session;
 pub mod session_supervisor;

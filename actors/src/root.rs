@@ -75,7 +75,12 @@ impl Actor for RootSupervisor {
         };
         let (writer, _) =
             Actor::spawn_linked(None, StoreWriter, writer_args, myself.get_cell()).await?;
+        let groups: Vec<SkillGroup> = args.store.list_groups().await?;
         let shared = Arc::new(Shared {
+            groups: groups
+                .iter()
+                .map(|group| (group.id.clone(), Arc::new(group.clone())))
+                .collect(),
             store: args.store.clone(),
             writer: writer.clone(),
             hub: Hub::default(),
@@ -114,7 +119,6 @@ impl Actor for RootSupervisor {
             .map_err(|_| "directory set twice")?;
 
         let agents: Vec<Agent> = args.store.list_agents().await?;
-        let groups: Vec<SkillGroup> = args.store.list_groups().await?;
         let group_args = GroupSupervisorArgs {
             groups,
             agents: agents.clone(),

@@ -1,10 +1,13 @@
 //! What every actor of one switchboard shares: the store, the writer, the
 //! event hub, the rules and the configuration.
 
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use engine::channel::ChannelRegistry;
+use engine::group::SkillGroup;
+use engine::ids::GroupId;
 use engine::routing::RuleSet;
 use engine::store::Store;
 use ractor::ActorRef;
@@ -68,6 +71,8 @@ pub struct Shared {
     pub rules: RwLock<Arc<RuleSet>>,
     /// Accepted channels.
     pub channels: ChannelRegistry,
+    /// The skill groups as configured at start: their SLA thresholds, for metrics.
+    pub groups: HashMap<GroupId, Arc<SkillGroup>>,
     /// Knobs.
     pub config: RuntimeConfig,
     /// Set once the directory runs (it is spawned after this struct exists).

@@ -132,6 +132,41 @@ impl SlaReport {
     }
 }
 
+/// Where one session stands against its group's thresholds: what the live
+/// metrics count as it changes state (the report above counts the same way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Judged {
+    /// Answered: within the channel's threshold or not.
+    pub answered_within: Option<bool>,
+    /// Abandoned in queue: before the short-abandon threshold or not.
+    pub abandoned_short: Option<bool>,
+    /// Queued → answered.
+    pub wait_ms: Option<Millis>,
+    /// Answered → closed.
+    pub handle_ms: Option<Millis>,
+    /// Answered → the agent's first message.
+    pub first_response_ms: Option<Millis>,
+}
+
+/// Judges `session` against `group`; `None` if it never entered a queue.
+pub fn judge(session: &Session, group: &SkillGroup) -> Option<Judged> {
+    let threshold_ms = secs_to_ms(group.threshold_secs(&session.channel));
+    let short_abandon_ms = secs_to_ms(group.short_abandon_secs);
+    let contact = Contact::classify(session, threshold_ms, short_abandon_ms)?;
+    let (answered_within, abandoned_short) = match contact.outcome {
+        Outcome::Answered { within } => (Some(within), None),
+        Outcome::Abandoned { short } => (None, Some(short)),
+        Outcome::Open => (None, None),
+    };
+    Some(Judged {
+        answered_within,
+        abandoned_short,
+        wait_ms: contact.wait_ms,
+        handle_ms: contact.handle_ms,
+        first_response_ms: contact.first_response_ms,
+    })
+}
+
 fn secs_to_ms(secs: u32) -> Millis {
     Millis::from(secs) * 1000
 }

@@ -188,6 +188,7 @@ impl SessionActor {
 
     /// Sends a durable event to the customer and to the agents concerned.
     pub(super) fn publish(&self, state: &SessionActorState, event: &Event) {
+        crate::metrics::record_event(&self.shared, &state.session, event);
         let hub = &self.shared.hub;
         let to_customer = !matches!(
             event.kind,

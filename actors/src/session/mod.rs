@@ -526,9 +526,13 @@ impl SessionActor {
         {
             return Ok((*seq, true));
         }
+        let first_response = state.session.times.first_response.is_none();
         state
             .session
             .apply(SessionEvent::AgentReplied, crate::clock::now())?;
+        if first_response {
+            crate::metrics::record_first_response(&self.shared, &state.session);
+        }
         let channel = state.session.channel.clone();
         let seq = self.record(
             state,
