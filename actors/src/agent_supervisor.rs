@@ -85,6 +85,8 @@ impl Actor for AgentSupervisor {
             SupervisionEvent::ActorFailed(cell, err) => {
                 if let Some(profile) = state.children.remove(&cell.get_id()) {
                     warn!(agent_id = %profile.id, error = %err, "agent actor failed; restarting");
+                    metrics::counter!("switchboard_actor_restarts_total", "kind" => "agent")
+                        .increment(1);
                     self.start_agent(&myself, state, profile, true, Vec::new())
                         .await?;
                 }

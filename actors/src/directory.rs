@@ -281,6 +281,8 @@ impl Actor for Directory {
                     }
                 } else if restart && current {
                     state.n_restarts += 1;
+                    metrics::counter!("switchboard_actor_restarts_total", "kind" => "session")
+                        .increment(1);
                     if let Err(err) = self.activate(state, session).await {
                         warn!(session_id = %session, error = %err, "session could not be restarted");
                     }

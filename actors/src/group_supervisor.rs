@@ -87,6 +87,8 @@ impl Actor for GroupSupervisor {
             SupervisionEvent::ActorFailed(cell, err) => {
                 if let Some((group, members)) = state.children.remove(&cell.get_id()) {
                     warn!(group = %group.id, error = %err, "group actor failed; restarting");
+                    metrics::counter!("switchboard_actor_restarts_total", "kind" => "group")
+                        .increment(1);
                     self.start_group(&myself, state, group, members, true)
                         .await?;
                 }

@@ -40,6 +40,9 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Time given to open sockets to close on shutdown before they are dropped.
     pub shutdown_grace_ms: u64,
+    /// The admin listener (`/metrics` for Prometheus): loopback by default,
+    /// apart from the public one.
+    pub admin_listen: SocketAddr,
 }
 
 impl Default for ServerConfig {
@@ -47,6 +50,7 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: "127.0.0.1:8080".parse().expect("valid default address"),
             shutdown_grace_ms: 5_000,
+            admin_listen: "127.0.0.1:9090".parse().expect("valid default address"),
         }
     }
 }

@@ -148,7 +148,12 @@ pub async fn seed_if_empty(store: &dyn Store) -> Result<bool> {
 }
 
 /// What a person needs to try the running server, with fresh tokens.
-pub fn banner(addr: SocketAddr, signer: &TokenSigner, ttl_secs: u64) -> String {
+pub fn banner(
+    addr: SocketAddr,
+    admin_addr: SocketAddr,
+    signer: &TokenSigner,
+    ttl_secs: u64,
+) -> String {
     let exp = unix_now() + ttl_secs as i64;
     let token = |sub: &str, role: Role| {
         signer.mint(&Claims {
@@ -166,6 +171,7 @@ pub fn banner(addr: SocketAddr, signer: &TokenSigner, ttl_secs: u64) -> String {
         format!("  customer socket  {ws}/ws/customer?token=<customer token>"),
         format!("  agent socket     {ws}/ws/agent?token=<agent token>"),
         format!("  health           {http}/healthz  {http}/readyz"),
+        format!("  metrics (admin)  http://{admin_addr}/metrics"),
         String::new(),
         format!("Demo tokens (valid {hours} h; mint more with `switchboard token`):"),
     ];

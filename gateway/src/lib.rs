@@ -14,6 +14,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod listener;
+pub mod metrics;
 pub mod rest;
 pub mod server;
 pub mod state;

@@ -90,7 +90,7 @@ fn serve(config: Config) -> Result<()> {
         if demo {
             println!(
                 "{}",
-                gateway::demo::banner(server.addr, &server.state.signer, ttl)
+                gateway::demo::banner(server.addr, server.admin_addr, &server.state.signer, ttl)
             );
         } else {
             println!("switchboard is running on http://{}", server.addr);

@@ -77,6 +77,8 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 pub struct Server {
     /// Where it listens (with the real port when configured with port 0).
     pub addr: SocketAddr,
+    /// The admin listener (`/metrics`).
+    pub admin_addr: SocketAddr,
     /// Shared state (tests read counters from it).
     pub state: AppState,
     stop_accepting: CancellationToken,
@@ -118,6 +120,12 @@ impl Server {
             .await
             .with_context(|| format!("failed to listen on {}", config.server.listen))?;
         let addr = listener.local_addr()?;
+        crate::metrics::handle();
+        let admin_listen = config.server.admin_listen;
+        let admin_listener = TcpListener::bind(admin_listen)
+            .await
+            .with_context(|| format!("failed to listen on server.admin_listen {admin_listen}"))?;
+        let admin_addr = admin_listener.local_addr()?;
         let gauge = ConnectionGauge::new(cap);
         let state = AppState::new(switchboard, signer, config, gauge.clone(), rules_text);
         let app = router(state.clone());
@@ -131,9 +139,20 @@ impl Server {
             .with_graceful_shutdown(async move { stop.cancelled().await })
             .await
         });
-        info!(%addr, max_connections = cap, "switchboard listening");
+        let admin = crate::metrics::admin_router(state.clone());
+        let stop = stop_accepting.clone();
+        tokio::spawn(async move {
+            let served = axum::serve(admin_listener, admin)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+            if let Err(err) = served {
+                warn!(error = %err, "admin listener failed");
+            }
+        });
+        info!(%addr, %admin_addr, max_connections = cap, "switchboard listening");
         Ok(Server {
             addr,
+            admin_addr,
             state,
             stop_accepting,
             serve,

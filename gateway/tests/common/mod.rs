@@ -32,6 +32,8 @@ pub struct TestServer {
 pub fn test_config(dir: &TempDir) -> Config {
     let mut config = Config::default();
     config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.server.admin_listen = "127.0.0.1:0".parse().unwrap();
+    config.server.admin_listen = "127.0.0.1:0".parse().unwrap();
     config.server.shutdown_grace_ms = 2_000;
     config.store.data_dir = dir.path().to_path_buf();
     config.routing.offer_timeout_ms = 1_000;
@@ -304,6 +306,7 @@ pub async fn start_process(
     };
     let mut child = command
         .env("SWITCHBOARD_SERVER_LISTEN", "127.0.0.1:0")
+        .env("SWITCHBOARD_SERVER_ADMIN_LISTEN", "127.0.0.1:0")
         .env("SWITCHBOARD_STORE_DATA_DIR", data_dir)
         .env("RUST_LOG", "warn")
         .envs(env.iter().copied())

@@ -36,6 +36,8 @@ impl TestServer {
         let data_dir = tempfile::tempdir().unwrap();
         let mut config = Config::default();
         config.server.listen = "127.0.0.1:0".parse().unwrap();
+        config.server.admin_listen = "127.0.0.1:0".parse().unwrap();
+        config.server.admin_listen = "127.0.0.1:0".parse().unwrap();
         config.store.data_dir = data_dir.path().to_owned();
         config.auth.secret = SECRET.into();
         config.demo.enabled = true;

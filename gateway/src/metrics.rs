@@ -1,0 +1,169 @@
+//! `/metrics` on the admin listener: the Prometheus text format of every
+//! counter and histogram the engine and the gateway record, plus gauges
+//! read at scrape time (connections, sessions, queues, agents, memory).
+//! docs/metrics.md lists them.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use metrics::gauge;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::state::AppState;
+
+/// Milliseconds: acknowledgements, deliveries, store commits.
+const LATENCY_MS_BUCKETS: &[f64] = &[
+    0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0,
+];
+/// Seconds: waits before an answer, first responses.
+const WAIT_SECONDS_BUCKETS: &[f64] = &[
+    1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0, 600.0,
+];
+/// Seconds: handle times, from half a minute to an hour.
+const HANDLE_SECONDS_BUCKETS: &[f64] = &[
+    30.0, 60.0, 120.0, 180.0, 300.0, 420.0, 600.0, 900.0, 1200.0, 1800.0, 2700.0, 3600.0,
+];
+/// Operations per group commit.
+const BATCH_BUCKETS: &[f64] = &[
+    1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 4096.0,
+];
+
+/// The process-wide recorder (the `metrics` facade has one), installed on
+/// first use, with its upkeep task.
+pub fn handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_ms".into()), LATENCY_MS_BUCKETS)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("switchboard_time_to_answer_seconds".into()),
+                        WAIT_SECONDS_BUCKETS,
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("switchboard_first_response_seconds".into()),
+                        WAIT_SECONDS_BUCKETS,
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("switchboard_handle_time_seconds".into()),
+                        HANDLE_SECONDS_BUCKETS,
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("switchboard_store_batch_ops".into()),
+                        BATCH_BUCKETS,
+                    )
+                })
+                .expect("bucket lists are not empty");
+            let handle = builder
+                .install_recorder()
+                .expect("the metrics recorder is installed once");
+            let upkeep = handle.clone();
+            // Histograms drain on upkeep; without it they grow between scrapes.
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(5));
+                loop {
+                    tick.tick().await;
+                    upkeep.run_upkeep();
+                }
+            });
+            handle
+        })
+        .clone()
+}
+
+/// The admin router: `/metrics`.
+pub fn admin_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(render))
+        .with_state(state)
+}
+
+async fn render(State(state): State<AppState>) -> impl IntoResponse {
+    refresh_gauges(&state).await;
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        handle().render(),
+    )
+}
+
+/// Gauges that are cheaper to read at scrape time than to keep up to date.
+async fn refresh_gauges(state: &AppState) {
+    use std::sync::atomic::Ordering;
+    gauge!("switchboard_connections", "kind" => "tcp").set(state.gauge.open() as f64);
+    gauge!("switchboard_connections", "kind" => "customer_socket")
+        .set(state.n_customer_sockets.load(Ordering::Relaxed) as f64);
+    gauge!("switchboard_connections", "kind" => "agent_socket")
+        .set(state.n_agent_sockets.load(Ordering::Relaxed) as f64);
+    metrics::counter!("switchboard_connections_refused_total").absolute(state.gauge.refused());
+    if let Ok(stats) = state.switchboard.stats().await {
+        gauge!("switchboard_sessions", "state" => "active").set(stats.n_live_sessions as f64);
+        gauge!("switchboard_sessions", "state" => "open").set(stats.n_open_sessions as f64);
+        gauge!("switchboard_sessions", "state" => "passivated")
+            .set(stats.n_open_sessions.saturating_sub(stats.n_live_sessions) as f64);
+    }
+    if let Some(rss) = resident_bytes() {
+        gauge!("switchboard_process_resident_memory_bytes").set(rss as f64);
+    }
+    let groups = state
+        .switchboard
+        .store()
+        .list_groups()
+        .await
+        .unwrap_or_default();
+    for group in &groups {
+        let Ok(view) = state.switchboard.group_view(&group.id).await else {
+            continue;
+        };
+        let label = group.id.to_string();
+        gauge!("switchboard_queue_depth", "group" => label.clone()).set(view.waiting.len() as f64);
+        gauge!("switchboard_longest_wait_seconds", "group" => label.clone())
+            .set(view.longest_wait_ms.unwrap_or(0) as f64 / 1000.0);
+        gauge!("switchboard_agents_ready", "group" => label).set(view.n_ready_agents as f64);
+    }
+    let agents = state
+        .switchboard
+        .store()
+        .list_agents()
+        .await
+        .unwrap_or_default();
+    let mut by_state: std::collections::BTreeMap<(String, &'static str), u32> = Default::default();
+    for agent in &agents {
+        let Ok(view) = state.switchboard.agent_view(&agent.id).await else {
+            continue;
+        };
+        for group in &agent.groups {
+            *by_state
+                .entry((group.to_string(), view.presence.as_str()))
+                .or_default() += 1;
+        }
+    }
+    for group in &groups {
+        for presence in ["offline", "available", "away", "wrap_up", "not_responding"] {
+            let n = by_state
+                .get(&(group.id.to_string(), presence))
+                .copied()
+                .unwrap_or(0);
+            gauge!("switchboard_agents", "group" => group.id.to_string(), "state" => presence)
+                .set(f64::from(n));
+        }
+    }
+}
+
+/// Resident memory of this process, from `/proc/self/statm`.
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}

@@ -1,0 +1,98 @@
+//! `/metrics` on the admin listener counts a scripted scenario exactly.
+//! One test in its own binary: the `metrics` recorder is process-wide.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{TestServer, accept_offer, session_of};
+use serde_json::json;
+
+/// `name{labels} value` lines of the Prometheus text format.
+fn samples(text: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .filter_map(|line| {
+            let (key, value) = line.rsplit_once(' ')?;
+            Some((key.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scripted_scenario_is_counted_exactly() {
+    let test = TestServer::start(|_| {}).await;
+    let mut agent = test.available_agent("wang.min").await;
+
+    // Answered at once (within the 30 s threshold).
+    let mut answered = test.customer("cust-003").await;
+    answered.hello(json!({})).await;
+    let ack = answered.say(json!({}), "a-1", "hello").await;
+    let session = session_of(&ack);
+    accept_offer(&mut agent, &session).await;
+    agent.say(json!({"session": session}), "r-1", "hi!").await;
+
+    // Left the queue at once: a short abandon (wang.min takes one chat).
+    let mut left = test.customer("cust-002").await;
+    left.hello(json!({})).await;
+    let ack = left.say(json!({}), "l-1", "anyone?").await;
+    left.expect("queued").await;
+    let gone = left
+        .request(json!({"type": "leave", "session": session_of(&ack)}))
+        .await;
+    assert_eq!(gone["type"], "ok", "{gone}");
+
+    let url = format!("http://{}/metrics", test.server.admin_addr);
+    let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
+    let samples = samples(&text);
+    let get = |key: &str| {
+        samples
+            .get(key)
+            .copied()
+            .unwrap_or_else(|| panic!("no {key} in\n{text}"))
+    };
+    let labels = r#"{group="default",channel="web"}"#;
+    assert_eq!(
+        get(&format!("switchboard_contacts_entered_total{labels}")),
+        2.0
+    );
+    assert_eq!(
+        get(&format!("switchboard_contacts_answered_total{labels}")),
+        1.0
+    );
+    assert_eq!(
+        get(&format!(
+            "switchboard_contacts_answered_within_threshold_total{labels}"
+        )),
+        1.0
+    );
+    assert_eq!(
+        get(&format!(
+            "switchboard_contacts_short_abandoned_total{labels}"
+        )),
+        1.0
+    );
+    assert_eq!(
+        get(&format!("switchboard_time_to_answer_seconds_count{labels}")),
+        1.0
+    );
+    assert_eq!(
+        get(&format!("switchboard_first_response_seconds_count{labels}")),
+        1.0
+    );
+    assert!(get("switchboard_store_commit_ms_count") > 0.0);
+    assert_eq!(
+        get(r#"switchboard_connections{kind="customer_socket"}"#),
+        2.0
+    );
+    assert_eq!(get(r#"switchboard_connections{kind="agent_socket"}"#), 1.0);
+    assert_eq!(
+        get(r#"switchboard_agents{group="default",state="available"}"#),
+        1.0
+    );
+    assert!(get("switchboard_process_resident_memory_bytes") > 1e6);
+    // The public listener does not serve it.
+    let public = reqwest::get(test.http_url("/metrics")).await.unwrap();
+    assert_eq!(public.status(), 404);
+    test.server.shutdown().await.unwrap();
+}
