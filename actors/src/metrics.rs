@@ -14,6 +14,17 @@ use crate::shared::Shared;
 /// its group.
 pub fn record_event(shared: &Shared, session: &Session, event: &Event) {
     let kind = &event.kind;
+    if let EventKind::Message {
+        sender, channel, ..
+    } = kind
+    {
+        let direction = match sender {
+            engine::store::Sender::Customer => "in",
+            _ => "out",
+        };
+        counter!("switchboard_messages_total", "direction" => direction, "channel" => channel.to_string())
+            .increment(1);
+    }
     let Some(group_id) = session.group.as_ref() else {
         return;
     };

@@ -62,6 +62,8 @@ impl HttpError {
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
+        metrics::counter!("switchboard_errors_total", "code" => self.body.code, "api" => "rest")
+            .increment(1);
         (self.status, Json(self.body)).into_response()
     }
 }

@@ -83,6 +83,17 @@ pub fn handle() -> PrometheusHandle {
         .clone()
 }
 
+/// A message event of time `at` (engine clock) going out on a socket now:
+/// end-to-end latency from the sender's durable write to the reader's socket.
+/// Replays of old events are not latency and are left out.
+pub fn record_delivery(direction: &'static str, at: engine::Millis) {
+    let latency_ms = (actors::clock::now() - at) as f64;
+    if (0.0..60_000.0).contains(&latency_ms) {
+        metrics::histogram!("switchboard_delivery_latency_ms", "direction" => direction)
+            .record(latency_ms);
+    }
+}
+
 /// The admin router: `/metrics`.
 pub fn admin_router(state: AppState) -> Router {
     Router::new()

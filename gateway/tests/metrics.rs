@@ -42,6 +42,19 @@ async fn a_scripted_scenario_is_counted_exactly() {
         .await;
     assert_eq!(gone["type"], "ok", "{gone}");
 
+    // One malformed frame, counted by its code.
+    left.send_raw(tokio_tungstenite::tungstenite::Message::Text(
+        "not json".into(),
+    ))
+    .await;
+    left.expect("error").await;
+    // The customer's message reached the agent's socket; the agent's reply the customer's.
+    answered
+        .wait_for("the reply", |f| {
+            f["type"] == "message" && f["body"] == "hi!"
+        })
+        .await;
+
     let url = format!("http://{}/metrics", test.server.admin_addr);
     let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
     let samples = samples(&text);
@@ -81,6 +94,24 @@ async fn a_scripted_scenario_is_counted_exactly() {
         1.0
     );
     assert!(get("switchboard_store_commit_ms_count") > 0.0);
+    assert_eq!(
+        get(r#"switchboard_messages_total{direction="in",channel="web"}"#),
+        2.0
+    );
+    assert_eq!(
+        get(r#"switchboard_messages_total{direction="out",channel="web"}"#),
+        1.0
+    );
+    assert_eq!(get("switchboard_ack_latency_ms_count"), 3.0);
+    assert!(get(r#"switchboard_delivery_latency_ms_count{direction="customer_to_agent"}"#) >= 1.0);
+    assert_eq!(
+        get(r#"switchboard_delivery_latency_ms_count{direction="agent_to_customer"}"#),
+        1.0
+    );
+    assert_eq!(
+        get(r#"switchboard_errors_total{code="bad_json",api="socket"}"#),
+        1.0
+    );
     assert_eq!(
         get(r#"switchboard_connections{kind="customer_socket"}"#),
         2.0

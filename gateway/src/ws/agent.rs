@@ -466,6 +466,13 @@ impl AgentHandler {
         let Some(mut frame) = event_frame(&event, Viewer::Agent) else {
             return Flow::Continue;
         };
+        if let EventKind::Message {
+            sender: Sender::Customer,
+            ..
+        } = &event.kind
+        {
+            crate::metrics::record_delivery("customer_to_agent", event.at);
+        }
         if let EventKind::Offered { .. } = event.kind
             && let Ok(card) = self.card(event.session).await
         {

@@ -397,6 +397,13 @@ impl CustomerHandler {
         let Some(frame) = event_frame(&event, Viewer::Customer) else {
             return Flow::Continue;
         };
+        if let EventKind::Message {
+            sender: Sender::Agent(_),
+            ..
+        } = &event.kind
+        {
+            crate::metrics::record_delivery("agent_to_customer", event.at);
+        }
         if link.send(&frame).await == Flow::Stop {
             return Flow::Stop;
         }

@@ -175,7 +175,16 @@ impl Link {
 
     /// Sends an error frame for a refused client frame.
     pub async fn send_error(&mut self, err: FrameError) -> Flow {
-        self.send(&Reply::error(err)).await
+        self.reply(&Reply::error(err)).await
+    }
+
+    /// Sends a reply; error frames are counted by code.
+    pub async fn reply(&mut self, reply: &Reply) -> Flow {
+        if let Reply::Error { code, .. } = reply {
+            metrics::counter!("switchboard_errors_total", "code" => *code, "api" => "socket")
+                .increment(1);
+        }
+        self.send(reply).await
     }
 
     /// Sends a close frame, then reads (and drops) what the client still

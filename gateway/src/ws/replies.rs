@@ -18,12 +18,17 @@ const MAX_CLIENT_MESSAGE_ID_BYTES: usize = 128;
 /// Replies to one request, echoing its `request_id`.
 pub struct Replier {
     request_id: Option<String>,
+    /// When the request was read, for the ack latency.
+    received: std::time::Instant,
 }
 
 impl Replier {
     /// For a frame with this `request_id`.
     pub fn new(request_id: Option<String>) -> Replier {
-        Replier { request_id }
+        Replier {
+            request_id,
+            received: std::time::Instant::now(),
+        }
     }
 
     /// `ok`, or the error.
@@ -56,6 +61,8 @@ impl Replier {
     ) -> Flow {
         match result {
             Ok(ack) => {
+                let latency_ms = self.received.elapsed().as_secs_f64() * 1000.0;
+                metrics::histogram!("switchboard_ack_latency_ms").record(latency_ms);
                 link.send(&Reply::Ack {
                     request_id: self.request_id.clone(),
                     client_message_id,
@@ -77,7 +84,7 @@ impl Replier {
         client_message_id: Option<String>,
     ) -> Flow {
         let (_, code) = classify(&err);
-        link.send(&Reply::Error {
+        link.reply(&Reply::Error {
             request_id: self.request_id.clone(),
             client_message_id,
             code,
@@ -88,7 +95,7 @@ impl Replier {
 
     /// An error frame with a code of the gateway's own (not an engine error).
     pub async fn refuse(&self, link: &mut Link, code: &'static str, message: String) -> Flow {
-        link.send(&Reply::Error {
+        link.reply(&Reply::Error {
             request_id: self.request_id.clone(),
             client_message_id: None,
             code,
