@@ -50,7 +50,7 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: "127.0.0.1:8080".parse().expect("valid default address"),
             shutdown_grace_ms: 5_000,
-            admin_listen: "127.0.0.1:9090".parse().expect("valid default address"),
+            admin_listen: "127.0.0.1:9464".parse().expect("valid default address"),
         }
     }
 }
