@@ -83,6 +83,35 @@ pub fn handle() -> PrometheusHandle {
         .clone()
 }
 
+/// Creates every counter a dashboard or alert divides by, at zero, for
+/// each group and built-in channel: a counter that first appears with a
+/// value above zero would lose that first step in `increase()`.
+pub fn register_series(groups: &[engine::group::SkillGroup]) {
+    use engine::channel::Channel;
+    const SLA_COUNTERS: [&str; 5] = [
+        "switchboard_contacts_entered_total",
+        "switchboard_contacts_answered_total",
+        "switchboard_contacts_answered_within_threshold_total",
+        "switchboard_contacts_abandoned_total",
+        "switchboard_contacts_short_abandoned_total",
+    ];
+    for group in groups {
+        for channel in Channel::BUILT_IN.iter() {
+            for name in SLA_COUNTERS {
+                let labels = [
+                    ("group", group.id.to_string()),
+                    ("channel", channel.to_string()),
+                ];
+                metrics::counter!(name, &labels).increment(0);
+            }
+        }
+    }
+    for kind in ["session", "agent", "group"] {
+        metrics::counter!("switchboard_actor_restarts_total", "kind" => kind).increment(0);
+    }
+    metrics::counter!("switchboard_store_commit_errors_total").increment(0);
+}
+
 /// A message event of time `at` (engine clock) going out on a socket now:
 /// end-to-end latency from the sender's durable write to the reader's socket.
 /// Replays of old events are not latency and are left out.
@@ -154,13 +183,30 @@ async fn refresh_gauges(state: &AppState) {
         let Ok(view) = state.switchboard.agent_view(&agent.id).await else {
             continue;
         };
+        // Occupancy inputs: on contacts, or available with none.
+        let load = match (view.sessions.is_empty(), view.presence.as_str()) {
+            (false, _) => Some("busy"),
+            (true, "available") => Some("idle"),
+            _ => None,
+        };
         for group in &agent.groups {
             *by_state
                 .entry((group.to_string(), view.presence.as_str()))
                 .or_default() += 1;
+            if let Some(load) = load {
+                *by_state.entry((group.to_string(), load)).or_default() += 1;
+            }
         }
     }
     for group in &groups {
+        for load in ["busy", "idle"] {
+            let n = by_state
+                .get(&(group.id.to_string(), load))
+                .copied()
+                .unwrap_or(0);
+            gauge!("switchboard_agents_occupancy", "group" => group.id.to_string(), "load" => load)
+                .set(f64::from(n));
+        }
         for presence in ["offline", "available", "away", "wrap_up", "not_responding"] {
             let n = by_state
                 .get(&(group.id.to_string(), presence))

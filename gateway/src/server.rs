@@ -121,6 +121,7 @@ impl Server {
             .with_context(|| format!("failed to listen on {}", config.server.listen))?;
         let addr = listener.local_addr()?;
         crate::metrics::handle();
+        crate::metrics::register_series(&switchboard.store().list_groups().await?);
         let admin_listen = config.server.admin_listen;
         let admin_listener = TcpListener::bind(admin_listen)
             .await

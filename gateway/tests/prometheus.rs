@@ -1,0 +1,333 @@
+//! A real Prometheus scrapes a real run: every query of every dashboard
+//! panel evaluates and returns data, the SLA figures equal the scenario's
+//! ground truth, and the alert rules pass `promtool`. The test command
+//! installs Prometheus (Debian package `prometheus`) when it is missing.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{Client, TestServer, accept_offer, session_of, test_config};
+use engine::store::SqliteStore;
+use gateway::Server;
+use serde_json::{Value, json};
+
+const GRAFANA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../grafana");
+
+/// A Prometheus process scraping `target` every second.
+struct Prometheus {
+    child: tokio::process::Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn start_prometheus(target: std::net::SocketAddr) -> Prometheus {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: switchboard\n    static_configs:\n      - targets: [\"{target}\"]\n"
+        ),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = tokio::process::Command::new("prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("prometheus is installed (scripts/test installs it)");
+    Prometheus {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+        _dir: dir,
+    }
+}
+
+impl Prometheus {
+    /// Evaluates `query` now; panics on an error status.
+    async fn query(&self, query: &str) -> Vec<Value> {
+        let response: Value = reqwest::Client::new()
+            .get(format!("{}/api/v1/query", self.url))
+            .query(&[("query", query)])
+            .send()
+            .await
+            .unwrap_or_else(|err| panic!("{query}: {err}"))
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(response["status"], "success", "{query}: {response}");
+        response["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// `query`'s series, or `None` while Prometheus is not up or has no answer.
+    async fn try_query(&self, query: &str) -> Option<Vec<Value>> {
+        let response = reqwest::Client::new()
+            .get(format!("{}/api/v1/query", self.url))
+            .query(&[("query", query)])
+            .timeout(Duration::from_secs(1))
+            .send()
+            .await
+            .ok()?;
+        let body: Value = response.json().await.ok()?;
+        body["data"]["result"].as_array().cloned()
+    }
+
+    /// The single value of `query`.
+    async fn value(&self, query: &str) -> f64 {
+        let result = self.query(query).await;
+        assert_eq!(result.len(), 1, "{query}: {result:?}");
+        result[0]["value"][1].as_str().unwrap().parse().unwrap()
+    }
+
+    /// Waits until `query` has the value `expected` (Prometheus scrapes every second).
+    async fn wait_for(&self, query: &str, expected: f64) {
+        for _ in 0..300 {
+            if let Some(result) = self.try_query(query).await
+                && result.len() == 1
+                && result[0]["value"][1]
+                    .as_str()
+                    .and_then(|v| v.parse::<f64>().ok())
+                    == Some(expected)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{query} never reached {expected}");
+    }
+}
+
+/// The demo data with a 1 s service-level threshold and a 1 s short-abandon
+/// threshold, so the scenario takes seconds.
+async fn seed_fast_thresholds(dir: &std::path::Path) {
+    let store = SqliteStore::open(dir.join("switchboard.db")).unwrap();
+    let (agents, mut groups, customers) = gateway::demo::data();
+    for group in &mut groups {
+        group.sla_threshold_secs = 1;
+        group.short_abandon_secs = 1;
+    }
+    actors::Switchboard::seed(&store, agents, groups, customers)
+        .await
+        .unwrap();
+}
+
+/// Every `expr` of every panel, with template variables filled in.
+fn panel_queries() -> Vec<(String, String, String)> {
+    let mut queries = Vec::new();
+    for file in ["sla-overview.json", "engine-internals.json"] {
+        let text = std::fs::read_to_string(format!("{GRAFANA}/dashboards/{file}")).unwrap();
+        let dashboard: Value = serde_json::from_str(&text).unwrap();
+        for panel in dashboard["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().unwrap() {
+                let expr = target["expr"]
+                    .as_str()
+                    .unwrap()
+                    .replace("$group", ".*")
+                    .replace("$channel", ".*")
+                    .replace("$__rate_interval", "30s");
+                queries.push((
+                    file.to_string(),
+                    panel["title"].as_str().unwrap().to_string(),
+                    expr,
+                ));
+            }
+        }
+    }
+    queries
+}
+
+/// The `expr` of alert `name` in grafana/alerts.yml (a `|` block).
+fn alert_expr(name: &str) -> String {
+    let text = std::fs::read_to_string(format!("{GRAFANA}/alerts.yml")).unwrap();
+    let mut lines = text
+        .lines()
+        .skip_while(|line| !line.contains(&format!("alert: {name}")))
+        .skip_while(|line| !line.trim_start().starts_with("expr:"));
+    let first = lines.next().expect("the alert has an expr");
+    let inline = first.trim_start().trim_start_matches("expr:").trim();
+    if inline != "|" {
+        return inline.to_string();
+    }
+    lines
+        .take_while(|line| {
+            !line.trim_start().starts_with("for:") && !line.trim_start().starts_with("labels:")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboards_and_sla_figures_against_a_real_prometheus() {
+    let dir = tempfile::tempdir().unwrap();
+    seed_fast_thresholds(dir.path()).await;
+    let mut config = test_config(&dir);
+    config.routing.wrap_up_ms = 50;
+    let server = Server::start(config).await.unwrap();
+    let test = TestServer { server, dir };
+    let prometheus = start_prometheus(test.server.admin_addr).await;
+    let default_web = r#"group="default",channel="web""#;
+    // Prometheus has the zeroed series before anything happens.
+    prometheus
+        .wait_for(
+            &format!("switchboard_contacts_entered_total{{{default_web}}}"),
+            0.0,
+        )
+        .await;
+
+    // wang.min takes one chat at a time.
+    let mut agent = test.available_agent("wang.min").await;
+    // A: answered at once (within 1 s).
+    let mut first = test.customer("cust-003").await;
+    first.hello(json!({})).await;
+    let a = session_of(&first.say(json!({}), "a", "first").await);
+    accept_offer(&mut agent, &a).await;
+    agent.say(json!({"session": a}), "ra", "hello A").await;
+    // B waits behind A for 1.5 s.
+    let mut second = test.customer("cust-002").await;
+    second.hello(json!({})).await;
+    let b = session_of(&second.say(json!({}), "b", "second").await);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    // A closes; B is answered late (over 1 s).
+    assert_eq!(
+        agent.request(json!({"type": "close", "session": a})).await["type"],
+        "ok"
+    );
+    accept_offer(&mut agent, &b).await;
+    agent
+        .say(json!({"session": b}), "rb", "sorry for the wait")
+        .await;
+    // C: a visitor who waits 1.5 s, then leaves: abandoned.
+    let visitor: Value = reqwest::Client::new()
+        .post(test.http_url("/api/v1/visitors"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut c_client =
+        Client::connect(&test.ws_url("/ws/customer", visitor["token"].as_str().unwrap())).await;
+    c_client.hello(json!({})).await;
+    let c = session_of(&c_client.say(json!({}), "c", "third").await);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(
+        c_client
+            .request(json!({"type": "leave", "session": c}))
+            .await["type"],
+        "ok"
+    );
+    // D: leaves at once: a short abandon.
+    let d = session_of(&c_client.say(json!({}), "d", "fourth").await);
+    assert_eq!(
+        c_client
+            .request(json!({"type": "leave", "session": d}))
+            .await["type"],
+        "ok"
+    );
+    // One malformed frame, for the errors panel.
+    c_client
+        .send_raw(tokio_tungstenite::tungstenite::Message::Text("oops".into()))
+        .await;
+    c_client.expect("error").await;
+
+    // Ground truth, exactly, once Prometheus has scraped it.
+    prometheus
+        .wait_for(
+            &format!("switchboard_contacts_entered_total{{{default_web}}}"),
+            4.0,
+        )
+        .await;
+    prometheus
+        .wait_for(
+            &format!("switchboard_contacts_short_abandoned_total{{{default_web}}}"),
+            1.0,
+        )
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for (name, expected) in [
+        ("switchboard_contacts_answered_total", 2.0),
+        ("switchboard_contacts_answered_within_threshold_total", 1.0),
+        ("switchboard_contacts_abandoned_total", 1.0),
+        ("switchboard_contacts_short_abandoned_total", 1.0),
+        ("switchboard_time_to_answer_seconds_count", 2.0),
+    ] {
+        let got = prometheus.value(&format!("{name}{{{default_web}}}")).await;
+        assert_eq!(got, expected, "{name}");
+    }
+    // Service level 1 / (2 + 1), as the dashboard computes it.
+    let panels = panel_queries();
+    let service_level = &panels
+        .iter()
+        .find(|(_, title, _)| title.starts_with("Service level"))
+        .unwrap()
+        .2;
+    let by_series = prometheus.query(service_level).await;
+    let default_web_level = by_series
+        .iter()
+        .find(|s| s["metric"]["group"] == "default" && s["metric"]["channel"] == "web")
+        .expect("a default/web series");
+    let level: f64 = default_web_level["value"][1]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((level - 100.0 / 3.0).abs() < 0.01, "service level {level}");
+    // ASA: within the histogram's resolution of the true average (A ≈ 0 s, B ≈ 1.5 s).
+    let asa = prometheus
+        .value(&format!(
+            "switchboard_time_to_answer_seconds_sum{{{default_web}}} / switchboard_time_to_answer_seconds_count{{{default_web}}}"
+        ))
+        .await;
+    assert!((0.5..=1.5).contains(&asa), "ASA {asa}");
+
+    // The scenario breaches the 80 % target: the alert's expression is true
+    // for default/web.
+    let breach = prometheus
+        .query(&alert_expr("ServiceLevelBelowTarget"))
+        .await;
+    assert!(
+        breach
+            .iter()
+            .any(|s| s["metric"]["group"] == "default" && s["metric"]["channel"] == "web"),
+        "{breach:?}"
+    );
+
+    // Every panel query evaluates and returns data.
+    for (file, title, expr) in &panels {
+        let result = prometheus.query(expr).await;
+        assert!(!result.is_empty(), "{file} / {title}: no data for {expr}");
+    }
+    drop(prometheus);
+    test.server.shutdown().await.unwrap();
+}
+
+#[test]
+fn the_alert_rules_pass_promtool() {
+    let output = std::process::Command::new("promtool")
+        .args(["check", "rules", &format!("{GRAFANA}/alerts.yml")])
+        .output()
+        .expect("promtool is installed (scripts/test installs prometheus)");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(text.contains("SUCCESS: 6 rules found"), "{text}");
+}
