@@ -17,7 +17,8 @@ const GRAFANA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../grafana");
 
 /// A Prometheus process scraping `target` every second.
 struct Prometheus {
-    child: tokio::process::Child,
+    /// Killed when dropped.
+    _child: tokio::process::Child,
     url: String,
     _dir: tempfile::TempDir,
 }
@@ -50,7 +51,7 @@ async fn start_prometheus(target: std::net::SocketAddr) -> Prometheus {
         .spawn()
         .expect("prometheus is installed (scripts/test installs it)");
     Prometheus {
-        child,
+        _child: child,
         url: format!("http://127.0.0.1:{port}"),
         _dir: dir,
     }
