@@ -96,6 +96,8 @@ pub fn register_series(groups: &[engine::group::SkillGroup]) {
         "switchboard_contacts_short_abandoned_total",
     ];
     for group in groups {
+        metrics::gauge!("switchboard_service_level_target_percent", "group" => group.id.to_string())
+            .set(group.sla_target_pct);
         for channel in Channel::BUILT_IN.iter() {
             for name in SLA_COUNTERS {
                 let labels = [
