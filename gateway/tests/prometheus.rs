@@ -296,6 +296,7 @@ async fn dashboards_and_sla_figures_against_a_real_prometheus() {
         ))
         .await;
     assert!((0.5..=1.5).contains(&asa), "ASA {asa}");
+    eprintln!("prometheus: service level {level:.2} %, ASA {asa:.3} s");
 
     // The scenario breaches the 80 % target: the alert's expression is true
     // for default/web.
