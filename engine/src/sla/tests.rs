@@ -393,13 +393,13 @@ fn report_serialises_to_json_with_channel_keys_and_nulls() {
     assert!(json["total"].get("first_response_ms").is_none());
 }
 
+/// (answered within, abandoned short, wait) of a judged session.
+type JudgedParts = (Option<bool>, Option<bool>, Option<Millis>);
+
 #[test]
 fn judging_one_session_agrees_with_the_report() {
     let group = support();
-    let cases: Vec<(
-        Session,
-        Option<(Option<bool>, Option<bool>, Option<Millis>)>,
-    )> = vec![
+    let cases: Vec<(Session, Option<JudgedParts>)> = vec![
         (
             answered(Channel::Web, s(10.0)),
             Some((Some(true), None, Some(s(10.0)))),
