@@ -1,0 +1,225 @@
+//! A simulated agent desktop: connects, goes available, accepts every offer,
+//! answers every customer message once, and after a session ends waits its
+//! wrap-up time before taking work again.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use tokio::sync::watch;
+
+use crate::stats::{Stats, count, hist};
+use crate::wire::{self, Endpoint, Incoming, Socket};
+
+/// How an agent behaves.
+#[derive(Debug, Clone)]
+pub struct AgentBehaviour {
+    /// Set `available` again this long after the agent's last session ended.
+    pub wrap_up: Duration,
+}
+
+/// What the agent knows of one session.
+#[derive(Default)]
+struct HeldSession {
+    /// Highest `seq` received: events at or below it are duplicates.
+    last_seq: u64,
+    /// Stamp of the first customer message, for time-to-offer.
+    first_stamp: Option<u64>,
+    /// Accepted and `assigned` seen: messages now get replies at once.
+    assigned: bool,
+    /// Customer stamps received before `assigned`, answered once it comes.
+    unanswered: Vec<u64>,
+}
+
+/// What the agent sends after reading a frame.
+enum Action {
+    /// Answer the customer message stamped `stamp`.
+    Reply { session: String, stamp: u64 },
+    /// Take the offered session.
+    Accept { session: String },
+}
+
+/// One agent until `stop` turns true (or the server closes the socket).
+pub struct AgentRun {
+    pub id: String,
+    pub token: String,
+    pub source: IpAddr,
+    pub endpoint: Endpoint,
+    pub behaviour: AgentBehaviour,
+    pub stats: Stats,
+}
+
+impl AgentRun {
+    /// Connects and signs in, so that the agent takes offers from then on.
+    pub async fn connect(&self) -> Result<Socket> {
+        let started = Instant::now();
+        let path = format!("/ws/agent?token={}", self.token);
+        let mut socket = wire::connect(&self.endpoint, self.source, &path)
+            .await
+            .with_context(|| format!("agent {}", self.id))?;
+        wire::send(&mut socket, wire::hello("h", &[])).await?;
+        wire::expect(&mut socket, "welcome", Duration::from_secs(30), |_| {}).await?;
+        wire::send(&mut socket, wire::available()).await?;
+        wire::expect(&mut socket, "presence", Duration::from_secs(30), |_| {}).await?;
+        self.stats
+            .record(hist::CONNECT, started.elapsed().as_micros() as u64);
+        self.stats.add(count::CONNECTED, 1);
+        Ok(socket)
+    }
+
+    /// Works `socket` until `stop`.
+    pub async fn work(self, mut socket: Socket, mut stop: watch::Receiver<bool>) -> Result<()> {
+        let mut sessions: HashMap<String, HeldSession> = HashMap::new();
+        let mut pending_acks: HashMap<String, Instant> = HashMap::new();
+        let mut n_sent: u64 = 0;
+        let mut n_active: u32 = 0;
+        let mut available_at: Option<tokio::time::Instant> = None;
+        let result = loop {
+            let wake = available_at
+                .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                changed = stop.changed() => {
+                    if changed.is_err() || *stop.borrow() {
+                        break Ok(());
+                    }
+                }
+                _ = tokio::time::sleep_until(wake), if available_at.is_some() => {
+                    available_at = None;
+                    wire::send(&mut socket, wire::available()).await?;
+                }
+                text = wire::next_text(&mut socket) => {
+                    let Some(text) = text? else {
+                        break Err(anyhow::anyhow!("agent {}: the server closed the socket", self.id));
+                    };
+                    let frame = Incoming::parse(&text)?;
+                    let mut out = Vec::new();
+                    self.handle(frame, &mut sessions, &mut pending_acks, &mut n_active, &mut available_at, &mut out);
+                    for action in out {
+                        let frame = match action {
+                            Action::Accept { session } => wire::session_request("accept", &session),
+                            Action::Reply { session, stamp } => {
+                                n_sent += 1;
+                                let client_message_id = format!("a{n_sent}");
+                                let body = wire::reply_body(stamp, wire::now_ns());
+                                pending_acks.insert(client_message_id.clone(), Instant::now());
+                                self.stats.add(count::AGENT_SENT, 1);
+                                wire::agent_message(&session, &client_message_id, &body)
+                            }
+                        };
+                        wire::send(&mut socket, frame).await?;
+                    }
+                }
+            }
+        };
+        self.stats.add(count::CONNECTED, -1);
+        // The run is over either way; a failed close changes nothing measured.
+        let _ = socket.close(None).await;
+        result
+    }
+
+    /// Reacts to one frame; what to send goes to `out`.
+    fn handle(
+        &self,
+        frame: Incoming,
+        sessions: &mut HashMap<String, HeldSession>,
+        pending_acks: &mut HashMap<String, Instant>,
+        n_active: &mut u32,
+        available_at: &mut Option<tokio::time::Instant>,
+        out: &mut Vec<Action>,
+    ) {
+        match frame.kind.as_str() {
+            "ack" => {
+                if let Some(sent) = frame
+                    .client_message_id
+                    .and_then(|id| pending_acks.remove(&id))
+                {
+                    self.stats
+                        .record(hist::AGENT_ACK, sent.elapsed().as_micros() as u64);
+                    self.stats.add(count::AGENT_ACKED, 1);
+                }
+                return;
+            }
+            "error" => {
+                let code = frame.code.unwrap_or_else(|| "unknown".into());
+                // A reply racing the customer's `leave` finds the session over:
+                // the scenario's own race, not a server fault.
+                if matches!(
+                    code.as_str(),
+                    "invalid_state" | "unknown_session" | "session_closed"
+                ) {
+                    self.stats.add("agent_replies_refused_session_ended", 1);
+                } else {
+                    self.stats.error(format!("agent error frame: {code}"));
+                }
+                return;
+            }
+            _ => {}
+        }
+        let (Some(session_id), Some(seq)) = (frame.session.clone(), frame.seq) else {
+            return;
+        };
+        let session = sessions.entry(session_id.clone()).or_default();
+        if frame.kind != "typing" {
+            if seq <= session.last_seq {
+                self.stats.add(count::DUPLICATES, 1);
+                return;
+            }
+            session.last_seq = seq;
+        }
+        match frame.kind.as_str() {
+            "message" if frame.sender.as_deref() == Some("customer") => {
+                self.stats.add(count::AGENT_RECEIVED, 1);
+                let Some(stamp) = frame.body.as_deref().and_then(wire::customer_stamp) else {
+                    return;
+                };
+                if session.first_stamp.is_none() {
+                    session.first_stamp = Some(stamp);
+                }
+                if session.assigned {
+                    self.stats
+                        .record(hist::CUSTOMER_TO_AGENT, wire::micros_since(stamp));
+                    out.push(Action::Reply {
+                        session: session_id,
+                        stamp,
+                    });
+                } else {
+                    session.unanswered.push(stamp);
+                }
+            }
+            "offer" => {
+                if let Some(stamp) = session.first_stamp {
+                    self.stats
+                        .record(hist::TIME_TO_OFFER, wire::micros_since(stamp));
+                }
+                out.push(Action::Accept {
+                    session: session_id,
+                });
+            }
+            "assigned" if !session.assigned => {
+                session.assigned = true;
+                *n_active += 1;
+                *available_at = None;
+                for stamp in session.unanswered.drain(..) {
+                    out.push(Action::Reply {
+                        session: session_id.clone(),
+                        stamp,
+                    });
+                }
+            }
+            "closed" | "abandoned" | "transferred" | "offer_withdrawn" => {
+                let was_assigned = session.assigned;
+                if frame.kind != "offer_withdrawn" || !was_assigned {
+                    sessions.remove(&session_id);
+                }
+                if was_assigned && frame.kind != "offer_withdrawn" {
+                    *n_active = n_active.saturating_sub(1);
+                    if *n_active == 0 {
+                        *available_at = Some(tokio::time::Instant::now() + self.behaviour.wrap_up);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}

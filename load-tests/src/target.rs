@@ -1,0 +1,325 @@
+//! The server under load: a switchboard the generator starts itself (fresh
+//! store, agents provisioned with `switchboard import`, limits opened up for
+//! load), the bare relay, or a server already running elsewhere. Also token
+//! minting (PROTOCOL.md §1, "Tokens") and reading the server's memory.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::scenario::Params;
+
+/// Which server a run measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetKind {
+    Switchboard,
+    Relay,
+}
+
+impl std::fmt::Display for TargetKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TargetKind::Switchboard => "switchboard",
+            TargetKind::Relay => "relay",
+        })
+    }
+}
+
+/// How to reach (or start) the server.
+#[derive(Debug, Clone)]
+pub enum Launch {
+    /// Start the `switchboard` binary at this path, with extra `KEY=VALUE` environment.
+    Switchboard {
+        binary: PathBuf,
+        env: Vec<(String, String)>,
+    },
+    /// Start `loadgen relay`.
+    Relay,
+    /// A server already running: its address, token secret and (for memory) pid.
+    External {
+        addr: SocketAddr,
+        secret: String,
+        pid: Option<u32>,
+    },
+}
+
+/// A server ready for load.
+pub struct Server {
+    pub kind: TargetKind,
+    pub addr: SocketAddr,
+    /// The token secret (`auth.secret`).
+    pub secret: String,
+    /// For reading memory from /proc.
+    pub pid: Option<u32>,
+    child: Option<Child>,
+    /// The store's files, removed with the server unless kept.
+    _data: Option<tempfile::TempDir>,
+}
+
+/// Agent ids of a run: `lt-agent-0` …
+pub fn agent_id(idx: u32) -> String {
+    format!("lt-agent-{idx}")
+}
+
+impl Server {
+    /// Starts (or finds) the server, with `params.agents` agents of
+    /// `params.agent_capacity` chats provisioned.
+    pub async fn start(launch: &Launch, params: &Params, work_dir: &Path) -> Result<Server> {
+        match launch {
+            Launch::External { addr, secret, pid } => Ok(Server {
+                kind: TargetKind::Switchboard,
+                addr: *addr,
+                secret: secret.clone(),
+                pid: *pid,
+                child: None,
+                _data: None,
+            }),
+            Launch::Relay => {
+                let exe = std::env::current_exe().context("no path to loadgen itself")?;
+                let mut command = Command::new(exe);
+                command.args(["relay", "--listen", "127.0.0.1:0"]);
+                let (child, addr) =
+                    spawn_and_find_addr(command, "relay listening on http://").await?;
+                Ok(Server {
+                    kind: TargetKind::Relay,
+                    addr,
+                    secret: random_secret(),
+                    pid: child.id(),
+                    child: Some(child),
+                    _data: None,
+                })
+            }
+            Launch::Switchboard { binary, env } => {
+                let data = tempfile::Builder::new()
+                    .prefix("switchboard-data-")
+                    .tempdir_in(work_dir)
+                    .context("failed to create the server's data directory")?;
+                let secret = random_secret();
+                let import = data.path().join("loadgen-import.toml");
+                std::fs::write(&import, import_file(params))
+                    .with_context(|| format!("failed to write {}", import.display()))?;
+                let base_env = server_env(data.path(), &secret, env);
+                let output = Command::new(binary)
+                    .arg("import")
+                    .arg(&import)
+                    .envs(base_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                    .output()
+                    .await
+                    .with_context(|| format!("failed to run {} import", binary.display()))?;
+                if !output.status.success() {
+                    bail!(
+                        "`switchboard import` failed: {}",
+                        String::from_utf8_lossy(&output.stderr).trim()
+                    );
+                }
+                let mut command = Command::new(binary);
+                command
+                    .arg("serve")
+                    .envs(base_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+                let (child, addr) =
+                    spawn_and_find_addr(command, "switchboard is running on http://").await?;
+                Ok(Server {
+                    kind: TargetKind::Switchboard,
+                    addr,
+                    secret,
+                    pid: child.id(),
+                    child: Some(child),
+                    _data: Some(data),
+                })
+            }
+        }
+    }
+
+    /// A token for `sub` with `role`, valid for a day.
+    pub fn token(&self, sub: &str, role: &str) -> String {
+        mint(&self.secret, sub, role)
+    }
+
+    /// The server's resident memory now, in KiB (from /proc).
+    pub fn rss_kib(&self) -> Option<u64> {
+        rss_kib(self.pid?)
+    }
+
+    /// Stops a server this run started (SIGTERM, then kill after 20 s).
+    pub async fn stop(mut self) -> Result<()> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        if let Some(pid) = child.id() {
+            let status = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+            if status.map(|s| s.success()).unwrap_or(false)
+                && tokio::time::timeout(Duration::from_secs(20), child.wait())
+                    .await
+                    .is_ok()
+            {
+                return Ok(());
+            }
+        }
+        child.kill().await.context("failed to stop the server")
+    }
+}
+
+/// The environment of a switchboard under load: a fresh store, our secret,
+/// no demo, and the per-client limits opened up (the generator's customers
+/// send faster than a person and share a handful of source addresses).
+fn server_env(data_dir: &Path, secret: &str, extra: &[(String, String)]) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = [
+        ("SWITCHBOARD_SERVER_LISTEN", "127.0.0.1:0".to_string()),
+        ("SWITCHBOARD_SERVER_ADMIN_LISTEN", "127.0.0.1:0".to_string()),
+        ("SWITCHBOARD_STORE_DATA_DIR", data_dir.display().to_string()),
+        ("SWITCHBOARD_AUTH_SECRET", secret.to_string()),
+        ("SWITCHBOARD_DEMO_ENABLED", "false".to_string()),
+        (
+            "SWITCHBOARD_LIMITS_MESSAGES_PER_SECOND",
+            "100000".to_string(),
+        ),
+        ("SWITCHBOARD_LIMITS_MESSAGE_BURST", "100000".to_string()),
+        (
+            "SWITCHBOARD_LIMITS_NEW_VISITORS_PER_SECOND",
+            "100000".to_string(),
+        ),
+        ("SWITCHBOARD_LIMITS_NEW_VISITOR_BURST", "100000".to_string()),
+        (
+            "SWITCHBOARD_LIMITS_NEW_SESSIONS_PER_CUSTOMER_PER_HOUR",
+            "0".to_string(),
+        ),
+        ("RUST_LOG", "warn".to_string()),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_string(), value))
+    .collect();
+    for (key, value) in extra {
+        env.retain(|(existing, _)| existing != key);
+        env.push((key.clone(), value.clone()));
+    }
+    env
+}
+
+/// The groups of the built-in routing rules and the run's agents, for
+/// `switchboard import`. Agents serve every group, on web and app.
+pub fn import_file(params: &Params) -> String {
+    let mut text = String::from("# Written by loadgen for one run.\n");
+    for (id, name) in [
+        ("gold_service", "Gold service"),
+        ("phone_support", "Phone support"),
+        ("default", "Default"),
+    ] {
+        text.push_str(&format!("\n[[group]]\nid = \"{id}\"\nname = \"{name}\"\n"));
+    }
+    for idx in 0..params.agents {
+        text.push_str(&format!(
+            "\n[[agent]]\nid = \"{id}\"\nname = \"Load agent {idx}\"\nrole = \"junior\"\ngroups = [\"default\", \"gold_service\", \"phone_support\"]\ncapacity = {{ web = {cap}, app = {cap} }}\n",
+            id = agent_id(idx),
+            cap = params.agent_capacity,
+        ));
+    }
+    text
+}
+
+/// Starts `command` and reads its stdout until a line starting with
+/// `prefix` gives the address; keeps draining stdout afterwards.
+async fn spawn_and_find_addr(mut command: Command, prefix: &str) -> Result<(Child, SocketAddr)> {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .context("failed to start the server")?;
+    let mut lines = BufReader::new(child.stdout.take().context("no stdout")?).lines();
+    let addr = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await? {
+            if let Some(rest) = line.strip_prefix(prefix) {
+                return rest
+                    .trim()
+                    .parse::<SocketAddr>()
+                    .context("unreadable address");
+            }
+        }
+        bail!("the server exited before printing its address")
+    })
+    .await
+    .context("the server did not print its address within 60 s")??;
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok((child, addr))
+}
+
+/// A `v1.<claims>.<signature>` token.
+pub fn mint(secret: &str, sub: &str, role: &str) -> String {
+    let exp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|now| now.as_secs() + 86_400)
+        .unwrap_or(u64::MAX / 2);
+    let claims = serde_json::json!({ "sub": sub, "role": role, "exp": exp });
+    let signed = format!("v1.{}", URL_SAFE_NO_PAD.encode(claims.to_string()));
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("hmac takes any key");
+    mac.update(signed.as_bytes());
+    let signature = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+    format!("{signed}.{signature}")
+}
+
+/// 48 random hex characters (from the clock and the pid: it only has to
+/// differ between runs on one machine).
+fn random_secret() -> String {
+    let seed = crate::wire::now_ns() ^ (u64::from(std::process::id()) << 32);
+    let mut rng = crate::rng::Rng::new(seed, 0);
+    (0..3).map(|_| format!("{:016x}", rng.next_u64())).collect()
+}
+
+/// `VmRSS` of `pid` in KiB.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minted_tokens_have_the_documented_shape() {
+        let token = mint("0123456789abcdef0123456789abcdef", "lt-agent-0", "agent");
+        let parts: Vec<&str> = token.split('.').collect();
+        assert_eq!(parts.len(), 3);
+        assert_eq!(parts[0], "v1");
+        let claims: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+        assert_eq!(claims["sub"], "lt-agent-0");
+        assert_eq!(claims["role"], "agent");
+        assert_eq!(URL_SAFE_NO_PAD.decode(parts[2]).unwrap().len(), 32);
+    }
+
+    #[test]
+    fn our_own_memory_is_readable() {
+        let kib = rss_kib(std::process::id()).expect("VmRSS of this process");
+        assert!(kib > 100, "{kib} KiB");
+    }
+
+    #[test]
+    fn the_import_file_lists_every_agent() {
+        let params = Params {
+            agents: 3,
+            agent_capacity: 7,
+            ..Params::default()
+        };
+        let table: toml::Table = import_file(&params).parse().unwrap();
+        assert_eq!(table["agent"].as_array().unwrap().len(), 3);
+        assert_eq!(table["group"].as_array().unwrap().len(), 3);
+        assert_eq!(table["agent"][2]["capacity"]["web"].as_integer(), Some(7));
+    }
+}
