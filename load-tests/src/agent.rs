@@ -75,14 +75,25 @@ impl AgentRun {
         let mut n_sent: u64 = 0;
         let mut n_active: u32 = 0;
         let mut available_at: Option<tokio::time::Instant> = None;
+        let mut stopping = false;
+        let mut stop_by = tokio::time::Instant::now();
         let result = loop {
+            if stopping && pending_acks.is_empty() {
+                break Ok(());
+            }
             let wake = available_at
                 .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
             tokio::select! {
-                changed = stop.changed() => {
+                changed = stop.changed(), if !stopping => {
                     if changed.is_err() || *stop.borrow() {
-                        break Ok(());
+                        // Wait for the acks still on their way, then stop.
+                        stopping = true;
+                        stop_by = tokio::time::Instant::now() + Duration::from_secs(10);
                     }
+                }
+                _ = tokio::time::sleep_until(stop_by), if stopping => {
+                    self.stats.error(format!("agent {}: {} acks missing at the end", self.id, pending_acks.len()));
+                    break Ok(());
                 }
                 _ = tokio::time::sleep_until(wake), if available_at.is_some() => {
                     available_at = None;
