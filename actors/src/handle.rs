@@ -30,6 +30,15 @@ use crate::store_writer::write_and_wait;
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// What [`Switchboard::intake`] did with an envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Intake {
+    /// The customer the channel identity resolved to (created if it was new).
+    pub customer: CustomerId,
+    /// The message's ack: its session and `seq`, and whether it was a resend.
+    pub ack: Ack,
+}
+
 /// A running switchboard: cheap to clone, safe to share.
 #[derive(Clone)]
 pub struct Switchboard {
@@ -95,6 +104,13 @@ impl Switchboard {
     /// message is durable. Resending with the same `client_message_id`
     /// returns the first ack (`duplicate: true`) and stores nothing.
     pub async fn customer_message(&self, envelope: Envelope) -> Result<Ack, ApiError> {
+        self.intake(envelope).await.map(|intake| intake.ack)
+    }
+
+    /// [`Switchboard::customer_message`], also saying which customer the
+    /// channel identity resolved to (channel adapters and webhooks answer
+    /// with it).
+    pub async fn intake(&self, envelope: Envelope) -> Result<Intake, ApiError> {
         self.shared.channels.check(&envelope.channel)?;
         if envelope.customer_id.is_empty() {
             return Err(EngineError::Invalid {
@@ -110,8 +126,10 @@ impl Switchboard {
             client_message_id,
             ..
         } = envelope;
-        self.message_from(customer, channel, message, client_message_id)
-            .await
+        let ack = self
+            .message_from(customer.clone(), channel, message, client_message_id)
+            .await?;
+        Ok(Intake { customer, ack })
     }
 
     /// A message from a customer the caller already authenticated (the

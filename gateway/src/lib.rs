@@ -13,6 +13,7 @@ pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod import;
 pub mod listener;
 pub mod metrics;
 pub mod rest;

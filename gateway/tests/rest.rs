@@ -25,7 +25,7 @@ use gateway::auth::Role;
 use crate::support::{TestServer, code};
 
 /// Every operation the router serves, as the OpenAPI document must list it.
-const OPERATIONS: [(&str, &str); 13] = [
+const OPERATIONS: [(&str, &str); 14] = [
     ("post", "/api/v1/visitors"),
     ("get", "/api/v1/me"),
     ("post", "/api/v1/customers"),
@@ -39,6 +39,7 @@ const OPERATIONS: [(&str, &str); 13] = [
     ("get", "/api/v1/groups/{id}"),
     ("get", "/api/v1/rules"),
     ("put", "/api/v1/rules"),
+    ("post", "/api/v1/inbound"),
 ];
 
 #[tokio::test]

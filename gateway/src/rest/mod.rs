@@ -15,6 +15,7 @@
 //! | `GET /api/v1/groups` | staff |
 //! | `GET /api/v1/groups/{id}` | [`crate::access::Caller::check_group_read`] |
 //! | `GET`, `PUT /api/v1/rules` | admins |
+//! | `POST /api/v1/inbound` | admins: channel adapters hold an admin token (see [`inbound`]) |
 //!
 //! Staff means agents, supervisors and admins. Wire conventions (ids and
 //! timestamps as strings) are in [`types`]. Every error is JSON
@@ -26,6 +27,7 @@ pub mod agents;
 pub mod customers;
 pub mod extract;
 pub mod groups;
+pub mod inbound;
 pub mod me;
 pub mod rules;
 pub mod sessions;
@@ -59,6 +61,7 @@ use crate::state::AppState;
         (name = "agents", description = "Agent profiles and live presence"),
         (name = "groups", description = "Skill groups and their live queues"),
         (name = "rules", description = "Routing rules (admins)"),
+        (name = "inbound", description = "Customer messages from channel adapters (admins)"),
     ),
     components(schemas(crate::error::ErrorBody, types::RuleErrorDetails)),
 )]
@@ -101,6 +104,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(groups::list_groups))
         .routes(routes!(groups::get_group))
         .routes(routes!(rules::get_rules, rules::put_rules))
+        .routes(routes!(inbound::inbound))
         .route("/api", any(unknown_path))
         .route("/api/{*rest}", any(unknown_path))
         .layer(axum::middleware::map_response(json_errors))

@@ -1,0 +1,169 @@
+//! `POST /api/v1/inbound`: intake for channels that need no socket — SMS,
+//! email and WeChat adapters, webhooks, load generators. The body is the
+//! engine's envelope; the answer is the message's ack once it is durable.
+//!
+//! The caller is a channel adapter, a trusted server-side process that holds
+//! an **admin token** (`switchboard token --role admin --sub <adapter name>`):
+//! it speaks for any customer on its channel, so it needs the same trust as
+//! an admin. Customers and agents are refused with `403`.
+
+use axum::Json;
+use axum::extract::State;
+use chrono::{DateTime, Utc};
+use engine::channel::Channel;
+use engine::envelope::Envelope;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::access::Caller;
+use crate::error::{ErrorBody, HttpError};
+use crate::rest::extract::ApiJson;
+use crate::rest::invalid_field;
+use crate::state::AppState;
+
+/// Longest `customer_id` (the id on the channel).
+const MAX_EXTERNAL_ID_CHARS: usize = 256;
+/// Longest `client_message_id`, as on the sockets.
+const MAX_CLIENT_MESSAGE_ID_BYTES: usize = 128;
+/// Longest `display_name`.
+const MAX_NAME_CHARS: usize = 200;
+
+/// `POST /api/v1/inbound`: one customer message, normalised by its channel's
+/// adapter (the engine's envelope).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "channel": "wechat",
+    "customer_id": "12345",
+    "message": "我的订单何时发货?",
+    "timestamp": "2023-10-01T10:00:00Z",
+}))]
+pub struct InboundMessage {
+    /// A built-in channel: `web`, `app`, `phone`, `wechat`, `qq`, `sms` or
+    /// `email`. A well-formed name the engine has not registered (the
+    /// server registers the built-in ones) is `unknown_channel`.
+    pub channel: String,
+    /// The customer's id *on that channel* (WeChat openid, phone number,
+    /// email address), 1-256 characters. The first message of an unknown id
+    /// creates a customer `<channel>:<customer_id>`.
+    pub customer_id: String,
+    /// The text, 1 to `limits.max_body_chars` characters.
+    pub message: String,
+    /// When the customer sent it, as the channel reports it (RFC 3339).
+    #[schema(value_type = String, format = DateTime)]
+    pub timestamp: DateTime<Utc>,
+    /// The adapter's own id for this message, 1-128 bytes: a resend with the
+    /// same id (after a timeout, a retried webhook) is stored once and
+    /// answered with the first ack and `duplicate: true`.
+    #[serde(default)]
+    pub client_message_id: Option<String>,
+    /// The sender's name as the channel knows it; used when the customer is new.
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
+/// The ack of an inbound message: it is durable.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct InboundAck {
+    /// The session it joined (opened if the customer had none); decimal string.
+    #[schema(example = "7412286335123456000")]
+    pub session: String,
+    /// Its sequence number in the session.
+    pub seq: u64,
+    /// It had been stored before (same `client_message_id`); nothing new was stored.
+    pub duplicate: bool,
+    /// The customer the channel identity belongs to.
+    #[schema(example = "wechat:12345")]
+    pub customer_id: String,
+}
+
+/// Takes one customer message from a channel adapter: resolves the channel
+/// identity to a customer (creating one), opens a session if the customer
+/// has none (routing it), and answers once the message is durable.
+#[utoipa::path(
+    post,
+    path = "/api/v1/inbound",
+    tag = "inbound",
+    request_body = InboundMessage,
+    responses(
+        (status = 200, description = "Durable; its session and `seq`", body = InboundAck),
+        (status = 400, description = "A field is invalid (`invalid`, `details.field` names it), the message is too long (`body_too_long`) or the channel is not registered (`unknown_channel`)", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "Not an admin token", body = ErrorBody),
+        (status = 429, description = "The customer opened too many sessions this hour (`too_many_sessions`)", body = ErrorBody),
+        (status = 503, description = "The store or the engine failed; nothing was stored (`store_unavailable`, `unavailable`): resend with the same `client_message_id`", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn inbound(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(request): ApiJson<InboundMessage>,
+) -> Result<Json<InboundAck>, HttpError> {
+    caller.require_admin()?;
+    let envelope = validate(request, state.config.limits.max_body_chars)?;
+    let intake = state.switchboard.intake(envelope).await.map_err(|err| {
+        let unknown_channel = err.code() == "unknown_channel";
+        let error = HttpError::from(err);
+        match unknown_channel {
+            true => error.with_details(serde_json::json!({ "field": "channel" })),
+            false => error,
+        }
+    })?;
+    Ok(Json(InboundAck {
+        session: intake.ack.session.to_string(),
+        seq: intake.ack.seq,
+        duplicate: intake.ack.duplicate,
+        customer_id: intake.customer.to_string(),
+    }))
+}
+
+/// The envelope, or the first field at fault.
+fn validate(request: InboundMessage, max_body_chars: usize) -> Result<Envelope, HttpError> {
+    let channel = Channel::parse(&request.channel).map_err(|err| invalid_field("channel", err))?;
+    let n_id_chars = request.customer_id.chars().count();
+    if request.customer_id.trim().is_empty() || n_id_chars > MAX_EXTERNAL_ID_CHARS {
+        return Err(invalid_field(
+            "customer_id",
+            format!("must be 1 to {MAX_EXTERNAL_ID_CHARS} characters, not blank"),
+        ));
+    }
+    if request.message.trim().is_empty() {
+        return Err(invalid_field("message", "must not be empty"));
+    }
+    let n_chars = request.message.chars().count();
+    if n_chars > max_body_chars {
+        return Err(HttpError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "body_too_long",
+            format!(
+                "field `message`: {n_chars} characters is over the limit of {max_body_chars} (limits.max_body_chars)"
+            ),
+        )
+        .with_details(serde_json::json!({ "field": "message" })));
+    }
+    if let Some(id) = &request.client_message_id {
+        if id.is_empty() || id.len() > MAX_CLIENT_MESSAGE_ID_BYTES {
+            return Err(invalid_field(
+                "client_message_id",
+                format!("must be 1 to {MAX_CLIENT_MESSAGE_ID_BYTES} bytes"),
+            ));
+        }
+    }
+    if let Some(name) = &request.display_name {
+        if name.trim().is_empty() || name.chars().count() > MAX_NAME_CHARS {
+            return Err(invalid_field(
+                "display_name",
+                format!("must be 1 to {MAX_NAME_CHARS} characters, not blank"),
+            ));
+        }
+    }
+    Ok(Envelope {
+        channel,
+        customer_id: request.customer_id,
+        message: request.message,
+        timestamp: request.timestamp,
+        client_message_id: request.client_message_id,
+        display_name: request.display_name,
+    })
+}
