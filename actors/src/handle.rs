@@ -28,6 +28,10 @@ use crate::session::{Ack, SessionMessage, TransferTarget, Typist};
 use crate::shared::{RuntimeConfig, Shared};
 use crate::store_writer::write_and_wait;
 
+mod submit;
+
+pub use submit::PendingAck;
+
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What [`Switchboard::intake`] did with an envelope.

@@ -26,7 +26,7 @@ mod handle;
 pub use error::ApiError;
 pub use event::{Audience, Event, EventKind};
 pub use group::QueueStatus;
-pub use handle::{Intake, Switchboard};
+pub use handle::{Intake, PendingAck, Switchboard};
 pub use session::{Ack, TransferTarget};
 pub use shared::RuntimeConfig;
 

@@ -176,6 +176,17 @@ impl AgentRun {
                 self.stats.add(count::DUPLICATES, 1);
                 return;
             }
+            // While the agent holds a session it sees every stored event of it.
+            if session.assigned && seq > session.last_seq + 1 {
+                self.stats
+                    .add(count::SKIPPED, (seq - session.last_seq - 1) as i64);
+                if std::env::var_os("LOADGEN_DEBUG").is_some() {
+                    eprintln!(
+                        "agent {}: session {session_id} jumped from seq {} to {seq}",
+                        self.id, session.last_seq
+                    );
+                }
+            }
             session.last_seq = seq;
         }
         match frame.kind.as_str() {

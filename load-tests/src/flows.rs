@@ -71,6 +71,12 @@ pub async fn settle(customer: &mut Customer, drain: Duration) {
         .await
     {
         let (unacked, unanswered) = customer.unsettled();
+        if std::env::var_os("LOADGEN_DEBUG").is_some() {
+            eprintln!(
+                "customer {} (session {:?}): {unacked} unacked, {unanswered} unanswered: {:?}",
+                customer.tag, customer.session, customer.outstanding
+            );
+        }
         customer.stats.add("unacked_messages", unacked as i64);
         customer.stats.add("unanswered_messages", unanswered as i64);
         customer.stats.error(format!("drain: {}", short(&err)));

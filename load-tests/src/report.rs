@@ -145,6 +145,7 @@ impl Report {
                     c(count::CUSTOMER_RECEIVED),
                 ));
                 checks.push(check("duplicate events", 0, c(count::DUPLICATES)));
+                checks.push(check("events skipped by agents", 0, c(count::SKIPPED)));
             }
             Kind::ContactCenterDay | Kind::PromotionSpike => {
                 checks.push(check(
@@ -163,6 +164,7 @@ impl Report {
                     c(count::ANSWERED) + c(count::ABANDONED),
                 ));
                 checks.push(check("duplicate events", 0, c(count::DUPLICATES)));
+                checks.push(check("events skipped by agents", 0, c(count::SKIPPED)));
             }
             Kind::ConnectionStorm => {
                 checks.push(check(

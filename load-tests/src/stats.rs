@@ -62,6 +62,8 @@ pub mod count {
     pub const CUSTOMER_RECEIVED: &str = "agent_messages_received_by_customers";
     /// Events received a second time (a `(session, seq)` seen before).
     pub const DUPLICATES: &str = "duplicate_events";
+    /// Stored events a holder of the session never received (gaps in `seq`).
+    pub const SKIPPED: &str = "events_skipped";
     /// Sockets open now (gauge-like: connects minus closes).
     pub const CONNECTED: &str = "connected";
     /// Sessions that reached an agent.

@@ -241,15 +241,21 @@ impl Handler for AgentHandler {
                     if let Err(err) = check {
                         return link.send_error(err).await;
                     }
-                    let result = switchboard
-                        .agent_message(
+                    let submitted = switchboard
+                        .submit_agent_message(
                             &me,
                             message.session.0,
                             message.body,
                             Some(message.client_message_id.clone()),
                         )
                         .await;
-                    replier.ack(link, message.client_message_id, result).await
+                    match submitted {
+                        Ok(pending) => {
+                            link.defer_ack(replier, message.client_message_id, pending);
+                            Flow::Continue
+                        }
+                        Err(err) => replier.ack(link, message.client_message_id, Err(err)).await,
+                    }
                 }
                 Err(err) => link.send_error(err).await,
             },

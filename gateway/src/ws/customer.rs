@@ -356,17 +356,23 @@ impl CustomerHandler {
         if let Err(err) = replier.check_message(&message.client_message_id, &message.body, limits) {
             return link.send_error(err).await;
         }
-        let result = self
+        let submitted = self
             .state
             .switchboard
-            .customer_message_as(
+            .submit_customer_message(
                 &self.customer,
                 self.channel.clone(),
                 message.body,
                 Some(message.client_message_id.clone()),
             )
             .await;
-        replier.ack(link, message.client_message_id, result).await
+        match submitted {
+            Ok(pending) => {
+                link.defer_ack(replier.clone(), message.client_message_id, pending);
+                Flow::Continue
+            }
+            Err(err) => replier.ack(link, message.client_message_id, Err(err)).await,
+        }
     }
 
     /// Sends `event` unless the customer does not see it or already has it.

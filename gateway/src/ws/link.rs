@@ -10,6 +10,7 @@
 //! frame, no pong to the server's pings) for `limits.idle_timeout_ms`.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use actors::Event;
@@ -17,6 +18,8 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use futures_util::SinkExt as _;
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tracing::Instrument as _;
@@ -27,6 +30,7 @@ use crate::error::HttpError;
 use crate::state::AppState;
 use crate::ws::frames::{ClientFrame, FrameError, Reply, to_text};
 use crate::ws::rate::{RateLimiter, Verdict};
+use crate::ws::replies::Replier;
 
 /// Close code: the server is going away.
 pub const CLOSE_GOING_AWAY: u16 = 1001;
@@ -123,7 +127,24 @@ pub struct Link {
     last_heard: Instant,
     /// False once the socket failed or was closed: nothing more is sent.
     open: bool,
+    /// Acks of messages handed to their session in this turn of the loop,
+    /// moved to the loop's set of pending acks after it.
+    deferred: Vec<DeferredAck>,
 }
+
+/// An ack that arrives once its message is durable.
+pub type DeferredAck = Pin<Box<dyn Future<Output = ReadyAck> + Send>>;
+
+/// A durable message's ack (or its error), ready to send.
+pub struct ReadyAck {
+    replier: Replier,
+    client_message_id: String,
+    result: Result<actors::Ack, actors::ApiError>,
+}
+
+/// Acks in flight per socket; past it the socket reads no further frame
+/// until one is answered (back-pressure on a client that outruns the store).
+const MAX_PENDING_ACKS: usize = 64;
 
 /// What one read produced.
 enum Incoming {
@@ -148,6 +169,7 @@ impl Link {
             idle_timeout: Duration::from_millis(limits.idle_timeout_ms),
             last_heard: Instant::now(),
             open: true,
+            deferred: Vec::new(),
         }
     }
 
@@ -171,6 +193,24 @@ impl Link {
                 Flow::Stop
             }
         }
+    }
+
+    /// Answers a message once `pending` resolves (it is durable), without
+    /// holding up this socket's events and frames meanwhile. Messages
+    /// submitted one after the other are still stored in that order.
+    pub fn defer_ack(
+        &mut self,
+        replier: Replier,
+        client_message_id: String,
+        pending: actors::PendingAck,
+    ) {
+        self.deferred.push(Box::pin(async move {
+            ReadyAck {
+                result: pending.ack().await,
+                replier,
+                client_message_id,
+            }
+        }));
     }
 
     /// Sends an error frame for a refused client frame.
@@ -371,26 +411,33 @@ pub async fn run<H: Handler>(
     debug!("socket open");
     let mut tick = interval(Duration::from_millis(state.config.routing.queue_update_ms));
     let mut ping = interval(Duration::from_millis(state.config.limits.ping_interval_ms));
+    let mut pending: FuturesUnordered<DeferredAck> = FuturesUnordered::new();
     loop {
+        // Acks first, then events, then the client's next frame: a client
+        // that keeps sending must not hold back what it is waiting for.
         let flow = tokio::select! {
             biased;
             _ = state.close_sockets.cancelled() => {
                 link.close(CLOSE_GOING_AWAY, "server shutting down").await
             }
-            incoming = link.receive() => match incoming {
-                Incoming::Frame(frame) => handler.on_frame(&mut link, frame).await,
-                Incoming::Handled => Flow::Continue,
-                Incoming::Closed => Flow::Stop,
-            },
+            Some(ready) = pending.next(), if !pending.is_empty() => {
+                ready.replier.ack(&mut link, ready.client_message_id, ready.result).await
+            }
             event = events.recv(), if handler.wants_events() => match event {
                 Some(event) => handler.on_event(&mut link, event).await,
                 None => {
                     link.close(CLOSE_BACKLOG, "too far behind; reconnect and resume from your last seq").await
                 }
             },
+            incoming = link.receive(), if pending.len() < MAX_PENDING_ACKS => match incoming {
+                Incoming::Frame(frame) => handler.on_frame(&mut link, frame).await,
+                Incoming::Handled => Flow::Continue,
+                Incoming::Closed => Flow::Stop,
+            },
             _ = tick.tick() => handler.on_tick(&mut link).await,
             _ = ping.tick() => link.heartbeat().await,
         };
+        pending.extend(link.deferred.drain(..));
         if flow == Flow::Stop {
             debug!("socket done");
             return;

@@ -16,6 +16,7 @@ use crate::ws::link::{Flow, Link};
 const MAX_CLIENT_MESSAGE_ID_BYTES: usize = 128;
 
 /// Replies to one request, echoing its `request_id`.
+#[derive(Clone)]
 pub struct Replier {
     request_id: Option<String>,
     /// When the request was read, for the ack latency.

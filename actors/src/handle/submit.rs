@@ -1,0 +1,88 @@
+//! Messages handed to their session without waiting for durability, so a
+//! connection can go on (deliver events, read the next frame) while the
+//! store commits. The message is in the session actor's mailbox when
+//! `submit_*` returns: messages one caller submits one after the other are
+//! stored in that order; the [`PendingAck`] resolves once it is durable.
+
+use engine::channel::Channel;
+use engine::ids::{AgentId, CustomerId, SessionId};
+use ractor::concurrency::{OneshotReceiver, oneshot};
+
+use super::{CALL_TIMEOUT, Switchboard};
+use crate::directory::DirectoryMessage;
+use crate::error::ApiError;
+use crate::session::{Ack, SessionMessage};
+
+/// The ack of a submitted message, once it is durable.
+pub struct PendingAck {
+    receiver: OneshotReceiver<Result<Ack, ApiError>>,
+}
+
+impl PendingAck {
+    /// Waits for the ack (at most the handle's call timeout).
+    pub async fn ack(self) -> Result<Ack, ApiError> {
+        match tokio::time::timeout(CALL_TIMEOUT, self.receiver).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(ApiError::Unavailable(
+                "the session stopped before the message was durable".into(),
+            )),
+            Err(_) => Err(ApiError::Unavailable(
+                "the session did not store the message in time".into(),
+            )),
+        }
+    }
+}
+
+impl Switchboard {
+    /// [`Switchboard::customer_message_as`], returning once the message is
+    /// queued in its session (opening one if needed) rather than durable.
+    pub async fn submit_customer_message(
+        &self,
+        customer: &CustomerId,
+        channel: Channel,
+        body: String,
+        client_message_id: Option<String>,
+    ) -> Result<PendingAck, ApiError> {
+        self.shared.channels.check(&channel)?;
+        let customer = customer.clone();
+        let session = self
+            .call_directory(|reply| DirectoryMessage::OpenSession {
+                customer,
+                channel: channel.clone(),
+                reply,
+            })
+            .await??;
+        let (sender, receiver) = oneshot();
+        session
+            .send_message(SessionMessage::CustomerMessage {
+                body,
+                client_message_id,
+                channel,
+                reply: sender.into(),
+            })
+            .map_err(|_| ApiError::Unavailable("session stopped".into()))?;
+        Ok(PendingAck { receiver })
+    }
+
+    /// [`Switchboard::agent_message`], returning once the message is queued
+    /// in its session rather than durable.
+    pub async fn submit_agent_message(
+        &self,
+        agent: &AgentId,
+        session: SessionId,
+        body: String,
+        client_message_id: Option<String>,
+    ) -> Result<PendingAck, ApiError> {
+        let actor = self.session_actor(session).await?;
+        let (sender, receiver) = oneshot();
+        actor
+            .send_message(SessionMessage::AgentMessage {
+                agent: agent.clone(),
+                body,
+                client_message_id,
+                reply: sender.into(),
+            })
+            .map_err(|_| ApiError::Unavailable(format!("session {} stopped", session.0)))?;
+        Ok(PendingAck { receiver })
+    }
+}
