@@ -52,6 +52,19 @@ pub enum DirectoryMessage {
         /// The message.
         message: GroupMessage,
     },
+    /// A group offers a waiting session to an agent: the session is
+    /// activated if it was passivated, and the agent gets the offer with
+    /// the live actor.
+    Offer {
+        /// The agent.
+        agent: AgentId,
+        /// The session.
+        session: SessionId,
+        /// Its channel.
+        channel: Channel,
+        /// The offering group.
+        group: GroupId,
+    },
     /// A session's actor, activated if needed.
     Session {
         /// The session.
@@ -215,6 +228,39 @@ impl Actor for Directory {
                 Some(actor) => drop(actor.cast(message)),
                 None => warn!(group = %group, "message for unknown group dropped"),
             },
+            DirectoryMessage::Offer {
+                agent,
+                session,
+                channel,
+                group,
+            } => {
+                let session_ref = match self.activate(state, session).await {
+                    Ok(session_ref) => session_ref,
+                    Err(err) => {
+                        warn!(session_id = %session, error = %err, "offered session cannot be activated");
+                        let message = GroupMessage::OfferLapsed {
+                            session,
+                            agent: agent.clone(),
+                        };
+                        if let Some(actor) = state.groups.get(&group) {
+                            // A stopped group is being restarted and re-collects its queue.
+                            drop(actor.cast(message));
+                        }
+                        return Ok(());
+                    }
+                };
+                let message = AgentMessage::Offer {
+                    session,
+                    channel,
+                    group,
+                    session_ref,
+                };
+                match state.agents.get(&agent) {
+                    // A stopped agent is being restarted; it re-reports on start.
+                    Some(actor) => drop(actor.cast(message)),
+                    None => warn!(agent_id = %agent, "offer for unknown agent dropped"),
+                }
+            }
             DirectoryMessage::Session { session, reply } => {
                 let result = self.activate(state, session).await;
                 // The caller may have given up waiting.
@@ -283,7 +329,10 @@ impl Actor for Directory {
                     state.n_restarts += 1;
                     metrics::counter!("switchboard_actor_restarts_total", "kind" => "session")
                         .increment(1);
-                    if let Err(err) = self.activate(state, session).await {
+                    let restarted = self
+                        .spawn(state, session, SessionStart::Rehydrate(session))
+                        .await;
+                    if let Err(err) = restarted {
                         warn!(session_id = %session, error = %err, "session could not be restarted");
                     }
                 }
@@ -354,7 +403,7 @@ impl Directory {
             }
         }
         let actor = self
-            .spawn(state, session, SessionStart::Rehydrate(session))
+            .spawn(state, session, SessionStart::Reactivate(session))
             .await?;
         Ok(actor)
     }

@@ -26,10 +26,10 @@ use crate::directory::DirectoryMessage;
 use crate::session::SessionMessage;
 use crate::shared::Shared;
 
-/// A waiting session as the queue holds it.
+/// A waiting session as the queue holds it. No actor reference: the
+/// session may be passivated while it waits, so offers go through the
+/// Directory, which re-activates it.
 pub struct QueueEntry {
-    /// The session's actor, for the offer.
-    pub session: ActorRef<SessionMessage>,
     /// What the step's agent expression is evaluated against.
     pub contact: Arc<Contact>,
     /// The routing step the session waits under.
@@ -264,16 +264,12 @@ impl GroupActor {
                 .get(offer.session)
                 .expect("offered sessions are waiting");
             debug!(group = %state.group.id, session_id = %offer.session, agent_id = %offer.agent, "offering");
-            let message = AgentMessage::Offer {
+            // The directory lives as long as the system.
+            let _ = self.shared.directory().cast(DirectoryMessage::Offer {
+                agent: offer.agent,
                 session: offer.session,
                 channel: waiting.entry.contact.channel.clone(),
                 group: state.group.id.clone(),
-                session_ref: waiting.entry.session.clone(),
-            };
-            // The directory lives as long as the system.
-            let _ = self.shared.directory().cast(DirectoryMessage::ToAgent {
-                agent: offer.agent,
-                message,
             });
         }
     }

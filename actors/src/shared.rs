@@ -25,6 +25,12 @@ pub struct RuntimeConfig {
     pub wrap_up: Duration,
     /// A session with no activity for this long stops its actor (it re-activates from the store).
     pub passivate_after: Duration,
+    /// A session waiting in a queue (not offered) with no activity for this
+    /// long stops its actor too: its queue entry stays in the SkillGroup,
+    /// which re-activates it through the Directory to offer it, and its step
+    /// timer runs outside the actor. Short, so that a million waiting
+    /// sessions do not need a million live actors.
+    pub passivate_waiting_after: Duration,
     /// How many SessionSupervisors share the sessions.
     pub n_session_shards: usize,
     /// Most operations in one group commit.
@@ -48,6 +54,7 @@ impl Default for RuntimeConfig {
             offer_timeout: Duration::from_secs(15),
             wrap_up: Duration::from_secs(30),
             passivate_after: Duration::from_secs(300),
+            passivate_waiting_after: Duration::from_secs(10),
             n_session_shards: 8,
             max_batch_ops: 4096,
             node_id: 0,

@@ -189,6 +189,9 @@ pub struct RoutingConfig {
     pub wrap_up_ms: u64,
     /// Idle sessions stop their actor after this long (they re-activate from the store).
     pub passivate_after_ms: u64,
+    /// Sessions waiting in a queue (not offered) stop their actor after this
+    /// long without activity; their place in line is kept.
+    pub passivate_waiting_after_ms: u64,
     /// How often a waiting customer is told their queue position.
     pub queue_update_ms: u64,
 }
@@ -200,6 +203,7 @@ impl Default for RoutingConfig {
             offer_timeout_ms: 15_000,
             wrap_up_ms: 30_000,
             passivate_after_ms: 300_000,
+            passivate_waiting_after_ms: 10_000,
             queue_update_ms: 5_000,
         }
     }
@@ -329,6 +333,10 @@ impl Config {
                 "routing.passivate_after_ms",
                 self.routing.passivate_after_ms,
             ),
+            (
+                "routing.passivate_waiting_after_ms",
+                self.routing.passivate_waiting_after_ms,
+            ),
             ("routing.queue_update_ms", self.routing.queue_update_ms),
         ];
         for (key, value) in positive {
@@ -400,6 +408,7 @@ impl Config {
             offer_timeout: Duration::from_millis(self.routing.offer_timeout_ms),
             wrap_up: Duration::from_millis(self.routing.wrap_up_ms),
             passivate_after: Duration::from_millis(self.routing.passivate_after_ms),
+            passivate_waiting_after: Duration::from_millis(self.routing.passivate_waiting_after_ms),
             subscriber_buffer: self.limits.outbound_backlog,
             ..actors::RuntimeConfig::default()
         }

@@ -280,20 +280,23 @@ impl SessionActor {
         state: &mut SessionActorState,
     ) {
         let idle_ms = crate::clock::now() - state.last_activity;
-        // Waiting sessions keep their actor: their step timers live in it. A
-        // closed one is here only because something re-activated it (a
-        // rating, a read).
-        let parked = matches!(
-            state.session.state,
+        // A closed one is here only because something re-activated it (a
+        // rating, a read). A waiting one keeps its queue entry in the group,
+        // which re-activates it to offer it; its step timeout is delivered
+        // through the Directory. Offered and routing sessions keep their
+        // actor: something is about to happen to them.
+        let idle_enough = match state.session.state {
             SessionState::Assigned
-                | SessionState::WrapUp
-                | SessionState::New
-                | SessionState::Closed
-                | SessionState::Abandoned
-        );
+            | SessionState::WrapUp
+            | SessionState::New
+            | SessionState::Closed
+            | SessionState::Abandoned => idle_ms >= millis(self.shared.config.passivate_after),
+            SessionState::Queued => idle_ms >= millis(self.shared.config.passivate_waiting_after),
+            _ => false,
+        };
         let quiet =
             state.unwritten.is_empty() && state.unpublished.is_empty() && state.waiters.is_empty();
-        if parked && quiet && idle_ms >= millis(self.shared.config.passivate_after) {
+        if idle_enough && quiet {
             debug!(session_id = %state.session.id, idle_ms, "session passivated");
             myself.stop(Some(STOP_PASSIVATED.to_owned()));
         }

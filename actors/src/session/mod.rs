@@ -192,8 +192,13 @@ pub enum SessionMessage {
 pub enum SessionStart {
     /// A brand-new session (first message about to arrive); boxed to keep the enum small.
     New(Box<Session>),
-    /// An existing session, loaded from the store.
+    /// An existing session, loaded from the store after its actor failed:
+    /// a waiting one enqueues again (its queue entry points at a dead actor).
     Rehydrate(SessionId),
+    /// An existing session, loaded from the store because something is
+    /// sent to it after it was passivated: a waiting one's queue entry is
+    /// still in its group, so it only restores its routing plan.
+    Reactivate(SessionId),
 }
 
 /// The Session actor; config only.
@@ -224,6 +229,9 @@ pub struct SessionActorState {
     /// The record as last sent to the store, so that a plain message does not
     /// rewrite the `sessions` row; `None` until the first write.
     written: Option<Session>,
+    /// Started by [`SessionStart::Reactivate`]: a waiting session's queue
+    /// entry survived, so it is not enqueued again.
+    reactivated: bool,
 }
 
 impl Actor for SessionActor {
@@ -237,9 +245,10 @@ impl Actor for SessionActor {
         start: SessionStart,
     ) -> Result<Self::State, ActorProcessingErr> {
         let store = &self.shared.store;
+        let reactivated = matches!(start, SessionStart::Reactivate(_));
         let (session, stored) = match start {
             SessionStart::New(session) => (*session, false),
-            SessionStart::Rehydrate(id) => {
+            SessionStart::Rehydrate(id) | SessionStart::Reactivate(id) => {
                 // Everything written before this point (by an earlier
                 // incarnation, too) is durable before we read it back.
                 crate::store_writer::write_and_wait(&self.shared.writer, Vec::new()).await?;
@@ -267,6 +276,7 @@ impl Actor for SessionActor {
             last_activity: crate::clock::now(),
             written: stored.then(|| session.clone()),
             session,
+            reactivated,
         };
         if state.session.last_seq > 0 || state.session.state != SessionState::New {
             self.rehydrate(&mut state).await?;
@@ -275,6 +285,7 @@ impl Actor for SessionActor {
             .shared
             .config
             .passivate_after
+            .min(self.shared.config.passivate_waiting_after)
             .min(Duration::from_secs(60))
             .max(Duration::from_millis(10));
         myself.send_interval(check_every, || SessionMessage::PassivationCheck);
@@ -294,6 +305,7 @@ impl Actor for SessionActor {
                     self.lapse_offer(&myself, state, agent)?;
                 }
             }
+            SessionState::Queued if state.reactivated => self.restore_plan(state),
             SessionState::Queued | SessionState::Routing | SessionState::Transferred => {
                 self.requeue(&myself, state)?
             }
@@ -402,8 +414,15 @@ impl Actor for SessionActor {
                 self.reply_unit_when_durable(state, result, reply);
             }
             SessionMessage::StepTimeout { step_idx } => {
-                if step_idx == state.step_idx && state.session.state == SessionState::Queued {
-                    self.overflow(&myself, state)?;
+                self.adopt_timed_step(state, step_idx);
+                if step_idx == state.step_idx {
+                    match state.session.state {
+                        SessionState::Queued => self.overflow(&myself, state)?,
+                        // Overflows if the offer lapses (a re-activated
+                        // session did not know its deadline).
+                        SessionState::Offered => state.step_deadline = Some(crate::clock::now()),
+                        _ => {}
+                    }
                 }
             }
             SessionMessage::Requeue => {

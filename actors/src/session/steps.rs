@@ -1,6 +1,10 @@
 //! Routing a session through its plan's steps: entering a step's queue,
 //! arming its timeout, overflowing to the next step in the original place in
 //! line, and re-entering the queue after a restart.
+//!
+//! A step's timeout is not a timer of the actor: a waiting session may be
+//! passivated, so the timeout is delivered through the Directory, which
+//! re-activates the session if needed.
 
 use std::time::Duration;
 
@@ -10,6 +14,7 @@ use ractor::ActorRef;
 use tracing::info;
 
 use super::{SessionActor, SessionActorState, SessionMessage};
+use crate::directory::DirectoryMessage;
 use crate::error::ApiError;
 use crate::event::EventKind;
 use crate::group::{GroupMessage, QueueEntry};
@@ -60,8 +65,15 @@ impl SessionActor {
         state.step_deadline = step.timeout_ms.map(|timeout| now + timeout);
         if let Some(timeout) = step.timeout_ms {
             let step_idx = state.step_idx;
-            myself.send_after(Duration::from_millis(timeout as u64), move || {
-                SessionMessage::StepTimeout { step_idx }
+            let session = state.session.id;
+            let directory = self.shared.directory().clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(timeout as u64)).await;
+                // Gone only when the system stops; then the timeout is moot.
+                let _ = directory.cast(DirectoryMessage::ToSession {
+                    session,
+                    message: SessionMessage::StepTimeout { step_idx },
+                });
             });
         }
         if record {
@@ -78,7 +90,7 @@ impl SessionActor {
     /// Puts the session in its current step's group queue, in its original place.
     pub(super) fn enqueue_current_step(
         &self,
-        myself: &ActorRef<SessionMessage>,
+        _myself: &ActorRef<SessionMessage>,
         state: &mut SessionActorState,
     ) -> Result<(), ApiError> {
         let (Some(plan), Some(contact)) = (state.plan.clone(), state.contact.clone()) else {
@@ -86,7 +98,6 @@ impl SessionActor {
         };
         let step = plan.steps[state.step_idx].clone();
         let entry = QueueEntry {
-            session: myself.clone(),
             contact,
             step: step.clone(),
         };
@@ -109,24 +120,7 @@ impl SessionActor {
         myself: &ActorRef<SessionMessage>,
         state: &mut SessionActorState,
     ) -> Result<(), ApiError> {
-        if state.plan.is_none() {
-            let Some(contact) = state.contact.clone() else {
-                return Ok(());
-            };
-            let plan = self
-                .shared
-                .rules()
-                .route(&contact)
-                .unwrap_or_else(RoutePlan::fallback);
-            // Resume at the step of the group the session was waiting in, if the plan has it.
-            let group = state.session.group.clone();
-            state.step_idx = plan
-                .steps
-                .iter()
-                .position(|step| Some(&step.group) == group.as_ref())
-                .unwrap_or(0);
-            state.plan = Some(plan);
-        }
+        self.restore_plan(state);
         if state.session.state == SessionState::Queued {
             self.enqueue_current_step(myself, state)
         } else {
@@ -137,6 +131,53 @@ impl SessionActor {
             }
             self.flush(myself, state);
             Ok(())
+        }
+    }
+
+    /// Rebuilds the routing plan of a rehydrated session, at the step of the
+    /// group it waits in (if the plan has it).
+    pub(super) fn restore_plan(&self, state: &mut SessionActorState) {
+        if state.plan.is_some() {
+            return;
+        }
+        let Some(contact) = state.contact.clone() else {
+            return;
+        };
+        let plan = self
+            .shared
+            .rules()
+            .route(&contact)
+            .unwrap_or_else(RoutePlan::fallback);
+        // The first step of its group that applies: the one it entered,
+        // unless a plan has one group in several applying steps, which
+        // `adopt_timed_step` settles when a step timer names a later one.
+        let group = state.session.group.clone();
+        state.step_idx = plan
+            .steps
+            .iter()
+            .position(|step| Some(&step.group) == group.as_ref() && step.applies_to(&contact))
+            .or_else(|| {
+                plan.steps
+                    .iter()
+                    .position(|step| Some(&step.group) == group.as_ref())
+            })
+            .unwrap_or(0);
+        state.plan = Some(plan);
+    }
+
+    /// A step timer named step `step_idx`, later in the plan than the one a
+    /// re-activated session restored but of the group it waits in: the
+    /// timer knows which step was entered, so the session is at that step.
+    pub(super) fn adopt_timed_step(&self, state: &mut SessionActorState, step_idx: usize) {
+        let Some(plan) = &state.plan else {
+            return;
+        };
+        let same_group = plan
+            .steps
+            .get(step_idx)
+            .is_some_and(|step| Some(&step.group) == state.session.group.as_ref());
+        if step_idx > state.step_idx && same_group {
+            state.step_idx = step_idx;
         }
     }
 

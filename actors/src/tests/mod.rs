@@ -30,6 +30,7 @@ use crate::{Ack, ApiError, Event, EventKind, RuntimeConfig, Switchboard, Transfe
 
 mod conversation;
 mod customer;
+mod passivation;
 mod queue;
 mod routing;
 
