@@ -74,6 +74,8 @@ pub async fn run(plan: &WorkerPlan, endpoint: &Endpoint, stats: &Stats) {
         });
     }
     while tasks.join_next().await.is_some() {}
+    // Let the server settle (waiting sessions passivate) before the last memory reading.
+    tokio::time::sleep(Duration::from_secs_f64(plan.params.hold_secs)).await;
 }
 
 /// A reqwest error without the URL (which is the same for every request).

@@ -141,7 +141,8 @@ pub struct Params {
     pub spike_factor: f64,
     /// Storm: each customer opens a session with one message.
     pub open_session: bool,
-    /// Storm: how long everyone stays connected before the memory reading.
+    /// Storm: how long everyone stays connected before the memory reading;
+    /// idle sessions: how long to wait after the last one before it.
     pub hold_secs: f64,
     /// Resume storm: how many drop-and-return rounds.
     pub rounds: u32,

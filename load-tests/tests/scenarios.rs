@@ -1,0 +1,168 @@
+//! Small scenarios against a real switchboard (and the relay), through the
+//! `loadgen` binary exactly as a load tester runs it: zero errors and exact
+//! sent / received counts, read back from the JSON report.
+//!
+//! The switchboard binary comes from the same target directory
+//! (`cargo test --workspace` builds it; `scripts/test` builds it first).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+fn loadgen() -> &'static str {
+    env!("CARGO_BIN_EXE_loadgen")
+}
+
+fn switchboard() -> PathBuf {
+    let path = Path::new(loadgen()).with_file_name("switchboard");
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build -p gateway` (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+/// Runs `loadgen run SCENARIO --set …` into a temporary directory and
+/// returns the report's runs; the command must succeed.
+fn run(scenario: &str, sets: &[&str], baseline: bool) -> (Vec<Value>, Value, tempfile::TempDir) {
+    let out = tempfile::tempdir().unwrap();
+    let mut command = Command::new(loadgen());
+    command
+        .args(["run", scenario, "--quiet", "--out"])
+        .arg(out.path())
+        .arg("--switchboard-bin")
+        .arg(switchboard());
+    for set in sets {
+        command.args(["--set", set]);
+    }
+    if baseline {
+        command.arg("--baseline");
+    }
+    let output = command.output().expect("loadgen runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "loadgen {scenario} failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap()).unwrap();
+    let runs = report["runs"].as_array().unwrap().clone();
+    let ratios = report["ratios_switchboard_over_relay"].clone();
+    (runs, ratios, out)
+}
+
+fn counter(run: &Value, name: &str) -> i64 {
+    run["counters"][name].as_i64().unwrap_or(0)
+}
+
+fn assert_clean(run: &Value) {
+    assert_eq!(run["errors"], serde_json::json!({}), "errors in {}", run["target"]);
+    assert_eq!(run["passed"], true);
+    for check in run["checks"].as_array().unwrap() {
+        assert_eq!(check["ok"], true, "{check}");
+    }
+}
+
+#[test]
+fn steady_chat_delivers_every_message_exactly_once_on_switchboard_and_the_relay() {
+    let (runs, ratios, out) = run(
+        "steady-chat",
+        &["customers=20", "agents=4", "rate=100", "duration_secs=3", "processes=2", "sources=2"],
+        true,
+    );
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[0]["target"], "switchboard");
+    assert_eq!(runs[1]["target"], "relay");
+    for run in &runs {
+        assert_clean(run);
+        assert_eq!(run["processes"], 2);
+        // 20 first messages, then about 100/s for 3 s; every one answered.
+        let sent = counter(run, "customer_messages_sent");
+        assert!(sent >= 20 + 250, "{sent} sent");
+        assert_eq!(counter(run, "customer_messages_received_by_agents"), sent);
+        assert_eq!(counter(run, "agent_messages_sent"), sent);
+        assert_eq!(counter(run, "agent_messages_received_by_customers"), sent);
+        assert_eq!(counter(run, "sessions_answered"), 20);
+        assert_eq!(run["latency"]["e2e_customer_to_agent"]["count"].as_i64(), Some(sent - 20));
+        assert!(run["memory"]["rss_peak_kib"].as_u64().unwrap() > 1_000);
+        assert!(!run["series"].as_array().unwrap().is_empty());
+    }
+    assert!(ratios["messages_per_sec"].as_f64().unwrap() > 0.5, "{ratios}");
+    let html = std::fs::read_to_string(out.path().join("report.html")).unwrap();
+    assert!(html.contains("<svg") && html.contains("steady-chat on relay"), "the HTML report plots both runs");
+}
+
+#[test]
+fn resume_storm_loses_nothing_and_repeats_nothing() {
+    let (runs, _, _out) = run(
+        "resume-storm",
+        &["customers=30", "agents=3", "agent_capacity=20", "rounds=2", "processes=2"],
+        false,
+    );
+    let run = &runs[0];
+    assert_clean(run);
+    assert_eq!(counter(run, "resumed"), 60);
+    // One first message and one per round, each answered once.
+    assert_eq!(counter(run, "customer_messages_acked"), 90);
+    assert_eq!(counter(run, "agent_messages_received_by_customers"), 90);
+    assert_eq!(counter(run, "duplicate_events"), 0);
+}
+
+#[test]
+fn a_short_contact_center_day_answers_or_abandons_every_arrival() {
+    let (runs, _, _out) = run(
+        "contact-center-day",
+        &[
+            "arrivals_per_sec=4",
+            "duration_secs=4",
+            "handle_secs=1",
+            "talk_interval_secs=0.2",
+            "patience_secs=5",
+            "agents=4",
+            "agent_capacity=2",
+            "wrap_up_secs=0.2",
+        ],
+        false,
+    );
+    let run = &runs[0];
+    assert_clean(run);
+    let arrived = counter(run, "customers_arrived");
+    assert!(arrived > 3, "{arrived} arrived");
+    assert_eq!(counter(run, "sessions_answered") + counter(run, "sessions_abandoned"), arrived);
+    let level = &run["service_level"];
+    assert!(level["level"].as_f64().unwrap() > 0.0, "{level}");
+}
+
+#[test]
+fn storms_and_idle_sessions_measure_memory_per_session() {
+    let (runs, _, _out) = run("connection-storm", &["customers=300", "hold_secs=1", "sources=3"], false);
+    let run = &runs[0];
+    assert_clean(run);
+    assert_eq!(run["memory"]["sessions"], 300);
+    assert_eq!(counter(run, "sessions_opened"), 300);
+    assert!(run["memory"]["kib_per_session"].as_f64().is_some());
+
+    let (runs, _, _out) = run("idle-sessions", &["sessions=500", "concurrency=8", "processes=1"], false);
+    let run = &runs[0];
+    assert_clean(run);
+    assert_eq!(counter(run, "sessions_opened"), 500);
+    assert_eq!(run["memory"]["sessions"], 500);
+    assert!(run["latency"]["inbound"]["count"].as_i64() == Some(500));
+}
+
+#[test]
+fn bad_parameters_are_refused_naming_the_key() {
+    let output = Command::new(loadgen())
+        .args(["run", "steady-chat", "--set", "custmers=5"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("unknown parameter `custmers`"), "{stderr}");
+    let output = Command::new(loadgen()).args(["run", "no-such"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unknown scenario `no-such`"));
+}
