@@ -189,6 +189,12 @@ impl AgentRun {
             }
             session.last_seq = seq;
         }
+        if std::env::var_os("LOADGEN_DEBUG").is_some() {
+            eprintln!(
+                "agent {} <- {} {session_id} seq {seq} (assigned {})",
+                self.id, frame.kind, session.assigned
+            );
+        }
         match frame.kind.as_str() {
             "message" if frame.sender.as_deref() == Some("customer") => {
                 self.stats.add(count::AGENT_RECEIVED, 1);

@@ -129,13 +129,23 @@ impl Server {
                     .envs(base_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
                 let (child, addr) =
                     spawn_and_find_addr(command, "switchboard is running on http://").await?;
+                // For looking into a run's store afterwards.
+                let data = if std::env::var_os("LOADGEN_KEEP_DATA").is_some() {
+                    eprintln!(
+                        "loadgen: keeping the server's data in {}",
+                        data.keep().display()
+                    );
+                    None
+                } else {
+                    Some(data)
+                };
                 Ok(Server {
                     kind: TargetKind::Switchboard,
                     addr,
                     secret,
                     pid: child.id(),
                     child: Some(child),
-                    _data: Some(data),
+                    _data: data,
                 })
             }
         }

@@ -26,7 +26,11 @@ fn switchboard() -> PathBuf {
 
 /// Runs `loadgen run SCENARIO --set …` into a temporary directory and
 /// returns the report's runs; the command must succeed.
-fn run(scenario: &str, sets: &[&str], baseline: bool) -> (Vec<Value>, Value, tempfile::TempDir) {
+fn loadgen_run(
+    scenario: &str,
+    sets: &[&str],
+    baseline: bool,
+) -> (Vec<Value>, Value, tempfile::TempDir) {
     let out = tempfile::tempdir().unwrap();
     let mut command = Command::new(loadgen());
     command
@@ -49,7 +53,8 @@ fn run(scenario: &str, sets: &[&str], baseline: bool) -> (Vec<Value>, Value, tem
         output.status
     );
     let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap())
+            .unwrap();
     let runs = report["runs"].as_array().unwrap().clone();
     let ratios = report["ratios_switchboard_over_relay"].clone();
     (runs, ratios, out)
@@ -60,7 +65,12 @@ fn counter(run: &Value, name: &str) -> i64 {
 }
 
 fn assert_clean(run: &Value) {
-    assert_eq!(run["errors"], serde_json::json!({}), "errors in {}", run["target"]);
+    assert_eq!(
+        run["errors"],
+        serde_json::json!({}),
+        "errors in {}",
+        run["target"]
+    );
     assert_eq!(run["passed"], true);
     for check in run["checks"].as_array().unwrap() {
         assert_eq!(check["ok"], true, "{check}");
@@ -69,9 +79,16 @@ fn assert_clean(run: &Value) {
 
 #[test]
 fn steady_chat_delivers_every_message_exactly_once_on_switchboard_and_the_relay() {
-    let (runs, ratios, out) = run(
+    let (runs, ratios, out) = loadgen_run(
         "steady-chat",
-        &["customers=20", "agents=4", "rate=100", "duration_secs=3", "processes=2", "sources=2"],
+        &[
+            "customers=20",
+            "agents=4",
+            "rate=100",
+            "duration_secs=3",
+            "processes=2",
+            "sources=2",
+        ],
         true,
     );
     assert_eq!(runs.len(), 2);
@@ -87,20 +104,35 @@ fn steady_chat_delivers_every_message_exactly_once_on_switchboard_and_the_relay(
         assert_eq!(counter(run, "agent_messages_sent"), sent);
         assert_eq!(counter(run, "agent_messages_received_by_customers"), sent);
         assert_eq!(counter(run, "sessions_answered"), 20);
-        assert_eq!(run["latency"]["e2e_customer_to_agent"]["count"].as_i64(), Some(sent - 20));
+        assert_eq!(
+            run["latency"]["e2e_customer_to_agent"]["count"].as_i64(),
+            Some(sent - 20)
+        );
         assert!(run["memory"]["rss_peak_kib"].as_u64().unwrap() > 1_000);
         assert!(!run["series"].as_array().unwrap().is_empty());
     }
-    assert!(ratios["messages_per_sec"].as_f64().unwrap() > 0.5, "{ratios}");
+    assert!(
+        ratios["messages_per_sec"].as_f64().unwrap() > 0.5,
+        "{ratios}"
+    );
     let html = std::fs::read_to_string(out.path().join("report.html")).unwrap();
-    assert!(html.contains("<svg") && html.contains("steady-chat on relay"), "the HTML report plots both runs");
+    assert!(
+        html.contains("<svg") && html.contains("steady-chat on relay"),
+        "the HTML report plots both runs"
+    );
 }
 
 #[test]
 fn resume_storm_loses_nothing_and_repeats_nothing() {
-    let (runs, _, _out) = run(
+    let (runs, _, _out) = loadgen_run(
         "resume-storm",
-        &["customers=30", "agents=3", "agent_capacity=20", "rounds=2", "processes=2"],
+        &[
+            "customers=30",
+            "agents=3",
+            "agent_capacity=20",
+            "rounds=2",
+            "processes=2",
+        ],
         false,
     );
     let run = &runs[0];
@@ -114,7 +146,7 @@ fn resume_storm_loses_nothing_and_repeats_nothing() {
 
 #[test]
 fn a_short_contact_center_day_answers_or_abandons_every_arrival() {
-    let (runs, _, _out) = run(
+    let (runs, _, _out) = loadgen_run(
         "contact-center-day",
         &[
             "arrivals_per_sec=4",
@@ -132,21 +164,32 @@ fn a_short_contact_center_day_answers_or_abandons_every_arrival() {
     assert_clean(run);
     let arrived = counter(run, "customers_arrived");
     assert!(arrived > 3, "{arrived} arrived");
-    assert_eq!(counter(run, "sessions_answered") + counter(run, "sessions_abandoned"), arrived);
+    assert_eq!(
+        counter(run, "sessions_answered") + counter(run, "sessions_abandoned"),
+        arrived
+    );
     let level = &run["service_level"];
     assert!(level["level"].as_f64().unwrap() > 0.0, "{level}");
 }
 
 #[test]
 fn storms_and_idle_sessions_measure_memory_per_session() {
-    let (runs, _, _out) = run("connection-storm", &["customers=300", "hold_secs=1", "sources=3"], false);
+    let (runs, _, _out) = loadgen_run(
+        "connection-storm",
+        &["customers=300", "hold_secs=1", "sources=3"],
+        false,
+    );
     let run = &runs[0];
     assert_clean(run);
     assert_eq!(run["memory"]["sessions"], 300);
     assert_eq!(counter(run, "sessions_opened"), 300);
     assert!(run["memory"]["kib_per_session"].as_f64().is_some());
 
-    let (runs, _, _out) = run("idle-sessions", &["sessions=500", "concurrency=8", "processes=1"], false);
+    let (runs, _, _out) = loadgen_run(
+        "idle-sessions",
+        &["sessions=500", "concurrency=8", "processes=1"],
+        false,
+    );
     let run = &runs[0];
     assert_clean(run);
     assert_eq!(counter(run, "sessions_opened"), 500);
@@ -163,6 +206,9 @@ fn bad_parameters_are_refused_naming_the_key() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("unknown parameter `custmers`"), "{stderr}");
-    let output = Command::new(loadgen()).args(["run", "no-such"]).output().unwrap();
+    let output = Command::new(loadgen())
+        .args(["run", "no-such"])
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&output.stderr).contains("unknown scenario `no-such`"));
 }
