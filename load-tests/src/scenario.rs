@@ -232,7 +232,9 @@ impl Params {
                 duration_secs: 1_800.0,
                 ..base
             },
-            Kind::SteadyChat | Kind::IdleSessions => base,
+            // Nobody answers idle sessions.
+            Kind::IdleSessions => Params { agents: 0, ..base },
+            Kind::SteadyChat => base,
         }
     }
 

@@ -106,10 +106,16 @@ pub fn serve<H: Handler>(
     Ok(upgraded.into_response())
 }
 
+/// The socket's read chunk. Client frames are small (a chat message); a
+/// larger frame still arrives whole, the buffer grows for it. Every idle
+/// connection keeps this much, so it is kept small (BENCHMARKS.md, memory
+/// per connected session).
+const READ_BUFFER_BYTES: usize = 2 * 1024;
+
 /// Applies the socket limits of `limits` to an upgrade request.
 pub fn configure(upgrade: WebSocketUpgrade, limits: &LimitsConfig) -> WebSocketUpgrade {
     upgrade
-        .read_buffer_size(8 * 1024)
+        .read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(0)
         .max_write_buffer_size(limits.max_ws_message_bytes.max(OUTGOING_FRAME_BYTES) * 2)
         .max_message_size(limits.max_ws_message_bytes)
