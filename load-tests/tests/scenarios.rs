@@ -49,7 +49,8 @@ fn run(scenario: &str, sets: &[&str], baseline: bool) -> (Vec<Value>, Value, tem
         output.status
     );
     let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap())
+            .unwrap();
     let runs = report["runs"].as_array().unwrap().clone();
     let ratios = report["ratios_switchboard_over_relay"].clone();
     (runs, ratios, out)
@@ -60,7 +61,12 @@ fn counter(run: &Value, name: &str) -> i64 {
 }
 
 fn assert_clean(run: &Value) {
-    assert_eq!(run["errors"], serde_json::json!({}), "errors in {}", run["target"]);
+    assert_eq!(
+        run["errors"],
+        serde_json::json!({}),
+        "errors in {}",
+        run["target"]
+    );
     assert_eq!(run["passed"], true);
     for check in run["checks"].as_array().unwrap() {
         assert_eq!(check["ok"], true, "{check}");
@@ -71,7 +77,14 @@ fn assert_clean(run: &Value) {
 fn steady_chat_delivers_every_message_exactly_once_on_switchboard_and_the_relay() {
     let (runs, ratios, out) = run(
         "steady-chat",
-        &["customers=20", "agents=4", "rate=100", "duration_secs=3", "processes=2", "sources=2"],
+        &[
+            "customers=20",
+            "agents=4",
+            "rate=100",
+            "duration_secs=3",
+            "processes=2",
+            "sources=2",
+        ],
         true,
     );
     assert_eq!(runs.len(), 2);
@@ -87,20 +100,35 @@ fn steady_chat_delivers_every_message_exactly_once_on_switchboard_and_the_relay(
         assert_eq!(counter(run, "agent_messages_sent"), sent);
         assert_eq!(counter(run, "agent_messages_received_by_customers"), sent);
         assert_eq!(counter(run, "sessions_answered"), 20);
-        assert_eq!(run["latency"]["e2e_customer_to_agent"]["count"].as_i64(), Some(sent - 20));
+        assert_eq!(
+            run["latency"]["e2e_customer_to_agent"]["count"].as_i64(),
+            Some(sent - 20)
+        );
         assert!(run["memory"]["rss_peak_kib"].as_u64().unwrap() > 1_000);
         assert!(!run["series"].as_array().unwrap().is_empty());
     }
-    assert!(ratios["messages_per_sec"].as_f64().unwrap() > 0.5, "{ratios}");
+    assert!(
+        ratios["messages_per_sec"].as_f64().unwrap() > 0.5,
+        "{ratios}"
+    );
     let html = std::fs::read_to_string(out.path().join("report.html")).unwrap();
-    assert!(html.contains("<svg") && html.contains("steady-chat on relay"), "the HTML report plots both runs");
+    assert!(
+        html.contains("<svg") && html.contains("steady-chat on relay"),
+        "the HTML report plots both runs"
+    );
 }
 
 #[test]
 fn resume_storm_loses_nothing_and_repeats_nothing() {
     let (runs, _, _out) = run(
         "resume-storm",
-        &["customers=30", "agents=3", "agent_capacity=20", "rounds=2", "processes=2"],
+        &[
+            "customers=30",
+            "agents=3",
+            "agent_capacity=20",
+            "rounds=2",
+            "processes=2",
+        ],
         false,
     );
     let run = &runs[0];
@@ -132,26 +160,37 @@ fn a_short_contact_center_day_answers_or_abandons_every_arrival() {
     assert_clean(run);
     let arrived = counter(run, "customers_arrived");
     assert!(arrived > 3, "{arrived} arrived");
-    assert_eq!(counter(run, "sessions_answered") + counter(run, "sessions_abandoned"), arrived);
+    assert_eq!(
+        counter(run, "sessions_answered") + counter(run, "sessions_abandoned"),
+        arrived
+    );
     let level = &run["service_level"];
     assert!(level["level"].as_f64().unwrap() > 0.0, "{level}");
 }
 
 #[test]
 fn storms_and_idle_sessions_measure_memory_per_session() {
-    let (runs, _, _out) = run("connection-storm", &["customers=300", "hold_secs=1", "sources=3"], false);
-    let run = &runs[0];
-    assert_clean(run);
-    assert_eq!(run["memory"]["sessions"], 300);
-    assert_eq!(counter(run, "sessions_opened"), 300);
-    assert!(run["memory"]["kib_per_session"].as_f64().is_some());
+    let (runs, _, _out) = run(
+        "connection-storm",
+        &["customers=300", "hold_secs=1", "sources=3"],
+        false,
+    );
+    let storm = &runs[0];
+    assert_clean(storm);
+    assert_eq!(storm["memory"]["sessions"], 300);
+    assert_eq!(counter(storm, "sessions_opened"), 300);
+    assert!(storm["memory"]["kib_per_session"].as_f64().is_some());
 
-    let (runs, _, _out) = run("idle-sessions", &["sessions=500", "concurrency=8", "processes=1"], false);
-    let run = &runs[0];
-    assert_clean(run);
-    assert_eq!(counter(run, "sessions_opened"), 500);
-    assert_eq!(run["memory"]["sessions"], 500);
-    assert!(run["latency"]["inbound"]["count"].as_i64() == Some(500));
+    let (runs, _, _out) = run(
+        "idle-sessions",
+        &["sessions=500", "concurrency=8", "processes=1"],
+        false,
+    );
+    let idle = &runs[0];
+    assert_clean(idle);
+    assert_eq!(counter(idle, "sessions_opened"), 500);
+    assert_eq!(idle["memory"]["sessions"], 500);
+    assert!(idle["latency"]["inbound"]["count"].as_i64() == Some(500));
 }
 
 #[test]
@@ -163,6 +202,9 @@ fn bad_parameters_are_refused_naming_the_key() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("unknown parameter `custmers`"), "{stderr}");
-    let output = Command::new(loadgen()).args(["run", "no-such"]).output().unwrap();
+    let output = Command::new(loadgen())
+        .args(["run", "no-such"])
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&output.stderr).contains("unknown scenario `no-such`"));
 }
