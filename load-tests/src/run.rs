@@ -1,7 +1,8 @@
 //! The coordinator (`loadgen run`): starts the server under test, splits the
 //! scenario over generator processes and source addresses, starts them
-//! together, prints a progress line every second, samples the server's
-//! memory, and merges everything into a [`Report`].
+//! together, stops their agents together once every process's customers are
+//! done, prints a progress line every second, samples the server's memory,
+//! and merges everything into a [`Report`].
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -142,7 +143,9 @@ async fn drive(options: &RunOptions, server: &Server) -> Result<Report> {
                     );
                 }
             }
-            Some(Line::Done(_)) => bail!("worker {idx} finished during set-up"),
+            Some(Line::CustomersDone | Line::Done(_)) => {
+                bail!("worker {idx} finished during set-up")
+            }
             None => bail!("worker {idx} exited during set-up (see its errors above)"),
         }
     }
@@ -158,6 +161,7 @@ async fn drive(options: &RunOptions, server: &Server) -> Result<Report> {
     let go = Instant::now();
     let mut series = Vec::new();
     let mut finals: Vec<Option<Snapshot>> = vec![None; workers.len()];
+    let mut customers_done = vec![false; workers.len()];
     let mut interval: BTreeMap<String, hdrhistogram::Histogram<u64>> = BTreeMap::new();
     let mut cumulative_e2e = new_histogram();
     let mut previous: (i64, i64) = (0, 0);
@@ -228,6 +232,12 @@ async fn drive(options: &RunOptions, server: &Server) -> Result<Report> {
                         latest[idx] = counters;
                         for (name, buckets) in progress.interval {
                             add_buckets(interval.entry(name).or_insert_with(new_histogram), &buckets);
+                        }
+                    }
+                    Some(Line::CustomersDone) => {
+                        customers_done[idx] = true;
+                        if customers_done.iter().all(|done| *done) {
+                            stop_agents(&mut workers).await?;
                         }
                     }
                     Some(Line::Done(snapshot)) => finals[idx] = Some(snapshot),
@@ -320,6 +330,21 @@ async fn drive(options: &RunOptions, server: &Server) -> Result<Report> {
     report.checks = report.delivery_checks();
     report.passed = report.checks.iter().all(|check| check.ok);
     Ok(report)
+}
+
+/// Every process's customers have settled: the agents may stop. Not
+/// earlier, since an agent of one process may hold sessions of customers
+/// that another process drives.
+async fn stop_agents(workers: &mut [Worker]) -> Result<()> {
+    for worker in workers {
+        worker
+            .stdin
+            .write_all(b"stop\n")
+            .await
+            .context("a worker went away before stop")?;
+        worker.stdin.flush().await?;
+    }
+    Ok(())
 }
 
 /// The session count a scenario's memory per session divides by.

@@ -1,8 +1,14 @@
 //! One generator process (`loadgen worker`): reads its share of the run (a
 //! [`WorkerPlan`]) from stdin, sets up (visitors, agents, answered
-//! customers), prints `ready`, waits for `go`, runs the scenario, and prints
-//! a progress line every second and its measurements at the end, all as JSON
+//! customers), prints `ready`, waits for `go`, runs the scenario, prints
+//! `customers_done`, and keeps its agents working until `stop`; it prints a
+//! progress line every second and its measurements at the end, all as JSON
 //! lines on stdout.
+//!
+//! The server gives any process's customers to any agent, so this process's
+//! agents may still hold sessions of customers that another process drives:
+//! only the coordinator knows when every process's customers have settled,
+//! and says `stop` then.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -55,6 +61,9 @@ pub struct WorkerPlan {
 pub enum Line {
     /// Set-up is done; waiting for `go`.
     Ready,
+    /// This process's customers have finished (settled or failed); its
+    /// agents keep answering until `stop`.
+    CustomersDone,
     /// Once a second.
     Progress(Progress),
     /// The end: everything measured.
@@ -92,7 +101,14 @@ pub async fn main() -> Result<()> {
         bail!("expected `go`, got `{go}`");
     }
     run(&plan, &endpoint, &stats, prepared).await;
-    // Agents keep answering until every customer has settled.
+    emit(&Line::CustomersDone).await?;
+    // Agents keep answering until every process's customers have settled
+    // (the coordinator says `stop`), or until the coordinator is gone.
+    if let Some(line) = stdin.next_line().await?
+        && line.trim() != "stop"
+    {
+        bail!("expected `stop`, got `{line}`");
+    }
     let _ = stop_agents.send(true); // agents that already ended need no signal
     while let Some(result) = agent_tasks.join_next().await {
         if let Ok(Err(err)) = result {

@@ -26,11 +26,7 @@ fn switchboard() -> PathBuf {
 
 /// Runs `loadgen run SCENARIO --set …` into a temporary directory and
 /// returns the report's runs; the command must succeed.
-fn loadgen_run(
-    scenario: &str,
-    sets: &[&str],
-    baseline: bool,
-) -> (Vec<Value>, Value, tempfile::TempDir) {
+fn run(scenario: &str, sets: &[&str], baseline: bool) -> (Vec<Value>, Value, tempfile::TempDir) {
     let out = tempfile::tempdir().unwrap();
     let mut command = Command::new(loadgen());
     command
@@ -79,7 +75,7 @@ fn assert_clean(run: &Value) {
 
 #[test]
 fn steady_chat_delivers_every_message_exactly_once_on_switchboard_and_the_relay() {
-    let (runs, ratios, out) = loadgen_run(
+    let (runs, ratios, out) = run(
         "steady-chat",
         &[
             "customers=20",
@@ -124,7 +120,7 @@ fn steady_chat_delivers_every_message_exactly_once_on_switchboard_and_the_relay(
 
 #[test]
 fn resume_storm_loses_nothing_and_repeats_nothing() {
-    let (runs, _, _out) = loadgen_run(
+    let (runs, _, _out) = run(
         "resume-storm",
         &[
             "customers=30",
@@ -146,7 +142,7 @@ fn resume_storm_loses_nothing_and_repeats_nothing() {
 
 #[test]
 fn a_short_contact_center_day_answers_or_abandons_every_arrival() {
-    let (runs, _, _out) = loadgen_run(
+    let (runs, _, _out) = run(
         "contact-center-day",
         &[
             "arrivals_per_sec=4",
@@ -174,27 +170,27 @@ fn a_short_contact_center_day_answers_or_abandons_every_arrival() {
 
 #[test]
 fn storms_and_idle_sessions_measure_memory_per_session() {
-    let (runs, _, _out) = loadgen_run(
+    let (runs, _, _out) = run(
         "connection-storm",
         &["customers=300", "hold_secs=1", "sources=3"],
         false,
     );
-    let run = &runs[0];
-    assert_clean(run);
-    assert_eq!(run["memory"]["sessions"], 300);
-    assert_eq!(counter(run, "sessions_opened"), 300);
-    assert!(run["memory"]["kib_per_session"].as_f64().is_some());
+    let storm = &runs[0];
+    assert_clean(storm);
+    assert_eq!(storm["memory"]["sessions"], 300);
+    assert_eq!(counter(storm, "sessions_opened"), 300);
+    assert!(storm["memory"]["kib_per_session"].as_f64().is_some());
 
-    let (runs, _, _out) = loadgen_run(
+    let (runs, _, _out) = run(
         "idle-sessions",
         &["sessions=500", "concurrency=8", "processes=1"],
         false,
     );
-    let run = &runs[0];
-    assert_clean(run);
-    assert_eq!(counter(run, "sessions_opened"), 500);
-    assert_eq!(run["memory"]["sessions"], 500);
-    assert!(run["latency"]["inbound"]["count"].as_i64() == Some(500));
+    let idle = &runs[0];
+    assert_clean(idle);
+    assert_eq!(counter(idle, "sessions_opened"), 500);
+    assert_eq!(idle["memory"]["sessions"], 500);
+    assert!(idle["latency"]["inbound"]["count"].as_i64() == Some(500));
 }
 
 #[test]
