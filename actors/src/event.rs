@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use engine::Millis;
 use engine::channel::Channel;
@@ -164,11 +164,14 @@ pub enum Audience {
 
 const N_SHARDS: usize = 64;
 
+/// A subscription: one audience's events, each shared by all its subscribers.
+pub type Subscription = mpsc::Receiver<Arc<Event>>;
+
 /// Per-customer and per-agent subscriptions. Sharded so that publishing from
 /// many session actors does not contend on one lock; a subscriber whose
 /// channel is full or closed is dropped (it resumes from the store by `seq`).
 pub struct Hub {
-    shards: Vec<Mutex<HashMap<Audience, Vec<mpsc::Sender<Event>>>>>,
+    shards: Vec<Mutex<HashMap<Audience, Vec<mpsc::Sender<Arc<Event>>>>>>,
 }
 
 impl Default for Hub {
@@ -180,14 +183,17 @@ impl Default for Hub {
 }
 
 impl Hub {
-    fn shard(&self, audience: &Audience) -> &Mutex<HashMap<Audience, Vec<mpsc::Sender<Event>>>> {
+    fn shard(
+        &self,
+        audience: &Audience,
+    ) -> &Mutex<HashMap<Audience, Vec<mpsc::Sender<Arc<Event>>>>> {
         let mut hasher = DefaultHasher::new();
         audience.hash(&mut hasher);
         &self.shards[hasher.finish() as usize % N_SHARDS]
     }
 
     /// A new subscription with room for `capacity` undelivered events.
-    pub fn subscribe(&self, audience: Audience, capacity: usize) -> mpsc::Receiver<Event> {
+    pub fn subscribe(&self, audience: Audience, capacity: usize) -> Subscription {
         let (sender, receiver) = mpsc::channel(capacity.max(1));
         let mut shard = self.shard(&audience).lock().expect("hub shard lock");
         shard.entry(audience).or_default().push(sender);
@@ -227,6 +233,9 @@ impl Hub {
         let Some(senders) = shard.get_mut(audience) else {
             return;
         };
+        // One copy for every subscriber: a queue slot is a pointer, so an
+        // idle subscription's first block of slots stays small.
+        let event = Arc::new(event.clone());
         senders.retain(|sender| match sender.try_send(event.clone()) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) => keep_when_full,

@@ -16,7 +16,6 @@ use engine::session::{Session, SessionState, check_score};
 use engine::store::{Store, WriteOp};
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef, RpcReplyPort};
-use tokio::sync::mpsc;
 
 use crate::agent::{AgentMessage, AgentView};
 use crate::directory::{DirectoryMessage, DirectoryStats};
@@ -392,7 +391,7 @@ impl Switchboard {
     }
 
     /// Events of every session of `customer`, from now on.
-    pub fn subscribe_customer(&self, customer: &CustomerId) -> mpsc::Receiver<Event> {
+    pub fn subscribe_customer(&self, customer: &CustomerId) -> crate::event::Subscription {
         self.shared.hub.subscribe(
             Audience::Customer(customer.clone()),
             self.shared.config.subscriber_buffer,
@@ -400,7 +399,7 @@ impl Switchboard {
     }
 
     /// Events for `agent` (offers, their sessions' messages), from now on.
-    pub fn subscribe_agent(&self, agent: &AgentId) -> mpsc::Receiver<Event> {
+    pub fn subscribe_agent(&self, agent: &AgentId) -> crate::event::Subscription {
         self.shared.hub.subscribe(
             Audience::Agent(agent.clone()),
             self.shared.config.subscriber_buffer,

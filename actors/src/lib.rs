@@ -24,7 +24,7 @@ pub mod store_writer;
 mod handle;
 
 pub use error::ApiError;
-pub use event::{Audience, Event, EventKind};
+pub use event::{Audience, Event, EventKind, Subscription};
 pub use group::QueueStatus;
 pub use handle::{Intake, PendingAck, Switchboard};
 pub use session::{Ack, TransferTarget};

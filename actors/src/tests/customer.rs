@@ -10,7 +10,11 @@ fn plain() -> CustomerId {
 /// A plain customer's session, accepted by Ann; returns it with both subscriptions.
 async fn assigned_to_ann(
     board: &Switchboard,
-) -> (SessionId, mpsc::Receiver<Event>, mpsc::Receiver<Event>) {
+) -> (
+    SessionId,
+    crate::event::Subscription,
+    crate::event::Subscription,
+) {
     let mut ann = board.subscribe_agent(&id("ann"));
     let customer = board.subscribe_customer(&plain());
     available(board, &["ann"]).await;

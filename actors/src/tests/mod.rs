@@ -23,7 +23,7 @@ use engine::session::SessionState;
 use engine::store::{
     Interaction, MemoryStore, Sender, SqliteStore, Store, StoreError, StoredMessage, WriteOp,
 };
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::timeout;
 
 use crate::{Ack, ApiError, Event, EventKind, RuntimeConfig, Switchboard, TransferTarget};
@@ -141,14 +141,14 @@ async fn available(board: &Switchboard, agents: &[&str]) {
 
 /// The next event matching `wanted`, skipping others; fails after 5 minutes of (paused) time.
 async fn next_event(
-    events: &mut mpsc::Receiver<Event>,
+    events: &mut crate::event::Subscription,
     wanted: impl Fn(&EventKind) -> bool,
 ) -> Event {
     timeout(Duration::from_secs(300), async {
         loop {
             let event = events.recv().await.expect("subscription open");
             if wanted(&event.kind) {
-                return event;
+                return std::sync::Arc::unwrap_or_clone(event);
             }
         }
     })
@@ -160,7 +160,7 @@ fn is_offer(kind: &EventKind) -> bool {
     matches!(kind, EventKind::Offered { .. })
 }
 
-async fn offered_session(events: &mut mpsc::Receiver<Event>) -> SessionId {
+async fn offered_session(events: &mut crate::event::Subscription) -> SessionId {
     next_event(events, is_offer).await.session
 }
 

@@ -11,6 +11,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actors::Event;
@@ -21,7 +22,6 @@ use futures_util::SinkExt as _;
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
 use serde::Serialize;
-use tokio::sync::mpsc;
 use tracing::Instrument as _;
 use tracing::debug;
 
@@ -85,7 +85,7 @@ pub fn serve<H: Handler>(
     state: &AppState,
     upgrade: WebSocketUpgrade,
     span: tracing::Span,
-    start: impl FnOnce(&AppState) -> (H, mpsc::Receiver<Event>) + Send + 'static,
+    start: impl FnOnce(&AppState) -> (H, actors::Subscription) + Send + 'static,
 ) -> Result<Response, HttpError> {
     if !state.is_ready() {
         return Err(HttpError::new(
@@ -412,7 +412,7 @@ pub async fn run<H: Handler>(
     state: AppState,
     mut link: Link,
     mut handler: H,
-    mut events: mpsc::Receiver<Event>,
+    mut events: actors::Subscription,
 ) {
     debug!("socket open");
     let mut tick = interval(Duration::from_millis(state.config.routing.queue_update_ms));
@@ -430,7 +430,7 @@ pub async fn run<H: Handler>(
                 ready.replier.ack(&mut link, ready.client_message_id, ready.result).await
             }
             event = events.recv(), if handler.wants_events() => match event {
-                Some(event) => handler.on_event(&mut link, event).await,
+                Some(event) => handler.on_event(&mut link, Arc::unwrap_or_clone(event)).await,
                 None => {
                     link.close(CLOSE_BACKLOG, "too far behind; reconnect and resume from your last seq").await
                 }
