@@ -163,20 +163,10 @@ impl Switchboard {
         body: String,
         client_message_id: Option<String>,
     ) -> Result<Ack, ApiError> {
-        let session = self
-            .call_directory(|reply| DirectoryMessage::OpenSession {
-                customer,
-                channel: channel.clone(),
-                reply,
-            })
-            .await??;
-        call(&session, |reply| SessionMessage::CustomerMessage {
-            body,
-            client_message_id,
-            channel,
-            reply,
-        })
-        .await?
+        self.submit_from(customer, channel, body, client_message_id)
+            .await?
+            .ack()
+            .await
     }
 
     async fn resolve_customer(&self, envelope: &Envelope) -> Result<CustomerId, ApiError> {
@@ -253,15 +243,10 @@ impl Switchboard {
         body: String,
         client_message_id: Option<String>,
     ) -> Result<Ack, ApiError> {
-        let actor = self.session_actor(session).await?;
-        let agent = agent.clone();
-        call(&actor, |reply| SessionMessage::AgentMessage {
-            agent,
-            body,
-            client_message_id,
-            reply,
-        })
-        .await?
+        self.submit_agent_message(agent, session, body, client_message_id)
+            .await?
+            .ack()
+            .await
     }
 
     /// The assigned agent transfers the session to a group, or to one agent

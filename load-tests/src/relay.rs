@@ -126,10 +126,7 @@ async fn customer_upgrade(
     Query(query): Query<TokenQuery>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let Some(id) = subject(&query.token) else {
-        return (StatusCode::UNAUTHORIZED, "bad token").into_response();
-    };
-    small(upgrade).on_upgrade(move |socket| connection(relay, socket, id, false))
+    accept(relay, query, upgrade, false)
 }
 
 async fn agent_upgrade(
@@ -137,10 +134,20 @@ async fn agent_upgrade(
     Query(query): Query<TokenQuery>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    accept(relay, query, upgrade, true)
+}
+
+/// Upgrades a customer's or agent's socket named by its token's subject.
+fn accept(
+    relay: Arc<Relay>,
+    query: TokenQuery,
+    upgrade: WebSocketUpgrade,
+    is_agent: bool,
+) -> Response {
     let Some(id) = subject(&query.token) else {
         return (StatusCode::UNAUTHORIZED, "bad token").into_response();
     };
-    small(upgrade).on_upgrade(move |socket| connection(relay, socket, id, true))
+    small(upgrade).on_upgrade(move |socket| connection(relay, socket, id, is_agent))
 }
 
 /// The same small socket buffers switchboard uses.

@@ -44,7 +44,19 @@ impl Switchboard {
         client_message_id: Option<String>,
     ) -> Result<PendingAck, ApiError> {
         self.shared.channels.check(&channel)?;
-        let customer = customer.clone();
+        self.submit_from(customer.clone(), channel, body, client_message_id)
+            .await
+    }
+
+    /// Puts a message of `customer` (channel already checked) in their open
+    /// session's mailbox, opening a session if they have none.
+    pub(super) async fn submit_from(
+        &self,
+        customer: CustomerId,
+        channel: Channel,
+        body: String,
+        client_message_id: Option<String>,
+    ) -> Result<PendingAck, ApiError> {
         let session = self
             .call_directory(|reply| DirectoryMessage::OpenSession {
                 customer,
