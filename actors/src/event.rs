@@ -167,11 +167,14 @@ const N_SHARDS: usize = 64;
 /// A subscription: one audience's events, each shared by all its subscribers.
 pub type Subscription = mpsc::Receiver<Arc<Event>>;
 
+/// One shard of the Hub: each audience's live subscribers.
+type Subscribers = HashMap<Audience, Vec<mpsc::Sender<Arc<Event>>>>;
+
 /// Per-customer and per-agent subscriptions. Sharded so that publishing from
 /// many session actors does not contend on one lock; a subscriber whose
 /// channel is full or closed is dropped (it resumes from the store by `seq`).
 pub struct Hub {
-    shards: Vec<Mutex<HashMap<Audience, Vec<mpsc::Sender<Arc<Event>>>>>>,
+    shards: Vec<Mutex<Subscribers>>,
 }
 
 impl Default for Hub {
@@ -183,10 +186,7 @@ impl Default for Hub {
 }
 
 impl Hub {
-    fn shard(
-        &self,
-        audience: &Audience,
-    ) -> &Mutex<HashMap<Audience, Vec<mpsc::Sender<Arc<Event>>>>> {
+    fn shard(&self, audience: &Audience) -> &Mutex<Subscribers> {
         let mut hasher = DefaultHasher::new();
         audience.hash(&mut hasher);
         &self.shards[hasher.finish() as usize % N_SHARDS]
