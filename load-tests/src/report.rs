@@ -122,13 +122,25 @@ impl Report {
         };
         let c = |name| self.counter(name);
         let mut checks = vec![check("errors", 0, self.errors.values().sum::<u64>() as i64)];
+        let chat = matches!(
+            self.scenario,
+            Kind::SteadyChat
+                | Kind::Soak
+                | Kind::ResumeStorm
+                | Kind::ContactCenterDay
+                | Kind::PromotionSpike
+        );
+        if chat {
+            checks.push(check(
+                "customer messages acked = sent",
+                c(count::CUSTOMER_SENT),
+                c(count::CUSTOMER_ACKED),
+            ));
+            checks.push(check("duplicate events", 0, c(count::DUPLICATES)));
+            checks.push(check("events skipped by agents", 0, c(count::SKIPPED)));
+        }
         match self.scenario {
             Kind::SteadyChat | Kind::Soak | Kind::ResumeStorm => {
-                checks.push(check(
-                    "customer messages acked = sent",
-                    c(count::CUSTOMER_SENT),
-                    c(count::CUSTOMER_ACKED),
-                ));
                 checks.push(check(
                     "received by agents = acked (lost = 0)",
                     c(count::CUSTOMER_ACKED),
@@ -144,15 +156,8 @@ impl Report {
                     c(count::AGENT_ACKED),
                     c(count::CUSTOMER_RECEIVED),
                 ));
-                checks.push(check("duplicate events", 0, c(count::DUPLICATES)));
-                checks.push(check("events skipped by agents", 0, c(count::SKIPPED)));
             }
             Kind::ContactCenterDay | Kind::PromotionSpike => {
-                checks.push(check(
-                    "customer messages acked = sent",
-                    c(count::CUSTOMER_SENT),
-                    c(count::CUSTOMER_ACKED),
-                ));
                 checks.push(check(
                     "received by customers = agent messages acked (lost = 0)",
                     c(count::AGENT_ACKED),
@@ -163,8 +168,6 @@ impl Report {
                     c(count::ARRIVED),
                     c(count::ANSWERED) + c(count::ABANDONED),
                 ));
-                checks.push(check("duplicate events", 0, c(count::DUPLICATES)));
-                checks.push(check("events skipped by agents", 0, c(count::SKIPPED)));
             }
             Kind::ConnectionStorm => {
                 checks.push(check(
