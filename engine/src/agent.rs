@@ -20,6 +20,13 @@ pub enum Role {
 }
 
 impl Role {
+    /// The role named `name` (as [`Role::as_str`] writes it).
+    pub fn parse(name: &str) -> Option<Role> {
+        [Role::Junior, Role::Expert, Role::Supervisor]
+            .into_iter()
+            .find(|role| role.as_str() == name)
+    }
+
     /// The name rules compare with (`agent.role == "expert"`).
     pub fn as_str(self) -> &'static str {
         match self {

@@ -36,14 +36,32 @@ use crate::session::Session;
 #[cfg(any(test, feature = "contract-tests"))]
 pub mod contract;
 pub mod memory;
+pub mod scylla;
 pub mod sqlite;
 
 pub use memory::MemoryStore;
+pub use scylla::{Replication, ScyllaOptions, ScyllaStore};
 pub use sqlite::{SqliteOptions, SqliteStore, Synchronous};
 
 /// How long an [`Interaction`] stays visible: the recent cross-channel history
 /// an agent sees is the last 30 days.
 pub const INTERACTION_TTL_MS: Millis = 30 * 24 * 60 * 60 * 1000;
+
+/// The top bit of a session id, flipped on the way into a store's `i64`.
+const SESSION_ID_SIGN_FLIP: u64 = 1 << 63;
+
+/// Session ids are `u64`, SQLite integers and CQL `bigint`s are `i64`:
+/// flipping the top bit maps one onto the other keeping the order, so
+/// ordering by the stored column stays id order even for ids past `i64::MAX`
+/// (which `SessionIdGen` makes from 2039).
+pub(crate) fn session_id_to_i64(id: SessionId) -> i64 {
+    (id.0 ^ SESSION_ID_SIGN_FLIP) as i64
+}
+
+/// The inverse of [`session_id_to_i64`].
+pub(crate) fn session_id_from_i64(stored: i64) -> SessionId {
+    SessionId(stored as u64 ^ SESSION_ID_SIGN_FLIP)
+}
 
 /// The persistence contract every backend implements.
 ///

@@ -98,19 +98,9 @@ fn describe(value: rusqlite::types::ValueRef<'_>) -> String {
     }
 }
 
-/// The top bit of a session id, flipped on the way into SQLite.
-const SESSION_ID_SIGN_FLIP: u64 = 1 << 63;
-
-/// Session ids are `u64`, SQLite integers are `i64`: flipping the top bit
-/// maps one onto the other keeping the order, so `ORDER BY session_id` stays
-/// id order even for ids past `i64::MAX` (which `SessionIdGen` makes from 2039).
-pub(super) fn session_id_to_sql(id: SessionId) -> i64 {
-    (id.0 ^ SESSION_ID_SIGN_FLIP) as i64
-}
-
-fn session_id_from_sql(stored: i64) -> SessionId {
-    SessionId(stored as u64 ^ SESSION_ID_SIGN_FLIP)
-}
+pub(super) use crate::store::{
+    session_id_from_i64 as session_id_from_sql, session_id_to_i64 as session_id_to_sql,
+};
 
 /// A `limit` as SQLite wants it.
 pub(super) fn limit_to_sql(limit: usize) -> i64 {
@@ -122,9 +112,7 @@ pub(super) fn role_name(role: Role) -> &'static str {
 }
 
 fn parse_role(name: &str) -> Option<Role> {
-    [Role::Junior, Role::Expert, Role::Supervisor]
-        .into_iter()
-        .find(|role| role.as_str() == name)
+    Role::parse(name)
 }
 
 pub(super) fn get_customer(
