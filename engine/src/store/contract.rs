@@ -42,7 +42,24 @@ pub use sessions::*;
 #[macro_export]
 macro_rules! store_contract_tests {
     ($factory:expr) => {
-        $crate::store_contract_tests!(@cases $factory;
+        $crate::store_contract_cases!(store_contract_tests, $factory);
+    };
+    (@cases $factory:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let fixture = $factory.await;
+                $crate::store::contract::$case(&*fixture).await;
+            }
+        )*
+    };
+}
+
+/// The one list of contract cases: calls `$crate::$callback!(@cases $args; case, …)`.
+#[macro_export]
+macro_rules! store_contract_cases {
+    ($callback:ident, $($args:tt)*) => {
+        $crate::$callback! { @cases $($args)*;
             empty_store_reads_nothing,
             customer_round_trip_with_identities,
             one_person_across_channels,
@@ -57,17 +74,35 @@ macro_rules! store_contract_tests {
             large_batch_all_readable,
             concurrent_writes_all_land,
             bad_batch_among_concurrent_ones_fails_alone,
-        );
+        }
     };
-    (@cases $factory:expr; $($case:ident),* $(,)?) => {
-        $(
-            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let fixture = $factory.await;
-                $crate::store::contract::$case(&*fixture).await;
+}
+
+/// One contract case as a plain function, for a runner of its own (the
+/// ScyllaDB suite, which needs a server and runs only when one is named).
+pub type CaseFn = for<'a> fn(&'a dyn Store) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+/// Lists the cases for [`cases`].
+#[doc(hidden)]
+#[macro_export]
+macro_rules! store_contract_case_list {
+    (@cases ; $($case:ident),* $(,)?) => {
+        vec![$(
+            {
+                fn run<'a>(
+                    store: &'a dyn $crate::store::Store,
+                ) -> ::std::pin::Pin<Box<dyn ::std::future::Future<Output = ()> + Send + 'a>> {
+                    Box::pin($crate::store::contract::$case(store))
+                }
+                (stringify!($case), run as $crate::store::contract::CaseFn)
             }
-        )*
+        ),*]
     };
+}
+
+/// Every contract case by name, in the order `store_contract_tests!` runs them.
+pub fn cases() -> Vec<(&'static str, CaseFn)> {
+    crate::store_contract_cases!(store_contract_case_list,)
 }
 
 const T0: Millis = 1_696_154_400_000; // 2023-10-01T10:00:00Z

@@ -351,6 +351,16 @@ impl ScyllaStore {
         &self.options
     }
 
+    /// Drops the whole keyspace (the contract tests' clean-up).
+    pub async fn drop_keyspace(&self) -> Result<(), StoreError> {
+        let keyspace = &self.options.keyspace;
+        self.session
+            .query_unpaged(format!("DROP KEYSPACE IF EXISTS {keyspace}"), ())
+            .await
+            .map_err(backend_error(&format!("dropping keyspace {keyspace}")))?;
+        Ok(())
+    }
+
     fn check_open(&self) -> Result<(), StoreError> {
         if self.closed.load(Ordering::Acquire) {
             Err(StoreError::Closed)
