@@ -92,24 +92,18 @@ fn import(config: &Config, file: &std::path::Path) -> Result<()> {
         .enable_all()
         .build()
         .context("failed to start the async runtime")?;
-    let db_path = config.store.sqlite_path();
-    std::fs::create_dir_all(&config.store.data_dir).with_context(|| {
-        format!(
-            "failed to create data directory {}",
-            config.store.data_dir.display()
-        )
-    })?;
     let summary = runtime.block_on(async {
-        let store = engine::store::SqliteStore::open(&db_path)
-            .with_context(|| format!("failed to open store {}", db_path.display()))?;
-        gateway::import::import(&store, parsed).await
+        let store = config.store.open().await?;
+        let summary = gateway::import::import(store.as_ref(), parsed).await;
+        store.close().await.context("failed to close the store")?;
+        summary
     })?;
     println!(
         "imported {} group(s), {} agent(s), {} customer(s) into {} in {:.1} s",
         summary.n_groups,
         summary.n_agents,
         summary.n_customers,
-        db_path.display(),
+        config.store.describe(),
         summary.elapsed.as_secs_f64()
     );
     println!(

@@ -16,7 +16,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use engine::channel::ChannelRegistry;
 use engine::routing::RuleSet;
-use engine::store::{SqliteStore, Store};
+use engine::store::Store;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -101,11 +101,7 @@ impl Server {
         })?;
         let secret_path = config.store.data_dir.join(&config.auth.secret_file);
         let signer = TokenSigner::from_secret_or_file(&config.auth.secret, &secret_path)?;
-        let db_path = config.store.sqlite_path();
-        let store: Arc<dyn Store> = Arc::new(
-            SqliteStore::open(&db_path)
-                .with_context(|| format!("failed to open store {}", db_path.display()))?,
-        );
+        let store: Arc<dyn Store> = config.store.open().await?;
         if config.demo.enabled {
             crate::demo::seed_if_empty(store.as_ref()).await?;
         }

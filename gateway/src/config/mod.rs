@@ -11,6 +11,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+mod store;
+
+pub use store::StoreConfig;
+
 /// Prefix of the environment variables that override the file.
 pub const ENV_PREFIX: &str = "SWITCHBOARD_";
 
@@ -52,32 +56,6 @@ impl Default for ServerConfig {
             shutdown_grace_ms: 5_000,
             admin_listen: "127.0.0.1:9464".parse().expect("valid default address"),
         }
-    }
-}
-
-/// The embedded store.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StoreConfig {
-    /// `sqlite` (embedded; the only backend in this build).
-    pub backend: String,
-    /// Folder of the SQLite file and the generated signing secret.
-    pub data_dir: PathBuf,
-}
-
-impl Default for StoreConfig {
-    fn default() -> Self {
-        StoreConfig {
-            backend: "sqlite".into(),
-            data_dir: PathBuf::from("data"),
-        }
-    }
-}
-
-impl StoreConfig {
-    /// The SQLite file.
-    pub fn sqlite_path(&self) -> PathBuf {
-        self.data_dir.join("switchboard.db")
     }
 }
 
@@ -298,15 +276,7 @@ impl Config {
     /// for configurations built in code); returns the bad key and why.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         let limits = &self.limits;
-        if self.store.backend != "sqlite" {
-            return Err((
-                "store.backend",
-                format!(
-                    "unknown backend `{}`; this build has `sqlite`",
-                    self.store.backend
-                ),
-            ));
-        }
+        self.store.validate()?;
         if !self.auth.secret.is_empty() && self.auth.secret.len() < 32 {
             return Err(("auth.secret", "must be at least 32 characters".into()));
         }
@@ -473,6 +443,15 @@ fn parse_env_value(value: &str, default: &toml::Value) -> toml::Value {
     if default.is_str() {
         return toml::Value::String(value.to_string());
     }
+    // A list may be given bare: `a:9042,b:9042`.
+    if default.is_array() && !value.trim_start().starts_with('[') {
+        return toml::Value::Array(
+            value
+                .split(',')
+                .map(|item| toml::Value::String(item.trim().to_string()))
+                .collect(),
+        );
+    }
     toml::from_str::<toml::Table>(&format!("v = {value}"))
         .ok()
         .and_then(|mut table| table.remove("v"))
@@ -562,7 +541,7 @@ mod tests {
         check_error(
             "[store]\nbackend = \"postgres\"\n",
             &[],
-            "config key `store.backend`: unknown backend `postgres`; this build has `sqlite`",
+            "config key `store.backend`: unknown backend `postgres`; one of sqlite, scylla",
         );
     }
 
