@@ -74,5 +74,8 @@ async fn bad_options_fail_before_any_connect() {
         ..ScyllaOptions::default()
     };
     let message = backend_message(ScyllaStore::connect(options).await);
-    assert!(message.starts_with("scylla: bad option keyspace: `bad name` is not a CQL name"), "{message}");
+    assert!(
+        message.starts_with("scylla: bad option keyspace: `bad name` is not a CQL name"),
+        "{message}"
+    );
 }

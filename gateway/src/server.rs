@@ -92,6 +92,17 @@ impl Server {
         config
             .validate()
             .map_err(|(key, reason)| anyhow::anyhow!("config key `{key}`: {reason}"))?;
+        config.connection_cap(open_file_limit())?;
+        let store: Arc<dyn Store> = config.store.open().await?;
+        Server::start_on_store(config, store).await
+    }
+
+    /// [`Server::start`] over a store opened by the caller (tests put a
+    /// fault-injecting wrapper around a real one).
+    pub async fn start_on_store(config: Config, store: Arc<dyn Store>) -> Result<Server> {
+        config
+            .validate()
+            .map_err(|(key, reason)| anyhow::anyhow!("config key `{key}`: {reason}"))?;
         let cap = config.connection_cap(open_file_limit())?;
         std::fs::create_dir_all(&config.store.data_dir).with_context(|| {
             format!(
@@ -101,7 +112,6 @@ impl Server {
         })?;
         let secret_path = config.store.data_dir.join(&config.auth.secret_file);
         let signer = TokenSigner::from_secret_or_file(&config.auth.secret, &secret_path)?;
-        let store: Arc<dyn Store> = config.store.open().await?;
         if config.demo.enabled {
             crate::demo::seed_if_empty(store.as_ref()).await?;
         }

@@ -104,7 +104,9 @@ impl StoreConfig {
             other => {
                 return Err((
                     "store.scylla_replication_class",
-                    format!("unknown class `{other}`; one of SimpleStrategy, NetworkTopologyStrategy"),
+                    format!(
+                        "unknown class `{other}`; one of SimpleStrategy, NetworkTopologyStrategy"
+                    ),
                 ));
             }
         };
@@ -123,7 +125,9 @@ impl StoreConfig {
             credentials: (!self.scylla_username.is_empty())
                 .then(|| (self.scylla_username.clone(), self.scylla_password.clone())),
         };
-        options.validate().map_err(|(field, why)| (scylla_key(field), why))?;
+        options
+            .validate()
+            .map_err(|(field, why)| (scylla_key(field), why))?;
         Ok(options)
     }
 
@@ -135,7 +139,10 @@ impl StoreConfig {
                 None => (entry.as_str(), self.scylla_replication_factor),
                 Some((name, factor)) => {
                     let factor = factor.trim().parse().map_err(|_| {
-                        (key, format!("`{entry}`: the factor after `:` must be a number"))
+                        (
+                            key,
+                            format!("`{entry}`: the factor after `:` must be a number"),
+                        )
                     })?;
                     (name, factor)
                 }
@@ -159,7 +166,10 @@ impl StoreConfig {
             }
             _ => {
                 std::fs::create_dir_all(&self.data_dir).with_context(|| {
-                    format!("failed to create data directory {}", self.data_dir.display())
+                    format!(
+                        "failed to create data directory {}",
+                        self.data_dir.display()
+                    )
                 })?;
                 let path = self.sqlite_path();
                 let store = SqliteStore::open(&path)
@@ -235,7 +245,10 @@ mod tests {
                 datacenters: BTreeMap::from([("dc1".into(), 3), ("dc2".into(), 2)])
             }
         );
-        assert_eq!(options.consistency, engine::store::scylla::Consistency::Quorum);
+        assert_eq!(
+            options.consistency,
+            engine::store::scylla::Consistency::Quorum
+        );
         assert_eq!(options.request_timeout, Duration::from_millis(750));
         assert_eq!(options.credentials, None);
     }
