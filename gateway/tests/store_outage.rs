@@ -127,7 +127,7 @@ async fn outage_errors_then_recovers_without_losing_or_duplicating() {
     let dir = tempfile::tempdir().unwrap();
     let config = test_config(&dir);
     let store = Arc::new(Switchable {
-        inner: SqliteStore::open(&config.store.sqlite_path()).unwrap(),
+        inner: SqliteStore::open(config.store.sqlite_path()).unwrap(),
         down: AtomicBool::new(false),
     });
     let server = Server::start_on_store(config, store.clone()).await.unwrap();
