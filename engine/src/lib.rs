@@ -4,7 +4,9 @@
 //! the domain ([`channel`], [`envelope`], [`customer`], [`agent`], [`group`],
 //! [`session`]), routing rules ([`routing`]), queue ordering and agent selection
 //! ([`queue`], [`presence`]), SLA arithmetic ([`sla`]), the estimated wait
-//! ([`wait`]) and sliding-window limits ([`limit`]). The only asynchronous
+//! ([`wait`]) and sliding-window limits ([`limit`]); the data platform's
+//! tickets ([`ticket`]), knowledge search ([`kb`]), reply templates
+//! ([`assist`]), session summaries ([`summary`]) and the webhook outbox ([`outbox`]). The only asynchronous
 //! part is the [`store`] contract and its backends.
 //!
 //! Architecture invariant: nothing outside `store` performs IO or awaits; the
@@ -13,19 +15,25 @@
 #![warn(missing_docs)]
 
 pub mod agent;
+pub mod assist;
 pub mod channel;
 pub mod customer;
 pub mod envelope;
 pub mod error;
 pub mod group;
 pub mod ids;
+pub mod kb;
 pub mod limit;
+pub mod outbox;
 pub mod presence;
 pub mod queue;
 pub mod routing;
 pub mod session;
 pub mod sla;
 pub mod store;
+pub mod summary;
+pub mod text;
+pub mod ticket;
 pub mod wait;
 
 pub use error::EngineError;

@@ -31,10 +31,12 @@ use crate::session::{Session, SessionState, SessionTimes};
 
 mod customers;
 mod messages;
+mod platform;
 mod sessions;
 
 pub use customers::*;
 pub use messages::*;
+pub use platform::*;
 pub use sessions::*;
 
 /// Expands to one `#[tokio::test]` per contract case; `$factory` is an
@@ -74,6 +76,11 @@ macro_rules! store_contract_cases {
             large_batch_all_readable,
             concurrent_writes_all_land,
             bad_batch_among_concurrent_ones_fails_alone,
+            tickets_round_trip_newest_first,
+            duplicate_ticket_event_fails_the_batch,
+            articles_and_templates_round_trip,
+            summaries_round_trip,
+            outbox_due_in_order,
         }
     };
 }

@@ -13,11 +13,17 @@ use async_trait::async_trait;
 use super::{INTERACTION_TTL_MS, Interaction, Store, StoreError, StoredMessage, WriteOp};
 use crate::Millis;
 use crate::agent::Agent;
+use crate::assist::ReplyTemplate;
 use crate::channel::Channel;
 use crate::customer::{Customer, Identity};
 use crate::group::SkillGroup;
 use crate::ids::{AgentId, CustomerId, GroupId, SessionId};
+use crate::ids::{ArticleId, TemplateId, TicketId};
+use crate::kb::Article;
+use crate::outbox::OutboxEntry;
 use crate::session::Session;
+use crate::summary::SessionSummary;
+use crate::ticket::{Ticket, TicketEvent};
 
 #[derive(Default)]
 struct Tables {
@@ -28,6 +34,12 @@ struct Tables {
     interactions: HashMap<CustomerId, Vec<Interaction>>,
     agents: BTreeMap<AgentId, Agent>,
     groups: BTreeMap<GroupId, SkillGroup>,
+    tickets: HashMap<TicketId, Ticket>,
+    ticket_events: HashMap<TicketId, BTreeMap<u64, TicketEvent>>,
+    articles: BTreeMap<ArticleId, Article>,
+    templates: BTreeMap<TemplateId, ReplyTemplate>,
+    summaries: HashMap<SessionId, SessionSummary>,
+    outbox: BTreeMap<String, OutboxEntry>,
 }
 
 /// The in-memory backend.
@@ -64,6 +76,7 @@ impl MemoryStore {
 fn validate(tables: &Tables, batch: &[WriteOp]) -> Result<(), StoreError> {
     let mut new_owners: HashMap<(&Channel, &str), &CustomerId> = HashMap::new();
     let mut new_seqs: HashMap<SessionId, Vec<u64>> = HashMap::new();
+    let mut new_ticket_seqs: HashMap<&TicketId, Vec<u64>> = HashMap::new();
     let check_identity = |owner: &CustomerId, identity: &Identity| {
         let key = (identity.channel.clone(), identity.external_id.clone());
         match tables.identities.get(&key) {
@@ -96,6 +109,21 @@ fn validate(tables: &Tables, batch: &[WriteOp]) -> Result<(), StoreError> {
                     });
                 }
                 seen.push(message.seq);
+                vec![]
+            }
+            WriteOp::AppendTicketEvent(event) => {
+                let seen = new_ticket_seqs.entry(&event.ticket_id).or_default();
+                let stored = tables
+                    .ticket_events
+                    .get(&event.ticket_id)
+                    .is_some_and(|events| events.contains_key(&event.seq));
+                if stored || seen.contains(&event.seq) {
+                    return Err(StoreError::DuplicateTicketEvent {
+                        ticket: event.ticket_id.clone(),
+                        seq: event.seq,
+                    });
+                }
+                seen.push(event.seq);
                 vec![]
             }
             _ => vec![],
@@ -161,6 +189,39 @@ fn apply(tables: &mut Tables, op: &WriteOp) {
         }
         WriteOp::PutGroup(group) => {
             tables.groups.insert(group.id.clone(), group.clone());
+        }
+        WriteOp::PutTicket(ticket) => {
+            tables.tickets.insert(ticket.id.clone(), ticket.clone());
+        }
+        WriteOp::AppendTicketEvent(event) => {
+            tables
+                .ticket_events
+                .entry(event.ticket_id.clone())
+                .or_default()
+                .insert(event.seq, event.clone());
+        }
+        WriteOp::PutArticle(article) => {
+            tables.articles.insert(article.id.clone(), article.clone());
+        }
+        WriteOp::DeleteArticle(id) => {
+            tables.articles.remove(id);
+        }
+        WriteOp::PutTemplate(template) => {
+            tables
+                .templates
+                .insert(template.id.clone(), template.clone());
+        }
+        WriteOp::DeleteTemplate(id) => {
+            tables.templates.remove(id);
+        }
+        WriteOp::PutSummary(summary) => {
+            tables.summaries.insert(summary.session_id, summary.clone());
+        }
+        WriteOp::PutOutbox(entry) => {
+            tables.outbox.insert(entry.id.clone(), entry.clone());
+        }
+        WriteOp::DeleteOutbox(id) => {
+            tables.outbox.remove(id);
         }
     }
 }
@@ -305,6 +366,72 @@ impl Store for MemoryStore {
 
     async fn list_groups(&self) -> Result<Vec<SkillGroup>, StoreError> {
         self.with(|tables| Ok(tables.groups.values().cloned().collect()))
+    }
+
+    async fn get_ticket(&self, id: &TicketId) -> Result<Option<Ticket>, StoreError> {
+        self.with(|tables| Ok(tables.tickets.get(id).cloned()))
+    }
+
+    async fn tickets_of_customer(
+        &self,
+        customer: &CustomerId,
+        limit: usize,
+    ) -> Result<Vec<Ticket>, StoreError> {
+        self.with(|tables| {
+            let mut tickets: Vec<Ticket> = tables
+                .tickets
+                .values()
+                .filter(|ticket| &ticket.customer_id == customer)
+                .cloned()
+                .collect();
+            tickets.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+            tickets.truncate(limit);
+            Ok(tickets)
+        })
+    }
+
+    async fn ticket_events(
+        &self,
+        ticket: &TicketId,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<TicketEvent>, StoreError> {
+        self.with(|tables| {
+            Ok(tables
+                .ticket_events
+                .get(ticket)
+                .into_iter()
+                .flat_map(|events| events.range(after_seq.saturating_add(1)..))
+                .take(limit)
+                .map(|(_, event)| event.clone())
+                .collect())
+        })
+    }
+
+    async fn list_articles(&self) -> Result<Vec<Article>, StoreError> {
+        self.with(|tables| Ok(tables.articles.values().cloned().collect()))
+    }
+
+    async fn list_templates(&self) -> Result<Vec<ReplyTemplate>, StoreError> {
+        self.with(|tables| Ok(tables.templates.values().cloned().collect()))
+    }
+
+    async fn get_summary(&self, session: SessionId) -> Result<Option<SessionSummary>, StoreError> {
+        self.with(|tables| Ok(tables.summaries.get(&session).cloned()))
+    }
+
+    async fn outbox_due(&self, now: Millis, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.with(|tables| {
+            let mut due: Vec<OutboxEntry> = tables
+                .outbox
+                .values()
+                .filter(|entry| !entry.dead && entry.next_attempt_at <= now)
+                .cloned()
+                .collect();
+            due.sort_by(|a, b| (a.next_attempt_at, &a.id).cmp(&(b.next_attempt_at, &b.id)));
+            due.truncate(limit);
+            Ok(due)
+        })
     }
 
     async fn close(&self) -> Result<(), StoreError> {

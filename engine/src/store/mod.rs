@@ -13,6 +13,16 @@
 //! | `customer_interactions` | ((customer_id), at desc, session_id), TTL 30 days | [`Interaction`] |
 //! | `agents` | (agent_id) | [`Agent`] |
 //! | `skill_groups` | (group_id) | [`SkillGroup`] |
+//! | `tickets` | (ticket_id), by customer newest first | [`Ticket`] |
+//! | `ticket_events` | ((ticket_id), seq) | [`TicketEvent`], append-only |
+//! | `kb_articles` | (article_id) | [`Article`] |
+//! | `reply_templates` | (template_id) | [`ReplyTemplate`] |
+//! | `session_summaries` | (session_id) | [`SessionSummary`] |
+//! | `webhook_outbox` | (outbox_id), by due time | [`OutboxEntry`] |
+//!
+//! Records whose fields grow with the product (tickets, articles, templates,
+//! summaries, outbox entries) keep their key columns apart and the rest as
+//! one JSON `record` column, so adding a field needs no migration.
 //!
 //! Writes go through one call, [`Store::write`], with a batch of [`WriteOp`]s
 //! that is applied atomically: the persistence writer actor collects the ops
@@ -27,11 +37,17 @@ use thiserror::Error;
 
 use crate::Millis;
 use crate::agent::Agent;
+use crate::assist::ReplyTemplate;
 use crate::channel::Channel;
 use crate::customer::{Customer, Identity};
 use crate::group::SkillGroup;
 use crate::ids::{AgentId, CustomerId, SessionId};
+use crate::ids::{ArticleId, TemplateId, TicketId};
+use crate::kb::Article;
+use crate::outbox::OutboxEntry;
 use crate::session::Session;
+use crate::summary::SessionSummary;
+use crate::ticket::{Ticket, TicketEvent};
 
 #[cfg(any(test, feature = "contract-tests"))]
 pub mod contract;
@@ -138,6 +154,37 @@ pub trait Store: Send + Sync + 'static {
     /// Every skill group, by id.
     async fn list_groups(&self) -> Result<Vec<SkillGroup>, StoreError>;
 
+    /// One ticket.
+    async fn get_ticket(&self, id: &TicketId) -> Result<Option<Ticket>, StoreError>;
+
+    /// A customer's tickets, newest first (by creation time, then id), at most `limit`.
+    async fn tickets_of_customer(
+        &self,
+        customer: &CustomerId,
+        limit: usize,
+    ) -> Result<Vec<Ticket>, StoreError>;
+
+    /// A ticket's history with `seq > after_seq`, ascending, at most `limit`.
+    async fn ticket_events(
+        &self,
+        ticket: &TicketId,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<TicketEvent>, StoreError>;
+
+    /// Every knowledge-base article, by id.
+    async fn list_articles(&self) -> Result<Vec<Article>, StoreError>;
+
+    /// Every reply template, by id.
+    async fn list_templates(&self) -> Result<Vec<ReplyTemplate>, StoreError>;
+
+    /// The auto-summary of a session, once written.
+    async fn get_summary(&self, session: SessionId) -> Result<Option<SessionSummary>, StoreError>;
+
+    /// Outbox entries that are not dead and due at `now` (`next_attempt_at <=
+    /// now`), soonest first (then by id), at most `limit`.
+    async fn outbox_due(&self, now: Millis, limit: usize) -> Result<Vec<OutboxEntry>, StoreError>;
+
     /// Finishes queued writes and releases the backend; afterwards every call
     /// fails with [`StoreError::Closed`]. Closing twice is fine.
     async fn close(&self) -> Result<(), StoreError> {
@@ -170,6 +217,24 @@ pub enum WriteOp {
     PutAgent(Agent),
     /// Upserts a skill group.
     PutGroup(SkillGroup),
+    /// Upserts a ticket.
+    PutTicket(Ticket),
+    /// Appends to a ticket's history; its `(ticket_id, seq)` must be new.
+    AppendTicketEvent(TicketEvent),
+    /// Upserts an article.
+    PutArticle(Article),
+    /// Deletes an article; a no-op if there is none.
+    DeleteArticle(ArticleId),
+    /// Upserts a reply template.
+    PutTemplate(ReplyTemplate),
+    /// Deletes a reply template; a no-op if there is none.
+    DeleteTemplate(TemplateId),
+    /// Upserts a session's auto-summary.
+    PutSummary(SessionSummary),
+    /// Upserts an outbox entry (a new event, or one rescheduled after a failure).
+    PutOutbox(OutboxEntry),
+    /// Deletes a delivered outbox entry by id; a no-op if there is none.
+    DeleteOutbox(String),
 }
 
 /// A message of a session, as stored and replayed to a reconnecting client.
@@ -237,6 +302,14 @@ pub enum StoreError {
     DuplicateSeq {
         /// The session.
         session: SessionId,
+        /// The sequence number.
+        seq: u64,
+    },
+    /// The ticket event's sequence number is already stored; the batch was not written.
+    #[error("ticket {ticket} already has an event with seq {seq}")]
+    DuplicateTicketEvent {
+        /// The ticket.
+        ticket: TicketId,
         /// The sequence number.
         seq: u64,
     },

@@ -17,6 +17,7 @@
 //! reads run on `spawn_blocking`. Only [`SqliteStore::open`] and dropping the
 //! store block (opening the file, flushing queued writes).
 
+mod records;
 mod rows;
 mod schema;
 mod writer;
@@ -36,11 +37,17 @@ use self::writer::{Command, WriterCounters};
 use super::{Interaction, Store, StoreError, StoredMessage, WriteOp};
 use crate::Millis;
 use crate::agent::Agent;
+use crate::assist::ReplyTemplate;
 use crate::channel::Channel;
 use crate::customer::Customer;
 use crate::group::SkillGroup;
+use crate::ids::TicketId;
 use crate::ids::{AgentId, CustomerId, SessionId};
+use crate::kb::Article;
+use crate::outbox::OutboxEntry;
 use crate::session::Session;
+use crate::summary::SessionSummary;
+use crate::ticket::{Ticket, TicketEvent};
 
 /// How hard a commit waits for the disk (`PRAGMA synchronous`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -378,6 +385,50 @@ impl Store for SqliteStore {
 
     async fn list_groups(&self) -> Result<Vec<SkillGroup>, StoreError> {
         self.read(rows::list_groups).await
+    }
+
+    async fn get_ticket(&self, id: &TicketId) -> Result<Option<Ticket>, StoreError> {
+        let id = id.clone();
+        self.read(move |conn| records::get_ticket(conn, &id)).await
+    }
+
+    async fn tickets_of_customer(
+        &self,
+        customer: &CustomerId,
+        limit: usize,
+    ) -> Result<Vec<Ticket>, StoreError> {
+        let customer = customer.clone();
+        self.read(move |conn| records::tickets_of_customer(conn, &customer, limit))
+            .await
+    }
+
+    async fn ticket_events(
+        &self,
+        ticket: &TicketId,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<TicketEvent>, StoreError> {
+        let ticket = ticket.clone();
+        self.read(move |conn| records::ticket_events(conn, &ticket, after_seq, limit))
+            .await
+    }
+
+    async fn list_articles(&self) -> Result<Vec<Article>, StoreError> {
+        self.read(records::list_articles).await
+    }
+
+    async fn list_templates(&self) -> Result<Vec<ReplyTemplate>, StoreError> {
+        self.read(records::list_templates).await
+    }
+
+    async fn get_summary(&self, session: SessionId) -> Result<Option<SessionSummary>, StoreError> {
+        self.read(move |conn| records::get_summary(conn, session))
+            .await
+    }
+
+    async fn outbox_due(&self, now: Millis, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.read(move |conn| records::outbox_due(conn, now, limit))
+            .await
     }
 
     async fn close(&self) -> Result<(), StoreError> {

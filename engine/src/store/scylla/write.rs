@@ -124,6 +124,15 @@ pub(super) fn plan(batch: &[WriteOp]) -> Result<WritePlan, StoreError> {
             WriteOp::PutGroup(group) => {
                 groups.insert(group.id.as_str().to_owned(), rows::group_to_row(group));
             }
+            // INTERIM (being replaced by the data-platform tables): refuse.
+            other => {
+                return Err(StoreError::Backend(format!(
+                    "scylla: {} is not supported yet",
+                    serde_json::to_value(other)
+                        .map(|v| v["op"].to_string())
+                        .unwrap_or_default()
+                )));
+            }
         }
     }
     plan.upserts

@@ -9,7 +9,7 @@ use super::{SqliteOptions, sqlite_error};
 use crate::store::StoreError;
 
 /// The schema this build writes and reads.
-pub(super) const SCHEMA_VERSION: i64 = 2;
+pub(super) const SCHEMA_VERSION: i64 = 3;
 
 /// Version 1. Each table mirrors its CQL counterpart: the CQL partition and
 /// clustering keys are the primary key, `WITHOUT ROWID` keeps rows clustered
@@ -151,6 +151,10 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     if version < 2 {
         tx.execute_batch(SCHEMA_V2)
             .map_err(sqlite_error("upgrading schema to v2"))?;
+    }
+    if version < 3 {
+        tx.execute_batch(super::records::SCHEMA_V3)
+            .map_err(sqlite_error("upgrading schema to v3"))?;
     }
     if version < SCHEMA_VERSION {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)

@@ -331,6 +331,10 @@ fn apply(conn: &Connection, op: &WriteOp) -> Result<(), StoreError> {
             })
             .map_err(sqlite_error("writing skill_groups"))?;
         }
+        other => {
+            let applied = super::records::apply(conn, other)?;
+            debug_assert!(applied, "every op has a table");
+        }
     }
     Ok(())
 }

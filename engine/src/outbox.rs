@@ -1,0 +1,138 @@
+//! The webhook outbox: events waiting to be delivered to an outbound
+//! webhook, stored so that a restart loses none.
+//!
+//! An event is written to the outbox in the same store batch as the change
+//! it reports, once per configured endpoint. A delivery worker sends what is
+//! due, deletes what was delivered, and reschedules the rest with
+//! [`backoff`]; an entry that failed [`OutboxEntry::attempts`] times past the
+//! limit is kept, marked dead, for an operator to inspect.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Millis;
+
+/// One event for one endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    /// `<event_id>/<endpoint>`: unique per event and endpoint.
+    pub id: String,
+    /// The event's id, sent as the idempotency key: the same on every retry,
+    /// so a receiver recognises a duplicate.
+    pub event_id: String,
+    /// The configured webhook it goes to (by name).
+    pub endpoint: String,
+    /// `ticket.created`, `ticket.updated`, `session.closed`, …
+    pub event_type: String,
+    /// The JSON body to send.
+    pub payload: String,
+    /// When the event happened.
+    pub created_at: Millis,
+    /// Failed deliveries so far.
+    pub attempts: u32,
+    /// Not sent before this time.
+    pub next_attempt_at: Millis,
+    /// What the last failure was.
+    pub last_error: Option<String>,
+    /// Given up on: not sent again.
+    pub dead: bool,
+}
+
+impl OutboxEntry {
+    /// A new entry for `endpoint`, due at once.
+    pub fn new(
+        event_id: &str,
+        endpoint: &str,
+        event_type: &str,
+        payload: String,
+        now: Millis,
+    ) -> Self {
+        OutboxEntry {
+            id: format!("{event_id}/{endpoint}"),
+            event_id: event_id.to_owned(),
+            endpoint: endpoint.to_owned(),
+            event_type: event_type.to_owned(),
+            payload,
+            created_at: now,
+            attempts: 0,
+            next_attempt_at: now,
+            last_error: None,
+            dead: false,
+        }
+    }
+
+    /// Records a failed attempt: due again after the backoff, or dead once
+    /// `max_attempts` have failed.
+    pub fn failed(&mut self, error: String, now: Millis, policy: &RetryPolicy) {
+        self.attempts += 1;
+        self.last_error = Some(error);
+        self.dead = self.attempts >= policy.max_attempts;
+        self.next_attempt_at = now + backoff(self.attempts, policy);
+    }
+}
+
+/// How deliveries are retried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// The wait after the first failure; it doubles after each further one.
+    pub initial_ms: Millis,
+    /// The longest wait.
+    pub max_ms: Millis,
+    /// Failures before an entry is given up.
+    pub max_attempts: u32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            initial_ms: 1_000,
+            max_ms: 10 * 60 * 1_000,
+            max_attempts: 20,
+        }
+    }
+}
+
+/// The wait after `attempts` failures: `initial_ms` doubled per further
+/// failure, at most `max_ms`.
+pub fn backoff(attempts: u32, policy: &RetryPolicy) -> Millis {
+    let doublings = attempts.saturating_sub(1).min(30);
+    policy
+        .initial_ms
+        .saturating_mul(1 << doublings)
+        .min(policy.max_ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let policy = RetryPolicy {
+            initial_ms: 100,
+            max_ms: 1_000,
+            max_attempts: 4,
+        };
+        let waits: Vec<Millis> = (1..=6).map(|n| backoff(n, &policy)).collect();
+        assert_eq!(waits, vec![100, 200, 400, 800, 1_000, 1_000]);
+        assert_eq!(backoff(u32::MAX, &RetryPolicy::default()), 600_000);
+    }
+
+    #[test]
+    fn entries_die_after_the_last_attempt() {
+        let policy = RetryPolicy {
+            initial_ms: 100,
+            max_ms: 1_000,
+            max_attempts: 2,
+        };
+        let mut entry = OutboxEntry::new("evt-1", "crm", "ticket.created", "{}".into(), 5);
+        assert_eq!((entry.id.as_str(), entry.next_attempt_at), ("evt-1/crm", 5));
+        entry.failed("connection refused".into(), 10, &policy);
+        assert_eq!(
+            (entry.attempts, entry.dead, entry.next_attempt_at),
+            (1, false, 110)
+        );
+        entry.failed("500".into(), 200, &policy);
+        assert_eq!((entry.attempts, entry.dead), (2, true));
+        assert_eq!(entry.last_error.as_deref(), Some("500"));
+    }
+}
