@@ -160,24 +160,31 @@ pub enum Audience {
     Customer(CustomerId),
     /// All of one agent's desktops.
     Agent(AgentId),
+    /// The end (closed or abandoned) of every session: for work that follows
+    /// a conversation off the hot path (summaries, webhooks).
+    Ended,
 }
 
 const N_SHARDS: usize = 64;
 
-/// A subscription: one audience's events, each shared by all its subscribers.
-pub type Subscription = mpsc::Receiver<Arc<Event>>;
+/// A subscription: one audience's events (or other items, for a `Hub<T>`),
+/// each shared by all its subscribers.
+pub type Subscription<T = Event> = mpsc::Receiver<Arc<T>>;
 
 /// One shard of the Hub: each audience's live subscribers.
-type Subscribers = HashMap<Audience, Vec<mpsc::Sender<Arc<Event>>>>;
+type Subscribers<T> = HashMap<Audience, Vec<mpsc::Sender<Arc<T>>>>;
 
 /// Per-customer and per-agent subscriptions. Sharded so that publishing from
 /// many session actors does not contend on one lock; a subscriber whose
 /// channel is full or closed is dropped (it resumes from the store by `seq`).
-pub struct Hub {
-    shards: Vec<Mutex<Subscribers>>,
+///
+/// Session events use `Hub<Event>`; the gateway keeps a second hub for what
+/// is not a session event (ticket changes, the 360° view pushed with an offer).
+pub struct Hub<T = Event> {
+    shards: Vec<Mutex<Subscribers<T>>>,
 }
 
-impl Default for Hub {
+impl<T> Default for Hub<T> {
     fn default() -> Self {
         Hub {
             shards: (0..N_SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
@@ -185,15 +192,15 @@ impl Default for Hub {
     }
 }
 
-impl Hub {
-    fn shard(&self, audience: &Audience) -> &Mutex<Subscribers> {
+impl<T: Clone> Hub<T> {
+    fn shard(&self, audience: &Audience) -> &Mutex<Subscribers<T>> {
         let mut hasher = DefaultHasher::new();
         audience.hash(&mut hasher);
         &self.shards[hasher.finish() as usize % N_SHARDS]
     }
 
     /// A new subscription with room for `capacity` undelivered events.
-    pub fn subscribe(&self, audience: Audience, capacity: usize) -> Subscription {
+    pub fn subscribe(&self, audience: Audience, capacity: usize) -> Subscription<T> {
         let (sender, receiver) = mpsc::channel(capacity.max(1));
         let mut shard = self.shard(&audience).lock().expect("hub shard lock");
         shard.entry(audience).or_default().push(sender);
@@ -218,17 +225,17 @@ impl Hub {
 
     /// Delivers `event` to every live subscriber of `audience`. A subscriber
     /// that is full is dropped: it resumes from the store by `seq`.
-    pub fn publish(&self, audience: &Audience, event: &Event) {
+    pub fn publish(&self, audience: &Audience, event: &T) {
         self.deliver(audience, event, false);
     }
 
     /// Delivers an ephemeral event (typing), which no store can replay: a
     /// subscriber that is full misses it but stays subscribed.
-    pub fn publish_ephemeral(&self, audience: &Audience, event: &Event) {
+    pub fn publish_ephemeral(&self, audience: &Audience, event: &T) {
         self.deliver(audience, event, true);
     }
 
-    fn deliver(&self, audience: &Audience, event: &Event, keep_when_full: bool) {
+    fn deliver(&self, audience: &Audience, event: &T, keep_when_full: bool) {
         let mut shard = self.shard(audience).lock().expect("hub shard lock");
         let Some(senders) = shard.get_mut(audience) else {
             return;
@@ -253,7 +260,7 @@ mod hub_tests {
 
     #[test]
     fn closed_subscriptions_are_pruned_even_without_a_publish() {
-        let hub = Hub::default();
+        let hub: Hub = Hub::default();
         let kept = hub.subscribe(Audience::Customer(CustomerId::new("a")), 4);
         drop(hub.subscribe(Audience::Customer(CustomerId::new("a")), 4));
         drop(hub.subscribe(Audience::Agent(AgentId::new("gone")), 4));

@@ -383,6 +383,13 @@ impl Switchboard {
         )
     }
 
+    /// The end (`closed` or `abandoned` event) of every session, from now on,
+    /// with room for `capacity` unread ones; when the subscriber falls further
+    /// behind, it misses ends (they are not replayed).
+    pub fn subscribe_ended(&self, capacity: usize) -> crate::event::Subscription {
+        self.shared.hub.subscribe(Audience::Ended, capacity)
+    }
+
     /// Events for `agent` (offers, their sessions' messages), from now on.
     pub fn subscribe_agent(&self, agent: &AgentId) -> crate::event::Subscription {
         self.shared.hub.subscribe(

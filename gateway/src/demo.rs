@@ -1,6 +1,7 @@
 //! Demo data for `cargo run --release`: the brief's three skill groups,
 //! agents with different roles, skills and capacities, and customers
-//! including a VIP known on four channels. Seeded only into an empty store.
+//! including a VIP known on four channels; and ([`platform`]) a bilingual
+//! knowledge base, reply templates and tickets. Seeded only into an empty store.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -15,6 +16,8 @@ use engine::ids::{AgentId, GroupId};
 use engine::store::Store;
 
 use crate::auth::{Claims, Role, TokenSigner, unix_now};
+
+pub mod platform;
 
 /// A demo agent: (id, display name, role, groups, skills, chats at once).
 type DemoAgent = (
@@ -144,6 +147,10 @@ pub async fn seed_if_empty(store: &dyn Store) -> Result<bool> {
     Switchboard::seed(store, agents, groups, customers)
         .await
         .context("failed to seed demo data")?;
+    store
+        .write(&platform::ops(engine::now_millis())?)
+        .await
+        .context("failed to seed the demo knowledge base, templates and tickets")?;
     Ok(true)
 }
 

@@ -210,6 +210,11 @@ impl SessionActor {
         if let Some(agent) = agent {
             hub.publish(&Audience::Agent(agent.clone()), event);
         }
+        if matches!(event.kind, EventKind::Closed { .. } | EventKind::Abandoned) {
+            // A subscriber that falls behind misses ends rather than being
+            // dropped: what follows an end is best-effort (see `Audience::Ended`).
+            hub.publish_ephemeral(&Audience::Ended, event);
+        }
     }
 
     pub(super) fn reply_when_durable(

@@ -123,7 +123,7 @@ fn the_index_follows_writes() {
     changed.body = "退货入库后处理退款，积分同时扣回。".into();
     index.upsert(changed).unwrap();
     assert_eq!(top(&index, "积分")[0], "kb-zh-refund");
-    assert!(top(&index, "工作日到账").is_empty());
+    assert!(top(&index, "原路退回").is_empty());
     assert!(index.remove(&ArticleId::new("kb-zh-refund")).unwrap());
     assert!(top(&index, "积分").is_empty());
     assert!(!index.remove(&ArticleId::new("kb-zh-refund")).unwrap());

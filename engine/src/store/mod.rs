@@ -49,12 +49,14 @@ use crate::session::Session;
 use crate::summary::SessionSummary;
 use crate::ticket::{Ticket, TicketEvent};
 
+pub mod cache;
 #[cfg(any(test, feature = "contract-tests"))]
 pub mod contract;
 pub mod memory;
 pub mod scylla;
 pub mod sqlite;
 
+pub use cache::CachedStore;
 pub use memory::MemoryStore;
 pub use scylla::{Replication, ScyllaOptions, ScyllaStore};
 pub use sqlite::{SqliteOptions, SqliteStore, Synchronous};
