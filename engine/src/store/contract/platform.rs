@@ -277,7 +277,7 @@ pub async fn outbox_due_in_order(store: &dyn Store) {
     .await;
     assert_eq!(
         due_ids(store.outbox_due(T0 + SECOND, 10).await.unwrap()),
-        vec!["e-first", "e-b"]
+        vec!["e-b", "e-first"]
     );
     assert_eq!(
         due_ids(store.outbox_due(T0 + 10 * SECOND, 10).await.unwrap()),

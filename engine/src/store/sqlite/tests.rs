@@ -262,7 +262,7 @@ async fn a_database_from_a_newer_build_is_refused() {
     let err = SqliteStore::open(&path).unwrap_err();
     assert_eq!(
         err,
-        StoreError::Backend("sqlite: schema version 99 is newer than this build's 2".to_owned())
+        StoreError::Backend("sqlite: schema version 99 is newer than this build's 3".to_owned())
     );
 }
 
@@ -291,7 +291,7 @@ async fn reopening_keeps_the_schema_version_and_synchronous_is_configurable() {
     let journal_mode: String = raw
         .pragma_query_value(None, "journal_mode", |row| row.get(0))
         .unwrap();
-    assert_eq!((version, journal_mode.as_str()), (2, "wal"));
+    assert_eq!((version, journal_mode.as_str()), (3, "wal"));
 }
 
 #[tokio::test]
@@ -328,7 +328,7 @@ async fn a_version_1_database_is_upgraded_and_keeps_its_sessions() {
     let version: i64 = raw
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
 }
 
 #[tokio::test]
