@@ -321,7 +321,7 @@ fn detect_topics(text: &str) -> Vec<(&'static str, usize)> {
         })
         .filter(|(_, mentions)| *mentions > 0)
         .collect();
-    found.sort_by(|a, b| b.1.cmp(&a.1));
+    found.sort_by_key(|(_, mentions)| std::cmp::Reverse(*mentions));
     found.truncate(3);
     found
 }

@@ -16,6 +16,7 @@ pub mod error;
 pub mod import;
 pub mod listener;
 pub mod metrics;
+pub mod platform;
 pub mod rest;
 pub mod server;
 pub mod state;

@@ -16,7 +16,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use engine::channel::ChannelRegistry;
 use engine::routing::RuleSet;
-use engine::store::Store;
+use engine::store::{CachedStore, Store};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -25,6 +25,7 @@ use tracing::{info, warn};
 use crate::auth::TokenSigner;
 use crate::config::{Config, open_file_limit};
 use crate::listener::{CappedListener, ConnectionGauge};
+use crate::platform::Platform;
 use crate::state::AppState;
 
 /// The whole HTTP surface: REST (with its OpenAPI document), WebSockets, health.
@@ -119,9 +120,17 @@ impl Server {
         let mut runtime = config.runtime();
         runtime.max_new_sessions_per_customer_per_hour =
             config.limits.new_sessions_per_customer_per_hour;
-        let switchboard = Switchboard::start(store, rules, ChannelRegistry::default(), runtime)
+        // Every write, the actors' included, passes the customer cache, which
+        // drops what it changes.
+        let cache = Arc::new(CachedStore::new(
+            store,
+            config.platform.customer_cache_entries,
+        ));
+        let platform = Platform::load(cache.clone(), &config).await?;
+        let switchboard = Switchboard::start(cache, rules, ChannelRegistry::default(), runtime)
             .await
             .context("failed to start the engine")?;
+        platform.start_workers(&switchboard, &config);
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("failed to listen on {}", config.server.listen))?;
@@ -134,7 +143,14 @@ impl Server {
             .with_context(|| format!("failed to listen on server.admin_listen {admin_listen}"))?;
         let admin_addr = admin_listener.local_addr()?;
         let gauge = ConnectionGauge::new(cap);
-        let state = AppState::new(switchboard, signer, config, gauge.clone(), rules_text);
+        let state = AppState::new(
+            switchboard,
+            platform,
+            signer,
+            config,
+            gauge.clone(),
+            rules_text,
+        );
         let app = router(state.clone());
         let stop_accepting = CancellationToken::new();
         let stop = stop_accepting.clone();
@@ -202,6 +218,7 @@ impl Server {
             Ok(Err(err)) => warn!(error = %err, "server task failed"),
             Err(_) => warn!("HTTP connections still open after the grace period"),
         }
+        state.platform.stop(grace).await;
         state.switchboard.clone().shutdown().await;
         info!("switchboard stopped");
         Ok(())

@@ -28,6 +28,8 @@ impl Deref for AppState {
 pub struct Inner {
     /// The engine.
     pub switchboard: Switchboard,
+    /// Customer 360°, tickets, knowledge base, templates, webhooks.
+    pub platform: Arc<crate::platform::Platform>,
     /// Verifies (and for visitors, mints) tokens.
     pub signer: TokenSigner,
     /// The configuration in force.
@@ -54,6 +56,7 @@ impl AppState {
     /// State for a started engine.
     pub fn new(
         switchboard: Switchboard,
+        platform: Arc<crate::platform::Platform>,
         signer: TokenSigner,
         config: Config,
         gauge: Arc<ConnectionGauge>,
@@ -67,6 +70,7 @@ impl AppState {
         ));
         AppState(Arc::new(Inner {
             switchboard,
+            platform,
             signer,
             config,
             gauge,

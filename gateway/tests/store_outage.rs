@@ -49,6 +49,53 @@ impl Switchable {
 
 #[async_trait]
 impl Store for Switchable {
+    async fn get_ticket(
+        &self,
+        id: &engine::ids::TicketId,
+    ) -> Result<Option<engine::ticket::Ticket>, StoreError> {
+        self.check().await?;
+        self.inner.get_ticket(id).await
+    }
+    async fn tickets_of_customer(
+        &self,
+        customer: &CustomerId,
+        limit: usize,
+    ) -> Result<Vec<engine::ticket::Ticket>, StoreError> {
+        self.check().await?;
+        self.inner.tickets_of_customer(customer, limit).await
+    }
+    async fn ticket_events(
+        &self,
+        ticket: &engine::ids::TicketId,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<engine::ticket::TicketEvent>, StoreError> {
+        self.check().await?;
+        self.inner.ticket_events(ticket, after_seq, limit).await
+    }
+    async fn list_articles(&self) -> Result<Vec<engine::kb::Article>, StoreError> {
+        self.check().await?;
+        self.inner.list_articles().await
+    }
+    async fn list_templates(&self) -> Result<Vec<engine::assist::ReplyTemplate>, StoreError> {
+        self.check().await?;
+        self.inner.list_templates().await
+    }
+    async fn get_summary(
+        &self,
+        session: SessionId,
+    ) -> Result<Option<engine::summary::SessionSummary>, StoreError> {
+        self.check().await?;
+        self.inner.get_summary(session).await
+    }
+    async fn outbox_due(
+        &self,
+        now: engine::Millis,
+        limit: usize,
+    ) -> Result<Vec<engine::outbox::OutboxEntry>, StoreError> {
+        self.check().await?;
+        self.inner.outbox_due(now, limit).await
+    }
     async fn write(&self, batch: &[WriteOp]) -> Result<(), StoreError> {
         self.check().await?;
         self.inner.write(batch).await

@@ -4,12 +4,15 @@
 //! ```text
 //!  write(batch) ──plan──▶ 1. identity claims      INSERT … IF NOT EXISTS   (one Paxos round each)
 //!                         2. messages per session conditional batch      (one Paxos round per session)
+//!                            ticket events per ticket, alongside         (one Paxos round per ticket)
 //!                         3. everything else      one logged batch         (atomic across partitions)
 //!               a contract failure in 1 or 2 gives back what 1 and 2 took, so the batch fails whole
 //!  reads ───────────────▶ prepared statements, token-aware, LOCAL_QUORUM by default
 //! ```
 //!
-//! Tables, keys and the query each serves are in `docs/data-model.md`;
+//! Tables, keys and the query each serves are in `docs/data-model.md`; the
+//! data platform's tables (tickets, articles, templates, summaries, the
+//! webhook outbox) are in [`platform`].
 //! [`schema::MIGRATIONS`] creates them at start-up and records each version in
 //! `schema_migrations`.
 //!
@@ -23,11 +26,15 @@
 //!
 //! Atomicity differs from SQLite in one way: the three steps above are three
 //! round-trips. A process killed between step 2 and step 3 leaves claimed
-//! identities and appended messages without the rest of their batch; the
-//! writer's retry of the same batch then completes it, because a claim held
-//! by the same customer, and a message row identical to the one being
-//! written, count as already written.
+//! identities, appended messages and appended ticket events without the
+//! rest of their batch. The writer's retry of the same batch then completes
+//! it for identities and messages, because a claim held by the same
+//! customer, and a message row identical to the one being written, count as
+//! already written. A ticket event does not: the contract wants its seq new
+//! even when the event is identical, so the retry fails with
+//! [`StoreError::DuplicateTicketEvent`] (see [`platform`]).
 
+mod platform;
 mod read;
 mod rows;
 pub mod schema;
@@ -55,11 +62,16 @@ use self::statements::Prepared;
 use super::{Interaction, Store, StoreError, StoredMessage, WriteOp};
 use crate::Millis;
 use crate::agent::Agent;
+use crate::assist::ReplyTemplate;
 use crate::channel::Channel;
 use crate::customer::Customer;
 use crate::group::SkillGroup;
-use crate::ids::{AgentId, CustomerId, SessionId};
+use crate::ids::{AgentId, CustomerId, SessionId, TicketId};
+use crate::kb::Article;
+use crate::outbox::OutboxEntry;
 use crate::session::Session as ContactSession;
+use crate::summary::SessionSummary;
+use crate::ticket::{Ticket, TicketEvent};
 
 /// How long creating the keyspace, migrating and preparing may take after
 /// the connection is up (schema changes wait for every node to agree).
@@ -112,7 +124,7 @@ pub struct ScyllaOptions {
     /// Of every read and write.
     pub consistency: Consistency,
     /// Of the Paxos round of lightweight transactions (identity claims,
-    /// message appends).
+    /// message and ticket event appends).
     pub serial_consistency: SerialConsistency,
     /// The data center this node prefers (DC-aware, token-aware routing);
     /// `None` lets the driver use every data center alike.
@@ -370,55 +382,8 @@ impl ScyllaStore {
     }
 }
 
-fn interim<T>() -> Result<T, StoreError> {
-    Err(StoreError::Backend(
-        "scylla: data-platform tables are not supported yet".into(),
-    ))
-}
-
 #[async_trait]
 impl Store for ScyllaStore {
-    async fn get_ticket(
-        &self,
-        _id: &crate::ids::TicketId,
-    ) -> Result<Option<crate::ticket::Ticket>, StoreError> {
-        interim()
-    }
-    async fn tickets_of_customer(
-        &self,
-        _c: &CustomerId,
-        _l: usize,
-    ) -> Result<Vec<crate::ticket::Ticket>, StoreError> {
-        interim()
-    }
-    async fn ticket_events(
-        &self,
-        _t: &crate::ids::TicketId,
-        _a: u64,
-        _l: usize,
-    ) -> Result<Vec<crate::ticket::TicketEvent>, StoreError> {
-        interim()
-    }
-    async fn list_articles(&self) -> Result<Vec<crate::kb::Article>, StoreError> {
-        interim()
-    }
-    async fn list_templates(&self) -> Result<Vec<crate::assist::ReplyTemplate>, StoreError> {
-        interim()
-    }
-    async fn get_summary(
-        &self,
-        _s: SessionId,
-    ) -> Result<Option<crate::summary::SessionSummary>, StoreError> {
-        interim()
-    }
-    async fn outbox_due(
-        &self,
-        _n: Millis,
-        _l: usize,
-    ) -> Result<Vec<crate::outbox::OutboxEntry>, StoreError> {
-        interim()
-    }
-
     async fn write(&self, batch: &[WriteOp]) -> Result<(), StoreError> {
         self.check_open()?;
         write::write(self, batch).await
@@ -495,6 +460,50 @@ impl Store for ScyllaStore {
     async fn list_groups(&self) -> Result<Vec<SkillGroup>, StoreError> {
         self.check_open()?;
         read::list_groups(self).await
+    }
+
+    async fn get_ticket(&self, id: &TicketId) -> Result<Option<Ticket>, StoreError> {
+        self.check_open()?;
+        platform::get_ticket(self, id).await
+    }
+
+    async fn tickets_of_customer(
+        &self,
+        customer: &CustomerId,
+        limit: usize,
+    ) -> Result<Vec<Ticket>, StoreError> {
+        self.check_open()?;
+        platform::tickets_of_customer(self, customer, limit).await
+    }
+
+    async fn ticket_events(
+        &self,
+        ticket: &TicketId,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<TicketEvent>, StoreError> {
+        self.check_open()?;
+        platform::ticket_events(self, ticket, after_seq, limit).await
+    }
+
+    async fn list_articles(&self) -> Result<Vec<Article>, StoreError> {
+        self.check_open()?;
+        platform::list_articles(self).await
+    }
+
+    async fn list_templates(&self) -> Result<Vec<ReplyTemplate>, StoreError> {
+        self.check_open()?;
+        platform::list_templates(self).await
+    }
+
+    async fn get_summary(&self, session: SessionId) -> Result<Option<SessionSummary>, StoreError> {
+        self.check_open()?;
+        platform::get_summary(self, session).await
+    }
+
+    async fn outbox_due(&self, now: Millis, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.check_open()?;
+        platform::outbox_due(self, now, limit).await
     }
 
     async fn close(&self) -> Result<(), StoreError> {

@@ -11,8 +11,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+mod platform;
 mod store;
 
+pub use platform::{PlatformConfig, WebhookEndpoint, WebhooksConfig};
 pub use store::StoreConfig;
 
 /// Prefix of the environment variables that override the file.
@@ -34,6 +36,10 @@ pub struct Config {
     pub routing: RoutingConfig,
     /// Demo data.
     pub demo: DemoConfig,
+    /// Customer cache and summaries.
+    pub platform: PlatformConfig,
+    /// Outbound webhooks.
+    pub webhooks: WebhooksConfig,
 }
 
 /// The public listener.
@@ -277,6 +283,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         let limits = &self.limits;
         self.store.validate()?;
+        self.webhooks.validate()?;
         if !self.auth.secret.is_empty() && self.auth.secret.len() < 32 {
             return Err(("auth.secret", "must be at least 32 characters".into()));
         }

@@ -75,6 +75,38 @@ pub async fn get_customer(
     Ok(Json(CustomerRecord::from(&customer)))
 }
 
+/// The customer 360° view: profile, identities on every channel, the last
+/// 30 days of interactions across channels, recent sessions, tickets and the
+/// last auto-summary. Agents see it while a session of the customer is
+/// offered or assigned to them; supervisors for customers of their groups.
+#[utoipa::path(
+    get,
+    path = "/api/v1/customers/{id}/view",
+    tag = "customers",
+    params(("id" = String, Path, description = "Customer id")),
+    responses(
+        (status = 200, description = "The 360° view", body = crate::platform::wire::CustomerView),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "No session of this customer is offered or assigned to the caller (`not_your_customer`)", body = ErrorBody),
+        (status = 404, description = "No such customer, or (for customers) not the caller (`unknown_customer`)", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn get_customer_view(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<crate::platform::wire::CustomerView>, HttpError> {
+    let id = CustomerId::new(id);
+    crate::platform::access::check_customer(&caller, &state, &id).await?;
+    let view = crate::platform::view::customer_view(&state.platform, &id)
+        .await
+        .map_err(store_error)?;
+    view.map(Json).ok_or_else(|| {
+        HttpError::from(ApiError::from(EngineError::UnknownCustomer(id.to_string())))
+    })
+}
+
 /// Creates a customer, optionally with channel identities.
 #[utoipa::path(
     post,

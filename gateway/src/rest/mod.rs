@@ -8,6 +8,12 @@
 //! | `GET /api/v1/customers/{id}` | the customer themself, staff |
 //! | `POST /api/v1/customers` | staff |
 //! | `POST /api/v1/customers/{id}/identities` | staff |
+//! | `GET /api/v1/customers/{id}/view` | the customer; staff per [`crate::platform::access`] |
+//! | `POST`, `GET /api/v1/tickets`, `GET`, `PATCH /api/v1/tickets/{id}` | see [`tickets`] |
+//! | `GET /api/v1/kb/search`, `GET /api/v1/kb/articles[/{id}]` | any token |
+//! | `PUT`, `DELETE /api/v1/kb/articles/{id}`, `PUT`, `DELETE /api/v1/templates/{id}` | supervisors, admins |
+//! | `GET /api/v1/templates` | staff |
+//! | `GET /api/v1/sessions/{id}/suggestions` | staff who may read the session |
 //! | `GET /api/v1/sessions` | any token, each sees their own (see [`sessions`]) |
 //! | `GET /api/v1/sessions/{id}` | [`crate::access::Caller::check_session_read`] |
 //! | `GET /api/v1/agents` | staff |
@@ -28,9 +34,11 @@ pub mod customers;
 pub mod extract;
 pub mod groups;
 pub mod inbound;
+pub mod knowledge;
 pub mod me;
 pub mod rules;
 pub mod sessions;
+pub mod tickets;
 pub mod types;
 
 use axum::http::header::CONTENT_TYPE;
@@ -51,7 +59,7 @@ use crate::state::AppState;
 #[openapi(
     info(
         title = "switchboard",
-        description = "Real-time sessions for omnichannel contact centers: customers, sessions, agents, skill groups and routing rules. Authenticate with `Authorization: Bearer <token>` (or `?token=<token>`); session ids are decimal strings and timestamps RFC 3339.",
+        description = "Real-time sessions for omnichannel contact centers: customers and their 360° view, sessions, tickets, the knowledge base and reply templates, agents, skill groups and routing rules. Authenticate with `Authorization: Bearer <token>` (or `?token=<token>`); session ids are decimal strings and timestamps RFC 3339.",
     ),
     modifiers(&BearerScheme),
     tags(
@@ -62,6 +70,8 @@ use crate::state::AppState;
         (name = "groups", description = "Skill groups and their live queues"),
         (name = "rules", description = "Routing rules (admins)"),
         (name = "inbound", description = "Customer messages from channel adapters (admins)"),
+        (name = "tickets", description = "Tickets with their history, synced live to customers and agents"),
+        (name = "knowledge", description = "Knowledge-base search and articles, reply templates and suggestions"),
     ),
     components(schemas(crate::error::ErrorBody, types::RuleErrorDetails)),
 )]
@@ -97,6 +107,19 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(customers::create_customer))
         .routes(routes!(customers::get_customer))
         .routes(routes!(customers::link_identity))
+        .routes(routes!(customers::get_customer_view))
+        .routes(routes!(tickets::create_ticket, tickets::list_tickets))
+        .routes(routes!(tickets::get_ticket, tickets::update_ticket))
+        .routes(routes!(knowledge::search))
+        .routes(routes!(knowledge::list_articles))
+        .routes(routes!(
+            knowledge::get_article,
+            knowledge::put_article,
+            knowledge::delete_article
+        ))
+        .routes(routes!(knowledge::list_templates))
+        .routes(routes!(knowledge::put_template, knowledge::delete_template))
+        .routes(routes!(knowledge::suggestions))
         .routes(routes!(sessions::list_sessions))
         .routes(routes!(sessions::get_session))
         .routes(routes!(agents::list_agents))

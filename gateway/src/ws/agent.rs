@@ -11,7 +11,7 @@ use actors::{Event, EventKind, TransferTarget};
 use axum::extract::{State, WebSocketUpgrade};
 use axum::response::Response;
 use engine::agent::Agent;
-use engine::ids::{AgentId, GroupId, SessionId};
+use engine::ids::{AgentId, GroupId, SessionId, TicketId};
 use engine::presence::{Presence, PresenceRequest};
 use engine::store::Sender;
 use serde::{Deserialize, Serialize};
@@ -24,9 +24,22 @@ use crate::ws::frames::{ClientFrame, FrameError, Viewer, WireSession, event_fram
 use crate::ws::link::{self, Flow, Handler, Link};
 use crate::ws::replies::{Replier, SocketGuard};
 
-const KNOWN: [&str; 13] = [
-    "hello", "presence", "accept", "reject", "message", "typing", "transfer", "wrap_up", "close",
-    "queues", "sessions", "history", "ping",
+const KNOWN: [&str; 15] = [
+    "hello",
+    "presence",
+    "accept",
+    "reject",
+    "message",
+    "typing",
+    "transfer",
+    "wrap_up",
+    "close",
+    "queues",
+    "sessions",
+    "history",
+    "watch_ticket",
+    "unwatch_ticket",
+    "ping",
 ];
 
 /// Checks the token and the agent, then upgrades.
@@ -43,6 +56,9 @@ pub async fn upgrade(
     let span = tracing::info_span!("agent_socket", agent_id = %profile.id);
     link::serve(&state, upgrade, span, move |state| {
         let events = state.switchboard.subscribe_agent(&profile.id);
+        let notices = state
+            .platform
+            .subscribe(actors::Audience::Agent(profile.id.clone()));
         let handler = AgentHandler {
             _guard: SocketGuard::agent(state),
             state: state.clone(),
@@ -50,8 +66,9 @@ pub async fn upgrade(
             profile,
             delivered: Delivered::default(),
             started: false,
+            watching: Vec::new(),
         };
-        (handler, events)
+        (handler, events, notices)
     })
 }
 
@@ -63,8 +80,27 @@ struct AgentHandler {
     delivered: Delivered,
     /// The client has sent its first frame; live events flow from then on.
     started: bool,
+    /// Tickets this socket watches (`watch_ticket`): their changes are pushed to it.
+    watching: Vec<TicketId>,
     _guard: SocketGuard,
 }
+
+impl Drop for AgentHandler {
+    fn drop(&mut self) {
+        for ticket in &self.watching {
+            self.state.platform.desk.unwatch(&self.profile.id, ticket);
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OnTicket {
+    ticket_id: String,
+}
+
+/// Most tickets one socket watches at once.
+const MAX_WATCHED_TICKETS: usize = 100;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -330,6 +366,21 @@ impl Handler for AgentHandler {
                 Ok((history, _)) => self.history(link, &replier, history).await,
                 Err(err) => link.send_error(err).await,
             },
+            "watch_ticket" => match frame.fields::<OnTicket>() {
+                Ok((on, request_id)) => self.watch(link, on, request_id).await,
+                Err(err) => link.send_error(err).await,
+            },
+            "unwatch_ticket" => match frame.fields::<OnTicket>() {
+                Ok((on, _)) => {
+                    let ticket = TicketId::new(on.ticket_id);
+                    if let Some(idx) = self.watching.iter().position(|t| *t == ticket) {
+                        self.watching.swap_remove(idx);
+                        self.state.platform.desk.unwatch(&me, &ticket);
+                    }
+                    replier.result(link, Ok(())).await
+                }
+                Err(err) => link.send_error(err).await,
+            },
             "ping" => replier.pong(link).await,
             _ => link.send_error(frame.unknown(&KNOWN)).await,
         }
@@ -431,11 +482,91 @@ impl AgentHandler {
     /// Sends `event` unless it is not for this agent or already sent. A new
     /// offer first brings the conversation so far, so the desktop shows the
     /// customer's messages with the offer.
+    /// Starts pushing a ticket's changes to this socket, after the same
+    /// check as `GET /api/v1/tickets/{id}`; answers with the ticket and its history.
+    async fn watch(&mut self, link: &mut Link, on: OnTicket, request_id: Option<String>) -> Flow {
+        let platform = &self.state.platform;
+        let id = TicketId::new(on.ticket_id);
+        let checked = async {
+            let ticket = platform.load_ticket(&id).await?;
+            crate::platform::access::check_ticket(&self.caller, &self.state, &ticket).await?;
+            let events = platform
+                .store
+                .ticket_events(&id, 0, crate::rest::tickets::MAX_EVENTS)
+                .await
+                .map_err(crate::rest::store_error)?;
+            Ok::<_, crate::error::HttpError>((ticket, events))
+        };
+        let (ticket, events) = match checked.await {
+            Ok(found) => found,
+            Err(err) => {
+                let err = FrameError {
+                    code: err.body.code,
+                    message: err.body.message,
+                    request_id,
+                };
+                return link.send_error(err).await;
+            }
+        };
+        if !self.watching.contains(&id) {
+            if self.watching.len() >= MAX_WATCHED_TICKETS {
+                let err = FrameError {
+                    code: "invalid_frame",
+                    message: format!(
+                        "a socket watches at most {MAX_WATCHED_TICKETS} tickets; unwatch one first"
+                    ),
+                    request_id,
+                };
+                return link.send_error(err).await;
+            }
+            platform.desk.watch(&self.profile.id, &id);
+            self.watching.push(id);
+        }
+        let mut frame = crate::platform::wire::ticket_notice(&ticket, &events);
+        if let Some(request_id) = request_id {
+            frame["request_id"] = serde_json::Value::String(request_id);
+        }
+        link.send(&frame).await
+    }
+
+    /// Pushes the customer's 360° view to this agent's sockets, off this
+    /// socket's loop (the offer itself is not held back by it).
+    fn push_customer_view(&self, session: SessionId) {
+        let platform = self.state.platform.clone();
+        let agent = self.profile.id.clone();
+        tokio::spawn(async move {
+            let view = async {
+                let session = platform.store.get_session(session).await?;
+                match session {
+                    Some(session) => {
+                        crate::platform::view::customer_view(&platform, &session.customer_id).await
+                    }
+                    None => Ok(None),
+                }
+            };
+            match view.await {
+                Ok(Some(view)) => {
+                    let notice = serde_json::json!({
+                        "type": "customer_view",
+                        "session": session.to_string(),
+                        "view": view,
+                    });
+                    platform.notify(&actors::Audience::Agent(agent), &notice);
+                }
+                Ok(None) => {}
+                Err(err) => {
+                    tracing::warn!(session_id = %session, error = %err, "customer view for an offer failed")
+                }
+            }
+        });
+    }
+
     async fn deliver(&mut self, link: &mut Link, event: Event) -> Flow {
         let new_offer = matches!(event.kind, EventKind::Offered { .. })
             && self.is_for_me(&event)
             && event.seq > self.delivered.last(event.session);
         if new_offer {
+            self.push_customer_view(event.session);
             let after = self.delivered.last(event.session);
             // Without the history the offer still goes out below.
             if let Ok(history) = self.state.switchboard.history(event.session, after).await {

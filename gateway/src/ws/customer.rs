@@ -73,6 +73,9 @@ pub async fn upgrade(
     let span = tracing::info_span!("customer_socket", customer_id = %customer, channel = %channel);
     link::serve(&state, upgrade, span, move |state| {
         let events = state.switchboard.subscribe_customer(&customer);
+        let notices = state
+            .platform
+            .subscribe(actors::Audience::Customer(customer.clone()));
         let handler = CustomerHandler {
             _guard: SocketGuard::customer(state),
             state: state.clone(),
@@ -84,7 +87,7 @@ pub async fn upgrade(
             waiting: HashSet::new(),
             started: false,
         };
-        (handler, events)
+        (handler, events, notices)
     })
 }
 

@@ -48,6 +48,9 @@ pub const CLOSE_IDLE: u16 = 4000;
 /// How long a closing handshake may take before the socket is dropped.
 const CLOSE_HANDSHAKE: Duration = Duration::from_secs(1);
 
+/// The data platform's pushes to this socket (`ticket`, `customer_view`).
+pub type Notices = actors::Subscription<crate::platform::Notice>;
+
 /// Whether the loop goes on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
@@ -85,7 +88,7 @@ pub fn serve<H: Handler>(
     state: &AppState,
     upgrade: WebSocketUpgrade,
     span: tracing::Span,
-    start: impl FnOnce(&AppState) -> (H, actors::Subscription) + Send + 'static,
+    start: impl FnOnce(&AppState) -> (H, actors::Subscription, Notices) + Send + 'static,
 ) -> Result<Response, HttpError> {
     if !state.is_ready() {
         return Err(HttpError::new(
@@ -97,11 +100,11 @@ pub fn serve<H: Handler>(
     let limits = state.config.limits.clone();
     let state = state.clone();
     let upgraded = configure(upgrade, &limits).on_upgrade(move |socket| {
-        let (handler, events) = start(&state);
+        let (handler, events, notices) = start(&state);
         let link = Link::new(socket, &limits);
         state
             .sockets
-            .track_future(run(state.clone(), link, handler, events).instrument(span))
+            .track_future(run(state.clone(), link, handler, events, notices).instrument(span))
     });
     Ok(upgraded.into_response())
 }
@@ -413,6 +416,7 @@ pub async fn run<H: Handler>(
     mut link: Link,
     mut handler: H,
     mut events: actors::Subscription,
+    mut notices: Notices,
 ) {
     debug!("socket open");
     let mut tick = interval(Duration::from_millis(state.config.routing.queue_update_ms));
@@ -435,6 +439,7 @@ pub async fn run<H: Handler>(
                     link.close(CLOSE_BACKLOG, "too far behind; reconnect and resume from your last seq").await
                 }
             },
+            Some(notice) = notices.recv(), if handler.wants_events() => link.send(&*notice).await,
             incoming = link.receive(), if pending.len() < MAX_PENDING_ACKS => match incoming {
                 Incoming::Frame(frame) => handler.on_frame(&mut link, frame).await,
                 Incoming::Handled => Flow::Continue,

@@ -26,7 +26,8 @@ use crate::store::{
 /// Sessions fetched at once when a query yields many ids.
 const FETCH_CONCURRENCY: usize = 64;
 
-/// A `LIMIT` bind value.
+/// A `LIMIT` bind value. CQL refuses `LIMIT 0` ("LIMIT must be strictly
+/// positive"), so a read asked for at most 0 rows answers without a query.
 pub(super) fn limit_to_cql(limit: usize) -> i32 {
     i32::try_from(limit).unwrap_or(i32::MAX)
 }
@@ -176,6 +177,9 @@ pub(super) async fn sessions_of_customer(
     id: &CustomerId,
     limit: usize,
 ) -> Result<Vec<Session>, StoreError> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
     let found: Vec<(i64,)> = rows(
         store,
         &store.statements.select_sessions_of_customer,
@@ -218,6 +222,9 @@ pub(super) async fn messages(
     after_seq: u64,
     limit: usize,
 ) -> Result<Vec<StoredMessage>, StoreError> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
     let after = i64::try_from(after_seq).unwrap_or(i64::MAX);
     let found: Vec<MessageRow> = all_rows(
         store,
@@ -235,6 +242,9 @@ pub(super) async fn interactions(
     now: Millis,
     limit: usize,
 ) -> Result<Vec<Interaction>, StoreError> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
     // Not expired at `now`: recorded after `now - TTL`, as the contract says;
     // ScyllaDB's own TTL (from the write) removes the row later still.
     let cutoff = now.saturating_sub(INTERACTION_TTL_MS);

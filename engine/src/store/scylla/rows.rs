@@ -152,7 +152,13 @@ pub(super) fn interaction_day(at: Millis) -> i64 {
     at.div_euclid(DAY_MS)
 }
 
-fn corrupt(table: &str, key: impl Display, column: &str, why: impl Display) -> StoreError {
+/// [`StoreError::Corrupt`] naming the table, the key and the column.
+pub(super) fn corrupt(
+    table: &str,
+    key: impl Display,
+    column: &str,
+    why: impl Display,
+) -> StoreError {
     StoreError::Corrupt {
         what: format!("{table} ({key}), column {column}: {why}"),
     }

@@ -140,6 +140,56 @@ pub const MIGRATIONS: &[Migration] = &[
     WITH default_time_to_live = 2592000",
         ],
     },
+    // Records whose fields grow with the product: key columns plus one JSON
+    // `record`, so a new field needs no migration (see `platform.rs`).
+    Migration {
+        version: 3,
+        name: "tickets, ticket events, articles, templates, summaries, webhook outbox",
+        statements: &[
+            "CREATE TABLE IF NOT EXISTS tickets (
+    ticket_id text PRIMARY KEY,
+    customer_id text,
+    created_at bigint,
+    record text)",
+            // Written in the same logged batch as `tickets`, with the whole record.
+            "CREATE TABLE IF NOT EXISTS tickets_by_customer (
+    customer_id text,
+    created_at bigint,
+    ticket_id text,
+    record text,
+    PRIMARY KEY ((customer_id), created_at, ticket_id))
+    WITH CLUSTERING ORDER BY (created_at DESC, ticket_id DESC)",
+            // Appended with a conditional batch per ticket: a seq is written once.
+            "CREATE TABLE IF NOT EXISTS ticket_events (
+    ticket_id text,
+    seq bigint,
+    record text,
+    PRIMARY KEY ((ticket_id), seq))
+    WITH CLUSTERING ORDER BY (seq ASC)",
+            // One partition (bucket 0): small, always listed whole.
+            "CREATE TABLE IF NOT EXISTS kb_articles (
+    bucket int,
+    article_id text,
+    record text,
+    PRIMARY KEY ((bucket), article_id))",
+            "CREATE TABLE IF NOT EXISTS reply_templates (
+    bucket int,
+    template_id text,
+    record text,
+    PRIMARY KEY ((bucket), template_id))",
+            "CREATE TABLE IF NOT EXISTS session_summaries (
+    session_id bigint PRIMARY KEY,
+    record text)",
+            // A few partitions by a stable hash of the id, all read by `outbox_due`.
+            "CREATE TABLE IF NOT EXISTS webhook_outbox (
+    bucket int,
+    outbox_id text,
+    next_attempt_at bigint,
+    dead boolean,
+    record text,
+    PRIMARY KEY ((bucket), outbox_id))",
+        ],
+    },
 ];
 
 /// The newest schema version this build reads and writes.

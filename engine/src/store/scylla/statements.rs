@@ -5,7 +5,7 @@
 //! and reads are idempotent (a repeat writes the same cells with the same
 //! client timestamp); lightweight transactions (`IF …`) are not, since a
 //! repeat of an applied one reports "not applied". The backend recognises its
-//! own earlier write in that case instead (see `write.rs`).
+//! own earlier write in that case instead (see `write.rs` and `platform.rs`).
 
 use scylla::client::session::Session;
 use scylla::statement::prepared::PreparedStatement;
@@ -163,6 +163,56 @@ statements! {
     select_groups = idempotent(
         "SELECT group_id, display_name, sla_threshold_secs, sla_threshold_by_channel, \
          sla_target_pct, short_abandon_secs FROM skill_groups");
+    insert_ticket = idempotent(
+        "INSERT INTO tickets (ticket_id, customer_id, created_at, record) \
+         VALUES (:ticket_id, :customer_id, :created_at, :record)");
+    select_ticket = idempotent(
+        "SELECT ticket_id, customer_id, created_at, record FROM tickets WHERE ticket_id = ?");
+    /// With `insert_ticket`, in the same logged batch.
+    insert_ticket_by_customer = idempotent(
+        "INSERT INTO tickets_by_customer (customer_id, created_at, ticket_id, record) \
+         VALUES (:customer_id, :created_at, :ticket_id, :record)");
+    select_tickets_of_customer = idempotent(
+        "SELECT ticket_id, customer_id, created_at, record FROM tickets_by_customer \
+         WHERE customer_id = ? LIMIT ?");
+    /// Appends a ticket event; with the others of its ticket in one conditional batch.
+    append_ticket_event = conditional(
+        "INSERT INTO ticket_events (ticket_id, seq, record) VALUES (:ticket_id, :seq, :record) \
+         IF NOT EXISTS");
+    /// Takes back a ticket event this batch appended when another part of it failed.
+    remove_ticket_event = conditional(
+        "DELETE FROM ticket_events WHERE ticket_id = ? AND seq = ? IF EXISTS");
+    select_ticket_events = idempotent(
+        "SELECT ticket_id, seq, record FROM ticket_events WHERE ticket_id = ? AND seq > ? LIMIT ?");
+    /// Which seqs are taken, after a conditional append was not applied.
+    select_ticket_event_seqs = idempotent(
+        "SELECT seq FROM ticket_events WHERE ticket_id = ? AND seq >= ? AND seq <= ?");
+    insert_article = idempotent(
+        "INSERT INTO kb_articles (bucket, article_id, record) \
+         VALUES (:bucket, :article_id, :record)");
+    delete_article = idempotent(
+        "DELETE FROM kb_articles WHERE bucket = :bucket AND article_id = :article_id");
+    select_articles = idempotent(
+        "SELECT bucket, article_id, record FROM kb_articles WHERE bucket = ?");
+    insert_template = idempotent(
+        "INSERT INTO reply_templates (bucket, template_id, record) \
+         VALUES (:bucket, :template_id, :record)");
+    delete_template = idempotent(
+        "DELETE FROM reply_templates WHERE bucket = :bucket AND template_id = :template_id");
+    select_templates = idempotent(
+        "SELECT bucket, template_id, record FROM reply_templates WHERE bucket = ?");
+    insert_summary = idempotent(
+        "INSERT INTO session_summaries (session_id, record) VALUES (:session_id, :record)");
+    select_summary = idempotent(
+        "SELECT session_id, record FROM session_summaries WHERE session_id = ?");
+    insert_outbox = idempotent(
+        "INSERT INTO webhook_outbox (bucket, outbox_id, next_attempt_at, dead, record) \
+         VALUES (:bucket, :outbox_id, :next_attempt_at, :dead, :record)");
+    delete_outbox = idempotent(
+        "DELETE FROM webhook_outbox WHERE bucket = :bucket AND outbox_id = :outbox_id");
+    select_outbox = idempotent(
+        "SELECT bucket, outbox_id, next_attempt_at, dead, record FROM webhook_outbox \
+         WHERE bucket = ?");
 }
 
 async fn prepare(session: &Session, name: &str, cql: Cql) -> Result<PreparedStatement, StoreError> {

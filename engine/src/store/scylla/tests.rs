@@ -1,20 +1,16 @@
-//! The backend's own logic, without a server: row mapping both ways, that
-//! every row binds to its statement (names and CQL types, checked against
-//! the migrations' `CREATE TABLE`s), statement text, migration order, TTL and
-//! consistency settings, and write planning.
+//! The backend's own logic, without a server: row mapping both ways,
+//! migration order, TTL and consistency settings, and write planning.
+//! Statements against the schema are checked in `tests/statements.rs`, the
+//! data platform's tables in `tests/platform.rs`.
+
+mod platform;
+mod statements;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use scylla::frame::response::result::{
-    CollectionType, ColumnSpec, ColumnType, NativeType, TableSpec,
-};
-use scylla::serialize::row::{RowSerializationContext, SerializeRow};
-use scylla::serialize::writers::RowWriter;
-
 use super::rows::{self, MessageRow};
 use super::schema::{self, INTERACTION_TTL_SECS, MIGRATIONS};
-use super::statements::{ALL, Cql};
 use super::write::{Upsert, plan};
 use super::*;
 use crate::agent::{Agent, Capacity, Role};
@@ -210,196 +206,6 @@ fn bad_rows_name_table_key_and_column() {
     );
 }
 
-/// `table → column → CQL type`, read from the migrations' `CREATE TABLE`s.
-fn tables() -> BTreeMap<String, BTreeMap<String, String>> {
-    let mut tables = BTreeMap::new();
-    let creates = MIGRATIONS
-        .iter()
-        .flat_map(|m| m.statements.iter())
-        .chain([&schema::CREATE_MIGRATIONS_TABLE]);
-    for statement in creates {
-        let rest = statement
-            .strip_prefix("CREATE TABLE IF NOT EXISTS ")
-            .expect("every migration statement creates a table if missing");
-        let (name, body) = rest.split_once(" (").expect("a column list");
-        let columns = body
-            .lines()
-            .map(str::trim)
-            .take_while(|line| !line.starts_with("PRIMARY KEY"))
-            .filter_map(|line| {
-                let line = line
-                    .trim_end_matches(',')
-                    .trim_end_matches(')')
-                    .trim_end_matches(" PRIMARY KEY");
-                let (column, typ) = line.split_once(' ')?;
-                Some((column.to_owned(), typ.to_owned()))
-            })
-            .collect();
-        tables.insert(name.to_owned(), columns);
-    }
-    tables
-}
-
-fn column_type(cql: &str) -> ColumnType<'static> {
-    let native = |name: &str| {
-        ColumnType::Native(match name {
-            "text" => NativeType::Text,
-            "bigint" => NativeType::BigInt,
-            "int" => NativeType::Int,
-            "tinyint" => NativeType::TinyInt,
-            "double" => NativeType::Double,
-            other => panic!("no test mapping for CQL type {other}"),
-        })
-    };
-    let collection = |typ| ColumnType::Collection { frozen: false, typ };
-    if let Some(inner) = cql.strip_prefix("list<").and_then(|s| s.strip_suffix('>')) {
-        collection(CollectionType::List(Box::new(native(inner))))
-    } else if let Some(inner) = cql.strip_prefix("set<").and_then(|s| s.strip_suffix('>')) {
-        collection(CollectionType::Set(Box::new(native(inner))))
-    } else if let Some(inner) = cql.strip_prefix("map<").and_then(|s| s.strip_suffix('>')) {
-        let (key, value) = inner.split_once(", ").expect("map<k, v>");
-        collection(CollectionType::Map(
-            Box::new(native(key)),
-            Box::new(native(value)),
-        ))
-    } else {
-        native(cql)
-    }
-}
-
-/// Serializes `row` for the statement called `name` as the driver would,
-/// with bind-marker names and types taken from the statement text and the
-/// table's `CREATE TABLE`: a misspelt marker or a wrong Rust type fails here.
-fn bind(name: &str, row: &dyn SerializeRow) -> Result<usize, String> {
-    let cql = ALL
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, cql)| cql.text)
-        .unwrap_or_else(|| panic!("no statement {name}"));
-    let table = cql
-        .split_whitespace()
-        .skip_while(|w| *w != "INTO" && *w != "FROM")
-        .nth(1)
-        .expect("a table");
-    let tables = tables();
-    let columns = tables
-        .get(table)
-        .unwrap_or_else(|| panic!("{name}: table {table} is not created by any migration"));
-    let markers: Vec<&str> = cql
-        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
-        .filter_map(|w| w.strip_prefix(':'))
-        .collect();
-    assert!(!markers.is_empty(), "{name} binds by name");
-    let specs: Vec<ColumnSpec<'_>> = markers
-        .iter()
-        .map(|marker| {
-            let typ = columns
-                .get(*marker)
-                .unwrap_or_else(|| panic!("{name}: {table} has no column {marker}"));
-            ColumnSpec::borrowed(marker, column_type(typ), TableSpec::borrowed("ks", table))
-        })
-        .collect();
-    let mut buffer = Vec::new();
-    let mut writer = RowWriter::new(&mut buffer);
-    row.serialize(&RowSerializationContext::from_specs(&specs), &mut writer)
-        .map_err(|err| err.to_string())?;
-    Ok(writer.value_count())
-}
-
-#[test]
-fn every_row_binds_to_its_statement() {
-    let mut closed = full_session();
-    closed.id = SessionId(2);
-    closed.state = SessionState::Closed;
-    let batch = vec![
-        WriteOp::PutCustomer(customer()),
-        WriteOp::PutSession(full_session()),
-        WriteOp::PutSession(closed),
-        WriteOp::RecordInteraction(Interaction {
-            customer_id: CustomerId::new("c-1"),
-            at: T0,
-            session_id: SessionId(2),
-            channel: Channel::Web,
-            summary: "closed".into(),
-        }),
-        WriteOp::PutAgent(agent()),
-        WriteOp::PutGroup(group()),
-    ];
-    let planned = plan(&batch).unwrap();
-    let mut bound = std::collections::BTreeSet::new();
-    for upsert in &planned.upserts {
-        let (name, values) = upsert.parts();
-        let n_values = bind(name, &*values).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert!(n_values > 0);
-        bound.insert(name);
-    }
-    for claim in &planned.claims {
-        bind("claim_identity", claim).unwrap();
-    }
-    bind(
-        "append_message",
-        &rows::message_to_row(&message(1, 1, Sender::Customer)),
-    )
-    .unwrap();
-    // Every named-marker statement was exercised.
-    for (name, cql) in ALL {
-        if cql.text.contains(":") && !["claim_identity", "append_message"].contains(name) {
-            assert!(
-                bound.contains(name),
-                "{name} was not bound by the sample batch"
-            );
-        }
-    }
-    // A wrong type is caught: a session row where a message row belongs.
-    let wrong = rows::session_to_row(&full_session());
-    assert!(bind("append_message", &wrong).is_err());
-}
-
-#[test]
-fn statement_text() {
-    let text = |name: &str| ALL.iter().find(|(n, _)| *n == name).unwrap().1;
-    assert_eq!(
-        text("claim_identity"),
-        Cql {
-            text: "INSERT INTO customer_identities (channel, external_id, customer_id) \
-                   VALUES (:channel, :external_id, :customer_id) IF NOT EXISTS",
-            idempotent: false,
-        }
-    );
-    assert_eq!(
-        text("select_messages").text,
-        "SELECT session_id, seq, sender_kind, sender_agent, body, client_message_id, channel, at \
-         FROM session_messages WHERE session_id = ? AND seq > ? LIMIT ?"
-    );
-    assert_eq!(
-        text("select_interactions").text,
-        "SELECT customer_id, at, session_id, channel, summary FROM customer_interactions \
-         WHERE customer_id = ? AND at > ? LIMIT ?"
-    );
-    assert_eq!(
-        text("select_sessions_of_customer").text,
-        "SELECT session_id FROM sessions_by_customer WHERE customer_id = ? LIMIT ?"
-    );
-    let tables = tables();
-    for (name, cql) in ALL {
-        // Exactly the lightweight transactions are marked not idempotent.
-        assert_eq!(
-            cql.idempotent,
-            !cql.text.contains(" IF "),
-            "{name}: idempotence must follow IF"
-        );
-        let table = cql
-            .text
-            .split_whitespace()
-            .skip_while(|w| *w != "INTO" && *w != "FROM")
-            .nth(1)
-            .unwrap();
-        assert!(tables.contains_key(table), "{name}: unknown table {table}");
-        // Reads name their columns: a new column never changes what a row decodes to.
-        assert!(!cql.text.contains('*'), "{name} selects *");
-    }
-}
-
 #[test]
 fn migrations_are_ordered_and_idempotent() {
     let versions: Vec<i32> = MIGRATIONS.iter().map(|m| m.version).collect();
@@ -414,6 +220,25 @@ fn migrations_are_ordered_and_idempotent() {
             );
         }
     }
+    let created_by = |version: i32| {
+        MIGRATIONS[version as usize - 1]
+            .statements
+            .iter()
+            .map(|s| s.split_whitespace().nth(5).unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        created_by(3),
+        [
+            "tickets",
+            "tickets_by_customer",
+            "ticket_events",
+            "kb_articles",
+            "reply_templates",
+            "session_summaries",
+            "webhook_outbox"
+        ]
+    );
     let pending_versions = |applied: &[i32]| {
         schema::pending(applied).map(|p| p.iter().map(|m| m.version).collect::<Vec<_>>())
     };

@@ -1,17 +1,19 @@
 //! `Store::write` on ScyllaDB: a batch is planned (pure, unit-tested), then
-//! written in three steps — identity claims, conditional message appends per
-//! session, one logged batch for the rest — and a contract failure in the
-//! first two gives back what they took, so the batch fails as a whole.
+//! written in three steps — identity claims, conditional appends of messages
+//! per session and of ticket events per ticket, one logged batch for the
+//! rest — and a contract failure in the first two gives back what they took,
+//! so the batch fails as a whole.
 
 use std::collections::BTreeMap;
 
-use futures_util::future::join_all;
+use futures_util::future::{join, join_all};
 use scylla::response::query_result::QueryResult;
 use scylla::serialize::row::SerializeRow;
 use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::value::{CqlValue, Row};
 
+use super::platform::{self, PlatformPlan, PlatformUpsert, TicketEventRow};
 use super::read::{self, all_rows, rows, with_serial_read};
 use super::rows::{
     self, AgentRow, CustomerRow, GroupRow, IdentityRow, InteractionByDayRow, InteractionRow,
@@ -21,7 +23,7 @@ use super::{ScyllaStore, backend_error};
 use crate::Millis;
 use crate::channel::Channel;
 use crate::customer::Identity;
-use crate::ids::{CustomerId, SessionId};
+use crate::ids::{CustomerId, SessionId, TicketId};
 use crate::store::{INTERACTION_TTL_MS, StoreError, WriteOp, session_id_from_i64};
 
 /// A row of the logged batch (step 3), with the statement that writes it.
@@ -38,7 +40,12 @@ pub(super) enum Upsert {
     InteractionDay(i64),
     Agent(AgentRow),
     Group(GroupRow),
+    /// Tickets, articles, templates, summaries, the outbox (`platform.rs`).
+    Platform(PlatformUpsert),
 }
+
+/// The values bound to one statement of a batch.
+pub(super) type BoundRow = Box<dyn SerializeRow + Send + Sync>;
 
 /// What one `write` call does, decided before any request is sent.
 #[derive(Debug, Default, PartialEq)]
@@ -47,13 +54,16 @@ pub(super) struct WritePlan {
     pub claims: Vec<IdentityRow>,
     /// Messages to append, per session, in batch order.
     pub messages: BTreeMap<SessionId, Vec<MessageRow>>,
+    /// Ticket events to append, per ticket, in batch order.
+    pub ticket_events: BTreeMap<TicketId, Vec<TicketEventRow>>,
     /// Everything else; one row per key (a later op on the same key wins,
     /// as a later op in the batch sees an earlier one).
     pub upserts: Vec<Upsert>,
 }
 
 /// Plans `batch`, failing early on conflicts inside the batch itself: one
-/// identity given to two customers, one `(session, seq)` appended twice.
+/// identity given to two customers, one `(session, seq)` or `(ticket, seq)`
+/// appended twice.
 pub(super) fn plan(batch: &[WriteOp]) -> Result<WritePlan, StoreError> {
     let mut plan = WritePlan::default();
     let mut owners: BTreeMap<(Channel, String), CustomerId> = BTreeMap::new();
@@ -63,6 +73,7 @@ pub(super) fn plan(batch: &[WriteOp]) -> Result<WritePlan, StoreError> {
     let mut interactions: BTreeMap<(String, i64, i64), InteractionRow> = BTreeMap::new();
     let mut agents: BTreeMap<String, AgentRow> = BTreeMap::new();
     let mut groups: BTreeMap<String, GroupRow> = BTreeMap::new();
+    let mut platform = PlatformPlan::default();
     let mut claim = |plan: &mut WritePlan, customer: &CustomerId, identity: &Identity| {
         let key = (identity.channel.clone(), identity.external_id.clone());
         match owners.get(&key) {
@@ -124,15 +135,15 @@ pub(super) fn plan(batch: &[WriteOp]) -> Result<WritePlan, StoreError> {
             WriteOp::PutGroup(group) => {
                 groups.insert(group.id.as_str().to_owned(), rows::group_to_row(group));
             }
-            // INTERIM (being replaced by the data-platform tables): refuse.
-            other => {
-                return Err(StoreError::Backend(format!(
-                    "scylla: {} is not supported yet",
-                    serde_json::to_value(other)
-                        .map(|v| v["op"].to_string())
-                        .unwrap_or_default()
-                )));
-            }
+            WriteOp::PutTicket(_)
+            | WriteOp::AppendTicketEvent(_)
+            | WriteOp::PutArticle(_)
+            | WriteOp::DeleteArticle(_)
+            | WriteOp::PutTemplate(_)
+            | WriteOp::DeleteTemplate(_)
+            | WriteOp::PutSummary(_)
+            | WriteOp::PutOutbox(_)
+            | WriteOp::DeleteOutbox(_) => platform.add(op)?,
         }
     }
     plan.upserts
@@ -166,13 +177,17 @@ pub(super) fn plan(batch: &[WriteOp]) -> Result<WritePlan, StoreError> {
         .extend(days.into_iter().map(Upsert::InteractionDay));
     plan.upserts.extend(agents.into_values().map(Upsert::Agent));
     plan.upserts.extend(groups.into_values().map(Upsert::Group));
+    let (ticket_events, platform_upserts) = platform.finish();
+    plan.ticket_events = ticket_events;
+    plan.upserts
+        .extend(platform_upserts.into_iter().map(Upsert::Platform));
     Ok(plan)
 }
 
 impl Upsert {
     /// The name of the statement that writes this row (in [`super::statements::ALL`])
     /// and its bound values.
-    pub(super) fn parts(&self) -> (&'static str, Box<dyn SerializeRow + Send + Sync>) {
+    pub(super) fn parts(&self) -> (&'static str, BoundRow) {
         match self {
             Upsert::Customer(row) => ("insert_customer", Box::new(row.clone())),
             Upsert::IdentityByCustomer(row) => {
@@ -187,13 +202,11 @@ impl Upsert {
             Upsert::InteractionDay(day) => ("insert_interaction_day", Box::new((*day,))),
             Upsert::Agent(row) => ("insert_agent", Box::new(row.clone())),
             Upsert::Group(row) => ("insert_group", Box::new(row.clone())),
+            Upsert::Platform(row) => row.parts(),
         }
     }
 
-    fn bind(
-        &self,
-        statements: &super::statements::Prepared,
-    ) -> (PreparedStatement, Box<dyn SerializeRow + Send + Sync>) {
+    fn bind(&self, statements: &super::statements::Prepared) -> (PreparedStatement, BoundRow) {
         let (name, values) = self.parts();
         let statement = statements
             .get(name)
@@ -203,7 +216,7 @@ impl Upsert {
 }
 
 /// Whether a lightweight transaction was applied (its `[applied]` column).
-fn applied(result: QueryResult, context: &str) -> Result<bool, StoreError> {
+pub(super) fn applied(result: QueryResult, context: &str) -> Result<bool, StoreError> {
     let rows = result.into_rows_result().map_err(backend_error(context))?;
     let first: Option<Row> = rows.maybe_first_row().map_err(backend_error(context))?;
     match first.and_then(|row| row.columns.into_iter().next().flatten()) {
@@ -224,12 +237,38 @@ pub(super) async fn write(store: &ScyllaStore, batch: &[WriteOp]) -> Result<(), 
             return Err(err);
         }
     };
-    if let Err((err, appended)) = append_messages(store, &plan.messages).await {
-        remove_messages(store, &appended).await;
+    let (mut messages, mut ticket_events) = join(
+        append_messages(store, &plan.messages),
+        platform::append_ticket_events(store, &plan.ticket_events),
+    )
+    .await;
+    if let Some(err) = messages.failure.take().or(ticket_events.failure.take()) {
+        join(
+            remove_messages(store, &messages.appended),
+            platform::remove_ticket_events(store, &ticket_events.appended),
+        )
+        .await;
         release_identities(store, &claimed).await;
         return Err(err);
     }
     write_upserts(store, &plan.upserts).await
+}
+
+/// What the conditional appends of step 2 did: the rows they appended
+/// (taken back if the batch fails) and the first failure.
+#[derive(Debug)]
+pub(super) struct Appended<'p, R> {
+    pub appended: Vec<&'p R>,
+    pub failure: Option<StoreError>,
+}
+
+impl<R> Default for Appended<'_, R> {
+    fn default() -> Self {
+        Appended {
+            appended: Vec::new(),
+            failure: None,
+        }
+    }
 }
 
 /// Step 1. On failure, returns the error and the claims this call made.
@@ -315,32 +354,28 @@ async fn release_identities(store: &ScyllaStore, claimed: &[&IdentityRow]) {
     join_all(releases).await;
 }
 
-/// Step 2: one conditional batch per session. On failure, returns the
-/// error and the messages this call appended.
+/// Step 2 for messages: one conditional batch per session. Returns what
+/// this call appended and the first failure.
 async fn append_messages<'p>(
     store: &ScyllaStore,
     messages: &'p BTreeMap<SessionId, Vec<MessageRow>>,
-) -> Result<(), (StoreError, Vec<&'p MessageRow>)> {
+) -> Appended<'p, MessageRow> {
     let results = join_all(
         messages
             .iter()
             .map(|(session, rows)| append_session_messages(store, *session, rows)),
     )
     .await;
-    let mut appended = Vec::new();
-    let mut failure = None;
+    let mut outcome = Appended::default();
     for (result, rows) in results.into_iter().zip(messages.values()) {
         match result {
-            Ok(()) => appended.extend(rows),
+            Ok(()) => outcome.appended.extend(rows),
             Err(err) => {
-                failure.get_or_insert(err);
+                outcome.failure.get_or_insert(err);
             }
         }
     }
-    match failure {
-        None => Ok(()),
-        Some(err) => Err((err, appended)),
-    }
+    outcome
 }
 
 async fn append_session_messages(

@@ -1,0 +1,213 @@
+//! Ticket writes: one at a time per ticket, durable with their history and
+//! their webhook outbox entries in one store batch, then pushed at once to
+//! the customer's sockets and to every agent watching the ticket.
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Mutex;
+
+use actors::Audience;
+use axum::http::StatusCode;
+use engine::EngineError;
+use engine::ids::{AgentId, CustomerId, TicketId, TicketIdGen};
+use engine::store::{Sender, WriteOp};
+use engine::ticket::{NewTicket, Ticket, TicketEvent, TicketUpdate};
+
+use super::Platform;
+use super::wire::ticket_notice;
+use crate::error::HttpError;
+use crate::rest::store_error;
+
+const N_LOCKS: usize = 64;
+
+/// Ticket ids, write order and watchers.
+pub struct TicketDesk {
+    ids: Mutex<TicketIdGen>,
+    /// Two changes to one ticket must not both read the same `last_seq`.
+    locks: Vec<tokio::sync::Mutex<()>>,
+    /// Agents watching each ticket, with how many of their sockets do.
+    watchers: Mutex<HashMap<TicketId, HashMap<AgentId, usize>>>,
+}
+
+impl TicketDesk {
+    /// A desk for node `node` (part of every ticket id).
+    pub fn new(node: u8) -> Self {
+        TicketDesk {
+            ids: Mutex::new(TicketIdGen::new(node)),
+            locks: (0..N_LOCKS).map(|_| tokio::sync::Mutex::new(())).collect(),
+            watchers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock_for(&self, id: &TicketId) -> &tokio::sync::Mutex<()> {
+        let mut hasher = DefaultHasher::new();
+        id.hash(&mut hasher);
+        &self.locks[hasher.finish() as usize % N_LOCKS]
+    }
+
+    fn watchers(&self) -> std::sync::MutexGuard<'_, HashMap<TicketId, HashMap<AgentId, usize>>> {
+        self.watchers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One more socket of `agent` watches `ticket`.
+    pub fn watch(&self, agent: &AgentId, ticket: &TicketId) {
+        *self
+            .watchers()
+            .entry(ticket.clone())
+            .or_default()
+            .entry(agent.clone())
+            .or_default() += 1;
+    }
+
+    /// One socket of `agent` stops watching `ticket`.
+    pub fn unwatch(&self, agent: &AgentId, ticket: &TicketId) {
+        let mut watchers = self.watchers();
+        let Some(agents) = watchers.get_mut(ticket) else {
+            return;
+        };
+        if let Some(count) = agents.get_mut(agent) {
+            *count -= 1;
+            if *count == 0 {
+                agents.remove(agent);
+            }
+        }
+        if agents.is_empty() {
+            watchers.remove(ticket);
+        }
+    }
+
+    /// Agents watching `ticket` now.
+    pub fn watching(&self, ticket: &TicketId) -> Vec<AgentId> {
+        self.watchers()
+            .get(ticket)
+            .map(|agents| agents.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+fn invalid(err: EngineError) -> HttpError {
+    let field = match &err {
+        EngineError::Invalid { field, .. } => *field,
+        _ => "ticket",
+    };
+    HttpError::new(StatusCode::BAD_REQUEST, "invalid", err.to_string())
+        .with_details(serde_json::json!({ "field": field }))
+}
+
+impl Platform {
+    /// Opens a ticket for `customer`.
+    pub async fn open_ticket(
+        &self,
+        customer: CustomerId,
+        new: NewTicket,
+        author: Sender,
+    ) -> Result<Ticket, HttpError> {
+        let now = engine::now_millis();
+        let id = self
+            .desk
+            .ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .next(now);
+        let (ticket, created) = Ticket::open(id, customer, new, author, now).map_err(invalid)?;
+        self.commit(&ticket, vec![created], "ticket.created")
+            .await?;
+        Ok(ticket)
+    }
+
+    /// Changes ticket `id` after `check` allowed it on the current record.
+    pub async fn update_ticket(
+        &self,
+        id: &TicketId,
+        update: TicketUpdate,
+        author: Sender,
+        check: impl AsyncFnOnce(&Ticket) -> Result<(), HttpError>,
+    ) -> Result<(Ticket, Vec<TicketEvent>), HttpError> {
+        let _in_order = self.desk.lock_for(id).lock().await;
+        let mut ticket = self.load_ticket(id).await?;
+        check(&ticket).await?;
+        let events = ticket
+            .apply(update, author, engine::now_millis())
+            .map_err(invalid)?;
+        if !events.is_empty() {
+            self.commit(&ticket, events.clone(), "ticket.updated")
+                .await?;
+        }
+        Ok((ticket, events))
+    }
+
+    /// A ticket, or `404 unknown_ticket`.
+    pub async fn load_ticket(&self, id: &TicketId) -> Result<Ticket, HttpError> {
+        self.store
+            .get_ticket(id)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| {
+                HttpError::new(
+                    StatusCode::NOT_FOUND,
+                    "unknown_ticket",
+                    format!("unknown ticket `{id}`"),
+                )
+            })
+    }
+
+    /// Writes the ticket, its new events and their webhook entries in one
+    /// batch, then pushes the change.
+    async fn commit(
+        &self,
+        ticket: &Ticket,
+        events: Vec<TicketEvent>,
+        event_type: &str,
+    ) -> Result<(), HttpError> {
+        let mut ops = vec![WriteOp::PutTicket(ticket.clone())];
+        ops.extend(events.iter().cloned().map(WriteOp::AppendTicketEvent));
+        let payload = serde_json::json!({
+            "ticket": super::wire::TicketRecord::from(ticket),
+            "events": events.iter().map(super::wire::TicketEventRecord::from).collect::<Vec<_>>(),
+        });
+        ops.extend(
+            self.webhooks
+                .outbox_ops(event_type, payload, engine::now_millis()),
+        );
+        self.store.write_owned(ops).await.map_err(store_error)?;
+        self.webhooks.wake();
+        let notice = ticket_notice(ticket, &events);
+        self.notify(&Audience::Customer(ticket.customer_id.clone()), &notice);
+        let mut agents = self.desk.watching(&ticket.id);
+        if let Some(assignee) = &ticket.assignee
+            && !agents.contains(assignee)
+        {
+            agents.push(assignee.clone());
+        }
+        for agent in agents {
+            self.notify(&Audience::Agent(agent), &notice);
+        }
+        metrics::counter!("switchboard_ticket_changes_total", "kind" => event_type.to_owned())
+            .increment(events.len() as u64);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watchers_are_counted_per_socket() {
+        let desk = TicketDesk::new(0);
+        let (li, chen) = (AgentId::new("li.na"), AgentId::new("chen.jie"));
+        let ticket = TicketId::new("T-1");
+        desk.watch(&li, &ticket);
+        desk.watch(&li, &ticket);
+        desk.watch(&chen, &ticket);
+        desk.unwatch(&li, &ticket);
+        let mut watching = desk.watching(&ticket);
+        watching.sort();
+        assert_eq!(watching, vec![chen.clone(), li.clone()]);
+        desk.unwatch(&li, &ticket);
+        desk.unwatch(&chen, &ticket);
+        assert!(desk.watching(&ticket).is_empty());
+        assert!(desk.watchers().is_empty());
+        desk.unwatch(&chen, &ticket);
+    }
+}

@@ -1,0 +1,214 @@
+//! Webhooks survive the receiver being down and a switchboard restart:
+//! events written while nothing listens are retried from the store's outbox,
+//! the server is restarted on the same data, the receiver comes up, and every
+//! event arrives, signed, with duplicates recognisable by their idempotency key.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderMap, StatusCode};
+use common::test_config;
+use gateway::auth::{Claims, Role, unix_now};
+use gateway::config::{Config, WebhookEndpoint};
+use gateway::platform::webhooks::sign;
+use gateway::server::Server;
+use serde_json::{Value, json};
+
+const SECRET: &str = "webhook-secret-0123456789";
+
+/// What the receiver got: (idempotency key, event type, body).
+type Received = Arc<Mutex<Vec<(String, String, Value)>>>;
+
+fn config(dir: &tempfile::TempDir, port: u16) -> Config {
+    let mut config = test_config(dir);
+    config.webhooks.endpoints = vec![WebhookEndpoint {
+        name: "crm".into(),
+        url: format!("http://127.0.0.1:{port}/hooks"),
+        secret: SECRET.into(),
+        events: vec!["ticket.*".into()],
+    }];
+    config.webhooks.initial_backoff_ms = 100;
+    config.webhooks.max_backoff_ms = 400;
+    config.webhooks.poll_ms = 50;
+    config.webhooks.timeout_ms = 2_000;
+    config
+}
+
+/// A receiver that checks each signature, records each delivery, and
+/// answers 500 to the very first one (so one event is sent twice).
+async fn receiver(listener: tokio::net::TcpListener, received: Received) {
+    let app = axum::Router::new().route(
+        "/hooks",
+        axum::routing::post(move |headers: HeaderMap, body: String| {
+            let received = received.clone();
+            async move {
+                let header = |name: &str| {
+                    headers
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_string()
+                };
+                let signature = header("x-switchboard-signature");
+                let (t, v1) = signature.split_once(",v1=").expect("t=…,v1=…");
+                let t: i64 = t.trim_start_matches("t=").parse().unwrap();
+                assert_eq!(v1, sign(SECRET, t, body.as_bytes()), "signature checks");
+                let mut received = received.lock().unwrap();
+                let first = received.is_empty();
+                received.push((
+                    header("idempotency-key"),
+                    header("x-switchboard-event"),
+                    serde_json::from_str(&body).unwrap(),
+                ));
+                if first {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    StatusCode::OK
+                }
+            }
+        }),
+    );
+    axum::serve(listener, app).await.unwrap();
+}
+
+async fn patch(
+    http: &reqwest::Client,
+    server: &Server,
+    token: &str,
+    path: &str,
+    body: Value,
+) -> Value {
+    let response = http
+        .request(
+            reqwest::Method::from_bytes(if path.ends_with("tickets") {
+                b"POST"
+            } else {
+                b"PATCH"
+            })
+            .unwrap(),
+            format!("http://{}{path}", server.addr),
+        )
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    response.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_arrives_across_a_receiver_outage_and_a_restart() {
+    // A port with nothing listening on it yet.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(config(&dir, port)).await.unwrap();
+    let token = server.state.signer.mint(&Claims {
+        sub: "cust-003".into(),
+        role: Role::Customer,
+        exp: unix_now() + 3600,
+    });
+    let http = reqwest::Client::new();
+    let ticket = patch(
+        &http,
+        &server,
+        &token,
+        "/api/v1/tickets",
+        json!({"subject": "Refund not received"}),
+    )
+    .await;
+    let id = ticket["id"].as_str().unwrap().to_string();
+    patch(
+        &http,
+        &server,
+        &token,
+        &format!("/api/v1/tickets/{id}"),
+        json!({"comment": "It has been 10 days"}),
+    )
+    .await;
+    patch(
+        &http,
+        &server,
+        &token,
+        &format!("/api/v1/tickets/{id}"),
+        json!({"status": "closed"}),
+    )
+    .await;
+
+    // The receiver is down: entries stay in the outbox and are retried.
+    let store = server.state.platform.store.clone();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let pending = store.outbox_due(i64::MAX, 100).await.unwrap();
+        if pending.len() == 3 && pending.iter().all(|entry| entry.attempts >= 2) {
+            assert!(pending.iter().all(|e| e.last_error.is_some() && !e.dead));
+            break;
+        }
+        assert!(Instant::now() < deadline, "no retries seen: {pending:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.shutdown().await.unwrap();
+
+    // Receiver up, switchboard restarted on the same data.
+    let received: Received = Arc::default();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    tokio::spawn(receiver(listener, received.clone()));
+    let server = Server::start(config(&dir, port)).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let by_key = loop {
+        let by_key: BTreeMap<String, (String, Value)> = received
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(key, kind, body)| (key.clone(), (kind.clone(), body.clone())))
+            .collect();
+        let drained = server
+            .state
+            .platform
+            .store
+            .outbox_due(i64::MAX, 10)
+            .await
+            .unwrap()
+            .is_empty();
+        if by_key.len() == 3 && drained {
+            break by_key;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "deliveries so far: {:?}",
+            received.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let deliveries = received.lock().unwrap().clone();
+    // The refused first delivery came again with the same key.
+    assert_eq!(deliveries.len(), 4, "{deliveries:?}");
+    assert_eq!(
+        deliveries
+            .iter()
+            .filter(|(key, ..)| *key == deliveries[0].0)
+            .count(),
+        2
+    );
+    let mut kinds: Vec<&str> = by_key.values().map(|(kind, _)| kind.as_str()).collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        vec!["ticket.created", "ticket.updated", "ticket.updated"]
+    );
+    for (key, (kind, body)) in &by_key {
+        assert_eq!(body["id"], key.as_str());
+        assert_eq!(body["type"], kind.as_str());
+        assert_eq!(body["data"]["ticket"]["id"], id.as_str());
+    }
+    server.shutdown().await.unwrap();
+}
