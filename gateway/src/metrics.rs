@@ -144,6 +144,18 @@ async fn render(State(state): State<AppState>) -> impl IntoResponse {
 async fn refresh_gauges(state: &AppState) {
     use std::sync::atomic::Ordering;
     gauge!("switchboard_connections", "kind" => "tcp").set(state.gauge.open() as f64);
+    let cache = &state.platform.cache;
+    let stats = cache.stats();
+    for (result, count) in [
+        ("hit", &stats.hits),
+        ("miss", &stats.misses),
+        ("eviction", &stats.evictions),
+        ("invalidation", &stats.invalidations),
+    ] {
+        metrics::counter!("switchboard_customer_cache_total", "result" => result)
+            .absolute(count.load(std::sync::atomic::Ordering::Relaxed));
+    }
+    gauge!("switchboard_customer_cache_entries").set(cache.len() as f64);
     gauge!("switchboard_connections", "kind" => "customer_socket")
         .set(state.n_customer_sockets.load(Ordering::Relaxed) as f64);
     gauge!("switchboard_connections", "kind" => "agent_socket")

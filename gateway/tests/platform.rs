@@ -263,7 +263,18 @@ async fn the_360_view_is_pushed_with_the_offer_and_guarded() {
             .all(|t| t["customer_id"] == "cust-003")
     );
 
-    // The 360° reads are served from the cache after the first.
+    // The 360° reads are served from the cache after the first, and /metrics says so.
+    let metrics = reqwest::get(format!("http://{}/metrics", server.server.admin_addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let hits = metrics
+        .lines()
+        .find(|line| line.starts_with("switchboard_customer_cache_total{result=\"hit\"}"))
+        .unwrap_or_else(|| panic!("no cache hits in /metrics:\n{metrics}"));
+    assert!(!hits.ends_with(" 0"), "{hits}");
     let stats = server.server.state.platform.cache.stats();
     let hits_before = stats.hits.load(std::sync::atomic::Ordering::Relaxed);
     api.get(path, CHEN).await;
