@@ -8,7 +8,6 @@ use std::sync::Mutex;
 
 use actors::Audience;
 use axum::http::StatusCode;
-use engine::EngineError;
 use engine::ids::{AgentId, CustomerId, TicketId, TicketIdGen};
 use engine::store::{Sender, WriteOp};
 use engine::ticket::{NewTicket, Ticket, TicketEvent, TicketUpdate};
@@ -85,15 +84,6 @@ impl TicketDesk {
     }
 }
 
-fn invalid(err: EngineError) -> HttpError {
-    let field = match &err {
-        EngineError::Invalid { field, .. } => *field,
-        _ => "ticket",
-    };
-    HttpError::new(StatusCode::BAD_REQUEST, "invalid", err.to_string())
-        .with_details(serde_json::json!({ "field": field }))
-}
-
 impl Platform {
     /// Opens a ticket for `customer`.
     pub async fn open_ticket(
@@ -109,7 +99,8 @@ impl Platform {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .next(now);
-        let (ticket, created) = Ticket::open(id, customer, new, author, now).map_err(invalid)?;
+        let (ticket, created) =
+            Ticket::open(id, customer, new, author, now).map_err(crate::rest::engine_invalid)?;
         self.commit(&ticket, vec![created], "ticket.created")
             .await?;
         Ok(ticket)
@@ -128,7 +119,7 @@ impl Platform {
         check(&ticket).await?;
         let events = ticket
             .apply(update, author, engine::now_millis())
-            .map_err(invalid)?;
+            .map_err(crate::rest::engine_invalid)?;
         if !events.is_empty() {
             self.commit(&ticket, events.clone(), "ticket.updated")
                 .await?;

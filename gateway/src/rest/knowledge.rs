@@ -17,7 +17,7 @@ use crate::auth::Role;
 use crate::error::{ErrorBody, HttpError};
 use crate::platform::wire::{ArticleRecord, SearchHitRecord};
 use crate::rest::extract::{ApiJson, ApiQuery};
-use crate::rest::{invalid_field, require_staff, store_error};
+use crate::rest::{engine_invalid, invalid_field, require_staff, store_error};
 use crate::state::AppState;
 
 /// Results when `limit` is not given.
@@ -133,13 +133,6 @@ fn require_editor(caller: &Caller) -> Result<(), HttpError> {
         _ => Err(HttpError::forbidden(
             "editing the knowledge base and templates needs a supervisor or admin token",
         )),
-    }
-}
-
-fn engine_invalid(err: engine::EngineError) -> HttpError {
-    match err {
-        engine::EngineError::Invalid { field, reason } => invalid_field(field, reason),
-        other => HttpError::bad_request(other.to_string()),
     }
 }
 

@@ -191,3 +191,11 @@ pub(crate) fn invalid_field(field: &str, reason: impl std::fmt::Display) -> Http
     HttpError::bad_request(format!("invalid `{field}`: {reason}"))
         .with_details(serde_json::json!({ "field": field }))
 }
+
+/// An engine validation error as `400 invalid` naming its field.
+pub(crate) fn engine_invalid(err: engine::EngineError) -> HttpError {
+    match err {
+        engine::EngineError::Invalid { field, reason } => invalid_field(field, reason),
+        other => HttpError::bad_request(other.to_string()),
+    }
+}

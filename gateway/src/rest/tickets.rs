@@ -350,18 +350,9 @@ pub async fn update_ticket(
             async |ticket| {
                 check_ticket(&caller, &state, ticket).await?;
                 if is_customer {
-                    check_update.check_customer_may(ticket).map_err(|err| {
-                        let field = match &err {
-                            engine::EngineError::Invalid { field, .. } => *field,
-                            _ => "ticket",
-                        };
-                        invalid_field(
-                            field,
-                            err.to_string()
-                                .split_once(": ")
-                                .map_or(err.to_string(), |(_, r)| r.to_owned()),
-                        )
-                    })?;
+                    check_update
+                        .check_customer_may(ticket)
+                        .map_err(crate::rest::engine_invalid)?;
                 }
                 Ok(())
             },
