@@ -1,5 +1,6 @@
 //! [`Switchboard`]: the one handle the gateway (and tests, and the demo) use.
 
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -11,8 +12,9 @@ use engine::envelope::Envelope;
 use engine::group::SkillGroup;
 use engine::ids::{AgentId, CustomerId, GroupId, SessionId};
 use engine::presence::{Presence, PresenceRequest};
-use engine::routing::{RuleError, RuleSet, Step};
+use engine::routing::{Contact, RoutePlan, RuleError, RuleSet, Step};
 use engine::session::{Session, SessionState, check_score};
+use engine::sla::SlaTally;
 use engine::store::{Store, WriteOp};
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef, RpcReplyPort};
@@ -477,6 +479,23 @@ impl Switchboard {
         )?;
         *self.shared.rules.write().expect("rules lock") = Arc::new(rules);
         Ok(())
+    }
+
+    /// Each group's contacts since start (entered, answered, within the
+    /// threshold, abandoned), for a live wallboard's service level.
+    pub fn sla_tallies(&self) -> HashMap<GroupId, SlaTally> {
+        self.shared.sla.lock().expect("sla tally lock").clone()
+    }
+
+    /// The rule a contact would be routed by now, with its plan; `None`
+    /// when no rule matches (the fallback group takes it).
+    pub fn route_plan(&self, contact: &Contact) -> Option<RoutePlan> {
+        self.shared.rules().route(contact)
+    }
+
+    /// The file name of the rules in force.
+    pub fn rules_file_name(&self) -> String {
+        self.shared.rules().file_name().to_string()
     }
 
     /// The store, for reads the handle does not wrap.

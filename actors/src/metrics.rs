@@ -3,8 +3,9 @@
 //! recorder; without one these calls cost next to nothing). Names and
 //! labels are listed in docs/metrics.md.
 
+use engine::ids::GroupId;
 use engine::session::Session;
-use engine::sla::judge;
+use engine::sla::{SlaTally, judge};
 use metrics::{counter, histogram};
 
 use crate::event::{Event, EventKind};
@@ -33,6 +34,7 @@ pub fn record_event(shared: &Shared, session: &Session, event: &Event) {
     let labels = [("group", group_label), ("channel", channel_label)];
     if let EventKind::Queued { .. } = kind {
         counter!("switchboard_contacts_entered_total", &labels).increment(1);
+        tally(shared, group_id, SlaTally::entered);
         return;
     }
     let Some(group) = shared.groups.get(group_id) else {
@@ -41,6 +43,9 @@ pub fn record_event(shared: &Shared, session: &Session, event: &Event) {
     let Some(judged) = judge(session, group) else {
         return;
     };
+    if matches!(kind, EventKind::Assigned { .. } | EventKind::Abandoned) {
+        tally(shared, group_id, |tally| tally.add(&judged));
+    }
     match kind {
         EventKind::Assigned { .. } => {
             counter!("switchboard_contacts_answered_total", &labels).increment(1);
@@ -84,5 +89,14 @@ pub fn record_first_response(shared: &Shared, session: &Session) {
             ("channel", session.channel.to_string()),
         ];
         histogram!("switchboard_first_response_seconds", &labels).record(first_ms as f64 / 1000.0);
+    }
+}
+
+/// Updates the wallboard's running counts of `group`.
+fn tally(shared: &Shared, group: &GroupId, update: impl FnOnce(&mut SlaTally)) {
+    let mut tallies = shared.sla.lock().expect("sla tally lock");
+    match tallies.get_mut(group) {
+        Some(tally) => update(tally),
+        None => update(tallies.entry(group.clone()).or_default()),
     }
 }

@@ -14,7 +14,8 @@
 //! leave it half-working: everything durable is in the store, and the next
 //! start resumes from it.
 
-use std::sync::{Arc, OnceLock, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use engine::agent::Agent;
 use engine::channel::ChannelRegistry;
@@ -88,6 +89,7 @@ impl Actor for RootSupervisor {
             channels: args.channels,
             config: config.clone(),
             directory: OnceLock::new(),
+            sla: Mutex::new(HashMap::new()),
         });
         let mut shards = Vec::with_capacity(config.n_session_shards.max(1));
         for _ in 0..config.n_session_shards.max(1) {

@@ -2,13 +2,14 @@
 //! event hub, the rules and the configuration.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use engine::channel::ChannelRegistry;
 use engine::group::SkillGroup;
 use engine::ids::GroupId;
 use engine::routing::RuleSet;
+use engine::sla::SlaTally;
 use engine::store::Store;
 use ractor::ActorRef;
 
@@ -84,6 +85,9 @@ pub struct Shared {
     pub config: RuntimeConfig,
     /// Set once the directory runs (it is spawned after this struct exists).
     pub directory: OnceLock<ActorRef<DirectoryMessage>>,
+    /// Each group's contacts since start, counted with the Prometheus
+    /// counters, for the live wallboard. A short lock per answer or abandon.
+    pub sla: Mutex<HashMap<GroupId, SlaTally>>,
 }
 
 impl Shared {

@@ -148,6 +148,51 @@ pub struct Judged {
     pub first_response_ms: Option<Millis>,
 }
 
+/// Running counts of one group's contacts, kept as events happen (the live
+/// wallboard's service level). Same definitions as [`SlaFigures`]: a contact
+/// counts when it is answered or abandoned, not when it is merely waiting.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SlaTally {
+    /// Contacts that entered the queue.
+    pub n_entered: u64,
+    /// Contacts an agent accepted.
+    pub n_answered: u64,
+    /// Answered within the channel's threshold.
+    pub n_answered_within: u64,
+    /// Left before an agent accepted, short abandons included.
+    pub n_abandoned: u64,
+    /// Abandoned before `short_abandon_secs`.
+    pub n_short_abandoned: u64,
+}
+
+impl SlaTally {
+    /// Counts a contact entering the queue.
+    pub fn entered(&mut self) {
+        self.n_entered += 1;
+    }
+
+    /// Counts what `judged` says happened at an answer or an abandon.
+    pub fn add(&mut self, judged: &Judged) {
+        if let Some(within) = judged.answered_within {
+            self.n_answered += 1;
+            self.n_answered_within += u64::from(within);
+        }
+        if let Some(short) = judged.abandoned_short {
+            self.n_abandoned += 1;
+            self.n_short_abandoned += u64::from(short);
+        }
+    }
+
+    /// `n_answered_within / (n_answered + n_abandoned - n_short_abandoned)`;
+    /// `None` before anything was answered or abandoned.
+    pub fn service_level(&self) -> Option<f64> {
+        ratio(
+            self.n_answered_within as f64,
+            self.n_answered + self.n_abandoned - self.n_short_abandoned,
+        )
+    }
+}
+
 /// Judges `session` against `group`; `None` if it never entered a queue.
 pub fn judge(session: &Session, group: &SkillGroup) -> Option<Judged> {
     let threshold_ms = secs_to_ms(group.threshold_secs(&session.channel));

@@ -20,6 +20,7 @@ pub mod platform;
 pub mod rest;
 pub mod server;
 pub mod state;
+pub mod web;
 pub mod ws;
 
 pub use config::Config;

@@ -34,6 +34,7 @@ pub fn router(state: AppState) -> Router {
     let openapi = Arc::new(openapi);
     Router::new()
         .merge(api)
+        .merge(crate::web::routes())
         .route(
             "/api/openapi.json",
             get(move || {

@@ -25,7 +25,7 @@ use gateway::auth::Role;
 use crate::support::{TestServer, code};
 
 /// Every operation the router serves, as the OpenAPI document must list it.
-const OPERATIONS: [(&str, &str); 14] = [
+const OPERATIONS: [(&str, &str); 30] = [
     ("post", "/api/v1/visitors"),
     ("get", "/api/v1/me"),
     ("post", "/api/v1/customers"),
@@ -40,6 +40,22 @@ const OPERATIONS: [(&str, &str); 14] = [
     ("get", "/api/v1/rules"),
     ("put", "/api/v1/rules"),
     ("post", "/api/v1/inbound"),
+    ("get", "/api/v1/customers/{id}/view"),
+    ("post", "/api/v1/tickets"),
+    ("get", "/api/v1/tickets"),
+    ("get", "/api/v1/tickets/{id}"),
+    ("patch", "/api/v1/tickets/{id}"),
+    ("get", "/api/v1/kb/search"),
+    ("get", "/api/v1/kb/articles"),
+    ("get", "/api/v1/kb/articles/{id}"),
+    ("put", "/api/v1/kb/articles/{id}"),
+    ("delete", "/api/v1/kb/articles/{id}"),
+    ("get", "/api/v1/templates"),
+    ("put", "/api/v1/templates/{id}"),
+    ("delete", "/api/v1/templates/{id}"),
+    ("get", "/api/v1/sessions/{id}/suggestions"),
+    ("get", "/api/v1/sessions/{id}/diagnostics"),
+    ("get", "/api/v1/wallboard"),
 ];
 
 #[tokio::test]

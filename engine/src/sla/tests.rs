@@ -438,3 +438,44 @@ fn judging_one_session_agrees_with_the_report() {
         assert_eq!(got, expected, "{:?} {:?}", session.state, session.times);
     }
 }
+
+#[test]
+fn the_live_tally_agrees_with_the_report() {
+    use Channel::Web;
+    let group = support();
+    let sessions: Vec<Session> = [5.0, 29.0, 31.0, 70.0]
+        .map(|wait| answered(Web, s(wait)))
+        .into_iter()
+        .chain([
+            abandoned(Web, s(12.0)),
+            abandoned(Web, s(3.0)),
+            waiting(Web),
+        ])
+        .collect();
+    let mut tally = SlaTally::default();
+    for session in &sessions {
+        tally.entered();
+        tally.add(&judge(session, &group).expect("every contact queued"));
+    }
+    let report = SlaReport::from_sessions(&group, &sessions).total;
+    assert_eq!(
+        (
+            tally.n_entered,
+            tally.n_answered,
+            tally.n_answered_within,
+            tally.n_abandoned,
+            tally.n_short_abandoned
+        ),
+        (
+            report.n_entered,
+            report.n_answered,
+            report.n_answered_within,
+            report.n_abandoned,
+            report.n_short_abandoned
+        ),
+    );
+    // 2 within of (4 answered + 2 abandoned - 1 short).
+    assert_eq!(tally.service_level(), Some(2.0 / 5.0));
+    assert_eq!(tally.service_level(), report.service_level);
+    assert_eq!(SlaTally::default().service_level(), None);
+}

@@ -53,6 +53,10 @@ pub struct ServerConfig {
     /// The admin listener (`/metrics` for Prometheus): loopback by default,
     /// apart from the public one.
     pub admin_listen: SocketAddr,
+    /// Serve the web pages (`/desktop`, `/chat`) from this folder instead of
+    /// the copies built into the binary, so a page edit shows on reload;
+    /// empty = built in.
+    pub web_dir: PathBuf,
 }
 
 impl Default for ServerConfig {
@@ -61,6 +65,7 @@ impl Default for ServerConfig {
             listen: "127.0.0.1:8080".parse().expect("valid default address"),
             shutdown_grace_ms: 5_000,
             admin_listen: "127.0.0.1:9464".parse().expect("valid default address"),
+            web_dir: PathBuf::new(),
         }
     }
 }

@@ -16,6 +16,8 @@
 //! | `GET /api/v1/sessions/{id}/suggestions` | staff who may read the session |
 //! | `GET /api/v1/sessions` | any token, each sees their own (see [`sessions`]) |
 //! | `GET /api/v1/sessions/{id}` | [`crate::access::Caller::check_session_read`] |
+//! | `GET /api/v1/sessions/{id}/diagnostics` | experts, supervisors, admins who may read the session (see [`desk`]) |
+//! | `GET /api/v1/wallboard` | supervisors (their groups), admins |
 //! | `GET /api/v1/agents` | staff |
 //! | `GET /api/v1/agents/{id}` | the agent, supervisors of their groups, admins |
 //! | `GET /api/v1/groups` | staff |
@@ -31,6 +33,7 @@
 
 pub mod agents;
 pub mod customers;
+pub mod desk;
 pub mod extract;
 pub mod groups;
 pub mod inbound;
@@ -122,6 +125,8 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(knowledge::suggestions))
         .routes(routes!(sessions::list_sessions))
         .routes(routes!(sessions::get_session))
+        .routes(routes!(desk::diagnostics))
+        .routes(routes!(desk::wallboard))
         .routes(routes!(agents::list_agents))
         .routes(routes!(agents::get_agent))
         .routes(routes!(groups::list_groups))

@@ -1,0 +1,380 @@
+// One conversation on the desktop: its messages (deduplicated by seq, own
+// messages shown at once and marked delivered on their ack), the customer's
+// typing, reply suggestions while the agent types (click, or Alt+1..3), and
+// the transfer, wrap-up and close actions.
+
+import { announce, clear, formatTime, h, uniqueId } from "./dom.js";
+
+const DISPOSITIONS = ["resolved", "follow_up", "escalated", "info", "other"];
+
+export class SessionCard {
+  constructor(ctx, id, info) {
+    this.ctx = ctx;
+    this.id = id;
+    this.info = { ...info };
+    this.state = info.state || "offered";
+    this.seen = new Set();
+    this.shown = false;
+    this.lastTypingSent = 0;
+    this.typingTimer = null;
+    this.suggestTimer = null;
+    this.suggestions = [];
+    this.build();
+  }
+
+  merge(info) {
+    for (const [key, value] of Object.entries(info || {})) {
+      if (value !== undefined && value !== null) this.info[key] = value;
+    }
+    if (info && info.state) this.state = info.state;
+    this.renderHeader();
+  }
+
+  get customerName() {
+    const customer = this.info.customer || {};
+    return customer.display_name || customer.id || "";
+  }
+
+  build() {
+    const t = this.ctx.t;
+    const inputId = `composer-${this.id}`;
+    this.messages = h("ol", { class: "messages", "aria-live": "polite", "aria-label": t("conversations") });
+    this.typing = h("p", { class: "typing muted", "aria-live": "polite" });
+    this.input = h("textarea", { id: inputId, class: "composer-input", rows: 2 });
+    this.inputLabel = h("label", { class: "visually-hidden", for: inputId });
+    this.sendButton = h("button", { class: "primary send", type: "submit" });
+    this.suggestList = h("ul", { class: "suggestions", "aria-live": "polite" });
+    this.suggestLabel = h("p", { class: "suggest-title muted" });
+    this.form = h("form", { class: "composer" }, this.inputLabel, this.input, this.sendButton);
+    this.transferSelect = h("select", { class: "transfer-target" });
+    this.transferLabel = h("label", { class: "visually-hidden" });
+    this.transferButton = h("button", { class: "transfer", type: "button" });
+    this.disposition = h("select", { class: "disposition" });
+    this.dispositionLabel = h("label", { class: "visually-hidden" });
+    this.note = h("input", { class: "wrap-note" });
+    this.wrapButton = h("button", { class: "wrap-up", type: "button" });
+    this.closeButton = h("button", { class: "danger close", type: "button" });
+    this.dismissButton = h("button", { class: "dismiss", type: "button", hidden: true });
+    this.header = h("header", { class: "session-head" });
+    this.actions = h("div", { class: "session-actions" },
+      h("div", { class: "action-row" }, this.transferLabel, this.transferSelect, this.transferButton),
+      h("div", { class: "action-row" }, this.dispositionLabel, this.disposition, this.note, this.wrapButton, this.closeButton, this.dismissButton));
+    this.element = h("section", { class: "session panel", dataset: { session: this.id }, hidden: true, tabindex: -1 },
+      this.header, this.messages, this.typing, this.suggestLabel, this.suggestList, this.form, this.actions);
+    this.element.addEventListener("focusin", () => { if (this.ctx.activeId !== this.id) this.ctx.setActive(this.id); });
+    this.element.addEventListener("click", () => { if (this.ctx.activeId !== this.id) this.ctx.setActive(this.id); });
+    this.form.addEventListener("submit", (event) => { event.preventDefault(); this.sendMessage(); });
+    this.input.addEventListener("keydown", (event) => this.onKey(event));
+    this.input.addEventListener("input", () => this.onInput());
+    this.transferButton.addEventListener("click", () => this.transfer());
+    this.wrapButton.addEventListener("click", () => this.finish("wrap_up"));
+    this.closeButton.addEventListener("click", () => this.finish("close"));
+    this.dismissButton.addEventListener("click", () => this.ctx.removeCard(this.id));
+    this.relabel();
+    this.fillTransferTargets();
+  }
+
+  // Texts that depend on the language.
+  relabel() {
+    const t = this.ctx.t;
+    this.inputLabel.textContent = t("message_input", { name: this.customerName });
+    this.input.placeholder = t("message_input", { name: this.customerName });
+    this.sendButton.textContent = t("send");
+    this.suggestLabel.textContent = `${t("suggestions")} (${t("suggestion_key", { n: "1–3" })})`;
+    this.transferLabel.textContent = t("transfer_to");
+    this.transferSelect.setAttribute("aria-label", t("transfer_to"));
+    this.transferButton.textContent = t("transfer");
+    this.dispositionLabel.textContent = t("disposition");
+    this.disposition.setAttribute("aria-label", t("disposition"));
+    const chosen = this.disposition.value;
+    clear(this.disposition);
+    for (const value of DISPOSITIONS) this.disposition.append(h("option", { value }, t(`disp_${value}`)));
+    if (chosen) this.disposition.value = chosen;
+    this.note.placeholder = t("note");
+    this.note.setAttribute("aria-label", t("note"));
+    this.wrapButton.textContent = t("wrap_up");
+    this.closeButton.textContent = t("close");
+    this.dismissButton.textContent = t("dismiss");
+    this.fillTransferTargets();
+    this.renderHeader();
+    for (const item of this.messages.querySelectorAll("li[data-state]")) this.renderDelivery(item);
+    this.renderSuggestions();
+  }
+
+  fillTransferTargets() {
+    const t = this.ctx.t;
+    const chosen = this.transferSelect.value;
+    clear(this.transferSelect);
+    const groups = h("optgroup", { label: t("to_group") });
+    for (const group of this.ctx.groups) groups.append(h("option", { value: `group:${group.id}` }, group.display_name || group.id));
+    const agents = h("optgroup", { label: t("to_agent") });
+    for (const agent of this.ctx.agents) agents.append(h("option", { value: `agent:${agent.id}` }, agent.display_name));
+    this.transferSelect.append(groups, agents);
+    if (chosen) this.transferSelect.value = chosen;
+  }
+
+  renderHeader() {
+    if (!this.header) return;
+    const t = this.ctx.t;
+    const customer = this.info.customer || {};
+    const channel = this.info.channel || "";
+    clear(this.header).append(
+      h("h3", { class: "customer-name" }, this.customerName),
+      customer.tier === "vip" ? h("span", { class: "badge vip" }, "VIP") : null,
+      h("span", { class: "badge channel", dataset: { channel } }, this.ctx.channelName(channel)),
+      h("span", { class: "badge session-state", dataset: { state: this.state } }, t(`state_${this.state}`)));
+    const ended = ["closed", "transferred", "abandoned"].includes(this.state);
+    this.input.disabled = ended || this.state === "offered";
+    this.sendButton.disabled = this.input.disabled;
+    this.transferButton.disabled = this.state !== "assigned";
+    this.wrapButton.disabled = this.state !== "assigned";
+    this.closeButton.disabled = !["assigned", "wrap_up"].includes(this.state);
+    this.dismissButton.hidden = !ended;
+  }
+
+  show() {
+    if (this.shown) return;
+    this.shown = true;
+    this.element.hidden = false;
+    document.getElementById("no-sessions").hidden = true;
+  }
+
+  setActive(active) {
+    this.element.classList.toggle("active", active);
+    this.element.setAttribute("aria-current", active ? "true" : "false");
+  }
+
+  // A frame of this session: an event (with seq), an ack, or typing.
+  addEvent(frame) {
+    if (frame.type === "ack") return this.onAck(frame);
+    if (frame.type === "typing") return this.onTyping(frame);
+    if (this.seen.has(frame.seq)) return;
+    this.seen.add(frame.seq);
+    const t = this.ctx.t;
+    switch (frame.type) {
+      case "message": this.addMessage(frame); break;
+      case "offer":
+        this.merge({ customer: frame.customer, channel: frame.channel, group: frame.group });
+        this.setState("offered");
+        break;
+      case "queued": this.system(frame, t("queued_in", { group: frame.group || "" })); break;
+      case "assigned":
+        if (frame.agent === this.ctx.agent.id) this.setState("assigned");
+        this.system(frame, t("assigned_to", { name: frame.agent_name }));
+        break;
+      case "transferred":
+        if (frame.from === this.ctx.agent.id) this.setState("transferred");
+        this.system(frame, t("transferred"));
+        break;
+      case "wrap_up": this.setState("wrap_up"); this.system(frame, t("wrapped_up")); break;
+      case "closed": this.setState("closed"); this.system(frame, t("closed")); break;
+      case "abandoned": this.setState("abandoned"); this.system(frame, t("abandoned")); break;
+      case "rated": this.system(frame, t("rated", { score: frame.score, comment: frame.comment || "" })); break;
+      default: break;
+    }
+  }
+
+  setState(state) {
+    this.state = state;
+    this.renderHeader();
+  }
+
+  system(frame, text) {
+    this.insert(h("li", { class: "msg system", dataset: { seq: frame.seq, type: frame.type } },
+      h("span", { class: "body" }, text), " ", h("time", { class: "muted" }, formatTime(frame.at, this.ctx.i18n.lang))));
+  }
+
+  addMessage(frame) {
+    const mine = frame.sender === `agent:${this.ctx.agent.id}`;
+    const pending = frame.client_message_id
+      ? this.messages.querySelector(`li[data-client-id="${CSS.escape(frame.client_message_id)}"]`)
+      : null;
+    const item = this.messageItem(frame, mine);
+    if (pending) {
+      pending.replaceWith(item);
+      this.reorder(item);
+    } else {
+      this.insert(item);
+    }
+    if (frame.sender === "customer") {
+      this.typing.textContent = "";
+      if (!this.input.value.trim()) this.suggest("");
+    }
+  }
+
+  messageItem(frame, mine) {
+    const t = this.ctx.t;
+    const who = frame.sender === "customer" ? this.customerName
+      : mine ? t("you") : frame.sender === "system" ? t("system") : frame.sender.replace(/^agent:/, "");
+    const item = h("li", {
+      class: `msg ${mine ? "mine" : ""}`,
+      dataset: { seq: frame.seq ?? "", sender: frame.sender.startsWith("agent:") ? "agent" : frame.sender, clientId: frame.client_message_id || "" },
+    },
+    h("div", { class: "body" }, frame.body),
+    h("div", { class: "meta" },
+      h("span", {}, who),
+      frame.channel ? h("span", {}, this.ctx.channelName(frame.channel)) : null,
+      h("time", {}, formatTime(frame.at ?? Date.now(), this.ctx.i18n.lang))));
+    if (mine) {
+      item.dataset.state = frame.seq === undefined ? "sending" : "sent";
+      this.renderDelivery(item);
+    }
+    return item;
+  }
+
+  renderDelivery(item) {
+    let state = item.querySelector(".state");
+    if (!state) {
+      state = h("span", { class: "state" });
+      item.querySelector(".meta").append(state);
+    }
+    state.dataset.state = item.dataset.state;
+    state.textContent = this.ctx.t(item.dataset.state);
+  }
+
+  // Keeps messages in seq order; pending ones (no seq yet) stay last.
+  insert(item) {
+    const seq = Number(item.dataset.seq);
+    if (item.dataset.seq !== "" && item.dataset.seq !== undefined) {
+      const after = [...this.messages.children].find((other) => other.dataset.seq !== "" && Number(other.dataset.seq) > seq);
+      if (after) { this.messages.insertBefore(item, after); this.scroll(); return; }
+      const firstPending = [...this.messages.children].find((other) => other.dataset.seq === "");
+      if (firstPending) { this.messages.insertBefore(item, firstPending); this.scroll(); return; }
+    }
+    this.messages.append(item);
+    this.scroll();
+  }
+
+  reorder(item) {
+    item.remove();
+    this.insert(item);
+  }
+
+  scroll() {
+    this.messages.scrollTop = this.messages.scrollHeight;
+  }
+
+  onAck(frame) {
+    const item = this.messages.querySelector(`li[data-client-id="${CSS.escape(frame.client_message_id || "")}"]`);
+    if (item && item.dataset.state === "sending") {
+      item.dataset.state = "sent";
+      this.renderDelivery(item);
+    }
+  }
+
+  onTyping(frame) {
+    if (frame.sender !== "customer") return;
+    this.typing.textContent = this.ctx.t("typing", { name: this.customerName });
+    clearTimeout(this.typingTimer);
+    this.typingTimer = setTimeout(() => { this.typing.textContent = ""; }, 4000);
+  }
+
+  async sendMessage() {
+    const body = this.input.value.trim();
+    if (!body) return;
+    const client_message_id = uniqueId("a");
+    const item = this.messageItem({ sender: `agent:${this.ctx.agent.id}`, body, client_message_id, at: Date.now() }, true);
+    this.insert(item);
+    this.input.value = "";
+    this.clearSuggestions();
+    try {
+      await this.ctx.link.request({ type: "message", session: this.id, client_message_id, body });
+      if (item.dataset.state === "sending") { item.dataset.state = "sent"; this.renderDelivery(item); }
+    } catch (err) {
+      item.dataset.state = "failed";
+      this.renderDelivery(item);
+      item.title = err.message;
+      announce(this.ctx.t("error", { message: err.message }));
+    }
+  }
+
+  onKey(event) {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      this.sendMessage();
+      return;
+    }
+    if (event.altKey && /^[1-3]$/.test(event.key)) {
+      const chosen = this.suggestions[Number(event.key) - 1];
+      if (chosen) {
+        event.preventDefault();
+        this.useSuggestion(chosen);
+      }
+    }
+  }
+
+  onInput() {
+    const now = Date.now();
+    if (this.state === "assigned" && now - this.lastTypingSent > 3000) {
+      this.lastTypingSent = now;
+      this.ctx.link.send({ type: "typing", session: this.id });
+    }
+    clearTimeout(this.suggestTimer);
+    this.suggestTimer = setTimeout(() => this.suggest(this.input.value.trim()), 250);
+  }
+
+  async suggest(text) {
+    if (["closed", "transferred", "abandoned", "offered"].includes(this.state)) return;
+    try {
+      const list = await this.ctx.api("GET", `/sessions/${this.id}/suggestions?text=${encodeURIComponent(text)}&limit=3`);
+      this.suggestions = list.suggestions.slice(0, 3);
+    } catch (err) {
+      this.suggestions = [];
+    }
+    this.renderSuggestions();
+  }
+
+  renderSuggestions() {
+    if (!this.suggestList) return;
+    clear(this.suggestList);
+    this.suggestLabel.hidden = this.suggestions.length === 0;
+    this.suggestions.forEach((suggestion, index) => {
+      this.suggestList.append(h("li", {},
+        h("button", {
+          type: "button",
+          class: "suggestion",
+          dataset: { templateId: suggestion.template_id },
+          "aria-keyshortcuts": `Alt+${index + 1}`,
+          onclick: () => this.useSuggestion(suggestion),
+        }, h("kbd", {}, `${index + 1}`), " ", h("span", { class: "suggestion-text" }, suggestion.text))));
+    });
+  }
+
+  clearSuggestions() {
+    this.suggestions = [];
+    this.renderSuggestions();
+  }
+
+  useSuggestion(suggestion) {
+    this.input.value = suggestion.text;
+    this.input.focus();
+    this.clearSuggestions();
+  }
+
+  // Puts text at the end of the draft (knowledge-base answers).
+  insertText(text) {
+    this.input.value = this.input.value.trim() ? `${this.input.value.trim()}\n${text}` : text;
+    this.input.focus();
+  }
+
+  async transfer() {
+    const [kind, target] = this.transferSelect.value.split(/:(.*)/s);
+    if (!target) return;
+    try {
+      await this.ctx.link.request({ type: "transfer", session: this.id, [kind]: target });
+    } catch (err) {
+      announce(this.ctx.t("error", { message: err.message }));
+    }
+  }
+
+  async finish(type) {
+    const disposition = this.ctx.t(`disp_${this.disposition.value}`);
+    const note = this.note.value.trim();
+    const summary = note ? `[${disposition}] ${note}` : `[${disposition}]`;
+    try {
+      await this.ctx.link.request({ type, session: this.id, summary });
+    } catch (err) {
+      announce(this.ctx.t("error", { message: err.message }));
+    }
+  }
+}
