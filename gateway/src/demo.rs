@@ -174,6 +174,8 @@ pub fn banner(
     let hours = ttl_secs / 3600;
     let mut lines = vec![
         format!("switchboard is running on {http}"),
+        format!("  agent desktop    {http}/desktop  (sign in with an agent or supervisor token)"),
+        format!("  customer chat    {http}/chat"),
         format!("  REST API         {http}/api/v1  (OpenAPI: {http}/api/openapi.json)"),
         format!("  customer socket  {ws}/ws/customer?token=<customer token>"),
         format!("  agent socket     {ws}/ws/agent?token=<agent token>"),
@@ -199,7 +201,22 @@ pub fn banner(
         lines.push(format!("  {who}:\n    {}", token(sub, role)));
     }
     lines.push(String::new());
-    lines.push("Try it (websocat, or any WebSocket client):".into());
+    lines.push("Try it in a browser (each link signs in; open them in separate windows):".into());
+    lines.push(format!(
+        "  agent Chen Jie       {http}/desktop?token={}",
+        token("chen.jie", Role::Agent)
+    ));
+    lines.push(format!(
+        "  supervisor Wang Min  {http}/desktop?token={}",
+        token("wang.min", Role::Supervisor)
+    ));
+    lines.push(format!(
+        "  customer Emma Lee    {http}/chat?token={}",
+        token("cust-003", Role::Customer)
+    ));
+    lines.push(format!("  a new web visitor    {http}/chat"));
+    lines.push(String::new());
+    lines.push("Or over a WebSocket (websocat, or any client):".into());
     lines.push(format!(
         "  websocat '{ws}/ws/agent?token=<li.na token>'   then send {{\"type\":\"hello\"}} and {{\"type\":\"presence\",\"state\":\"available\"}}"
     ));

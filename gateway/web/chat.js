@@ -328,9 +328,11 @@ function nearBottom() {
 
 // Whether the list follows new content: true until the user scrolls up.
 let stuck = true;
+let autoScrollTop = -1; // where scrollDown() left it, to tell our scrolls from the user's
 
 function scrollDown() {
   els.messages.scrollTop = els.messages.scrollHeight;
+  autoScrollTop = els.messages.scrollTop;
   stuck = true;
 }
 
@@ -1027,9 +1029,12 @@ function wire() {
 
   // Keep the newest message in view while the list grows or shrinks (rating
   // form, typing line, keyboard), unless the user scrolled up to read.
-  els.messages.addEventListener("scroll", () => { stuck = nearBottom(); }, { passive: true });
+  els.messages.addEventListener("scroll", () => {
+    if (Math.abs(els.messages.scrollTop - autoScrollTop) < 1) return;
+    stuck = nearBottom();
+  }, { passive: true });
   if (window.ResizeObserver) {
-    new ResizeObserver(() => { if (stuck) els.messages.scrollTop = els.messages.scrollHeight; }).observe(els.messages);
+    new ResizeObserver(() => { if (stuck) scrollDown(); }).observe(els.messages);
   }
 
   renderConnection();

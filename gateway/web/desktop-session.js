@@ -27,7 +27,7 @@ export class SessionCard {
       if (value !== undefined && value !== null) this.info[key] = value;
     }
     if (info && info.state) this.state = info.state;
-    this.renderHeader();
+    if (info && info.customer && this.input) this.relabel();
   }
 
   get customerName() {
@@ -118,11 +118,13 @@ export class SessionCard {
     const t = this.ctx.t;
     const customer = this.info.customer || {};
     const channel = this.info.channel || "";
-    clear(this.header).append(
+    const parts = [
       h("h3", { class: "customer-name" }, this.customerName),
       customer.tier === "vip" ? h("span", { class: "badge vip" }, "VIP") : null,
       h("span", { class: "badge channel", dataset: { channel } }, this.ctx.channelName(channel)),
-      h("span", { class: "badge session-state", dataset: { state: this.state } }, t(`state_${this.state}`)));
+      h("span", { class: "badge session-state", dataset: { state: this.state } }, t(`state_${this.state}`)),
+    ];
+    clear(this.header).append(...parts.filter(Boolean));
     const ended = ["closed", "transferred", "abandoned"].includes(this.state);
     this.input.disabled = ended || this.state === "offered";
     this.sendButton.disabled = this.input.disabled;

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 /// The key WebDriver uses for element references.
-const ELEMENT_KEY: &str = "element-6066-11e4-a52f-4f735466cecf";
+const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// How long a wait lasts before the test fails.
 pub const WAIT: Duration = Duration::from_secs(15);
@@ -216,10 +216,17 @@ impl Browser {
 
     async fn element(&self, css: &str) -> String {
         self.wait_visible(css).await;
+        self.find(css).await
+    }
+
+    async fn find(&self, css: &str) -> String {
         let found = self
             .command("element", json!({"using": "css selector", "value": css}))
             .await;
-        found[ELEMENT_KEY].as_str().unwrap().to_string()
+        found[ELEMENT_KEY]
+            .as_str()
+            .unwrap_or_else(|| panic!("no element `{css}`: {found}"))
+            .to_string()
     }
 
     /// Clicks the first element matching `css` (waiting for it).
@@ -228,28 +235,19 @@ impl Browser {
         self.command(&format!("element/{id}/click"), json!({})).await;
     }
 
+    /// Picks `value` in the `<select>` matching `css`, as a click on the option does.
+    pub async fn choose(&self, css: &str, value: &str) {
+        self.wait_visible(css).await;
+        let option = self.find(&format!("{css} option[value='{value}']")).await;
+        self.command(&format!("element/{option}/click"), json!({}))
+            .await;
+    }
+
     /// Types `text` into the element (keys like [`ENTER`] included).
     pub async fn type_text(&self, css: &str, text: &str) {
         let id = self.element(css).await;
         self.command(&format!("element/{id}/value"), json!({"text": text}))
             .await;
-    }
-
-    /// Empties an input or textarea.
-    pub async fn clear(&self, css: &str) {
-        let id = self.element(css).await;
-        self.command(&format!("element/{id}/clear"), json!({})).await;
-    }
-
-    /// The visible text of every element matching `css`.
-    pub async fn texts(&self, css: &str) -> Vec<String> {
-        let value = self
-            .exec(
-                "return [...document.querySelectorAll(arguments[0])].map(el => el.innerText);",
-                json!([css]),
-            )
-            .await;
-        serde_json::from_value(value).unwrap()
     }
 
     /// Writes a PNG of the window to `path`.

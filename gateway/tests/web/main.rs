@@ -1,0 +1,316 @@
+//! The agent desktop (`/desktop`) and the customer chat (`/chat`) in a real
+//! headless Chromium driven through chromedriver, both pages at once against
+//! a real server: the conversation, live ticket sync, reply suggestions,
+//! Chinese knowledge-base search, the role layouts and resuming after a
+//! reload. The tests write the screenshots the README shows
+//! (`docs/screenshots/`).
+
+#[path = "../common/mod.rs"]
+mod common;
+mod webdriver;
+
+use std::path::PathBuf;
+
+use gateway::auth::Role;
+use serde_json::{Value, json};
+
+use crate::common::{TestServer, session_of};
+use crate::webdriver::{Browser, Driver, ENTER};
+
+/// The brief's example: typing this offers [`ORDER_DELAY_REPLY`] first.
+const ORDER_DELAY: &str = "订单延迟";
+const ORDER_DELAY_REPLY: &str = "您的订单因物流原因延迟,预计3天内送达,我们已为您优先处理。";
+
+/// Where the README's screenshots live.
+fn screenshot(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../docs/screenshots")
+        .join(name)
+}
+
+/// A server whose offers wait long enough for a person (or a test) to click.
+async fn server() -> TestServer {
+    TestServer::start(|config| {
+        config.routing.offer_timeout_ms = 60_000;
+        config.routing.queue_update_ms = 500;
+    })
+    .await
+}
+
+/// Opens the desktop signed in as `agent` and waits for the socket.
+async fn open_desktop(browser: &Browser, server: &TestServer, agent: &str, role: Role) {
+    let token = server.token(agent, role);
+    browser
+        .goto(&server.http_url(&format!("/desktop?token={token}")))
+        .await;
+    browser.wait_visible("#connection[data-state='open']").await;
+}
+
+/// Sets the desktop's presence to available.
+async fn go_available(browser: &Browser) {
+    browser.choose("#presence-select", "available").await;
+    browser.click("#presence-apply").await;
+    browser
+        .wait_visible("#presence-state[data-state='available']")
+        .await;
+}
+
+/// Opens the chat as `customer` and waits for the socket.
+async fn open_chat(browser: &Browser, server: &TestServer, customer: &str) {
+    let token = server.token(customer, Role::Customer);
+    browser
+        .goto(&server.http_url(&format!("/chat?token={token}")))
+        .await;
+    browser.wait_visible("#connection[data-state='open']").await;
+}
+
+/// Every message of the chat, in order: (sender, seq, text).
+async fn chat_messages(browser: &Browser) -> Vec<(String, String, String)> {
+    let value = browser
+        .exec(
+            "return [...document.querySelectorAll('#messages li.msg:not(.system)')].map(li => \
+             [li.dataset.sender || '', li.dataset.seq || '', li.querySelector('.body').innerText]);",
+            json!([]),
+        )
+        .await;
+    serde_json::from_value(value).unwrap()
+}
+
+/// Whether the page has an element matching `css` at all.
+async fn present(browser: &Browser, css: &str) -> bool {
+    browser
+        .exec("return document.querySelector(arguments[0]) !== null", json!([css]))
+        .await
+        == json!(true)
+}
+
+fn lang(value: Value) -> String {
+    value.as_str().unwrap_or_default().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_from_chat_to_desktop_with_live_tickets_and_resume() {
+    let server = server().await;
+    let driver = Driver::start().await;
+    let desktop = driver.browser("zh-CN", 1500, 1000).await;
+    let chat = driver.browser("en-US", 420, 860).await;
+
+    open_desktop(&desktop, &server, "chen.jie", Role::Agent).await;
+    assert_eq!(
+        lang(desktop.exec("return document.documentElement.lang", json!([])).await),
+        "zh-CN",
+        "a browser preferring Chinese gets the Chinese desktop"
+    );
+    go_available(&desktop).await;
+    open_chat(&chat, &server, "cust-003").await;
+    assert_eq!(
+        lang(chat.exec("return document.documentElement.lang", json!([])).await),
+        "en",
+        "a browser preferring English gets the English chat"
+    );
+
+    // The customer writes; the agent gets the offer with a countdown, accepts.
+    chat.type_text("#message-input", "Hello, where is my order #20231020?")
+        .await;
+    chat.click("#send-button").await;
+    chat.wait_visible("#messages li.msg[data-sender='customer'] .state[data-state='sent']")
+        .await;
+    desktop.wait_visible("#offers li.offer .countdown").await;
+    desktop.wait_text("#offers li.offer", "Emma Lee").await;
+    desktop.click("#offers li.offer button.accept").await;
+    desktop
+        .wait_visible("section.session .session-state[data-state='assigned']")
+        .await;
+    desktop
+        .wait_text("section.session .messages", "where is my order")
+        .await;
+    desktop.wait_text("#customer-body", "Emma Lee").await;
+    desktop.wait_visible("#customer-tickets li[data-ticket-id]").await;
+    chat.wait_text("#agent-name", "Chen Jie").await;
+
+    // The agent replies with Enter; the customer sees it.
+    desktop
+        .type_text(
+            "section.session textarea.composer-input",
+            &format!("Hello Emma, let me check that for you.{ENTER}"),
+        )
+        .await;
+    desktop
+        .wait_visible("section.session li.msg.mine .state[data-state='sent']")
+        .await;
+    chat.wait_text("#messages li.msg[data-sender='agent']", "let me check")
+        .await;
+
+    // Typing the brief's words offers the brief's template first; one click inserts it.
+    desktop
+        .type_text("section.session textarea.composer-input", ORDER_DELAY)
+        .await;
+    desktop
+        .wait_text("section.session .suggestions li:first-child .suggestion", ORDER_DELAY_REPLY)
+        .await;
+    desktop
+        .click("section.session .suggestions li:first-child .suggestion")
+        .await;
+    let draft = desktop
+        .exec(
+            "return document.querySelector('section.session textarea.composer-input').value",
+            json!([]),
+        )
+        .await;
+    assert_eq!(draft, ORDER_DELAY_REPLY);
+    desktop
+        .type_text("section.session textarea.composer-input", ENTER)
+        .await;
+    chat.wait_text("#messages li.msg[data-sender='agent']", ORDER_DELAY_REPLY)
+        .await;
+
+    // An unspaced Chinese question finds its article.
+    desktop.type_text("#kb-query", "订单一直没发货怎么办").await;
+    desktop.click("#kb-go").await;
+    desktop
+        .wait_visible("#kb-results li[data-article-id='kb-zh-order-delay']")
+        .await;
+    let first_hits = desktop
+        .exec(
+            "return [...document.querySelectorAll('#kb-results li[data-article-id]')].slice(0, 3).map(li => li.dataset.articleId)",
+            json!([]),
+        )
+        .await;
+    assert!(
+        first_hits.to_string().contains("kb-zh-order-delay"),
+        "{first_hits}"
+    );
+
+    // A ticket set to solved in the desktop turns solved on the customer's page, with no reload.
+    chat.exec("window.notReloaded = true", json!([])).await;
+    let pending = chat
+        .wait(
+            "the customer's pending ticket",
+            "const li = document.querySelector('#tickets li[data-status=\"pending\"]'); return li && li.dataset.ticketId;",
+            json!([]),
+        )
+        .await;
+    let ticket = pending.as_str().unwrap().to_string();
+    desktop
+        .choose(
+            &format!("select.ticket-status[data-ticket-id='{ticket}']"),
+            "solved",
+        )
+        .await;
+    chat.wait_visible(&format!(
+        "#tickets li[data-ticket-id='{ticket}'][data-status='solved']"
+    ))
+    .await;
+    assert_eq!(chat.exec("return window.notReloaded === true", json!([])).await, true);
+
+    // A ticket created from the session appears on the customer's page live.
+    desktop.type_text("#ticket-subject", "订单 #20231020 物流延迟").await;
+    desktop
+        .type_text("#ticket-description", "客户询问订单何时送达,已联系物流加急。")
+        .await;
+    desktop.click("#ticket-create").await;
+    chat.wait_text("#tickets", "订单 #20231020 物流延迟").await;
+
+    desktop.screenshot(&screenshot("desktop.png")).await;
+    chat.screenshot(&screenshot("chat.png")).await;
+
+    // A reload of the chat, with an agent message sent meanwhile, shows the
+    // whole conversation again, exactly once.
+    let before = chat_messages(&chat).await;
+    assert_eq!(before.len(), 3, "{before:?}");
+    chat.reload().await;
+    desktop
+        .type_text(
+            "section.session textarea.composer-input",
+            &format!("Anything else I can help with?{ENTER}"),
+        )
+        .await;
+    chat.wait_visible("#connection[data-state='open']").await;
+    chat.wait_text("#messages li.msg[data-sender='agent']", "Anything else")
+        .await;
+    let after = chat_messages(&chat).await;
+    assert_eq!(after.len(), before.len() + 1, "{after:?}");
+    assert_eq!(&after[..before.len()], &before[..], "nothing lost or reordered");
+    let mut seqs: Vec<&String> = after.iter().map(|(_, seq, _)| seq).collect();
+    seqs.dedup();
+    assert_eq!(seqs.len(), after.len(), "no message twice: {after:?}");
+    assert_eq!(chat.exec("return window.notReloaded === true", json!([])).await, false);
+
+    // Wrap-up opens the rating; the agent sees the score.
+    desktop.click("section.session button.wrap-up").await;
+    chat.wait_visible("#rating button[data-score='5']").await;
+    chat.click("#rating button[data-score='5']").await;
+    chat.click("#rating-submit").await;
+    chat.wait_visible("#rating-done").await;
+    desktop
+        .wait_visible("section.session li.msg.system[data-type='rated']")
+        .await;
+
+    desktop.quit().await;
+    chat.quit().await;
+    server.server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_three_role_layouts_differ() {
+    let server = server().await;
+    let driver = Driver::start().await;
+    let junior = driver.browser("en-US", 1500, 1000).await;
+    let expert = driver.browser("en-US", 1500, 1000).await;
+    let supervisor = driver.browser("zh-CN", 1500, 1000).await;
+    open_desktop(&junior, &server, "chen.jie", Role::Agent).await;
+    open_desktop(&expert, &server, "zhang.wei", Role::Agent).await;
+    open_desktop(&supervisor, &server, "wang.min", Role::Supervisor).await;
+
+    // The expert takes a web conversation (default group: zhang.wei is the
+    // only available member).
+    go_available(&expert).await;
+    let mut customer = server.customer("cust-003").await;
+    customer.hello(json!({})).await;
+    let ack = customer
+        .say(json!({}), "c-1", "My parcel is late, 快递还没到")
+        .await;
+    let session = session_of(&ack);
+    expert
+        .click(&format!("#offers li.offer[data-session='{session}'] button.accept"))
+        .await;
+    expert
+        .wait_visible("section.session .session-state[data-state='assigned']")
+        .await;
+
+    // Junior: the basic ticket entry only.
+    assert!(present(&junior, "#ticket-form #ticket-subject").await);
+    assert!(!present(&junior, "#ticket-priority").await);
+    assert!(!present(&junior, "#diagnostics").await);
+    assert!(!present(&junior, "#wallboard").await);
+    // Expert: diagnostics with the timeline and the routing decision.
+    assert!(present(&expert, "#ticket-priority").await);
+    assert!(!present(&expert, "#wallboard").await);
+    expert.wait_text("#routing-rule", "everyone_else").await;
+    expert
+        .wait_visible("#routing-steps li[data-group='default']")
+        .await;
+    expert.wait_visible("#timeline li[data-type='offer']").await;
+    expert.wait_visible("#timeline li[data-type='assigned']").await;
+    // Supervisor: the wallboard with queues, agents by state and service level.
+    assert!(present(&supervisor, "#diagnostics").await);
+    supervisor
+        .wait_visible("#wallboard tr[data-group='default'] .service-level")
+        .await;
+    supervisor
+        .wait_text("#wallboard tr[data-group='default'] .service-level", "100%")
+        .await;
+    supervisor
+        .wait_visible("#wallboard-agents li[data-agent='zhang.wei'][data-activity='busy']")
+        .await;
+    supervisor
+        .wait_visible("#wallboard tr[data-group='default'] .by-state .badge[data-state='busy']")
+        .await;
+
+    expert.screenshot(&screenshot("desktop-expert.png")).await;
+    supervisor.screenshot(&screenshot("desktop-supervisor.png")).await;
+    junior.quit().await;
+    expert.quit().await;
+    supervisor.quit().await;
+    server.server.shutdown().await.unwrap();
+}
