@@ -12,6 +12,8 @@
 mod access;
 #[path = "rest/customers.rs"]
 mod customers;
+#[path = "rest/desk.rs"]
+mod desk;
 #[path = "rest/resources.rs"]
 mod resources;
 #[path = "rest/support.rs"]

@@ -79,7 +79,10 @@ async fn chat_messages(browser: &Browser) -> Vec<(String, String, String)> {
 /// Whether the page has an element matching `css` at all.
 async fn present(browser: &Browser, css: &str) -> bool {
     browser
-        .exec("return document.querySelector(arguments[0]) !== null", json!([css]))
+        .exec(
+            "return document.querySelector(arguments[0]) !== null",
+            json!([css]),
+        )
         .await
         == json!(true)
 }
@@ -97,14 +100,21 @@ async fn a_conversation_from_chat_to_desktop_with_live_tickets_and_resume() {
 
     open_desktop(&desktop, &server, "chen.jie", Role::Agent).await;
     assert_eq!(
-        lang(desktop.exec("return document.documentElement.lang", json!([])).await),
+        lang(
+            desktop
+                .exec("return document.documentElement.lang", json!([]))
+                .await
+        ),
         "zh-CN",
         "a browser preferring Chinese gets the Chinese desktop"
     );
     go_available(&desktop).await;
     open_chat(&chat, &server, "cust-003").await;
     assert_eq!(
-        lang(chat.exec("return document.documentElement.lang", json!([])).await),
+        lang(
+            chat.exec("return document.documentElement.lang", json!([]))
+                .await
+        ),
         "en",
         "a browser preferring English gets the English chat"
     );
@@ -125,7 +135,9 @@ async fn a_conversation_from_chat_to_desktop_with_live_tickets_and_resume() {
         .wait_text("section.session .messages", "where is my order")
         .await;
     desktop.wait_text("#customer-body", "Emma Lee").await;
-    desktop.wait_visible("#customer-tickets li[data-ticket-id]").await;
+    desktop
+        .wait_visible("#customer-tickets li[data-ticket-id]")
+        .await;
     chat.wait_text("#agent-name", "Chen Jie").await;
 
     // The agent replies with Enter; the customer sees it.
@@ -146,7 +158,10 @@ async fn a_conversation_from_chat_to_desktop_with_live_tickets_and_resume() {
         .type_text("section.session textarea.composer-input", ORDER_DELAY)
         .await;
     desktop
-        .wait_text("section.session .suggestions li:first-child .suggestion", ORDER_DELAY_REPLY)
+        .wait_text(
+            "section.session .suggestions li:first-child .suggestion",
+            ORDER_DELAY_REPLY,
+        )
         .await;
     desktop
         .click("section.session .suggestions li:first-child .suggestion")
@@ -201,12 +216,21 @@ async fn a_conversation_from_chat_to_desktop_with_live_tickets_and_resume() {
         "#tickets li[data-ticket-id='{ticket}'][data-status='solved']"
     ))
     .await;
-    assert_eq!(chat.exec("return window.notReloaded === true", json!([])).await, true);
+    assert_eq!(
+        chat.exec("return window.notReloaded === true", json!([]))
+            .await,
+        true
+    );
 
     // A ticket created from the session appears on the customer's page live.
-    desktop.type_text("#ticket-subject", "订单 #20231020 物流延迟").await;
     desktop
-        .type_text("#ticket-description", "客户询问订单何时送达,已联系物流加急。")
+        .type_text("#ticket-subject", "订单 #20231020 物流延迟")
+        .await;
+    desktop
+        .type_text(
+            "#ticket-description",
+            "客户询问订单何时送达,已联系物流加急。",
+        )
         .await;
     desktop.click("#ticket-create").await;
     chat.wait_text("#tickets", "订单 #20231020 物流延迟").await;
@@ -230,11 +254,19 @@ async fn a_conversation_from_chat_to_desktop_with_live_tickets_and_resume() {
         .await;
     let after = chat_messages(&chat).await;
     assert_eq!(after.len(), before.len() + 1, "{after:?}");
-    assert_eq!(&after[..before.len()], &before[..], "nothing lost or reordered");
+    assert_eq!(
+        &after[..before.len()],
+        &before[..],
+        "nothing lost or reordered"
+    );
     let mut seqs: Vec<&String> = after.iter().map(|(_, seq, _)| seq).collect();
     seqs.dedup();
     assert_eq!(seqs.len(), after.len(), "no message twice: {after:?}");
-    assert_eq!(chat.exec("return window.notReloaded === true", json!([])).await, false);
+    assert_eq!(
+        chat.exec("return window.notReloaded === true", json!([]))
+            .await,
+        false
+    );
 
     // Wrap-up opens the rating; the agent sees the score.
     desktop.click("section.session button.wrap-up").await;
@@ -272,7 +304,9 @@ async fn the_three_role_layouts_differ() {
         .await;
     let session = session_of(&ack);
     expert
-        .click(&format!("#offers li.offer[data-session='{session}'] button.accept"))
+        .click(&format!(
+            "#offers li.offer[data-session='{session}'] button.accept"
+        ))
         .await;
     expert
         .wait_visible("section.session .session-state[data-state='assigned']")
@@ -291,7 +325,9 @@ async fn the_three_role_layouts_differ() {
         .wait_visible("#routing-steps li[data-group='default']")
         .await;
     expert.wait_visible("#timeline li[data-type='offer']").await;
-    expert.wait_visible("#timeline li[data-type='assigned']").await;
+    expert
+        .wait_visible("#timeline li[data-type='assigned']")
+        .await;
     // Supervisor: the wallboard with queues, agents by state and service level.
     assert!(present(&supervisor, "#diagnostics").await);
     supervisor
@@ -308,7 +344,9 @@ async fn the_three_role_layouts_differ() {
         .await;
 
     expert.screenshot(&screenshot("desktop-expert.png")).await;
-    supervisor.screenshot(&screenshot("desktop-supervisor.png")).await;
+    supervisor
+        .screenshot(&screenshot("desktop-supervisor.png"))
+        .await;
     junior.quit().await;
     expert.quit().await;
     supervisor.quit().await;

@@ -74,7 +74,10 @@ impl Driver {
             if ready.is_some() {
                 return driver;
             }
-            assert!(started.elapsed() < WAIT, "chromedriver did not answer on port {port}");
+            assert!(
+                started.elapsed() < WAIT,
+                "chromedriver did not answer on port {port}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -131,7 +134,10 @@ async fn post(http: &reqwest::Client, url: &str, body: &Value) -> Value {
         .unwrap_or_else(|err| panic!("webdriver {url}: {err}"));
     let status = response.status();
     let answer: Value = response.json().await.unwrap();
-    assert!(status.is_success(), "webdriver {url} {body}: {status} {answer}");
+    assert!(
+        status.is_success(),
+        "webdriver {url} {body}: {status} {answer}"
+    );
     answer["value"].clone()
 }
 
@@ -232,7 +238,8 @@ impl Browser {
     /// Clicks the first element matching `css` (waiting for it).
     pub async fn click(&self, css: &str) {
         let id = self.element(css).await;
-        self.command(&format!("element/{id}/click"), json!({})).await;
+        self.command(&format!("element/{id}/click"), json!({}))
+            .await;
     }
 
     /// Picks `value` in the `<select>` matching `css`, as a click on the option does.
