@@ -10,160 +10,21 @@ import { Link } from "./socket.js";
 import { makeI18n, languagePicker } from "./i18n.js";
 import { h, clear, formatTime, announce, uniqueId, takeTokenFromUrl } from "./dom.js";
 import { makeApi } from "./api.js";
+import { TEXT } from "./chat-text.js";
+import { makeTickets } from "./chat-tickets.js";
+import {
+  KEYS, store, lastSent, saveOutbox, outboxItem, dropFromOutbox, removeKey,
+  bigOf, knownSessions, rememberSession, tokenSubject, adoptCustomer,
+} from "./chat-store.js";
 
-const KEYS = {
-  token: "switchboard.chat.token",
-  visitor: "switchboard.chat.visitor", // "1" when the token is one we created
-  customer: "switchboard.chat.customer", // the customer the stored state belongs to
-  sessions: "switchboard.chat.sessions", // newest 5 session ids, newest first
-  outbox: "switchboard.chat.outbox", // messages typed but not acked
-  draft: "switchboard.chat.draft", // sessionStorage: the textarea
-};
-const KEEP_SESSIONS = 5;
 const TYPING_EVERY_MS = 3000;
 const TYPING_SHOWN_MS = 4000;
 const RESEND_AFTER_MS = 15000;
 const OPEN_STATES = new Set(["new", "routing", "queued", "offered", "assigned", "wrap_up", "transferred"]);
 const WAITING_STATES = new Set(["new", "routing", "queued", "offered", "transferred"]);
 const SYSTEM_EVENTS = new Set(["queued", "assigned", "transferred", "wrap_up", "closed", "abandoned", "rated"]);
-const TICKET_STATUSES = ["open", "pending", "solved", "closed"];
 
-const i18n = makeI18n({
-  zh: {
-    title: "在线客服",
-    skip: "跳到对话",
-    language: "语言",
-    vip: "VIP",
-    conversation: "对话记录",
-    agentLabel: "客服:",
-    leave: "结束对话",
-    inputLabel: "输入消息",
-    placeholder: "输入消息…",
-    hint: "按 Enter 发送,Shift+Enter 换行",
-    send: "发送",
-    tickets: "我的工单",
-    noTickets: "暂无工单",
-    ticketsError: "工单加载失败:{message}",
-    conn_connecting: "正在连接…",
-    conn_open: "已连接",
-    conn_closed: "连接已断开,正在重连…",
-    conn_stopped: "未连接",
-    connLost: "连接已断开,正在重连",
-    connBack: "已重新连接",
-    queue: "排队中:您是第 {position} 位,预计等待 {wait}",
-    queueWaiting: "正在为您安排客服…",
-    waitSecs: "{n} 秒",
-    waitMins: "约 {n} 分钟",
-    waitSoon: "很快",
-    typing: "{name} 正在输入…",
-    agentFallback: "客服",
-    me: "我",
-    system: "系统",
-    state_sending: "发送中…",
-    state_sent: "已发送",
-    state_failed: "发送失败",
-    retry: "重试",
-    ev_queued: "正在为您转接人工客服,请稍候",
-    ev_assigned: "{name} 加入了对话",
-    ev_transferred: "对话已转接,正在为您安排其他客服",
-    ev_wrap_up: "客服已结束本次对话,欢迎为服务评分",
-    ev_closed: "对话已结束",
-    ev_abandoned: "您已离开排队",
-    ev_rated: "您的评分:{score} 星",
-    newConversation: "新对话",
-    rateLegend: "请为本次服务评分",
-    star1: "1 星,非常不满意",
-    star2: "2 星,不满意",
-    star3: "3 星,一般",
-    star4: "4 星,满意",
-    star5: "5 星,非常满意",
-    ratingComment: "留言(可选)",
-    rateSubmit: "提交评价",
-    ratingDone: "感谢您的评价!",
-    ratingPick: "请先选择 1 到 5 星",
-    errRate: "评价未能提交:{message}",
-    status_open: "处理中",
-    status_pending: "等待中",
-    status_solved: "已解决",
-    status_closed: "已关闭",
-    ticketUpdatedAt: "更新于 {time}",
-    ticketStatus: "工单“{subject}”状态:{status}",
-    ticketNew: "新工单“{subject}”:{status}",
-    ticketChanged: "工单“{subject}”有更新",
-    errBadLink: "此链接已失效,请重新打开客服页面。",
-    errVisitor: "暂时无法连接客服,正在重试…",
-    errNoVisitors: "在线客服暂不可用。",
-    errLeave: "结束对话失败:{message}",
-    errSend: "消息未能发送:{message}",
-  },
-  en: {
-    title: "Customer service",
-    skip: "Skip to the conversation",
-    language: "Language",
-    vip: "VIP",
-    conversation: "Conversation",
-    agentLabel: "Agent:",
-    leave: "End chat",
-    inputLabel: "Type a message",
-    placeholder: "Type a message…",
-    hint: "Enter sends, Shift+Enter starts a new line",
-    send: "Send",
-    tickets: "My tickets",
-    noTickets: "No tickets yet",
-    ticketsError: "Could not load tickets: {message}",
-    conn_connecting: "Connecting…",
-    conn_open: "Connected",
-    conn_closed: "Disconnected, reconnecting…",
-    conn_stopped: "Not connected",
-    connLost: "Connection lost, reconnecting",
-    connBack: "Connected again",
-    queue: "In the queue: you are number {position}, estimated wait {wait}",
-    queueWaiting: "Finding an agent for you…",
-    waitSecs: "{n} s",
-    waitMins: "about {n} min",
-    waitSoon: "very soon",
-    typing: "{name} is typing…",
-    agentFallback: "Agent",
-    me: "Me",
-    system: "System",
-    state_sending: "Sending…",
-    state_sent: "Sent",
-    state_failed: "Not sent",
-    retry: "Retry",
-    ev_queued: "Waiting for an agent, please hold on",
-    ev_assigned: "{name} joined",
-    ev_transferred: "You are being transferred to another agent",
-    ev_wrap_up: "The agent ended the conversation; please rate it",
-    ev_closed: "The conversation is closed",
-    ev_abandoned: "You left the queue",
-    ev_rated: "Your rating: {score} stars",
-    newConversation: "New conversation",
-    rateLegend: "Rate this conversation",
-    star1: "1 star, very poor",
-    star2: "2 stars, poor",
-    star3: "3 stars, okay",
-    star4: "4 stars, good",
-    star5: "5 stars, excellent",
-    ratingComment: "Comment (optional)",
-    rateSubmit: "Send rating",
-    ratingDone: "Thank you for your rating!",
-    ratingPick: "Please pick 1 to 5 stars first",
-    errRate: "The rating was not sent: {message}",
-    status_open: "Open",
-    status_pending: "Pending",
-    status_solved: "Solved",
-    status_closed: "Closed",
-    ticketUpdatedAt: "updated {time}",
-    ticketStatus: "Ticket “{subject}” is now {status}",
-    ticketNew: "New ticket “{subject}”: {status}",
-    ticketChanged: "Ticket “{subject}” was updated",
-    errBadLink: "This link is no longer valid; please open the chat again.",
-    errVisitor: "Cannot reach customer service, retrying…",
-    errNoVisitors: "Chat is not available right now.",
-    errLeave: "Could not end the chat: {message}",
-    errSend: "The message was not sent: {message}",
-  },
-});
+const i18n = makeI18n(TEXT);
 const t = i18n.t;
 
 const $ = (id) => document.getElementById(id);
@@ -194,85 +55,6 @@ const els = {
   ticketsError: $("tickets-error"),
 };
 
-// ---------------------------------------------------------------- storage
-
-function readJson(storage, key, fallback) {
-  try {
-    const text = storage.getItem(key);
-    return text ? JSON.parse(text) : fallback;
-  } catch (_) {
-    return fallback;
-  }
-}
-
-function writeJson(storage, key, value) {
-  try { storage.setItem(key, JSON.stringify(value)); } catch (_) { /* full or disabled */ }
-}
-
-function removeKey(storage, key) {
-  try { storage.removeItem(key); } catch (_) { /* disabled */ }
-}
-
-function bigOf(id) {
-  try { return BigInt(id); } catch (_) { return 0n; }
-}
-
-function knownSessions() {
-  const list = readJson(localStorage, KEYS.sessions, []);
-  return Array.isArray(list) ? list.filter((id) => typeof id === "string" && /^\d+$/.test(id)) : [];
-}
-
-function rememberSession(id) {
-  const list = knownSessions();
-  if (list.includes(id)) return;
-  list.push(id);
-  list.sort((a, b) => (bigOf(b) > bigOf(a) ? 1 : bigOf(b) < bigOf(a) ? -1 : 0));
-  writeJson(localStorage, KEYS.sessions, list.slice(0, KEEP_SESSIONS));
-}
-
-// outbox: [{client_message_id, body, at, failed?}]
-let outbox = readJson(localStorage, KEYS.outbox, []);
-if (!Array.isArray(outbox)) outbox = [];
-const lastSent = new Map(); // client_message_id -> ms of the last attempt
-
-function saveOutbox() { writeJson(localStorage, KEYS.outbox, outbox); }
-
-function outboxItem(clientId) { return outbox.find((item) => item.client_message_id === clientId); }
-
-function dropFromOutbox(clientId) {
-  const before = outbox.length;
-  outbox = outbox.filter((item) => item.client_message_id !== clientId);
-  if (outbox.length !== before) saveOutbox();
-  lastSent.delete(clientId);
-}
-
-// The token's subject, read from its claims (v1.<claims>.<signature>).
-function tokenSubject(token) {
-  try {
-    const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
-    const padded = part + "=".repeat((4 - (part.length % 4)) % 4);
-    const claims = JSON.parse(new TextDecoder().decode(Uint8Array.from(atob(padded), (c) => c.charCodeAt(0))));
-    return typeof claims.sub === "string" ? claims.sub : null;
-  } catch (_) {
-    return null;
-  }
-}
-
-// Stored sessions and outbox belong to one customer: forget them when the
-// page is opened for another one.
-function adoptCustomer(customerId, { keepOutbox = false } = {}) {
-  if (!customerId) return;
-  const stored = localStorage.getItem(KEYS.customer);
-  if (stored && stored !== customerId) {
-    removeKey(localStorage, KEYS.sessions);
-    if (!keepOutbox) {
-      outbox = [];
-      saveOutbox();
-    }
-  }
-  try { localStorage.setItem(KEYS.customer, customerId); } catch (_) { /* disabled */ }
-}
-
 // ---------------------------------------------------------------- state
 
 let token = null;
@@ -285,6 +67,7 @@ let connState = "connecting";
 let errorText = null; // {key, vars} shown in #chat-error
 
 const api = makeApi(() => token);
+const tickets = makeTickets({ api, i18n, els });
 const channel = new URL(location.href).searchParams.get("channel") === "app" ? "app" : "web";
 
 const sessions = new Map(); // id -> {id, state, agentName, rated, queue}
@@ -620,7 +403,7 @@ function submit() {
     return;
   }
   const item = { client_message_id: uniqueId("c"), body, at: Date.now() };
-  outbox.push(item);
+  store.outbox.push(item);
   saveOutbox();
   addPending(item);
   scrollDown();
@@ -660,7 +443,7 @@ function retry(li) {
   let item = outboxItem(clientId);
   if (!item) {
     item = { client_message_id: clientId, body: model.ev.body, at: model.ev.at || Date.now() };
-    outbox.push(item);
+    store.outbox.push(item);
   }
   delete item.failed;
   saveOutbox();
@@ -670,13 +453,13 @@ function retry(li) {
 }
 
 function resendOutbox() {
-  for (const item of outbox) sendItem(item);
+  for (const item of store.outbox) sendItem(item);
 }
 
 // Messages whose ack never came (e.g. refused for rate before being read).
 setInterval(() => {
   const now = Date.now();
-  for (const item of outbox) {
+  for (const item of store.outbox) {
     if (!item.failed && now - (lastSent.get(item.client_message_id) || 0) > RESEND_AFTER_MS) sendItem(item);
   }
 }, 5000);
@@ -748,86 +531,6 @@ async function submitRating() {
   }
 }
 
-// ---------------------------------------------------------------- tickets
-
-const tickets = new Map(); // id -> {record, li}
-
-function fillTicket(li, record) {
-  const status = TICKET_STATUSES.includes(record.status) ? record.status : "open";
-  li.dataset.ticketId = record.id;
-  li.dataset.status = record.status;
-  clear(li);
-  const time = record.updated_at
-    ? h("time", { datetime: record.updated_at }, formatTime(record.updated_at, i18n.lang))
-    : null;
-  li.append(
-    h("span", { class: "ticket-subject" }, record.subject || record.id),
-    h("span", { class: `badge status-${status}` }, t("status_" + status)),
-    h("span", { class: "ticket-meta muted" },
-      h("span", { class: "ticket-id" }, record.id),
-      time ? " · " : null,
-      time ? t("ticketUpdatedAt", { time: "" }).trim() + " " : null,
-      time),
-  );
-}
-
-function sortTickets() {
-  const entries = Array.from(tickets.values());
-  entries.sort((a, b) => String(b.record.updated_at || "").localeCompare(String(a.record.updated_at || "")));
-  entries.forEach((entry, index) => {
-    if (els.ticketList.children[index] !== entry.li) els.ticketList.insertBefore(entry.li, els.ticketList.children[index] || null);
-  });
-  els.ticketsEmpty.hidden = tickets.size > 0;
-}
-
-function upsertTicket(record, live, events) {
-  if (!record || !record.id) return;
-  const existing = tickets.get(record.id);
-  if (existing && (existing.record.last_seq ?? 0) > (record.last_seq ?? 0)) return; // older than shown
-  const statusText = t("status_" + (TICKET_STATUSES.includes(record.status) ? record.status : "open"));
-  if (existing) {
-    const previous = existing.record;
-    existing.record = record;
-    fillTicket(existing.li, record);
-    if (live) {
-      flash(existing.li);
-      if (previous.status !== record.status) announce(t("ticketStatus", { subject: record.subject, status: statusText }));
-      else if (events && events.length) announce(t("ticketChanged", { subject: record.subject }));
-    }
-  } else {
-    const li = h("li");
-    fillTicket(li, record);
-    tickets.set(record.id, { record, li });
-    if (live) {
-      flash(li);
-      announce(t("ticketNew", { subject: record.subject, status: statusText }));
-    }
-  }
-  sortTickets();
-}
-
-function flash(li) {
-  li.classList.remove("changed");
-  void li.offsetWidth;
-  li.classList.add("changed");
-}
-
-let ticketsError = null;
-
-async function loadTickets() {
-  try {
-    const list = await api("GET", "/tickets");
-    ticketsError = null;
-    els.ticketsError.hidden = true;
-    for (const record of Array.isArray(list) ? list : []) upsertTicket(record, false);
-    sortTickets();
-  } catch (err) {
-    ticketsError = err.message || String(err);
-    els.ticketsError.textContent = t("ticketsError", { message: ticketsError });
-    els.ticketsError.hidden = false;
-  }
-}
-
 // ---------------------------------------------------------------- connection
 
 function showError(key, vars = {}) {
@@ -869,7 +572,7 @@ function onWelcome(frame) {
   }
   updateStatus();
   resendOutbox();
-  loadTickets();
+  tickets.load();
 }
 
 function onFrame(frame) {
@@ -890,7 +593,7 @@ function onFrame(frame) {
       if (senderKind(frame.sender) === "agent") showTyping(frame);
       return;
     case "ticket":
-      upsertTicket(frame.ticket, true, frame.events);
+      tickets.upsert(frame.ticket, true, frame.events);
       return;
     default:
       if (typeof frame.session === "string" && typeof frame.seq === "number") handleEvent(frame);
@@ -963,8 +666,8 @@ function rerender() {
   els.messages.setAttribute("aria-busy", "true");
   for (const li of els.messages.children) fill(li);
   els.messages.removeAttribute("aria-busy");
-  for (const { li, record } of tickets.values()) fillTicket(li, record);
-  if (ticketsError) els.ticketsError.textContent = t("ticketsError", { message: ticketsError });
+  if (stuck) scrollDown();
+  tickets.relabel();
   if (errorText) els.error.textContent = t(errorText.key, errorText.vars);
   if (!els.typing.hidden) els.typing.textContent = t("typing", { name: typingName || t("agentFallback") });
   if (!els.ratingError.hidden && !ratingScore) els.ratingError.textContent = t("ratingPick");
@@ -1050,8 +753,8 @@ async function boot() {
   if (token) adoptCustomer(tokenSubject(token));
 
   // Unacked messages from before the reload are shown (and resent) at once.
-  for (const item of outbox) addPending(item);
-  if (outbox.length) scrollDown();
+  for (const item of store.outbox) addPending(item);
+  if (store.outbox.length) scrollDown();
 
   if (!token) {
     token = await createVisitor();

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use gateway::auth::Role;
 use serde_json::{Value, json};
 
-use crate::common::{TestServer, session_of};
+use crate::common::{Client, TestServer, session_of};
 use crate::webdriver::{Browser, Driver, ENTER};
 
 /// The brief's example: typing this offers [`ORDER_DELAY_REPLY`] first.
@@ -134,6 +134,16 @@ async fn a_conversation_from_chat_to_desktop_with_live_tickets_and_resume() {
     desktop
         .wait_text("section.session .messages", "where is my order")
         .await;
+    let web_session = desktop
+        .exec(
+            "return document.querySelector('section.session:not([hidden])').dataset.session",
+            json!([]),
+        )
+        .await;
+    let web_card = format!(
+        "section.session[data-session='{}']",
+        web_session.as_str().unwrap()
+    );
     desktop.wait_text("#customer-body", "Emma Lee").await;
     desktop
         .wait_visible("#customer-tickets li[data-ticket-id]")
@@ -143,38 +153,80 @@ async fn a_conversation_from_chat_to_desktop_with_live_tickets_and_resume() {
     // The agent replies with Enter; the customer sees it.
     desktop
         .type_text(
-            "section.session textarea.composer-input",
+            &format!("{web_card} textarea.composer-input"),
             &format!("Hello Emma, let me check that for you.{ENTER}"),
         )
         .await;
     desktop
-        .wait_visible("section.session li.msg.mine .state[data-state='sent']")
+        .wait_visible(&format!("{web_card} li.msg.mine .state[data-state='sent']"))
         .await;
     chat.wait_text("#messages li.msg[data-sender='agent']", "let me check")
         .await;
 
+    // A second customer on the app channel: both conversations side by side.
+    let app_url = format!(
+        "{}&channel=app",
+        server.ws_url("/ws/customer", &server.token("cust-002", Role::Customer))
+    );
+    let mut app_customer = Client::connect(&app_url).await;
+    app_customer.hello(json!({})).await;
+    let ack = app_customer
+        .say(json!({}), "app-1", "我的退款什么时候到账?")
+        .await;
+    let app_session = session_of(&ack);
+    desktop
+        .click(&format!(
+            "#offers li.offer[data-session='{app_session}'] button.accept"
+        ))
+        .await;
+    let app_card = format!("section.session[data-session='{app_session}']");
+    desktop
+        .wait_visible(&format!("{app_card} .badge.channel[data-channel='app']"))
+        .await;
+    desktop
+        .type_text(
+            &format!("{app_card} textarea.composer-input"),
+            &format!("您好,我来帮您查询退款进度。{ENTER}"),
+        )
+        .await;
+    app_customer
+        .wait_for("the agent's reply on the app", |frame| {
+            frame["type"] == "message" && frame["sender"] == "agent:chen.jie"
+        })
+        .await;
+    let n_cards = desktop
+        .exec(
+            "return document.querySelectorAll('section.session:not([hidden])').length",
+            json!([]),
+        )
+        .await;
+    assert_eq!(n_cards, 2, "both conversations are on screen");
+    desktop.click(&format!("{web_card} .messages")).await;
+
     // Typing the brief's words offers the brief's template first; one click inserts it.
     desktop
-        .type_text("section.session textarea.composer-input", ORDER_DELAY)
+        .type_text(&format!("{web_card} textarea.composer-input"), ORDER_DELAY)
         .await;
     desktop
         .wait_text(
-            "section.session .suggestions li:first-child .suggestion",
+            &format!("{web_card} .suggestions li:first-child .suggestion"),
             ORDER_DELAY_REPLY,
         )
         .await;
     desktop
-        .click("section.session .suggestions li:first-child .suggestion")
+        .click(&format!(
+            "{web_card} .suggestions li:first-child .suggestion"
+        ))
         .await;
     let draft = desktop
         .exec(
-            "return document.querySelector('section.session textarea.composer-input').value",
-            json!([]),
+            "return document.querySelector(arguments[0] + ' textarea.composer-input').value",
+            json!([web_card]),
         )
         .await;
     assert_eq!(draft, ORDER_DELAY_REPLY);
     desktop
-        .type_text("section.session textarea.composer-input", ENTER)
+        .type_text(&format!("{web_card} textarea.composer-input"), ENTER)
         .await;
     chat.wait_text("#messages li.msg[data-sender='agent']", ORDER_DELAY_REPLY)
         .await;
@@ -236,6 +288,7 @@ async fn a_conversation_from_chat_to_desktop_with_live_tickets_and_resume() {
     chat.wait_text("#tickets", "订单 #20231020 物流延迟").await;
 
     desktop.screenshot(&screenshot("desktop.png")).await;
+    chat.fit_height().await;
     chat.screenshot(&screenshot("chat.png")).await;
 
     // A reload of the chat, with an agent message sent meanwhile, shows the
@@ -245,7 +298,7 @@ async fn a_conversation_from_chat_to_desktop_with_live_tickets_and_resume() {
     chat.reload().await;
     desktop
         .type_text(
-            "section.session textarea.composer-input",
+            &format!("{web_card} textarea.composer-input"),
             &format!("Anything else I can help with?{ENTER}"),
         )
         .await;
@@ -269,13 +322,13 @@ async fn a_conversation_from_chat_to_desktop_with_live_tickets_and_resume() {
     );
 
     // Wrap-up opens the rating; the agent sees the score.
-    desktop.click("section.session button.wrap-up").await;
+    desktop.click(&format!("{web_card} button.wrap-up")).await;
     chat.wait_visible("#rating button[data-score='5']").await;
     chat.click("#rating button[data-score='5']").await;
     chat.click("#rating-submit").await;
     chat.wait_visible("#rating-done").await;
     desktop
-        .wait_visible("section.session li.msg.system[data-type='rated']")
+        .wait_visible(&format!("{web_card} li.msg.system[data-type='rated']"))
         .await;
 
     desktop.quit().await;
@@ -343,6 +396,7 @@ async fn the_three_role_layouts_differ() {
         .wait_visible("#wallboard tr[data-group='default'] .by-state .badge[data-state='busy']")
         .await;
 
+    expert.fit_height().await;
     expert.screenshot(&screenshot("desktop-expert.png")).await;
     supervisor
         .screenshot(&screenshot("desktop-supervisor.png"))

@@ -257,6 +257,19 @@ impl Browser {
             .await;
     }
 
+    /// Makes the window as tall as the page, so a screenshot shows all of it.
+    pub async fn fit_height(&self) {
+        let height = self
+            .exec(
+                "return Math.min(3000, document.documentElement.scrollHeight + (window.outerHeight - window.innerHeight))",
+                json!([]),
+            )
+            .await;
+        let width = self.exec("return window.outerWidth", json!([])).await;
+        self.command("window/rect", json!({"width": width, "height": height}))
+            .await;
+    }
+
     /// Writes a PNG of the window to `path`.
     pub async fn screenshot(&self, path: &Path) {
         let response = self
