@@ -15,7 +15,7 @@ use gateway::auth::Role;
 use serde_json::{Value, json};
 
 use crate::common::{Client, TestServer, session_of};
-use crate::webdriver::{Browser, Driver, ENTER};
+use crate::webdriver::{ALT, Browser, Driver, ENTER, RELEASE};
 
 /// The brief's example: typing this offers [`ORDER_DELAY_REPLY`] first.
 const ORDER_DELAY: &str = "订单延迟";
@@ -70,6 +70,22 @@ async fn chat_messages(browser: &Browser) -> Vec<(String, String, String)> {
         .exec(
             "return [...document.querySelectorAll('#messages li.msg:not(.system)')].map(li => \
              [li.dataset.sender || '', li.dataset.seq || '', li.querySelector('.body').innerText]);",
+            json!([]),
+        )
+        .await;
+    serde_json::from_value(value).unwrap()
+}
+
+/// Visible buttons, inputs, selects and textareas that a screen reader
+/// could not name (no label, aria-label, aria-labelledby or text).
+async fn unlabelled_controls(browser: &Browser) -> Vec<String> {
+    let value = browser
+        .exec(
+            "return [...document.querySelectorAll('button, input, select, textarea')]
+               .filter(el => el.offsetParent !== null)
+               .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
+                             && !el.getAttribute('aria-labelledby') && !el.innerText.trim())
+               .map(el => el.outerHTML.slice(0, 120));",
             json!([]),
         )
         .await;
@@ -194,6 +210,30 @@ async fn a_conversation_from_chat_to_desktop_with_live_tickets_and_resume() {
             frame["type"] == "message" && frame["sender"] == "agent:chen.jie"
         })
         .await;
+    // Keyboard: Alt+1 puts the first suggestion into the reply box.
+    let app_input = format!("{app_card} textarea.composer-input");
+    desktop.type_text(&app_input, "退款").await;
+    desktop
+        .wait_visible(&format!(
+            "{app_card} .suggestions li:first-child .suggestion"
+        ))
+        .await;
+    let first = desktop
+        .exec(
+            "return document.querySelector(arguments[0] + ' .suggestions .suggestion-text').innerText",
+            json!([app_card]),
+        )
+        .await;
+    desktop
+        .type_text(&app_input, &format!("{ALT}1{RELEASE}"))
+        .await;
+    let draft = desktop
+        .exec(
+            "return document.querySelector(arguments[0]).value",
+            json!([app_input]),
+        )
+        .await;
+    assert_eq!(draft, first, "Alt+1 inserted the first suggestion");
     let n_cards = desktop
         .exec(
             "return document.querySelectorAll('section.session:not([hidden])').length",
@@ -287,9 +327,14 @@ async fn a_conversation_from_chat_to_desktop_with_live_tickets_and_resume() {
     desktop.click("#ticket-create").await;
     chat.wait_text("#tickets", "订单 #20231020 物流延迟").await;
 
+    assert_eq!(unlabelled_controls(&desktop).await, Vec::<String>::new());
+    assert_eq!(unlabelled_controls(&chat).await, Vec::<String>::new());
     desktop.screenshot(&screenshot("desktop.png")).await;
-    chat.fit_height().await;
+    // Wide enough for the tickets beside the conversation (on a phone they
+    // are below it).
+    chat.resize(1100, 720).await;
     chat.screenshot(&screenshot("chat.png")).await;
+    chat.resize(420, 860).await;
 
     // A reload of the chat, with an agent message sent meanwhile, shows the
     // whole conversation again, exactly once.

@@ -22,6 +22,12 @@ pub const WAIT: Duration = Duration::from_secs(15);
 /// The Enter key, for `type_text`.
 pub const ENTER: &str = "\u{E007}";
 
+/// Holds Alt down for the keys after it, until [`RELEASE`].
+pub const ALT: &str = "\u{E00A}";
+
+/// Releases held modifier keys.
+pub const RELEASE: &str = "\u{E000}";
+
 /// A running chromedriver.
 pub struct Driver {
     child: Child,
@@ -254,6 +260,12 @@ impl Browser {
     pub async fn type_text(&self, css: &str, text: &str) {
         let id = self.element(css).await;
         self.command(&format!("element/{id}/value"), json!({"text": text}))
+            .await;
+    }
+
+    /// Resizes the window.
+    pub async fn resize(&self, width: u32, height: u32) {
+        self.command("window/rect", json!({"width": width, "height": height}))
             .await;
     }
 
