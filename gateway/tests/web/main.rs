@@ -76,6 +76,44 @@ async fn chat_messages(browser: &Browser) -> Vec<(String, String, String)> {
     serde_json::from_value(value).unwrap()
 }
 
+/// A time recorded by [`mark_on`] or [`mark_when_shown`].
+async fn window_ms(browser: &Browser, name: &str) -> f64 {
+    let value = browser
+        .exec("return window[arguments[0]]", json!([name]))
+        .await;
+    value
+        .as_f64()
+        .unwrap_or_else(|| panic!("window.{name} was not recorded: {value}"))
+}
+
+/// Records in `window[name]` when `css` first gets `event` (the last one
+/// wins, so a keydown marks the Enter that sends).
+async fn mark_on(browser: &Browser, css: &str, event: &str, name: &str) {
+    browser
+        .exec(
+            "document.querySelector(arguments[0]).addEventListener(arguments[1], () => { window[arguments[2]] = Date.now(); }, true);",
+            json!([css, event, name]),
+        )
+        .await;
+}
+
+/// Records in `window[name]` when an element matching `css` holding `text`
+/// first appears.
+async fn mark_when_shown(browser: &Browser, css: &str, text: &str, name: &str) {
+    browser
+        .exec(
+            "const [css, text, name] = arguments;
+             const seen = () => [...document.querySelectorAll(css)].some(el => el.innerText.includes(text));
+             window[name] = null;
+             const observer = new MutationObserver(() => {
+               if (window[name] === null && seen()) { window[name] = Date.now(); observer.disconnect(); }
+             });
+             observer.observe(document.body, {childList: true, subtree: true, characterData: true, attributes: true});",
+            json!([css, text, name]),
+        )
+        .await;
+}
+
 /// Visible buttons, inputs, selects and textareas that a screen reader
 /// could not name (no label, aria-label, aria-labelledby or text).
 async fn unlabelled_controls(browser: &Browser) -> Vec<String> {
@@ -101,6 +139,10 @@ async fn present(browser: &Browser, css: &str) -> bool {
         )
         .await
         == json!(true)
+}
+
+fn session_id(value: &Value) -> engine::ids::SessionId {
+    engine::ids::SessionId(value.as_str().unwrap().parse().unwrap())
 }
 
 fn lang(value: Value) -> String {
@@ -138,6 +180,8 @@ async fn a_conversation_from_chat_to_desktop_with_live_tickets_and_resume() {
     // The customer writes; the agent gets the offer with a countdown, accepts.
     chat.type_text("#message-input", "Hello, where is my order #20231020?")
         .await;
+    mark_on(&chat, "#send-button", "click", "sentAt").await;
+    mark_when_shown(&desktop, "#offers li.offer", "Emma Lee", "offerAt").await;
     chat.click("#send-button").await;
     chat.wait_visible("#messages li.msg[data-sender='customer'] .state[data-state='sent']")
         .await;
@@ -166,7 +210,27 @@ async fn a_conversation_from_chat_to_desktop_with_live_tickets_and_resume() {
         .await;
     chat.wait_text("#agent-name", "Chen Jie").await;
 
+    // The customer's typing shows on the desktop.
+    chat.type_text("#message-input", "one more thing").await;
+    desktop
+        .wait_text(&format!("{web_card} .typing"), "Emma Lee")
+        .await;
+
     // The agent replies with Enter; the customer sees it.
+    mark_on(
+        &desktop,
+        &format!("{web_card} textarea.composer-input"),
+        "keydown",
+        "replyAt",
+    )
+    .await;
+    mark_when_shown(
+        &chat,
+        "#messages li.msg[data-sender='agent']",
+        "let me check",
+        "replySeenAt",
+    )
+    .await;
     desktop
         .type_text(
             &format!("{web_card} textarea.composer-input"),
@@ -178,6 +242,12 @@ async fn a_conversation_from_chat_to_desktop_with_live_tickets_and_resume() {
         .await;
     chat.wait_text("#messages li.msg[data-sender='agent']", "let me check")
         .await;
+    let to_offer = window_ms(&desktop, "offerAt").await - window_ms(&chat, "sentAt").await;
+    let to_reply = window_ms(&chat, "replySeenAt").await - window_ms(&desktop, "replyAt").await;
+    println!(
+        "browser to browser: customer's send click -> offer shown on the desktop {to_offer} ms; \
+         agent's Enter -> reply shown on the customer's page {to_reply} ms"
+    );
 
     // A second customer on the app channel: both conversations side by side.
     let app_url = format!(
@@ -366,7 +436,14 @@ async fn a_conversation_from_chat_to_desktop_with_live_tickets_and_resume() {
         false
     );
 
-    // Wrap-up opens the rating; the agent sees the score.
+    // Wrap-up with a disposition opens the rating; the agent sees the score,
+    // then closes.
+    desktop
+        .choose(&format!("{web_card} select.disposition"), "follow_up")
+        .await;
+    desktop
+        .type_text(&format!("{web_card} input.wrap-note"), "物流加急")
+        .await;
     desktop.click(&format!("{web_card} button.wrap-up")).await;
     chat.wait_visible("#rating button[data-score='5']").await;
     chat.click("#rating button[data-score='5']").await;
@@ -374,6 +451,41 @@ async fn a_conversation_from_chat_to_desktop_with_live_tickets_and_resume() {
     chat.wait_visible("#rating-done").await;
     desktop
         .wait_visible(&format!("{web_card} li.msg.system[data-type='rated']"))
+        .await;
+    desktop.click(&format!("{web_card} button.close")).await;
+    desktop
+        .wait_visible(&format!("{web_card} .session-state[data-state='closed']"))
+        .await;
+    chat.wait_visible("#messages li.msg.system[data-type='closed']")
+        .await;
+    let summary = server
+        .server
+        .switchboard()
+        .session(session_id(&web_session))
+        .await
+        .unwrap()
+        .summary;
+    assert_eq!(
+        summary.as_deref(),
+        Some("[需跟进] 物流加急"),
+        "the disposition and note"
+    );
+
+    // The app conversation is transferred to a group: it leaves the desktop's hands.
+    desktop
+        .choose(
+            &format!("{app_card} select.transfer-target"),
+            "group:phone_support",
+        )
+        .await;
+    desktop.click(&format!("{app_card} button.transfer")).await;
+    desktop
+        .wait_visible(&format!(
+            "{app_card} .session-state[data-state='transferred']"
+        ))
+        .await;
+    app_customer
+        .wait_for("the transfer", |frame| frame["type"] == "transferred")
         .await;
 
     desktop.quit().await;
@@ -410,6 +522,14 @@ async fn the_three_role_layouts_differ() {
         .wait_visible("section.session .session-state[data-state='assigned']")
         .await;
 
+    // Away with a reason shows on the agent's desktop and the supervisor's wallboard.
+    junior.choose("#presence-select", "away").await;
+    junior.type_text("#away-reason", "lunch").await;
+    junior.click("#presence-apply").await;
+    junior
+        .wait_text("#presence-state[data-state='away']", "lunch")
+        .await;
+
     // Junior: the basic ticket entry only.
     assert!(present(&junior, "#ticket-form #ticket-subject").await);
     assert!(!present(&junior, "#ticket-priority").await);
@@ -436,6 +556,9 @@ async fn the_three_role_layouts_differ() {
         .await;
     supervisor
         .wait_visible("#wallboard-agents li[data-agent='zhang.wei'][data-activity='busy']")
+        .await;
+    supervisor
+        .wait_visible("#wallboard-agents li[data-agent='chen.jie'][data-activity='away']")
         .await;
     supervisor
         .wait_visible("#wallboard tr[data-group='default'] .by-state .badge[data-state='busy']")
