@@ -130,6 +130,17 @@ async fn unlabelled_controls(browser: &Browser) -> Vec<String> {
     serde_json::from_value(value).unwrap()
 }
 
+/// How many elements match `css`.
+async fn count(browser: &Browser, css: &str) -> u64 {
+    let value = browser
+        .exec(
+            "return document.querySelectorAll(arguments[0]).length",
+            json!([css]),
+        )
+        .await;
+    value.as_u64().unwrap()
+}
+
 /// Whether the page has an element matching `css` at all.
 async fn present(browser: &Browser, css: &str) -> bool {
     browser
@@ -435,6 +446,19 @@ async fn a_conversation_from_chat_to_desktop_with_live_tickets_and_resume() {
             .await,
         false
     );
+
+    // A reload of the desktop brings both conversations back with their history.
+    let card_messages = format!("{web_card} .messages li.msg:not(.system)");
+    let before_reload = count(&desktop, &card_messages).await;
+    desktop.reload().await;
+    desktop.wait_visible("#connection[data-state='open']").await;
+    desktop
+        .wait_text(&format!("{web_card} .messages"), "Anything else")
+        .await;
+    desktop
+        .wait_visible(&format!("{app_card} .badge.channel[data-channel='app']"))
+        .await;
+    assert_eq!(count(&desktop, &card_messages).await, before_reload);
 
     // Wrap-up with a disposition opens the rating; the agent sees the score,
     // then closes.
