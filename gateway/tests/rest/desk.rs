@@ -19,9 +19,27 @@ async fn fetch(
     path: &str,
     if_none_match: Option<&str>,
 ) -> (StatusCode, header::HeaderMap, String) {
+    let (status, headers, bytes) = fetch_with(server, path, if_none_match, None).await;
+    (
+        status,
+        headers,
+        String::from_utf8_lossy(&bytes).into_owned(),
+    )
+}
+
+/// The same with an `Accept-Encoding`; the body as sent.
+async fn fetch_with(
+    server: &TestServer,
+    path: &str,
+    if_none_match: Option<&str>,
+    accept_encoding: Option<&str>,
+) -> (StatusCode, header::HeaderMap, Vec<u8>) {
     let mut request = Request::builder().method(Method::GET).uri(path);
     if let Some(etag) = if_none_match {
         request = request.header(header::IF_NONE_MATCH, etag);
+    }
+    if let Some(encoding) = accept_encoding {
+        request = request.header(header::ACCEPT_ENCODING, encoding);
     }
     let response = gateway::router(server.server.state.clone())
         .oneshot(request.body(Body::empty()).unwrap())
@@ -30,11 +48,7 @@ async fn fetch(
     let status = response.status();
     let headers = response.headers().clone();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        headers,
-        String::from_utf8_lossy(&bytes).into_owned(),
-    )
+    (status, headers, bytes.to_vec())
 }
 
 #[tokio::test]
@@ -62,6 +76,27 @@ async fn the_pages_are_served_with_their_types_a_policy_and_an_etag() {
         assert_eq!(again, StatusCode::NOT_MODIFIED, "{path}");
         assert!(body.is_empty());
     }
+    // Browsers that accept gzip get it: the same file, smaller, its own tag.
+    let (_, plain_headers, plain) = fetch(&server, "/web/desktop.js", None).await;
+    let (status, headers, gzipped) =
+        fetch_with(&server, "/web/desktop.js", None, Some("gzip, deflate, br")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::CONTENT_ENCODING], "gzip");
+    assert_eq!(headers[header::VARY], "accept-encoding");
+    assert_ne!(headers[header::ETAG], plain_headers[header::ETAG]);
+    let mut unzipped = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(gzipped.as_slice()),
+        &mut unzipped,
+    )
+    .unwrap();
+    assert_eq!(unzipped, plain);
+    assert!(
+        gzipped.len() * 2 < plain.len(),
+        "{} of {}",
+        gzipped.len(),
+        plain.len()
+    );
     for path in ["/web/nope.js", "/web/..%2FCargo.toml", "/web/web.rs"] {
         let (status, _, _) = fetch(&server, path, None).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
