@@ -114,7 +114,7 @@ async fn serve(state: &AppState, headers: &HeaderMap, name: &str) -> Response {
         false => read_from(web_dir, asset.name).await,
     };
     let body = match from_disk {
-        Some(bytes) => Body::from_disk(bytes),
+        Some(plain) => Body::Disk { plain },
         None => Body::Builtin(asset_idx),
     };
     respond(headers, asset.name, body)
@@ -128,10 +128,6 @@ enum Body {
 }
 
 impl Body {
-    fn from_disk(plain: Vec<u8>) -> Body {
-        Body::Disk { plain }
-    }
-
     fn plain(&self) -> &[u8] {
         match self {
             Body::Builtin(idx) => ASSETS[*idx].bytes,
@@ -261,7 +257,9 @@ mod tests {
     }
 
     fn disk(text: &str) -> Body {
-        Body::from_disk(text.as_bytes().to_vec())
+        Body::Disk {
+            plain: text.as_bytes().to_vec(),
+        }
     }
 
     #[test]
