@@ -6,10 +6,23 @@
 //! due, deletes what was delivered, and reschedules the rest with
 //! [`backoff`]; an entry that failed [`OutboxEntry::attempts`] times past the
 //! limit is kept, marked dead, for an operator to inspect.
+//!
+//! The outbox also holds the server's own follow-up work on a session that
+//! ended ([`OutboxEntry::session_ended`], endpoint [`SESSION_ENDED_JOB`]):
+//! it is written in the batch that stores the session's final state, so a
+//! crash right after the end loses neither the summary nor the
+//! `session.closed` webhook. The worker runs it like a delivery, with the
+//! same retries.
 
 use serde::{Deserialize, Serialize};
 
 use crate::Millis;
+use crate::ids::SessionId;
+
+/// The endpoint of a session-ended job: the session's summary and its
+/// `session.*` webhook events, made by the server itself. Configured
+/// endpoint names cannot start with `@`.
+pub const SESSION_ENDED_JOB: &str = "@session-ended";
 
 /// One event for one endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +71,32 @@ impl OutboxEntry {
             last_error: None,
             dead: false,
         }
+    }
+
+    /// The job for a session that ended (closed, or abandoned when
+    /// `abandoned`): one per session, its id `ended-<session>`, the session
+    /// id as payload.
+    pub fn session_ended(session: SessionId, abandoned: bool, now: Millis) -> Self {
+        let event_type = if abandoned {
+            "session.abandoned"
+        } else {
+            "session.closed"
+        };
+        OutboxEntry::new(
+            &format!("ended-{session}"),
+            SESSION_ENDED_JOB,
+            event_type,
+            session.to_string(),
+            now,
+        )
+    }
+
+    /// The session of a session-ended job; `None` for a webhook delivery.
+    pub fn ended_session(&self) -> Option<SessionId> {
+        if self.endpoint != SESSION_ENDED_JOB {
+            return None;
+        }
+        self.payload.parse().ok().map(SessionId)
     }
 
     /// Records a failed attempt: due again after the backoff, or dead once
@@ -115,6 +154,31 @@ mod tests {
         let waits: Vec<Millis> = (1..=6).map(|n| backoff(n, &policy)).collect();
         assert_eq!(waits, vec![100, 200, 400, 800, 1_000, 1_000]);
         assert_eq!(backoff(u32::MAX, &RetryPolicy::default()), 600_000);
+    }
+
+    #[test]
+    fn a_session_ended_job_names_its_session_and_event() {
+        let job = OutboxEntry::session_ended(SessionId(42), false, 7);
+        assert_eq!(
+            (
+                job.id.as_str(),
+                job.endpoint.as_str(),
+                job.event_type.as_str()
+            ),
+            (
+                "ended-42/@session-ended",
+                SESSION_ENDED_JOB,
+                "session.closed"
+            )
+        );
+        assert_eq!(
+            (job.ended_session(), job.next_attempt_at),
+            (Some(SessionId(42)), 7)
+        );
+        let abandoned = OutboxEntry::session_ended(SessionId(43), true, 7);
+        assert_eq!(abandoned.event_type, "session.abandoned");
+        let delivery = OutboxEntry::new("evt-1", "crm", "session.closed", "42".into(), 5);
+        assert_eq!(delivery.ended_session(), None);
     }
 
     #[test]

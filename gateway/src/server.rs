@@ -131,7 +131,7 @@ impl Server {
         let switchboard = Switchboard::start(cache, rules, ChannelRegistry::default(), runtime)
             .await
             .context("failed to start the engine")?;
-        platform.start_workers(&switchboard, &config);
+        platform.start_workers(&switchboard);
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("failed to listen on {}", config.server.listen))?;

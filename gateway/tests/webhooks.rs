@@ -2,6 +2,8 @@
 //! events written while nothing listens are retried from the store's outbox,
 //! the server is restarted on the same data, the receiver comes up, and every
 //! event arrives, signed, with duplicates recognisable by their idempotency key.
+//! And a session-ended job left in the store by a process that stopped before
+//! running it is run by the next one: the summary and the webhook event.
 
 mod common;
 
@@ -10,7 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, StatusCode};
-use common::test_config;
+use common::{Client, session_of, test_config};
+use engine::outbox::OutboxEntry;
+use engine::store::WriteOp;
 use gateway::auth::{Claims, Role, unix_now};
 use gateway::config::{Config, WebhookEndpoint};
 use gateway::platform::webhooks::sign;
@@ -28,7 +32,7 @@ fn config(dir: &tempfile::TempDir, port: u16) -> Config {
         name: "crm".into(),
         url: format!("http://127.0.0.1:{port}/hooks"),
         secret: SECRET.into(),
-        events: vec!["ticket.*".into()],
+        events: vec!["ticket.*".into(), "session.*".into()],
     }];
     config.webhooks.initial_backoff_ms = 100;
     config.webhooks.max_backoff_ms = 400;
@@ -142,12 +146,15 @@ async fn every_event_arrives_across_a_receiver_outage_and_a_restart() {
     )
     .await;
 
+    // The same customer leaves the queue: `session.abandoned`.
+    let session = abandoned_session(&server, &token).await;
+
     // The receiver is down: entries stay in the outbox and are retried.
     let store = server.state.platform.store.clone();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let pending = store.outbox_due(i64::MAX, 100).await.unwrap();
-        if pending.len() == 3 && pending.iter().all(|entry| entry.attempts >= 2) {
+        if pending.len() == 4 && pending.iter().all(|entry| entry.attempts >= 2) {
             assert!(pending.iter().all(|e| e.last_error.is_some() && !e.dead));
             break;
         }
@@ -179,7 +186,7 @@ async fn every_event_arrives_across_a_receiver_outage_and_a_restart() {
             .await
             .unwrap()
             .is_empty();
-        if by_key.len() == 3 && drained {
+        if by_key.len() == 4 && drained {
             break by_key;
         }
         assert!(
@@ -191,7 +198,7 @@ async fn every_event_arrives_across_a_receiver_outage_and_a_restart() {
     };
     let deliveries = received.lock().unwrap().clone();
     // The refused first delivery came again with the same key.
-    assert_eq!(deliveries.len(), 4, "{deliveries:?}");
+    assert_eq!(deliveries.len(), 5, "{deliveries:?}");
     assert_eq!(
         deliveries
             .iter()
@@ -203,12 +210,136 @@ async fn every_event_arrives_across_a_receiver_outage_and_a_restart() {
     kinds.sort();
     assert_eq!(
         kinds,
-        vec!["ticket.created", "ticket.updated", "ticket.updated"]
+        vec![
+            "session.abandoned",
+            "ticket.created",
+            "ticket.updated",
+            "ticket.updated"
+        ]
     );
     for (key, (kind, body)) in &by_key {
         assert_eq!(body["id"], key.as_str());
         assert_eq!(body["type"], kind.as_str());
-        assert_eq!(body["data"]["ticket"]["id"], id.as_str());
+        if kind.starts_with("ticket.") {
+            assert_eq!(body["data"]["ticket"]["id"], id.as_str());
+        } else {
+            assert_abandoned(body, &session);
+        }
     }
+    server.shutdown().await.unwrap();
+}
+
+/// `cust-003` writes and leaves the queue; returns the session id.
+async fn abandoned_session(server: &Server, token: &str) -> String {
+    let mut customer =
+        Client::connect(&format!("ws://{}/ws/customer?token={token}", server.addr)).await;
+    customer.hello(json!({})).await;
+    let ack = customer
+        .say(json!({}), "m-1", "Is anyone there? My refund is missing.")
+        .await;
+    let session = session_of(&ack);
+    let left = customer
+        .request(json!({"type": "leave", "session": session}))
+        .await;
+    assert_eq!(left["type"], "ok", "{left}");
+    session
+}
+
+/// A `session.abandoned` body for `session`, with its summary.
+fn assert_abandoned(body: &Value, session: &str) {
+    assert_eq!(body["type"], "session.abandoned", "{body}");
+    assert_eq!(body["data"]["session"]["id"], session, "{body}");
+    assert_eq!(body["data"]["session"]["state"], "abandoned", "{body}");
+    assert_eq!(body["data"]["summary"]["session_id"], session, "{body}");
+    assert_eq!(body["data"]["summary"]["outcome"], "abandoned", "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_ended_job_left_in_the_store_is_run_by_the_next_process() {
+    let received: Received = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(receiver(listener, received.clone()));
+    let dir = tempfile::tempdir().unwrap();
+
+    // First process: no summaries and no endpoints, so the session's job
+    // leaves nothing behind but its deletion.
+    let mut first = test_config(&dir);
+    first.platform.summaries = false;
+    let server = Server::start(first.clone()).await.unwrap();
+    let token = server.state.signer.mint(&Claims {
+        sub: "cust-003".into(),
+        role: Role::Customer,
+        exp: unix_now() + 3600,
+    });
+    let session = abandoned_session(&server, &token).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server
+        .state
+        .platform
+        .store
+        .outbox_due(i64::MAX, 10)
+        .await
+        .unwrap()
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "the job was not run");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.shutdown().await.unwrap();
+
+    // The store as a process killed right after the session's end leaves it:
+    // the end is stored with its job, and nothing came of the job yet.
+    let store = first.store.open().await.unwrap();
+    let id = engine::ids::SessionId(session.parse().unwrap());
+    store
+        .write_owned(vec![WriteOp::PutOutbox(OutboxEntry::session_ended(
+            id,
+            true,
+            engine::now_millis(),
+        ))])
+        .await
+        .unwrap();
+    assert!(store.get_summary(id).await.unwrap().is_none());
+    store.close().await.unwrap();
+    drop(store);
+
+    // The next process, with summaries and an endpoint, runs it.
+    let server = Server::start(config(&dir, port)).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let events = loop {
+        let events: BTreeMap<String, Value> = received
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(key, _, body)| (key.clone(), body.clone()))
+            .collect();
+        let drained = server
+            .state
+            .platform
+            .store
+            .outbox_due(i64::MAX, 10)
+            .await
+            .unwrap()
+            .is_empty();
+        if !events.is_empty() && drained {
+            break events;
+        }
+        assert!(Instant::now() < deadline, "received: {events:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // One event (the receiver refused its first delivery, so it came twice).
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(received.lock().unwrap().len(), 2);
+    assert_abandoned(events.values().next().unwrap(), &session);
+    let summary = server
+        .state
+        .platform
+        .store
+        .get_summary(id)
+        .await
+        .unwrap()
+        .expect("the summary is stored");
+    assert_eq!(summary.outcome.as_str(), "abandoned");
     server.shutdown().await.unwrap();
 }

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use engine::outbox::OutboxEntry;
 use engine::store::{Interaction, StoreError, WriteOp};
 use ractor::{ActorProcessingErr, ActorRef, RpcReplyPort};
 use tracing::{debug, info, warn};
@@ -85,7 +86,8 @@ impl SessionActor {
     }
 
     /// What closing writes besides the session: the customer's cross-channel
-    /// history entry and their last agent, for sticky routing next time.
+    /// history entry, the session-ended job (summary and webhooks), and the
+    /// customer's last agent, for sticky routing next time.
     pub(super) fn closing_ops(&self, state: &mut SessionActorState) -> Vec<WriteOp> {
         let session = &state.session;
         let summary = session
@@ -99,6 +101,13 @@ impl SessionActor {
             channel: session.channel.clone(),
             summary,
         })];
+        // The summary and the `session.*` webhooks are made off the hot path
+        // from this job, which a crash after this write does not lose.
+        ops.push(WriteOp::PutOutbox(OutboxEntry::session_ended(
+            session.id,
+            session.state == SessionState::Abandoned,
+            engine::now_millis(),
+        )));
         if let Some(agent) = session
             .agent
             .clone()

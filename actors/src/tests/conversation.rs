@@ -73,6 +73,14 @@ async fn a_conversation_end_to_end() {
         .unwrap()
         .unwrap();
     assert_eq!(profile.last_agent, Some(id("ann")));
+    // So is the session-ended job (summary and webhooks), with the end.
+    let jobs = board.store().outbox_due(Millis::MAX, 10).await.unwrap();
+    assert_eq!(
+        jobs.iter()
+            .map(|job| (job.ended_session(), job.event_type.as_str()))
+            .collect::<Vec<_>>(),
+        vec![(Some(session), "session.closed")]
+    );
     // The agent is free again.
     assert!(
         board
@@ -324,6 +332,12 @@ async fn a_customer_who_leaves_the_queue_abandons() {
         .unwrap();
     let record = board.session(ack.session).await.unwrap();
     assert_eq!(record.state, SessionState::Abandoned);
+    let jobs = board.store().outbox_due(Millis::MAX, 10).await.unwrap();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(
+        (jobs[0].ended_session(), jobs[0].event_type.as_str()),
+        (Some(ack.session), "session.abandoned")
+    );
     assert!(board.group_view(&default).await.unwrap().waiting.is_empty());
     // Another customer cannot close it, and the next message opens a new session.
     let err = board

@@ -8,12 +8,12 @@
 //! ├── templates  the reply-template library, replaced whole on each write
 //! ├── notices    Hub<Notice>: ticket changes and 360° views pushed to sockets
 //! ├── desk       ticket ids, per-ticket write order, who is watching what
-//! └── workers    webhook delivery (from the outbox), summaries (on session end)
+//! └── workers    the outbox: webhook deliveries and session-ended jobs (summaries)
 //! ```
 //!
 //! Architecture invariant: nothing here is on the message hot path. Session
-//! actors never wait for the platform; the platform learns of session ends
-//! from `Audience::Ended` and works on its own tasks.
+//! actors never wait for the platform; a session's end leaves a job in the
+//! outbox, in the same batch, and the platform works on its own tasks.
 
 pub mod access;
 pub mod summaries;
@@ -57,6 +57,8 @@ pub struct Platform {
     pub desk: tickets::TicketDesk,
     /// Outbound webhooks.
     pub webhooks: webhooks::Webhooks,
+    /// Whether sessions that end are summarized (`platform.summaries`).
+    pub summaries: bool,
     /// Stops the workers at shutdown.
     stop: CancellationToken,
     workers: TaskTracker,
@@ -92,22 +94,22 @@ impl Platform {
             notices: Hub::default(),
             desk: tickets::TicketDesk::new(config.runtime().node_id),
             webhooks: webhooks::Webhooks::new(config.webhooks.clone()),
+            summaries: config.platform.summaries,
             stop: CancellationToken::new(),
             workers: TaskTracker::new(),
         }))
     }
 
-    /// Starts the webhook delivery worker and (when configured) the summary worker.
-    pub fn start_workers(self: &Arc<Self>, switchboard: &actors::Switchboard, config: &Config) {
+    /// Starts the outbox worker (webhook deliveries and session-ended jobs)
+    /// and the task that wakes it at each session end.
+    pub fn start_workers(self: &Arc<Self>, switchboard: &actors::Switchboard) {
         let platform = self.clone();
         self.workers
-            .spawn(async move { platform.webhooks.run(&platform.store, &platform.stop).await });
-        if config.platform.summaries {
-            let ended = switchboard.subscribe_ended(summaries::ENDED_BUFFER);
-            let platform = self.clone();
-            self.workers
-                .spawn(async move { summaries::run(platform, ended).await });
-        }
+            .spawn(async move { platform.webhooks.run(&platform).await });
+        let ended = switchboard.subscribe_ended(summaries::ENDED_BUFFER);
+        let platform = self.clone();
+        self.workers
+            .spawn(async move { summaries::wake_on_ends(platform, ended).await });
     }
 
     /// Stops the workers, waiting at most `grace` for a delivery in flight.

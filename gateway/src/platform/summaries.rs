@@ -1,73 +1,88 @@
 //! When a session ends: its auto-summary (shown as `last_summary` in the
-//! 360° view) and the `session.closed` / `session.abandoned` webhook event,
-//! written together in one batch.
+//! 360° view) and the `session.closed` / `session.abandoned` webhook event.
 //!
-//! Session ends arrive through `Audience::Ended`. When more than
-//! [`ENDED_BUFFER`] ends are unread at once, further ones are skipped (those
-//! sessions get no summary) rather than slowing the sessions down.
+//! The session actor writes a session-ended job
+//! ([`OutboxEntry::session_ended`]) in the batch that stores the session's
+//! end. The outbox worker ([`super::webhooks`]) runs it here: the summary,
+//! the webhook entries and the job's deletion are written in one batch, so
+//! the job is done once, and a crash at any point loses nothing: a job that
+//! is still stored is run by the next process. A job that fails is retried
+//! like a delivery. Session ends heard through `Audience::Ended` only wake
+//! the worker; one that is missed is found at the next poll.
 
 use std::sync::Arc;
 
-use actors::{Event, EventKind, Subscription};
+use actors::Subscription;
+use engine::outbox::OutboxEntry;
 use engine::store::WriteOp;
 use engine::summary::{ExtractiveSummarizer, Summarizer};
-use tracing::warn;
 
 use super::Platform;
 use super::wire::SummaryRecord;
 
-/// Session ends the worker may have unread.
-pub const ENDED_BUFFER: usize = 4096;
+/// Session ends the waker may have unread; more are skipped (the worker's
+/// poll finds their jobs).
+pub const ENDED_BUFFER: usize = 1024;
 /// Messages read for one summary.
 const MAX_MESSAGES: usize = 2_000;
 
-/// Summarizes every session end until the platform stops.
-pub async fn run(platform: Arc<Platform>, mut ended: Subscription) {
-    let summarizer = ExtractiveSummarizer;
+/// Wakes the outbox worker at each session end, until the platform stops.
+pub async fn wake_on_ends(platform: Arc<Platform>, mut ended: Subscription) {
     loop {
-        let event = tokio::select! {
+        tokio::select! {
             _ = platform.stopping().cancelled() => return,
             event = ended.recv() => match event {
-                Some(event) => event,
+                Some(_) => platform.webhooks.wake(),
                 None => return,
             },
-        };
-        let result = match summarize(&platform, &summarizer, &event).await {
-            Ok(()) => "written",
-            Err(err) => {
-                warn!(session_id = %event.session, error = %err, "session summary failed");
-                "failed"
-            }
-        };
-        metrics::counter!("switchboard_summaries_total", "result" => result).increment(1);
+        }
     }
 }
 
-/// Writes the summary of the session that `event` ended.
-pub async fn summarize(
-    platform: &Platform,
-    summarizer: &dyn Summarizer,
-    event: &Event,
-) -> Result<(), engine::store::StoreError> {
+/// Runs one session-ended job: writes the session's summary (unless
+/// `platform.summaries` is off) and its `session.*` webhook entries, and
+/// deletes the job, in one batch. An error leaves the job for a retry.
+pub async fn run_job(platform: &Platform, job: &OutboxEntry) -> Result<(), String> {
+    let result = write_job(platform, job).await;
+    if platform.summaries {
+        let result = if result.is_ok() { "written" } else { "failed" };
+        metrics::counter!("switchboard_summaries_total", "result" => result).increment(1);
+    }
+    result
+}
+
+async fn write_job(platform: &Platform, job: &OutboxEntry) -> Result<(), String> {
+    let Some(session_id) = job.ended_session() else {
+        return Err(format!(
+            "session-ended job `{}`: payload `{}` is not a session id",
+            job.id, job.payload
+        ));
+    };
     let store = &platform.store;
-    let Some(session) = store.get_session(event.session).await? else {
-        return Ok(());
-    };
-    let messages = store.messages(session.id, 0, MAX_MESSAGES).await?;
-    let now = engine::now_millis();
-    let summary = summarizer.summarize(&session, &messages, now);
+    let session = store
+        .get_session(session_id)
+        .await
+        .map_err(|err| err.to_string())?;
     let mut ops = Vec::new();
-    let event_type = match event.kind {
-        EventKind::Abandoned => "session.abandoned",
-        _ => "session.closed",
-    };
-    let payload = serde_json::json!({
-        "session": crate::rest::types::SessionRecord::from(&session),
-        "summary": SummaryRecord::from(&summary),
-    });
-    ops.extend(platform.webhooks.outbox_ops(event_type, payload, now));
-    ops.push(WriteOp::PutSummary(summary));
-    store.write_owned(ops).await?;
-    platform.webhooks.wake();
-    Ok(())
+    // A session that is gone (purged) has nothing left to report.
+    if let Some(session) = session {
+        let now = engine::now_millis();
+        let summary = if platform.summaries {
+            let messages = store
+                .messages(session.id, 0, MAX_MESSAGES)
+                .await
+                .map_err(|err| err.to_string())?;
+            Some(ExtractiveSummarizer.summarize(&session, &messages, now))
+        } else {
+            None
+        };
+        let payload = serde_json::json!({
+            "session": crate::rest::types::SessionRecord::from(&session),
+            "summary": summary.as_ref().map(SummaryRecord::from),
+        });
+        ops.extend(platform.webhooks.outbox_ops(&job.event_type, payload, now));
+        ops.extend(summary.map(WriteOp::PutSummary));
+    }
+    ops.push(WriteOp::DeleteOutbox(job.id.clone()));
+    store.write_owned(ops).await.map_err(|err| err.to_string())
 }

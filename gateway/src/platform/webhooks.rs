@@ -18,14 +18,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use engine::Millis;
-use engine::outbox::{OutboxEntry, RetryPolicy};
+use engine::outbox::{OutboxEntry, RetryPolicy, SESSION_ENDED_JOB};
 use engine::store::{Store, WriteOp};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use super::Platform;
 use crate::config::WebhooksConfig;
 
 /// Entries sent per pass.
@@ -134,18 +134,17 @@ impl Webhooks {
         self.wake.notify_one();
     }
 
-    /// The delivery loop, until `stop`.
-    pub async fn run(&self, store: &Arc<dyn Store>, stop: &CancellationToken) {
-        if self.config.endpoints.is_empty() {
-            return;
-        }
+    /// The outbox loop, until the platform stops: webhook deliveries and
+    /// session-ended jobs (see [`super::summaries`]).
+    pub async fn run(&self, platform: &Platform) {
+        let stop = platform.stopping();
         let client = match reqwest::Client::builder()
             .timeout(Duration::from_millis(self.config.timeout_ms))
             .build()
         {
             Ok(client) => client,
             Err(err) => {
-                warn!(error = %err, "cannot build the webhook HTTP client; webhooks stay in the outbox");
+                warn!(error = %err, "cannot build the webhook HTTP client; webhooks and session summaries stay in the outbox");
                 return;
             }
         };
@@ -153,7 +152,7 @@ impl Webhooks {
         loop {
             let n_sent = tokio::select! {
                 _ = stop.cancelled() => return,
-                n_sent = self.deliver_due(store, &client, stop) => n_sent,
+                n_sent = self.deliver_due(platform, &client) => n_sent,
             };
             if n_sent == BATCH {
                 continue;
@@ -166,13 +165,9 @@ impl Webhooks {
         }
     }
 
-    /// Sends what is due; returns how many entries it tried.
-    async fn deliver_due(
-        &self,
-        store: &Arc<dyn Store>,
-        client: &reqwest::Client,
-        stop: &CancellationToken,
-    ) -> usize {
+    /// Sends or runs what is due; returns how many entries it tried.
+    async fn deliver_due(&self, platform: &Platform, client: &reqwest::Client) -> usize {
+        let store = &platform.store;
         let due = match store.outbox_due(engine::now_millis(), BATCH).await {
             Ok(due) => due,
             Err(err) => {
@@ -182,8 +177,20 @@ impl Webhooks {
         };
         let n_due = due.len();
         for mut entry in due {
-            if stop.is_cancelled() {
+            if platform.stopping().is_cancelled() {
                 break;
+            }
+            if entry.endpoint == SESSION_ENDED_JOB {
+                match super::summaries::run_job(platform, &entry).await {
+                    // Its webhook entries are due now.
+                    Ok(()) => self.wake(),
+                    Err(error) => {
+                        entry.failed(error, engine::now_millis(), &self.policy());
+                        warn!(job = %entry.id, attempts = entry.attempts, dead = entry.dead, error = entry.last_error.as_deref().unwrap_or(""), "session-ended job failed");
+                        self.save(store, WriteOp::PutOutbox(entry)).await;
+                    }
+                }
+                continue;
             }
             let Some(endpoint) = self
                 .config
