@@ -13,6 +13,10 @@
 //! `webhooks.timeout_ms`) reschedules it with a doubling backoff, until
 //! `webhooks.max_attempts` have failed and it is kept, marked dead. Entries
 //! survive restarts: a new process delivers what the old one did not.
+//!
+//! The same worker runs the session-ended jobs in the outbox (endpoint
+//! `@session-ended`, see [`super::summaries`]) instead of sending them, with
+//! the same retries.
 
 use std::sync::Arc;
 use std::time::Duration;
