@@ -178,14 +178,7 @@ async fn every_event_arrives_across_a_receiver_outage_and_a_restart() {
             .iter()
             .map(|(key, kind, body)| (key.clone(), (kind.clone(), body.clone())))
             .collect();
-        let drained = server
-            .state
-            .platform
-            .store
-            .outbox_due(i64::MAX, 10)
-            .await
-            .unwrap()
-            .is_empty();
+        let drained = outbox_drained(&server).await;
         if by_key.len() == 4 && drained {
             break by_key;
         }
@@ -227,6 +220,12 @@ async fn every_event_arrives_across_a_receiver_outage_and_a_restart() {
         }
     }
     server.shutdown().await.unwrap();
+}
+
+/// Whether nothing is left to deliver or run.
+async fn outbox_drained(server: &Server) -> bool {
+    let store = &server.state.platform.store;
+    store.outbox_due(i64::MAX, 10).await.unwrap().is_empty()
 }
 
 /// `cust-003` writes and leaves the queue; returns the session id.
@@ -274,15 +273,7 @@ async fn a_session_ended_job_left_in_the_store_is_run_by_the_next_process() {
     });
     let session = abandoned_session(&server, &token).await;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !server
-        .state
-        .platform
-        .store
-        .outbox_due(i64::MAX, 10)
-        .await
-        .unwrap()
-        .is_empty()
-    {
+    while !outbox_drained(&server).await {
         assert!(Instant::now() < deadline, "the job was not run");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -314,14 +305,7 @@ async fn a_session_ended_job_left_in_the_store_is_run_by_the_next_process() {
             .iter()
             .map(|(key, _, body)| (key.clone(), body.clone()))
             .collect();
-        let drained = server
-            .state
-            .platform
-            .store
-            .outbox_due(i64::MAX, 10)
-            .await
-            .unwrap()
-            .is_empty();
+        let drained = outbox_drained(&server).await;
         if !events.is_empty() && drained {
             break events;
         }
