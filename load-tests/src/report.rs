@@ -54,9 +54,11 @@ pub struct Memory {
     pub rss_go_kib: Option<u64>,
     pub rss_peak_kib: Option<u64>,
     pub rss_end_kib: Option<u64>,
-    /// What `kib_per_session` divides by: connected customers (storm) or opened sessions (idle).
+    /// What `kib_per_session` divides by: customers connected once every
+    /// process's were in (storm) or opened sessions (idle).
     pub sessions: i64,
-    /// RSS when `sessions` was highest.
+    /// RSS at the end of the storm's hold (every customer still in), or at
+    /// the end of an idle run.
     pub rss_at_sessions_kib: Option<u64>,
     /// (rss_at_sessions − rss_go) / sessions, for the scenarios that measure it.
     pub kib_per_session: Option<f64>,

@@ -1,7 +1,8 @@
 //! The coordinator (`loadgen run`): starts the server under test, splits the
 //! scenario over generator processes and source addresses, starts them
 //! together, stops their agents together once every process's customers are
-//! done, prints a progress line every second, samples the server's memory,
+//! done (in a connection storm: measures the server's memory while every
+//! process's customers are in, then releases them together), prints a progress line every second, samples the server's memory,
 //! and merges everything into a [`Report`].
 
 use std::collections::BTreeMap;
@@ -143,7 +144,7 @@ async fn drive(options: &RunOptions, server: &Server) -> Result<Report> {
                     );
                 }
             }
-            Some(Line::CustomersDone | Line::Done(_)) => {
+            Some(Line::CustomersDone | Line::AllIn { .. } | Line::Done(_)) => {
                 bail!("worker {idx} finished during set-up")
             }
             None => bail!("worker {idx} exited during set-up (see its errors above)"),
@@ -167,6 +168,9 @@ async fn drive(options: &RunOptions, server: &Server) -> Result<Report> {
     let mut previous: (i64, i64) = (0, 0);
     let mut peak = rss_go;
     let mut at_sessions: (i64, Option<u64>) = (0, None);
+    // Connection storm: each process's count when all its customers were in.
+    let mut all_in: Vec<Option<i64>> = vec![None; workers.len()];
+    let mut release_at: Option<tokio::time::Instant> = None;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.tick().await;
     let limit =
@@ -198,10 +202,6 @@ async fn drive(options: &RunOptions, server: &Server) -> Result<Report> {
                     ack_p99_ms: p(hist::ACK, 0.99),
                 };
                 previous = (sent, received);
-                let sessions_now = sessions_measured(kind, &point);
-                if sessions_now >= at_sessions.0 && sessions_now > 0 {
-                    at_sessions = (sessions_now, rss);
-                }
                 if let Some(h) = interval.get(hist::CUSTOMER_TO_AGENT) {
                     cumulative_e2e.add(h).ok();
                 }
@@ -223,6 +223,15 @@ async fn drive(options: &RunOptions, server: &Server) -> Result<Report> {
                     bail!("the run went {limit:?} past its planned length; stopping");
                 }
             }
+            _ = tokio::time::sleep_until(release_at.unwrap_or_else(tokio::time::Instant::now)), if release_at.is_some() => {
+                // Every process's customers have held for `hold_secs`.
+                release_at = None;
+                at_sessions = (all_in.iter().flatten().sum(), server.rss_kib());
+                for worker in &mut workers {
+                    worker.stdin.write_all(b"release\n").await.context("a worker went away before release")?;
+                    worker.stdin.flush().await?;
+                }
+            }
             line = lines.recv() => {
                 let Some((idx, line)) = line else { break };
                 match line {
@@ -238,6 +247,12 @@ async fn drive(options: &RunOptions, server: &Server) -> Result<Report> {
                         customers_done[idx] = true;
                         if customers_done.iter().all(|done| *done) {
                             stop_agents(&mut workers).await?;
+                        }
+                    }
+                    Some(Line::AllIn { connected }) => {
+                        all_in[idx] = Some(connected);
+                        if all_in.iter().all(Option::is_some) {
+                            release_at = Some(tokio::time::Instant::now() + Duration::from_secs_f64(params.hold_secs));
                         }
                     }
                     Some(Line::Done(snapshot)) => finals[idx] = Some(snapshot),
@@ -256,9 +271,10 @@ async fn drive(options: &RunOptions, server: &Server) -> Result<Report> {
     }
     let measured_secs = go.elapsed().as_secs_f64();
     let rss_end = server.rss_kib();
-    for mut worker in workers {
+    for Worker { mut child, stdin } in workers {
+        drop(stdin); // nothing more to say: end of input
         // Done was reported; the exit status adds nothing.
-        let _ = worker.child.wait().await;
+        let _ = child.wait().await;
     }
     let snapshots: Vec<Snapshot> = finals.into_iter().flatten().collect();
     let merged = merge(&snapshots);
@@ -345,14 +361,6 @@ async fn stop_agents(workers: &mut [Worker]) -> Result<()> {
         worker.stdin.flush().await?;
     }
     Ok(())
-}
-
-/// The session count a scenario's memory per session divides by.
-fn sessions_measured(kind: Kind, point: &Point) -> i64 {
-    match kind {
-        Kind::IdleSessions => point.opened,
-        _ => point.connected,
-    }
 }
 
 fn latest_errors(latest: &[BTreeMap<String, i64>]) -> i64 {

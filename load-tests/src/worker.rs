@@ -5,6 +5,11 @@
 //! progress line every second and its measurements at the end, all as JSON
 //! lines on stdout.
 //!
+//! In a connection storm it prints `all_in` once every customer of this
+//! process is connected (or failed) and holds them until the coordinator
+//! says `release`: the coordinator measures the server's memory while every
+//! process's customers are in, which no once-a-second sample can promise.
+//!
 //! The server gives any process's customers to any agent, so this process's
 //! agents may still hold sessions of customers that another process drives:
 //! only the coordinator knows when every process's customers have settled,
@@ -64,6 +69,12 @@ pub enum Line {
     /// This process's customers have finished (settled or failed); its
     /// agents keep answering until `stop`.
     CustomersDone,
+    /// Connection storm: every customer of this process is connected (or
+    /// failed); they hold until `release`.
+    AllIn {
+        /// Customers connected now.
+        connected: i64,
+    },
     /// Once a second.
     Progress(Progress),
     /// The end: everything measured.
@@ -81,7 +92,8 @@ pub struct Progress {
     pub interval: std::collections::BTreeMap<String, Buckets>,
 }
 
-/// Runs a worker: the plan on stdin's first line, `go` on the second.
+/// Runs a worker: the plan on stdin's first line, `go` on the second, then
+/// `release` (connection storm) and `stop`.
 pub async fn main() -> Result<()> {
     let mut stdin = BufReader::new(tokio::io::stdin()).lines();
     let plan_line = stdin.next_line().await?.context("no plan on stdin")?;
@@ -100,16 +112,17 @@ pub async fn main() -> Result<()> {
     if go.trim() != "go" {
         bail!("expected `go`, got `{go}`");
     }
-    run(&plan, &endpoint, &stats, prepared).await;
+    let (release, released) = watch::channel(false);
+    tokio::spawn(follow_coordinator(
+        stdin,
+        release,
+        stop_agents,
+        stats.clone(),
+    ));
+    run(&plan, &endpoint, &stats, prepared, released).await;
     emit(&Line::CustomersDone).await?;
     // Agents keep answering until every process's customers have settled
     // (the coordinator says `stop`), or until the coordinator is gone.
-    if let Some(line) = stdin.next_line().await?
-        && line.trim() != "stop"
-    {
-        bail!("expected `stop`, got `{line}`");
-    }
-    let _ = stop_agents.send(true); // agents that already ended need no signal
     while let Some(result) = agent_tasks.join_next().await {
         if let Ok(Err(err)) = result {
             stats.error(format!("agent: {}", flows::short(&err)));
@@ -119,9 +132,47 @@ pub async fn main() -> Result<()> {
     emit(&Line::Done(stats.snapshot())).await
 }
 
+/// Reads the coordinator's commands after `go`: `release` ends a storm's
+/// hold, `stop` stops the agents and is the last. The coordinator gone means
+/// both.
+async fn follow_coordinator(
+    mut stdin: tokio::io::Lines<BufReader<tokio::io::Stdin>>,
+    release: watch::Sender<bool>,
+    stop: watch::Sender<bool>,
+    stats: Stats,
+) {
+    loop {
+        match stdin.next_line().await {
+            Ok(Some(line)) => match line.trim() {
+                "release" => {
+                    let _ = release.send(true); // nobody may be holding
+                }
+                "stop" => {
+                    let _ = stop.send(true); // agents may have ended already
+                    // The last command. Reading on would keep the process
+                    // alive: a pending stdin read holds up the runtime's exit.
+                    return;
+                }
+                other => stats.error(format!(
+                    "the coordinator said `{other}`; expected `release` or `stop`"
+                )),
+            },
+            Ok(None) | Err(_) => {
+                let _ = release.send(true);
+                let _ = stop.send(true);
+                return;
+            }
+        }
+    }
+}
+
+/// One line at a time: the progress task and the run both print.
+static STDOUT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn emit(line: &Line) -> Result<()> {
     let mut text = serde_json::to_string(line).context("line serializes")?;
     text.push('\n');
+    let _one_at_a_time = STDOUT.lock().await;
     let mut stdout = tokio::io::stdout();
     stdout.write_all(text.as_bytes()).await?;
     stdout.flush().await?;
@@ -308,7 +359,13 @@ where
     kept
 }
 
-async fn run(plan: &WorkerPlan, endpoint: &Endpoint, stats: &Stats, prepared: Prepared) {
+async fn run(
+    plan: &WorkerPlan,
+    endpoint: &Endpoint,
+    stats: &Stats,
+    prepared: Prepared,
+    released: watch::Receiver<bool>,
+) {
     let params = &plan.params;
     let start = Instant::now();
     let end = start + Duration::from_secs_f64(params.duration_secs);
@@ -343,7 +400,6 @@ async fn run(plan: &WorkerPlan, endpoint: &Endpoint, stats: &Stats, prepared: Pr
             collect(tasks).await;
         }
         (Kind::ConnectionStorm, Prepared::Tokens(customers)) => {
-            let (release, released) = watch::channel(false);
             let open_session = params.open_session;
             let permits = Arc::new(Semaphore::new(params.connect_concurrency as usize));
             let mut tasks = JoinSet::new();
@@ -369,11 +425,14 @@ async fn run(plan: &WorkerPlan, endpoint: &Endpoint, stats: &Stats, prepared: Pr
                     (customer, result)
                 });
             }
-            // Everyone is in (or failed): hold, then let go.
+            // Everyone is in (or failed): say so, and hold until every
+            // process's customers are in and the coordinator lets go.
             let everyone_in = permits.acquire_many(params.connect_concurrency).await;
             drop(everyone_in);
-            tokio::time::sleep(Duration::from_secs_f64(params.hold_secs)).await;
-            let _ = release.send(true); // tasks that failed already ended
+            let connected = stats.counter(crate::stats::count::CONNECTED);
+            if let Err(err) = emit(&Line::AllIn { connected }).await {
+                stats.error(format!("cannot tell the coordinator: {err}"));
+            }
             collect(tasks).await;
         }
         (Kind::ContactCenterDay | Kind::PromotionSpike, Prepared::Tokens(customers)) => {
