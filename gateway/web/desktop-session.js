@@ -19,6 +19,8 @@ export class SessionCard {
     this.typingTimer = null;
     this.suggestTimer = null;
     this.suggestions = [];
+    this.suggestionsFor = ""; // the draft they were asked for
+    this.suggestAsked = 0; // numbers the requests: only the newest answer shows
     this.build();
   }
 
@@ -317,18 +319,24 @@ export class SessionCard {
 
   async suggest(text) {
     if (["closed", "transferred", "abandoned", "offered"].includes(this.state)) return;
+    const asked = ++this.suggestAsked;
+    let suggestions;
     try {
       const list = await this.ctx.api("GET", `/sessions/${this.id}/suggestions?text=${encodeURIComponent(text)}&limit=3`);
-      this.suggestions = list.suggestions.slice(0, 3);
+      suggestions = list.suggestions.slice(0, 3);
     } catch (err) {
-      this.suggestions = [];
+      suggestions = [];
     }
+    if (asked !== this.suggestAsked) return; // a newer draft asked since
+    this.suggestions = suggestions;
+    this.suggestionsFor = text;
     this.renderSuggestions();
   }
 
   renderSuggestions() {
     if (!this.suggestList) return;
     clear(this.suggestList);
+    this.suggestList.dataset.for = this.suggestionsFor;
     this.suggestLabel.hidden = this.suggestions.length === 0;
     this.suggestions.forEach((suggestion, index) => {
       this.suggestList.append(h("li", {},
@@ -343,7 +351,9 @@ export class SessionCard {
   }
 
   clearSuggestions() {
+    this.suggestAsked++; // an answer still on its way is stale
     this.suggestions = [];
+    this.suggestionsFor = "";
     this.renderSuggestions();
   }
 

@@ -294,9 +294,10 @@ async fn a_conversation_from_chat_to_desktop_with_live_tickets_and_resume() {
     // Keyboard: Alt+1 puts the first suggestion into the reply box.
     let app_input = format!("{app_card} textarea.composer-input");
     desktop.type_text(&app_input, "退款").await;
+    // The list says which draft it answers: read it once it answers this one.
     desktop
         .wait_visible(&format!(
-            "{app_card} .suggestions li:first-child .suggestion"
+            "{app_card} .suggestions[data-for=\"退款\"] li:first-child .suggestion"
         ))
         .await;
     let first = desktop
@@ -330,7 +331,9 @@ async fn a_conversation_from_chat_to_desktop_with_live_tickets_and_resume() {
         .await;
     desktop
         .wait_text(
-            &format!("{web_card} .suggestions li:first-child .suggestion"),
+            &format!(
+                "{web_card} .suggestions[data-for=\"{ORDER_DELAY}\"] li:first-child .suggestion"
+            ),
             ORDER_DELAY_REPLY,
         )
         .await;
