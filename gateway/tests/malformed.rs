@@ -39,6 +39,10 @@ async fn every_malformed_input_gets_its_error_and_the_server_survives() {
         config.limits.max_frame_bytes = 1024;
         config.limits.max_ws_message_bytes = 8 * 1024;
         config.limits.max_body_chars = 100;
+        // The flood case: at 1 frame/s no slow machine spreads 50 refusals
+        // in a row over enough time to earn a token back.
+        config.limits.messages_per_second = 1;
+        config.limits.flood_close_after = 50;
     })
     .await;
     let cases: Vec<(&str, Vec<Message>, Fate)> = vec![

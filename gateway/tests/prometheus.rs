@@ -114,14 +114,15 @@ impl Prometheus {
     }
 }
 
-/// The demo data with a 1 s service-level threshold and a 1 s short-abandon
-/// threshold, so the scenario takes seconds.
+/// The demo data with a 2 s service-level threshold and a 2 s short-abandon
+/// threshold, so the scenario takes seconds (and a slow machine still
+/// answers A and lets D go well inside them).
 async fn seed_fast_thresholds(dir: &std::path::Path) {
     let store = SqliteStore::open(dir.join("switchboard.db")).unwrap();
     let (agents, mut groups, customers) = gateway::demo::data();
     for group in &mut groups {
-        group.sla_threshold_secs = 1;
-        group.short_abandon_secs = 1;
+        group.sla_threshold_secs = 2;
+        group.short_abandon_secs = 2;
     }
     actors::Switchboard::seed(&store, agents, groups, customers)
         .await
@@ -193,18 +194,18 @@ async fn dashboards_and_sla_figures_against_a_real_prometheus() {
 
     // wang.min takes one chat at a time.
     let mut agent = test.available_agent("wang.min").await;
-    // A: answered at once (within 1 s).
+    // A: answered at once (within 2 s).
     let mut first = test.customer("cust-003").await;
     first.hello(json!({})).await;
     let a = session_of(&first.say(json!({}), "a", "first").await);
     accept_offer(&mut agent, &a).await;
     agent.say(json!({"session": a}), "ra", "hello A").await;
-    // B waits behind A for 1.5 s.
+    // B waits behind A for 3 s.
     let mut second = test.customer("cust-002").await;
     second.hello(json!({})).await;
     let b = session_of(&second.say(json!({}), "b", "second").await);
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
-    // A closes; B is answered late (over 1 s).
+    tokio::time::sleep(Duration::from_millis(3_000)).await;
+    // A closes; B is answered late (over 2 s).
     assert_eq!(
         agent.request(json!({"type": "close", "session": a})).await["type"],
         "ok"
@@ -213,7 +214,7 @@ async fn dashboards_and_sla_figures_against_a_real_prometheus() {
     agent
         .say(json!({"session": b}), "rb", "sorry for the wait")
         .await;
-    // C: a visitor who waits 1.5 s, then leaves: abandoned.
+    // C: a visitor who waits 3 s, then leaves: abandoned.
     let visitor: Value = reqwest::Client::new()
         .post(test.http_url("/api/v1/visitors"))
         .send()
@@ -226,7 +227,7 @@ async fn dashboards_and_sla_figures_against_a_real_prometheus() {
         Client::connect(&test.ws_url("/ws/customer", visitor["token"].as_str().unwrap())).await;
     c_client.hello(json!({})).await;
     let c = session_of(&c_client.say(json!({}), "c", "third").await);
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    tokio::time::sleep(Duration::from_millis(3_000)).await;
     assert_eq!(
         c_client
             .request(json!({"type": "leave", "session": c}))
@@ -289,13 +290,14 @@ async fn dashboards_and_sla_figures_against_a_real_prometheus() {
         .parse()
         .unwrap();
     assert!((level - 100.0 / 3.0).abs() < 0.01, "service level {level}");
-    // ASA: within the histogram's resolution of the true average (A ≈ 0 s, B ≈ 1.5 s).
+    // ASA: the histogram's sum is exact. A waits next to nothing and B at
+    // least 3 s, so the average is at least 1.5 s; 3 s allows both 3 s more.
     let asa = prometheus
         .value(&format!(
             "switchboard_time_to_answer_seconds_sum{{{default_web}}} / switchboard_time_to_answer_seconds_count{{{default_web}}}"
         ))
         .await;
-    assert!((0.5..=1.5).contains(&asa), "ASA {asa}");
+    assert!((1.5..=3.0).contains(&asa), "ASA {asa}");
     eprintln!("prometheus: service level {level:.2} %, ASA {asa:.3} s");
 
     // The scenario breaches the 80 % target: the alert's expression is true

@@ -106,12 +106,13 @@ async fn patch(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_event_arrives_across_a_receiver_outage_and_a_restart() {
-    // A port with nothing listening on it yet.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // A port held for the receiver but not listening yet: connections to it
+    // are refused, and nothing else can take it meanwhile.
+    let receiver_socket = tokio::net::TcpSocket::new_v4().unwrap();
+    receiver_socket
+        .bind("127.0.0.1:0".parse().unwrap())
+        .unwrap();
+    let port = receiver_socket.local_addr().unwrap().port();
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(config(&dir, port)).await.unwrap();
     let token = server.state.signer.mint(&Claims {
@@ -165,9 +166,7 @@ async fn every_event_arrives_across_a_receiver_outage_and_a_restart() {
 
     // Receiver up, switchboard restarted on the same data.
     let received: Received = Arc::default();
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .unwrap();
+    let listener = receiver_socket.listen(128).unwrap();
     tokio::spawn(receiver(listener, received.clone()));
     let server = Server::start(config(&dir, port)).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);

@@ -108,7 +108,7 @@ impl AgentRun {
                     self.handle(frame, &mut sessions, &mut pending_acks, &mut n_active, &mut available_at, &mut out);
                     for action in out {
                         let frame = match action {
-                            Action::Accept { session } => wire::session_request("accept", &session),
+                            Action::Accept { session } => wire::accept(&session),
                             Action::Reply { session, stamp } => {
                                 n_sent += 1;
                                 let client_message_id = format!("a{n_sent}");
@@ -160,6 +160,16 @@ impl AgentRun {
                     "invalid_state" | "unknown_session" | "session_closed"
                 ) {
                     self.stats.add("agent_replies_refused_session_ended", 1);
+                } else if code == "not_your_session"
+                    && frame
+                        .request_id
+                        .is_some_and(|id| id.starts_with(wire::ACCEPT_REQUEST))
+                {
+                    // An accept racing the customer's abandoning (or the
+                    // offer's lapse) finds the offer gone: also the
+                    // scenario's race. Answered + abandoned still has to
+                    // add up to the arrivals.
+                    self.stats.add("agent_accepts_refused_offer_gone", 1);
                 } else {
                     self.stats.error(format!("agent error frame: {code}"));
                 }

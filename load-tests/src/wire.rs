@@ -117,6 +117,15 @@ pub fn session_request(kind: &str, session: &str) -> String {
     format!(r#"{{"type":"{kind}","session":"{session}"}}"#)
 }
 
+/// `accept`, with a `request_id` that names it: an error to it says which
+/// request failed.
+pub fn accept(session: &str) -> String {
+    format!(r#"{{"type":"accept","session":"{session}","request_id":"{ACCEPT_REQUEST}{session}"}}"#)
+}
+
+/// The `request_id` prefix of [`accept`].
+pub const ACCEPT_REQUEST: &str = "accept-";
+
 /// `presence` `available`.
 pub fn available() -> String {
     r#"{"type":"presence","state":"available"}"#.to_string()
@@ -243,7 +252,8 @@ mod tests {
             hello("h", &[("17".into(), 3), ("18".into(), 0)]),
             customer_message("c-1", &customer_body(1)),
             agent_message("17", "a-1", &reply_body(1, 2)),
-            session_request("accept", "17"),
+            session_request("leave", "17"),
+            accept("17"),
             available(),
         ];
         for frame in frames {
@@ -253,5 +263,7 @@ mod tests {
         let hello: serde_json::Value =
             serde_json::from_str(&hello("h", &[("17".into(), 3)])).unwrap();
         assert_eq!(hello["last_seq"]["17"], 3);
+        let accept: serde_json::Value = serde_json::from_str(&accept("17")).unwrap();
+        assert_eq!(accept["request_id"], "accept-17");
     }
 }

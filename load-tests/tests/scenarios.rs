@@ -93,9 +93,10 @@ fn steady_chat_delivers_every_message_exactly_once_on_switchboard_and_the_relay(
     for run in &runs {
         assert_clean(run);
         assert_eq!(run["processes"], 2);
-        // 20 first messages, then about 100/s for 3 s; every one answered.
+        // 20 first messages, then about 100/s for 3 s (a stalled generator
+        // skips rather than bursts: at least half); every one answered.
         let sent = counter(run, "customer_messages_sent");
-        assert!(sent >= 20 + 250, "{sent} sent");
+        assert!(sent >= 20 + 150, "{sent} sent");
         assert_eq!(counter(run, "customer_messages_received_by_agents"), sent);
         assert_eq!(counter(run, "agent_messages_sent"), sent);
         assert_eq!(counter(run, "agent_messages_received_by_customers"), sent);

@@ -289,6 +289,12 @@ async fn a_panicking_session_is_restarted_without_loss_or_duplicates() {
                 Err(ApiError::Unavailable(_)) => n_retries += 1,
                 Err(other) => panic!("unexpected error {other}"),
             }
+            // Unavailable only while it restarts (a SQLite reload): 30 s
+            // is patience for a slow machine, not a target.
+            assert!(
+                n_retries < 3_000,
+                "the session was unavailable for over 30 s"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         };
         if n < 20 {
@@ -301,7 +307,6 @@ async fn a_panicking_session_is_restarted_without_loss_or_duplicates() {
             acked.push(ack);
         }
     }
-    assert!(n_retries < 100);
     assert_eq!(board.stats().await.unwrap().n_restarts, 1);
     let history = board.history(session, 0).await.unwrap();
     let texts: Vec<String> = bodies(&history).into_iter().map(|(_, b)| b).collect();

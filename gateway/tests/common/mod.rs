@@ -33,10 +33,11 @@ pub fn test_config(dir: &TempDir) -> Config {
     let mut config = Config::default();
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     config.server.admin_listen = "127.0.0.1:0".parse().unwrap();
-    config.server.admin_listen = "127.0.0.1:0".parse().unwrap();
     config.server.shutdown_grace_ms = 2_000;
     config.store.data_dir = dir.path().to_path_buf();
-    config.routing.offer_timeout_ms = 1_000;
+    // Long enough for an accept on a slow, busy machine (an offer that
+    // lapses fails the accept); tests of the lapse set their own.
+    config.routing.offer_timeout_ms = 5_000;
     config.routing.wrap_up_ms = 60_000;
     config.routing.queue_update_ms = 200;
     config
