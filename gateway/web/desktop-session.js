@@ -351,6 +351,7 @@ export class SessionCard {
   }
 
   clearSuggestions() {
+    clearTimeout(this.suggestTimer); // the draft it would ask for is gone
     this.suggestAsked++; // an answer still on its way is stale
     this.suggestions = [];
     this.suggestionsFor = "";

@@ -54,11 +54,12 @@ pub struct Memory {
     pub rss_go_kib: Option<u64>,
     pub rss_peak_kib: Option<u64>,
     pub rss_end_kib: Option<u64>,
-    /// What `kib_per_session` divides by: customers connected once every
-    /// process's were in (storm) or opened sessions (idle).
+    /// What `kib_per_session` divides by: customers in once every
+    /// process's were (storm) or opened sessions (idle); 0 for the other
+    /// scenarios.
     pub sessions: i64,
     /// RSS at the end of the storm's hold (every customer still in), or at
-    /// the end of an idle run.
+    /// the end of an idle run; null for the other scenarios.
     pub rss_at_sessions_kib: Option<u64>,
     /// (rss_at_sessions − rss_go) / sessions, for the scenarios that measure it.
     pub kib_per_session: Option<f64>,

@@ -17,7 +17,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -72,7 +72,8 @@ pub enum Line {
     /// Connection storm: every customer of this process is connected (or
     /// failed); they hold until `release`.
     AllIn {
-        /// Customers connected now.
+        /// Customers in (connected, with their session if the run opens
+        /// one) and holding now.
         connected: i64,
     },
     /// Once a second.
@@ -402,9 +403,13 @@ async fn run(
         (Kind::ConnectionStorm, Prepared::Tokens(customers)) => {
             let open_session = params.open_session;
             let permits = Arc::new(Semaphore::new(params.connect_concurrency as usize));
+            // Customers in (connected, with their session) and holding; the
+            // connected counter would count this process's agents too.
+            let holding = Arc::new(AtomicI64::new(0));
             let mut tasks = JoinSet::new();
             for mut customer in customers {
                 let released = released.clone();
+                let holding = holding.clone();
                 let permit = permits.clone().acquire_owned().await.expect("never closed");
                 tasks.spawn(async move {
                     let mut released_inner = released;
@@ -418,8 +423,11 @@ async fn run(
                                 })
                                 .await?;
                         }
+                        holding.fetch_add(1, Ordering::SeqCst);
                         drop(permit);
-                        hold(&mut customer, &mut released_inner).await
+                        let held = hold(&mut customer, &mut released_inner).await;
+                        holding.fetch_sub(1, Ordering::SeqCst);
+                        held
                     }
                     .await;
                     (customer, result)
@@ -429,7 +437,7 @@ async fn run(
             // process's customers are in and the coordinator lets go.
             let everyone_in = permits.acquire_many(params.connect_concurrency).await;
             drop(everyone_in);
-            let connected = stats.counter(crate::stats::count::CONNECTED);
+            let connected = holding.load(Ordering::SeqCst);
             if let Err(err) = emit(&Line::AllIn { connected }).await {
                 stats.error(format!("cannot tell the coordinator: {err}"));
             }
