@@ -197,12 +197,8 @@ async fn the_default_cap_sits_below_the_open_file_limit() {
     let mut held = Vec::new();
     let mut n_refused = 0;
     for _ in 0..350 {
-        let mut stream = TcpStream::connect(&addr).await.unwrap();
-        stream
-            .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
-            .await
-            .unwrap();
-        match read_status(&mut stream).await {
+        let (stream, status) = new_connection(&addr).await;
+        match status {
             200 => held.push(stream),
             503 => n_refused += 1,
             other => panic!("unexpected status {other}"),
@@ -219,26 +215,31 @@ async fn the_default_cap_sits_below_the_open_file_limit() {
     }
     // ... and closing some makes room again, once the server has seen them go.
     held.truncate(290);
-    let mut admitted = None;
+    let mut admitted = false;
     for _ in 0..100 {
-        let mut stream = TcpStream::connect(&addr).await.unwrap();
-        stream
-            .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
-            .await
-            .unwrap();
-        if read_status(&mut stream).await == 200 {
-            admitted = Some(stream);
+        if new_connection(&addr).await.1 == 200 {
+            admitted = true;
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    assert!(admitted.is_some(), "no room within 10 s of closing 10");
-    drop(admitted);
+    assert!(admitted, "no room within 10 s of closing 10");
     let token = process_token(dir.path(), "cust-003", Role::Customer);
     let mut customer = Client::connect(&format!("ws://{addr}/ws/customer?token={token}")).await;
     customer.hello(json!({})).await;
     customer.say(json!({}), "cap-1", "room again").await;
     process.child.start_kill().unwrap();
+}
+
+/// A new connection asking `/healthz`, and the status it got.
+async fn new_connection(addr: &str) -> (TcpStream, u16) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let status = read_status(&mut stream).await;
+    (stream, status)
 }
 
 /// Reads one whole HTTP/1.1 response (headers and a `content-length` body)
