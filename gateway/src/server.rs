@@ -28,11 +28,13 @@ use crate::listener::{CappedListener, ConnectionGauge};
 use crate::platform::Platform;
 use crate::state::AppState;
 
-/// The whole HTTP surface: REST (with its OpenAPI document), WebSockets, health.
+/// The whole HTTP surface: REST (with its OpenAPI document), WebSockets,
+/// pages, health; everything but health passes the middleware stack
+/// (`crate::middleware`: request ids, access log, timeout, compression, CORS).
 pub fn router(state: AppState) -> Router {
     let (api, openapi) = crate::rest::api_router().split_for_parts();
     let openapi = Arc::new(openapi);
-    Router::new()
+    let routes = Router::new()
         .merge(api)
         .merge(crate::web::routes())
         .route(
@@ -43,7 +45,8 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .route("/ws/customer", get(crate::ws::customer::upgrade))
-        .route("/ws/agent", get(crate::ws::agent::upgrade))
+        .route("/ws/agent", get(crate::ws::agent::upgrade));
+    crate::middleware::layer(routes, &state.config)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .layer(DefaultBodyLimit::max(
@@ -84,7 +87,7 @@ pub struct Server {
     /// Shared state (tests read counters from it).
     pub state: AppState,
     stop_accepting: CancellationToken,
-    serve: JoinHandle<std::io::Result<()>>,
+    serve: JoinHandle<()>,
 }
 
 impl Server {
@@ -143,7 +146,8 @@ impl Server {
             .await
             .with_context(|| format!("failed to listen on server.admin_listen {admin_listen}"))?;
         let admin_addr = admin_listener.local_addr()?;
-        let gauge = ConnectionGauge::new(cap);
+        let gauge = ConnectionGauge::new(cap, config.limits.max_connections_per_address);
+        let header_timeout = Duration::from_millis(config.limits.http_header_timeout_ms);
         let state = AppState::new(
             switchboard,
             platform,
@@ -155,14 +159,12 @@ impl Server {
         let app = router(state.clone());
         let stop_accepting = CancellationToken::new();
         let stop = stop_accepting.clone();
-        let serve = tokio::spawn(async move {
-            axum::serve(
-                CappedListener::new(listener, gauge),
-                app.into_make_service(),
-            )
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await
-        });
+        let serve = tokio::spawn(crate::serve::serve(
+            CappedListener::new(listener, gauge),
+            app,
+            header_timeout,
+            stop,
+        ));
         let admin = crate::metrics::admin_router(state.clone());
         let stop = stop_accepting.clone();
         tokio::spawn(async move {
@@ -214,8 +216,7 @@ impl Server {
             );
         }
         match tokio::time::timeout(grace, self.serve).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(err))) => warn!(error = %err, "server ended with an error"),
+            Ok(Ok(())) => {}
             Ok(Err(err)) => warn!(error = %err, "server task failed"),
             Err(_) => warn!("HTTP connections still open after the grace period"),
         }

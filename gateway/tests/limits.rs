@@ -28,20 +28,21 @@ async fn at_the_connection_cap_new_connections_get_503_and_the_others_keep_worki
     wait_until(|| gauge.open() == 6).await;
 
     for attempt in 0..5 {
-        let mut refused = TcpStream::connect(test.server.addr).await.unwrap();
-        refused
-            .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
-            .await
-            .unwrap();
-        let mut answer = String::new();
-        refused.read_to_string(&mut answer).await.unwrap();
+        let answer = ask(test.server.addr, "/api/v1/me").await;
         assert!(
             answer.starts_with("HTTP/1.1 503"),
             "attempt {attempt}: {answer}"
         );
         assert!(answer.contains("too_many_connections"), "{answer}");
     }
-    assert_eq!(gauge.refused(), 5);
+    // Health checks are answered at the cap: alive, and not ready for more.
+    let health = ask(test.server.addr, "/healthz").await;
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    assert!(health.ends_with("\r\n\r\nok"), "{health}");
+    let ready = ask(test.server.addr, "/readyz").await;
+    assert!(ready.starts_with("HTTP/1.1 503"), "{ready}");
+    assert!(ready.ends_with("at the connection cap"), "{ready}");
+    assert_eq!(gauge.refused(), 7);
     // A WebSocket client sees the refusal as an HTTP error.
     let url = test.ws_url("/ws/customer", &test.token("cust-003", Role::Customer));
     match tokio_tungstenite::connect_async(&url).await {
@@ -61,6 +62,126 @@ async fn at_the_connection_cap_new_connections_get_503_and_the_others_keep_worki
     wait_until(|| gauge.open() == 5).await;
     let mut fresh = Client::connect(&url).await;
     assert_eq!(fresh.request(json!({"type": "ping"})).await["type"], "pong");
+    test.server.shutdown().await.unwrap();
+}
+
+/// One request on a new connection; the whole answer, read until the server closes.
+async fn ask(addr: std::net::SocketAddr, path: &str) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    answer
+}
+
+/// Connections that never send a request, send it a byte at a time
+/// (slowloris), or idle after a response are closed after
+/// `limits.http_header_timeout_ms`, so they cannot lock clients out at the
+/// cap; an upgraded WebSocket is not affected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_slow_header_connections_are_closed_and_give_back_their_place() {
+    let test = TestServer::start(|config| {
+        config.limits.max_connections = 5;
+        config.limits.http_header_timeout_ms = 500;
+    })
+    .await;
+    let gauge = test.server.state.gauge.clone();
+    let mut socket = test.customer("cust-003").await;
+    socket.hello(json!({})).await;
+    let mut silent = Vec::new();
+    for _ in 0..2 {
+        silent.push(TcpStream::connect(test.server.addr).await.unwrap());
+    }
+    let mut kept_alive = TcpStream::connect(test.server.addr).await.unwrap();
+    kept_alive
+        .write_all(b"GET /readyz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(read_status(&mut kept_alive).await, 200);
+    let mut slow = TcpStream::connect(test.server.addr).await.unwrap();
+    slow.write_all(b"GET /readyz HTTP/1.1\r\n").await.unwrap();
+    let trickle = tokio::spawn(async move {
+        // One header byte every 100 ms: the head is never whole.
+        let mut n_sent = 0;
+        while slow.write_all(b"x").await.is_ok() && n_sent < 200 {
+            n_sent += 1;
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let mut rest = Vec::new();
+        // The server closes it: a 408 at most, then end of stream.
+        let _ = slow.read_to_end(&mut rest).await;
+        n_sent
+    });
+    wait_until(|| gauge.open() == 5).await;
+    assert!(
+        ask(test.server.addr, "/api/v1/me")
+            .await
+            .starts_with("HTTP/1.1 503")
+    );
+
+    // The server closes every one of them.
+    for (index, mut stream) in silent.into_iter().chain([kept_alive]).enumerate() {
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(common::PATIENCE, stream.read_to_end(&mut rest)).await;
+        assert!(
+            read.is_ok(),
+            "connection {index} still open after {:?}",
+            common::PATIENCE
+        );
+    }
+    let n_sent = tokio::time::timeout(common::PATIENCE, trickle)
+        .await
+        .expect("the slow connection is closed")
+        .unwrap();
+    assert!(n_sent < 200, "the slow connection was served to the end");
+    wait_until(|| gauge.open() == 1).await;
+    let answer = ask(test.server.addr, "/readyz").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    // The WebSocket, idle far longer than the header timeout, still works.
+    let pong = socket.request(json!({"type": "ping"})).await;
+    assert_eq!(pong["type"], "pong");
+    test.server.shutdown().await.unwrap();
+}
+
+/// With `limits.max_connections_per_address`, one source address cannot
+/// take every place; other addresses still get in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_holds_at_most_max_connections_per_address() {
+    let test = TestServer::start(|config| config.limits.max_connections_per_address = 2).await;
+    let addr = test.server.addr;
+    let from = move |source: &'static str| async move {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+        let mut stream = socket.connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /readyz HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut head = vec![0u8; 12];
+        stream.read_exact(&mut head).await.unwrap();
+        (stream, String::from_utf8(head).unwrap())
+    };
+    let (_first, status) = from("127.0.0.1").await;
+    assert_eq!(status, "HTTP/1.1 200");
+    let (_second, status) = from("127.0.0.1").await;
+    assert_eq!(status, "HTTP/1.1 200");
+    let (mut third, status) = from("127.0.0.1").await;
+    assert_eq!(status, "HTTP/1.1 503");
+    let mut rest = String::new();
+    third.read_to_string(&mut rest).await.unwrap();
+    assert!(
+        rest.ends_with("this address is at limits.max_connections_per_address"),
+        "{rest}"
+    );
+    let answer = ask(addr, "/api/v1/me").await;
+    assert!(
+        answer.contains("too_many_connections_from_address"),
+        "{answer}"
+    );
+    let (_other, status) = from("127.0.0.2").await;
+    assert_eq!(status, "HTTP/1.1 200");
     test.server.shutdown().await.unwrap();
 }
 
@@ -188,7 +309,11 @@ async fn the_default_cap_sits_below_the_open_file_limit() {
     let dir = tempfile::tempdir().unwrap();
     let mut process = start_process(
         dir.path(),
-        &[("SWITCHBOARD_LIMITS_RESERVED_FDS", "100")],
+        &[
+            ("SWITCHBOARD_LIMITS_RESERVED_FDS", "100"),
+            // The held connections idle between requests for longer than the default.
+            ("SWITCHBOARD_LIMITS_HTTP_HEADER_TIMEOUT_MS", "120000"),
+        ],
         Some(400),
     )
     .await;
@@ -231,11 +356,12 @@ async fn the_default_cap_sits_below_the_open_file_limit() {
     process.child.start_kill().unwrap();
 }
 
-/// A new connection asking `/healthz`, and the status it got.
+/// A new connection asking `/readyz` (200 when admitted, 503 at the cap),
+/// and the status it got.
 async fn new_connection(addr: &str) -> (TcpStream, u16) {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream
-        .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .write_all(b"GET /readyz HTTP/1.1\r\nhost: x\r\n\r\n")
         .await
         .unwrap();
     let status = read_status(&mut stream).await;

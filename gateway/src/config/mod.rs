@@ -57,6 +57,10 @@ pub struct ServerConfig {
     /// the copies built into the binary, so a page edit shows on reload;
     /// empty = built in.
     pub web_dir: PathBuf,
+    /// Origins (`https://crm.example.com`) whose pages may call the REST API
+    /// from a browser (CORS); empty = none (the default: the server's own
+    /// pages need no CORS); `["*"]` = any origin.
+    pub cors_allow_origins: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -66,6 +70,7 @@ impl Default for ServerConfig {
             shutdown_grace_ms: 5_000,
             admin_listen: "127.0.0.1:9464".parse().expect("valid default address"),
             web_dir: PathBuf::new(),
+            cors_allow_origins: Vec::new(),
         }
     }
 }
@@ -140,6 +145,17 @@ pub struct LimitsConfig {
     pub new_visitors_per_second: u32,
     /// See `new_visitors_per_second`.
     pub new_visitor_burst: u32,
+    /// Connections one source address may hold at once; 0 = no limit
+    /// apart from `max_connections` (the default: many agents may share
+    /// one office address behind NAT).
+    pub max_connections_per_address: usize,
+    /// A connection must send a whole HTTP request head within this long of
+    /// connecting or of its previous response, or it is closed: idle and
+    /// slow-header (slowloris) connections do not hold a place under the cap.
+    pub http_header_timeout_ms: u64,
+    /// A REST request not answered within this long gets 504
+    /// `request_timeout` (its outcome is then unknown; resend it).
+    pub request_timeout_ms: u64,
 }
 
 impl Default for LimitsConfig {
@@ -161,6 +177,9 @@ impl Default for LimitsConfig {
             max_http_body_bytes: 256 * 1024,
             new_visitors_per_second: 20,
             new_visitor_burst: 200,
+            max_connections_per_address: 0,
+            http_header_timeout_ms: 10_000,
+            request_timeout_ms: 30_000,
         }
     }
 }
@@ -289,6 +308,8 @@ impl Config {
         let limits = &self.limits;
         self.store.validate()?;
         self.webhooks.validate()?;
+        crate::middleware::validate_cors_origins(&self.server.cors_allow_origins)
+            .map_err(|reason| ("server.cors_allow_origins", reason))?;
         if !self.auth.secret.is_empty() && self.auth.secret.len() < 32 {
             return Err(("auth.secret", "must be at least 32 characters".into()));
         }
@@ -310,6 +331,11 @@ impl Config {
                 "limits.max_http_body_bytes",
                 limits.max_http_body_bytes as u64,
             ),
+            (
+                "limits.http_header_timeout_ms",
+                limits.http_header_timeout_ms,
+            ),
+            ("limits.request_timeout_ms", limits.request_timeout_ms),
             ("routing.offer_timeout_ms", self.routing.offer_timeout_ms),
             (
                 "routing.passivate_after_ms",
@@ -523,7 +549,7 @@ mod tests {
         check_error(
             "[limits]\nmax_conections = 5\n",
             &[],
-            "config key `limits.max_conections`: unknown field `max_conections`, expected one of `max_connections`, `reserved_fds`, `max_frame_bytes`, `max_ws_message_bytes`, `max_body_chars`, `messages_per_second`, `message_burst`, `flood_close_after`, `outbound_backlog`, `write_timeout_ms`, `ping_interval_ms`, `idle_timeout_ms`, `new_sessions_per_customer_per_hour`, `max_http_body_bytes`, `new_visitors_per_second`, `new_visitor_burst`",
+            "config key `limits.max_conections`: unknown field `max_conections`, expected one of `max_connections`, `reserved_fds`, `max_frame_bytes`, `max_ws_message_bytes`, `max_body_chars`, `messages_per_second`, `message_burst`, `flood_close_after`, `outbound_backlog`, `write_timeout_ms`, `ping_interval_ms`, `idle_timeout_ms`, `new_sessions_per_customer_per_hour`, `max_http_body_bytes`, `new_visitors_per_second`, `new_visitor_burst`, `max_connections_per_address`, `http_header_timeout_ms`, `request_timeout_ms`",
         );
         check_error(
             "",
