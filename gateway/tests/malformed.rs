@@ -202,3 +202,60 @@ async fn every_malformed_input_gets_its_error_and_the_server_survives() {
     );
     test.server.shutdown().await.unwrap();
 }
+
+/// A flood close (1008) comes after the ack of every message the server
+/// accepted before it: a client learns which of its messages were stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_close_comes_after_the_acks_of_accepted_messages() {
+    let test = TestServer::start(|config| {
+        config.limits.messages_per_second = 1;
+        config.limits.message_burst = 20;
+        config.limits.flood_close_after = 3;
+    })
+    .await;
+    let mut customer = test.customer("cust-003").await;
+    customer.hello(json!({})).await;
+    let first = customer.say(json!({}), "m0", "first").await;
+    let session = common::session_of(&first);
+    // Four messages the bucket still has room for, then more pings than it
+    // holds: the last three are refused, refused, and the flood close; all
+    // in one write.
+    let mut frames: Vec<_> = (1..=4)
+        .map(|n| json!({"type": "message", "client_message_id": format!("m{n}"), "body": format!("message {n}")}))
+        .collect();
+    frames.extend((0..30).map(|_| json!({"type": "ping"})));
+    customer.send_batch(&frames).await;
+    let mut acked = std::collections::BTreeSet::new();
+    let close = loop {
+        match customer.read().await {
+            Ok(frame) if frame["type"] == "ack" => {
+                acked.insert(frame["client_message_id"].as_str().unwrap().to_string());
+            }
+            Ok(_) => continue,
+            Err((code, _)) => break code,
+        }
+    };
+    assert_eq!(close, Some(1008));
+    let stored: std::collections::BTreeSet<String> = test
+        .server
+        .switchboard()
+        .store()
+        .messages(
+            session.parse::<u64>().map(engine::ids::SessionId).unwrap(),
+            0,
+            100,
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|message| message.client_message_id)
+        .filter(|id| id != "m0")
+        .collect();
+    let expected: std::collections::BTreeSet<String> = (1..=4).map(|n| format!("m{n}")).collect();
+    assert_eq!(stored, expected, "every accepted message is stored");
+    assert_eq!(
+        acked, stored,
+        "every stored message was acked before the close"
+    );
+    test.server.shutdown().await.unwrap();
+}

@@ -160,7 +160,14 @@ enum Incoming {
     Frame(ClientFrame),
     Handled,
     Closed,
+    /// Too many frames refused for rate in a row: close with 1008 once the
+    /// acks of messages already accepted are sent.
+    Flood,
 }
+
+/// How long a flood close waits for the acks of messages it accepted
+/// before it closes anyway (the client then resends them, §3 of PROTOCOL.md).
+const FLOOD_ACK_FLUSH: Duration = Duration::from_secs(5);
 
 impl Link {
     /// Wraps an upgraded socket.
@@ -353,10 +360,7 @@ impl Link {
                 };
                 Some(handled(self.send_error(err).await))
             }
-            Verdict::Close => {
-                self.close(CLOSE_POLICY, "flood: too many frames").await;
-                Some(Incoming::Closed)
-            }
+            Verdict::Close => Some(Incoming::Flood),
         }
     }
 
@@ -399,6 +403,26 @@ fn interval(period: Duration) -> tokio::time::Interval {
     let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     interval
+}
+
+/// Sends the ack (or error) of every message already handed to its session,
+/// as each becomes durable, for at most [`FLOOD_ACK_FLUSH`]: a client closed
+/// for flooding still learns which of its messages were stored.
+async fn send_pending_acks(link: &mut Link, pending: &mut FuturesUnordered<DeferredAck>) {
+    let flush = async {
+        while let Some(ready) = pending.next().await {
+            let flow = ready
+                .replier
+                .ack(link, ready.client_message_id, ready.result)
+                .await;
+            if flow == Flow::Stop {
+                return;
+            }
+        }
+    };
+    if tokio::time::timeout(FLOOD_ACK_FLUSH, flush).await.is_err() {
+        debug!("acks still pending at a flood close; the client resends those messages");
+    }
 }
 
 /// A client frame that was answered with an error and is not processed.
@@ -444,6 +468,11 @@ pub async fn run<H: Handler>(
                 Incoming::Frame(frame) => handler.on_frame(&mut link, frame).await,
                 Incoming::Handled => Flow::Continue,
                 Incoming::Closed => Flow::Stop,
+                Incoming::Flood => {
+                    pending.extend(link.deferred.drain(..));
+                    send_pending_acks(&mut link, &mut pending).await;
+                    link.close(CLOSE_POLICY, "flood: too many frames").await
+                }
             },
             _ = tick.tick() => handler.on_tick(&mut link).await,
             _ = ping.tick() => link.heartbeat().await,

@@ -131,6 +131,18 @@ impl Client {
             .expect("send");
     }
 
+    /// Sends JSON frames in one write, so the server finds them all in its
+    /// buffer at once.
+    pub async fn send_batch(&mut self, frames: &[Value]) {
+        for frame in frames {
+            self.ws
+                .feed(Message::Text(frame.to_string().into()))
+                .await
+                .expect("send");
+        }
+        self.ws.flush().await.expect("send");
+    }
+
     /// Sends a raw message.
     pub async fn send_raw(&mut self, message: Message) {
         self.ws.send(message).await.expect("send");
