@@ -135,8 +135,7 @@ async fn commit(
     }
     let started = std::time::Instant::now();
     let written = store.write(&all).await;
-    metrics::histogram!("switchboard_store_commit_ms")
-        .record(started.elapsed().as_secs_f64() * 1000.0);
+    metrics::histogram!("switchboard_store_commit_seconds").record(started.elapsed().as_secs_f64());
     metrics::histogram!("switchboard_store_batch_ops").record(all.len() as f64);
     if written.is_err() {
         metrics::counter!("switchboard_store_commit_errors_total").increment(1);

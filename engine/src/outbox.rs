@@ -107,6 +107,21 @@ impl OutboxEntry {
         self.dead = self.attempts >= policy.max_attempts;
         self.next_attempt_at = now + backoff(self.attempts, policy);
     }
+
+    /// [`Self::failed`] with full jitter: due again after a wait drawn
+    /// uniformly between zero and the backoff, `roll` being the draw in
+    /// `[0, 1]`. Endpoints that failed together (an outage) then retry
+    /// spread out instead of all at once.
+    pub fn failed_with_jitter(
+        &mut self,
+        error: String,
+        now: Millis,
+        policy: &RetryPolicy,
+        roll: f64,
+    ) {
+        self.failed(error, now, policy);
+        self.next_attempt_at = now + full_jitter(backoff(self.attempts, policy), roll);
+    }
 }
 
 /// How deliveries are retried.
@@ -140,9 +155,53 @@ pub fn backoff(attempts: u32, policy: &RetryPolicy) -> Millis {
         .min(policy.max_ms)
 }
 
+/// `wait` scaled by `roll`, clamped to `[0, 1]` (a NaN roll waits the
+/// whole `wait`).
+pub fn full_jitter(wait: Millis, roll: f64) -> Millis {
+    let roll = if roll.is_nan() {
+        1.0
+    } else {
+        roll.clamp(0.0, 1.0)
+    };
+    (wait as f64 * roll).round() as Millis
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn full_jitter_draws_between_zero_and_the_backoff() {
+        let check = |wait: Millis, roll: f64, expected: Millis| {
+            assert_eq!(full_jitter(wait, roll), expected, "{wait} × {roll}");
+        };
+        check(1_000, 0.0, 0);
+        check(1_000, 0.25, 250);
+        check(1_000, 1.0, 1_000);
+        check(1_000, -3.0, 0);
+        check(1_000, 7.0, 1_000);
+        check(1_000, f64::NAN, 1_000);
+        check(600_000, 0.5, 300_000);
+    }
+
+    #[test]
+    fn a_jittered_failure_is_due_within_the_backoff() {
+        let policy = RetryPolicy {
+            initial_ms: 100,
+            max_ms: 1_000,
+            max_attempts: 3,
+        };
+        let mut entry = OutboxEntry::new("evt-1", "crm", "ticket.created", "{}".into(), 5);
+        entry.failed_with_jitter("500".into(), 10, &policy, 0.5);
+        assert_eq!((entry.attempts, entry.next_attempt_at), (1, 60));
+        entry.failed_with_jitter("500".into(), 100, &policy, 0.5);
+        assert_eq!((entry.attempts, entry.next_attempt_at), (2, 200));
+        entry.failed_with_jitter("500".into(), 300, &policy, 0.0);
+        assert_eq!(
+            (entry.attempts, entry.dead, entry.next_attempt_at),
+            (3, true, 300)
+        );
+    }
 
     #[test]
     fn backoff_doubles_up_to_the_cap() {

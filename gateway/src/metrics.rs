@@ -1,7 +1,8 @@
 //! `/metrics` on the admin listener: the Prometheus text format of every
 //! counter and histogram the engine and the gateway record, plus gauges
-//! read at scrape time (connections, sessions, queues, agents, memory).
-//! docs/metrics.md lists them.
+//! read at scrape time (connections, sessions, queues, agents, and the
+//! standard `process_*` metrics of `metrics-process`). Durations are in
+//! seconds, as Prometheus names them. docs/metrics.md lists them.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -16,9 +17,10 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::state::AppState;
 
-/// Milliseconds: acknowledgements, deliveries, store commits.
-const LATENCY_MS_BUCKETS: &[f64] = &[
-    0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0,
+/// Seconds, from half a millisecond to 5 s: acknowledgements, deliveries,
+/// store commits.
+const LATENCY_SECONDS_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
 ];
 /// Seconds: waits before an answer, first responses.
 const WAIT_SECONDS_BUCKETS: &[f64] = &[
@@ -33,42 +35,37 @@ const BATCH_BUCKETS: &[f64] = &[
     1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 4096.0,
 ];
 
+/// Every histogram and its buckets: one without buckets here would be
+/// rendered as a summary, which dashboards cannot aggregate.
+const HISTOGRAMS: [(&str, &[f64]); 7] = [
+    ("switchboard_ack_latency_seconds", LATENCY_SECONDS_BUCKETS),
+    (
+        "switchboard_delivery_latency_seconds",
+        LATENCY_SECONDS_BUCKETS,
+    ),
+    ("switchboard_store_commit_seconds", LATENCY_SECONDS_BUCKETS),
+    ("switchboard_store_batch_ops", BATCH_BUCKETS),
+    ("switchboard_time_to_answer_seconds", WAIT_SECONDS_BUCKETS),
+    ("switchboard_first_response_seconds", WAIT_SECONDS_BUCKETS),
+    ("switchboard_handle_time_seconds", HANDLE_SECONDS_BUCKETS),
+];
+
 /// The process-wide recorder (the `metrics` facade has one), installed on
 /// first use, with its upkeep task.
 pub fn handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let builder = PrometheusBuilder::new()
-                .set_buckets_for_metric(Matcher::Suffix("_ms".into()), LATENCY_MS_BUCKETS)
-                .and_then(|b| {
-                    b.set_buckets_for_metric(
-                        Matcher::Full("switchboard_time_to_answer_seconds".into()),
-                        WAIT_SECONDS_BUCKETS,
-                    )
-                })
-                .and_then(|b| {
-                    b.set_buckets_for_metric(
-                        Matcher::Full("switchboard_first_response_seconds".into()),
-                        WAIT_SECONDS_BUCKETS,
-                    )
-                })
-                .and_then(|b| {
-                    b.set_buckets_for_metric(
-                        Matcher::Full("switchboard_handle_time_seconds".into()),
-                        HANDLE_SECONDS_BUCKETS,
-                    )
-                })
-                .and_then(|b| {
-                    b.set_buckets_for_metric(
-                        Matcher::Full("switchboard_store_batch_ops".into()),
-                        BATCH_BUCKETS,
-                    )
+            let builder = HISTOGRAMS
+                .iter()
+                .try_fold(PrometheusBuilder::new(), |builder, (name, buckets)| {
+                    builder.set_buckets_for_metric(Matcher::Full(name.to_string()), buckets)
                 })
                 .expect("bucket lists are not empty");
             let handle = builder
                 .install_recorder()
                 .expect("the metrics recorder is installed once");
+            process_collector().describe();
             let upkeep = handle.clone();
             // Histograms drain on upkeep; without it they grow between scrapes.
             tokio::spawn(async move {
@@ -83,9 +80,19 @@ pub fn handle() -> PrometheusHandle {
         .clone()
 }
 
-/// Creates every counter a dashboard or alert divides by, at zero, for
-/// each group and built-in channel: a counter that first appears with a
-/// value above zero would lose that first step in `increase()`.
+/// The standard `process_*` metrics (CPU seconds, resident and virtual
+/// memory, open and maximum file descriptors, threads, start time), read
+/// from the OS at each scrape.
+fn process_collector() -> &'static metrics_process::Collector {
+    static COLLECTOR: OnceLock<metrics_process::Collector> = OnceLock::new();
+    COLLECTOR.get_or_init(metrics_process::Collector::default)
+}
+
+/// Creates every series a dashboard or alert reads, at zero, for each group
+/// and built-in channel, so a fresh server's panels show 0 rather than "No
+/// data", and a counter that first appeared above zero would not lose that
+/// first step in `increase()`. Series labelled by what is unknown at start
+/// (error codes) are covered by `or on() vector(0)` in the panel instead.
 pub fn register_series(groups: &[engine::group::SkillGroup]) {
     use engine::channel::Channel;
     const SLA_COUNTERS: [&str; 5] = [
@@ -106,7 +113,37 @@ pub fn register_series(groups: &[engine::group::SkillGroup]) {
                 ];
                 metrics::counter!(name, &labels).increment(0);
             }
+            let labels = [
+                ("group", group.id.to_string()),
+                ("channel", channel.to_string()),
+            ];
+            for name in [
+                "switchboard_time_to_answer_seconds",
+                "switchboard_first_response_seconds",
+                "switchboard_handle_time_seconds",
+            ] {
+                // Registering is enough: the histogram renders with zero
+                // counts, and the handle is not needed.
+                let _ = metrics::histogram!(name, &labels);
+            }
         }
+    }
+    for channel in Channel::BUILT_IN.iter() {
+        for direction in ["in", "out"] {
+            metrics::counter!("switchboard_messages_total", "direction" => direction, "channel" => channel.to_string())
+                .increment(0);
+        }
+    }
+    for direction in ["customer_to_agent", "agent_to_customer"] {
+        let _ =
+            metrics::histogram!("switchboard_delivery_latency_seconds", "direction" => direction);
+    }
+    for name in [
+        "switchboard_ack_latency_seconds",
+        "switchboard_store_commit_seconds",
+        "switchboard_store_batch_ops",
+    ] {
+        let _ = metrics::histogram!(name);
     }
     for kind in ["session", "agent", "group"] {
         metrics::counter!("switchboard_actor_restarts_total", "kind" => kind).increment(0);
@@ -118,10 +155,10 @@ pub fn register_series(groups: &[engine::group::SkillGroup]) {
 /// end-to-end latency from the sender's durable write to the reader's socket.
 /// Replays of old events are not latency and are left out.
 pub fn record_delivery(direction: &'static str, at: engine::Millis) {
-    let latency_ms = (actors::clock::now() - at) as f64;
-    if (0.0..60_000.0).contains(&latency_ms) {
-        metrics::histogram!("switchboard_delivery_latency_ms", "direction" => direction)
-            .record(latency_ms);
+    let latency_ms = actors::clock::now() - at;
+    if (0..60_000).contains(&latency_ms) {
+        metrics::histogram!("switchboard_delivery_latency_seconds", "direction" => direction)
+            .record(latency_ms as f64 / 1000.0);
     }
 }
 
@@ -167,9 +204,7 @@ async fn refresh_gauges(state: &AppState) {
         gauge!("switchboard_sessions", "state" => "passivated")
             .set(stats.n_open_sessions.saturating_sub(stats.n_live_sessions) as f64);
     }
-    if let Some(rss) = resident_bytes() {
-        gauge!("switchboard_process_resident_memory_bytes").set(rss as f64);
-    }
+    process_collector().collect();
     let groups = state
         .switchboard
         .store()
@@ -230,11 +265,4 @@ async fn refresh_gauges(state: &AppState) {
                 .set(f64::from(n));
         }
     }
-}
-
-/// Resident memory of this process, from `/proc/self/statm`.
-fn resident_bytes() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4096)
 }

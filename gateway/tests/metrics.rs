@@ -93,7 +93,7 @@ async fn a_scripted_scenario_is_counted_exactly() {
         get(&format!("switchboard_first_response_seconds_count{labels}")),
         1.0
     );
-    assert!(get("switchboard_store_commit_ms_count") > 0.0);
+    assert!(get("switchboard_store_commit_seconds_count") > 0.0);
     assert_eq!(
         get(r#"switchboard_messages_total{direction="in",channel="web"}"#),
         2.0
@@ -102,10 +102,12 @@ async fn a_scripted_scenario_is_counted_exactly() {
         get(r#"switchboard_messages_total{direction="out",channel="web"}"#),
         1.0
     );
-    assert_eq!(get("switchboard_ack_latency_ms_count"), 3.0);
-    assert!(get(r#"switchboard_delivery_latency_ms_count{direction="customer_to_agent"}"#) >= 1.0);
+    assert_eq!(get("switchboard_ack_latency_seconds_count"), 3.0);
+    assert!(
+        get(r#"switchboard_delivery_latency_seconds_count{direction="customer_to_agent"}"#) >= 1.0
+    );
     assert_eq!(
-        get(r#"switchboard_delivery_latency_ms_count{direction="agent_to_customer"}"#),
+        get(r#"switchboard_delivery_latency_seconds_count{direction="agent_to_customer"}"#),
         1.0
     );
     assert_eq!(
@@ -121,7 +123,21 @@ async fn a_scripted_scenario_is_counted_exactly() {
         get(r#"switchboard_agents{group="default",state="available"}"#),
         1.0
     );
-    assert!(get("switchboard_process_resident_memory_bytes") > 1e6);
+    // The standard process metrics, read from the OS at the scrape.
+    assert!(get("process_resident_memory_bytes") > 1e6);
+    assert!(get("process_virtual_memory_bytes") >= get("process_resident_memory_bytes"));
+    assert!(get("process_open_fds") >= 3.0);
+    assert!(get("process_threads") >= 2.0);
+    assert!(get("process_start_time_seconds") > 1.6e9);
+    // Durations are in seconds: the scenario's acks took well under 5 s
+    // each, and a histogram in milliseconds would sum to more.
+    let ack_sum = get("switchboard_ack_latency_seconds_sum");
+    assert!(ack_sum > 0.0 && ack_sum < 15.0, "ack latency sum {ack_sum}");
+    assert!(text.contains(r#"switchboard_ack_latency_seconds_bucket{le="0.0005"}"#));
+    assert!(
+        !text.contains("_ms_"),
+        "no millisecond metric is left:\n{text}"
+    );
     // The public listener does not serve it.
     let public = reqwest::get(test.http_url("/metrics")).await.unwrap();
     assert_eq!(public.status(), 404);

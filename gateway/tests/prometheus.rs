@@ -1,5 +1,6 @@
 //! A real Prometheus scrapes a real run: every query of every dashboard
-//! panel evaluates and returns data, the SLA figures equal the scenario's
+//! panel evaluates and returns data, on a fresh server and after the
+//! scenario, the SLA figures equal the scenario's
 //! ground truth, and the alert rules pass `promtool`. The test command
 //! installs Prometheus (Debian package `prometheus`) when it is missing.
 
@@ -94,6 +95,30 @@ impl Prometheus {
         let result = self.query(query).await;
         assert_eq!(result.len(), 1, "{query}: {result:?}");
         result[0]["value"][1].as_str().unwrap().parse().unwrap()
+    }
+
+    /// Waits until `query` returns at least one series.
+    async fn wait_for_any(&self, query: &str) {
+        for _ in 0..300 {
+            if let Some(result) = self.try_query(query).await
+                && !result.is_empty()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{query} never returned a series");
+    }
+
+    /// The panels of `panels` whose query returns no series: "No data" in Grafana.
+    async fn panels_without_data(&self, panels: &[(String, String, String)]) -> Vec<String> {
+        let mut empty = Vec::new();
+        for (file, title, expr) in panels {
+            if self.query(expr).await.is_empty() {
+                empty.push(format!("{file} / {title}: {expr}"));
+            }
+        }
+        empty
     }
 
     /// Waits until `query` has the value `expected` (Prometheus scrapes every second).
@@ -191,6 +216,19 @@ async fn dashboards_and_sla_figures_against_a_real_prometheus() {
             0.0,
         )
         .await;
+    // A fresh server: every panel shows a value (0, or NaN for a ratio of
+    // zeros), not "No data", once Prometheus has the two scrapes `rate()`
+    // needs.
+    prometheus
+        .wait_for_any(r#"count_over_time(up{job="switchboard"}[1m]) >= 3"#)
+        .await;
+    let panels = panel_queries();
+    let empty = prometheus.panels_without_data(&panels).await;
+    assert!(
+        empty.is_empty(),
+        "panels with no data on a fresh server:\n{}",
+        empty.join("\n")
+    );
 
     // wang.min takes one chat at a time.
     let mut agent = test.available_agent("wang.min").await;
@@ -273,7 +311,6 @@ async fn dashboards_and_sla_figures_against_a_real_prometheus() {
         assert_eq!(got, expected, "{name}");
     }
     // Service level 1 / (2 + 1), as the dashboard computes it.
-    let panels = panel_queries();
     let service_level = &panels
         .iter()
         .find(|(_, title, _)| title.starts_with("Service level"))
@@ -313,11 +350,20 @@ async fn dashboards_and_sla_figures_against_a_real_prometheus() {
         "{breach:?}"
     );
 
-    // Every panel query evaluates and returns data.
-    for (file, title, expr) in &panels {
-        let result = prometheus.query(expr).await;
-        assert!(!result.is_empty(), "{file} / {title}: no data for {expr}");
-    }
+    // Every panel query evaluates and returns data after the scenario too.
+    let empty = prometheus.panels_without_data(&panels).await;
+    assert!(
+        empty.is_empty(),
+        "panels with no data:\n{}",
+        empty.join("\n")
+    );
+    // Latencies are in seconds: the scenario's p99 delivery is under 5 s.
+    let p99 = prometheus
+        .value(
+            "histogram_quantile(0.99, sum by (le) (rate(switchboard_delivery_latency_seconds_bucket[1m])))",
+        )
+        .await;
+    assert!((0.0..5.0).contains(&p99), "delivery p99 {p99} s");
     drop(prometheus);
     test.server.shutdown().await.unwrap();
 }

@@ -4,6 +4,7 @@
 //! event arrives, signed, with duplicates recognisable by their idempotency key.
 //! And a session-ended job left in the store by a process that stopped before
 //! running it is run by the next one: the summary and the webhook event.
+//! And an endpoint that does not answer holds up no other endpoint.
 
 mod common;
 
@@ -324,5 +325,139 @@ async fn a_session_ended_job_left_in_the_store_is_run_by_the_next_process() {
         .unwrap()
         .expect("the summary is stored");
     assert_eq!(summary.outcome.as_str(), "abandoned");
+    server.shutdown().await.unwrap();
+}
+
+/// What one receiver saw: idempotency keys of requests that arrived, and
+/// how many it has answered.
+#[derive(Default)]
+struct Seen {
+    arrived: Vec<String>,
+    answered: usize,
+}
+
+/// A receiver that answers 200 once `release` is true: at once when it
+/// starts true, never before it turns true otherwise.
+async fn held_receiver(
+    listener: tokio::net::TcpListener,
+    seen: Arc<Mutex<Seen>>,
+    release: tokio::sync::watch::Receiver<bool>,
+) {
+    let app = axum::Router::new().route(
+        "/hooks",
+        axum::routing::post(move |headers: HeaderMap| {
+            let seen = seen.clone();
+            let mut release = release.clone();
+            async move {
+                let key = headers
+                    .get("idempotency-key")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                seen.lock().unwrap().arrived.push(key);
+                release.wait_for(|released| *released).await.unwrap();
+                seen.lock().unwrap().answered += 1;
+                StatusCode::OK
+            }
+        }),
+    );
+    axum::serve(listener, app).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_endpoint_does_not_hold_up_another() {
+    const N_EVENTS: usize = 8;
+    let slow_seen: Arc<Mutex<Seen>> = Arc::default();
+    let fast_seen: Arc<Mutex<Seen>> = Arc::default();
+    let (release_slow, slow_released) = tokio::sync::watch::channel(false);
+    let (_fast_release, fast_released) = tokio::sync::watch::channel(true);
+    let slow_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let fast_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = |name: &str, listener: &tokio::net::TcpListener| WebhookEndpoint {
+        name: name.into(),
+        url: format!("http://{}/hooks", listener.local_addr().unwrap()),
+        secret: SECRET.into(),
+        events: vec!["ticket.*".into()],
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(&dir, 1);
+    config.webhooks.endpoints = vec![
+        endpoint("slow", &slow_listener),
+        endpoint("fast", &fast_listener),
+    ];
+    // The slow endpoint never times out during the test: it answers only
+    // when released.
+    config.webhooks.timeout_ms = 60_000;
+    tokio::spawn(held_receiver(
+        slow_listener,
+        slow_seen.clone(),
+        slow_released,
+    ));
+    tokio::spawn(held_receiver(
+        fast_listener,
+        fast_seen.clone(),
+        fast_released,
+    ));
+    let server = Server::start(config).await.unwrap();
+    let token = server.state.signer.mint(&Claims {
+        sub: "cust-003".into(),
+        role: Role::Customer,
+        exp: unix_now() + 3600,
+    });
+    let http = reqwest::Client::new();
+    for n in 0..N_EVENTS {
+        patch(
+            &http,
+            &server,
+            &token,
+            "/api/v1/tickets",
+            json!({"subject": format!("Ticket {n}")}),
+        )
+        .await;
+    }
+
+    // Every event reaches the fast endpoint while the slow one has answered
+    // nothing at all (it cannot: it is not released yet).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let fast: std::collections::BTreeSet<String> =
+            fast_seen.lock().unwrap().arrived.iter().cloned().collect();
+        if fast.len() == N_EVENTS && !slow_seen.lock().unwrap().arrived.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the fast endpoint got {} of {N_EVENTS} events while the slow one held its deliveries",
+            fast.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    {
+        let slow = slow_seen.lock().unwrap();
+        assert_eq!(slow.answered, 0);
+        // The slow endpoint holds at most its own share of deliveries.
+        assert!(
+            (1..=gateway::platform::webhooks::IN_FLIGHT_PER_ENDPOINT).contains(&slow.arrived.len()),
+            "{} deliveries in flight to the slow endpoint",
+            slow.arrived.len()
+        );
+    }
+
+    // Released, the slow endpoint gets every event too.
+    release_slow.send(true).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let slow: std::collections::BTreeSet<String> =
+            slow_seen.lock().unwrap().arrived.iter().cloned().collect();
+        if slow.len() == N_EVENTS && outbox_drained(&server).await {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the slow endpoint got {} of {N_EVENTS} events after its release",
+            slow.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     server.shutdown().await.unwrap();
 }

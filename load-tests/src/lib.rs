@@ -12,6 +12,7 @@ pub mod customer;
 pub mod flows;
 pub mod html;
 pub mod idle;
+pub mod progress;
 pub mod relay;
 pub mod report;
 pub mod rng;

@@ -1,10 +1,10 @@
 //! The coordinator (`loadgen run`): starts the server under test, splits the
 //! scenario over generator processes and source addresses, starts them
 //! together, stops their agents together once every process's customers are
-//! done, prints a progress line every second, samples the server's memory,
-//! and merges everything into a [`Report`]. In a connection storm it takes
-//! the memory while every process's customers are in, then releases them
-//! together.
+//! done, prints a progress line (see [`crate::progress`]), samples the
+//! server's memory, and merges everything into a [`Report`]. In a
+//! connection storm it takes the memory while every process's customers
+//! are in, then releases them together.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -122,6 +122,7 @@ async fn drive(options: &RunOptions, server: &Server) -> Result<Report> {
     }
     drop(lines_tx);
 
+    let mut progress_line = crate::progress::ProgressLine::to_stderr();
     // Set-up: wait for every worker's `ready`.
     let mut latest: Vec<BTreeMap<String, i64>> = vec![BTreeMap::new(); workers.len()];
     let mut ready = 0;
@@ -138,11 +139,11 @@ async fn drive(options: &RunOptions, server: &Server) -> Result<Report> {
                 if options.progress {
                     let connected: i64 =
                         latest.iter().filter_map(|c| c.get(count::CONNECTED)).sum();
-                    eprint!(
-                        "\rsetting up {:>4.0}s: {ready}/{} processes ready, {connected} connected      ",
+                    progress_line.show(&format!(
+                        "setting up {:>4.0}s: {ready}/{} processes ready, {connected} connected",
                         setup_started.elapsed().as_secs_f64(),
                         workers.len()
-                    );
+                    ));
                 }
             }
             Some(Line::CustomersDone | Line::AllIn { .. } | Line::Done(_)) => {
@@ -213,11 +214,11 @@ async fn drive(options: &RunOptions, server: &Server) -> Result<Report> {
                     } else {
                         "-".into()
                     };
-                    eprint!(
-                        "\r{:>5.0}s connected {:>6}  sent/s {:>7.0}  recv/s {:>7.0}  opened {:>7}  errors {:>4}  e2e p99 {p99}  rss {}      ",
+                    progress_line.show(&format!(
+                        "{:>5.0}s connected {:>6}  sent/s {:>7.0}  recv/s {:>7.0}  opened {:>7}  errors {:>4}  e2e p99 {p99}  rss {}",
                         point.t, point.connected, point.sent_per_sec, point.received_per_sec, point.opened,
                         latest_errors(&latest), rss.map(|k| format!("{} MiB", k / 1024)).unwrap_or_else(|| "-".into())
-                    );
+                    ));
                 }
                 series.push(point);
                 if go.elapsed() > limit {
@@ -270,7 +271,7 @@ async fn drive(options: &RunOptions, server: &Server) -> Result<Report> {
         }
     }
     if options.progress {
-        eprintln!();
+        progress_line.end();
     }
     let measured_secs = go.elapsed().as_secs_f64();
     let rss_end = server.rss_kib();

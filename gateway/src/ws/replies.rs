@@ -62,8 +62,8 @@ impl Replier {
     ) -> Flow {
         match result {
             Ok(ack) => {
-                let latency_ms = self.received.elapsed().as_secs_f64() * 1000.0;
-                metrics::histogram!("switchboard_ack_latency_ms").record(latency_ms);
+                metrics::histogram!("switchboard_ack_latency_seconds")
+                    .record(self.received.elapsed().as_secs_f64());
                 link.send(&Reply::Ack {
                     request_id: self.request_id.clone(),
                     client_message_id,
