@@ -133,6 +133,7 @@ fn serve(config: Config) -> Result<()> {
             );
         } else {
             println!("switchboard is running on http://{}", server.addr);
+            println!("  metrics (admin)  http://{}/metrics", server.admin_addr);
         }
         shutdown_signal().await;
         server.shutdown().await
