@@ -174,3 +174,33 @@ async fn a_session_whose_first_write_failed_does_not_hold_its_customer() {
     assert_eq!(record.customer_id, plain);
     board.shutdown().await;
 }
+
+/// The store takes longer than the caller's patience: the answer says the
+/// outcome is unknown (not that nothing was stored), and the resend with
+/// the same client id, once the store is back, finds the message stored.
+#[tokio::test(start_paused = true)]
+async fn a_write_without_an_answer_in_time_is_an_unknown_outcome_not_a_refusal() {
+    let store = Arc::new(GatedStore::new());
+    let board = start(store.clone(), config()).await;
+    let plain = CustomerId::new("plain");
+    let first = board
+        .customer_message_as(&plain, Channel::Web, "hello".into(), Some("s0".into()))
+        .await
+        .unwrap();
+
+    store.close_gate();
+    let slow = board
+        .customer_message_as(&plain, Channel::Web, "slow".into(), Some("s1".into()))
+        .await;
+    assert!(
+        matches!(slow, Err(ApiError::OutcomeUnknown(_))),
+        "no answer within the patience: {slow:?}"
+    );
+    store.open_gate();
+    let resent = board
+        .customer_message_as(&plain, Channel::Web, "slow".into(), Some("s1".into()))
+        .await
+        .unwrap();
+    assert_eq!((resent.session, resent.duplicate), (first.session, true));
+    board.shutdown().await;
+}
