@@ -14,7 +14,9 @@ use engine::ids::{AgentId, CustomerId, GroupId, SessionId, SessionIdGen};
 use engine::limit::WindowLimit;
 use engine::session::Session;
 use engine::{EngineError, Millis};
-use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, MessagingErr, RpcReplyPort};
+use ractor::{
+    Actor, ActorId, ActorProcessingErr, ActorRef, ActorStatus, MessagingErr, RpcReplyPort,
+};
 use tracing::{debug, warn};
 
 use crate::agent::AgentMessage;
@@ -272,7 +274,16 @@ impl Actor for Directory {
                 reply,
             } => {
                 let result = match state.open_by_customer.get(&customer).copied() {
-                    Some(session) => self.activate(state, session).await,
+                    Some(session) => match self.activate(state, session).await {
+                        // Its first write failed, so it was never stored:
+                        // the customer has no open session after all.
+                        Err(ApiError::Invalid(EngineError::UnknownSession(_))) => {
+                            state.open_by_customer.remove(&customer);
+                            state.customer_of.remove(&session);
+                            self.create(state, customer, channel).await
+                        }
+                        activated => activated,
+                    },
                     None => self.create(state, customer, channel).await,
                 };
                 // The caller may have given up waiting.
@@ -398,7 +409,14 @@ impl Directory {
         session: SessionId,
     ) -> Result<ActorRef<SessionMessage>, ApiError> {
         if let Some(actor) = state.sessions.get(&session) {
-            if actor.get_status() == ractor::ActorStatus::Running {
+            // Live from its spawn on: an actor stays `Starting` until its
+            // `post_start` has run, after `spawn` returned. Starting another
+            // then would give the session a second `seq` writer (or, before
+            // its first write is durable, fail: the store has no such session).
+            if matches!(
+                actor.get_status(),
+                ActorStatus::Starting | ActorStatus::Running | ActorStatus::Upgrading
+            ) {
                 return Ok(actor.clone());
             }
         }

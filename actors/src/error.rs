@@ -34,6 +34,11 @@ pub enum ApiError {
     /// The actor that owns the request stopped before answering (shutdown or a crash it will recover from); retry.
     #[error("{0} is unavailable; retry")]
     Unavailable(String),
+    /// A message went to the store, but whether it is stored is not known
+    /// (no answer in time, or its session stopped before it heard back):
+    /// resend it with the same client message id, which is de-duplicated.
+    #[error("{0}; it may or may not be stored: resend it with the same client message id")]
+    OutcomeUnknown(String),
     /// A rate limit refused the request; the message says when to try again.
     #[error("limit `{what}` reached: {message}")]
     Limited {
@@ -56,7 +61,8 @@ impl ApiError {
     /// | `invalid_state` | the session's state does not allow it |
     /// | `agent_unavailable` | the agent's presence or capacity does not allow it |
     /// | `store_unavailable` | the store failed; nothing was acknowledged; retry |
-    /// | `unavailable` | an actor stopped before answering; retry |
+    /// | `unavailable` | an actor stopped before answering; nothing was stored; retry |
+    /// | `outcome_unknown` | a message may or may not be stored; resend it with the same client message id |
     /// | `limited` | a rate limit; see the variant's `what` |
     pub fn code(&self) -> &'static str {
         match self {
@@ -74,6 +80,7 @@ impl ApiError {
             ApiError::Agent(_) => "agent_unavailable",
             ApiError::Store(_) => "store_unavailable",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::OutcomeUnknown(_) => "outcome_unknown",
             ApiError::Limited { .. } => "limited",
         }
     }
@@ -193,6 +200,12 @@ mod tests {
                 ApiError::Unavailable("session 7".into()),
                 "unavailable",
                 "session 7 is unavailable; retry",
+            ),
+            (
+                ApiError::OutcomeUnknown("session 7 did not answer in time".into()),
+                "outcome_unknown",
+                "session 7 did not answer in time; it may or may not be stored: \
+                 resend it with the same client message id",
             ),
             (
                 ApiError::Limited {

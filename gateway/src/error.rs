@@ -100,6 +100,8 @@ pub fn classify(err: &ApiError) -> (StatusCode, &'static str) {
         "not_your_session" => StatusCode::FORBIDDEN,
         "invalid_state" | "agent_unavailable" => StatusCode::CONFLICT,
         "limited" | "too_many_sessions" => StatusCode::TOO_MANY_REQUESTS,
+        // Not 503, which promises that nothing was stored.
+        "outcome_unknown" => StatusCode::GATEWAY_TIMEOUT,
         _ => StatusCode::SERVICE_UNAVAILABLE,
     };
     (status, code)

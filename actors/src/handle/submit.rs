@@ -19,16 +19,20 @@ pub struct PendingAck {
 }
 
 impl PendingAck {
-    /// Waits for the ack (at most the handle's call timeout).
+    /// Waits for the ack (at most the handle's call timeout). The message
+    /// is with its session by now, and its write may be with the store: an
+    /// answer that does not come is [`ApiError::OutcomeUnknown`], never a
+    /// claim that nothing was stored.
     pub async fn ack(self) -> Result<Ack, ApiError> {
         match tokio::time::timeout(CALL_TIMEOUT, self.receiver).await {
             Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(ApiError::Unavailable(
-                "the session stopped before the message was durable".into(),
+            Ok(Err(_)) => Err(ApiError::OutcomeUnknown(
+                "the session stopped before it heard whether the message was stored".into(),
             )),
-            Err(_) => Err(ApiError::Unavailable(
-                "the session did not store the message in time".into(),
-            )),
+            Err(_) => Err(ApiError::OutcomeUnknown(format!(
+                "the store did not answer within {} s",
+                CALL_TIMEOUT.as_secs()
+            ))),
         }
     }
 }

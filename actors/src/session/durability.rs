@@ -121,6 +121,10 @@ impl SessionActor {
         ops
     }
 
+    /// A write up to `seq` finished. A failed one is answered, and the
+    /// actor fails once no write is in flight any more: a write sent after
+    /// the failed one may well be stored, and its callers and subscribers
+    /// hear so before the actor restarts from the store.
     pub(super) fn durable(
         &self,
         myself: &ActorRef<SessionMessage>,
@@ -128,12 +132,26 @@ impl SessionActor {
         seq: u64,
         result: Result<(), StoreError>,
     ) -> Result<(), ActorProcessingErr> {
-        if let Err(err) = result {
-            self.notify_waiters(state, seq, Err(err.clone()));
-            // Memory ran ahead of the store; start again from what is durable.
-            warn!(session_id = %state.session.id, error = %err, "session write failed; restarting from the store");
-            return Err(Box::new(err));
+        match result {
+            Ok(()) => self.stored(myself, state, seq),
+            Err(err) => {
+                // Not stored: neither published nor acknowledged.
+                state.unpublished.retain(|event_seq, _| *event_seq > seq);
+                self.notify_waiters(state, seq, Err(err.clone()));
+                warn!(session_id = %state.session.id, seq, error = %err, "session write failed; restarting from the store once the writes in flight are answered");
+                state.failed.get_or_insert(err);
+            }
         }
+        match &state.failed {
+            // Memory ran ahead of the store; start again from what is durable.
+            Some(err) if state.unpublished.is_empty() => Err(Box::new(err.clone())),
+            _ => Ok(()),
+        }
+    }
+
+    /// A write up to `seq` is durable: its events are published and its
+    /// callers answered.
+    fn stored(&self, myself: &ActorRef<SessionMessage>, state: &mut SessionActorState, seq: u64) {
         let published: Vec<u64> = state
             .unpublished
             .range(..=seq)
@@ -143,7 +161,9 @@ impl SessionActor {
             let event = state.unpublished.remove(&event_seq).expect("listed above");
             self.publish(state, &event);
         }
+        // After a failed write the store, not memory, says whether it ended.
         let ended = state.session.state.is_final()
+            && state.failed.is_none()
             && state.unwritten.is_empty()
             && state.unpublished.is_empty();
         if ended {
@@ -163,7 +183,52 @@ impl SessionActor {
             info!(session_id = %state.session.id, state = state.session.state.as_str(), "session ended");
             myself.stop(Some(STOP_ENDED.to_owned()));
         }
-        Ok(())
+    }
+
+    /// What a session does with `message` after a write failed, until it
+    /// restarts: requests are refused (nothing is stored), an offer is
+    /// given back, and what needs no answer is left to the restarted
+    /// session, which re-enters its queue or lapses its offer from what
+    /// the store holds. Write outcomes and reads go on as usual (`Some`).
+    pub(super) fn while_failed(
+        &self,
+        state: &SessionActorState,
+        message: SessionMessage,
+    ) -> Option<SessionMessage> {
+        let session = state.session.id;
+        let refusal = || {
+            ApiError::Unavailable(format!(
+                "session {session} (recovering from a failed write)"
+            ))
+        };
+        // In every arm below: a caller that gave up needs no answer.
+        match message {
+            SessionMessage::CustomerMessage { reply, .. }
+            | SessionMessage::AgentMessage { reply, .. }
+            | SessionMessage::Rate { reply, .. } => {
+                let _ = reply.send(Err(refusal()));
+            }
+            SessionMessage::Accept { reply, .. }
+            | SessionMessage::Transfer { reply, .. }
+            | SessionMessage::WrapUp { reply, .. }
+            | SessionMessage::Close { reply, .. }
+            | SessionMessage::Typing { reply, .. } => {
+                let _ = reply.send(Err(refusal()));
+            }
+            SessionMessage::Offered { agent, .. } => {
+                self.tell_agent(&agent, AgentMessage::Withdraw { session });
+            }
+            SessionMessage::OfferLapsed { .. }
+            | SessionMessage::StepTimeout { .. }
+            | SessionMessage::Requeue
+            | SessionMessage::PassivationCheck => {}
+            message @ (SessionMessage::Durable { .. } | SessionMessage::Snapshot { .. }) => {
+                return Some(message);
+            }
+            #[cfg(test)]
+            message @ SessionMessage::Panic => return Some(message),
+        }
+        None
     }
 
     /// Answers everyone waiting for writes up to `seq`.

@@ -232,6 +232,11 @@ pub struct SessionActorState {
     /// Started by [`SessionStart::Reactivate`]: a waiting session's queue
     /// entry survived, so it is not enqueued again.
     reactivated: bool,
+    /// A write failed, so memory ran ahead of the store. The writes still
+    /// in flight are answered and published as their outcome comes; new
+    /// work is refused meanwhile; then the actor fails and restarts from
+    /// the store.
+    failed: Option<StoreError>,
 }
 
 impl Actor for SessionActor {
@@ -277,6 +282,7 @@ impl Actor for SessionActor {
             written: stored.then(|| session.clone()),
             session,
             reactivated,
+            failed: None,
         };
         if state.session.last_seq > 0 || state.session.state != SessionState::New {
             self.rehydrate(&mut state).await?;
@@ -326,6 +332,13 @@ impl Actor for SessionActor {
         ) {
             state.last_activity = crate::clock::now();
         }
+        let message = match state.failed {
+            Some(_) => match self.while_failed(state, message) {
+                Some(message) => message,
+                None => return Ok(()),
+            },
+            None => message,
+        };
         match message {
             SessionMessage::CustomerMessage {
                 body,

@@ -286,7 +286,7 @@ async fn a_panicking_session_is_restarted_without_loss_or_duplicates() {
         let ack = loop {
             match board.customer_message(message.clone()).await {
                 Ok(ack) => break ack,
-                Err(ApiError::Unavailable(_)) => n_retries += 1,
+                Err(ApiError::Unavailable(_) | ApiError::OutcomeUnknown(_)) => n_retries += 1,
                 Err(other) => panic!("unexpected error {other}"),
             }
             // Unavailable only while it restarts (a SQLite reload): 30 s

@@ -32,6 +32,7 @@ mod conversation;
 mod customer;
 mod passivation;
 mod queue;
+mod race;
 mod routing;
 
 const RULES: &str = r#"
@@ -175,11 +176,13 @@ fn bodies(events: &[Event]) -> Vec<(u64, String)> {
 }
 
 /// A memory store whose writes wait while the gate is closed, to see who
-/// waits for a write in flight.
+/// waits for a write in flight, and that can fail the writes of one message.
 struct GatedStore {
     inner: MemoryStore,
     open: watch::Sender<bool>,
     n_writes_waiting: AtomicUsize,
+    /// A write carrying a message with this body fails.
+    failing_body: std::sync::Mutex<Option<String>>,
 }
 
 impl GatedStore {
@@ -188,7 +191,13 @@ impl GatedStore {
             inner: MemoryStore::new(),
             open: watch::Sender::new(true),
             n_writes_waiting: AtomicUsize::new(0),
+            failing_body: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Fails, from now on, every write that carries a message with `body`.
+    fn fail_writes_of(&self, body: &str) {
+        *self.failing_body.lock().unwrap() = Some(body.to_owned());
     }
 
     /// Holds writes back from now on.
@@ -257,6 +266,13 @@ impl Store for GatedStore {
         // The sender lives in `self`, so the wait cannot fail.
         let _ = open.wait_for(|open| *open).await;
         self.n_writes_waiting.fetch_sub(1, Ordering::SeqCst);
+        let failing_body = self.failing_body.lock().unwrap().clone();
+        let fails = batch.iter().any(|op| {
+            matches!(op, WriteOp::AppendMessage(message) if Some(&message.body) == failing_body.as_ref())
+        });
+        if fails {
+            return Err(StoreError::Backend("this message fails on purpose".into()));
+        }
         self.inner.write(batch).await
     }
     async fn get_customer(&self, id: &CustomerId) -> Result<Option<Customer>, StoreError> {
