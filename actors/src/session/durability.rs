@@ -26,6 +26,17 @@ use crate::store_writer::StoreWriterMessage;
 impl SessionActor {
     /// Gives `kind` the next sequence number; it is written by the next flush.
     pub(super) fn record(&self, state: &mut SessionActorState, kind: EventKind) -> u64 {
+        self.record_at(state, kind, crate::clock::now())
+    }
+
+    /// [`Self::record`] stamped `at`: the instant the engine applied what
+    /// the event reports, when that came before other effects.
+    pub(super) fn record_at(
+        &self,
+        state: &mut SessionActorState,
+        kind: EventKind,
+        at: engine::Millis,
+    ) -> u64 {
         state.session.last_seq += 1;
         let seq = state.session.last_seq;
         if let EventKind::Message {
@@ -38,7 +49,7 @@ impl SessionActor {
         state.unwritten.push(Event {
             session: state.session.id,
             seq,
-            at: crate::clock::now(),
+            at,
             kind,
         });
         seq

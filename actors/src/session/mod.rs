@@ -705,9 +705,10 @@ impl SessionActor {
             }
             None => state.session.apply(SessionEvent::CustomerLeft, now)?,
         };
-        self.run_effects(state, effects);
+        // The end is stamped with the instant the engine applied it, before
+        // the effects release the agent: the agent's next offer is later.
         if let (SessionState::Abandoned, Some(agent)) = (state.session.state, offered_to) {
-            self.record(state, EventKind::OfferLapsed { agent });
+            self.record_at(state, EventKind::OfferLapsed { agent }, now);
         }
         let kind = if state.session.state == SessionState::Abandoned {
             EventKind::Abandoned
@@ -716,7 +717,8 @@ impl SessionActor {
                 summary: state.session.summary.clone(),
             }
         };
-        let seq = self.record(state, kind);
+        let seq = self.record_at(state, kind, now);
+        self.run_effects(state, effects);
         self.flush(myself, state);
         Ok(seq)
     }

@@ -361,3 +361,54 @@ async fn a_customer_who_leaves_the_queue_abandons() {
     assert_ne!(next.session, ack.session);
     board.shutdown().await;
 }
+
+/// A session's end is stamped with the instant the engine applied it,
+/// before its agent is released: the `closed` event and the stored record
+/// agree, and nothing the released agent does next can come earlier. The
+/// clock ticks at every reading here, so a second reading would show.
+#[tokio::test(start_paused = true)]
+async fn the_end_of_a_session_is_stamped_before_its_agent_is_released() {
+    crate::clock::test_ticks::tick_on_every_read();
+    let board = start(Arc::new(MemoryStore::new()), config()).await;
+    available(&board, &["ann"]).await;
+    let mut ann = board.subscribe_agent(&id("ann"));
+    let ack = board
+        .customer_message(envelope(Channel::Web, "tick-web", "hello", "t1"))
+        .await
+        .unwrap();
+    let session = offered_session(&mut ann).await;
+    board.accept(&id("ann"), session).await.unwrap();
+    board.close(&id("ann"), session, None).await.unwrap();
+    let closed = next_event(&mut ann, |k| matches!(k, EventKind::Closed { .. })).await;
+    let record = board.session(ack.session).await.unwrap();
+    assert_eq!(
+        Some(closed.at),
+        record.times.closed,
+        "{closed:?} {:?}",
+        record.times
+    );
+
+    // The same for a customer who leaves while offered.
+    let waiting = board
+        .customer_message(envelope(Channel::Web, "p-web", "anyone?", "t2"))
+        .await
+        .unwrap();
+    assert_eq!(offered_session(&mut ann).await, waiting.session);
+    board
+        .customer_leave(&CustomerId::new("plain"), waiting.session)
+        .await
+        .unwrap();
+    let history = board.history(waiting.session, 0).await.unwrap();
+    let abandoned = history
+        .iter()
+        .find(|event| matches!(event.kind, EventKind::Abandoned))
+        .expect("an abandoned event");
+    let record = board.session(waiting.session).await.unwrap();
+    assert_eq!(
+        Some(abandoned.at),
+        record.times.closed,
+        "{abandoned:?} {:?}",
+        record.times
+    );
+    board.shutdown().await;
+}
