@@ -513,6 +513,8 @@ fn origin(from_env: &BTreeMap<String, String>, key: &str) -> String {
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests {
     use super::*;
 
