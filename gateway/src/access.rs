@@ -39,13 +39,20 @@ struct TokenQuery {
 pub fn bearer_token(parts: &Parts) -> Option<String> {
     if let Some(header) = parts.headers.get(axum::http::header::AUTHORIZATION) {
         let value = header.to_str().ok()?;
-        return value
-            .strip_prefix("Bearer ")
-            .map(|token| token.trim().to_string());
+        return bearer_credentials(value).map(str::to_string);
     }
     Query::<TokenQuery>::try_from_uri(&parts.uri)
         .ok()
         .and_then(|query| query.0.token)
+}
+
+/// The token of an `Authorization` header value using the `Bearer` scheme.
+/// The scheme is case-insensitive (RFC 7235 §2.1) and any run of spaces or
+/// tabs may separate it from the token; another scheme, or none, is `None`.
+pub fn bearer_credentials(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once([' ', '\t'])?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -196,5 +203,31 @@ fn supervises(profile: Option<&Agent>, group: Option<&GroupId>) -> bool {
     match (profile, group) {
         (Some(profile), Some(group)) => profile.groups.contains(group),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive_and_spaces_are_tolerated() {
+        let cases = [
+            ("Bearer abc", Some("abc")),
+            ("bearer abc", Some("abc")),
+            ("BEARER abc", Some("abc")),
+            ("bEaReR abc", Some("abc")),
+            ("Bearer    abc", Some("abc")),
+            ("Bearer\tabc ", Some("abc")),
+            ("  Bearer abc", Some("abc")),
+            ("Bearer", None),
+            ("Bearer   ", None),
+            ("Basic abc", None),
+            ("Bearerabc", None),
+            ("", None),
+        ];
+        for (header, expected) in cases {
+            assert_eq!(bearer_credentials(header), expected, "{header:?}");
+        }
     }
 }

@@ -230,6 +230,55 @@ mod tests {
         assert_eq!(signer.verify(&token, 1_000), Err(TokenError::Expired));
     }
 
+    fn role() -> impl proptest::strategy::Strategy<Value = Role> {
+        proptest::sample::select(vec![
+            Role::Customer,
+            Role::Agent,
+            Role::Supervisor,
+            Role::Admin,
+        ])
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_text_never_verifies(text in "\\PC*|v1\\.[A-Za-z0-9_-]{0,80}\\.[A-Za-z0-9_-]{0,50}") {
+            let signer = TokenSigner::new(*b"0123456789abcdef0123456789abcdef");
+            proptest::prop_assert!(signer.verify(&text, 0).is_err());
+        }
+
+        #[test]
+        fn minted_tokens_verify_to_their_claims(
+            sub in "\\PC{0,40}",
+            role in role(),
+            exp in 1..i64::MAX,
+            key in proptest::collection::vec(proptest::prelude::any::<u8>(), 32..64),
+        ) {
+            let signer = TokenSigner::new(key);
+            let claims = Claims { sub, role, exp };
+            let token = signer.mint(&claims);
+            proptest::prop_assert_eq!(signer.verify(&token, exp - 1), Ok(claims));
+            proptest::prop_assert_eq!(signer.verify(&token, exp), Err(TokenError::Expired));
+        }
+
+        #[test]
+        fn a_token_changed_in_one_character_never_verifies(
+            sub in "\\PC{0,40}",
+            role in role(),
+            at in proptest::prelude::any::<proptest::sample::Index>(),
+            replacement in proptest::prelude::any::<char>(),
+        ) {
+            let signer = TokenSigner::new(*b"0123456789abcdef0123456789abcdef");
+            let token = signer.mint(&Claims { sub, role, exp: 1_000 });
+            let chars: Vec<char> = token.chars().collect();
+            let at = at.index(chars.len());
+            proptest::prop_assume!(chars[at] != replacement);
+            let mut changed = chars.clone();
+            changed[at] = replacement;
+            let changed: String = changed.into_iter().collect();
+            proptest::prop_assert!(signer.verify(&changed, 0).is_err(), "{}", changed);
+        }
+    }
+
     #[test]
     fn the_secret_file_is_created_once_and_reused() {
         let dir = tempfile::tempdir().unwrap();

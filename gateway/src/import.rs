@@ -470,3 +470,6 @@ pub async fn import(store: &dyn Store, file: ImportFile) -> Result<Summary> {
         ..summary
     })
 }
+
+#[cfg(test)]
+mod proptests;

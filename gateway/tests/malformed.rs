@@ -36,7 +36,8 @@ fn invalid_utf8() -> Message {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_malformed_input_gets_its_error_and_the_server_survives() {
     let test = TestServer::start(|config| {
-        config.limits.max_frame_bytes = 1024;
+        // The smallest frame limit 100 characters allow: 100 * 12 + 4096.
+        config.limits.max_frame_bytes = 5296;
         config.limits.max_ws_message_bytes = 8 * 1024;
         config.limits.max_body_chars = 100;
         // The flood case: at 1 frame/s no slow machine spreads 50 refusals
@@ -113,7 +114,7 @@ async fn every_malformed_input_gets_its_error_and_the_server_survives() {
         (
             "frame over max_frame_bytes",
             vec![text(
-                json!({"type":"ping","pad":"x".repeat(2000)}).to_string(),
+                json!({"type":"ping","pad":"x".repeat(6000)}).to_string(),
             )],
             Fate::ErrorFrame("frame_too_large"),
         ),
@@ -257,5 +258,108 @@ async fn a_flood_close_comes_after_the_acks_of_accepted_messages() {
         acked, stored,
         "every stored message was acked before the close"
     );
+    test.server.shutdown().await.unwrap();
+}
+
+/// Every client frame type of both endpoints refuses a field it does not
+/// have with `invalid_frame` naming it (PROTOCOL §2), except `presence`,
+/// which the protocol lets ignore them. A valid frame of each type is sent
+/// with one field too many; the fields' own checks come first, so a session
+/// that does not exist is fine here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_frame_type_refuses_a_field_it_does_not_have() {
+    let test = TestServer::start(|_| {}).await;
+    let session = "12345";
+    let customer_frames = [
+        json!({"type": "hello"}),
+        json!({"type": "message", "client_message_id": "m1", "body": "hi"}),
+        json!({"type": "typing", "session": session}),
+        json!({"type": "leave", "session": session}),
+        json!({"type": "rate", "session": session, "score": 5}),
+        json!({"type": "ping"}),
+    ];
+    let agent_frames = [
+        json!({"type": "hello"}),
+        json!({"type": "accept", "session": session}),
+        json!({"type": "reject", "session": session}),
+        json!({"type": "message", "session": session, "client_message_id": "m1", "body": "hi"}),
+        json!({"type": "typing", "session": session}),
+        json!({"type": "transfer", "session": session, "group": "default"}),
+        json!({"type": "wrap_up", "session": session}),
+        json!({"type": "close", "session": session}),
+        json!({"type": "queues"}),
+        json!({"type": "sessions"}),
+        json!({"type": "history", "session": session}),
+        json!({"type": "watch_ticket", "ticket_id": "T-1"}),
+        json!({"type": "unwatch_ticket", "ticket_id": "T-1"}),
+        json!({"type": "ping"}),
+    ];
+    let mut customer = test.customer("cust-003").await;
+    let mut agent = test.available_agent("chen.jie").await;
+    for (endpoint, client, frames) in [
+        ("customer", &mut customer, &customer_frames[..]),
+        ("agent", &mut agent, &agent_frames[..]),
+    ] {
+        for frame in frames {
+            let mut extended = frame.clone();
+            extended["extra"] = json!(1);
+            let reply = client.request(extended).await;
+            assert_eq!(
+                (reply["type"].as_str(), reply["code"].as_str()),
+                (Some("error"), Some("invalid_frame")),
+                "{endpoint} {frame}: {reply}"
+            );
+            assert!(
+                reply["message"].as_str().unwrap().contains("`extra`"),
+                "{endpoint} {frame}: {reply}"
+            );
+        }
+    }
+    // The documented exception.
+    let presence = agent
+        .request(json!({"type": "presence", "state": "available", "extra": 1}))
+        .await;
+    assert_eq!(presence["type"], "presence", "{presence}");
+    test.server.shutdown().await.unwrap();
+}
+
+/// `body` with every character as a `\uXXXX` escape (Python's `json.dumps`
+/// default): UTF-16 units, so a character outside the Basic Multilingual
+/// Plane is a surrogate pair, 12 bytes.
+fn ascii_escaped_message(client_message_id: &str, body: &str) -> String {
+    let escaped: String = body
+        .encode_utf16()
+        .map(|unit| format!("\\u{unit:04x}"))
+        .collect();
+    format!(r#"{{"type":"message","client_message_id":"{client_message_id}","body":"{escaped}"}}"#)
+}
+
+/// With the default limits, a body of `limits.max_body_chars` characters
+/// gets through however verbosely its JSON is escaped; one character more
+/// is `body_too_long`, not `frame_too_large`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_valid_body_fits_in_a_frame_however_it_is_escaped() {
+    let test = TestServer::start(|_| {}).await;
+    let max_chars = test.server.state.config.limits.max_body_chars;
+    let chinese: String = "我的订单何时发货".chars().cycle().take(max_chars).collect();
+    let emoji: String = "😀🚚📦".chars().cycle().take(max_chars).collect();
+    let mut customer = test.customer("cust-003").await;
+    customer.hello(json!({})).await;
+    for (id, body) in [("zh-escaped", &chinese), ("emoji-escaped", &emoji)] {
+        let frame = ascii_escaped_message(id, body);
+        customer.send_raw(text(frame.clone())).await;
+        let reply = customer
+            .wait_for(id, |reply| {
+                reply["type"] == "ack" || reply["type"] == "error"
+            })
+            .await;
+        assert_eq!(reply["type"], "ack", "{} bytes: {reply}", frame.len());
+    }
+    let too_long = format!("{chinese}字");
+    customer
+        .send_raw(text(ascii_escaped_message("zh-too-long", &too_long)))
+        .await;
+    let error = customer.expect("error").await;
+    assert_eq!(error["code"], "body_too_long", "{error}");
     test.server.shutdown().await.unwrap();
 }

@@ -10,6 +10,8 @@
 
 #[path = "rest/access.rs"]
 mod access;
+#[path = "rest/bodies.rs"]
+mod bodies;
 #[path = "rest/customers.rs"]
 mod customers;
 #[path = "rest/desk.rs"]

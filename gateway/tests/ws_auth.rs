@@ -77,9 +77,37 @@ async fn upgrades_without_a_valid_token_for_the_endpoint_are_refused() {
             400,
             "channel not web or app",
         ),
+        // PROTOCOL §1: the channel is checked before the token.
+        (
+            format!("ws://{addr}/ws/customer?channel=wechat"),
+            400,
+            "bad channel, no token",
+        ),
+        (
+            format!("ws://{addr}/ws/customer?token=garbage&channel=wechat"),
+            400,
+            "bad channel, malformed token",
+        ),
+        (
+            format!("ws://{addr}/ws/customer?token={agent}&channel=wechat"),
+            400,
+            "bad channel, agent token",
+        ),
     ];
     for (url, status, name) in cases {
         assert_eq!(upgrade_status(&url).await, status, "{name}");
+    }
+    // The `Bearer` scheme is case-insensitive, with any spaces after it.
+    for authorization in [format!("bearer {customer}"), format!("BEARER   {customer}")] {
+        use tungstenite::client::IntoClientRequest as _;
+        let mut request = format!("ws://{addr}/ws/customer")
+            .into_client_request()
+            .unwrap();
+        request
+            .headers_mut()
+            .insert("authorization", authorization.parse().unwrap());
+        let result = tokio_tungstenite::connect_async(request).await;
+        assert!(result.is_ok(), "{authorization}: {:?}", result.err());
     }
     test.server.shutdown().await.unwrap();
 }

@@ -295,4 +295,6 @@ impl fmt::Display for Step {
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;

@@ -114,7 +114,9 @@ pub struct LimitsConfig {
     /// File descriptors kept free for the store, logs and listeners.
     pub reserved_fds: usize,
     /// Largest text frame that is processed; a larger one (up to
-    /// `max_ws_message_bytes`) gets a `frame_too_large` error and the socket stays open.
+    /// `max_ws_message_bytes`) gets a `frame_too_large` error and the socket
+    /// stays open. At least [`LimitsConfig::min_frame_bytes`], so that every
+    /// valid body fits however its JSON is escaped.
     pub max_frame_bytes: usize,
     /// Largest WebSocket message read at all; past it the socket closes with 1009.
     pub max_ws_message_bytes: usize,
@@ -158,12 +160,32 @@ pub struct LimitsConfig {
     pub request_timeout_ms: u64,
 }
 
+impl LimitsConfig {
+    /// Bytes of the longest JSON escape of one character: a character
+    /// outside the Basic Multilingual Plane as a `\uXXXX\uXXXX` surrogate pair.
+    pub const MAX_ESCAPED_CHAR_BYTES: usize = 12;
+    /// Room for everything in a frame besides its body (or comment, or
+    /// summary), escaped as verbosely as JSON allows: the keys, `type`, a
+    /// 128-byte `request_id` and `client_message_id`, a session id.
+    pub const FRAME_ENVELOPE_BYTES: usize = 4096;
+
+    /// The smallest `max_frame_bytes` that lets every valid frame through: a
+    /// body of `max_body_chars` characters, each written as a surrogate
+    /// pair escape (Python's `json.dumps` escapes every non-ASCII
+    /// character), plus the envelope.
+    pub fn min_frame_bytes(&self) -> usize {
+        self.max_body_chars
+            .saturating_mul(Self::MAX_ESCAPED_CHAR_BYTES)
+            .saturating_add(Self::FRAME_ENVELOPE_BYTES)
+    }
+}
+
 impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
             max_connections: 0,
             reserved_fds: 1024,
-            max_frame_bytes: 16 * 1024,
+            max_frame_bytes: 56 * 1024,
             max_ws_message_bytes: 64 * 1024,
             max_body_chars: 4000,
             messages_per_second: 20,
@@ -361,6 +383,19 @@ impl Config {
                 ),
             ));
         }
+        if limits.max_frame_bytes < limits.min_frame_bytes() {
+            return Err((
+                "limits.max_frame_bytes",
+                format!(
+                    "must be at least {} so that a body of limits.max_body_chars ({}) characters \
+                     fits however it is escaped ({} bytes a character, plus {} for the rest of the frame)",
+                    limits.min_frame_bytes(),
+                    limits.max_body_chars,
+                    LimitsConfig::MAX_ESCAPED_CHAR_BYTES,
+                    LimitsConfig::FRAME_ENVELOPE_BYTES,
+                ),
+            ));
+        }
         if limits.max_ws_message_bytes < limits.max_frame_bytes {
             return Err((
                 "limits.max_ws_message_bytes",
@@ -504,6 +539,8 @@ fn origin(from_env: &BTreeMap<String, String>, key: &str) -> String {
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -575,6 +612,11 @@ mod tests {
             "[auth]\nsecret = \"short\"\n",
             &[],
             "config key `auth.secret`: must be at least 32 characters",
+        );
+        check_error(
+            "[limits]\nmax_frame_bytes = 16384\n",
+            &[],
+            "config key `limits.max_frame_bytes`: must be at least 52096 so that a body of limits.max_body_chars (4000) characters fits however it is escaped (12 bytes a character, plus 4096 for the rest of the frame)",
         );
         check_error(
             "[store]\nbackend = \"postgres\"\n",

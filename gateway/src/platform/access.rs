@@ -1,5 +1,5 @@
-//! Who may see a customer's 360° view and tickets; the same rules as for
-//! sessions (`crate::access`):
+//! Who may see a customer (profile with identities, 360° view) and their
+//! tickets; the same rules as for sessions (`crate::access`):
 //!
 //! - a customer sees only their own (another customer's answers `404`, as
 //!   for an id that does not exist);
@@ -39,7 +39,7 @@ fn unknown_ticket(ticket: &Ticket) -> HttpError {
     )
 }
 
-/// May `caller` see `customer`'s 360° view and tickets?
+/// May `caller` see `customer`'s profile, 360° view and tickets?
 pub async fn check_customer(
     caller: &Caller,
     state: &AppState,

@@ -38,7 +38,11 @@ const MAX_TAG_CHARS: usize = 64;
 /// Longest external id on a channel.
 const MAX_EXTERNAL_ID_CHARS: usize = 256;
 
-/// A customer profile with every linked identity.
+/// A customer profile with every linked identity. Who may read it is the
+/// rule of the 360° view (`crate::platform::access`): the customer
+/// themself; an agent while a session of the customer is offered or
+/// assigned to them (or in wrap-up); a supervisor for customers of their
+/// groups; admins always.
 #[utoipa::path(
     get,
     path = "/api/v1/customers/{id}",
@@ -47,6 +51,7 @@ const MAX_EXTERNAL_ID_CHARS: usize = 256;
     responses(
         (status = 200, description = "The customer", body = CustomerRecord),
         (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "No session of this customer is offered or assigned to the caller, nor (supervisors) in one of their groups (`not_your_customer`)", body = ErrorBody),
         (status = 404, description = "No such customer, or (for customers) not the caller (`unknown_customer`)", body = ErrorBody),
     ),
     security(("bearer" = [])),
@@ -58,13 +63,7 @@ pub async fn get_customer(
 ) -> Result<Json<CustomerRecord>, HttpError> {
     let id = CustomerId::new(id);
     let unknown = || HttpError::from(ApiError::from(EngineError::UnknownCustomer(id.to_string())));
-    match caller.customer_id() {
-        Some(me) if me != id => return Err(unknown()),
-        Some(_) => {}
-        None => {
-            require_staff(&caller, &state).await?;
-        }
-    }
+    crate::platform::access::check_customer(&caller, &state, &id).await?;
     let customer = state
         .switchboard
         .store()
@@ -170,7 +169,8 @@ pub async fn create_customer(
 }
 
 /// Links one more channel identity to a customer. Linking an identity the
-/// customer already has changes nothing.
+/// customer already has changes nothing. The answer is the whole profile,
+/// so staff may link only to customers whose profile they may read.
 #[utoipa::path(
     post,
     path = "/api/v1/customers/{id}/identities",
@@ -181,7 +181,7 @@ pub async fn create_customer(
         (status = 200, description = "The customer with the identity linked", body = CustomerRecord),
         (status = 400, description = "Unknown channel (`unknown_channel`) or invalid external id (`invalid`)", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
-        (status = 403, description = "Customers may not link identities", body = ErrorBody),
+        (status = 403, description = "Customers may not link identities (`forbidden`); no session of this customer is offered or assigned to the caller (`not_your_customer`)", body = ErrorBody),
         (status = 404, description = "No such customer (`unknown_customer`)", body = ErrorBody),
         (status = 409, description = "The identity belongs to another customer (`identity_taken`)", body = ErrorBody),
     ),
@@ -194,8 +194,9 @@ pub async fn link_identity(
     ApiJson(request): ApiJson<IdentityBody>,
 ) -> Result<Json<CustomerRecord>, HttpError> {
     require_staff(&caller, &state).await?;
-    let identity = validate_identity(&request, "")?;
     let id = CustomerId::new(id);
+    crate::platform::access::check_customer(&caller, &state, &id).await?;
+    let identity = validate_identity(&request, "")?;
     let store = state.switchboard.store();
     let unknown = || HttpError::from(ApiError::from(EngineError::UnknownCustomer(id.to_string())));
     store

@@ -108,11 +108,12 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, HttpError> {
             return HttpError::bad_request(format!("request body is not valid JSON: {inner}"));
         }
         let field = field_of(&path, &inner.to_string());
-        let message = match field.as_str() {
-            "" => format!("invalid request body: {inner}"),
-            field => format!("invalid `{field}`: {inner}"),
-        };
-        HttpError::bad_request(message).with_details(serde_json::json!({ "field": field }))
+        if field.is_empty() {
+            // The body as a whole is wrong (`null`, a list): no field to name.
+            return HttpError::bad_request(format!("invalid request body: {inner}"));
+        }
+        HttpError::bad_request(format!("invalid `{field}`: {inner}"))
+            .with_details(serde_json::json!({ "field": field }))
     })?;
     deserializer.end().map_err(|err| {
         HttpError::bad_request(format!("request body has trailing characters: {err}"))
@@ -234,6 +235,9 @@ mod tests {
         check("", None, "request body is not valid JSON");
         check(r#"{"name":"a"} x"#, None, "trailing characters");
         check("{}", Some("name"), "invalid `name`: missing field `name`");
+        // Found by the REST bodies' property test: no empty `details.field`.
+        check("null", None, "invalid request body: invalid type: null");
+        check("5", None, "invalid request body: invalid type: integer `5`");
         check(
             r#"{"name":5}"#,
             Some("name"),

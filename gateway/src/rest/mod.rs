@@ -5,9 +5,9 @@
 //! |---|---|
 //! | `POST /api/v1/visitors` | anyone, when `auth.allow_visitors` |
 //! | `GET /api/v1/me` | any token |
-//! | `GET /api/v1/customers/{id}` | the customer themself, staff |
+//! | `GET /api/v1/customers/{id}` | the customer; staff per [`crate::platform::access`] |
 //! | `POST /api/v1/customers` | staff |
-//! | `POST /api/v1/customers/{id}/identities` | staff |
+//! | `POST /api/v1/customers/{id}/identities` | staff per [`crate::platform::access`] |
 //! | `GET /api/v1/customers/{id}/view` | the customer; staff per [`crate::platform::access`] |
 //! | `POST`, `GET /api/v1/tickets`, `GET`, `PATCH /api/v1/tickets/{id}` | see [`tickets`] |
 //! | `GET /api/v1/kb/search`, `GET /api/v1/kb/articles[/{id}]` | any token |

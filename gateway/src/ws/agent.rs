@@ -20,7 +20,7 @@ use crate::access::Caller;
 use crate::error::HttpError;
 use crate::state::AppState;
 use crate::ws::delivered::{Delivered, replay};
-use crate::ws::frames::{ClientFrame, FrameError, Viewer, WireSession, event_frame};
+use crate::ws::frames::{ClientFrame, FrameError, NoFields, Viewer, WireSession, event_frame};
 use crate::ws::link::{self, Flow, Handler, Link};
 use crate::ws::replies::{Replier, SocketGuard};
 
@@ -94,6 +94,7 @@ impl Drop for AgentHandler {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq, Serialize))]
 #[serde(deny_unknown_fields)]
 struct OnTicket {
     ticket_id: String,
@@ -103,6 +104,7 @@ struct OnTicket {
 const MAX_WATCHED_TICKETS: usize = 100;
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq, Serialize))]
 #[serde(deny_unknown_fields)]
 struct Hello {
     #[serde(default)]
@@ -110,12 +112,14 @@ struct Hello {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq, Serialize))]
 #[serde(deny_unknown_fields)]
 struct OnSession {
     session: WireSession,
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq, Serialize))]
 #[serde(deny_unknown_fields)]
 struct SendMessage {
     session: WireSession,
@@ -124,6 +128,7 @@ struct SendMessage {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq, Serialize))]
 #[serde(deny_unknown_fields)]
 struct Transfer {
     session: WireSession,
@@ -134,6 +139,7 @@ struct Transfer {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq, Serialize))]
 #[serde(deny_unknown_fields)]
 struct Finish {
     session: WireSession,
@@ -142,16 +148,13 @@ struct Finish {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq, Serialize))]
 #[serde(deny_unknown_fields)]
 struct History {
     session: WireSession,
     #[serde(default)]
     after_seq: u64,
 }
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Empty {}
 
 #[derive(Serialize)]
 struct Welcome {
@@ -344,7 +347,7 @@ impl Handler for AgentHandler {
                     Err(err) => link.send_error(err).await,
                 }
             }
-            "queues" => match frame.fields::<Empty>() {
+            "queues" => match frame.fields::<NoFields>() {
                 Ok((_, request_id)) => {
                     let queues = self.queues().await;
                     link.send(&listing("queues", request_id, QueuesBody { queues }))
@@ -352,7 +355,7 @@ impl Handler for AgentHandler {
                 }
                 Err(err) => link.send_error(err).await,
             },
-            "sessions" => match frame.fields::<Empty>() {
+            "sessions" => match frame.fields::<NoFields>() {
                 Ok((_, request_id)) => match self.sessions().await {
                     Ok((sessions, offers)) => {
                         let body = SessionsBody { sessions, offers };
@@ -381,7 +384,10 @@ impl Handler for AgentHandler {
                 }
                 Err(err) => link.send_error(err).await,
             },
-            "ping" => replier.pong(link).await,
+            "ping" => match frame.fields::<NoFields>() {
+                Ok(_) => replier.pong(link).await,
+                Err(err) => link.send_error(err).await,
+            },
             _ => link.send_error(frame.unknown(&KNOWN)).await,
         }
     }
@@ -695,3 +701,6 @@ impl AgentHandler {
         queues
     }
 }
+
+#[cfg(test)]
+mod proptests;

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use actors::{Event, EventKind};
-use axum::extract::{Query, State, WebSocketUpgrade};
+use axum::extract::{State, WebSocketUpgrade};
 use axum::http::StatusCode;
 use axum::response::Response;
 use engine::channel::Channel;
@@ -18,9 +18,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::access::Caller;
 use crate::error::HttpError;
+use crate::rest::extract::ApiQuery;
 use crate::state::AppState;
 use crate::ws::delivered::{Delivered, replay};
-use crate::ws::frames::{ClientFrame, Viewer, WireSession, event_frame};
+use crate::ws::frames::{ClientFrame, NoFields, Viewer, WireSession, event_frame};
 use crate::ws::link::{self, Flow, Handler, Link};
 use crate::ws::replies::{Replier, SocketGuard};
 
@@ -36,18 +37,14 @@ pub struct CustomerQuery {
     channel: Option<String>,
 }
 
-/// Checks the token and the customer, then upgrades.
+/// Checks the URL, the token and the customer, in the order PROTOCOL.md §1
+/// gives (a bad `channel` is 400 whatever the token), then upgrades.
 pub async fn upgrade(
     State(state): State<AppState>,
-    caller: Caller,
-    Query(query): Query<CustomerQuery>,
+    ApiQuery(query): ApiQuery<CustomerQuery>,
+    caller: Result<Caller, HttpError>,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, HttpError> {
-    let Some(customer) = caller.customer_id() else {
-        return Err(HttpError::forbidden(
-            "/ws/customer needs a customer token; agents use /ws/agent",
-        ));
-    };
     let channel = match query.channel.as_deref().unwrap_or("web") {
         "web" => Channel::Web,
         "app" => Channel::App,
@@ -56,6 +53,11 @@ pub async fn upgrade(
                 "`channel` must be web or app, not `{other}`; other channels arrive through their adapters"
             )));
         }
+    };
+    let Some(customer) = caller?.customer_id() else {
+        return Err(HttpError::forbidden(
+            "/ws/customer needs a customer token; agents use /ws/agent",
+        ));
     };
     let profile = state
         .switchboard
@@ -107,6 +109,7 @@ struct CustomerHandler {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq, Serialize))]
 #[serde(deny_unknown_fields)]
 struct Hello {
     /// Ignored: the channel is fixed by the URL.
@@ -118,6 +121,7 @@ struct Hello {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq, Serialize))]
 #[serde(deny_unknown_fields)]
 struct SendMessage {
     client_message_id: String,
@@ -125,12 +129,14 @@ struct SendMessage {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq, Serialize))]
 #[serde(deny_unknown_fields)]
 struct OnSession {
     session: WireSession,
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq, Serialize))]
 #[serde(deny_unknown_fields)]
 struct Rate {
     session: WireSession,
@@ -244,7 +250,10 @@ impl Handler for CustomerHandler {
                 }
                 Err(err) => link.send_error(err).await,
             },
-            "ping" => replier.pong(link).await,
+            "ping" => match frame.fields::<NoFields>() {
+                Ok(_) => replier.pong(link).await,
+                Err(err) => link.send_error(err).await,
+            },
             _ => link.send_error(frame.unknown(&KNOWN)).await,
         }
     }
@@ -442,3 +451,6 @@ impl CustomerHandler {
         link.send(&frame).await
     }
 }
+
+#[cfg(test)]
+mod proptests;

@@ -49,6 +49,14 @@ pub struct ClientFrame {
     pub value: serde_json::Value,
 }
 
+/// The fields of a frame type that has none besides `type` and
+/// `request_id` (`ping`, `queues`, `sessions`): anything else is refused
+/// like an unknown field of any other type.
+#[derive(Debug, Default, Deserialize)]
+#[cfg_attr(test, derive(Serialize, PartialEq))]
+#[serde(deny_unknown_fields)]
+pub struct NoFields {}
+
 /// A frame the server could not use, with what to tell the client.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FrameError {
@@ -331,3 +339,6 @@ pub fn sender_name(sender: &Sender) -> String {
 pub fn to_text<T: Serialize>(frame: &T) -> String {
     serde_json::to_string(frame).expect("frames serialize")
 }
+
+#[cfg(test)]
+pub(crate) mod proptests;

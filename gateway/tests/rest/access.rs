@@ -51,6 +51,9 @@ async fn requests_that_must_fail_fail_with_the_right_status_and_code() {
         ("customer, another's session", get.clone(), &assigned, Some(&emma), 404, "unknown_session"),
         ("customer, no such session", get.clone(), "/api/v1/sessions/42", Some(&emma), 404, "unknown_session"),
         ("customer, another customer", get.clone(), "/api/v1/customers/cust-vip-001", Some(&emma), 404, "unknown_customer"),
+        ("agent, customer not theirs", get.clone(), "/api/v1/customers/cust-002", Some(&li_na), 403, "not_your_customer"),
+        ("agent, another agent's customer", get.clone(), "/api/v1/customers/cust-vip-001", Some(&chen_jie), 403, "not_your_customer"),
+        ("agent links to a customer not theirs", post.clone(), link, Some(&chen_jie), 403, "not_your_customer"),
         ("customer, another's list", get.clone(), "/api/v1/sessions?customer=cust-vip-001", Some(&emma), 403, "forbidden"),
         ("agent, session not theirs", get.clone(), &assigned, Some(&chen_jie), 403, "not_your_session"),
         ("agent, queued session", get.clone(), &queued, Some(&zhang_wei), 403, "not_your_session"),
@@ -85,6 +88,18 @@ async fn requests_that_must_fail_fail_with_the_right_status_and_code() {
             (got.as_u16(), code(&response)),
             (status, expected_code),
             "{what}: {response}"
+        );
+    }
+    // Profiles are read under the 360° view's rule: the agent serving the
+    // customer, the supervisor of the group the customer waits in.
+    for (token, customer) in [(&li_na, "cust-vip-001"), (&wang_min, "cust-002")] {
+        let (status, record) = server
+            .get(&format!("/api/v1/customers/{customer}"), token)
+            .await;
+        assert_eq!(
+            (status, record["id"].as_str()),
+            (StatusCode::OK, Some(customer)),
+            "{record}"
         );
     }
     // The refused PUTs changed nothing.

@@ -56,6 +56,20 @@ async fn visitors_me_and_customers() {
     assert_eq!((status, code(&body)), (StatusCode::BAD_REQUEST, "invalid"));
     assert_eq!(body["details"]["field"], "display_name");
 
+    // The scheme is case-insensitive (RFC 7235) and extra spaces are fine;
+    // another scheme is no token at all.
+    for (authorization, expected) in [
+        (format!("bearer {token}"), StatusCode::OK),
+        (format!("BEARER   {token}"), StatusCode::OK),
+        (format!("Bearer\t{token} "), StatusCode::OK),
+        (format!("Basic {token}"), StatusCode::UNAUTHORIZED),
+    ] {
+        let (status, me) = server
+            .get_with_authorization("/api/v1/me", &authorization)
+            .await;
+        assert_eq!(status, expected, "{authorization}: {me}");
+    }
+
     // An agent's /me carries the profile.
     let (_, me) = server.get("/api/v1/me", &li_na).await;
     assert_eq!(
@@ -63,8 +77,15 @@ async fn visitors_me_and_customers() {
         (Some("agent"), json!(["gold_service", "default"]))
     );
 
-    // Staff read any customer; a customer reads themself.
-    let (status, vip) = server.get("/api/v1/customers/cust-vip-001", &li_na).await;
+    // A profile is read under the 360° view's rule: admins, the customer
+    // themself, not an agent none of whose sessions is theirs (issue 16).
+    let (status, body) = server.get("/api/v1/customers/cust-vip-001", &li_na).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "not_your_customer"),
+        "{body}"
+    );
+    let (status, vip) = server.get("/api/v1/customers/cust-vip-001", &admin).await;
     assert_eq!(
         (status, vip["tier"].as_str()),
         (StatusCode::OK, Some("vip"))

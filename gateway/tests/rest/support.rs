@@ -91,6 +91,25 @@ impl TestServer {
         (status, value)
     }
 
+    /// A `GET` with this exact `Authorization` header value.
+    pub async fn get_with_authorization(
+        &self,
+        path: &str,
+        authorization: &str,
+    ) -> (StatusCode, Value) {
+        let request = Request::get(path)
+            .header(header::AUTHORIZATION, authorization)
+            .body(Body::empty())
+            .unwrap();
+        let response = gateway::router(self.server.state.clone())
+            .oneshot(request)
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
     pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
         self.send(Method::GET, path, Some(token), None).await
     }
