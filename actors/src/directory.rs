@@ -397,10 +397,10 @@ impl Directory {
         state: &mut DirectoryState,
         session: SessionId,
     ) -> Result<ActorRef<SessionMessage>, ApiError> {
-        if let Some(actor) = state.sessions.get(&session) {
-            if actor.get_status() == ractor::ActorStatus::Running {
-                return Ok(actor.clone());
-            }
+        if let Some(actor) = state.sessions.get(&session)
+            && actor.get_status() == ractor::ActorStatus::Running
+        {
+            return Ok(actor.clone());
         }
         let actor = self
             .spawn(state, session, SessionStart::Reactivate(session))
