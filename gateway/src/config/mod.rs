@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use engine::secret::Secret;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -40,6 +41,8 @@ pub struct Config {
     pub platform: PlatformConfig,
     /// Outbound webhooks.
     pub webhooks: WebhooksConfig,
+    /// How log lines are written.
+    pub log: LogConfig,
 }
 
 /// The public listener.
@@ -76,7 +79,8 @@ impl Default for ServerConfig {
 pub struct AuthConfig {
     /// The HMAC key itself (at least 32 characters). When empty, the key is
     /// read from `secret_file`, which is created with a random key if missing.
-    pub secret: String,
+    /// Shown as `<redacted>` by `check-config` and in logs.
+    pub secret: Secret,
     /// Where the generated key is kept; relative paths are under `store.data_dir`.
     pub secret_file: PathBuf,
     /// Lifetime of tokens minted by `switchboard token` and the demo, in seconds.
@@ -90,7 +94,7 @@ pub struct AuthConfig {
 impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig {
-            secret: String::new(),
+            secret: Secret::default(),
             secret_file: PathBuf::from("auth.secret"),
             token_ttl_secs: 12 * 3600,
             visitor_ttl_secs: 30 * 24 * 3600,
@@ -211,6 +215,27 @@ impl Default for DemoConfig {
     fn default() -> Self {
         DemoConfig { enabled: true }
     }
+}
+
+/// Log output. Which lines are written is `RUST_LOG`'s business (the
+/// `tracing_subscriber` filter syntax, `info` when unset).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` for people, `json` (one object a line) for log collectors;
+    /// `--log-format` overrides it.
+    pub format: LogFormat,
+}
+
+/// The shape of a log line on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable, one line per event.
+    #[default]
+    Text,
+    /// One JSON object per line, with the event's fields and its spans.
+    Json,
 }
 
 /// A configuration that cannot be used, naming the key at fault.
