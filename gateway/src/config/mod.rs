@@ -527,10 +527,12 @@ mod tests {
                 ("SWITCHBOARD_LIMITS_MESSAGES_PER_SECOND", "7"),
                 ("SWITCHBOARD_SERVER_LISTEN", "127.0.0.1:9100"),
                 ("SWITCHBOARD_DEMO_ENABLED", "false"),
+                ("SWITCHBOARD_LOG_FORMAT", "json"),
                 ("OTHER_VARIABLE", "ignored"),
             ],
         )
         .unwrap();
+        assert_eq!(config.log.format, LogFormat::Json);
         assert_eq!(config.limits.max_connections, 500);
         assert_eq!(config.limits.messages_per_second, 7);
         assert_eq!(config.server.listen.port(), 9100);
@@ -574,6 +576,11 @@ mod tests {
             "[auth]\nsecret = \"short\"\n",
             &[],
             "config key `auth.secret`: must be at least 32 characters",
+        );
+        check_error(
+            "",
+            &[("SWITCHBOARD_LOG_FORMAT", "xml")],
+            "config key `log.format` (from SWITCHBOARD_LOG_FORMAT): unknown variant `xml`, expected `text` or `json`",
         );
         check_error(
             "[store]\nbackend = \"postgres\"\n",
