@@ -1,5 +1,6 @@
 //! `switchboard`: runs the server, or mints tokens.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
@@ -157,11 +158,13 @@ fn serve(config: Config) -> Result<()> {
 }
 
 /// Log lines go to stderr, so that stdout holds only what the server prints
-/// for its user (the banner) and can be piped apart.
+/// for its user (the banner) and can be piped apart. Colours only on a
+/// terminal: a log file or collector gets no escape codes.
 fn init_logs(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => logs.init(),

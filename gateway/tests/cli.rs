@@ -444,6 +444,10 @@ async fn a_server_log_holds_no_secret() {
     assert!(status.success(), "{status}");
     let log = stderr_reader.await.unwrap();
     assert!(log.len() > 3, "{log:?}");
+    assert!(
+        log.iter().any(|line| line.contains("switchboard stopped")),
+        "{log:?}"
+    );
     for line in &log {
         let object: Value = serde_json::from_str(line)
             .unwrap_or_else(|err| panic!("not a JSON log line ({err}): {line}"));
