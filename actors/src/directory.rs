@@ -408,17 +408,17 @@ impl Directory {
         state: &mut DirectoryState,
         session: SessionId,
     ) -> Result<ActorRef<SessionMessage>, ApiError> {
-        if let Some(actor) = state.sessions.get(&session) {
-            // Live from its spawn on: an actor stays `Starting` until its
-            // `post_start` has run, after `spawn` returned. Starting another
-            // then would give the session a second `seq` writer (or, before
-            // its first write is durable, fail: the store has no such session).
-            if matches!(
+        // Live from its spawn on: an actor stays `Starting` until its
+        // `post_start` has run, after `spawn` returned. Starting another
+        // then would give the session a second `seq` writer (or, before
+        // its first write is durable, fail: the store has no such session).
+        if let Some(actor) = state.sessions.get(&session)
+            && matches!(
                 actor.get_status(),
                 ActorStatus::Starting | ActorStatus::Running | ActorStatus::Upgrading
-            ) {
-                return Ok(actor.clone());
-            }
+            )
+        {
+            return Ok(actor.clone());
         }
         let actor = self
             .spawn(state, session, SessionStart::Reactivate(session))

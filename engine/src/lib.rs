@@ -6,7 +6,8 @@
 //! ([`queue`], [`presence`]), SLA arithmetic ([`sla`]), the estimated wait
 //! ([`wait`]) and sliding-window limits ([`limit`]); the data platform's
 //! tickets ([`ticket`]), knowledge search ([`kb`]), reply templates
-//! ([`assist`]), session summaries ([`summary`]) and the webhook outbox ([`outbox`]). The only asynchronous
+//! ([`assist`]), session summaries ([`summary`]) and the webhook outbox ([`outbox`]);
+//! configured keys and passwords that never print ([`secret`]). The only asynchronous
 //! part is the [`store`] contract and its backends.
 //!
 //! Architecture invariant: nothing outside `store` performs IO or awaits; the
@@ -28,6 +29,7 @@ pub mod outbox;
 pub mod presence;
 pub mod queue;
 pub mod routing;
+pub mod secret;
 pub mod session;
 pub mod sla;
 pub mod store;

@@ -384,16 +384,16 @@ impl Ticket {
                 changes.push(TicketChange::Tags { tags });
             }
         }
-        if let Some(session) = update.link_session {
-            if !self.sessions.contains(&session) {
-                if self.sessions.len() >= MAX_LINKED_SESSIONS {
-                    return Err(EngineError::Invalid {
-                        field: "link_session",
-                        reason: format!("a ticket links at most {MAX_LINKED_SESSIONS} sessions"),
-                    });
-                }
-                changes.push(TicketChange::SessionLinked { session });
+        if let Some(session) = update.link_session
+            && !self.sessions.contains(&session)
+        {
+            if self.sessions.len() >= MAX_LINKED_SESSIONS {
+                return Err(EngineError::Invalid {
+                    field: "link_session",
+                    reason: format!("a ticket links at most {MAX_LINKED_SESSIONS} sessions"),
+                });
             }
+            changes.push(TicketChange::SessionLinked { session });
         }
         if let Some(body) = update.comment {
             let body = text::required("comment", &body, MAX_TEXT_CHARS)?;

@@ -15,7 +15,10 @@ use thiserror::Error;
 const VERSION: &str = "v1";
 
 /// What the bearer of a token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+/// `clap::ValueEnum` lists the names in `switchboard token --help`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, clap::ValueEnum,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// A customer (web or app): their own sessions only.

@@ -1,21 +1,39 @@
 //! `switchboard`: runs the server, or mints tokens.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use gateway::auth::{Claims, Role, TokenSigner, unix_now};
+use gateway::config::LogFormat;
 use gateway::{Config, Server};
 use tracing_subscriber::EnvFilter;
 
+/// `switchboard --version`: the crate version and the commit it was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("BUILD_GIT_COMMIT"),
+    ")"
+);
+
 /// switchboard: real-time sessions for omnichannel contact centers.
+///
+/// The banner (addresses, demo tokens) goes to stdout, log lines to stderr.
+/// RUST_LOG chooses which log lines are written, e.g. `RUST_LOG=debug` or
+/// `RUST_LOG=info,gateway=debug` (default: info).
 #[derive(Parser)]
-#[command(version, about)]
+#[command(name = "switchboard", version = VERSION, about)]
 struct Cli {
     /// A TOML configuration file (see switchboard.example.toml); every key can
     /// also be set with SWITCHBOARD_<SECTION>_<KEY>.
     #[arg(long, global = true, env = "SWITCHBOARD_CONFIG")]
     config: Option<PathBuf>,
+    /// Log lines as text or as one JSON object a line; overrides the
+    /// config key log.format (SWITCHBOARD_LOG_FORMAT), whose default is text.
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -26,9 +44,9 @@ enum Command {
     Serve,
     /// Mint a token signed with the server's secret.
     Token {
-        /// customer, agent, supervisor or admin.
-        #[arg(long)]
-        role: String,
+        /// Who the bearer is.
+        #[arg(long, value_enum)]
+        role: Role,
         /// Customer id, agent id, or (admins) any name.
         #[arg(long)]
         sub: String,
@@ -37,6 +55,9 @@ enum Command {
         ttl_secs: Option<u64>,
     },
     /// Load and validate the configuration, print it as TOML, and exit.
+    ///
+    /// Secrets that are set (auth.secret, store.scylla_password, each
+    /// webhook endpoint's secret) are printed as "<redacted>".
     CheckConfig,
     /// Provision skill groups, agents and customers from a TOML file (JSON if
     /// it ends in .json) into the configured store (store.data_dir, as `serve`).
@@ -54,10 +75,13 @@ enum Command {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    let config = Config::load(
+    let mut config = Config::load(
         cli.config.as_deref(),
         std::env::vars().filter(|(name, _)| name != "SWITCHBOARD_CONFIG"),
     )?;
+    if let Some(format) = cli.log_format {
+        config.log.format = format;
+    }
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config),
         Command::Token {
@@ -65,14 +89,12 @@ fn main() -> Result<()> {
             sub,
             ttl_secs,
         } => {
-            let Some(role) = Role::parse(&role) else {
-                bail!("--role must be customer, agent, supervisor or admin, not `{role}`");
-            };
             if sub.is_empty() {
                 bail!("--sub must not be empty");
             }
             let secret_path = config.store.data_dir.join(&config.auth.secret_file);
-            let signer = TokenSigner::from_secret_or_file(&config.auth.secret, &secret_path)?;
+            let signer =
+                TokenSigner::from_secret_or_file(config.auth.secret.expose(), &secret_path)?;
             let ttl = ttl_secs.unwrap_or(config.auth.token_ttl_secs);
             let exp = unix_now() + ttl as i64;
             println!("{}", signer.mint(&Claims { sub, role, exp }));
@@ -113,11 +135,7 @@ fn import(config: &Config, file: &std::path::Path) -> Result<()> {
 }
 
 fn serve(config: Config) -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    init_logs(config.log.format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -138,6 +156,21 @@ fn serve(config: Config) -> Result<()> {
         shutdown_signal().await;
         server.shutdown().await
     })
+}
+
+/// Log lines go to stderr, so that stdout holds only what the server prints
+/// for its user (the banner) and can be piped apart. Colours only on a
+/// terminal: a log file or collector gets no escape codes.
+fn init_logs(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
 }
 
 /// Ctrl-C or SIGTERM.

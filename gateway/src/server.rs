@@ -116,7 +116,7 @@ impl Server {
             )
         })?;
         let secret_path = config.store.data_dir.join(&config.auth.secret_file);
-        let signer = TokenSigner::from_secret_or_file(&config.auth.secret, &secret_path)?;
+        let signer = TokenSigner::from_secret_or_file(config.auth.secret.expose(), &secret_path)?;
         if config.demo.enabled {
             crate::demo::seed_if_empty(store.as_ref()).await?;
         }

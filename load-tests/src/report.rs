@@ -309,19 +309,17 @@ pub fn ratios(switchboard: &Report, relay: &Report) -> BTreeMap<String, f64> {
             .latency
             .get(name)
             .filter(|b| b.count > 0 && b.p99_ms > 0.0)
+            && p.count > 0
         {
-            if p.count > 0 {
-                ratios.insert(format!("{name}_p99"), p.p99_ms / base.p99_ms);
-            }
+            ratios.insert(format!("{name}_p99"), p.p99_ms / base.p99_ms);
         }
     }
     if let (Some(sb), Some(base)) = (
         switchboard.memory.kib_per_session,
         relay.memory.kib_per_session,
-    ) {
-        if base > 0.0 {
-            ratios.insert("kib_per_session".into(), sb / base);
-        }
+    ) && base > 0.0
+    {
+        ratios.insert("kib_per_session".into(), sb / base);
     }
     if let (Some(sb), Some(base)) = (switchboard.memory.rss_peak_kib, relay.memory.rss_peak_kib) {
         ratios.insert("rss_peak".into(), sb as f64 / base as f64);

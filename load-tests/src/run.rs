@@ -323,11 +323,11 @@ async fn drive(options: &RunOptions, server: &Server) -> Result<Report> {
             report.memory.sessions = report.counter(count::OPENED);
             report.memory.rss_at_sessions_kib = rss_end;
         }
-        if let (Some(at), Some(base)) = (report.memory.rss_at_sessions_kib, rss_go) {
-            if report.memory.sessions > 0 {
-                report.memory.kib_per_session =
-                    Some((at as f64 - base as f64) / report.memory.sessions as f64);
-            }
+        if let (Some(at), Some(base)) = (report.memory.rss_at_sessions_kib, rss_go)
+            && report.memory.sessions > 0
+        {
+            report.memory.kib_per_session =
+                Some((at as f64 - base as f64) / report.memory.sessions as f64);
         }
     }
     if matches!(kind, Kind::ContactCenterDay | Kind::PromotionSpike) {

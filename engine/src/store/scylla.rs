@@ -134,7 +134,7 @@ pub struct ScyllaOptions {
     /// Every request, including the driver's retries.
     pub request_timeout: Duration,
     /// Password authentication, when the cluster requires it.
-    pub credentials: Option<(String, String)>,
+    pub credentials: Option<(String, crate::secret::Secret)>,
 }
 
 impl Default for ScyllaOptions {
@@ -319,7 +319,7 @@ impl ScyllaStore {
             .timestamp_generator(Arc::new(MonotonicTimestampGenerator::new()))
             .schema_agreement_timeout(SCHEMA_TIMEOUT);
         if let Some((user, password)) = &options.credentials {
-            builder = builder.user(user, password);
+            builder = builder.user(user, password.expose());
         }
         let connect_ms = options.connect_timeout.as_millis();
         let session = match tokio::time::timeout(options.connect_timeout, builder.build()).await {

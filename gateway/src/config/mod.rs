@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use engine::secret::Secret;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -40,6 +41,8 @@ pub struct Config {
     pub platform: PlatformConfig,
     /// Outbound webhooks.
     pub webhooks: WebhooksConfig,
+    /// How log lines are written.
+    pub log: LogConfig,
 }
 
 /// The public listener.
@@ -81,7 +84,8 @@ impl Default for ServerConfig {
 pub struct AuthConfig {
     /// The HMAC key itself (at least 32 characters). When empty, the key is
     /// read from `secret_file`, which is created with a random key if missing.
-    pub secret: String,
+    /// Shown as `<redacted>` by `check-config` and in logs.
+    pub secret: Secret,
     /// Where the generated key is kept; relative paths are under `store.data_dir`.
     pub secret_file: PathBuf,
     /// Lifetime of tokens minted by `switchboard token` and the demo, in seconds.
@@ -95,7 +99,7 @@ pub struct AuthConfig {
 impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig {
-            secret: String::new(),
+            secret: Secret::default(),
             secret_file: PathBuf::from("auth.secret"),
             token_ttl_secs: 12 * 3600,
             visitor_ttl_secs: 30 * 24 * 3600,
@@ -252,6 +256,27 @@ impl Default for DemoConfig {
     fn default() -> Self {
         DemoConfig { enabled: true }
     }
+}
+
+/// Log output. Which lines are written is `RUST_LOG`'s business (the
+/// `tracing_subscriber` filter syntax, `info` when unset).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` for people, `json` (one object a line) for log collectors;
+    /// `--log-format` overrides it.
+    pub format: LogFormat,
+}
+
+/// The shape of a log line on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable, one line per event.
+    #[default]
+    Text,
+    /// One JSON object per line, with the event's fields and its spans.
+    Json,
 }
 
 /// A configuration that cannot be used, naming the key at fault.
@@ -565,10 +590,12 @@ mod tests {
                 ("SWITCHBOARD_LIMITS_MESSAGES_PER_SECOND", "7"),
                 ("SWITCHBOARD_SERVER_LISTEN", "127.0.0.1:9100"),
                 ("SWITCHBOARD_DEMO_ENABLED", "false"),
+                ("SWITCHBOARD_LOG_FORMAT", "json"),
                 ("OTHER_VARIABLE", "ignored"),
             ],
         )
         .unwrap();
+        assert_eq!(config.log.format, LogFormat::Json);
         assert_eq!(config.limits.max_connections, 500);
         assert_eq!(config.limits.messages_per_second, 7);
         assert_eq!(config.server.listen.port(), 9100);
@@ -617,6 +644,11 @@ mod tests {
             "[limits]\nmax_frame_bytes = 16384\n",
             &[],
             "config key `limits.max_frame_bytes`: must be at least 52096 so that a body of limits.max_body_chars (4000) characters fits however it is escaped (12 bytes a character, plus 4096 for the rest of the frame)",
+        );
+        check_error(
+            "",
+            &[("SWITCHBOARD_LOG_FORMAT", "xml")],
+            "config key `log.format` (from SWITCHBOARD_LOG_FORMAT): unknown variant `xml`, expected `text` or `json`",
         );
         check_error(
             "[store]\nbackend = \"postgres\"\n",

@@ -1,6 +1,7 @@
 //! `[platform]` (customer cache, summaries) and `[webhooks]` (outbound
 //! notifications) sections.
 
+use engine::secret::Secret;
 use serde::{Deserialize, Serialize};
 
 /// The data platform.
@@ -63,8 +64,9 @@ pub struct WebhookEndpoint {
     pub name: String,
     /// `http://` or `https://` URL the events are POSTed to.
     pub url: String,
-    /// Signs every delivery (HMAC-SHA256); at least 16 characters.
-    pub secret: String,
+    /// Signs every delivery (HMAC-SHA256); at least 16 characters. Shown as
+    /// `<redacted>` by `check-config` and in logs.
+    pub secret: Secret,
     /// Event types to send: exact (`ticket.updated`) or a prefix with `*`
     /// (`ticket.*`); empty sends every event.
     #[serde(default)]

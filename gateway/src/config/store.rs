@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use engine::secret::Secret;
 use engine::store::scylla::{parse_consistency, parse_serial_consistency};
 use engine::store::{Replication, ScyllaOptions, ScyllaStore, SqliteStore, Store};
 use serde::{Deserialize, Serialize};
@@ -46,8 +47,9 @@ pub struct StoreConfig {
     pub scylla_request_timeout_ms: u64,
     /// Password authentication; empty: none.
     pub scylla_username: String,
-    /// Set it from the environment (`SWITCHBOARD_STORE_SCYLLA_PASSWORD`), not the file.
-    pub scylla_password: String,
+    /// Set it from the environment (`SWITCHBOARD_STORE_SCYLLA_PASSWORD`), not
+    /// the file. Shown as `<redacted>` by `check-config` and in logs.
+    pub scylla_password: Secret,
 }
 
 impl Default for StoreConfig {
@@ -67,7 +69,7 @@ impl Default for StoreConfig {
             scylla_connect_timeout_ms: scylla.connect_timeout.as_millis() as u64,
             scylla_request_timeout_ms: scylla.request_timeout.as_millis() as u64,
             scylla_username: String::new(),
-            scylla_password: String::new(),
+            scylla_password: Secret::default(),
         }
     }
 }

@@ -261,7 +261,7 @@ impl Webhooks {
         let t = engine::now_millis() / 1000;
         let signature = format!(
             "t={t},v1={}",
-            sign(&endpoint.secret, t, entry.payload.as_bytes())
+            sign(endpoint.secret.expose(), t, entry.payload.as_bytes())
         );
         let sent = client
             .post(&endpoint.url)
@@ -276,7 +276,9 @@ impl Webhooks {
         let failure = match sent {
             Ok(response) if response.status().is_success() => None,
             Ok(response) => Some(format!("HTTP {}", response.status())),
-            Err(err) => Some(err.to_string()),
+            // Without the URL: it may carry credentials (`user:pass@` or a
+            // token in the query), and the endpoint's name is logged.
+            Err(err) => Some(err.without_url().to_string()),
         };
         match failure {
             None => {

@@ -144,21 +144,21 @@ fn validate(request: InboundMessage, max_body_chars: usize) -> Result<Envelope, 
         )
         .with_details(serde_json::json!({ "field": "message" })));
     }
-    if let Some(id) = &request.client_message_id {
-        if id.is_empty() || id.len() > MAX_CLIENT_MESSAGE_ID_BYTES {
-            return Err(invalid_field(
-                "client_message_id",
-                format!("must be 1 to {MAX_CLIENT_MESSAGE_ID_BYTES} bytes"),
-            ));
-        }
+    if let Some(id) = &request.client_message_id
+        && (id.is_empty() || id.len() > MAX_CLIENT_MESSAGE_ID_BYTES)
+    {
+        return Err(invalid_field(
+            "client_message_id",
+            format!("must be 1 to {MAX_CLIENT_MESSAGE_ID_BYTES} bytes"),
+        ));
     }
-    if let Some(name) = &request.display_name {
-        if name.trim().is_empty() || name.chars().count() > MAX_NAME_CHARS {
-            return Err(invalid_field(
-                "display_name",
-                format!("must be 1 to {MAX_NAME_CHARS} characters, not blank"),
-            ));
-        }
+    if let Some(name) = &request.display_name
+        && (name.trim().is_empty() || name.chars().count() > MAX_NAME_CHARS)
+    {
+        return Err(invalid_field(
+            "display_name",
+            format!("must be 1 to {MAX_NAME_CHARS} characters, not blank"),
+        ));
     }
     Ok(Envelope {
         channel,

@@ -150,10 +150,10 @@ impl TestServer {
         state: SessionState,
     ) -> engine::session::Session {
         for _ in 0..500 {
-            if let Ok(record) = self.server.switchboard().session(session).await {
-                if record.state == state {
-                    return record;
-                }
+            if let Ok(record) = self.server.switchboard().session(session).await
+                && record.state == state
+            {
+                return record;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
