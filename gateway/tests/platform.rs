@@ -386,3 +386,66 @@ async fn suggestions_search_and_the_summary_at_close() {
     assert_eq!(summary["interactions"][0]["session_id"], session.as_str());
     server.server.shutdown().await.unwrap();
 }
+
+/// A 360° view is built off the socket's loop after an offer, so it can be
+/// ready only after the agent has handed the session on: the agent's
+/// sockets drop a view for a session that left the agent since its offer,
+/// and still pass views of sessions the agent holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_360_view_that_arrives_after_a_transfer_is_not_shown() {
+    let server = TestServer::start(|_| {}).await;
+    let (_customer, mut agent, session) = assigned(&server).await;
+    // A second conversation the agent keeps (taken before the transfer, so
+    // the agent is not in wrap-up).
+    let visitor: Value = reqwest::Client::new()
+        .post(server.http_url("/api/v1/visitors"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut other_customer =
+        Client::connect(&server.ws_url("/ws/customer", visitor["token"].as_str().unwrap())).await;
+    other_customer.hello(json!({})).await;
+    let held = session_of(&other_customer.say(json!({}), "m-2", "hello").await);
+    accept_offer(&mut agent, &held).await;
+    for _ in 0..2 {
+        agent
+            .wait_for("the offers' 360° views", |f| f["type"] == "customer_view")
+            .await;
+    }
+
+    let transferred = agent
+        .request(json!({"type": "transfer", "session": session, "group": "phone_support"}))
+        .await;
+    assert_eq!(transferred["type"], "ok", "{transferred}");
+    agent
+        .wait_for("the transfer", |f| f["type"] == "transferred")
+        .await;
+    // A view for the first offer, finished only now.
+    let late_view = json!({"type": "customer_view", "session": session, "view": {"late": true}});
+    let audience = actors::Audience::Agent(engine::ids::AgentId::new("chen.jie"));
+    server.server.state.platform.notify(&audience, &late_view);
+    // The socket handles pushes before the client's next frame: had it sent
+    // the view, it would come before this pong.
+    let pong = agent.request(json!({"type": "ping"})).await;
+    assert_eq!(pong["type"], "pong");
+    let shown: Vec<Value> = agent
+        .take_pending()
+        .into_iter()
+        .filter(|frame| frame["type"] == "customer_view")
+        .collect();
+    assert!(shown.is_empty(), "a stale view was shown: {shown:?}");
+
+    // A view of the session the agent holds still goes through.
+    let fresh_view = json!({"type": "customer_view", "session": held, "view": {"fresh": true}});
+    server.server.state.platform.notify(&audience, &fresh_view);
+    let shown = agent
+        .wait_for("the held session's view", |f| {
+            f["type"] == "customer_view" && f["view"]["fresh"] == true
+        })
+        .await;
+    assert_eq!(shown["session"], held.as_str());
+    server.server.shutdown().await.unwrap();
+}

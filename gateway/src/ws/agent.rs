@@ -5,7 +5,8 @@
 //! agent missed in those sessions after the `last_seq` they send, then
 //! streams offers and their sessions' events live.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 use actors::{Event, EventKind, TransferTarget};
 use axum::extract::{State, WebSocketUpgrade};
@@ -67,6 +68,7 @@ pub async fn upgrade(
             delivered: Delivered::default(),
             started: false,
             watching: Vec::new(),
+            handed_on: HashSet::new(),
         };
         (handler, events, notices)
     })
@@ -82,6 +84,10 @@ struct AgentHandler {
     started: bool,
     /// Tickets this socket watches (`watch_ticket`): their changes are pushed to it.
     watching: Vec<TicketId>,
+    /// Sessions this socket has seen leave the agent (transferred on, offer
+    /// lapsed, abandoned) since their last offer: a 360° view built for that
+    /// offer and arriving after it is stale and not sent.
+    handed_on: HashSet<SessionId>,
     _guard: SocketGuard,
 }
 
@@ -403,6 +409,18 @@ impl Handler for AgentHandler {
     fn wants_events(&self) -> bool {
         self.started
     }
+
+    async fn on_notice(&mut self, link: &mut Link, notice: Arc<crate::platform::Notice>) -> Flow {
+        let stale = notice["type"] == "customer_view"
+            && notice["session"]
+                .as_str()
+                .and_then(|id| id.parse().ok())
+                .is_some_and(|id| self.handed_on.contains(&SessionId(id)));
+        if stale {
+            return Flow::Continue;
+        }
+        link.send(&*notice).await
+    }
 }
 
 fn listing<T: Serialize>(kind: &'static str, request_id: Option<String>, body: T) -> Listing<T> {
@@ -605,6 +623,18 @@ impl AgentHandler {
     async fn send_event(&mut self, link: &mut Link, event: Event) -> Flow {
         if !self.is_for_me(&event) || !self.delivered.admit(&event) {
             return Flow::Continue;
+        }
+        match &event.kind {
+            EventKind::Offered { .. } => {
+                self.handed_on.remove(&event.session);
+            }
+            EventKind::Transferred { from } if from == &self.profile.id => {
+                self.handed_on.insert(event.session);
+            }
+            EventKind::OfferLapsed { .. } | EventKind::Abandoned => {
+                self.handed_on.insert(event.session);
+            }
+            _ => {}
         }
         let Some(mut frame) = event_frame(&event, Viewer::Agent) else {
             return Flow::Continue;

@@ -72,6 +72,15 @@ pub trait Handler: Send + 'static {
     fn on_event(&mut self, link: &mut Link, event: Event) -> impl Future<Output = Flow> + Send;
     /// A periodic tick (`routing.queue_update_ms`).
     fn on_tick(&mut self, link: &mut Link) -> impl Future<Output = Flow> + Send;
+    /// A data-platform push (`ticket`, `customer_view`) for this connection's
+    /// audience: sent as it is unless the handler knows it is stale.
+    fn on_notice(
+        &mut self,
+        link: &mut Link,
+        notice: Arc<crate::platform::Notice>,
+    ) -> impl Future<Output = Flow> + Send {
+        async move { link.send(&*notice).await }
+    }
     /// Events are held back until this is true (the client's first frame),
     /// so that a `hello` replay comes before any live event.
     fn wants_events(&self) -> bool;
@@ -463,7 +472,7 @@ pub async fn run<H: Handler>(
                     link.close(CLOSE_BACKLOG, "too far behind; reconnect and resume from your last seq").await
                 }
             },
-            Some(notice) = notices.recv(), if handler.wants_events() => link.send(&*notice).await,
+            Some(notice) = notices.recv(), if handler.wants_events() => handler.on_notice(&mut link, notice).await,
             incoming = link.receive(), if pending.len() < MAX_PENDING_ACKS => match incoming {
                 Incoming::Frame(frame) => handler.on_frame(&mut link, frame).await,
                 Incoming::Handled => Flow::Continue,
