@@ -1,8 +1,11 @@
 //! PROTOCOL.md stays true to the code: every client example is accepted by a
 //! live server's parser, every malformed example gets the error it documents,
 //! every server example is a JSON object with a `type`, the error codes in
-//! the doc's tables are exactly the ones the code produces, and the limits
-//! table gives the configuration's defaults.
+//! the doc's tables are exactly the ones the code produces, the limits
+//! table gives the configuration's defaults, every frame type either side
+//! can send has its entry (§4, §5), §10 gives the statuses the OpenAPI
+//! document does, and the rules of §2, §3 and §8 about `seq`s and the
+//! backlog hold on a live server.
 //!
 //! The doc marks its examples by the info string of their code blocks (see
 //! the table at the top of PROTOCOL.md): `json client customer`,
@@ -11,11 +14,18 @@
 
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
-use common::{Client, TestServer};
+use actors::{Event, EventKind};
+use common::{Client, TestServer, accept_offer, session_of};
+use engine::channel::Channel;
+use engine::ids::{AgentId, GroupId, SessionId};
+use engine::store::Sender;
 use gateway::Config;
 use gateway::auth::Role;
+use gateway::rest::types::SessionEvent;
+use gateway::ws::frames::{Reply, Viewer, WireSession, event_frame};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -23,7 +33,7 @@ const PROTOCOL: &str = include_str!("../../PROTOCOL.md");
 
 /// Where error codes come from, as (path, text): the forward check looks
 /// each documented code up in all of them.
-const SOURCES: [(&str, &str); 12] = [
+const SOURCES: [(&str, &str); 14] = [
     ("gateway/src/error.rs", include_str!("../src/error.rs")),
     ("gateway/src/access.rs", include_str!("../src/access.rs")),
     (
@@ -57,6 +67,14 @@ const SOURCES: [(&str, &str); 12] = [
         include_str!("../../actors/src/error.rs"),
     ),
     ("gateway/src/auth.rs", include_str!("../src/auth.rs")),
+    (
+        "gateway/src/platform/access.rs",
+        include_str!("../src/platform/access.rs"),
+    ),
+    (
+        "gateway/src/platform/tickets.rs",
+        include_str!("../src/platform/tickets.rs"),
+    ),
 ];
 
 /// The WebSocket modules, whose frame-level codes the error table must list.
@@ -395,6 +413,32 @@ fn the_error_tables_list_exactly_the_codes_the_code_produces() {
         "the upgrade table of PROTOCOL.md lacks {missing:?}"
     );
 
+    // What `watch_ticket` may answer: the ticket checks of the data platform.
+    let platform_access = source("gateway/src/platform/access.rs");
+    let mut ticket_codes =
+        http_error_codes(function_body(platform_access, "fn unknown_ticket", "\n}\n"));
+    ticket_codes.extend(http_error_codes(function_body(
+        platform_access,
+        "pub async fn check_ticket",
+        "\n}\n",
+    )));
+    ticket_codes.extend(http_error_codes(function_body(
+        source("gateway/src/platform/tickets.rs"),
+        "pub async fn load_ticket",
+        "\n    }\n",
+    )));
+    for expected in ["unknown_ticket", "not_your_ticket"] {
+        assert!(
+            ticket_codes.contains(expected),
+            "extraction lost `{expected}`: {ticket_codes:?}"
+        );
+    }
+    let missing: Vec<_> = ticket_codes.difference(&frame_table).collect();
+    assert!(
+        missing.is_empty(),
+        "the error table of PROTOCOL.md lacks {missing:?} (watch_ticket)"
+    );
+
     // What `history` may answer through the access checks is in one table or the other.
     for code in http_error_codes(access) {
         assert!(
@@ -569,6 +613,518 @@ async fn client_examples_are_accepted_by_a_live_server() {
     assert!(
         n_malformed >= 10,
         "found only {n_malformed} malformed examples"
+    );
+    test.server.shutdown().await.unwrap();
+}
+
+/// The lines of the section whose heading starts with `heading` (e.g.
+/// `### 4.1`), up to the next heading of the same or a higher level.
+fn section(heading: &str) -> Vec<&'static str> {
+    let level = heading.split(' ').next().unwrap().len();
+    let mut lines = PROTOCOL
+        .lines()
+        .skip_while(|line| !line.starts_with(heading));
+    assert!(
+        lines.next().is_some(),
+        "PROTOCOL.md has no section `{heading}`"
+    );
+    let mut in_code = false;
+    let mut body = Vec::new();
+    for line in lines {
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+        }
+        let hashes = line.split(' ').next().unwrap_or_default();
+        let is_heading = !hashes.is_empty() && hashes.chars().all(|c| c == '#');
+        if !in_code && is_heading && hashes.len() <= level {
+            break;
+        }
+        body.push(line);
+    }
+    body
+}
+
+/// The frame types a section gives an entry of their own: the backticked
+/// words of its `####` headings.
+fn heading_types(lines: &[&str]) -> BTreeSet<String> {
+    lines
+        .iter()
+        .filter_map(|line| line.strip_prefix("#### "))
+        .flat_map(backticked)
+        .collect()
+}
+
+/// The first backticked word of each row of the section's first table.
+fn table_types(lines: &[&str]) -> BTreeSet<String> {
+    lines
+        .iter()
+        .skip_while(|line| !line.starts_with('|'))
+        .take_while(|line| line.starts_with('|'))
+        .skip(2)
+        .map(|row| {
+            backticked(row.split('|').nth(1).unwrap_or_default())
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| panic!("PROTOCOL.md: no frame type in row {row}"))
+        })
+        .collect()
+}
+
+/// The `"…"` patterns of the `match frame.kind.as_str()` arms of `on_frame`
+/// in `source`: the frame types the endpoint dispatches.
+fn dispatched_types(source: &str) -> BTreeSet<String> {
+    let body = function_body(source, "async fn on_frame", "\n    }\n");
+    let mut types = BTreeSet::new();
+    for line in body.lines() {
+        let line = line.trim_start();
+        if !(line.starts_with('"') || line.starts_with("kind @ (")) {
+            continue;
+        }
+        let Some((pattern, _)) = line.split_once("=>") else {
+            continue;
+        };
+        types.extend(pattern.split('"').skip(1).step_by(2).map(str::to_string));
+    }
+    types
+}
+
+/// The position of each event kind; exhaustive, so that a new kind does not
+/// compile until it is here, and then needs a sample in [`every_event`].
+fn event_kind_idx(kind: &EventKind) -> usize {
+    match kind {
+        EventKind::Message { .. } => 0,
+        EventKind::Queued { .. } => 1,
+        EventKind::Offered { .. } => 2,
+        EventKind::OfferLapsed { .. } => 3,
+        EventKind::Assigned { .. } => 4,
+        EventKind::Transferred { .. } => 5,
+        EventKind::WrapUp => 6,
+        EventKind::Closed { .. } => 7,
+        EventKind::Abandoned => 8,
+        EventKind::Typing { .. } => 9,
+        EventKind::Rated { .. } => 10,
+    }
+}
+
+const N_EVENT_KINDS: usize = 11;
+
+/// One event of every kind (with every optional field set), checked to
+/// cover [`event_kind_idx`].
+fn every_event() -> Vec<Event> {
+    let agent = AgentId::new("chen.jie");
+    let kinds = vec![
+        EventKind::Message {
+            sender: Sender::Customer,
+            body: "Where is my order?".into(),
+            client_message_id: Some("c-1".into()),
+            channel: Channel::Web,
+        },
+        EventKind::Message {
+            sender: Sender::Agent(agent.clone()),
+            body: "It ships today.".into(),
+            client_message_id: Some("a-1".into()),
+            channel: Channel::Web,
+        },
+        EventKind::Queued {
+            group: GroupId::new("default"),
+        },
+        EventKind::Offered {
+            agent: agent.clone(),
+            deadline: 1_795_514_731_680,
+        },
+        EventKind::OfferLapsed {
+            agent: agent.clone(),
+        },
+        EventKind::Assigned {
+            agent: agent.clone(),
+            display_name: "Chen Jie".into(),
+        },
+        EventKind::Transferred {
+            from: agent.clone(),
+        },
+        EventKind::WrapUp,
+        EventKind::Closed {
+            summary: Some("address changed".into()),
+        },
+        EventKind::Abandoned,
+        EventKind::Typing {
+            sender: Sender::Customer,
+        },
+        EventKind::Rated {
+            score: 5,
+            comment: Some("fast".into()),
+        },
+    ];
+    let covered: BTreeSet<usize> = kinds.iter().map(event_kind_idx).collect();
+    assert_eq!(
+        covered,
+        (0..N_EVENT_KINDS).collect(),
+        "a sample of every event kind"
+    );
+    kinds
+        .into_iter()
+        .enumerate()
+        .map(|(idx, kind)| Event {
+            session: SessionId(7_530_934_589_636_739_072),
+            seq: idx as u64 + 1,
+            at: 1_795_514_724_169,
+            kind,
+        })
+        .collect()
+}
+
+/// The position of each reply; exhaustive like [`event_kind_idx`].
+fn reply_idx(reply: &Reply) -> usize {
+    match reply {
+        Reply::Ack { .. } => 0,
+        Reply::Ok { .. } => 1,
+        Reply::Error { .. } => 2,
+        Reply::Pong { .. } => 3,
+    }
+}
+
+/// The `type` of every reply both endpoints send, by serializing one of each.
+fn reply_types() -> BTreeSet<String> {
+    let replies = [
+        Reply::Ack {
+            request_id: None,
+            client_message_id: "c-1".into(),
+            session: WireSession(SessionId(1)),
+            seq: 1,
+            duplicate: false,
+        },
+        Reply::Ok { request_id: None },
+        Reply::Error {
+            request_id: None,
+            client_message_id: None,
+            code: "invalid",
+            message: String::new(),
+        },
+        Reply::Pong { request_id: None },
+    ];
+    let covered: BTreeSet<usize> = replies.iter().map(reply_idx).collect();
+    assert_eq!(covered, (0..4).collect(), "a sample of every reply");
+    replies
+        .iter()
+        .map(|reply| {
+            serde_json::to_value(reply).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+/// Every frame `type` the server can send on `endpoint`: replies, session
+/// events as `viewer` sees them, the frames each handler builds itself
+/// (`welcome`, `queue_status`, `presence`, …) and the data platform's pushes.
+fn server_types(endpoint: Endpoint) -> BTreeSet<String> {
+    let (viewer, handler) = match endpoint {
+        Endpoint::Customer => (Viewer::Customer, source("gateway/src/ws/customer.rs")),
+        Endpoint::Agent => (Viewer::Agent, source("gateway/src/ws/agent.rs")),
+    };
+    let mut types = reply_types();
+    for event in every_event() {
+        if let Some(frame) = event_frame(&event, viewer) {
+            types.insert(frame.kind.to_string());
+        }
+    }
+    for marker in ["kind: ", "listing(", "\"type\": "] {
+        types.extend(literals_after(handler, marker));
+    }
+    // Ticket changes go to customers and agents alike (`Notices` in link.rs).
+    types.extend(literals_after(WIRE, "\"type\": "));
+    types
+}
+
+const WIRE: &str = include_str!("../src/platform/wire.rs");
+
+#[test]
+fn every_client_frame_type_has_its_entry_and_every_entry_is_taken() {
+    let endpoints = [
+        (
+            "### 4.1",
+            &gateway::ws::customer::CLIENT_FRAME_TYPES[..],
+            source("gateway/src/ws/customer.rs"),
+        ),
+        (
+            "### 5.1",
+            &gateway::ws::agent::CLIENT_FRAME_TYPES[..],
+            source("gateway/src/ws/agent.rs"),
+        ),
+    ];
+    for (heading, listed, handler) in endpoints {
+        let code: BTreeSet<String> = listed.iter().map(|kind| kind.to_string()).collect();
+        assert_eq!(
+            dispatched_types(handler),
+            code,
+            "{heading}: CLIENT_FRAME_TYPES and the dispatch of on_frame differ"
+        );
+        let lines = section(heading);
+        assert_eq!(
+            table_types(&lines),
+            code,
+            "PROTOCOL.md {heading}: the table lists other client frames than the code takes"
+        );
+        assert_eq!(
+            heading_types(&lines),
+            code,
+            "PROTOCOL.md {heading}: each client frame needs a `####` entry"
+        );
+    }
+}
+
+#[test]
+fn every_server_frame_type_has_its_entry_and_every_entry_is_sent() {
+    let endpoints = [
+        (Endpoint::Customer, ["### 4.2", "### 4.3", "### 4.4"]),
+        (Endpoint::Agent, ["### 5.2", "### 5.3", "### 5.4"]),
+    ];
+    for (endpoint, headings) in endpoints {
+        let code = server_types(endpoint);
+        assert!(
+            code.len() >= 12,
+            "the extraction found too little: {code:?}"
+        );
+        let documented: BTreeSet<String> = headings
+            .iter()
+            .flat_map(|heading| heading_types(&section(heading)))
+            .collect();
+        assert_eq!(
+            documented, code,
+            "PROTOCOL.md {headings:?}: the `####` entries differ from the frames the server sends on {endpoint:?}"
+        );
+    }
+}
+
+#[test]
+fn rest_history_and_sockets_encode_each_event_with_the_same_fields() {
+    for event in every_event() {
+        let socket = serde_json::to_value(event_frame(&event, Viewer::Agent).unwrap()).unwrap();
+        let rest = serde_json::to_value(SessionEvent::from_event(&event)).unwrap();
+        assert_eq!(socket["type"], rest["type"], "{event:?}");
+        let mut socket_fields: BTreeSet<&str> = socket
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        // REST events sit under their session (§2).
+        socket_fields.remove("session");
+        // §2: REST splits an agent sender into `sender: "agent"` and `agent`.
+        if let EventKind::Message {
+            sender: Sender::Agent(_),
+            ..
+        } = event.kind
+        {
+            socket_fields.insert("agent");
+        }
+        let rest_fields: BTreeSet<&str> = rest
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            rest_fields, socket_fields,
+            "{event:?}\nREST {rest}\nsocket {socket}"
+        );
+    }
+}
+
+#[test]
+fn the_inbound_table_gives_the_statuses_of_the_openapi_document() {
+    let (_, openapi) = gateway::rest::api_router().split_for_parts();
+    let openapi = serde_json::to_value(openapi).unwrap();
+    let responses = openapi["paths"]["/api/v1/inbound"]["post"]["responses"]
+        .as_object()
+        .expect("POST /api/v1/inbound in the OpenAPI document");
+    let in_openapi: BTreeSet<String> = responses
+        .keys()
+        .filter(|status| *status != "200")
+        .cloned()
+        .collect();
+    let rows = table_rows("inbound-codes");
+    let documented: BTreeSet<String> = rows
+        .iter()
+        .map(|row| row.split('|').nth(1).unwrap().trim().to_string())
+        .collect();
+    assert_eq!(
+        documented, in_openapi,
+        "PROTOCOL.md §10 and the OpenAPI document"
+    );
+    for row in rows {
+        for code in backticked(row.split('|').nth(2).unwrap()) {
+            let quoted = format!("\"{code}\"");
+            let produced = SOURCES.iter().any(|(_, text)| text.contains(&quoted))
+                || [
+                    include_str!("../src/rest/extract.rs"),
+                    include_str!("../src/middleware.rs"),
+                ]
+                .iter()
+                .any(|text| text.contains(&quoted));
+            assert!(
+                produced,
+                "PROTOCOL.md §10 lists `{code}`, which no source produces"
+            );
+        }
+    }
+}
+
+/// The `seq`s of stored events among `frames`: frames with a `session` and
+/// a `seq` except `ack`, `typing` and `queue_status`.
+fn stored_seqs(frames: &[Value]) -> BTreeSet<u64> {
+    frames
+        .iter()
+        .filter(|frame| {
+            frame["session"].is_string()
+                && !["ack", "typing", "queue_status"].contains(&frame["type"].as_str().unwrap())
+        })
+        .filter_map(|frame| frame["seq"].as_u64())
+        .collect()
+}
+
+/// §3 rule 1 counts the `seq` of `typing` and `queue_status` frames, so a
+/// client that resumes from one must miss nothing: every stored event at or
+/// below that `seq` came before the frame. The agent types right after each
+/// message, while the message's write may still be in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resuming_from_the_seq_of_typing_or_queue_status_misses_no_stored_event() {
+    let test = TestServer::start(|config| {
+        config.routing.queue_update_ms = 50;
+        config.limits.messages_per_second = 10_000;
+        config.limits.message_burst = 10_000;
+    })
+    .await;
+    let mut customer = test.customer("cust-003").await;
+    customer.hello(json!({})).await;
+    customer
+        .send(json!({"type": "message", "client_message_id": "c-1", "body": "hello"}))
+        .await;
+    let mut stream = Vec::new();
+    while stream
+        .iter()
+        .filter(|frame: &&Value| frame["type"] == "queue_status")
+        .count()
+        < 3
+    {
+        stream.push(customer.read().await.unwrap());
+    }
+    let session = session_of(stream.iter().find(|frame| frame["type"] == "ack").unwrap());
+    let mut agent = test.available_agent("chen.jie").await;
+    accept_offer(&mut agent, &session).await;
+
+    let n_messages = 30;
+    let burst: Vec<Value> = (0..n_messages)
+        .flat_map(|idx| {
+            [
+                json!({"type": "message", "session": session, "client_message_id": format!("a-{idx}"), "body": format!("reply {idx}")}),
+                json!({"type": "typing", "session": session}),
+            ]
+        })
+        .collect();
+    agent.send_batch(&burst).await;
+    let last_id = format!("a-{}", n_messages - 1);
+    loop {
+        let frame = customer.read().await.unwrap();
+        let done = frame["type"] == "message" && frame["client_message_id"] == last_id.as_str();
+        stream.push(frame);
+        if done {
+            break;
+        }
+    }
+    let stored = stored_seqs(&stream);
+    let mut n_checked = 0;
+    for (idx, frame) in stream.iter().enumerate() {
+        if frame["type"] != "typing" && frame["type"] != "queue_status" {
+            continue;
+        }
+        n_checked += 1;
+        let resume_from = frame["seq"].as_u64().unwrap();
+        let before = stored_seqs(&stream[..idx]);
+        let missed: Vec<_> = stored
+            .iter()
+            .filter(|seq| **seq <= resume_from && !before.contains(seq))
+            .collect();
+        assert!(
+            missed.is_empty(),
+            "resuming from {frame} would miss the stored events {missed:?}"
+        );
+    }
+    assert!(
+        n_checked >= 3 + n_messages / 2,
+        "too few typing frames: {n_checked}"
+    );
+
+    // And a real resume from the last typing frame's seq.
+    let (typing_idx, typing) = stream
+        .iter()
+        .enumerate()
+        .rfind(|(_, frame)| frame["type"] == "typing")
+        .unwrap();
+    let mut resumed = test.customer("cust-003").await;
+    let last_seq = BTreeMap::from([(session.clone(), typing["seq"].as_u64().unwrap())]);
+    resumed.resume(&last_seq).await;
+    resumed.request(json!({"type": "ping"})).await;
+    let mut seen = stored_seqs(&stream[..typing_idx]);
+    seen.extend(stored_seqs(&resumed.take_pending()));
+    assert!(
+        stored.is_subset(&seen),
+        "missed {:?} after resuming from {typing}",
+        stored.difference(&seen).collect::<Vec<_>>()
+    );
+    test.server.shutdown().await.unwrap();
+}
+
+/// §2/§8: a socket that has not sent its first frame is held, never closed
+/// for its backlog while it stays silent; past `limits.outbound_backlog`
+/// events, its first frame is answered (a `hello` with the whole replay)
+/// and then it gets 4008. Within the backlog it is not closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_silent_past_its_backlog_gets_4008_after_its_first_frame_is_answered() {
+    let test = TestServer::start(|config| config.limits.outbound_backlog = 4).await;
+    let mut agent = test.available_agent("chen.jie").await;
+    let mut customer = test.customer("cust-003").await;
+    customer.hello(json!({})).await;
+    let ack = customer.say(json!({}), "c-1", "hello").await;
+    let session = session_of(&ack);
+    accept_offer(&mut agent, &session).await;
+    customer.expect("assigned").await;
+
+    let mut silent = test.customer("cust-003").await;
+    let mut sent = BTreeSet::new();
+    for idx in 0..8 {
+        let ack = agent
+            .say(json!({"session": session}), &format!("a-{idx}"), "more")
+            .await;
+        sent.insert(ack["seq"].as_u64().unwrap());
+    }
+    // Held: nothing arrives and the socket stays open while it is silent.
+    tokio::time::timeout(Duration::from_millis(300), silent.read())
+        .await
+        .unwrap_err();
+
+    // Within the backlog: a socket that missed 2 events is not closed.
+    let mut within = test.customer("cust-003").await;
+    for idx in 8..10 {
+        let ack = agent
+            .say(json!({"session": session}), &format!("a-{idx}"), "more")
+            .await;
+        sent.insert(ack["seq"].as_u64().unwrap());
+    }
+    within.hello(json!({})).await;
+    within.request(json!({"type": "ping"})).await;
+    tokio::time::timeout(Duration::from_millis(300), within.read())
+        .await
+        .unwrap_err();
+
+    // Past it: the first frame gets its answer and the replay, then 4008.
+    silent.hello(json!({})).await;
+    assert_eq!(silent.closed().await, Some(4008));
+    let replayed = stored_seqs(&silent.take_pending());
+    assert!(
+        sent.is_subset(&replayed),
+        "the replay before 4008 has every message: {replayed:?}"
     );
     test.server.shutdown().await.unwrap();
 }

@@ -24,7 +24,9 @@ use crate::ws::frames::{ClientFrame, FrameError, Viewer, WireSession, event_fram
 use crate::ws::link::{self, Flow, Handler, Link};
 use crate::ws::replies::{Replier, SocketGuard};
 
-const KNOWN: [&str; 15] = [
+/// Every client frame `type` this endpoint takes (PROTOCOL.md §5.1 lists
+/// the same; `tests/protocol_doc.rs` checks both against the dispatch).
+pub const CLIENT_FRAME_TYPES: [&str; 15] = [
     "hello",
     "presence",
     "accept",
@@ -382,7 +384,7 @@ impl Handler for AgentHandler {
                 Err(err) => link.send_error(err).await,
             },
             "ping" => replier.pong(link).await,
-            _ => link.send_error(frame.unknown(&KNOWN)).await,
+            _ => link.send_error(frame.unknown(&CLIENT_FRAME_TYPES)).await,
         }
     }
 
