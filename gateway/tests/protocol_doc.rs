@@ -1,8 +1,11 @@
 //! PROTOCOL.md stays true to the code: every client example is accepted by a
 //! live server's parser, every malformed example gets the error it documents,
 //! every server example is a JSON object with a `type`, the error codes in
-//! the doc's tables are exactly the ones the code produces, and the limits
-//! table gives the configuration's defaults.
+//! the doc's tables are exactly the ones the code produces, the limits
+//! table gives the configuration's defaults, every frame type either side
+//! can send has its entry (§4, §5), §10 gives the statuses the OpenAPI
+//! document does, and the rules of §2, §3 and §8 about `seq`s and the
+//! backlog hold on a live server (`protocol_doc/rules.rs`).
 //!
 //! The doc marks its examples by the info string of their code blocks (see
 //! the table at the top of PROTOCOL.md): `json client customer`,
@@ -10,12 +13,20 @@
 //! `transcript` (lines `customer -> {…}` / `agent <- {…}`).
 
 mod common;
+#[path = "protocol_doc/rules.rs"]
+mod rules;
 
 use std::collections::BTreeSet;
 
+use actors::{Event, EventKind};
 use common::{Client, TestServer};
+use engine::channel::Channel;
+use engine::ids::{AgentId, GroupId, SessionId};
+use engine::store::Sender;
 use gateway::Config;
 use gateway::auth::Role;
+use gateway::rest::types::SessionEvent;
+use gateway::ws::frames::{Reply, Viewer, WireSession, event_frame};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -23,7 +34,7 @@ const PROTOCOL: &str = include_str!("../../PROTOCOL.md");
 
 /// Where error codes come from, as (path, text): the forward check looks
 /// each documented code up in all of them.
-const SOURCES: [(&str, &str); 12] = [
+const SOURCES: [(&str, &str); 14] = [
     ("gateway/src/error.rs", include_str!("../src/error.rs")),
     ("gateway/src/access.rs", include_str!("../src/access.rs")),
     (
@@ -57,6 +68,14 @@ const SOURCES: [(&str, &str); 12] = [
         include_str!("../../actors/src/error.rs"),
     ),
     ("gateway/src/auth.rs", include_str!("../src/auth.rs")),
+    (
+        "gateway/src/platform/access.rs",
+        include_str!("../src/platform/access.rs"),
+    ),
+    (
+        "gateway/src/platform/tickets.rs",
+        include_str!("../src/platform/tickets.rs"),
+    ),
 ];
 
 /// The WebSocket modules, whose frame-level codes the error table must list.
@@ -395,6 +414,32 @@ fn the_error_tables_list_exactly_the_codes_the_code_produces() {
         "the upgrade table of PROTOCOL.md lacks {missing:?}"
     );
 
+    // What `watch_ticket` may answer: the ticket checks of the data platform.
+    let platform_access = source("gateway/src/platform/access.rs");
+    let mut ticket_codes =
+        http_error_codes(function_body(platform_access, "fn unknown_ticket", "\n}\n"));
+    ticket_codes.extend(http_error_codes(function_body(
+        platform_access,
+        "pub async fn check_ticket",
+        "\n}\n",
+    )));
+    ticket_codes.extend(http_error_codes(function_body(
+        source("gateway/src/platform/tickets.rs"),
+        "pub async fn load_ticket",
+        "\n    }\n",
+    )));
+    for expected in ["unknown_ticket", "not_your_ticket"] {
+        assert!(
+            ticket_codes.contains(expected),
+            "extraction lost `{expected}`: {ticket_codes:?}"
+        );
+    }
+    let missing: Vec<_> = ticket_codes.difference(&frame_table).collect();
+    assert!(
+        missing.is_empty(),
+        "the error table of PROTOCOL.md lacks {missing:?} (watch_ticket)"
+    );
+
     // What `history` may answer through the access checks is in one table or the other.
     for code in http_error_codes(access) {
         assert!(
@@ -571,4 +616,358 @@ async fn client_examples_are_accepted_by_a_live_server() {
         "found only {n_malformed} malformed examples"
     );
     test.server.shutdown().await.unwrap();
+}
+
+/// The lines of the section whose heading starts with `heading` (e.g.
+/// `### 4.1`), up to the next heading of the same or a higher level.
+fn section(heading: &str) -> Vec<&'static str> {
+    let level = heading.split(' ').next().unwrap().len();
+    let mut lines = PROTOCOL
+        .lines()
+        .skip_while(|line| !line.starts_with(heading));
+    assert!(
+        lines.next().is_some(),
+        "PROTOCOL.md has no section `{heading}`"
+    );
+    let mut in_code = false;
+    let mut body = Vec::new();
+    for line in lines {
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+        }
+        let hashes = line.split(' ').next().unwrap_or_default();
+        let is_heading = !hashes.is_empty() && hashes.chars().all(|c| c == '#');
+        if !in_code && is_heading && hashes.len() <= level {
+            break;
+        }
+        body.push(line);
+    }
+    body
+}
+
+/// The frame types a section gives an entry of their own: the backticked
+/// words of its `####` headings.
+fn heading_types(lines: &[&str]) -> BTreeSet<String> {
+    lines
+        .iter()
+        .filter_map(|line| line.strip_prefix("#### "))
+        .flat_map(backticked)
+        .collect()
+}
+
+/// The first backticked word of each row of the section's first table.
+fn table_types(lines: &[&str]) -> BTreeSet<String> {
+    lines
+        .iter()
+        .skip_while(|line| !line.starts_with('|'))
+        .take_while(|line| line.starts_with('|'))
+        .skip(2)
+        .map(|row| {
+            backticked(row.split('|').nth(1).unwrap_or_default())
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| panic!("PROTOCOL.md: no frame type in row {row}"))
+        })
+        .collect()
+}
+
+/// The `"…"` patterns of the `match frame.kind.as_str()` arms of `on_frame`
+/// in `source`: the frame types the endpoint dispatches.
+fn dispatched_types(source: &str) -> BTreeSet<String> {
+    let body = function_body(source, "async fn on_frame", "\n    }\n");
+    let mut types = BTreeSet::new();
+    for line in body.lines() {
+        let line = line.trim_start();
+        if !(line.starts_with('"') || line.starts_with("kind @ (")) {
+            continue;
+        }
+        let Some((pattern, _)) = line.split_once("=>") else {
+            continue;
+        };
+        types.extend(pattern.split('"').skip(1).step_by(2).map(str::to_string));
+    }
+    types
+}
+
+/// The position of each event kind; exhaustive, so that a new kind does not
+/// compile until it is here, and then needs a sample in [`every_event`].
+fn event_kind_idx(kind: &EventKind) -> usize {
+    match kind {
+        EventKind::Message { .. } => 0,
+        EventKind::Queued { .. } => 1,
+        EventKind::Offered { .. } => 2,
+        EventKind::OfferLapsed { .. } => 3,
+        EventKind::Assigned { .. } => 4,
+        EventKind::Transferred { .. } => 5,
+        EventKind::WrapUp => 6,
+        EventKind::Closed { .. } => 7,
+        EventKind::Abandoned => 8,
+        EventKind::Typing { .. } => 9,
+        EventKind::Rated { .. } => 10,
+    }
+}
+
+const N_EVENT_KINDS: usize = 11;
+
+/// One event of every kind (with every optional field set), checked to
+/// cover [`event_kind_idx`].
+fn every_event() -> Vec<Event> {
+    let agent = AgentId::new("chen.jie");
+    let kinds = vec![
+        EventKind::Message {
+            sender: Sender::Customer,
+            body: "Where is my order?".into(),
+            client_message_id: Some("c-1".into()),
+            channel: Channel::Web,
+        },
+        EventKind::Message {
+            sender: Sender::Agent(agent.clone()),
+            body: "It ships today.".into(),
+            client_message_id: Some("a-1".into()),
+            channel: Channel::Web,
+        },
+        EventKind::Queued {
+            group: GroupId::new("default"),
+        },
+        EventKind::Offered {
+            agent: agent.clone(),
+            deadline: 1_795_514_731_680,
+        },
+        EventKind::OfferLapsed {
+            agent: agent.clone(),
+        },
+        EventKind::Assigned {
+            agent: agent.clone(),
+            display_name: "Chen Jie".into(),
+        },
+        EventKind::Transferred {
+            from: agent.clone(),
+        },
+        EventKind::WrapUp,
+        EventKind::Closed {
+            summary: Some("address changed".into()),
+        },
+        EventKind::Abandoned,
+        EventKind::Typing {
+            sender: Sender::Customer,
+        },
+        EventKind::Rated {
+            score: 5,
+            comment: Some("fast".into()),
+        },
+    ];
+    let covered: BTreeSet<usize> = kinds.iter().map(event_kind_idx).collect();
+    assert_eq!(
+        covered,
+        (0..N_EVENT_KINDS).collect(),
+        "a sample of every event kind"
+    );
+    kinds
+        .into_iter()
+        .enumerate()
+        .map(|(idx, kind)| Event {
+            session: SessionId(7_530_934_589_636_739_072),
+            seq: idx as u64 + 1,
+            at: 1_795_514_724_169,
+            kind,
+        })
+        .collect()
+}
+
+/// The position of each reply; exhaustive like [`event_kind_idx`].
+fn reply_idx(reply: &Reply) -> usize {
+    match reply {
+        Reply::Ack { .. } => 0,
+        Reply::Ok { .. } => 1,
+        Reply::Error { .. } => 2,
+        Reply::Pong { .. } => 3,
+    }
+}
+
+/// The `type` of every reply both endpoints send, by serializing one of each.
+fn reply_types() -> BTreeSet<String> {
+    let replies = [
+        Reply::Ack {
+            request_id: None,
+            client_message_id: "c-1".into(),
+            session: WireSession(SessionId(1)),
+            seq: 1,
+            duplicate: false,
+        },
+        Reply::Ok { request_id: None },
+        Reply::Error {
+            request_id: None,
+            client_message_id: None,
+            code: "invalid",
+            message: String::new(),
+        },
+        Reply::Pong { request_id: None },
+    ];
+    let covered: BTreeSet<usize> = replies.iter().map(reply_idx).collect();
+    assert_eq!(covered, (0..4).collect(), "a sample of every reply");
+    replies
+        .iter()
+        .map(|reply| {
+            serde_json::to_value(reply).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+/// Every frame `type` the server can send on `endpoint`: replies, session
+/// events as `viewer` sees them, the frames each handler builds itself
+/// (`welcome`, `queue_status`, `presence`, …) and the data platform's pushes.
+fn server_types(endpoint: Endpoint) -> BTreeSet<String> {
+    let (viewer, handler) = match endpoint {
+        Endpoint::Customer => (Viewer::Customer, source("gateway/src/ws/customer.rs")),
+        Endpoint::Agent => (Viewer::Agent, source("gateway/src/ws/agent.rs")),
+    };
+    let mut types = reply_types();
+    for event in every_event() {
+        if let Some(frame) = event_frame(&event, viewer) {
+            types.insert(frame.kind.to_string());
+        }
+    }
+    for marker in ["kind: ", "listing(", "\"type\": "] {
+        types.extend(literals_after(handler, marker));
+    }
+    // Ticket changes go to customers and agents alike (`Notices` in link.rs).
+    types.extend(literals_after(WIRE, "\"type\": "));
+    types
+}
+
+const WIRE: &str = include_str!("../src/platform/wire.rs");
+
+#[test]
+fn every_client_frame_type_has_its_entry_and_every_entry_is_taken() {
+    let endpoints = [
+        (
+            "### 4.1",
+            &gateway::ws::customer::CLIENT_FRAME_TYPES[..],
+            source("gateway/src/ws/customer.rs"),
+        ),
+        (
+            "### 5.1",
+            &gateway::ws::agent::CLIENT_FRAME_TYPES[..],
+            source("gateway/src/ws/agent.rs"),
+        ),
+    ];
+    for (heading, listed, handler) in endpoints {
+        let code: BTreeSet<String> = listed.iter().map(|kind| kind.to_string()).collect();
+        assert_eq!(
+            dispatched_types(handler),
+            code,
+            "{heading}: CLIENT_FRAME_TYPES and the dispatch of on_frame differ"
+        );
+        let lines = section(heading);
+        assert_eq!(
+            table_types(&lines),
+            code,
+            "PROTOCOL.md {heading}: the table lists other client frames than the code takes"
+        );
+        assert_eq!(
+            heading_types(&lines),
+            code,
+            "PROTOCOL.md {heading}: each client frame needs a `####` entry"
+        );
+    }
+}
+
+#[test]
+fn every_server_frame_type_has_its_entry_and_every_entry_is_sent() {
+    let endpoints = [
+        (Endpoint::Customer, ["### 4.2", "### 4.3", "### 4.4"]),
+        (Endpoint::Agent, ["### 5.2", "### 5.3", "### 5.4"]),
+    ];
+    for (endpoint, headings) in endpoints {
+        let code = server_types(endpoint);
+        assert!(
+            code.len() >= 12,
+            "the extraction found too little: {code:?}"
+        );
+        let documented: BTreeSet<String> = headings
+            .iter()
+            .flat_map(|heading| heading_types(&section(heading)))
+            .collect();
+        assert_eq!(
+            documented, code,
+            "PROTOCOL.md {headings:?}: the `####` entries differ from the frames the server sends on {endpoint:?}"
+        );
+    }
+}
+
+#[test]
+fn rest_history_and_sockets_encode_each_event_with_the_same_fields() {
+    for event in every_event() {
+        let socket = serde_json::to_value(event_frame(&event, Viewer::Agent).unwrap()).unwrap();
+        let rest = serde_json::to_value(SessionEvent::from_event(&event)).unwrap();
+        assert_eq!(socket["type"], rest["type"], "{event:?}");
+        let mut socket_fields: BTreeSet<&str> = socket
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        // REST events sit under their session (§2).
+        socket_fields.remove("session");
+        // §2: REST splits an agent sender into `sender: "agent"` and `agent`.
+        if let EventKind::Message {
+            sender: Sender::Agent(_),
+            ..
+        } = event.kind
+        {
+            socket_fields.insert("agent");
+        }
+        let rest_fields: BTreeSet<&str> = rest
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            rest_fields, socket_fields,
+            "{event:?}\nREST {rest}\nsocket {socket}"
+        );
+    }
+}
+
+#[test]
+fn the_inbound_table_gives_the_statuses_of_the_openapi_document() {
+    let (_, openapi) = gateway::rest::api_router().split_for_parts();
+    let openapi = serde_json::to_value(openapi).unwrap();
+    let responses = openapi["paths"]["/api/v1/inbound"]["post"]["responses"]
+        .as_object()
+        .expect("POST /api/v1/inbound in the OpenAPI document");
+    let in_openapi: BTreeSet<String> = responses
+        .keys()
+        .filter(|status| *status != "200")
+        .cloned()
+        .collect();
+    let rows = table_rows("inbound-codes");
+    let documented: BTreeSet<String> = rows
+        .iter()
+        .map(|row| row.split('|').nth(1).unwrap().trim().to_string())
+        .collect();
+    assert_eq!(
+        documented, in_openapi,
+        "PROTOCOL.md §10 and the OpenAPI document"
+    );
+    for row in rows {
+        for code in backticked(row.split('|').nth(2).unwrap()) {
+            let quoted = format!("\"{code}\"");
+            let produced = SOURCES.iter().any(|(_, text)| text.contains(&quoted))
+                || [
+                    include_str!("../src/rest/extract.rs"),
+                    include_str!("../src/middleware.rs"),
+                ]
+                .iter()
+                .any(|text| text.contains(&quoted));
+            assert!(
+                produced,
+                "PROTOCOL.md §10 lists `{code}`, which no source produces"
+            );
+        }
+    }
 }

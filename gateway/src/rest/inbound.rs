@@ -90,10 +90,12 @@ pub struct InboundAck {
         (status = 400, description = "A field is invalid (`invalid`, `details.field` names it), the message is too long (`body_too_long`) or the channel is not registered (`unknown_channel`)", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "Not an admin token", body = ErrorBody),
+        (status = 413, description = "The body is over `limits.max_http_body_bytes` (`too_large`)", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json` (`invalid`)", body = ErrorBody),
         (status = 409, description = "The customer's session ended at the same moment (`invalid_state`); nothing was stored: resend and the message opens a new session", body = ErrorBody),
         (status = 429, description = "The customer opened too many sessions this hour (`too_many_sessions`)", body = ErrorBody),
         (status = 503, description = "The store or the engine failed; nothing was stored (`store_unavailable`, `unavailable`): resend with the same `client_message_id`", body = ErrorBody),
-        (status = 504, description = "The message went to the store but the outcome did not come back (`outcome_unknown`); it may be stored: resend with the same `client_message_id`, the answer then says `duplicate: true` if it was", body = ErrorBody),
+        (status = 504, description = "The message went to the store but the outcome did not come back (`outcome_unknown`); it may be stored: resend with the same `client_message_id`, the answer then says `duplicate: true` if it was; or the request was not answered within `limits.request_timeout_ms` (`request_timeout`), with the same advice", body = ErrorBody),
     ),
     security(("bearer" = [])),
 )]

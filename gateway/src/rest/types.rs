@@ -367,8 +367,8 @@ pub enum SessionEventKind {
     Assigned {
         /// The agent.
         agent: String,
-        /// The agent's name.
-        display_name: String,
+        /// The agent's name, as the customer sees it (`agent_name`, as on the sockets).
+        agent_name: String,
     },
     /// Handed on to another group or agent.
     Transferred {
@@ -434,7 +434,7 @@ impl SessionEvent {
                 display_name,
             } => SessionEventKind::Assigned {
                 agent: agent.to_string(),
-                display_name: display_name.clone(),
+                agent_name: display_name.clone(),
             },
             EventKind::Transferred { from } => SessionEventKind::Transferred {
                 from: from.to_string(),

@@ -25,7 +25,9 @@ use crate::ws::frames::{ClientFrame, FrameError, NoFields, Viewer, WireSession, 
 use crate::ws::link::{self, Flow, Handler, Link};
 use crate::ws::replies::{Replier, SocketGuard};
 
-const KNOWN: [&str; 15] = [
+/// Every client frame `type` this endpoint takes (PROTOCOL.md §5.1 lists
+/// the same; `tests/protocol_doc.rs` checks both against the dispatch).
+pub const CLIENT_FRAME_TYPES: [&str; 15] = [
     "hello",
     "presence",
     "accept",
@@ -394,7 +396,7 @@ impl Handler for AgentHandler {
                 Ok(_) => replier.pong(link).await,
                 Err(err) => link.send_error(err).await,
             },
-            _ => link.send_error(frame.unknown(&KNOWN)).await,
+            _ => link.send_error(frame.unknown(&CLIENT_FRAME_TYPES)).await,
         }
     }
 

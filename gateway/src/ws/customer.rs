@@ -28,7 +28,9 @@ use crate::ws::replies::{Replier, SocketGuard};
 /// A resume names sessions among the customer's newest this many.
 const RESUMABLE_SESSIONS: usize = 100;
 
-const KNOWN: [&str; 6] = ["hello", "message", "typing", "leave", "rate", "ping"];
+/// Every client frame `type` this endpoint takes (PROTOCOL.md §4.1 lists
+/// the same; `tests/protocol_doc.rs` checks both against the dispatch).
+pub const CLIENT_FRAME_TYPES: [&str; 6] = ["hello", "message", "typing", "leave", "rate", "ping"];
 
 /// Query parameters of the upgrade.
 #[derive(Debug, Deserialize)]
@@ -254,7 +256,7 @@ impl Handler for CustomerHandler {
                 Ok(_) => replier.pong(link).await,
                 Err(err) => link.send_error(err).await,
             },
-            _ => link.send_error(frame.unknown(&KNOWN)).await,
+            _ => link.send_error(frame.unknown(&CLIENT_FRAME_TYPES)).await,
         }
     }
 
