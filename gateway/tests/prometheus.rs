@@ -121,6 +121,25 @@ impl Prometheus {
         empty
     }
 
+    /// The panels of `panels` with a series whose value is not a number
+    /// (a ratio of zeros): an empty graph in Grafana.
+    async fn panels_with_nan(&self, panels: &[(String, String, String)]) -> Vec<String> {
+        let mut nan = Vec::new();
+        for (file, title, expr) in panels {
+            let result = self.query(expr).await;
+            let not_a_number = result.iter().any(|series| {
+                series["value"][1]
+                    .as_str()
+                    .and_then(|value| value.parse::<f64>().ok())
+                    .is_none_or(f64::is_nan)
+            });
+            if not_a_number {
+                nan.push(format!("{file} / {title}: {expr}"));
+            }
+        }
+        nan
+    }
+
     /// Waits until `query` has the value `expected` (Prometheus scrapes every second).
     async fn wait_for(&self, query: &str, expected: f64) {
         for _ in 0..300 {
@@ -216,9 +235,9 @@ async fn dashboards_and_sla_figures_against_a_real_prometheus() {
             0.0,
         )
         .await;
-    // A fresh server: every panel shows a value (0, or NaN for a ratio of
-    // zeros), not "No data", once Prometheus has the two scrapes `rate()`
-    // needs.
+    // A fresh server: every panel shows a number (0 where nothing happened
+    // yet, also for ratios of zeros), not "No data" or an empty graph, once
+    // Prometheus has the two scrapes `rate()` needs.
     prometheus
         .wait_for_any(r#"count_over_time(up{job="switchboard"}[1m]) >= 3"#)
         .await;
@@ -228,6 +247,12 @@ async fn dashboards_and_sla_figures_against_a_real_prometheus() {
         empty.is_empty(),
         "panels with no data on a fresh server:\n{}",
         empty.join("\n")
+    );
+    let nan = prometheus.panels_with_nan(&panels).await;
+    assert!(
+        nan.is_empty(),
+        "panels showing NaN on a fresh server:\n{}",
+        nan.join("\n")
     );
 
     // wang.min takes one chat at a time.
