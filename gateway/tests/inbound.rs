@@ -22,17 +22,6 @@ async fn post_inbound(test: &TestServer, token: &str, body: &Value) -> (u16, Val
     (status, body)
 }
 
-async fn get(test: &TestServer, path: &str, token: &str) -> Value {
-    let response = reqwest::Client::new()
-        .get(test.http_url(path))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("request sent");
-    assert_eq!(response.status().as_u16(), 200, "GET {path}");
-    response.json().await.expect("a JSON answer")
-}
-
 fn briefs_envelope() -> Value {
     json!({
         "channel": "wechat",
@@ -68,7 +57,7 @@ async fn the_briefs_envelope_is_stored_and_its_session_is_listed() {
     );
 
     // The session shows up like any other, and holds the message.
-    let list = get(&test, "/api/v1/sessions", &admin).await;
+    let list = test.get_json("/api/v1/sessions", &admin).await;
     let listed = list["sessions"]
         .as_array()
         .unwrap()
@@ -77,7 +66,9 @@ async fn the_briefs_envelope_is_stored_and_its_session_is_listed() {
         .unwrap_or_else(|| panic!("session {session} not in {list}"));
     assert_eq!(listed["customer_id"], "cust-vip-001");
     assert_eq!(listed["channel"], "wechat");
-    let detail = get(&test, &format!("/api/v1/sessions/{session}"), &admin).await;
+    let detail = test
+        .get_json(&format!("/api/v1/sessions/{session}"), &admin)
+        .await;
     let bodies: Vec<&str> = detail["events"]
         .as_array()
         .unwrap()
@@ -92,7 +83,9 @@ async fn the_briefs_envelope_is_stored_and_its_session_is_listed() {
     assert_eq!(status, 200, "{ack}");
     assert_eq!(ack["customer_id"], "wechat:wx-new-1", "{ack}");
     assert_ne!(ack["session"], session, "{ack}");
-    let customer = get(&test, "/api/v1/customers/wechat:wx-new-1", &admin).await;
+    let customer = test
+        .get_json("/api/v1/customers/wechat:wx-new-1", &admin)
+        .await;
     assert_eq!(customer["identities"][0]["channel"], "wechat", "{customer}");
     assert_eq!(
         customer["identities"][0]["external_id"], "wx-new-1",
@@ -122,7 +115,9 @@ async fn a_resend_with_the_same_client_message_id_is_stored_once() {
     assert_eq!(again["session"], first["session"]);
 
     let session = first["session"].as_str().unwrap();
-    let detail = get(&test, &format!("/api/v1/sessions/{session}"), &admin).await;
+    let detail = test
+        .get_json(&format!("/api/v1/sessions/{session}"), &admin)
+        .await;
     let n_messages = detail["events"]
         .as_array()
         .unwrap()
@@ -130,7 +125,9 @@ async fn a_resend_with_the_same_client_message_id_is_stored_once() {
         .filter(|event| event["body"] == "退货怎么办?")
         .count();
     assert_eq!(n_messages, 1, "{detail}");
-    let customer = get(&test, "/api/v1/customers/sms:+8613800000001", &admin).await;
+    let customer = test
+        .get_json("/api/v1/customers/sms:+8613800000001", &admin)
+        .await;
     assert_eq!(customer["display_name"], "Zhou Min", "{customer}");
     test.server.shutdown().await.unwrap();
 }
@@ -184,7 +181,7 @@ async fn bad_fields_are_refused_naming_the_field_and_nothing_is_stored() {
         "{unknown}"
     );
     // Nothing of it was stored: no open session.
-    let list = get(&test, "/api/v1/sessions", &admin).await;
+    let list = test.get_json("/api/v1/sessions", &admin).await;
     assert_eq!(list["sessions"], json!([]), "{list}");
     test.server.shutdown().await.unwrap();
 }

@@ -397,16 +397,8 @@ async fn a_360_view_that_arrives_after_a_transfer_is_not_shown() {
     let (_customer, mut agent, session) = assigned(&server).await;
     // A second conversation the agent keeps (taken before the transfer, so
     // the agent is not in wrap-up).
-    let visitor: Value = reqwest::Client::new()
-        .post(server.http_url("/api/v1/visitors"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let mut other_customer =
-        Client::connect(&server.ws_url("/ws/customer", visitor["token"].as_str().unwrap())).await;
+    let visitor = server.visitor_token().await;
+    let mut other_customer = Client::connect(&server.ws_url("/ws/customer", &visitor)).await;
     other_customer.hello(json!({})).await;
     let held = session_of(&other_customer.say(json!({}), "m-2", "hello").await);
     accept_offer(&mut agent, &held).await;

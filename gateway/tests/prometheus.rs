@@ -278,16 +278,8 @@ async fn dashboards_and_sla_figures_against_a_real_prometheus() {
         .say(json!({"session": b}), "rb", "sorry for the wait")
         .await;
     // C: a visitor who waits 3 s, then leaves: abandoned.
-    let visitor: Value = reqwest::Client::new()
-        .post(test.http_url("/api/v1/visitors"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let mut c_client =
-        Client::connect(&test.ws_url("/ws/customer", visitor["token"].as_str().unwrap())).await;
+    let visitor = test.visitor_token().await;
+    let mut c_client = Client::connect(&test.ws_url("/ws/customer", &visitor)).await;
     c_client.hello(json!({})).await;
     let c = session_of(&c_client.say(json!({}), "c", "third").await);
     tokio::time::sleep(Duration::from_millis(3_000)).await;

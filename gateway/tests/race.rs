@@ -52,25 +52,11 @@ async fn post(test: &TestServer, path: &str, token: Option<&str>, body: &Value) 
     (status, body)
 }
 
-async fn get(test: &TestServer, path: &str, token: &str) -> Value {
-    let response = reqwest::Client::new()
-        .get(test.http_url(path))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("request sent");
-    assert_eq!(response.status().as_u16(), 200, "GET {path}");
-    response.json().await.expect("a JSON answer")
-}
-
 /// The ids of the customer's stored sessions.
 async fn stored_sessions(test: &TestServer, admin: &str, customer: &str) -> Vec<String> {
-    let list = get(
-        test,
-        &format!("/api/v1/sessions?customer={customer}"),
-        admin,
-    )
-    .await;
+    let list = test
+        .get_json(&format!("/api/v1/sessions?customer={customer}"), admin)
+        .await;
     list["sessions"]
         .as_array()
         .unwrap()
@@ -88,7 +74,9 @@ async fn stored_client_ids(
     session: &str,
     trial: usize,
 ) -> BTreeMap<String, usize> {
-    let detail = get(test, &format!("/api/v1/sessions/{session}"), admin).await;
+    let detail = test
+        .get_json(&format!("/api/v1/sessions/{session}"), admin)
+        .await;
     let events = detail["events"].as_array().unwrap();
     let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     let expected: Vec<u64> = (1..=events.len() as u64).collect();

@@ -72,6 +72,31 @@ impl TestServer {
         format!("http://{}{path}", self.server.addr)
     }
 
+    /// `GET path` with `token`, which must answer 200 with JSON.
+    pub async fn get_json(&self, path: &str, token: &str) -> Value {
+        let response = reqwest::Client::new()
+            .get(self.http_url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request sent");
+        assert_eq!(response.status().as_u16(), 200, "GET {path}");
+        response.json().await.expect("a JSON answer")
+    }
+
+    /// A new web visitor's customer token (`POST /api/v1/visitors`).
+    pub async fn visitor_token(&self) -> String {
+        let visitor: Value = reqwest::Client::new()
+            .post(self.http_url("/api/v1/visitors"))
+            .send()
+            .await
+            .expect("request sent")
+            .json()
+            .await
+            .expect("a JSON answer");
+        visitor["token"].as_str().expect("a token").to_string()
+    }
+
     /// A customer socket (web), connected, not yet said hello.
     pub async fn customer(&self, customer: &str) -> Client {
         Client::connect(&self.ws_url("/ws/customer", &self.token(customer, Role::Customer))).await
