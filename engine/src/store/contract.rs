@@ -6,7 +6,7 @@
 //! expression that makes a fresh store (anything that derefs to a `Store`, so
 //! a wrapper can keep a temporary directory alive):
 //!
-//! ```ignore
+//! ```text
 //! engine::store_contract_tests!(fresh_store());
 //! ```
 //!
