@@ -21,7 +21,13 @@ fn main() {
         return;
     };
     let (git_dir, common_dir) = (absolute(&git_dir), absolute(&common_dir));
-    let mut watched = vec![git_dir.join("HEAD"), common_dir.join("packed-refs")];
+    // `logs/HEAD` (the reflog) changes at every move of HEAD, also when the
+    // branch's ref file did not exist when this script last ran (refs packed).
+    let mut watched = vec![
+        git_dir.join("HEAD"),
+        git_dir.join("logs").join("HEAD"),
+        common_dir.join("packed-refs"),
+    ];
     if let Some(branch_ref) = git(&["symbolic-ref", "-q", "HEAD"]) {
         watched.push(common_dir.join(branch_ref));
     }

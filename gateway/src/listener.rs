@@ -32,15 +32,20 @@ use tracing::{error, warn};
 
 /// Refused connections being answered at once; past this they are dropped
 /// without an answer, so a flood cannot use up descriptors.
-const MAX_REFUSING: usize = 64;
+const MAX_REFUSING: usize = 256;
 
 /// TCP keepalive: first probe after this much silence ...
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
 /// ... then one probe this often.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 
-/// How long a refused connection may take to send its request line.
-const REFUSAL_READ: Duration = Duration::from_secs(1);
+/// How long a refused connection may take to send its request line (a
+/// health probe sends it at once): short, so silent connections at the cap
+/// do not hold the refusal permits for long.
+const REFUSAL_READ: Duration = Duration::from_millis(250);
+
+/// How long a refused client may take to read its answer and close.
+const REFUSAL_ANSWER: Duration = Duration::from_millis(500);
 
 /// Why a connection is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,8 +210,8 @@ impl CappedListener {
                 while stream.read(&mut sink).await? > 0 {}
                 io::Result::Ok(())
             };
-            // A client that neither reads nor closes loses its answer after a second.
-            let _ = tokio::time::timeout(Duration::from_secs(1), answer).await;
+            // A client that neither reads nor closes loses its answer after a while.
+            let _ = tokio::time::timeout(REFUSAL_ANSWER, answer).await;
         });
     }
 }
@@ -232,7 +237,11 @@ fn refusal_response(request: &[u8], refusal: Refusal) -> String {
         .next()
         .unwrap_or_default();
     let mut words = request_line.split(|byte| *byte == b' ');
-    let (method, path) = (words.next(), words.next());
+    let method = words.next();
+    // The path without its query: `/healthz?probe=1` is a health check too.
+    let path = words
+        .next()
+        .and_then(|target| target.split(|byte| *byte == b'?').next());
     let (status, content_type, body) = match (method, path) {
         (Some(b"GET" | b"HEAD"), Some(b"/healthz")) => {
             ("200 OK", "text/plain; charset=utf-8", "ok")
@@ -248,8 +257,10 @@ fn refusal_response(request: &[u8], refusal: Refusal) -> String {
             refusal.body(),
         ),
     };
+    // A HEAD answer has the length of the body it would have, and no body.
+    let sent_body = if method == Some(b"HEAD") { "" } else { body };
     format!(
-        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\nretry-after: 5\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\nretry-after: 5\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{sent_body}",
         body.len()
     )
 }
@@ -402,6 +413,12 @@ mod tests {
         check(
             "HEAD /healthz HTTP/1.1\r\n",
             Refusal::Address,
+            "200 OK",
+            "content-length: 2\r\n\r\n",
+        );
+        check(
+            "GET /healthz?probe=1 HTTP/1.1\r\n",
+            Refusal::Cap,
             "200 OK",
             "\r\n\r\nok",
         );

@@ -162,10 +162,15 @@ pub fn record_delivery(direction: &'static str, at: engine::Millis) {
     }
 }
 
-/// The admin router: `/metrics`.
+/// The admin router: `/metrics`, and `/healthz` and `/readyz` as on the
+/// public listener (a probe here is answered even when the public
+/// listener is at its connection cap).
 pub fn admin_router(state: AppState) -> Router {
     Router::new()
         .route("/metrics", get(render))
+        // Probes can use this listener: it is not full when the public one is.
+        .route("/healthz", get(crate::server::healthz))
+        .route("/readyz", get(crate::server::readyz))
         .with_state(state)
 }
 

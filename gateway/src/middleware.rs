@@ -60,6 +60,25 @@ pub fn layer<S: Clone + Send + Sync + 'static>(router: Router<S>, config: &Confi
                 .on_failure(()),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(axum::middleware::map_request(drop_unfit_request_id))
+}
+
+/// A client's `x-request-id` is kept only if it is short and plain
+/// (`[A-Za-z0-9._:-]`, at most 128 bytes): anything else could forge
+/// fields in a text log line. An unfit one is replaced with a new UUID.
+async fn drop_unfit_request_id<B>(mut request: Request<B>) -> Request<B> {
+    let fit = request.headers().get(&REQUEST_ID).is_none_or(|value| {
+        let bytes = value.as_bytes();
+        !bytes.is_empty()
+            && bytes.len() <= 128
+            && bytes
+                .iter()
+                .all(|byte| byte.is_ascii_alphanumeric() || b"._:-".contains(byte))
+    });
+    if !fit {
+        request.headers_mut().remove(&REQUEST_ID);
+    }
+    request
 }
 
 /// The access log's span: method, path and request id, never the query.
@@ -250,6 +269,16 @@ mod stack_tests {
             .unwrap();
         let (response, _) = call(app(|_| {}), request).await;
         assert_eq!(response.headers()[&REQUEST_ID], "abc-123");
+        // One that could forge log fields is replaced.
+        for unfit in ["a b", "x\"y", &"z".repeat(129), ""] {
+            let request = Request::get("/big")
+                .header(&REQUEST_ID, unfit)
+                .body(Body::empty())
+                .unwrap();
+            let (response, _) = call(app(|_| {}), request).await;
+            let id = response.headers()[&REQUEST_ID].to_str().unwrap();
+            assert_eq!(id.len(), 36, "{unfit:?} became {id}");
+        }
     }
 
     #[tokio::test]

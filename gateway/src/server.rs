@@ -55,15 +55,25 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Connections the admin listener (`/metrics`, health) holds at once.
+const ADMIN_MAX_CONNECTIONS: usize = 64;
+
 /// Alive: the process answers.
-async fn healthz() -> &'static str {
+pub(crate) async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Ready: the engine answers and the server is not shutting down.
-async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+/// Ready: the engine answers, the server is not shutting down and the
+/// public listener is below its connection cap.
+pub(crate) async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     if !state.is_ready() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down".to_string());
+    }
+    if state.gauge.open() >= state.gauge.cap() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "at the connection cap".to_string(),
+        );
     }
     match tokio::time::timeout(Duration::from_secs(2), state.switchboard.stats()).await {
         Ok(Ok(stats)) => (
@@ -165,16 +175,19 @@ impl Server {
             header_timeout,
             stop,
         ));
+        // The admin listener has its own small cap and the same header-read
+        // timeout, so idle connections there cannot use up the descriptors
+        // `limits.reserved_fds` keeps for the store.
         let admin = crate::metrics::admin_router(state.clone());
-        let stop = stop_accepting.clone();
-        tokio::spawn(async move {
-            let served = axum::serve(admin_listener, admin)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await;
-            if let Err(err) = served {
-                warn!(error = %err, "admin listener failed");
-            }
-        });
+        tokio::spawn(crate::serve::serve(
+            CappedListener::new(
+                admin_listener,
+                ConnectionGauge::new(ADMIN_MAX_CONNECTIONS, 0),
+            ),
+            admin,
+            header_timeout,
+            stop_accepting.clone(),
+        ));
         info!(%addr, %admin_addr, max_connections = cap, "switchboard listening");
         Ok(Server {
             addr,

@@ -42,6 +42,12 @@ async fn at_the_connection_cap_new_connections_get_503_and_the_others_keep_worki
     let ready = ask(test.server.addr, "/readyz").await;
     assert!(ready.starts_with("HTTP/1.1 503"), "{ready}");
     assert!(ready.ends_with("at the connection cap"), "{ready}");
+    // The admin listener, not full, answers probes too.
+    let health = ask(test.server.admin_addr, "/healthz").await;
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    let ready = ask(test.server.admin_addr, "/readyz").await;
+    assert!(ready.starts_with("HTTP/1.1 503"), "{ready}");
+    assert!(ready.ends_with("at the connection cap"), "{ready}");
     assert_eq!(gauge.refused(), 7);
     // A WebSocket client sees the refusal as an HTTP error.
     let url = test.ws_url("/ws/customer", &test.token("cust-003", Role::Customer));
@@ -83,16 +89,14 @@ async fn ask(addr: std::net::SocketAddr, path: &str) -> String {
 async fn idle_and_slow_header_connections_are_closed_and_give_back_their_place() {
     let test = TestServer::start(|config| {
         config.limits.max_connections = 5;
-        config.limits.http_header_timeout_ms = 500;
+        // Long enough for the set-up below on a slow machine: the cap must
+        // be full before the first of them is closed.
+        config.limits.http_header_timeout_ms = 3_000;
     })
     .await;
     let gauge = test.server.state.gauge.clone();
     let mut socket = test.customer("cust-003").await;
     socket.hello(json!({})).await;
-    let mut silent = Vec::new();
-    for _ in 0..2 {
-        silent.push(TcpStream::connect(test.server.addr).await.unwrap());
-    }
     let mut kept_alive = TcpStream::connect(test.server.addr).await.unwrap();
     kept_alive
         .write_all(b"GET /readyz HTTP/1.1\r\nhost: x\r\n\r\n")
@@ -113,6 +117,12 @@ async fn idle_and_slow_header_connections_are_closed_and_give_back_their_place()
         let _ = slow.read_to_end(&mut rest).await;
         n_sent
     });
+    let mut silent = Vec::new();
+    for _ in 0..2 {
+        silent.push(TcpStream::connect(test.server.addr).await.unwrap());
+    }
+    // The admin listener closes a silent connection too.
+    silent.push(TcpStream::connect(test.server.admin_addr).await.unwrap());
     wait_until(|| gauge.open() == 5).await;
     assert!(
         ask(test.server.addr, "/api/v1/me")
@@ -324,7 +334,7 @@ async fn the_default_cap_sits_below_the_open_file_limit() {
     for _ in 0..350 {
         let (stream, status) = new_connection(&addr).await;
         match status {
-            200 => held.push(stream),
+            401 => held.push(stream),
             503 => n_refused += 1,
             other => panic!("unexpected status {other}"),
         }
@@ -333,7 +343,7 @@ async fn the_default_cap_sits_below_the_open_file_limit() {
     // Those held open are still served (keep-alive) ...
     for stream in held.iter_mut().step_by(50) {
         stream
-            .write_all(b"GET /readyz HTTP/1.1\r\nhost: x\r\n\r\n")
+            .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
             .await
             .unwrap();
         assert_eq!(read_status(stream).await, 200);
@@ -342,7 +352,7 @@ async fn the_default_cap_sits_below_the_open_file_limit() {
     held.truncate(290);
     let mut admitted = false;
     for _ in 0..100 {
-        if new_connection(&addr).await.1 == 200 {
+        if new_connection(&addr).await.1 == 401 {
             admitted = true;
             break;
         }
@@ -356,12 +366,12 @@ async fn the_default_cap_sits_below_the_open_file_limit() {
     process.child.start_kill().unwrap();
 }
 
-/// A new connection asking `/readyz` (200 when admitted, 503 at the cap),
-/// and the status it got.
+/// A new connection asking `/api/v1/me` without a token (401 when
+/// admitted, 503 at the cap), and the status it got.
 async fn new_connection(addr: &str) -> (TcpStream, u16) {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream
-        .write_all(b"GET /readyz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .write_all(b"GET /api/v1/me HTTP/1.1\r\nhost: x\r\n\r\n")
         .await
         .unwrap();
     let status = read_status(&mut stream).await;

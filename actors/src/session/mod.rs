@@ -600,19 +600,25 @@ impl SessionActor {
         state: &mut SessionActorState,
         agent: AgentId,
     ) -> Result<(), ApiError> {
-        state
-            .session
-            .apply(SessionEvent::OfferLapsed, crate::clock::now())?;
+        let now = crate::clock::now();
+        state.session.apply(SessionEvent::OfferLapsed, now)?;
+        // Stamped before the group hears of it and offers the next agent.
+        self.record_at(
+            state,
+            EventKind::OfferLapsed {
+                agent: agent.clone(),
+            },
+            now,
+        );
         if let Some(group) = state.session.group.clone() {
             self.tell_group(
                 &group,
                 GroupMessage::OfferLapsed {
                     session: state.session.id,
-                    agent: agent.clone(),
+                    agent,
                 },
             );
         }
-        self.record(state, EventKind::OfferLapsed { agent });
         self.flush(myself, state);
         if state
             .step_deadline
@@ -664,11 +670,11 @@ impl SessionActor {
         step: Step,
     ) -> Result<u64, ApiError> {
         self.check_assigned(state, &agent)?;
-        let effects = state
-            .session
-            .apply(SessionEvent::Transfer, crate::clock::now())?;
+        let now = crate::clock::now();
+        let effects = state.session.apply(SessionEvent::Transfer, now)?;
+        // Stamped before the effects release the agent.
+        let seq = self.record_at(state, EventKind::Transferred { from: agent }, now);
         self.run_effects(state, effects);
-        let seq = self.record(state, EventKind::Transferred { from: agent });
         state.plan = Some(RoutePlan::single(step));
         state.step_idx = 0;
         self.enter_step(myself, state, true)?;

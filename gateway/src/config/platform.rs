@@ -57,12 +57,15 @@ impl Default for WebhooksConfig {
 }
 
 /// One receiver.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookEndpoint {
     /// A short unique name (`crm`), part of each outbox entry's id.
     pub name: String,
-    /// `http://` or `https://` URL the events are POSTed to.
+    /// `http://` or `https://` URL the events are POSTed to. Many services
+    /// put a key in the path or query (or `user:password@`), so
+    /// `check-config` and `Debug` show only its scheme, host and port.
+    #[serde(serialize_with = "serialize_redacted_url")]
     pub url: String,
     /// Signs every delivery (HMAC-SHA256); at least 16 characters. Shown as
     /// `<redacted>` by `check-config` and in logs.
@@ -71,6 +74,48 @@ pub struct WebhookEndpoint {
     /// (`ticket.*`); empty sends every event.
     #[serde(default)]
     pub events: Vec<String>,
+}
+
+impl std::fmt::Debug for WebhookEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookEndpoint")
+            .field("name", &self.name)
+            .field("url", &redacted_url(&self.url))
+            .field("secret", &self.secret)
+            .field("events", &self.events)
+            .finish()
+    }
+}
+
+/// `url` with what may hold a key hidden: credentials (`user:pass@`), path
+/// and query become `<redacted>`; scheme, host and port stay, so the
+/// receiver can still be recognised.
+pub fn redacted_url(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), url),
+    };
+    let (authority, tail) = match rest.find(['/', '?', '#']) {
+        Some(at) => rest.split_at(at),
+        None => (rest, ""),
+    };
+    let host = match authority.rsplit_once('@') {
+        Some((_, host)) => format!("<redacted>@{host}"),
+        None => authority.to_string(),
+    };
+    let tail = if tail.is_empty() || tail == "/" {
+        tail.to_string()
+    } else {
+        "/<redacted>".to_string()
+    };
+    format!("{scheme}{host}{tail}")
+}
+
+fn serialize_redacted_url<S: serde::Serializer>(
+    url: &str,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&redacted_url(url))
 }
 
 impl WebhookEndpoint {
@@ -205,5 +250,34 @@ mod tests {
                 "webhooks.endpoints: endpoints[0].name: `CRM!` must be 1 to 32 of a-z, 0-9, `-`, `_`",
             ),
         );
+    }
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::redacted_url;
+
+    fn check(url: &str, expected: &str) {
+        assert_eq!(redacted_url(url), expected, "{url}");
+    }
+
+    #[test]
+    fn urls_keep_only_scheme_host_and_port() {
+        check("https://crm.example.com", "https://crm.example.com");
+        check("https://crm.example.com/", "https://crm.example.com/");
+        check(
+            "https://crm.example.com:8443/hooks/k3y?token=s3cret",
+            "https://crm.example.com:8443/<redacted>",
+        );
+        check(
+            "https://user:pa55@crm.example.com/x",
+            "https://<redacted>@crm.example.com/<redacted>",
+        );
+        check(
+            "http://127.0.0.1:9000?key=k",
+            "http://127.0.0.1:9000/<redacted>",
+        );
+        check("http://h#frag", "http://h/<redacted>");
+        check("not a url", "not a url");
     }
 }

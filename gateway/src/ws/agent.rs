@@ -636,6 +636,10 @@ impl AgentHandler {
             EventKind::OfferLapsed { .. } | EventKind::Abandoned => {
                 self.handed_on.insert(event.session);
             }
+            // An ended session is offered no more: nothing left to drop.
+            EventKind::Closed { .. } => {
+                self.handed_on.remove(&event.session);
+            }
             _ => {}
         }
         let Some(mut frame) = event_frame(&event, Viewer::Agent) else {
