@@ -28,14 +28,16 @@ pub enum ApiError {
     /// The agent's presence or capacity does not allow it.
     #[error(transparent)]
     Agent(#[from] AgentError),
-    /// The store failed; nothing was acknowledged.
+    /// The store failed; nothing was stored. A store answer whose outcome
+    /// is unknown is [`ApiError::OutcomeUnknown`] instead.
     #[error("store: {0}")]
-    Store(#[from] StoreError),
+    Store(StoreError),
     /// The actor that owns the request stopped before answering (shutdown or a crash it will recover from); retry.
     #[error("{0} is unavailable; retry")]
     Unavailable(String),
     /// A message went to the store, but whether it is stored is not known
-    /// (no answer in time, or its session stopped before it heard back):
+    /// (no answer in time, the store's answer was lost, or its session
+    /// stopped before it heard back):
     /// resend it with the same client message id, which is de-duplicated.
     #[error("{0}; it may or may not be stored: resend it with the same client message id")]
     OutcomeUnknown(String),
@@ -82,6 +84,15 @@ impl ApiError {
             ApiError::Unavailable(_) => "unavailable",
             ApiError::OutcomeUnknown(_) => "outcome_unknown",
             ApiError::Limited { .. } => "limited",
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::OutcomeUnknown { reason } => ApiError::OutcomeUnknown(reason),
+            other => ApiError::Store(other),
         }
     }
 }
@@ -195,6 +206,15 @@ mod tests {
                 StoreError::Closed.into(),
                 "store_unavailable",
                 "store: store is closed",
+            ),
+            (
+                StoreError::OutcomeUnknown {
+                    reason: "scylla: writing a batch: request timed out".into(),
+                }
+                .into(),
+                "outcome_unknown",
+                "scylla: writing a batch: request timed out; it may or may not be stored: \
+                 resend it with the same client message id",
             ),
             (
                 ApiError::Unavailable("session 7".into()),

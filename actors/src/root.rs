@@ -90,6 +90,7 @@ impl Actor for RootSupervisor {
             config: config.clone(),
             directory: OnceLock::new(),
             sla: Mutex::new(HashMap::new()),
+            maybe_stored: Mutex::new(HashMap::new()),
         });
         let mut shards = Vec::with_capacity(config.n_session_shards.max(1));
         for _ in 0..config.n_session_shards.max(1) {

@@ -1,13 +1,13 @@
 //! What every actor of one switchboard shares: the store, the writer, the
 //! event hub, the rules and the configuration.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use engine::channel::ChannelRegistry;
 use engine::group::SkillGroup;
-use engine::ids::GroupId;
+use engine::ids::{GroupId, SessionId};
 use engine::routing::RuleSet;
 use engine::sla::SlaTally;
 use engine::store::Store;
@@ -88,6 +88,11 @@ pub struct Shared {
     /// Each group's contacts since start, counted with the Prometheus
     /// counters, for the live wallboard. A short lock per answer or abandon.
     pub sla: Mutex<HashMap<GroupId, SlaTally>>,
+    /// Per session, the `seq`s of events whose write had an unknown outcome
+    /// (the store may hold them) when its actor failed: the next incarnation
+    /// publishes those the store holds, so that open sockets get them live.
+    /// A short lock per unknown outcome and per session rehydration.
+    pub maybe_stored: Mutex<HashMap<SessionId, BTreeSet<u64>>>,
 }
 
 impl Shared {

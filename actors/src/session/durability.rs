@@ -56,10 +56,14 @@ impl SessionActor {
     }
 
     /// Sends every recorded event, and the session record if anything but its
-    /// `last_seq` changed, to the StoreWriter in one request; `Durable` comes
-    /// back when it is committed. The messages are the truth for `seq`
-    /// (rehydration takes the highest stored one), so a plain message costs
-    /// one row, not two.
+    /// `last_seq` changed since the record last known durable, to the
+    /// StoreWriter in one request; `Durable` comes back when it is committed.
+    /// The messages are the truth for `seq` (rehydration takes the highest
+    /// stored one), so a plain message costs one row, not two. Until a write
+    /// carrying a changed record is durable, every write carries it: should
+    /// that write fail, one sent after it never stores events that the
+    /// stored record contradicts (an agent's message in a session stored as
+    /// offered).
     pub(super) fn flush(&self, myself: &ActorRef<SessionMessage>, state: &mut SessionActorState) {
         let channel = state.session.channel.clone();
         let mut ops: Vec<WriteOp> = Vec::with_capacity(state.unwritten.len() + 3);
@@ -67,19 +71,21 @@ impl SessionActor {
             ops.push(WriteOp::AppendMessage(event.to_stored(&channel)));
             state.unpublished.insert(event.seq, event);
         }
-        // A closed session re-activated for its rating has closed before.
-        let closed_before = state
-            .written
-            .as_ref()
-            .is_some_and(|written| written.state.is_final());
-        if state
+        // A closed session re-activated for its rating has closed before,
+        // and so has one whose closing write is in flight.
+        let last_sent = state.records_in_flight.iter().rev().flatten().next();
+        let closed_before = last_sent
+            .or(state.written.as_ref())
+            .is_some_and(|sent| sent.state.is_final());
+        let record = state
             .written
             .as_ref()
             .is_none_or(|written| !same_record(written, &state.session))
-        {
-            ops.push(WriteOp::PutSession(state.session.clone()));
-            state.written = Some(state.session.clone());
+            .then(|| state.session.clone());
+        if let Some(record) = &record {
+            ops.push(WriteOp::PutSession(record.clone()));
         }
+        state.records_in_flight.push_back(record);
         if state.session.state.is_final() && !closed_before {
             ops.extend(self.closing_ops(state));
         }
@@ -136,6 +142,13 @@ impl SessionActor {
     /// actor fails once no write is in flight any more: a write sent after
     /// the failed one may well be stored, and its callers and subscribers
     /// hear so before the actor restarts from the store.
+    ///
+    /// A write with an unknown outcome may be stored: its callers hear
+    /// that (and resend with the same client id, which the next incarnation
+    /// recognises), and its events are left to the next incarnation, which
+    /// publishes those the store holds ([`Shared::maybe_stored`]).
+    ///
+    /// [`Shared::maybe_stored`]: crate::shared::Shared::maybe_stored
     pub(super) fn durable(
         &self,
         myself: &ActorRef<SessionMessage>,
@@ -143,11 +156,32 @@ impl SessionActor {
         seq: u64,
         result: Result<(), StoreError>,
     ) -> Result<(), ActorProcessingErr> {
+        // The writer answers in order: this is the oldest write in flight.
+        let record = state.records_in_flight.pop_front().flatten();
         match result {
-            Ok(()) => self.stored(myself, state, seq),
+            Ok(()) => {
+                if record.is_some() {
+                    state.written = record;
+                }
+                self.stored(myself, state, seq)
+            }
             Err(err) => {
-                // Not stored: neither published nor acknowledged.
+                let not_published: Vec<u64> = state
+                    .unpublished
+                    .range(..=seq)
+                    .map(|(seq, _)| *seq)
+                    .collect();
                 state.unpublished.retain(|event_seq, _| *event_seq > seq);
+                if matches!(err, StoreError::OutcomeUnknown { .. }) {
+                    self.shared
+                        .maybe_stored
+                        .lock()
+                        .expect("no panic while holding the lock")
+                        .entry(state.session.id)
+                        .or_default()
+                        .extend(not_published);
+                }
+                // Not known to be stored: neither published nor acknowledged.
                 self.notify_waiters(state, seq, Err(err.clone()));
                 warn!(session_id = %state.session.id, seq, error = %err, "session write failed; restarting from the store once the writes in flight are answered");
                 state.failed.get_or_insert(err);

@@ -7,7 +7,7 @@
 //! rehydrates from the store, so a restart after a panic or a re-activation
 //! after passivation continues where the last durable event left off.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -226,9 +226,14 @@ pub struct SessionActorState {
     unpublished: BTreeMap<u64, Event>,
     /// Last time anything happened, for passivation.
     last_activity: Millis,
-    /// The record as last sent to the store, so that a plain message does not
-    /// rewrite the `sessions` row; `None` until the first write.
+    /// The record as last known durable, so that a plain message does not
+    /// rewrite the `sessions` row; `None` until the first write. Every write
+    /// carries the record until one that carried it is durable: a write
+    /// after a failed one must not store events the stored record contradicts.
     written: Option<Session>,
+    /// One entry per write in flight, oldest first (the StoreWriter answers
+    /// in order): the record it carried, if any.
+    records_in_flight: VecDeque<Option<Session>>,
     /// Started by [`SessionStart::Reactivate`]: a waiting session's queue
     /// entry survived, so it is not enqueued again.
     reactivated: bool,
@@ -280,6 +285,7 @@ impl Actor for SessionActor {
             unpublished: BTreeMap::new(),
             last_activity: crate::clock::now(),
             written: stored.then(|| session.clone()),
+            records_in_flight: VecDeque::new(),
             session,
             reactivated,
             failed: None,
@@ -474,10 +480,25 @@ impl Actor for SessionActor {
 
 impl SessionActor {
     /// Loads the message history so that sequence numbers continue and resent
-    /// client ids are recognised, and rebuilds the routing context.
+    /// client ids are recognised, and rebuilds the routing context. Events
+    /// an earlier incarnation could not tell stored or not are published
+    /// now if the store holds them.
     async fn rehydrate(&self, state: &mut SessionActorState) -> Result<(), ActorProcessingErr> {
         let id = state.session.id;
         let messages = self.shared.store.messages(id, 0, usize::MAX).await?;
+        let maybe_stored = self
+            .shared
+            .maybe_stored
+            .lock()
+            .expect("no panic while holding the lock")
+            .remove(&id)
+            .unwrap_or_default();
+        for message in messages
+            .iter()
+            .filter(|message| maybe_stored.contains(&message.seq))
+        {
+            self.publish(state, &Event::from_stored(message));
+        }
         let mut first_customer_message = None;
         for message in &messages {
             state.session.last_seq = state.session.last_seq.max(message.seq);

@@ -176,13 +176,25 @@ fn bodies(events: &[Event]) -> Vec<(u64, String)> {
 }
 
 /// A memory store whose writes wait while the gate is closed, to see who
-/// waits for a write in flight, and that can fail the writes of one message.
+/// waits for a write in flight, and that can fail chosen writes.
 struct GatedStore {
     inner: MemoryStore,
     open: watch::Sender<bool>,
     n_writes_waiting: AtomicUsize,
-    /// A write carrying a message with this body fails.
-    failing_body: std::sync::Mutex<Option<String>>,
+    /// A write carrying an op that matches fails, as the failure says.
+    failing: std::sync::Mutex<Option<(OpFilter, Failure)>>,
+}
+
+/// Picks the ops whose writes fail.
+type OpFilter = Box<dyn Fn(&WriteOp) -> bool + Send + Sync>;
+
+/// How a chosen write fails.
+#[derive(Debug, Clone, Copy)]
+enum Failure {
+    /// Nothing is written (SQLite rolled back, Scylla was not reached).
+    Refused,
+    /// The batch is written, and its answer is lost (a Scylla request timeout).
+    AppliedButUnanswered,
 }
 
 impl GatedStore {
@@ -191,13 +203,28 @@ impl GatedStore {
             inner: MemoryStore::new(),
             open: watch::Sender::new(true),
             n_writes_waiting: AtomicUsize::new(0),
-            failing_body: std::sync::Mutex::new(None),
+            failing: std::sync::Mutex::new(None),
         }
     }
 
     /// Fails, from now on, every write that carries a message with `body`.
     fn fail_writes_of(&self, body: &str) {
-        *self.failing_body.lock().unwrap() = Some(body.to_owned());
+        self.fail_writes_where(Failure::Refused, has_body(body));
+    }
+
+    /// Writes, from now on, every write that carries a message with `body`,
+    /// and answers that its outcome is unknown.
+    fn lose_answers_to_writes_of(&self, body: &str) {
+        self.fail_writes_where(Failure::AppliedButUnanswered, has_body(body));
+    }
+
+    /// Fails, from now on, every write that carries an op `matches` picks.
+    fn fail_writes_where(
+        &self,
+        failure: Failure,
+        matches: impl Fn(&WriteOp) -> bool + Send + Sync + 'static,
+    ) {
+        *self.failing.lock().unwrap() = Some((Box::new(matches), failure));
     }
 
     /// Holds writes back from now on.
@@ -216,6 +243,12 @@ impl GatedStore {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
+}
+
+/// Picks the op that appends a message with `body`.
+fn has_body(body: &str) -> impl Fn(&WriteOp) -> bool + Send + Sync + 'static {
+    let body = body.to_owned();
+    move |op| matches!(op, WriteOp::AppendMessage(message) if message.body == body)
 }
 
 #[async_trait]
@@ -266,14 +299,22 @@ impl Store for GatedStore {
         // The sender lives in `self`, so the wait cannot fail.
         let _ = open.wait_for(|open| *open).await;
         self.n_writes_waiting.fetch_sub(1, Ordering::SeqCst);
-        let failing_body = self.failing_body.lock().unwrap().clone();
-        let fails = batch.iter().any(|op| {
-            matches!(op, WriteOp::AppendMessage(message) if Some(&message.body) == failing_body.as_ref())
-        });
-        if fails {
-            return Err(StoreError::Backend("this message fails on purpose".into()));
+        let failure = match &*self.failing.lock().unwrap() {
+            Some((matches, failure)) if batch.iter().any(matches) => Some(*failure),
+            _ => None,
+        };
+        match failure {
+            None => self.inner.write(batch).await,
+            Some(Failure::Refused) => {
+                Err(StoreError::Backend("this write fails on purpose".into()))
+            }
+            Some(Failure::AppliedButUnanswered) => {
+                self.inner.write(batch).await?;
+                Err(StoreError::OutcomeUnknown {
+                    reason: "this write's answer is lost on purpose".into(),
+                })
+            }
         }
-        self.inner.write(batch).await
     }
     async fn get_customer(&self, id: &CustomerId) -> Result<Option<Customer>, StoreError> {
         self.inner.get_customer(id).await

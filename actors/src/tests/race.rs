@@ -204,3 +204,147 @@ async fn a_write_without_an_answer_in_time_is_an_unknown_outcome_not_a_refusal()
     assert_eq!((resent.session, resent.duplicate), (first.session, true));
     board.shutdown().await;
 }
+
+/// The store applies a write and its answer is lost (a Scylla request
+/// timeout): the caller hears that the outcome is unknown, not that nothing
+/// was stored; a resend with the same client id is a duplicate; and the
+/// customer's open subscription gets the stored message live, once, after
+/// the session restarts from the store.
+#[tokio::test(start_paused = true)]
+async fn a_write_applied_without_an_answer_is_an_unknown_outcome_and_is_published_once() {
+    let store = Arc::new(GatedStore::new());
+    let board = start(store.clone(), config()).await;
+    let plain = CustomerId::new("plain");
+    let first = board
+        .customer_message_as(&plain, Channel::Web, "hello".into(), Some("u0".into()))
+        .await
+        .unwrap();
+    let session = first.session;
+    let mut events = board.subscribe_customer(&plain);
+
+    store.lose_answers_to_writes_of("unanswered");
+    let unknown = board
+        .customer_message_as(&plain, Channel::Web, "unanswered".into(), Some("u1".into()))
+        .await;
+    assert!(
+        matches!(unknown, Err(ApiError::OutcomeUnknown(_))),
+        "the caller may not be told that nothing was stored: {unknown:?}"
+    );
+    let published = next_event(
+        &mut events,
+        |kind| matches!(kind, EventKind::Message { body, .. } if body == "unanswered"),
+    )
+    .await;
+    assert_eq!(published.session, session);
+
+    let resent = board
+        .customer_message_as(&plain, Channel::Web, "unanswered".into(), Some("u1".into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        (resent.session, resent.seq, resent.duplicate),
+        (session, published.seq, true)
+    );
+    let next = board
+        .customer_message_as(&plain, Channel::Web, "next".into(), Some("u2".into()))
+        .await
+        .unwrap();
+    assert_eq!(next.seq, published.seq + 1);
+    let mut seen = Vec::new();
+    loop {
+        let event = timeout(Duration::from_secs(60), events.recv())
+            .await
+            .expect("the next message is published")
+            .expect("subscription open");
+        seen.push(event.seq);
+        if event.seq == next.seq {
+            break;
+        }
+    }
+    assert!(!seen.contains(&published.seq), "published twice: {seen:?}");
+    board.shutdown().await;
+}
+
+/// The store refuses an agent's accept and first reply while the agent's
+/// second reply is already on its way to it: that reply is stored, and so
+/// is the record it needs (assigned to that agent), so the restarted
+/// session agrees with its stored events and the conversation goes on.
+/// (The first reply changes the record itself, by its first-response time;
+/// the second is the one that would carry no record.)
+#[tokio::test(start_paused = true)]
+async fn a_write_after_a_failed_one_stores_the_session_record_its_events_need() {
+    let store = Arc::new(GatedStore::new());
+    let board = start(store.clone(), config()).await;
+    available(&board, &["ann"]).await;
+    let mut ann = board.subscribe_agent(&id("ann"));
+    let plain = CustomerId::new("plain");
+    board
+        .customer_message_as(&plain, Channel::Web, "hello".into(), Some("c1".into()))
+        .await
+        .unwrap();
+    let session = offered_session(&mut ann).await;
+
+    store.fail_writes_where(Failure::Refused, |op| {
+        matches!(op, WriteOp::AppendMessage(message)
+            if message.body == "on it"
+                || matches!(Event::from_stored(message).kind, EventKind::Assigned { .. }))
+    });
+    store.close_gate();
+    let accepting = tokio::spawn({
+        let board = board.clone();
+        async move { board.accept(&id("ann"), session).await }
+    });
+    store.until_a_write_waits().await;
+    let replying = board
+        .submit_agent_message(&id("ann"), session, "on it".into(), Some("a1".into()))
+        .await
+        .unwrap();
+    let replying_again = board
+        .submit_agent_message(&id("ann"), session, "second".into(), Some("a2".into()))
+        .await
+        .unwrap();
+    // The session handles its mailbox in order: once it answers this, the
+    // replies' writes are with the StoreWriter, behind the accept's.
+    board.live_session(session).await.unwrap();
+    store.open_gate();
+
+    let accepted = accepting.await.unwrap();
+    assert!(
+        matches!(accepted, Err(ApiError::Store(_))),
+        "refused: {accepted:?}"
+    );
+    let refused = replying.ack().await;
+    assert!(
+        matches!(refused, Err(ApiError::Store(_))),
+        "refused: {refused:?}"
+    );
+    let reply = replying_again
+        .ack()
+        .await
+        .expect("the second reply is durable");
+    let stored_replies: Vec<(u64, String)> = store
+        .messages(session, 0, usize::MAX)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|message| message.sender == Sender::Agent(id("ann")))
+        .map(|message| (message.seq, message.body))
+        .collect();
+    assert_eq!(stored_replies, [(reply.seq, "second".to_owned())]);
+    let record = store.get_session(session).await.unwrap().unwrap();
+    assert_eq!(
+        (record.state, record.agent),
+        (SessionState::Assigned, Some(id("ann"))),
+        "the stored record agrees with the stored reply of ann"
+    );
+
+    // Restarted from the store, the session is ann's, and goes on.
+    let again = board
+        .agent_message(&id("ann"), session, "still here".into(), Some("a3".into()))
+        .await
+        .unwrap();
+    assert!(again.seq > reply.seq, "{again:?} after {reply:?}");
+    let record = board.session(session).await.unwrap();
+    assert_eq!(record.state, SessionState::Assigned);
+    board.shutdown().await;
+}

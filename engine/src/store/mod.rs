@@ -87,7 +87,8 @@ pub(crate) fn session_id_from_i64(stored: i64) -> SessionId {
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Applies one batch atomically: every op or none. When it returns `Ok`
-    /// the batch is durable (it survives the process being killed).
+    /// the batch is durable (it survives the process being killed); an
+    /// error other than [`StoreError::OutcomeUnknown`] means none of it is.
     ///
     /// Ops apply in order, so a later op sees an earlier one. The batch fails
     /// as a whole with [`StoreError::IdentityTaken`] when an identity already
@@ -315,9 +316,19 @@ pub enum StoreError {
         /// The sequence number.
         seq: u64,
     },
-    /// The backend failed; the text says which backend and what it was doing.
+    /// The backend failed before the batch could reach it, or refused it:
+    /// nothing was written. The text says which backend and what it was doing.
     #[error("store backend failed: {0}")]
     Backend(String),
+    /// The batch reached the backend, but its answer did not come back (a
+    /// request timeout, a connection broken after sending): it may be
+    /// written, wholly or in part. Reading it back tells; a resend of a
+    /// message with the same client id is de-duplicated.
+    #[error("store outcome unknown: {reason}")]
+    OutcomeUnknown {
+        /// Which backend, what it was doing and what went wrong.
+        reason: String,
+    },
     /// A stored row does not decode.
     #[error("corrupt row in {what}")]
     Corrupt {

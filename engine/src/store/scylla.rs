@@ -23,6 +23,10 @@
 //! [`ScyllaOptions::request_timeout`]. When the cluster becomes unreachable
 //! at run time each call fails with [`StoreError::Backend`] and the driver
 //! reconnects in the background; nothing needs restarting when it returns.
+//! A write whose request may have reached a node without its answer coming
+//! back (a timeout, a connection broken after sending) fails with
+//! [`StoreError::OutcomeUnknown`] instead: it may be stored, wholly or in
+//! part, and is not taken back (`outcome.rs` classifies the driver's errors).
 //!
 //! Atomicity differs from SQLite in one way: the three steps above are three
 //! round-trips. A process killed between step 2 and step 3 leaves claimed
@@ -34,6 +38,7 @@
 //! even when the event is identical, so the retry fails with
 //! [`StoreError::DuplicateTicketEvent`] (see [`platform`]).
 
+mod outcome;
 mod platform;
 mod read;
 mod rows;

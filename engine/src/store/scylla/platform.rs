@@ -42,10 +42,11 @@ use scylla::{DeserializeRow, SerializeRow};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::ScyllaStore;
+use super::outcome::{keep_worst, write_error};
 use super::read::{all_rows, limit_to_cql, rows, with_serial_read};
 use super::rows::corrupt;
 use super::write::{Appended, BoundRow, applied};
-use super::{ScyllaStore, backend_error};
 use crate::Millis;
 use crate::assist::ReplyTemplate;
 use crate::ids::{CustomerId, SessionId, TicketId};
@@ -424,9 +425,7 @@ pub(super) async fn append_ticket_events<'p>(
     for (result, rows) in results.into_iter().zip(events.values()) {
         match result {
             Ok(()) => outcome.appended.extend(rows),
-            Err(err) => {
-                outcome.failure.get_or_insert(err);
-            }
+            Err(err) => keep_worst(&mut outcome.failure, err),
         }
     }
     outcome
@@ -447,7 +446,7 @@ async fn append_events_of_ticket(
         .session
         .batch(&batch, events)
         .await
-        .map_err(backend_error(context))?;
+        .map_err(write_error(context, false))?;
     if applied(result, context)? {
         return Ok(());
     }

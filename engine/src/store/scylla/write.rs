@@ -13,6 +13,7 @@ use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::value::{CqlValue, Row};
 
+use super::outcome::{keep_worst, write_error};
 use super::platform::{self, PlatformPlan, PlatformUpsert, TicketEventRow};
 use super::read::{self, all_rows, rows, with_serial_read};
 use super::rows::{
@@ -216,13 +217,21 @@ impl Upsert {
 }
 
 /// Whether a lightweight transaction was applied (its `[applied]` column).
+/// An answer that does not say leaves the outcome unknown.
 pub(super) fn applied(result: QueryResult, context: &str) -> Result<bool, StoreError> {
-    let rows = result.into_rows_result().map_err(backend_error(context))?;
-    let first: Option<Row> = rows.maybe_first_row().map_err(backend_error(context))?;
+    let unknown = |err: String| StoreError::OutcomeUnknown {
+        reason: format!("scylla: {context}: {err}"),
+    };
+    let rows = result
+        .into_rows_result()
+        .map_err(|err| unknown(err.to_string()))?;
+    let first: Option<Row> = rows
+        .maybe_first_row()
+        .map_err(|err| unknown(err.to_string()))?;
     match first.and_then(|row| row.columns.into_iter().next().flatten()) {
         Some(CqlValue::Boolean(applied)) => Ok(applied),
-        other => Err(StoreError::Backend(format!(
-            "scylla: {context}: no [applied] column in the answer ({other:?})"
+        other => Err(unknown(format!(
+            "no [applied] column in the answer ({other:?})"
         ))),
     }
 }
@@ -242,16 +251,29 @@ pub(super) async fn write(store: &ScyllaStore, batch: &[WriteOp]) -> Result<(), 
         platform::append_ticket_events(store, &plan.ticket_events),
     )
     .await;
-    if let Some(err) = messages.failure.take().or(ticket_events.failure.take()) {
-        join(
-            remove_messages(store, &messages.appended),
-            platform::remove_ticket_events(store, &ticket_events.appended),
-        )
-        .await;
-        release_identities(store, &claimed).await;
+    let mut failure = messages.failure.take();
+    if let Some(err) = ticket_events.failure.take() {
+        keep_worst(&mut failure, err);
+    }
+    // A failed batch takes back what it wrote, so that the answer "nothing
+    // was written" is true; one that may be written (an unknown outcome)
+    // keeps it, since part of it may be stored anyway.
+    let written = match failure {
+        Some(err) => Err(err),
+        None => write_upserts(store, &plan.upserts).await,
+    };
+    if let Err(err) = written {
+        if !matches!(err, StoreError::OutcomeUnknown { .. }) {
+            join(
+                remove_messages(store, &messages.appended),
+                platform::remove_ticket_events(store, &ticket_events.appended),
+            )
+            .await;
+            release_identities(store, &claimed).await;
+        }
         return Err(err);
     }
-    write_upserts(store, &plan.upserts).await
+    Ok(())
 }
 
 /// What the conditional appends of step 2 did: the rows they appended
@@ -282,7 +304,7 @@ async fn claim_identities<'p>(
             .session
             .execute_unpaged(statement, row)
             .await
-            .map_err(backend_error("claiming an identity"))
+            .map_err(write_error("claiming an identity", false))
             .and_then(|result| applied(result, "claiming an identity"));
         (row, outcome)
     }))
@@ -318,9 +340,7 @@ async fn claim_identities<'p>(
                     }
                 }
             }
-            Err(err) => {
-                failure.get_or_insert(err);
-            }
+            Err(err) => keep_worst(&mut failure, err),
         }
     }
     match failure {
@@ -370,9 +390,7 @@ async fn append_messages<'p>(
     for (result, rows) in results.into_iter().zip(messages.values()) {
         match result {
             Ok(()) => outcome.appended.extend(rows),
-            Err(err) => {
-                outcome.failure.get_or_insert(err);
-            }
+            Err(err) => keep_worst(&mut outcome.failure, err),
         }
     }
     outcome
@@ -393,7 +411,7 @@ async fn append_session_messages(
         .session
         .batch(&batch, messages)
         .await
-        .map_err(backend_error(context))?;
+        .map_err(write_error(context, false))?;
     if applied(result, context)? {
         return Ok(());
     }
@@ -458,7 +476,7 @@ async fn write_upserts(store: &ScyllaStore, upserts: &[Upsert]) -> Result<(), St
                 .session
                 .execute_unpaged(&statement, values)
                 .await
-                .map_err(backend_error(context))?;
+                .map_err(write_error(context, true))?;
             Ok(())
         }
         many => {
@@ -474,7 +492,7 @@ async fn write_upserts(store: &ScyllaStore, upserts: &[Upsert]) -> Result<(), St
                 .session
                 .batch(&batch, values)
                 .await
-                .map_err(backend_error(context))?;
+                .map_err(write_error(context, true))?;
             Ok(())
         }
     }
