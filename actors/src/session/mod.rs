@@ -14,7 +14,7 @@ use std::time::Duration;
 use engine::channel::Channel;
 use engine::customer::Customer;
 use engine::ids::{AgentId, CustomerId, GroupId, SessionId};
-use engine::routing::{Contact, RoutePlan, Step};
+use engine::routing::{Contact, PlanCursor, RoutePlan, Step};
 use engine::session::{Session, SessionEffect, SessionEvent, SessionState};
 use engine::store::{Sender, StoreError};
 use engine::{EngineError, Millis};
@@ -212,10 +212,8 @@ pub struct SessionActorState {
     session: Session,
     customer: Arc<Customer>,
     contact: Option<Arc<Contact>>,
-    plan: Option<RoutePlan>,
-    step_idx: usize,
-    /// When the current step's timeout passes.
-    step_deadline: Option<Millis>,
+    /// Where it is in its routing plan, while it waits (and after).
+    plan: Option<PlanCursor>,
     /// client message id → seq, for messages stored or in flight.
     client_ids: HashMap<String, u64>,
     /// seq → replies waiting for that write to be durable.
@@ -277,8 +275,6 @@ impl Actor for SessionActor {
             customer: Arc::new(customer),
             contact: None,
             plan: None,
-            step_idx: 0,
-            step_deadline: None,
             client_ids: HashMap::new(),
             waiters: BTreeMap::new(),
             unwritten: Vec::new(),
@@ -317,7 +313,7 @@ impl Actor for SessionActor {
                     self.lapse_offer(&myself, state, agent)?;
                 }
             }
-            SessionState::Queued if state.reactivated => self.restore_plan(state),
+            SessionState::Queued if state.reactivated => self.restore_plan(state)?,
             SessionState::Queued | SessionState::Routing | SessionState::Transferred => {
                 self.requeue(&myself, state)?
             }
@@ -367,12 +363,13 @@ impl Actor for SessionActor {
             }
             SessionMessage::Offered { agent, deadline } => {
                 if state.session.state == SessionState::Queued && state.session.group.is_some() {
-                    state.session.apply(
+                    let effects = state.session.apply(
                         SessionEvent::Offer {
                             agent: agent.clone(),
                         },
                         crate::clock::now(),
                     )?;
+                    self.run_effects(state, effects);
                     self.record(
                         state,
                         EventKind::Offered {
@@ -416,9 +413,10 @@ impl Actor for SessionActor {
                 reply,
             } => {
                 let result = self.check_assigned(state, &agent).and_then(|()| {
-                    state
+                    let effects = state
                         .session
                         .apply(SessionEvent::WrapUp { summary }, crate::clock::now())?;
+                    self.run_effects(state, effects);
                     Ok(self.record(state, EventKind::WrapUp))
                 });
                 let result = result.inspect(|_| self.flush(&myself, state));
@@ -433,23 +431,14 @@ impl Actor for SessionActor {
                 self.reply_unit_when_durable(state, result, reply);
             }
             SessionMessage::StepTimeout { step_idx } => {
-                self.adopt_timed_step(state, step_idx);
-                if step_idx == state.step_idx {
-                    match state.session.state {
-                        SessionState::Queued => self.overflow(&myself, state)?,
-                        // Overflows if the offer lapses (a re-activated
-                        // session did not know its deadline).
-                        SessionState::Offered => state.step_deadline = Some(crate::clock::now()),
-                        _ => {}
-                    }
-                }
+                self.step_timed_out(&myself, state, step_idx)?
             }
             SessionMessage::Requeue => {
                 if matches!(
                     state.session.state,
                     SessionState::Queued | SessionState::Offered
                 ) {
-                    self.enqueue_current_step(&myself, state)?;
+                    self.rejoin_queue(state)?;
                 }
             }
             SessionMessage::Typing { typist, reply } => {
@@ -558,7 +547,7 @@ impl SessionActor {
                 message: body,
                 at: crate::clock::now(),
             }));
-            self.route(myself, state)?;
+            self.route(state)?;
         }
         self.flush(myself, state);
         Ok((seq, false))
@@ -580,9 +569,10 @@ impl SessionActor {
             return Ok((*seq, true));
         }
         let first_response = state.session.times.first_response.is_none();
-        state
+        let effects = state
             .session
             .apply(SessionEvent::AgentReplied, crate::clock::now())?;
+        self.run_effects(state, effects);
         if first_response {
             crate::metrics::record_first_response(&self.shared, &state.session);
         }
@@ -622,7 +612,8 @@ impl SessionActor {
         agent: AgentId,
     ) -> Result<(), ApiError> {
         let now = crate::clock::now();
-        state.session.apply(SessionEvent::OfferLapsed, now)?;
+        let effects = state.session.apply(SessionEvent::OfferLapsed, now)?;
+        self.run_effects(state, effects);
         // Stamped before the group hears of it and offers the next agent.
         self.record_at(
             state,
@@ -641,13 +632,7 @@ impl SessionActor {
             );
         }
         self.flush(myself, state);
-        if state
-            .step_deadline
-            .is_some_and(|deadline| deadline <= crate::clock::now())
-        {
-            self.overflow(myself, state)?;
-        }
-        Ok(())
+        self.overflow_if_due(myself, state)
     }
 
     fn accept(
@@ -657,13 +642,16 @@ impl SessionActor {
         agent: AgentId,
         display_name: String,
     ) -> Result<u64, ApiError> {
-        state.session.apply(
+        let effects = state.session.apply(
             SessionEvent::Accept {
                 agent: agent.clone(),
             },
             crate::clock::now(),
         )?;
-        state.step_deadline = None;
+        self.run_effects(state, effects);
+        if let Some(cursor) = &mut state.plan {
+            cursor.answered();
+        }
         if let Some(group) = state.session.group.clone() {
             self.tell_group(
                 &group,
@@ -696,9 +684,7 @@ impl SessionActor {
         // Stamped before the effects release the agent.
         let seq = self.record_at(state, EventKind::Transferred { from: agent }, now);
         self.run_effects(state, effects);
-        state.plan = Some(RoutePlan::single(step));
-        state.step_idx = 0;
-        self.enter_step(myself, state, true)?;
+        self.start_plan(state, RoutePlan::single(step))?;
         let seq = seq.max(state.session.last_seq);
         self.flush(myself, state);
         Ok(seq)

@@ -29,9 +29,10 @@ impl SessionActor {
             return Err(EngineError::UnknownSession(state.session.id.0).into());
         }
         let score = check_score(score)?;
-        state
+        let effects = state
             .session
             .apply(SessionEvent::Rate { score }, crate::clock::now())?;
+        self.run_effects(state, effects);
         let seq = self.record(state, EventKind::Rated { score, comment });
         self.flush(myself, state);
         Ok((seq, false))

@@ -1,6 +1,7 @@
-//! Routing a session through its plan's steps: entering a step's queue,
-//! arming its timeout, overflowing to the next step in the original place in
-//! line, and re-entering the queue after a restart.
+//! Carrying out a session's routing plan: the decisions (which step, when it
+//! times out, overflow keeping the place in line, restoring after a restart)
+//! are [`PlanCursor`]'s; here its [`PlanEffect`]s become queue messages,
+//! recorded events and timers.
 //!
 //! A step's timeout is not a timer of the actor: a waiting session may be
 //! passivated, so the timeout is delivered through the Directory, which
@@ -8,7 +9,8 @@
 
 use std::time::Duration;
 
-use engine::routing::RoutePlan;
+use engine::Millis;
+use engine::routing::{PlanCursor, PlanEffect, RoutePlan, Step};
 use engine::session::{SessionEvent, SessionState};
 use ractor::ActorRef;
 use tracing::info;
@@ -21,13 +23,10 @@ use crate::group::{GroupMessage, QueueEntry};
 
 impl SessionActor {
     /// Evaluates the rules and enters the first step that applies.
-    pub(super) fn route(
-        &self,
-        myself: &ActorRef<SessionMessage>,
-        state: &mut SessionActorState,
-    ) -> Result<(), ApiError> {
+    pub(super) fn route(&self, state: &mut SessionActorState) -> Result<(), ApiError> {
         let now = crate::clock::now();
-        state.session.apply(SessionEvent::StartRouting, now)?;
+        let effects = state.session.apply(SessionEvent::StartRouting, now)?;
+        self.run_effects(state, effects);
         let contact = state.contact.clone().expect("routing needs the contact");
         let plan = self
             .shared
@@ -35,83 +34,31 @@ impl SessionActor {
             .route(&contact)
             .unwrap_or_else(RoutePlan::fallback);
         info!(session_id = %state.session.id, rule = %plan.rule, "session routed");
-        state.plan = Some(plan);
-        state.step_idx = 0;
-        self.enter_step(myself, state, true)
+        self.start_plan(state, plan)
     }
 
-    /// Enters step `state.step_idx` or the next one that applies.
-    pub(super) fn enter_step(
+    /// Starts `plan` (the rules' or a transfer's) at its first step that
+    /// applies, keeping the session's first queue time if it has one.
+    pub(super) fn start_plan(
         &self,
-        myself: &ActorRef<SessionMessage>,
         state: &mut SessionActorState,
-        record: bool,
+        plan: RoutePlan,
     ) -> Result<(), ApiError> {
         let contact = state.contact.clone().expect("routing needs the contact");
-        let plan = state.plan.clone().expect("entering a step needs a plan");
-        while state.step_idx + 1 < plan.steps.len()
-            && !plan.steps[state.step_idx].applies_to(&contact)
-        {
-            state.step_idx += 1;
-        }
-        let step = &plan.steps[state.step_idx];
         let now = crate::clock::now();
-        state.session.apply(
-            SessionEvent::Enqueue {
-                group: step.group.clone(),
-            },
-            now,
-        )?;
-        state.step_deadline = step.timeout_ms.map(|timeout| now + timeout);
-        if let Some(timeout) = step.timeout_ms {
-            let step_idx = state.step_idx;
-            let session = state.session.id;
-            let directory = self.shared.directory().clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(timeout as u64)).await;
-                // Gone only when the system stops; then the timeout is moot.
-                let _ = directory.cast(DirectoryMessage::ToSession {
-                    session,
-                    message: SessionMessage::StepTimeout { step_idx },
-                });
-            });
-        }
-        if record {
-            self.record(
-                state,
-                EventKind::Queued {
-                    group: step.group.clone(),
-                },
-            );
-        }
-        self.enqueue_current_step(myself, state)
+        let place_in_line = state.session.times.queued.unwrap_or(now);
+        let (cursor, effects) = PlanCursor::start(plan, &contact, place_in_line, now);
+        state.plan = Some(cursor);
+        self.run_plan_effects(state, effects)
     }
 
-    /// Puts the session in its current step's group queue, in its original place.
-    pub(super) fn enqueue_current_step(
-        &self,
-        _myself: &ActorRef<SessionMessage>,
-        state: &mut SessionActorState,
-    ) -> Result<(), ApiError> {
-        let (Some(plan), Some(contact)) = (state.plan.clone(), state.contact.clone()) else {
+    /// Puts the session in its current step's group queue again, in its original place.
+    pub(super) fn rejoin_queue(&self, state: &mut SessionActorState) -> Result<(), ApiError> {
+        let Some(cursor) = &state.plan else {
             return Ok(());
         };
-        let step = plan.steps[state.step_idx].clone();
-        let entry = QueueEntry {
-            contact,
-            step: step.clone(),
-        };
-        let queued_at = state.session.times.queued.unwrap_or_else(crate::clock::now);
-        self.tell_group(
-            &step.group,
-            GroupMessage::Enqueue {
-                session: state.session.id,
-                priority: step.priority,
-                queued_at,
-                entry,
-            },
-        );
-        Ok(())
+        let effect = cursor.rejoin();
+        self.run_plan_effects(state, vec![effect])
     }
 
     /// Re-enters routing after a crash or a transfer left no plan in memory.
@@ -120,14 +67,17 @@ impl SessionActor {
         myself: &ActorRef<SessionMessage>,
         state: &mut SessionActorState,
     ) -> Result<(), ApiError> {
-        self.restore_plan(state);
+        self.restore_plan(state)?;
         if state.session.state == SessionState::Queued {
-            self.enqueue_current_step(myself, state)
+            self.rejoin_queue(state)
         } else {
-            if state.session.state == SessionState::Routing
-                || state.session.state == SessionState::Transferred
+            if matches!(
+                state.session.state,
+                SessionState::Routing | SessionState::Transferred
+            ) && let (Some(cursor), Some(contact)) = (&mut state.plan, &state.contact)
             {
-                self.enter_step(myself, state, true)?;
+                let effects = cursor.reenter(contact, crate::clock::now());
+                self.run_plan_effects(state, effects)?;
             }
             self.flush(myself, state);
             Ok(())
@@ -136,76 +86,134 @@ impl SessionActor {
 
     /// Rebuilds the routing plan of a rehydrated session, at the step of the
     /// group it waits in (if the plan has it).
-    pub(super) fn restore_plan(&self, state: &mut SessionActorState) {
+    pub(super) fn restore_plan(&self, state: &mut SessionActorState) -> Result<(), ApiError> {
         if state.plan.is_some() {
-            return;
+            return Ok(());
         }
         let Some(contact) = state.contact.clone() else {
-            return;
+            return Ok(());
         };
         let plan = self
             .shared
             .rules()
             .route(&contact)
             .unwrap_or_else(RoutePlan::fallback);
-        // The first step of its group that applies: the one it entered,
-        // unless a plan has one group in several applying steps, which
-        // `adopt_timed_step` settles when a step timer names a later one.
-        let group = state.session.group.clone();
-        state.step_idx = plan
-            .steps
-            .iter()
-            .position(|step| Some(&step.group) == group.as_ref() && step.applies_to(&contact))
-            .or_else(|| {
-                plan.steps
-                    .iter()
-                    .position(|step| Some(&step.group) == group.as_ref())
-            })
-            .unwrap_or(0);
-        state.plan = Some(plan);
+        let now = crate::clock::now();
+        let place_in_line = state.session.times.queued.unwrap_or(now);
+        // When the step was entered is not on the record: the step's timer,
+        // still in flight through the Directory, names its step and settles it.
+        let (cursor, effects) = PlanCursor::restore(
+            plan,
+            &contact,
+            state.session.group.as_ref(),
+            place_in_line,
+            None,
+            now,
+        );
+        state.plan = Some(cursor);
+        self.run_plan_effects(state, effects)
     }
 
-    /// A step timer named step `step_idx`, later in the plan than the one a
-    /// re-activated session restored but of the group it waits in: the
-    /// timer knows which step was entered, so the session is at that step.
-    pub(super) fn adopt_timed_step(&self, state: &mut SessionActorState, step_idx: usize) {
-        let Some(plan) = &state.plan else {
-            return;
+    /// The timer of step `step_idx` fired.
+    pub(super) fn step_timed_out(
+        &self,
+        myself: &ActorRef<SessionMessage>,
+        state: &mut SessionActorState,
+        step_idx: usize,
+    ) -> Result<(), ApiError> {
+        let (Some(cursor), Some(contact)) = (&mut state.plan, &state.contact) else {
+            return Ok(());
         };
-        let same_group = plan
-            .steps
-            .get(step_idx)
-            .is_some_and(|step| Some(&step.group) == state.session.group.as_ref());
-        if step_idx > state.step_idx && same_group {
-            state.step_idx = step_idx;
-        }
+        let effects = cursor.step_timed_out(
+            step_idx,
+            state.session.state,
+            state.session.group.as_ref(),
+            contact,
+            crate::clock::now(),
+        );
+        self.run_plan_effects(state, effects)?;
+        self.flush(myself, state);
+        Ok(())
     }
 
-    /// The current step timed out: move to the next step's group, keeping the place in line.
-    pub(super) fn overflow(
+    /// The offer lapsed: overflow if the step's timeout passed meanwhile.
+    pub(super) fn overflow_if_due(
         &self,
         myself: &ActorRef<SessionMessage>,
         state: &mut SessionActorState,
     ) -> Result<(), ApiError> {
-        let Some(plan) = state.plan.clone() else {
+        let (Some(cursor), Some(contact)) = (&mut state.plan, &state.contact) else {
             return Ok(());
         };
-        if state.step_idx + 1 >= plan.steps.len() {
-            state.step_deadline = None;
-            return Ok(());
-        }
-        let old_group = state.session.group.clone();
-        state.step_idx += 1;
-        self.enter_step(myself, state, true)?;
-        if let Some(old) = old_group.filter(|old| Some(old) != state.session.group.as_ref()) {
-            self.tell_group(
-                &old,
-                GroupMessage::Leave {
-                    session: state.session.id,
-                },
-            );
-        }
+        let effects = cursor.offer_lapsed(contact, crate::clock::now());
+        self.run_plan_effects(state, effects)?;
         self.flush(myself, state);
         Ok(())
+    }
+
+    /// Carries out what the plan decided.
+    fn run_plan_effects(
+        &self,
+        state: &mut SessionActorState,
+        effects: Vec<PlanEffect>,
+    ) -> Result<(), ApiError> {
+        for effect in effects {
+            match effect {
+                PlanEffect::EnterStep {
+                    step_idx: _,
+                    step,
+                    place_in_line,
+                } => {
+                    let group = step.group.clone();
+                    let now = crate::clock::now();
+                    let effects = state.session.apply(
+                        SessionEvent::Enqueue {
+                            group: group.clone(),
+                        },
+                        now,
+                    )?;
+                    // Moving groups on overflow: leave the old group's queue.
+                    self.run_effects(state, effects);
+                    self.record(state, EventKind::Queued { group });
+                    self.tell_group_enqueue(state, step, place_in_line);
+                }
+                PlanEffect::Rejoin {
+                    step,
+                    place_in_line,
+                } => self.tell_group_enqueue(state, step, place_in_line),
+                PlanEffect::ArmStepTimeout { step_idx, at } => {
+                    let wait = at.saturating_sub(crate::clock::now()).max(0);
+                    let session = state.session.id;
+                    let directory = self.shared.directory().clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(wait as u64)).await;
+                        // Gone only when the system stops; then the timeout is moot.
+                        let _ = directory.cast(DirectoryMessage::ToSession {
+                            session,
+                            message: SessionMessage::StepTimeout { step_idx },
+                        });
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues the session in `step`'s group at `place_in_line`.
+    fn tell_group_enqueue(&self, state: &SessionActorState, step: Step, place_in_line: Millis) {
+        let Some(contact) = state.contact.clone() else {
+            return;
+        };
+        let group = step.group.clone();
+        let priority = step.priority;
+        self.tell_group(
+            &group,
+            GroupMessage::Enqueue {
+                session: state.session.id,
+                priority,
+                queued_at: place_in_line,
+                entry: QueueEntry { contact, step },
+            },
+        );
     }
 }

@@ -85,6 +85,32 @@ async fn step_timeout_overflows_keeping_the_place_in_line() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_session_that_overflows_to_another_group_leaves_the_old_groups_queue() {
+    let board = start(Arc::new(MemoryStore::new()), config()).await;
+    let gold = GroupId::new("gold_service");
+    let default = GroupId::new("default");
+    let vip = board
+        .customer_message(envelope(Channel::Wechat, "v-wx", "vip", "v1"))
+        .await
+        .unwrap();
+    assert_eq!(board.group_view(&gold).await.unwrap().waiting.len(), 1);
+    // The 30 s step in gold_service times out: the session moves to default.
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    let record = board.session(vip.session).await.unwrap();
+    assert_eq!(record.group, Some(default.clone()));
+    assert_eq!(board.group_view(&default).await.unwrap().waiting.len(), 1);
+    // Only the `LeaveQueue` effect of moving groups takes it out of gold_service:
+    assert!(board.group_view(&gold).await.unwrap().waiting.is_empty());
+    // so a gold_service agent who becomes available is not offered it.
+    let mut gina = board.subscribe_agent(&id("gina"));
+    available(&board, &["gina"]).await;
+    timeout(Duration::from_secs(5), offered_session(&mut gina))
+        .await
+        .unwrap_err();
+    board.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn sticky_step_offers_the_last_agent_first() {
     let board = start(Arc::new(MemoryStore::new()), config()).await;
     let mut vip = board

@@ -14,6 +14,10 @@
 //!                       resolved to enums)
 //! ```
 //!
+//! A waiting session's progress through its plan (current step, step
+//! timeout, place in line) is a [`PlanCursor`]: pure transitions that return
+//! [`PlanEffect`]s for the session actor to carry out.
+//!
 //! Expressions are parsed (`lexer`, `parser`) and type-checked into an `expr`
 //! tree once, when the file is loaded (`rules`); evaluation (`eval`) is total,
 //! allocation-free and never looks a field up by name. Errors name the file,
@@ -35,6 +39,7 @@ mod expr;
 mod hours;
 mod lexer;
 mod parser;
+mod plan;
 mod rules;
 mod span;
 
@@ -42,6 +47,8 @@ use eval::Env;
 use expr::BoolExpr;
 use hours::Schedule;
 use span::Location;
+
+pub use plan::{PlanCursor, PlanEffect};
 
 /// A new contact, as the rules see it.
 #[derive(Debug, Clone, PartialEq)]
