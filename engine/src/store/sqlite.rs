@@ -17,6 +17,7 @@
 //! reads run on `spawn_blocking`. Only [`SqliteStore::open`] and dropping the
 //! store block (opening the file, flushing queued writes).
 
+mod message_log;
 mod records;
 mod rows;
 mod schema;

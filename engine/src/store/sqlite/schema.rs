@@ -9,11 +9,12 @@ use super::{SqliteOptions, sqlite_error};
 use crate::store::StoreError;
 
 /// The schema this build writes and reads.
-pub(super) const SCHEMA_VERSION: i64 = 3;
+pub(super) const SCHEMA_VERSION: i64 = 4;
 
 /// Version 1. Each table mirrors its CQL counterpart: the CQL partition and
 /// clustering keys are the primary key, `WITHOUT ROWID` keeps rows clustered
-/// by it, and secondary indexes stand in for the CQL lookup tables.
+/// by it, and secondary indexes stand in for the CQL lookup tables. (Version 4
+/// rebuilds `session_messages` as an append-ordered log: `message_log.rs`.)
 pub(super) const SCHEMA_V1: &str = "
 CREATE TABLE customers (
     customer_id  TEXT PRIMARY KEY,
@@ -100,7 +101,7 @@ CREATE TABLE skill_groups (
 ";
 
 /// Version 2: the customer's satisfaction score on the session record.
-const SCHEMA_V2: &str = "
+pub(super) const SCHEMA_V2: &str = "
 ALTER TABLE sessions ADD COLUMN rating INTEGER;  -- 1..=5, NULL until rated
 ";
 
@@ -155,6 +156,9 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     if version < 3 {
         tx.execute_batch(super::records::SCHEMA_V3)
             .map_err(sqlite_error("upgrading schema to v3"))?;
+    }
+    if version < 4 {
+        super::message_log::upgrade_to_v4(&tx)?;
     }
     if version < SCHEMA_VERSION {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)

@@ -262,7 +262,7 @@ async fn a_database_from_a_newer_build_is_refused() {
     let err = SqliteStore::open(&path).unwrap_err();
     assert_eq!(
         err,
-        StoreError::Backend("sqlite: schema version 99 is newer than this build's 3".to_owned())
+        StoreError::Backend("sqlite: schema version 99 is newer than this build's 4".to_owned())
     );
 }
 
@@ -291,7 +291,7 @@ async fn reopening_keeps_the_schema_version_and_synchronous_is_configurable() {
     let journal_mode: String = raw
         .pragma_query_value(None, "journal_mode", |row| row.get(0))
         .unwrap();
-    assert_eq!((version, journal_mode.as_str()), (3, "wal"));
+    assert_eq!((version, journal_mode.as_str()), (4, "wal"));
 }
 
 #[tokio::test]
@@ -328,7 +328,89 @@ async fn a_version_1_database_is_upgraded_and_keeps_its_sessions() {
     let version: i64 = raw
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
+}
+
+#[tokio::test]
+async fn a_version_3_database_is_migrated_and_every_message_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("switchboard.db");
+    let raw = Connection::open(&path).unwrap();
+    raw.execute_batch(schema::SCHEMA_V1).unwrap();
+    raw.execute_batch(schema::SCHEMA_V2).unwrap();
+    raw.execute_batch(records::SCHEMA_V3).unwrap();
+    raw.pragma_update(None, "user_version", 3).unwrap();
+    // Three sessions appending in turn, as the writer interleaves them.
+    let sessions = [5, 6, 7];
+    let mut expected: Vec<Vec<StoredMessage>> = vec![Vec::new(); sessions.len()];
+    for seq in 1..=4 {
+        for (session_idx, &session) in sessions.iter().enumerate() {
+            let mut stored = message(session, seq, &format!("s{session} m{seq}"));
+            stored.client_message_id = Some(format!("c-{session}-{seq}"));
+            raw.execute(
+                "INSERT INTO session_messages
+                 (session_id, seq, sender_kind, sender_agent, body, client_message_id, channel, at)
+                 VALUES (?1, ?2, 'agent', 'alice', ?3, ?4, 'web', ?5)",
+                rusqlite::params![
+                    rows::session_id_to_sql(SessionId(session)),
+                    seq as i64,
+                    stored.body,
+                    stored.client_message_id,
+                    stored.at,
+                ],
+            )
+            .unwrap();
+            expected[session_idx].push(stored);
+        }
+    }
+    drop(raw);
+
+    let store = SqliteStore::open(&path).unwrap();
+    for (session_idx, &session) in sessions.iter().enumerate() {
+        // Every message, in seq order, with the client ids the session's
+        // dedup is rebuilt from.
+        assert_eq!(
+            store.messages(SessionId(session), 0, 100).await.unwrap(),
+            expected[session_idx]
+        );
+    }
+    assert_eq!(
+        store.messages(SessionId(6), 2, 1).await.unwrap(),
+        expected[1][2..3]
+    );
+    // A migrated seq is still written once; the next one appends after it.
+    assert_eq!(
+        store
+            .write(&[WriteOp::AppendMessage(message(6, 4, "again"))])
+            .await,
+        Err(StoreError::DuplicateSeq {
+            session: SessionId(6),
+            seq: 4
+        })
+    );
+    store
+        .write(&[WriteOp::AppendMessage(message(6, 5, "fifth"))])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.messages(SessionId(6), 4, 10).await.unwrap(),
+        vec![message(6, 5, "fifth")]
+    );
+    drop(store);
+    let raw = Connection::open(&path).unwrap();
+    let version: i64 = raw
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .unwrap();
+    let plan: String = raw
+        .query_row(
+            "EXPLAIN QUERY PLAN SELECT * FROM session_messages
+             WHERE session_id = 1 AND seq > 0 ORDER BY seq",
+            [],
+            |row| row.get(3),
+        )
+        .unwrap();
+    assert_eq!(version, 4);
+    assert!(plan.contains("session_messages_by_seq"), "{plan}");
 }
 
 #[tokio::test]
