@@ -17,6 +17,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 
+use crate::group::QueueStatus;
+
 /// One event of one session.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
@@ -90,6 +92,11 @@ pub enum EventKind {
         /// Who is typing.
         sender: Sender,
     },
+    /// Where a waiting session stands in its group's queue, pushed by the
+    /// SkillGroup to the customer when it changed. Ephemeral like `Typing`
+    /// but not from the session: its `seq` is 0, and a socket gives it the
+    /// last `seq` it sent of the session.
+    QueuePosition(QueueStatus),
     /// The customer rated the conversation (after wrap-up started); stored.
     Rated {
         /// Satisfaction, 1 (worst) to 5 (best).

@@ -5,6 +5,7 @@
 //! Agent actors. An Agent actor that cannot take an offer (another group was
 //! faster) answers with a lapse and a fresh report.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use engine::Millis;
@@ -23,6 +24,7 @@ use tracing::debug;
 
 use crate::agent::AgentMessage;
 use crate::directory::DirectoryMessage;
+use crate::event::{Audience, Event, EventKind};
 use crate::session::SessionMessage;
 use crate::shared::Shared;
 
@@ -90,6 +92,10 @@ pub enum GroupMessage {
         /// `None` if it is not waiting here.
         reply: RpcReplyPort<Option<QueueStatus>>,
     },
+    /// Time to tell waiting customers where they stand: sent by the group
+    /// to itself `queue_update` after the first change since the last time,
+    /// so changes in between are told once.
+    PushPositions,
     /// The queue as supervisors see it.
     View {
         /// Reply port.
@@ -145,6 +151,11 @@ pub struct GroupState {
     queue: GroupQueue<QueueEntry>,
     /// How fast the group answers, for the estimated wait; starts afresh on restart.
     pace: AnswerPace,
+    /// What each waiting session's customer was last told, so that a push
+    /// goes only to those whose place or estimate changed.
+    told: HashMap<SessionId, QueueStatus>,
+    /// A [`GroupMessage::PushPositions`] is on its way.
+    push_scheduled: bool,
 }
 
 impl Actor for GroupActor {
@@ -181,15 +192,20 @@ impl Actor for GroupActor {
             group: args.group,
             queue: GroupQueue::default(),
             pace: AnswerPace::default(),
+            told: HashMap::new(),
+            push_scheduled: false,
         })
     }
 
     async fn handle(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        // Whether the queue may have changed (a member's report changes it
+        // only if it leads to an offer, which `dispatch` says).
+        let mut queue_changed = true;
         match message {
             GroupMessage::Enqueue {
                 session,
@@ -204,18 +220,28 @@ impl Actor for GroupActor {
             }
             GroupMessage::Leave { session } => {
                 state.queue.remove(session);
+                state.told.remove(&session);
             }
             GroupMessage::Answered { session } => {
                 if state.queue.remove(session).is_some() {
                     state.pace.answered(crate::clock::now());
                 }
+                state.told.remove(&session);
+            }
+            GroupMessage::PushPositions => {
+                state.push_scheduled = false;
+                self.push_positions(state);
+                return Ok(());
             }
             GroupMessage::Status { session, reply } => {
                 // The caller may have given up waiting.
                 let _ = reply.send(self.status(state, session));
                 return Ok(());
             }
-            GroupMessage::Member { profile, status } => state.queue.update_member(profile, status),
+            GroupMessage::Member { profile, status } => {
+                state.queue.update_member(profile, status);
+                queue_changed = false;
+            }
             GroupMessage::OfferLapsed { session, agent } => {
                 state.queue.offer_lapsed(session, &agent);
             }
@@ -236,7 +262,13 @@ impl Actor for GroupActor {
                 return Ok(());
             }
         }
-        self.dispatch(state);
+        let n_offers = self.dispatch(state);
+        if (queue_changed || n_offers > 0) && !state.push_scheduled && !state.queue.is_empty() {
+            state.push_scheduled = true;
+            myself.send_after(self.shared.config.queue_update, || {
+                GroupMessage::PushPositions
+            });
+        }
         Ok(())
     }
 }
@@ -257,8 +289,53 @@ impl GroupActor {
         })
     }
 
-    fn dispatch(&self, state: &mut GroupState) {
-        for offer in state.queue.dispatch(crate::clock::now()) {
+    /// Publishes to each waiting session's customer where it stands, if
+    /// that changed since they were last told. Ephemeral and without a
+    /// session actor: a waiting session may be passivated meanwhile.
+    fn push_positions(&self, state: &mut GroupState) {
+        let now = crate::clock::now();
+        let n_waiting = state.queue.len();
+        // One pass in queue order: a place counts sessions not yet offered.
+        let mut n_not_offered_ahead = 0;
+        for (session, waiting) in state.queue.iter() {
+            let position = n_not_offered_ahead + 1;
+            if waiting.offered_to.is_none() {
+                n_not_offered_ahead += 1;
+            }
+            let threshold_secs = state.group.threshold_secs(&waiting.entry.contact.channel);
+            let interval_ms = state
+                .pace
+                .expected_interval_ms(now, Millis::from(threshold_secs) * 1000);
+            let status = QueueStatus {
+                group: state.group.id.clone(),
+                position,
+                n_waiting,
+                estimated_wait_secs: estimate_wait(position, interval_ms),
+            };
+            if state.told.get(&session) == Some(&status) {
+                continue;
+            }
+            let event = Event {
+                session,
+                // Not a session event: the socket gives it the seq of the
+                // last event it sent (PROTOCOL.md §3).
+                seq: 0,
+                at: now,
+                kind: EventKind::QueuePosition(status.clone()),
+            };
+            let customer = waiting.entry.contact.customer.id.clone();
+            self.shared
+                .hub
+                .publish_ephemeral(&Audience::Customer(customer), &event);
+            state.told.insert(session, status);
+        }
+    }
+
+    /// Sends the offers the queue picks; returns how many.
+    fn dispatch(&self, state: &mut GroupState) -> usize {
+        let offers = state.queue.dispatch(crate::clock::now());
+        let n_offers = offers.len();
+        for offer in offers {
             let waiting = state
                 .queue
                 .get(offer.session)
@@ -272,5 +349,6 @@ impl GroupActor {
                 group: state.group.id.clone(),
             });
         }
+        n_offers
     }
 }

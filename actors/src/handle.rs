@@ -13,7 +13,7 @@ use engine::group::SkillGroup;
 use engine::ids::{AgentId, CustomerId, GroupId, SessionId};
 use engine::presence::{Presence, PresenceRequest};
 use engine::routing::{Contact, RoutePlan, RuleError, RuleSet, Step};
-use engine::session::{Session, SessionState, check_score};
+use engine::session::{Session, check_score};
 use engine::sla::SlaTally;
 use engine::store::{Store, WriteOp};
 use ractor::rpc::CallResult;
@@ -437,15 +437,11 @@ impl Switchboard {
     /// answered, assigned, closed). It does not check who asks: a customer
     /// endpoint checks that the session is theirs.
     pub async fn queue_status(&self, session: SessionId) -> Result<Option<QueueStatus>, ApiError> {
-        // The stored record tells whether it waits at all, without waking a
-        // session that does not (only waiting ones are sure to be running).
-        if !self.session(session).await?.state.is_waiting() {
-            return Ok(None);
-        }
-        let actor = self.session_actor(session).await?;
-        let record = call(&actor, |reply| SessionMessage::Snapshot { reply }).await?;
-        let waiting = matches!(record.state, SessionState::Queued | SessionState::Offered);
-        let Some(group) = record.group.filter(|_| waiting) else {
+        // The stored record names the group without waking the session (a
+        // waiting one may be passivated, and asking must not keep it
+        // running); the group says whether it still waits there.
+        let record = self.session(session).await?;
+        let Some(group) = record.group.filter(|_| record.state.is_waiting()) else {
             return Ok(None);
         };
         let group = self.group_actor(&group).await?;

@@ -32,6 +32,9 @@ pub struct RuntimeConfig {
     /// timer runs outside the actor. Short, so that a million waiting
     /// sessions do not need a million live actors.
     pub passivate_waiting_after: Duration,
+    /// A SkillGroup tells its waiting customers where they stand at most
+    /// this often, after their place or estimate changed.
+    pub queue_update: Duration,
     /// How many SessionSupervisors share the sessions.
     pub n_session_shards: usize,
     /// Most operations in one group commit.
@@ -56,6 +59,7 @@ impl Default for RuntimeConfig {
             wrap_up: Duration::from_secs(30),
             passivate_after: Duration::from_secs(300),
             passivate_waiting_after: Duration::from_secs(10),
+            queue_update: Duration::from_secs(5),
             n_session_shards: 8,
             max_batch_ops: 4096,
             node_id: 0,

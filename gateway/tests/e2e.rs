@@ -301,7 +301,7 @@ async fn waiting_customers_are_told_their_place_and_estimated_wait() {
     assert_eq!(status["position"], 2);
     assert_eq!(status["n_waiting"], 2);
 
-    // Updates keep coming while they wait (every routing.queue_update_ms).
+    // The group tells the first customer when the queue changed.
     let update = first
         .wait_for("an update counting both", |f| {
             f["type"] == "queue_status" && f["n_waiting"] == 2

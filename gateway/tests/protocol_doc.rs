@@ -704,10 +704,11 @@ fn event_kind_idx(kind: &EventKind) -> usize {
         EventKind::Abandoned => 8,
         EventKind::Typing { .. } => 9,
         EventKind::Rated { .. } => 10,
+        EventKind::QueuePosition(_) => 11,
     }
 }
 
-const N_EVENT_KINDS: usize = 11;
+const N_EVENT_KINDS: usize = 12;
 
 /// One event of every kind (with every optional field set), checked to
 /// cover [`event_kind_idx`].
@@ -755,6 +756,12 @@ fn every_event() -> Vec<Event> {
             score: 5,
             comment: Some("fast".into()),
         },
+        EventKind::QueuePosition(actors::QueueStatus {
+            group: GroupId::new("default"),
+            position: 1,
+            n_waiting: 1,
+            estimated_wait_secs: 30,
+        }),
     ];
     let covered: BTreeSet<usize> = kinds.iter().map(event_kind_idx).collect();
     assert_eq!(
@@ -901,8 +908,18 @@ fn every_server_frame_type_has_its_entry_and_every_entry_is_sent() {
 #[test]
 fn rest_history_and_sockets_encode_each_event_with_the_same_fields() {
     for event in every_event() {
-        let socket = serde_json::to_value(event_frame(&event, Viewer::Agent).unwrap()).unwrap();
-        let rest = serde_json::to_value(SessionEvent::from_event(&event)).unwrap();
+        // A queue position is neither history nor an event frame: the
+        // customer socket sends it as `queue_status`, REST as `queue`.
+        let Some(frame) = event_frame(&event, Viewer::Agent) else {
+            assert!(
+                matches!(event.kind, EventKind::QueuePosition(_)),
+                "{event:?}"
+            );
+            assert!(SessionEvent::from_event(&event).is_none(), "{event:?}");
+            continue;
+        };
+        let socket = serde_json::to_value(frame).unwrap();
+        let rest = serde_json::to_value(SessionEvent::from_event(&event).unwrap()).unwrap();
         assert_eq!(socket["type"], rest["type"], "{event:?}");
         let mut socket_fields: BTreeSet<&str> = socket
             .as_object()

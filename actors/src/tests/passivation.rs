@@ -107,3 +107,69 @@ async fn a_step_timeout_overflows_a_passivated_waiting_session() {
     );
     board.shutdown().await;
 }
+
+/// The place in line `session` is told, skipping other events.
+async fn next_position(
+    events: &mut crate::event::Subscription,
+    session: SessionId,
+) -> crate::QueueStatus {
+    loop {
+        let event = next_event(events, |k| matches!(k, EventKind::QueuePosition(_))).await;
+        if let (true, EventKind::QueuePosition(status)) = (event.session == session, event.kind) {
+            return status;
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiting_session_passivates_while_its_customer_is_told_its_place() {
+    let config = RuntimeConfig {
+        queue_update: Duration::from_millis(500),
+        ..passivating()
+    };
+    let board = start(Arc::new(MemoryStore::new()), config).await;
+    // Three phone calls wait in default (a call takes an agent's whole capacity).
+    let mut calls = Vec::new();
+    for caller in ["c1", "c2", "c3"] {
+        let ack = board
+            .customer_message(envelope(Channel::Phone, caller, "ring", caller))
+            .await
+            .unwrap();
+        calls.push(ack.session);
+    }
+    let mut customers = Vec::new();
+    for call in &calls {
+        customers.push(board.session(*call).await.unwrap().customer_id);
+    }
+    // The third customer is connected (subscribed) and asks where they stand,
+    // as a socket does after `queued` and `welcome`: neither keeps the session up.
+    let mut third = board.subscribe_customer(&customers[2]);
+    let first_told = next_position(&mut third, calls[2]).await;
+    assert_eq!((first_told.position, first_told.n_waiting), (3, 3));
+    for _ in 0..5 {
+        assert!(board.queue_status(calls[2]).await.unwrap().is_some());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert_eq!(n_live(&board).await, 0, "every waiting session passivated");
+
+    // The first caller hangs up: the third is told it moved up.
+    board.customer_leave(&customers[0], calls[0]).await.unwrap();
+    let told = next_position(&mut third, calls[2]).await;
+    assert_eq!((told.position, told.n_waiting), (2, 2));
+    // Ann answers the second: the third is first in line.
+    let mut ann = board.subscribe_agent(&id("ann"));
+    available(&board, &["ann"]).await;
+    assert_eq!(offered_session(&mut ann).await, calls[1]);
+    board.accept(&id("ann"), calls[1]).await.unwrap();
+    loop {
+        let told = next_position(&mut third, calls[2]).await;
+        if (told.position, told.n_waiting) == (1, 1) {
+            break;
+        }
+    }
+    // The third session was never woken for any of it.
+    let view = board.group_view(&GroupId::new("default")).await.unwrap();
+    assert_eq!(view.waiting.len(), 1);
+    assert_eq!(n_live(&board).await, 1, "the answered call's actor only");
+    board.shutdown().await;
+}

@@ -174,3 +174,39 @@ async fn flush_waits_for_every_write_in_flight() {
     assert_eq!(bodies(&history), [(1, "hi".to_owned())]);
     board.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn changes_within_one_update_interval_are_told_once() {
+    let config = RuntimeConfig {
+        queue_update: Duration::from_secs(5),
+        ..config()
+    };
+    let board = start(Arc::new(MemoryStore::new()), config).await;
+    let calls = [
+        call_in(&board, "c1").await,
+        call_in(&board, "c2").await,
+        call_in(&board, "c3").await,
+    ];
+    let mut customers = Vec::new();
+    for call in calls {
+        customers.push(board.session(call).await.unwrap().customer_id);
+    }
+    let mut third = board.subscribe_customer(&customers[2]);
+    // Within the first interval: three arrivals and two hang-ups.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    board.customer_leave(&customers[0], calls[0]).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    board.customer_leave(&customers[1], calls[1]).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let mut told = Vec::new();
+    while let Ok(event) = third.try_recv() {
+        if let EventKind::QueuePosition(status) = &event.kind {
+            told.push((event.session, status.clone()));
+        }
+    }
+    assert_eq!(told, [(calls[2], status(1, 1, 30).unwrap())]);
+    // Nothing changes: nothing more is told.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert!(third.try_recv().is_err());
+    board.shutdown().await;
+}

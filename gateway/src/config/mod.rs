@@ -226,7 +226,8 @@ pub struct RoutingConfig {
     /// Sessions waiting in a queue (not offered) stop their actor after this
     /// long without activity; their place in line is kept.
     pub passivate_waiting_after_ms: u64,
-    /// How often a waiting customer is told their queue position.
+    /// A waiting customer is told their queue position when it changed, at
+    /// most this often.
     pub queue_update_ms: u64,
 }
 
@@ -477,6 +478,7 @@ impl Config {
             wrap_up: Duration::from_millis(self.routing.wrap_up_ms),
             passivate_after: Duration::from_millis(self.routing.passivate_after_ms),
             passivate_waiting_after: Duration::from_millis(self.routing.passivate_waiting_after_ms),
+            queue_update: Duration::from_millis(self.routing.queue_update_ms),
             subscriber_buffer: self.limits.outbound_backlog,
             ..actors::RuntimeConfig::default()
         }

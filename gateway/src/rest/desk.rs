@@ -320,7 +320,7 @@ pub async fn diagnostics(
             _ => None,
         })
         .unwrap_or_default();
-    let events: Vec<SessionEvent> = events.iter().map(SessionEvent::from_event).collect();
+    let events: Vec<SessionEvent> = events.iter().filter_map(SessionEvent::from_event).collect();
     let contact = Contact {
         channel: session.channel.clone(),
         customer,

@@ -139,7 +139,7 @@ pub async fn get_session(
     let customer_view = caller.role() == Role::Customer;
     let events = events
         .iter()
-        .map(SessionEvent::from_event)
+        .filter_map(SessionEvent::from_event)
         .filter(|event| !customer_view || event.is_for_customers())
         .collect();
     Ok(Json(SessionDetail {

@@ -401,9 +401,11 @@ pub enum SessionEventKind {
 }
 
 impl SessionEvent {
-    /// The wire form of an engine event.
-    pub fn from_event(event: &Event) -> SessionEvent {
+    /// The wire form of an engine event; `None` for a queue position,
+    /// which is never stored (REST gives it as the session's `queue`).
+    pub fn from_event(event: &Event) -> Option<SessionEvent> {
         let kind = match &event.kind {
+            EventKind::QueuePosition(_) => return None,
             EventKind::Message {
                 sender,
                 body,
@@ -452,11 +454,11 @@ impl SessionEvent {
                 comment: comment.clone(),
             },
         };
-        SessionEvent {
+        Some(SessionEvent {
             seq: event.seq,
             at: timestamp(event.at),
             kind,
-        }
+        })
     }
 
     /// Whether customers see this event (offers are between the engine and agents).

@@ -404,10 +404,6 @@ impl Handler for AgentHandler {
         self.deliver(link, event).await
     }
 
-    async fn on_tick(&mut self, _link: &mut Link) -> Flow {
-        Flow::Continue
-    }
-
     fn wants_events(&self) -> bool {
         self.started
     }

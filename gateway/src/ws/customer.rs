@@ -103,7 +103,8 @@ struct CustomerHandler {
     channel: Channel,
     /// What this socket already sent.
     delivered: Delivered,
-    /// Sessions waiting in a queue: each tick tells the customer their position.
+    /// Sessions waiting in a queue: their group's pushes of the place in
+    /// line are sent as `queue_status`, others' (late ones) are not.
     waiting: HashSet<SessionId>,
     /// The client has sent its first frame; live events flow from then on.
     started: bool,
@@ -264,16 +265,6 @@ impl Handler for CustomerHandler {
         self.deliver(link, event).await
     }
 
-    async fn on_tick(&mut self, link: &mut Link) -> Flow {
-        let waiting: Vec<SessionId> = self.waiting.iter().copied().collect();
-        for session in waiting {
-            if self.send_queue_status(link, session).await == Flow::Stop {
-                return Flow::Stop;
-            }
-        }
-        Flow::Continue
-    }
-
     fn wants_events(&self) -> bool {
         self.started
     }
@@ -296,12 +287,13 @@ impl CustomerHandler {
             .iter()
             .filter(|session| !session.state.is_final())
             .collect();
-        // Waiting ones get queue_status on the next tick, whatever the replay holds.
-        self.waiting.extend(
-            open.iter()
-                .filter(|session| session.state.is_waiting())
-                .map(|session| session.id),
-        );
+        // Waiting ones get queue_status after the replay, whatever it holds.
+        let waiting: Vec<SessionId> = open
+            .iter()
+            .filter(|session| session.state.is_waiting())
+            .map(|session| session.id)
+            .collect();
+        self.waiting.extend(waiting.iter().copied());
         let welcome = Welcome {
             kind: "welcome",
             request_id,
@@ -345,6 +337,11 @@ impl CustomerHandler {
                 Ok(Flow::Continue) => {}
                 Ok(Flow::Stop) => return Flow::Stop,
                 Err(err) => return replier.error(link, err, None).await,
+            }
+        }
+        for session in waiting {
+            if self.send_queue_status(link, session).await == Flow::Stop {
+                return Flow::Stop;
             }
         }
         Flow::Continue
@@ -391,6 +388,12 @@ impl CustomerHandler {
 
     /// Sends `event` unless the customer does not see it or already has it.
     async fn deliver(&mut self, link: &mut Link, event: Event) -> Flow {
+        if let EventKind::QueuePosition(status) = &event.kind {
+            if !self.waiting.contains(&event.session) {
+                return Flow::Continue; // Answered or gone since the group sent it.
+            }
+            return self.send_status_frame(link, event.session, status).await;
+        }
         if !self.delivered.admit(&event) {
             return Flow::Continue;
         }
@@ -433,6 +436,8 @@ impl CustomerHandler {
         Flow::Continue
     }
 
+    /// Asks the group once (right after `queued` and `welcome`); later
+    /// changes come as the group's pushes.
     async fn send_queue_status(&mut self, link: &mut Link, session: SessionId) -> Flow {
         let status = match self.state.switchboard.queue_status(session).await {
             Ok(Some(status)) => status,
@@ -442,6 +447,15 @@ impl CustomerHandler {
                 return Flow::Continue;
             }
         };
+        self.send_status_frame(link, session, &status).await
+    }
+
+    async fn send_status_frame(
+        &mut self,
+        link: &mut Link,
+        session: SessionId,
+        status: &actors::QueueStatus,
+    ) -> Flow {
         let frame = QueueStatusFrame {
             kind: "queue_status",
             session: WireSession(session),

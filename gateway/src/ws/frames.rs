@@ -309,6 +309,9 @@ pub fn event_frame(event: &Event, viewer: Viewer) -> Option<EventFrame> {
             fields.insert("sender", Value::from(sender_name(sender)));
             "typing"
         }
+        // The customer socket sends it as `queue_status` (no `at`, the `seq`
+        // of the last event it sent); agents are not told.
+        EventKind::QueuePosition(_) => return None,
         EventKind::Rated { score, comment } => {
             fields.insert("score", Value::from(*score));
             if let Some(comment) = comment {

@@ -70,8 +70,6 @@ pub trait Handler: Send + 'static {
     ) -> impl Future<Output = Flow> + Send;
     /// A session event for this connection's audience.
     fn on_event(&mut self, link: &mut Link, event: Event) -> impl Future<Output = Flow> + Send;
-    /// A periodic tick (`routing.queue_update_ms`).
-    fn on_tick(&mut self, link: &mut Link) -> impl Future<Output = Flow> + Send;
     /// A data-platform push (`ticket`, `customer_view`) for this connection's
     /// audience: sent as it is unless the handler knows it is stale.
     fn on_notice(
@@ -452,7 +450,6 @@ pub async fn run<H: Handler>(
     mut notices: Notices,
 ) {
     debug!("socket open");
-    let mut tick = interval(Duration::from_millis(state.config.routing.queue_update_ms));
     let mut ping = interval(Duration::from_millis(state.config.limits.ping_interval_ms));
     let mut pending: FuturesUnordered<DeferredAck> = FuturesUnordered::new();
     loop {
@@ -483,7 +480,6 @@ pub async fn run<H: Handler>(
                     link.close(CLOSE_POLICY, "flood: too many frames").await
                 }
             },
-            _ = tick.tick() => handler.on_tick(&mut link).await,
             _ = ping.tick() => link.heartbeat().await,
         };
         pending.extend(link.deferred.drain(..));

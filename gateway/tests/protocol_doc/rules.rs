@@ -40,13 +40,34 @@ async fn resuming_from_the_seq_of_typing_or_queue_status_misses_no_stored_event(
         .send(json!({"type": "message", "client_message_id": "c-1", "body": "hello"}))
         .await;
     let mut stream = Vec::new();
-    while stream
-        .iter()
-        .filter(|frame: &&Value| frame["type"] == "queue_status")
-        .count()
-        < 3
-    {
-        stream.push(customer.read().await.unwrap());
+    // The group tells the customer again when the queue changes: another
+    // customer comes and goes, so three `queue_status` frames arrive.
+    let mut other = test.customer("cust-002").await;
+    other.hello(json!({})).await;
+    let mut other_session = String::new();
+    for (n_told, n_waiting) in [(1, 1), (2, 2), (3, 1)] {
+        loop {
+            let frame = customer.read().await.unwrap();
+            let told = frame["type"] == "queue_status" && frame["n_waiting"] == n_waiting;
+            stream.push(frame);
+            let n_status = stream
+                .iter()
+                .filter(|f| f["type"] == "queue_status")
+                .count();
+            if told && n_status >= n_told {
+                break;
+            }
+        }
+        match n_told {
+            1 => other_session = session_of(&other.say(json!({}), "o-1", "me too").await),
+            2 => {
+                let left = other
+                    .request(json!({"type": "leave", "session": other_session}))
+                    .await;
+                assert_eq!(left["type"], "ok", "{left}");
+            }
+            _ => {}
+        }
     }
     let session = session_of(stream.iter().find(|frame| frame["type"] == "ack").unwrap());
     let mut agent = test.available_agent("chen.jie").await;
