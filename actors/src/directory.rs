@@ -527,6 +527,7 @@ impl Directory {
             Waiting::Deliver(message) => match actor.cast(message) {
                 Ok(()) => {}
                 Err(MessagingErr::SendErr(message)) => return Some(Waiting::Deliver(message)),
+                // Not a session's message type: cannot happen with a typed ref.
                 Err(_) => {}
             },
             Waiting::Offer {
