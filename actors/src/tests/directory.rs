@@ -189,3 +189,39 @@ async fn a_customers_next_message_goes_to_their_running_open_session() {
     );
     board.shutdown().await;
 }
+
+/// A race, so real threads and many rounds: a customer whose messages go
+/// straight to their session's actor leaves, and the next message opens a
+/// new session rather than reaching the ended one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_right_after_leaving_a_session_it_went_straight_to_opens_a_new_one() {
+    let mut config = config();
+    config.max_new_sessions_per_customer_per_hour = 0;
+    let board = start(Arc::new(MemoryStore::new()), config).await;
+    let plain = CustomerId::new("plain");
+    let mut session = None;
+    for round in 0..200 {
+        let mut acks = Vec::new();
+        for i in 0..3 {
+            let ack = board
+                .customer_message_as(
+                    &plain,
+                    Channel::Web,
+                    format!("message {i}"),
+                    Some(format!("r{round}-{i}")),
+                )
+                .await
+                .unwrap();
+            acks.push(ack);
+        }
+        assert!(
+            acks.iter().all(|ack| ack.session == acks[0].session),
+            "round {round}: {acks:?}"
+        );
+        assert_ne!(Some(acks[0].session), session, "round {round}");
+        session = Some(acks[0].session);
+        // No pause: the ended session took itself out before this returned.
+        board.customer_leave(&plain, acks[0].session).await.unwrap();
+    }
+    board.shutdown().await;
+}
