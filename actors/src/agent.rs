@@ -18,7 +18,6 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::Serialize;
 use tracing::{debug, info};
 
-use crate::directory::DirectoryMessage;
 use crate::error::ApiError;
 use crate::group::GroupMessage;
 use crate::session::SessionMessage;
@@ -128,9 +127,15 @@ impl Actor for AgentActor {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         args: AgentArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
+        // Before anything can offer it a session: its report to its groups
+        // (in `post_start`) is what makes them offer. Messages sent to it
+        // meanwhile wait in its mailbox.
+        self.shared
+            .agent_refs
+            .register(args.profile.id.clone(), myself);
         let mut state =
             AgentState::new(args.profile.id.clone(), millis(self.shared.config.wrap_up));
         if args.recovering {
@@ -359,10 +364,6 @@ impl AgentActor {
     }
 
     fn tell_group(&self, group: &GroupId, message: GroupMessage) {
-        // The directory lives as long as the system.
-        let _ = self.shared.directory().cast(DirectoryMessage::ToGroup {
-            group: group.clone(),
-            message,
-        });
+        self.shared.group_refs.tell(group, message);
     }
 }

@@ -19,7 +19,6 @@ use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tracing::{info, warn};
 
 use crate::agent::{AgentActor, AgentArgs};
-use crate::directory::DirectoryMessage;
 use crate::shared::Shared;
 
 /// The AgentSupervisor has no messages of its own; it only supervises.
@@ -111,7 +110,6 @@ impl AgentSupervisor {
         recovering: bool,
         held: Vec<(SessionId, Channel)>,
     ) -> Result<(), ActorProcessingErr> {
-        let id: AgentId = profile.id.clone();
         let args = AgentArgs {
             profile: profile.clone(),
             recovering,
@@ -126,10 +124,8 @@ impl AgentSupervisor {
             myself.get_cell(),
         )
         .await?;
+        // The agent registered itself in `shared.agent_refs` in its `pre_start`.
         state.children.insert(actor.get_id(), profile);
-        self.shared
-            .directory()
-            .cast(DirectoryMessage::RegisterAgent { agent: id, actor })?;
         Ok(())
     }
 }

@@ -1,9 +1,14 @@
-//! The Directory actor: finds actors by id with plain `HashMap`s, and
-//! activates passivated sessions on demand (virtual-actor style).
+//! The Directory actor: finds session actors by id with a plain `HashMap`,
+//! and activates passivated sessions on demand (virtual-actor style).
 //!
-//! It is the only place that starts Session actors, so a session never has two
-//! live actors. Never `pg::get_members` or the named registry on a hot path:
-//! both copy or lock.
+//! It is the only place that starts Session actors, so a session never has
+//! two live actors. It never awaits: a start runs in the session's
+//! SessionSupervisor shard, which reports back with `Started`; messages and
+//! lookups for that session wait for it (concurrent ones join the one start)
+//! while every other session is served. Agents and groups are not found
+//! here: their actors register in [`Shared`](crate::shared::Shared) and are
+//! cast to directly. Never `pg::get_members` or the named registry on a hot
+//! path: both copy or lock.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -40,20 +45,6 @@ pub enum DirectoryMessage {
         /// The message.
         message: SessionMessage,
     },
-    /// Deliver to an agent.
-    ToAgent {
-        /// The agent.
-        agent: AgentId,
-        /// The message.
-        message: AgentMessage,
-    },
-    /// Deliver to a group.
-    ToGroup {
-        /// The group.
-        group: GroupId,
-        /// The message.
-        message: GroupMessage,
-    },
     /// A group offers a waiting session to an agent: the session is
     /// activated if it was passivated, and the agent gets the offer with
     /// the live actor.
@@ -83,33 +74,13 @@ pub enum DirectoryMessage {
         /// Reply port.
         reply: RpcReplyPort<Result<ActorRef<SessionMessage>, ApiError>>,
     },
-    /// An agent's actor.
-    Agent {
-        /// The agent.
-        agent: AgentId,
-        /// Reply port.
-        reply: RpcReplyPort<Result<ActorRef<AgentMessage>, ApiError>>,
-    },
-    /// A group's actor.
-    Group {
-        /// The group.
-        group: GroupId,
-        /// Reply port.
-        reply: RpcReplyPort<Result<ActorRef<GroupMessage>, ApiError>>,
-    },
-    /// An agent actor (re)started.
-    RegisterAgent {
-        /// The agent.
-        agent: AgentId,
-        /// Its actor.
-        actor: ActorRef<AgentMessage>,
-    },
-    /// A group actor (re)started.
-    RegisterGroup {
-        /// The group.
-        group: GroupId,
-        /// Its actor.
-        actor: ActorRef<GroupMessage>,
+    /// A start the Directory asked of a SessionSupervisor is over: the
+    /// actor was spawned (it may still be `Starting`), or it could not be.
+    Started {
+        /// The session.
+        session: SessionId,
+        /// Its actor, or why it did not start.
+        result: Result<ActorRef<SessionMessage>, ApiError>,
     },
     /// Open sessions found in the store at start-up.
     AdoptOpenSessions {
@@ -174,15 +145,58 @@ pub struct DirectoryArgs {
 /// The Directory's state.
 pub struct DirectoryState {
     shards: Vec<ActorRef<SessionSupervisorMessage>>,
+    /// Session actors, live from their spawn on (the last one may have
+    /// stopped since: `SessionStopped` is on its way).
     sessions: HashMap<SessionId, ActorRef<SessionMessage>>,
+    /// Sessions whose actor a shard is starting, with what waits for it.
+    /// A session is in `sessions` or here, never in both: one start at a
+    /// time, so one actor and one `seq` writer per session.
+    starting: HashMap<SessionId, Starting>,
     open_by_customer: HashMap<CustomerId, SessionId>,
     customer_of: HashMap<SessionId, CustomerId>,
-    agents: HashMap<AgentId, ActorRef<AgentMessage>>,
-    groups: HashMap<GroupId, ActorRef<GroupMessage>>,
     ids: SessionIdGen,
     n_restarts: u64,
     /// When each customer opened their recent sessions, for the per-customer limit.
     new_sessions: WindowLimit<CustomerId>,
+}
+
+/// A session actor being started.
+struct Starting {
+    why: StartReason,
+    /// Answered, delivered or given up, in arrival order, when the start is over.
+    waiting: Vec<Waiting>,
+}
+
+/// Why a session actor is being started: what its failure undoes or says.
+enum StartReason {
+    /// A new session of `customer`, opened at `at`: it counts against the
+    /// customer's limit once it runs, and a failed start leaves the
+    /// customer without an open session.
+    New { customer: CustomerId, at: Millis },
+    /// Something was sent to a session with no running actor.
+    Reactivate,
+    /// Its actor failed; the new one rehydrates from the store.
+    Restart,
+}
+
+/// What waits for a session actor that is being started.
+enum Waiting {
+    /// A caller wants the actor (`DirectoryMessage::Session`).
+    Lookup(RpcReplyPort<Result<ActorRef<SessionMessage>, ApiError>>),
+    /// A customer's message wants their open session.
+    Open {
+        customer: CustomerId,
+        channel: Channel,
+        reply: RpcReplyPort<Result<ActorRef<SessionMessage>, ApiError>>,
+    },
+    /// A message for the session.
+    Deliver(SessionMessage),
+    /// A group's offer of the session to an agent.
+    Offer {
+        agent: AgentId,
+        channel: Channel,
+        group: GroupId,
+    },
 }
 
 impl Actor for Directory {
@@ -200,16 +214,17 @@ impl Actor for Directory {
         Ok(DirectoryState {
             shards: args.session_shards,
             sessions: HashMap::new(),
+            starting: HashMap::new(),
             open_by_customer: HashMap::new(),
             customer_of: HashMap::new(),
-            agents: HashMap::new(),
-            groups: HashMap::new(),
             ids: SessionIdGen::new(self.shared.config.node_id),
             n_restarts: 0,
             new_sessions: WindowLimit::new(limit, HOUR_MS),
         })
     }
 
+    /// Never awaits: a session that needs an actor is started by its shard,
+    /// which answers with `Started`; meanwhile everything else is served.
     async fn handle(
         &self,
         _myself: ActorRef<Self::Msg>,
@@ -218,100 +233,31 @@ impl Actor for Directory {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             DirectoryMessage::ToSession { session, message } => {
-                self.to_session(state, session, message).await
+                self.reach(state, session, Waiting::Deliver(message));
             }
-            DirectoryMessage::ToAgent { agent, message } => match state.agents.get(&agent) {
-                // A stopped agent is being restarted; it re-reports on start.
-                Some(actor) => drop(actor.cast(message)),
-                None => warn!(agent_id = %agent, "message for unknown agent dropped"),
-            },
-            DirectoryMessage::ToGroup { group, message } => match state.groups.get(&group) {
-                // A stopped group is being restarted; it re-collects its queue on start.
-                Some(actor) => drop(actor.cast(message)),
-                None => warn!(group = %group, "message for unknown group dropped"),
-            },
             DirectoryMessage::Offer {
                 agent,
                 session,
                 channel,
                 group,
             } => {
-                let session_ref = match self.activate(state, session).await {
-                    Ok(session_ref) => session_ref,
-                    Err(err) => {
-                        warn!(session_id = %session, error = %err, "offered session cannot be activated");
-                        let message = GroupMessage::OfferLapsed {
-                            session,
-                            agent: agent.clone(),
-                        };
-                        if let Some(actor) = state.groups.get(&group) {
-                            // A stopped group is being restarted and re-collects its queue.
-                            drop(actor.cast(message));
-                        }
-                        return Ok(());
-                    }
-                };
-                let message = AgentMessage::Offer {
-                    session,
+                let offer = Waiting::Offer {
+                    agent,
                     channel,
                     group,
-                    session_ref,
                 };
-                match state.agents.get(&agent) {
-                    // A stopped agent is being restarted; it re-reports on start.
-                    Some(actor) => drop(actor.cast(message)),
-                    None => warn!(agent_id = %agent, "offer for unknown agent dropped"),
-                }
+                self.reach(state, session, offer);
             }
             DirectoryMessage::Session { session, reply } => {
-                let result = self.activate(state, session).await;
-                // The caller may have given up waiting.
-                let _ = reply.send(result);
+                self.reach(state, session, Waiting::Lookup(reply));
             }
             DirectoryMessage::OpenSession {
                 customer,
                 channel,
                 reply,
-            } => {
-                let result = match state.open_by_customer.get(&customer).copied() {
-                    Some(session) => match self.activate(state, session).await {
-                        // Its first write failed, so it was never stored:
-                        // the customer has no open session after all.
-                        Err(ApiError::Invalid(EngineError::UnknownSession(_))) => {
-                            state.open_by_customer.remove(&customer);
-                            state.customer_of.remove(&session);
-                            self.create(state, customer, channel).await
-                        }
-                        activated => activated,
-                    },
-                    None => self.create(state, customer, channel).await,
-                };
-                // The caller may have given up waiting.
-                let _ = reply.send(result);
-            }
-            DirectoryMessage::Agent { agent, reply } => {
-                let result = state
-                    .agents
-                    .get(&agent)
-                    .cloned()
-                    .ok_or_else(|| EngineError::UnknownAgent(agent.to_string()).into());
-                // The caller may have given up waiting.
-                let _ = reply.send(result);
-            }
-            DirectoryMessage::Group { group, reply } => {
-                let result = state
-                    .groups
-                    .get(&group)
-                    .cloned()
-                    .ok_or_else(|| EngineError::UnknownGroup(group.to_string()).into());
-                // The caller may have given up waiting.
-                let _ = reply.send(result);
-            }
-            DirectoryMessage::RegisterAgent { agent, actor } => {
-                state.agents.insert(agent, actor);
-            }
-            DirectoryMessage::RegisterGroup { group, actor } => {
-                state.groups.insert(group, actor);
+            } => self.open_session(state, customer, channel, reply),
+            DirectoryMessage::Started { session, result } => {
+                self.started(state, session, result);
             }
             DirectoryMessage::AdoptOpenSessions { sessions } => {
                 for (session, customer) in sessions {
@@ -340,12 +286,8 @@ impl Actor for Directory {
                     state.n_restarts += 1;
                     metrics::counter!("switchboard_actor_restarts_total", "kind" => "session")
                         .increment(1);
-                    let restarted = self
-                        .spawn(state, session, SessionStart::Rehydrate(session))
-                        .await;
-                    if let Err(err) = restarted {
-                        warn!(session_id = %session, error = %err, "session could not be restarted");
-                    }
+                    let start = SessionStart::Rehydrate(session);
+                    self.start(state, session, start, StartReason::Restart, Vec::new());
                 }
             }
             DirectoryMessage::SessionEnded { session, customer } => {
@@ -377,110 +319,231 @@ impl Actor for Directory {
 }
 
 impl Directory {
-    async fn to_session(
-        &self,
-        state: &mut DirectoryState,
-        session: SessionId,
-        message: SessionMessage,
-    ) {
-        let message = match state.sessions.get(&session) {
-            Some(actor) => match actor.cast(message) {
-                Ok(()) => return,
-                // Stopped between its last message and now: activate it again.
-                Err(MessagingErr::SendErr(message)) => message,
-                Err(_) => return,
-            },
-            None => message,
+    /// Serves `waiting` with the live actor of `session`, or has it wait
+    /// for the actor's start: joining the one in progress, or asking for one.
+    fn reach(&self, state: &mut DirectoryState, session: SessionId, waiting: Waiting) {
+        if let Some(starting) = state.starting.get_mut(&session) {
+            starting.waiting.push(waiting);
+            return;
+        }
+        let waiting = match state.sessions.get(&session) {
+            // Live from its spawn on: an actor stays `Starting` until its
+            // `post_start` has run, after `spawn` returned. Starting another
+            // then would give the session a second `seq` writer (or, before
+            // its first write is durable, fail: the store has no such session).
+            Some(actor)
+                if matches!(
+                    actor.get_status(),
+                    ActorStatus::Starting | ActorStatus::Running | ActorStatus::Upgrading
+                ) =>
+            {
+                match self.serve(actor, session, waiting) {
+                    None => return,
+                    // Stopped between its last message and now: activate it again.
+                    Some(waiting) => waiting,
+                }
+            }
+            _ => waiting,
         };
         state.sessions.remove(&session);
-        match self.activate(state, session).await {
-            // Just started; if it stopped again already the message is moot.
-            Ok(actor) => drop(actor.cast(message)),
-            Err(err) => {
-                warn!(session_id = %session, error = %err, "message for a session that cannot be activated dropped")
-            }
-        }
+        let start = SessionStart::Reactivate(session);
+        self.start(
+            state,
+            session,
+            start,
+            StartReason::Reactivate,
+            vec![waiting],
+        );
     }
 
-    /// The live actor of `session`, started from the store if it is not running.
-    async fn activate(
-        &self,
-        state: &mut DirectoryState,
-        session: SessionId,
-    ) -> Result<ActorRef<SessionMessage>, ApiError> {
-        // Live from its spawn on: an actor stays `Starting` until its
-        // `post_start` has run, after `spawn` returned. Starting another
-        // then would give the session a second `seq` writer (or, before
-        // its first write is durable, fail: the store has no such session).
-        if let Some(actor) = state.sessions.get(&session)
-            && matches!(
-                actor.get_status(),
-                ActorStatus::Starting | ActorStatus::Running | ActorStatus::Upgrading
-            )
-        {
-            return Ok(actor.clone());
-        }
-        let actor = self
-            .spawn(state, session, SessionStart::Reactivate(session))
-            .await?;
-        Ok(actor)
-    }
-
-    async fn create(
+    /// The customer's open session, or a new one; a customer whose session
+    /// is being started joins that start.
+    fn open_session(
         &self,
         state: &mut DirectoryState,
         customer: CustomerId,
         channel: Channel,
-    ) -> Result<ActorRef<SessionMessage>, ApiError> {
+        reply: RpcReplyPort<Result<ActorRef<SessionMessage>, ApiError>>,
+    ) {
+        match state.open_by_customer.get(&customer).copied() {
+            Some(session) => {
+                let open = Waiting::Open {
+                    customer,
+                    channel,
+                    reply,
+                };
+                self.reach(state, session, open);
+            }
+            None => self.create(state, customer, channel, reply),
+        }
+    }
+
+    /// Opens a new session for `customer`, within the per-customer limit.
+    /// It is the customer's open session from now on, while it starts.
+    fn create(
+        &self,
+        state: &mut DirectoryState,
+        customer: CustomerId,
+        channel: Channel,
+        reply: RpcReplyPort<Result<ActorRef<SessionMessage>, ApiError>>,
+    ) {
         let now = crate::clock::now();
         if let Err(reached) = state.new_sessions.check(&customer, now) {
             let retry_in_secs = ((reached.retry_at - now).max(0) as u64).div_ceil(1000);
-            return Err(ApiError::Limited {
+            // The caller may have given up waiting.
+            let _ = reply.send(Err(ApiError::Limited {
                 what: "sessions_per_customer",
                 message: format!(
                     "customer `{customer}` opened {} new sessions within the last hour; \
                      the next is allowed in {retry_in_secs} s",
                     reached.n_recent
                 ),
-            });
+            }));
+            return;
         }
         let session = state.ids.next(now);
-        let record = Session::new(session, customer.clone(), channel, now);
-        let actor = self
-            .spawn(state, session, SessionStart::New(Box::new(record)))
-            .await?;
-        state.new_sessions.record(&customer, now);
+        let record = Session::new(session, customer.clone(), channel.clone(), now);
         state.open_by_customer.insert(customer.clone(), session);
-        state.customer_of.insert(session, customer);
-        Ok(actor)
+        state.customer_of.insert(session, customer.clone());
+        let why = StartReason::New {
+            customer: customer.clone(),
+            at: now,
+        };
+        let open = Waiting::Open {
+            customer,
+            channel,
+            reply,
+        };
+        let start = SessionStart::New(Box::new(record));
+        self.start(state, session, start, why, vec![open]);
     }
 
-    async fn spawn(
+    /// Asks `session`'s shard for an actor; `Started` comes back.
+    fn start(
         &self,
         state: &mut DirectoryState,
         session: SessionId,
         start: SessionStart,
-    ) -> Result<ActorRef<SessionMessage>, ApiError> {
+        why: StartReason,
+        waiting: Vec<Waiting>,
+    ) {
+        state.starting.insert(session, Starting { why, waiting });
         let shard = &state.shards[(session.0 as usize) % state.shards.len()];
-        let outcome = shard
-            .call(
-                |reply| SessionSupervisorMessage::Start {
-                    session,
-                    start,
-                    reply,
-                },
-                Some(std::time::Duration::from_secs(30)),
-            )
-            .await?;
-        let actor = match outcome {
-            ractor::rpc::CallResult::Success(result) => result?,
-            _ => {
-                return Err(ApiError::Unavailable(format!(
-                    "session supervisor for {session}"
-                )));
-            }
+        if shard
+            .cast(SessionSupervisorMessage::Start { session, start })
+            .is_err()
+        {
+            let unavailable = ApiError::Unavailable(format!("session supervisor for {session}"));
+            self.started(state, session, Err(unavailable));
+        }
+    }
+
+    /// A start is over: what waited for it is served, or told why not.
+    fn started(
+        &self,
+        state: &mut DirectoryState,
+        session: SessionId,
+        result: Result<ActorRef<SessionMessage>, ApiError>,
+    ) {
+        let Some(Starting { why, waiting }) = state.starting.remove(&session) else {
+            warn!(session_id = %session, "start that nobody asked for ignored");
+            return;
         };
-        state.sessions.insert(session, actor.clone());
-        Ok(actor)
+        let err = match result {
+            Ok(actor) => {
+                if let StartReason::New { customer, at } = &why {
+                    state.new_sessions.record(customer, *at);
+                }
+                for waiting in waiting {
+                    // Just started; if it stopped again already the message is moot.
+                    drop(self.serve(&actor, session, waiting));
+                }
+                state.sessions.insert(session, actor);
+                return;
+            }
+            Err(err) => err,
+        };
+        match &why {
+            StartReason::New { customer, .. } => {
+                if state.open_by_customer.get(customer) == Some(&session) {
+                    state.open_by_customer.remove(customer);
+                }
+                state.customer_of.remove(&session);
+            }
+            StartReason::Restart => {
+                warn!(session_id = %session, error = %err, "session could not be restarted");
+            }
+            StartReason::Reactivate => {}
+        }
+        let unknown = matches!(&err, ApiError::Invalid(EngineError::UnknownSession(_)));
+        if unknown && let Some(customer) = state.customer_of.remove(&session) {
+            // Its first write failed, so it was never stored: the customer
+            // has no open session after all.
+            if state.open_by_customer.get(&customer) == Some(&session) {
+                state.open_by_customer.remove(&customer);
+            }
+        }
+        for waiting in waiting {
+            match waiting {
+                Waiting::Lookup(reply) => {
+                    // The caller may have given up waiting.
+                    let _ = reply.send(Err(err.clone()));
+                }
+                // The session it was told about does not exist: a new one.
+                Waiting::Open {
+                    customer,
+                    channel,
+                    reply,
+                } if unknown => self.open_session(state, customer, channel, reply),
+                Waiting::Open { reply, .. } => {
+                    // As above.
+                    let _ = reply.send(Err(err.clone()));
+                }
+                Waiting::Deliver(_) => {
+                    warn!(session_id = %session, error = %err, "message for a session that cannot be activated dropped");
+                }
+                Waiting::Offer { agent, group, .. } => {
+                    warn!(session_id = %session, error = %err, "offered session cannot be activated");
+                    let lapsed = GroupMessage::OfferLapsed { session, agent };
+                    self.shared.group_refs.tell(&group, lapsed);
+                }
+            }
+        }
+    }
+
+    /// Serves `waiting` with `actor`; gives it back if the actor stopped
+    /// before it could take a message.
+    fn serve(
+        &self,
+        actor: &ActorRef<SessionMessage>,
+        session: SessionId,
+        waiting: Waiting,
+    ) -> Option<Waiting> {
+        match waiting {
+            Waiting::Lookup(reply) | Waiting::Open { reply, .. } => {
+                // The caller may have given up waiting.
+                let _ = reply.send(Ok(actor.clone()));
+            }
+            Waiting::Deliver(message) => match actor.cast(message) {
+                Ok(()) => {}
+                Err(MessagingErr::SendErr(message)) => return Some(Waiting::Deliver(message)),
+                // Not a session's message type: cannot happen with a typed ref.
+                Err(_) => {}
+            },
+            Waiting::Offer {
+                agent,
+                channel,
+                group,
+            } => {
+                let offer = AgentMessage::Offer {
+                    session,
+                    channel,
+                    group,
+                    session_ref: actor.clone(),
+                };
+                self.shared.agent_refs.tell(&agent, offer);
+            }
+        }
+        None
     }
 }

@@ -165,22 +165,25 @@ impl Actor for GroupActor {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         args: GroupArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
+        // Before its members and sessions hear of it: their reports and
+        // enqueues wait in its mailbox until it runs.
+        self.shared
+            .group_refs
+            .register(args.group.id.clone(), myself);
         let directory = self.shared.directory();
         if args.recovering {
             for agent in &args.members {
-                // The directory lives as long as the system.
-                let _ = directory.cast(DirectoryMessage::ToAgent {
-                    agent: agent.clone(),
-                    message: AgentMessage::ReportStatus,
-                });
+                self.shared
+                    .agent_refs
+                    .tell(agent, AgentMessage::ReportStatus);
             }
             for session in self.shared.store.open_sessions().await? {
                 let waiting = matches!(session.state, SessionState::Queued | SessionState::Offered);
                 if waiting && session.group.as_ref() == Some(&args.group.id) {
-                    // As above.
+                    // The directory lives as long as the system.
                     let _ = directory.cast(DirectoryMessage::ToSession {
                         session: session.id,
                         message: SessionMessage::Requeue,

@@ -16,7 +16,6 @@ use engine::ids::AgentId;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tracing::{info, warn};
 
-use crate::directory::DirectoryMessage;
 use crate::group::{GroupActor, GroupArgs};
 use crate::shared::Shared;
 
@@ -127,15 +126,8 @@ impl GroupSupervisor {
             myself.get_cell(),
         )
         .await?;
-        state
-            .children
-            .insert(actor.get_id(), (group.clone(), members));
-        self.shared
-            .directory()
-            .cast(DirectoryMessage::RegisterGroup {
-                group: group.id,
-                actor,
-            })?;
+        // The group registered itself in `shared.group_refs` in its `pre_start`.
+        state.children.insert(actor.get_id(), (group, members));
         Ok(())
     }
 }

@@ -221,19 +221,19 @@ impl Switchboard {
         agent: &AgentId,
         request: PresenceRequest,
     ) -> Result<Presence, ApiError> {
-        let actor = self.agent_actor(agent).await?;
+        let actor = self.agent_actor(agent)?;
         call(&actor, |reply| AgentMessage::SetPresence { request, reply }).await?
     }
 
     /// The agent accepts an offer; returns once the assignment is durable.
     pub async fn accept(&self, agent: &AgentId, session: SessionId) -> Result<(), ApiError> {
-        let actor = self.agent_actor(agent).await?;
+        let actor = self.agent_actor(agent)?;
         call(&actor, |reply| AgentMessage::Accept { session, reply }).await?
     }
 
     /// The agent rejects an offer; the session goes to the next agent.
     pub async fn reject(&self, agent: &AgentId, session: SessionId) -> Result<(), ApiError> {
-        let actor = self.agent_actor(agent).await?;
+        let actor = self.agent_actor(agent)?;
         call(&actor, |reply| AgentMessage::Reject { session, reply }).await?
     }
 
@@ -261,7 +261,7 @@ impl Switchboard {
     ) -> Result<(), ApiError> {
         let step = match target {
             TransferTarget::Group { group } => {
-                self.group_actor(&group).await?;
+                self.group_actor(&group)?;
                 Step::to_group(group, 0)
             }
             TransferTarget::Agent { agent: to } => {
@@ -444,19 +444,19 @@ impl Switchboard {
         let Some(group) = record.group.filter(|_| record.state.is_waiting()) else {
             return Ok(None);
         };
-        let group = self.group_actor(&group).await?;
+        let group = self.group_actor(&group)?;
         call(&group, |reply| GroupMessage::Status { session, reply }).await
     }
 
     /// A group's queue.
     pub async fn group_view(&self, group: &GroupId) -> Result<GroupView, ApiError> {
-        let actor = self.group_actor(group).await?;
+        let actor = self.group_actor(group)?;
         call(&actor, |reply| GroupMessage::View { reply }).await
     }
 
     /// An agent's live state.
     pub async fn agent_view(&self, agent: &AgentId) -> Result<AgentView, ApiError> {
-        let actor = self.agent_actor(agent).await?;
+        let actor = self.agent_actor(agent)?;
         call(&actor, |reply| AgentMessage::View { reply }).await
     }
 
@@ -517,6 +517,12 @@ impl Switchboard {
             .ok();
     }
 
+    /// Test hook: what the actors share.
+    #[cfg(test)]
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
     /// Test hook: makes a session's actor panic mid-conversation.
     #[cfg(test)]
     pub(crate) async fn crash_session(&self, session: SessionId) -> Result<(), ApiError> {
@@ -534,16 +540,18 @@ impl Switchboard {
             .await?
     }
 
-    async fn agent_actor(&self, agent: &AgentId) -> Result<ActorRef<AgentMessage>, ApiError> {
-        let agent = agent.clone();
-        self.call_directory(|reply| DirectoryMessage::Agent { agent, reply })
-            .await?
+    fn agent_actor(&self, agent: &AgentId) -> Result<ActorRef<AgentMessage>, ApiError> {
+        self.shared
+            .agent_refs
+            .get(agent)
+            .ok_or_else(|| EngineError::UnknownAgent(agent.to_string()).into())
     }
 
-    async fn group_actor(&self, group: &GroupId) -> Result<ActorRef<GroupMessage>, ApiError> {
-        let group = group.clone();
-        self.call_directory(|reply| DirectoryMessage::Group { group, reply })
-            .await?
+    fn group_actor(&self, group: &GroupId) -> Result<ActorRef<GroupMessage>, ApiError> {
+        self.shared
+            .group_refs
+            .get(group)
+            .ok_or_else(|| EngineError::UnknownGroup(group.to_string()).into())
     }
 
     async fn call_directory<T: Send + 'static>(

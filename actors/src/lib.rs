@@ -1,7 +1,8 @@
 //! switchboard's supervised actors and the in-process API the gateway calls.
 //!
 //! Start a system with [`Switchboard::start`]; every method of the returned
-//! handle maps to one message to one actor (found through the Directory).
+//! handle maps to one message to one actor (a session found through the
+//! Directory, an agent or group through its registered reference).
 //! The actors only adapt the pure logic of `engine` to messages, timers and IO.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -15,6 +16,7 @@ pub mod event;
 pub mod group;
 pub mod group_supervisor;
 pub mod metrics;
+pub mod refs;
 pub mod root;
 pub mod session;
 pub mod session_supervisor;

@@ -3,7 +3,7 @@
 //! ```text
 //! RootSupervisor
 //! ├── StoreWriter            (group commit)
-//! ├── Directory              (HashMaps of actors; starts sessions)
+//! ├── Directory              (HashMap of session actors; starts sessions)
 //! ├── SessionSupervisor[k] ── Session(s)*
 //! ├── GroupSupervisor ── SkillGroup(g)*
 //! └── AgentSupervisor ── Agent(a)*
@@ -29,6 +29,7 @@ use crate::agent_supervisor::AgentSupervisor;
 use crate::directory::{Directory, DirectoryArgs, DirectoryMessage};
 use crate::event::Hub;
 use crate::group_supervisor::{GroupSupervisor, GroupSupervisorArgs};
+use crate::refs::{ActorRefs, OpenSessionRefs};
 use crate::session_supervisor::SessionSupervisor;
 use crate::shared::{RuntimeConfig, Shared};
 use crate::store_writer::{StoreWriter, StoreWriterArgs};
@@ -89,6 +90,9 @@ impl Actor for RootSupervisor {
             channels: args.channels,
             config: config.clone(),
             directory: OnceLock::new(),
+            agent_refs: ActorRefs::new("agent"),
+            group_refs: ActorRefs::new("group"),
+            open_sessions: OpenSessionRefs::default(),
             sla: Mutex::new(HashMap::new()),
             maybe_stored: Mutex::new(HashMap::new()),
         });

@@ -4,10 +4,15 @@
 //! SessionSupervisor[k] ── Session(s)*   (s.id % n_shards == k)
 //! ```
 //! Sharding by session id keeps any one supervisor from seeing every start and
-//! stop. A child that stops normally (passivated, ended) is reported to the
-//! Directory; a child that fails is reported too, and the Directory starts a
-//! new one that rehydrates from the store, unless it failed more than
-//! `max_restarts` times within `restart_window`.
+//! stop. Each start runs in a task of its own (a session's `pre_start` reads
+//! the store, and a slow read must hold up no other start), which hands the
+//! spawned actor back to the supervisor; the supervisor tells the Directory
+//! (`Started`) before it reports that child's exit, so the Directory never
+//! hears of an actor's stop before its start. A child that stops normally
+//! (passivated, ended) is reported to the Directory; a child that fails is
+//! reported too, and the Directory starts a new one that rehydrates from the
+//! store, unless it failed more than `max_restarts` times within
+//! `restart_window`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,9 +20,7 @@ use std::sync::Arc;
 use engine::ids::SessionId;
 use engine::store::StoreError;
 use engine::{EngineError, Millis};
-use ractor::{
-    Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr, SupervisionEvent,
-};
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SpawnErr, SupervisionEvent};
 use tracing::{error, warn};
 
 use crate::directory::DirectoryMessage;
@@ -27,14 +30,21 @@ use crate::shared::{Shared, millis};
 
 /// Messages of a SessionSupervisor.
 pub enum SessionSupervisorMessage {
-    /// Start a Session actor (called by the Directory only).
+    /// Start a Session actor (sent by the Directory only, which hears
+    /// `DirectoryMessage::Started`).
     Start {
         /// The session.
         session: SessionId,
-        /// New or rehydrate.
+        /// New, rehydrate or reactivate.
         start: SessionStart,
-        /// The running actor.
-        reply: RpcReplyPort<Result<ActorRef<SessionMessage>, ApiError>>,
+    },
+    /// A start's task is done: the actor was spawned (and linked to this
+    /// supervisor), or why not.
+    Spawned {
+        /// The session.
+        session: SessionId,
+        /// The actor, or why it did not start.
+        result: Result<ActorRef<SessionMessage>, ApiError>,
     },
 }
 
@@ -47,6 +57,9 @@ pub struct SessionSupervisor {
 /// The SessionSupervisor's state.
 pub struct SessionSupervisorState {
     children: HashMap<ActorId, SessionId>,
+    /// Exits of children whose `Spawned` has not arrived yet: supervision
+    /// events overtake messages, and a child may stop right after its spawn.
+    early_exits: HashMap<ActorId, SupervisionEvent>,
     /// Recent failure times per session, for the restart budget.
     failures: HashMap<SessionId, Vec<Millis>>,
 }
@@ -63,6 +76,7 @@ impl Actor for SessionSupervisor {
     ) -> Result<Self::State, ActorProcessingErr> {
         Ok(SessionSupervisorState {
             children: HashMap::new(),
+            early_exits: HashMap::new(),
             failures: HashMap::new(),
         })
     }
@@ -74,24 +88,29 @@ impl Actor for SessionSupervisor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            SessionSupervisorMessage::Start {
-                session,
-                start,
-                reply,
-            } => {
+            SessionSupervisorMessage::Start { session, start } => {
                 let actor = SessionActor {
                     shared: self.shared.clone(),
                 };
-                let result = match Actor::spawn_linked(None, actor, start, myself.get_cell()).await
-                {
-                    Ok((actor, _)) => {
-                        state.children.insert(actor.get_id(), session);
-                        Ok(actor)
-                    }
-                    Err(err) => Err(start_error(session, err)),
-                };
-                // The directory waits for this reply; if it gave up there is nothing to do.
-                let _ = reply.send(result);
+                tokio::spawn(async move {
+                    let spawned = Actor::spawn_linked(None, actor, start, myself.get_cell()).await;
+                    let result = spawned
+                        .map(|(actor, _)| actor)
+                        .map_err(|err| start_error(session, err));
+                    // This supervisor is gone only when the system stops;
+                    // nobody waits for the session then.
+                    let _ = myself.cast(SessionSupervisorMessage::Spawned { session, result });
+                });
+            }
+            SessionSupervisorMessage::Spawned { session, result } => {
+                let actor_id = result.as_ref().ok().map(|actor| actor.get_id());
+                if let Some(actor_id) = actor_id {
+                    state.children.insert(actor_id, session);
+                }
+                self.tell_directory(DirectoryMessage::Started { session, result });
+                if let Some(exit) = actor_id.and_then(|id| state.early_exits.remove(&id)) {
+                    self.child_exited(state, exit);
+                }
             }
         }
         Ok(())
@@ -103,10 +122,32 @@ impl Actor for SessionSupervisor {
         event: SupervisionEvent,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        let exited = match &event {
+            SupervisionEvent::ActorTerminated(cell, ..)
+            | SupervisionEvent::ActorFailed(cell, _) => cell.get_id(),
+            SupervisionEvent::ActorStarted(_) | SupervisionEvent::ProcessGroupChanged(_) => {
+                return Ok(());
+            }
+        };
+        if state.children.contains_key(&exited) {
+            self.child_exited(state, event);
+        } else {
+            // A child is linked only once its spawn succeeded, so its
+            // `Spawned` is on its way.
+            state.early_exits.insert(exited, event);
+        }
+        Ok(())
+    }
+}
+
+impl SessionSupervisor {
+    /// A child stopped or failed: the Directory hears of it, and whether to
+    /// restart it.
+    fn child_exited(&self, state: &mut SessionSupervisorState, event: SupervisionEvent) {
         match event {
             SupervisionEvent::ActorTerminated(cell, _, reason) => {
                 let Some(session) = state.children.remove(&cell.get_id()) else {
-                    return Ok(());
+                    return;
                 };
                 let ended = reason.as_deref() == Some(STOP_ENDED);
                 if ended {
@@ -121,7 +162,7 @@ impl Actor for SessionSupervisor {
             }
             SupervisionEvent::ActorFailed(cell, err) => {
                 let Some(session) = state.children.remove(&cell.get_id()) else {
-                    return Ok(());
+                    return;
                 };
                 let now = crate::clock::now();
                 let window = millis(self.shared.config.restart_window);
@@ -143,11 +184,8 @@ impl Actor for SessionSupervisor {
             }
             SupervisionEvent::ActorStarted(_) | SupervisionEvent::ProcessGroupChanged(_) => {}
         }
-        Ok(())
     }
-}
 
-impl SessionSupervisor {
     fn tell_directory(&self, message: DirectoryMessage) {
         // The directory lives as long as the system.
         let _ = self.shared.directory().cast(message);

@@ -7,14 +7,17 @@ use std::time::Duration;
 
 use engine::channel::ChannelRegistry;
 use engine::group::SkillGroup;
-use engine::ids::{GroupId, SessionId};
+use engine::ids::{AgentId, GroupId, SessionId};
 use engine::routing::RuleSet;
 use engine::sla::SlaTally;
 use engine::store::Store;
 use ractor::ActorRef;
 
+use crate::agent::AgentMessage;
 use crate::directory::DirectoryMessage;
 use crate::event::Hub;
+use crate::group::GroupMessage;
+use crate::refs::{ActorRefs, OpenSessionRefs};
 use crate::store_writer::StoreWriterMessage;
 
 /// Run-time knobs.
@@ -89,6 +92,13 @@ pub struct Shared {
     pub config: RuntimeConfig,
     /// Set once the directory runs (it is spawned after this struct exists).
     pub directory: OnceLock<ActorRef<DirectoryMessage>>,
+    /// Every Agent actor, registered by itself as it (re)starts.
+    pub agent_refs: ActorRefs<AgentId, AgentMessage>,
+    /// Every SkillGroup actor, registered by itself as it (re)starts.
+    pub group_refs: ActorRefs<GroupId, GroupMessage>,
+    /// Each customer's open session actor, kept by the session actors, so
+    /// that a customer's next message skips the Directory.
+    pub open_sessions: OpenSessionRefs,
     /// Each group's contacts since start, counted with the Prometheus
     /// counters, for the live wallboard. A short lock per answer or abandon.
     pub sla: Mutex<HashMap<GroupId, SlaTally>>,

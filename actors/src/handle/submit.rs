@@ -6,6 +6,7 @@
 
 use engine::channel::Channel;
 use engine::ids::{AgentId, CustomerId, SessionId};
+use ractor::MessagingErr;
 use ractor::concurrency::{OneshotReceiver, oneshot};
 
 use super::{CALL_TIMEOUT, Switchboard};
@@ -61,21 +62,32 @@ impl Switchboard {
         body: String,
         client_message_id: Option<String>,
     ) -> Result<PendingAck, ApiError> {
+        let (sender, receiver) = oneshot();
+        let mut message = SessionMessage::CustomerMessage {
+            body,
+            client_message_id,
+            channel: channel.clone(),
+            reply: sender.into(),
+        };
+        // The open session's actor as it last said, if it still runs; a
+        // session that ended took itself out before its end was told.
+        if let Some(session) = self.shared.open_sessions.get(&customer) {
+            match session.send_message(message) {
+                Ok(()) => return Ok(PendingAck { receiver }),
+                // It stopped meanwhile (passivated, failed): ask the Directory.
+                Err(MessagingErr::SendErr(returned)) => message = returned,
+                Err(_) => return Err(ApiError::Unavailable("session stopped".into())),
+            }
+        }
         let session = self
             .call_directory(|reply| DirectoryMessage::OpenSession {
                 customer,
-                channel: channel.clone(),
+                channel,
                 reply,
             })
             .await??;
-        let (sender, receiver) = oneshot();
         session
-            .send_message(SessionMessage::CustomerMessage {
-                body,
-                client_message_id,
-                channel,
-                reply: sender.into(),
-            })
+            .send_message(message)
             .map_err(|_| ApiError::Unavailable("session stopped".into()))?;
         Ok(PendingAck { receiver })
     }

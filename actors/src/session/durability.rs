@@ -1,7 +1,7 @@
 //! The durable half of a session: every event gets the next `seq`, goes to
 //! the StoreWriter with the session record, and is acknowledged and published
 //! only once the write is durable. Also passivation and the casts to groups
-//! and agents, which go through the Directory.
+//! and agents.
 
 use std::sync::Arc;
 
@@ -214,6 +214,9 @@ impl SessionActor {
         if ended {
             // Before anyone hears that the session ended: the customer's next
             // message must open a new session, not reach this one.
+            self.shared
+                .open_sessions
+                .remove(&state.session.customer_id, myself.get_id());
             // The directory lives as long as the system.
             let _ =
                 self.shared
@@ -422,30 +425,21 @@ impl SessionActor {
             state.unwritten.is_empty() && state.unpublished.is_empty() && state.waiters.is_empty();
         if idle_enough && quiet {
             debug!(session_id = %state.session.id, idle_ms, "session passivated");
+            // The customer's next message asks the Directory, which starts
+            // the session again, rather than finding a stopping actor.
+            self.shared
+                .open_sessions
+                .remove(&state.session.customer_id, myself.get_id());
             myself.stop(Some(STOP_PASSIVATED.to_owned()));
         }
     }
 
     pub(super) fn tell_group(&self, group: &GroupId, message: GroupMessage) {
-        // The directory lives as long as the system.
-        let _ = self
-            .shared
-            .directory()
-            .cast(crate::directory::DirectoryMessage::ToGroup {
-                group: group.clone(),
-                message,
-            });
+        self.shared.group_refs.tell(group, message);
     }
 
     pub(super) fn tell_agent(&self, agent: &AgentId, message: AgentMessage) {
-        // The directory lives as long as the system.
-        let _ = self
-            .shared
-            .directory()
-            .cast(crate::directory::DirectoryMessage::ToAgent {
-                agent: agent.clone(),
-                message,
-            });
+        self.shared.agent_refs.tell(agent, message);
     }
 }
 

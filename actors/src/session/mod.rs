@@ -235,6 +235,12 @@ pub struct SessionActorState {
     /// Started by [`SessionStart::Reactivate`]: a waiting session's queue
     /// entry survived, so it is not enqueued again.
     reactivated: bool,
+    /// This actor is in [`Shared::open_sessions`] as its customer's open
+    /// session: it adds itself once, with the first customer message it
+    /// takes, and removes itself when the session ends or passivates.
+    ///
+    /// [`Shared::open_sessions`]: crate::shared::Shared::open_sessions
+    in_open_sessions: bool,
     /// A write failed, so memory ran ahead of the store. The writes still
     /// in flight are answered and published as their outcome comes; new
     /// work is refused meanwhile; then the actor fails and restarts from
@@ -284,6 +290,7 @@ impl Actor for SessionActor {
             records_in_flight: VecDeque::new(),
             session,
             reactivated,
+            in_open_sessions: false,
             failed: None,
         };
         if state.session.last_seq > 0 || state.session.state != SessionState::New {
@@ -350,6 +357,14 @@ impl Actor for SessionActor {
             } => {
                 let result =
                     self.customer_message(&myself, state, body, client_message_id, channel);
+                if result.is_ok() && !state.in_open_sessions {
+                    // Open, and taking its customer's messages: the next one
+                    // comes straight here.
+                    self.shared
+                        .open_sessions
+                        .insert(state.session.customer_id.clone(), myself.clone());
+                    state.in_open_sessions = true;
+                }
                 self.reply_when_durable(state, result, reply);
             }
             SessionMessage::AgentMessage {

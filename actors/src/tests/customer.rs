@@ -279,7 +279,7 @@ async fn a_rating_in_wrap_up_is_kept_through_close() {
 
 #[tokio::test(start_paused = true)]
 async fn typing_carries_the_last_published_seq_while_a_write_is_in_flight() {
-    let store = Arc::new(GatedStore::new());
+    let store = Arc::new(TestStore::new());
     let board = start(store.clone(), config()).await;
     let (session, _ann, mut customer) = assigned_to_ann(&board).await;
     let published = board.live_session(session).await.unwrap().last_seq;

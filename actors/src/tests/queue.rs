@@ -142,7 +142,7 @@ async fn a_customer_opens_at_most_so_many_new_sessions_an_hour() {
 
 #[tokio::test(start_paused = true)]
 async fn flush_waits_for_every_write_in_flight() {
-    let store = Arc::new(GatedStore::new());
+    let store = Arc::new(TestStore::new());
     let board = start(store.clone(), config()).await;
     store.close_gate();
     let sending = tokio::spawn({

@@ -76,7 +76,7 @@ async fn first_messages_sent_at_once_start_one_session_and_are_stored_once() {
 /// goes on from the store.
 #[tokio::test(start_paused = true)]
 async fn a_failed_write_does_not_lose_the_answer_or_the_event_of_the_write_after_it() {
-    let store = Arc::new(GatedStore::new());
+    let store = Arc::new(TestStore::new());
     let board = start(store.clone(), config()).await;
     let plain = CustomerId::new("plain");
     let first = board
@@ -154,7 +154,7 @@ async fn a_failed_write_does_not_lose_the_answer_or_the_event_of_the_write_after
 /// told that their own session does not exist.
 #[tokio::test(start_paused = true)]
 async fn a_session_whose_first_write_failed_does_not_hold_its_customer() {
-    let store = Arc::new(GatedStore::new());
+    let store = Arc::new(TestStore::new());
     let board = start(store.clone(), config()).await;
     let plain = CustomerId::new("plain");
     store.fail_writes_of("lost");
@@ -180,7 +180,7 @@ async fn a_session_whose_first_write_failed_does_not_hold_its_customer() {
 /// the same client id, once the store is back, finds the message stored.
 #[tokio::test(start_paused = true)]
 async fn a_write_without_an_answer_in_time_is_an_unknown_outcome_not_a_refusal() {
-    let store = Arc::new(GatedStore::new());
+    let store = Arc::new(TestStore::new());
     let board = start(store.clone(), config()).await;
     let plain = CustomerId::new("plain");
     let first = board
@@ -212,7 +212,7 @@ async fn a_write_without_an_answer_in_time_is_an_unknown_outcome_not_a_refusal()
 /// the session restarts from the store.
 #[tokio::test(start_paused = true)]
 async fn a_write_applied_without_an_answer_is_an_unknown_outcome_and_is_published_once() {
-    let store = Arc::new(GatedStore::new());
+    let store = Arc::new(TestStore::new());
     let board = start(store.clone(), config()).await;
     let plain = CustomerId::new("plain");
     let first = board
@@ -273,7 +273,7 @@ async fn a_write_applied_without_an_answer_is_an_unknown_outcome_and_is_publishe
 /// the second is the one that would carry no record.)
 #[tokio::test(start_paused = true)]
 async fn a_write_after_a_failed_one_stores_the_session_record_its_events_need() {
-    let store = Arc::new(GatedStore::new());
+    let store = Arc::new(TestStore::new());
     let board = start(store.clone(), config()).await;
     available(&board, &["ann"]).await;
     let mut ann = board.subscribe_agent(&id("ann"));
