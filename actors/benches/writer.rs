@@ -22,8 +22,9 @@ use actors::store_writer::{Completion, StoreWriter, StoreWriterArgs, StoreWriter
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use engine::channel::Channel;
 use engine::ids::SessionId;
-use engine::store::{Sender, SqliteOptions, SqliteStore, StoredMessage, Synchronous, WriteOp};
+use engine::message::{Sender, StoredMessage};
 use ractor::{Actor, ActorRef};
+use store::{SqliteOptions, SqliteStore, Synchronous, WriteOp};
 use tokio::runtime::Runtime;
 use tokio::sync::Notify;
 

@@ -5,7 +5,7 @@ use engine::EngineError;
 use engine::ids::{AgentId, SessionId};
 use engine::presence::AgentError;
 use engine::session::TransitionError;
-use engine::store::StoreError;
+use store::StoreError;
 use thiserror::Error;
 
 /// Why a request to the switchboard failed.

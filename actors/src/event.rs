@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use engine::Millis;
 use engine::channel::Channel;
 use engine::ids::{AgentId, CustomerId, GroupId, SessionId};
-use engine::store::{Sender, StoredMessage};
+use engine::message::{Sender, StoredMessage};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;

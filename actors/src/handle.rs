@@ -15,9 +15,9 @@ use engine::presence::{Presence, PresenceRequest};
 use engine::routing::{Contact, RoutePlan, RuleError, RuleSet, Step};
 use engine::session::{Session, check_score};
 use engine::sla::SlaTally;
-use engine::store::{Store, WriteOp};
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef, RpcReplyPort};
+use store::{Store, WriteOp};
 
 use crate::agent::{AgentMessage, AgentView};
 use crate::directory::{DirectoryMessage, DirectoryStats};

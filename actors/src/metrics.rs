@@ -20,7 +20,7 @@ pub fn record_event(shared: &Shared, session: &Session, event: &Event) {
     } = kind
     {
         let direction = match sender {
-            engine::store::Sender::Customer => "in",
+            engine::message::Sender::Customer => "in",
             _ => "out",
         };
         counter!("switchboard_messages_total", "direction" => direction, "channel" => channel.to_string())

@@ -21,8 +21,8 @@ use engine::agent::Agent;
 use engine::channel::ChannelRegistry;
 use engine::group::SkillGroup;
 use engine::routing::RuleSet;
-use engine::store::Store;
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+use store::Store;
 use tracing::{error, warn};
 
 use crate::agent_supervisor::AgentSupervisor;

@@ -18,9 +18,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use engine::ids::SessionId;
-use engine::store::StoreError;
 use engine::{EngineError, Millis};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SpawnErr, SupervisionEvent};
+use store::StoreError;
 use tracing::{error, warn};
 
 use crate::directory::DirectoryMessage;

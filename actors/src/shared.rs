@@ -10,8 +10,8 @@ use engine::group::SkillGroup;
 use engine::ids::{AgentId, GroupId, SessionId};
 use engine::routing::RuleSet;
 use engine::sla::SlaTally;
-use engine::store::Store;
 use ractor::ActorRef;
+use store::Store;
 
 use crate::agent::AgentMessage;
 use crate::directory::DirectoryMessage;

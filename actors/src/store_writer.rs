@@ -6,8 +6,8 @@
 
 use std::sync::Arc;
 
-use engine::store::{Store, StoreError, WriteOp};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
+use store::{Store, StoreError, WriteOp};
 use tracing::warn;
 
 /// Called once the write is durable (or failed).

@@ -30,7 +30,8 @@ use actors::store_writer::{StoreWriter, StoreWriterArgs, write_and_wait};
 use anyhow::{Context, bail, ensure};
 use engine::channel::Channel;
 use engine::ids::SessionId;
-use engine::store::{Sender, SqliteStore, Store, StoredMessage, WriteOp};
+use engine::message::{Sender, StoredMessage};
+use store::{SqliteStore, Store, WriteOp};
 
 /// Set (to the database path) in the child's environment; its presence is
 /// what makes this binary the child.

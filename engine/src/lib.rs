@@ -2,16 +2,17 @@
 //!
 //! Everything a contact center decides lives here as plain synchronous code:
 //! the domain ([`channel`], [`envelope`], [`customer`], [`agent`], [`group`],
-//! [`session`]), routing rules ([`routing`]), queue ordering and agent selection
+//! [`session`], [`message`]), routing rules ([`routing`]), queue ordering and agent selection
 //! ([`queue`], [`presence`]), SLA arithmetic ([`sla`]), the estimated wait
 //! ([`wait`]) and sliding-window limits ([`limit`]); the data platform's
 //! tickets ([`ticket`]), knowledge search ([`kb`]), reply templates
 //! ([`assist`]), session summaries ([`summary`]) and the webhook outbox ([`outbox`]);
-//! configured keys and passwords that never print ([`secret`]). The only asynchronous
-//! part is the [`store`] contract and its backends.
+//! configured keys and passwords that never print ([`secret`]). Persisting
+//! them is the `store` crate's work.
 //!
-//! Architecture invariant: nothing outside `store` performs IO or awaits; the
-//! state machines take the current time as an argument instead of reading a clock.
+//! Architecture invariant: nothing here performs IO or awaits (the crate
+//! depends on no async runtime or database client); the state machines take
+//! the current time as an argument instead of reading a clock.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -25,6 +26,7 @@ pub mod group;
 pub mod ids;
 pub mod kb;
 pub mod limit;
+pub mod message;
 pub mod outbox;
 pub mod presence;
 pub mod queue;
@@ -32,7 +34,6 @@ pub mod routing;
 pub mod secret;
 pub mod session;
 pub mod sla;
-pub mod store;
 pub mod summary;
 pub mod text;
 pub mod ticket;

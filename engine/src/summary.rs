@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::Millis;
 use crate::ids::{CustomerId, SessionId};
+use crate::message::{Sender, StoredMessage};
 use crate::session::{Session, SessionState};
-use crate::store::{Sender, StoredMessage};
 
 /// Most key sentences in a summary.
 pub const MAX_KEY_SENTENCES: usize = 3;

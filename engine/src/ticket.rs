@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::EngineError;
 use crate::ids::{AgentId, CustomerId, GroupId, SessionId, TicketId};
-use crate::store::Sender;
+use crate::message::Sender;
 use crate::{Millis, text};
 
 /// Longest subject, in characters.

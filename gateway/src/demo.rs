@@ -13,7 +13,7 @@ use engine::channel::Channel;
 use engine::customer::{Customer, Identity};
 use engine::group::SkillGroup;
 use engine::ids::{AgentId, GroupId};
-use engine::store::Store;
+use store::Store;
 
 use crate::auth::{Claims, Role, TokenSigner, unix_now};
 

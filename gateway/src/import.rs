@@ -47,9 +47,9 @@ use engine::channel::{Channel, ChannelRegistry};
 use engine::customer::{Customer, Identity};
 use engine::group::SkillGroup;
 use engine::ids::{AgentId, GroupId};
-use engine::store::Store;
 use futures_util::StreamExt;
 use serde::Deserialize;
+use store::Store;
 
 /// Longest id of any entry.
 const MAX_ID_CHARS: usize = 128;
@@ -419,7 +419,7 @@ async fn merge_with_store(store: &dyn Store, customers: &mut [Customer]) -> Resu
                     taken.push((identity_idx, owner));
                 }
             }
-            Ok::<_, engine::store::StoreError>((index, existing, taken))
+            Ok::<_, store::StoreError>((index, existing, taken))
         })
         .buffer_unordered(READS_IN_FLIGHT);
     let results: Vec<_> = checks.collect().await;

@@ -16,7 +16,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use engine::channel::ChannelRegistry;
 use engine::routing::RuleSet;
-use engine::store::{CachedStore, Store};
+use store::{CachedStore, Store};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;

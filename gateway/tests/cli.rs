@@ -233,8 +233,8 @@ fn an_invalid_import_writes_nothing_and_names_the_entry() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let db = data_dir.join("switchboard.db");
     runtime.block_on(async {
-        use engine::store::Store;
-        let store = engine::store::SqliteStore::open(&db).unwrap();
+        use store::Store;
+        let store = store::SqliteStore::open(&db).unwrap();
         assert_eq!(store.list_groups().await.unwrap(), vec![]);
         assert_eq!(store.list_agents().await.unwrap(), vec![]);
         let customer = engine::ids::CustomerId::new("c1");

@@ -10,9 +10,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::{Client, TestServer, accept_offer, session_of, test_config};
-use engine::store::SqliteStore;
 use gateway::Server;
 use serde_json::{Value, json};
+use store::SqliteStore;
 
 const GRAFANA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../grafana");
 

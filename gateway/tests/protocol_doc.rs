@@ -22,7 +22,7 @@ use actors::{Event, EventKind};
 use common::{Client, TestServer};
 use engine::channel::Channel;
 use engine::ids::{AgentId, GroupId, SessionId};
-use engine::store::Sender;
+use engine::message::Sender;
 use gateway::Config;
 use gateway::auth::Role;
 use gateway::rest::types::SessionEvent;

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use common::{Client, TestServer, session_of, start_process};
 use engine::ids::SessionId;
-use engine::store::{SqliteStore, Store};
 use gateway::auth::{Claims, Role, TokenSigner, unix_now};
 use serde_json::json;
+use store::{SqliteStore, Store};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_flushes_then_closes_every_socket_with_1001() {

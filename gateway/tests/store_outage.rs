@@ -21,10 +21,11 @@ use engine::channel::Channel;
 use engine::customer::Customer;
 use engine::group::SkillGroup;
 use engine::ids::{AgentId, CustomerId, SessionId};
+use engine::message::StoredMessage;
 use engine::session::Session;
-use engine::store::{Interaction, SqliteStore, Store, StoreError, StoredMessage, WriteOp};
 use gateway::Server;
 use serde_json::json;
+use store::{Interaction, SqliteStore, Store, StoreError, WriteOp};
 
 /// How long a call to the unreachable store takes to fail (a request timeout).
 const FAIL_AFTER: Duration = Duration::from_millis(200);

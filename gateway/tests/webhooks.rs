@@ -15,12 +15,12 @@ use std::time::{Duration, Instant};
 use axum::http::{HeaderMap, StatusCode};
 use common::{Client, session_of, test_config};
 use engine::outbox::OutboxEntry;
-use engine::store::WriteOp;
 use gateway::auth::{Claims, Role, unix_now};
 use gateway::config::{Config, WebhookEndpoint};
 use gateway::platform::webhooks::sign;
 use gateway::server::Server;
 use serde_json::{Value, json};
+use store::WriteOp;
 
 const SECRET: &str = "webhook-secret-0123456789";
 

@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use engine::outbox::OutboxEntry;
-use engine::store::{Interaction, StoreError, WriteOp};
 use ractor::{ActorProcessingErr, ActorRef, RpcReplyPort};
+use store::{Interaction, StoreError, WriteOp};
 use tracing::{debug, info, warn};
 
 use super::{

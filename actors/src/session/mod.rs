@@ -14,12 +14,13 @@ use std::time::Duration;
 use engine::channel::Channel;
 use engine::customer::Customer;
 use engine::ids::{AgentId, CustomerId, GroupId, SessionId};
+use engine::message::Sender;
 use engine::routing::{Contact, PlanCursor, RoutePlan, Step};
 use engine::session::{Session, SessionEffect, SessionEvent, SessionState};
-use engine::store::{Sender, StoreError};
 use engine::{EngineError, Millis};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::{Deserialize, Serialize};
+use store::StoreError;
 use tracing::debug;
 
 use crate::agent::AgentMessage;

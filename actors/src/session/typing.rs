@@ -2,8 +2,8 @@
 //! stored, and without a `seq` of their own.
 
 use engine::EngineError;
+use engine::message::Sender;
 use engine::session::SessionState;
-use engine::store::Sender;
 
 use super::{SessionActor, SessionActorState, Typist};
 use crate::error::ApiError;

@@ -214,7 +214,7 @@ async fn a_rating_after_close_reaches_the_stopped_session_once() {
     let mut profile = board.store().get_customer(&plain()).await.unwrap().unwrap();
     assert_eq!(profile.last_agent, Some(id("ann")));
     profile.last_agent = Some(id("bob"));
-    let put = engine::store::WriteOp::PutCustomer(profile);
+    let put = store::WriteOp::PutCustomer(profile);
     board.store().write(&[put]).await.unwrap();
 
     let closed_seq = board.session(session).await.unwrap().last_seq;

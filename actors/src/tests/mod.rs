@@ -14,10 +14,11 @@ use engine::customer::{Customer, Identity};
 use engine::envelope::Envelope;
 use engine::group::SkillGroup;
 use engine::ids::{AgentId, CustomerId, GroupId, SessionId};
+use engine::message::Sender;
 use engine::presence::PresenceRequest;
 use engine::routing::RuleSet;
 use engine::session::SessionState;
-use engine::store::{MemoryStore, Sender, SqliteStore, Store, WriteOp};
+use store::{MemoryStore, SqliteStore, Store, WriteOp};
 use tokio::time::timeout;
 
 use crate::{Ack, ApiError, Event, EventKind, RuntimeConfig, Switchboard, TransferTarget};

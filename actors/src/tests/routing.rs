@@ -122,7 +122,7 @@ async fn sticky_step_offers_the_last_agent_first() {
     vip.last_agent = Some(id("gina"));
     board
         .store()
-        .write(&[engine::store::WriteOp::PutCustomer(vip)])
+        .write(&[store::WriteOp::PutCustomer(vip)])
         .await
         .unwrap();
     available(&board, &["gina"]).await;

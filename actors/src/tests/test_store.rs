@@ -15,7 +15,8 @@ use engine::channel::Channel;
 use engine::customer::Customer;
 use engine::group::SkillGroup;
 use engine::ids::{AgentId, CustomerId, SessionId};
-use engine::store::{Interaction, MemoryStore, Store, StoreError, StoredMessage, WriteOp};
+use engine::message::StoredMessage;
+use store::{Interaction, MemoryStore, Store, StoreError, WriteOp};
 use tokio::sync::watch;
 
 /// A memory store with hooks on its reads and writes.

@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use engine::secret::Secret;
-use engine::store::scylla::{parse_consistency, parse_serial_consistency};
-use engine::store::{Replication, ScyllaOptions, ScyllaStore, SqliteStore, Store};
 use serde::{Deserialize, Serialize};
+use store::scylla::{parse_consistency, parse_serial_consistency};
+use store::{Replication, ScyllaOptions, ScyllaStore, SqliteStore, Store};
 
 /// Where data lives.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -247,10 +247,7 @@ mod tests {
                 datacenters: BTreeMap::from([("dc1".into(), 3), ("dc2".into(), 2)])
             }
         );
-        assert_eq!(
-            options.consistency,
-            engine::store::scylla::Consistency::Quorum
-        );
+        assert_eq!(options.consistency, store::scylla::Consistency::Quorum);
         assert_eq!(options.request_timeout, Duration::from_millis(750));
         assert_eq!(options.credentials, None);
     }

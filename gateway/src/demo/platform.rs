@@ -7,9 +7,10 @@ use engine::Millis;
 use engine::assist::ReplyTemplate;
 use engine::ids::{AgentId, CustomerId, GroupId, TicketIdGen};
 use engine::kb::Article;
-use engine::store::{Sender, WriteOp};
+use engine::message::Sender;
 use engine::ticket::{NewTicket, Priority, Ticket, TicketStatus, TicketUpdate};
 use serde::Deserialize;
+use store::WriteOp;
 
 /// The demo knowledge base.
 pub const KB_TOML: &str = include_str!("../../demo/kb.toml");

@@ -28,7 +28,7 @@ use actors::{Audience, Subscription, event::Hub};
 use anyhow::{Context, Result};
 use engine::assist::ReplyTemplate;
 use engine::kb::KbIndex;
-use engine::store::{CachedStore, Store};
+use store::{CachedStore, Store};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -148,7 +148,7 @@ impl Platform {
     }
 
     /// Re-reads the template library after a write.
-    pub async fn reload_templates(&self) -> Result<(), engine::store::StoreError> {
+    pub async fn reload_templates(&self) -> Result<(), store::StoreError> {
         let templates = self.store.list_templates().await?;
         *self.templates.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(templates);
         Ok(())

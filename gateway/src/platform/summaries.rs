@@ -14,8 +14,8 @@ use std::sync::Arc;
 
 use actors::Subscription;
 use engine::outbox::OutboxEntry;
-use engine::store::WriteOp;
 use engine::summary::{ExtractiveSummarizer, Summarizer};
+use store::WriteOp;
 
 use super::Platform;
 use super::wire::SummaryRecord;

@@ -9,8 +9,9 @@ use std::sync::Mutex;
 use actors::Audience;
 use axum::http::StatusCode;
 use engine::ids::{AgentId, CustomerId, TicketId, TicketIdGen};
-use engine::store::{Sender, WriteOp};
+use engine::message::Sender;
 use engine::ticket::{NewTicket, Ticket, TicketEvent, TicketUpdate};
+use store::WriteOp;
 
 use super::Platform;
 use super::wire::ticket_notice;

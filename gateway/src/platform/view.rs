@@ -2,7 +2,7 @@
 //! the store's sessions, tickets and summaries.
 
 use engine::ids::CustomerId;
-use engine::store::StoreError;
+use store::StoreError;
 
 use super::Platform;
 use super::wire::{CustomerView, InteractionRecord, SummaryRecord, TicketRecord};

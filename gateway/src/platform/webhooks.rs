@@ -31,11 +31,11 @@ use std::time::Duration;
 
 use engine::Millis;
 use engine::outbox::{OutboxEntry, RetryPolicy, SESSION_ENDED_JOB};
-use engine::store::{Store, WriteOp};
 use futures_util::FutureExt;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use store::{Store, WriteOp};
 use tokio::sync::Notify;
 use tracing::{debug, warn};
 

@@ -3,10 +3,11 @@
 //! ids as decimal strings (they exceed 2^53), timestamps RFC 3339.
 
 use engine::kb::{Article, SearchHit};
-use engine::store::{Interaction, Sender};
+use engine::message::Sender;
 use engine::summary::SessionSummary;
 use engine::ticket::{Ticket, TicketChange, TicketEvent};
 use serde::{Deserialize, Serialize};
+use store::Interaction;
 use utoipa::ToSchema;
 
 use crate::rest::types::{CustomerRecord, SessionRecord, timestamp};

@@ -12,7 +12,7 @@ use engine::EngineError;
 use engine::channel::{Channel, ChannelRegistry};
 use engine::customer::{Customer, Identity};
 use engine::ids::CustomerId;
-use engine::store::{StoreError, WriteOp};
+use store::{StoreError, WriteOp};
 use tokio::sync::Mutex;
 
 use crate::access::Caller;

@@ -8,8 +8,9 @@ use axum::http::StatusCode;
 use engine::assist::{ReplyTemplate, Suggestion, TemplateVars, suggest};
 use engine::ids::{ArticleId, SessionId, TemplateId};
 use engine::kb::Article;
-use engine::store::{Sender, WriteOp};
+use engine::message::Sender;
 use serde::{Deserialize, Serialize};
+use store::WriteOp;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::access::Caller;

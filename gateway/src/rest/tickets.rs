@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use engine::ids::{AgentId, CustomerId, GroupId, SessionId, TicketId};
-use engine::store::Sender;
+use engine::message::Sender;
 use engine::ticket::{NewTicket, Priority, TicketStatus, TicketUpdate};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};

@@ -18,9 +18,9 @@ use engine::Millis;
 use engine::agent::Agent;
 use engine::customer::{Customer, Identity};
 use engine::group::SkillGroup;
+use engine::message::Sender;
 use engine::presence::Presence;
 use engine::session::{Session, SessionTimes};
-use engine::store::Sender;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 

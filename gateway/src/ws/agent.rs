@@ -13,8 +13,8 @@ use axum::extract::{State, WebSocketUpgrade};
 use axum::response::Response;
 use engine::agent::Agent;
 use engine::ids::{AgentId, GroupId, SessionId, TicketId};
+use engine::message::Sender;
 use engine::presence::{Presence, PresenceRequest};
-use engine::store::Sender;
 use serde::{Deserialize, Serialize};
 
 use crate::access::Caller;

@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use engine::channel::Channel;
 use engine::ids::{CustomerId, SessionId};
-use engine::store::Sender;
+use engine::message::Sender;
 use serde::{Deserialize, Serialize};
 
 use crate::access::Caller;

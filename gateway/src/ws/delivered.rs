@@ -71,7 +71,7 @@ pub async fn replay<H: Handler>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use engine::store::Sender;
+    use engine::message::Sender;
 
     fn event(session: u64, seq: u64, kind: EventKind) -> Event {
         Event {

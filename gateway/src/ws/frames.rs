@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use actors::{Event, EventKind};
 use engine::Millis;
 use engine::ids::SessionId;
-use engine::store::Sender;
+use engine::message::Sender;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize, Serializer};
 
