@@ -230,6 +230,15 @@ impl<T: Clone> Hub<T> {
         n_pruned
     }
 
+    /// Whether `audience` has a subscriber. One whose socket closed counts
+    /// until the next publish to it or prune.
+    pub fn has_subscribers(&self, audience: &Audience) -> bool {
+        self.shard(audience)
+            .lock()
+            .expect("hub shard lock")
+            .contains_key(audience)
+    }
+
     /// Delivers `event` to every live subscriber of `audience`. A subscriber
     /// that is full is dropped: it resumes from the store by `seq`.
     pub fn publish(&self, audience: &Audience, event: &T) {
@@ -264,6 +273,19 @@ impl<T: Clone> Hub<T> {
 #[cfg(test)]
 mod hub_tests {
     use super::*;
+
+    #[test]
+    fn an_audience_has_subscribers_while_one_is_open() {
+        let hub: Hub = Hub::default();
+        let audience = Audience::Customer(CustomerId::new("a"));
+        assert!(!hub.has_subscribers(&audience));
+        let subscription = hub.subscribe(audience.clone(), 4);
+        assert!(hub.has_subscribers(&audience));
+        assert!(!hub.has_subscribers(&Audience::Customer(CustomerId::new("b"))));
+        drop(subscription);
+        hub.prune_closed();
+        assert!(!hub.has_subscribers(&audience));
+    }
 
     #[test]
     fn closed_subscriptions_are_pruned_even_without_a_publish() {

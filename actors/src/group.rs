@@ -305,6 +305,14 @@ impl GroupActor {
             if waiting.offered_to.is_none() {
                 n_not_offered_ahead += 1;
             }
+            // Only customers with an open socket are told (one who connects
+            // later asks once after `welcome`), so a queue of a million
+            // sessions opened over REST keeps no entry per session here.
+            let audience = Audience::Customer(waiting.entry.contact.customer.id.clone());
+            if !self.shared.hub.has_subscribers(&audience) {
+                state.told.remove(&session);
+                continue;
+            }
             let threshold_secs = state.group.threshold_secs(&waiting.entry.contact.channel);
             let interval_ms = state
                 .pace
@@ -326,10 +334,7 @@ impl GroupActor {
                 at: now,
                 kind: EventKind::QueuePosition(status.clone()),
             };
-            let customer = waiting.entry.contact.customer.id.clone();
-            self.shared
-                .hub
-                .publish_ephemeral(&Audience::Customer(customer), &event);
+            self.shared.hub.publish_ephemeral(&audience, &event);
             state.told.insert(session, status);
         }
     }
