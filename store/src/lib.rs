@@ -65,6 +65,8 @@ pub mod contract;
 pub mod memory;
 pub mod scylla;
 pub mod sqlite;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use cache::CachedStore;
 pub use memory::MemoryStore;

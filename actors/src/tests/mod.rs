@@ -30,9 +30,8 @@ mod passivation;
 mod queue;
 mod race;
 mod routing;
-mod test_store;
 
-use test_store::{Failure, TestStore};
+use store::testing::{Failure, TestStore};
 
 const RULES: &str = r#"
 [[rule]]

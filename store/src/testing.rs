@@ -1,13 +1,21 @@
-//! [`TestStore`]: the one store of the actor tests that are about the
-//! store's timing or failures. A [`MemoryStore`] with hooks: writes held
-//! back at a gate or failed on purpose, reads of a session held back, and
-//! reads of a session's record counted (one per start of its actor).
+//! [`TestStore`]: the one store of the tests that are about the store's
+//! timing or failures (actors' and gateway's), instead of a hand-written
+//! delegating wrapper per test. Any store (a [`MemoryStore`] by default, a
+//! real [`crate::SqliteStore`] where the test wants one) with hooks: writes
+//! held back at a gate or failed on purpose, reads of a session held back,
+//! reads of a session's record counted (one per start of its actor), and
+//! the whole store cut off, every call failing after a delay as a database
+//! behind a dead network does.
+//!
+//! Built for this crate's tests and, for other crates, with the `testing`
+//! feature (a dev-dependency).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::{Interaction, MemoryStore, Store, StoreError, WriteOp};
 use async_trait::async_trait;
 use engine::Millis;
 use engine::agent::Agent;
@@ -16,12 +24,14 @@ use engine::customer::Customer;
 use engine::group::SkillGroup;
 use engine::ids::{AgentId, CustomerId, SessionId};
 use engine::message::StoredMessage;
-use store::{Interaction, MemoryStore, Store, StoreError, WriteOp};
 use tokio::sync::watch;
 
-/// A memory store with hooks on its reads and writes.
-pub(super) struct TestStore {
-    inner: MemoryStore,
+/// A store with hooks on its reads and writes.
+pub struct TestStore {
+    inner: Box<dyn Store>,
+    /// Every call fails after this delay while set.
+    cut_off: Mutex<Option<Duration>>,
+    is_cut_off: AtomicBool,
     /// Writes wait while this is false.
     writes_open: watch::Sender<bool>,
     n_writes_waiting: AtomicUsize,
@@ -39,17 +49,31 @@ type OpFilter = Box<dyn Fn(&WriteOp) -> bool + Send + Sync>;
 
 /// How a chosen write fails.
 #[derive(Debug, Clone, Copy)]
-pub(super) enum Failure {
+pub enum Failure {
     /// Nothing is written (SQLite rolled back, Scylla was not reached).
     Refused,
     /// The batch is written, and its answer is lost (a Scylla request timeout).
     AppliedButUnanswered,
 }
 
+impl Default for TestStore {
+    fn default() -> Self {
+        TestStore::new()
+    }
+}
+
 impl TestStore {
-    pub(super) fn new() -> TestStore {
+    /// A memory store with hooks.
+    pub fn new() -> TestStore {
+        TestStore::over(MemoryStore::new())
+    }
+
+    /// `inner` with hooks.
+    pub fn over(inner: impl Store + 'static) -> TestStore {
         TestStore {
-            inner: MemoryStore::new(),
+            inner: Box::new(inner),
+            cut_off: Mutex::new(None),
+            is_cut_off: AtomicBool::new(false),
             writes_open: watch::Sender::new(true),
             n_writes_waiting: AtomicUsize::new(0),
             failing: Mutex::new(None),
@@ -59,19 +83,44 @@ impl TestStore {
         }
     }
 
+    /// Cuts the store off: from now on every call fails with
+    /// [`StoreError::Backend`] after `fail_after` (a request timeout).
+    pub fn cut_off(&self, fail_after: Duration) {
+        *self.cut_off.lock().unwrap() = Some(fail_after);
+        self.is_cut_off.store(true, Ordering::SeqCst);
+    }
+
+    /// Connects the store again after [`TestStore::cut_off`].
+    pub fn reconnect(&self) {
+        self.is_cut_off.store(false, Ordering::SeqCst);
+        *self.cut_off.lock().unwrap() = None;
+    }
+
+    /// Fails after the delay while the store is cut off.
+    async fn reachable(&self) -> Result<(), StoreError> {
+        if !self.is_cut_off.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let fail_after = self.cut_off.lock().unwrap().unwrap_or_default();
+        tokio::time::sleep(fail_after).await;
+        Err(StoreError::Backend(
+            "test: store unreachable (request timed out)".into(),
+        ))
+    }
+
     /// Fails, from now on, every write that carries a message with `body`.
-    pub(super) fn fail_writes_of(&self, body: &str) {
+    pub fn fail_writes_of(&self, body: &str) {
         self.fail_writes_where(Failure::Refused, has_body(body));
     }
 
     /// Writes, from now on, every write that carries a message with `body`,
     /// and answers that its outcome is unknown.
-    pub(super) fn lose_answers_to_writes_of(&self, body: &str) {
+    pub fn lose_answers_to_writes_of(&self, body: &str) {
         self.fail_writes_where(Failure::AppliedButUnanswered, has_body(body));
     }
 
     /// Fails, from now on, every write that carries an op `matches` picks.
-    pub(super) fn fail_writes_where(
+    pub fn fail_writes_where(
         &self,
         failure: Failure,
         matches: impl Fn(&WriteOp) -> bool + Send + Sync + 'static,
@@ -80,17 +129,17 @@ impl TestStore {
     }
 
     /// Holds writes back from now on.
-    pub(super) fn close_gate(&self) {
+    pub fn close_gate(&self) {
         self.writes_open.send_replace(false);
     }
 
     /// Lets every write through.
-    pub(super) fn open_gate(&self) {
+    pub fn open_gate(&self) {
         self.writes_open.send_replace(true);
     }
 
     /// Returns once a write waits at the closed gate.
-    pub(super) async fn until_a_write_waits(&self) {
+    pub async fn until_a_write_waits(&self) {
         while self.n_writes_waiting.load(Ordering::SeqCst) == 0 {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
@@ -98,21 +147,21 @@ impl TestStore {
 
     /// Holds reads of `session`'s record and messages back from now on, as
     /// a slow store would: its actor cannot start.
-    pub(super) fn hold_reads_of(&self, session: SessionId) {
+    pub fn hold_reads_of(&self, session: SessionId) {
         self.reads_held.send_modify(|held| {
             held.insert(session);
         });
     }
 
     /// Lets reads of `session` through again.
-    pub(super) fn release_reads_of(&self, session: SessionId) {
+    pub fn release_reads_of(&self, session: SessionId) {
         self.reads_held.send_modify(|held| {
             held.remove(&session);
         });
     }
 
     /// Returns once a read waits because it is held back.
-    pub(super) async fn until_a_read_waits(&self) {
+    pub async fn until_a_read_waits(&self) {
         while self.n_reads_waiting.load(Ordering::SeqCst) == 0 {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
@@ -120,7 +169,7 @@ impl TestStore {
 
     /// How often `session`'s record was read: once per start of its actor
     /// from the store (a new session's first start reads none).
-    pub(super) fn n_record_reads(&self, session: SessionId) -> usize {
+    pub fn n_record_reads(&self, session: SessionId) -> usize {
         self.n_record_reads
             .lock()
             .unwrap()
@@ -154,6 +203,7 @@ impl Store for TestStore {
         &self,
         id: &engine::ids::TicketId,
     ) -> Result<Option<engine::ticket::Ticket>, StoreError> {
+        self.reachable().await?;
         self.inner.get_ticket(id).await
     }
     async fn tickets_of_customer(
@@ -161,6 +211,7 @@ impl Store for TestStore {
         customer: &CustomerId,
         limit: usize,
     ) -> Result<Vec<engine::ticket::Ticket>, StoreError> {
+        self.reachable().await?;
         self.inner.tickets_of_customer(customer, limit).await
     }
     async fn ticket_events(
@@ -169,18 +220,22 @@ impl Store for TestStore {
         after_seq: u64,
         limit: usize,
     ) -> Result<Vec<engine::ticket::TicketEvent>, StoreError> {
+        self.reachable().await?;
         self.inner.ticket_events(ticket, after_seq, limit).await
     }
     async fn list_articles(&self) -> Result<Vec<engine::kb::Article>, StoreError> {
+        self.reachable().await?;
         self.inner.list_articles().await
     }
     async fn list_templates(&self) -> Result<Vec<engine::assist::ReplyTemplate>, StoreError> {
+        self.reachable().await?;
         self.inner.list_templates().await
     }
     async fn get_summary(
         &self,
         session: SessionId,
     ) -> Result<Option<engine::summary::SessionSummary>, StoreError> {
+        self.reachable().await?;
         self.inner.get_summary(session).await
     }
     async fn outbox_due(
@@ -188,9 +243,11 @@ impl Store for TestStore {
         now: engine::Millis,
         limit: usize,
     ) -> Result<Vec<engine::outbox::OutboxEntry>, StoreError> {
+        self.reachable().await?;
         self.inner.outbox_due(now, limit).await
     }
     async fn write(&self, batch: &[WriteOp]) -> Result<(), StoreError> {
+        self.reachable().await?;
         self.n_writes_waiting.fetch_add(1, Ordering::SeqCst);
         let mut open = self.writes_open.subscribe();
         // The sender lives in `self`, so the wait cannot fail.
@@ -214,6 +271,7 @@ impl Store for TestStore {
         }
     }
     async fn get_customer(&self, id: &CustomerId) -> Result<Option<Customer>, StoreError> {
+        self.reachable().await?;
         self.inner.get_customer(id).await
     }
     async fn find_customer_by_identity(
@@ -221,6 +279,7 @@ impl Store for TestStore {
         channel: &Channel,
         external_id: &str,
     ) -> Result<Option<CustomerId>, StoreError> {
+        self.reachable().await?;
         self.inner
             .find_customer_by_identity(channel, external_id)
             .await
@@ -229,6 +288,7 @@ impl Store for TestStore {
         &self,
         id: SessionId,
     ) -> Result<Option<engine::session::Session>, StoreError> {
+        self.reachable().await?;
         *self.n_record_reads.lock().unwrap().entry(id).or_default() += 1;
         self.read_of(id).await;
         self.inner.get_session(id).await
@@ -238,9 +298,11 @@ impl Store for TestStore {
         id: &CustomerId,
         limit: usize,
     ) -> Result<Vec<engine::session::Session>, StoreError> {
+        self.reachable().await?;
         self.inner.sessions_of_customer(id, limit).await
     }
     async fn open_sessions(&self) -> Result<Vec<engine::session::Session>, StoreError> {
+        self.reachable().await?;
         self.inner.open_sessions().await
     }
     async fn messages(
@@ -249,6 +311,7 @@ impl Store for TestStore {
         after_seq: u64,
         limit: usize,
     ) -> Result<Vec<StoredMessage>, StoreError> {
+        self.reachable().await?;
         self.read_of(session).await;
         self.inner.messages(session, after_seq, limit).await
     }
@@ -258,18 +321,46 @@ impl Store for TestStore {
         now: Millis,
         limit: usize,
     ) -> Result<Vec<Interaction>, StoreError> {
+        self.reachable().await?;
         self.inner.interactions(customer, now, limit).await
     }
     async fn purge_expired(&self, now: Millis) -> Result<u64, StoreError> {
+        self.reachable().await?;
         self.inner.purge_expired(now).await
     }
     async fn list_agents(&self) -> Result<Vec<Agent>, StoreError> {
+        self.reachable().await?;
         self.inner.list_agents().await
     }
     async fn get_agent(&self, id: &AgentId) -> Result<Option<Agent>, StoreError> {
+        self.reachable().await?;
         self.inner.get_agent(id).await
     }
     async fn list_groups(&self) -> Result<Vec<SkillGroup>, StoreError> {
+        self.reachable().await?;
         self.inner.list_groups().await
+    }
+    async fn close(&self) -> Result<(), StoreError> {
+        self.inner.close().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cut_off_store_fails_every_call_after_the_delay_until_reconnected() {
+        let store = TestStore::new();
+        assert_eq!(store.list_agents().await.unwrap(), []);
+        store.cut_off(Duration::from_millis(200));
+        let started = tokio::time::Instant::now();
+        let err = store.list_agents().await.unwrap_err();
+        assert!(matches!(err, StoreError::Backend(_)), "{err:?}");
+        assert_eq!(started.elapsed(), Duration::from_millis(200));
+        assert!(store.write(&[]).await.is_err());
+        store.reconnect();
+        assert!(store.write(&[]).await.is_ok());
+        assert_eq!(store.list_agents().await.unwrap(), []);
     }
 }
