@@ -23,6 +23,7 @@ pub mod serve;
 pub mod server;
 pub mod state;
 pub mod web;
+pub mod wire;
 pub mod ws;
 
 pub use config::Config;

@@ -25,8 +25,9 @@ use engine::ids::{AgentId, GroupId, SessionId};
 use engine::store::Sender;
 use gateway::Config;
 use gateway::auth::Role;
-use gateway::rest::types::SessionEvent;
-use gateway::ws::frames::{Reply, Viewer, WireSession, event_frame};
+use gateway::wire::WireSession;
+use gateway::wire::event::{Viewer, event_frame};
+use gateway::ws::frames::Reply;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -829,12 +830,12 @@ fn reply_types() -> BTreeSet<String> {
 fn server_types(endpoint: Endpoint) -> BTreeSet<String> {
     let (viewer, handler) = match endpoint {
         Endpoint::Customer => (Viewer::Customer, source("gateway/src/ws/customer.rs")),
-        Endpoint::Agent => (Viewer::Agent, source("gateway/src/ws/agent.rs")),
+        Endpoint::Agent => (Viewer::Staff, source("gateway/src/ws/agent.rs")),
     };
     let mut types = reply_types();
     for event in every_event() {
         if let Some(frame) = event_frame(&event, viewer) {
-            types.insert(frame.kind.to_string());
+            types.insert(frame.kind().to_string());
         }
     }
     for marker in ["kind: ", "listing(", "\"type\": "] {
@@ -905,49 +906,98 @@ fn every_server_frame_type_has_its_entry_and_every_entry_is_sent() {
     }
 }
 
-#[test]
-fn rest_history_and_sockets_encode_each_event_with_the_same_fields() {
-    for event in every_event() {
-        // A queue position is neither history nor an event frame: the
-        // customer socket sends it as `queue_status`, REST as `queue`.
-        let Some(frame) = event_frame(&event, Viewer::Agent) else {
-            assert!(
-                matches!(event.kind, EventKind::QueuePosition(_)),
-                "{event:?}"
-            );
-            assert!(SessionEvent::from_event(&event).is_none(), "{event:?}");
-            continue;
-        };
-        let socket = serde_json::to_value(frame).unwrap();
-        let rest = serde_json::to_value(SessionEvent::from_event(&event).unwrap()).unwrap();
-        assert_eq!(socket["type"], rest["type"], "{event:?}");
-        let mut socket_fields: BTreeSet<&str> = socket
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
-        // REST events sit under their session (§2).
-        socket_fields.remove("session");
-        // §2: REST splits an agent sender into `sender: "agent"` and `agent`.
-        if let EventKind::Message {
-            sender: Sender::Agent(_),
-            ..
-        } = event.kind
-        {
-            socket_fields.insert("agent");
-        }
-        let rest_fields: BTreeSet<&str> = rest
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
-        assert_eq!(
-            rest_fields, socket_fields,
-            "{event:?}\nREST {rest}\nsocket {socket}"
-        );
+/// §2: one encoding. A whole conversation as the REST history gives it is,
+/// object for object, what the sockets sent: the staff's history as the
+/// agent's `history` reply, the customer's as the customer's socket showed
+/// it live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_history_and_sockets_encode_each_event_with_the_same_fields() {
+    let test = TestServer::start(|_| {}).await;
+    let mut agent = test.available_agent("chen.jie").await;
+    let mut customer = test.customer("cust-003").await;
+    customer.hello(json!({})).await;
+    let ack = customer.say(json!({}), "c-1", "Where is my order?").await;
+    let session = common::session_of(&ack);
+    common::accept_offer(&mut agent, &session).await;
+    agent
+        .say(json!({"session": session}), "a-1", "It ships today.")
+        .await;
+    for (kind, summary) in [("wrap_up", "shipped"), ("close", "order shipped")] {
+        let reply = agent
+            .request(json!({"type": kind, "session": session, "summary": summary}))
+            .await;
+        assert_eq!(reply["type"], "ok", "{reply}");
     }
+    let rated = customer
+        .request(json!({"type": "rate", "session": session, "score": 5, "comment": "fast"}))
+        .await;
+    assert_eq!(rated["type"], "ok", "{rated}");
+    agent.expect("rated").await;
+    let rated_on_customer_socket = customer.expect("rated").await;
+
+    let stored = |frames: Vec<Value>| -> Vec<Value> {
+        frames
+            .into_iter()
+            .filter(|frame| {
+                frame["session"] == session.as_str()
+                    && !["ack", "queue_status", "typing"].contains(&frame["type"].as_str().unwrap())
+            })
+            .collect()
+    };
+    agent.take_pending();
+    let done = agent
+        .request(json!({"type": "history", "session": session}))
+        .await;
+    assert_eq!(done["type"], "ok", "{done}");
+    let agent_history = stored(agent.take_pending());
+    let mut on_customer_socket = customer.take_pending();
+    on_customer_socket.push(rated_on_customer_socket);
+    let on_customer_socket = stored(on_customer_socket);
+    let path = format!("/api/v1/sessions/{session}");
+    let staff_rest = test
+        .get_json(&path, &test.token("wang.min", Role::Supervisor))
+        .await;
+    let customer_rest = test
+        .get_json(&path, &test.token("cust-003", Role::Customer))
+        .await;
+
+    assert_eq!(
+        staff_rest["events"],
+        Value::Array(agent_history.clone()),
+        "staff: REST history and the agent's `history`"
+    );
+    let kinds = |events: &[Value]| -> BTreeSet<String> {
+        events
+            .iter()
+            .map(|event| event["type"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        kinds(&agent_history),
+        [
+            "assigned", "closed", "message", "offer", "queued", "rated", "wrap_up"
+        ]
+        .map(String::from)
+        .into(),
+    );
+    assert_eq!(
+        customer_rest["events"],
+        Value::Array(on_customer_socket),
+        "customer: REST history and what the customer's socket showed"
+    );
+    let customer_events = customer_rest["events"].as_array().unwrap();
+    assert!(
+        customer_events
+            .iter()
+            .all(
+                |event| !["offer", "offer_withdrawn"].contains(&event["type"].as_str().unwrap())
+                    && event.get("agent").is_none()
+                    && event.get("group").is_none()
+                    && event.get("summary").is_none()
+            ),
+        "customers see no offers and no agents-only fields: {customer_rest}"
+    );
+    test.server.shutdown().await.unwrap();
 }
 
 #[test]

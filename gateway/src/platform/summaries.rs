@@ -77,7 +77,7 @@ async fn write_job(platform: &Platform, job: &OutboxEntry) -> Result<(), String>
             None
         };
         let payload = serde_json::json!({
-            "session": crate::rest::types::SessionRecord::from(&session),
+            "session": crate::wire::records::SessionRecord::from(&session),
             "summary": summary.as_ref().map(SummaryRecord::from),
         });
         ops.extend(platform.webhooks.outbox_ops(&job.event_type, payload, now));

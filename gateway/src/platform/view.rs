@@ -6,7 +6,7 @@ use engine::store::StoreError;
 
 use super::Platform;
 use super::wire::{CustomerView, InteractionRecord, SummaryRecord, TicketRecord};
-use crate::rest::types::{CustomerRecord, SessionRecord};
+use crate::wire::records::{CustomerRecord, SessionRecord};
 
 /// Interactions in the view (the last 30 days, newest first).
 pub const VIEW_INTERACTIONS: usize = 50;

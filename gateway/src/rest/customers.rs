@@ -18,9 +18,10 @@ use tokio::sync::Mutex;
 use crate::access::Caller;
 use crate::error::{ErrorBody, HttpError};
 use crate::rest::extract::ApiJson;
-use crate::rest::types::{CustomerRecord, IdentityBody, NewCustomer};
+use crate::rest::types::NewCustomer;
 use crate::rest::{invalid_field, require_staff, store_error};
 use crate::state::AppState;
+use crate::wire::records::{CustomerRecord, IdentityBody};
 
 /// Serializes "check the id is free, then write" so that two creates of one
 /// id cannot both succeed (the store's put is an upsert). Process-wide: one

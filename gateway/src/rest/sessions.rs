@@ -23,9 +23,11 @@ use crate::access::Caller;
 use crate::auth::Role;
 use crate::error::{ErrorBody, HttpError};
 use crate::rest::extract::ApiQuery;
-use crate::rest::types::{QueuePlace, SessionDetail, SessionEvent, SessionList, SessionRecord};
+use crate::rest::types::{QueuePlace, SessionDetail, SessionList};
 use crate::rest::{invalid_field, store_error};
 use crate::state::AppState;
+use crate::wire::event::{Viewer, event_frame};
+use crate::wire::records::SessionRecord;
 
 /// Sessions listed when `limit` is not given.
 pub const DEFAULT_LIMIT: usize = 100;
@@ -136,11 +138,13 @@ pub async fn get_session(
         false => None,
     };
     let events = state.switchboard.history(id, 0).await?;
-    let customer_view = caller.role() == Role::Customer;
+    let viewer = match caller.role() {
+        Role::Customer => Viewer::Customer,
+        Role::Agent | Role::Supervisor | Role::Admin => Viewer::Staff,
+    };
     let events = events
         .iter()
-        .filter_map(SessionEvent::from_event)
-        .filter(|event| !customer_view || event.is_for_customers())
+        .filter_map(|event| event_frame(event, viewer))
         .collect();
     Ok(Json(SessionDetail {
         session: SessionRecord::from(&session),
