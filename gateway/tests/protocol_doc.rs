@@ -37,7 +37,10 @@ const PROTOCOL: &str = include_str!("../../PROTOCOL.md");
 /// each documented code up in all of them.
 const SOURCES: [(&str, &str); 14] = [
     ("gateway/src/error.rs", include_str!("../src/error.rs")),
-    ("gateway/src/access.rs", include_str!("../src/access.rs")),
+    (
+        "gateway/src/access/mod.rs",
+        include_str!("../src/access/mod.rs"),
+    ),
     (
         "gateway/src/listener.rs",
         include_str!("../src/listener.rs"),
@@ -63,15 +66,15 @@ const SOURCES: [(&str, &str); 14] = [
         "gateway/src/ws/replies.rs",
         include_str!("../src/ws/replies.rs"),
     ),
-    ("gateway/src/ws/rate.rs", include_str!("../src/ws/rate.rs")),
+    ("gateway/src/rate.rs", include_str!("../src/rate.rs")),
     (
         "actors/src/error.rs",
         include_str!("../../actors/src/error.rs"),
     ),
     ("gateway/src/auth.rs", include_str!("../src/auth.rs")),
     (
-        "gateway/src/platform/access.rs",
-        include_str!("../src/platform/access.rs"),
+        "gateway/src/access/customers.rs",
+        include_str!("../src/access/customers.rs"),
     ),
     (
         "gateway/src/platform/tickets.rs",
@@ -86,7 +89,7 @@ const WS_SOURCES: [&str; 6] = [
     include_str!("../src/ws/customer.rs"),
     include_str!("../src/ws/agent.rs"),
     include_str!("../src/ws/replies.rs"),
-    include_str!("../src/ws/rate.rs"),
+    include_str!("../src/rate.rs"),
 ];
 
 /// Error codes that mean the parser refused a client frame.
@@ -387,7 +390,7 @@ fn the_error_tables_list_exactly_the_codes_the_code_produces() {
     let error_rs = source("gateway/src/error.rs");
     let classify_at = error_rs.find("pub fn classify").unwrap();
     upgrade_codes.extend(http_error_codes(&error_rs[..classify_at]));
-    let access = source("gateway/src/access.rs");
+    let access = source("gateway/src/access/mod.rs");
     upgrade_codes.extend(http_error_codes(function_body(
         access,
         "pub async fn agent_profile",
@@ -416,7 +419,7 @@ fn the_error_tables_list_exactly_the_codes_the_code_produces() {
     );
 
     // What `watch_ticket` may answer: the ticket checks of the data platform.
-    let platform_access = source("gateway/src/platform/access.rs");
+    let platform_access = source("gateway/src/access/customers.rs");
     let mut ticket_codes =
         http_error_codes(function_body(platform_access, "fn unknown_ticket", "\n}\n"));
     ticket_codes.extend(http_error_codes(function_body(
@@ -445,7 +448,7 @@ fn the_error_tables_list_exactly_the_codes_the_code_produces() {
     for code in http_error_codes(access) {
         assert!(
             frame_table.contains(&code) || upgrade_table.contains(&code),
-            "PROTOCOL.md does not document `{code}` (gateway/src/access.rs)"
+            "PROTOCOL.md does not document `{code}` (gateway/src/access/mod.rs)"
         );
     }
 
@@ -1026,7 +1029,7 @@ fn the_inbound_table_gives_the_statuses_of_the_openapi_document() {
             let quoted = format!("\"{code}\"");
             let produced = SOURCES.iter().any(|(_, text)| text.contains(&quoted))
                 || [
-                    include_str!("../src/rest/extract.rs"),
+                    include_str!("../src/extract.rs"),
                     include_str!("../src/middleware.rs"),
                 ]
                 .iter()

@@ -24,9 +24,8 @@ use utoipa::ToSchema;
 
 use crate::access::Caller;
 use crate::auth::Role;
-use crate::error::{ErrorBody, HttpError};
+use crate::error::{ErrorBody, HttpError, store_error};
 use crate::rest::sessions::parse_session_id;
-use crate::rest::store_error;
 use crate::rest::types::PresenceRecord;
 use crate::state::AppState;
 use crate::wire::event::{EventFrame, Viewer, event_frame};

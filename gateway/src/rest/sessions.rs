@@ -21,10 +21,9 @@ use utoipa::IntoParams;
 
 use crate::access::Caller;
 use crate::auth::Role;
-use crate::error::{ErrorBody, HttpError};
-use crate::rest::extract::ApiQuery;
+use crate::error::{ErrorBody, HttpError, invalid_field, store_error};
+use crate::extract::ApiQuery;
 use crate::rest::types::{QueuePlace, SessionDetail, SessionList};
-use crate::rest::{invalid_field, store_error};
 use crate::state::AppState;
 use crate::wire::event::{Viewer, event_frame};
 use crate::wire::records::SessionRecord;

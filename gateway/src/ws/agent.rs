@@ -506,12 +506,12 @@ impl AgentHandler {
         let id = TicketId::new(on.ticket_id);
         let checked = async {
             let ticket = platform.load_ticket(&id).await?;
-            crate::platform::access::check_ticket(&self.caller, &self.state, &ticket).await?;
+            crate::access::customers::check_ticket(&self.caller, &self.state, &ticket).await?;
             let events = platform
                 .store
-                .ticket_events(&id, 0, crate::rest::tickets::MAX_EVENTS)
+                .ticket_events(&id, 0, crate::platform::tickets::MAX_EVENTS)
                 .await
-                .map_err(crate::rest::store_error)?;
+                .map_err(crate::error::store_error)?;
             Ok::<_, crate::error::HttpError>((ticket, events))
         };
         let (ticket, events) = match checked.await {

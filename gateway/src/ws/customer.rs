@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::access::Caller;
 use crate::error::HttpError;
-use crate::rest::extract::ApiQuery;
+use crate::extract::ApiQuery;
 use crate::state::AppState;
 use crate::wire::WireSession;
 use crate::wire::event::{Viewer, event_frame};
