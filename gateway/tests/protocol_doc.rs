@@ -1003,6 +1003,74 @@ async fn rest_history_and_sockets_encode_each_event_with_the_same_fields() {
     test.server.shutdown().await.unwrap();
 }
 
+/// Every `format: date-time` in `value`, by the path that leads to it.
+fn date_time_paths(value: &Value, path: String, found: &mut Vec<String>) {
+    match value {
+        Value::Object(object) => {
+            if object.get("format") == Some(&json!("date-time")) {
+                found.push(path.clone());
+            }
+            for (key, inner) in object {
+                date_time_paths(inner, format!("{path}/{key}"), found);
+            }
+        }
+        Value::Array(items) => {
+            for (idx, inner) in items.iter().enumerate() {
+                date_time_paths(inner, format!("{path}/{idx}"), found);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// §2 in the OpenAPI document: REST session events are the socket's event
+/// frames, and the API sends no time but as integer milliseconds.
+#[test]
+fn the_openapi_document_gives_events_and_times_as_section_2_does() {
+    let (_, openapi) = gateway::rest::api_router().split_for_parts();
+    let openapi = serde_json::to_value(openapi).unwrap();
+    let schemas = &openapi["components"]["schemas"];
+    for detail in ["SessionDetail", "SessionDiagnostics"] {
+        assert_eq!(
+            schemas[detail]["properties"]["events"]["items"]["$ref"],
+            "#/components/schemas/EventFrame",
+            "{detail}: {}",
+            schemas[detail]
+        );
+    }
+    assert_eq!(
+        (&schemas["Time"]["type"], &schemas["Time"]["format"]),
+        (&json!("integer"), &json!("int64")),
+        "{}",
+        schemas["Time"]
+    );
+    let event = format!("{}{}", schemas["EventFrame"], schemas["EventBody"]);
+    for part in [
+        r##""at":{"$ref":"#/components/schemas/Time""##,
+        "agent:chen.jie",
+        "offer_withdrawn",
+    ] {
+        assert!(event.contains(part), "{part} in {event}");
+    }
+    // Every schema a `$ref` names is in the document.
+    let text = openapi.to_string();
+    for reference in text.split(r##""$ref":"#/components/schemas/"##).skip(1) {
+        let name = reference.split('"').next().unwrap();
+        assert!(
+            schemas.get(name).is_some(),
+            "`{name}` is referred to but not defined"
+        );
+    }
+    let mut found = Vec::new();
+    date_time_paths(&openapi, String::new(), &mut found);
+    assert!(
+        found
+            .iter()
+            .all(|path| path.contains("InboundMessage") || path.contains("inbound")),
+        "only the channel envelope's `timestamp` (a time clients send) is RFC 3339: {found:?}"
+    );
+}
+
 #[test]
 fn the_inbound_table_gives_the_statuses_of_the_openapi_document() {
     let (_, openapi) = gateway::rest::api_router().split_for_parts();

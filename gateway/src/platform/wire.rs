@@ -2,7 +2,6 @@
 //! hits and suggestions, in the conventions of [`crate::wire`]: session ids
 //! as decimal strings, times in ms since the Unix epoch, authors as senders.
 
-use engine::Millis;
 use engine::kb::{Article, SearchHit};
 use engine::store::Interaction;
 use engine::summary::SessionSummary;
@@ -11,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::wire::records::{CustomerRecord, SessionRecord};
-use crate::wire::sender;
+use crate::wire::{Time, sender};
 
 /// The serde name of a unit variant (`"high"`).
 fn wire_name(value: &impl Serialize) -> String {
@@ -49,9 +48,9 @@ pub struct TicketRecord {
     /// `customer`, `agent:<id>` or `system`.
     pub created_by: String,
     /// When it was opened.
-    pub created_at: Millis,
+    pub created_at: Time,
     /// When it last changed.
-    pub updated_at: Millis,
+    pub updated_at: Time,
     /// The `seq` of the newest history entry.
     pub last_seq: u64,
 }
@@ -70,8 +69,8 @@ impl From<&Ticket> for TicketRecord {
             tags: ticket.tags.clone(),
             sessions: ticket.sessions.iter().map(ToString::to_string).collect(),
             created_by: sender(&ticket.created_by),
-            created_at: ticket.created_at,
-            updated_at: ticket.updated_at,
+            created_at: Time(ticket.created_at),
+            updated_at: Time(ticket.updated_at),
             last_seq: ticket.last_seq,
         }
     }
@@ -83,7 +82,7 @@ pub struct TicketEventRecord {
     /// From 1, one per change.
     pub seq: u64,
     /// When it happened.
-    pub at: Millis,
+    pub at: Time,
     /// `customer`, `agent:<id>` or `system`.
     pub author: String,
     /// What changed: `{"kind":"status","from":"open","to":"solved"}`,
@@ -101,7 +100,7 @@ impl From<&TicketEvent> for TicketEventRecord {
         }
         TicketEventRecord {
             seq: event.seq,
-            at: event.at,
+            at: Time(event.at),
             author: sender(&event.author),
             change,
         }
@@ -131,7 +130,7 @@ pub fn ticket_notice(ticket: &Ticket, events: &[TicketEvent]) -> serde_json::Val
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct InteractionRecord {
     /// When it happened.
-    pub at: Millis,
+    pub at: Time,
     /// Decimal session id.
     pub session_id: String,
     /// The channel it was on.
@@ -143,7 +142,7 @@ pub struct InteractionRecord {
 impl From<&Interaction> for InteractionRecord {
     fn from(row: &Interaction) -> Self {
         InteractionRecord {
-            at: row.at,
+            at: Time(row.at),
             session_id: row.session_id.to_string(),
             channel: row.channel.to_string(),
             summary: row.summary.clone(),
@@ -165,7 +164,7 @@ pub struct SummaryRecord {
     /// Which summarizer wrote it.
     pub summarizer: String,
     /// When it was opened.
-    pub created_at: Millis,
+    pub created_at: Time,
 }
 
 impl From<&SessionSummary> for SummaryRecord {
@@ -176,7 +175,7 @@ impl From<&SessionSummary> for SummaryRecord {
             topics: summary.topics.clone(),
             outcome: summary.outcome.as_str().to_owned(),
             summarizer: summary.summarizer.clone(),
-            created_at: summary.created_at,
+            created_at: Time(summary.created_at),
         }
     }
 }
@@ -215,7 +214,7 @@ pub struct ArticleRecord {
     /// Set by the server.
     #[serde(default, skip_deserializing)]
     #[schema(read_only)]
-    pub updated_at: Millis,
+    pub updated_at: Time,
 }
 
 impl From<&Article> for ArticleRecord {
@@ -226,7 +225,7 @@ impl From<&Article> for ArticleRecord {
             title: article.title.clone(),
             body: article.body.clone(),
             tags: article.tags.clone(),
-            updated_at: article.updated_at,
+            updated_at: Time(article.updated_at),
         }
     }
 }

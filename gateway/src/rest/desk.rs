@@ -28,6 +28,7 @@ use crate::error::{ErrorBody, HttpError, store_error};
 use crate::rest::sessions::parse_session_id;
 use crate::rest::types::PresenceRecord;
 use crate::state::AppState;
+use crate::wire::Time;
 use crate::wire::event::{EventFrame, Viewer, event_frame};
 use crate::wire::records::SessionRecord;
 
@@ -35,7 +36,7 @@ use crate::wire::records::SessionRecord;
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Wallboard {
     /// When it was read.
-    pub at: engine::Millis,
+    pub at: Time,
     /// The caller's groups (every group for admins).
     pub groups: Vec<WallboardGroup>,
     /// The members of those groups.
@@ -199,7 +200,7 @@ pub async fn wallboard(
         });
     }
     Ok(Json(Wallboard {
-        at: engine::now_millis(),
+        at: Time(engine::now_millis()),
         groups: board_groups,
         agents: board_agents,
     }))
@@ -239,7 +240,7 @@ pub struct RoutingDecision {
     /// The rules are evaluated now, with the rules in force and the
     /// customer's profile now; the groups the session actually waited in are
     /// the `queued` events.
-    pub evaluated_at: engine::Millis,
+    pub evaluated_at: Time,
 }
 
 /// One step of a routing plan.
@@ -369,7 +370,7 @@ pub async fn diagnostics(
             rules_file,
             steps,
             inputs,
-            evaluated_at: engine::now_millis(),
+            evaluated_at: Time(engine::now_millis()),
         },
     }))
 }

@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 
 use actors::agent::AgentView;
 use actors::group::{GroupView, QueueStatus};
-use engine::Millis;
 use engine::agent::Agent;
 use engine::group::SkillGroup;
 use engine::presence::Presence;
@@ -15,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::auth::Role;
+use crate::wire::Time;
 use crate::wire::event::EventFrame;
 use crate::wire::records::{IdentityBody, SessionRecord};
 
@@ -38,7 +38,7 @@ pub struct VisitorToken {
     /// A customer token: `Authorization: Bearer <token>` or `?token=`.
     pub token: String,
     /// When the token expires.
-    pub expires_at: Millis,
+    pub expires_at: Time,
 }
 
 /// Who the caller is, from their token.
@@ -49,7 +49,7 @@ pub struct Me {
     /// What the caller may do.
     pub role: Role,
     /// When the token expires.
-    pub expires_at: Millis,
+    pub expires_at: Time,
     /// The agent profile, for agent and supervisor tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<AgentProfile>,
@@ -197,14 +197,14 @@ pub struct PresenceRecord {
     pub reason: Option<String>,
     /// When wrap-up ends by itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub until: Option<Millis>,
+    pub until: Option<Time>,
 }
 
 impl From<&Presence> for PresenceRecord {
     fn from(presence: &Presence) -> PresenceRecord {
         let (reason, until) = match presence {
             Presence::Away { reason } => (Some(reason.clone()), None),
-            Presence::WrapUp { until } => (None, Some(*until)),
+            Presence::WrapUp { until } => (None, Some(Time(*until))),
             _ => (None, None),
         };
         PresenceRecord {
@@ -289,7 +289,7 @@ pub struct WaitingSession {
     /// Higher is served first.
     pub priority: i32,
     /// When it first queued (its place in line).
-    pub queued_at: Millis,
+    pub queued_at: Time,
     /// The agent it is offered to right now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offered_to: Option<String>,
@@ -317,7 +317,7 @@ impl From<&GroupView> for QueueRecord {
                     |(session, priority, queued_at, offered_to)| WaitingSession {
                         session_id: session.to_string(),
                         priority: *priority,
-                        queued_at: *queued_at,
+                        queued_at: Time(*queued_at),
                         offered_to: offered_to.as_ref().map(ToString::to_string),
                     },
                 )

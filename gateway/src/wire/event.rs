@@ -13,7 +13,7 @@ use serde::ser::{Error as _, SerializeMap};
 use serde::{Deserialize, Serialize, Serializer};
 use utoipa::ToSchema;
 
-use super::{Millis, WireSession, sender};
+use super::{Time, WireSession, sender};
 
 /// One session event as every client sees it.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -28,7 +28,7 @@ pub struct EventFrame {
     /// has seen.
     pub seq: u64,
     /// When the engine recorded it (ms since the Unix epoch).
-    pub at: Millis,
+    pub at: Time,
 }
 
 /// What happened, tagged by `type`. A field marked "agents only" is absent
@@ -66,7 +66,7 @@ pub enum EventBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         customer: Option<OfferCustomer>,
         /// Accept by this time (ms since the Unix epoch).
-        deadline: Millis,
+        deadline: Time,
         /// The queue's group; live and in a `hello` replay on the agent socket.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         group: Option<String>,
@@ -167,7 +167,7 @@ pub fn event_frame(event: &Event, viewer: Viewer) -> Option<EventFrame> {
                 agent: agent.to_string(),
                 channel: None,
                 customer: None,
-                deadline: *deadline,
+                deadline: Time(*deadline),
                 group: None,
             }
         }
@@ -207,7 +207,7 @@ pub fn event_frame(event: &Event, viewer: Viewer) -> Option<EventFrame> {
         body,
         session: WireSession(event.session),
         seq: event.seq,
-        at: event.at,
+        at: Time(event.at),
     })
 }
 

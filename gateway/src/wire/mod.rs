@@ -5,7 +5,7 @@
 //! - session ids are decimal **strings** ([`WireSession`]): they exceed 2^53,
 //!   past which JavaScript numbers lose digits;
 //! - times are integer **milliseconds since the Unix epoch** (UTC, the
-//!   server's clock) ([`Millis`]); a time the engine does not know is absent;
+//!   server's clock) ([`Time`]); a time the engine does not know is absent;
 //! - whoever wrote something is one string ([`sender`]): `customer`,
 //!   `agent:<agent id>` or `system`;
 //! - a session event is one object, [`event::EventFrame`], whose `type` names
@@ -21,7 +21,6 @@
 pub mod event;
 pub mod records;
 
-pub use engine::Millis;
 use engine::ids::SessionId;
 use engine::store::Sender;
 use serde::{Deserialize, Serialize, Serializer};
@@ -47,9 +46,22 @@ impl<'de> Deserialize<'de> for WireSession {
     }
 }
 
-/// Unix seconds (token claims) as the wire's milliseconds.
-pub fn millis_from_secs(secs: i64) -> Millis {
-    secs.saturating_mul(1000)
+/// A time on the wire: integer milliseconds since the Unix epoch (UTC). It
+/// is the engine's own [`engine::Millis`], so nothing is rounded or reformatted on
+/// the way (spelled `i64` here: the OpenAPI derive does not see through the
+/// alias).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
+#[serde(transparent)]
+#[schema(example = 1_795_514_724_169_i64)]
+pub struct Time(pub i64);
+
+impl Time {
+    /// Unix seconds (token claims) as a time.
+    pub fn from_secs(secs: i64) -> Time {
+        Time(secs.saturating_mul(1000))
+    }
 }
 
 /// `customer`, `agent:<id>` or `system`: who wrote a message, who is typing,

@@ -8,7 +8,7 @@ use engine::session::{Session, SessionTimes};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::Millis;
+use super::Time;
 
 /// One channel identity of a customer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -52,7 +52,7 @@ pub struct CustomerRecord {
     pub last_agent: Option<String>,
     /// When the profile was created; absent for profiles loaded without a date.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub created_at: Option<Millis>,
+    pub created_at: Option<Time>,
 }
 
 impl From<&Customer> for CustomerRecord {
@@ -65,7 +65,7 @@ impl From<&Customer> for CustomerRecord {
             language: customer.language.clone(),
             identities: customer.identities.iter().map(IdentityBody::from).collect(),
             last_agent: customer.last_agent.as_ref().map(ToString::to_string),
-            created_at: (customer.created_at != 0).then_some(customer.created_at),
+            created_at: (customer.created_at != 0).then_some(Time(customer.created_at)),
         }
     }
 }
@@ -75,37 +75,37 @@ impl From<&Customer> for CustomerRecord {
 pub struct SessionTimesRecord {
     /// First message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub created: Option<Millis>,
+    pub created: Option<Time>,
     /// First queued.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub queued: Option<Millis>,
+    pub queued: Option<Time>,
     /// First offered to an agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub offered: Option<Millis>,
+    pub offered: Option<Time>,
     /// First accepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub answered: Option<Millis>,
+    pub answered: Option<Time>,
     /// First agent message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub first_response: Option<Millis>,
+    pub first_response: Option<Time>,
     /// Entered wrap-up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub wrap_up: Option<Millis>,
+    pub wrap_up: Option<Time>,
     /// Closed or abandoned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub closed: Option<Millis>,
+    pub closed: Option<Time>,
 }
 
 impl From<&SessionTimes> for SessionTimesRecord {
     fn from(times: &SessionTimes) -> SessionTimesRecord {
         SessionTimesRecord {
-            created: times.created,
-            queued: times.queued,
-            offered: times.offered,
-            answered: times.answered,
-            first_response: times.first_response,
-            wrap_up: times.wrap_up,
-            closed: times.closed,
+            created: times.created.map(Time),
+            queued: times.queued.map(Time),
+            offered: times.offered.map(Time),
+            answered: times.answered.map(Time),
+            first_response: times.first_response.map(Time),
+            wrap_up: times.wrap_up.map(Time),
+            closed: times.closed.map(Time),
         }
     }
 }
