@@ -168,6 +168,10 @@ fn examples() -> Vec<Example> {
                     line: first_line,
                 });
             }
+            // Checked by `the_rest_history_example_holds_the_socket_examples`.
+            ["json", "rest", name] => {
+                endpoint(name, first_line);
+            }
             ["json", "http"] => examples.push(Example::Http {
                 text,
                 line: first_line,
@@ -1001,6 +1005,63 @@ async fn rest_history_and_sockets_encode_each_event_with_the_same_fields() {
         "customers see no offers and no agents-only fields: {customer_rest}"
     );
     test.server.shutdown().await.unwrap();
+}
+
+/// The bodies of the code blocks marked `marking`, with their first line.
+fn blocks_marked(marking: &str) -> Vec<(usize, Value)> {
+    let mut blocks = Vec::new();
+    let mut lines = PROTOCOL.lines().enumerate();
+    while let Some((index, line)) = lines.next() {
+        if line.trim() != format!("```{marking}") {
+            continue;
+        }
+        let body: Vec<&str> = lines
+            .by_ref()
+            .map(|(_, line)| line.trim())
+            .take_while(|line| !line.starts_with("```"))
+            .collect();
+        let text = body.join("\n");
+        let value = serde_json::from_str(&text)
+            .unwrap_or_else(|err| panic!("PROTOCOL.md:{}: not JSON: {err}", index + 2));
+        blocks.push((index + 2, value));
+    }
+    blocks
+}
+
+/// §2: the REST history example holds the same objects as the socket examples.
+#[test]
+fn the_rest_history_example_holds_the_socket_examples() {
+    let on_socket: Vec<Value> = blocks_marked("json server customer")
+        .into_iter()
+        .map(|(_, frame)| frame)
+        .collect();
+    let rest = blocks_marked("json rest customer");
+    assert!(!rest.is_empty(), "PROTOCOL.md has a REST history example");
+    for (line, detail) in rest {
+        let events = detail["events"].as_array().expect("`events`");
+        assert!(events.len() >= 5, "PROTOCOL.md:{line}: too few events");
+        for event in events {
+            assert!(
+                on_socket.contains(event),
+                "PROTOCOL.md:{line}: {event} is not a `json server customer` example"
+            );
+        }
+        let record = &detail["session"];
+        assert!(
+            record["id"].is_string(),
+            "PROTOCOL.md:{line}: ids are strings"
+        );
+        assert!(
+            record["times"]["created"].is_i64(),
+            "PROTOCOL.md:{line}: times are ms"
+        );
+        for hidden in ["agent", "group", "summary"] {
+            assert!(
+                record.get(hidden).is_none(),
+                "PROTOCOL.md:{line}: customers see no `{hidden}`"
+            );
+        }
+    }
 }
 
 /// Every `format: date-time` in `value`, by the path that leads to it.

@@ -6,6 +6,7 @@ use engine::store::StoreError;
 
 use super::Platform;
 use super::wire::{CustomerView, InteractionRecord, SummaryRecord, TicketRecord};
+use crate::wire::event::Viewer;
 use crate::wire::records::{CustomerRecord, SessionRecord};
 
 /// Interactions in the view (the last 30 days, newest first).
@@ -40,7 +41,10 @@ pub async fn customer_view(
     Ok(Some(CustomerView {
         customer: CustomerRecord::from(&profile),
         interactions: interactions.iter().map(InteractionRecord::from).collect(),
-        sessions: sessions.iter().map(SessionRecord::from).collect(),
+        sessions: sessions
+            .iter()
+            .map(|session| SessionRecord::new(session, Viewer::Staff))
+            .collect(),
         tickets: tickets.iter().map(TicketRecord::from).collect(),
         last_summary,
     }))

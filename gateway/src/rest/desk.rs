@@ -363,7 +363,7 @@ pub async fn diagnostics(
         ("message".to_string(), contact.message.clone()),
     ]);
     Ok(Json(SessionDiagnostics {
-        session: SessionRecord::from(&session),
+        session: SessionRecord::new(&session, Viewer::Staff),
         events,
         routing: RoutingDecision {
             rule,

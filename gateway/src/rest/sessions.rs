@@ -84,7 +84,7 @@ pub async fn list_sessions(
             .sessions_of_customer(&me, limit + 1)
             .await
             .map_err(store_error)?;
-        return Ok(Json(page(sessions, limit)));
+        return Ok(Json(page(sessions, limit, Viewer::Customer)));
     }
     let profile = crate::rest::require_staff(&caller, &state).await?;
     let candidates = match &query.customer {
@@ -104,7 +104,7 @@ pub async fn list_sessions(
         .filter(|session| caller.may_read(profile.as_ref(), session))
         .take(limit + 1)
         .collect();
-    Ok(Json(page(visible, limit)))
+    Ok(Json(page(visible, limit, Viewer::Staff)))
 }
 
 /// One session with its messages and state changes, in `seq` order, and
@@ -146,7 +146,7 @@ pub async fn get_session(
         .filter_map(|event| event_frame(event, viewer))
         .collect();
     Ok(Json(SessionDetail {
-        session: SessionRecord::from(&session),
+        session: SessionRecord::new(&session, viewer),
         queue: queue.as_ref().map(QueuePlace::from),
         events,
     }))
@@ -164,11 +164,14 @@ pub(crate) fn parse_session_id(text: &str) -> Result<SessionId, HttpError> {
 }
 
 /// At most `limit` of `sessions`, saying whether there were more.
-fn page(mut sessions: Vec<Session>, limit: usize) -> SessionList {
+fn page(mut sessions: Vec<Session>, limit: usize, viewer: Viewer) -> SessionList {
     let truncated = sessions.len() > limit;
     sessions.truncate(limit);
     SessionList {
-        sessions: sessions.iter().map(SessionRecord::from).collect(),
+        sessions: sessions
+            .iter()
+            .map(|session| SessionRecord::new(session, viewer))
+            .collect(),
         truncated,
     }
 }

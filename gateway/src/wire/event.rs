@@ -130,10 +130,11 @@ pub struct OfferCustomer {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Viewer {
     /// The customer sees what happened in their conversation, not how the
-    /// contact centre routed it: no `offer` or `offer_withdrawn`, and none
-    /// of the fields marked "agents only" (`queued.group`, `assigned.agent`,
-    /// `transferred.from`, `closed.summary`). Senders keep their agent id
-    /// (`agent:<id>`), as ticket authors do.
+    /// contact centre routed it: no `offer` or `offer_withdrawn`, none of
+    /// the fields marked "agents only" (`queued.group`, `assigned.agent`,
+    /// `transferred.from`, `closed.summary`), and in a session record no
+    /// `group`, `agent` or `summary` ([`super::records::SessionRecord::new`]).
+    /// Senders keep their agent id (`agent:<id>`), as ticket authors do.
     Customer,
     /// Agents, supervisors and admins: everything.
     Staff,

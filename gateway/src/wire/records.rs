@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::Time;
+use super::event::Viewer;
 
 /// One channel identity of a customer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -144,19 +145,30 @@ pub struct SessionRecord {
     pub rating: Option<u8>,
 }
 
-impl From<&Session> for SessionRecord {
-    fn from(session: &Session) -> SessionRecord {
+impl SessionRecord {
+    /// The record of `session` as `viewer` may see it: customers get no
+    /// `group`, `agent` or `summary` (the rule of [`Viewer::Customer`]).
+    pub fn new(session: &Session, viewer: Viewer) -> SessionRecord {
+        let staff = viewer == Viewer::Staff;
         SessionRecord {
             id: session.id.to_string(),
             customer_id: session.customer_id.to_string(),
             channel: session.channel.to_string(),
             state: session.state.as_str().to_string(),
-            group: session.group.as_ref().map(ToString::to_string),
-            agent: session.agent.as_ref().map(ToString::to_string),
+            group: session
+                .group
+                .as_ref()
+                .filter(|_| staff)
+                .map(ToString::to_string),
+            agent: session
+                .agent
+                .as_ref()
+                .filter(|_| staff)
+                .map(ToString::to_string),
             times: SessionTimesRecord::from(&session.times),
             last_seq: session.last_seq,
             transfers: session.transfers,
-            summary: session.summary.clone(),
+            summary: session.summary.clone().filter(|_| staff),
             rating: session.rating,
         }
     }

@@ -182,13 +182,17 @@ async fn sessions_are_listed_and_read_by_who_may_see_them() {
         assert_eq!(status, StatusCode::OK, "{sub}: {body}");
         let session = &body["session"];
         assert_eq!(session["id"], assigned.as_str(), "ids are strings");
+        // Customers see no routing: no group, no agent id (PROTOCOL.md §2).
+        let staff = role != Role::Customer;
         assert_eq!(
             (session["state"].as_str(), session["agent"].as_str()),
-            (Some("assigned"), Some("li.na"))
+            (Some("assigned"), staff.then_some("li.na")),
+            "{sub}"
         );
         assert_eq!(
             (session["group"].as_str(), session["channel"].as_str()),
-            (Some("gold_service"), Some("web"))
+            (staff.then_some("gold_service"), Some("web")),
+            "{sub}"
         );
         assert!(
             session["times"]["answered"].as_i64().unwrap() > 1_700_000_000_000,
