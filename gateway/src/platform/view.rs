@@ -16,10 +16,12 @@ pub const VIEW_SESSIONS: usize = 10;
 /// Tickets in the view.
 pub const VIEW_TICKETS: usize = 20;
 
-/// The view of `customer`, or `None` if there is no such customer.
+/// The view of `customer` as `viewer` may see it (their session records
+/// follow [`Viewer`]), or `None` if there is no such customer.
 pub async fn customer_view(
     platform: &Platform,
     customer: &CustomerId,
+    viewer: Viewer,
 ) -> Result<Option<CustomerView>, StoreError> {
     let store = &platform.store;
     let Some(profile) = store.get_customer(customer).await? else {
@@ -43,7 +45,7 @@ pub async fn customer_view(
         interactions: interactions.iter().map(InteractionRecord::from).collect(),
         sessions: sessions
             .iter()
-            .map(|session| SessionRecord::new(session, Viewer::Staff))
+            .map(|session| SessionRecord::new(session, viewer))
             .collect(),
         tickets: tickets.iter().map(TicketRecord::from).collect(),
         last_summary,

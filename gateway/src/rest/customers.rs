@@ -21,6 +21,7 @@ use crate::extract::ApiJson;
 use crate::rest::require_staff;
 use crate::rest::types::NewCustomer;
 use crate::state::AppState;
+use crate::wire::event::Viewer;
 use crate::wire::records::{CustomerRecord, IdentityBody};
 
 /// Serializes "check the id is free, then write" so that two creates of one
@@ -99,7 +100,11 @@ pub async fn get_customer_view(
 ) -> Result<Json<crate::platform::wire::CustomerView>, HttpError> {
     let id = CustomerId::new(id);
     crate::access::customers::check_customer(&caller, &state, &id).await?;
-    let view = crate::platform::view::customer_view(&state.platform, &id)
+    let viewer = match caller.customer_id() {
+        Some(_) => Viewer::Customer,
+        None => Viewer::Staff,
+    };
+    let view = crate::platform::view::customer_view(&state.platform, &id, viewer)
         .await
         .map_err(store_error)?;
     view.map(Json).ok_or_else(|| {

@@ -556,7 +556,12 @@ impl AgentHandler {
                 let session = platform.store.get_session(session).await?;
                 match session {
                     Some(session) => {
-                        crate::platform::view::customer_view(&platform, &session.customer_id).await
+                        crate::platform::view::customer_view(
+                            &platform,
+                            &session.customer_id,
+                            Viewer::Staff,
+                        )
+                        .await
                     }
                     None => Ok(None),
                 }
