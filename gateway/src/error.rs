@@ -6,6 +6,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use store::StoreError;
 
 use crate::auth::TokenError;
 
@@ -105,4 +106,23 @@ pub fn classify(err: &ApiError) -> (StatusCode, &'static str) {
         _ => StatusCode::SERVICE_UNAVAILABLE,
     };
     (status, code)
+}
+
+/// A store read failed: `503 store_unavailable`.
+pub fn store_error(err: StoreError) -> HttpError {
+    HttpError::from(actors::ApiError::from(err))
+}
+
+/// `400 invalid` naming `field`, with `details.field`.
+pub fn invalid_field(field: &str, reason: impl std::fmt::Display) -> HttpError {
+    HttpError::bad_request(format!("invalid `{field}`: {reason}"))
+        .with_details(serde_json::json!({ "field": field }))
+}
+
+/// An engine validation error as `400 invalid` naming its field.
+pub fn engine_invalid(err: engine::EngineError) -> HttpError {
+    match err {
+        engine::EngineError::Invalid { field, reason } => invalid_field(field, reason),
+        other => HttpError::bad_request(other.to_string()),
+    }
 }

@@ -169,8 +169,8 @@ pub fn admin_router(state: AppState) -> Router {
     Router::new()
         .route("/metrics", get(render))
         // Probes can use this listener: it is not full when the public one is.
-        .route("/healthz", get(crate::server::healthz))
-        .route("/readyz", get(crate::server::readyz))
+        .route("/healthz", get(crate::health::healthz))
+        .route("/readyz", get(crate::health::readyz))
         .with_state(state)
 }
 

@@ -10,9 +10,7 @@ use std::time::Duration;
 use actors::Switchboard;
 use anyhow::{Context, Result};
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use engine::channel::ChannelRegistry;
 use engine::routing::RuleSet;
@@ -47,8 +45,8 @@ pub fn router(state: AppState) -> Router {
         .route("/ws/customer", get(crate::ws::customer::upgrade))
         .route("/ws/agent", get(crate::ws::agent::upgrade));
     crate::middleware::layer(routes, &state.config)
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+        .route("/healthz", get(crate::health::healthz))
+        .route("/readyz", get(crate::health::readyz))
         .layer(DefaultBodyLimit::max(
             state.config.limits.max_http_body_bytes,
         ))
@@ -57,36 +55,6 @@ pub fn router(state: AppState) -> Router {
 
 /// Connections the admin listener (`/metrics`, health) holds at once.
 const ADMIN_MAX_CONNECTIONS: usize = 64;
-
-/// Alive: the process answers.
-pub(crate) async fn healthz() -> &'static str {
-    "ok"
-}
-
-/// Ready: the engine answers, the server is not shutting down and the
-/// public listener is below its connection cap.
-pub(crate) async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    if !state.is_ready() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down".to_string());
-    }
-    if state.gauge.open() >= state.gauge.cap() {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "at the connection cap".to_string(),
-        );
-    }
-    match tokio::time::timeout(Duration::from_secs(2), state.switchboard.stats()).await {
-        Ok(Ok(stats)) => (
-            StatusCode::OK,
-            format!("ready: {} open sessions", stats.n_open_sessions),
-        ),
-        Ok(Err(err)) => (StatusCode::SERVICE_UNAVAILABLE, format!("engine: {err}")),
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "engine did not answer within 2 s".into(),
-        ),
-    }
-}
 
 /// A running server.
 pub struct Server {

@@ -11,7 +11,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::TokenSigner;
 use crate::config::Config;
 use crate::listener::ConnectionGauge;
-use crate::ws::rate::{RateLimiter, Verdict};
+use crate::rate::{RateLimiter, Verdict};
 
 /// Cheap to clone: one `Arc`.
 #[derive(Clone)]

@@ -25,8 +25,9 @@ use engine::ids::{AgentId, GroupId, SessionId};
 use engine::message::Sender;
 use gateway::Config;
 use gateway::auth::Role;
-use gateway::rest::types::SessionEvent;
-use gateway::ws::frames::{Reply, Viewer, WireSession, event_frame};
+use gateway::wire::WireSession;
+use gateway::wire::event::{Viewer, event_frame};
+use gateway::ws::frames::Reply;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -36,7 +37,10 @@ const PROTOCOL: &str = include_str!("../../PROTOCOL.md");
 /// each documented code up in all of them.
 const SOURCES: [(&str, &str); 14] = [
     ("gateway/src/error.rs", include_str!("../src/error.rs")),
-    ("gateway/src/access.rs", include_str!("../src/access.rs")),
+    (
+        "gateway/src/access/mod.rs",
+        include_str!("../src/access/mod.rs"),
+    ),
     (
         "gateway/src/listener.rs",
         include_str!("../src/listener.rs"),
@@ -62,15 +66,15 @@ const SOURCES: [(&str, &str); 14] = [
         "gateway/src/ws/replies.rs",
         include_str!("../src/ws/replies.rs"),
     ),
-    ("gateway/src/ws/rate.rs", include_str!("../src/ws/rate.rs")),
+    ("gateway/src/rate.rs", include_str!("../src/rate.rs")),
     (
         "actors/src/error.rs",
         include_str!("../../actors/src/error.rs"),
     ),
     ("gateway/src/auth.rs", include_str!("../src/auth.rs")),
     (
-        "gateway/src/platform/access.rs",
-        include_str!("../src/platform/access.rs"),
+        "gateway/src/access/customers.rs",
+        include_str!("../src/access/customers.rs"),
     ),
     (
         "gateway/src/platform/tickets.rs",
@@ -85,7 +89,7 @@ const WS_SOURCES: [&str; 6] = [
     include_str!("../src/ws/customer.rs"),
     include_str!("../src/ws/agent.rs"),
     include_str!("../src/ws/replies.rs"),
-    include_str!("../src/ws/rate.rs"),
+    include_str!("../src/rate.rs"),
 ];
 
 /// Error codes that mean the parser refused a client frame.
@@ -163,6 +167,10 @@ fn examples() -> Vec<Example> {
                     text,
                     line: first_line,
                 });
+            }
+            // Checked by `the_rest_history_example_holds_the_socket_examples`.
+            ["json", "rest", name] => {
+                endpoint(name, first_line);
             }
             ["json", "http"] => examples.push(Example::Http {
                 text,
@@ -386,7 +394,7 @@ fn the_error_tables_list_exactly_the_codes_the_code_produces() {
     let error_rs = source("gateway/src/error.rs");
     let classify_at = error_rs.find("pub fn classify").unwrap();
     upgrade_codes.extend(http_error_codes(&error_rs[..classify_at]));
-    let access = source("gateway/src/access.rs");
+    let access = source("gateway/src/access/mod.rs");
     upgrade_codes.extend(http_error_codes(function_body(
         access,
         "pub async fn agent_profile",
@@ -415,7 +423,7 @@ fn the_error_tables_list_exactly_the_codes_the_code_produces() {
     );
 
     // What `watch_ticket` may answer: the ticket checks of the data platform.
-    let platform_access = source("gateway/src/platform/access.rs");
+    let platform_access = source("gateway/src/access/customers.rs");
     let mut ticket_codes =
         http_error_codes(function_body(platform_access, "fn unknown_ticket", "\n}\n"));
     ticket_codes.extend(http_error_codes(function_body(
@@ -444,7 +452,7 @@ fn the_error_tables_list_exactly_the_codes_the_code_produces() {
     for code in http_error_codes(access) {
         assert!(
             frame_table.contains(&code) || upgrade_table.contains(&code),
-            "PROTOCOL.md does not document `{code}` (gateway/src/access.rs)"
+            "PROTOCOL.md does not document `{code}` (gateway/src/access/mod.rs)"
         );
     }
 
@@ -829,12 +837,12 @@ fn reply_types() -> BTreeSet<String> {
 fn server_types(endpoint: Endpoint) -> BTreeSet<String> {
     let (viewer, handler) = match endpoint {
         Endpoint::Customer => (Viewer::Customer, source("gateway/src/ws/customer.rs")),
-        Endpoint::Agent => (Viewer::Agent, source("gateway/src/ws/agent.rs")),
+        Endpoint::Agent => (Viewer::Staff, source("gateway/src/ws/agent.rs")),
     };
     let mut types = reply_types();
     for event in every_event() {
         if let Some(frame) = event_frame(&event, viewer) {
-            types.insert(frame.kind.to_string());
+            types.insert(frame.kind().to_string());
         }
     }
     for marker in ["kind: ", "listing(", "\"type\": "] {
@@ -905,49 +913,223 @@ fn every_server_frame_type_has_its_entry_and_every_entry_is_sent() {
     }
 }
 
-#[test]
-fn rest_history_and_sockets_encode_each_event_with_the_same_fields() {
-    for event in every_event() {
-        // A queue position is neither history nor an event frame: the
-        // customer socket sends it as `queue_status`, REST as `queue`.
-        let Some(frame) = event_frame(&event, Viewer::Agent) else {
-            assert!(
-                matches!(event.kind, EventKind::QueuePosition(_)),
-                "{event:?}"
-            );
-            assert!(SessionEvent::from_event(&event).is_none(), "{event:?}");
+/// §2: one encoding. A whole conversation as the REST history gives it is,
+/// object for object, what the sockets sent: the staff's history as the
+/// agent's `history` reply, the customer's as the customer's socket showed
+/// it live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_history_and_sockets_encode_each_event_with_the_same_fields() {
+    let test = TestServer::start(|_| {}).await;
+    let mut agent = test.available_agent("chen.jie").await;
+    let mut customer = test.customer("cust-003").await;
+    customer.hello(json!({})).await;
+    let ack = customer.say(json!({}), "c-1", "Where is my order?").await;
+    let session = common::session_of(&ack);
+    common::accept_offer(&mut agent, &session).await;
+    agent
+        .say(json!({"session": session}), "a-1", "It ships today.")
+        .await;
+    for (kind, summary) in [("wrap_up", "shipped"), ("close", "order shipped")] {
+        let reply = agent
+            .request(json!({"type": kind, "session": session, "summary": summary}))
+            .await;
+        assert_eq!(reply["type"], "ok", "{reply}");
+    }
+    let rated = customer
+        .request(json!({"type": "rate", "session": session, "score": 5, "comment": "fast"}))
+        .await;
+    assert_eq!(rated["type"], "ok", "{rated}");
+    agent.expect("rated").await;
+    let rated_on_customer_socket = customer.expect("rated").await;
+
+    let stored = |frames: Vec<Value>| -> Vec<Value> {
+        frames
+            .into_iter()
+            .filter(|frame| {
+                frame["session"] == session.as_str()
+                    && !["ack", "queue_status", "typing"].contains(&frame["type"].as_str().unwrap())
+            })
+            .collect()
+    };
+    agent.take_pending();
+    let done = agent
+        .request(json!({"type": "history", "session": session}))
+        .await;
+    assert_eq!(done["type"], "ok", "{done}");
+    let agent_history = stored(agent.take_pending());
+    let mut on_customer_socket = customer.take_pending();
+    on_customer_socket.push(rated_on_customer_socket);
+    let on_customer_socket = stored(on_customer_socket);
+    let path = format!("/api/v1/sessions/{session}");
+    let staff_rest = test
+        .get_json(&path, &test.token("wang.min", Role::Supervisor))
+        .await;
+    let customer_rest = test
+        .get_json(&path, &test.token("cust-003", Role::Customer))
+        .await;
+
+    assert_eq!(
+        staff_rest["events"],
+        Value::Array(agent_history.clone()),
+        "staff: REST history and the agent's `history`"
+    );
+    let kinds = |events: &[Value]| -> BTreeSet<String> {
+        events
+            .iter()
+            .map(|event| event["type"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        kinds(&agent_history),
+        [
+            "assigned", "closed", "message", "offer", "queued", "rated", "wrap_up"
+        ]
+        .map(String::from)
+        .into(),
+    );
+    assert_eq!(
+        customer_rest["events"],
+        Value::Array(on_customer_socket),
+        "customer: REST history and what the customer's socket showed"
+    );
+    let customer_events = customer_rest["events"].as_array().unwrap();
+    assert!(
+        customer_events
+            .iter()
+            .all(
+                |event| !["offer", "offer_withdrawn"].contains(&event["type"].as_str().unwrap())
+                    && event.get("agent").is_none()
+                    && event.get("group").is_none()
+                    && event.get("summary").is_none()
+            ),
+        "customers see no offers and no agents-only fields: {customer_rest}"
+    );
+    test.server.shutdown().await.unwrap();
+}
+
+/// The bodies of the code blocks marked `marking`, with their first line.
+fn blocks_marked(marking: &str) -> Vec<(usize, Value)> {
+    let mut blocks = Vec::new();
+    let mut lines = PROTOCOL.lines().enumerate();
+    while let Some((index, line)) = lines.next() {
+        if line.trim() != format!("```{marking}") {
             continue;
-        };
-        let socket = serde_json::to_value(frame).unwrap();
-        let rest = serde_json::to_value(SessionEvent::from_event(&event).unwrap()).unwrap();
-        assert_eq!(socket["type"], rest["type"], "{event:?}");
-        let mut socket_fields: BTreeSet<&str> = socket
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
-        // REST events sit under their session (§2).
-        socket_fields.remove("session");
-        // §2: REST splits an agent sender into `sender: "agent"` and `agent`.
-        if let EventKind::Message {
-            sender: Sender::Agent(_),
-            ..
-        } = event.kind
-        {
-            socket_fields.insert("agent");
         }
-        let rest_fields: BTreeSet<&str> = rest
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
+        let body: Vec<&str> = lines
+            .by_ref()
+            .map(|(_, line)| line.trim())
+            .take_while(|line| !line.starts_with("```"))
             .collect();
+        let text = body.join("\n");
+        let value = serde_json::from_str(&text)
+            .unwrap_or_else(|err| panic!("PROTOCOL.md:{}: not JSON: {err}", index + 2));
+        blocks.push((index + 2, value));
+    }
+    blocks
+}
+
+/// §2: the REST history example holds the same objects as the socket examples.
+#[test]
+fn the_rest_history_example_holds_the_socket_examples() {
+    let on_socket: Vec<Value> = blocks_marked("json server customer")
+        .into_iter()
+        .map(|(_, frame)| frame)
+        .collect();
+    let rest = blocks_marked("json rest customer");
+    assert!(!rest.is_empty(), "PROTOCOL.md has a REST history example");
+    for (line, detail) in rest {
+        let events = detail["events"].as_array().expect("`events`");
+        assert!(events.len() >= 5, "PROTOCOL.md:{line}: too few events");
+        for event in events {
+            assert!(
+                on_socket.contains(event),
+                "PROTOCOL.md:{line}: {event} is not a `json server customer` example"
+            );
+        }
+        let record = &detail["session"];
+        assert!(
+            record["id"].is_string(),
+            "PROTOCOL.md:{line}: ids are strings"
+        );
+        assert!(
+            record["times"]["created"].is_i64(),
+            "PROTOCOL.md:{line}: times are ms"
+        );
+        for hidden in ["agent", "group", "summary"] {
+            assert!(
+                record.get(hidden).is_none(),
+                "PROTOCOL.md:{line}: customers see no `{hidden}`"
+            );
+        }
+    }
+}
+
+/// Every `format: date-time` in `value`, by the path that leads to it.
+fn date_time_paths(value: &Value, path: String, found: &mut Vec<String>) {
+    match value {
+        Value::Object(object) => {
+            if object.get("format") == Some(&json!("date-time")) {
+                found.push(path.clone());
+            }
+            for (key, inner) in object {
+                date_time_paths(inner, format!("{path}/{key}"), found);
+            }
+        }
+        Value::Array(items) => {
+            for (idx, inner) in items.iter().enumerate() {
+                date_time_paths(inner, format!("{path}/{idx}"), found);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// §2 in the OpenAPI document: REST session events are the socket's event
+/// frames, and the API sends no time but as integer milliseconds.
+#[test]
+fn the_openapi_document_gives_events_and_times_as_section_2_does() {
+    let (_, openapi) = gateway::rest::api_router().split_for_parts();
+    let openapi = serde_json::to_value(openapi).unwrap();
+    let schemas = &openapi["components"]["schemas"];
+    for detail in ["SessionDetail", "SessionDiagnostics"] {
         assert_eq!(
-            rest_fields, socket_fields,
-            "{event:?}\nREST {rest}\nsocket {socket}"
+            schemas[detail]["properties"]["events"]["items"]["$ref"],
+            "#/components/schemas/EventFrame",
+            "{detail}: {}",
+            schemas[detail]
         );
     }
+    assert_eq!(
+        (&schemas["Time"]["type"], &schemas["Time"]["format"]),
+        (&json!("integer"), &json!("int64")),
+        "{}",
+        schemas["Time"]
+    );
+    let event = format!("{}{}", schemas["EventFrame"], schemas["EventBody"]);
+    for part in [
+        r##""at":{"$ref":"#/components/schemas/Time""##,
+        "agent:chen.jie",
+        "offer_withdrawn",
+    ] {
+        assert!(event.contains(part), "{part} in {event}");
+    }
+    // Every schema a `$ref` names is in the document.
+    let text = openapi.to_string();
+    for reference in text.split(r##""$ref":"#/components/schemas/"##).skip(1) {
+        let name = reference.split('"').next().unwrap();
+        assert!(
+            schemas.get(name).is_some(),
+            "`{name}` is referred to but not defined"
+        );
+    }
+    let mut found = Vec::new();
+    date_time_paths(&openapi, String::new(), &mut found);
+    assert!(
+        found
+            .iter()
+            .all(|path| path.contains("InboundMessage") || path.contains("inbound")),
+        "only the channel envelope's `timestamp` (a time clients send) is RFC 3339: {found:?}"
+    );
 }
 
 #[test]
@@ -976,7 +1158,7 @@ fn the_inbound_table_gives_the_statuses_of_the_openapi_document() {
             let quoted = format!("\"{code}\"");
             let produced = SOURCES.iter().any(|(_, text)| text.contains(&quoted))
                 || [
-                    include_str!("../src/rest/extract.rs"),
+                    include_str!("../src/extract.rs"),
                     include_str!("../src/middleware.rs"),
                 ]
                 .iter()

@@ -17,7 +17,7 @@ export function makeTickets({ api, i18n, els }) {
     li.dataset.status = record.status;
     clear(li);
     const time = record.updated_at
-      ? h("time", { datetime: record.updated_at }, formatTime(record.updated_at, i18n.lang))
+      ? h("time", { datetime: new Date(record.updated_at).toISOString() }, formatTime(record.updated_at, i18n.lang))
       : null;
     li.append(
       h("span", { class: "ticket-subject" }, record.subject || record.id),
@@ -32,7 +32,7 @@ export function makeTickets({ api, i18n, els }) {
 
   function sortTickets() {
     const entries = Array.from(tickets.values());
-    entries.sort((a, b) => String(b.record.updated_at || "").localeCompare(String(a.record.updated_at || "")));
+    entries.sort((a, b) => (b.record.updated_at || 0) - (a.record.updated_at || 0));
     entries.forEach((entry, index) => {
       if (els.ticketList.children[index] !== entry.li) els.ticketList.insertBefore(entry.li, els.ticketList.children[index] || null);
     });

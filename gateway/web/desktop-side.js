@@ -272,9 +272,9 @@ export class Side {
   }
 }
 
-// The interesting fields of a REST session event, in one line.
+// The interesting fields of a session event (PROTOCOL.md §2), in one line.
 function eventDetail(event) {
-  const skip = new Set(["type", "seq", "at", "body"]);
+  const skip = new Set(["type", "session", "seq", "at", "body"]);
   const parts = Object.entries(event).filter(([key]) => !skip.has(key)).map(([key, value]) => `${key}=${value}`);
   if (event.body) parts.push(`“${event.body.length > 40 ? event.body.slice(0, 40) + "…" : event.body}”`);
   return parts.join(" ");

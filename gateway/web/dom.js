@@ -23,9 +23,9 @@ export function clear(el) {
   return el;
 }
 
-// Milliseconds since the epoch (sockets) or RFC 3339 (REST) as a local time.
+// A time of the API (ms since the Unix epoch, PROTOCOL.md §2) as a local time.
 export function formatTime(at, lang) {
-  const date = typeof at === "number" ? new Date(at) : new Date(String(at));
+  const date = new Date(Number(at));
   if (Number.isNaN(date.getTime())) return "";
   const sameDay = new Date().toDateString() === date.toDateString();
   const locale = lang === "zh" ? "zh-CN" : "en-GB";

@@ -115,8 +115,12 @@ async fn visitor(State(relay): State<Arc<Relay>>) -> Response {
         &customer_id,
         "customer",
     );
+    // `mint` makes tokens valid for a day; times are ms since the Unix epoch (PROTOCOL.md §2).
+    let expires_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |now| now.as_millis() + 86_400_000);
     let body = serde_json::json!({
-        "customer_id": customer_id, "visitor_id": format!("v{n}"), "token": token, "expires_at": ""
+        "customer_id": customer_id, "visitor_id": format!("v{n}"), "token": token, "expires_at": expires_at as u64
     });
     (StatusCode::CREATED, Json(body)).into_response()
 }

@@ -12,6 +12,7 @@ use engine::secret::Secret;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+mod cors;
 mod platform;
 mod store;
 
@@ -356,7 +357,7 @@ impl Config {
         let limits = &self.limits;
         self.store.validate()?;
         self.webhooks.validate()?;
-        crate::middleware::validate_cors_origins(&self.server.cors_allow_origins)
+        cors::validate_cors_origins(&self.server.cors_allow_origins)
             .map_err(|reason| ("server.cors_allow_origins", reason))?;
         if !self.auth.secret.is_empty() && self.auth.secret.len() < 32 {
             return Err(("auth.secret", "must be at least 32 characters".into()));

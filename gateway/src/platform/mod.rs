@@ -15,7 +15,6 @@
 //! actors never wait for the platform; a session's end leaves a job in the
 //! outbox, in the same batch, and the platform works on its own tasks.
 
-pub mod access;
 pub mod summaries;
 pub mod tickets;
 pub mod view;

@@ -19,6 +19,7 @@ use store::WriteOp;
 
 use super::Platform;
 use super::wire::SummaryRecord;
+use crate::wire::event::Viewer;
 
 /// Session ends the waker may have unread; more are skipped (the worker's
 /// poll finds their jobs).
@@ -77,7 +78,7 @@ async fn write_job(platform: &Platform, job: &OutboxEntry) -> Result<(), String>
             None
         };
         let payload = serde_json::json!({
-            "session": crate::rest::types::SessionRecord::from(&session),
+            "session": crate::wire::records::SessionRecord::new(&session, Viewer::Staff),
             "summary": summary.as_ref().map(SummaryRecord::from),
         });
         ops.extend(platform.webhooks.outbox_ops(&job.event_type, payload, now));

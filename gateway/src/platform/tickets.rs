@@ -15,8 +15,10 @@ use store::WriteOp;
 
 use super::Platform;
 use super::wire::ticket_notice;
-use crate::error::HttpError;
-use crate::rest::store_error;
+use crate::error::{HttpError, store_error};
+
+/// History entries returned with a ticket.
+pub const MAX_EVENTS: usize = 1_000;
 
 const N_LOCKS: usize = 64;
 
@@ -101,7 +103,7 @@ impl Platform {
             .unwrap_or_else(|p| p.into_inner())
             .next(now);
         let (ticket, created) =
-            Ticket::open(id, customer, new, author, now).map_err(crate::rest::engine_invalid)?;
+            Ticket::open(id, customer, new, author, now).map_err(crate::error::engine_invalid)?;
         self.commit(&ticket, vec![created], "ticket.created")
             .await?;
         Ok(ticket)
@@ -120,7 +122,7 @@ impl Platform {
         check(&ticket).await?;
         let events = ticket
             .apply(update, author, engine::now_millis())
-            .map_err(crate::rest::engine_invalid)?;
+            .map_err(crate::error::engine_invalid)?;
         if !events.is_empty() {
             self.commit(&ticket, events.clone(), "ticket.updated")
                 .await?;

@@ -6,7 +6,8 @@ use store::StoreError;
 
 use super::Platform;
 use super::wire::{CustomerView, InteractionRecord, SummaryRecord, TicketRecord};
-use crate::rest::types::{CustomerRecord, SessionRecord};
+use crate::wire::event::Viewer;
+use crate::wire::records::{CustomerRecord, SessionRecord};
 
 /// Interactions in the view (the last 30 days, newest first).
 pub const VIEW_INTERACTIONS: usize = 50;
@@ -15,10 +16,12 @@ pub const VIEW_SESSIONS: usize = 10;
 /// Tickets in the view.
 pub const VIEW_TICKETS: usize = 20;
 
-/// The view of `customer`, or `None` if there is no such customer.
+/// The view of `customer` as `viewer` may see it (their session records
+/// follow [`Viewer`]), or `None` if there is no such customer.
 pub async fn customer_view(
     platform: &Platform,
     customer: &CustomerId,
+    viewer: Viewer,
 ) -> Result<Option<CustomerView>, StoreError> {
     let store = &platform.store;
     let Some(profile) = store.get_customer(customer).await? else {
@@ -40,7 +43,10 @@ pub async fn customer_view(
     Ok(Some(CustomerView {
         customer: CustomerRecord::from(&profile),
         interactions: interactions.iter().map(InteractionRecord::from).collect(),
-        sessions: sessions.iter().map(SessionRecord::from).collect(),
+        sessions: sessions
+            .iter()
+            .map(|session| SessionRecord::new(session, viewer))
+            .collect(),
         tickets: tickets.iter().map(TicketRecord::from).collect(),
         last_summary,
     }))

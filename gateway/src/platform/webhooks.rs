@@ -134,7 +134,7 @@ impl Webhooks {
         let body = serde_json::json!({
             "id": id,
             "type": event_type,
-            "created_at": crate::rest::types::timestamp(now),
+            "created_at": now,
             "data": data,
         })
         .to_string();

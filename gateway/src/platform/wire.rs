@@ -1,25 +1,16 @@
 //! The data platform's JSON: tickets, their history, the 360° view, search
-//! hits and suggestions. Same conventions as the rest of the API: session
-//! ids as decimal strings (they exceed 2^53), timestamps RFC 3339.
+//! hits and suggestions, in the conventions of [`crate::wire`]: session ids
+//! as decimal strings, times in ms since the Unix epoch, authors as senders.
 
 use engine::kb::{Article, SearchHit};
-use engine::message::Sender;
 use engine::summary::SessionSummary;
 use engine::ticket::{Ticket, TicketChange, TicketEvent};
 use serde::{Deserialize, Serialize};
 use store::Interaction;
 use utoipa::ToSchema;
 
-use crate::rest::types::{CustomerRecord, SessionRecord, timestamp};
-
-/// `customer`, `agent:<id>` or `system`.
-pub fn author(sender: &Sender) -> String {
-    match sender {
-        Sender::Customer => "customer".into(),
-        Sender::Agent(agent) => format!("agent:{agent}"),
-        Sender::System => "system".into(),
-    }
-}
+use crate::wire::records::{CustomerRecord, SessionRecord};
+use crate::wire::{Time, sender};
 
 /// The serde name of a unit variant (`"high"`).
 fn wire_name(value: &impl Serialize) -> String {
@@ -56,12 +47,10 @@ pub struct TicketRecord {
     pub sessions: Vec<String>,
     /// `customer`, `agent:<id>` or `system`.
     pub created_by: String,
-    /// RFC 3339.
-    #[schema(format = DateTime)]
-    pub created_at: String,
-    /// RFC 3339.
-    #[schema(format = DateTime)]
-    pub updated_at: String,
+    /// When it was opened.
+    pub created_at: Time,
+    /// When it last changed.
+    pub updated_at: Time,
     /// The `seq` of the newest history entry.
     pub last_seq: u64,
 }
@@ -79,9 +68,9 @@ impl From<&Ticket> for TicketRecord {
             group: ticket.group.as_ref().map(ToString::to_string),
             tags: ticket.tags.clone(),
             sessions: ticket.sessions.iter().map(ToString::to_string).collect(),
-            created_by: author(&ticket.created_by),
-            created_at: timestamp(ticket.created_at),
-            updated_at: timestamp(ticket.updated_at),
+            created_by: sender(&ticket.created_by),
+            created_at: Time(ticket.created_at),
+            updated_at: Time(ticket.updated_at),
             last_seq: ticket.last_seq,
         }
     }
@@ -92,9 +81,8 @@ impl From<&Ticket> for TicketRecord {
 pub struct TicketEventRecord {
     /// From 1, one per change.
     pub seq: u64,
-    /// RFC 3339.
-    #[schema(format = DateTime)]
-    pub at: String,
+    /// When it happened.
+    pub at: Time,
     /// `customer`, `agent:<id>` or `system`.
     pub author: String,
     /// What changed: `{"kind":"status","from":"open","to":"solved"}`,
@@ -112,8 +100,8 @@ impl From<&TicketEvent> for TicketEventRecord {
         }
         TicketEventRecord {
             seq: event.seq,
-            at: timestamp(event.at),
-            author: author(&event.author),
+            at: Time(event.at),
+            author: sender(&event.author),
             change,
         }
     }
@@ -141,9 +129,8 @@ pub fn ticket_notice(ticket: &Ticket, events: &[TicketEvent]) -> serde_json::Val
 /// One contact in the cross-channel timeline.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct InteractionRecord {
-    /// RFC 3339.
-    #[schema(format = DateTime)]
-    pub at: String,
+    /// When it happened.
+    pub at: Time,
     /// Decimal session id.
     pub session_id: String,
     /// The channel it was on.
@@ -155,7 +142,7 @@ pub struct InteractionRecord {
 impl From<&Interaction> for InteractionRecord {
     fn from(row: &Interaction) -> Self {
         InteractionRecord {
-            at: timestamp(row.at),
+            at: Time(row.at),
             session_id: row.session_id.to_string(),
             channel: row.channel.to_string(),
             summary: row.summary.clone(),
@@ -176,9 +163,8 @@ pub struct SummaryRecord {
     pub outcome: String,
     /// Which summarizer wrote it.
     pub summarizer: String,
-    /// RFC 3339.
-    #[schema(format = DateTime)]
-    pub created_at: String,
+    /// When it was opened.
+    pub created_at: Time,
 }
 
 impl From<&SessionSummary> for SummaryRecord {
@@ -189,7 +175,7 @@ impl From<&SessionSummary> for SummaryRecord {
             topics: summary.topics.clone(),
             outcome: summary.outcome.as_str().to_owned(),
             summarizer: summary.summarizer.clone(),
-            created_at: timestamp(summary.created_at),
+            created_at: Time(summary.created_at),
         }
     }
 }
@@ -225,10 +211,10 @@ pub struct ArticleRecord {
     /// Labels.
     #[serde(default)]
     pub tags: Vec<String>,
-    /// RFC 3339; set by the server.
+    /// Set by the server.
     #[serde(default, skip_deserializing)]
-    #[schema(format = DateTime, read_only)]
-    pub updated_at: String,
+    #[schema(read_only)]
+    pub updated_at: Time,
 }
 
 impl From<&Article> for ArticleRecord {
@@ -239,7 +225,7 @@ impl From<&Article> for ArticleRecord {
             title: article.title.clone(),
             body: article.body.clone(),
             tags: article.tags.clone(),
-            updated_at: timestamp(article.updated_at),
+            updated_at: Time(article.updated_at),
         }
     }
 }

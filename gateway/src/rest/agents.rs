@@ -11,9 +11,9 @@ use engine::ids::AgentId;
 
 use crate::access::Caller;
 use crate::auth::Role;
-use crate::error::{ErrorBody, HttpError};
+use crate::error::{ErrorBody, HttpError, store_error};
+use crate::rest::require_staff;
 use crate::rest::types::{AgentDetail, AgentList, AgentProfile};
-use crate::rest::{require_staff, store_error};
 use crate::state::AppState;
 
 /// Every agent's profile, by id.

@@ -16,11 +16,13 @@ use store::{StoreError, WriteOp};
 use tokio::sync::Mutex;
 
 use crate::access::Caller;
-use crate::error::{ErrorBody, HttpError};
-use crate::rest::extract::ApiJson;
-use crate::rest::types::{CustomerRecord, IdentityBody, NewCustomer};
-use crate::rest::{invalid_field, require_staff, store_error};
+use crate::error::{ErrorBody, HttpError, invalid_field, store_error};
+use crate::extract::ApiJson;
+use crate::rest::require_staff;
+use crate::rest::types::NewCustomer;
 use crate::state::AppState;
+use crate::wire::event::Viewer;
+use crate::wire::records::{CustomerRecord, IdentityBody};
 
 /// Serializes "check the id is free, then write" so that two creates of one
 /// id cannot both succeed (the store's put is an upsert). Process-wide: one
@@ -39,7 +41,7 @@ const MAX_TAG_CHARS: usize = 64;
 const MAX_EXTERNAL_ID_CHARS: usize = 256;
 
 /// A customer profile with every linked identity. Who may read it is the
-/// rule of the 360° view (`crate::platform::access`): the customer
+/// rule of the 360° view (`crate::access::customers`): the customer
 /// themself; an agent while a session of the customer is offered or
 /// assigned to them (or in wrap-up); a supervisor for customers of their
 /// groups; admins always.
@@ -63,7 +65,7 @@ pub async fn get_customer(
 ) -> Result<Json<CustomerRecord>, HttpError> {
     let id = CustomerId::new(id);
     let unknown = || HttpError::from(ApiError::from(EngineError::UnknownCustomer(id.to_string())));
-    crate::platform::access::check_customer(&caller, &state, &id).await?;
+    crate::access::customers::check_customer(&caller, &state, &id).await?;
     let customer = state
         .switchboard
         .store()
@@ -97,8 +99,12 @@ pub async fn get_customer_view(
     Path(id): Path<String>,
 ) -> Result<Json<crate::platform::wire::CustomerView>, HttpError> {
     let id = CustomerId::new(id);
-    crate::platform::access::check_customer(&caller, &state, &id).await?;
-    let view = crate::platform::view::customer_view(&state.platform, &id)
+    crate::access::customers::check_customer(&caller, &state, &id).await?;
+    let viewer = match caller.customer_id() {
+        Some(_) => Viewer::Customer,
+        None => Viewer::Staff,
+    };
+    let view = crate::platform::view::customer_view(&state.platform, &id, viewer)
         .await
         .map_err(store_error)?;
     view.map(Json).ok_or_else(|| {
@@ -195,7 +201,7 @@ pub async fn link_identity(
 ) -> Result<Json<CustomerRecord>, HttpError> {
     require_staff(&caller, &state).await?;
     let id = CustomerId::new(id);
-    crate::platform::access::check_customer(&caller, &state, &id).await?;
+    crate::access::customers::check_customer(&caller, &state, &id).await?;
     let identity = validate_identity(&request, "")?;
     let store = state.switchboard.store();
     let unknown = || HttpError::from(ApiError::from(EngineError::UnknownCustomer(id.to_string())));

@@ -24,17 +24,19 @@ use utoipa::ToSchema;
 
 use crate::access::Caller;
 use crate::auth::Role;
-use crate::error::{ErrorBody, HttpError};
+use crate::error::{ErrorBody, HttpError, store_error};
 use crate::rest::sessions::parse_session_id;
-use crate::rest::store_error;
-use crate::rest::types::{PresenceRecord, SessionEvent, SessionRecord, timestamp};
+use crate::rest::types::PresenceRecord;
 use crate::state::AppState;
+use crate::wire::Time;
+use crate::wire::event::{EventFrame, Viewer, event_frame};
+use crate::wire::records::SessionRecord;
 
 /// The live wallboard.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Wallboard {
-    /// When it was read (RFC 3339).
-    pub at: String,
+    /// When it was read.
+    pub at: Time,
     /// The caller's groups (every group for admins).
     pub groups: Vec<WallboardGroup>,
     /// The members of those groups.
@@ -198,7 +200,7 @@ pub async fn wallboard(
         });
     }
     Ok(Json(Wallboard {
-        at: timestamp(engine::now_millis()),
+        at: Time(engine::now_millis()),
         groups: board_groups,
         agents: board_agents,
     }))
@@ -219,7 +221,7 @@ pub struct SessionDiagnostics {
     /// The session record with its timestamps.
     pub session: SessionRecord,
     /// Every stored event, offers and lapses included, in `seq` order.
-    pub events: Vec<SessionEvent>,
+    pub events: Vec<EventFrame>,
     /// The routing decision.
     pub routing: RoutingDecision,
 }
@@ -238,7 +240,7 @@ pub struct RoutingDecision {
     /// The rules are evaluated now, with the rules in force and the
     /// customer's profile now; the groups the session actually waited in are
     /// the `queued` events.
-    pub evaluated_at: String,
+    pub evaluated_at: Time,
 }
 
 /// One step of a routing plan.
@@ -320,7 +322,10 @@ pub async fn diagnostics(
             _ => None,
         })
         .unwrap_or_default();
-    let events: Vec<SessionEvent> = events.iter().filter_map(SessionEvent::from_event).collect();
+    let events: Vec<EventFrame> = events
+        .iter()
+        .filter_map(|event| event_frame(event, Viewer::Staff))
+        .collect();
     let contact = Contact {
         channel: session.channel.clone(),
         customer,
@@ -358,14 +363,14 @@ pub async fn diagnostics(
         ("message".to_string(), contact.message.clone()),
     ]);
     Ok(Json(SessionDiagnostics {
-        session: SessionRecord::from(&session),
+        session: SessionRecord::new(&session, Viewer::Staff),
         events,
         routing: RoutingDecision {
             rule,
             rules_file,
             steps,
             inputs,
-            evaluated_at: timestamp(engine::now_millis()),
+            evaluated_at: Time(engine::now_millis()),
         },
     }))
 }

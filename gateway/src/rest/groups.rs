@@ -6,9 +6,9 @@ use engine::EngineError;
 use engine::ids::GroupId;
 
 use crate::access::Caller;
-use crate::error::{ErrorBody, HttpError};
+use crate::error::{ErrorBody, HttpError, store_error};
+use crate::rest::require_staff;
 use crate::rest::types::{GroupDetail, GroupList, GroupProfile, QueueRecord};
-use crate::rest::{require_staff, store_error};
 use crate::state::AppState;
 
 /// Every skill group, by id.

@@ -16,9 +16,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::access::Caller;
-use crate::error::{ErrorBody, HttpError};
-use crate::rest::extract::ApiJson;
-use crate::rest::invalid_field;
+use crate::error::{ErrorBody, HttpError, invalid_field};
+use crate::extract::ApiJson;
 use crate::state::AppState;
 
 /// Longest `customer_id` (the id on the channel).

@@ -15,10 +15,10 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::access::Caller;
 use crate::auth::Role;
-use crate::error::{ErrorBody, HttpError};
+use crate::error::{ErrorBody, HttpError, engine_invalid, invalid_field, store_error};
+use crate::extract::{ApiJson, ApiQuery};
 use crate::platform::wire::{ArticleRecord, SearchHitRecord};
-use crate::rest::extract::{ApiJson, ApiQuery};
-use crate::rest::{engine_invalid, invalid_field, require_staff, store_error};
+use crate::rest::require_staff;
 use crate::state::AppState;
 
 /// Results when `limit` is not given.

@@ -11,10 +11,11 @@ use engine::customer::{Customer, Identity};
 use crate::access::Caller;
 use crate::auth::{Claims, Role, unix_now};
 use crate::error::{ErrorBody, HttpError};
+use crate::extract::ApiJson;
 use crate::rest::customers::check_display_name;
-use crate::rest::extract::ApiJson;
-use crate::rest::types::{AgentProfile, Me, NewVisitor, VisitorToken, timestamp_from_secs};
+use crate::rest::types::{AgentProfile, Me, NewVisitor, VisitorToken};
 use crate::state::AppState;
+use crate::wire::Time;
 
 /// The display name of a visitor who gave none.
 const DEFAULT_VISITOR_NAME: &str = "Visitor";
@@ -81,7 +82,7 @@ pub async fn create_visitor(
             customer_id,
             visitor_id,
             token,
-            expires_at: timestamp_from_secs(exp),
+            expires_at: Time::from_secs(exp),
         }),
     ))
 }
@@ -102,7 +103,7 @@ pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Me
     Ok(Json(Me {
         sub: caller.claims.sub.clone(),
         role: caller.claims.role,
-        expires_at: timestamp_from_secs(caller.claims.exp),
+        expires_at: Time::from_secs(caller.claims.exp),
         agent: profile.as_ref().map(AgentProfile::from),
     }))
 }

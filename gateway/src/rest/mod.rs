@@ -5,10 +5,10 @@
 //! |---|---|
 //! | `POST /api/v1/visitors` | anyone, when `auth.allow_visitors` |
 //! | `GET /api/v1/me` | any token |
-//! | `GET /api/v1/customers/{id}` | the customer; staff per [`crate::platform::access`] |
+//! | `GET /api/v1/customers/{id}` | the customer; staff per [`crate::access::customers`] |
 //! | `POST /api/v1/customers` | staff |
-//! | `POST /api/v1/customers/{id}/identities` | staff per [`crate::platform::access`] |
-//! | `GET /api/v1/customers/{id}/view` | the customer; staff per [`crate::platform::access`] |
+//! | `POST /api/v1/customers/{id}/identities` | staff per [`crate::access::customers`] |
+//! | `GET /api/v1/customers/{id}/view` | the customer; staff per [`crate::access::customers`] |
 //! | `POST`, `GET /api/v1/tickets`, `GET`, `PATCH /api/v1/tickets/{id}` | see [`tickets`] |
 //! | `GET /api/v1/kb/search`, `GET /api/v1/kb/articles[/{id}]` | any token |
 //! | `PUT`, `DELETE /api/v1/kb/articles/{id}`, `PUT`, `DELETE /api/v1/templates/{id}` | supervisors, admins |
@@ -34,7 +34,6 @@
 pub mod agents;
 pub mod customers;
 pub mod desk;
-pub mod extract;
 pub mod groups;
 pub mod inbound;
 pub mod knowledge;
@@ -48,7 +47,6 @@ use axum::http::header::CONTENT_TYPE;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
-use store::StoreError;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
@@ -62,7 +60,7 @@ use crate::state::AppState;
 #[openapi(
     info(
         title = "switchboard",
-        description = "Real-time sessions for omnichannel contact centers: customers and their 360° view, sessions, tickets, the knowledge base and reply templates, agents, skill groups and routing rules. Authenticate with `Authorization: Bearer <token>` (or `?token=<token>`); session ids are decimal strings and timestamps RFC 3339.",
+        description = "Real-time sessions for omnichannel contact centers: customers and their 360° view, sessions, tickets, the knowledge base and reply templates, agents, skill groups and routing rules. Authenticate with `Authorization: Bearer <token>` (or `?token=<token>`); session ids are decimal strings, times are integer milliseconds since the Unix epoch, senders are `customer`, `agent:<id>` or `system`, and session events have the shape of the WebSocket events (PROTOCOL.md §2).",
     ),
     modifiers(&BearerScheme),
     tags(
@@ -176,11 +174,6 @@ async fn json_errors(response: Response) -> Response {
     json
 }
 
-/// A store read failed: `503 store_unavailable`.
-pub(crate) fn store_error(err: StoreError) -> HttpError {
-    HttpError::from(actors::ApiError::from(err))
-}
-
 /// Agents, supervisors and admins; an agent or supervisor token must name an
 /// existing agent (of the right role). Returns the caller's agent profile.
 pub(crate) async fn require_staff(
@@ -189,18 +182,4 @@ pub(crate) async fn require_staff(
 ) -> Result<Option<engine::agent::Agent>, HttpError> {
     caller.require_staff()?;
     caller.agent_profile(state).await
-}
-
-/// `400 invalid` naming `field`, with `details.field`.
-pub(crate) fn invalid_field(field: &str, reason: impl std::fmt::Display) -> HttpError {
-    HttpError::bad_request(format!("invalid `{field}`: {reason}"))
-        .with_details(serde_json::json!({ "field": field }))
-}
-
-/// An engine validation error as `400 invalid` naming its field.
-pub(crate) fn engine_invalid(err: engine::EngineError) -> HttpError {
-    match err {
-        engine::EngineError::Invalid { field, reason } => invalid_field(field, reason),
-        other => HttpError::bad_request(other.to_string()),
-    }
 }

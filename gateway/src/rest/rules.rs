@@ -15,7 +15,7 @@ use tokio::sync::Mutex;
 
 use crate::access::Caller;
 use crate::error::{ErrorBody, HttpError};
-use crate::rest::extract::TomlText;
+use crate::extract::TomlText;
 use crate::rest::types::{RuleErrorDetails, RulesReplaced};
 use crate::state::AppState;
 

@@ -21,11 +21,12 @@ use utoipa::IntoParams;
 
 use crate::access::Caller;
 use crate::auth::Role;
-use crate::error::{ErrorBody, HttpError};
-use crate::rest::extract::ApiQuery;
-use crate::rest::types::{QueuePlace, SessionDetail, SessionEvent, SessionList, SessionRecord};
-use crate::rest::{invalid_field, store_error};
+use crate::error::{ErrorBody, HttpError, invalid_field, store_error};
+use crate::extract::ApiQuery;
+use crate::rest::types::{QueuePlace, SessionDetail, SessionList};
 use crate::state::AppState;
+use crate::wire::event::{Viewer, event_frame};
+use crate::wire::records::SessionRecord;
 
 /// Sessions listed when `limit` is not given.
 pub const DEFAULT_LIMIT: usize = 100;
@@ -83,7 +84,7 @@ pub async fn list_sessions(
             .sessions_of_customer(&me, limit + 1)
             .await
             .map_err(store_error)?;
-        return Ok(Json(page(sessions, limit)));
+        return Ok(Json(page(sessions, limit, Viewer::Customer)));
     }
     let profile = crate::rest::require_staff(&caller, &state).await?;
     let candidates = match &query.customer {
@@ -103,7 +104,7 @@ pub async fn list_sessions(
         .filter(|session| caller.may_read(profile.as_ref(), session))
         .take(limit + 1)
         .collect();
-    Ok(Json(page(visible, limit)))
+    Ok(Json(page(visible, limit, Viewer::Staff)))
 }
 
 /// One session with its messages and state changes, in `seq` order, and
@@ -136,14 +137,16 @@ pub async fn get_session(
         false => None,
     };
     let events = state.switchboard.history(id, 0).await?;
-    let customer_view = caller.role() == Role::Customer;
+    let viewer = match caller.role() {
+        Role::Customer => Viewer::Customer,
+        Role::Agent | Role::Supervisor | Role::Admin => Viewer::Staff,
+    };
     let events = events
         .iter()
-        .filter_map(SessionEvent::from_event)
-        .filter(|event| !customer_view || event.is_for_customers())
+        .filter_map(|event| event_frame(event, viewer))
         .collect();
     Ok(Json(SessionDetail {
-        session: SessionRecord::from(&session),
+        session: SessionRecord::new(&session, viewer),
         queue: queue.as_ref().map(QueuePlace::from),
         events,
     }))
@@ -161,11 +164,14 @@ pub(crate) fn parse_session_id(text: &str) -> Result<SessionId, HttpError> {
 }
 
 /// At most `limit` of `sessions`, saying whether there were more.
-fn page(mut sessions: Vec<Session>, limit: usize) -> SessionList {
+fn page(mut sessions: Vec<Session>, limit: usize, viewer: Viewer) -> SessionList {
     let truncated = sessions.len() > limit;
     sessions.truncate(limit);
     SessionList {
-        sessions: sessions.iter().map(SessionRecord::from).collect(),
+        sessions: sessions
+            .iter()
+            .map(|session| SessionRecord::new(session, viewer))
+            .collect(),
         truncated,
     }
 }

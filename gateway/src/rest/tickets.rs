@@ -1,5 +1,5 @@
 //! Tickets: opened by a customer for themself or by an agent from a
-//! session; read and changed under the rules of [`crate::platform::access`].
+//! session; read and changed under the rules of [`crate::access::customers`].
 //! Every change is pushed at once (`ticket` frames) to the customer's
 //! sockets and to every agent watching the ticket.
 
@@ -13,16 +13,14 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::access::Caller;
+use crate::access::customers::{check_customer, check_ticket};
 use crate::auth::Role;
-use crate::error::{ErrorBody, HttpError};
-use crate::platform::access::{check_customer, check_ticket};
+use crate::error::{ErrorBody, HttpError, invalid_field, store_error};
+use crate::extract::{ApiJson, ApiQuery};
 use crate::platform::wire::{TicketDetail, TicketEventRecord, TicketRecord};
-use crate::rest::extract::{ApiJson, ApiQuery};
-use crate::rest::{invalid_field, require_staff, store_error};
+use crate::rest::require_staff;
 use crate::state::AppState;
 
-/// History entries returned with a ticket.
-pub const MAX_EVENTS: usize = 1_000;
 /// Tickets listed when `limit` is not given.
 const DEFAULT_LIMIT: usize = 50;
 /// The most tickets one request lists.
@@ -293,7 +291,7 @@ pub async fn get_ticket(
     let events = state
         .platform
         .store
-        .ticket_events(&id, 0, MAX_EVENTS)
+        .ticket_events(&id, 0, crate::platform::tickets::MAX_EVENTS)
         .await
         .map_err(store_error)?;
     Ok(Json(TicketDetail {
@@ -352,7 +350,7 @@ pub async fn update_ticket(
                 if is_customer {
                     check_update
                         .check_customer_may(ticket)
-                        .map_err(crate::rest::engine_invalid)?;
+                        .map_err(crate::error::engine_invalid)?;
                 }
                 Ok(())
             },

@@ -1,46 +1,22 @@
 //! What the REST API sends and receives, converted from the engine's types
-//! (the engine knows no wire format).
-//!
-//! Wire conventions:
-//! - session ids are decimal **strings**: they exceed 2^53, past which
-//!   JavaScript numbers lose digits;
-//! - timestamps are RFC 3339 strings in UTC with milliseconds
-//!   (`2026-11-24T09:19:05.123Z`); a time the engine does not know is absent;
-//! - channels, states, roles and presence are the engine's snake_case names.
+//! (the engine knows no wire format), in the conventions of [`crate::wire`]:
+//! session ids as decimal strings, times in ms since the Unix epoch, the
+//! engine's snake_case names for channels, states, roles and presence.
 
 use std::collections::BTreeMap;
 
 use actors::agent::AgentView;
-use actors::event::{Event, EventKind};
 use actors::group::{GroupView, QueueStatus};
-use chrono::{DateTime, SecondsFormat};
-use engine::Millis;
 use engine::agent::Agent;
-use engine::customer::{Customer, Identity};
 use engine::group::SkillGroup;
-use engine::message::Sender;
 use engine::presence::Presence;
-use engine::session::{Session, SessionTimes};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::auth::Role;
-
-/// Milliseconds since the epoch as RFC 3339 (UTC, milliseconds).
-pub fn timestamp(millis: Millis) -> String {
-    DateTime::from_timestamp_millis(millis)
-        .unwrap_or_default()
-        .to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-/// Unix seconds as RFC 3339 (UTC).
-pub fn timestamp_from_secs(secs: i64) -> String {
-    timestamp(secs.saturating_mul(1000))
-}
-
-fn optional_timestamp(millis: Option<Millis>) -> Option<String> {
-    millis.map(timestamp)
-}
+use crate::wire::Time;
+use crate::wire::event::EventFrame;
+use crate::wire::records::{IdentityBody, SessionRecord};
 
 /// `POST /api/v1/visitors`: everything is optional.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
@@ -62,8 +38,7 @@ pub struct VisitorToken {
     /// A customer token: `Authorization: Bearer <token>` or `?token=`.
     pub token: String,
     /// When the token expires.
-    #[schema(format = DateTime)]
-    pub expires_at: String,
+    pub expires_at: Time,
 }
 
 /// Who the caller is, from their token.
@@ -74,72 +49,10 @@ pub struct Me {
     /// What the caller may do.
     pub role: Role,
     /// When the token expires.
-    #[schema(format = DateTime)]
-    pub expires_at: String,
+    pub expires_at: Time,
     /// The agent profile, for agent and supervisor tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<AgentProfile>,
-}
-
-/// One channel identity of a customer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct IdentityBody {
-    /// A built-in channel (`web`, `app`, `phone`, `wechat`, `qq`, `sms`,
-    /// `email`) or a declared custom one.
-    #[schema(example = "wechat")]
-    pub channel: String,
-    /// The customer's id on that channel (openid, phone number, visitor id).
-    #[schema(example = "o6_bmjrPTlm6_2sgVt7hMZOPfL2M")]
-    pub external_id: String,
-}
-
-impl From<&Identity> for IdentityBody {
-    fn from(identity: &Identity) -> IdentityBody {
-        IdentityBody {
-            channel: identity.channel.to_string(),
-            external_id: identity.external_id.clone(),
-        }
-    }
-}
-
-/// A customer profile.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct CustomerRecord {
-    /// Stable id, the same on every channel.
-    pub id: String,
-    /// How agents address the customer.
-    pub display_name: String,
-    /// Service tier (`standard`, `vip`, …); routing rules test it.
-    pub tier: String,
-    /// Labels routing rules can test with `HAS`.
-    pub tags: Vec<String>,
-    /// Preferred language (BCP 47).
-    pub language: String,
-    /// The customer's ids on each channel.
-    pub identities: Vec<IdentityBody>,
-    /// The agent who last served the customer (sticky routing).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_agent: Option<String>,
-    /// When the profile was created; absent for profiles loaded without a date.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(format = DateTime)]
-    pub created_at: Option<String>,
-}
-
-impl From<&Customer> for CustomerRecord {
-    fn from(customer: &Customer) -> CustomerRecord {
-        CustomerRecord {
-            id: customer.id.to_string(),
-            display_name: customer.display_name.clone(),
-            tier: customer.tier.clone(),
-            tags: customer.tags.clone(),
-            language: customer.language.clone(),
-            identities: customer.identities.iter().map(IdentityBody::from).collect(),
-            last_agent: customer.last_agent.as_ref().map(ToString::to_string),
-            created_at: (customer.created_at != 0).then(|| timestamp(customer.created_at)),
-        }
-    }
 }
 
 /// `POST /api/v1/customers`.
@@ -166,105 +79,6 @@ pub struct NewCustomer {
     pub identities: Vec<IdentityBody>,
 }
 
-/// When a session reached each point; absent until it does.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
-pub struct SessionTimesRecord {
-    /// First message.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(format = DateTime)]
-    pub created: Option<String>,
-    /// First queued.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(format = DateTime)]
-    pub queued: Option<String>,
-    /// First offered to an agent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(format = DateTime)]
-    pub offered: Option<String>,
-    /// First accepted.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(format = DateTime)]
-    pub answered: Option<String>,
-    /// First agent message.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(format = DateTime)]
-    pub first_response: Option<String>,
-    /// Entered wrap-up.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(format = DateTime)]
-    pub wrap_up: Option<String>,
-    /// Closed or abandoned.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(format = DateTime)]
-    pub closed: Option<String>,
-}
-
-impl From<&SessionTimes> for SessionTimesRecord {
-    fn from(times: &SessionTimes) -> SessionTimesRecord {
-        SessionTimesRecord {
-            created: optional_timestamp(times.created),
-            queued: optional_timestamp(times.queued),
-            offered: optional_timestamp(times.offered),
-            answered: optional_timestamp(times.answered),
-            first_response: optional_timestamp(times.first_response),
-            wrap_up: optional_timestamp(times.wrap_up),
-            closed: optional_timestamp(times.closed),
-        }
-    }
-}
-
-/// A session record.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct SessionRecord {
-    /// Decimal string: ids exceed 2^53.
-    #[schema(example = "7412286335123456000")]
-    pub id: String,
-    /// Who the conversation is with.
-    pub customer_id: String,
-    /// The channel it started on.
-    pub channel: String,
-    /// `new`, `routing`, `queued`, `offered`, `assigned`, `wrap_up`,
-    /// `closed`, `abandoned` or `transferred`.
-    pub state: String,
-    /// The group whose queue holds it or held it last.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub group: Option<String>,
-    /// The agent it is offered or assigned to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub agent: Option<String>,
-    /// When it reached each point.
-    pub times: SessionTimesRecord,
-    /// Highest sequence number as of the last state change (the events of
-    /// `GET /api/v1/sessions/{id}` are always current).
-    pub last_seq: u64,
-    /// How many times it was transferred.
-    pub transfers: u32,
-    /// The agent's wrap-up note.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub summary: Option<String>,
-    /// The customer's satisfaction score (1-5), once given.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rating: Option<u8>,
-}
-
-impl From<&Session> for SessionRecord {
-    fn from(session: &Session) -> SessionRecord {
-        SessionRecord {
-            id: session.id.to_string(),
-            customer_id: session.customer_id.to_string(),
-            channel: session.channel.to_string(),
-            state: session.state.as_str().to_string(),
-            group: session.group.as_ref().map(ToString::to_string),
-            agent: session.agent.as_ref().map(ToString::to_string),
-            times: SessionTimesRecord::from(&session.times),
-            last_seq: session.last_seq,
-            transfers: session.transfers,
-            summary: session.summary.clone(),
-            rating: session.rating,
-        }
-    }
-}
-
 /// `GET /api/v1/sessions`: newest first.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SessionList {
@@ -282,8 +96,9 @@ pub struct SessionDetail {
     /// Where it stands in its queue, while it waits in one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue: Option<QueuePlace>,
-    /// Messages and state changes.
-    pub events: Vec<SessionEvent>,
+    /// Messages and state changes, as the sockets send them (customers
+    /// see what [`crate::wire::event::Viewer::Customer`] allows).
+    pub events: Vec<EventFrame>,
 }
 
 /// A waiting session's place in its group's queue.
@@ -307,175 +122,6 @@ impl From<&QueueStatus> for QueuePlace {
             n_waiting: status.n_waiting,
             estimated_wait_secs: status.estimated_wait_secs,
         }
-    }
-}
-
-/// One message or state change of a session.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct SessionEvent {
-    /// The session's sequence number of this event; messages and state
-    /// changes share one counter.
-    pub seq: u64,
-    /// When the engine recorded it.
-    #[schema(format = DateTime)]
-    pub at: String,
-    /// What happened.
-    #[serde(flatten)]
-    pub kind: SessionEventKind,
-}
-
-/// What happened, tagged by `type`.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum SessionEventKind {
-    /// A customer, agent or system message.
-    Message {
-        /// `customer`, `agent` or `system`.
-        sender: String,
-        /// The agent, when `sender` is `agent`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        agent: Option<String>,
-        /// The text.
-        body: String,
-        /// The sender's own id for the message.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        client_message_id: Option<String>,
-        /// The channel it travelled on.
-        channel: String,
-    },
-    /// The session waits in a group's queue.
-    Queued {
-        /// The group.
-        group: String,
-    },
-    /// Offered to an agent (not shown to customers; `offer` on the agent socket too).
-    #[serde(rename = "offer")]
-    Offered {
-        /// The agent.
-        agent: String,
-        /// Accept by this time.
-        #[schema(format = DateTime)]
-        deadline: String,
-    },
-    /// The offer lapsed or was rejected (not shown to customers; `offer_withdrawn` on the agent socket too).
-    #[serde(rename = "offer_withdrawn")]
-    OfferLapsed {
-        /// The agent that had it.
-        agent: String,
-    },
-    /// An agent took the session.
-    Assigned {
-        /// The agent.
-        agent: String,
-        /// The agent's name, as the customer sees it (`agent_name`, as on the sockets).
-        agent_name: String,
-    },
-    /// Handed on to another group or agent.
-    Transferred {
-        /// The agent that handed it on.
-        from: String,
-    },
-    /// The conversation ended; the agent writes notes.
-    WrapUp,
-    /// Done.
-    Closed {
-        /// The agent's note.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        summary: Option<String>,
-    },
-    /// The customer left before an agent answered.
-    Abandoned,
-    /// The other party is typing (live only: never in a session's history).
-    Typing {
-        /// `customer`, `agent` or `system`.
-        sender: String,
-    },
-    /// The customer rated the conversation.
-    Rated {
-        /// Satisfaction, 1 (worst) to 5 (best).
-        score: u8,
-        /// What the customer wrote with it.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        comment: Option<String>,
-    },
-}
-
-impl SessionEvent {
-    /// The wire form of an engine event; `None` for a queue position,
-    /// which is never stored (REST gives it as the session's `queue`).
-    pub fn from_event(event: &Event) -> Option<SessionEvent> {
-        let kind = match &event.kind {
-            EventKind::QueuePosition(_) => return None,
-            EventKind::Message {
-                sender,
-                body,
-                client_message_id,
-                channel,
-            } => {
-                let (sender, agent) = sender_name(sender);
-                SessionEventKind::Message {
-                    sender: sender.to_string(),
-                    agent,
-                    body: body.clone(),
-                    client_message_id: client_message_id.clone(),
-                    channel: channel.to_string(),
-                }
-            }
-            EventKind::Queued { group } => SessionEventKind::Queued {
-                group: group.to_string(),
-            },
-            EventKind::Offered { agent, deadline } => SessionEventKind::Offered {
-                agent: agent.to_string(),
-                deadline: timestamp(*deadline),
-            },
-            EventKind::OfferLapsed { agent } => SessionEventKind::OfferLapsed {
-                agent: agent.to_string(),
-            },
-            EventKind::Assigned {
-                agent,
-                display_name,
-            } => SessionEventKind::Assigned {
-                agent: agent.to_string(),
-                agent_name: display_name.clone(),
-            },
-            EventKind::Transferred { from } => SessionEventKind::Transferred {
-                from: from.to_string(),
-            },
-            EventKind::WrapUp => SessionEventKind::WrapUp,
-            EventKind::Closed { summary } => SessionEventKind::Closed {
-                summary: summary.clone(),
-            },
-            EventKind::Abandoned => SessionEventKind::Abandoned,
-            EventKind::Typing { sender } => SessionEventKind::Typing {
-                sender: sender_name(sender).0.to_string(),
-            },
-            EventKind::Rated { score, comment } => SessionEventKind::Rated {
-                score: *score,
-                comment: comment.clone(),
-            },
-        };
-        Some(SessionEvent {
-            seq: event.seq,
-            at: timestamp(event.at),
-            kind,
-        })
-    }
-
-    /// Whether customers see this event (offers are between the engine and agents).
-    pub fn is_for_customers(&self) -> bool {
-        !matches!(
-            self.kind,
-            SessionEventKind::Offered { .. } | SessionEventKind::OfferLapsed { .. }
-        )
-    }
-}
-
-/// `customer`, `agent` (with the agent) or `system`.
-fn sender_name(sender: &Sender) -> (&'static str, Option<String>) {
-    match sender {
-        Sender::Customer => ("customer", None),
-        Sender::Agent(agent) => ("agent", Some(agent.to_string())),
-        Sender::System => ("system", None),
     }
 }
 
@@ -551,15 +197,14 @@ pub struct PresenceRecord {
     pub reason: Option<String>,
     /// When wrap-up ends by itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(format = DateTime)]
-    pub until: Option<String>,
+    pub until: Option<Time>,
 }
 
 impl From<&Presence> for PresenceRecord {
     fn from(presence: &Presence) -> PresenceRecord {
         let (reason, until) = match presence {
             Presence::Away { reason } => (Some(reason.clone()), None),
-            Presence::WrapUp { until } => (None, Some(timestamp(*until))),
+            Presence::WrapUp { until } => (None, Some(Time(*until))),
             _ => (None, None),
         };
         PresenceRecord {
@@ -644,8 +289,7 @@ pub struct WaitingSession {
     /// Higher is served first.
     pub priority: i32,
     /// When it first queued (its place in line).
-    #[schema(format = DateTime)]
-    pub queued_at: String,
+    pub queued_at: Time,
     /// The agent it is offered to right now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offered_to: Option<String>,
@@ -673,7 +317,7 @@ impl From<&GroupView> for QueueRecord {
                     |(session, priority, queued_at, offered_to)| WaitingSession {
                         session_id: session.to_string(),
                         priority: *priority,
-                        queued_at: timestamp(*queued_at),
+                        queued_at: Time(*queued_at),
                         offered_to: offered_to.as_ref().map(ToString::to_string),
                     },
                 )

@@ -20,8 +20,10 @@ use serde::{Deserialize, Serialize};
 use crate::access::Caller;
 use crate::error::HttpError;
 use crate::state::AppState;
+use crate::wire::WireSession;
+use crate::wire::event::{EventBody, OfferCustomer, Viewer, event_frame};
 use crate::ws::delivered::{Delivered, replay};
-use crate::ws::frames::{ClientFrame, FrameError, NoFields, Viewer, WireSession, event_frame};
+use crate::ws::frames::{ClientFrame, FrameError, NoFields};
 use crate::ws::link::{self, Flow, Handler, Link};
 use crate::ws::replies::{Replier, SocketGuard};
 
@@ -192,14 +194,7 @@ struct SessionCard {
     state: &'static str,
     channel: String,
     group: Option<String>,
-    customer: CustomerCard,
-}
-
-#[derive(Serialize)]
-struct CustomerCard {
-    id: String,
-    display_name: String,
-    tier: String,
+    customer: OfferCustomer,
 }
 
 #[derive(Serialize)]
@@ -491,7 +486,7 @@ impl AgentHandler {
             Err(err) => return replier.error(link, err, None).await,
         };
         for event in events {
-            let Some(frame) = event_frame(&event, Viewer::Agent) else {
+            let Some(frame) = event_frame(&event, Viewer::Staff) else {
                 continue;
             };
             if link.send(&frame).await == Flow::Stop {
@@ -511,12 +506,12 @@ impl AgentHandler {
         let id = TicketId::new(on.ticket_id);
         let checked = async {
             let ticket = platform.load_ticket(&id).await?;
-            crate::platform::access::check_ticket(&self.caller, &self.state, &ticket).await?;
+            crate::access::customers::check_ticket(&self.caller, &self.state, &ticket).await?;
             let events = platform
                 .store
-                .ticket_events(&id, 0, crate::rest::tickets::MAX_EVENTS)
+                .ticket_events(&id, 0, crate::platform::tickets::MAX_EVENTS)
                 .await
-                .map_err(crate::rest::store_error)?;
+                .map_err(crate::error::store_error)?;
             Ok::<_, crate::error::HttpError>((ticket, events))
         };
         let (ticket, events) = match checked.await {
@@ -561,7 +556,12 @@ impl AgentHandler {
                 let session = platform.store.get_session(session).await?;
                 match session {
                     Some(session) => {
-                        crate::platform::view::customer_view(&platform, &session.customer_id).await
+                        crate::platform::view::customer_view(
+                            &platform,
+                            &session.customer_id,
+                            Viewer::Staff,
+                        )
+                        .await
                     }
                     None => Ok(None),
                 }
@@ -638,7 +638,7 @@ impl AgentHandler {
             }
             _ => {}
         }
-        let Some(mut frame) = event_frame(&event, Viewer::Agent) else {
+        let Some(mut frame) = event_frame(&event, Viewer::Staff) else {
             return Flow::Continue;
         };
         if let EventKind::Message {
@@ -648,15 +648,17 @@ impl AgentHandler {
         {
             crate::metrics::record_delivery("customer_to_agent", event.at);
         }
-        if let EventKind::Offered { .. } = event.kind
+        if let EventBody::Offer {
+            channel,
+            customer,
+            group,
+            ..
+        } = &mut frame.body
             && let Ok(card) = self.card(event.session).await
         {
-            frame.fields.insert("channel", card.channel.into());
-            frame.fields.insert("group", card.group.into());
-            frame.fields.insert(
-                "customer",
-                serde_json::to_value(&card.customer).expect("cards serialize"),
-            );
+            *channel = Some(card.channel);
+            *group = card.group;
+            *customer = Some(card.customer);
         }
         link.send(&frame).await
     }
@@ -698,7 +700,7 @@ impl AgentHandler {
             state: record.state.as_str(),
             channel: record.channel.to_string(),
             group: record.group.map(|group| group.to_string()),
-            customer: CustomerCard {
+            customer: OfferCustomer {
                 id: record.customer_id.to_string(),
                 display_name,
                 tier,

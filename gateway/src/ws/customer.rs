@@ -18,10 +18,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::access::Caller;
 use crate::error::HttpError;
-use crate::rest::extract::ApiQuery;
+use crate::extract::ApiQuery;
 use crate::state::AppState;
+use crate::wire::WireSession;
+use crate::wire::event::{Viewer, event_frame};
 use crate::ws::delivered::{Delivered, replay};
-use crate::ws::frames::{ClientFrame, NoFields, Viewer, WireSession, event_frame};
+use crate::ws::frames::{ClientFrame, NoFields};
 use crate::ws::link::{self, Flow, Handler, Link};
 use crate::ws::replies::{Replier, SocketGuard};
 

@@ -6,36 +6,13 @@
 //! does not know (`unknown_type`), and fields missing or of the wrong type
 //! (`invalid_frame`, naming the field).
 //!
-//! Session ids are 64-bit and exceed what JavaScript numbers hold exactly,
-//! so they travel as decimal strings.
+//! Session events, session ids, times and senders are encoded by
+//! [`crate::wire`], the same as in the REST API.
 
-use std::collections::BTreeMap;
-
-use actors::{Event, EventKind};
-use engine::Millis;
-use engine::ids::SessionId;
-use engine::message::Sender;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
-/// A session id on the wire: a decimal string.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct WireSession(pub SessionId);
-
-impl Serialize for WireSession {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(&self.0.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for WireSession {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        text.parse::<u64>()
-            .map(|id| WireSession(SessionId(id)))
-            .map_err(|_| serde::de::Error::custom(format!("`{text}` is not a session id")))
-    }
-}
+use crate::wire::WireSession;
 
 /// A client frame that passed the first checks: a JSON object with a
 /// string `type`, and its optional `request_id`.
@@ -210,131 +187,6 @@ impl Reply {
             code: err.code,
             message: err.message,
         }
-    }
-}
-
-/// The customer-facing (and agent-facing) view of one session event. The
-/// `type` is the event's kind; every one carries `session`, `seq` and `at`.
-#[derive(Debug, Clone, Serialize)]
-pub struct EventFrame {
-    /// The kind, e.g. `message`, `queued`, `assigned`.
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    /// The session.
-    pub session: WireSession,
-    /// The session's sequence number of this event; a resuming client sends
-    /// the highest it has seen.
-    pub seq: u64,
-    /// When it happened (ms since the Unix epoch).
-    pub at: Millis,
-    /// The kind's own fields.
-    #[serde(flatten)]
-    pub fields: BTreeMap<&'static str, serde_json::Value>,
-}
-
-/// Who sees an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Viewer {
-    /// The customer: no offers, no agent ids.
-    Customer,
-    /// An agent.
-    Agent,
-}
-
-/// The frame of `event` for `viewer`, or `None` if the viewer does not see it.
-pub fn event_frame(event: &Event, viewer: Viewer) -> Option<EventFrame> {
-    use serde_json::Value;
-    let mut fields = BTreeMap::new();
-    let kind = match &event.kind {
-        EventKind::Message {
-            sender,
-            body,
-            client_message_id,
-            channel,
-        } => {
-            fields.insert("sender", Value::from(sender_name(sender)));
-            fields.insert("body", Value::from(body.clone()));
-            fields.insert("channel", Value::from(channel.to_string()));
-            if let Some(id) = client_message_id {
-                fields.insert("client_message_id", Value::from(id.clone()));
-            }
-            "message"
-        }
-        EventKind::Queued { group } => {
-            if viewer == Viewer::Agent {
-                fields.insert("group", Value::from(group.to_string()));
-            }
-            "queued"
-        }
-        EventKind::Offered { agent, deadline } => {
-            if viewer == Viewer::Customer {
-                return None;
-            }
-            fields.insert("agent", Value::from(agent.to_string()));
-            fields.insert("deadline", Value::from(*deadline));
-            "offer"
-        }
-        EventKind::OfferLapsed { agent } => {
-            if viewer == Viewer::Customer {
-                return None;
-            }
-            fields.insert("agent", Value::from(agent.to_string()));
-            "offer_withdrawn"
-        }
-        EventKind::Assigned {
-            agent,
-            display_name,
-        } => {
-            if viewer == Viewer::Agent {
-                fields.insert("agent", Value::from(agent.to_string()));
-            }
-            fields.insert("agent_name", Value::from(display_name.clone()));
-            "assigned"
-        }
-        EventKind::Transferred { from } => {
-            if viewer == Viewer::Agent {
-                fields.insert("from", Value::from(from.to_string()));
-            }
-            "transferred"
-        }
-        EventKind::WrapUp => "wrap_up",
-        EventKind::Closed { summary } => {
-            if let (Viewer::Agent, Some(summary)) = (viewer, summary) {
-                fields.insert("summary", Value::from(summary.clone()));
-            }
-            "closed"
-        }
-        EventKind::Abandoned => "abandoned",
-        EventKind::Typing { sender } => {
-            fields.insert("sender", Value::from(sender_name(sender)));
-            "typing"
-        }
-        // The customer socket sends it as `queue_status` (no `at`, the `seq`
-        // of the last event it sent); agents are not told.
-        EventKind::QueuePosition(_) => return None,
-        EventKind::Rated { score, comment } => {
-            fields.insert("score", Value::from(*score));
-            if let Some(comment) = comment {
-                fields.insert("comment", Value::from(comment.clone()));
-            }
-            "rated"
-        }
-    };
-    Some(EventFrame {
-        kind,
-        session: WireSession(event.session),
-        seq: event.seq,
-        at: event.at,
-        fields,
-    })
-}
-
-/// `customer`, `agent:<id>` or `system`.
-pub fn sender_name(sender: &Sender) -> String {
-    match sender {
-        Sender::Customer => "customer".into(),
-        Sender::Agent(agent) => format!("agent:{agent}"),
-        Sender::System => "system".into(),
     }
 }
 

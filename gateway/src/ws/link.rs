@@ -27,9 +27,9 @@ use tracing::debug;
 
 use crate::config::LimitsConfig;
 use crate::error::HttpError;
+use crate::rate::{RateLimiter, Verdict};
 use crate::state::AppState;
 use crate::ws::frames::{ClientFrame, FrameError, Reply, to_text};
-use crate::ws::rate::{RateLimiter, Verdict};
 use crate::ws::replies::Replier;
 
 /// Close code: the server is going away.

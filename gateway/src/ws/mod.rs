@@ -5,5 +5,4 @@ pub mod customer;
 pub mod delivered;
 pub mod frames;
 pub mod link;
-pub mod rate;
 pub mod replies;

@@ -9,7 +9,8 @@ use actors::{Ack, ApiError};
 use crate::config::LimitsConfig;
 use crate::error::classify;
 use crate::state::AppState;
-use crate::ws::frames::{FrameError, Reply, WireSession};
+use crate::wire::WireSession;
+use crate::ws::frames::{FrameError, Reply};
 use crate::ws::link::{Flow, Link};
 
 /// Longest client message id, in bytes.

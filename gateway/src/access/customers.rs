@@ -16,8 +16,7 @@ use engine::ticket::Ticket;
 
 use crate::access::Caller;
 use crate::auth::Role;
-use crate::error::HttpError;
-use crate::rest::store_error;
+use crate::error::{HttpError, store_error};
 use crate::state::AppState;
 
 /// Sessions of a customer looked at for an agent's or supervisor's right to see them.

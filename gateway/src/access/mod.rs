@@ -10,6 +10,8 @@
 //! A customer asking for someone else's session gets the same `404` as for
 //! a session that does not exist, so ids cannot be probed.
 
+pub mod customers;
+
 use axum::extract::{FromRequestParts, Query};
 use axum::http::StatusCode;
 use axum::http::request::Parts;

@@ -1,0 +1,418 @@
+//! A session event on the wire: the one encoding of [`actors::Event`] that
+//! the customer socket, the agent socket, `history`, the REST session
+//! history and the desktop's diagnostics all send.
+//!
+//! Every event is an object with `type` (the kind's one name), `session`,
+//! `seq` and `at`, plus the fields of its kind. What a customer may see of
+//! it is decided here, once ([`Viewer`]).
+
+use std::collections::BTreeMap;
+
+use actors::{Event, EventKind};
+use serde::ser::{Error as _, SerializeMap};
+use serde::{Deserialize, Serialize, Serializer};
+use utoipa::ToSchema;
+
+use super::{Time, WireSession, sender};
+
+/// One session event as every client sees it.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct EventFrame {
+    /// What happened: the `type` and the kind's own fields.
+    #[serde(flatten)]
+    pub body: EventBody,
+    /// The session (a decimal string).
+    pub session: WireSession,
+    /// The session's sequence number of this event (messages and state
+    /// changes share one counter); a resuming client sends the highest it
+    /// has seen.
+    pub seq: u64,
+    /// When the engine recorded it (ms since the Unix epoch).
+    pub at: Time,
+}
+
+/// What happened, tagged by `type`. A field marked "agents only" is absent
+/// from what customers see ([`Viewer::Customer`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventBody {
+    /// A customer, agent or system message.
+    Message {
+        /// The text.
+        body: String,
+        /// The channel it travelled on.
+        channel: String,
+        /// The sender's own id for the message.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_message_id: Option<String>,
+        /// `customer`, `agent:<agent id>` or `system`.
+        #[schema(example = "agent:chen.jie")]
+        sender: String,
+    },
+    /// The session waits in a group's queue.
+    Queued {
+        /// The group (agents only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
+    },
+    /// Offered to an agent, who accepts before `deadline` (agents only).
+    Offer {
+        /// The agent it is offered to.
+        agent: String,
+        /// The channel; live and in a `hello` replay on the agent socket.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        channel: Option<String>,
+        /// Who is asking; live and in a `hello` replay on the agent socket.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        customer: Option<OfferCustomer>,
+        /// Accept by this time (ms since the Unix epoch).
+        deadline: Time,
+        /// The queue's group; live and in a `hello` replay on the agent socket.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
+    },
+    /// The offer lapsed, was rejected or withdrawn (agents only).
+    OfferWithdrawn {
+        /// The agent that had it.
+        agent: String,
+    },
+    /// An agent took the session.
+    Assigned {
+        /// The agent (agents only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agent: Option<String>,
+        /// The agent's name, as the customer sees it.
+        agent_name: String,
+    },
+    /// The other party is typing (live only: never stored, never in a history).
+    Typing {
+        /// `customer`, `agent:<agent id>` or `system`.
+        sender: String,
+    },
+    /// Handed on to another group or agent; `queued` and a new `assigned` follow.
+    Transferred {
+        /// The agent that handed it on (agents only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<String>,
+    },
+    /// The agent ended the conversation and writes notes; rating is open.
+    WrapUp,
+    /// Done: the session takes no more messages.
+    Closed {
+        /// The agent's note (agents only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        summary: Option<String>,
+    },
+    /// The customer left before an agent took the session.
+    Abandoned,
+    /// The customer rated the conversation.
+    Rated {
+        /// What the customer wrote with it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        comment: Option<String>,
+        /// Satisfaction, 1 (worst) to 5 (best).
+        score: u8,
+    },
+}
+
+/// The customer an offer is for, as the agent socket shows it with a live offer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct OfferCustomer {
+    /// How agents address the customer.
+    pub display_name: String,
+    /// The customer's id.
+    pub id: String,
+    /// Service tier (`standard`, `vip`, …).
+    pub tier: String,
+}
+
+/// Who is looking at an event: the one rule for what customers may see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Viewer {
+    /// The customer sees what happened in their conversation, not how the
+    /// contact centre routed it: no `offer` or `offer_withdrawn`, none of
+    /// the fields marked "agents only" (`queued.group`, `assigned.agent`,
+    /// `transferred.from`, `closed.summary`), and in a session record no
+    /// `group`, `agent` or `summary` ([`super::records::SessionRecord::new`]).
+    /// Senders keep their agent id (`agent:<id>`), as ticket authors do.
+    Customer,
+    /// Agents, supervisors and admins: everything.
+    Staff,
+}
+
+/// The frame of `event` for `viewer`, or `None` if the viewer does not see
+/// it. A queue position is no event frame: the customer socket sends it as
+/// `queue_status`, REST as the session's `queue`.
+pub fn event_frame(event: &Event, viewer: Viewer) -> Option<EventFrame> {
+    let staff = |value: String| (viewer == Viewer::Staff).then_some(value);
+    let body = match &event.kind {
+        EventKind::Message {
+            sender: from,
+            body,
+            client_message_id,
+            channel,
+        } => EventBody::Message {
+            body: body.clone(),
+            channel: channel.to_string(),
+            client_message_id: client_message_id.clone(),
+            sender: sender(from),
+        },
+        EventKind::Queued { group } => EventBody::Queued {
+            group: staff(group.to_string()),
+        },
+        EventKind::Offered { agent, deadline } => {
+            if viewer == Viewer::Customer {
+                return None;
+            }
+            EventBody::Offer {
+                agent: agent.to_string(),
+                channel: None,
+                customer: None,
+                deadline: Time(*deadline),
+                group: None,
+            }
+        }
+        EventKind::OfferLapsed { agent } => {
+            if viewer == Viewer::Customer {
+                return None;
+            }
+            EventBody::OfferWithdrawn {
+                agent: agent.to_string(),
+            }
+        }
+        EventKind::Assigned {
+            agent,
+            display_name,
+        } => EventBody::Assigned {
+            agent: staff(agent.to_string()),
+            agent_name: display_name.clone(),
+        },
+        EventKind::Transferred { from } => EventBody::Transferred {
+            from: staff(from.to_string()),
+        },
+        EventKind::WrapUp => EventBody::WrapUp,
+        EventKind::Closed { summary } => EventBody::Closed {
+            summary: summary.clone().and_then(staff),
+        },
+        EventKind::Abandoned => EventBody::Abandoned,
+        EventKind::Typing { sender: from } => EventBody::Typing {
+            sender: sender(from),
+        },
+        EventKind::QueuePosition(_) => return None,
+        EventKind::Rated { score, comment } => EventBody::Rated {
+            comment: comment.clone(),
+            score: *score,
+        },
+    };
+    Some(EventFrame {
+        body,
+        session: WireSession(event.session),
+        seq: event.seq,
+        at: Time(event.at),
+    })
+}
+
+impl EventFrame {
+    /// The `type`: the one name of the event's kind.
+    pub fn kind(&self) -> &'static str {
+        match self.body {
+            EventBody::Message { .. } => "message",
+            EventBody::Queued { .. } => "queued",
+            EventBody::Offer { .. } => "offer",
+            EventBody::OfferWithdrawn { .. } => "offer_withdrawn",
+            EventBody::Assigned { .. } => "assigned",
+            EventBody::Typing { .. } => "typing",
+            EventBody::Transferred { .. } => "transferred",
+            EventBody::WrapUp => "wrap_up",
+            EventBody::Closed { .. } => "closed",
+            EventBody::Abandoned => "abandoned",
+            EventBody::Rated { .. } => "rated",
+        }
+    }
+}
+
+/// `type`, `session`, `seq` and `at` first, then the kind's fields by name,
+/// so a frame reads the same in a log, a capture and PROTOCOL.md.
+impl Serialize for EventFrame {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let body = serde_json::to_value(&self.body).map_err(S::Error::custom)?;
+        let fields: BTreeMap<&String, &serde_json::Value> = body
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(name, _)| name.as_str() != "type")
+            .collect();
+        let mut map = serializer.serialize_map(Some(fields.len() + 4))?;
+        map.serialize_entry("type", self.kind())?;
+        map.serialize_entry("session", &self.session)?;
+        map.serialize_entry("seq", &self.seq)?;
+        map.serialize_entry("at", &self.at)?;
+        for (name, value) in fields {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use actors::group::QueueStatus;
+    use engine::ids::{AgentId, GroupId, SessionId};
+    use engine::message::Sender;
+    use serde_json::json;
+
+    use super::*;
+
+    fn event(kind: EventKind) -> Event {
+        Event {
+            session: SessionId(7),
+            seq: 3,
+            at: 1_795_514_724_169,
+            kind,
+        }
+    }
+
+    fn check(
+        kind: EventKind,
+        customer: Option<serde_json::Value>,
+        staff: Option<serde_json::Value>,
+    ) {
+        let event = event(kind);
+        let encode =
+            |viewer| event_frame(&event, viewer).map(|frame| serde_json::to_value(frame).unwrap());
+        assert_eq!(
+            encode(Viewer::Customer),
+            customer,
+            "customer view of {event:?}"
+        );
+        assert_eq!(encode(Viewer::Staff), staff, "staff view of {event:?}");
+    }
+
+    #[test]
+    fn customers_see_no_offers_and_no_agents_only_fields() {
+        let base = json!({"session": "7", "seq": 3, "at": 1_795_514_724_169_i64});
+        let with = |fields: serde_json::Value| {
+            let mut value = base.clone();
+            value
+                .as_object_mut()
+                .unwrap()
+                .extend(fields.as_object().unwrap().clone());
+            Some(value)
+        };
+        let chen = AgentId::new("chen.jie");
+        check(
+            EventKind::Message {
+                sender: Sender::Agent(chen.clone()),
+                body: "hi".into(),
+                client_message_id: None,
+                channel: engine::channel::Channel::Web,
+            },
+            with(
+                json!({"type": "message", "body": "hi", "channel": "web", "sender": "agent:chen.jie"}),
+            ),
+            with(
+                json!({"type": "message", "body": "hi", "channel": "web", "sender": "agent:chen.jie"}),
+            ),
+        );
+        check(
+            EventKind::Queued {
+                group: GroupId::new("vip"),
+            },
+            with(json!({"type": "queued"})),
+            with(json!({"type": "queued", "group": "vip"})),
+        );
+        check(
+            EventKind::Offered {
+                agent: chen.clone(),
+                deadline: 5,
+            },
+            None,
+            with(json!({"type": "offer", "agent": "chen.jie", "deadline": 5})),
+        );
+        check(
+            EventKind::OfferLapsed {
+                agent: chen.clone(),
+            },
+            None,
+            with(json!({"type": "offer_withdrawn", "agent": "chen.jie"})),
+        );
+        check(
+            EventKind::Assigned {
+                agent: chen.clone(),
+                display_name: "Chen Jie".into(),
+            },
+            with(json!({"type": "assigned", "agent_name": "Chen Jie"})),
+            with(json!({"type": "assigned", "agent": "chen.jie", "agent_name": "Chen Jie"})),
+        );
+        check(
+            EventKind::Transferred { from: chen.clone() },
+            with(json!({"type": "transferred"})),
+            with(json!({"type": "transferred", "from": "chen.jie"})),
+        );
+        check(
+            EventKind::Closed {
+                summary: Some("done".into()),
+            },
+            with(json!({"type": "closed"})),
+            with(json!({"type": "closed", "summary": "done"})),
+        );
+        check(
+            EventKind::Typing {
+                sender: Sender::Customer,
+            },
+            with(json!({"type": "typing", "sender": "customer"})),
+            with(json!({"type": "typing", "sender": "customer"})),
+        );
+        check(
+            EventKind::Rated {
+                score: 5,
+                comment: None,
+            },
+            with(json!({"type": "rated", "score": 5})),
+            with(json!({"type": "rated", "score": 5})),
+        );
+        check(
+            EventKind::WrapUp,
+            with(json!({"type": "wrap_up"})),
+            with(json!({"type": "wrap_up"})),
+        );
+        check(
+            EventKind::Abandoned,
+            with(json!({"type": "abandoned"})),
+            with(json!({"type": "abandoned"})),
+        );
+        check(
+            EventKind::QueuePosition(QueueStatus {
+                group: GroupId::new("vip"),
+                position: 1,
+                n_waiting: 1,
+                estimated_wait_secs: 30,
+            }),
+            None,
+            None,
+        );
+    }
+
+    #[test]
+    fn frames_start_with_type_session_seq_and_at_and_read_back() {
+        let frame = event_frame(
+            &event(EventKind::Rated {
+                score: 4,
+                comment: Some("ok".into()),
+            }),
+            Viewer::Staff,
+        )
+        .unwrap();
+        let text = serde_json::to_string(&frame).unwrap();
+        assert_eq!(
+            text,
+            r#"{"type":"rated","session":"7","seq":3,"at":1795514724169,"comment":"ok","score":4}"#
+        );
+        let back: EventFrame = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.body, frame.body);
+        assert_eq!(
+            (back.session, back.seq, back.at),
+            (frame.session, frame.seq, frame.at)
+        );
+    }
+}
