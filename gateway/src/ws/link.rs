@@ -122,11 +122,20 @@ pub fn serve<H: Handler>(
 /// per connected session).
 const READ_BUFFER_BYTES: usize = 2 * 1024;
 
+/// Frames of one batch of events wait in the write buffer up to this size,
+/// then go out in one write. A socket that never batches keeps only its
+/// largest frame's worth (the buffer grows on demand).
+const WRITE_BATCH_BYTES: usize = 16 * 1024;
+
+/// The most events one batch takes before it flushes, so one busy session
+/// cannot hold back this socket's acks and frames for long.
+const MAX_EVENTS_PER_FLUSH: usize = 32;
+
 /// Applies the socket limits of `limits` to an upgrade request.
 pub fn configure(upgrade: WebSocketUpgrade, limits: &LimitsConfig) -> WebSocketUpgrade {
     upgrade
         .read_buffer_size(READ_BUFFER_BYTES)
-        .write_buffer_size(0)
+        .write_buffer_size(WRITE_BATCH_BYTES)
         .max_write_buffer_size(limits.max_ws_message_bytes.max(OUTGOING_FRAME_BYTES) * 2)
         .max_message_size(limits.max_ws_message_bytes)
         .max_frame_size(limits.max_ws_message_bytes)
@@ -146,6 +155,9 @@ pub struct Link {
     /// Acks of messages handed to their session in this turn of the loop,
     /// moved to the loop's set of pending acks after it.
     deferred: Vec<DeferredAck>,
+    /// Frames are buffered, not flushed one by one, until [`Link::uncork`]:
+    /// a batch of events goes out in one write.
+    corked: bool,
 }
 
 /// An ack that arrives once its message is durable.
@@ -193,6 +205,34 @@ impl Link {
             last_heard: Instant::now(),
             open: true,
             deferred: Vec::new(),
+            corked: false,
+        }
+    }
+
+    /// From now on frames wait in the write buffer (up to
+    /// `WRITE_BATCH_BYTES`) until [`Link::uncork`].
+    fn cork(&mut self) {
+        self.corked = true;
+    }
+
+    /// Sends what waits in the write buffer; `flow` is the batch's own.
+    async fn uncork(&mut self, flow: Flow) -> Flow {
+        self.corked = false;
+        if flow == Flow::Stop || !self.open {
+            return Flow::Stop;
+        }
+        match tokio::time::timeout(self.write_timeout, self.socket.flush()).await {
+            Ok(Ok(())) => Flow::Continue,
+            Ok(Err(err)) => {
+                debug!(error = %err, "socket write failed");
+                self.open = false;
+                Flow::Stop
+            }
+            Err(_) => {
+                debug!("socket write timed out; dropping the connection");
+                self.open = false;
+                Flow::Stop
+            }
         }
     }
 
@@ -203,7 +243,13 @@ impl Link {
             return Flow::Stop;
         }
         let message = Message::Text(to_text(frame).into());
-        match tokio::time::timeout(self.write_timeout, self.socket.send(message)).await {
+        let write = async {
+            match self.corked {
+                true => self.socket.feed(message).await,
+                false => self.socket.send(message).await,
+            }
+        };
+        match tokio::time::timeout(self.write_timeout, write).await {
             Ok(Ok(())) => Flow::Continue,
             Ok(Err(err)) => {
                 debug!(error = %err, "socket write failed");
@@ -464,7 +510,18 @@ pub async fn run<H: Handler>(
                 ready.replier.ack(&mut link, ready.client_message_id, ready.result).await
             }
             event = events.recv(), if handler.wants_events() => match event {
-                Some(event) => handler.on_event(&mut link, Arc::unwrap_or_clone(event)).await,
+                Some(event) => {
+                    // The events already waiting go out in one write.
+                    link.cork();
+                    let mut flow = handler.on_event(&mut link, Arc::unwrap_or_clone(event)).await;
+                    let mut n_events = 1;
+                    while flow == Flow::Continue && n_events < MAX_EVENTS_PER_FLUSH && handler.wants_events() {
+                        let Ok(event) = events.try_recv() else { break };
+                        flow = handler.on_event(&mut link, Arc::unwrap_or_clone(event)).await;
+                        n_events += 1;
+                    }
+                    link.uncork(flow).await
+                }
                 None => {
                     link.close(CLOSE_BACKLOG, "too far behind; reconnect and resume from your last seq").await
                 }
