@@ -200,6 +200,61 @@ async fn ticket_changes_reach_the_customer_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customers_own_view_leaves_out_what_is_for_staff() {
+    let server = TestServer::start(|_| {}).await;
+    let api = Api {
+        server: &server,
+        http: reqwest::Client::new(),
+    };
+    let (_customer, _agent, session) = assigned(&server).await;
+    let note = "refund promised; customer upset";
+    server
+        .server
+        .switchboard()
+        .close(
+            &engine::ids::AgentId::new("chen.jie"),
+            engine::ids::SessionId(session.parse().unwrap()),
+            Some(note.into()),
+        )
+        .await
+        .unwrap();
+    let path = "/api/v1/customers/cust-003/view";
+    let has_note = |view: &Value| {
+        view["interactions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|row| row["summary"] == note)
+    };
+    // Staff see the agent's wrap-up note and the last agent ...
+    let (code, staff) = api.get(path, ADMIN).await;
+    assert_eq!(code, 200);
+    assert!(has_note(&staff), "{staff}");
+    assert_eq!(staff["customer"]["last_agent"], "chen.jie", "{staff}");
+    // ... the customer sees the same conversations without them
+    // (PROTOCOL.md §2, "What customers see").
+    let (code, own) = api.get(path, EMMA).await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        own["interactions"].as_array().unwrap().len(),
+        staff["interactions"].as_array().unwrap().len(),
+        "{own}"
+    );
+    assert!(!has_note(&own), "{own}");
+    assert!(
+        own["interactions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|row| row.get("summary").is_none()),
+        "{own}"
+    );
+    assert!(own["customer"].get("last_agent").is_none(), "{own}");
+    assert!(own.get("last_summary").is_none(), "{own}");
+    server.server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_360_view_is_pushed_with_the_offer_and_guarded() {
     let server = TestServer::start(|_| {}).await;
     let api = Api {

@@ -33,16 +33,25 @@ pub async fn customer_view(
         store.sessions_of_customer(customer, VIEW_SESSIONS),
         store.tickets_of_customer(customer, VIEW_TICKETS),
     )?;
+    // Summaries start as the agent's wrap-up note, and the last agent is a
+    // routing fact: staff only, like `closed.summary` (PROTOCOL.md §2).
+    let staff = viewer == Viewer::Staff;
     let mut last_summary = None;
-    for session in sessions.iter().filter(|s| s.state.is_final()) {
+    for session in sessions.iter().filter(|s| staff && s.state.is_final()) {
         if let Some(summary) = store.get_summary(session.id).await? {
             last_summary = Some(SummaryRecord::from(&summary));
             break;
         }
     }
     Ok(Some(CustomerView {
-        customer: CustomerRecord::from(&profile),
-        interactions: interactions.iter().map(InteractionRecord::from).collect(),
+        customer: CustomerRecord {
+            last_agent: CustomerRecord::from(&profile).last_agent.filter(|_| staff),
+            ..CustomerRecord::from(&profile)
+        },
+        interactions: interactions
+            .iter()
+            .map(|row| InteractionRecord::new(row, viewer))
+            .collect(),
         sessions: sessions
             .iter()
             .map(|session| SessionRecord::new(session, viewer))

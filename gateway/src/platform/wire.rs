@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use store::Interaction;
 use utoipa::ToSchema;
 
+use crate::wire::event::Viewer;
 use crate::wire::records::{CustomerRecord, SessionRecord};
 use crate::wire::{Time, sender};
 
@@ -135,17 +136,20 @@ pub struct InteractionRecord {
     pub session_id: String,
     /// The channel it was on.
     pub channel: String,
-    /// One line (the auto-summary's headline once written).
-    pub summary: String,
+    /// One line (the auto-summary's headline once written); staff only,
+    /// since it starts as the agent's wrap-up note.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
 }
 
-impl From<&Interaction> for InteractionRecord {
-    fn from(row: &Interaction) -> Self {
+impl InteractionRecord {
+    /// `row` as `viewer` may see it.
+    pub fn new(row: &Interaction, viewer: Viewer) -> Self {
         InteractionRecord {
             at: Time(row.at),
             session_id: row.session_id.to_string(),
             channel: row.channel.to_string(),
-            summary: row.summary.clone(),
+            summary: (viewer == Viewer::Staff).then(|| row.summary.clone()),
         }
     }
 }

@@ -147,7 +147,7 @@ pub async fn get_session(
         .collect();
     Ok(Json(SessionDetail {
         session: SessionRecord::new(&session, viewer),
-        queue: queue.as_ref().map(QueuePlace::from),
+        queue: queue.as_ref().map(|status| QueuePlace::new(status, viewer)),
         events,
     }))
 }

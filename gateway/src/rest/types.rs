@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 
 use crate::auth::Role;
 use crate::wire::Time;
-use crate::wire::event::EventFrame;
+use crate::wire::event::{EventFrame, Viewer};
 use crate::wire::records::{IdentityBody, SessionRecord};
 
 /// `POST /api/v1/visitors`: everything is optional.
@@ -104,8 +104,10 @@ pub struct SessionDetail {
 /// A waiting session's place in its group's queue.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct QueuePlace {
-    /// The group whose queue holds it.
-    pub group: String,
+    /// The group whose queue holds it (staff only: customers are not told
+    /// how they were routed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
     /// 1-based place in line among sessions not yet offered to an agent.
     pub position: usize,
     /// Sessions waiting in the group (offered or not).
@@ -114,10 +116,11 @@ pub struct QueuePlace {
     pub estimated_wait_secs: u32,
 }
 
-impl From<&QueueStatus> for QueuePlace {
-    fn from(status: &QueueStatus) -> QueuePlace {
+impl QueuePlace {
+    /// `status` as `viewer` may see it.
+    pub fn new(status: &QueueStatus, viewer: Viewer) -> QueuePlace {
         QueuePlace {
-            group: status.group.to_string(),
+            group: (viewer == Viewer::Staff).then(|| status.group.to_string()),
             position: status.position,
             n_waiting: status.n_waiting,
             estimated_wait_secs: status.estimated_wait_secs,

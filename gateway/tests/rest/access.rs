@@ -229,6 +229,14 @@ async fn sessions_are_listed_and_read_by_who_may_see_them() {
         .get(&format!("/api/v1/sessions/{queued}"), &cust_002)
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    // The customer is told their place, not how they were routed.
+    assert_eq!(body["queue"]["position"], 1, "{body}");
+    assert!(body["queue"].get("group").is_none(), "{body}");
+    let admin = server.token("admin", Role::Admin);
+    let (status, body) = server
+        .get(&format!("/api/v1/sessions/{queued}"), &admin)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(
         (&body["queue"]["group"], &body["queue"]["position"]),
         (&json!("phone_support"), &json!(1)),
