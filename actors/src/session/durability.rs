@@ -11,7 +11,8 @@ use store::{Interaction, StoreError, WriteOp};
 use tracing::{debug, info, warn};
 
 use super::{
-    Ack, STOP_ENDED, STOP_PASSIVATED, SessionActor, SessionActorState, SessionMessage, Waiter,
+    Ack, PASSIVATION_GRACE, STOP_ENDED, STOP_PASSIVATED, SessionActor, SessionActorState,
+    SessionMessage, Waiter,
 };
 use engine::ids::{AgentId, GroupId};
 use engine::session::{Session, SessionState};
@@ -423,14 +424,30 @@ impl SessionActor {
         };
         let quiet =
             state.unwritten.is_empty() && state.unpublished.is_empty() && state.waiters.is_empty();
-        if idle_enough && quiet {
-            debug!(session_id = %state.session.id, idle_ms, "session passivated");
-            // The customer's next message asks the Directory, which starts
-            // the session again, rather than finding a stopping actor.
-            self.shared
-                .open_sessions
-                .remove(&state.session.customer_id, myself.get_id());
-            myself.stop(Some(STOP_PASSIVATED.to_owned()));
+        if !(idle_enough && quiet) {
+            return;
+        }
+        let now = crate::clock::now();
+        match state.uncached_at {
+            // Out of `open_sessions` for the grace, and nothing came since.
+            Some(at) if state.last_activity <= at && now - at >= millis(PASSIVATION_GRACE) => {
+                debug!(session_id = %state.session.id, idle_ms, "session passivated");
+                myself.stop(Some(STOP_PASSIVATED.to_owned()));
+            }
+            // The grace runs; its check is on its way.
+            Some(at) if state.last_activity <= at => {}
+            _ => {
+                // First out of `open_sessions`, so that the customer's next
+                // message asks the Directory, which starts the session
+                // again; the stop follows the grace, so that a message sent
+                // through the entry just before is still taken.
+                self.shared
+                    .open_sessions
+                    .remove(&state.session.customer_id, myself.get_id());
+                state.in_open_sessions = false;
+                state.uncached_at = Some(now);
+                myself.send_after(PASSIVATION_GRACE, || SessionMessage::PassivationCheck);
+            }
         }
     }
 

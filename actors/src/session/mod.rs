@@ -242,6 +242,9 @@ pub struct SessionActorState {
     ///
     /// [`Shared::open_sessions`]: crate::shared::Shared::open_sessions
     in_open_sessions: bool,
+    /// When this idle actor took itself out of `open_sessions` to passivate:
+    /// it stops [`PASSIVATION_GRACE`] later if nothing happened meanwhile.
+    uncached_at: Option<Millis>,
     /// A write failed, so memory ran ahead of the store. The writes still
     /// in flight are answered and published as their outcome comes; new
     /// work is refused meanwhile; then the actor fails and restarts from
@@ -292,6 +295,7 @@ impl Actor for SessionActor {
             session,
             reactivated,
             in_open_sessions: false,
+            uncached_at: None,
             failed: None,
         };
         if state.session.last_seq > 0 || state.session.state != SessionState::New {
@@ -782,3 +786,9 @@ impl SessionActor {
 pub const STOP_ENDED: &str = "ended";
 /// Stop reason of a session that was idle long enough.
 pub const STOP_PASSIVATED: &str = "passivated";
+
+/// How long a passivating session's actor keeps running after it took itself
+/// out of `open_sessions`: a caller that took it from there just before
+/// (a lookup and a send, no await between) still reaches a running actor,
+/// whose message is then taken and cancels the passivation.
+pub(crate) const PASSIVATION_GRACE: std::time::Duration = std::time::Duration::from_millis(100);

@@ -190,6 +190,46 @@ async fn a_customers_next_message_goes_to_their_running_open_session() {
     board.shutdown().await;
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_message_sent_through_the_cache_as_the_session_passivates_is_taken() {
+    let board = start(Arc::new(MemoryStore::new()), passivating()).await;
+    let plain = CustomerId::new("plain");
+    let first = board
+        .customer_message_as(&plain, Channel::Web, "one".into(), Some("c1".into()))
+        .await
+        .unwrap();
+    // A caller takes the actor from the cache ...
+    let held = board.shared().open_sessions.get(&plain).expect("held");
+    // ... and the session, idle, takes itself out of it to passivate.
+    while board.shared().open_sessions.get(&plain).is_some() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The caller's send comes now, as submit_from's does right after its
+    // lookup: the actor still runs and takes it.
+    let (sender, receiver) = ractor::concurrency::oneshot();
+    held.send_message(crate::session::SessionMessage::CustomerMessage {
+        body: "two".into(),
+        client_message_id: Some("c2".into()),
+        channel: Channel::Web,
+        reply: sender.into(),
+    })
+    .expect("the actor still runs");
+    let second = receiver.await.expect("answered").expect("stored");
+    assert_eq!((second.session, second.duplicate), (first.session, false));
+    assert_eq!(
+        bodies(&board.history(first.session, 0).await.unwrap()),
+        [(1, "one".to_owned()), (second.seq, "two".to_owned())]
+    );
+    // The message was activity: the actor is back in the cache.
+    let again = board
+        .shared()
+        .open_sessions
+        .get(&plain)
+        .expect("held again");
+    assert_eq!(again.get_id(), held.get_id());
+    board.shutdown().await;
+}
+
 /// A race, so real threads and many rounds: a customer whose messages go
 /// straight to their session's actor leaves, and the next message opens a
 /// new session rather than reaching the ended one.
