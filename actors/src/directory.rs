@@ -19,14 +19,13 @@ use engine::ids::{AgentId, CustomerId, GroupId, SessionId, SessionIdGen};
 use engine::limit::WindowLimit;
 use engine::session::Session;
 use engine::{EngineError, Millis};
-use ractor::{
-    Actor, ActorId, ActorProcessingErr, ActorRef, ActorStatus, MessagingErr, RpcReplyPort,
-};
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, MessagingErr, RpcReplyPort};
 use tracing::{debug, warn};
 
 use crate::agent::AgentMessage;
 use crate::error::ApiError;
 use crate::group::GroupMessage;
+use crate::refs::is_live;
 use crate::session::{SessionMessage, SessionStart};
 use crate::session_supervisor::SessionSupervisorMessage;
 use crate::shared::Shared;
@@ -327,16 +326,9 @@ impl Directory {
             return;
         }
         let waiting = match state.sessions.get(&session) {
-            // Live from its spawn on: an actor stays `Starting` until its
-            // `post_start` has run, after `spawn` returned. Starting another
-            // then would give the session a second `seq` writer (or, before
-            // its first write is durable, fail: the store has no such session).
-            Some(actor)
-                if matches!(
-                    actor.get_status(),
-                    ActorStatus::Starting | ActorStatus::Running | ActorStatus::Upgrading
-                ) =>
-            {
+            // Live from its spawn on (`is_live`): starting another would give
+            // the session a second `seq` writer.
+            Some(actor) if is_live(actor) => {
                 match self.serve(actor, session, waiting) {
                     None => return,
                     // Stopped between its last message and now: activate it again.

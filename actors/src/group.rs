@@ -276,20 +276,31 @@ impl Actor for GroupActor {
     }
 }
 
+impl GroupState {
+    /// What a session on `channel` at `position` in this queue is told.
+    fn status_at(&self, channel: &Channel, position: usize, now: Millis) -> QueueStatus {
+        let threshold_secs = self.group.threshold_secs(channel);
+        let interval_ms = self
+            .pace
+            .expected_interval_ms(now, Millis::from(threshold_secs) * 1000);
+        QueueStatus {
+            group: self.group.id.clone(),
+            position,
+            n_waiting: self.queue.len(),
+            estimated_wait_secs: estimate_wait(position, interval_ms),
+        }
+    }
+}
+
 impl GroupActor {
     fn status(&self, state: &GroupState, session: SessionId) -> Option<QueueStatus> {
         let waiting = state.queue.get(session)?;
         let position = state.queue.position(session)?;
-        let threshold_secs = state.group.threshold_secs(&waiting.entry.contact.channel);
-        let interval_ms = state
-            .pace
-            .expected_interval_ms(crate::clock::now(), Millis::from(threshold_secs) * 1000);
-        Some(QueueStatus {
-            group: state.group.id.clone(),
+        Some(state.status_at(
+            &waiting.entry.contact.channel,
             position,
-            n_waiting: state.queue.len(),
-            estimated_wait_secs: estimate_wait(position, interval_ms),
-        })
+            crate::clock::now(),
+        ))
     }
 
     /// Publishes to each waiting session's customer where it stands, if
@@ -297,7 +308,6 @@ impl GroupActor {
     /// session actor: a waiting session may be passivated meanwhile.
     fn push_positions(&self, state: &mut GroupState) {
         let now = crate::clock::now();
-        let n_waiting = state.queue.len();
         // One pass in queue order: a place counts sessions not yet offered.
         let mut n_not_offered_ahead = 0;
         for (session, waiting) in state.queue.iter() {
@@ -313,16 +323,7 @@ impl GroupActor {
                 state.told.remove(&session);
                 continue;
             }
-            let threshold_secs = state.group.threshold_secs(&waiting.entry.contact.channel);
-            let interval_ms = state
-                .pace
-                .expected_interval_ms(now, Millis::from(threshold_secs) * 1000);
-            let status = QueueStatus {
-                group: state.group.id.clone(),
-                position,
-                n_waiting,
-                estimated_wait_secs: estimate_wait(position, interval_ms),
-            };
+            let status = state.status_at(&waiting.entry.contact.channel, position, now);
             if state.told.get(&session) == Some(&status) {
                 continue;
             }

@@ -66,6 +66,18 @@ impl<K: Eq + Hash + Display, M: ractor::Message> ActorRefs<K, M> {
     }
 }
 
+/// Whether `actor` counts as a session's live actor: from its spawn on, since
+/// an actor stays `Starting` until its `post_start` has run, after `spawn`
+/// returned. Starting another then would give the session a second `seq`
+/// writer (or, before its first write is durable, fail: the store has no
+/// such session).
+pub fn is_live<M: ractor::Message>(actor: &ActorRef<M>) -> bool {
+    matches!(
+        actor.get_status(),
+        ActorStatus::Starting | ActorStatus::Running | ActorStatus::Upgrading
+    )
+}
+
 /// How many locks the open-session references are spread over.
 const N_SHARDS: usize = 16;
 
@@ -107,12 +119,7 @@ impl OpenSessionRefs {
             .lock()
             .expect("no panic while holding the lock");
         let actor = shard.get(customer)?;
-        // Live from its spawn on, as the Directory counts it.
-        matches!(
-            actor.get_status(),
-            ActorStatus::Starting | ActorStatus::Running | ActorStatus::Upgrading
-        )
-        .then(|| actor.clone())
+        is_live(actor).then(|| actor.clone())
     }
 
     /// `actor` runs `customer`'s open session.

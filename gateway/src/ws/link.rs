@@ -221,7 +221,17 @@ impl Link {
         if flow == Flow::Stop || !self.open {
             return Flow::Stop;
         }
-        match tokio::time::timeout(self.write_timeout, self.socket.flush()).await {
+        let flushed = tokio::time::timeout(self.write_timeout, self.socket.flush()).await;
+        self.written(flushed)
+    }
+
+    /// The flow after a write with a timeout: on failure or timeout the
+    /// connection is dropped.
+    fn written(
+        &mut self,
+        result: Result<Result<(), axum::Error>, tokio::time::error::Elapsed>,
+    ) -> Flow {
+        match result {
             Ok(Ok(())) => Flow::Continue,
             Ok(Err(err)) => {
                 debug!(error = %err, "socket write failed");
@@ -249,19 +259,8 @@ impl Link {
                 false => self.socket.send(message).await,
             }
         };
-        match tokio::time::timeout(self.write_timeout, write).await {
-            Ok(Ok(())) => Flow::Continue,
-            Ok(Err(err)) => {
-                debug!(error = %err, "socket write failed");
-                self.open = false;
-                Flow::Stop
-            }
-            Err(_) => {
-                debug!("socket write timed out; dropping the connection");
-                self.open = false;
-                Flow::Stop
-            }
-        }
+        let written = tokio::time::timeout(self.write_timeout, write).await;
+        self.written(written)
     }
 
     /// Answers a message once `pending` resolves (it is durable), without
