@@ -67,7 +67,7 @@ impl Kind {
                 "the contact-center day with arrivals x`spike_factor` from `spike_at_secs` for `spike_secs`"
             }
             Kind::ConnectionStorm => {
-                "`customers` customers connect as fast as the server takes them, each opens a session (`open_session`), all hold for `hold_secs`: memory per connected session"
+                "`customers` customers connect as fast as the server takes them, each opens a session (`open_session`), all hold for `hold_secs`: memory per connected session (waiting; with `agents` > 0 each is answered first: assigned)"
             }
             Kind::ResumeStorm => {
                 "`customers` answered customers each send one message and drop at once, `rounds` times; they reconnect with `last_seq` and resend; nothing may be lost or seen twice"

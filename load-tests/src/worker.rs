@@ -402,6 +402,9 @@ async fn run(
         }
         (Kind::ConnectionStorm, Prepared::Tokens(customers)) => {
             let open_session = params.open_session;
+            // With agents online every session is answered before it holds:
+            // memory per connected customer with an assigned session.
+            let answered = params.agents > 0;
             let permits = Arc::new(Semaphore::new(params.connect_concurrency as usize));
             // Customers in (connected, with their session) and holding; the
             // connected counter would count this process's agents too.
@@ -414,8 +417,12 @@ async fn run(
                 tasks.spawn(async move {
                     let mut released_inner = released;
                     let result = async {
-                        customer.connect(crate::stats::hist::CONNECT).await?;
-                        if open_session {
+                        if open_session && answered {
+                            flows::open_and_get_answered(&mut customer).await?;
+                        } else {
+                            customer.connect(crate::stats::hist::CONNECT).await?;
+                        }
+                        if open_session && !answered {
                             customer.send_message().await?;
                             customer
                                 .until("the first ack", flows::SETUP_TIMEOUT, |c| {

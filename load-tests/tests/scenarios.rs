@@ -188,6 +188,29 @@ fn storms_and_idle_sessions_measure_memory_per_session() {
     assert_eq!(storm["memory"]["sessions"], 300);
     assert_eq!(counter(storm, "sessions_opened"), 300);
     assert!(storm["memory"]["kib_per_session"].as_f64().is_some());
+    assert_eq!(
+        counter(storm, "sessions_answered"),
+        0,
+        "nobody answers without agents"
+    );
+
+    // With agents online every session is answered before the hold.
+    let (runs, _, _out) = run(
+        "connection-storm",
+        &[
+            "customers=120",
+            "hold_secs=1",
+            "sources=2",
+            "agents=3",
+            "agent_capacity=40",
+        ],
+        false,
+    );
+    let assigned = &runs[0];
+    assert_clean(assigned);
+    assert_eq!(counter(assigned, "sessions_opened"), 120);
+    assert_eq!(counter(assigned, "sessions_answered"), 120);
+    assert!(assigned["memory"]["kib_per_session"].as_f64().is_some());
 
     let (runs, _, _out) = run(
         "idle-sessions",
