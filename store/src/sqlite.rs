@@ -17,6 +17,7 @@
 //! reads run on `spawn_blocking`. Only [`SqliteStore::open`] and dropping the
 //! store block (opening the file, flushing queued writes).
 
+mod checkpointer;
 mod message_log;
 mod records;
 mod rows;
@@ -83,12 +84,16 @@ pub struct SqliteOptions {
     pub busy_timeout: Duration,
     /// The most batches the writer merges into one transaction.
     pub max_group_batches: usize,
-    /// WAL pages after which a commit checkpoints them into the database
-    /// (`PRAGMA wal_autocheckpoint`). A checkpoint copies each page once however
-    /// many commits rewrote it, and sessions that append in turn dirty a
-    /// different page per message, so a larger WAL saves most of the copying.
+    /// WAL pages after which a commit itself checkpoints them into the
+    /// database (`PRAGMA wal_autocheckpoint`): the backstop should the
+    /// checkpointer thread fall behind. A checkpoint copies each page once
+    /// however many commits rewrote it, so a larger WAL saves copying.
     /// SQLite's own default is 1,000 pages (4 MB).
     pub wal_autocheckpoint_pages: u32,
+    /// How long after a commit the checkpointer thread copies the WAL into
+    /// the database, off the writer's path (see `checkpointer`); `None`
+    /// leaves checkpoints to the commits, as SQLite does by default.
+    pub checkpoint_interval: Option<Duration>,
 }
 
 impl Default for SqliteOptions {
@@ -101,6 +106,7 @@ impl Default for SqliteOptions {
             // 80 MB of WAL with 4 KB pages: +20-25% appends/s in
             // `actors/benches/writer.rs` over SQLite's default (BENCHMARKS.md).
             wal_autocheckpoint_pages: 20_000,
+            checkpoint_interval: Some(Duration::from_millis(500)),
         }
     }
 }
@@ -112,6 +118,8 @@ pub struct CommitStats {
     pub batches: u64,
     /// Transactions committed or attempted for them.
     pub transactions: u64,
+    /// Checkpoints the checkpointer thread ran.
+    pub checkpoints: u64,
 }
 
 /// The embedded [`Store`]: one SQLite file, one writer thread, a pool of readers.
@@ -119,6 +127,7 @@ pub struct SqliteStore {
     path: PathBuf,
     commands: mpsc::Sender<Command>,
     writer_thread: Mutex<Option<JoinHandle<()>>>,
+    checkpointer: Option<(Arc<checkpointer::Signal>, Mutex<Option<JoinHandle<()>>>)>,
     counters: Arc<WriterCounters>,
     readers: Arc<ReadPool>,
     closed: AtomicBool,
@@ -215,17 +224,45 @@ impl SqliteStore {
 
         let (commands, receiver) = mpsc::channel();
         let counters = Arc::new(WriterCounters::default());
+        let checkpointer = match options.checkpoint_interval {
+            Some(interval) => {
+                let conn = schema::connect(&path, &options)?;
+                let signal = Arc::new(checkpointer::Signal::default());
+                let thread_signal = Arc::clone(&signal);
+                let thread_counters = Arc::clone(&counters);
+                let thread = std::thread::Builder::new()
+                    .name("sqlite-checkpoint".to_owned())
+                    .spawn(move || {
+                        checkpointer::run(conn, thread_signal, interval, thread_counters)
+                    })
+                    .map_err(|e| {
+                        StoreError::Backend(format!("sqlite: starting checkpoint thread: {e}"))
+                    })?;
+                Some((signal, Mutex::new(Some(thread))))
+            }
+            None => None,
+        };
         let thread_counters = Arc::clone(&counters);
         let max_group_batches = options.max_group_batches.max(1);
+        let signal = checkpointer.as_ref().map(|(signal, _)| Arc::clone(signal));
         let writer_thread = std::thread::Builder::new()
             .name("sqlite-writer".to_owned())
-            .spawn(move || writer::run(write_conn, receiver, max_group_batches, thread_counters))
+            .spawn(move || {
+                writer::run(
+                    write_conn,
+                    receiver,
+                    max_group_batches,
+                    thread_counters,
+                    signal,
+                )
+            })
             .map_err(|e| StoreError::Backend(format!("sqlite: starting writer thread: {e}")))?;
         tracing::info!(path = %path.display(), synchronous = ?options.synchronous, n_readers, "sqlite store open");
         Ok(SqliteStore {
             path,
             commands,
             writer_thread: Mutex::new(Some(writer_thread)),
+            checkpointer,
             counters,
             readers,
             closed: AtomicBool::new(false),
@@ -243,6 +280,7 @@ impl SqliteStore {
         CommitStats {
             batches: self.counters.batches.load(Ordering::Relaxed),
             transactions: self.counters.transactions.load(Ordering::Relaxed),
+            checkpoints: self.counters.checkpoints.load(Ordering::Relaxed),
         }
     }
 
@@ -254,16 +292,25 @@ impl SqliteStore {
         }
     }
 
-    /// Asks the writer to stop after the queued writes and hands back its
-    /// thread to join, once.
-    fn stop_writer(&self) -> Option<JoinHandle<()>> {
+    /// Asks the checkpointer to stop and the writer to stop after the
+    /// queued writes, and hands back their threads to join, once.
+    fn stop_threads(&self) -> Option<StoppingThreads> {
         self.closed.store(true, Ordering::Release);
+        let checkpointer = self.checkpointer.as_ref().and_then(|(signal, thread)| {
+            signal.close();
+            thread.lock().unwrap_or_else(|p| p.into_inner()).take()
+        });
         // The thread may be gone already (closed before, or it panicked).
         let _ = self.commands.send(Command::Close);
-        self.writer_thread
+        let writer = self
+            .writer_thread
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take()
+            .take()?;
+        Some(StoppingThreads {
+            writer,
+            checkpointer,
+        })
     }
 
     /// Runs `read` on a pooled read connection off the async runtime.
@@ -434,23 +481,47 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) -> Result<(), StoreError> {
-        let Some(thread) = self.stop_writer() else {
+        let Some(threads) = self.stop_threads() else {
             return Ok(());
         };
-        tokio::task::spawn_blocking(move || thread.join())
+        tokio::task::spawn_blocking(move || threads.join())
             .await
             .map_err(|e| StoreError::Backend(format!("sqlite: joining writer: {e}")))?
-            .map_err(|_| StoreError::Backend("sqlite: writer thread panicked".to_owned()))
+    }
+}
+
+/// The store's threads, told to stop.
+struct StoppingThreads {
+    writer: JoinHandle<()>,
+    checkpointer: Option<JoinHandle<()>>,
+}
+
+impl StoppingThreads {
+    /// Waits for both: the checkpointer finishes the checkpoint in progress,
+    /// the writer the writes queued.
+    fn join(self) -> Result<(), StoreError> {
+        let checkpointer = self.checkpointer.map(JoinHandle::join);
+        if self.writer.join().is_err() {
+            return Err(StoreError::Backend(
+                "sqlite: writer thread panicked".to_owned(),
+            ));
+        }
+        if matches!(checkpointer, Some(Err(_))) {
+            return Err(StoreError::Backend(
+                "sqlite: checkpoint thread panicked".to_owned(),
+            ));
+        }
+        Ok(())
     }
 }
 
 impl Drop for SqliteStore {
-    /// Flushes queued writes and stops the writer thread (blocking until it has).
+    /// Flushes queued writes and stops the threads (blocking until they have).
     fn drop(&mut self) {
-        if let Some(thread) = self.stop_writer()
-            && thread.join().is_err()
+        if let Some(threads) = self.stop_threads()
+            && let Err(err) = threads.join()
         {
-            tracing::error!(path = %self.path.display(), "sqlite writer thread panicked");
+            tracing::error!(path = %self.path.display(), error = %err, "sqlite store did not stop cleanly");
         }
     }
 }

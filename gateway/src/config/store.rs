@@ -14,7 +14,9 @@ use anyhow::Context;
 use engine::secret::Secret;
 use serde::{Deserialize, Serialize};
 use store::scylla::{parse_consistency, parse_serial_consistency};
-use store::{Replication, ScyllaOptions, ScyllaStore, SqliteStore, Store};
+use store::{
+    Replication, ScyllaOptions, ScyllaStore, SqliteOptions, SqliteStore, Store, Synchronous,
+};
 
 /// Where data lives.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -25,6 +27,14 @@ pub struct StoreConfig {
     /// Folder of the SQLite file and the generated signing secret (used by
     /// both backends for the secret).
     pub data_dir: PathBuf,
+    /// SQLite: `full` (the default) fsyncs every commit, so an acknowledged
+    /// message survives a power loss; `normal` skips that fsync (WAL mode),
+    /// so it survives `kill -9` but not a power loss, for a lower write tail.
+    pub sqlite_synchronous: String,
+    /// SQLite: how long after a commit a background thread copies the WAL
+    /// into the database file (a checkpoint), off the commits' path; 0 lets
+    /// the commit that fills the WAL do it, as SQLite does by default.
+    pub sqlite_checkpoint_interval_ms: u64,
     /// ScyllaDB nodes, `host:port`; the driver discovers the rest of the cluster.
     pub scylla_contact_points: Vec<String>,
     /// Created at start-up if missing.
@@ -58,6 +68,10 @@ impl Default for StoreConfig {
         StoreConfig {
             backend: "sqlite".into(),
             data_dir: PathBuf::from("data"),
+            sqlite_synchronous: "full".into(),
+            sqlite_checkpoint_interval_ms: SqliteOptions::default()
+                .checkpoint_interval
+                .map_or(0, |interval| interval.as_millis() as u64),
             scylla_contact_points: scylla.contact_points,
             scylla_keyspace: scylla.keyspace,
             scylla_replication_class: "SimpleStrategy".into(),
@@ -85,7 +99,7 @@ impl StoreConfig {
     /// Checks the backend's settings; returns the bad key and why.
     pub fn validate(&self) -> Result<(), KeyError> {
         match self.backend.as_str() {
-            "sqlite" => Ok(()),
+            "sqlite" => self.sqlite_options().map(|_| ()),
             "scylla" => self.scylla_options().map(|_| ()),
             other => Err((
                 "store.backend",
@@ -174,11 +188,34 @@ impl StoreConfig {
                     )
                 })?;
                 let path = self.sqlite_path();
-                let store = SqliteStore::open(&path)
+                let options = self
+                    .sqlite_options()
+                    .map_err(|(key, why)| anyhow::anyhow!("config key `{key}`: {why}"))?;
+                let store = SqliteStore::open_with(&path, options)
                     .with_context(|| format!("failed to open store {}", path.display()))?;
                 Ok(Arc::new(store))
             }
         }
+    }
+
+    /// The SQLite settings; the bad key and why.
+    pub fn sqlite_options(&self) -> Result<SqliteOptions, KeyError> {
+        let synchronous = match self.sqlite_synchronous.as_str() {
+            "full" => Synchronous::Full,
+            "normal" => Synchronous::Normal,
+            other => {
+                return Err((
+                    "store.sqlite_synchronous",
+                    format!("unknown mode `{other}`; one of full, normal"),
+                ));
+            }
+        };
+        Ok(SqliteOptions {
+            synchronous,
+            checkpoint_interval: (self.sqlite_checkpoint_interval_ms > 0)
+                .then(|| Duration::from_millis(self.sqlite_checkpoint_interval_ms)),
+            ..SqliteOptions::default()
+        })
     }
 
     /// Where the data is, for the start-up banner.
@@ -225,6 +262,28 @@ mod tests {
     fn embedded_store_is_the_default() {
         assert_eq!(StoreConfig::default().backend, "sqlite");
         assert_eq!(StoreConfig::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn sqlite_durability_and_checkpoints_are_settings() {
+        let options = StoreConfig::default().sqlite_options().unwrap();
+        assert_eq!(options.synchronous, Synchronous::Full);
+        assert_eq!(
+            options.checkpoint_interval,
+            Some(Duration::from_millis(500))
+        );
+        let config = load(
+            "[store]\nsqlite_synchronous = \"normal\"\nsqlite_checkpoint_interval_ms = 0\n",
+            &[],
+        )
+        .unwrap();
+        let options = config.store.sqlite_options().unwrap();
+        assert_eq!(options.synchronous, Synchronous::Normal);
+        assert_eq!(options.checkpoint_interval, None);
+        assert_eq!(
+            load("[store]\nsqlite_synchronous = \"off\"\n", &[]).unwrap_err(),
+            "config key `store.sqlite_synchronous`: unknown mode `off`; one of full, normal"
+        );
     }
 
     #[test]

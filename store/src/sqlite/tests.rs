@@ -482,3 +482,53 @@ async fn a_lock_held_elsewhere_fails_writes_with_context_and_the_writer_recovers
     store.write(&first).await.unwrap();
     assert_eq!(store.messages(SessionId(1), 0, 10).await.unwrap().len(), 1);
 }
+
+/// Writes 300 messages in bursts of 30 and returns the WAL's size and the
+/// store's commit statistics.
+async fn wal_after_bursts(checkpoint_interval: Option<Duration>) -> (u64, CommitStats) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("switchboard.db");
+    let options = SqliteOptions {
+        checkpoint_interval,
+        // The commits' own checkpoint out of the way: only the thread's count.
+        wal_autocheckpoint_pages: 1_000_000,
+        ..SqliteOptions::default()
+    };
+    let store = SqliteStore::open_with(&path, options).expect("open");
+    for burst in 0..10u64 {
+        for i in 0..30u64 {
+            let body = "x".repeat(2_000);
+            store
+                .write(&[WriteOp::AppendMessage(message(burst, i + 1, &body))])
+                .await
+                .unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    for burst in 0..10u64 {
+        assert_eq!(store.messages(SessionId(burst), 0, 100).await.unwrap().len(), 30);
+    }
+    let wal = std::fs::metadata(dir.path().join("switchboard.db-wal"))
+        .expect("the WAL exists while the store is open")
+        .len();
+    let stats = store.commit_stats();
+    store.close().await.unwrap();
+    // Everything written is in the file after the close.
+    let reopened = SqliteStore::open(&path).expect("reopen");
+    assert_eq!(reopened.messages(SessionId(9), 0, 100).await.unwrap().len(), 30);
+    (wal, stats)
+}
+
+#[tokio::test]
+async fn the_checkpointer_keeps_the_wal_small_without_a_commit_checkpointing() {
+    let (with_thread, stats) = wal_after_bursts(Some(Duration::from_millis(10))).await;
+    assert!(stats.checkpoints > 0, "{stats:?}");
+    let (without, stats) = wal_after_bursts(None).await;
+    assert_eq!(stats.checkpoints, 0);
+    // 300 commits of a 2 KB message each append at least 300 pages without
+    // a checkpoint; with the thread, the WAL starts over after each burst.
+    assert!(
+        with_thread * 3 < without,
+        "WAL {with_thread} bytes with the checkpointer, {without} without"
+    );
+}

@@ -46,6 +46,7 @@ pub(super) enum Command {
 pub(super) struct WriterCounters {
     pub(super) batches: AtomicU64,
     pub(super) transactions: AtomicU64,
+    pub(super) checkpoints: AtomicU64,
 }
 
 struct PendingWrite {
@@ -60,7 +61,17 @@ pub(super) fn run(
     commands: Receiver<Command>,
     max_group_batches: usize,
     counters: Arc<WriterCounters>,
+    checkpointer: Option<Arc<super::checkpointer::Signal>>,
 ) {
+    let commit_group =
+        |conn: &mut Connection, group: &mut Vec<PendingWrite>, counters: &WriterCounters| {
+            if !group.is_empty() {
+                commit_group(conn, group, counters);
+                if let Some(signal) = &checkpointer {
+                    signal.committed();
+                }
+            }
+        };
     let mut group: Vec<PendingWrite> = Vec::new();
     'commands: while let Ok(first) = commands.recv() {
         let mut next = Some(first);
