@@ -16,6 +16,7 @@ pub mod event;
 pub mod group;
 pub mod group_supervisor;
 pub mod metrics;
+pub mod platform;
 pub mod refs;
 pub mod root;
 pub mod session;
@@ -29,6 +30,7 @@ pub use error::ApiError;
 pub use event::{Audience, Event, EventKind, Subscription};
 pub use group::QueueStatus;
 pub use handle::{Intake, PendingAck, Switchboard};
+pub use platform::{Notice, Platform};
 pub use session::{Ack, TransferTarget};
 pub use shared::RuntimeConfig;
 
