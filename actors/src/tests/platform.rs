@@ -256,3 +256,28 @@ async fn an_entry_that_keeps_failing_is_kept_dead_after_the_last_attempt() {
     platform.stop(Duration::from_secs(1)).await;
     board.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_write_whose_answer_is_lost_stays_an_unknown_outcome() {
+    let store = Arc::new(TestStore::new());
+    let (board, platform) = start_platform(store.clone(), Vec::new()).await;
+    let template = |id: &str| WriteOp::DeleteTemplate(engine::ids::TemplateId::new(id));
+    store.fail_writes_where(
+        Failure::AppliedButUnanswered,
+        |op| matches!(op, WriteOp::DeleteTemplate(id) if id.as_str() == "lost"),
+    );
+    let lost = board.write(vec![template("lost")]).await.unwrap_err();
+    assert!(
+        matches!(lost, store::StoreError::OutcomeUnknown { .. }),
+        "{lost:?}"
+    );
+    assert!(matches!(ApiError::from(lost), ApiError::OutcomeUnknown(_)));
+    store.fail_writes_where(
+        Failure::Refused,
+        |op| matches!(op, WriteOp::DeleteTemplate(id) if id.as_str() == "refused"),
+    );
+    let refused = platform.write(vec![template("refused")]).await.unwrap_err();
+    assert_eq!(ApiError::from(refused).code(), "store_unavailable");
+    board.write(vec![template("other")]).await.unwrap();
+    board.shutdown().await;
+}
