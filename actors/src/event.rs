@@ -185,8 +185,9 @@ type Subscribers<T> = HashMap<Audience, Vec<mpsc::Sender<Arc<T>>>>;
 /// many session actors does not contend on one lock; a subscriber whose
 /// channel is full or closed is dropped (it resumes from the store by `seq`).
 ///
-/// Session events use `Hub<Event>`; the gateway keeps a second hub for what
-/// is not a session event (ticket changes, the 360° view pushed with an offer).
+/// Session events use `Hub<Event>`; the data platform keeps a second hub,
+/// `Hub<Notice>`, for what is not a session event (ticket changes, the 360°
+/// view pushed with an offer).
 pub struct Hub<T = Event> {
     shards: Vec<Mutex<Subscribers<T>>>,
 }

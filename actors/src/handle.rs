@@ -17,7 +17,7 @@ use engine::session::{Session, check_score};
 use engine::sla::SlaTally;
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef, RpcReplyPort};
-use store::{Store, WriteOp};
+use store::{Store, StoreError, WriteOp};
 
 use crate::agent::{AgentMessage, AgentView};
 use crate::directory::{DirectoryMessage, DirectoryStats};
@@ -88,8 +88,11 @@ impl Switchboard {
         Ok(Switchboard { shared, root })
     }
 
-    /// Writes agents, groups and customers (set-up and demo data), durably.
-    /// Agents and groups take effect at the next start.
+    /// Writes agents, groups and customers (set-up and demo data), durably,
+    /// straight to `store`: for offline set-up (`switchboard import`, the
+    /// demo seed) before or without a running switchboard. Agents and
+    /// groups take effect at the next start. A running system writes
+    /// through [`Switchboard::write`] instead.
     pub async fn seed(
         store: &dyn Store,
         agents: Vec<Agent>,
@@ -497,6 +500,23 @@ impl Switchboard {
     /// The store, for reads the handle does not wrap.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.shared.store
+    }
+
+    /// Makes `ops` durable through the StoreWriter: one atomic batch, group
+    /// committed with the actors' own writes and ordered after everything
+    /// sent to the writer before it. Every runtime write from outside the
+    /// actors (the data platform, REST) goes here, never straight to the
+    /// store. A store answer that never came is
+    /// [`StoreError::OutcomeUnknown`] (the batch may be stored; it becomes
+    /// [`ApiError::OutcomeUnknown`] through `From`, as a session's writes
+    /// do); any other failure stored nothing.
+    pub async fn write(&self, ops: Vec<WriteOp>) -> Result<(), StoreError> {
+        write_and_wait(&self.shared.writer, ops).await
+    }
+
+    /// This node's id (part of every id it mints).
+    pub fn node_id(&self) -> u8 {
+        self.shared.config.node_id
     }
 
     /// Waits until everything sent to the StoreWriter so far is durable: the

@@ -4,6 +4,11 @@
 //! handle maps to one message to one actor (a session found through the
 //! Directory, an agent or group through its registered reference).
 //! The actors only adapt the pure logic of `engine` to messages, timers and IO.
+//! The data platform ([`platform::Platform`]: tickets, knowledge, the 360°
+//! view, the outbox worker) runs beside them and writes through the same
+//! StoreWriter ([`Switchboard::write`]). Nothing here opens a socket or
+//! knows a wire format: the gateway implements the platform's outward
+//! traits ([`platform::Courier`], [`platform::EventEncoder`]).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -16,6 +21,7 @@ pub mod event;
 pub mod group;
 pub mod group_supervisor;
 pub mod metrics;
+pub mod platform;
 pub mod refs;
 pub mod root;
 pub mod session;
@@ -29,6 +35,7 @@ pub use error::ApiError;
 pub use event::{Audience, Event, EventKind, Subscription};
 pub use group::QueueStatus;
 pub use handle::{Intake, PendingAck, Switchboard};
+pub use platform::{Notice, Platform};
 pub use session::{Ack, TransferTarget};
 pub use shared::RuntimeConfig;
 

@@ -165,7 +165,10 @@ async fn commit(
     }
 }
 
-/// Sends `ops` and waits until they are durable.
+/// Sends `ops` and waits until they are durable. A writer that is gone
+/// before taking them is [`StoreError::Closed`] (nothing stored); one that
+/// stopped after taking them without answering (shutdown mid-commit) is
+/// [`StoreError::OutcomeUnknown`]: its commit may have gone through.
 pub async fn write_and_wait(
     writer: &ActorRef<StoreWriterMessage>,
     ops: Vec<WriteOp>,
@@ -178,5 +181,7 @@ pub async fn write_and_wait(
     writer
         .cast(StoreWriterMessage::Write { ops, done })
         .map_err(|_| StoreError::Closed)?;
-    receiver.await.map_err(|_| StoreError::Closed)?
+    receiver.await.map_err(|_| StoreError::OutcomeUnknown {
+        reason: "the store writer stopped before answering".into(),
+    })?
 }

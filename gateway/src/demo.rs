@@ -144,6 +144,9 @@ pub async fn seed_if_empty(store: &dyn Store) -> Result<bool> {
         return Ok(false);
     }
     let (agents, groups, customers) = data();
+    // Straight to the store, not through the StoreWriter: the seed runs
+    // before the runtime starts (agents and groups are read at start), so
+    // no actor can hold or write what it changes.
     Switchboard::seed(store, agents, groups, customers)
         .await
         .context("failed to seed demo data")?;

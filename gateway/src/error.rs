@@ -2,6 +2,7 @@
 //! REST an HTTP status. WebSocket error frames use the same codes.
 
 use actors::ApiError;
+use actors::platform::TicketError;
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -106,6 +107,23 @@ pub fn classify(err: &ApiError) -> (StatusCode, &'static str) {
         _ => StatusCode::SERVICE_UNAVAILABLE,
     };
     (status, code)
+}
+
+/// A ticket that is not there is `404 unknown_ticket` (the same for a
+/// customer asking for another customer's ticket, see
+/// `access::customers::check_ticket`).
+impl From<TicketError> for HttpError {
+    fn from(err: TicketError) -> HttpError {
+        match err {
+            TicketError::Unknown(id) => HttpError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_ticket",
+                format!("unknown ticket `{id}`"),
+            ),
+            TicketError::Invalid(err) => engine_invalid(err),
+            TicketError::Store(err) => store_error(err),
+        }
+    }
 }
 
 /// A store read failed: `503 store_unavailable`.

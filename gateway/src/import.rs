@@ -462,6 +462,9 @@ pub async fn import(store: &dyn Store, file: ImportFile) -> Result<Summary> {
         n_customers: plan.customers.len(),
         elapsed: Duration::ZERO,
     };
+    // Straight to the store, not through the StoreWriter: `switchboard
+    // import` runs offline, with no runtime (agents and groups take effect
+    // at the next start).
     Switchboard::seed(store, plan.agents, plan.groups, plan.customers)
         .await
         .context("failed to write to the store")?;

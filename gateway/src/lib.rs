@@ -3,7 +3,9 @@
 //! and graceful shutdown, over the `actors` engine.
 //!
 //! Architecture invariant: only this crate knows wire formats; it holds no
-//! routing logic.
+//! routing logic, and it never writes to the store behind the actors' back:
+//! every runtime write goes through the StoreWriter (`Switchboard::write`,
+//! or the data platform's methods, which use it).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -19,13 +21,13 @@ pub mod import;
 pub mod listener;
 pub mod metrics;
 pub mod middleware;
-pub mod platform;
 pub mod rate;
 pub mod rest;
 pub mod serve;
 pub mod server;
 pub mod state;
 pub mod web;
+pub mod webhooks;
 pub mod wire;
 pub mod ws;
 

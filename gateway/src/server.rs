@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use actors::Switchboard;
+use actors::platform::{Courier, Platform};
 use anyhow::{Context, Result};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -23,8 +24,8 @@ use tracing::{info, warn};
 use crate::auth::TokenSigner;
 use crate::config::{Config, open_file_limit};
 use crate::listener::{CappedListener, ConnectionGauge};
-use crate::platform::Platform;
 use crate::state::AppState;
+use crate::webhooks::{WebhookCourier, Webhooks};
 
 /// The whole HTTP surface: REST (with its OpenAPI document), WebSockets,
 /// pages, health; everything but health passes the middleware stack
@@ -108,11 +109,17 @@ impl Server {
             store,
             config.platform.customer_cache_entries,
         ));
-        let platform = Platform::load(cache.clone(), &config).await?;
-        let switchboard = Switchboard::start(cache, rules, ChannelRegistry::default(), runtime)
-            .await
-            .context("failed to start the engine")?;
-        platform.start_workers(&switchboard);
+        let switchboard =
+            Switchboard::start(cache.clone(), rules, ChannelRegistry::default(), runtime)
+                .await
+                .context("failed to start the engine")?;
+        let platform = match start_platform(&config, &switchboard, cache).await {
+            Ok(platform) => platform,
+            Err(err) => {
+                switchboard.shutdown().await;
+                return Err(err);
+            }
+        };
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("failed to listen on {}", config.server.listen))?;
@@ -206,6 +213,36 @@ impl Server {
         info!("switchboard stopped");
         Ok(())
     }
+}
+
+/// Loads the data platform over the runtime (its writes go through the
+/// StoreWriter) with the webhooks as its outbox encoder and courier, and
+/// starts its workers.
+async fn start_platform(
+    config: &Config,
+    switchboard: &Switchboard,
+    cache: Arc<CachedStore>,
+) -> Result<Arc<Platform>> {
+    let (couriers, no_courier): (Vec<Arc<dyn Courier>>, _) =
+        match WebhookCourier::new(config.webhooks.clone()) {
+            Ok(courier) => (vec![Arc::new(courier)], None),
+            Err(err) => (Vec::new(), Some(err)),
+        };
+    let platform = Platform::load(
+        switchboard.clone(),
+        cache,
+        crate::webhooks::platform_settings(config),
+        Arc::new(Webhooks::new(config.webhooks.clone())),
+        couriers,
+    )
+    .await?;
+    match no_courier {
+        None => platform.start_workers(),
+        Some(err) => {
+            warn!(error = %err, "cannot build the webhook HTTP client; webhooks and session summaries stay in the outbox")
+        }
+    }
+    Ok(platform)
 }
 
 /// The built-in rules: VIP → gold_service, phone → phone_support, else default.

@@ -29,7 +29,7 @@ pub struct Inner {
     /// The engine.
     pub switchboard: Switchboard,
     /// Customer 360°, tickets, knowledge base, templates, webhooks.
-    pub platform: Arc<crate::platform::Platform>,
+    pub platform: Arc<actors::Platform>,
     /// Verifies (and for visitors, mints) tokens.
     pub signer: TokenSigner,
     /// The configuration in force.
@@ -56,7 +56,7 @@ impl AppState {
     /// State for a started engine.
     pub fn new(
         switchboard: Switchboard,
-        platform: Arc<crate::platform::Platform>,
+        platform: Arc<actors::Platform>,
         signer: TokenSigner,
         config: Config,
         gauge: Arc<ConnectionGauge>,

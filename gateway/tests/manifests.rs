@@ -10,6 +10,8 @@
 //!   dependencies say so: no async runtime or database client anywhere in
 //!   its normal dependency tree, and no async machinery of its own.
 //!   Persistence lives in the `store` crate.
+//! - `actors` opens no socket: no HTTP or WebSocket crate anywhere in its
+//!   normal dependency tree (the gateway delivers webhooks for it).
 
 use std::collections::{BTreeSet, HashMap};
 use std::process::Command;
@@ -122,9 +124,14 @@ fn is_normal(dependency: &Value) -> bool {
         .any(|kind| kind["kind"].is_null())
 }
 
-#[test]
-fn engine_depends_on_no_runtime_database_client_or_async_machinery() {
-    let metadata = cargo_metadata();
+/// One workspace crate's normal (not dev or build) dependencies, by name:
+/// its direct ones and its whole tree.
+struct Dependencies {
+    direct: BTreeSet<String>,
+    tree: BTreeSet<String>,
+}
+
+fn normal_dependencies_of(metadata: &Value, crate_name: &str) -> Dependencies {
     let name_of: HashMap<&str, &str> = metadata["packages"]
         .as_array()
         .unwrap()
@@ -151,26 +158,16 @@ fn engine_depends_on_no_runtime_database_client_or_async_machinery() {
             .map(|dependency| dependency["pkg"].as_str().unwrap())
             .collect()
     };
-    let engine_id = name_of
+    let crate_id = name_of
         .iter()
-        .find_map(|(id, name)| (*name == "engine").then_some(*id))
-        .expect("engine is a workspace member");
-
-    let direct: BTreeSet<&str> = normal_dependencies(engine_id)
+        .find_map(|(id, name)| (*name == crate_name).then_some(*id))
+        .unwrap_or_else(|| panic!("{crate_name} is a workspace member"));
+    let direct = normal_dependencies(crate_id)
         .into_iter()
-        .map(|id| name_of[id])
+        .map(|id| name_of[id].to_string())
         .collect();
-    let named: Vec<&str> = NOT_DIRECT
-        .into_iter()
-        .filter(|name| direct.contains(name))
-        .collect();
-    assert!(
-        named.is_empty(),
-        "engine/Cargo.toml depends on {named:?}; async code belongs in `store` or `actors`"
-    );
-
-    let mut seen = BTreeSet::from([engine_id]);
-    let mut to_visit = vec![engine_id];
+    let mut seen = BTreeSet::from([crate_id]);
+    let mut to_visit = vec![crate_id];
     while let Some(id) = to_visit.pop() {
         for dependency in normal_dependencies(id) {
             if seen.insert(dependency) {
@@ -178,13 +175,53 @@ fn engine_depends_on_no_runtime_database_client_or_async_machinery() {
             }
         }
     }
-    let in_tree: BTreeSet<&str> = seen.iter().map(|id| name_of[id]).collect();
+    let tree = seen.iter().map(|id| name_of[id].to_string()).collect();
+    Dependencies { direct, tree }
+}
+
+#[test]
+fn engine_depends_on_no_runtime_database_client_or_async_machinery() {
+    let engine = normal_dependencies_of(&cargo_metadata(), "engine");
+    let named: Vec<&str> = NOT_DIRECT
+        .into_iter()
+        .filter(|name| engine.direct.contains(*name))
+        .collect();
+    assert!(
+        named.is_empty(),
+        "engine/Cargo.toml depends on {named:?}; async code belongs in `store` or `actors`"
+    );
     let found: Vec<&str> = NOT_IN_TREE
         .into_iter()
-        .filter(|name| in_tree.contains(name))
+        .filter(|name| engine.tree.contains(*name))
         .collect();
     assert!(
         found.is_empty(),
         "engine's dependency tree holds {found:?} (`cargo tree -p engine -e normal -i <name>` says through what); IO belongs in `store`"
+    );
+}
+
+/// HTTP and WebSocket crates: servers, clients, sockets' protocols.
+const HTTP_CRATES: [&str; 6] = [
+    "axum",
+    "hyper",
+    "reqwest",
+    "tungstenite",
+    "tokio-tungstenite",
+    "tower-http",
+];
+
+/// The runtime (`actors`) opens no socket and knows no wire format
+/// (ARCHITECTURE.md): HTTP, signing and JSON frames stay in the gateway,
+/// which implements the runtime's traits (the outbox's `Courier`).
+#[test]
+fn actors_depend_on_no_http_crate() {
+    let actors = normal_dependencies_of(&cargo_metadata(), "actors");
+    let found: Vec<&str> = HTTP_CRATES
+        .into_iter()
+        .filter(|name| actors.tree.contains(*name))
+        .collect();
+    assert!(
+        found.is_empty(),
+        "actors' dependency tree holds {found:?} (`cargo tree -p actors -e normal -i <name>` says through what); HTTP belongs in `gateway`"
     );
 }

@@ -1,6 +1,6 @@
 //! The gateway's top-level modules depend on each other without a cycle:
 //! shared types live in leaf modules (`wire`, `error`, `extract`, `rate`, …)
-//! rather than in whichever of `rest`, `ws` or `platform` used them first.
+//! rather than in whichever of `rest`, `ws` or `webhooks` used them first.
 //!
 //! A module's dependencies are the `crate::<module>` paths in the code of
 //! its files (`use` lines and paths written inline; comments are not code).
@@ -130,7 +130,7 @@ fn the_extraction_reads_use_lines_groups_and_inline_paths_but_not_comments() {
 fn top_level_modules_form_no_cycle() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let graph = module_graph(&src);
-    for module in ["rest", "ws", "platform", "wire", "state", "server"] {
+    for module in ["rest", "ws", "webhooks", "wire", "state", "server"] {
         assert!(
             graph.contains_key(module),
             "{module} not found in {graph:?}"

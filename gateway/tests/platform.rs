@@ -442,6 +442,21 @@ async fn suggestions_search_and_the_summary_at_close() {
     server.server.shutdown().await.unwrap();
 }
 
+/// A `customer_view` notice for `session` whose customer id is `marker`.
+fn marked_view(session: &str, marker: &str) -> actors::Notice {
+    actors::Notice::CustomerView {
+        session: engine::ids::SessionId(session.parse().unwrap()),
+        view: Box::new(actors::platform::CustomerView {
+            for_staff: true,
+            customer: engine::customer::Customer::new(marker, marker),
+            interactions: Vec::new(),
+            sessions: Vec::new(),
+            tickets: Vec::new(),
+            last_summary: None,
+        }),
+    }
+}
+
 /// A 360° view is built off the socket's loop after an offer, so it can be
 /// ready only after the agent has handed the session on: the agent's
 /// sockets drop a view for a session that left the agent since its offer,
@@ -471,7 +486,7 @@ async fn a_360_view_that_arrives_after_a_transfer_is_not_shown() {
         .wait_for("the transfer", |f| f["type"] == "transferred")
         .await;
     // A view for the first offer, finished only now.
-    let late_view = json!({"type": "customer_view", "session": session, "view": {"late": true}});
+    let late_view = marked_view(&session, "late");
     let audience = actors::Audience::Agent(engine::ids::AgentId::new("chen.jie"));
     server.server.state.platform.notify(&audience, &late_view);
     // The socket handles pushes before the client's next frame: had it sent
@@ -486,11 +501,11 @@ async fn a_360_view_that_arrives_after_a_transfer_is_not_shown() {
     assert!(shown.is_empty(), "a stale view was shown: {shown:?}");
 
     // A view of the session the agent holds still goes through.
-    let fresh_view = json!({"type": "customer_view", "session": held, "view": {"fresh": true}});
+    let fresh_view = marked_view(&held, "fresh");
     server.server.state.platform.notify(&audience, &fresh_view);
     let shown = agent
         .wait_for("the held session's view", |f| {
-            f["type"] == "customer_view" && f["view"]["fresh"] == true
+            f["type"] == "customer_view" && f["view"]["customer"]["id"] == "fresh"
         })
         .await;
     assert_eq!(shown["session"], held.as_str());

@@ -35,7 +35,7 @@ const PROTOCOL: &str = include_str!("../../PROTOCOL.md");
 
 /// Where error codes come from, as (path, text): the forward check looks
 /// each documented code up in all of them.
-const SOURCES: [(&str, &str); 14] = [
+const SOURCES: [(&str, &str); 13] = [
     ("gateway/src/error.rs", include_str!("../src/error.rs")),
     (
         "gateway/src/access/mod.rs",
@@ -75,10 +75,6 @@ const SOURCES: [(&str, &str); 14] = [
     (
         "gateway/src/access/customers.rs",
         include_str!("../src/access/customers.rs"),
-    ),
-    (
-        "gateway/src/platform/tickets.rs",
-        include_str!("../src/platform/tickets.rs"),
     ),
 ];
 
@@ -432,9 +428,9 @@ fn the_error_tables_list_exactly_the_codes_the_code_produces() {
         "\n}\n",
     )));
     ticket_codes.extend(http_error_codes(function_body(
-        source("gateway/src/platform/tickets.rs"),
-        "pub async fn load_ticket",
-        "\n    }\n",
+        source("gateway/src/error.rs"),
+        "impl From<TicketError> for HttpError",
+        "\n}\n",
     )));
     for expected in ["unknown_ticket", "not_your_ticket"] {
         assert!(
@@ -848,12 +844,19 @@ fn server_types(endpoint: Endpoint) -> BTreeSet<String> {
     for marker in ["kind: ", "listing(", "\"type\": "] {
         types.extend(literals_after(handler, marker));
     }
-    // Ticket changes go to customers and agents alike (`Notices` in link.rs).
-    types.extend(literals_after(WIRE, "\"type\": "));
+    // The data platform's notices (`notice_frame`): ticket changes go to
+    // customers and agents alike, 360° views (pushed with an offer) to
+    // agents only.
+    let notice_types =
+        |function: &str| literals_after(function_body(WIRE, function, "\n}\n"), "\"type\": ");
+    types.extend(notice_types("pub fn ticket_notice"));
+    if endpoint == Endpoint::Agent {
+        types.extend(notice_types("pub fn customer_view_notice"));
+    }
     types
 }
 
-const WIRE: &str = include_str!("../src/platform/wire.rs");
+const WIRE: &str = include_str!("../src/wire/platform.rs");
 
 #[test]
 fn every_client_frame_type_has_its_entry_and_every_entry_is_taken() {

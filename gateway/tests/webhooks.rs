@@ -17,8 +17,8 @@ use common::{Client, session_of, test_config};
 use engine::outbox::OutboxEntry;
 use gateway::auth::{Claims, Role, unix_now};
 use gateway::config::{Config, WebhookEndpoint};
-use gateway::platform::webhooks::sign;
 use gateway::server::Server;
+use gateway::webhooks::sign;
 use serde_json::{Value, json};
 use store::WriteOp;
 
@@ -437,7 +437,7 @@ async fn a_slow_endpoint_does_not_hold_up_another() {
         assert_eq!(slow.answered, 0);
         // The slow endpoint holds at most its own share of deliveries.
         assert!(
-            (1..=gateway::platform::webhooks::IN_FLIGHT_PER_ENDPOINT).contains(&slow.arrived.len()),
+            (1..=actors::platform::outbox::IN_FLIGHT_PER_ENDPOINT).contains(&slow.arrived.len()),
             "{} deliveries in flight to the slow endpoint",
             slow.arrived.len()
         );

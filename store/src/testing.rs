@@ -138,6 +138,11 @@ impl TestStore {
         self.writes_open.send_replace(true);
     }
 
+    /// Writes waiting at the closed gate now.
+    pub fn n_writes_waiting(&self) -> usize {
+        self.n_writes_waiting.load(Ordering::SeqCst)
+    }
+
     /// Returns once a write waits at the closed gate.
     pub async fn until_a_write_waits(&self) {
         while self.n_writes_waiting.load(Ordering::SeqCst) == 0 {

@@ -27,6 +27,7 @@ mod conversation;
 mod customer;
 mod directory;
 mod passivation;
+mod platform;
 mod queue;
 mod race;
 mod routing;

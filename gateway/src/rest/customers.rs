@@ -4,7 +4,7 @@
 //! unknown_customer`, the same answer as for an id that does not exist, so
 //! customer ids cannot be probed (as with sessions).
 
-use actors::{ApiError, Switchboard};
+use actors::ApiError;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -21,7 +21,6 @@ use crate::extract::ApiJson;
 use crate::rest::require_staff;
 use crate::rest::types::NewCustomer;
 use crate::state::AppState;
-use crate::wire::event::Viewer;
 use crate::wire::records::{CustomerRecord, IdentityBody};
 
 /// Serializes "check the id is free, then write" so that two creates of one
@@ -86,7 +85,7 @@ pub async fn get_customer(
     tag = "customers",
     params(("id" = String, Path, description = "Customer id")),
     responses(
-        (status = 200, description = "The 360° view", body = crate::platform::wire::CustomerView),
+        (status = 200, description = "The 360° view", body = crate::wire::platform::CustomerView),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "No session of this customer is offered or assigned to the caller (`not_your_customer`)", body = ErrorBody),
         (status = 404, description = "No such customer, or (for customers) not the caller (`unknown_customer`)", body = ErrorBody),
@@ -97,19 +96,19 @@ pub async fn get_customer_view(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<crate::platform::wire::CustomerView>, HttpError> {
+) -> Result<Json<crate::wire::platform::CustomerView>, HttpError> {
     let id = CustomerId::new(id);
     crate::access::customers::check_customer(&caller, &state, &id).await?;
-    let viewer = match caller.customer_id() {
-        Some(_) => Viewer::Customer,
-        None => Viewer::Staff,
-    };
-    let view = crate::platform::view::customer_view(&state.platform, &id, viewer)
+    let for_staff = caller.customer_id().is_none();
+    let view = state
+        .platform
+        .customer_view(&id, for_staff)
         .await
         .map_err(store_error)?;
-    view.map(Json).ok_or_else(|| {
-        HttpError::from(ApiError::from(EngineError::UnknownCustomer(id.to_string())))
-    })
+    view.map(|view| Json(crate::wire::platform::CustomerView::from(&view)))
+        .ok_or_else(|| {
+            HttpError::from(ApiError::from(EngineError::UnknownCustomer(id.to_string())))
+        })
 }
 
 /// Creates a customer, optionally with channel identities.
@@ -157,14 +156,11 @@ pub async fn create_customer(
             return Err(identity_taken(identity, &owner));
         }
     }
-    Switchboard::seed(
-        store.as_ref(),
-        Vec::new(),
-        Vec::new(),
-        vec![customer.clone()],
-    )
-    .await
-    .map_err(write_error)?;
+    state
+        .switchboard
+        .write(vec![WriteOp::PutCustomer(customer.clone())])
+        .await
+        .map_err(|err| write_error(err.into()))?;
     tracing::info!(customer_id = %customer.id, by = %caller.claims.sub, "customer created");
     let created = store
         .get_customer(&customer.id)
@@ -222,8 +218,9 @@ pub async fn link_identity(
                 customer: id.clone(),
                 identity: identity.clone(),
             };
-            store
-                .write(&[op])
+            state
+                .switchboard
+                .write(vec![op])
                 .await
                 .map_err(|err| write_error(err.into()))?;
             tracing::info!(customer_id = %id, identity = %identity, by = %caller.claims.sub, "identity linked");

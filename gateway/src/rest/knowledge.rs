@@ -2,6 +2,7 @@
 //! supervisors and admins) and the reply-template library with its
 //! suggestions for a session.
 
+use actors::platform::knowledge::KnowledgeError;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -10,16 +11,15 @@ use engine::ids::{ArticleId, SessionId, TemplateId};
 use engine::kb::Article;
 use engine::message::Sender;
 use serde::{Deserialize, Serialize};
-use store::WriteOp;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::access::Caller;
 use crate::auth::Role;
 use crate::error::{ErrorBody, HttpError, engine_invalid, invalid_field, store_error};
 use crate::extract::{ApiJson, ApiQuery};
-use crate::platform::wire::{ArticleRecord, SearchHitRecord};
 use crate::rest::require_staff;
 use crate::state::AppState;
+use crate::wire::platform::{ArticleRecord, SearchHitRecord};
 
 /// Results when `limit` is not given.
 const DEFAULT_LIMIT: usize = 5;
@@ -143,6 +143,19 @@ fn kb_error(err: engine::kb::KbError) -> HttpError {
         "internal",
         err.to_string(),
     )
+}
+
+/// A failed write is the store's error; a failed index change (the write
+/// is durable) is `500 internal`.
+fn knowledge_error(err: KnowledgeError) -> HttpError {
+    match err {
+        KnowledgeError::Write(err) | KnowledgeError::Reload(err) => store_error(err),
+        KnowledgeError::Index(_) => HttpError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            err.to_string(),
+        ),
+    }
 }
 
 fn unknown_article(id: &str) -> HttpError {
@@ -270,24 +283,12 @@ pub async fn put_article(
     }
     .validated()
     .map_err(engine_invalid)?;
-    let platform = &state.platform;
-    platform
-        .store
-        .write(&[WriteOp::PutArticle(article.clone())])
-        .await
-        .map_err(store_error)?;
     let record = ArticleRecord::from(&article);
-    let indexing = state.platform.clone();
-    tokio::task::spawn_blocking(move || indexing.kb.upsert(article))
+    state
+        .platform
+        .put_article(article)
         .await
-        .map_err(|err| {
-            HttpError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                err.to_string(),
-            )
-        })?
-        .map_err(kb_error)?;
+        .map_err(knowledge_error)?;
     Ok(Json(record))
 }
 
@@ -317,21 +318,9 @@ pub async fn delete_article(
     }
     state
         .platform
-        .store
-        .write(&[WriteOp::DeleteArticle(article_id.clone())])
+        .delete_article(article_id)
         .await
-        .map_err(store_error)?;
-    let indexing = state.platform.clone();
-    tokio::task::spawn_blocking(move || indexing.kb.remove(&article_id))
-        .await
-        .map_err(|err| {
-            HttpError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                err.to_string(),
-            )
-        })?
-        .map_err(kb_error)?;
+        .map_err(knowledge_error)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -394,14 +383,13 @@ pub async fn put_template(
     }
     .validated()
     .map_err(engine_invalid)?;
-    let platform = &state.platform;
-    platform
-        .store
-        .write(&[WriteOp::PutTemplate(template.clone())])
+    let record = TemplateRecord::from(&template);
+    state
+        .platform
+        .put_template(template)
         .await
-        .map_err(store_error)?;
-    platform.reload_templates().await.map_err(store_error)?;
-    Ok(Json(TemplateRecord::from(&template)))
+        .map_err(knowledge_error)?;
+    Ok(Json(record))
 }
 
 /// Deletes a template.
@@ -433,11 +421,9 @@ pub async fn delete_template(
         ));
     }
     platform
-        .store
-        .write(&[WriteOp::DeleteTemplate(TemplateId::new(id))])
+        .delete_template(TemplateId::new(id))
         .await
-        .map_err(store_error)?;
-    platform.reload_templates().await.map_err(store_error)?;
+        .map_err(knowledge_error)?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -1,12 +1,13 @@
 //! Tokens: web visitors get one without credentials; anyone with one can ask
 //! who they are.
 
-use actors::Switchboard;
+use actors::ApiError;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use engine::channel::Channel;
 use engine::customer::{Customer, Identity};
+use store::WriteOp;
 
 use crate::access::Caller;
 use crate::auth::{Claims, Role, unix_now};
@@ -67,8 +68,11 @@ pub async fn create_visitor(
         channel: Channel::Web,
         external_id: visitor_id.clone(),
     });
-    let store = state.switchboard.store();
-    Switchboard::seed(store.as_ref(), Vec::new(), Vec::new(), vec![customer]).await?;
+    state
+        .switchboard
+        .write(vec![WriteOp::PutCustomer(customer)])
+        .await
+        .map_err(ApiError::from)?;
     let exp = unix_now().saturating_add(state.config.auth.visitor_ttl_secs as i64);
     let token = state.signer.mint(&Claims {
         sub: customer_id.clone(),

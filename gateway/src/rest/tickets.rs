@@ -17,9 +17,9 @@ use crate::access::customers::{check_customer, check_ticket};
 use crate::auth::Role;
 use crate::error::{ErrorBody, HttpError, invalid_field, store_error};
 use crate::extract::{ApiJson, ApiQuery};
-use crate::platform::wire::{TicketDetail, TicketEventRecord, TicketRecord};
 use crate::rest::require_staff;
 use crate::state::AppState;
+use crate::wire::platform::{TicketDetail, TicketEventRecord, TicketRecord};
 
 /// Tickets listed when `limit` is not given.
 const DEFAULT_LIMIT: usize = 50;
@@ -291,7 +291,7 @@ pub async fn get_ticket(
     let events = state
         .platform
         .store
-        .ticket_events(&id, 0, crate::platform::tickets::MAX_EVENTS)
+        .ticket_events(&id, 0, actors::platform::tickets::MAX_EVENTS)
         .await
         .map_err(store_error)?;
     Ok(Json(TicketDetail {
@@ -352,7 +352,7 @@ pub async fn update_ticket(
                         .check_customer_may(ticket)
                         .map_err(crate::error::engine_invalid)?;
                 }
-                Ok(())
+                Ok::<(), HttpError>(())
             },
         )
         .await?;

@@ -1,5 +1,5 @@
 //! The JSON conventions every client sees, written once and used by the
-//! sockets (`ws`), the REST API (`rest`) and the data platform (`platform`)
+//! sockets (`ws`), the REST API (`rest`) and the webhooks (`webhooks`)
 //! alike (PROTOCOL.md §2):
 //!
 //! - session ids are decimal **strings** ([`WireSession`]): they exceed 2^53,
@@ -12,13 +12,15 @@
 //!   its kind, with one rule for what a customer may see of it
 //!   ([`event::Viewer`]);
 //! - the records both REST and the data platform send (customers, sessions)
-//!   are in [`records`].
+//!   are in [`records`]; the data platform's own (tickets, the 360° view,
+//!   articles) and its socket notices in [`platform`].
 //!
 //! Architecture invariant: this module is a leaf of the crate: it knows the
 //! engine's types and serde, and no other module of the gateway, so that
-//! `rest`, `ws` and `platform` can all use it without depending on each other.
+//! `rest`, `ws` and `webhooks` can all use it without depending on each other.
 
 pub mod event;
+pub mod platform;
 pub mod records;
 
 use engine::ids::SessionId;

@@ -22,6 +22,7 @@ use crate::error::HttpError;
 use crate::state::AppState;
 use crate::wire::WireSession;
 use crate::wire::event::{EventBody, OfferCustomer, Viewer, event_frame};
+use crate::wire::platform::{notice_frame, ticket_notice};
 use crate::ws::delivered::{Delivered, replay};
 use crate::ws::frames::{ClientFrame, FrameError, NoFields};
 use crate::ws::link::{self, Flow, Handler, Link};
@@ -403,16 +404,13 @@ impl Handler for AgentHandler {
         self.started
     }
 
-    async fn on_notice(&mut self, link: &mut Link, notice: Arc<crate::platform::Notice>) -> Flow {
-        let stale = notice["type"] == "customer_view"
-            && notice["session"]
-                .as_str()
-                .and_then(|id| id.parse().ok())
-                .is_some_and(|id| self.handed_on.contains(&SessionId(id)));
+    async fn on_notice(&mut self, link: &mut Link, notice: Arc<actors::Notice>) -> Flow {
+        let stale = matches!(&*notice, actors::Notice::CustomerView { session, .. }
+            if self.handed_on.contains(session));
         if stale {
             return Flow::Continue;
         }
-        link.send(&*notice).await
+        link.send(&notice_frame(&notice)).await
     }
 }
 
@@ -509,7 +507,7 @@ impl AgentHandler {
             crate::access::customers::check_ticket(&self.caller, &self.state, &ticket).await?;
             let events = platform
                 .store
-                .ticket_events(&id, 0, crate::platform::tickets::MAX_EVENTS)
+                .ticket_events(&id, 0, actors::platform::tickets::MAX_EVENTS)
                 .await
                 .map_err(crate::error::store_error)?;
             Ok::<_, crate::error::HttpError>((ticket, events))
@@ -539,7 +537,7 @@ impl AgentHandler {
             platform.desk.watch(&self.profile.id, &id);
             self.watching.push(id);
         }
-        let mut frame = crate::platform::wire::ticket_notice(&ticket, &events);
+        let mut frame = ticket_notice(&ticket, &events);
         if let Some(request_id) = request_id {
             frame["request_id"] = serde_json::Value::String(request_id);
         }
@@ -555,24 +553,16 @@ impl AgentHandler {
             let view = async {
                 let session = platform.store.get_session(session).await?;
                 match session {
-                    Some(session) => {
-                        crate::platform::view::customer_view(
-                            &platform,
-                            &session.customer_id,
-                            Viewer::Staff,
-                        )
-                        .await
-                    }
+                    Some(session) => platform.customer_view(&session.customer_id, true).await,
                     None => Ok(None),
                 }
             };
             match view.await {
                 Ok(Some(view)) => {
-                    let notice = serde_json::json!({
-                        "type": "customer_view",
-                        "session": session.to_string(),
-                        "view": view,
-                    });
+                    let notice = actors::Notice::CustomerView {
+                        session,
+                        view: Box::new(view),
+                    };
                     platform.notify(&actors::Audience::Agent(agent), &notice);
                 }
                 Ok(None) => {}

@@ -29,6 +29,7 @@ use crate::config::LimitsConfig;
 use crate::error::HttpError;
 use crate::rate::{RateLimiter, Verdict};
 use crate::state::AppState;
+use crate::wire::platform::notice_frame;
 use crate::ws::frames::{ClientFrame, FrameError, Reply, to_text};
 use crate::ws::replies::Replier;
 
@@ -49,7 +50,7 @@ pub const CLOSE_IDLE: u16 = 4000;
 const CLOSE_HANDSHAKE: Duration = Duration::from_secs(1);
 
 /// The data platform's pushes to this socket (`ticket`, `customer_view`).
-pub type Notices = actors::Subscription<crate::platform::Notice>;
+pub type Notices = actors::Subscription<actors::Notice>;
 
 /// Whether the loop goes on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,13 +72,13 @@ pub trait Handler: Send + 'static {
     /// A session event for this connection's audience.
     fn on_event(&mut self, link: &mut Link, event: Event) -> impl Future<Output = Flow> + Send;
     /// A data-platform push (`ticket`, `customer_view`) for this connection's
-    /// audience: sent as it is unless the handler knows it is stale.
+    /// audience: sent as its frame unless the handler knows it is stale.
     fn on_notice(
         &mut self,
         link: &mut Link,
-        notice: Arc<crate::platform::Notice>,
+        notice: Arc<actors::Notice>,
     ) -> impl Future<Output = Flow> + Send {
-        async move { link.send(&*notice).await }
+        async move { link.send(&notice_frame(&notice)).await }
     }
     /// Events are held back until this is true (the client's first frame),
     /// so that a `hello` replay comes before any live event.

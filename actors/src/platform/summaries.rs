@@ -1,25 +1,25 @@
 //! When a session ends: its auto-summary (shown as `last_summary` in the
-//! 360° view) and the `session.closed` / `session.abandoned` webhook event.
+//! 360° view) and the `session.closed` / `session.abandoned` event.
 //!
 //! The session actor writes a session-ended job
 //! ([`OutboxEntry::session_ended`]) in the batch that stores the session's
-//! end. The outbox worker ([`super::webhooks`]) runs it here: the summary,
-//! the webhook entries and the job's deletion are written in one batch, so
-//! the job is done once, and a crash at any point loses nothing: a job that
-//! is still stored is run by the next process. A job that fails is retried
-//! like a delivery. Session ends heard through `Audience::Ended` only wake
-//! the worker; one that is missed is found at the next poll.
+//! end. The outbox worker ([`super::outbox`]) runs it here: the summary,
+//! the event's outbox entries and the job's deletion are written in one
+//! batch through the StoreWriter, so the job is done once, and a crash at
+//! any point loses nothing: a job that is still stored is run by the next
+//! process. A job that fails is retried like a delivery. Session ends heard
+//! through `Audience::Ended` only wake the worker; one that is missed is
+//! found at the next poll.
 
 use std::sync::Arc;
 
-use actors::Subscription;
 use engine::outbox::OutboxEntry;
 use engine::summary::{ExtractiveSummarizer, Summarizer};
 use store::WriteOp;
 
 use super::Platform;
-use super::wire::SummaryRecord;
-use crate::wire::event::Viewer;
+use super::outbox::PlatformEvent;
+use crate::event::Subscription;
 
 /// Session ends the waker may have unread; more are skipped (the worker's
 /// poll finds their jobs).
@@ -33,7 +33,7 @@ pub async fn wake_on_ends(platform: Arc<Platform>, mut ended: Subscription) {
         tokio::select! {
             _ = platform.stopping().cancelled() => return,
             event = ended.recv() => match event {
-                Some(_) => platform.webhooks.wake(),
+                Some(_) => platform.outbox.wake(),
                 None => return,
             },
         }
@@ -41,8 +41,8 @@ pub async fn wake_on_ends(platform: Arc<Platform>, mut ended: Subscription) {
 }
 
 /// Runs one session-ended job: writes the session's summary (unless
-/// `platform.summaries` is off) and its `session.*` webhook entries, and
-/// deletes the job, in one batch. An error leaves the job for a retry.
+/// summaries are off) and its `session.*` outbox entries, and deletes the
+/// job, in one batch. An error leaves the job for a retry.
 pub async fn run_job(platform: &Platform, job: &OutboxEntry) -> Result<(), String> {
     let result = write_job(platform, job).await;
     if platform.summaries {
@@ -77,13 +77,20 @@ async fn write_job(platform: &Platform, job: &OutboxEntry) -> Result<(), String>
         } else {
             None
         };
-        let payload = serde_json::json!({
-            "session": crate::wire::records::SessionRecord::new(&session, Viewer::Staff),
-            "summary": summary.as_ref().map(SummaryRecord::from),
-        });
-        ops.extend(platform.webhooks.outbox_ops(&job.event_type, payload, now));
+        let reported = PlatformEvent::SessionEnded {
+            event_type: &job.event_type,
+            session: &session,
+            summary: summary.as_ref(),
+        };
+        ops.extend(
+            platform
+                .outbox
+                .entries_for(&reported, now)
+                .into_iter()
+                .map(WriteOp::PutOutbox),
+        );
         ops.extend(summary.map(WriteOp::PutSummary));
     }
     ops.push(WriteOp::DeleteOutbox(job.id.clone()));
-    store.write_owned(ops).await.map_err(|err| err.to_string())
+    platform.write(ops).await.map_err(|err| err.to_string())
 }

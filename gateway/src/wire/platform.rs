@@ -1,7 +1,11 @@
 //! The data platform's JSON: tickets, their history, the 360° view, search
-//! hits and suggestions, in the conventions of [`crate::wire`]: session ids
-//! as decimal strings, times in ms since the Unix epoch, authors as senders.
+//! hits, and the notices pushed to sockets ([`notice_frame`]), in the
+//! conventions of [`crate::wire`]: session ids as decimal strings, times in
+//! ms since the Unix epoch, authors as senders. The platform itself
+//! (`actors::platform`) hands over domain values; this is their one encoding.
 
+use actors::Notice;
+use engine::ids::SessionId;
 use engine::kb::{Article, SearchHit};
 use engine::summary::SessionSummary;
 use engine::ticket::{Ticket, TicketChange, TicketEvent};
@@ -9,9 +13,9 @@ use serde::{Deserialize, Serialize};
 use store::Interaction;
 use utoipa::ToSchema;
 
-use crate::wire::event::Viewer;
-use crate::wire::records::{CustomerRecord, SessionRecord};
-use crate::wire::{Time, sender};
+use super::event::Viewer;
+use super::records::{CustomerRecord, SessionRecord};
+use super::{Time, sender};
 
 /// The serde name of a unit variant (`"high"`).
 fn wire_name(value: &impl Serialize) -> String {
@@ -127,6 +131,26 @@ pub fn ticket_notice(ticket: &Ticket, events: &[TicketEvent]) -> serde_json::Val
     })
 }
 
+/// The `customer_view` notice pushed to an agent's sockets with an offer of
+/// `session`.
+pub fn customer_view_notice(session: SessionId, view: &CustomerView) -> serde_json::Value {
+    serde_json::json!({
+        "type": "customer_view",
+        "session": session.to_string(),
+        "view": view,
+    })
+}
+
+/// The frame a platform notice is sent as.
+pub fn notice_frame(notice: &Notice) -> serde_json::Value {
+    match notice {
+        Notice::Ticket { ticket, events } => ticket_notice(ticket, events),
+        Notice::CustomerView { session, view } => {
+            customer_view_notice(*session, &CustomerView::from(&**view))
+        }
+    }
+}
+
 /// One contact in the cross-channel timeline.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct InteractionRecord {
@@ -199,6 +223,43 @@ pub struct CustomerView {
     /// The newest auto-summary among the recent sessions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_summary: Option<SummaryRecord>,
+}
+
+impl From<&actors::platform::CustomerView> for CustomerView {
+    /// The view's records as its reader may see them: summaries start as
+    /// the agent's wrap-up note, and the last agent is a routing fact, so
+    /// both are staff only, like `closed.summary` (PROTOCOL.md §2).
+    fn from(view: &actors::platform::CustomerView) -> Self {
+        let viewer = match view.for_staff {
+            true => Viewer::Staff,
+            false => Viewer::Customer,
+        };
+        let staff = viewer == Viewer::Staff;
+        CustomerView {
+            customer: CustomerRecord {
+                last_agent: CustomerRecord::from(&view.customer)
+                    .last_agent
+                    .filter(|_| staff),
+                ..CustomerRecord::from(&view.customer)
+            },
+            interactions: view
+                .interactions
+                .iter()
+                .map(|row| InteractionRecord::new(row, viewer))
+                .collect(),
+            sessions: view
+                .sessions
+                .iter()
+                .map(|session| SessionRecord::new(session, viewer))
+                .collect(),
+            tickets: view.tickets.iter().map(TicketRecord::from).collect(),
+            last_summary: view
+                .last_summary
+                .as_ref()
+                .filter(|_| staff)
+                .map(SummaryRecord::from),
+        }
+    }
 }
 
 /// A knowledge-base article.

@@ -1,26 +1,40 @@
 //! Ticket writes: one at a time per ticket, durable with their history and
-//! their webhook outbox entries in one store batch, then pushed at once to
-//! the customer's sockets and to every agent watching the ticket.
+//! their outbox entries in one batch through the StoreWriter, then pushed
+//! at once to the customer's sockets and to every agent watching the ticket.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Mutex;
 
-use actors::Audience;
-use axum::http::StatusCode;
+use engine::EngineError;
 use engine::ids::{AgentId, CustomerId, TicketId, TicketIdGen};
 use engine::message::Sender;
 use engine::ticket::{NewTicket, Ticket, TicketEvent, TicketUpdate};
-use store::WriteOp;
+use store::{StoreError, WriteOp};
+use thiserror::Error;
 
-use super::Platform;
-use super::wire::ticket_notice;
-use crate::error::{HttpError, store_error};
+use super::outbox::PlatformEvent;
+use super::{Notice, Platform};
+use crate::event::Audience;
 
 /// History entries returned with a ticket.
 pub const MAX_EVENTS: usize = 1_000;
 
 const N_LOCKS: usize = 64;
+
+/// Why a ticket could not be read or changed.
+#[derive(Debug, Error)]
+pub enum TicketError {
+    /// No ticket has this id.
+    #[error("unknown ticket `{0}`")]
+    Unknown(TicketId),
+    /// The change is not valid (a field, or the ticket's state).
+    #[error(transparent)]
+    Invalid(EngineError),
+    /// The store failed; an unknown outcome is [`StoreError::OutcomeUnknown`].
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
 /// Ticket ids, write order and watchers.
 pub struct TicketDesk {
@@ -94,7 +108,7 @@ impl Platform {
         customer: CustomerId,
         new: NewTicket,
         author: Sender,
-    ) -> Result<Ticket, HttpError> {
+    ) -> Result<Ticket, TicketError> {
         let now = engine::now_millis();
         let id = self
             .desk
@@ -103,26 +117,27 @@ impl Platform {
             .unwrap_or_else(|p| p.into_inner())
             .next(now);
         let (ticket, created) =
-            Ticket::open(id, customer, new, author, now).map_err(crate::error::engine_invalid)?;
+            Ticket::open(id, customer, new, author, now).map_err(TicketError::Invalid)?;
         self.commit(&ticket, vec![created], "ticket.created")
             .await?;
         Ok(ticket)
     }
 
-    /// Changes ticket `id` after `check` allowed it on the current record.
-    pub async fn update_ticket(
+    /// Changes ticket `id` after `check` allowed it on the current record
+    /// (the caller's access rules, in the caller's error type).
+    pub async fn update_ticket<E: From<TicketError>>(
         &self,
         id: &TicketId,
         update: TicketUpdate,
         author: Sender,
-        check: impl AsyncFnOnce(&Ticket) -> Result<(), HttpError>,
-    ) -> Result<(Ticket, Vec<TicketEvent>), HttpError> {
+        check: impl AsyncFnOnce(&Ticket) -> Result<(), E>,
+    ) -> Result<(Ticket, Vec<TicketEvent>), E> {
         let _in_order = self.desk.lock_for(id).lock().await;
         let mut ticket = self.load_ticket(id).await?;
         check(&ticket).await?;
         let events = ticket
             .apply(update, author, engine::now_millis())
-            .map_err(crate::error::engine_invalid)?;
+            .map_err(TicketError::Invalid)?;
         if !events.is_empty() {
             self.commit(&ticket, events.clone(), "ticket.updated")
                 .await?;
@@ -130,42 +145,43 @@ impl Platform {
         Ok((ticket, events))
     }
 
-    /// A ticket, or `404 unknown_ticket`.
-    pub async fn load_ticket(&self, id: &TicketId) -> Result<Ticket, HttpError> {
+    /// A ticket, or [`TicketError::Unknown`].
+    pub async fn load_ticket(&self, id: &TicketId) -> Result<Ticket, TicketError> {
         self.store
             .get_ticket(id)
-            .await
-            .map_err(store_error)?
-            .ok_or_else(|| {
-                HttpError::new(
-                    StatusCode::NOT_FOUND,
-                    "unknown_ticket",
-                    format!("unknown ticket `{id}`"),
-                )
-            })
+            .await?
+            .ok_or_else(|| TicketError::Unknown(id.clone()))
     }
 
-    /// Writes the ticket, its new events and their webhook entries in one
+    /// Writes the ticket, its new events and their outbox entries in one
     /// batch, then pushes the change.
     async fn commit(
         &self,
         ticket: &Ticket,
         events: Vec<TicketEvent>,
         event_type: &str,
-    ) -> Result<(), HttpError> {
+    ) -> Result<(), TicketError> {
         let mut ops = vec![WriteOp::PutTicket(ticket.clone())];
         ops.extend(events.iter().cloned().map(WriteOp::AppendTicketEvent));
-        let payload = serde_json::json!({
-            "ticket": super::wire::TicketRecord::from(ticket),
-            "events": events.iter().map(super::wire::TicketEventRecord::from).collect::<Vec<_>>(),
-        });
+        let reported = PlatformEvent::Ticket {
+            event_type,
+            ticket,
+            events: &events,
+        };
         ops.extend(
-            self.webhooks
-                .outbox_ops(event_type, payload, engine::now_millis()),
+            self.outbox
+                .entries_for(&reported, engine::now_millis())
+                .into_iter()
+                .map(WriteOp::PutOutbox),
         );
-        self.store.write_owned(ops).await.map_err(store_error)?;
-        self.webhooks.wake();
-        let notice = ticket_notice(ticket, &events);
+        self.write(ops).await?;
+        self.outbox.wake();
+        let kind = event_type.to_owned();
+        let n_events = events.len() as u64;
+        let notice = Notice::Ticket {
+            ticket: Box::new(ticket.clone()),
+            events,
+        };
         self.notify(&Audience::Customer(ticket.customer_id.clone()), &notice);
         let mut agents = self.desk.watching(&ticket.id);
         if let Some(assignee) = &ticket.assignee
@@ -176,8 +192,7 @@ impl Platform {
         for agent in agents {
             self.notify(&Audience::Agent(agent), &notice);
         }
-        metrics::counter!("switchboard_ticket_changes_total", "kind" => event_type.to_owned())
-            .increment(events.len() as u64);
+        metrics::counter!("switchboard_ticket_changes_total", "kind" => kind).increment(n_events);
         Ok(())
     }
 }

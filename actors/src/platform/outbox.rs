@@ -1,0 +1,431 @@
+//! The outbox worker: events written to the store's outbox together with
+//! the change they report, then delivered by one worker, off the hot path.
+//!
+//! What goes in and out is the outside world's business, behind two traits
+//! the gateway implements:
+//! - an [`EventEncoder`] turns a [`PlatformEvent`] (a ticket change, a
+//!   session's end) into outbox entries, one per destination that wants it,
+//!   written in the same batch as the change;
+//! - a [`Courier`] delivers the entries of the endpoints it
+//!   [`delivers`](Courier::delivers) (the gateway's webhooks: a signed HTTP
+//!   `POST`). A message channel delivers its own outbox entries the same
+//!   way: its courier claims its endpoints, and the worker schedules,
+//!   retries and limits them like any other.
+//!
+//! A delivered entry is deleted; a failed one is rescheduled with a doubling
+//! backoff and full jitter (a wait drawn between zero and the backoff),
+//! until [`RetryPolicy::max_attempts`] have failed and it is kept, marked
+//! dead. An entry no courier delivers (its endpoint was removed from the
+//! configuration) is parked dead at once. Entries survive restarts: a new
+//! process delivers what the old one did not. Every mark (deleted,
+//! rescheduled, dead) is written through the StoreWriter.
+//!
+//! Deliveries run concurrently: up to [`IN_FLIGHT_PER_ENDPOINT`] per
+//! endpoint and [`IN_FLIGHT`] in all, so an endpoint that answers slowly (or
+//! not at all, until the courier's timeout) holds its own slots and no one
+//! else's. Events to one endpoint may therefore arrive out of order, as
+//! retries already made them; receivers order by `created_at`.
+//!
+//! The same worker runs the session-ended jobs in the outbox (endpoint
+//! [`SESSION_ENDED_JOB`], see [`super::summaries`]) instead of delivering
+//! them, with the same retries.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use engine::Millis;
+use engine::outbox::{OutboxEntry, RetryPolicy, SESSION_ENDED_JOB};
+use engine::session::Session;
+use engine::summary::SessionSummary;
+use engine::ticket::{Ticket, TicketEvent};
+use futures_util::FutureExt;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use store::WriteOp;
+use thiserror::Error;
+use tokio::sync::Notify;
+use tracing::{debug, warn};
+
+use super::Platform;
+
+/// Deliveries in flight at once to one endpoint (session-ended jobs count
+/// as one more endpoint): a slow endpoint holds at most this many.
+pub const IN_FLIGHT_PER_ENDPOINT: usize = 4;
+/// Deliveries and jobs in flight at once, every endpoint together.
+pub const IN_FLIGHT: usize = 32;
+/// Entries a read of the outbox asks for beyond those in flight or skipped.
+const BATCH: usize = 64;
+/// The most entries one pass reads while it looks past the due entries of
+/// endpoints at their limit: a slow endpoint with more due than this delays
+/// the others' entries that are due after them until its backlog shrinks.
+const MAX_SCAN: usize = 4_096;
+
+/// Something the platform reports to the outside world.
+#[derive(Debug, Clone, Copy)]
+pub enum PlatformEvent<'a> {
+    /// A ticket was opened (`ticket.created`) or changed (`ticket.updated`).
+    Ticket {
+        /// `ticket.created` or `ticket.updated`.
+        event_type: &'a str,
+        /// The ticket after the change.
+        ticket: &'a Ticket,
+        /// The history entries the change added.
+        events: &'a [TicketEvent],
+    },
+    /// A session ended (`session.closed` or `session.abandoned`).
+    SessionEnded {
+        /// `session.closed` or `session.abandoned`.
+        event_type: &'a str,
+        /// The session's final record.
+        session: &'a Session,
+        /// Its auto-summary, when summaries are on.
+        summary: Option<&'a SessionSummary>,
+    },
+}
+
+impl PlatformEvent<'_> {
+    /// `ticket.created`, `session.closed`, …
+    pub fn event_type(&self) -> &str {
+        match self {
+            PlatformEvent::Ticket { event_type, .. }
+            | PlatformEvent::SessionEnded { event_type, .. } => event_type,
+        }
+    }
+}
+
+/// Turns platform events into outbox entries (the gateway: one signed JSON
+/// webhook per configured endpoint that wants the event).
+pub trait EventEncoder: Send + Sync {
+    /// The entries that report `event`, to write in the same batch as the
+    /// change; empty when nobody wants it.
+    fn entries_for(&self, event: &PlatformEvent<'_>, now: Millis) -> Vec<OutboxEntry>;
+}
+
+/// Delivers outbox entries of the endpoints it knows.
+#[async_trait]
+pub trait Courier: Send + Sync {
+    /// Whether this courier delivers the entries of `endpoint`.
+    fn delivers(&self, endpoint: &str) -> bool;
+    /// One attempt at delivering `entry` (`entry.attempts` failed before
+    /// it). An error is retried with backoff.
+    async fn deliver(&self, entry: &OutboxEntry) -> Result<(), DeliveryError>;
+}
+
+/// Why a delivery failed, for the entry's `last_error` and the log: for
+/// people, and free of credentials (no URL with a password in it).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{0}")]
+pub struct DeliveryError(pub String);
+
+/// What reports events, what delivers them, and the worker's wake-up.
+pub struct Outbox {
+    encoder: Arc<dyn EventEncoder>,
+    couriers: Vec<Arc<dyn Courier>>,
+    policy: RetryPolicy,
+    poll: Duration,
+    wake: Notify,
+}
+
+impl Outbox {
+    /// An outbox over `encoder` and `couriers`.
+    pub fn new(
+        encoder: Arc<dyn EventEncoder>,
+        couriers: Vec<Arc<dyn Courier>>,
+        policy: RetryPolicy,
+        poll: Duration,
+    ) -> Self {
+        Outbox {
+            encoder,
+            couriers,
+            policy,
+            poll,
+            wake: Notify::new(),
+        }
+    }
+
+    /// The entries that report `event` (see [`EventEncoder::entries_for`]).
+    pub fn entries_for(&self, event: &PlatformEvent<'_>, now: Millis) -> Vec<OutboxEntry> {
+        self.encoder.entries_for(event, now)
+    }
+
+    /// Something was written to the outbox: deliver now rather than at the next poll.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    fn courier_for(&self, endpoint: &str) -> Option<&dyn Courier> {
+        self.couriers
+            .iter()
+            .find(|courier| courier.delivers(endpoint))
+            .map(|courier| courier.as_ref())
+    }
+
+    /// Records a failed attempt, rescheduled with full jitter.
+    fn failed(&self, entry: &mut OutboxEntry, error: String) {
+        entry.failed_with_jitter(error, engine::now_millis(), &self.policy, random_unit());
+    }
+}
+
+/// The outbox loop, until the platform stops: deliveries and session-ended
+/// jobs, concurrently within the limits (see the module doc).
+pub async fn run(platform: &Platform) {
+    let outbox = &platform.outbox;
+    let stop = platform.stopping();
+    let mut in_flight = InFlight::default();
+    let mut attempts = FuturesUnordered::new();
+    loop {
+        let start = tokio::select! {
+            _ = stop.cancelled() => return,
+            start = next_due(platform, &in_flight) => start,
+        };
+        for entry in start {
+            in_flight.take(&entry);
+            attempts.push(attempt(platform, entry));
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            Some(done) = attempts.next(), if !attempts.is_empty() => {
+                in_flight.release(&done);
+                // Every other attempt that finished meanwhile, before one read.
+                while let Some(Some(done)) = attempts.next().now_or_never() {
+                    in_flight.release(&done);
+                }
+            }
+            _ = outbox.wake.notified() => {}
+            _ = tokio::time::sleep(outbox.poll) => {}
+        }
+    }
+}
+
+/// The due entries to start now: neither in flight nor over a limit.
+/// Reads further while endpoints at their limit hide others' entries.
+async fn next_due(platform: &Platform, in_flight: &InFlight) -> Vec<OutboxEntry> {
+    let now = engine::now_millis();
+    let mut picked = Picked::default();
+    loop {
+        let limit =
+            (in_flight.ids.len() + picked.start.len() + picked.n_skipped + BATCH).min(MAX_SCAN);
+        let due = match platform.store.outbox_due(now, limit).await {
+            Ok(due) => due,
+            Err(err) => {
+                warn!(error = %err, "cannot read the webhook outbox; retrying at the next poll");
+                return picked.start;
+            }
+        };
+        let exhausted = due.len() < limit;
+        picked = pick(due, in_flight, picked.start);
+        if exhausted || picked.full || limit == MAX_SCAN {
+            return picked.start;
+        }
+    }
+}
+
+/// Delivers `entry` (or runs it, for a session-ended job) and records the
+/// outcome in the outbox; returns it for [`InFlight::release`].
+async fn attempt(platform: &Platform, mut entry: OutboxEntry) -> OutboxEntry {
+    let outbox = &platform.outbox;
+    if entry.endpoint == SESSION_ENDED_JOB {
+        match super::summaries::run_job(platform, &entry).await {
+            // Its outbox entries are due now.
+            Ok(()) => outbox.wake(),
+            Err(error) => {
+                outbox.failed(&mut entry, error);
+                warn!(job = %entry.id, attempts = entry.attempts, dead = entry.dead, error = entry.last_error.as_deref().unwrap_or(""), "session-ended job failed");
+                save(platform, WriteOp::PutOutbox(entry.clone())).await;
+            }
+        }
+        return entry;
+    }
+    let Some(courier) = outbox.courier_for(&entry.endpoint) else {
+        // The endpoint was removed from the configuration: park the entry.
+        entry.dead = true;
+        entry.last_error = Some(format!(
+            "endpoint `{}` is no longer configured",
+            entry.endpoint
+        ));
+        save(platform, WriteOp::PutOutbox(entry.clone())).await;
+        return entry;
+    };
+    match courier.deliver(&entry).await {
+        Ok(()) => {
+            debug!(event_id = %entry.event_id, endpoint = %entry.endpoint, "webhook delivered");
+            metrics::counter!("switchboard_webhook_deliveries_total", "endpoint" => entry.endpoint.clone(), "result" => "delivered").increment(1);
+            save(platform, WriteOp::DeleteOutbox(entry.id.clone())).await;
+        }
+        Err(DeliveryError(error)) => {
+            outbox.failed(&mut entry, error);
+            let result = if entry.dead { "dead" } else { "failed" };
+            warn!(event_id = %entry.event_id, endpoint = %entry.endpoint, attempts = entry.attempts, error = entry.last_error.as_deref().unwrap_or(""), result, "webhook delivery failed");
+            metrics::counter!("switchboard_webhook_deliveries_total", "endpoint" => entry.endpoint.clone(), "result" => result).increment(1);
+            save(platform, WriteOp::PutOutbox(entry.clone())).await;
+        }
+    }
+    entry
+}
+
+/// Writes one outbox mark through the StoreWriter.
+async fn save(platform: &Platform, op: WriteOp) {
+    if let Err(err) = platform.write(vec![op]).await {
+        // The entry stays as it was: delivered again (the receiver dedups
+        // by idempotency key) or retried at its old time.
+        warn!(error = %err, "cannot update the webhook outbox");
+    }
+}
+
+/// A draw in `[0, 1)` for the backoff's jitter; 1 (no jitter) without OS
+/// randomness.
+fn random_unit() -> f64 {
+    let mut bytes = [0u8; 8];
+    match getrandom::fill(&mut bytes) {
+        // The top 53 bits: every value of an `f64` in [0, 1) at equal spacing.
+        Ok(()) => (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64,
+        Err(_) => 1.0,
+    }
+}
+
+/// What is being delivered or run now, so a pass neither starts an entry
+/// twice nor goes over the limits.
+#[derive(Debug, Default)]
+struct InFlight {
+    /// Outbox ids: they stay due in the store until their attempt ends.
+    ids: HashSet<String>,
+    /// Attempts per endpoint (`@session-ended` for the jobs).
+    per_endpoint: HashMap<String, usize>,
+}
+
+impl InFlight {
+    fn take(&mut self, entry: &OutboxEntry) {
+        self.ids.insert(entry.id.clone());
+        *self.per_endpoint.entry(entry.endpoint.clone()).or_default() += 1;
+    }
+
+    fn release(&mut self, entry: &OutboxEntry) {
+        self.ids.remove(&entry.id);
+        if let Some(n) = self.per_endpoint.get_mut(&entry.endpoint) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_endpoint.remove(&entry.endpoint);
+            }
+        }
+    }
+}
+
+/// The outcome of [`pick`].
+#[derive(Debug, Default)]
+struct Picked {
+    /// Entries to start, oldest due first.
+    start: Vec<OutboxEntry>,
+    /// Due entries left because their endpoint is at its limit.
+    n_skipped: usize,
+    /// [`IN_FLIGHT`] is reached: nothing more can start.
+    full: bool,
+}
+
+/// From `due` (oldest first), the entries to start on top of `in_flight`
+/// and of `start` (picked by an earlier read of the same pass): not already
+/// taken, at most [`IN_FLIGHT_PER_ENDPOINT`] per endpoint and [`IN_FLIGHT`]
+/// in all.
+fn pick(due: Vec<OutboxEntry>, in_flight: &InFlight, start: Vec<OutboxEntry>) -> Picked {
+    let mut per_endpoint = in_flight.per_endpoint.clone();
+    let mut taken: HashSet<String> = in_flight.ids.clone();
+    for entry in &start {
+        *per_endpoint.entry(entry.endpoint.clone()).or_default() += 1;
+        taken.insert(entry.id.clone());
+    }
+    let mut picked = Picked {
+        start,
+        ..Picked::default()
+    };
+    for entry in due {
+        if taken.contains(&entry.id) {
+            continue;
+        }
+        if in_flight.ids.len() + picked.start.len() >= IN_FLIGHT {
+            picked.full = true;
+            break;
+        }
+        let n_endpoint = per_endpoint.entry(entry.endpoint.clone()).or_default();
+        if *n_endpoint >= IN_FLIGHT_PER_ENDPOINT {
+            picked.n_skipped += 1;
+            continue;
+        }
+        *n_endpoint += 1;
+        taken.insert(entry.id.clone());
+        picked.start.push(entry);
+    }
+    picked
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(endpoint: &str, n: usize) -> Vec<OutboxEntry> {
+        (0..n)
+            .map(|i| {
+                OutboxEntry::new(
+                    &format!("evt-{i}"),
+                    endpoint,
+                    "ticket.created",
+                    "{}".into(),
+                    5,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_busy_endpoint_is_skipped_and_the_others_start() {
+        let mut due = entries("slow", 10);
+        due.extend(entries("fast", 2));
+        let picked = pick(due, &InFlight::default(), Vec::new());
+        let endpoints: Vec<&str> = picked.start.iter().map(|e| e.endpoint.as_str()).collect();
+        assert_eq!(
+            endpoints,
+            [&["slow"; IN_FLIGHT_PER_ENDPOINT][..], &["fast"; 2][..]].concat()
+        );
+        assert_eq!(
+            (picked.n_skipped, picked.full),
+            (10 - IN_FLIGHT_PER_ENDPOINT, false)
+        );
+    }
+
+    #[test]
+    fn entries_in_flight_are_not_started_again_and_count_against_the_limits() {
+        let mut in_flight = InFlight::default();
+        let slow = entries("slow", 6);
+        for entry in &slow[..3] {
+            in_flight.take(entry);
+        }
+        let picked = pick(slow.clone(), &in_flight, Vec::new());
+        let ids: Vec<&str> = picked.start.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(ids, ["evt-3/slow"]);
+        assert_eq!(picked.n_skipped, 2);
+        // A second read of the same pass sees the same entries again.
+        let again = pick(slow.clone(), &in_flight, picked.start);
+        assert_eq!(again.start.len(), 1);
+        assert_eq!(again.n_skipped, 2);
+        for entry in &slow[..3] {
+            in_flight.release(entry);
+        }
+        assert!(in_flight.ids.is_empty() && in_flight.per_endpoint.is_empty());
+    }
+
+    #[test]
+    fn nothing_starts_past_the_overall_limit() {
+        let due: Vec<OutboxEntry> = (0..IN_FLIGHT + 5)
+            .flat_map(|i| entries(&format!("endpoint-{i}"), 1))
+            .collect();
+        let picked = pick(due, &InFlight::default(), Vec::new());
+        assert_eq!(picked.start.len(), IN_FLIGHT);
+        assert!(picked.full);
+    }
+
+    #[test]
+    fn jitter_draws_are_in_the_unit_interval_and_differ() {
+        let draws: Vec<f64> = (0..32).map(|_| random_unit()).collect();
+        assert!(draws.iter().all(|d| (0.0..1.0).contains(d)), "{draws:?}");
+        assert!(draws.iter().any(|d| *d != draws[0]), "{draws:?}");
+    }
+}
