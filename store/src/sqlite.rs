@@ -127,7 +127,7 @@ pub struct SqliteStore {
     path: PathBuf,
     commands: mpsc::Sender<Command>,
     writer_thread: Mutex<Option<JoinHandle<()>>>,
-    checkpointer: Option<(Arc<checkpointer::Signal>, Mutex<Option<JoinHandle<()>>>)>,
+    checkpointer: Option<CheckpointerThread>,
     counters: Arc<WriterCounters>,
     readers: Arc<ReadPool>,
     closed: AtomicBool,
@@ -238,13 +238,16 @@ impl SqliteStore {
                     .map_err(|e| {
                         StoreError::Backend(format!("sqlite: starting checkpoint thread: {e}"))
                     })?;
-                Some((signal, Mutex::new(Some(thread))))
+                Some(CheckpointerThread {
+                    signal,
+                    thread: Mutex::new(Some(thread)),
+                })
             }
             None => None,
         };
         let thread_counters = Arc::clone(&counters);
         let max_group_batches = options.max_group_batches.max(1);
-        let signal = checkpointer.as_ref().map(|(signal, _)| Arc::clone(signal));
+        let signal = checkpointer.as_ref().map(|c| Arc::clone(&c.signal));
         let writer_thread = std::thread::Builder::new()
             .name("sqlite-writer".to_owned())
             .spawn(move || {
@@ -296,9 +299,9 @@ impl SqliteStore {
     /// queued writes, and hands back their threads to join, once.
     fn stop_threads(&self) -> Option<StoppingThreads> {
         self.closed.store(true, Ordering::Release);
-        let checkpointer = self.checkpointer.as_ref().and_then(|(signal, thread)| {
-            signal.close();
-            thread.lock().unwrap_or_else(|p| p.into_inner()).take()
+        let checkpointer = self.checkpointer.as_ref().and_then(|c| {
+            c.signal.close();
+            c.thread.lock().unwrap_or_else(|p| p.into_inner()).take()
         });
         // The thread may be gone already (closed before, or it panicked).
         let _ = self.commands.send(Command::Close);
@@ -488,6 +491,12 @@ impl Store for SqliteStore {
             .await
             .map_err(|e| StoreError::Backend(format!("sqlite: joining writer: {e}")))?
     }
+}
+
+/// The checkpointer's signal and its thread, taken once at close.
+struct CheckpointerThread {
+    signal: Arc<checkpointer::Signal>,
+    thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// The store's threads, told to stop.

@@ -506,7 +506,14 @@ async fn wal_after_bursts(checkpoint_interval: Option<Duration>) -> (u64, Commit
         tokio::time::sleep(Duration::from_millis(60)).await;
     }
     for burst in 0..10u64 {
-        assert_eq!(store.messages(SessionId(burst), 0, 100).await.unwrap().len(), 30);
+        assert_eq!(
+            store
+                .messages(SessionId(burst), 0, 100)
+                .await
+                .unwrap()
+                .len(),
+            30
+        );
     }
     let wal = std::fs::metadata(dir.path().join("switchboard.db-wal"))
         .expect("the WAL exists while the store is open")
@@ -515,7 +522,10 @@ async fn wal_after_bursts(checkpoint_interval: Option<Duration>) -> (u64, Commit
     store.close().await.unwrap();
     // Everything written is in the file after the close.
     let reopened = SqliteStore::open(&path).expect("reopen");
-    assert_eq!(reopened.messages(SessionId(9), 0, 100).await.unwrap().len(), 30);
+    assert_eq!(
+        reopened.messages(SessionId(9), 0, 100).await.unwrap().len(),
+        30
+    );
     (wal, stats)
 }
 
