@@ -16,7 +16,7 @@ use engine::customer::Customer;
 use engine::ids::{AgentId, CustomerId, GroupId, SessionId};
 use engine::message::Sender;
 use engine::routing::{Contact, PlanCursor, RoutePlan, Step};
-use engine::session::{Session, SessionEffect, SessionEvent, SessionState};
+use engine::session::{Session, SessionEffect, SessionEvent, SessionState, TransitionError};
 use engine::{EngineError, Millis};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::{Deserialize, Serialize};
@@ -432,7 +432,7 @@ impl Actor for SessionActor {
                 summary,
                 reply,
             } => {
-                let result = self.check_assigned(state, &agent).and_then(|()| {
+                let result = self.check_assigned(state, &agent, "wrap up").and_then(|()| {
                     let effects = state
                         .session
                         .apply(SessionEvent::WrapUp { summary }, crate::clock::now())?;
@@ -581,7 +581,7 @@ impl SessionActor {
         body: String,
         client_message_id: Option<String>,
     ) -> Result<(u64, bool), ApiError> {
-        self.check_assigned(state, &agent)?;
+        self.check_assigned(state, &agent, "reply")?;
         if let Some(seq) = client_message_id
             .as_ref()
             .and_then(|id| state.client_ids.get(id))
@@ -610,13 +610,26 @@ impl SessionActor {
         Ok((seq, false))
     }
 
-    fn check_assigned(&self, state: &SessionActorState, agent: &AgentId) -> Result<(), ApiError> {
-        let assigned = matches!(
-            state.session.state,
-            SessionState::Assigned | SessionState::WrapUp
-        ) && state.session.agent.as_ref() == Some(agent);
-        if assigned {
+    /// The agent holds the session and may `action` it. The agent who held
+    /// a session that has just ended (the customer left while the agent's
+    /// request was on its way) hears `invalid_state`, not `not_your_session`.
+    pub(super) fn check_assigned(
+        &self,
+        state: &SessionActorState,
+        agent: &AgentId,
+        action: &'static str,
+    ) -> Result<(), ApiError> {
+        let session = &state.session;
+        let held = session.agent.as_ref() == Some(agent);
+        if held && matches!(session.state, SessionState::Assigned | SessionState::WrapUp) {
             Ok(())
+        } else if held && session.state.is_final() {
+            Err(TransitionError {
+                session: session.id,
+                state: session.state.as_str(),
+                event: action,
+            }
+            .into())
         } else {
             Err(ApiError::NotYourSession {
                 agent: agent.clone(),
@@ -698,7 +711,7 @@ impl SessionActor {
         agent: AgentId,
         step: Step,
     ) -> Result<u64, ApiError> {
-        self.check_assigned(state, &agent)?;
+        self.check_assigned(state, &agent, "transfer")?;
         let now = crate::clock::now();
         let effects = state.session.apply(SessionEvent::Transfer, now)?;
         // Stamped before the effects release the agent.
@@ -726,7 +739,7 @@ impl SessionActor {
         };
         let effects = match &agent {
             Some(agent) => {
-                self.check_assigned(state, agent)?;
+                self.check_assigned(state, agent, "close")?;
                 state.session.apply(SessionEvent::Close { summary }, now)?
             }
             None if matches!(

@@ -27,7 +27,7 @@ impl SessionActor {
                 }
             }
             Typist::Agent(agent) => {
-                self.check_assigned(state, &agent)?;
+                self.check_assigned(state, &agent, "type")?;
                 let audience = Audience::Customer(session.customer_id.clone());
                 (Sender::Agent(agent), audience)
             }

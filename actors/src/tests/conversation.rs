@@ -412,3 +412,40 @@ async fn the_end_of_a_session_is_stamped_before_its_agent_is_released() {
     );
     board.shutdown().await;
 }
+
+/// An agent's reply racing the customer's leave finds the session ended:
+/// `invalid_state` (the state changed), not `not_your_session` (a permission).
+#[tokio::test(start_paused = true)]
+async fn a_reply_after_the_customer_left_is_invalid_state_for_its_agent() {
+    let board = start(Arc::new(MemoryStore::new()), config()).await;
+    available(&board, &["ann", "bob"]).await;
+    let mut ann = board.subscribe_agent(&id("ann"));
+    let ack = board
+        .customer_message(envelope(Channel::Web, "p-web", "hello", "c1"))
+        .await
+        .unwrap();
+    let session = offered_session(&mut ann).await;
+    board.accept(&id("ann"), session).await.unwrap();
+    board
+        .customer_leave(&CustomerId::new("plain"), ack.session)
+        .await
+        .unwrap();
+    let late = board
+        .agent_message(&id("ann"), session, "still there?".into(), None)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (late.code(), late.to_string()),
+        (
+            "invalid_state",
+            format!("session {session}: cannot reply while closed")
+        )
+    );
+    // Anyone else still hears that it is not theirs.
+    let other = board
+        .agent_message(&id("bob"), session, "hi".into(), None)
+        .await
+        .unwrap_err();
+    assert_eq!(other.code(), "not_your_session");
+    board.shutdown().await;
+}
