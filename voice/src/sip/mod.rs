@@ -1,0 +1,1 @@
+//! Signalling: the SIP endpoint, digest authentication, the registrar, trunks.
