@@ -432,13 +432,15 @@ impl Actor for SessionActor {
                 summary,
                 reply,
             } => {
-                let result = self.check_assigned(state, &agent, "wrap up").and_then(|()| {
-                    let effects = state
-                        .session
-                        .apply(SessionEvent::WrapUp { summary }, crate::clock::now())?;
-                    self.run_effects(state, effects);
-                    Ok(self.record(state, EventKind::WrapUp))
-                });
+                let result = self
+                    .check_assigned(state, &agent, "wrap up")
+                    .and_then(|()| {
+                        let effects = state
+                            .session
+                            .apply(SessionEvent::WrapUp { summary }, crate::clock::now())?;
+                        self.run_effects(state, effects);
+                        Ok(self.record(state, EventKind::WrapUp))
+                    });
                 let result = result.inspect(|_| self.flush(&myself, state));
                 self.reply_unit_when_durable(state, result, reply);
             }
