@@ -344,6 +344,7 @@ fn make_agent(rng: &mut Rng, agent_idx: usize) -> Agent {
         groups,
         languages,
         capacity,
+        sip: None,
     }
 }
 

@@ -58,6 +58,23 @@ pub struct Agent {
     /// How many sessions per channel at once.
     #[serde(default)]
     pub capacity: Capacity,
+    /// The agent's SIP phone credentials, hashed: absent until a SIP password
+    /// is set. Never shown outside the runtime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sip: Option<SipCredentials>,
+}
+
+/// What a digest (RFC 7616 / 8760) check needs of a SIP password, and no
+/// more: `HA1 = H(username:realm:password)` for each algorithm, in lowercase
+/// hex. A change of realm makes them useless: set the password again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SipCredentials {
+    /// The realm the hashes were made for.
+    pub realm: String,
+    /// `MD5(username:realm:password)`.
+    pub ha1_md5: String,
+    /// `SHA-256(username:realm:password)`.
+    pub ha1_sha256: String,
 }
 
 /// Concurrent-session limits per channel, after Salesforce Omni-Channel

@@ -318,6 +318,7 @@ mod tests {
             groups: vec![],
             languages: vec![],
             capacity: Capacity::default(),
+            sip: None,
         }
     }
 

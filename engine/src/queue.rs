@@ -339,6 +339,7 @@ mod tests {
             groups: vec![],
             languages: vec![],
             capacity: Capacity::default(),
+            sip: None,
         })
     }
 

@@ -100,6 +100,7 @@ pub fn data() -> (Vec<Agent>, Vec<SkillGroup>, Vec<Customer>) {
                 groups: groups.iter().map(GroupId::new).collect(),
                 languages: vec!["zh-CN".into(), "en".into()],
                 capacity,
+                sip: None,
             }
         })
         .collect();

@@ -326,6 +326,7 @@ pub fn plan(file: ImportFile, known_groups: &BTreeSet<GroupId>) -> Result<Plan> 
             groups: entry.groups.iter().map(GroupId::new).collect(),
             languages: entry.languages.unwrap_or_else(|| vec!["zh-CN".into()]),
             capacity,
+            sip: None,
         });
     }
 

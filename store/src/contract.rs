@@ -22,7 +22,7 @@ use std::task::Poll;
 
 use super::{INTERACTION_TTL_MS, Interaction, Store, StoreError, WriteOp};
 use engine::Millis;
-use engine::agent::{Agent, Capacity, Role};
+use engine::agent::{Agent, Capacity, Role, SipCredentials};
 use engine::channel::Channel;
 use engine::customer::{Customer, Identity};
 use engine::group::SkillGroup;

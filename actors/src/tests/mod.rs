@@ -64,6 +64,7 @@ fn agent(id: &str, groups: &[&str]) -> Agent {
         groups: groups.iter().map(GroupId::new).collect(),
         languages: vec!["zh-CN".into()],
         capacity: Capacity::default(),
+        sip: None,
     }
 }
 

@@ -143,6 +143,7 @@ mod tests {
             groups: vec![GroupId::new("gold_service"), GroupId::new("default")],
             languages: vec!["zh-CN".to_owned(), "en".to_owned()],
             capacity: Capacity::default(),
+            sip: None,
         }
     }
 

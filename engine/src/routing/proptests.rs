@@ -472,6 +472,7 @@ fn world() -> impl Strategy<Value = World> {
                         groups: groups.into_iter().map(GroupId::new).collect(),
                         languages,
                         capacity: Capacity::default(),
+                        sip: None,
                     },
                 }
             },
@@ -500,6 +501,7 @@ proptest! {
                         groups: Vec::new(),
                         languages: Vec::new(),
                         capacity: Capacity::default(),
+                        sip: None,
                     },
                 };
                 if let Some(plan) = rules.route(&world.contact) {

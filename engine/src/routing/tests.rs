@@ -200,6 +200,7 @@ fn agent(id: &str, voice: Option<u8>, languages: &[&str]) -> Agent {
         groups: vec![GroupId::new("phone_support"), GroupId::new("gold_service")],
         languages: languages.iter().map(|l| (*l).to_owned()).collect(),
         capacity: Capacity::default(),
+        sip: None,
     }
 }
 

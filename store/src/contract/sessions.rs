@@ -146,6 +146,11 @@ pub async fn agents_and_groups_round_trip(store: &dyn Store) {
             limits: BTreeMap::from([(Channel::Phone, 1), (Channel::Web, 3), (line.clone(), 2)]),
             exclusive: BTreeSet::from([Channel::Phone, Channel::Email]),
         },
+        sip: Some(SipCredentials {
+            realm: "switchboard".to_owned(),
+            ha1_md5: "0".repeat(32),
+            ha1_sha256: "f".repeat(64),
+        }),
     };
     let bob = Agent {
         id: AgentId::new("bob"),
@@ -155,6 +160,7 @@ pub async fn agents_and_groups_round_trip(store: &dyn Store) {
         groups: vec![],
         languages: vec![],
         capacity: Capacity::default(),
+        sip: None,
     };
     let mut gold = SkillGroup::new("gold_service", "金牌服务");
     gold.sla_threshold_secs = 20;
@@ -201,4 +207,21 @@ pub async fn agents_and_groups_round_trip(store: &dyn Store) {
     .await;
     assert_eq!(store.get_agent(&promoted.id).await.unwrap(), Some(promoted));
     assert_eq!(store.list_groups().await.unwrap(), vec![default, relaxed]);
+
+    // SIP credentials are replaced and removed with the profile.
+    let mut rotated = alice.clone();
+    rotated.sip.as_mut().unwrap().ha1_md5 = "1".repeat(32);
+    write(store, vec![WriteOp::PutAgent(rotated.clone())]).await;
+    assert_eq!(
+        store.get_agent(&alice.id).await.unwrap(),
+        Some(rotated.clone())
+    );
+    let mut without = rotated;
+    without.sip = None;
+    write(store, vec![WriteOp::PutAgent(without.clone())]).await;
+    assert_eq!(
+        store.get_agent(&alice.id).await.unwrap(),
+        Some(without.clone())
+    );
+    assert_eq!(store.list_agents().await.unwrap()[0], without);
 }

@@ -8,7 +8,7 @@ use scylla::statement::Consistency;
 use scylla::statement::prepared::PreparedStatement;
 
 use super::rows::{
-    self, AgentRow, CustomerRow, GroupRow, IdentityRow, InteractionRow, MessageRow,
+    self, AgentRow, AgentSipRow, CustomerRow, GroupRow, IdentityRow, InteractionRow, MessageRow,
     OPEN_SESSION_BUCKETS, SessionRow,
 };
 use super::{ScyllaStore, SerialConsistency, backend_error};
@@ -263,6 +263,22 @@ pub(super) async fn list_agents(store: &ScyllaStore) -> Result<Vec<Agent>, Store
         .into_iter()
         .map(rows::agent_from_row)
         .collect::<Result<Vec<_>, _>>()?;
+    let sips: Vec<AgentSipRow> = all_rows(
+        store,
+        &store.statements.select_agent_sips,
+        (),
+        "reading agent_sip",
+    )
+    .await?;
+    let mut sips: std::collections::HashMap<String, AgentSipRow> = sips
+        .into_iter()
+        .map(|row| (row.agent_id.clone(), row))
+        .collect();
+    for agent in &mut agents {
+        if let Some(sip) = sips.remove(agent.id.as_str()) {
+            rows::add_agent_sip(agent, sip)?;
+        }
+    }
     agents.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(agents)
 }
@@ -278,11 +294,25 @@ pub(super) async fn get_agent(
         "reading agents",
     )
     .await?;
-    found
+    let Some(mut agent) = found
         .into_iter()
         .next()
         .map(rows::agent_from_row)
-        .transpose()
+        .transpose()?
+    else {
+        return Ok(None);
+    };
+    let sip: Vec<AgentSipRow> = rows(
+        store,
+        &store.statements.select_agent_sip,
+        (id.as_str(),),
+        "reading agent_sip",
+    )
+    .await?;
+    if let Some(sip) = sip.into_iter().next() {
+        rows::add_agent_sip(&mut agent, sip)?;
+    }
+    Ok(Some(agent))
 }
 
 pub(super) async fn list_groups(store: &ScyllaStore) -> Result<Vec<SkillGroup>, StoreError> {

@@ -124,6 +124,13 @@ pub(super) struct AgentRow {
     pub capacity_exclusive: Option<BTreeSet<String>>,
 }
 
+/// `agent_sip`: an agent's SIP credentials as JSON, or null for none.
+#[derive(Debug, Clone, PartialEq, SerializeRow, DeserializeRow)]
+pub(super) struct AgentSipRow {
+    pub agent_id: String,
+    pub record: Option<String>,
+}
+
 /// `skill_groups`.
 #[derive(Debug, Clone, PartialEq, SerializeRow, DeserializeRow)]
 pub(super) struct GroupRow {
@@ -423,6 +430,40 @@ pub(super) fn agent_to_row(agent: &Agent) -> AgentRow {
     }
 }
 
+pub(super) fn agent_sip_to_row(agent: &Agent) -> Result<AgentSipRow, StoreError> {
+    let record = agent
+        .sip
+        .as_ref()
+        .map(|sip| {
+            serde_json::to_string(sip).map_err(|e| {
+                StoreError::Backend(format!("scylla: encoding agent sip credentials: {e}"))
+            })
+        })
+        .transpose()?;
+    Ok(AgentSipRow {
+        agent_id: agent.id.as_str().to_owned(),
+        record,
+    })
+}
+
+/// Puts the credentials of `sip` (a row of `agent_sip`) on the agent.
+pub(super) fn add_agent_sip(agent: &mut Agent, sip: AgentSipRow) -> Result<(), StoreError> {
+    agent.sip = sip
+        .record
+        .map(|text| {
+            serde_json::from_str(&text).map_err(|e| {
+                corrupt(
+                    "agent_sip",
+                    &format!("agent_id={:?}", sip.agent_id),
+                    "record",
+                    e,
+                )
+            })
+        })
+        .transpose()?;
+    Ok(())
+}
+
 pub(super) fn agent_from_row(row: AgentRow) -> Result<Agent, StoreError> {
     let key = format!("agent_id={:?}", row.agent_id);
     let table = "agents";
@@ -469,6 +510,8 @@ pub(super) fn agent_from_row(row: AgentRow) -> Result<Agent, StoreError> {
             .collect(),
         languages: row.languages.unwrap_or_default(),
         capacity: Capacity { limits, exclusive },
+        // Read from `agent_sip` (`add_agent_sip`).
+        sip: None,
     })
 }
 

@@ -190,6 +190,15 @@ pub const MIGRATIONS: &[Migration] = &[
     PRIMARY KEY ((bucket), outbox_id))",
         ],
     },
+    // An agent's SIP phone credentials (hashed), as a JSON record beside the
+    // agents row; a null record means none.
+    Migration {
+        version: 4,
+        name: "agent SIP credentials",
+        statements: &["CREATE TABLE IF NOT EXISTS agent_sip (
+    agent_id text PRIMARY KEY,
+    record text)"],
+    },
 ];
 
 /// The newest schema version this build reads and writes.

@@ -155,6 +155,11 @@ statements! {
     select_agent = idempotent(
         "SELECT agent_id, display_name, role, skills, groups, languages, capacity_limits, \
          capacity_exclusive FROM agents WHERE agent_id = ?");
+    /// An agent's SIP credentials; a null record removes them.
+    insert_agent_sip = idempotent(
+        "INSERT INTO agent_sip (agent_id, record) VALUES (:agent_id, :record)");
+    select_agent_sips = idempotent("SELECT agent_id, record FROM agent_sip");
+    select_agent_sip = idempotent("SELECT agent_id, record FROM agent_sip WHERE agent_id = ?");
     insert_group = idempotent(
         "INSERT INTO skill_groups (group_id, display_name, sla_threshold_secs, \
          sla_threshold_by_channel, sla_target_pct, short_abandon_secs) \

@@ -77,6 +77,7 @@ fn agent() -> Agent {
         groups: vec![GroupId::new("billing"), GroupId::new("vip")],
         languages: vec!["zh".into(), "en".into()],
         capacity,
+        sip: None,
     }
 }
 

@@ -17,8 +17,8 @@ use super::outcome::{keep_worst, write_error};
 use super::platform::{self, PlatformPlan, PlatformUpsert, TicketEventRow};
 use super::read::{self, all_rows, rows, with_serial_read};
 use super::rows::{
-    self, AgentRow, CustomerRow, GroupRow, IdentityRow, InteractionByDayRow, InteractionRow,
-    MessageRow, OpenSessionRow, SessionByCustomerRow, SessionRow,
+    self, AgentRow, AgentSipRow, CustomerRow, GroupRow, IdentityRow, InteractionByDayRow,
+    InteractionRow, MessageRow, OpenSessionRow, SessionByCustomerRow, SessionRow,
 };
 use super::{ScyllaStore, backend_error};
 use crate::{INTERACTION_TTL_MS, StoreError, WriteOp, session_id_from_i64};
@@ -40,6 +40,7 @@ pub(super) enum Upsert {
     InteractionByDay(InteractionByDayRow),
     InteractionDay(i64),
     Agent(AgentRow),
+    AgentSip(AgentSipRow),
     Group(GroupRow),
     /// Tickets, articles, templates, summaries, the outbox (`platform.rs`).
     Platform(PlatformUpsert),
@@ -72,7 +73,7 @@ pub(super) fn plan(batch: &[WriteOp]) -> Result<WritePlan, StoreError> {
     let mut sessions: BTreeMap<SessionId, SessionRow> = BTreeMap::new();
     let mut session_ids: Vec<SessionId> = Vec::new();
     let mut interactions: BTreeMap<(String, i64, i64), InteractionRow> = BTreeMap::new();
-    let mut agents: BTreeMap<String, AgentRow> = BTreeMap::new();
+    let mut agents: BTreeMap<String, (AgentRow, AgentSipRow)> = BTreeMap::new();
     let mut groups: BTreeMap<String, GroupRow> = BTreeMap::new();
     let mut platform = PlatformPlan::default();
     let mut claim = |plan: &mut WritePlan, customer: &CustomerId, identity: &Identity| {
@@ -131,7 +132,8 @@ pub(super) fn plan(batch: &[WriteOp]) -> Result<WritePlan, StoreError> {
                 interactions.insert((row.customer_id.clone(), row.at, row.session_id), row);
             }
             WriteOp::PutAgent(agent) => {
-                agents.insert(agent.id.as_str().to_owned(), rows::agent_to_row(agent));
+                let rows = (rows::agent_to_row(agent), rows::agent_sip_to_row(agent)?);
+                agents.insert(agent.id.as_str().to_owned(), rows);
             }
             WriteOp::PutGroup(group) => {
                 groups.insert(group.id.as_str().to_owned(), rows::group_to_row(group));
@@ -176,7 +178,10 @@ pub(super) fn plan(batch: &[WriteOp]) -> Result<WritePlan, StoreError> {
     }
     plan.upserts
         .extend(days.into_iter().map(Upsert::InteractionDay));
-    plan.upserts.extend(agents.into_values().map(Upsert::Agent));
+    for (agent, sip) in agents.into_values() {
+        plan.upserts.push(Upsert::Agent(agent));
+        plan.upserts.push(Upsert::AgentSip(sip));
+    }
     plan.upserts.extend(groups.into_values().map(Upsert::Group));
     let (ticket_events, platform_upserts) = platform.finish();
     plan.ticket_events = ticket_events;
@@ -202,6 +207,7 @@ impl Upsert {
             Upsert::InteractionByDay(row) => ("insert_interaction_by_day", Box::new(row.clone())),
             Upsert::InteractionDay(day) => ("insert_interaction_day", Box::new((*day,))),
             Upsert::Agent(row) => ("insert_agent", Box::new(row.clone())),
+            Upsert::AgentSip(row) => ("insert_agent_sip", Box::new(row.clone())),
             Upsert::Group(row) => ("insert_group", Box::new(row.clone())),
             Upsert::Platform(row) => row.parts(),
         }

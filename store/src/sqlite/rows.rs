@@ -71,6 +71,13 @@ impl<'row, 'stmt> RowReader<'row, 'stmt> {
         serde_json::from_str(&text).map_err(|e| self.corrupt(column, e))
     }
 
+    /// A JSON column that may be NULL.
+    fn optional_json<T: DeserializeOwned>(&self, column: &str) -> Result<Option<T>, StoreError> {
+        let text: Option<String> = self.get(column)?;
+        text.map(|text| serde_json::from_str(&text).map_err(|e| self.corrupt(column, e)))
+            .transpose()
+    }
+
     fn channel(&self, column: &str) -> Result<Channel, StoreError> {
         let name: String = self.get(column)?;
         Channel::parse(&name).map_err(|e| self.corrupt(column, e))
@@ -364,7 +371,8 @@ pub(super) fn interactions(
     )
 }
 
-const AGENT_COLUMNS: &str = "agent_id, display_name, role, skills, groups, languages, capacity";
+const AGENT_COLUMNS: &str =
+    "agent_id, display_name, role, skills, groups, languages, capacity, sip";
 
 fn decode_agent(row: &Row<'_>) -> Result<Agent, StoreError> {
     let r = RowReader::new(row, "agents", "agent_id")?;
@@ -379,6 +387,7 @@ fn decode_agent(row: &Row<'_>) -> Result<Agent, StoreError> {
         groups: r.json("groups")?,
         languages: r.json("languages")?,
         capacity: r.json("capacity")?,
+        sip: r.optional_json("sip")?,
     })
 }
 

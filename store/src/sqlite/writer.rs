@@ -307,8 +307,8 @@ fn apply(conn: &Connection, op: &WriteOp) -> Result<(), StoreError> {
         WriteOp::PutAgent(agent) => {
             conn.prepare_cached(
                 "INSERT OR REPLACE INTO agents
-                 (agent_id, display_name, role, skills, groups, languages, capacity)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                 (agent_id, display_name, role, skills, groups, languages, capacity, sip)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )
             .and_then(|mut stmt| {
                 stmt.execute(params![
@@ -319,6 +319,12 @@ fn apply(conn: &Connection, op: &WriteOp) -> Result<(), StoreError> {
                     json(&agent.groups, "agent groups").map_err(to_sqlite)?,
                     json(&agent.languages, "agent languages").map_err(to_sqlite)?,
                     json(&agent.capacity, "agent capacity").map_err(to_sqlite)?,
+                    agent
+                        .sip
+                        .as_ref()
+                        .map(|sip| json(sip, "agent sip credentials"))
+                        .transpose()
+                        .map_err(to_sqlite)?,
                 ])
             })
             .map_err(sqlite_error("writing agents"))?;

@@ -17,7 +17,8 @@ use super::super::platform::{
 };
 use super::super::read::limit_to_cql;
 use super::super::rows::{
-    AgentRow, CustomerRow, GroupRow, IdentityRow, InteractionByDayRow, InteractionRow, SessionRow,
+    AgentRow, AgentSipRow, CustomerRow, GroupRow, IdentityRow, InteractionByDayRow, InteractionRow,
+    SessionRow,
 };
 use super::super::statements::{ALL, Cql};
 use super::*;
@@ -285,6 +286,7 @@ fn every_positional_marker_binds_what_the_code_passes() {
             Box::new((rows::interaction_day(T0),)),
         ),
         ("select_agent", Box::new(("alice",))),
+        ("select_agent_sip", Box::new(("alice",))),
         ("select_ticket", Box::new(("T-1",))),
         (
             "select_tickets_of_customer",
@@ -361,6 +363,8 @@ fn every_select_decodes_into_the_row_read_from_it() {
         ("select_interaction_days", decodes::<(i64,)>),
         ("select_agents", decodes::<AgentRow>),
         ("select_agent", decodes::<AgentRow>),
+        ("select_agent_sips", decodes::<AgentSipRow>),
+        ("select_agent_sip", decodes::<AgentSipRow>),
         ("select_groups", decodes::<GroupRow>),
         ("select_ticket", decodes::<TicketRow>),
         ("select_tickets_of_customer", decodes::<TicketRow>),
