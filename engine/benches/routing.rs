@@ -389,6 +389,7 @@ fn make_contact(rng: &mut Rng, contact_idx: usize) -> Contact {
         channel,
         customer,
         message: rng.pick(&MESSAGES).to_string(),
+        digits: String::new(),
         at: MONDAY + (rng.next() % WEEK_MS) as Millis,
     }
 }

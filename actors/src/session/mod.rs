@@ -524,6 +524,7 @@ impl SessionActor {
             channel: state.session.channel.clone(),
             customer: (*state.customer).clone(),
             message: first_customer_message.unwrap_or_default(),
+            digits: String::new(),
             at: state
                 .session
                 .times
@@ -567,6 +568,7 @@ impl SessionActor {
                 channel,
                 customer: (*state.customer).clone(),
                 message: body,
+                digits: String::new(),
                 at: crate::clock::now(),
             }));
             self.route(state)?;

@@ -76,6 +76,7 @@ fn text<'a>(value: &'a Text, env: &Env<'a>) -> &'a str {
         TextField::CustomerLanguage => &customer.language,
         TextField::CustomerLastAgent => customer.last_agent.as_ref().map_or("", |id| id.as_str()),
         TextField::Message => &env.contact.message,
+        TextField::Digits => &env.contact.digits,
         TextField::TimeWeekday => env.local.weekday_name(),
         TextField::AgentId => env.agent.map_or("", |agent| agent.id.as_str()),
         TextField::AgentRole => env.agent.map_or("", |agent| agent.role.as_str()),
@@ -130,6 +131,7 @@ mod tests {
             channel: Channel::Wechat,
             customer,
             message: "我要退款，订单号 12345".to_owned(),
+            digits: String::new(),
             at: WEDNESDAY_10_30,
         }
     }

@@ -36,6 +36,7 @@ pub(crate) enum TextField {
     CustomerLanguage,
     CustomerLastAgent,
     Message,
+    Digits,
     TimeWeekday,
     AgentId,
     AgentRole,

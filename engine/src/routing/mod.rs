@@ -59,6 +59,9 @@ pub struct Contact {
     pub customer: Customer,
     /// The first message's text (`message` in rules), for keyword routing.
     pub message: String,
+    /// What a caller keyed in an IVR menu before queueing (`contact.digits`
+    /// in rules), `""` for none and for every other channel.
+    pub digits: String,
     /// When the contact arrived; `time.*` and `hours.*` are evaluated at this moment.
     pub at: Millis,
 }

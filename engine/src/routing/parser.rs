@@ -385,7 +385,7 @@ impl Typed {
 }
 
 /// Every field name, for "did you mean"; `<…>` marks the pattern fields.
-const FIELD_NAMES: [&str; 15] = [
+const FIELD_NAMES: [&str; 16] = [
     "channel",
     "customer.id",
     "customer.tier",
@@ -393,6 +393,7 @@ const FIELD_NAMES: [&str; 15] = [
     "customer.language",
     "customer.last_agent",
     "message",
+    "contact.digits",
     "time.hour",
     "time.weekday",
     "agent.id",
@@ -414,6 +415,7 @@ fn fixed_field(name: &str) -> Option<Typed> {
         "customer.language" => text(TextField::CustomerLanguage),
         "customer.last_agent" => text(TextField::CustomerLastAgent),
         "message" => text(TextField::Message),
+        "contact.digits" => text(TextField::Digits),
         "time.hour" => Some(Typed::Num(Num::TimeHour)),
         "time.weekday" => text(TextField::TimeWeekday),
         "agent.id" => text(TextField::AgentId),

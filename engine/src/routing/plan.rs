@@ -304,6 +304,7 @@ mod tests {
             channel: Channel::Web,
             customer,
             message: String::new(),
+            digits: String::new(),
             at: 0,
         }
     }

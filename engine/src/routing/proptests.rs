@@ -113,18 +113,20 @@ enum TextField {
     Language,
     LastAgent,
     Message,
+    Digits,
     AgentId,
     AgentRole,
 }
 
 impl TextField {
-    const ALL: [TextField; 8] = [
+    const ALL: [TextField; 9] = [
         TextField::Channel,
         TextField::CustomerId,
         TextField::Tier,
         TextField::Language,
         TextField::LastAgent,
         TextField::Message,
+        TextField::Digits,
         TextField::AgentId,
         TextField::AgentRole,
     ];
@@ -137,6 +139,7 @@ impl TextField {
             TextField::Language => "customer.language",
             TextField::LastAgent => "customer.last_agent",
             TextField::Message => "message",
+            TextField::Digits => "contact.digits",
             TextField::AgentId => "agent.id",
             TextField::AgentRole => "agent.role",
         }
@@ -154,6 +157,7 @@ impl TextField {
                 .as_ref()
                 .map_or(String::new(), |id| id.to_string()),
             TextField::Message => world.contact.message.clone(),
+            TextField::Digits => world.contact.digits.clone(),
             TextField::AgentId => world.agent.id.to_string(),
             TextField::AgentRole => world.agent.role.as_str().to_owned(),
         }
@@ -442,12 +446,15 @@ fn world() -> impl Strategy<Value = World> {
     );
     (
         prop::sample::select(Channel::BUILT_IN.to_vec()),
-        pick(&["我要退款，订单号 12345", "where is my order", ""]),
+        (
+            pick(&["我要退款，订单号 12345", "where is my order", ""]),
+            pick(&["", "1", "2", "12"]),
+        ),
         customer,
         agent,
     )
         .prop_map(
-            |(channel, message, (tier, language, tags, last_agent), agent)| {
+            |(channel, (message, digits), (tier, language, tags, last_agent), agent)| {
                 let mut customer = Customer::new("c-1", "王小明");
                 customer.tier = tier;
                 customer.language = language;
@@ -459,6 +466,7 @@ fn world() -> impl Strategy<Value = World> {
                         channel,
                         customer,
                         message,
+                        digits,
                         at: 1_772_620_200_000,
                     },
                     agent: Agent {
@@ -491,6 +499,7 @@ proptest! {
                         channel: Channel::Web,
                         customer: Customer::new("c-1", "x"),
                         message: String::new(),
+                        digits: String::new(),
                         at: 0,
                     },
                     agent: Agent {

@@ -19,6 +19,7 @@ fn contact(channel: &str, tier: &str) -> Contact {
         channel: Channel::parse(channel).unwrap(),
         customer,
         message: "你好".to_owned(),
+        digits: String::new(),
         at: MONDAY_UTC + 2 * HOUR,
     }
 }
@@ -176,6 +177,28 @@ fn overflow_steps_and_business_hours() {
     check(&rules, &refund_at(october_1_utc + 2 * HOUR), out_of_hours);
     check(&rules, &refund_at(october_1_utc - DAY + 2 * HOUR), in_hours);
     check(&rules, &refund_at(october_1_utc + DAY + 2 * HOUR), in_hours);
+}
+
+#[test]
+fn ivr_digits_choose_the_rule() {
+    let rules = RuleSet::parse(
+        "[[rule]]\nname = \"billing_line\"\nfilter = 'channel == \"phone\" AND contact.digits == \"2\"'\n\
+         [[rule.step]]\ngroup = \"billing\"\n\
+         [[rule]]\nname = \"phones\"\nfilter = 'channel == \"phone\"'\n[[rule.step]]\ngroup = \"phone_support\"\n",
+        "rules.toml",
+    )
+    .unwrap();
+    let mut pressed_two = contact("phone", "standard");
+    pressed_two.digits = "2".to_owned();
+    check(&rules, &pressed_two, Some("billing_line: billing"));
+    let mut pressed_one = contact("phone", "standard");
+    pressed_one.digits = "1".to_owned();
+    check(&rules, &pressed_one, Some("phones: phone_support"));
+    check(
+        &rules,
+        &contact("phone", "standard"),
+        Some("phones: phone_support"),
+    );
 }
 
 #[test]

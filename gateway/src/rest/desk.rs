@@ -330,6 +330,7 @@ pub async fn diagnostics(
         channel: session.channel.clone(),
         customer,
         message: first_message,
+        digits: String::new(),
         at: session.times.created.unwrap_or_else(engine::now_millis),
     };
     let plan = state.switchboard.route_plan(&contact);
