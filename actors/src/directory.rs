@@ -73,6 +73,14 @@ pub enum DirectoryMessage {
         /// Reply port.
         reply: RpcReplyPort<Result<ActorRef<SessionMessage>, ApiError>>,
     },
+    /// A new session for a phone call of `customer`, on `phone`: never the
+    /// customer's open session (their chat messages do not go to a call).
+    OpenCall {
+        /// The caller.
+        customer: CustomerId,
+        /// Reply port.
+        reply: RpcReplyPort<Result<ActorRef<SessionMessage>, ApiError>>,
+    },
     /// A start the Directory asked of a SessionSupervisor is over: the
     /// actor was spawned (it may still be `Starting`), or it could not be.
     Started {
@@ -255,6 +263,9 @@ impl Actor for Directory {
                 channel,
                 reply,
             } => self.open_session(state, customer, channel, reply),
+            DirectoryMessage::OpenCall { customer, reply } => {
+                self.create(state, customer, Channel::Phone, reply, false);
+            }
             DirectoryMessage::Started { session, result } => {
                 self.started(state, session, result);
             }
@@ -366,18 +377,20 @@ impl Directory {
                 };
                 self.reach(state, session, open);
             }
-            None => self.create(state, customer, channel, reply),
+            None => self.create(state, customer, channel, reply, true),
         }
     }
 
     /// Opens a new session for `customer`, within the per-customer limit.
-    /// It is the customer's open session from now on, while it starts.
+    /// Unless it is a call (`open` false), it is the customer's open session
+    /// from now on, while it starts.
     fn create(
         &self,
         state: &mut DirectoryState,
         customer: CustomerId,
         channel: Channel,
         reply: RpcReplyPort<Result<ActorRef<SessionMessage>, ApiError>>,
+        open: bool,
     ) {
         let now = crate::clock::now();
         if let Err(reached) = state.new_sessions.check(&customer, now) {
@@ -395,8 +408,10 @@ impl Directory {
         }
         let session = state.ids.next(now);
         let record = Session::new(session, customer.clone(), channel.clone(), now);
-        state.open_by_customer.insert(customer.clone(), session);
-        state.customer_of.insert(session, customer.clone());
+        if open {
+            state.open_by_customer.insert(customer.clone(), session);
+            state.customer_of.insert(session, customer.clone());
+        }
         let why = StartReason::New {
             customer: customer.clone(),
             at: now,

@@ -104,6 +104,69 @@ pub enum EventKind {
         /// What the customer wrote with it.
         comment: Option<String>,
     },
+    /// Something happened to the phone call a session is (stored).
+    Call(CallEvent),
+}
+
+/// What happens to a phone call, as recorded in its session's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "call")]
+pub enum CallEvent {
+    /// The call came in: always a session's first event.
+    Started {
+        /// The caller's number as signalled (P-Asserted-Identity, else From).
+        from: String,
+        /// What the caller keyed in the IVR menu before queueing; `""` for none.
+        digits: String,
+    },
+    /// An agent's phone rings with the call's offer.
+    Ringing {
+        /// Whose phone.
+        agent: AgentId,
+    },
+    /// The agent's phone answered: caller and agent are connected.
+    Answered {
+        /// Who answered.
+        agent: AgentId,
+    },
+    /// The caller is put on hold (hears hold audio).
+    Held,
+    /// The caller is back from hold.
+    Resumed,
+    /// Digits keyed during the call.
+    Digits {
+        /// The keys, in order.
+        digits: String,
+    },
+    /// The call ended.
+    Ended {
+        /// Who or what ended it.
+        by: CallEnd,
+        /// How long caller and agent were connected, in ms (0 if never).
+        talk_ms: u64,
+    },
+}
+
+/// Who or what ended a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallEnd {
+    /// The caller hung up (BYE or CANCEL).
+    Caller,
+    /// The agent hung up (from the phone or the desktop).
+    Agent,
+    /// The process holding the call stopped; found open at the next start.
+    Dropped,
+}
+
+impl CallEvent {
+    /// The caller's IVR digits, if this is a call's first event.
+    pub fn started_digits(&self) -> Option<&str> {
+        match self {
+            CallEvent::Started { digits, .. } => Some(digits),
+            _ => None,
+        }
+    }
 }
 
 impl Event {

@@ -29,7 +29,10 @@ use crate::session::{Ack, SessionMessage, TransferTarget, Typist};
 use crate::shared::{RuntimeConfig, Shared};
 use crate::store_writer::write_and_wait;
 
+mod call;
 mod submit;
+
+pub use call::{CallSession, CallStart};
 
 pub use submit::PendingAck;
 
@@ -175,25 +178,35 @@ impl Switchboard {
     }
 
     async fn resolve_customer(&self, envelope: &Envelope) -> Result<CustomerId, ApiError> {
+        self.customer_by_identity(
+            &envelope.channel,
+            &envelope.customer_id,
+            envelope.display_name.as_deref(),
+        )
+        .await
+    }
+
+    /// The customer who owns `external_id` on `channel`, or a new one made
+    /// for it (named `display_name`, else the id).
+    async fn customer_by_identity(
+        &self,
+        channel: &Channel,
+        external_id: &str,
+        display_name: Option<&str>,
+    ) -> Result<CustomerId, ApiError> {
         let store = &self.shared.store;
         if let Some(id) = store
-            .find_customer_by_identity(&envelope.channel, &envelope.customer_id)
+            .find_customer_by_identity(channel, external_id)
             .await?
         {
             return Ok(id);
         }
-        let id = CustomerId::new(format!("{}:{}", envelope.channel, envelope.customer_id));
-        let mut customer = Customer::new(
-            id.clone(),
-            envelope
-                .display_name
-                .clone()
-                .unwrap_or_else(|| envelope.customer_id.clone()),
-        );
+        let id = CustomerId::new(format!("{channel}:{external_id}"));
+        let mut customer = Customer::new(id.clone(), display_name.unwrap_or(external_id));
         customer.created_at = crate::clock::now();
         customer.identities.push(Identity {
-            channel: envelope.channel.clone(),
-            external_id: envelope.customer_id.clone(),
+            channel: channel.clone(),
+            external_id: external_id.to_owned(),
         });
         write_and_wait(&self.shared.writer, vec![WriteOp::PutCustomer(customer)]).await?;
         Ok(id)

@@ -32,9 +32,9 @@ pub mod store_writer;
 mod handle;
 
 pub use error::ApiError;
-pub use event::{Audience, Event, EventKind, Subscription};
+pub use event::{Audience, CallEnd, CallEvent, Event, EventKind, Subscription};
 pub use group::QueueStatus;
-pub use handle::{Intake, PendingAck, Switchboard};
+pub use handle::{CallSession, CallStart, Intake, PendingAck, Switchboard};
 pub use platform::{Notice, Platform};
 pub use session::{Ack, TransferTarget};
 pub use shared::RuntimeConfig;

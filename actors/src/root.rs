@@ -18,16 +18,18 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use engine::agent::Agent;
-use engine::channel::ChannelRegistry;
+use engine::channel::{Channel, ChannelRegistry};
 use engine::group::SkillGroup;
+use engine::ids::SessionId;
+use engine::message::Sender;
 use engine::routing::RuleSet;
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
-use store::Store;
-use tracing::{error, warn};
+use store::{Store, StoreError};
+use tracing::{error, info, warn};
 
 use crate::agent_supervisor::AgentSupervisor;
 use crate::directory::{Directory, DirectoryArgs, DirectoryMessage};
-use crate::event::Hub;
+use crate::event::{CallEvent, Event, EventKind, Hub};
 use crate::group_supervisor::{GroupSupervisor, GroupSupervisorArgs};
 use crate::refs::{ActorRefs, OpenSessionRefs};
 use crate::session_supervisor::SessionSupervisor;
@@ -151,7 +153,23 @@ impl Actor for RootSupervisor {
 
         // Sessions that were open when the last run stopped: customers find
         // them again, and waiting ones take their place in line again.
-        let open = args.store.open_sessions().await?;
+        // Calls cannot outlive the process that held their media: they end
+        // as dropped, and free their agents.
+        let mut open = args.store.open_sessions().await?;
+        let mut calls = Vec::new();
+        for session in open.iter().filter(|s| s.channel == Channel::Phone) {
+            if is_call(args.store.as_ref(), session.id).await? {
+                calls.push(session.id);
+            }
+        }
+        open.retain(|session| !calls.contains(&session.id));
+        for session in calls {
+            info!(session_id = %session, "call found open at start: ending it as dropped");
+            directory.cast(DirectoryMessage::ToSession {
+                session,
+                message: crate::session::SessionMessage::DropCall,
+            })?;
+        }
         let adopted = open.iter().map(|s| (s.id, s.customer_id.clone())).collect();
         directory.cast(DirectoryMessage::AdoptOpenSessions { sessions: adopted })?;
         for session in open.iter().filter(|s| s.state.is_waiting()) {
@@ -192,4 +210,16 @@ impl Actor for RootSupervisor {
         }
         Ok(())
     }
+}
+
+/// Whether `session` is a phone call: its first event is the call's start.
+async fn is_call(store: &dyn Store, session: SessionId) -> Result<bool, StoreError> {
+    let first = store.messages(session, 0, 1).await?;
+    Ok(first.first().is_some_and(|message| {
+        message.sender == Sender::System
+            && matches!(
+                Event::from_stored(message).kind,
+                EventKind::Call(CallEvent::Started { .. })
+            )
+    }))
 }

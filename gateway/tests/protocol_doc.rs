@@ -18,7 +18,7 @@ mod rules;
 
 use std::collections::BTreeSet;
 
-use actors::{Event, EventKind};
+use actors::{CallEnd, CallEvent, Event, EventKind};
 use common::{Client, TestServer};
 use engine::channel::Channel;
 use engine::ids::{AgentId, GroupId, SessionId};
@@ -709,10 +709,11 @@ fn event_kind_idx(kind: &EventKind) -> usize {
         EventKind::Typing { .. } => 9,
         EventKind::Rated { .. } => 10,
         EventKind::QueuePosition(_) => 11,
+        EventKind::Call(_) => 12,
     }
 }
 
-const N_EVENT_KINDS: usize = 12;
+const N_EVENT_KINDS: usize = 13;
 
 /// One event of every kind (with every optional field set), checked to
 /// cover [`event_kind_idx`].
@@ -765,6 +766,25 @@ fn every_event() -> Vec<Event> {
             position: 1,
             n_waiting: 1,
             estimated_wait_secs: 30,
+        }),
+        EventKind::Call(CallEvent::Started {
+            from: "+8613900000009".into(),
+            digits: "2".into(),
+        }),
+        EventKind::Call(CallEvent::Ringing {
+            agent: agent.clone(),
+        }),
+        EventKind::Call(CallEvent::Answered {
+            agent: agent.clone(),
+        }),
+        EventKind::Call(CallEvent::Held),
+        EventKind::Call(CallEvent::Resumed),
+        EventKind::Call(CallEvent::Digits {
+            digits: "1#".into(),
+        }),
+        EventKind::Call(CallEvent::Ended {
+            by: CallEnd::Caller,
+            talk_ms: 95_000,
         }),
     ];
     let covered: BTreeSet<usize> = kinds.iter().map(event_kind_idx).collect();

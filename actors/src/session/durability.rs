@@ -19,7 +19,7 @@ use engine::session::{Session, SessionState};
 
 use crate::agent::AgentMessage;
 use crate::error::ApiError;
-use crate::event::{Audience, Event, EventKind};
+use crate::event::{Audience, CallEvent, Event, EventKind};
 use crate::group::GroupMessage;
 use crate::shared::millis;
 use crate::store_writer::StoreWriterMessage;
@@ -254,8 +254,13 @@ impl SessionActor {
         match message {
             SessionMessage::CustomerMessage { reply, .. }
             | SessionMessage::AgentMessage { reply, .. }
-            | SessionMessage::Rate { reply, .. } => {
+            | SessionMessage::Rate { reply, .. }
+            | SessionMessage::StartCall { reply, .. }
+            | SessionMessage::CallEvent { reply, .. } => {
                 let _ = reply.send(Err(refusal()));
+            }
+            SessionMessage::DropCall => {
+                tracing::warn!(session_id = %session, "a dropped call arrived while its session recovers from a failed write; it stays open");
             }
             SessionMessage::Accept { reply, .. }
             | SessionMessage::Transfer { reply, .. }
@@ -326,7 +331,10 @@ impl SessionActor {
         let agent = match &event.kind {
             EventKind::Offered { agent, .. }
             | EventKind::OfferLapsed { agent }
-            | EventKind::Assigned { agent, .. } => Some(agent),
+            | EventKind::Assigned { agent, .. }
+            | EventKind::Call(CallEvent::Ringing { agent } | CallEvent::Answered { agent }) => {
+                Some(agent)
+            }
             EventKind::Transferred { from } => Some(from),
             _ => state.session.agent.as_ref(),
         };

@@ -21,11 +21,11 @@ use engine::{EngineError, Millis};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::{Deserialize, Serialize};
 use store::StoreError;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::agent::AgentMessage;
 use crate::error::ApiError;
-use crate::event::{Event, EventKind};
+use crate::event::{CallEvent, Event, EventKind};
 use crate::group::GroupMessage;
 use crate::shared::Shared;
 
@@ -65,6 +65,7 @@ pub enum Typist {
     Agent(AgentId),
 }
 
+mod call;
 mod durability;
 mod rating;
 mod steps;
@@ -184,6 +185,24 @@ pub enum SessionMessage {
         /// Reply port.
         reply: RpcReplyPort<Session>,
     },
+    /// A phone call came in as this new session (see `call.rs`).
+    StartCall {
+        /// The caller's number.
+        from: String,
+        /// The caller's IVR digits; `""` for none.
+        digits: String,
+        /// The ack of the call's first event, once durable.
+        reply: RpcReplyPort<Result<Ack, ApiError>>,
+    },
+    /// Something happened to the call.
+    CallEvent {
+        /// What.
+        event: CallEvent,
+        /// Its ack, once durable.
+        reply: RpcReplyPort<Result<Ack, ApiError>>,
+    },
+    /// The call was open when the process stopped: end it as dropped.
+    DropCall,
     /// Test hook: panic in the handler, as a bug would.
     #[cfg(test)]
     Panic,
@@ -242,6 +261,9 @@ pub struct SessionActorState {
     ///
     /// [`Shared::open_sessions`]: crate::shared::Shared::open_sessions
     in_open_sessions: bool,
+    /// A phone call (its first event is the call's start): never its
+    /// customer's open chat session.
+    call: bool,
     /// When this idle actor took itself out of `open_sessions` to passivate:
     /// it stops [`PASSIVATION_GRACE`] later if nothing happened meanwhile.
     uncached_at: Option<Millis>,
@@ -295,6 +317,7 @@ impl Actor for SessionActor {
             session,
             reactivated,
             in_open_sessions: false,
+            call: false,
             uncached_at: None,
             failed: None,
         };
@@ -467,6 +490,23 @@ impl Actor for SessionActor {
                 // The caller may have given up waiting; nothing to do then.
                 let _ = reply.send(self.typing(state, typist));
             }
+            SessionMessage::StartCall {
+                from,
+                digits,
+                reply,
+            } => {
+                let result = self.start_call(&myself, state, from, digits);
+                self.reply_when_durable(state, result, reply);
+            }
+            SessionMessage::CallEvent { event, reply } => {
+                let result = self.call_event(&myself, state, event);
+                self.reply_when_durable(state, result, reply);
+            }
+            SessionMessage::DropCall => {
+                if let Err(err) = self.drop_call(&myself, state) {
+                    warn!(session_id = %state.session.id, error = %err, "an open call found at start could not be ended");
+                }
+            }
             SessionMessage::Rate {
                 customer,
                 score,
@@ -511,6 +551,7 @@ impl SessionActor {
             self.publish(state, &Event::from_stored(message));
         }
         let mut first_customer_message = None;
+        let mut digits = String::new();
         for message in &messages {
             state.session.last_seq = state.session.last_seq.max(message.seq);
             if let Some(client_id) = &message.client_message_id {
@@ -519,12 +560,20 @@ impl SessionActor {
             if first_customer_message.is_none() && message.sender == Sender::Customer {
                 first_customer_message = Some(message.body.clone());
             }
+            if message.seq == 1
+                && message.sender == Sender::System
+                && let EventKind::Call(call) = Event::from_stored(message).kind
+                && let Some(keyed) = call.started_digits()
+            {
+                state.call = true;
+                digits = keyed.to_owned();
+            }
         }
         state.contact = Some(Arc::new(Contact {
             channel: state.session.channel.clone(),
             customer: (*state.customer).clone(),
             message: first_customer_message.unwrap_or_default(),
-            digits: String::new(),
+            digits,
             at: state
                 .session
                 .times

@@ -23,6 +23,7 @@ use tokio::time::timeout;
 
 use crate::{Ack, ApiError, Event, EventKind, RuntimeConfig, Switchboard, TransferTarget};
 
+mod call;
 mod conversation;
 mod customer;
 mod directory;
@@ -100,6 +101,10 @@ async fn start(store: Arc<dyn Store>, config: RuntimeConfig) -> Switchboard {
         Identity {
             channel: Channel::Wechat,
             external_id: "v-wx".into(),
+        },
+        Identity {
+            channel: Channel::Phone,
+            external_id: "+8613900000009".into(),
         },
     ];
     let mut plain = Customer::new("plain", "Li Lei");

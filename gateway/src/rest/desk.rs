@@ -322,6 +322,14 @@ pub async fn diagnostics(
             _ => None,
         })
         .unwrap_or_default();
+    // A call's IVR digits, from its first event.
+    let digits = events
+        .first()
+        .and_then(|event| match &event.kind {
+            EventKind::Call(call) => call.started_digits().map(str::to_owned),
+            _ => None,
+        })
+        .unwrap_or_default();
     let events: Vec<EventFrame> = events
         .iter()
         .filter_map(|event| event_frame(event, Viewer::Staff))
@@ -330,7 +338,7 @@ pub async fn diagnostics(
         channel: session.channel.clone(),
         customer,
         message: first_message,
-        digits: String::new(),
+        digits,
         at: session.times.created.unwrap_or_else(engine::now_millis),
     };
     let plan = state.switchboard.route_plan(&contact);

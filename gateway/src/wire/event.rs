@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use actors::{Event, EventKind};
+use actors::{CallEnd, CallEvent, Event, EventKind};
 use serde::ser::{Error as _, SerializeMap};
 use serde::{Deserialize, Serialize, Serializer};
 use utoipa::ToSchema;
@@ -113,6 +113,29 @@ pub enum EventBody {
         /// Satisfaction, 1 (worst) to 5 (best).
         score: u8,
     },
+    /// Something happened to the phone call the session is (docs/voice.md).
+    Call {
+        /// `started`, `ringing` (agents only), `answered`, `held`,
+        /// `resumed`, `digits` or `ended`.
+        call: String,
+        /// `ringing`, `answered`: the agent (agents only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agent: Option<String>,
+        /// `ended`: `caller`, `agent` or `dropped` (the process holding the
+        /// call stopped).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+        /// `started`: what the caller keyed in the IVR menu (may be
+        /// empty); `digits`: the keys pressed during the call.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        digits: Option<String>,
+        /// `started`: the caller's number.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<String>,
+        /// `ended`: how long caller and agent were connected (ms, 0 if never).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        talk_ms: Option<u64>,
+    },
 }
 
 /// The customer an offer is for, as the agent socket shows it with a live offer.
@@ -203,6 +226,12 @@ pub fn event_frame(event: &Event, viewer: Viewer) -> Option<EventFrame> {
             comment: comment.clone(),
             score: *score,
         },
+        EventKind::Call(call) => {
+            if viewer == Viewer::Customer && matches!(call, CallEvent::Ringing { .. }) {
+                return None;
+            }
+            call_body(call, viewer)
+        }
     };
     Some(EventFrame {
         body,
@@ -227,7 +256,51 @@ impl EventFrame {
             EventBody::Closed { .. } => "closed",
             EventBody::Abandoned => "abandoned",
             EventBody::Rated { .. } => "rated",
+            EventBody::Call { .. } => "call",
         }
+    }
+}
+
+/// The `call` frame's fields for one call event.
+fn call_body(event: &CallEvent, viewer: Viewer) -> EventBody {
+    let staff = |agent: &engine::ids::AgentId| (viewer == Viewer::Staff).then(|| agent.to_string());
+    let (call, agent, by, digits, from, talk_ms) = match event {
+        CallEvent::Started { from, digits } => (
+            "started",
+            None,
+            None,
+            Some(digits.clone()),
+            Some(from.clone()),
+            None,
+        ),
+        CallEvent::Ringing { agent } => ("ringing", staff(agent), None, None, None, None),
+        CallEvent::Answered { agent } => ("answered", staff(agent), None, None, None, None),
+        CallEvent::Held => ("held", None, None, None, None, None),
+        CallEvent::Resumed => ("resumed", None, None, None, None, None),
+        CallEvent::Digits { digits } => ("digits", None, None, Some(digits.clone()), None, None),
+        CallEvent::Ended { by, talk_ms } => {
+            let by = match by {
+                CallEnd::Caller => "caller",
+                CallEnd::Agent => "agent",
+                CallEnd::Dropped => "dropped",
+            };
+            (
+                "ended",
+                None,
+                Some(by.to_owned()),
+                None,
+                None,
+                Some(*talk_ms),
+            )
+        }
+    };
+    EventBody::Call {
+        call: call.to_owned(),
+        agent,
+        by,
+        digits,
+        from,
+        talk_ms,
     }
 }
 
@@ -286,6 +359,40 @@ mod tests {
             "customer view of {event:?}"
         );
         assert_eq!(encode(Viewer::Staff), staff, "staff view of {event:?}");
+    }
+
+    #[test]
+    fn customers_see_their_call_but_not_which_phone_rang() {
+        let agent = AgentId::new("chen.jie");
+        let base = json!({"session": "7", "seq": 3, "at": 1_795_514_724_169_i64, "type": "call"});
+        let with = |fields: serde_json::Value| {
+            let mut value = base.clone();
+            value
+                .as_object_mut()
+                .unwrap()
+                .extend(fields.as_object().unwrap().clone());
+            Some(value)
+        };
+        check(
+            EventKind::Call(CallEvent::Ringing {
+                agent: agent.clone(),
+            }),
+            None,
+            with(json!({"call": "ringing", "agent": "chen.jie"})),
+        );
+        check(
+            EventKind::Call(CallEvent::Answered { agent }),
+            with(json!({"call": "answered"})),
+            with(json!({"call": "answered", "agent": "chen.jie"})),
+        );
+        check(
+            EventKind::Call(CallEvent::Ended {
+                by: CallEnd::Dropped,
+                talk_ms: 0,
+            }),
+            with(json!({"call": "ended", "by": "dropped", "talk_ms": 0})),
+            with(json!({"call": "ended", "by": "dropped", "talk_ms": 0})),
+        );
     }
 
     #[test]

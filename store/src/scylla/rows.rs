@@ -454,7 +454,7 @@ pub(super) fn add_agent_sip(agent: &mut Agent, sip: AgentSipRow) -> Result<(), S
             serde_json::from_str(&text).map_err(|e| {
                 corrupt(
                     "agent_sip",
-                    &format!("agent_id={:?}", sip.agent_id),
+                    format!("agent_id={:?}", sip.agent_id),
                     "record",
                     e,
                 )

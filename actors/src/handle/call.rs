@@ -1,0 +1,89 @@
+//! Phone calls through the handle: a call is a session of its own on
+//! `phone`, opened by the call rather than by a message, whose caller is
+//! recognised by number like any channel identity.
+
+use engine::EngineError;
+use engine::channel::Channel;
+use engine::ids::{CustomerId, SessionId};
+
+use super::{Switchboard, call};
+use crate::directory::DirectoryMessage;
+use crate::error::ApiError;
+use crate::event::CallEvent;
+use crate::session::SessionMessage;
+
+/// A call as it comes in, for [`Switchboard::start_call`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallStart {
+    /// The caller's number (P-Asserted-Identity, else From): the customer's
+    /// `phone` identity.
+    pub number: String,
+    /// The caller's name as signalled, for a customer the call creates.
+    pub display_name: Option<String>,
+    /// What the caller keyed in the IVR menu (`contact.digits` in rules).
+    pub digits: String,
+}
+
+/// The session a call became.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallSession {
+    /// The session.
+    pub session: SessionId,
+    /// The `seq` of its first event, the call's start.
+    pub seq: u64,
+}
+
+impl Switchboard {
+    /// A call came in: finds the caller by number (or creates them), opens
+    /// a session of its own for the call (a caller's open chat is left
+    /// alone), records the call's start and routes it by the same rules as
+    /// every contact, with `contact.digits`. Returns once the start is
+    /// durable, with the customer.
+    pub async fn start_call(
+        &self,
+        start: CallStart,
+    ) -> Result<(CustomerId, CallSession), ApiError> {
+        if start.number.is_empty() {
+            return Err(EngineError::Invalid {
+                field: "number",
+                reason: "must not be empty".into(),
+            }
+            .into());
+        }
+        let customer = self
+            .customer_by_identity(
+                &Channel::Phone,
+                &start.number,
+                start.display_name.as_deref(),
+            )
+            .await?;
+        let actor = self
+            .call_directory(|reply| DirectoryMessage::OpenCall {
+                customer: customer.clone(),
+                reply,
+            })
+            .await??;
+        let ack = call(&actor, |reply| SessionMessage::StartCall {
+            from: start.number,
+            digits: start.digits,
+            reply,
+        })
+        .await??;
+        Ok((
+            customer,
+            CallSession {
+                session: ack.session,
+                seq: ack.seq,
+            },
+        ))
+    }
+
+    /// Records what happened to a call (ringing, answered, hold, digits,
+    /// its end) in its session's history; returns the event's `seq` once
+    /// durable.
+    pub async fn call_event(&self, session: SessionId, event: CallEvent) -> Result<u64, ApiError> {
+        let actor = self.session_actor(session).await?;
+        let ack = call(&actor, |reply| SessionMessage::CallEvent { event, reply }).await??;
+        Ok(ack.seq)
+    }
+}

@@ -1,0 +1,160 @@
+//! Phone calls as sessions: a session of its own per call, routed by the
+//! same rules (the caller recognised by number, IVR digits in
+//! `contact.digits`), call events in the history, and calls found open at
+//! start ended as dropped.
+
+use super::*;
+use crate::event::{CallEnd, CallEvent};
+use crate::handle::CallStart;
+
+fn call_from(number: &str, digits: &str) -> CallStart {
+    CallStart {
+        number: number.into(),
+        display_name: None,
+        digits: digits.into(),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_is_a_session_of_its_own_routed_like_any_contact() {
+    let board = start(Arc::new(MemoryStore::new()), config()).await;
+    // The VIP chats on the web, then calls from their number.
+    let chat = board
+        .customer_message(envelope(Channel::Web, "v-web", "hello", "c1"))
+        .await
+        .unwrap();
+    let (customer, call) = board
+        .start_call(call_from("+8613900000009", ""))
+        .await
+        .unwrap();
+    assert_eq!(customer, CustomerId::new("vip"), "recognised by number");
+    assert_ne!(call.session, chat.session, "a call is a session of its own");
+    assert_eq!(call.seq, 1);
+    let record = board.session(call.session).await.unwrap();
+    assert_eq!(record.channel, Channel::Phone);
+    assert_eq!(record.group, Some(GroupId::new("gold_service")));
+    let history = board.history(call.session, 0).await.unwrap();
+    assert_eq!(
+        history[0].kind,
+        EventKind::Call(CallEvent::Started {
+            from: "+8613900000009".into(),
+            digits: String::new(),
+        })
+    );
+    // The chat goes on in its own session.
+    let next = board
+        .customer_message(envelope(Channel::Web, "v-web", "still here", "c2"))
+        .await
+        .unwrap();
+    assert_eq!(next.session, chat.session);
+
+    // An unknown number becomes a new customer.
+    let (stranger, _) = board
+        .start_call(call_from("+8613800000001", ""))
+        .await
+        .unwrap();
+    assert_eq!(stranger, CustomerId::new("phone:+8613800000001"));
+
+    // Call events go into the call's history, and only a call's.
+    let held = board
+        .call_event(call.session, CallEvent::Held)
+        .await
+        .unwrap();
+    let last = board.history(call.session, 0).await.unwrap().pop().unwrap();
+    assert_eq!(
+        (last.seq, last.kind),
+        (held, EventKind::Call(CallEvent::Held))
+    );
+    let not_a_call = board
+        .call_event(chat.session, CallEvent::Held)
+        .await
+        .unwrap_err();
+    assert_eq!(not_a_call.code(), "invalid_state");
+    let empty = board.start_call(call_from("", "")).await.unwrap_err();
+    assert_eq!(empty.code(), "invalid");
+    board.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn ivr_digits_route_the_call() {
+    let board = start(Arc::new(MemoryStore::new()), config()).await;
+    let rules = RuleSet::parse(
+        "[[rule]]\nname = \"gold_line\"\nfilter = 'contact.digits == \"2\"'\n\
+         [[rule.step]]\ngroup = \"gold_service\"\n\
+         [[rule]]\nname = \"rest\"\nfilter = \"true\"\n[[rule.step]]\ngroup = \"default\"\n",
+        "ivr.toml",
+    )
+    .unwrap();
+    board.reload_rules(rules).await.unwrap();
+    let (_, two) = board
+        .start_call(call_from("+8613800000002", "2"))
+        .await
+        .unwrap();
+    let (_, none) = board
+        .start_call(call_from("+8613800000003", ""))
+        .await
+        .unwrap();
+    let group = |session| {
+        let board = board.clone();
+        async move { board.session(session).await.unwrap().group }
+    };
+    assert_eq!(group(two.session).await, Some(GroupId::new("gold_service")));
+    assert_eq!(group(none.session).await, Some(GroupId::new("default")));
+    board.shutdown().await;
+}
+
+/// A call connected to an agent when the process stops is ended as dropped
+/// at the next start, on a real SQLite file, and its agent is free again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_found_open_at_start_end_as_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("switchboard.db");
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).unwrap());
+    let board = start(store.clone(), config()).await;
+    available(&board, &["ann"]).await;
+    let mut ann = board.subscribe_agent(&id("ann"));
+    let (_, call) = board
+        .start_call(call_from("+8613800000004", ""))
+        .await
+        .unwrap();
+    assert_eq!(offered_session(&mut ann).await, call.session);
+    board.accept(&id("ann"), call.session).await.unwrap();
+    let (_, waiting) = board
+        .start_call(call_from("+8613800000005", ""))
+        .await
+        .unwrap();
+    board.shutdown().await;
+    drop(store);
+
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).unwrap());
+    let board = start(store, config()).await;
+    let ended = |session| {
+        let board = board.clone();
+        async move {
+            for _ in 0..200 {
+                let record = board.session(session).await.unwrap();
+                if record.state.is_final() {
+                    return record;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            panic!("session {session} still open");
+        }
+    };
+    assert_eq!(ended(call.session).await.state, SessionState::Closed);
+    assert_eq!(ended(waiting.session).await.state, SessionState::Abandoned);
+    let history = board.history(call.session, 0).await.unwrap();
+    assert!(
+        history.iter().any(|event| matches!(
+            event.kind,
+            EventKind::Call(CallEvent::Ended {
+                by: CallEnd::Dropped,
+                ..
+            })
+        )),
+        "{history:?}"
+    );
+    let view = board.agent_view(&id("ann")).await.unwrap();
+    assert!(view.sessions.is_empty(), "{view:?}");
+    board.shutdown().await;
+}
