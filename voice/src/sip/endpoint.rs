@@ -12,10 +12,13 @@
 //! | INVITE beyond `max_calls`                | 503                                      |
 //! | INVITE accepted                          | 100 Trying, then the [`CallHandler`]     |
 //! | anything else                            | 405 with Allow                           |
+//! | a SIP version other than 2.0             | 505                                      |
 //!
 //! rsipstack itself answers retransmissions from its transaction cache,
 //! absorbs stray ACKs, answers a CANCEL without a transaction with 481, and
-//! drops what does not parse (no 400; see `tests/sip_malformed.rs`).
+//! drops what does not parse or lacks Via, From, Call-ID or CSeq, and
+//! unknown methods, without answering (no 400): `tests/sip_endpoint.rs`
+//! keeps the table.
 //!
 //! rsipstack logs every datagram it sends and receives at `info`, raw text
 //! included: run with [`LOG_FILTER_DIRECTIVE`] in the log filter.
@@ -29,12 +32,13 @@ use rsipstack::dialog::dialog::Dialog;
 use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::sip::headers::{Allow, RetryAfter, WwwAuthenticate};
 use rsipstack::sip::prelude::HeadersExt;
-use rsipstack::sip::{Header, Method, Param, StatusCode, Transport, Uri};
+use rsipstack::sip::{Header, Method, Param, StatusCode, Transport, Uri, Version};
+use rsipstack::transaction::endpoint::EndpointInnerRef;
 use rsipstack::transaction::endpoint::EndpointOption;
 use rsipstack::transaction::transaction::Transaction;
-use rsipstack::transport::tcp_listener::TcpListenerConnection;
+use rsipstack::transport::tcp::TcpConnection;
 use rsipstack::transport::udp::UdpConnection;
-use rsipstack::transport::{SipConnection, TransportLayer};
+use rsipstack::transport::{SipAddr, SipConnection, TransportLayer};
 use thiserror::Error;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -132,11 +136,18 @@ impl SipEndpoint {
             .map_err(|error| StartError::Random(error.to_string()))?;
         let trunks = TrunkPolicy::new(config, auth.clone()).map_err(config_error)?;
 
-        let (udp_socket, tcp_addr) = bind_same_port(config.listen)?;
+        let (udp_socket, tcp_listener) = bind_same_port(config.listen)?;
         let udp_addr = udp_socket
             .local_addr()
             .map_err(|error| StartError::Listen {
                 transport: "UDP",
+                addr: config.listen,
+                reason: error.to_string(),
+            })?;
+        let tcp_addr = tcp_listener
+            .local_addr()
+            .map_err(|error| StartError::Listen {
+                transport: "TCP",
                 addr: config.listen,
                 reason: error.to_string(),
             })?;
@@ -146,7 +157,7 @@ impl SipEndpoint {
         let udp = UdpConnection::attach(
             rsipstack::transport::udp::UdpInner {
                 conn: Arc::new(udp_socket),
-                addr: rsipstack::transport::SipAddr {
+                addr: SipAddr {
                     r#type: Some(Transport::Udp),
                     addr: udp_addr.into(),
                 },
@@ -156,14 +167,6 @@ impl SipEndpoint {
         )
         .await;
         transport_layer.add_transport(SipConnection::Udp(udp));
-        let tcp = TcpListenerConnection::new(tcp_addr, Some(public))
-            .await
-            .map_err(|error| StartError::Listen {
-                transport: "TCP",
-                addr: tcp_addr,
-                reason: error.to_string(),
-            })?;
-        transport_layer.add_transport(SipConnection::TcpListener(tcp));
 
         let endpoint = EndpointBuilder::new()
             .with_cancel_token(cancel.child_token())
@@ -199,6 +202,16 @@ impl SipEndpoint {
             dialogs: dialogs.clone(),
         });
 
+        let tcp_local = SipAddr {
+            r#type: Some(Transport::Tcp),
+            addr: public.into(),
+        };
+        tasks.spawn(accept_tcp(
+            tcp_listener,
+            tcp_local,
+            endpoint.inner.clone(),
+            cancel.clone(),
+        ));
         tasks.spawn(cancel.clone().run_until_cancelled_owned(async move {
             endpoint.serve().await;
         }));
@@ -257,47 +270,77 @@ impl Registrar {
     }
 }
 
-/// Binds UDP on `listen` and checks that TCP can take the same port. With
-/// port 0, tries a few OS-chosen ports until one is free on both.
-fn bind_same_port(listen: SocketAddr) -> Result<(tokio::net::UdpSocket, SocketAddr), StartError> {
-    let attempts = if listen.port() == 0 { 8 } else { 1 };
-    let mut last_error = String::new();
-    for _ in 0..attempts {
-        let udp = std::net::UdpSocket::bind(listen).map_err(|error| StartError::Listen {
-            transport: "UDP",
+/// Binds UDP and TCP on `listen`, the same port for both. With port 0,
+/// tries a few OS-chosen UDP ports until TCP can have the same one.
+fn bind_same_port(
+    listen: SocketAddr,
+) -> Result<(tokio::net::UdpSocket, tokio::net::TcpListener), StartError> {
+    let listen_error = |transport: &'static str| {
+        move |error: std::io::Error| StartError::Listen {
+            transport,
             addr: listen,
             reason: error.to_string(),
-        })?;
-        let port = udp.local_addr().map(|addr| addr.port()).unwrap_or(0);
-        let tcp_addr = SocketAddr::new(listen.ip(), port);
-        // rsipstack binds the TCP listener itself when it starts serving and
-        // only logs a failure, so the port is tried here first (std sets
-        // SO_REUSEADDR, as rsipstack does, so the probe does not block it).
-        match std::net::TcpListener::bind(tcp_addr) {
-            Ok(probe) => {
-                drop(probe);
-                udp.set_nonblocking(true)
-                    .map_err(|error| StartError::Listen {
-                        transport: "UDP",
-                        addr: listen,
-                        reason: error.to_string(),
-                    })?;
-                let udp =
-                    tokio::net::UdpSocket::from_std(udp).map_err(|error| StartError::Listen {
-                        transport: "UDP",
-                        addr: listen,
-                        reason: error.to_string(),
-                    })?;
-                return Ok((udp, tcp_addr));
+        }
+    };
+    let attempts = if listen.port() == 0 { 8 } else { 1 };
+    let mut last_error = None;
+    for _ in 0..attempts {
+        let udp = std::net::UdpSocket::bind(listen).map_err(listen_error("UDP"))?;
+        let port = udp.local_addr().map_err(listen_error("UDP"))?.port();
+        // std sets SO_REUSEADDR on a listener, as rsipstack's own does.
+        match std::net::TcpListener::bind(SocketAddr::new(listen.ip(), port)) {
+            Ok(tcp) => {
+                udp.set_nonblocking(true).map_err(listen_error("UDP"))?;
+                tcp.set_nonblocking(true).map_err(listen_error("TCP"))?;
+                let udp = tokio::net::UdpSocket::from_std(udp).map_err(listen_error("UDP"))?;
+                let tcp = tokio::net::TcpListener::from_std(tcp).map_err(listen_error("TCP"))?;
+                return Ok((udp, tcp));
             }
-            Err(error) => last_error = error.to_string(),
+            Err(error) => last_error = Some(error),
         }
     }
     Err(StartError::Listen {
         transport: "TCP",
         addr: listen,
-        reason: last_error,
+        reason: last_error.map_or_else(String::new, |error| error.to_string()),
     })
+}
+
+/// Accepts TCP connections and hands each to rsipstack's transport layer.
+///
+/// rsipstack's `TcpListenerConnection` binds its socket only once the
+/// endpoint serves, in a spawned task, and merely logs a failed bind, so
+/// `start` could return before TCP listens or while it never will. Owning
+/// the listener makes both a start-up fact; the connections are rsipstack's
+/// own `TcpConnection`s, as its listener would make them.
+async fn accept_tcp(
+    listener: tokio::net::TcpListener,
+    local: SipAddr,
+    endpoint: EndpointInnerRef,
+    cancel: CancellationToken,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = cancel.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _peer)) => stream,
+            Err(error) => {
+                // Out of file descriptors, most likely: back off a little
+                // rather than spin on the same error.
+                warn!(%error, "failed to accept a SIP TCP connection");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        match TcpConnection::from_stream(stream, local.clone(), Some(cancel.child_token())) {
+            Ok(connection) => endpoint
+                .transport_layer
+                .add_connection(SipConnection::Tcp(connection)),
+            Err(error) => debug!(%error, "failed to set up a SIP TCP connection"),
+        }
+    }
 }
 
 /// `sip:<addr>` plus `;transport=tcp` for TCP.
@@ -347,6 +390,15 @@ impl Router {
             .map_or(Transport::Udp, |connection| connection.transport());
         debug!(%method, %source, %transport, call_id = ?tx.original.call_id_header().map(|c| c.value().to_owned()).ok(), "sip request");
 
+        if tx.original.version != Version::V2 {
+            // rsipstack parses any `SIP/x.y`; answer in the version we speak.
+            debug!(version = %tx.original.version, %source, "unsupported SIP version: 505");
+            tx.original.version = Version::V2;
+            if let Err(error) = tx.reply(StatusCode::VersionNotSupported).await {
+                debug!(%method, %source, %error, "failed to answer");
+            }
+            return;
+        }
         if let Some(Dialog::Invite(mut dialog)) = self.dialogs.layer.match_dialog(&tx) {
             if let Err(error) = dialog.handle(&mut tx).await {
                 debug!(%method, %source, %error, "in-dialog request failed");
@@ -392,24 +444,21 @@ impl Router {
     }
 
     async fn handle_invite(&self, mut tx: Transaction, source: SocketAddr, transport: Transport) {
-        let refuse = |status: StatusCode, headers: Vec<Header>| (status, headers);
-        let refusal = self.admit(&tx, source.ip());
-        if let Some((status, headers)) = refusal.map(|(s, h)| refuse(s, h)) {
-            if let Err(error) = tx.reply_with(status, headers, None).await {
-                debug!(%source, %error, "failed to refuse an INVITE");
+        let trunk = match self.admit(&tx, source.ip()) {
+            Ok(trunk) => trunk,
+            Err((status, headers)) => {
+                if let Err(error) = tx.reply_with(status, headers, None).await {
+                    debug!(%source, %error, "failed to refuse an INVITE");
+                }
+                return;
             }
-            return;
-        }
+        };
         let Some(slot) = self.call_slots.try_acquire() else {
             info!(%source, max_calls = self.call_slots.active(), "call refused: too many calls (503)");
             if let Err(error) = tx.reply(StatusCode::ServiceUnavailable).await {
                 debug!(%source, %error, "failed to refuse an INVITE");
             }
             return;
-        };
-        let trunk = match self.trunk_of(&tx, source.ip()) {
-            Some(trunk) => trunk,
-            None => return, // admit() said yes a moment ago; cannot happen
         };
         let id_cell = DialogIdCell::default();
         let (state_tx, events) = self
@@ -441,6 +490,11 @@ impl Router {
             };
         id_cell.set(dialog.id());
         info!(%source, trunk = %trunk, dialog_id = %dialog.id(), "incoming call");
+        // 100 Trying before the handler sees the call: a handler that
+        // answers at once would otherwise leave no room for it.
+        if let Err(error) = tx.send_trying().await {
+            debug!(%source, %error, "failed to send 100 Trying");
+        }
         self.calls.incoming_call(IncomingCall {
             dialog: dialog.clone(),
             events,
@@ -449,15 +503,19 @@ impl Router {
             transport,
             dialogs: self.dialogs.clone(),
         });
-        // Sends 100 Trying, then runs the INVITE transaction until the ACK
-        // of the final answer (or the CANCEL).
+        // Runs the INVITE transaction until the ACK of the final answer (or
+        // the CANCEL).
         if let Err(error) = dialog.handle(&mut tx).await {
             debug!(%source, %error, "INVITE transaction ended with an error");
         }
     }
 
-    /// The rate limit and the trunk policy: `None` to go on, or the refusal.
-    fn admit(&self, tx: &Transaction, source: IpAddr) -> Option<(StatusCode, Vec<Header>)> {
+    /// The rate limit and the trunk policy: the caller's trunk, or the refusal.
+    fn admit(
+        &self,
+        tx: &Transaction,
+        source: IpAddr,
+    ) -> Result<Arc<str>, (StatusCode, Vec<Header>)> {
         let limited = self
             .invite_rate
             .lock()
@@ -466,7 +524,7 @@ impl Router {
         if let Err(wait) = limited {
             let retry_after = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             debug!(%source, retry_after, "INVITE refused: rate limit (503)");
-            return Some((
+            return Err((
                 StatusCode::ServiceUnavailable,
                 vec![Header::RetryAfter(RetryAfter::new(
                     retry_after.max(1).to_string(),
@@ -474,10 +532,10 @@ impl Router {
             ));
         }
         match self.decide(tx, source) {
-            TrunkDecision::Accept { .. } => None,
+            TrunkDecision::Accept { trunk } => Ok(trunk),
             TrunkDecision::Refuse { reason } => {
                 debug!(%source, %reason, "INVITE refused: not a trunk (403)");
-                Some((StatusCode::Forbidden, Vec::new()))
+                Err((StatusCode::Forbidden, Vec::new()))
             }
             TrunkDecision::Challenge { stale, reason } => {
                 debug!(%source, %reason, stale, "INVITE challenged (401)");
@@ -487,7 +545,7 @@ impl Router {
                     .into_iter()
                     .map(|value| Header::WwwAuthenticate(WwwAuthenticate::new(value)))
                     .collect();
-                Some((StatusCode::Unauthorized, headers))
+                Err((StatusCode::Unauthorized, headers))
             }
         }
     }
@@ -509,13 +567,6 @@ impl Router {
             &tx.original.uri.to_string(),
             unix_secs(),
         )
-    }
-
-    fn trunk_of(&self, tx: &Transaction, source: IpAddr) -> Option<Arc<str>> {
-        match self.decide(tx, source) {
-            TrunkDecision::Accept { trunk } => Some(trunk),
-            _ => None,
-        }
     }
 }
 

@@ -211,8 +211,12 @@ impl SippRun {
         std::fs::read_to_string(self.dir.join("screen.log")).unwrap_or_default()
     }
 
+    /// Exit status 0 (every call passed), else fails with sipp's logs; the
+    /// logs of a passing run are removed.
     pub fn assert_success(&self) {
         assert_eq!(self.output.status.code(), Some(0), "{}", self.report());
+        // Leftover logs in the temp dir are harmless if removal fails.
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
