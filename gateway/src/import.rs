@@ -20,6 +20,9 @@
 //! capacity = { web = 20, app = 20 }      # optional; default 3 chats, 1 call, 5 emails
 //! exclusive = ["phone"]                  # optional; default ["phone"]
 //! languages = ["zh-CN", "en"]            # optional; default ["zh-CN"]
+//! sip_password = "…"                     # optional: the agent's SIP phone password
+//!                                        #   (stored hashed for voice.realm; at
+//!                                        #   least 8 characters); kept if omitted
 //!
 //! [[customer]]
 //! id = "lt-cust-1"
@@ -34,7 +37,8 @@
 //! reported as `<kind>[<index>].<field>: <reason>` (indices count from 0, in
 //! file order) and then nothing is written. The import is an upsert: running
 //! it again changes nothing, and an entry whose id exists replaces that
-//! profile (a customer keeps its creation time and sticky last agent).
+//! profile (a customer keeps its creation time and sticky last agent, an
+//! agent without `sip_password` keeps the SIP password it has).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -100,6 +104,7 @@ pub struct AgentEntry {
     capacity: Option<BTreeMap<String, i64>>,
     exclusive: Option<Vec<String>>,
     languages: Option<Vec<String>>,
+    sip_password: Option<String>,
 }
 
 /// One `[[customer]]`.
@@ -138,6 +143,8 @@ pub struct Plan {
     pub agents: Vec<Agent>,
     /// Customers (creation time and last agent not yet merged with the store).
     pub customers: Vec<Customer>,
+    /// Agents' new SIP passwords, in clear until [`import`] hashes them.
+    pub sip_passwords: Vec<(AgentId, String)>,
 }
 
 /// Problems found, each `<kind>[<index>].<field>: <reason>`.
@@ -318,6 +325,14 @@ pub fn plan(file: ImportFile, known_groups: &BTreeSet<GroupId>) -> Result<Plan> 
                 }
             }
         }
+        if let Some(password) = entry.sip_password {
+            match check_sip_password(&password) {
+                Ok(()) => plan
+                    .sip_passwords
+                    .push((AgentId::new(entry.id.as_str()), password)),
+                Err(reason) => problems.add("agent", index, "sip_password", reason),
+            }
+        }
         plan.agents.push(Agent {
             id: AgentId::new(entry.id.as_str()),
             display_name: entry.name.unwrap_or_else(|| entry.id.clone()),
@@ -445,8 +460,26 @@ async fn merge_with_store(store: &dyn Store, customers: &mut [Customer]) -> Resu
     problems.into_result()
 }
 
-/// Validates `file` against `store` and writes it in one store write.
-pub async fn import(store: &dyn Store, file: ImportFile) -> Result<Summary> {
+/// The shortest SIP password accepted: a phone's password is typed into a
+/// device once and guessed by anyone who can reach the port.
+pub const MIN_SIP_PASSWORD_CHARS: usize = 8;
+
+/// Checks a new SIP password; the reason names what is wrong.
+pub fn check_sip_password(password: &str) -> Result<(), String> {
+    if password.chars().count() < MIN_SIP_PASSWORD_CHARS {
+        return Err(format!(
+            "must be at least {MIN_SIP_PASSWORD_CHARS} characters"
+        ));
+    }
+    if password.chars().any(char::is_control) {
+        return Err("must not contain control characters".into());
+    }
+    Ok(())
+}
+
+/// Validates `file` against `store` and writes it in one store write. SIP
+/// passwords are hashed for `realm` (`voice.realm`).
+pub async fn import(store: &dyn Store, file: ImportFile, realm: &str) -> Result<Summary> {
     let started = Instant::now();
     let known_groups: BTreeSet<GroupId> = store
         .list_groups()
@@ -457,6 +490,18 @@ pub async fn import(store: &dyn Store, file: ImportFile) -> Result<Summary> {
         .collect();
     let mut plan = plan(file, &known_groups)?;
     merge_with_store(store, &mut plan.customers).await?;
+    let passwords: HashMap<AgentId, String> = plan.sip_passwords.drain(..).collect();
+    for agent in &mut plan.agents {
+        agent.sip = match passwords.get(&agent.id) {
+            Some(password) => Some(voice::sip::credentials(agent.id.as_str(), realm, password)),
+            // Re-importing a profile keeps the phone's password.
+            None => store
+                .get_agent(&agent.id)
+                .await
+                .with_context(|| format!("failed to read agent `{}`", agent.id))?
+                .and_then(|stored| stored.sip),
+        };
+    }
     let summary = Summary {
         n_groups: plan.groups.len(),
         n_agents: plan.agents.len(),

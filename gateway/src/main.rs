@@ -116,7 +116,7 @@ fn import(config: &Config, file: &std::path::Path) -> Result<()> {
         .context("failed to start the async runtime")?;
     let summary = runtime.block_on(async {
         let store = config.store.open().await?;
-        let summary = gateway::import::import(store.as_ref(), parsed).await;
+        let summary = gateway::import::import(store.as_ref(), parsed, &config.voice.realm).await;
         store.close().await.context("failed to close the store")?;
         summary
     })?;
@@ -162,7 +162,10 @@ fn serve(config: Config) -> Result<()> {
 /// for its user (the banner) and can be piped apart. Colours only on a
 /// terminal: a log file or collector gets no escape codes.
 fn init_logs(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // rsipstack logs every SIP datagram, raw, at info: only its warnings by
+    // default; `RUST_LOG=info,rsipstack=debug` shows the traffic.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("info,{}", voice::sip::LOG_FILTER_DIRECTIVE)));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())

@@ -123,6 +123,7 @@ role = "junior"
 groups = ["default"]
 skills = { orders = 3 }
 capacity = { web = 20, app = 20 }
+sip_password = "phone-secret-1"
 
 [[customer]]
 id = "lt-cust-1"
@@ -144,9 +145,37 @@ async fn import_provisions_agents_that_the_server_then_serves() {
         "{stdout}"
     );
     assert!(stdout.contains("when the server next starts"), "{stdout}");
-    // Importing again is an upsert: same counts, still fine.
+    // Importing again is an upsert: same counts, still fine; without
+    // `sip_password` the agent keeps the one it has.
+    std::fs::write(
+        &file,
+        IMPORT.replace("sip_password = \"phone-secret-1\"\n", ""),
+    )
+    .unwrap();
     let (ok, stdout, stderr) = switchboard(&["import", file.to_str().unwrap()], &env);
     assert!(ok && stdout.contains("1 agent(s)"), "{stdout}{stderr}");
+    // The SIP password is stored hashed for the realm, never in clear.
+    {
+        use store::Store;
+        let db = data_dir.join("switchboard.db");
+        let store = store::SqliteStore::open(&db).unwrap();
+        let agent = engine::ids::AgentId::new("lt-agent-1");
+        let stored = store.get_agent(&agent).await.unwrap().unwrap();
+        assert_eq!(
+            stored.sip,
+            Some(voice::sip::credentials(
+                "lt-agent-1",
+                "switchboard",
+                "phone-secret-1"
+            ))
+        );
+        store.close().await.unwrap();
+        let raw = std::fs::read(&db).unwrap();
+        assert!(
+            !raw.windows(14).any(|w| w == b"phone-secret-1"),
+            "the password in clear in the database"
+        );
+    }
 
     let server = start_process(&data_dir, &[], None).await;
     let admin = process_token(&data_dir, "ops", Role::Admin);
@@ -194,6 +223,7 @@ fn an_invalid_import_writes_nothing_and_names_the_entry() {
             r#"capacity = { web = 20, app = 20 }"#,
             r#"capacity = { web = 0, app = 20 }"#,
         )
+        .replace("phone-secret-1", "short")
         + "\n[[agent]]\nid = \"lt-agent-2\"\ngroups = [\"nowhere\"]\n";
     let cases: [(&str, &str, &[&str]); 3] = [
         (
@@ -202,6 +232,7 @@ fn an_invalid_import_writes_nothing_and_names_the_entry() {
             &[
                 "agent[0].role: must be junior, expert or supervisor, not `boss`",
                 "agent[0].capacity.web: must be 1 to 65535, not 0",
+                "agent[0].sip_password: must be at least 8 characters",
                 "agent[1].groups[0]: unknown group `nowhere`",
                 "nothing was written",
             ],

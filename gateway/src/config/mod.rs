@@ -44,6 +44,8 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     /// How log lines are written.
     pub log: LogConfig,
+    /// The phone channel: SIP endpoint, registrar, trunks (docs/voice.md).
+    pub voice: voice::sip::VoiceConfig,
 }
 
 /// The public listener.
@@ -357,6 +359,7 @@ impl Config {
         let limits = &self.limits;
         self.store.validate()?;
         self.webhooks.validate()?;
+        self.voice.validate()?;
         cors::validate_cors_origins(&self.server.cors_allow_origins)
             .map_err(|reason| ("server.cors_allow_origins", reason))?;
         if !self.auth.secret.is_empty() && self.auth.secret.len() < 32 {

@@ -11,7 +11,8 @@ use engine::ids::AgentId;
 
 use crate::access::Caller;
 use crate::auth::Role;
-use crate::error::{ErrorBody, HttpError, store_error};
+use crate::error::{ErrorBody, HttpError, invalid_field, store_error};
+use crate::extract::ApiJson;
 use crate::rest::require_staff;
 use crate::rest::types::{AgentDetail, AgentList, AgentProfile};
 use crate::state::AppState;
@@ -92,4 +93,66 @@ pub async fn get_agent(
     }
     let view = state.switchboard.agent_view(&id).await?;
     Ok(Json(AgentDetail::new(&agent, &view)))
+}
+
+/// A new SIP phone password for an agent.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SipPassword {
+    /// At least 8 characters; stored only as digest hashes for `voice.realm`.
+    pub password: String,
+}
+
+/// Sets an agent's SIP phone password (admins): the agent's phone registers
+/// as `sip:<agent id>@…` with it (docs/voice.md). Only its digest hashes
+/// (MD5 and SHA-256, for `voice.realm`) are stored.
+#[utoipa::path(
+    put,
+    path = "/api/v1/agents/{id}/sip-password",
+    tag = "agents",
+    params(("id" = String, Path, description = "Agent id (login name)")),
+    request_body = SipPassword,
+    responses(
+        (status = 204, description = "Set; the phone registers with it from now on"),
+        (status = 400, description = "The password is too short or has control characters (`invalid`, `details.field` is `password`)", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 404, description = "No such agent (`unknown_agent`)", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn put_sip_password(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(request): ApiJson<SipPassword>,
+) -> Result<axum::http::StatusCode, HttpError> {
+    caller.require_admin()?;
+    crate::import::check_sip_password(&request.password)
+        .map_err(|reason| invalid_field("password", reason))?;
+    let id = AgentId::new(id);
+    let mut agent = state
+        .switchboard
+        .store()
+        .get_agent(&id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| {
+            HttpError::from(actors::ApiError::from(EngineError::UnknownAgent(
+                id.to_string(),
+            )))
+        })?;
+    let realm = &state.config.voice.realm;
+    agent.sip = Some(voice::sip::credentials(
+        id.as_str(),
+        realm,
+        &request.password,
+    ));
+    state
+        .switchboard
+        .write(vec![store::WriteOp::PutAgent(agent)])
+        .await
+        .map_err(|err| HttpError::from(actors::ApiError::from(err)))?;
+    tracing::info!(agent_id = %id, by = %caller.claims.sub, "SIP password set");
+    Ok(axum::http::StatusCode::NO_CONTENT)
 }

@@ -127,6 +127,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(desk::wallboard))
         .routes(routes!(agents::list_agents))
         .routes(routes!(agents::get_agent))
+        .routes(routes!(agents::put_sip_password))
         .routes(routes!(groups::list_groups))
         .routes(routes!(groups::get_group))
         .routes(routes!(rules::get_rules, rules::put_rules))

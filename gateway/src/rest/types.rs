@@ -154,6 +154,10 @@ pub struct AgentProfile {
     pub languages: Vec<String>,
     /// Sessions at once per channel.
     pub capacity: CapacityRecord,
+    /// Whether the agent has a SIP phone password (set with `switchboard
+    /// import` or `PUT /api/v1/agents/{id}/sip-password`); the password
+    /// itself is never shown.
+    pub sip_password_set: bool,
 }
 
 impl From<&Agent> for AgentProfile {
@@ -165,6 +169,7 @@ impl From<&Agent> for AgentProfile {
             skills: agent.skills.clone(),
             groups: agent.groups.iter().map(ToString::to_string).collect(),
             languages: agent.languages.clone(),
+            sip_password_set: agent.sip.is_some(),
             capacity: CapacityRecord {
                 limits: agent
                     .capacity

@@ -187,3 +187,54 @@ async fn a_real_socket_with_the_token_in_the_query() {
     assert_eq!(response.headers()["content-type"], "application/json");
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_admin_sets_an_agents_sip_password_which_is_stored_hashed() {
+    let server = TestServer::start().await;
+    let admin = server.token("admin", Role::Admin);
+    let agent = server.token("li.na", Role::Agent);
+    let put = |token: &str, id: &str, body: Value| {
+        let token = token.to_owned();
+        let path = format!("/api/v1/agents/{id}/sip-password");
+        let server = &server;
+        async move {
+            server
+                .send(
+                    Method::PUT,
+                    &path,
+                    Some(&token),
+                    Some(("application/json", body.to_string())),
+                )
+                .await
+        }
+    };
+    let (_, before) = server.get("/api/v1/agents/li.na", &admin).await;
+    assert_eq!(before["agent"]["sip_password_set"], false, "{before}");
+
+    let (status, body) = put(&agent, "li.na", json!({"password": "desk-phone-7"})).await;
+    assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, "forbidden"), "{body}");
+    let (status, body) = put(&admin, "li.na", json!({"password": "short"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["details"]["field"], "password", "{body}");
+    let (status, body) = put(&admin, "nobody", json!({"password": "desk-phone-7"})).await;
+    assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "unknown_agent"), "{body}");
+    let (status, body) = put(&admin, "li.na", json!({"password": "desk-phone-7"})).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+
+    let (_, after) = server.get("/api/v1/agents/li.na", &admin).await;
+    assert_eq!(after["agent"]["sip_password_set"], true, "{after}");
+    assert!(!after.to_string().contains("ha1"), "no hash on the wire: {after}");
+    let stored = server
+        .server
+        .state
+        .switchboard
+        .store()
+        .get_agent(&engine::ids::AgentId::new("li.na"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored.sip,
+        Some(voice::sip::credentials("li.na", "switchboard", "desk-phone-7"))
+    );
+}
