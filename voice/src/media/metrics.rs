@@ -1,0 +1,135 @@
+//! The media metrics, through the `metrics` facade.
+//!
+//! Names are here once. Each call resolves its handles when it starts, so
+//! the per-packet cost is an atomic add, not a registry lookup.
+//!
+//! | metric | kind | labels |
+//! |---|---|---|
+//! | `switchboard_rtp_packets_total` | counter | `direction`: `from_caller`, `from_agent`, `hold_to_caller`; `outcome`: see [`Outcome`] |
+//! | `switchboard_rtp_relay_latency_seconds` | histogram | — (recv → send of each relayed packet) |
+//! | `switchboard_rtp_jitter_seconds` | histogram | `direction`: `from_caller`, `from_agent` (RFC 3550 estimate, sampled once a second per stream) |
+//! | `switchboard_rtp_dtmf_digits_total` | counter | — (digits detected from callers) |
+//! | `switchboard_rtp_calls` | gauge | — (calls whose media task runs) |
+
+use metrics::{Counter, Gauge, Histogram};
+
+/// RTP packets by direction and outcome.
+pub const PACKETS_TOTAL: &str = "switchboard_rtp_packets_total";
+/// Time from receiving a packet to having sent it on, per relayed packet.
+pub const RELAY_LATENCY_SECONDS: &str = "switchboard_rtp_relay_latency_seconds";
+/// Interarrival jitter of inbound streams.
+pub const JITTER_SECONDS: &str = "switchboard_rtp_jitter_seconds";
+/// DTMF digits detected on callers' streams.
+pub const DTMF_DIGITS_TOTAL: &str = "switchboard_rtp_dtmf_digits_total";
+/// Calls whose media task runs.
+pub const CALLS: &str = "switchboard_rtp_calls";
+
+/// Buckets for the two histograms, for the exporter (a histogram without
+/// buckets is rendered as a summary, which dashboards cannot aggregate).
+pub const HISTOGRAM_BUCKETS: [(&str, &[f64]); 2] = [
+    (
+        RELAY_LATENCY_SECONDS,
+        &[
+            0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01,
+            0.025, 0.05,
+        ],
+    ),
+    (
+        JITTER_SECONDS,
+        &[
+            0.000_5, 0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2,
+        ],
+    ),
+];
+
+/// What became of an inbound packet (the `outcome` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Sent on to the other leg.
+    Relayed,
+    /// Accepted but not forwarded: the call is on hold or stopped (the
+    /// caller's DTMF is still read).
+    Absorbed,
+    /// From an address other than the leg's signalled IP or latched port.
+    DroppedSource,
+    /// Not an RTP packet.
+    DroppedMalformed,
+    /// Sending failed (socket buffer full, network error).
+    SendFailed,
+    /// A hold-audio packet sent.
+    Sent,
+}
+
+impl Outcome {
+    fn label(self) -> &'static str {
+        match self {
+            Outcome::Relayed => "relayed",
+            Outcome::Absorbed => "absorbed",
+            Outcome::DroppedSource => "dropped_source",
+            Outcome::DroppedMalformed => "dropped_malformed",
+            Outcome::SendFailed => "send_failed",
+            Outcome::Sent => "sent",
+        }
+    }
+}
+
+/// One inbound direction's handles.
+#[derive(Debug)]
+pub(crate) struct InboundMetrics {
+    pub relayed: Counter,
+    pub absorbed: Counter,
+    pub dropped_source: Counter,
+    pub dropped_malformed: Counter,
+    pub send_failed: Counter,
+    pub jitter: Histogram,
+}
+
+impl InboundMetrics {
+    fn new(direction: &'static str) -> InboundMetrics {
+        let packets = |outcome: Outcome| metrics::counter!(PACKETS_TOTAL, "direction" => direction, "outcome" => outcome.label());
+        InboundMetrics {
+            relayed: packets(Outcome::Relayed),
+            absorbed: packets(Outcome::Absorbed),
+            dropped_source: packets(Outcome::DroppedSource),
+            dropped_malformed: packets(Outcome::DroppedMalformed),
+            send_failed: packets(Outcome::SendFailed),
+            jitter: metrics::histogram!(JITTER_SECONDS, "direction" => direction),
+        }
+    }
+}
+
+/// A call's handles, resolved when its task starts.
+#[derive(Debug)]
+pub(crate) struct CallMetrics {
+    pub from_caller: InboundMetrics,
+    pub from_agent: InboundMetrics,
+    pub hold_sent: Counter,
+    pub hold_send_failed: Counter,
+    pub relay_latency: Histogram,
+    pub dtmf_digits: Counter,
+    calls: Gauge,
+}
+
+impl CallMetrics {
+    /// Resolves the handles and counts the call as running until dropped.
+    pub fn start() -> CallMetrics {
+        let hold = |outcome: Outcome| metrics::counter!(PACKETS_TOTAL, "direction" => "hold_to_caller", "outcome" => outcome.label());
+        let calls = metrics::gauge!(CALLS);
+        calls.increment(1.0);
+        CallMetrics {
+            from_caller: InboundMetrics::new("from_caller"),
+            from_agent: InboundMetrics::new("from_agent"),
+            hold_sent: hold(Outcome::Sent),
+            hold_send_failed: hold(Outcome::SendFailed),
+            relay_latency: metrics::histogram!(RELAY_LATENCY_SECONDS),
+            dtmf_digits: metrics::counter!(DTMF_DIGITS_TOTAL),
+            calls,
+        }
+    }
+}
+
+impl Drop for CallMetrics {
+    fn drop(&mut self) {
+        self.calls.decrement(1.0);
+    }
+}

@@ -1,0 +1,367 @@
+//! Per-call media statistics: packet counts per direction, RFC 3550 jitter
+//! and the relay's added latency.
+//!
+//! The call's task writes them with relaxed atomics as packets go by; the
+//! SIP side reads a [`CallStatsSnapshot`] whenever it likes, without a
+//! message round trip. Nothing here allocates per packet.
+
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use super::call::Mode;
+use super::sdp::Codec;
+
+/// Counters of one inbound direction (from the caller, or from the agent).
+#[derive(Debug, Default)]
+pub(crate) struct InboundStats {
+    pub relayed: AtomicU64,
+    pub absorbed: AtomicU64,
+    pub dropped_source: AtomicU64,
+    pub dropped_malformed: AtomicU64,
+    pub send_failed: AtomicU64,
+    /// RFC 3550 §6.4.1 jitter in timestamp units, times 16 (the RFC's
+    /// integer form, appendix A.8).
+    pub jitter_x16: AtomicU32,
+}
+
+impl InboundStats {
+    fn snapshot(&self) -> InboundSnapshot {
+        let jitter_units = f64::from(self.jitter_x16.load(Relaxed)) / 16.0;
+        InboundSnapshot {
+            relayed: self.relayed.load(Relaxed),
+            absorbed: self.absorbed.load(Relaxed),
+            dropped_source: self.dropped_source.load(Relaxed),
+            dropped_malformed: self.dropped_malformed.load(Relaxed),
+            send_failed: self.send_failed.load(Relaxed),
+            jitter: Duration::from_secs_f64(jitter_units / f64::from(Codec::CLOCK_RATE)),
+        }
+    }
+}
+
+/// What the task records, shared with [`super::CallMedia`].
+#[derive(Debug, Default)]
+pub(crate) struct CallStats {
+    pub from_caller: InboundStats,
+    pub from_agent: InboundStats,
+    pub hold_sent: AtomicU64,
+    pub hold_send_failed: AtomicU64,
+    pub dtmf_digits: AtomicU64,
+    pub relay_latency: LatencyHistogram,
+    /// The mode the task is in, as [`Mode::code`].
+    pub mode: AtomicU8,
+}
+
+impl CallStats {
+    pub fn snapshot(&self) -> CallStatsSnapshot {
+        CallStatsSnapshot {
+            mode: Mode::from_code(self.mode.load(Relaxed)),
+            from_caller: self.from_caller.snapshot(),
+            from_agent: self.from_agent.snapshot(),
+            hold_sent: self.hold_sent.load(Relaxed),
+            hold_send_failed: self.hold_send_failed.load(Relaxed),
+            dtmf_digits: self.dtmf_digits.load(Relaxed),
+            relay_latency: self.relay_latency.summary(),
+        }
+    }
+}
+
+/// Packets of one inbound direction so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct InboundSnapshot {
+    /// Sent on to the other leg unchanged.
+    pub relayed: u64,
+    /// Accepted while on hold or stopped, not forwarded.
+    pub absorbed: u64,
+    /// From a source other than the signalled IP and latched port.
+    pub dropped_source: u64,
+    /// Not RTP.
+    pub dropped_malformed: u64,
+    /// Accepted, but sending on failed.
+    pub send_failed: u64,
+    /// RFC 3550 interarrival jitter of the current stream.
+    pub jitter: Duration,
+}
+
+/// A call's media statistics at one moment.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CallStatsSnapshot {
+    /// The mode the task is in (commands already applied).
+    pub mode: Mode,
+    /// Caller → switchboard (→ agent when bridged).
+    pub from_caller: InboundSnapshot,
+    /// Agent → switchboard (→ caller when bridged).
+    pub from_agent: InboundSnapshot,
+    /// Hold-audio packets sent to the caller.
+    pub hold_sent: u64,
+    /// Hold-audio packets that could not be sent.
+    pub hold_send_failed: u64,
+    /// DTMF digits detected from the caller.
+    pub dtmf_digits: u64,
+    /// The relay's added latency (recv → send), both directions.
+    pub relay_latency: LatencySummary,
+}
+
+/// Exact below this many µs, then four buckets per power of two.
+const LINEAR_MICROS: u64 = 8;
+/// Powers of two covered after the linear part: up to about 1 s.
+const N_OCTAVES: usize = 18;
+const N_BUCKETS: usize = LINEAR_MICROS as usize + 4 * N_OCTAVES + 1;
+
+/// A lock-free log-linear histogram of durations in microseconds: exact
+/// below 8 µs, then within 25 %, up to about 1 s (beyond that, one
+/// overflow bucket).
+#[derive(Debug)]
+pub(crate) struct LatencyHistogram {
+    buckets: [AtomicU64; N_BUCKETS],
+    count: AtomicU64,
+    sum_nanos: AtomicU64,
+    max_nanos: AtomicU64,
+}
+
+impl Default for LatencyHistogram {
+    fn default() -> LatencyHistogram {
+        LatencyHistogram {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            count: AtomicU64::new(0),
+            sum_nanos: AtomicU64::new(0),
+            max_nanos: AtomicU64::new(0),
+        }
+    }
+}
+
+impl LatencyHistogram {
+    pub fn record(&self, latency: Duration) {
+        let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
+        self.buckets[bucket_of(nanos / 1000)].fetch_add(1, Relaxed);
+        self.count.fetch_add(1, Relaxed);
+        self.sum_nanos.fetch_add(nanos, Relaxed);
+        self.max_nanos.fetch_max(nanos, Relaxed);
+    }
+
+    pub fn summary(&self) -> LatencySummary {
+        let counts: [u64; N_BUCKETS] =
+            std::array::from_fn(|index| self.buckets[index].load(Relaxed));
+        let count: u64 = counts.iter().sum();
+        let max = Duration::from_nanos(self.max_nanos.load(Relaxed));
+        let quantile = |q: f64| -> Duration {
+            if count == 0 {
+                return Duration::ZERO;
+            }
+            let rank = ((q * count as f64).ceil() as u64).clamp(1, count);
+            let mut seen = 0;
+            for (index, n) in counts.iter().enumerate() {
+                seen += n;
+                if seen >= rank {
+                    // The bucket's upper bound, never above the maximum seen.
+                    return Duration::from_micros(bucket_end(index)).min(max);
+                }
+            }
+            max
+        };
+        let recorded = self.count.load(Relaxed);
+        LatencySummary {
+            count,
+            mean: Duration::from_nanos(
+                self.sum_nanos
+                    .load(Relaxed)
+                    .checked_div(recorded)
+                    .unwrap_or(0),
+            ),
+            p50: quantile(0.50),
+            p90: quantile(0.90),
+            p99: quantile(0.99),
+            p999: quantile(0.999),
+            max,
+        }
+    }
+}
+
+fn bucket_of(micros: u64) -> usize {
+    if micros < LINEAR_MICROS {
+        return micros as usize;
+    }
+    let octave = (63 - micros.leading_zeros()) as usize - 3;
+    if octave >= N_OCTAVES {
+        return N_BUCKETS - 1;
+    }
+    let quarter = ((micros >> (octave + 1)) & 3) as usize;
+    LINEAR_MICROS as usize + 4 * octave + quarter
+}
+
+/// The first µs value above a bucket (`u64::MAX` for the overflow bucket).
+fn bucket_end(index: usize) -> u64 {
+    if index < LINEAR_MICROS as usize {
+        return index as u64 + 1;
+    }
+    if index == N_BUCKETS - 1 {
+        return u64::MAX;
+    }
+    let octave = (index - LINEAR_MICROS as usize) / 4;
+    let quarter = ((index - LINEAR_MICROS as usize) % 4) as u64;
+    (4 + quarter + 1) << (octave + 1)
+}
+
+/// Quantiles of the relay's added latency (bucket upper bounds, so at most
+/// 25 % high).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LatencySummary {
+    /// Packets measured.
+    pub count: u64,
+    /// Exact mean.
+    pub mean: Duration,
+    /// Median.
+    pub p50: Duration,
+    /// 90th percentile.
+    pub p90: Duration,
+    /// 99th percentile.
+    pub p99: Duration,
+    /// 99.9th percentile.
+    pub p999: Duration,
+    /// Exact maximum.
+    pub max: Duration,
+}
+
+impl LatencySummary {
+    /// Merges summaries of several calls conservatively: counts add, the
+    /// mean is weighted, quantiles and maximum take the worst call's.
+    pub fn worst_of(summaries: impl IntoIterator<Item = LatencySummary>) -> LatencySummary {
+        let mut merged = LatencySummary::default();
+        let mut total_nanos = 0u128;
+        for summary in summaries {
+            merged.count += summary.count;
+            total_nanos += summary.mean.as_nanos() * u128::from(summary.count);
+            merged.p50 = merged.p50.max(summary.p50);
+            merged.p90 = merged.p90.max(summary.p90);
+            merged.p99 = merged.p99.max(summary.p99);
+            merged.p999 = merged.p999.max(summary.p999);
+            merged.max = merged.max.max(summary.max);
+        }
+        if merged.count > 0 {
+            merged.mean = Duration::from_nanos((total_nanos / u128::from(merged.count)) as u64);
+        }
+        merged
+    }
+}
+
+/// RFC 3550 §6.4.1 interarrival jitter of one inbound stream, in the
+/// RFC's integer form (appendix A.8).
+#[derive(Debug, Default)]
+pub(crate) struct JitterEstimator {
+    /// The stream being measured; a new SSRC starts over.
+    ssrc: Option<u32>,
+    /// Arrival minus RTP timestamp of the previous packet, in timestamp units.
+    transit: u32,
+    jitter_x16: u32,
+}
+
+impl JitterEstimator {
+    /// Updates with a packet's RTP timestamp and its arrival time in
+    /// timestamp units (any epoch, as long as it is the same for the call);
+    /// returns the jitter times 16.
+    pub fn update(&mut self, ssrc: u32, rtp_timestamp: u32, arrival: u32) -> u32 {
+        let transit = arrival.wrapping_sub(rtp_timestamp);
+        if self.ssrc != Some(ssrc) {
+            *self = JitterEstimator {
+                ssrc: Some(ssrc),
+                transit,
+                jitter_x16: 0,
+            };
+            return 0;
+        }
+        let difference = transit.wrapping_sub(self.transit) as i32;
+        self.transit = transit;
+        let difference = difference.unsigned_abs().min(u32::MAX >> 5);
+        // J += (|D| - J) / 16, kept times 16.
+        self.jitter_x16 = self.jitter_x16 + difference - ((self.jitter_x16 + 8) >> 4);
+        self.jitter_x16
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_contiguous_and_cover_their_values() {
+        for micros in 0..2_000_000u64 {
+            let index = bucket_of(micros);
+            assert!(micros < bucket_end(index), "{micros} µs in bucket {index}");
+            if index > 0 {
+                assert!(
+                    micros >= bucket_end(index - 1),
+                    "{micros} µs in bucket {index}"
+                );
+            }
+        }
+        assert_eq!(bucket_of(u64::MAX / 1000), N_BUCKETS - 1);
+    }
+
+    #[test]
+    fn quantiles_are_within_a_bucket() {
+        let histogram = LatencyHistogram::default();
+        for micros in 1..=1000u64 {
+            histogram.record(Duration::from_micros(micros));
+        }
+        let summary = histogram.summary();
+        assert_eq!(summary.count, 1000);
+        assert_eq!(summary.max, Duration::from_micros(1000));
+        assert!(
+            (Duration::from_micros(500)..=Duration::from_micros(625)).contains(&summary.p50),
+            "{summary:?}"
+        );
+        assert!(
+            (Duration::from_micros(990)..=Duration::from_micros(1000)).contains(&summary.p99),
+            "{summary:?}"
+        );
+        assert_eq!(summary.mean, Duration::from_nanos(500_500));
+        assert_eq!(
+            LatencyHistogram::default().summary(),
+            LatencySummary::default()
+        );
+    }
+
+    #[test]
+    fn worst_of_adds_counts_and_keeps_the_worst_quantiles() {
+        let fast = LatencySummary {
+            count: 3,
+            mean: Duration::from_micros(10),
+            p99: Duration::from_micros(20),
+            max: Duration::from_micros(30),
+            ..LatencySummary::default()
+        };
+        let slow = LatencySummary {
+            count: 1,
+            mean: Duration::from_micros(50),
+            p99: Duration::from_micros(60),
+            max: Duration::from_micros(70),
+            ..LatencySummary::default()
+        };
+        let merged = LatencySummary::worst_of([fast, slow]);
+        assert_eq!(merged.count, 4);
+        assert_eq!(merged.mean, Duration::from_micros(20));
+        assert_eq!(merged.p99, Duration::from_micros(60));
+        assert_eq!(merged.max, Duration::from_micros(70));
+    }
+
+    #[test]
+    fn jitter_is_zero_for_a_steady_stream_and_follows_rfc_3550() {
+        let mut steady = JitterEstimator::default();
+        for packet in 0..50u32 {
+            assert_eq!(
+                steady.update(7, 1000 + 160 * packet, 90_000 + 160 * packet),
+                0
+            );
+        }
+        // Every other packet 80 units (10 ms) late: |D| alternates 80, 80.
+        let mut jittery = JitterEstimator::default();
+        let mut jitter = 0;
+        for packet in 0..400u32 {
+            let late = if packet % 2 == 1 { 80 } else { 0 };
+            jitter = jittery.update(7, 160 * packet, 5 + 160 * packet + late);
+        }
+        // J converges to |D| = 80 units: 10 ms at 8 kHz.
+        assert!((79 * 16..=80 * 16).contains(&jitter), "{jitter}");
+        // A new SSRC starts over.
+        assert_eq!(jittery.update(8, 0, 123), 0);
+    }
+}
