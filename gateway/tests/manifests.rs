@@ -225,3 +225,20 @@ fn actors_depend_on_no_http_crate() {
         "actors' dependency tree holds {found:?} (`cargo tree -p actors -e normal -i <name>` says through what); HTTP belongs in `gateway`"
     );
 }
+
+/// The phone channel speaks SIP and RTP, not HTTP: its SIP crate is built
+/// without its WebSocket and TLS transports (voice/Cargo.toml), and the
+/// gateway mounts it, never the other way round.
+#[test]
+fn voice_depends_on_no_http_crate_and_not_on_the_gateway() {
+    let voice = normal_dependencies_of(&cargo_metadata(), "voice");
+    let found: Vec<&str> = HTTP_CRATES
+        .into_iter()
+        .chain(["gateway", "rustls"])
+        .filter(|name| voice.tree.contains(*name))
+        .collect();
+    assert!(
+        found.is_empty(),
+        "voice's dependency tree holds {found:?} (`cargo tree -p voice -e normal -i <name>` says through what)"
+    );
+}
