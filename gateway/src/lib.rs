@@ -21,6 +21,7 @@ pub mod import;
 pub mod listener;
 pub mod metrics;
 pub mod middleware;
+pub mod phone;
 pub mod rate;
 pub mod rest;
 pub mod serve;

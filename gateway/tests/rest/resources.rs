@@ -212,18 +212,29 @@ async fn an_admin_sets_an_agents_sip_password_which_is_stored_hashed() {
     assert_eq!(before["agent"]["sip_password_set"], false, "{before}");
 
     let (status, body) = put(&agent, "li.na", json!({"password": "desk-phone-7"})).await;
-    assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, "forbidden"), "{body}");
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, "forbidden"),
+        "{body}"
+    );
     let (status, body) = put(&admin, "li.na", json!({"password": "short"})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["details"]["field"], "password", "{body}");
     let (status, body) = put(&admin, "nobody", json!({"password": "desk-phone-7"})).await;
-    assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "unknown_agent"), "{body}");
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::NOT_FOUND, "unknown_agent"),
+        "{body}"
+    );
     let (status, body) = put(&admin, "li.na", json!({"password": "desk-phone-7"})).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
 
     let (_, after) = server.get("/api/v1/agents/li.na", &admin).await;
     assert_eq!(after["agent"]["sip_password_set"], true, "{after}");
-    assert!(!after.to_string().contains("ha1"), "no hash on the wire: {after}");
+    assert!(
+        !after.to_string().contains("ha1"),
+        "no hash on the wire: {after}"
+    );
     let stored = server
         .server
         .state
@@ -235,6 +246,10 @@ async fn an_admin_sets_an_agents_sip_password_which_is_stored_hashed() {
         .unwrap();
     assert_eq!(
         stored.sip,
-        Some(voice::sip::credentials("li.na", "switchboard", "desk-phone-7"))
+        Some(voice::sip::credentials(
+            "li.na",
+            "switchboard",
+            "desk-phone-7"
+        ))
     );
 }
