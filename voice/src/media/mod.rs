@@ -36,7 +36,7 @@ pub use sdp::{
     Answer, Codec, Direction, LocalMedia, LocalSession, MediaFormat, NoCommonCodec, RemoteMedia,
     SdpError, SessionDescription, check_answer, negotiate,
 };
-pub use stats::{CallStatsSnapshot, InboundSnapshot, LatencySummary};
+pub use stats::{CallStatsSnapshot, InboundSnapshot, LatencyHistogramSnapshot, LatencySummary};
 
 /// 32 random bits for SSRCs and initial sequence numbers and timestamps,
 /// from the OS; without OS randomness, from the clock and a counter, which

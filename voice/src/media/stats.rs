@@ -60,7 +60,7 @@ impl CallStats {
             hold_sent: self.hold_sent.load(Relaxed),
             hold_send_failed: self.hold_send_failed.load(Relaxed),
             dtmf_digits: self.dtmf_digits.load(Relaxed),
-            relay_latency: self.relay_latency.summary(),
+            relay_latency: self.relay_latency.snapshot(),
         }
     }
 }
@@ -97,8 +97,9 @@ pub struct CallStatsSnapshot {
     pub hold_send_failed: u64,
     /// DTMF digits detected from the caller.
     pub dtmf_digits: u64,
-    /// The relay's added latency (recv → send), both directions.
-    pub relay_latency: LatencySummary,
+    /// The relay's added latency (recv → send), both directions; merge
+    /// several calls' before taking quantiles.
+    pub relay_latency: LatencyHistogramSnapshot,
 }
 
 /// Exact below this many µs, then four buckets per power of two.
@@ -113,7 +114,6 @@ const N_BUCKETS: usize = LINEAR_MICROS as usize + 4 * N_OCTAVES + 1;
 #[derive(Debug)]
 pub(crate) struct LatencyHistogram {
     buckets: [AtomicU64; N_BUCKETS],
-    count: AtomicU64,
     sum_nanos: AtomicU64,
     max_nanos: AtomicU64,
 }
@@ -122,7 +122,6 @@ impl Default for LatencyHistogram {
     fn default() -> LatencyHistogram {
         LatencyHistogram {
             buckets: std::array::from_fn(|_| AtomicU64::new(0)),
-            count: AtomicU64::new(0),
             sum_nanos: AtomicU64::new(0),
             max_nanos: AtomicU64::new(0),
         }
@@ -133,40 +132,70 @@ impl LatencyHistogram {
     pub fn record(&self, latency: Duration) {
         let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
         self.buckets[bucket_of(nanos / 1000)].fetch_add(1, Relaxed);
-        self.count.fetch_add(1, Relaxed);
         self.sum_nanos.fetch_add(nanos, Relaxed);
         self.max_nanos.fetch_max(nanos, Relaxed);
     }
 
+    pub fn snapshot(&self) -> LatencyHistogramSnapshot {
+        LatencyHistogramSnapshot {
+            counts: std::array::from_fn(|index| self.buckets[index].load(Relaxed)),
+            sum_nanos: self.sum_nanos.load(Relaxed),
+            max_nanos: self.max_nanos.load(Relaxed),
+        }
+    }
+}
+
+/// A latency histogram at one moment: mergeable across calls, summarised
+/// into quantiles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LatencyHistogramSnapshot {
+    counts: [u64; N_BUCKETS],
+    sum_nanos: u64,
+    max_nanos: u64,
+}
+
+impl Default for LatencyHistogramSnapshot {
+    fn default() -> LatencyHistogramSnapshot {
+        LatencyHistogramSnapshot {
+            counts: [0; N_BUCKETS],
+            sum_nanos: 0,
+            max_nanos: 0,
+        }
+    }
+}
+
+impl LatencyHistogramSnapshot {
+    /// Adds another histogram's samples (another call's, say).
+    pub fn merge(&mut self, other: &LatencyHistogramSnapshot) {
+        for (count, other) in self.counts.iter_mut().zip(other.counts) {
+            *count += other;
+        }
+        self.sum_nanos = self.sum_nanos.saturating_add(other.sum_nanos);
+        self.max_nanos = self.max_nanos.max(other.max_nanos);
+    }
+
+    /// Count, exact mean and maximum, and quantiles as bucket upper bounds
+    /// (at most 25 % high, never above the maximum).
     pub fn summary(&self) -> LatencySummary {
-        let counts: [u64; N_BUCKETS] =
-            std::array::from_fn(|index| self.buckets[index].load(Relaxed));
-        let count: u64 = counts.iter().sum();
-        let max = Duration::from_nanos(self.max_nanos.load(Relaxed));
+        let count: u64 = self.counts.iter().sum();
+        let max = Duration::from_nanos(self.max_nanos);
         let quantile = |q: f64| -> Duration {
             if count == 0 {
                 return Duration::ZERO;
             }
             let rank = ((q * count as f64).ceil() as u64).clamp(1, count);
             let mut seen = 0;
-            for (index, n) in counts.iter().enumerate() {
+            for (index, n) in self.counts.iter().enumerate() {
                 seen += n;
                 if seen >= rank {
-                    // The bucket's upper bound, never above the maximum seen.
                     return Duration::from_micros(bucket_end(index)).min(max);
                 }
             }
             max
         };
-        let recorded = self.count.load(Relaxed);
         LatencySummary {
             count,
-            mean: Duration::from_nanos(
-                self.sum_nanos
-                    .load(Relaxed)
-                    .checked_div(recorded)
-                    .unwrap_or(0),
-            ),
+            mean: Duration::from_nanos(self.sum_nanos.checked_div(count).unwrap_or(0)),
             p50: quantile(0.50),
             p90: quantile(0.90),
             p99: quantile(0.99),
@@ -219,28 +248,6 @@ pub struct LatencySummary {
     pub p999: Duration,
     /// Exact maximum.
     pub max: Duration,
-}
-
-impl LatencySummary {
-    /// Merges summaries of several calls conservatively: counts add, the
-    /// mean is weighted, quantiles and maximum take the worst call's.
-    pub fn worst_of(summaries: impl IntoIterator<Item = LatencySummary>) -> LatencySummary {
-        let mut merged = LatencySummary::default();
-        let mut total_nanos = 0u128;
-        for summary in summaries {
-            merged.count += summary.count;
-            total_nanos += summary.mean.as_nanos() * u128::from(summary.count);
-            merged.p50 = merged.p50.max(summary.p50);
-            merged.p90 = merged.p90.max(summary.p90);
-            merged.p99 = merged.p99.max(summary.p99);
-            merged.p999 = merged.p999.max(summary.p999);
-            merged.max = merged.max.max(summary.max);
-        }
-        if merged.count > 0 {
-            merged.mean = Duration::from_nanos((total_nanos / u128::from(merged.count)) as u64);
-        }
-        merged
-    }
 }
 
 /// RFC 3550 §6.4.1 interarrival jitter of one inbound stream, in the
@@ -302,7 +309,7 @@ mod tests {
         for micros in 1..=1000u64 {
             histogram.record(Duration::from_micros(micros));
         }
-        let summary = histogram.summary();
+        let summary = histogram.snapshot().summary();
         assert_eq!(summary.count, 1000);
         assert_eq!(summary.max, Duration::from_micros(1000));
         assert!(
@@ -315,32 +322,31 @@ mod tests {
         );
         assert_eq!(summary.mean, Duration::from_nanos(500_500));
         assert_eq!(
-            LatencyHistogram::default().summary(),
+            LatencyHistogram::default().snapshot().summary(),
             LatencySummary::default()
         );
     }
 
     #[test]
-    fn worst_of_adds_counts_and_keeps_the_worst_quantiles() {
-        let fast = LatencySummary {
-            count: 3,
-            mean: Duration::from_micros(10),
-            p99: Duration::from_micros(20),
-            max: Duration::from_micros(30),
-            ..LatencySummary::default()
-        };
-        let slow = LatencySummary {
-            count: 1,
-            mean: Duration::from_micros(50),
-            p99: Duration::from_micros(60),
-            max: Duration::from_micros(70),
-            ..LatencySummary::default()
-        };
-        let merged = LatencySummary::worst_of([fast, slow]);
-        assert_eq!(merged.count, 4);
-        assert_eq!(merged.mean, Duration::from_micros(20));
-        assert_eq!(merged.p99, Duration::from_micros(60));
-        assert_eq!(merged.max, Duration::from_micros(70));
+    fn merged_histograms_summarise_all_samples() {
+        let fast = LatencyHistogram::default();
+        let slow = LatencyHistogram::default();
+        for _ in 0..99 {
+            fast.record(Duration::from_micros(4));
+        }
+        slow.record(Duration::from_micros(900));
+        let mut merged = fast.snapshot();
+        merged.merge(&slow.snapshot());
+        let summary = merged.summary();
+        assert_eq!(summary.count, 100);
+        assert_eq!(summary.p50, Duration::from_micros(5));
+        assert_eq!(summary.p99, Duration::from_micros(5));
+        assert_eq!(summary.p999, Duration::from_micros(900));
+        assert_eq!(summary.max, Duration::from_micros(900));
+        assert_eq!(
+            summary.mean,
+            Duration::from_nanos((99 * 4_000 + 900_000) / 100)
+        );
     }
 
     #[test]
