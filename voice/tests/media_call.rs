@@ -548,3 +548,42 @@ async fn ending_a_call_frees_its_ports() {
     media.end().await;
     assert_eq!(ports.n_free(), 2);
 }
+
+/// Audio packets 20 ms apart in RTP time that arrive back to back: each
+/// transit differs by about 160 units, so RFC 3550 jitter climbs towards
+/// 20 ms; telephone-events (one timestamp per key press) do not count.
+#[tokio::test]
+async fn jitter_is_measured_on_audio_packets_only() {
+    let caller = peer("127.0.0.1").await;
+    let media = start(
+        Some(address(&caller)),
+        format(Codec::Pcmu, Some(101)),
+        Mode::Stopped,
+    );
+    for sequence in 0..10u16 {
+        let event = telephone_event(4, sequence >= 7, 160 * (sequence + 1));
+        let packet = rtp(101, sequence, 8000, 5, &event);
+        caller.send_to(&packet, media.local_addr()).await.unwrap();
+        // 10 ms apart with one timestamp: 80 units of |D| each, were they
+        // counted.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(eventually(WAIT, || media.stats().dtmf_digits == 1).await);
+    assert_eq!(media.stats().from_caller.jitter, Duration::ZERO);
+    for sequence in 0..30u16 {
+        let packet = rtp(
+            0,
+            100 + sequence,
+            160 * u32::from(sequence),
+            5,
+            &[0xFF; 160],
+        );
+        caller.send_to(&packet, media.local_addr()).await.unwrap();
+    }
+    assert!(eventually(WAIT, || media.stats().from_caller.absorbed == 40).await);
+    let jitter = media.stats().from_caller.jitter;
+    assert!(
+        (Duration::from_millis(5)..Duration::from_millis(100)).contains(&jitter),
+        "{jitter:?}"
+    );
+}

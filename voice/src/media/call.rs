@@ -22,19 +22,13 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use super::hold::{self, FRAME_SAMPLES, Frame};
+use super::hold::HoldStream;
+use super::latch::Latch;
 use super::metrics::{CallMetrics, InboundMetrics};
 use super::ports::RtpSocket;
-use super::rtp::{Dtmf, DtmfDetector, HEADER_LEN, RtpHeader, RtpPacket, TelephoneEvent};
+use super::rtp::{Dtmf, DtmfDetector, RtpHeader, RtpPacket, TelephoneEvent};
 use super::sdp::{Codec, MediaFormat};
 use super::stats::{CallStats, CallStatsSnapshot, InboundStats, JitterEstimator};
-
-/// One packet of hold audio every 20 ms.
-const PACKET_INTERVAL: Duration = Duration::from_millis(20);
-
-/// How far hold audio may fall behind its schedule (a stalled runtime)
-/// before it stops catching up in a burst and starts a new talkspurt.
-const MAX_CATCH_UP: Duration = Duration::from_millis(200);
 
 /// Receive buffer per leg: larger than any RTP packet a phone sends.
 const RECV_BUFFER: usize = 2048;
@@ -138,7 +132,7 @@ impl CallMedia {
             caller: Leg::new(caller_socket, config.caller),
             agent: None,
             mode: Mode::Stopped,
-            player: HoldPlayer::new(config.format, now),
+            player: HoldStream::new(config.format, now),
             telephone_event: config.format.telephone_event,
             dtmf_detector: DtmfDetector::new(),
             dtmf,
@@ -225,42 +219,6 @@ impl CallMedia {
     }
 }
 
-/// Where a leg's packets may come from and where its packets go.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-struct Latch {
-    /// From the leg's SDP.
-    signalled: Option<SocketAddr>,
-    /// The first accepted source: the only one accepted from then on.
-    latched: Option<SocketAddr>,
-}
-
-impl Latch {
-    fn accepts(&mut self, source: SocketAddr) -> bool {
-        match (self.latched, self.signalled) {
-            (Some(latched), _) => latched == source,
-            (None, Some(signalled)) if signalled.ip() == source.ip() => {
-                self.latched = Some(source);
-                true
-            }
-            _ => false,
-        }
-    }
-
-    fn destination(&self) -> Option<SocketAddr> {
-        match self.signalled {
-            Some(_) => self.latched.or(self.signalled),
-            None => None,
-        }
-    }
-
-    fn resignal(&mut self, signalled: Option<SocketAddr>) {
-        *self = Latch {
-            signalled,
-            latched: None,
-        };
-    }
-}
-
 /// One side of the call: its socket, latch, receive buffer and jitter.
 struct Leg {
     socket: RtpSocket,
@@ -274,93 +232,11 @@ impl Leg {
     fn new(socket: RtpSocket, signalled: Option<SocketAddr>) -> Leg {
         Leg {
             socket,
-            latch: Latch {
-                signalled,
-                latched: None,
-            },
+            latch: Latch::new(signalled),
             buffer: Box::new([0u8; RECV_BUFFER]),
             jitter: JitterEstimator::default(),
             jitter_sampled_at: None,
         }
-    }
-}
-
-/// Generates the hold stream: one SSRC for the whole call, sequence +1
-/// and timestamp +160 per packet, paced on an absolute 20 ms schedule.
-struct HoldPlayer {
-    frames: &'static [Frame],
-    position: usize,
-    payload_type: u8,
-    ssrc: u32,
-    /// Of the next packet.
-    sequence: u16,
-    /// Of the next packet.
-    timestamp: u32,
-    /// The next packet starts a talkspurt: marker bit, and a timestamp that
-    /// accounts for the time since the last packet.
-    talkspurt: bool,
-    last_sent_at: Option<Instant>,
-    next_send_at: Instant,
-    packet: [u8; HEADER_LEN + FRAME_SAMPLES],
-}
-
-impl HoldPlayer {
-    fn new(format: MediaFormat, now: Instant) -> HoldPlayer {
-        HoldPlayer {
-            frames: hold::frames(format.codec),
-            position: 0,
-            payload_type: format.payload_type,
-            ssrc: super::random_u32(),
-            sequence: super::random_u32() as u16,
-            timestamp: super::random_u32(),
-            talkspurt: true,
-            last_sent_at: None,
-            next_send_at: now,
-            packet: [0u8; HEADER_LEN + FRAME_SAMPLES],
-        }
-    }
-
-    /// (Re)starts playing now, as a new talkspurt.
-    fn restart(&mut self, now: Instant) {
-        self.talkspurt = true;
-        self.next_send_at = now;
-    }
-
-    /// Builds the next packet and schedules the one after.
-    fn next_packet(&mut self, now: Instant) -> &[u8] {
-        if self.talkspurt
-            && let Some(last_sent_at) = self.last_sent_at
-        {
-            // The timestamp already moved one packet on; add the packets
-            // that were not sent during the gap.
-            let gap = now.saturating_duration_since(last_sent_at);
-            let periods = (gap.as_micros() / PACKET_INTERVAL.as_micros()).max(1) as u32;
-            self.timestamp = self
-                .timestamp
-                .wrapping_add((periods - 1).wrapping_mul(FRAME_SAMPLES as u32));
-        }
-        let header = RtpHeader {
-            marker: self.talkspurt,
-            payload_type: self.payload_type,
-            sequence: self.sequence,
-            timestamp: self.timestamp,
-            ssrc: self.ssrc,
-        };
-        header.write(&mut self.packet);
-        self.packet[HEADER_LEN..].copy_from_slice(&self.frames[self.position]);
-        self.position = (self.position + 1) % self.frames.len();
-        self.sequence = self.sequence.wrapping_add(1);
-        self.timestamp = self.timestamp.wrapping_add(FRAME_SAMPLES as u32);
-        self.talkspurt = false;
-        self.last_sent_at = Some(now);
-        self.next_send_at += PACKET_INTERVAL;
-        if now.saturating_duration_since(self.next_send_at) > MAX_CATCH_UP {
-            // Too far behind to catch up: skip the missed packets and let
-            // the next one start a talkspurt whose timestamp covers the gap.
-            self.talkspurt = true;
-            self.next_send_at = now + PACKET_INTERVAL;
-        }
-        &self.packet
     }
 }
 
@@ -377,7 +253,7 @@ struct CallTask {
     caller: Leg,
     agent: Option<Leg>,
     mode: Mode,
-    player: HoldPlayer,
+    player: HoldStream,
     telephone_event: Option<u8>,
     dtmf_detector: DtmfDetector,
     dtmf: Option<mpsc::UnboundedSender<Dtmf>>,
@@ -391,12 +267,12 @@ struct CallTask {
 impl CallTask {
     async fn run(mut self, mode: Mode) {
         self.set_mode(mode);
-        let pacer = tokio::time::sleep_until(self.player.next_send_at);
+        let pacer = tokio::time::sleep_until(self.player.next_send_at());
         tokio::pin!(pacer);
         loop {
             let playing = self.mode == Mode::Hold && self.caller.latch.destination().is_some();
-            if playing && pacer.deadline() != self.player.next_send_at {
-                pacer.as_mut().reset(self.player.next_send_at);
+            if playing && pacer.deadline() != self.player.next_send_at() {
+                pacer.as_mut().reset(self.player.next_send_at());
             }
             let wake = tokio::select! {
                 biased;
@@ -479,19 +355,14 @@ impl CallTask {
     fn on_caller_packet(&mut self, len: usize, source: SocketAddr) {
         let received_at = Instant::now();
         let (stats, metrics) = (&self.stats.from_caller, &self.metrics.from_caller);
-        let Some(header) = accept(
-            &mut self.caller,
-            len,
-            source,
-            received_at,
-            self.epoch,
-            stats,
-            metrics,
-        ) else {
+        let Some(header) = accept(&mut self.caller, len, source, stats, metrics) else {
             return;
         };
         if Some(header.payload_type) == self.telephone_event {
             self.detect_dtmf(len, header.timestamp);
+        } else {
+            self.caller
+                .measure_jitter(header, received_at, self.epoch, stats, metrics);
         }
         let target = match (self.mode, self.agent.as_ref()) {
             (Mode::Bridge, Some(agent)) => Some(agent),
@@ -513,8 +384,11 @@ impl CallTask {
             return;
         };
         let (stats, metrics) = (&self.stats.from_agent, &self.metrics.from_agent);
-        if accept(agent, len, source, received_at, self.epoch, stats, metrics).is_none() {
+        let Some(header) = accept(agent, len, source, stats, metrics) else {
             return;
+        };
+        if Some(header.payload_type) != self.telephone_event {
+            agent.measure_jitter(header, received_at, self.epoch, stats, metrics);
         }
         let target = (self.mode == Mode::Bridge).then_some(&self.caller);
         relay(
@@ -568,13 +442,11 @@ async fn recv_agent(agent: Option<&mut Leg>) -> std::io::Result<(usize, SocketAd
 }
 
 /// Checks a datagram that arrived on a leg: source (latching) and RTP
-/// header; updates the leg's jitter. Returns the header if accepted.
+/// header. Returns the header if accepted; counts the drop if not.
 fn accept(
     leg: &mut Leg,
     len: usize,
     source: SocketAddr,
-    received_at: Instant,
-    epoch: Instant,
     stats: &InboundStats,
     metrics: &InboundMetrics,
 ) -> Option<RtpHeader> {
@@ -588,22 +460,39 @@ fn accept(
         metrics.dropped_malformed.increment(1);
         return None;
     };
-    let header = packet.header;
-    let arrival = received_at.saturating_duration_since(epoch);
-    let arrival_units = (arrival.as_micros() * u128::from(Codec::CLOCK_RATE) / 1_000_000) as u32;
-    let jitter_x16 = leg
-        .jitter
-        .update(header.ssrc, header.timestamp, arrival_units);
-    stats.jitter_x16.store(jitter_x16, Relaxed);
-    if leg.jitter_sampled_at.is_none_or(|sampled| {
-        received_at.saturating_duration_since(sampled) >= JITTER_SAMPLE_INTERVAL
-    }) {
-        leg.jitter_sampled_at = Some(received_at);
-        metrics
+    Some(packet.header)
+}
+
+impl Leg {
+    /// Updates the leg's RFC 3550 jitter with an audio packet (not a
+    /// telephone-event: all packets of one key press share a timestamp,
+    /// which would read as jitter), and samples it into the metrics once
+    /// per [`JITTER_SAMPLE_INTERVAL`].
+    fn measure_jitter(
+        &mut self,
+        header: RtpHeader,
+        received_at: Instant,
+        epoch: Instant,
+        stats: &InboundStats,
+        metrics: &InboundMetrics,
+    ) {
+        let arrival = received_at.saturating_duration_since(epoch);
+        let arrival_units =
+            (arrival.as_micros() * u128::from(Codec::CLOCK_RATE) / 1_000_000) as u32;
+        let jitter_x16 = self
             .jitter
-            .record(f64::from(jitter_x16) / 16.0 / f64::from(Codec::CLOCK_RATE));
+            .update(header.ssrc, header.timestamp, arrival_units);
+        stats.jitter_x16.store(jitter_x16, Relaxed);
+        let due = self.jitter_sampled_at.is_none_or(|sampled| {
+            received_at.saturating_duration_since(sampled) >= JITTER_SAMPLE_INTERVAL
+        });
+        if due {
+            self.jitter_sampled_at = Some(received_at);
+            metrics
+                .jitter
+                .record(f64::from(jitter_x16) / 16.0 / f64::from(Codec::CLOCK_RATE));
+        }
     }
-    Some(header)
 }
 
 /// Sends an accepted datagram on, unchanged, to the other leg's latched
@@ -642,141 +531,5 @@ fn relay(
             inbound_stats.send_failed.fetch_add(1, Relaxed);
             inbound_metrics.send_failed.increment(1);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn addr(text: &str) -> SocketAddr {
-        text.parse().unwrap()
-    }
-
-    /// One `check(signalled, sources, expected)`: which sources a leg
-    /// accepts, in order, and where it sends afterwards.
-    #[test]
-    fn latch_table() {
-        fn check(signalled: Option<&str>, sources: &[(&str, bool)], destination: Option<&str>) {
-            let mut latch = Latch {
-                signalled: signalled.map(addr),
-                latched: None,
-            };
-            for (source, accepted) in sources {
-                assert_eq!(
-                    latch.accepts(addr(source)),
-                    *accepted,
-                    "{signalled:?} from {source}"
-                );
-            }
-            assert_eq!(latch.destination(), destination.map(addr));
-        }
-        let signalled = Some("10.0.0.1:4000");
-        check(signalled, &[], Some("10.0.0.1:4000"));
-        check(signalled, &[("10.0.0.1:4000", true)], Some("10.0.0.1:4000"));
-        // A NAT changed the port: latch to it, then refuse the signalled one.
-        check(
-            signalled,
-            &[
-                ("10.0.0.1:5000", true),
-                ("10.0.0.1:4000", false),
-                ("10.0.0.1:5000", true),
-            ],
-            Some("10.0.0.1:5000"),
-        );
-        check(
-            signalled,
-            &[("10.0.0.2:4000", false), ("10.0.0.1:4002", true)],
-            Some("10.0.0.1:4002"),
-        );
-        // Held with 0.0.0.0: nothing accepted, nothing sent.
-        check(None, &[("10.0.0.1:4000", false)], None);
-    }
-
-    #[test]
-    fn resignalling_starts_latching_over() {
-        let mut latch = Latch {
-            signalled: Some(addr("10.0.0.1:4000")),
-            latched: None,
-        };
-        assert!(latch.accepts(addr("10.0.0.1:5000")));
-        latch.resignal(Some(addr("10.0.0.9:4000")));
-        assert!(!latch.accepts(addr("10.0.0.1:5000")));
-        assert_eq!(latch.destination(), Some(addr("10.0.0.9:4000")));
-        latch.resignal(None);
-        assert_eq!(latch.destination(), None);
-    }
-
-    fn player() -> HoldPlayer {
-        let format = MediaFormat {
-            codec: Codec::Pcma,
-            payload_type: 8,
-            telephone_event: None,
-        };
-        HoldPlayer::new(format, Instant::now())
-    }
-
-    fn header(packet: &[u8]) -> RtpHeader {
-        RtpPacket::parse(packet).unwrap().header
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn hold_packets_count_up_and_keep_the_schedule() {
-        let mut player = player();
-        let start = Instant::now();
-        player.restart(start);
-        let first = header(player.next_packet(start));
-        assert!(first.marker);
-        assert_eq!(first.payload_type, 8);
-        for n in 1..10u32 {
-            let due = player.next_send_at;
-            assert_eq!(due, start + PACKET_INTERVAL * n, "no drift");
-            // Even when woken late, the schedule stays absolute.
-            let packet = header(player.next_packet(due + Duration::from_millis(3)));
-            assert!(!packet.marker);
-            assert_eq!(packet.ssrc, first.ssrc);
-            assert_eq!(packet.sequence, first.sequence.wrapping_add(n as u16));
-            assert_eq!(packet.timestamp, first.timestamp.wrapping_add(160 * n));
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_restart_is_a_talkspurt_whose_timestamp_covers_the_gap() {
-        let mut player = player();
-        let start = Instant::now();
-        let first = header(player.next_packet(start));
-        let second = header(player.next_packet(start + PACKET_INTERVAL));
-        // 1 s in bridge mode, then hold again.
-        let back = start + PACKET_INTERVAL + Duration::from_secs(1);
-        player.restart(back);
-        let third = header(player.next_packet(back));
-        assert!(third.marker);
-        assert_eq!(third.ssrc, first.ssrc);
-        assert_eq!(third.sequence, second.sequence.wrapping_add(1));
-        assert_eq!(third.timestamp, second.timestamp.wrapping_add(8000));
-        assert_eq!(player.next_send_at, back + PACKET_INTERVAL);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_stall_longer_than_the_catch_up_starts_a_new_talkspurt() {
-        let mut player = player();
-        let start = Instant::now();
-        let _ = player.next_packet(start);
-        let late = start + Duration::from_millis(500);
-        let _ = player.next_packet(late);
-        assert!(player.talkspurt);
-        assert_eq!(player.next_send_at, late + PACKET_INTERVAL);
-    }
-
-    #[test]
-    fn frames_loop() {
-        let mut player = player();
-        let now = Instant::now();
-        let frames = player.frames.len();
-        let first_payload = player.next_packet(now)[HEADER_LEN..].to_vec();
-        for _ in 1..frames {
-            let _ = player.next_packet(now);
-        }
-        assert_eq!(&player.next_packet(now)[HEADER_LEN..], &first_payload[..]);
     }
 }

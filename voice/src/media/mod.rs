@@ -23,6 +23,7 @@
 mod call;
 pub mod g711;
 pub mod hold;
+mod latch;
 pub mod metrics;
 pub mod ports;
 pub mod rtp;

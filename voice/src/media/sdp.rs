@@ -12,10 +12,15 @@
 //! switchboard speaks G.711 only (PCMU or PCMA) plus telephone-events, and
 //! answers with exactly one codec, so the relay never transcodes.
 
-use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
 use thiserror::Error;
+
+mod answer;
+
+pub use answer::{
+    Answer, LocalMedia, LocalSession, MediaFormat, NoCommonCodec, PTIME_MS, check_answer, negotiate,
+};
 
 /// Longest excerpt of offending input an error quotes.
 const EXCERPT_LEN: usize = 40;
@@ -228,7 +233,7 @@ impl AudioMedia {
 
     /// The codec a payload type stands for: its `a=rtpmap`, else the static
     /// assignment (0 and 8 need no `a=rtpmap`).
-    fn codec(&self, payload_type: u8) -> Option<Codec> {
+    pub(super) fn codec(&self, payload_type: u8) -> Option<Codec> {
         match self.rtpmap(payload_type) {
             Some(rtpmap) => Codec::from_rtpmap(rtpmap),
             None => Codec::from_static_payload_type(payload_type),
@@ -236,7 +241,7 @@ impl AudioMedia {
     }
 
     /// The first offered telephone-event payload type at 8 kHz.
-    fn telephone_event(&self) -> Option<u8> {
+    pub(super) fn telephone_event(&self) -> Option<u8> {
         self.formats.iter().copied().find(|&payload_type| {
             self.rtpmap(payload_type).is_some_and(|rtpmap| {
                 rtpmap.encoding.eq_ignore_ascii_case("telephone-event")
@@ -607,193 +612,6 @@ fn rtpmap(argument: &str) -> Result<RtpMap, &'static str> {
 
 fn excerpt(text: &str) -> String {
     text.chars().take(EXCERPT_LEN).collect()
-}
-
-/// What a call's RTP carries once negotiated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MediaFormat {
-    /// The one audio codec.
-    pub codec: Codec,
-    /// Its payload type on the wire (0 or 8, unless the peer mapped it dynamically).
-    pub payload_type: u8,
-    /// The telephone-event payload type, echoed from the offer when present.
-    pub telephone_event: Option<u8>,
-}
-
-/// The offer had neither PCMU nor PCMA: answer 488 Not Acceptable Here.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error(
-    "no common codec: offered payload types {offered:?}, switchboard speaks PCMU (0) and PCMA (8)"
-)]
-pub struct NoCommonCodec {
-    /// The payload types of the offer's audio stream.
-    pub offered: Vec<u8>,
-}
-
-/// The outcome of negotiating an offer: what to answer and where to send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Answer {
-    /// The codec and telephone-event payload type the call uses.
-    pub format: MediaFormat,
-    /// Where the offerer wants RTP, and whether it holds the call.
-    pub remote: RemoteMedia,
-    /// The direction to put in the answer.
-    pub direction: Direction,
-}
-
-/// Negotiates an offer: the first offered of PCMU and PCMA (static or
-/// mapped), the offer's telephone-event payload type if any, and the answer
-/// direction that matches the offer's.
-pub fn negotiate(offer: &SessionDescription) -> Result<Answer, NoCommonCodec> {
-    let audio = &offer.audio;
-    let (payload_type, codec) = audio
-        .formats
-        .iter()
-        .find_map(|&payload_type| audio.codec(payload_type).map(|codec| (payload_type, codec)))
-        .ok_or_else(|| NoCommonCodec {
-            offered: audio.formats.clone(),
-        })?;
-    let remote = offer.remote_media();
-    Ok(Answer {
-        format: MediaFormat {
-            codec,
-            payload_type,
-            telephone_event: audio.telephone_event(),
-        },
-        remote,
-        direction: remote.direction.answer(),
-    })
-}
-
-/// Checks the answer to an offer switchboard made (to an agent's phone):
-/// it must accept the one codec offered. Returns where the answerer wants RTP.
-pub fn check_answer(
-    offered: &MediaFormat,
-    answer: &SessionDescription,
-) -> Result<RemoteMedia, NoCommonCodec> {
-    let audio = &answer.audio;
-    let accepted = audio.formats.iter().any(|&payload_type| {
-        payload_type == offered.payload_type && audio.codec(payload_type) == Some(offered.codec)
-    });
-    if !accepted {
-        return Err(NoCommonCodec {
-            offered: audio.formats.clone(),
-        });
-    }
-    Ok(answer.remote_media())
-}
-
-/// What switchboard puts in one SDP it sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LocalMedia {
-    /// The advertised (public) address and the RTP socket's port.
-    pub address: SocketAddr,
-    /// The one codec and the telephone-event payload type.
-    pub format: MediaFormat,
-    /// sendrecv normally; sendonly to hold the peer, recvonly/inactive to
-    /// answer its hold.
-    pub direction: Direction,
-}
-
-/// Packetisation time switchboard sends and asks for: 160 samples.
-pub const PTIME_MS: u32 = 20;
-
-/// switchboard's side of one SDP session (one per dialog leg): the `o=`
-/// identity and version.
-///
-/// RFC 3264 §8: every SDP sent after the first carries the version plus
-/// one when it changed (hold, resume, another codec or port), and the same
-/// version when it did not.
-#[derive(Debug, Clone)]
-pub struct LocalSession {
-    session_id: u64,
-    session_version: u64,
-    /// The media of the last SDP written, to tell a change from a repeat.
-    last: Option<LocalMedia>,
-}
-
-impl LocalSession {
-    /// A new session with a random id; versions start at 1.
-    pub fn new() -> LocalSession {
-        let session_id = (u64::from(super::random_u32()) << 32) | u64::from(super::random_u32());
-        // NTP-sized and positive in every peer's integer type.
-        LocalSession::with_id(session_id >> 2, 1)
-    }
-
-    /// A session with a given id and first version (tests, restarts).
-    pub fn with_id(session_id: u64, first_version: u64) -> LocalSession {
-        LocalSession {
-            session_id,
-            session_version: first_version,
-            last: None,
-        }
-    }
-
-    /// The `o=` session id.
-    pub fn session_id(&self) -> u64 {
-        self.session_id
-    }
-
-    /// The version of the last SDP written (the first one's before any).
-    pub fn session_version(&self) -> u64 {
-        self.session_version
-    }
-
-    /// Writes the SDP for an offer or an answer, bumping the version when
-    /// the media changed since the last one written.
-    pub fn describe(&mut self, media: &LocalMedia) -> String {
-        if self.last.is_some_and(|last| last != *media) {
-            self.session_version += 1;
-        }
-        self.last = Some(*media);
-        let ip = media.address.ip();
-        let family = if ip.is_ipv4() { "IP4" } else { "IP6" };
-        let format = &media.format;
-        let mut sdp = String::with_capacity(256);
-        // Writing to a String cannot fail.
-        let _ = write!(
-            sdp,
-            "v=0\r\n\
-             o=switchboard {id} {version} IN {family} {ip}\r\n\
-             s=switchboard\r\n\
-             c=IN {family} {ip}\r\n\
-             t=0 0\r\n\
-             m=audio {port} RTP/AVP {pt}",
-            id = self.session_id,
-            version = self.session_version,
-            port = media.address.port(),
-            pt = format.payload_type,
-        );
-        if let Some(event) = format.telephone_event {
-            let _ = write!(sdp, " {event}");
-        }
-        let _ = write!(
-            sdp,
-            "\r\na=rtpmap:{pt} {name}/{rate}\r\n",
-            pt = format.payload_type,
-            name = format.codec.encoding_name(),
-            rate = Codec::CLOCK_RATE,
-        );
-        if let Some(event) = format.telephone_event {
-            let _ = write!(
-                sdp,
-                "a=rtpmap:{event} telephone-event/{rate}\r\na=fmtp:{event} 0-15\r\n",
-                rate = Codec::CLOCK_RATE,
-            );
-        }
-        let _ = write!(
-            sdp,
-            "a=ptime:{PTIME_MS}\r\na={direction}\r\n",
-            direction = media.direction.attribute()
-        );
-        sdp
-    }
-}
-
-impl Default for LocalSession {
-    fn default() -> LocalSession {
-        LocalSession::new()
-    }
 }
 
 #[cfg(test)]
