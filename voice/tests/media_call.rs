@@ -587,3 +587,34 @@ async fn jitter_is_measured_on_audio_packets_only() {
         "{jitter:?}"
     );
 }
+
+#[tokio::test]
+async fn starting_in_bridge_mode_without_an_agent_is_silent_until_bridged() {
+    let caller = peer("127.0.0.1").await;
+    let agent = peer("127.0.0.1").await;
+    let media = start(
+        Some(address(&caller)),
+        format(Codec::Pcmu, None),
+        Mode::Bridge,
+    );
+    assert!(eventually(WAIT, || media.stats().mode == Mode::Stopped).await);
+    caller
+        .send_to(&rtp(0, 1, 1, 1, &[0; 160]), media.local_addr())
+        .await
+        .unwrap();
+    assert!(eventually(WAIT, || media.stats().from_caller.absorbed == 1).await);
+    let agent_leg = RtpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    media
+        .bridge(AgentLeg {
+            socket: agent_leg,
+            remote: Some(address(&agent)),
+        })
+        .unwrap();
+    assert!(eventually(WAIT, || media.stats().mode == Mode::Bridge).await);
+    let packet = rtp(0, 2, 161, 1, &[1; 160]);
+    caller.send_to(&packet, media.local_addr()).await.unwrap();
+    assert_eq!(recv(&agent).await.0, packet);
+    timeout(Duration::from_millis(100), recv(&caller))
+        .await
+        .unwrap_err();
+}

@@ -75,7 +75,9 @@ pub struct CallMediaConfig {
     /// Where the caller's SDP says to send RTP; `None` while it holds
     /// (c=0.0.0.0) or before it is known.
     pub caller: Option<SocketAddr>,
-    /// Hold to play the clip at once (queued callers), Stopped to stay silent.
+    /// Hold to play the clip at once (queued callers, early media),
+    /// Stopped to stay silent. Bridge needs an agent leg, so it starts as
+    /// Stopped until [`CallMedia::bridge`].
     pub mode: Mode,
 }
 
@@ -266,7 +268,10 @@ struct CallTask {
 
 impl CallTask {
     async fn run(mut self, mode: Mode) {
-        self.set_mode(mode);
+        self.set_mode(match mode {
+            Mode::Bridge => Mode::Stopped,
+            Mode::Hold | Mode::Stopped => mode,
+        });
         let pacer = tokio::time::sleep_until(self.player.next_send_at());
         tokio::pin!(pacer);
         loop {
