@@ -58,6 +58,7 @@ pub fn handle() -> PrometheusHandle {
         .get_or_init(|| {
             let builder = HISTOGRAMS
                 .iter()
+                .chain(voice::media::metrics::HISTOGRAM_BUCKETS.iter())
                 .try_fold(PrometheusBuilder::new(), |builder, (name, buckets)| {
                     builder.set_buckets_for_metric(Matcher::Full(name.to_string()), buckets)
                 })
