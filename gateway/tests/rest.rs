@@ -29,7 +29,7 @@ use gateway::auth::Role;
 use crate::support::{TestServer, code};
 
 /// Every operation the router serves, as the OpenAPI document must list it.
-const OPERATIONS: [(&str, &str); 30] = [
+const OPERATIONS: [(&str, &str); 31] = [
     ("post", "/api/v1/visitors"),
     ("get", "/api/v1/me"),
     ("post", "/api/v1/customers"),
@@ -39,6 +39,7 @@ const OPERATIONS: [(&str, &str); 30] = [
     ("get", "/api/v1/sessions/{id}"),
     ("get", "/api/v1/agents"),
     ("get", "/api/v1/agents/{id}"),
+    ("put", "/api/v1/agents/{id}/sip-password"),
     ("get", "/api/v1/groups"),
     ("get", "/api/v1/groups/{id}"),
     ("get", "/api/v1/rules"),
