@@ -70,17 +70,7 @@ pub async fn get_agent(
     if caller.role() == Role::Agent && !is_self {
         return Err(HttpError::forbidden("agents may read only their own state"));
     }
-    let agent = state
-        .switchboard
-        .store()
-        .get_agent(&id)
-        .await
-        .map_err(store_error)?
-        .ok_or_else(|| {
-            HttpError::from(actors::ApiError::from(EngineError::UnknownAgent(
-                id.to_string(),
-            )))
-        })?;
+    let agent = stored_agent(&state, &id).await?;
     if caller.role() == Role::Supervisor && !is_self {
         let supervised = caller_profile
             .as_ref()
@@ -131,17 +121,7 @@ pub async fn put_sip_password(
     crate::import::check_sip_password(&request.password)
         .map_err(|reason| invalid_field("password", reason))?;
     let id = AgentId::new(id);
-    let mut agent = state
-        .switchboard
-        .store()
-        .get_agent(&id)
-        .await
-        .map_err(store_error)?
-        .ok_or_else(|| {
-            HttpError::from(actors::ApiError::from(EngineError::UnknownAgent(
-                id.to_string(),
-            )))
-        })?;
+    let mut agent = stored_agent(&state, &id).await?;
     let realm = &state.config.voice.realm;
     agent.sip = Some(voice::sip::credentials(
         id.as_str(),
@@ -155,4 +135,19 @@ pub async fn put_sip_password(
         .map_err(|err| HttpError::from(actors::ApiError::from(err)))?;
     tracing::info!(agent_id = %id, by = %caller.claims.sub, "SIP password set");
     Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+/// The agent's stored profile, or 404 `unknown_agent`.
+async fn stored_agent(state: &AppState, id: &AgentId) -> Result<engine::agent::Agent, HttpError> {
+    state
+        .switchboard
+        .store()
+        .get_agent(id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| {
+            HttpError::from(actors::ApiError::from(EngineError::UnknownAgent(
+                id.to_string(),
+            )))
+        })
 }

@@ -361,18 +361,20 @@ mod tests {
         assert_eq!(encode(Viewer::Staff), staff, "staff view of {event:?}");
     }
 
+    /// The frame of the sample event (session 7, seq 3) with `kind`'s and
+    /// `fields`' entries.
+    fn frame_of(kind: serde_json::Value, fields: serde_json::Value) -> Option<serde_json::Value> {
+        let mut value = json!({"session": "7", "seq": 3, "at": 1_795_514_724_169_i64});
+        let object = value.as_object_mut().unwrap();
+        object.extend(kind.as_object().unwrap().clone());
+        object.extend(fields.as_object().unwrap().clone());
+        Some(value)
+    }
+
     #[test]
     fn customers_see_their_call_but_not_which_phone_rang() {
         let agent = AgentId::new("chen.jie");
-        let base = json!({"session": "7", "seq": 3, "at": 1_795_514_724_169_i64, "type": "call"});
-        let with = |fields: serde_json::Value| {
-            let mut value = base.clone();
-            value
-                .as_object_mut()
-                .unwrap()
-                .extend(fields.as_object().unwrap().clone());
-            Some(value)
-        };
+        let with = |fields: serde_json::Value| frame_of(json!({"type": "call"}), fields);
         check(
             EventKind::Call(CallEvent::Ringing {
                 agent: agent.clone(),
@@ -397,15 +399,7 @@ mod tests {
 
     #[test]
     fn customers_see_no_offers_and_no_agents_only_fields() {
-        let base = json!({"session": "7", "seq": 3, "at": 1_795_514_724_169_i64});
-        let with = |fields: serde_json::Value| {
-            let mut value = base.clone();
-            value
-                .as_object_mut()
-                .unwrap()
-                .extend(fields.as_object().unwrap().clone());
-            Some(value)
-        };
+        let with = |fields: serde_json::Value| frame_of(json!({}), fields);
         let chen = AgentId::new("chen.jie");
         check(
             EventKind::Message {

@@ -551,15 +551,7 @@ impl Router {
     }
 
     fn decide(&self, tx: &Transaction, source: IpAddr) -> TrunkDecision {
-        let authorizations: Vec<&str> = tx
-            .original
-            .headers
-            .iter()
-            .filter_map(|header| match header {
-                Header::Authorization(value) => Some(value.value()),
-                _ => None,
-            })
-            .collect();
+        let authorizations = super::digest::authorizations(&tx.original);
         self.trunks.admit(
             source,
             &authorizations,

@@ -73,6 +73,18 @@ impl DigestAlgorithm {
     }
 }
 
+/// The values of every `Authorization` header of `request`, in order.
+pub fn authorizations(request: &rsipstack::sip::Request) -> Vec<&str> {
+    request
+        .headers
+        .iter()
+        .filter_map(|header| match header {
+            rsipstack::sip::Header::Authorization(value) => Some(value.value()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// What is kept of a SIP password: `H(username:realm:password)` per algorithm.
 pub fn credentials(username: &str, realm: &str, password: &str) -> SipCredentials {
     let secret = format!("{username}:{realm}:{password}");

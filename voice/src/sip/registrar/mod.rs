@@ -328,14 +328,7 @@ impl Registrar {
         now_unix_secs: u64,
     ) -> Result<(), AuthFailure> {
         let challenge = |reason: String, stale: bool| AuthFailure::Challenge { stale, reason };
-        let values: Vec<&str> = request
-            .headers
-            .iter()
-            .filter_map(|header| match header {
-                Header::Authorization(value) => Some(value.value()),
-                _ => None,
-            })
-            .collect();
+        let values = super::digest::authorizations(request);
         if values.is_empty() {
             return Err(challenge("no credentials".into(), false));
         }
