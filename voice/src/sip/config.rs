@@ -94,6 +94,19 @@ pub struct TrunkConfig {
     pub password: Secret,
 }
 
+impl TrunkConfig {
+    /// A trunk named `name` from the sources `allow` (IPs and CIDRs), with
+    /// digest credentials unless `username` is empty.
+    pub fn new(name: &str, allow: &[&str], username: &str, password: &str) -> TrunkConfig {
+        TrunkConfig {
+            name: name.into(),
+            allow: allow.iter().map(|s| s.to_string()).collect(),
+            username: username.into(),
+            password: password.into(),
+        }
+    }
+}
+
 impl std::fmt::Debug for TrunkConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TrunkConfig")
@@ -245,12 +258,7 @@ mod tests {
     }
 
     fn trunk(name: &str, allow: &[&str], username: &str, password: &str) -> TrunkConfig {
-        TrunkConfig {
-            name: name.into(),
-            allow: allow.iter().map(|s| s.to_string()).collect(),
-            username: username.into(),
-            password: password.into(),
-        }
+        TrunkConfig::new(name, allow, username, password)
     }
 
     #[test]

@@ -293,12 +293,7 @@ mod tests {
     }
 
     fn trunk(name: &str, allow: &[&str], username: &str, password: &str) -> TrunkConfig {
-        TrunkConfig {
-            name: name.into(),
-            allow: allow.iter().map(|s| s.to_string()).collect(),
-            username: username.into(),
-            password: password.into(),
-        }
+        TrunkConfig::new(name, allow, username, password)
     }
 
     fn authorization(username: &str, password: &str, nonce: &str) -> String {
