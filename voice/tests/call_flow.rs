@@ -19,6 +19,7 @@ use engine::ids::{AgentId, GroupId, SessionId};
 use engine::routing::RuleSet;
 use engine::session::SessionState;
 use sip_common::{config, eventually, sipp, start};
+use store::testing::TestStore;
 use store::{MemoryStore, Store};
 use tokio::net::UdpSocket;
 use voice::call::CallFlow;
@@ -43,7 +44,7 @@ fn agent(id: &str, groups: &[&str]) -> Agent {
 /// A runtime with groups phone_support, gold_service and default, one
 /// (offline) agent in each, a VIP customer with a phone identity, and
 /// the default rules (VIP → gold_service, phone → phone_support).
-async fn board(store: Arc<dyn Store>) -> Switchboard {
+async fn board(store: Arc<dyn Store>, config: RuntimeConfig) -> Switchboard {
     let groups = vec![
         SkillGroup::new("phone_support", "Phone"),
         SkillGroup::new("gold_service", "Gold"),
@@ -67,7 +68,7 @@ async fn board(store: Arc<dyn Store>) -> Switchboard {
         store,
         RuleSet::default_rules(),
         ChannelRegistry::default(),
-        RuntimeConfig::default(),
+        config,
     )
     .await
     .unwrap()
@@ -83,8 +84,15 @@ struct Rig {
 
 impl Rig {
     async fn start() -> Rig {
-        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-        let board = board(store.clone()).await;
+        Rig::start_with(RuntimeConfig::default()).await
+    }
+
+    async fn start_with(runtime: RuntimeConfig) -> Rig {
+        Rig::start_on(Arc::new(MemoryStore::new()), runtime).await
+    }
+
+    async fn start_on(store: Arc<dyn Store>, runtime: RuntimeConfig) -> Rig {
+        let board = board(store.clone(), runtime).await;
         let mut config = config();
         config.trunks.push(TrunkConfig {
             name: "loopback".into(),
@@ -332,6 +340,125 @@ async fn garbage_sdp_gets_488_and_no_session() {
             .unwrap(),
         None,
         "no customer either"
+    );
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_the_runtime_refuses_gets_503_and_no_session() {
+    let rig = Rig::start_with(RuntimeConfig {
+        max_new_sessions_per_customer_per_hour: 1,
+        ..RuntimeConfig::default()
+    })
+    .await;
+    let number = "+8613800000008";
+    let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    call(&rig.endpoint, number, &rtp).await.assert_success();
+    let customer = rig
+        .store
+        .find_customer_by_identity(&Channel::Phone, number)
+        .await
+        .unwrap()
+        .expect("the first call made the caller a customer");
+    let n_sessions = || async {
+        rig.store
+            .sessions_of_customer(&customer, 10)
+            .await
+            .unwrap()
+            .len()
+    };
+    assert_eq!(n_sessions().await, 1);
+
+    // The second call within the hour is over the customer's limit.
+    sipp(
+        "call_refused.xml",
+        rig.endpoint.udp_addr(),
+        &["-key", "caller", number],
+    )
+    .await
+    .assert_success();
+    assert_eq!(n_sessions().await, 1, "no session for the refused call");
+    assert!(rig.flow.live_calls().is_empty());
+    assert!(
+        eventually(Duration::from_secs(5), || rig
+            .endpoint
+            .dialogs()
+            .layer()
+            .is_empty())
+        .await,
+        "the refused call's dialog is removed"
+    );
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_before_the_answer_abandons_the_session() {
+    let store = Arc::new(TestStore::new());
+    let rig = Rig::start_on(store.clone(), RuntimeConfig::default()).await;
+    let n_free_ports = rig.flow.n_free_ports();
+    let number = "+8613800000006";
+    // The runtime is slow: the call's session is not there before the CANCEL.
+    store.close_gate();
+    let caller = {
+        let endpoint_addr = rig.endpoint.udp_addr();
+        tokio::spawn(async move {
+            sipp(
+                "call_cancel.xml",
+                endpoint_addr,
+                &["-key", "caller", number],
+            )
+            .await
+        })
+    };
+    tokio::time::timeout(Duration::from_secs(10), store.until_a_write_waits())
+        .await
+        .expect("the call reaches the runtime");
+    assert!(
+        eventually(Duration::from_secs(10), || rig
+            .endpoint
+            .dialogs()
+            .layer()
+            .is_empty())
+        .await,
+        "the CANCEL ends the caller's dialog"
+    );
+    store.open_gate();
+    caller.await.unwrap().assert_success();
+
+    // The call's session comes once the runtime's writes go through.
+    let mut sessions = Vec::new();
+    let mut abandoned = false;
+    for _ in 0..500 {
+        if let Some(customer) = rig
+            .store
+            .find_customer_by_identity(&Channel::Phone, number)
+            .await
+            .unwrap()
+        {
+            sessions = rig.store.sessions_of_customer(&customer, 10).await.unwrap();
+            abandoned = sessions.len() == 1 && sessions[0].state == SessionState::Abandoned;
+            if abandoned {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(abandoned, "{sessions:?}");
+    let history = rig.board.history(sessions[0].id, 0).await.unwrap();
+    assert!(
+        history.iter().any(|event| event.kind
+            == EventKind::Call(CallEvent::Ended {
+                by: CallEnd::Caller,
+                talk_ms: 0
+            })),
+        "{history:?}"
+    );
+    assert!(rig.flow.live_calls().is_empty());
+    assert!(
+        eventually(Duration::from_secs(5), || rig.flow.n_free_ports()
+            == n_free_ports)
+        .await,
+        "the port is free again"
     );
     rig.stop().await;
 }

@@ -150,6 +150,37 @@ mod tests {
         check("", None);
     }
 
+    fn invite(extra_headers: &str) -> Request {
+        let text = format!(
+            "INVITE sip:support@10.0.0.9 SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK-1\r\n\
+             From: \"Front Desk\" <sip:13800000001@10.0.0.1>;tag=a\r\n\
+             To: <sip:support@10.0.0.9>\r\n\
+             Call-ID: caller-test\r\n\
+             CSeq: 1 INVITE\r\n\
+             {extra_headers}\
+             Content-Length: 0\r\n\r\n"
+        );
+        Request::try_from(text.as_str()).expect("test request parses")
+    }
+
+    #[test]
+    fn p_asserted_identity_wins_over_from() {
+        let from_only = caller_of(&invite("")).unwrap();
+        assert_eq!(from_only.number, "13800000001");
+        assert_eq!(from_only.display_name.as_deref(), Some("Front Desk"));
+        let asserted = caller_of(&invite(
+            "P-Asserted-Identity: \"Wang Fang\" <sip:+8613900000009@carrier>\r\n",
+        ))
+        .unwrap();
+        assert_eq!(asserted.number, "+8613900000009");
+        assert_eq!(asserted.display_name.as_deref(), Some("Wang Fang"));
+        // An asserted identity without a number falls back to From.
+        let anonymous =
+            caller_of(&invite("P-Asserted-Identity: <sip:carrier.example>\r\n")).unwrap();
+        assert_eq!(anonymous.number, "13800000001");
+    }
+
     proptest::proptest! {
         #[test]
         fn never_panics(value in ".*") {
