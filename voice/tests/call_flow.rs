@@ -397,15 +397,17 @@ async fn a_cancel_before_the_answer_abandons_the_session() {
     let rig = Rig::start_on(store.clone(), RuntimeConfig::default()).await;
     let n_free_ports = rig.flow.n_free_ports();
     let number = "+8613800000006";
+    let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     // The runtime is slow: the call's session is not there before the CANCEL.
     store.close_gate();
     let caller = {
         let endpoint_addr = rig.endpoint.udp_addr();
+        let rtp_port = rtp.local_addr().unwrap().port().to_string();
         tokio::spawn(async move {
             sipp(
                 "call_cancel.xml",
                 endpoint_addr,
-                &["-key", "caller", number],
+                &["-key", "caller", number, "-key", "rtp_port", &rtp_port],
             )
             .await
         })
@@ -460,5 +462,9 @@ async fn a_cancel_before_the_answer_abandons_the_session() {
         .await,
         "the port is free again"
     );
+    let mut buffer = [0u8; 2048];
+    tokio::time::timeout(Duration::from_millis(300), rtp.recv_from(&mut buffer))
+        .await
+        .expect_err("no hold audio for a caller who left");
     rig.stop().await;
 }

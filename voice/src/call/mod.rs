@@ -3,8 +3,9 @@
 //!
 //! ```text
 //! IncomingCall ─▶ SDP offer ── garbage / no PCMU or PCMA ──▶ 488, no session
+//!              ─▶ PortAllocator::allocate ── no port ───────▶ 503, no session
 //!              ─▶ Switchboard::start_call ── refused ───────▶ 503, no session
-//!              ─▶ PortAllocator::allocate ── no port ───────▶ end the session, 503
+//!                                         ── CANCEL meanwhile ─▶ call `ended` by caller, abandoned
 //!              ─▶ CallMedia::start (Hold) ─▶ 200 OK with the SDP answer
 //!              ─▶ LiveCalls[session] until the caller's BYE or CANCEL:
 //!                 call `ended` by caller, customer_leave (a waiting session is
@@ -240,6 +241,14 @@ async fn run_call(inner: Arc<FlowInner>, call: IncomingCall) {
             return reject(&dialog, StatusCode::NotAcceptableHere);
         }
     };
+    // Before the session: a call that cannot have media is not queued.
+    let socket = match inner.ports.allocate() {
+        Ok(socket) => socket,
+        Err(error) => {
+            warn!(%trunk, %source, %error, "call rejected: no rtp port");
+            return reject(&dialog, StatusCode::ServiceUnavailable);
+        }
+    };
     let caller = caller_of(&invite);
     let start = CallStart {
         number: caller
@@ -258,14 +267,10 @@ async fn run_call(inner: Arc<FlowInner>, call: IncomingCall) {
         }
     };
     let session = call_session.session;
-    let socket = match inner.ports.allocate() {
-        Ok(socket) => socket,
-        Err(error) => {
-            warn!(session_id = %session, %error, "call rejected: no rtp port");
-            reject(&dialog, StatusCode::ServiceUnavailable);
-            return end_session(&inner, &customer, session, CallEnd::Dropped).await;
-        }
-    };
+    if let DialogState::Terminated(_, reason) = dialog.state() {
+        // The caller gave up (CANCEL) while the runtime took the call.
+        return end_session(&inner, &customer, session, end_of(&reason)).await;
+    }
     let local = LocalMedia {
         address: std::net::SocketAddr::new(inner.public_ip, socket.local_addr().port()),
         format: answer.format,
