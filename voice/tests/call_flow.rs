@@ -318,16 +318,18 @@ async fn a_vip_caller_lands_in_gold_service() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn garbage_sdp_gets_488_and_no_session() {
+async fn garbage_sdp_or_no_common_codec_gets_488_and_no_session() {
     let rig = Rig::start().await;
     let number = "+8613800000007";
-    sipp(
-        "call_garbage_sdp.xml",
-        rig.endpoint.udp_addr(),
-        &["-key", "caller", number],
-    )
-    .await
-    .assert_success();
+    for scenario in ["call_garbage_sdp.xml", "call_no_common_codec.xml"] {
+        sipp(
+            scenario,
+            rig.endpoint.udp_addr(),
+            &["-key", "caller", number],
+        )
+        .await
+        .assert_success();
+    }
     assert!(rig.flow.live_calls().is_empty());
     assert!(
         rig.store.open_sessions().await.unwrap().is_empty(),
