@@ -7,9 +7,12 @@
 //! caller RTP ◀──hold audio── media::hold        caller RTP ◀──relay──▶ agent RTP (media::relay)
 //! ```
 //!
+//! `call` is the call flow: an INVITE becomes a phone session in the
+//! runtime (`actors::Switchboard`) and the caller hears hold audio.
 //! `media` is pure RTP and SDP work on UDP sockets; `sip` is signalling on
-//! top of rsipstack. Neither holds routing logic: a call is a session, and
+//! top of rsipstack. None of them holds routing logic: a call is a session, and
 //! the runtime decides where it goes.
 
+pub mod call;
 pub mod media;
 pub mod sip;
