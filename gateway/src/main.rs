@@ -153,6 +153,9 @@ fn serve(config: Config) -> Result<()> {
             println!("switchboard is running on http://{}", server.addr);
             println!("  metrics (admin)  http://{}/metrics", server.admin_addr);
         }
+        if let Some(sip) = server.sip_addr {
+            println!("  SIP (phones)     sip:<agent id>@{sip}  UDP and TCP (docs/voice.md)");
+        }
         shutdown_signal().await;
         server.shutdown().await
     })

@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
+use voice::sip::SipEndpoint;
 
 use crate::auth::TokenSigner;
 use crate::config::{Config, open_file_limit};
@@ -63,10 +64,13 @@ pub struct Server {
     pub addr: SocketAddr,
     /// The admin listener (`/metrics`).
     pub admin_addr: SocketAddr,
+    /// The SIP endpoint's address (UDP and TCP), when `voice.enabled`.
+    pub sip_addr: Option<SocketAddr>,
     /// Shared state (tests read counters from it).
     pub state: AppState,
     stop_accepting: CancellationToken,
     serve: JoinHandle<()>,
+    phone: Option<SipEndpoint>,
 }
 
 impl Server {
@@ -120,6 +124,14 @@ impl Server {
                 return Err(err);
             }
         };
+        let phone = match start_phone(&config, &switchboard).await {
+            Ok(phone) => phone,
+            Err(err) => {
+                platform.stop(Duration::ZERO).await;
+                switchboard.shutdown().await;
+                return Err(err);
+            }
+        };
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("failed to listen on {}", config.server.listen))?;
@@ -140,6 +152,7 @@ impl Server {
             config,
             gauge.clone(),
             rules_text,
+            phone.as_ref().map(|endpoint| endpoint.registrar().clone()),
         );
         let app = router(state.clone());
         let stop_accepting = CancellationToken::new();
@@ -167,9 +180,11 @@ impl Server {
         Ok(Server {
             addr,
             admin_addr,
+            sip_addr: phone.as_ref().map(SipEndpoint::udp_addr),
             state,
             stop_accepting,
             serve,
+            phone,
         })
     }
 
@@ -208,11 +223,43 @@ impl Server {
             Ok(Err(err)) => warn!(error = %err, "server task failed"),
             Err(_) => warn!("HTTP connections still open after the grace period"),
         }
+        if let Some(phone) = self.phone {
+            // Calls in progress end with the process; the next start ends
+            // their sessions as dropped.
+            phone.shutdown().await;
+        }
         state.platform.stop(grace).await;
         state.switchboard.clone().shutdown().await;
         info!("switchboard stopped");
         Ok(())
     }
+}
+
+/// The SIP endpoint with the call flow and agents' credentials from the
+/// store, when `voice.enabled`.
+async fn start_phone(config: &Config, switchboard: &Switchboard) -> Result<Option<SipEndpoint>> {
+    if !config.voice.enabled {
+        return Ok(None);
+    }
+    let calls = voice::call::CallFlow::new(switchboard.clone(), &config.voice)
+        .context("failed to set up the phone channel's call flow")?;
+    let credentials =
+        crate::phone::StoreCredentials::new(switchboard.store().clone(), &config.voice.realm);
+    let endpoint = SipEndpoint::start(
+        &config.voice,
+        Arc::new(credentials),
+        Arc::new(calls),
+        CancellationToken::new(),
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "failed to start the SIP endpoint on voice.listen {}",
+            config.voice.listen
+        )
+    })?;
+    info!(sip = %endpoint.udp_addr(), realm = %config.voice.realm, "phone channel listening (UDP and TCP)");
+    Ok(Some(endpoint))
 }
 
 /// Loads the data platform over the runtime (its writes go through the

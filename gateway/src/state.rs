@@ -50,6 +50,8 @@ pub struct Inner {
     pub rules_text: Mutex<String>,
     /// False once shutdown begins: `/readyz` says so, so load balancers stop sending.
     pub ready: AtomicBool,
+    /// Agents' phones registered with the SIP endpoint (`None`: `voice.enabled` is off).
+    pub phones: Option<voice::sip::Registrar>,
 }
 
 impl AppState {
@@ -61,6 +63,7 @@ impl AppState {
         config: Config,
         gauge: Arc<ConnectionGauge>,
         rules_text: String,
+        phones: Option<voice::sip::Registrar>,
     ) -> AppState {
         let visitor_limiter = Mutex::new(RateLimiter::new(
             config.limits.new_visitors_per_second,
@@ -81,6 +84,7 @@ impl AppState {
             visitor_limiter,
             rules_text: Mutex::new(rules_text),
             ready: AtomicBool::new(true),
+            phones,
         }))
     }
 

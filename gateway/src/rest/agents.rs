@@ -82,7 +82,11 @@ pub async fn get_agent(
         }
     }
     let view = state.switchboard.agent_view(&id).await?;
-    Ok(Json(AgentDetail::new(&agent, &view)))
+    let phone = state
+        .phones
+        .as_ref()
+        .map(|phones| phones.is_registered(id.as_str()));
+    Ok(Json(AgentDetail::new(&agent, &view, phone)))
 }
 
 /// A new SIP phone password for an agent.

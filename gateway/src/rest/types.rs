@@ -234,16 +234,29 @@ pub struct AgentDetail {
     pub sessions: Vec<String>,
     /// Sessions offered to the agent, not yet accepted (decimal strings).
     pub offers: Vec<String>,
+    /// The agent's SIP phone; absent when the phone channel is off
+    /// (`voice.enabled`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<PhoneRecord>,
+}
+
+/// An agent's SIP phone as the registrar knows it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PhoneRecord {
+    /// At least one live registration (`sip:<agent id>@…`).
+    pub registered: bool,
 }
 
 impl AgentDetail {
-    /// The profile with its live view.
-    pub fn new(agent: &Agent, view: &AgentView) -> AgentDetail {
+    /// The profile with its live view and, when the phone channel is on,
+    /// whether the agent's phone is registered.
+    pub fn new(agent: &Agent, view: &AgentView, phone_registered: Option<bool>) -> AgentDetail {
         AgentDetail {
             agent: AgentProfile::from(agent),
             presence: PresenceRecord::from(&view.presence),
             sessions: view.sessions.iter().map(ToString::to_string).collect(),
             offers: view.offers.iter().map(ToString::to_string).collect(),
+            phone: phone_registered.map(|registered| PhoneRecord { registered }),
         }
     }
 }
