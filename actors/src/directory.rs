@@ -416,13 +416,19 @@ impl Directory {
             customer: customer.clone(),
             at: now,
         };
-        let open = Waiting::Open {
-            customer,
-            channel,
-            reply,
+        // A call's caller waits for this session only: should its start
+        // fail, they hear why, and are never handed the customer's chat.
+        let waiting = if open {
+            Waiting::Open {
+                customer,
+                channel,
+                reply,
+            }
+        } else {
+            Waiting::Lookup(reply)
         };
         let start = SessionStart::New(Box::new(record));
-        self.start(state, session, start, why, vec![open]);
+        self.start(state, session, start, why, vec![waiting]);
     }
 
     /// Asks `session`'s shard for an actor; `Started` comes back.
@@ -513,6 +519,13 @@ impl Directory {
                     warn!(session_id = %session, error = %err, "offered session cannot be activated");
                     let lapsed = GroupMessage::OfferLapsed { session, agent };
                     self.shared.group_refs.tell(&group, lapsed);
+                    if unknown {
+                        // Queued in memory, never stored (its first write
+                        // failed): nobody is waiting behind this entry.
+                        self.shared
+                            .group_refs
+                            .tell(&group, GroupMessage::Leave { session });
+                    }
                 }
             }
         }

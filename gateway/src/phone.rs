@@ -1,7 +1,8 @@
 //! The gateway's side of the phone channel: where the SIP registrar finds
 //! agents' credentials. The endpoint itself is `voice::sip`.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use engine::agent::SipCredentials;
 use engine::ids::AgentId;
@@ -13,6 +14,9 @@ use store::Store;
 pub struct StoreCredentials {
     store: Arc<dyn Store>,
     realm: String,
+    /// Agents whose stale realm was logged: once each, however often their
+    /// phone (or anyone using their name) tries.
+    warned: Mutex<HashSet<String>>,
 }
 
 impl StoreCredentials {
@@ -21,6 +25,7 @@ impl StoreCredentials {
         StoreCredentials {
             store,
             realm: realm.to_owned(),
+            warned: Mutex::new(HashSet::new()),
         }
     }
 }
@@ -35,7 +40,13 @@ impl voice::sip::SipCredentialSource for StoreCredentials {
             .map_err(|err| format!("reading agent `{agent_id}`: {err}"))?;
         Ok(agent.and_then(|agent| agent.sip).filter(|sip| {
             let same_realm = sip.realm == self.realm;
-            if !same_realm {
+            let first_time = || {
+                self.warned
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(agent_id.to_owned())
+            };
+            if !same_realm && first_time() {
                 tracing::warn!(
                     agent_id,
                     stored_realm = %sip.realm,

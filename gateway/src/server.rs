@@ -124,14 +124,6 @@ impl Server {
                 return Err(err);
             }
         };
-        let phone = match start_phone(&config, &switchboard).await {
-            Ok(phone) => phone,
-            Err(err) => {
-                platform.stop(Duration::ZERO).await;
-                switchboard.shutdown().await;
-                return Err(err);
-            }
-        };
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("failed to listen on {}", config.server.listen))?;
@@ -145,6 +137,15 @@ impl Server {
         let admin_addr = admin_listener.local_addr()?;
         let gauge = ConnectionGauge::new(cap, config.limits.max_connections_per_address);
         let header_timeout = Duration::from_millis(config.limits.http_header_timeout_ms);
+        // Last of what can fail, so that nothing else is left running.
+        let phone = match start_phone(&config, &switchboard).await {
+            Ok(phone) => phone,
+            Err(err) => {
+                platform.stop(Duration::ZERO).await;
+                switchboard.shutdown().await;
+                return Err(err);
+            }
+        };
         let state = AppState::new(
             switchboard,
             platform,

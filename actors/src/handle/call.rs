@@ -63,12 +63,23 @@ impl Switchboard {
                 reply,
             })
             .await??;
-        let ack = call(&actor, |reply| SessionMessage::StartCall {
+        let started = call(&actor, |reply| SessionMessage::StartCall {
             from: start.number,
             digits: start.digits,
             reply,
         })
-        .await??;
+        .await
+        .and_then(|result| result);
+        let ack = match started {
+            Ok(ack) => ack,
+            Err(err) => {
+                // The caller is refused; a session that got as far as a
+                // queue must not wait there for nobody. Best effort: an
+                // actor that is gone left nothing queued to end.
+                let _ = actor.cast(SessionMessage::DropCall);
+                return Err(err);
+            }
+        };
         Ok((
             customer,
             CallSession {

@@ -61,7 +61,7 @@ impl SessionActor {
         event: CallEvent,
     ) -> Result<(u64, bool), ApiError> {
         let ended = matches!(event, CallEvent::Ended { .. });
-        if !state.call || (state.session.state.is_final() && !ended) {
+        if !state.call || state.call_ended || (state.session.state.is_final() && !ended) {
             return Err(TransitionError {
                 session: state.session.id,
                 state: if state.call {
@@ -73,6 +73,7 @@ impl SessionActor {
             }
             .into());
         }
+        state.call_ended |= ended;
         let seq = self.record(state, EventKind::Call(event));
         self.flush(myself, state);
         Ok((seq, false))
@@ -90,24 +91,27 @@ impl SessionActor {
         if state.session.state.is_final() {
             return Ok(());
         }
-        let talk_ms = state
-            .session
-            .times
-            .answered
-            .map_or(0, |answered| (crate::clock::now() - answered).max(0) as u64);
-        self.record(
-            state,
-            EventKind::Call(CallEvent::Ended {
-                by: CallEnd::Dropped,
-                talk_ms,
-            }),
-        );
-        self.close(
-            myself,
-            state,
-            None,
-            Some("call dropped: switchboard restarted".into()),
-        )?;
+        if state.call && !state.call_ended {
+            // Connected until the process stopped: when that was is not
+            // known, so the talk time counts up to now.
+            let talk_ms = state
+                .session
+                .times
+                .answered
+                .map_or(0, |answered| (crate::clock::now() - answered).max(0) as u64);
+            state.call_ended = true;
+            self.record(
+                state,
+                EventKind::Call(CallEvent::Ended {
+                    by: CallEnd::Dropped,
+                    talk_ms,
+                }),
+            );
+        }
+        // An agent's wrap-up note stays; otherwise the record says why.
+        let summary = (state.session.state != SessionState::WrapUp)
+            .then(|| "call dropped: the process holding it stopped".to_owned());
+        self.close(myself, state, None, summary)?;
         Ok(())
     }
 }

@@ -190,7 +190,21 @@ impl SessionActor {
         }
         match &state.failed {
             // Memory ran ahead of the store; start again from what is durable.
-            Some(err) if state.unpublished.is_empty() => Err(Box::new(err.clone())),
+            Some(err) if state.unpublished.is_empty() => {
+                if state.written.is_none()
+                    && let Some(group) = state.session.group.clone()
+                {
+                    // Never stored: no next incarnation will take this
+                    // place in line, so nobody may be offered it.
+                    self.tell_group(
+                        &group,
+                        GroupMessage::Leave {
+                            session: state.session.id,
+                        },
+                    );
+                }
+                Err(Box::new(err.clone()))
+            }
             _ => Ok(()),
         }
     }

@@ -264,6 +264,8 @@ pub struct SessionActorState {
     /// A phone call (its first event is the call's start): never its
     /// customer's open chat session.
     call: bool,
+    /// The call's end is recorded (the session may go on, in wrap-up).
+    call_ended: bool,
     /// When this idle actor took itself out of `open_sessions` to passivate:
     /// it stops [`PASSIVATION_GRACE`] later if nothing happened meanwhile.
     uncached_at: Option<Millis>,
@@ -318,6 +320,7 @@ impl Actor for SessionActor {
             reactivated,
             in_open_sessions: false,
             call: false,
+            call_ended: false,
             uncached_at: None,
             failed: None,
         };
@@ -567,6 +570,14 @@ impl SessionActor {
             {
                 state.call = true;
                 digits = keyed.to_owned();
+            }
+            if message.sender == Sender::System
+                && matches!(
+                    Event::from_stored(message).kind,
+                    EventKind::Call(CallEvent::Ended { .. })
+                )
+            {
+                state.call_ended = true;
             }
         }
         state.contact = Some(Arc::new(Contact {

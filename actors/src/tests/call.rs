@@ -158,3 +158,42 @@ async fn calls_found_open_at_start_end_as_dropped() {
     assert!(view.sessions.is_empty(), "{view:?}");
     board.shutdown().await;
 }
+
+/// The call's first write fails: the caller is refused, and no session of
+/// it stays queued for an agent to be offered; the next call goes through.
+#[tokio::test(start_paused = true)]
+async fn a_call_whose_start_was_not_stored_leaves_nothing_queued() {
+    let store = Arc::new(TestStore::new());
+    let board = start(store.clone(), config()).await;
+    // The call's start (the first event, stored as JSON) is refused.
+    store.fail_writes_where(Failure::Refused, |op| {
+        matches!(op, WriteOp::AppendMessage(message) if message.body.contains("+8613800000099"))
+    });
+    let refused = board
+        .start_call(call_from("+8613800000099", ""))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), "store_unavailable", "{refused}");
+    let default = GroupId::new("default");
+    let mut waiting = usize::MAX;
+    for _ in 0..100 {
+        waiting = board.group_view(&default).await.unwrap().waiting.len();
+        if waiting == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(waiting, 0, "a refused call stays queued");
+    store.fail_writes_where(Failure::Refused, |_| false);
+    let (_, call) = board
+        .start_call(call_from("+8613800000098", ""))
+        .await
+        .unwrap();
+    assert_eq!(
+        board.group_view(&default).await.unwrap().waiting.len(),
+        1,
+        "the next call waits"
+    );
+    assert_eq!(call.seq, 1);
+    board.shutdown().await;
+}
