@@ -224,10 +224,34 @@ impl SqliteStore {
 
         let (commands, receiver) = mpsc::channel();
         let counters = Arc::new(WriterCounters::default());
-        let checkpointer = match options.checkpoint_interval {
-            Some(interval) => {
-                let conn = schema::connect(&path, &options)?;
-                let signal = Arc::new(checkpointer::Signal::default());
+        // The writer first: should the checkpointer not start, returning
+        // drops `commands` and the writer ends with it (nothing is left
+        // running), where the other order would leave a checkpointer
+        // waiting forever.
+        let signal = options
+            .checkpoint_interval
+            .map(|_| Arc::new(checkpointer::Signal::default()));
+        let checkpoint_conn = match options.checkpoint_interval {
+            Some(_) => Some(schema::connect(&path, &options)?),
+            None => None,
+        };
+        let thread_counters = Arc::clone(&counters);
+        let max_group_batches = options.max_group_batches.max(1);
+        let writer_signal = signal.clone();
+        let writer_thread = std::thread::Builder::new()
+            .name("sqlite-writer".to_owned())
+            .spawn(move || {
+                writer::run(
+                    write_conn,
+                    receiver,
+                    max_group_batches,
+                    thread_counters,
+                    writer_signal,
+                )
+            })
+            .map_err(|e| StoreError::Backend(format!("sqlite: starting writer thread: {e}")))?;
+        let checkpointer = match (options.checkpoint_interval, signal, checkpoint_conn) {
+            (Some(interval), Some(signal), Some(conn)) => {
                 let thread_signal = Arc::clone(&signal);
                 let thread_counters = Arc::clone(&counters);
                 let thread = std::thread::Builder::new()
@@ -243,23 +267,8 @@ impl SqliteStore {
                     thread: Mutex::new(Some(thread)),
                 })
             }
-            None => None,
+            _ => None,
         };
-        let thread_counters = Arc::clone(&counters);
-        let max_group_batches = options.max_group_batches.max(1);
-        let signal = checkpointer.as_ref().map(|c| Arc::clone(&c.signal));
-        let writer_thread = std::thread::Builder::new()
-            .name("sqlite-writer".to_owned())
-            .spawn(move || {
-                writer::run(
-                    write_conn,
-                    receiver,
-                    max_group_batches,
-                    thread_counters,
-                    signal,
-                )
-            })
-            .map_err(|e| StoreError::Backend(format!("sqlite: starting writer thread: {e}")))?;
         tracing::info!(path = %path.display(), synchronous = ?options.synchronous, n_readers, "sqlite store open");
         Ok(SqliteStore {
             path,
