@@ -167,6 +167,17 @@ impl CallEvent {
             _ => None,
         }
     }
+
+    /// The call event a stored row records, if it records one.
+    pub fn stored_in(message: &StoredMessage) -> Option<CallEvent> {
+        if message.sender != Sender::System {
+            return None;
+        }
+        match Event::from_stored(message).kind {
+            EventKind::Call(call) => Some(call),
+            _ => None,
+        }
+    }
 }
 
 impl Event {

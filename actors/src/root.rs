@@ -21,7 +21,6 @@ use engine::agent::Agent;
 use engine::channel::{Channel, ChannelRegistry};
 use engine::group::SkillGroup;
 use engine::ids::SessionId;
-use engine::message::Sender;
 use engine::routing::RuleSet;
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use store::{Store, StoreError};
@@ -29,7 +28,7 @@ use tracing::{error, info, warn};
 
 use crate::agent_supervisor::AgentSupervisor;
 use crate::directory::{Directory, DirectoryArgs, DirectoryMessage};
-use crate::event::{CallEvent, Event, EventKind, Hub};
+use crate::event::{CallEvent, Hub};
 use crate::group_supervisor::{GroupSupervisor, GroupSupervisorArgs};
 use crate::refs::{ActorRefs, OpenSessionRefs};
 use crate::session_supervisor::SessionSupervisor;
@@ -215,11 +214,8 @@ impl Actor for RootSupervisor {
 /// Whether `session` is a phone call: its first event is the call's start.
 async fn is_call(store: &dyn Store, session: SessionId) -> Result<bool, StoreError> {
     let first = store.messages(session, 0, 1).await?;
-    Ok(first.first().is_some_and(|message| {
-        message.sender == Sender::System
-            && matches!(
-                Event::from_stored(message).kind,
-                EventKind::Call(CallEvent::Started { .. })
-            )
-    }))
+    Ok(first
+        .first()
+        .and_then(CallEvent::stored_in)
+        .is_some_and(|call| matches!(call, CallEvent::Started { .. })))
 }

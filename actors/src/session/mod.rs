@@ -563,21 +563,13 @@ impl SessionActor {
             if first_customer_message.is_none() && message.sender == Sender::Customer {
                 first_customer_message = Some(message.body.clone());
             }
-            if message.seq == 1
-                && message.sender == Sender::System
-                && let EventKind::Call(call) = Event::from_stored(message).kind
-                && let Some(keyed) = call.started_digits()
-            {
-                state.call = true;
-                digits = keyed.to_owned();
-            }
-            if message.sender == Sender::System
-                && matches!(
-                    Event::from_stored(message).kind,
-                    EventKind::Call(CallEvent::Ended { .. })
-                )
-            {
-                state.call_ended = true;
+            match CallEvent::stored_in(message) {
+                Some(CallEvent::Started { digits: keyed, .. }) if message.seq == 1 => {
+                    state.call = true;
+                    digits = keyed;
+                }
+                Some(CallEvent::Ended { .. }) => state.call_ended = true,
+                _ => {}
             }
         }
         state.contact = Some(Arc::new(Contact {
