@@ -159,6 +159,18 @@ pub enum CallEnd {
     Dropped,
 }
 
+/// What the assigned agent does to a call, from the desktop or the phone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallControl {
+    /// Put the caller on hold (they hear hold audio).
+    Hold,
+    /// Take the caller off hold.
+    Resume,
+    /// Hang up: the call ends (`ended` by agent) and the session goes to wrap-up.
+    HangUp,
+}
+
 impl CallEvent {
     /// The caller's IVR digits, if this is a call's first event.
     pub fn started_digits(&self) -> Option<&str> {
@@ -244,6 +256,10 @@ pub enum Audience {
     /// The end (closed or abandoned) of every session: for work that follows
     /// a conversation off the hot path (summaries, webhooks).
     Ended,
+    /// Every durable event of one phone call's session: what the process
+    /// holding the call's legs acts on (ring the offered agent, hang up,
+    /// hold), whoever asked for it.
+    Call(SessionId),
 }
 
 const N_SHARDS: usize = 64;

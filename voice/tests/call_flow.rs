@@ -1,8 +1,10 @@
 //! The call flow against a real runtime (`actors::Switchboard` on the
-//! in-memory store, the default routing rules) and a real `sipp` caller
-//! over loopback UDP: the call becomes a queued phone session, the caller
-//! hears hold audio (counted and checked by the test's own RTP socket),
-//! and the caller's BYE abandons the session.
+//! in-memory store, the default routing rules), a real `sipp` caller and
+//! real `sipp` agents' phones (REGISTER, then a UAS) over loopback UDP:
+//! the call becomes a queued phone session, the caller hears hold audio
+//! (counted and checked by the test's own RTP sockets), the offered
+//! agent's phone rings, and what the phones and the desktop do moves the
+//! session.
 
 mod sip_common;
 
@@ -10,15 +12,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actors::{CallEnd, CallEvent, EventKind, RuntimeConfig, Switchboard};
+use actors::{CallControl, CallEnd, CallEvent, EventKind, RuntimeConfig, Switchboard};
 use engine::agent::{Agent, Capacity, Role};
 use engine::channel::{Channel, ChannelRegistry};
 use engine::customer::{Customer, Identity};
 use engine::group::SkillGroup;
 use engine::ids::{AgentId, GroupId, SessionId};
+use engine::presence::PresenceRequest;
 use engine::routing::RuleSet;
 use engine::session::SessionState;
-use sip_common::{config, eventually, sipp, start};
+use sip_common::{config, eventually, free_udp_port, sipp, sipp_uas, start_with_agents};
 use store::testing::TestStore;
 use store::{MemoryStore, Store};
 use tokio::net::UdpSocket;
@@ -27,6 +30,9 @@ use voice::sip::{SipEndpoint, TrunkConfig};
 
 /// The VIP customer's phone number.
 const VIP_NUMBER: &str = "+8613900000009";
+
+/// The agents' SIP password.
+const PHONE_PASSWORD: &str = "phone-secret";
 
 fn agent(id: &str, groups: &[&str]) -> Agent {
     Agent {
@@ -52,6 +58,7 @@ async fn board(store: Arc<dyn Store>, config: RuntimeConfig) -> Switchboard {
     ];
     let agents = vec![
         agent("paul", &["phone_support"]),
+        agent("pete", &["phone_support"]),
         agent("gina", &["gold_service"]),
         agent("ann", &["default"]),
     ];
@@ -101,7 +108,12 @@ impl Rig {
             password: Default::default(),
         });
         let flow = CallFlow::new(board.clone(), &config).expect("call flow");
-        let endpoint = start(config, Arc::new(flow.clone())).await;
+        let endpoint = start_with_agents(
+            config,
+            Arc::new(flow.clone()),
+            &[("paul", PHONE_PASSWORD), ("pete", PHONE_PASSWORD)],
+        )
+        .await;
         Rig {
             store,
             board,
@@ -125,6 +137,164 @@ impl Rig {
         );
         self.flow.live_calls().sessions()[0]
     }
+}
+
+/// An agent's phone: a `sipp` UAS playing a scenario, and the test's RTP
+/// socket its SDP points at.
+struct Phone {
+    uas: tokio::task::JoinHandle<sip_common::SippRun>,
+    rtp: UdpSocket,
+}
+
+impl Rig {
+    /// `agent`'s phone registers (a real REGISTER with digest) and plays
+    /// `scenario` for one call; the agent goes available.
+    async fn phone(&self, agent: &str, scenario: &str) -> Phone {
+        let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let rtp_port = rtp.local_addr().unwrap().port().to_string();
+        let port = free_udp_port();
+        let uas = sipp_uas(
+            scenario,
+            port,
+            &["-s", agent, "-key", "agent_rtp_port", &rtp_port],
+        )
+        .await;
+        sipp(
+            "agent_register.xml",
+            self.endpoint.udp_addr(),
+            &[
+                "-au",
+                agent,
+                "-ap",
+                PHONE_PASSWORD,
+                "-s",
+                agent,
+                "-key",
+                "contact_port",
+                &port.to_string(),
+            ],
+        )
+        .await
+        .assert_success();
+        assert!(self.endpoint.registrar().is_registered(agent));
+        self.board
+            .set_presence(&AgentId::new(agent), PresenceRequest::Available)
+            .await
+            .unwrap();
+        Phone { uas, rtp }
+    }
+
+    /// The session's history once `done` holds for it (within 15 s).
+    async fn history_until(
+        &self,
+        session: SessionId,
+        done: impl Fn(&[EventKind]) -> bool,
+    ) -> Vec<EventKind> {
+        let mut kinds = Vec::new();
+        for _ in 0..1500 {
+            kinds = self
+                .board
+                .history(session, 0)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|event| event.kind)
+                .collect();
+            if done(&kinds) {
+                return kinds;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("history of {session} never got there: {kinds:#?}");
+    }
+}
+
+/// The call events of a history, in order, with `ended`'s talk time zeroed
+/// (returned apart) and the session events that matter to a call.
+fn call_story(kinds: &[EventKind]) -> (Vec<EventKind>, Option<u64>) {
+    let mut talk = None;
+    let story = kinds
+        .iter()
+        .filter_map(|kind| match kind {
+            EventKind::Call(CallEvent::Ended { by, talk_ms }) => {
+                talk = Some(*talk_ms);
+                Some(EventKind::Call(CallEvent::Ended {
+                    by: *by,
+                    talk_ms: 0,
+                }))
+            }
+            EventKind::Call(CallEvent::Started { .. }) => None,
+            EventKind::Call(_)
+            | EventKind::OfferLapsed { .. }
+            | EventKind::Transferred { .. }
+            | EventKind::WrapUp
+            | EventKind::Abandoned => Some(kind.clone()),
+            _ => None,
+        })
+        .collect();
+    (story, talk)
+}
+
+fn is_answered(kinds: &[EventKind], agent: &str) -> bool {
+    kinds.contains(&EventKind::Call(CallEvent::Answered {
+        agent: AgentId::new(agent),
+    }))
+}
+
+fn ringing(agent: &str) -> EventKind {
+    EventKind::Call(CallEvent::Ringing {
+        agent: AgentId::new(agent),
+    })
+}
+
+fn answered(agent: &str) -> EventKind {
+    EventKind::Call(CallEvent::Answered {
+        agent: AgentId::new(agent),
+    })
+}
+
+fn lapsed(agent: &str) -> EventKind {
+    EventKind::OfferLapsed {
+        agent: AgentId::new(agent),
+    }
+}
+
+fn ended(by: CallEnd) -> EventKind {
+    EventKind::Call(CallEvent::Ended { by, talk_ms: 0 })
+}
+
+/// Sends `n` PCMU packets of SSRC `ssrc` from `socket` to `to`, 20 ms apart.
+async fn send_rtp(socket: &UdpSocket, to: SocketAddr, ssrc: u32, n: u16) {
+    for sequence in 0..n {
+        let mut packet = vec![0x80, 0x00];
+        packet.extend_from_slice(&sequence.to_be_bytes());
+        packet.extend_from_slice(&(u32::from(sequence) * 160).to_be_bytes());
+        packet.extend_from_slice(&ssrc.to_be_bytes());
+        packet.extend_from_slice(&[0xff; 160]);
+        socket.send_to(&packet, to).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Counts the packets of SSRC `ssrc` arriving on `socket` until `n` came
+/// or 3 s passed; returns the count and where the last one came from.
+async fn count_rtp(socket: &UdpSocket, ssrc: u32, n: usize) -> (usize, Option<SocketAddr>) {
+    let mut buffer = [0u8; 2048];
+    let mut count = 0;
+    let mut source = None;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while count < n {
+        let Ok(received) = tokio::time::timeout_at(deadline, socket.recv_from(&mut buffer)).await
+        else {
+            break;
+        };
+        let (len, from) = received.unwrap();
+        if len >= 12 && header(&buffer[..len]).ssrc == ssrc {
+            count += 1;
+            source = Some(from);
+        }
+    }
+    (count, source)
 }
 
 /// RTP header fields of one packet.
@@ -468,5 +638,293 @@ async fn a_cancel_before_the_answer_abandons_the_session() {
     tokio::time::timeout(Duration::from_millis(300), rtp.recv_from(&mut buffer))
         .await
         .expect_err("no hold audio for a caller who left");
+    rig.stop().await;
+}
+
+/// An answered call: the agent's phone rings with the caller's codec, its
+/// answer bridges the legs (RTP counted at both ends, both ways, through
+/// the relay), and the caller's BYE ends the call: the agent's phone gets
+/// a BYE and the agent goes to wrap-up with the talk time recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answered_call_relays_rtp_both_ways_until_the_caller_hangs_up() {
+    let rig = Rig::start().await;
+    let paul = rig.phone("paul", "agent_answer.xml").await;
+    let caller_rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let caller = {
+        let endpoint_addr = rig.endpoint.udp_addr();
+        let rtp_port = caller_rtp.local_addr().unwrap().port().to_string();
+        tokio::spawn(async move {
+            sipp(
+                "call_talk.xml",
+                endpoint_addr,
+                &[
+                    "-key",
+                    "caller",
+                    "+8613800000020",
+                    "-key",
+                    "rtp_port",
+                    &rtp_port,
+                ],
+            )
+            .await
+        })
+    };
+    let session = rig.live_session().await;
+    rig.history_until(session, |kinds| is_answered(kinds, "paul"))
+        .await;
+
+    // Caller → agent: every packet arrives, from the port offered to the phone.
+    let caller_port = rig
+        .flow
+        .live_calls()
+        .get(session)
+        .unwrap()
+        .media
+        .local_addr();
+    let (sent, received) = tokio::join!(
+        send_rtp(&caller_rtp, caller_port, 0x1111_1111, 25),
+        count_rtp(&paul.rtp, 0x1111_1111, 25)
+    );
+    let () = sent;
+    let (n_to_agent, agent_port) = received;
+    assert_eq!(n_to_agent, 25, "caller → agent");
+    let agent_port = agent_port.unwrap();
+    assert_ne!(
+        agent_port, caller_port,
+        "the agent's leg has a port of its own"
+    );
+    // Agent → caller.
+    let (sent, received) = tokio::join!(
+        send_rtp(&paul.rtp, agent_port, 0x2222_2222, 25),
+        count_rtp(&caller_rtp, 0x2222_2222, 25)
+    );
+    let () = sent;
+    assert_eq!(received.0, 25, "agent → caller");
+    assert_eq!(received.1, Some(caller_port), "symmetric rtp");
+
+    caller.await.unwrap().assert_success();
+    paul.uas.await.unwrap().assert_success();
+    let kinds = rig
+        .history_until(session, |kinds| kinds.contains(&EventKind::WrapUp))
+        .await;
+    let (story, talk_ms) = call_story(&kinds);
+    assert_eq!(
+        story,
+        vec![
+            ringing("paul"),
+            answered("paul"),
+            ended(CallEnd::Caller),
+            EventKind::WrapUp
+        ]
+    );
+    assert!(talk_ms.unwrap() >= 1_000, "talk_ms {talk_ms:?}");
+    assert_eq!(
+        rig.board.session(session).await.unwrap().state,
+        SessionState::WrapUp
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || rig
+            .endpoint
+            .dialogs()
+            .layer()
+            .is_empty())
+        .await,
+        "both dialogs are removed"
+    );
+    rig.stop().await;
+}
+
+/// Nobody picks up: the offer lapses, the ringing phone gets a CANCEL and
+/// the next agent's phone rings; that agent answers, holds and resumes
+/// with re-INVITEs (recorded as the desktop's buttons would be) and hangs
+/// up: the caller gets a BYE, the call ended by the agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_answer_rings_the_next_agent_who_holds_and_hangs_up() {
+    let rig = Rig::start_with(RuntimeConfig {
+        offer_timeout: Duration::from_secs(2),
+        ..RuntimeConfig::default()
+    })
+    .await;
+    let paul = rig.phone("paul", "agent_no_answer.xml").await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let pete = rig.phone("pete", "agent_hangs_up.xml").await;
+    let caller_rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let caller = {
+        let endpoint_addr = rig.endpoint.udp_addr();
+        let rtp_port = caller_rtp.local_addr().unwrap().port().to_string();
+        tokio::spawn(async move {
+            sipp(
+                "call_until_bye.xml",
+                endpoint_addr,
+                &[
+                    "-key",
+                    "caller",
+                    "+8613800000021",
+                    "-key",
+                    "rtp_port",
+                    &rtp_port,
+                ],
+            )
+            .await
+        })
+    };
+    let session = rig.live_session().await;
+    paul.uas.await.unwrap().assert_success();
+    pete.uas.await.unwrap().assert_success();
+    caller.await.unwrap().assert_success();
+    let kinds = rig
+        .history_until(session, |kinds| kinds.contains(&EventKind::WrapUp))
+        .await;
+    let (story, talk_ms) = call_story(&kinds);
+    assert_eq!(
+        story,
+        vec![
+            ringing("paul"),
+            lapsed("paul"),
+            ringing("pete"),
+            answered("pete"),
+            EventKind::Call(CallEvent::Held),
+            EventKind::Call(CallEvent::Resumed),
+            ended(CallEnd::Agent),
+            EventKind::WrapUp
+        ]
+    );
+    assert!(talk_ms.unwrap() >= 1_500, "talk_ms {talk_ms:?}");
+    rig.stop().await;
+}
+
+/// The first phone declines (486): the next agent's phone rings at once;
+/// that agent answers and hangs up from the desktop, which ends both legs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declined_call_rings_the_next_agent_and_the_desktop_hangs_up() {
+    let rig = Rig::start().await;
+    let paul = rig.phone("paul", "agent_decline.xml").await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let pete = rig.phone("pete", "agent_answer.xml").await;
+    let caller_rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let caller = {
+        let endpoint_addr = rig.endpoint.udp_addr();
+        let rtp_port = caller_rtp.local_addr().unwrap().port().to_string();
+        tokio::spawn(async move {
+            sipp(
+                "call_until_bye.xml",
+                endpoint_addr,
+                &[
+                    "-key",
+                    "caller",
+                    "+8613800000022",
+                    "-key",
+                    "rtp_port",
+                    &rtp_port,
+                ],
+            )
+            .await
+        })
+    };
+    let session = rig.live_session().await;
+    rig.history_until(session, |kinds| is_answered(kinds, "pete"))
+        .await;
+    rig.board
+        .call_control(&AgentId::new("pete"), session, CallControl::HangUp)
+        .await
+        .unwrap();
+    paul.uas.await.unwrap().assert_success();
+    pete.uas.await.unwrap().assert_success();
+    caller.await.unwrap().assert_success();
+    let kinds = rig
+        .history_until(session, |kinds| kinds.contains(&EventKind::WrapUp))
+        .await;
+    assert_eq!(
+        call_story(&kinds).0,
+        vec![
+            ringing("paul"),
+            lapsed("paul"),
+            ringing("pete"),
+            answered("pete"),
+            ended(CallEnd::Agent),
+            EventKind::WrapUp
+        ]
+    );
+    rig.stop().await;
+}
+
+/// A connected call transferred to another agent from the desktop: the
+/// first phone gets a BYE, the caller hears hold audio, the second phone
+/// rings and answers, and the caller's BYE ends the call there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_moves_the_call_to_the_next_agents_phone() {
+    let rig = Rig::start().await;
+    let paul = rig.phone("paul", "agent_answer.xml").await;
+    let pete = rig.phone("pete", "agent_answer.xml").await;
+    // pete is busy elsewhere until the transfer names him.
+    rig.board
+        .set_presence(
+            &AgentId::new("pete"),
+            PresenceRequest::Away {
+                reason: "lunch".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let caller_rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let caller = {
+        let endpoint_addr = rig.endpoint.udp_addr();
+        let rtp_port = caller_rtp.local_addr().unwrap().port().to_string();
+        tokio::spawn(async move {
+            sipp(
+                "call_talk.xml",
+                endpoint_addr,
+                &[
+                    "-key",
+                    "caller",
+                    "+8613800000023",
+                    "-key",
+                    "rtp_port",
+                    &rtp_port,
+                ],
+            )
+            .await
+        })
+    };
+    let session = rig.live_session().await;
+    rig.history_until(session, |kinds| is_answered(kinds, "paul"))
+        .await;
+    rig.board
+        .set_presence(&AgentId::new("pete"), PresenceRequest::Available)
+        .await
+        .unwrap();
+    rig.board
+        .transfer(
+            &AgentId::new("paul"),
+            session,
+            actors::TransferTarget::Agent {
+                agent: AgentId::new("pete"),
+            },
+        )
+        .await
+        .unwrap();
+    paul.uas.await.unwrap().assert_success();
+    rig.history_until(session, |kinds| is_answered(kinds, "pete"))
+        .await;
+    caller.await.unwrap().assert_success();
+    pete.uas.await.unwrap().assert_success();
+    let kinds = rig
+        .history_until(session, |kinds| kinds.contains(&EventKind::WrapUp))
+        .await;
+    let (story, _) = call_story(&kinds);
+    assert_eq!(
+        story,
+        vec![
+            ringing("paul"),
+            answered("paul"),
+            EventKind::Transferred {
+                from: AgentId::new("paul")
+            },
+            ringing("pete"),
+            answered("pete"),
+            ended(CallEnd::Caller),
+            EventKind::WrapUp
+        ]
+    );
     rig.stop().await;
 }

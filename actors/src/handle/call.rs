@@ -4,12 +4,12 @@
 
 use engine::EngineError;
 use engine::channel::Channel;
-use engine::ids::{CustomerId, SessionId};
+use engine::ids::{AgentId, CustomerId, SessionId};
 
 use super::{Switchboard, call};
 use crate::directory::DirectoryMessage;
 use crate::error::ApiError;
-use crate::event::CallEvent;
+use crate::event::{Audience, CallControl, CallEnd, CallEvent, Subscription};
 use crate::session::SessionMessage;
 
 /// A call as it comes in, for [`Switchboard::start_call`].
@@ -25,12 +25,17 @@ pub struct CallStart {
 }
 
 /// The session a call became.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct CallSession {
     /// The session.
     pub session: SessionId,
     /// The `seq` of its first event, the call's start.
     pub seq: u64,
+    /// Every durable event of the session from its first on (offers to
+    /// ring, the agent's hang-up or hold from the desktop, transfers, the
+    /// end): what the holder of the call's legs acts on. Taken before the
+    /// call is routed, so no offer is missed.
+    pub events: Subscription,
 }
 
 impl Switchboard {
@@ -63,6 +68,10 @@ impl Switchboard {
                 reply,
             })
             .await??;
+        let session = call(&actor, |reply| SessionMessage::Snapshot { reply })
+            .await?
+            .id;
+        let events = self.subscribe_call(session);
         let started = call(&actor, |reply| SessionMessage::StartCall {
             from: start.number,
             digits: start.digits,
@@ -85,16 +94,57 @@ impl Switchboard {
             CallSession {
                 session: ack.session,
                 seq: ack.seq,
+                events,
             },
         ))
     }
 
-    /// Records what happened to a call (ringing, answered, hold, digits,
-    /// its end) in its session's history; returns the event's `seq` once
-    /// durable.
+    /// Records what happened to a call (ringing, answered, digits; hold,
+    /// resume and the end as [`Switchboard::call_control`] and
+    /// [`Switchboard::end_call`] do) in its session's history; returns the
+    /// event's `seq` once durable.
     pub async fn call_event(&self, session: SessionId, event: CallEvent) -> Result<u64, ApiError> {
         let actor = self.session_actor(session).await?;
         let ack = call(&actor, |reply| SessionMessage::CallEvent { event, reply }).await??;
         Ok(ack.seq)
+    }
+
+    /// The call ended (`by` the caller, the agent, or lost): records it with
+    /// the talk time and ends the session accordingly — a waiting call is
+    /// abandoned, a connected one goes to wrap-up. Ending an ended call
+    /// does nothing. Returns the last `seq` once durable.
+    pub async fn end_call(&self, session: SessionId, by: CallEnd) -> Result<u64, ApiError> {
+        let actor = self.session_actor(session).await?;
+        let ack = call(&actor, |reply| SessionMessage::EndCall { by, reply }).await??;
+        Ok(ack.seq)
+    }
+
+    /// The assigned agent holds, resumes or hangs up a call (from the
+    /// desktop, or from their phone through the voice crate). The session
+    /// records it; the call's holder hears of it on [`Audience::Call`] and
+    /// acts. A hold of a held call is a no-op.
+    pub async fn call_control(
+        &self,
+        agent: &AgentId,
+        session: SessionId,
+        control: CallControl,
+    ) -> Result<u64, ApiError> {
+        let actor = self.session_actor(session).await?;
+        let agent = agent.clone();
+        let ack = call(&actor, |reply| SessionMessage::AgentCall {
+            agent,
+            control,
+            reply,
+        })
+        .await??;
+        Ok(ack.seq)
+    }
+
+    /// Every durable event of `session` from now on, if it is a call.
+    pub fn subscribe_call(&self, session: SessionId) -> Subscription {
+        self.shared.hub.subscribe(
+            Audience::Call(session),
+            self.shared.config.subscriber_buffer,
+        )
     }
 }

@@ -270,7 +270,9 @@ impl SessionActor {
             | SessionMessage::AgentMessage { reply, .. }
             | SessionMessage::Rate { reply, .. }
             | SessionMessage::StartCall { reply, .. }
-            | SessionMessage::CallEvent { reply, .. } => {
+            | SessionMessage::CallEvent { reply, .. }
+            | SessionMessage::EndCall { reply, .. }
+            | SessionMessage::AgentCall { reply, .. } => {
                 let _ = reply.send(Err(refusal()));
             }
             SessionMessage::DropCall => {
@@ -354,6 +356,9 @@ impl SessionActor {
         };
         if let Some(agent) = agent {
             hub.publish(&Audience::Agent(agent.clone()), event);
+        }
+        if state.call {
+            hub.publish(&Audience::Call(state.session.id), event);
         }
         if matches!(event.kind, EventKind::Closed { .. } | EventKind::Abandoned) {
             // A subscriber that falls behind misses ends rather than being

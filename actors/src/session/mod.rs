@@ -25,7 +25,7 @@ use tracing::{debug, warn};
 
 use crate::agent::AgentMessage;
 use crate::error::ApiError;
-use crate::event::{CallEvent, Event, EventKind};
+use crate::event::{CallControl, CallEnd, CallEvent, Event, EventKind};
 use crate::group::GroupMessage;
 use crate::shared::Shared;
 
@@ -201,6 +201,23 @@ pub enum SessionMessage {
         /// Its ack, once durable.
         reply: RpcReplyPort<Result<Ack, ApiError>>,
     },
+    /// The call ended: records it (with the talk time) and ends the
+    /// session as the call's end means (see `call.rs`).
+    EndCall {
+        /// Who ended it.
+        by: CallEnd,
+        /// Its ack, once durable.
+        reply: RpcReplyPort<Result<Ack, ApiError>>,
+    },
+    /// The assigned agent holds, resumes or hangs up the call (desktop or phone).
+    AgentCall {
+        /// Who asks; must hold the session.
+        agent: AgentId,
+        /// What.
+        control: CallControl,
+        /// Its ack, once durable.
+        reply: RpcReplyPort<Result<Ack, ApiError>>,
+    },
     /// The call was open when the process stopped: end it as dropped.
     DropCall,
     /// Test hook: panic in the handler, as a bug would.
@@ -266,6 +283,10 @@ pub struct SessionActorState {
     call: bool,
     /// The call's end is recorded (the session may go on, in wrap-up).
     call_ended: bool,
+    /// The call's talk time: connected to an agent, segment by segment.
+    call_clock: call::TalkClock,
+    /// The agent holds the caller (the caller hears hold audio).
+    call_held: bool,
     /// When this idle actor took itself out of `open_sessions` to passivate:
     /// it stops [`PASSIVATION_GRACE`] later if nothing happened meanwhile.
     uncached_at: Option<Millis>,
@@ -321,6 +342,8 @@ impl Actor for SessionActor {
             in_open_sessions: false,
             call: false,
             call_ended: false,
+            call_clock: call::TalkClock::default(),
+            call_held: false,
             uncached_at: None,
             failed: None,
         };
@@ -461,6 +484,10 @@ impl Actor for SessionActor {
                 let result = self
                     .check_assigned(state, &agent, "wrap up")
                     .and_then(|()| {
+                        // Wrapping up a call that is still up hangs it up.
+                        if state.session.state == SessionState::Assigned {
+                            self.end_call_with_session(state, CallEnd::Agent);
+                        }
                         let effects = state
                             .session
                             .apply(SessionEvent::WrapUp { summary }, crate::clock::now())?;
@@ -503,6 +530,18 @@ impl Actor for SessionActor {
             }
             SessionMessage::CallEvent { event, reply } => {
                 let result = self.call_event(&myself, state, event);
+                self.reply_when_durable(state, result, reply);
+            }
+            SessionMessage::EndCall { by, reply } => {
+                let result = self.end_call(&myself, state, by);
+                self.reply_when_durable(state, result, reply);
+            }
+            SessionMessage::AgentCall {
+                agent,
+                control,
+                reply,
+            } => {
+                let result = self.agent_call(&myself, state, &agent, control);
                 self.reply_when_durable(state, result, reply);
             }
             SessionMessage::DropCall => {
@@ -563,12 +602,16 @@ impl SessionActor {
             if first_customer_message.is_none() && message.sender == Sender::Customer {
                 first_customer_message = Some(message.body.clone());
             }
-            match CallEvent::stored_in(message) {
-                Some(CallEvent::Started { digits: keyed, .. }) if message.seq == 1 => {
+            if message.sender != Sender::System {
+                continue;
+            }
+            match Event::from_stored(message).kind {
+                EventKind::Call(CallEvent::Started { digits: keyed, .. }) if message.seq == 1 => {
                     state.call = true;
                     digits = keyed;
                 }
-                Some(CallEvent::Ended { .. }) => state.call_ended = true,
+                EventKind::Call(event) => self.track_call(state, &event, message.at),
+                EventKind::Transferred { .. } => self.call_transferred(state, message.at),
                 _ => {}
             }
         }
@@ -772,6 +815,7 @@ impl SessionActor {
         let effects = state.session.apply(SessionEvent::Transfer, now)?;
         // Stamped before the effects release the agent.
         let seq = self.record_at(state, EventKind::Transferred { from: agent }, now);
+        self.call_transferred(state, now);
         self.run_effects(state, effects);
         self.start_plan(state, RoutePlan::single(step))?;
         let seq = seq.max(state.session.last_seq);
@@ -807,6 +851,15 @@ impl SessionActor {
             }
             None => state.session.apply(SessionEvent::CustomerLeft, now)?,
         };
+        // A call still up ends with its session: hung up by whoever closed it.
+        self.end_call_with_session(
+            state,
+            if agent.is_some() {
+                CallEnd::Agent
+            } else {
+                CallEnd::Caller
+            },
+        );
         // The end is stamped with the instant the engine applied it, before
         // the effects release the agent: the agent's next offer is later.
         if let (SessionState::Abandoned, Some(agent)) = (state.session.state, offered_to) {

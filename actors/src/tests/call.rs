@@ -4,7 +4,7 @@
 //! start ended as dropped.
 
 use super::*;
-use crate::event::{CallEnd, CallEvent};
+use crate::event::{CallControl, CallEnd, CallEvent};
 use crate::handle::CallStart;
 
 fn call_from(number: &str, digits: &str) -> CallStart {
@@ -195,5 +195,142 @@ async fn a_call_whose_start_was_not_stored_leaves_nothing_queued() {
         "the next call waits"
     );
     assert_eq!(call.seq, 1);
+    board.shutdown().await;
+}
+
+/// The call's own audience carries its offers, the agent's controls and
+/// its end, from its first event on; a connected call the caller hangs up
+/// goes to wrap-up with its talk time, and a second end changes nothing.
+#[tokio::test(start_paused = true)]
+async fn a_call_is_controlled_through_its_session() {
+    let board = start(Arc::new(MemoryStore::new()), config()).await;
+    available(&board, &["ann"]).await;
+    let (_, mut call) = board
+        .start_call(call_from("+8613800000010", ""))
+        .await
+        .unwrap();
+    let first = next_event(&mut call.events, |_| true).await;
+    assert_eq!(first.seq, 1, "the subscription sees the call's start");
+    let offer = next_event(&mut call.events, is_offer).await;
+    assert_eq!(
+        offer.kind,
+        EventKind::Offered {
+            agent: id("ann"),
+            deadline: match offer.kind {
+                EventKind::Offered { deadline, .. } => deadline,
+                _ => unreachable!(),
+            },
+        }
+    );
+    board.accept(&id("ann"), call.session).await.unwrap();
+    board
+        .call_event(call.session, CallEvent::Answered { agent: id("ann") })
+        .await
+        .unwrap();
+
+    // Hold and resume: only by the assigned agent, each recorded once.
+    let not_yours = board
+        .call_control(&id("bob"), call.session, CallControl::Hold)
+        .await
+        .unwrap_err();
+    assert_eq!(not_yours.code(), "not_your_session", "{not_yours}");
+    let held = board
+        .call_control(&id("ann"), call.session, CallControl::Hold)
+        .await
+        .unwrap();
+    let again = board
+        .call_control(&id("ann"), call.session, CallControl::Hold)
+        .await
+        .unwrap();
+    assert_eq!(again, held, "a second hold records nothing");
+    let event = next_event(&mut call.events, |kind| {
+        matches!(kind, EventKind::Call(CallEvent::Held))
+    })
+    .await;
+    assert_eq!(event.seq, held);
+    board
+        .call_control(&id("ann"), call.session, CallControl::Resume)
+        .await
+        .unwrap();
+
+    tokio::time::sleep(Duration::from_secs(42)).await;
+    board.end_call(call.session, CallEnd::Caller).await.unwrap();
+    let ended = next_event(&mut call.events, |kind| {
+        matches!(kind, EventKind::Call(CallEvent::Ended { .. }))
+    })
+    .await;
+    let EventKind::Call(CallEvent::Ended { by, talk_ms }) = ended.kind else {
+        unreachable!()
+    };
+    assert_eq!(by, CallEnd::Caller);
+    assert!((42_000..43_000).contains(&talk_ms), "talk_ms {talk_ms}");
+    let wrap_up = next_event(&mut call.events, |_| true).await;
+    assert_eq!(wrap_up.kind, EventKind::WrapUp, "the agent writes notes");
+    let record = board.session(call.session).await.unwrap();
+    assert_eq!(record.state, SessionState::WrapUp);
+    // The agent's hang-up arriving after the caller's is a duplicate.
+    board.end_call(call.session, CallEnd::Agent).await.unwrap();
+    let refused = board
+        .call_control(&id("ann"), call.session, CallControl::HangUp)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), "invalid_state", "{refused}");
+    let n_ends = board
+        .history(call.session, 0)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|event| matches!(event.kind, EventKind::Call(CallEvent::Ended { .. })))
+        .count();
+    assert_eq!(n_ends, 1);
+    board.close(&id("ann"), call.session, None).await.unwrap();
+    board.shutdown().await;
+}
+
+/// A waiting call that ends is abandoned; an agent who wraps up a call
+/// that is still up hangs it up (`ended` by agent) before the wrap-up.
+#[tokio::test(start_paused = true)]
+async fn a_call_ends_with_its_session_and_the_session_with_its_call() {
+    let board = start(Arc::new(MemoryStore::new()), config()).await;
+    let (_, waiting) = board
+        .start_call(call_from("+8613800000011", ""))
+        .await
+        .unwrap();
+    board
+        .end_call(waiting.session, CallEnd::Caller)
+        .await
+        .unwrap();
+    assert_eq!(
+        board.session(waiting.session).await.unwrap().state,
+        SessionState::Abandoned
+    );
+
+    available(&board, &["ann"]).await;
+    let mut ann = board.subscribe_agent(&id("ann"));
+    let (_, call) = board
+        .start_call(call_from("+8613800000012", ""))
+        .await
+        .unwrap();
+    assert_eq!(offered_session(&mut ann).await, call.session);
+    board.accept(&id("ann"), call.session).await.unwrap();
+    board.wrap_up(&id("ann"), call.session, None).await.unwrap();
+    let history = board.history(call.session, 0).await.unwrap();
+    let tail: Vec<_> = history
+        .iter()
+        .rev()
+        .take(2)
+        .map(|event| &event.kind)
+        .collect();
+    assert_eq!(
+        tail,
+        vec![
+            &EventKind::WrapUp,
+            &EventKind::Call(CallEvent::Ended {
+                by: CallEnd::Agent,
+                talk_ms: 0
+            }),
+        ],
+        "never answered on a phone: no talk time"
+    );
     board.shutdown().await;
 }

@@ -1,5 +1,7 @@
-//! The call flow: an incoming call becomes a queued phone session whose
-//! caller hears hold audio, and the caller hanging up ends it.
+//! The call flow: an incoming call becomes a phone session whose caller
+//! hears hold audio while it waits; the offered agent's phone rings; the
+//! answer bridges caller and agent; hold, transfer and hang-up follow the
+//! session, whoever asked for them.
 //!
 //! ```text
 //! IncomingCall ─▶ SDP offer ── garbage / no PCMU or PCMA ──▶ 488, no session
@@ -7,36 +9,51 @@
 //!              ─▶ Switchboard::start_call ── refused ───────▶ 503, no session
 //!                                         ── CANCEL meanwhile ─▶ call `ended` by caller, abandoned
 //!              ─▶ CallMedia::start (Hold) ─▶ 200 OK with the SDP answer
-//!              ─▶ LiveCalls[session] until the caller's BYE or CANCEL:
-//!                 call `ended` by caller, customer_leave (a waiting session is
-//!                 abandoned), media ended, port freed, the dialog removed
+//!              ─▶ the call's task (task.rs) until both legs are down
 //! ```
+//!
+//! The session is the one source of truth for who has the call: the
+//! call's task acts on the session's own events ([`actors::Audience::Call`])
+//! and tells the session what the SIP legs did.
+//!
+//! | session event                  | the call's task                                        |
+//! |--------------------------------|--------------------------------------------------------|
+//! | `offered` to an agent          | INVITEs the agent's registered phone, records `ringing` |
+//! | `offer_lapsed` (timeout, reject) | CANCELs that phone                                   |
+//! | `assigned` (desktop accept)    | keeps ringing; the phone's answer connects             |
+//! | `transferred`                  | BYE to the agent's phone, hold audio, rings the next   |
+//! | `call: held` / `resumed`       | hold audio / relay again                               |
+//! | `call: ended`                  | BYE to whichever legs are up                           |
+//!
+//! | SIP                                   | the session                                      |
+//! |---------------------------------------|--------------------------------------------------|
+//! | the phone answers (200)               | `accept` (unless already assigned to it), `answered` |
+//! | the phone declines (486, 603, …)      | `reject`: the next agent                         |
+//! | the phone hangs up (BYE)              | `call_control(HangUp)`: `ended` by agent, wrap-up |
+//! | the phone's re-INVITE holds / resumes | `call_control(Hold / Resume)`                    |
+//! | the caller's BYE or CANCEL            | `end_call(Caller)`: abandoned, or wrap-up        |
+//! | DTMF (RFC 4733 or INFO)               | `call: digits`                                   |
 //!
 //! One tokio task per call (on the endpoint's task tracker, so endpoint
 //! shutdown waits for it) owns the call from the INVITE to its end; the
 //! [`LiveCalls`] map (session → [`LiveCall`]) is how the rest of the
-//! system reaches a live call.
+//! system sees a live call.
 //!
-//! Not built yet, and therefore absent from this module:
-//! - ringing the offered agent's phone (`Dialogs::layer().do_invite_async`
-//!   with the caller's negotiated format), `CallEvent::Ringing`/`Answered`,
-//!   and `CallMedia::bridge` on the answer;
-//! - hold, resume, transfer and hang-up from the desktop, and the agent's
-//!   BYE (`CallEnd::Agent`, `talk_ms`);
-//! - the caller's re-INVITE (hold from the caller's side) and INFO / RFC
-//!   4733 digits (`CallEvent::Digits`); the IVR (`CallStart::digits` is `""`);
-//! - ending live calls as dropped when the process stops (the runtime ends
-//!   them at the next start).
+//! Not built yet: the IVR menu (`CallStart::digits` is `""`), and ending
+//! live calls with a BYE when the process stops (the runtime ends them as
+//! dropped at the next start).
 
 mod caller;
+mod info;
+mod task;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-use actors::{CallEnd, CallEvent, CallStart, Switchboard};
+use actors::{CallStart, Switchboard};
 use engine::ids::{CustomerId, SessionId};
-use rsipstack::dialog::dialog::{DialogState, TerminatedReason};
+use rsipstack::dialog::dialog::DialogState;
 use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::sip::{Header, StatusCode};
 use thiserror::Error;
@@ -218,13 +235,15 @@ impl Drop for Registration<'_> {
     }
 }
 
-/// The whole life of one call.
+/// The whole life of one call: its setup here, then [`task::CallTask`].
 async fn run_call(inner: Arc<FlowInner>, call: IncomingCall) {
     let IncomingCall {
         dialog,
-        mut events,
+        events,
         trunk,
         source,
+        dialogs,
+        registrar,
         ..
     } = call;
     let invite = dialog.initial_request();
@@ -259,6 +278,7 @@ async fn run_call(inner: Arc<FlowInner>, call: IncomingCall) {
         digits: String::new(),
     };
     let number = start.number.clone();
+    let display_name = start.display_name.clone();
     let (customer, call_session) = match inner.switchboard.start_call(start).await {
         Ok(started) => started,
         Err(error) => {
@@ -269,13 +289,15 @@ async fn run_call(inner: Arc<FlowInner>, call: IncomingCall) {
     let session = call_session.session;
     if let DialogState::Terminated(_, reason) = dialog.state() {
         // The caller gave up (CANCEL) while the runtime took the call.
-        return end_session(&inner, &customer, session, end_of(&reason)).await;
+        task::record_end(&inner.switchboard, session, task::caller_end(&reason)).await;
+        return;
     }
     let local = LocalMedia {
         address: std::net::SocketAddr::new(inner.public_ip, socket.local_addr().port()),
         format: answer.format,
         direction: answer.direction,
     };
+    let (dtmf_tx, dtmf) = tokio::sync::mpsc::unbounded_channel();
     let media = CallMedia::start(
         socket,
         CallMediaConfig {
@@ -287,17 +309,19 @@ async fn run_call(inner: Arc<FlowInner>, call: IncomingCall) {
                 Mode::Hold
             },
         },
-        None,
+        Some(dtmf_tx),
     );
-    let sdp = LocalSession::new().describe(&local);
-    inner.calls.insert(Arc::new(LiveCall {
+    let mut sdp_session = LocalSession::new();
+    let sdp = sdp_session.describe(&local);
+    let live = Arc::new(LiveCall {
         session,
         customer: customer.clone(),
         caller_leg: dialog.clone(),
         media,
         answer,
-    }));
-    let registration = Registration {
+    });
+    inner.calls.insert(live.clone());
+    let _registration = Registration {
         calls: &inner.calls,
         session,
     };
@@ -309,39 +333,25 @@ async fn run_call(inner: Arc<FlowInner>, call: IncomingCall) {
         // A CANCEL won the race: its Terminated is on `events`.
         debug!(session_id = %session, %error, "failed to answer the call");
     }
-    let by = loop {
-        match events.recv().await {
-            Some(DialogState::Terminated(_, reason)) => break end_of(&reason),
-            Some(state) => debug!(session_id = %session, ?state, "caller leg state"),
-            // The endpoint stopped: the call is gone with it.
-            None => break CallEnd::Dropped,
-        }
-    };
-    drop(registration);
-    end_session(&inner, &customer, session, by).await;
-}
-
-/// Who ended a call, from how its caller leg terminated.
-fn end_of(reason: &TerminatedReason) -> CallEnd {
-    match reason {
-        // BYE or CANCEL from the caller.
-        TerminatedReason::UacBye | TerminatedReason::UacCancel => CallEnd::Caller,
-        // No ACK, a transport failure, or our own answer: the call was lost.
-        _ => CallEnd::Dropped,
+    task::CallTask {
+        inner: inner.clone(),
+        live,
+        caller_number: number,
+        caller_name: display_name,
+        caller_events: events,
+        session_events: call_session.events,
+        dtmf,
+        dialogs,
+        registrar,
+        caller_sdp: sdp_session,
+        caller_media: local,
+        agent: None,
+        assigned: None,
+        ended: false,
+        caller_up: true,
     }
-}
-
-/// Records the end and lets the customer leave the session (a waiting
-/// session is abandoned). The media and port went with the map entry.
-async fn end_session(inner: &FlowInner, customer: &CustomerId, session: SessionId, by: CallEnd) {
-    let ended = CallEvent::Ended { by, talk_ms: 0 };
-    if let Err(error) = inner.switchboard.call_event(session, ended).await {
-        warn!(session_id = %session, %error, "failed to record the call's end");
-    }
-    if let Err(error) = inner.switchboard.customer_leave(customer, session).await {
-        warn!(session_id = %session, %error, "failed to close the call's session");
-    }
-    info!(session_id = %session, ?by, "call ended");
+    .run()
+    .await;
 }
 
 fn reject(dialog: &InviteDialog, status: StatusCode) {

@@ -18,6 +18,8 @@ use rsipstack::sip::{Transport, Uri};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::registrar::Registrar;
+
 /// Takes new calls. Implemented by the call flow (for instance by sending a
 /// message to the actor that owns phone sessions); it must not block.
 pub trait CallHandler: Send + Sync + 'static {
@@ -45,6 +47,8 @@ pub struct IncomingCall {
     pub transport: Transport,
     /// For the call's other legs (ringing agents' phones).
     pub dialogs: Dialogs,
+    /// Where agents' phones are: the call rings the offered agent's binding.
+    pub registrar: Registrar,
 }
 
 impl std::fmt::Debug for IncomingCall {

@@ -502,6 +502,7 @@ impl Router {
             source,
             transport,
             dialogs: self.dialogs.clone(),
+            registrar: self.registrar.clone(),
         });
         // Runs the INVITE transaction until the ACK of the final answer (or
         // the CANCEL).

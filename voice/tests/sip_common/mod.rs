@@ -74,10 +74,26 @@ pub fn config() -> VoiceConfig {
 
 /// Starts an endpoint for `config` with `agent1` known and `calls` taking calls.
 pub async fn start(config: VoiceConfig, calls: Arc<dyn CallHandler>) -> SipEndpoint {
-    let agents = Agents(HashMap::from([(
-        AGENT.to_string(),
-        voice::sip::credentials(AGENT, &config.realm, PASSWORD),
-    )]));
+    start_with_agents(config, calls, &[(AGENT, PASSWORD)]).await
+}
+
+/// Starts an endpoint for `config` knowing `agents` (id, SIP password).
+pub async fn start_with_agents(
+    config: VoiceConfig,
+    calls: Arc<dyn CallHandler>,
+    agents: &[(&str, &str)],
+) -> SipEndpoint {
+    let agents = Agents(
+        agents
+            .iter()
+            .map(|(agent, password)| {
+                (
+                    agent.to_string(),
+                    voice::sip::credentials(agent, &config.realm, password),
+                )
+            })
+            .collect(),
+    );
     SipEndpoint::start(&config, Arc::new(agents), calls, CancellationToken::new())
         .await
         .expect("endpoint starts")
@@ -223,6 +239,56 @@ impl SippRun {
 /// Runs `sipp` with scenario `voice/tests/sipp/<scenario>` against
 /// `server` for one call (bounded by a 20 s global timeout) plus `args`.
 pub async fn sipp(scenario: &str, server: SocketAddr, args: &[&str]) -> SippRun {
+    let (command, dir) = sipp_command(scenario, Some(server), args);
+    run(command, dir).await
+}
+
+/// Starts `sipp` as a UAS (an agent's phone) with scenario `<scenario>`
+/// listening on 127.0.0.1:`port` for one call plus `args`; returns once it
+/// listens, with the run to await.
+pub async fn sipp_uas(
+    scenario: &str,
+    port: u16,
+    args: &[&str],
+) -> tokio::task::JoinHandle<SippRun> {
+    let port_arg = port.to_string();
+    let mut uas_args = vec!["-p", port_arg.as_str()];
+    uas_args.extend_from_slice(args);
+    let (command, dir) = sipp_command(scenario, None, &uas_args);
+    let run = tokio::spawn(run(command, dir));
+    assert!(
+        eventually(Duration::from_secs(10), || udp_port_bound(port)).await,
+        "sipp listens on {port}"
+    );
+    run
+}
+
+/// Whether something is bound to 127.0.0.1:`port` over UDP, from
+/// /proc/net/udp (probing with a bind could take the port from sipp).
+fn udp_port_bound(port: u16) -> bool {
+    let wanted = format!("0100007F:{port:04X}");
+    std::fs::read_to_string("/proc/net/udp").is_ok_and(|table| {
+        table
+            .lines()
+            .skip(1)
+            .any(|line| line.split_whitespace().nth(1) == Some(wanted.as_str()))
+    })
+}
+
+async fn run(mut command: tokio::process::Command, dir: PathBuf) -> SippRun {
+    let output = tokio::time::timeout(Duration::from_secs(40), command.output())
+        .await
+        .expect("sipp ends within its own timeout")
+        .expect("sipp runs (Debian package sip-tester; scripts/test installs it)");
+    SippRun { output, dir }
+}
+
+/// The sipp command line shared by callers and phones, and its log dir.
+fn sipp_command(
+    scenario: &str,
+    server: Option<SocketAddr>,
+    args: &[&str],
+) -> (tokio::process::Command, PathBuf) {
     static RUN: AtomicUsize = AtomicUsize::new(0);
     let scenario_path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/sipp")
@@ -234,13 +300,12 @@ pub async fn sipp(scenario: &str, server: SocketAddr, args: &[&str]) -> SippRun 
     ));
     std::fs::create_dir_all(&dir).unwrap();
     let media_port = free_udp_port().to_string();
-    let server = server.to_string();
     let mut command = tokio::process::Command::new("sipp");
     command
         .current_dir(&dir)
         .arg("-sf")
         .arg(&scenario_path)
-        .arg(&server)
+        .args(server.map(|server| server.to_string()))
         .args(["-i", "127.0.0.1", "-mp", &media_port, "-m", "1"])
         .args(["-timeout", "20s", "-timeout_error", "-nostdin"])
         .args(["-trace_err", "-error_file"])
@@ -249,11 +314,7 @@ pub async fn sipp(scenario: &str, server: SocketAddr, args: &[&str]) -> SippRun 
         .arg(dir.join("screen.log"))
         .args(args)
         .kill_on_drop(true);
-    let output = tokio::time::timeout(Duration::from_secs(40), command.output())
-        .await
-        .expect("sipp ends within its own timeout")
-        .expect("sipp runs (Debian package sip-tester; scripts/test installs it)");
-    SippRun { output, dir }
+    (command, dir)
 }
 
 /// A UDP port nobody is bound to right now.

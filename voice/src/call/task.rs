@@ -1,0 +1,572 @@
+//! One call after its answer: the caller's leg, the ringing or connected
+//! agent's leg, and the session's events, until both legs are down (the
+//! tables in the module above say what each thing leads to).
+//!
+//! The task never decides who has the call: it asks the session (`accept`,
+//! `reject`, `call_control`, `end_call`) and acts on the events the session
+//! publishes, so a desktop action and a phone action meet in one place.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actors::{CallControl, CallEnd, CallEvent, Event, EventKind, Subscription, Switchboard};
+use engine::ids::{AgentId, SessionId};
+use rsipstack::dialog::dialog::{
+    DialogState, DialogStateReceiver, TerminatedReason, TransactionHandle,
+};
+use rsipstack::dialog::invitation::InviteOption;
+use rsipstack::dialog::invite_dialog::InviteDialog;
+use rsipstack::sip::{Header, Method, Request, Response, StatusCode, Uri};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use super::info::{InfoBody, info_body};
+use super::{FlowInner, LiveCall};
+use crate::media::{
+    AgentLeg, Direction, Dtmf, LocalMedia, LocalSession, RtpSocket, SessionDescription,
+    check_answer, negotiate,
+};
+use crate::sip::{Dialogs, Registrar};
+
+/// How often a call's end is tried when the session cannot take it now.
+const END_ATTEMPTS: u32 = 3;
+
+/// One call's task; built by `run_call` once the caller is answered.
+pub(super) struct CallTask {
+    pub(super) inner: Arc<FlowInner>,
+    pub(super) live: Arc<LiveCall>,
+    /// Shown on the agent's phone.
+    pub(super) caller_number: String,
+    pub(super) caller_name: Option<String>,
+    pub(super) caller_events: DialogStateReceiver,
+    pub(super) session_events: Subscription,
+    pub(super) dtmf: mpsc::UnboundedReceiver<Dtmf>,
+    pub(super) dialogs: Dialogs,
+    pub(super) registrar: Registrar,
+    /// The caller leg's SDP identity and what it last said.
+    pub(super) caller_sdp: LocalSession,
+    pub(super) caller_media: LocalMedia,
+    /// The agent's phone, ringing or connected.
+    pub(super) agent: Option<AgentCallLeg>,
+    /// Whom the session is assigned to, as its events said.
+    pub(super) assigned: Option<AgentId>,
+    /// The call's end is recorded (or being recorded).
+    pub(super) ended: bool,
+    /// The caller's leg is up.
+    pub(super) caller_up: bool,
+}
+
+/// The leg to an agent's phone.
+pub(super) struct AgentCallLeg {
+    agent: AgentId,
+    dialog: InviteDialog,
+    events: DialogStateReceiver,
+    sdp: LocalSession,
+    media: LocalMedia,
+    /// The agent-facing RTP socket, offered in the INVITE; handed to the
+    /// media task when the phone answers.
+    socket: Option<RtpSocket>,
+    answered: bool,
+}
+
+impl CallTask {
+    fn session(&self) -> SessionId {
+        self.live.session
+    }
+
+    fn switchboard(&self) -> &Switchboard {
+        &self.inner.switchboard
+    }
+
+    pub(super) async fn run(mut self) {
+        let mut session_open = true;
+        while self.caller_up || self.agent.is_some() {
+            tokio::select! {
+                state = self.caller_events.recv(), if self.caller_up => match state {
+                    Some(state) => self.on_caller(state).await,
+                    // The endpoint stopped: the caller's leg is gone with it.
+                    None => {
+                        self.caller_up = false;
+                        self.end(CallEnd::Dropped).await;
+                    }
+                },
+                state = next_agent_state(&mut self.agent) => match state {
+                    Some(state) => self.on_agent(state).await,
+                    None => self.drop_agent_leg(),
+                },
+                event = self.session_events.recv(), if session_open => match event {
+                    Some(event) => self.on_session(&event).await,
+                    None => {
+                        // The hub dropped a subscriber that fell behind: what
+                        // the session does next would go unheard.
+                        warn!(session_id = %self.session(), "lost the call's session events: hanging up");
+                        session_open = false;
+                        self.end(CallEnd::Dropped).await;
+                        self.hang_up_all();
+                    }
+                },
+                Some(dtmf) = self.dtmf.recv() => {
+                    self.digits(dtmf.digit.to_string()).await;
+                }
+            }
+        }
+        debug!(session_id = %self.session(), "call task done");
+    }
+
+    // ── the session ───────────────────────────────────────────────────
+
+    async fn on_session(&mut self, event: &Event) {
+        match &event.kind {
+            EventKind::Offered { agent, .. } => {
+                if self.agent.as_ref().is_some_and(|leg| !leg.answered) {
+                    // A leg left over from an earlier offer.
+                    self.drop_agent_leg();
+                }
+                if self.agent.is_none() {
+                    self.ring(agent.clone()).await;
+                }
+            }
+            EventKind::OfferLapsed { agent }
+                if self
+                    .agent
+                    .as_ref()
+                    .is_some_and(|leg| &leg.agent == agent && !leg.answered) =>
+            {
+                info!(session_id = %self.session(), agent_id = %agent, "offer lapsed: cancelling the agent's phone");
+                self.drop_agent_leg();
+            }
+            EventKind::Assigned { agent, .. } => {
+                self.assigned = Some(agent.clone());
+                // Accepted in the desktop: a phone that is not ringing yet
+                // rings now to connect the call.
+                if self.agent.is_none() && !self.ended {
+                    self.ring(agent.clone()).await;
+                }
+            }
+            EventKind::Transferred { .. } => {
+                self.assigned = None;
+                self.drop_agent_leg();
+                self.media_result(self.live.media.release_agent());
+            }
+            EventKind::Call(CallEvent::Held) => self.media_result(self.live.media.hold()),
+            EventKind::Call(CallEvent::Resumed)
+                if self.agent.as_ref().is_some_and(|leg| leg.answered) =>
+            {
+                self.media_result(self.live.media.resume());
+            }
+            EventKind::Call(CallEvent::Ended { .. })
+            | EventKind::Closed { .. }
+            | EventKind::Abandoned => {
+                self.ended = true;
+                self.hang_up_all();
+            }
+            _ => {}
+        }
+    }
+
+    /// Records the call's end (once).
+    async fn end(&mut self, by: CallEnd) {
+        if !self.ended {
+            self.ended = true;
+            record_end(self.switchboard(), self.session(), by).await;
+        }
+    }
+
+    async fn digits(&self, digits: String) {
+        debug!(session_id = %self.session(), %digits, "caller keyed digits");
+        if let Err(error) = self
+            .switchboard()
+            .call_event(self.session(), CallEvent::Digits { digits })
+            .await
+        {
+            debug!(session_id = %self.session(), %error, "digits not recorded");
+        }
+    }
+
+    fn media_result(&self, result: Result<(), crate::media::CallMediaEnded>) {
+        if let Err(error) = result {
+            warn!(session_id = %self.session(), %error, "call media gone");
+        }
+    }
+
+    // ── the caller's leg ──────────────────────────────────────────────
+
+    async fn on_caller(&mut self, state: DialogState) {
+        match state {
+            DialogState::Terminated(_, reason) => {
+                self.caller_up = false;
+                self.drop_agent_leg();
+                self.end(caller_end(&reason)).await;
+                info!(session_id = %self.session(), ?reason, "caller leg ended");
+            }
+            DialogState::Updated(_, request, handle) => {
+                self.caller_offer(&request, handle).await;
+            }
+            DialogState::Info(_, request, handle) => match info_body(&request) {
+                InfoBody::Digits(digits) => {
+                    respond(&handle, StatusCode::OK, None).await;
+                    self.digits(digits).await;
+                }
+                InfoBody::Empty => respond(&handle, StatusCode::OK, None).await,
+                InfoBody::Unsupported(reason) => {
+                    debug!(session_id = %self.session(), %reason, "INFO refused");
+                    respond(&handle, StatusCode::UnsupportedMediaType, None).await;
+                }
+                InfoBody::Bad(reason) => {
+                    debug!(session_id = %self.session(), %reason, "bad INFO");
+                    respond(&handle, StatusCode::BadRequest, None).await;
+                }
+            },
+            DialogState::Options(_, _, handle) => respond(&handle, StatusCode::OK, None).await,
+            other => debug!(session_id = %self.session(), state = %other, "caller leg"),
+        }
+    }
+
+    /// The caller's re-INVITE or UPDATE: a session refresh, a hold, or its
+    /// media moved. Answered with our SDP; the codec stays.
+    async fn caller_offer(&mut self, request: &Request, handle: TransactionHandle) {
+        if request.body.is_empty() {
+            // A refresh without an offer: a re-INVITE gets our SDP as the
+            // offer (the ACK answers it), an UPDATE a bare 200.
+            let body = (request.method == Method::Invite)
+                .then(|| self.caller_sdp.describe(&self.caller_media));
+            return respond(&handle, StatusCode::OK, body).await;
+        }
+        let offer = match SessionDescription::parse(&request.body) {
+            Ok(offer) => offer,
+            Err(error) => {
+                info!(session_id = %self.session(), %error, "caller's new offer refused (488)");
+                return respond(&handle, StatusCode::NotAcceptableHere, None).await;
+            }
+        };
+        let accepted = negotiate(&offer)
+            .ok()
+            .filter(|answer| answer.format.codec == self.caller_media.format.codec);
+        let Some(answer) = accepted else {
+            info!(session_id = %self.session(), "caller's new offer drops the call's codec (488)");
+            return respond(&handle, StatusCode::NotAcceptableHere, None).await;
+        };
+        self.caller_media.direction = answer.direction;
+        let body = self.caller_sdp.describe(&self.caller_media);
+        respond(&handle, StatusCode::OK, Some(body)).await;
+        self.media_result(self.live.media.update_caller(answer.remote.address));
+    }
+
+    // ── the agent's leg ───────────────────────────────────────────────
+
+    /// INVITEs `agent`'s registered phone with the caller's codec.
+    async fn ring(&mut self, agent: AgentId) {
+        let session = self.session();
+        let Some(binding) = self.registrar.contact(agent.as_str()) else {
+            debug!(session_id = %session, agent_id = %agent, "no registered phone: the offer is the desktop's only");
+            return;
+        };
+        let socket = match self.inner.ports.allocate() {
+            Ok(socket) => socket,
+            Err(error) => {
+                warn!(session_id = %session, agent_id = %agent, %error, "cannot ring the agent's phone: no rtp port");
+                return;
+            }
+        };
+        let media = LocalMedia {
+            address: SocketAddr::new(self.inner.public_ip, socket.local_addr().port()),
+            format: self.live.answer.format,
+            direction: Direction::SendRecv,
+        };
+        let mut sdp = LocalSession::new();
+        let offer = sdp.describe(&media);
+        let host = self.dialogs.contact().host_with_port.to_string();
+        let caller = Uri::try_from(format!("sip:{}@{host}", self.caller_number).as_str())
+            .or_else(|_| Uri::try_from(format!("sip:caller@{host}").as_str()));
+        let caller = match caller {
+            Ok(caller) => caller,
+            Err(error) => {
+                warn!(session_id = %session, %error, "cannot ring the agent's phone: no caller uri");
+                return;
+            }
+        };
+        let option = InviteOption {
+            caller_display_name: Some(
+                self.caller_name
+                    .clone()
+                    .unwrap_or_else(|| self.caller_number.clone()),
+            ),
+            caller,
+            callee: binding.contact.clone(),
+            content_type: Some("application/sdp".into()),
+            offer: Some(offer.into_bytes()),
+            contact: self.dialogs.contact().clone(),
+            ..Default::default()
+        };
+        let (state_tx, events) = self.dialogs.state_channel();
+        let dialog = match self.dialogs.layer().do_invite_async(option, state_tx) {
+            // The outcome comes as the dialog's states; the join handle is not needed.
+            Ok((dialog, _outcome)) => dialog,
+            Err(error) => {
+                warn!(session_id = %session, agent_id = %agent, %error, "cannot ring the agent's phone");
+                return;
+            }
+        };
+        info!(session_id = %session, agent_id = %agent, phone = %binding.contact, "ringing the agent's phone");
+        self.agent = Some(AgentCallLeg {
+            agent: agent.clone(),
+            dialog,
+            events,
+            sdp,
+            media,
+            socket: Some(socket),
+            answered: false,
+        });
+        if let Err(error) = self
+            .switchboard()
+            .call_event(session, CallEvent::Ringing { agent })
+            .await
+        {
+            debug!(session_id = %session, %error, "ringing not recorded");
+        }
+    }
+
+    async fn on_agent(&mut self, state: DialogState) {
+        let Some(leg) = self.agent.as_ref() else {
+            return;
+        };
+        match state {
+            DialogState::Confirmed(_, response) if !leg.answered => {
+                self.agent_answered(&response).await;
+            }
+            DialogState::Updated(_, request, handle) => self.agent_offer(&request, handle).await,
+            DialogState::Info(_, _, handle) | DialogState::Options(_, _, handle) => {
+                respond(&handle, StatusCode::OK, None).await;
+            }
+            DialogState::Terminated(_, reason) => self.agent_leg_ended(reason).await,
+            other => debug!(session_id = %self.session(), state = %other, "agent leg"),
+        }
+    }
+
+    /// The agent's phone answered: the session takes the answer as the
+    /// agent's accept, then the legs are bridged.
+    async fn agent_answered(&mut self, response: &Response) {
+        let session = self.session();
+        let Some(leg) = self.agent.as_ref() else {
+            return;
+        };
+        let agent = leg.agent.clone();
+        let remote = SessionDescription::parse(&response.body)
+            .map_err(|error| error.to_string())
+            .and_then(|answer| {
+                check_answer(&leg.media.format, &answer).map_err(|error| error.to_string())
+            });
+        let remote = match remote {
+            Ok(remote) => remote,
+            Err(error) => {
+                warn!(session_id = %session, agent_id = %agent, %error, "the agent's phone answered with unusable sdp: hanging up");
+                self.drop_agent_leg();
+                self.reject(&agent).await;
+                return;
+            }
+        };
+        if self.assigned.as_ref() != Some(&agent) {
+            if let Err(error) = self.switchboard().accept(&agent, session).await {
+                // The offer lapsed or the caller left meanwhile.
+                info!(session_id = %session, agent_id = %agent, %error, "the phone answered an offer that is gone: hanging up");
+                self.drop_agent_leg();
+                return;
+            }
+            self.assigned = Some(agent.clone());
+        }
+        let Some(leg) = self.agent.as_mut() else {
+            return;
+        };
+        leg.answered = true;
+        if let Some(socket) = leg.socket.take() {
+            self.media_result(self.live.media.bridge(AgentLeg {
+                socket,
+                remote: remote.address,
+            }));
+        }
+        info!(session_id = %session, agent_id = %agent, "call answered");
+        if let Err(error) = self
+            .switchboard()
+            .call_event(session, CallEvent::Answered { agent })
+            .await
+        {
+            warn!(session_id = %session, %error, "answer not recorded");
+        }
+    }
+
+    /// The agent's phone's re-INVITE or UPDATE: hold and resume (as the
+    /// desktop's buttons do), or its media moved.
+    async fn agent_offer(&mut self, request: &Request, handle: TransactionHandle) {
+        let session = self.session();
+        let Some(leg) = self.agent.as_mut() else {
+            return;
+        };
+        if request.body.is_empty() {
+            let body = (request.method == Method::Invite).then(|| leg.sdp.describe(&leg.media));
+            return respond(&handle, StatusCode::OK, body).await;
+        }
+        let remote = match SessionDescription::parse(&request.body)
+            .map_err(|error| error.to_string())
+            .and_then(|offer| {
+                check_answer(&leg.media.format, &offer).map_err(|error| error.to_string())
+            }) {
+            Ok(remote) => remote,
+            Err(error) => {
+                info!(session_id = %session, %error, "agent phone's new offer refused (488)");
+                return respond(&handle, StatusCode::NotAcceptableHere, None).await;
+            }
+        };
+        leg.media.direction = remote.direction.answer();
+        let body = leg.sdp.describe(&leg.media);
+        let (agent, answered) = (leg.agent.clone(), leg.answered);
+        respond(&handle, StatusCode::OK, Some(body)).await;
+        self.media_result(self.live.media.update_agent(remote.address));
+        if answered {
+            let control = if remote.is_hold() {
+                CallControl::Hold
+            } else {
+                CallControl::Resume
+            };
+            if let Err(error) = self
+                .switchboard()
+                .call_control(&agent, session, control)
+                .await
+            {
+                debug!(session_id = %session, %error, ?control, "phone's hold not recorded");
+            }
+        }
+    }
+
+    /// The agent's leg ended on the phone's side (or failed).
+    async fn agent_leg_ended(&mut self, reason: TerminatedReason) {
+        let Some(leg) = self.agent.take() else {
+            return;
+        };
+        let session = self.session();
+        let agent = leg.agent;
+        if leg.answered {
+            info!(session_id = %session, agent_id = %agent, ?reason, "the agent's phone hung up");
+            self.media_result(self.live.media.release_agent());
+            if self.ended {
+                return;
+            }
+            let hung_up = self
+                .switchboard()
+                .call_control(&agent, session, CallControl::HangUp)
+                .await;
+            if let Err(error) = hung_up {
+                // No longer the agent's (transferred meanwhile): nothing to end.
+                debug!(session_id = %session, %error, "the phone's hang-up not recorded");
+            }
+            return;
+        }
+        match reason {
+            // Our own CANCEL, already accounted for.
+            TerminatedReason::UacCancel => {}
+            _ if self.assigned.as_ref() == Some(&agent) => {
+                warn!(session_id = %session, agent_id = %agent, ?reason, "the assigned agent's phone did not answer: the caller waits on hold");
+            }
+            _ => {
+                info!(session_id = %session, agent_id = %agent, ?reason, "the agent's phone declined: next agent");
+                self.reject(&agent).await;
+            }
+        }
+    }
+
+    async fn reject(&self, agent: &AgentId) {
+        if self.assigned.as_ref() == Some(agent) {
+            return;
+        }
+        if let Err(error) = self.switchboard().reject(agent, self.session()).await {
+            // The offer lapsed or the caller left meanwhile.
+            debug!(session_id = %self.session(), agent_id = %agent, %error, "reject not taken");
+        }
+    }
+
+    /// Hangs up the agent's leg (CANCEL while it rings, BYE once answered)
+    /// without waiting; its end is not reported back.
+    fn drop_agent_leg(&mut self) {
+        let Some(leg) = self.agent.take() else {
+            return;
+        };
+        if leg.answered {
+            self.media_result(self.live.media.release_agent());
+        }
+        let session = self.session();
+        self.dialogs.tasks.spawn(async move {
+            if let Err(error) = leg.dialog.hangup().await {
+                debug!(session_id = %session, %error, "failed to hang up the agent's phone");
+            }
+        });
+    }
+
+    /// The call is over: both legs go down, without waiting.
+    fn hang_up_all(&mut self) {
+        self.drop_agent_leg();
+        self.media_result(self.live.media.stop());
+        if self.caller_up {
+            self.caller_up = false;
+            let caller = self.live.caller_leg.clone();
+            let session = self.session();
+            self.dialogs.tasks.spawn(async move {
+                if let Err(error) = caller.bye().await {
+                    debug!(session_id = %session, %error, "failed to hang up the caller");
+                }
+            });
+        }
+    }
+}
+
+/// The agent leg's next state; pending while there is no leg.
+async fn next_agent_state(leg: &mut Option<AgentCallLeg>) -> Option<DialogState> {
+    match leg {
+        Some(leg) => leg.events.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Answers an in-dialog request; a body is SDP.
+async fn respond(handle: &TransactionHandle, status: StatusCode, sdp: Option<String>) {
+    let (headers, body) = match sdp {
+        Some(sdp) => (
+            Some(vec![Header::ContentType("application/sdp".into())]),
+            Some(sdp.into_bytes()),
+        ),
+        None => (None, None),
+    };
+    if let Err(error) = handle.respond(status, headers, body).await {
+        debug!(%error, "in-dialog answer not sent: the transaction is gone");
+    }
+}
+
+/// Who ended a call, from how its caller leg terminated.
+pub(super) fn caller_end(reason: &TerminatedReason) -> CallEnd {
+    match reason {
+        // BYE or CANCEL from the caller.
+        TerminatedReason::UacBye | TerminatedReason::UacCancel => CallEnd::Caller,
+        // No ACK, a transport failure, or our own answer: the call was lost.
+        _ => CallEnd::Dropped,
+    }
+}
+
+/// Records a call's end, trying again while the session recovers from a
+/// failed write.
+pub(super) async fn record_end(switchboard: &Switchboard, session: SessionId, by: CallEnd) {
+    for attempt in 1..=END_ATTEMPTS {
+        match switchboard.end_call(session, by).await {
+            Ok(_) => return,
+            Err(error)
+                if attempt < END_ATTEMPTS
+                    && matches!(error.code(), "unavailable" | "store_unavailable") =>
+            {
+                debug!(session_id = %session, %error, attempt, "call end not taken yet");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(error) => {
+                warn!(session_id = %session, ?by, %error, "failed to record the call's end");
+                return;
+            }
+        }
+    }
+}
