@@ -150,6 +150,9 @@ pub fn register_series(groups: &[engine::group::SkillGroup]) {
         metrics::counter!("switchboard_actor_restarts_total", "kind" => kind).increment(0);
     }
     metrics::counter!("switchboard_store_commit_errors_total").increment(0);
+    // The phone panels read these whether or not `voice.enabled` is on.
+    voice::sip::metrics::describe();
+    voice::media::metrics::describe();
 }
 
 /// A message event of time `at` (engine clock) going out on a socket now:

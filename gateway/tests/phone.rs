@@ -172,5 +172,32 @@ async fn a_trunk_call_becomes_a_phone_session_that_the_callers_bye_abandons() {
         )),
         "{history:?}"
     );
+
+    // The call is counted on /metrics.
+    let url = format!("http://{}/metrics", server.server.admin_addr);
+    let text = reqwest::get(url).await.unwrap().text().await.unwrap();
+    let value = |name: &str, labels: &[&str]| -> f64 {
+        text.lines()
+            .find(|line| {
+                (line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} ")))
+                    && labels.iter().all(|label| line.contains(label))
+            })
+            .and_then(|line| line.rsplit(' ').next())
+            .and_then(|value| value.parse().ok())
+            .unwrap_or_else(|| panic!("{name} {labels:?} not on /metrics"))
+    };
+    assert!(value("switchboard_calls_total", &["outcome=\"abandoned\""]) >= 1.0);
+    assert!(
+        value(
+            "switchboard_sip_responses_total",
+            &["method=\"INVITE\"", "code=\"200\""]
+        ) >= 1.0
+    );
+    assert!(value("switchboard_sip_requests_total", &["method=\"BYE\""]) >= 1.0);
+    assert_eq!(
+        value("switchboard_calls_active", &[]),
+        0.0,
+        "the call is over"
+    );
     server.server.shutdown().await.unwrap();
 }

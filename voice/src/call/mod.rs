@@ -63,6 +63,7 @@ use crate::media::{
     Answer, CallMedia, CallMediaConfig, Direction, LocalMedia, LocalSession, Mode, PortAllocator,
     PortError, SessionDescription, negotiate,
 };
+use crate::sip::metrics::{CALLS_ACTIVE, CallOutcome, call_ended};
 use crate::sip::{CallHandler, IncomingCall, VoiceConfig};
 
 pub use caller::{Caller, caller_of, parse_identity};
@@ -180,11 +181,17 @@ impl LiveCalls {
     }
 
     fn insert(&self, call: Arc<LiveCall>) {
-        self.lock().insert(call.session, call);
+        if self.lock().insert(call.session, call).is_none() {
+            metrics::gauge!(CALLS_ACTIVE).increment(1.0);
+        }
     }
 
     fn remove(&self, session: SessionId) -> Option<Arc<LiveCall>> {
-        self.lock().remove(&session)
+        let removed = self.lock().remove(&session);
+        if removed.is_some() {
+            metrics::gauge!(CALLS_ACTIVE).decrement(1.0);
+        }
+        removed
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Arc<LiveCall>>> {
@@ -289,7 +296,13 @@ async fn run_call(inner: Arc<FlowInner>, call: IncomingCall) {
     let session = call_session.session;
     if let DialogState::Terminated(_, reason) = dialog.state() {
         // The caller gave up (CANCEL) while the runtime took the call.
-        task::record_end(&inner.switchboard, session, task::caller_end(&reason)).await;
+        let by = task::caller_end(&reason);
+        task::record_end(&inner.switchboard, session, by).await;
+        call_ended(if by == actors::CallEnd::Dropped {
+            CallOutcome::Dropped
+        } else {
+            CallOutcome::Abandoned
+        });
         return;
     }
     let local = LocalMedia {
@@ -349,12 +362,16 @@ async fn run_call(inner: Arc<FlowInner>, call: IncomingCall) {
         assigned: None,
         ended: false,
         caller_up: true,
+        ever_answered: false,
+        ended_by: None,
     }
     .run()
     .await;
 }
 
+/// Refuses a call before it is queued.
 fn reject(dialog: &InviteDialog, status: StatusCode) {
+    call_ended(CallOutcome::Refused);
     if let Err(error) = dialog.reject(Some(status), None) {
         // The caller cancelled meanwhile: the dialog is already over.
         debug!(%error, "failed to reject the call");

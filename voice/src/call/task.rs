@@ -27,6 +27,7 @@ use crate::media::{
     AgentLeg, Direction, Dtmf, LocalMedia, LocalSession, RtpSocket, SessionDescription,
     check_answer, negotiate,
 };
+use crate::sip::metrics::{CallOutcome, call_ended};
 use crate::sip::{Dialogs, Registrar};
 
 /// How often a call's end is tried when the session cannot take it now.
@@ -55,6 +56,10 @@ pub(super) struct CallTask {
     pub(super) ended: bool,
     /// The caller's leg is up.
     pub(super) caller_up: bool,
+    /// An agent's phone answered at some point (for the outcome metric).
+    pub(super) ever_answered: bool,
+    /// Who ended the call, once known.
+    pub(super) ended_by: Option<CallEnd>,
 }
 
 /// The leg to an agent's phone.
@@ -111,7 +116,13 @@ impl CallTask {
                 }
             }
         }
-        debug!(session_id = %self.session(), "call task done");
+        let outcome = match (self.ever_answered, self.ended_by) {
+            (true, _) => CallOutcome::Answered,
+            (false, Some(CallEnd::Dropped)) => CallOutcome::Dropped,
+            (false, _) => CallOutcome::Abandoned,
+        };
+        call_ended(outcome);
+        debug!(session_id = %self.session(), outcome = outcome.as_str(), "call task done");
     }
 
     // ── the session ───────────────────────────────────────────────────
@@ -155,9 +166,12 @@ impl CallTask {
             {
                 self.media_result(self.live.media.resume());
             }
-            EventKind::Call(CallEvent::Ended { .. })
-            | EventKind::Closed { .. }
-            | EventKind::Abandoned => {
+            EventKind::Call(CallEvent::Ended { by, .. }) => {
+                self.ended_by.get_or_insert(*by);
+                self.ended = true;
+                self.hang_up_all();
+            }
+            EventKind::Closed { .. } | EventKind::Abandoned => {
                 self.ended = true;
                 self.hang_up_all();
             }
@@ -169,6 +183,7 @@ impl CallTask {
     async fn end(&mut self, by: CallEnd) {
         if !self.ended {
             self.ended = true;
+            self.ended_by.get_or_insert(by);
             record_end(self.switchboard(), self.session(), by).await;
         }
     }
@@ -379,6 +394,7 @@ impl CallTask {
             return;
         };
         leg.answered = true;
+        self.ever_answered = true;
         if let Some(socket) = leg.socket.take() {
             self.media_result(self.live.media.bridge(AgentLeg {
                 socket,

@@ -133,3 +133,27 @@ impl Drop for CallMetrics {
         self.calls.decrement(1.0);
     }
 }
+
+/// Registers every series a dashboard reads, at zero, so that a server that
+/// has not carried a call yet shows 0 rather than "No data".
+pub fn describe() {
+    for direction in ["from_caller", "from_agent"] {
+        let inbound = InboundMetrics::new(direction);
+        for counter in [
+            &inbound.relayed,
+            &inbound.absorbed,
+            &inbound.dropped_source,
+            &inbound.dropped_malformed,
+            &inbound.send_failed,
+        ] {
+            counter.increment(0);
+        }
+    }
+    for outcome in [Outcome::Sent, Outcome::SendFailed] {
+        metrics::counter!(PACKETS_TOTAL, "direction" => "hold_to_caller", "outcome" => outcome.label())
+            .increment(0);
+    }
+    let _ = metrics::histogram!(RELAY_LATENCY_SECONDS);
+    metrics::counter!(DTMF_DIGITS_TOTAL).increment(0);
+    metrics::gauge!(CALLS).increment(0.0);
+}

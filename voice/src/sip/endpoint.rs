@@ -173,6 +173,7 @@ impl SipEndpoint {
             .with_transport_layer(transport_layer)
             .with_user_agent(USER_AGENT)
             .with_option(EndpointOption::default())
+            .with_inspector(Box::new(super::metrics::SipCounter))
             .build();
         let incoming = endpoint
             .incoming_transactions()

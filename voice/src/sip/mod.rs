@@ -21,6 +21,7 @@ pub mod call;
 pub mod config;
 pub mod digest;
 pub mod endpoint;
+pub mod metrics;
 pub mod rate;
 pub mod registrar;
 pub mod trunk;

@@ -396,6 +396,12 @@ impl Registrar {
     }
 
     fn announce(&self, agent_id: &str, registered: bool) {
+        let phones = metrics::gauge!(super::metrics::REGISTERED_PHONES);
+        if registered {
+            phones.increment(1.0);
+        } else {
+            phones.decrement(1.0);
+        }
         // No subscriber is fine: nobody is watching phones right now.
         let _ = self.inner.changes.send(PhoneState {
             agent_id: agent_id.to_owned(),
