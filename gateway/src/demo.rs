@@ -73,8 +73,18 @@ const AGENTS: [DemoAgent; 5] = [
     ),
 ];
 
-/// The demo's agents, groups and customers.
-pub fn data() -> (Vec<Agent>, Vec<SkillGroup>, Vec<Customer>) {
+/// The SIP password the demo gives `agent` (in `realm`): a loopback demo's
+/// password, printed in the banner like the demo tokens.
+pub fn sip_password(agent: &str) -> String {
+    format!("{agent}-phone")
+}
+
+/// The demo agents whose phones the banner names: one per phone group.
+const PHONE_AGENTS: [(&str, &str); 2] = [("zhang.wei", "phone_support"), ("li.na", "gold_service")];
+
+/// The demo's agents (each with its SIP password for `realm`), groups and
+/// customers.
+pub fn data(realm: &str) -> (Vec<Agent>, Vec<SkillGroup>, Vec<Customer>) {
     let groups = vec![
         SkillGroup::new("gold_service", "Gold service"),
         SkillGroup::new("phone_support", "Phone support"),
@@ -100,7 +110,7 @@ pub fn data() -> (Vec<Agent>, Vec<SkillGroup>, Vec<Customer>) {
                 groups: groups.iter().map(GroupId::new).collect(),
                 languages: vec!["zh-CN".into(), "en".into()],
                 capacity,
-                sip: None,
+                sip: Some(voice::sip::credentials(id, realm, &sip_password(id))),
             }
         })
         .collect();
@@ -135,8 +145,9 @@ fn identities(pairs: &[&str]) -> Vec<Identity> {
         .collect()
 }
 
-/// Seeds the demo into `store` unless it already holds skill groups.
-pub async fn seed_if_empty(store: &dyn Store) -> Result<bool> {
+/// Seeds the demo into `store` unless it already holds skill groups; the
+/// agents' SIP passwords are bound to `realm`.
+pub async fn seed_if_empty(store: &dyn Store, realm: &str) -> Result<bool> {
     let groups = store
         .list_groups()
         .await
@@ -144,7 +155,7 @@ pub async fn seed_if_empty(store: &dyn Store) -> Result<bool> {
     if !groups.is_empty() {
         return Ok(false);
     }
-    let (agents, groups, customers) = data();
+    let (agents, groups, customers) = data(realm);
     // Straight to the store, not through the StoreWriter: the seed runs
     // before the runtime starts (agents and groups are read at start), so
     // no actor can hold or write what it changes.
@@ -164,6 +175,7 @@ pub fn banner(
     admin_addr: SocketAddr,
     signer: &TokenSigner,
     ttl_secs: u64,
+    phone: Vec<String>,
 ) -> String {
     let exp = unix_now() + ttl_secs as i64;
     let token = |sub: &str, role: Role| {
@@ -185,9 +197,12 @@ pub fn banner(
         format!("  agent socket     {ws}/ws/agent?token=<agent token>"),
         format!("  health           {http}/healthz  {http}/readyz"),
         format!("  metrics (admin)  http://{admin_addr}/metrics"),
+    ];
+    lines.extend(phone);
+    lines.extend([
         String::new(),
         format!("Demo tokens (valid {hours} h; mint more with `switchboard token`):"),
-    ];
+    ]);
     let people = [
         ("cust-vip-001", Role::Customer, "customer Wang Fang (VIP)"),
         ("cust-003", Role::Customer, "customer Emma Lee"),
@@ -228,4 +243,58 @@ pub fn banner(
         "  websocat '{ws}/ws/customer?token=<Wang Fang token>'   then send {{\"type\":\"hello\",\"channel\":\"web\"}} and {{\"type\":\"message\",\"client_message_id\":\"m1\",\"body\":\"我的订单何时发货?\"}}"
     ));
     lines.join("\n")
+}
+
+/// With the demo, the phone channel runs unless `[voice]` is enabled: the
+/// endpoint on `voice.listen` (127.0.0.1:5060 by default; an OS-chosen port
+/// when it is taken), calls taken from 127.0.0.0/8 as the trunk
+/// `demo-loopback` when no trunk is configured.
+pub fn with_phone(mut config: crate::config::Config) -> crate::config::Config {
+    if !(config.demo.enabled && config.demo.phone) || config.voice.enabled {
+        return config;
+    }
+    let voice = &mut config.voice;
+    voice.enabled = true;
+    if voice.listen.port() != 0 && !port_free(voice.listen) {
+        voice.listen.set_port(0);
+    }
+    if voice.trunks.is_empty() {
+        voice.trunks = vec![voice::sip::TrunkConfig::new(
+            "demo-loopback",
+            &["127.0.0.0/8"],
+            "",
+            "",
+        )];
+    }
+    config
+}
+
+/// Nothing listens on `addr` over UDP or TCP right now.
+fn port_free(addr: SocketAddr) -> bool {
+    std::net::UdpSocket::bind(addr).is_ok() && std::net::TcpListener::bind(addr).is_ok()
+}
+
+/// The banner's phone lines: where phones register, the demo phones whose
+/// stored password is still the demo's (a store seeded before the demo had
+/// phones, or whose passwords were changed, lists none), and how to call in.
+pub async fn phone_banner(store: &dyn Store, realm: &str, sip: SocketAddr) -> Vec<String> {
+    let mut lines = vec![
+        format!("  SIP (phones)     sip:<agent id>@{sip}  UDP and TCP (docs/voice.md)"),
+        String::new(),
+        "Demo phones: register as the agent with the password below; calls from".to_owned(),
+        format!("127.0.0.0/8 are the demo trunk (`sipp -sn uac {sip} -s support -m 1` calls in):"),
+    ];
+    for (agent, group) in PHONE_AGENTS {
+        let Ok(Some(profile)) = store.get_agent(&AgentId::new(agent)).await else {
+            continue;
+        };
+        let demo = voice::sip::credentials(agent, realm, &sip_password(agent));
+        if profile.sip.as_ref() == Some(&demo) {
+            lines.push(format!(
+                "  {agent:<10} password {:<16} ({group})",
+                sip_password(agent)
+            ));
+        }
+    }
+    lines
 }

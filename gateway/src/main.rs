@@ -140,21 +140,36 @@ fn serve(config: Config) -> Result<()> {
         .enable_all()
         .build()
         .context("failed to start the async runtime")?;
+    let config = gateway::demo::with_phone(config);
     runtime.block_on(async move {
         let demo = config.demo.enabled;
+        let realm = config.voice.realm.clone();
         let ttl = config.auth.token_ttl_secs;
         let server = Server::start(config).await?;
         if demo {
+            let phone = match server.sip_addr {
+                Some(sip) => {
+                    let store = server.state.switchboard.store().clone();
+                    gateway::demo::phone_banner(store.as_ref(), &realm, sip).await
+                }
+                None => Vec::new(),
+            };
             println!(
                 "{}",
-                gateway::demo::banner(server.addr, server.admin_addr, &server.state.signer, ttl)
+                gateway::demo::banner(
+                    server.addr,
+                    server.admin_addr,
+                    &server.state.signer,
+                    ttl,
+                    phone
+                )
             );
         } else {
             println!("switchboard is running on http://{}", server.addr);
             println!("  metrics (admin)  http://{}/metrics", server.admin_addr);
-        }
-        if let Some(sip) = server.sip_addr {
-            println!("  SIP (phones)     sip:<agent id>@{sip}  UDP and TCP (docs/voice.md)");
+            if let Some(sip) = server.sip_addr {
+                println!("  SIP (phones)     sip:<agent id>@{sip}  UDP and TCP (docs/voice.md)");
+            }
         }
         shutdown_signal().await;
         server.shutdown().await

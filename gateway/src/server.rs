@@ -101,7 +101,7 @@ impl Server {
         let secret_path = config.store.data_dir.join(&config.auth.secret_file);
         let signer = TokenSigner::from_secret_or_file(config.auth.secret.expose(), &secret_path)?;
         if config.demo.enabled {
-            crate::demo::seed_if_empty(store.as_ref()).await?;
+            crate::demo::seed_if_empty(store.as_ref(), &config.voice.realm).await?;
         }
         let (rules, rules_text) = load_rules(&config)?;
         let mut runtime = config.runtime();

@@ -201,3 +201,72 @@ async fn a_trunk_call_becomes_a_phone_session_that_the_callers_bye_abandons() {
     );
     server.server.shutdown().await.unwrap();
 }
+
+/// `cargo run --release` as a user runs it: the demo runs the phone
+/// channel, the banner names the SIP address and the demo agents' phone
+/// passwords, a phone registers with them, and the banner's `sipp -sn uac`
+/// call goes through (answered with hold audio, then hung up).
+#[tokio::test]
+async fn the_demo_banner_gives_a_phone_that_registers_and_a_call_that_goes_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let process = common::start_process(dir.path(), &[], None).await;
+    let banner = &process.banner;
+    let sip: std::net::SocketAddr = banner
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("SIP (phones)     sip:<agent id>@"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no SIP line in the banner:\n{banner}"))
+        .parse()
+        .unwrap();
+    let password = gateway::demo::sip_password("zhang.wei");
+    assert!(
+        banner.lines().any(
+            |line| line.contains("zhang.wei") && line.contains(&format!("password {password}"))
+        ),
+        "{banner}"
+    );
+    let registered = register(sip, "zhang.wei", &password).await;
+    assert!(
+        registered.status.success(),
+        "sipp: {}",
+        String::from_utf8_lossy(&registered.stdout)
+    );
+    let wrong = register(sip, "zhang.wei", "not-the-password").await;
+    assert!(!wrong.status.success(), "a wrong password is refused");
+
+    // The call the banner suggests, word for word.
+    let command = banner
+        .lines()
+        .find_map(|line| {
+            let start = line.find("`sipp ")? + 1;
+            let end = start + line[start..].find('`')?;
+            Some(line[start..end].to_owned())
+        })
+        .unwrap_or_else(|| panic!("no sipp command in the banner:\n{banner}"));
+    let work = tempfile::tempdir().unwrap();
+    let words: Vec<&str> = command.split_whitespace().collect();
+    let call = tokio::time::timeout(
+        Duration::from_secs(40),
+        tokio::process::Command::new(words[0])
+            .current_dir(work.path())
+            .args(&words[1..])
+            .args([
+                "-i",
+                "127.0.0.1",
+                "-timeout",
+                "20s",
+                "-timeout_error",
+                "-nostdin",
+            ])
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("sipp ends")
+    .expect("sipp runs");
+    assert!(
+        call.status.success(),
+        "`{command}`: {}",
+        String::from_utf8_lossy(&call.stdout)
+    );
+}

@@ -163,7 +163,7 @@ impl Prometheus {
 /// answers A and lets D go well inside them).
 async fn seed_fast_thresholds(dir: &std::path::Path) {
     let store = SqliteStore::open(dir.join("switchboard.db")).unwrap();
-    let (agents, mut groups, customers) = gateway::demo::data();
+    let (agents, mut groups, customers) = gateway::demo::data("switchboard");
     for group in &mut groups {
         group.sla_threshold_secs = 2;
         group.short_abandon_secs = 2;

@@ -254,11 +254,18 @@ pub struct DemoConfig {
     /// Seed groups, agents and customers into an empty store, and print
     /// ready-to-use tokens at start.
     pub enabled: bool,
+    /// With the demo, run the phone channel on loopback (127.0.0.1:5060,
+    /// calls from 127.0.0.0/8) unless `[voice]` is enabled, and print the
+    /// demo agents' SIP passwords.
+    pub phone: bool,
 }
 
 impl Default for DemoConfig {
     fn default() -> Self {
-        DemoConfig { enabled: true }
+        DemoConfig {
+            enabled: true,
+            phone: true,
+        }
     }
 }
 

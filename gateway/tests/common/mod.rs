@@ -346,6 +346,8 @@ pub async fn start_process(
         .env("SWITCHBOARD_SERVER_LISTEN", "127.0.0.1:0")
         .env("SWITCHBOARD_SERVER_ADMIN_LISTEN", "127.0.0.1:0")
         .env("SWITCHBOARD_STORE_DATA_DIR", data_dir)
+        // The demo's phone channel on a free port: tests run side by side.
+        .env("SWITCHBOARD_VOICE_LISTEN", "127.0.0.1:0")
         .env("RUST_LOG", "warn")
         .envs(env.iter().copied())
         .stdout(std::process::Stdio::piped())
