@@ -99,8 +99,42 @@ impl Rig {
     }
 
     async fn start_on(store: Arc<dyn Store>, runtime: RuntimeConfig) -> Rig {
+        Rig::start_configured(store, runtime, |_| {}).await
+    }
+
+    /// With the IVR menu on (one digit) and rules that route on it: 2 →
+    /// gold_service, 3 → default, anything else → phone_support.
+    async fn start_ivr() -> Rig {
+        let rig = Rig::start_configured(
+            Arc::new(MemoryStore::new()),
+            RuntimeConfig::default(),
+            |config| {
+                config.ivr.enabled = true;
+                config.ivr.first_digit_timeout_ms = 2_000;
+            },
+        )
+        .await;
+        let rules = RuleSet::parse(
+            "[[rule]]\nname = \"two\"\nfilter = 'contact.digits == \"2\"'\n\
+             [[rule.step]]\ngroup = \"gold_service\"\n\
+             [[rule]]\nname = \"three\"\nfilter = 'contact.digits == \"3\"'\n\
+             [[rule.step]]\ngroup = \"default\"\n\
+             [[rule]]\nname = \"rest\"\nfilter = \"true\"\n[[rule.step]]\ngroup = \"phone_support\"\n",
+            "ivr.toml",
+        )
+        .unwrap();
+        rig.board.reload_rules(rules).await.unwrap();
+        rig
+    }
+
+    async fn start_configured(
+        store: Arc<dyn Store>,
+        runtime: RuntimeConfig,
+        configure: impl FnOnce(&mut voice::sip::VoiceConfig),
+    ) -> Rig {
         let board = board(store.clone(), runtime).await;
         let mut config = config();
+        configure(&mut config);
         config.trunks.push(TrunkConfig {
             name: "loopback".into(),
             allow: vec!["127.0.0.0/8".into()],
@@ -926,5 +960,137 @@ async fn a_transfer_moves_the_call_to_the_next_agents_phone() {
             EventKind::WrapUp
         ]
     );
+    rig.stop().await;
+}
+
+/// The IVR menu: the caller is answered with the prompt (the bundled
+/// prompt clip, checked frame by frame), keys 2 with a SIP INFO, and the
+/// call is queued with the digits, which the rules route on; the caller
+/// then hears hold audio.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_menu_takes_a_key_by_sip_info_and_the_rules_route_on_it() {
+    use voice::media::hold::{Clip, clip_frames};
+    use voice::media::sdp::Codec;
+    let rig = Rig::start_ivr().await;
+    let caller_rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let caller = {
+        let endpoint_addr = rig.endpoint.udp_addr();
+        let rtp_port = caller_rtp.local_addr().unwrap().port().to_string();
+        tokio::spawn(async move {
+            sipp(
+                "call_ivr_info.xml",
+                endpoint_addr,
+                &[
+                    "-key",
+                    "caller",
+                    "+8613800000030",
+                    "-key",
+                    "rtp_port",
+                    &rtp_port,
+                ],
+            )
+            .await
+        })
+    };
+    // The prompt, from its first frame, before any session exists.
+    let mut buffer = [0u8; 2048];
+    let (len, _) = tokio::time::timeout(Duration::from_secs(5), caller_rtp.recv_from(&mut buffer))
+        .await
+        .expect("the prompt plays")
+        .unwrap();
+    assert_eq!(
+        &buffer[12..len],
+        &clip_frames(Clip::Prompt, Codec::Pcmu)[0][..]
+    );
+    let session = rig.live_session().await;
+    let record = rig.board.session(session).await.unwrap();
+    assert_eq!(
+        record.group,
+        Some(GroupId::new("gold_service")),
+        "routed on the key"
+    );
+    let history = rig.board.history(session, 0).await.unwrap();
+    assert_eq!(
+        history[0].kind,
+        EventKind::Call(CallEvent::Started {
+            from: "+8613800000030".into(),
+            digits: "2".into(),
+        })
+    );
+    caller.await.unwrap().assert_success();
+    rig.stop().await;
+}
+
+/// The menu takes RFC 4733 telephone-events from the caller's RTP; a caller
+/// who keys nothing is queued without digits when the prompt times out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_menu_takes_rfc_4733_digits_and_times_out_to_no_digits() {
+    let rig = Rig::start_ivr().await;
+    let caller_rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let caller = {
+        let endpoint_addr = rig.endpoint.udp_addr();
+        let rtp_port = caller_rtp.local_addr().unwrap().port().to_string();
+        tokio::spawn(async move {
+            sipp(
+                "call_talk.xml",
+                endpoint_addr,
+                &[
+                    "-key",
+                    "caller",
+                    "+8613800000031",
+                    "-key",
+                    "rtp_port",
+                    &rtp_port,
+                ],
+            )
+            .await
+        })
+    };
+    let mut buffer = [0u8; 2048];
+    let (_, media) =
+        tokio::time::timeout(Duration::from_secs(5), caller_rtp.recv_from(&mut buffer))
+            .await
+            .expect("the prompt plays")
+            .unwrap();
+    // Key 3: telephone-event packets (payload type 96, as offered), one
+    // timestamp, the last three with the end bit.
+    for (n, end) in [(0u16, false), (1, false), (2, true), (3, true), (4, true)] {
+        let mut packet = vec![0x80, 96];
+        packet.extend_from_slice(&(100 + n).to_be_bytes());
+        packet.extend_from_slice(&8_000u32.to_be_bytes());
+        packet.extend_from_slice(&0x3333_3333u32.to_be_bytes());
+        packet.extend_from_slice(&[3, if end { 0x80 | 10 } else { 10 }]);
+        packet.extend_from_slice(&(160 * (n.min(2) + 1)).to_be_bytes());
+        caller_rtp.send_to(&packet, media).await.unwrap();
+    }
+    let session = rig.live_session().await;
+    assert_eq!(
+        rig.board.session(session).await.unwrap().group,
+        Some(GroupId::new("default"))
+    );
+    caller.await.unwrap().assert_success();
+
+    // Nothing keyed: queued without digits after the first-digit timeout.
+    let silent = sipp(
+        "call_talk.xml",
+        rig.endpoint.udp_addr(),
+        &["-key", "caller", "+8613800000032", "-key", "rtp_port", "9"],
+    );
+    let (run, ()) = tokio::join!(silent, async {
+        assert!(
+            eventually(Duration::from_secs(10), || rig.flow.live_calls().len() == 1).await,
+            "queued after the timeout"
+        );
+    });
+    run.assert_success();
+    let customer = rig
+        .store
+        .find_customer_by_identity(&Channel::Phone, "+8613800000032")
+        .await
+        .unwrap()
+        .expect("the caller became a customer");
+    let sessions = rig.store.sessions_of_customer(&customer, 10).await.unwrap();
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0].group, Some(GroupId::new("phone_support")));
     rig.stop().await;
 }

@@ -45,6 +45,7 @@
 
 mod caller;
 mod info;
+mod ivr;
 mod task;
 
 use std::collections::HashMap;
@@ -64,7 +65,7 @@ use crate::media::{
     PortError, SessionDescription, negotiate,
 };
 use crate::sip::metrics::{CALLS_ACTIVE, CallOutcome, call_ended};
-use crate::sip::{CallHandler, IncomingCall, VoiceConfig};
+use crate::sip::{CallHandler, IncomingCall, IvrConfig, VoiceConfig};
 
 pub use caller::{Caller, caller_of, parse_identity};
 
@@ -106,6 +107,8 @@ struct FlowInner {
     /// Written into SDP answers (behind NAT it is not the bind address).
     public_ip: IpAddr,
     calls: LiveCalls,
+    /// The menu before the queue.
+    ivr: IvrConfig,
 }
 
 impl CallFlow {
@@ -125,6 +128,7 @@ impl CallFlow {
                 ports,
                 public_ip,
                 calls: LiveCalls::default(),
+                ivr: config.ivr.clone(),
             }),
         })
     }
@@ -276,26 +280,92 @@ async fn run_call(inner: Arc<FlowInner>, call: IncomingCall) {
         }
     };
     let caller = caller_of(&invite);
-    let start = CallStart {
-        number: caller
-            .as_ref()
-            .map(|caller| caller.number.clone())
-            .unwrap_or_default(),
-        display_name: caller.and_then(|caller| caller.display_name),
-        digits: String::new(),
+    let number = caller
+        .as_ref()
+        .map(|caller| caller.number.clone())
+        .unwrap_or_default();
+    let display_name = caller.and_then(|caller| caller.display_name);
+    let local = LocalMedia {
+        address: std::net::SocketAddr::new(inner.public_ip, socket.local_addr().port()),
+        format: answer.format,
+        direction: answer.direction,
     };
-    let number = start.number.clone();
-    let display_name = start.display_name.clone();
+    let (dtmf_tx, mut dtmf) = tokio::sync::mpsc::unbounded_channel();
+    let silent = answer.direction == Direction::Inactive;
+    let mut sdp_session = LocalSession::new();
+    let mut events = events;
+    let mut local = local;
+
+    // With the IVR, the caller is answered first and keys a choice; the
+    // session starts with it. Without, the session starts first and the
+    // answer follows.
+    let start_media = |socket, dtmf_tx, mode| {
+        CallMedia::start(
+            socket,
+            CallMediaConfig {
+                format: answer.format,
+                caller: answer.remote.address,
+                mode: if silent { Mode::Stopped } else { mode },
+            },
+            Some(dtmf_tx),
+        )
+    };
+    let (digits, media) = if inner.ivr.enabled {
+        let media = start_media(socket, dtmf_tx, Mode::Prompt);
+        let sdp = sdp_session.describe(&local);
+        if let Err(error) = dialog.accept(
+            Some(vec![Header::ContentType("application/sdp".into())]),
+            Some(sdp.into_bytes()),
+        ) {
+            debug!(%trunk, %error, "failed to answer the call for the menu");
+        }
+        let menu = ivr::collect(
+            &inner.ivr,
+            ivr::MenuCall {
+                events: &mut events,
+                dtmf: &mut dtmf,
+                sdp: &mut sdp_session,
+                local: &mut local,
+                media: &media,
+                name: format!("{trunk}/{number}"),
+            },
+        )
+        .await;
+        match menu {
+            ivr::Menu::Keyed(digits) => (digits, MediaStage::Started(media)),
+            ivr::Menu::HungUp => {
+                info!(%trunk, %number, "caller hung up in the menu");
+                call_ended(CallOutcome::Abandoned);
+                return;
+            }
+        }
+    } else {
+        (String::new(), MediaStage::Pending(socket, dtmf_tx))
+    };
+    let start = CallStart {
+        number: number.clone(),
+        display_name: display_name.clone(),
+        digits,
+    };
     let (customer, call_session) = match inner.switchboard.start_call(start).await {
         Ok(started) => started,
         Err(error) => {
             warn!(%trunk, %source, %number, code = error.code(), %error, "call rejected: the runtime refused it");
+            if matches!(media, MediaStage::Started(_)) {
+                // Answered for the menu: too late for a 503.
+                call_ended(CallOutcome::Refused);
+                if let Err(error) = dialog.bye().await {
+                    debug!(%error, "failed to hang up a refused call");
+                }
+                return;
+            }
             return reject(&dialog, StatusCode::ServiceUnavailable);
         }
     };
     let session = call_session.session;
     if let DialogState::Terminated(_, reason) = dialog.state() {
-        // The caller gave up (CANCEL) while the runtime took the call.
+        // The caller gave up (CANCEL, or BYE after the menu) while the
+        // runtime took the call.
         let by = task::caller_end(&reason);
         task::record_end(&inner.switchboard, session, by).await;
         call_ended(if by == actors::CallEnd::Dropped {
@@ -305,27 +375,16 @@ async fn run_call(inner: Arc<FlowInner>, call: IncomingCall) {
         });
         return;
     }
-    let local = LocalMedia {
-        address: std::net::SocketAddr::new(inner.public_ip, socket.local_addr().port()),
-        format: answer.format,
-        direction: answer.direction,
+    let answered = matches!(media, MediaStage::Started(_));
+    let media = match media {
+        MediaStage::Started(media) => {
+            if !silent && let Err(error) = media.hold() {
+                warn!(session_id = %session, %error, "call media gone");
+            }
+            media
+        }
+        MediaStage::Pending(socket, dtmf_tx) => start_media(socket, dtmf_tx, Mode::Hold),
     };
-    let (dtmf_tx, dtmf) = tokio::sync::mpsc::unbounded_channel();
-    let media = CallMedia::start(
-        socket,
-        CallMediaConfig {
-            format: answer.format,
-            caller: answer.remote.address,
-            mode: if answer.direction == Direction::Inactive {
-                Mode::Stopped
-            } else {
-                Mode::Hold
-            },
-        },
-        Some(dtmf_tx),
-    );
-    let mut sdp_session = LocalSession::new();
-    let sdp = sdp_session.describe(&local);
     let live = Arc::new(LiveCall {
         session,
         customer: customer.clone(),
@@ -339,12 +398,15 @@ async fn run_call(inner: Arc<FlowInner>, call: IncomingCall) {
         session,
     };
     info!(session_id = %session, customer_id = %customer, %number, %trunk, media = %local.address, "call queued");
-    if let Err(error) = dialog.accept(
-        Some(vec![Header::ContentType("application/sdp".into())]),
-        Some(sdp.into_bytes()),
-    ) {
-        // A CANCEL won the race: its Terminated is on `events`.
-        debug!(session_id = %session, %error, "failed to answer the call");
+    if !answered {
+        let sdp = sdp_session.describe(&local);
+        if let Err(error) = dialog.accept(
+            Some(vec![Header::ContentType("application/sdp".into())]),
+            Some(sdp.into_bytes()),
+        ) {
+            // A CANCEL won the race: its Terminated is on `events`.
+            debug!(session_id = %session, %error, "failed to answer the call");
+        }
     }
     task::CallTask {
         inner: inner.clone(),
@@ -367,6 +429,16 @@ async fn run_call(inner: Arc<FlowInner>, call: IncomingCall) {
     }
     .run()
     .await;
+}
+
+/// The caller's media before the session exists: started for the menu, or
+/// its socket waiting for the answer.
+enum MediaStage {
+    Started(CallMedia),
+    Pending(
+        crate::media::RtpSocket,
+        tokio::sync::mpsc::UnboundedSender<crate::media::Dtmf>,
+    ),
 }
 
 /// Refuses a call before it is queued.

@@ -24,7 +24,7 @@ use tracing::{debug, info, warn};
 use super::info::{InfoBody, info_body};
 use super::{FlowInner, LiveCall};
 use crate::media::{
-    AgentLeg, Direction, Dtmf, LocalMedia, LocalSession, RtpSocket, SessionDescription,
+    AgentLeg, CallMedia, Direction, Dtmf, LocalMedia, LocalSession, RtpSocket, SessionDescription,
     check_answer, negotiate,
 };
 use crate::sip::metrics::{CallOutcome, call_ended};
@@ -238,34 +238,16 @@ impl CallTask {
         }
     }
 
-    /// The caller's re-INVITE or UPDATE: a session refresh, a hold, or its
-    /// media moved. Answered with our SDP; the codec stays.
     async fn caller_offer(&mut self, request: &Request, handle: TransactionHandle) {
-        if request.body.is_empty() {
-            // A refresh without an offer: a re-INVITE gets our SDP as the
-            // offer (the ACK answers it), an UPDATE a bare 200.
-            let body = (request.method == Method::Invite)
-                .then(|| self.caller_sdp.describe(&self.caller_media));
-            return respond(&handle, StatusCode::OK, body).await;
-        }
-        let offer = match SessionDescription::parse(&request.body) {
-            Ok(offer) => offer,
-            Err(error) => {
-                info!(session_id = %self.session(), %error, "caller's new offer refused (488)");
-                return respond(&handle, StatusCode::NotAcceptableHere, None).await;
-            }
-        };
-        let accepted = negotiate(&offer)
-            .ok()
-            .filter(|answer| answer.format.codec == self.caller_media.format.codec);
-        let Some(answer) = accepted else {
-            info!(session_id = %self.session(), "caller's new offer drops the call's codec (488)");
-            return respond(&handle, StatusCode::NotAcceptableHere, None).await;
-        };
-        self.caller_media.direction = answer.direction;
-        let body = self.caller_sdp.describe(&self.caller_media);
-        respond(&handle, StatusCode::OK, Some(body)).await;
-        self.media_result(self.live.media.update_caller(answer.remote.address));
+        answer_caller_offer(
+            self.session().to_string(),
+            &mut self.caller_sdp,
+            &mut self.caller_media,
+            &self.live.media,
+            request,
+            handle,
+        )
+        .await;
     }
 
     // ── the agent's leg ───────────────────────────────────────────────
@@ -542,8 +524,47 @@ async fn next_agent_state(leg: &mut Option<AgentCallLeg>) -> Option<DialogState>
     }
 }
 
+/// The caller's re-INVITE or UPDATE: a session refresh, a hold, or its
+/// media moved. Answered with our SDP; the codec stays. `call` names the
+/// call in logs.
+pub(super) async fn answer_caller_offer(
+    call: String,
+    sdp: &mut LocalSession,
+    local: &mut LocalMedia,
+    media: &CallMedia,
+    request: &Request,
+    handle: TransactionHandle,
+) {
+    if request.body.is_empty() {
+        // A refresh without an offer: a re-INVITE gets our SDP as the
+        // offer (the ACK answers it), an UPDATE a bare 200.
+        let body = (request.method == Method::Invite).then(|| sdp.describe(local));
+        return respond(&handle, StatusCode::OK, body).await;
+    }
+    let offer = match SessionDescription::parse(&request.body) {
+        Ok(offer) => offer,
+        Err(error) => {
+            info!(%call, %error, "caller's new offer refused (488)");
+            return respond(&handle, StatusCode::NotAcceptableHere, None).await;
+        }
+    };
+    let accepted = negotiate(&offer)
+        .ok()
+        .filter(|answer| answer.format.codec == local.format.codec);
+    let Some(answer) = accepted else {
+        info!(%call, "caller's new offer drops the call's codec (488)");
+        return respond(&handle, StatusCode::NotAcceptableHere, None).await;
+    };
+    local.direction = answer.direction;
+    let body = sdp.describe(local);
+    respond(&handle, StatusCode::OK, Some(body)).await;
+    if let Err(error) = media.update_caller(answer.remote.address) {
+        warn!(%call, %error, "call media gone");
+    }
+}
+
 /// Answers an in-dialog request; a body is SDP.
-async fn respond(handle: &TransactionHandle, status: StatusCode, sdp: Option<String>) {
+pub(super) async fn respond(handle: &TransactionHandle, status: StatusCode, sdp: Option<String>) {
     let (headers, body) = match sdp {
         Some(sdp) => (
             Some(vec![Header::ContentType("application/sdp".into())]),

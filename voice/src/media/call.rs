@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use super::hold::HoldStream;
+use super::hold::{Clip, HoldStream};
 use super::latch::Latch;
 use super::metrics::{CallMetrics, InboundMetrics};
 use super::ports::RtpSocket;
@@ -46,6 +46,8 @@ pub enum Mode {
     Bridge,
     /// Nothing is sent; inbound packets are read and dropped.
     Stopped,
+    /// The IVR prompt, in a loop; the caller's packets are read for DTMF.
+    Prompt,
 }
 
 impl Mode {
@@ -54,6 +56,7 @@ impl Mode {
             Mode::Hold => 0,
             Mode::Bridge => 1,
             Mode::Stopped => 2,
+            Mode::Prompt => 3,
         }
     }
 
@@ -61,6 +64,7 @@ impl Mode {
         match code {
             0 => Mode::Hold,
             1 => Mode::Bridge,
+            3 => Mode::Prompt,
             _ => Mode::Stopped,
         }
     }
@@ -99,6 +103,7 @@ pub struct CallMediaEnded;
 /// A command to the task; each method of [`CallMedia`] sends one.
 #[derive(Debug)]
 enum Command {
+    Prompt,
     Hold,
     Bridge(AgentLeg),
     Resume,
@@ -155,6 +160,11 @@ impl CallMedia {
     /// The caller-facing socket's address (its port goes in the answer).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Plays the IVR prompt to the caller, in a loop.
+    pub fn prompt(&self) -> Result<(), CallMediaEnded> {
+        self.send(Command::Prompt)
     }
 
     /// Plays hold audio to the caller (queued, held, transferred). An
@@ -270,12 +280,13 @@ impl CallTask {
     async fn run(mut self, mode: Mode) {
         self.set_mode(match mode {
             Mode::Bridge => Mode::Stopped,
-            Mode::Hold | Mode::Stopped => mode,
+            Mode::Hold | Mode::Stopped | Mode::Prompt => mode,
         });
         let pacer = tokio::time::sleep_until(self.player.next_send_at());
         tokio::pin!(pacer);
         loop {
-            let playing = self.mode == Mode::Hold && self.caller.latch.destination().is_some();
+            let playing = matches!(self.mode, Mode::Hold | Mode::Prompt)
+                && self.caller.latch.destination().is_some();
             if playing && pacer.deadline() != self.player.next_send_at() {
                 pacer.as_mut().reset(self.player.next_send_at());
             }
@@ -304,7 +315,15 @@ impl CallTask {
     }
 
     fn set_mode(&mut self, mode: Mode) {
-        if mode == Mode::Hold && self.mode != Mode::Hold {
+        let clip = match mode {
+            Mode::Hold => Some(Clip::Hold),
+            Mode::Prompt => Some(Clip::Prompt),
+            Mode::Bridge | Mode::Stopped => None,
+        };
+        if let Some(clip) = clip
+            && mode != self.mode
+        {
+            self.player.set_clip(clip);
             self.player.restart(Instant::now());
         }
         self.mode = mode;
@@ -313,6 +332,7 @@ impl CallTask {
 
     fn command(&mut self, command: Command) {
         match command {
+            Command::Prompt => self.set_mode(Mode::Prompt),
             Command::Hold => self.set_mode(Mode::Hold),
             Command::Stop => self.set_mode(Mode::Stopped),
             Command::Bridge(agent) => {
@@ -328,7 +348,7 @@ impl CallTask {
             Command::UpdateCaller(remote) => {
                 self.caller.latch.resignal(remote);
                 // Hold audio to a new address is a new talkspurt.
-                if self.mode == Mode::Hold {
+                if matches!(self.mode, Mode::Hold | Mode::Prompt) {
                     self.player.restart(Instant::now());
                 }
             }

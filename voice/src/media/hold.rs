@@ -1,8 +1,10 @@
-//! The hold clip: bundled audio callers hear while queued or held.
+//! The bundled clips: hold audio callers hear while queued or held, and
+//! the IVR menu prompt.
 //!
-//! `voice/assets/hold.pcm` is raw 8 kHz mono 16-bit little-endian PCM written
-//! by `voice/assets/make_hold_clip.py` (4 s, a whole number of 20 ms frames,
-//! so it loops without a click). It is compiled in and encoded once, on first
+//! `voice/assets/hold.pcm` and `prompt.pcm` are raw 8 kHz mono 16-bit
+//! little-endian PCM written by `voice/assets/make_hold_clip.py` (4 s) and
+//! `make_prompt_clip.py` (3 s), each a whole number of 20 ms frames so it
+//! loops without a click. They are compiled in and encoded once, on first
 //! use, to µ-law and A-law frames of one packet each.
 
 use std::sync::LazyLock;
@@ -17,8 +19,19 @@ use super::sdp::{Codec, MediaFormat};
 /// Samples (and G.711 bytes) per 20 ms packet at 8 kHz.
 pub const FRAME_SAMPLES: usize = 160;
 
-/// The clip as compiled in.
+/// The hold clip as compiled in.
 const CLIP_PCM: &[u8] = include_bytes!("../../assets/hold.pcm");
+/// The IVR prompt as compiled in.
+const PROMPT_PCM: &[u8] = include_bytes!("../../assets/prompt.pcm");
+
+/// Which bundled clip a stream plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clip {
+    /// Hold audio (queued, held, transferred).
+    Hold,
+    /// The IVR menu prompt.
+    Prompt,
+}
 
 /// One packet's payload.
 pub type Frame = [u8; FRAME_SAMPLES];
@@ -29,8 +42,10 @@ struct EncodedClip {
     alaw: Vec<Frame>,
 }
 
-static CLIP: LazyLock<EncodedClip> = LazyLock::new(|| {
-    let samples = clip_samples();
+static CLIP: LazyLock<EncodedClip> = LazyLock::new(|| encode_clip(&clip_samples()));
+static PROMPT: LazyLock<EncodedClip> = LazyLock::new(|| encode_clip(&pcm_samples(PROMPT_PCM)));
+
+fn encode_clip(samples: &[i16]) -> EncodedClip {
     let encode = |encoder: fn(&[i16], &mut [u8])| -> Vec<Frame> {
         samples
             .chunks_exact(FRAME_SAMPLES)
@@ -45,22 +60,34 @@ static CLIP: LazyLock<EncodedClip> = LazyLock::new(|| {
         ulaw: encode(g711::ulaw_encode_all),
         alaw: encode(g711::alaw_encode_all),
     }
-});
+}
 
-/// The clip's linear samples (a trailing partial frame is dropped when encoding).
+/// The hold clip's linear samples (a trailing partial frame is dropped when encoding).
 pub fn clip_samples() -> Vec<i16> {
-    CLIP_PCM
-        .chunks_exact(2)
+    pcm_samples(CLIP_PCM)
+}
+
+fn pcm_samples(pcm: &[u8]) -> Vec<i16> {
+    pcm.chunks_exact(2)
         .map(|pair| i16::from_le_bytes([pair[0], pair[1]]))
         .collect()
 }
 
-/// The clip as payloads of consecutive 20 ms packets in a codec; play them
-/// in order and start again at the end.
+/// The hold clip as payloads of consecutive 20 ms packets in a codec; play
+/// them in order and start again at the end.
 pub fn frames(codec: Codec) -> &'static [Frame] {
+    clip_frames(Clip::Hold, codec)
+}
+
+/// A clip as payloads of consecutive 20 ms packets in a codec.
+pub fn clip_frames(clip: Clip, codec: Codec) -> &'static [Frame] {
+    let encoded = match clip {
+        Clip::Hold => &*CLIP,
+        Clip::Prompt => &*PROMPT,
+    };
     match codec {
-        Codec::Pcmu => &CLIP.ulaw,
-        Codec::Pcma => &CLIP.alaw,
+        Codec::Pcmu => &encoded.ulaw,
+        Codec::Pcma => &encoded.alaw,
     }
 }
 
@@ -74,6 +101,8 @@ const MAX_CATCH_UP: Duration = Duration::from_millis(200);
 /// Generates the hold stream: one SSRC for the whole call, sequence +1
 /// and timestamp +160 per packet, paced on an absolute 20 ms schedule.
 pub(crate) struct HoldStream {
+    codec: Codec,
+    clip: Clip,
     frames: &'static [Frame],
     position: usize,
     payload_type: u8,
@@ -94,6 +123,8 @@ impl HoldStream {
     /// A stream with a random SSRC, sequence number and timestamp, due now.
     pub fn new(format: MediaFormat, now: Instant) -> HoldStream {
         HoldStream {
+            codec: format.codec,
+            clip: Clip::Hold,
             frames: frames(format.codec),
             position: 0,
             payload_type: format.payload_type,
@@ -104,6 +135,16 @@ impl HoldStream {
             last_sent_at: None,
             next_send_at: now,
             packet: [0u8; HEADER_LEN + FRAME_SAMPLES],
+        }
+    }
+
+    /// Plays `clip` from its start at the next packet (same SSRC and
+    /// sequence: one stream per call).
+    pub fn set_clip(&mut self, clip: Clip) {
+        if clip != self.clip {
+            self.clip = clip;
+            self.frames = clip_frames(clip, self.codec);
+            self.position = 0;
         }
     }
 
@@ -267,6 +308,30 @@ mod tests {
         let _ = player.next_packet(late);
         assert!(player.talkspurt);
         assert_eq!(player.next_send_at, late + PACKET_INTERVAL);
+    }
+
+    #[test]
+    fn the_prompt_is_its_own_clip_of_whole_frames() {
+        let prompt = pcm_samples(PROMPT_PCM);
+        assert_eq!(PROMPT_PCM.len() % (2 * FRAME_SAMPLES), 0);
+        assert_eq!(prompt.len(), 3 * 8000);
+        assert_eq!(
+            clip_frames(Clip::Prompt, Codec::Pcmu).len() * FRAME_SAMPLES,
+            prompt.len()
+        );
+        assert_ne!(
+            clip_frames(Clip::Prompt, Codec::Pcma)[2],
+            clip_frames(Clip::Hold, Codec::Pcma)[2]
+        );
+        let mut player = player();
+        let now = Instant::now();
+        let _ = player.next_packet(now);
+        player.set_clip(Clip::Prompt);
+        assert_eq!(
+            &player.next_packet(now)[HEADER_LEN..],
+            &clip_frames(Clip::Prompt, Codec::Pcma)[0][..],
+            "a new clip starts at its beginning"
+        );
     }
 
     #[test]

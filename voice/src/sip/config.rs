@@ -51,6 +51,40 @@ pub struct VoiceConfig {
     pub invite_rate_burst: u32,
     /// Peers that may send calls (carriers, PBXs); none means no calls are taken.
     pub trunks: Vec<TrunkConfig>,
+    /// The IVR menu callers key a choice in before they are queued.
+    pub ivr: IvrConfig,
+}
+
+/// `[voice.ivr]`: an optional menu before the queue. The caller is answered
+/// and hears the prompt (in a loop) until they key `max_digits` digits, the
+/// terminator, or stop keying; the digits are `contact.digits` in routing
+/// rules and go into the call's `started` event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IvrConfig {
+    /// Off by default: callers go straight to the queue.
+    pub enabled: bool,
+    /// The menu is over after this many digits.
+    pub max_digits: usize,
+    /// Ends the menu early (not part of the digits); `""` for none.
+    pub terminator: String,
+    /// How long the prompt plays before a caller who keys nothing is queued
+    /// without digits.
+    pub first_digit_timeout_ms: u64,
+    /// How long after a digit the next may come.
+    pub inter_digit_timeout_ms: u64,
+}
+
+impl Default for IvrConfig {
+    fn default() -> Self {
+        IvrConfig {
+            enabled: false,
+            max_digits: 1,
+            terminator: "#".into(),
+            first_digit_timeout_ms: 8_000,
+            inter_digit_timeout_ms: 3_000,
+        }
+    }
 }
 
 impl Default for VoiceConfig {
@@ -70,6 +104,7 @@ impl Default for VoiceConfig {
             invite_rate_per_sec: 400,
             invite_rate_burst: 800,
             trunks: Vec::new(),
+            ivr: IvrConfig::default(),
         }
     }
 }
@@ -171,7 +206,37 @@ impl VoiceConfig {
         if self.invite_rate_burst == 0 {
             return Err(("voice.invite_rate_burst", "must be at least 1".into()));
         }
+        self.validate_ivr()?;
         self.validate_trunks()
+    }
+
+    fn validate_ivr(&self) -> Result<(), KeyError> {
+        let ivr = &self.ivr;
+        if !(1..=32).contains(&ivr.max_digits) {
+            return Err(("voice.ivr.max_digits", "must be between 1 and 32".into()));
+        }
+        let is_key = |key: char| matches!(key, '0'..='9' | '*' | '#' | 'A'..='D');
+        if ivr.terminator.chars().count() > 1 || !ivr.terminator.chars().all(is_key) {
+            return Err((
+                "voice.ivr.terminator",
+                "must be one key (0-9, *, #, A-D) or empty".into(),
+            ));
+        }
+        for (key, value) in [
+            (
+                "voice.ivr.first_digit_timeout_ms",
+                ivr.first_digit_timeout_ms,
+            ),
+            (
+                "voice.ivr.inter_digit_timeout_ms",
+                ivr.inter_digit_timeout_ms,
+            ),
+        ] {
+            if !(100..=120_000).contains(&value) {
+                return Err((key, "must be between 100 and 120000".into()));
+            }
+        }
+        Ok(())
     }
 
     fn validate_trunks(&self) -> Result<(), KeyError> {
@@ -315,6 +380,23 @@ mod tests {
         check(
             |c| c.invite_rate_burst = 0,
             Err(("voice.invite_rate_burst", "at least 1")),
+        );
+        check(
+            |c| c.ivr.max_digits = 0,
+            Err(("voice.ivr.max_digits", "between 1 and 32")),
+        );
+        check(
+            |c| c.ivr.terminator = "##".into(),
+            Err(("voice.ivr.terminator", "one key")),
+        );
+        check(
+            |c| c.ivr.terminator = "x".into(),
+            Err(("voice.ivr.terminator", "one key")),
+        );
+        check(|c| c.ivr.terminator = String::new(), Ok(()));
+        check(
+            |c| c.ivr.inter_digit_timeout_ms = 10,
+            Err(("voice.ivr.inter_digit_timeout_ms", "between 100")),
         );
     }
 

@@ -27,7 +27,7 @@ pub mod registrar;
 pub mod trunk;
 
 pub use call::{CallHandler, Dialogs, IncomingCall};
-pub use config::{TrunkConfig, VoiceConfig};
+pub use config::{IvrConfig, TrunkConfig, VoiceConfig};
 pub use digest::{DigestAlgorithm, credentials};
 pub use endpoint::{LOG_FILTER_DIRECTIVE, SipEndpoint, StartError};
 pub use registrar::{Binding, PhoneState, Registrar, SipCredentialSource};
