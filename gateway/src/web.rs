@@ -64,6 +64,7 @@ pub const ASSETS: &[Asset] = assets![
     "desktop.js",
     "desktop-text.js",
     "desktop-session.js",
+    "desktop-call.js",
     "desktop-side.js",
     "wallboard.js",
 ];

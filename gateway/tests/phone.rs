@@ -1,48 +1,20 @@
 //! The phone channel in the running server: an agent's SIP password set
 //! over REST, the agent's phone (the real `sipp`, Debian's sip-tester)
-//! registering over UDP, and REST showing the phone registered; a caller
-//! on a trunk (sipp again) becoming a phone session.
+//! registering over UDP, and REST and the agent socket showing the phone
+//! registered; a caller on a trunk (sipp again) becoming a phone session;
+//! the agent's `call` frames holding, resuming and hanging up a call.
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
-use common::TestServer;
+use common::sipp::{SippRun, caller_until_bye, phone, phone_server, sip_addr, sipp};
+use common::{Client, TestServer};
 use gateway::auth::Role;
-use serde_json::json;
-
-/// Runs `sipp` with one of the voice crate's scenarios against `server`.
-async fn sipp(scenario: &str, server: std::net::SocketAddr, args: &[&str]) -> std::process::Output {
-    let scenario = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../voice/tests/sipp")
-        .join(scenario);
-    let dir = tempfile::tempdir().unwrap();
-    let media = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let media_port = media.local_addr().unwrap().port().to_string();
-    drop(media);
-    let mut command = tokio::process::Command::new("sipp");
-    command
-        .current_dir(dir.path())
-        .arg("-sf")
-        .arg(&scenario)
-        .arg(server.to_string())
-        .args(["-i", "127.0.0.1", "-mp", &media_port, "-m", "1"])
-        .args(["-timeout", "20s", "-timeout_error", "-nostdin"])
-        .args(args)
-        .kill_on_drop(true);
-    tokio::time::timeout(Duration::from_secs(40), command.output())
-        .await
-        .expect("sipp ends within its own timeout")
-        .expect("sipp runs (Debian package sip-tester; scripts/test installs it)")
-}
+use serde_json::{Value, json};
 
 /// Registers `agent`'s phone with the REGISTER scenario.
-async fn register(
-    server: std::net::SocketAddr,
-    agent: &str,
-    password: &str,
-) -> std::process::Output {
+async fn register(server: std::net::SocketAddr, agent: &str, password: &str) -> SippRun {
     sipp(
         "register.xml",
         server,
@@ -66,7 +38,10 @@ async fn an_agents_phone_registers_with_the_password_set_over_rest() {
 
     // No password yet: the phone is refused (sipp expects the 200 and fails).
     let refused = register(sip, "chen.jie", "desk-phone-7").await;
-    assert!(!refused.status.success(), "registered without a password");
+    assert!(
+        !refused.output.status.success(),
+        "registered without a password"
+    );
 
     let status = client
         .put(server.http_url("/api/v1/agents/chen.jie/sip-password"))
@@ -77,12 +52,9 @@ async fn an_agents_phone_registers_with_the_password_set_over_rest() {
         .unwrap()
         .status();
     assert_eq!(status.as_u16(), 204);
-    let registered = register(sip, "chen.jie", "desk-phone-7").await;
-    assert!(
-        registered.status.success(),
-        "sipp: {}",
-        String::from_utf8_lossy(&registered.stderr)
-    );
+    register(sip, "chen.jie", "desk-phone-7")
+        .await
+        .assert_success();
     let detail = server.get_json("/api/v1/agents/chen.jie", &admin).await;
     assert_eq!(detail["phone"], json!({"registered": true}), "{detail}");
     server.server.shutdown().await.unwrap();
@@ -95,6 +67,168 @@ async fn with_the_phone_channel_off_no_phone_is_shown() {
     let admin = server.token("admin", Role::Admin);
     let detail = server.get_json("/api/v1/agents/chen.jie", &admin).await;
     assert!(detail.get("phone").is_none(), "{detail}");
+    let welcome = agent_socket(&server, "chen.jie")
+        .await
+        .hello(json!({}))
+        .await;
+    assert!(welcome.get("phone").is_none(), "{welcome}");
+}
+
+/// An agent socket, connected, not yet said hello.
+async fn agent_socket(server: &TestServer, agent: &str) -> Client {
+    Client::connect(&server.ws_url("/ws/agent", &server.token(agent, Role::Agent))).await
+}
+
+/// The `phone` frames among what `client` received up to the reply of a
+/// `ping` sent now (the server answers frames in order, so a push caused
+/// before it is in there).
+async fn phone_frames_so_far(client: &mut Client) -> Vec<Value> {
+    let pong = client.request(json!({"type": "ping"})).await;
+    assert_eq!(pong["type"], "pong", "{pong}");
+    client
+        .take_pending()
+        .into_iter()
+        .filter(|frame| frame["type"] == "phone")
+        .collect()
+}
+
+/// `welcome` says whether the agent's phone is registered, and each of the
+/// agent's sockets gets a `phone` frame when that changes, once, and none
+/// for another agent's phone.
+#[tokio::test]
+async fn the_agent_socket_tells_the_phones_registration_and_its_changes() {
+    let server = phone_server(|_| {}).await;
+    let sip = sip_addr(&server);
+    common::sipp::set_sip_password(&server, "chen.jie", "desk-phone-7").await;
+    common::sipp::set_sip_password(&server, "zhang.wei", "desk-phone-8").await;
+    let mut first = agent_socket(&server, "chen.jie").await;
+    let welcome = first.hello(json!({})).await;
+    assert_eq!(welcome["phone"], json!({"registered": false}), "{welcome}");
+
+    register(sip, "chen.jie", "desk-phone-7")
+        .await
+        .assert_success();
+    let pushed = first.expect("phone").await;
+    assert_eq!(pushed, json!({"type": "phone", "registered": true}));
+    let mut second = agent_socket(&server, "chen.jie").await;
+    let welcome = second.hello(json!({})).await;
+    assert_eq!(welcome["phone"], json!({"registered": true}), "{welcome}");
+
+    // Another agent's phone is none of this socket's business.
+    register(sip, "zhang.wei", "desk-phone-8")
+        .await
+        .assert_success();
+    assert_eq!(phone_frames_so_far(&mut first).await, Vec::<Value>::new());
+
+    // unregister.xml registers again (no change) and then removes the binding.
+    sipp(
+        "unregister.xml",
+        sip,
+        &["-s", "chen.jie", "-au", "chen.jie", "-ap", "desk-phone-7"],
+    )
+    .await
+    .assert_success();
+    for socket in [&mut first, &mut second] {
+        let pushed = socket.expect("phone").await;
+        assert_eq!(pushed, json!({"type": "phone", "registered": false}));
+        assert_eq!(phone_frames_so_far(socket).await, Vec::<Value>::new());
+    }
+    server.server.shutdown().await.unwrap();
+}
+
+/// The agent's `call` frames: a call answered on the agent's phone is put
+/// on hold (twice: the second changes nothing), resumed and hung up from
+/// the socket; the caller and the phone get their BYEs, and the session's
+/// history tells the story. Another agent may not touch the call, an
+/// unknown action is refused naming the field, and an ended call takes no
+/// more actions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_frames_hold_resume_and_hang_up_the_agents_call() {
+    let server = phone_server(|config| config.routing.offer_timeout_ms = 30_000).await;
+    let phone = phone(&server, "liu.yang", "agent_answer.xml").await;
+    let mut agent = server.available_agent("liu.yang").await;
+    let (caller, _caller_rtp) = caller_until_bye(&server, "+8613800000031");
+    let offer = agent.expect("offer").await;
+    let session = offer["session"].as_str().unwrap().to_string();
+    agent
+        .wait_for("the phone's answer", |frame| {
+            frame["type"] == "call" && frame["call"] == "answered"
+        })
+        .await;
+    let call = |action: &str| json!({"type": "call", "session": session, "action": action});
+
+    let mut other = agent_socket(&server, "zhang.wei").await;
+    other.hello(json!({})).await;
+    let refused = other.request(call("hold")).await;
+    assert_eq!(refused["code"], "not_your_session", "{refused}");
+
+    for (action, event) in [
+        ("hold", Some("held")),
+        ("hold", None),
+        ("resume", Some("resumed")),
+    ] {
+        let reply = agent.request(call(action)).await;
+        assert_eq!(reply["type"], "ok", "{action}: {reply}");
+        if let Some(event) = event {
+            agent
+                .wait_for(event, |frame| {
+                    frame["type"] == "call" && frame["call"] == event
+                })
+                .await;
+        }
+    }
+    let refused = agent.request(call("park")).await;
+    assert_eq!(refused["code"], "invalid_frame", "{refused}");
+    assert!(
+        refused["message"].as_str().unwrap().contains("`action`"),
+        "{refused}"
+    );
+
+    let reply = agent.request(call("hang_up")).await;
+    assert_eq!(reply["type"], "ok", "{reply}");
+    let ended = agent
+        .wait_for("the call's end", |frame| {
+            frame["type"] == "call" && frame["call"] == "ended"
+        })
+        .await;
+    assert_eq!(ended["by"], "agent", "{ended}");
+    agent.expect("wrap_up").await;
+    caller.await.unwrap().assert_success();
+    phone.uas.await.unwrap().assert_success();
+    let refused = agent.request(call("hold")).await;
+    assert_eq!(refused["code"], "invalid_state", "{refused}");
+
+    let supervisor = server.token("wang.min", Role::Supervisor);
+    let record = server
+        .get_json(&format!("/api/v1/sessions/{session}"), &supervisor)
+        .await;
+    let story: Vec<String> = record["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|event| event["type"] == "call")
+        .map(|event| {
+            let by = event["by"].as_str().map(|by| format!(" by {by}"));
+            format!(
+                "{}{}",
+                event["call"].as_str().unwrap(),
+                by.unwrap_or_default()
+            )
+        })
+        .collect();
+    assert_eq!(
+        story,
+        [
+            "started",
+            "ringing",
+            "answered",
+            "held",
+            "resumed",
+            "ended by agent"
+        ],
+        "{record}"
+    );
+    server.server.shutdown().await.unwrap();
 }
 
 /// A caller on a trunk: the call becomes a phone session of a new customer
@@ -123,11 +257,7 @@ async fn a_trunk_call_becomes_a_phone_session_that_the_callers_bye_abandons() {
         &["-key", "caller", number, "-key", "rtp_port", &rtp_port],
     )
     .await;
-    assert!(
-        call.status.success(),
-        "sipp: {}",
-        String::from_utf8_lossy(&call.stderr)
-    );
+    call.assert_success();
     let mut packet = [0u8; 2048];
     let (n, _) = tokio::time::timeout(Duration::from_secs(5), rtp.recv_from(&mut packet))
         .await

@@ -1,9 +1,11 @@
 // One conversation on the desktop: its messages (deduplicated by seq, own
 // messages shown at once and marked delivered on their ack), the customer's
-// typing, reply suggestions while the agent types (click, or Alt+1..3), and
-// the transfer, wrap-up and close actions.
+// typing, reply suggestions while the agent types (click, or Alt+1..3), the
+// transfer, wrap-up and close actions, and for a phone session the call bar
+// (desktop-call.js).
 
 import { announce, clear, formatTime, h, uniqueId } from "./dom.js";
+import { CallBar } from "./desktop-call.js";
 
 const DISPOSITIONS = ["resolved", "follow_up", "escalated", "info", "other"];
 
@@ -58,11 +60,12 @@ export class SessionCard {
     this.closeButton = h("button", { class: "danger close", type: "button" });
     this.dismissButton = h("button", { class: "dismiss", type: "button", hidden: true });
     this.header = h("header", { class: "session-head" });
+    this.call = new CallBar(this);
     this.actions = h("div", { class: "session-actions" },
       h("div", { class: "action-row" }, this.transferLabel, this.transferSelect, this.transferButton),
       h("div", { class: "action-row" }, this.dispositionLabel, this.disposition, this.note, this.wrapButton, this.closeButton, this.dismissButton));
     this.element = h("section", { class: "session panel", dataset: { session: this.id }, hidden: true, tabindex: -1 },
-      this.header, this.messages, this.typing, this.suggestLabel, this.suggestList, this.form, this.actions);
+      this.header, this.call.element, this.messages, this.typing, this.suggestLabel, this.suggestList, this.form, this.actions);
     this.element.addEventListener("focusin", () => { if (this.ctx.activeId !== this.id) this.ctx.setActive(this.id); });
     this.element.addEventListener("click", () => { if (this.ctx.activeId !== this.id) this.ctx.setActive(this.id); });
     this.form.addEventListener("submit", (event) => { event.preventDefault(); this.sendMessage(); });
@@ -134,6 +137,8 @@ export class SessionCard {
     this.wrapButton.disabled = this.state !== "assigned";
     this.closeButton.disabled = !["assigned", "wrap_up"].includes(this.state);
     this.dismissButton.hidden = !ended;
+    if (channel === "phone") this.call.show();
+    this.call.render();
   }
 
   show() {
@@ -174,6 +179,7 @@ export class SessionCard {
       case "closed": this.setState("closed"); this.system(frame, t("closed")); break;
       case "abandoned": this.setState("abandoned"); this.system(frame, t("abandoned")); break;
       case "rated": this.system(frame, t("rated", { score: frame.score, comment: frame.comment || "" })); break;
+      case "call": this.system(frame, this.call.onEvent(frame), { call: frame.call }); break;
       default: break;
     }
   }
@@ -183,8 +189,13 @@ export class SessionCard {
     this.renderHeader();
   }
 
-  system(frame, text) {
-    this.insert(h("li", { class: "msg system", dataset: { seq: frame.seq, type: frame.type } },
+  // Once a second (desktop.js): the call's talk timer.
+  tick() {
+    this.call.tick();
+  }
+
+  system(frame, text, dataset = {}) {
+    this.insert(h("li", { class: "msg system", dataset: { seq: frame.seq, type: frame.type, ...dataset } },
       h("span", { class: "body" }, text), " ", h("time", { class: "muted" }, formatTime(frame.at, this.ctx.i18n.lang))));
   }
 

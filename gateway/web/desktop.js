@@ -26,6 +26,7 @@ const ctx = {
   link: null,
   agent: null,
   presence: { state: "offline" },
+  phone: null, // { registered } when the phone channel is on
   cards: new Map(), // session id -> SessionCard
   offers: new Map(), // session id -> offer frame
   activeId: null,
@@ -49,6 +50,7 @@ function start() {
     for (const card of ctx.cards.values()) card.relabel();
     renderOffers();
     renderPresence();
+    renderPhone();
     if (ctx.side) ctx.side.rerender();
     if (ctx.wallboard) ctx.wallboard.render();
   });
@@ -182,6 +184,20 @@ function presenceText() {
   return presence.reason ? `${label} · ${presence.reason}` : label;
 }
 
+// The agent's SIP phone: registered or not; no badge when the phone
+// channel is off (the welcome has no `phone`).
+function phoneText() {
+  return i18n.t(ctx.phone && ctx.phone.registered ? "phone_registered" : "phone_not_registered");
+}
+
+function renderPhone() {
+  const badge = $("phone-state");
+  badge.hidden = !ctx.phone;
+  if (!ctx.phone) return;
+  badge.dataset.registered = String(ctx.phone.registered);
+  badge.textContent = phoneText();
+}
+
 function renderPresence() {
   const badge = $("presence-state");
   badge.dataset.state = ctx.presence.state;
@@ -192,6 +208,8 @@ function renderPresence() {
 function onWelcome(welcome) {
   ctx.presence = welcome.presence;
   renderPresence();
+  ctx.phone = welcome.phone || null;
+  renderPhone();
   renderQueues(welcome.queues);
   for (const card of welcome.sessions) ensureCard(card.session, card);
   for (const offer of welcome.offers) {
@@ -239,6 +257,11 @@ function onFrame(frame) {
     case "presence":
       ctx.presence = frame.presence;
       renderPresence();
+      return;
+    case "phone":
+      ctx.phone = { registered: frame.registered };
+      renderPhone();
+      announce(phoneText());
       return;
     case "queues":
       renderQueues(frame.queues);
@@ -353,6 +376,7 @@ function tick() {
     el.textContent = countdownText(Number(el.dataset.deadline));
   }
   if (ctx.presence.state === "wrap_up") renderPresence();
+  for (const card of ctx.cards.values()) card.tick();
   ticks += 1;
   if (ticks % 5 === 0 && ctx.link && ctx.link.isOpen) {
     ctx.link.request({ type: "queues" }).then((reply) => renderQueues(reply.queues), () => {});

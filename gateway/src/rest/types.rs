@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::auth::Role;
-use crate::wire::Time;
 use crate::wire::event::{EventFrame, Viewer};
 use crate::wire::records::{IdentityBody, SessionRecord};
+use crate::wire::{PhoneRecord, Time};
 
 /// `POST /api/v1/visitors`: everything is optional.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
@@ -238,13 +238,6 @@ pub struct AgentDetail {
     /// (`voice.enabled`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phone: Option<PhoneRecord>,
-}
-
-/// An agent's SIP phone as the registrar knows it.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct PhoneRecord {
-    /// At least one live registration (`sip:<agent id>@…`).
-    pub registered: bool,
 }
 
 impl AgentDetail {

@@ -66,6 +66,14 @@ impl Time {
     }
 }
 
+/// An agent's SIP phone as the registrar knows it: REST's agent detail and
+/// the agent socket's `welcome` and `phone` frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PhoneRecord {
+    /// At least one live registration (`sip:<agent id>@…`).
+    pub registered: bool,
+}
+
 /// `customer`, `agent:<id>` or `system`: who wrote a message, who is typing,
 /// who created or changed a ticket.
 pub fn sender(sender: &Sender) -> String {

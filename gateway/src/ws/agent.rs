@@ -3,12 +3,13 @@
 //! `hello` answers with `welcome` (the agent, their presence, the sessions
 //! they hold and are offered, the queues of their groups), replays what the
 //! agent missed in those sessions after the `last_seq` they send, then
-//! streams offers and their sessions' events live.
+//! streams offers and their sessions' events live, and (with the phone
+//! channel on) the agent's phone registering or not (`phone`).
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use actors::{Event, EventKind, TransferTarget};
+use actors::{CallControl, Event, EventKind, TransferTarget};
 use axum::extract::{State, WebSocketUpgrade};
 use axum::response::Response;
 use engine::agent::Agent;
@@ -20,17 +21,19 @@ use serde::{Deserialize, Serialize};
 use crate::access::Caller;
 use crate::error::HttpError;
 use crate::state::AppState;
-use crate::wire::WireSession;
 use crate::wire::event::{EventBody, OfferCustomer, Viewer, event_frame};
 use crate::wire::platform::{notice_frame, ticket_notice};
+use crate::wire::{PhoneRecord, WireSession};
 use crate::ws::delivered::{Delivered, replay};
 use crate::ws::frames::{ClientFrame, FrameError, NoFields};
 use crate::ws::link::{self, Flow, Handler, Link};
 use crate::ws::replies::{Replier, SocketGuard};
 
+use self::phone::PhoneWatch;
+
 /// Every client frame `type` this endpoint takes (PROTOCOL.md §5.1 lists
 /// the same; `tests/protocol_doc.rs` checks both against the dispatch).
-pub const CLIENT_FRAME_TYPES: [&str; 15] = [
+pub const CLIENT_FRAME_TYPES: [&str; 16] = [
     "hello",
     "presence",
     "accept",
@@ -38,6 +41,7 @@ pub const CLIENT_FRAME_TYPES: [&str; 15] = [
     "message",
     "typing",
     "transfer",
+    "call",
     "wrap_up",
     "close",
     "queues",
@@ -65,6 +69,7 @@ pub async fn upgrade(
         let notices = state
             .platform
             .subscribe(actors::Audience::Agent(profile.id.clone()));
+        let phone = PhoneWatch::start(state.phones.as_ref(), profile.id.as_str());
         let handler = AgentHandler {
             _guard: SocketGuard::agent(state),
             state: state.clone(),
@@ -74,6 +79,7 @@ pub async fn upgrade(
             started: false,
             watching: Vec::new(),
             handed_on: HashSet::new(),
+            phone,
         };
         (handler, events, notices)
     })
@@ -93,6 +99,8 @@ struct AgentHandler {
     /// lapsed, abandoned) since their last offer: a 360° view built for that
     /// offer and arriving after it is stale and not sent.
     handed_on: HashSet<SessionId>,
+    /// The agent's phone registration (`None`: the phone channel is off).
+    phone: Option<PhoneWatch>,
     _guard: SocketGuard,
 }
 
@@ -152,6 +160,14 @@ struct Transfer {
 #[derive(Deserialize)]
 #[cfg_attr(test, derive(Debug, PartialEq, Serialize))]
 #[serde(deny_unknown_fields)]
+struct Call {
+    session: WireSession,
+    action: CallControl,
+}
+
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq, Serialize))]
+#[serde(deny_unknown_fields)]
 struct Finish {
     session: WireSession,
     #[serde(default)]
@@ -178,6 +194,9 @@ struct Welcome {
     sessions: Vec<SessionCard>,
     offers: Vec<SessionCard>,
     queues: Vec<QueueView>,
+    /// The agent's phone; absent when the phone channel is off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    phone: Option<PhoneRecord>,
 }
 
 #[derive(Serialize)]
@@ -329,6 +348,16 @@ impl Handler for AgentHandler {
                 }
                 Err(err) => link.send_error(err).await,
             },
+            "call" => match frame.fields::<Call>() {
+                Ok((call, _)) => {
+                    let result = switchboard
+                        .call_control(&me, call.session.0, call.action)
+                        .await
+                        .map(|_| ());
+                    replier.result(link, result).await
+                }
+                Err(err) => link.send_error(err).await,
+            },
             kind @ ("wrap_up" | "close") => {
                 let closing = kind == "close";
                 match frame.fields::<Finish>() {
@@ -412,6 +441,22 @@ impl Handler for AgentHandler {
         }
         link.send(&notice_frame(&notice)).await
     }
+
+    /// Whether the agent's phone is registered, when it changes.
+    type Push = PhoneRecord;
+
+    async fn next_push(&mut self) -> PhoneRecord {
+        match &mut self.phone {
+            Some(phone) => PhoneRecord {
+                registered: phone.changed().await,
+            },
+            None => std::future::pending().await,
+        }
+    }
+
+    async fn on_push(&mut self, link: &mut Link, phone: PhoneRecord) -> Flow {
+        link.send(&listing("phone", None, phone)).await
+    }
 }
 
 fn listing<T: Serialize>(kind: &'static str, request_id: Option<String>, body: T) -> Listing<T> {
@@ -446,6 +491,9 @@ impl AgentHandler {
             sessions,
             offers,
             queues: self.queues().await,
+            phone: self.phone.as_mut().map(|phone| PhoneRecord {
+                registered: phone.tell_now(),
+            }),
         };
         if link.send(&welcome).await == Flow::Stop {
             return Flow::Stop;
@@ -726,5 +774,6 @@ impl AgentHandler {
     }
 }
 
+mod phone;
 #[cfg(test)]
 mod proptests;

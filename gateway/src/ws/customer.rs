@@ -270,6 +270,13 @@ impl Handler for CustomerHandler {
     fn wants_events(&self) -> bool {
         self.started
     }
+
+    /// The customer socket pushes nothing of its own.
+    type Push = std::convert::Infallible;
+
+    async fn on_push(&mut self, _link: &mut Link, push: Self::Push) -> Flow {
+        match push {}
+    }
 }
 
 impl CustomerHandler {

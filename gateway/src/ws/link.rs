@@ -1,6 +1,7 @@
 //! One WebSocket connection: the checks every incoming frame passes (size,
 //! rate, JSON), writes with a timeout, close codes, and the loop that feeds a
-//! [`Handler`] with client frames, session events and ticks.
+//! [`Handler`] with client frames, session events, notices, its own pushes
+//! and ticks.
 //!
 //! Close codes (a client's own close is answered with its code): 1001 server shutting down; 1007 invalid UTF-8;
 //! 1008 flood (too many frames refused for rate); 1009 message above
@@ -83,6 +84,16 @@ pub trait Handler: Send + 'static {
     /// Events are held back until this is true (the client's first frame),
     /// so that a `hello` replay comes before any live event.
     fn wants_events(&self) -> bool;
+    /// What the connection pushes of its own, besides events and notices
+    /// (the agent socket: the agent's phone registering or not).
+    type Push: Send;
+    /// Waits for the next push (held back like events); a handler without
+    /// pushes never resolves.
+    fn next_push(&mut self) -> impl Future<Output = Self::Push> + Send {
+        std::future::pending()
+    }
+    /// Sends a push that [`Handler::next_push`] returned.
+    fn on_push(&mut self, link: &mut Link, push: Self::Push) -> impl Future<Output = Flow> + Send;
 }
 
 /// The largest frame the server itself sends is a message of
@@ -527,6 +538,7 @@ pub async fn run<H: Handler>(
                 }
             },
             Some(notice) = notices.recv(), if handler.wants_events() => handler.on_notice(&mut link, notice).await,
+            push = handler.next_push(), if handler.wants_events() => handler.on_push(&mut link, push).await,
             incoming = link.receive(), if pending.len() < MAX_PENDING_ACKS => match incoming {
                 Incoming::Frame(frame) => handler.on_frame(&mut link, frame).await,
                 Incoming::Handled => Flow::Continue,

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod sipp;
+
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 

@@ -1,9 +1,9 @@
 //! The agent desktop (`/desktop`) and the customer chat (`/chat`) in a real
 //! headless Chromium driven through chromedriver, both pages at once against
 //! a real server: the conversation, live ticket sync, reply suggestions,
-//! Chinese knowledge-base search, the role layouts and resuming after a
-//! reload. The tests write the screenshots the README shows
-//! (`docs/screenshots/`).
+//! Chinese knowledge-base search, the role layouts, resuming after a
+//! reload, and a phone call held, resumed and hung up from the desktop. The
+//! tests write the screenshots the README shows (`docs/screenshots/`).
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use gateway::auth::Role;
 use serde_json::{Value, json};
 
+use crate::common::sipp::{caller_until_bye, phone, phone_server};
 use crate::common::{Client, TestServer, session_of};
 use crate::webdriver::{ALT, Browser, Driver, ENTER, RELEASE};
 
@@ -599,5 +600,158 @@ async fn the_three_role_layouts_differ() {
     junior.quit().await;
     expert.quit().await;
     supervisor.quit().await;
+    server.server.shutdown().await.unwrap();
+}
+
+/// A caller on a trunk reaches Liu Yang's desktop: the desktop shows the
+/// phone registered, the agent accepts the offer in the page while the
+/// phone still rings (it picks up four seconds later and the call
+/// connects), then Hold, Resume and Hang up in the call bar control the
+/// call: the session's history has them, and the caller's and the phone's
+/// sipp runs end successfully because each got its BYE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_call_is_accepted_held_resumed_and_hung_up_in_the_desktop() {
+    const NUMBER: &str = "+8613900000002"; // Zhao Lei's phone (demo data)
+    let server = phone_server(|config| {
+        config.routing.offer_timeout_ms = 60_000;
+        config.routing.queue_update_ms = 500;
+    })
+    .await;
+    let driver = Driver::start().await;
+    let desktop = driver.browser("en-US", 1500, 1000).await;
+    open_desktop(&desktop, &server, "liu.yang", Role::Agent).await;
+    desktop
+        .wait_text(
+            "#phone-state[data-registered='false']",
+            "Phone: not registered",
+        )
+        .await;
+    let phone = phone(&server, "liu.yang", "agent_answer_late.xml").await;
+    desktop
+        .wait_text("#phone-state[data-registered='true']", "Phone: registered")
+        .await;
+    go_available(&desktop).await;
+
+    let (caller, _caller_rtp) = caller_until_bye(&server, NUMBER);
+    desktop.wait_text("#offers li.offer", "Zhao Lei").await;
+    let session = desktop
+        .exec(
+            "return document.querySelector('#offers li.offer').dataset.session",
+            json!([]),
+        )
+        .await;
+    let session = session.as_str().unwrap().to_string();
+    let card = format!("section.session[data-session='{session}']");
+    desktop.click("#offers li.offer button.accept").await;
+    desktop
+        .wait_visible(&format!("{card} .session-state[data-state='assigned']"))
+        .await;
+    // Accepted in the desktop first: the phone keeps ringing until picked up.
+    desktop
+        .wait_visible(&format!("{card} .call-state[data-state='ringing']"))
+        .await;
+    desktop
+        .wait_visible(&format!("{card} .call-state[data-state='talking']"))
+        .await;
+    desktop
+        .wait_text(&format!("{card} .call-from"), NUMBER)
+        .await;
+    desktop
+        .wait_text(
+            &format!("{card} li.msg.system[data-call='answered']"),
+            "Call answered by Liu Yang",
+        )
+        .await;
+    // The talk timer runs.
+    desktop
+        .wait_text(&format!("{card} .call-timer"), "0:02")
+        .await;
+    desktop.wait_text("#customer-body", "Zhao Lei").await;
+    assert_eq!(unlabelled_controls(&desktop).await, Vec::<String>::new());
+    desktop.screenshot(&screenshot("desktop-call.png")).await;
+
+    let hold = format!("{card} button.call-hold");
+    desktop.click(&format!("{hold}[data-action='hold']")).await;
+    desktop
+        .wait_visible(&format!("{card} .call-state[data-state='held']"))
+        .await;
+    desktop
+        .wait_text(
+            &format!("{card} li.msg.system[data-call='held']"),
+            "On hold",
+        )
+        .await;
+    desktop
+        .click(&format!("{hold}[data-action='resume']"))
+        .await;
+    desktop
+        .wait_visible(&format!("{card} .call-state[data-state='talking']"))
+        .await;
+    desktop
+        .wait_visible(&format!("{card} li.msg.system[data-call='resumed']"))
+        .await;
+    desktop.click(&format!("{card} button.call-hang-up")).await;
+    desktop
+        .wait_visible(&format!("{card} .call-state[data-state='ended']"))
+        .await;
+    desktop
+        .wait_text(
+            &format!("{card} li.msg.system[data-call='ended']"),
+            "Call ended by the agent · 0:",
+        )
+        .await;
+    desktop
+        .wait_visible(&format!("{card} .session-state[data-state='wrap_up']"))
+        .await;
+    let disabled = desktop
+        .exec(
+            "return [...document.querySelectorAll(arguments[0] + ' .call-bar button')].map(b => b.disabled)",
+            json!([card]),
+        )
+        .await;
+    assert_eq!(
+        disabled,
+        json!([true, true]),
+        "nothing left to hold or hang up"
+    );
+
+    caller.await.unwrap().assert_success();
+    phone.uas.await.unwrap().assert_success();
+    let supervisor = server.token("wang.min", Role::Supervisor);
+    let record = server
+        .get_json(&format!("/api/v1/sessions/{session}"), &supervisor)
+        .await;
+    let story: Vec<String> = record["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|event| match event["type"].as_str().unwrap() {
+            "call" => {
+                let by = event["by"].as_str().map(|by| format!(" by {by}"));
+                Some(format!(
+                    "{}{}",
+                    event["call"].as_str().unwrap(),
+                    by.unwrap_or_default()
+                ))
+            }
+            kind @ ("assigned" | "wrap_up") => Some(kind.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        story,
+        [
+            "started",
+            "ringing",
+            "assigned",
+            "answered",
+            "held",
+            "resumed",
+            "ended by agent",
+            "wrap_up"
+        ],
+        "{record}"
+    );
+    desktop.quit().await;
     server.server.shutdown().await.unwrap();
 }

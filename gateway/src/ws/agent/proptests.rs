@@ -3,11 +3,12 @@
 //! is the engine's `PresenceRequest`, which PROTOCOL.md lets ignore
 //! unknown fields, so only its round trip is checked.
 
+use actors::CallControl;
 use engine::ids::{AgentId, GroupId};
 use engine::presence::PresenceRequest;
 use proptest::prelude::*;
 
-use super::{Finish, Hello, History, OnSession, OnTicket, SendMessage, Transfer};
+use super::{Call, Finish, Hello, History, OnSession, OnTicket, SendMessage, Transfer};
 use crate::ws::frames::ClientFrame;
 use crate::ws::frames::proptests::{check_round_trip, request_id, session};
 
@@ -17,6 +18,52 @@ fn presence() -> impl Strategy<Value = PresenceRequest> {
         Just(PresenceRequest::Offline),
         "\\PC{0,20}".prop_map(|reason| PresenceRequest::Away { reason }),
     ]
+}
+
+fn call_action() -> impl Strategy<Value = CallControl> {
+    prop_oneof![
+        Just(CallControl::Hold),
+        Just(CallControl::Resume),
+        Just(CallControl::HangUp),
+    ]
+}
+
+/// The error a `call` frame with these fields gets (`None`: accepted).
+fn call_error(fields: serde_json::Value) -> Option<(&'static str, String)> {
+    let mut value = fields;
+    value["type"] = "call".into();
+    let frame = ClientFrame::parse(&value.to_string()).unwrap();
+    frame
+        .fields::<Call>()
+        .err()
+        .map(|err| (err.code, err.message))
+}
+
+#[test]
+fn call_actions_are_spelled_as_protocol_md_gives_them() {
+    let session = "7530936009453907968";
+    for action in ["hold", "resume", "hang_up"] {
+        assert_eq!(
+            call_error(serde_json::json!({"session": session, "action": action})),
+            None
+        );
+    }
+    for (fields, named) in [
+        (
+            serde_json::json!({"session": session, "action": "park"}),
+            "`action`",
+        ),
+        (
+            serde_json::json!({"session": session, "action": "HOLD"}),
+            "`action`",
+        ),
+        (serde_json::json!({"session": session}), "`action`"),
+        (serde_json::json!({"action": "hold"}), "`session`"),
+    ] {
+        let (code, message) = call_error(fields.clone()).expect("refused");
+        assert_eq!(code, "invalid_frame", "{fields}");
+        assert!(message.contains(named), "{fields}: {message}");
+    }
 }
 
 proptest! {
@@ -59,6 +106,23 @@ proptest! {
             agent: agent.map(AgentId::new),
         };
         check_round_trip("transfer", &transfer, request_id)?;
+    }
+
+    #[test]
+    fn call_round_trips(session in session(), action in call_action(), request_id in request_id()) {
+        check_round_trip("call", &Call { session, action }, request_id)?;
+    }
+
+    #[test]
+    fn any_other_call_action_is_refused_naming_the_field(
+        session in session(),
+        action in "\\PC{0,12}",
+    ) {
+        prop_assume!(!["hold", "resume", "hang_up"].contains(&action.as_str()));
+        let fields = serde_json::json!({"session": session, "action": action});
+        let (code, message) = call_error(fields).expect("refused");
+        prop_assert_eq!(code, "invalid_frame");
+        prop_assert!(message.contains("`action`"), "{}", message);
     }
 
     #[test]
