@@ -357,12 +357,15 @@ async fn the_demo_banner_gives_a_phone_that_registers_and_a_call_that_goes_throu
     );
     let registered = register(sip, "zhang.wei", &password).await;
     assert!(
-        registered.status.success(),
+        registered.output.status.success(),
         "sipp: {}",
-        String::from_utf8_lossy(&registered.stdout)
+        String::from_utf8_lossy(&registered.output.stdout)
     );
     let wrong = register(sip, "zhang.wei", "not-the-password").await;
-    assert!(!wrong.status.success(), "a wrong password is refused");
+    assert!(
+        !wrong.output.status.success(),
+        "a wrong password is refused"
+    );
 
     // The call the banner suggests, word for word.
     let command = banner
