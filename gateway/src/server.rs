@@ -70,7 +70,7 @@ pub struct Server {
     pub state: AppState,
     stop_accepting: CancellationToken,
     serve: JoinHandle<()>,
-    phone: Option<SipEndpoint>,
+    phone: Option<(SipEndpoint, voice::call::CallFlow)>,
 }
 
 impl Server {
@@ -153,7 +153,9 @@ impl Server {
             config,
             gauge.clone(),
             rules_text,
-            phone.as_ref().map(|endpoint| endpoint.registrar().clone()),
+            phone
+                .as_ref()
+                .map(|(endpoint, _)| endpoint.registrar().clone()),
         );
         let app = router(state.clone());
         let stop_accepting = CancellationToken::new();
@@ -181,7 +183,7 @@ impl Server {
         Ok(Server {
             addr,
             admin_addr,
-            sip_addr: phone.as_ref().map(SipEndpoint::udp_addr),
+            sip_addr: phone.as_ref().map(|(endpoint, _)| endpoint.udp_addr()),
             state,
             stop_accepting,
             serve,
@@ -224,10 +226,15 @@ impl Server {
             Ok(Err(err)) => warn!(error = %err, "server task failed"),
             Err(_) => warn!("HTTP connections still open after the grace period"),
         }
-        if let Some(phone) = self.phone {
-            // Calls in progress end with the process; the next start ends
-            // their sessions as dropped.
-            phone.shutdown().await;
+        if let Some((endpoint, calls)) = self.phone {
+            // Calls in progress end with the process: recorded as dropped
+            // and hung up (BYE) while the runtime still runs. A call that
+            // outlives the wait is ended as dropped at the next start.
+            let left = calls.hang_up_all(Duration::from_secs(2)).await;
+            if left > 0 {
+                warn!(calls = left, "calls still up when the SIP endpoint stopped");
+            }
+            endpoint.shutdown().await;
         }
         state.platform.stop(grace).await;
         state.switchboard.clone().shutdown().await;
@@ -238,7 +245,10 @@ impl Server {
 
 /// The SIP endpoint with the call flow and agents' credentials from the
 /// store, when `voice.enabled`.
-async fn start_phone(config: &Config, switchboard: &Switchboard) -> Result<Option<SipEndpoint>> {
+async fn start_phone(
+    config: &Config,
+    switchboard: &Switchboard,
+) -> Result<Option<(SipEndpoint, voice::call::CallFlow)>> {
     if !config.voice.enabled {
         return Ok(None);
     }
@@ -249,7 +259,7 @@ async fn start_phone(config: &Config, switchboard: &Switchboard) -> Result<Optio
     let endpoint = SipEndpoint::start(
         &config.voice,
         Arc::new(credentials),
-        Arc::new(calls),
+        Arc::new(calls.clone()),
         CancellationToken::new(),
     )
     .await
@@ -260,7 +270,7 @@ async fn start_phone(config: &Config, switchboard: &Switchboard) -> Result<Optio
         )
     })?;
     info!(sip = %endpoint.udp_addr(), realm = %config.voice.realm, "phone channel listening (UDP and TCP)");
-    Ok(Some(endpoint))
+    Ok(Some((endpoint, calls)))
 }
 
 /// Loads the data platform over the runtime (its writes go through the

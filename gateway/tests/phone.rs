@@ -403,3 +403,50 @@ async fn the_demo_banner_gives_a_phone_that_registers_and_a_call_that_goes_throu
         String::from_utf8_lossy(&call.stdout)
     );
 }
+
+/// A graceful stop hangs up the calls that are up: the caller gets a BYE,
+/// and the call's end is recorded as dropped (the waiting session
+/// abandoned) before the runtime stops, not left for the next start.
+#[tokio::test]
+async fn a_graceful_stop_hangs_up_live_calls_and_records_them() {
+    let server = phone_server(|_| {}).await;
+    let number = "+8613800000078";
+    let (caller, _rtp) = caller_until_bye(&server, number);
+    let board = server.server.switchboard().clone();
+    let customer = engine::ids::CustomerId::new(format!("phone:{number}"));
+    let mut sessions = Vec::new();
+    for _ in 0..500 {
+        sessions = board
+            .store()
+            .sessions_of_customer(&customer, 10)
+            .await
+            .unwrap();
+        if !sessions.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let session = sessions.first().expect("the call is a session").id;
+    // The call is answered (queued, hold audio) before the stop.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let store = board.store().clone();
+    server.server.shutdown().await.unwrap();
+    caller.await.unwrap().assert_success();
+    let record = store.get_session(session).await.unwrap().unwrap();
+    assert_eq!(record.state, engine::session::SessionState::Abandoned);
+    let ends: Vec<_> = store
+        .messages(session, 0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(actors::CallEvent::stored_in)
+        .filter(|event| matches!(event, actors::CallEvent::Ended { .. }))
+        .collect();
+    assert_eq!(
+        ends,
+        vec![actors::CallEvent::Ended {
+            by: actors::CallEnd::Dropped,
+            talk_ms: 0
+        }]
+    );
+}

@@ -2,9 +2,12 @@
 //! `phone`, opened by the call rather than by a message, whose caller is
 //! recognised by number like any channel identity.
 
-use engine::EngineError;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use engine::channel::Channel;
+use engine::customer::Customer;
 use engine::ids::{AgentId, CustomerId, SessionId};
+use store::WriteOp;
 
 use super::{Switchboard, call};
 use crate::directory::DirectoryMessage;
@@ -16,7 +19,8 @@ use crate::session::SessionMessage;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallStart {
     /// The caller's number (P-Asserted-Identity, else From): the customer's
-    /// `phone` identity.
+    /// `phone` identity. `""` for a withheld number: the call is then a new
+    /// customer of its own, with no identity to be found by.
     pub number: String,
     /// The caller's name as signalled, for a customer the call creates.
     pub display_name: Option<String>,
@@ -39,7 +43,8 @@ pub struct CallSession {
 }
 
 impl Switchboard {
-    /// A call came in: finds the caller by number (or creates them), opens
+    /// A call came in: finds the caller by number (or creates them; an
+    /// anonymous caller is a new customer every time), opens
     /// a session of its own for the call (a caller's open chat is left
     /// alone), records the call's start and routes it by the same rules as
     /// every contact, with `contact.digits`. Returns once the start is
@@ -48,20 +53,16 @@ impl Switchboard {
         &self,
         start: CallStart,
     ) -> Result<(CustomerId, CallSession), ApiError> {
-        if start.number.is_empty() {
-            return Err(EngineError::Invalid {
-                field: "number",
-                reason: "must not be empty".into(),
-            }
-            .into());
-        }
-        let customer = self
-            .customer_by_identity(
+        let customer = if start.number.is_empty() {
+            self.anonymous_caller(start.display_name.as_deref()).await?
+        } else {
+            self.customer_by_identity(
                 &Channel::Phone,
                 &start.number,
                 start.display_name.as_deref(),
             )
-            .await?;
+            .await?
+        };
         let actor = self
             .call_directory(|reply| DirectoryMessage::OpenCall {
                 customer: customer.clone(),
@@ -107,6 +108,20 @@ impl Switchboard {
         let actor = self.session_actor(session).await?;
         let ack = call(&actor, |reply| SessionMessage::CallEvent { event, reply }).await??;
         Ok(ack.seq)
+    }
+
+    /// A customer for one call whose number is withheld: `phone:anonymous-…`,
+    /// unique (start time and a counter), without identities, so two
+    /// anonymous callers are never one customer and never share its limits.
+    async fn anonymous_caller(&self, display_name: Option<&str>) -> Result<CustomerId, ApiError> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let now = crate::clock::now();
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let id = CustomerId::new(format!("phone:anonymous-{:x}-{}-{n}", now, self.node_id()));
+        let mut customer = Customer::new(id.clone(), display_name.unwrap_or("Anonymous caller"));
+        customer.created_at = now;
+        self.write(vec![WriteOp::PutCustomer(customer)]).await?;
+        Ok(id)
     }
 
     /// The call ended (`by` the caller, the agent, or lost): records it with

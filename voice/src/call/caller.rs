@@ -14,7 +14,10 @@ pub struct Caller {
 }
 
 /// The caller of `invite`: P-Asserted-Identity when it holds a number,
-/// else From; `None` when neither names a user.
+/// else From; `None` when neither names a user. A withheld number
+/// (`sip:anonymous@anonymous.invalid`, RFC 3323, or a carrier's
+/// `restricted`, `unavailable`, `private`, `unknown`) comes back as `""`:
+/// the call is an anonymous caller, a customer of its own.
 pub fn caller_of(invite: &Request) -> Option<Caller> {
     let header = |name: &str| {
         invite
@@ -26,7 +29,27 @@ pub fn caller_of(invite: &Request) -> Option<Caller> {
     header("P-Asserted-Identity")
         .as_deref()
         .and_then(parse_identity)
+        .filter(|caller| !is_withheld(&caller.number))
         .or_else(|| header("From").as_deref().and_then(parse_identity))
+        .map(|mut caller| {
+            if is_withheld(&caller.number) {
+                caller.number.clear();
+            }
+            caller
+        })
+}
+
+/// The user part carriers write for a number they do not pass on.
+fn is_withheld(number: &str) -> bool {
+    [
+        "anonymous",
+        "restricted",
+        "unavailable",
+        "private",
+        "unknown",
+    ]
+    .iter()
+    .any(|word| number.eq_ignore_ascii_case(word))
 }
 
 /// Parses one name-addr or addr-spec header value (the first of a
@@ -179,6 +202,32 @@ mod tests {
         let anonymous =
             caller_of(&invite("P-Asserted-Identity: <sip:carrier.example>\r\n")).unwrap();
         assert_eq!(anonymous.number, "13800000001");
+        // So does a withheld one.
+        let withheld = caller_of(&invite(
+            "P-Asserted-Identity: <sip:anonymous@anonymous.invalid>\r\n",
+        ))
+        .unwrap();
+        assert_eq!(withheld.number, "13800000001");
+    }
+
+    #[test]
+    fn a_withheld_number_is_no_number() {
+        let text = "INVITE sip:support@10.0.0.9 SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK-1\r\n\
+             From: \"Anonymous\" <sip:anonymous@anonymous.invalid>;tag=a\r\n\
+             To: <sip:support@10.0.0.9>\r\n\
+             Call-ID: caller-test\r\n\
+             CSeq: 1 INVITE\r\n\
+             Content-Length: 0\r\n\r\n";
+        let caller = caller_of(&Request::try_from(text).unwrap()).unwrap();
+        assert_eq!(caller.number, "");
+        assert_eq!(caller.display_name.as_deref(), Some("Anonymous"));
+        let restricted = caller_of(&invite("P-Asserted-Identity: <sip:Restricted@carrier>\r\n"));
+        assert_eq!(
+            restricted.unwrap().number,
+            "13800000001",
+            "From is used then"
+        );
     }
 
     proptest::proptest! {

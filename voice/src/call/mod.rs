@@ -109,6 +109,8 @@ struct FlowInner {
     calls: LiveCalls,
     /// The menu before the queue.
     ivr: IvrConfig,
+    /// Fired by [`CallFlow::hang_up_all`]: every call ends.
+    stopping: tokio_util::sync::CancellationToken,
 }
 
 impl CallFlow {
@@ -129,6 +131,7 @@ impl CallFlow {
                 public_ip,
                 calls: LiveCalls::default(),
                 ivr: config.ivr.clone(),
+                stopping: tokio_util::sync::CancellationToken::new(),
             }),
         })
     }
@@ -141,6 +144,19 @@ impl CallFlow {
     /// RTP ports free now (every call holds one).
     pub fn n_free_ports(&self) -> usize {
         self.inner.ports.n_free()
+    }
+
+    /// The process is stopping: every call up ends now (`ended` by
+    /// dropped, recorded while the runtime still runs; BYE to the caller
+    /// and the agent's phone) and new calls are refused with 503. Waits
+    /// up to `within` for the calls to be gone; returns how many were left.
+    pub async fn hang_up_all(&self, within: std::time::Duration) -> usize {
+        self.inner.stopping.cancel();
+        let deadline = tokio::time::Instant::now() + within;
+        while !self.inner.calls.is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        self.inner.calls.len()
     }
 }
 
@@ -257,6 +273,10 @@ async fn run_call(inner: Arc<FlowInner>, call: IncomingCall) {
         registrar,
         ..
     } = call;
+    if inner.stopping.is_cancelled() {
+        info!(%trunk, %source, "call refused: the server is stopping");
+        return reject(&dialog, StatusCode::ServiceUnavailable);
+    }
     let invite = dialog.initial_request();
     let answer = match SessionDescription::parse(&invite.body) {
         Ok(offer) => match negotiate(&offer) {

@@ -114,6 +114,11 @@ impl CallTask {
                 Some(dtmf) = self.dtmf.recv() => {
                     self.digits(dtmf.digit.to_string()).await;
                 }
+                () = self.inner.stopping.cancelled(), if !self.ended => {
+                    info!(session_id = %self.session(), "the server is stopping: hanging up");
+                    self.end(CallEnd::Dropped).await;
+                    self.hang_up_all();
+                }
             }
         }
         let outcome = match (self.ever_answered, self.ended_by) {
