@@ -1094,3 +1094,74 @@ async fn the_menu_takes_rfc_4733_digits_and_times_out_to_no_digits() {
     assert_eq!(sessions[0].group, Some(GroupId::new("phone_support")));
     rig.stop().await;
 }
+
+/// A caller whose RTP stops without a BYE (a dead phone or network) is
+/// taken as gone after `voice.rtp_timeout_secs`: the call ends as dropped
+/// and the caller's leg gets a BYE; while RTP flows, the call stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_whose_rtp_stops_is_hung_up_as_dropped() {
+    let rig = Rig::start_configured(
+        Arc::new(MemoryStore::new()),
+        RuntimeConfig::default(),
+        |config| config.rtp_timeout_secs = 1,
+    )
+    .await;
+    let caller_rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let caller = {
+        let endpoint_addr = rig.endpoint.udp_addr();
+        let rtp_port = caller_rtp.local_addr().unwrap().port().to_string();
+        tokio::spawn(async move {
+            sipp(
+                "call_until_bye.xml",
+                endpoint_addr,
+                &[
+                    "-key",
+                    "caller",
+                    "+8613800000040",
+                    "-key",
+                    "rtp_port",
+                    &rtp_port,
+                ],
+            )
+            .await
+        })
+    };
+    let session = rig.live_session().await;
+    let media = rig
+        .flow
+        .live_calls()
+        .get(session)
+        .unwrap()
+        .media
+        .local_addr();
+    // 2.5 s of a packet every 100 ms: more than two timeout periods.
+    send_rtp_every(&caller_rtp, media, 25, Duration::from_millis(100)).await;
+    assert_eq!(
+        rig.flow.live_calls().sessions(),
+        vec![session],
+        "a caller who sends rtp stays"
+    );
+    // Silence: hung up within two periods.
+    caller.await.unwrap().assert_success();
+    let kinds = rig
+        .history_until(session, |kinds| kinds.contains(&EventKind::Abandoned))
+        .await;
+    assert_eq!(
+        call_story(&kinds).0,
+        vec![ended(CallEnd::Dropped), EventKind::Abandoned]
+    );
+    rig.stop().await;
+}
+
+/// Sends `n` PCMU packets from `socket` to `to`, `every` apart.
+async fn send_rtp_every(socket: &UdpSocket, to: SocketAddr, n: u16, every: Duration) {
+    for sequence in 0..n {
+        let mut packet = vec![0x80, 0x00];
+        packet.extend_from_slice(&sequence.to_be_bytes());
+        packet.extend_from_slice(&(u32::from(sequence) * 800).to_be_bytes());
+        packet.extend_from_slice(&0x4444_4444u32.to_be_bytes());
+        packet.extend_from_slice(&[0xff; 160]);
+        socket.send_to(&packet, to).await.unwrap();
+        tokio::time::sleep(every).await;
+    }
+}

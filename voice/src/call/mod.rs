@@ -109,6 +109,8 @@ struct FlowInner {
     calls: LiveCalls,
     /// The menu before the queue.
     ivr: IvrConfig,
+    /// `voice.rtp_timeout_secs`; `None` = never.
+    rtp_timeout: Option<std::time::Duration>,
     /// Fired by [`CallFlow::hang_up_all`]: every call ends.
     stopping: tokio_util::sync::CancellationToken,
 }
@@ -131,6 +133,8 @@ impl CallFlow {
                 public_ip,
                 calls: LiveCalls::default(),
                 ivr: config.ivr.clone(),
+                rtp_timeout: (config.rtp_timeout_secs > 0)
+                    .then(|| std::time::Duration::from_secs(config.rtp_timeout_secs)),
                 stopping: tokio_util::sync::CancellationToken::new(),
             }),
         })

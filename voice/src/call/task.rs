@@ -86,6 +86,13 @@ impl CallTask {
 
     pub(super) async fn run(mut self) {
         let mut session_open = true;
+        // A period that never ticks when the timeout is off.
+        let period = self
+            .inner
+            .rtp_timeout
+            .unwrap_or(Duration::from_secs(86_400 * 365));
+        let mut silence = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        let mut caller_packets = self.caller_packets();
         while self.caller_up || self.agent.is_some() {
             tokio::select! {
                 state = self.caller_events.recv(), if self.caller_up => match state {
@@ -113,6 +120,19 @@ impl CallTask {
                 },
                 Some(dtmf) = self.dtmf.recv() => {
                     self.digits(dtmf.digit.to_string()).await;
+                }
+                _ = silence.tick(), if self.inner.rtp_timeout.is_some() && !self.ended => {
+                    let packets = self.caller_packets();
+                    let sends = matches!(
+                        self.caller_media.direction,
+                        Direction::SendRecv | Direction::RecvOnly
+                    );
+                    if packets == caller_packets && sends {
+                        warn!(session_id = %self.session(), timeout = ?period, "no rtp from the caller: taking the call as lost");
+                        self.end(CallEnd::Dropped).await;
+                        self.hang_up_all();
+                    }
+                    caller_packets = packets;
                 }
                 () = self.inner.stopping.cancelled(), if !self.ended => {
                     info!(session_id = %self.session(), "the server is stopping: hanging up");
@@ -202,6 +222,12 @@ impl CallTask {
         {
             debug!(session_id = %self.session(), %error, "digits not recorded");
         }
+    }
+
+    /// RTP packets taken from the caller so far (whatever became of them).
+    fn caller_packets(&self) -> u64 {
+        let from_caller = self.live.media.stats().from_caller;
+        from_caller.relayed + from_caller.absorbed + from_caller.send_failed
     }
 
     fn media_result(&self, result: Result<(), crate::media::CallMediaEnded>) {

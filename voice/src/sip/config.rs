@@ -51,6 +51,12 @@ pub struct VoiceConfig {
     pub invite_rate_burst: u32,
     /// Peers that may send calls (carriers, PBXs); none means no calls are taken.
     pub trunks: Vec<TrunkConfig>,
+    /// A call whose caller sends no RTP for this long is taken as gone
+    /// (its phone or network died without a BYE) and ended as dropped;
+    /// 0 = never. Checked once per period, so it ends between one and two
+    /// periods after the last packet; a caller that holds (sendonly,
+    /// inactive) is not checked.
+    pub rtp_timeout_secs: u64,
     /// The IVR menu callers key a choice in before they are queued.
     pub ivr: IvrConfig,
 }
@@ -104,6 +110,7 @@ impl Default for VoiceConfig {
             invite_rate_per_sec: 400,
             invite_rate_burst: 800,
             trunks: Vec::new(),
+            rtp_timeout_secs: 120,
             ivr: IvrConfig::default(),
         }
     }
@@ -205,6 +212,12 @@ impl VoiceConfig {
         }
         if self.invite_rate_burst == 0 {
             return Err(("voice.invite_rate_burst", "must be at least 1".into()));
+        }
+        if self.rtp_timeout_secs > 86_400 {
+            return Err((
+                "voice.rtp_timeout_secs",
+                "must be at most 86400 (0 = never)".into(),
+            ));
         }
         self.validate_ivr()?;
         self.validate_trunks()
