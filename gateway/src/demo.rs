@@ -247,14 +247,19 @@ pub fn banner(
 
 /// With the demo, the phone channel runs unless `[voice]` is enabled: the
 /// endpoint on `voice.listen` (127.0.0.1:5060 by default; an OS-chosen port
-/// when it is taken), calls taken from 127.0.0.0/8 as the trunk
-/// `demo-loopback` when no trunk is configured.
+/// when it is taken), MD5 digest only, calls taken from 127.0.0.0/8 as the
+/// trunk `demo-loopback` when no trunk is configured.
 pub fn with_phone(mut config: crate::config::Config) -> crate::config::Config {
     if !(config.demo.enabled && config.demo.phone) || config.voice.enabled {
         return config;
     }
     let voice = &mut config.voice;
     voice.enabled = true;
+    // Debian's baresip 1.0 gives up on a 401 that also offers SHA-256 (it
+    // reads every challenge and fails on the one it does not know): the
+    // demo challenges with MD5 only, so that the softphone docs/voice.md
+    // suggests can register.
+    voice.digest_algorithms = vec![voice::sip::DigestAlgorithm::Md5];
     if voice.listen.port() != 0 && !port_free(voice.listen) {
         voice.listen.set_port(0);
     }
