@@ -6,7 +6,8 @@
 //! ```text
 //! IncomingCall ─▶ SDP offer ── garbage / no PCMU or PCMA ──▶ 488, no session
 //!              ─▶ PortAllocator::allocate ── no port ───────▶ 503, no session
-//!              ─▶ Switchboard::start_call ── refused ───────▶ 503, no session
+//!              ─▶ [voice.ivr] 200 OK, prompt, digits (ivr.rs) ── hang-up ─▶ no session
+//!              ─▶ Switchboard::start_call ── refused ───────▶ 503 (BYE after the menu), no session
 //!                                         ── CANCEL meanwhile ─▶ call `ended` by caller, abandoned
 //!              ─▶ CallMedia::start (Hold) ─▶ 200 OK with the SDP answer
 //!              ─▶ the call's task (task.rs) until both legs are down
@@ -39,9 +40,8 @@
 //! [`LiveCalls`] map (session → [`LiveCall`]) is how the rest of the
 //! system sees a live call.
 //!
-//! Not built yet: the IVR menu (`CallStart::digits` is `""`), and ending
-//! live calls with a BYE when the process stops (the runtime ends them as
-//! dropped at the next start).
+//! [`CallFlow::hang_up_all`] ends every call when the process stops; a call
+//! whose caller's RTP stops for `voice.rtp_timeout_secs` ends as dropped.
 
 mod caller;
 mod info;
