@@ -208,8 +208,29 @@ async fn an_admin_sets_an_agents_sip_password_which_is_stored_hashed() {
                 .await
         }
     };
+    // The demo seeds its agents with their demo phone passwords.
     let (_, before) = server.get("/api/v1/agents/li.na", &admin).await;
-    assert_eq!(before["agent"]["sip_password_set"], false, "{before}");
+    assert_eq!(before["agent"]["sip_password_set"], true, "{before}");
+    let stored_sip = || async {
+        server
+            .server
+            .state
+            .switchboard
+            .store()
+            .get_agent(&engine::ids::AgentId::new("li.na"))
+            .await
+            .unwrap()
+            .unwrap()
+            .sip
+    };
+    assert_eq!(
+        stored_sip().await,
+        Some(voice::sip::credentials(
+            "li.na",
+            "switchboard",
+            &gateway::demo::sip_password("li.na")
+        ))
+    );
 
     let (status, body) = put(&agent, "li.na", json!({"password": "desk-phone-7"})).await;
     assert_eq!(
@@ -235,17 +256,8 @@ async fn an_admin_sets_an_agents_sip_password_which_is_stored_hashed() {
         !after.to_string().contains("ha1"),
         "no hash on the wire: {after}"
     );
-    let stored = server
-        .server
-        .state
-        .switchboard
-        .store()
-        .get_agent(&engine::ids::AgentId::new("li.na"))
-        .await
-        .unwrap()
-        .unwrap();
     assert_eq!(
-        stored.sip,
+        stored_sip().await,
         Some(voice::sip::credentials(
             "li.na",
             "switchboard",
