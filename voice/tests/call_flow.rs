@@ -161,6 +161,27 @@ impl Rig {
         self.board.shutdown().await;
     }
 
+    /// A sipp caller from `number` playing `scenario` with its RTP on
+    /// `rtp`, running in the background.
+    fn caller(
+        &self,
+        scenario: &'static str,
+        number: &str,
+        rtp: &UdpSocket,
+    ) -> tokio::task::JoinHandle<sip_common::SippRun> {
+        let endpoint = self.endpoint.udp_addr();
+        let rtp_port = rtp.local_addr().unwrap().port().to_string();
+        let number = number.to_owned();
+        tokio::spawn(async move {
+            sipp(
+                scenario,
+                endpoint,
+                &["-key", "caller", &number, "-key", "rtp_port", &rtp_port],
+            )
+            .await
+        })
+    }
+
     /// The session of the one live call, once it is up.
     async fn live_session(&self) -> SessionId {
         assert!(
@@ -407,19 +428,7 @@ async fn a_call_is_queued_with_hold_audio_and_abandoned_on_bye() {
     let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let n_free_ports = rig.flow.n_free_ports();
     let number = "+8613800000001";
-    let caller = {
-        let endpoint_addr = rig.endpoint.udp_addr();
-        let rtp_port = rtp.local_addr().unwrap().port().to_string();
-        let number = number.to_owned();
-        tokio::spawn(async move {
-            sipp(
-                "call_hold.xml",
-                endpoint_addr,
-                &["-key", "caller", &number, "-key", "rtp_port", &rtp_port],
-            )
-            .await
-        })
-    };
+    let caller = rig.caller("call_hold.xml", number, &rtp);
 
     let session = rig.live_session().await;
     let record = rig.board.session(session).await.unwrap();
@@ -606,18 +615,7 @@ async fn a_cancel_before_the_answer_abandons_the_session() {
     let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     // The runtime is slow: the call's session is not there before the CANCEL.
     store.close_gate();
-    let caller = {
-        let endpoint_addr = rig.endpoint.udp_addr();
-        let rtp_port = rtp.local_addr().unwrap().port().to_string();
-        tokio::spawn(async move {
-            sipp(
-                "call_cancel.xml",
-                endpoint_addr,
-                &["-key", "caller", number, "-key", "rtp_port", &rtp_port],
-            )
-            .await
-        })
-    };
+    let caller = rig.caller("call_cancel.xml", number, &rtp);
     tokio::time::timeout(Duration::from_secs(10), store.until_a_write_waits())
         .await
         .expect("the call reaches the runtime");
@@ -684,25 +682,7 @@ async fn an_answered_call_relays_rtp_both_ways_until_the_caller_hangs_up() {
     let rig = Rig::start().await;
     let paul = rig.phone("paul", "agent_answer.xml").await;
     let caller_rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let caller = {
-        let endpoint_addr = rig.endpoint.udp_addr();
-        let rtp_port = caller_rtp.local_addr().unwrap().port().to_string();
-        tokio::spawn(async move {
-            sipp(
-                "call_talk.xml",
-                endpoint_addr,
-                &[
-                    "-key",
-                    "caller",
-                    "+8613800000020",
-                    "-key",
-                    "rtp_port",
-                    &rtp_port,
-                ],
-            )
-            .await
-        })
-    };
+    let caller = rig.caller("call_talk.xml", "+8613800000020", &caller_rtp);
     let session = rig.live_session().await;
     rig.history_until(session, |kinds| is_answered(kinds, "paul"))
         .await;
@@ -783,25 +763,7 @@ async fn no_answer_rings_the_next_agent_who_holds_and_hangs_up() {
     tokio::time::sleep(Duration::from_millis(20)).await;
     let pete = rig.phone("pete", "agent_hangs_up.xml").await;
     let caller_rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let caller = {
-        let endpoint_addr = rig.endpoint.udp_addr();
-        let rtp_port = caller_rtp.local_addr().unwrap().port().to_string();
-        tokio::spawn(async move {
-            sipp(
-                "call_until_bye.xml",
-                endpoint_addr,
-                &[
-                    "-key",
-                    "caller",
-                    "+8613800000021",
-                    "-key",
-                    "rtp_port",
-                    &rtp_port,
-                ],
-            )
-            .await
-        })
-    };
+    let caller = rig.caller("call_until_bye.xml", "+8613800000021", &caller_rtp);
     let session = rig.live_session().await;
     paul.uas.await.unwrap().assert_success();
     pete.uas.await.unwrap().assert_success();
@@ -836,25 +798,7 @@ async fn a_declined_call_rings_the_next_agent_and_the_desktop_hangs_up() {
     tokio::time::sleep(Duration::from_millis(20)).await;
     let pete = rig.phone("pete", "agent_answer.xml").await;
     let caller_rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let caller = {
-        let endpoint_addr = rig.endpoint.udp_addr();
-        let rtp_port = caller_rtp.local_addr().unwrap().port().to_string();
-        tokio::spawn(async move {
-            sipp(
-                "call_until_bye.xml",
-                endpoint_addr,
-                &[
-                    "-key",
-                    "caller",
-                    "+8613800000022",
-                    "-key",
-                    "rtp_port",
-                    &rtp_port,
-                ],
-            )
-            .await
-        })
-    };
+    let caller = rig.caller("call_until_bye.xml", "+8613800000022", &caller_rtp);
     let session = rig.live_session().await;
     rig.history_until(session, |kinds| is_answered(kinds, "pete"))
         .await;
@@ -901,25 +845,7 @@ async fn a_transfer_moves_the_call_to_the_next_agents_phone() {
         .await
         .unwrap();
     let caller_rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let caller = {
-        let endpoint_addr = rig.endpoint.udp_addr();
-        let rtp_port = caller_rtp.local_addr().unwrap().port().to_string();
-        tokio::spawn(async move {
-            sipp(
-                "call_talk.xml",
-                endpoint_addr,
-                &[
-                    "-key",
-                    "caller",
-                    "+8613800000023",
-                    "-key",
-                    "rtp_port",
-                    &rtp_port,
-                ],
-            )
-            .await
-        })
-    };
+    let caller = rig.caller("call_talk.xml", "+8613800000023", &caller_rtp);
     let session = rig.live_session().await;
     rig.history_until(session, |kinds| is_answered(kinds, "paul"))
         .await;
@@ -973,25 +899,7 @@ async fn the_menu_takes_a_key_by_sip_info_and_the_rules_route_on_it() {
     use voice::media::sdp::Codec;
     let rig = Rig::start_ivr().await;
     let caller_rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let caller = {
-        let endpoint_addr = rig.endpoint.udp_addr();
-        let rtp_port = caller_rtp.local_addr().unwrap().port().to_string();
-        tokio::spawn(async move {
-            sipp(
-                "call_ivr_info.xml",
-                endpoint_addr,
-                &[
-                    "-key",
-                    "caller",
-                    "+8613800000030",
-                    "-key",
-                    "rtp_port",
-                    &rtp_port,
-                ],
-            )
-            .await
-        })
-    };
+    let caller = rig.caller("call_ivr_info.xml", "+8613800000030", &caller_rtp);
     // The prompt, from its first frame, before any session exists.
     let mut buffer = [0u8; 2048];
     let (len, _) = tokio::time::timeout(Duration::from_secs(5), caller_rtp.recv_from(&mut buffer))
@@ -1027,25 +935,7 @@ async fn the_menu_takes_a_key_by_sip_info_and_the_rules_route_on_it() {
 async fn the_menu_takes_rfc_4733_digits_and_times_out_to_no_digits() {
     let rig = Rig::start_ivr().await;
     let caller_rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let caller = {
-        let endpoint_addr = rig.endpoint.udp_addr();
-        let rtp_port = caller_rtp.local_addr().unwrap().port().to_string();
-        tokio::spawn(async move {
-            sipp(
-                "call_talk.xml",
-                endpoint_addr,
-                &[
-                    "-key",
-                    "caller",
-                    "+8613800000031",
-                    "-key",
-                    "rtp_port",
-                    &rtp_port,
-                ],
-            )
-            .await
-        })
-    };
+    let caller = rig.caller("call_talk.xml", "+8613800000031", &caller_rtp);
     let mut buffer = [0u8; 2048];
     let (_, media) =
         tokio::time::timeout(Duration::from_secs(5), caller_rtp.recv_from(&mut buffer))
@@ -1107,25 +997,7 @@ async fn a_caller_whose_rtp_stops_is_hung_up_as_dropped() {
     )
     .await;
     let caller_rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let caller = {
-        let endpoint_addr = rig.endpoint.udp_addr();
-        let rtp_port = caller_rtp.local_addr().unwrap().port().to_string();
-        tokio::spawn(async move {
-            sipp(
-                "call_until_bye.xml",
-                endpoint_addr,
-                &[
-                    "-key",
-                    "caller",
-                    "+8613800000040",
-                    "-key",
-                    "rtp_port",
-                    &rtp_port,
-                ],
-            )
-            .await
-        })
-    };
+    let caller = rig.caller("call_until_bye.xml", "+8613800000040", &caller_rtp);
     let session = rig.live_session().await;
     let media = rig
         .flow
