@@ -182,6 +182,19 @@ impl Rig {
         })
     }
 
+    /// Every dialog is gone from the layer within 5 s (`what` says whose).
+    async fn assert_no_dialogs(&self, what: &str) {
+        assert!(
+            eventually(Duration::from_secs(5), || self
+                .endpoint
+                .dialogs()
+                .layer()
+                .is_empty())
+            .await,
+            "{what}"
+        );
+    }
+
     /// The session of the one live call, once it is up.
     async fn live_session(&self) -> SessionId {
         assert!(
@@ -495,15 +508,7 @@ async fn a_call_is_queued_with_hold_audio_and_abandoned_on_bye() {
         .await,
         "the port is free again"
     );
-    assert!(
-        eventually(Duration::from_secs(5), || rig
-            .endpoint
-            .dialogs()
-            .layer()
-            .is_empty())
-        .await,
-        "the dialog is removed"
-    );
+    rig.assert_no_dialogs("the dialog is removed").await;
     rig.stop().await;
 }
 
@@ -594,15 +599,8 @@ async fn a_call_the_runtime_refuses_gets_503_and_no_session() {
     .assert_success();
     assert_eq!(n_sessions().await, 1, "no session for the refused call");
     assert!(rig.flow.live_calls().is_empty());
-    assert!(
-        eventually(Duration::from_secs(5), || rig
-            .endpoint
-            .dialogs()
-            .layer()
-            .is_empty())
-        .await,
-        "the refused call's dialog is removed"
-    );
+    rig.assert_no_dialogs("the refused call's dialog is removed")
+        .await;
     rig.stop().await;
 }
 
@@ -736,15 +734,7 @@ async fn an_answered_call_relays_rtp_both_ways_until_the_caller_hangs_up() {
         rig.board.session(session).await.unwrap().state,
         SessionState::WrapUp
     );
-    assert!(
-        eventually(Duration::from_secs(5), || rig
-            .endpoint
-            .dialogs()
-            .layer()
-            .is_empty())
-        .await,
-        "both dialogs are removed"
-    );
+    rig.assert_no_dialogs("both dialogs are removed").await;
     rig.stop().await;
 }
 
