@@ -1027,3 +1027,45 @@ async fn send_rtp_every(socket: &UdpSocket, to: SocketAddr, n: u16, every: Durat
         tokio::time::sleep(every).await;
     }
 }
+
+/// Early media: the queued caller gets 183 with the SDP and hears hold
+/// audio before any answer; the 200 comes when the agent's phone answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_media_answers_the_caller_only_when_the_agent_does() {
+    let rig = Rig::start_configured(
+        Arc::new(MemoryStore::new()),
+        RuntimeConfig::default(),
+        |config| config.early_media = true,
+    )
+    .await;
+    let caller_rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let caller = rig.caller("call_early.xml", "+8613800000050", &caller_rtp);
+    let session = rig.live_session().await;
+    // Hold audio on early media, and nobody has answered.
+    let (headers, _) = receive_rtp(&caller_rtp, 10).await;
+    assert_hold_stream(&headers);
+    let history = rig.board.history(session, 0).await.unwrap();
+    assert!(
+        !history
+            .iter()
+            .any(|event| matches!(event.kind, EventKind::Call(CallEvent::Answered { .. }))),
+        "{history:?}"
+    );
+    // The agent's phone registers and answers: the caller's 200 follows.
+    let paul = rig.phone("paul", "agent_answer.xml").await;
+    caller.await.unwrap().assert_success();
+    paul.uas.await.unwrap().assert_success();
+    let kinds = rig
+        .history_until(session, |kinds| kinds.contains(&EventKind::WrapUp))
+        .await;
+    assert_eq!(
+        call_story(&kinds).0,
+        vec![
+            ringing("paul"),
+            answered("paul"),
+            ended(CallEnd::Caller),
+            EventKind::WrapUp
+        ]
+    );
+    rig.stop().await;
+}

@@ -109,6 +109,8 @@ struct FlowInner {
     calls: LiveCalls,
     /// The menu before the queue.
     ivr: IvrConfig,
+    /// `voice.early_media`: 183 with SDP while queued, 200 on the answer.
+    early_media: bool,
     /// `voice.rtp_timeout_secs`; `None` = never.
     rtp_timeout: Option<std::time::Duration>,
     /// Fired by [`CallFlow::hang_up_all`]: every call ends.
@@ -133,6 +135,7 @@ impl CallFlow {
                 public_ip,
                 calls: LiveCalls::default(),
                 ivr: config.ivr.clone(),
+                early_media: config.early_media,
                 rtp_timeout: (config.rtp_timeout_secs > 0)
                     .then(|| std::time::Duration::from_secs(config.rtp_timeout_secs)),
                 stopping: tokio_util::sync::CancellationToken::new(),
@@ -422,13 +425,17 @@ async fn run_call(inner: Arc<FlowInner>, call: IncomingCall) {
         session,
     };
     info!(session_id = %session, customer_id = %customer, %number, %trunk, media = %local.address, "call queued");
+    let early = !answered && inner.early_media;
     if !answered {
-        let sdp = sdp_session.describe(&local);
-        if let Err(error) = dialog.accept(
-            Some(vec![Header::ContentType("application/sdp".into())]),
-            Some(sdp.into_bytes()),
-        ) {
-            // A CANCEL won the race: its Terminated is on `events`.
+        let sdp = Some(sdp_session.describe(&local).into_bytes());
+        let headers = Some(vec![Header::ContentType("application/sdp".into())]);
+        // 183 with the SDP (early media) or 200; a CANCEL that won the race
+        // is a Terminated on `events`.
+        let sent = match early {
+            true => dialog.ringing(headers, sdp),
+            false => dialog.accept(headers, sdp),
+        };
+        if let Err(error) = sent {
             debug!(session_id = %session, %error, "failed to answer the call");
         }
     }
@@ -448,6 +455,7 @@ async fn run_call(inner: Arc<FlowInner>, call: IncomingCall) {
         assigned: None,
         ended: false,
         caller_up: true,
+        early,
         ever_answered: false,
         ended_by: None,
     }

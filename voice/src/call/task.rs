@@ -30,6 +30,9 @@ use crate::media::{
 use crate::sip::metrics::{CallOutcome, call_ended};
 use crate::sip::{Dialogs, Registrar};
 
+/// How often early media repeats its 183 (RFC 3261 Timer C is 3 minutes).
+const EARLY_MEDIA_REFRESH: Duration = Duration::from_secs(60);
+
 /// How often a call's end is tried when the session cannot take it now.
 const END_ATTEMPTS: u32 = 3;
 
@@ -56,6 +59,8 @@ pub(super) struct CallTask {
     pub(super) ended: bool,
     /// The caller's leg is up.
     pub(super) caller_up: bool,
+    /// The caller has had 183 with early media, not 200 yet.
+    pub(super) early: bool,
     /// An agent's phone answered at some point (for the outcome metric).
     pub(super) ever_answered: bool,
     /// Who ended the call, once known.
@@ -93,8 +98,21 @@ impl CallTask {
             .unwrap_or(Duration::from_secs(86_400 * 365));
         let mut silence = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         let mut caller_packets = self.caller_packets();
+        // A proxy cancels an INVITE without a provisional response for 3
+        // minutes (RFC 3261 Timer C): early media repeats its 183.
+        let mut progress = tokio::time::interval_at(
+            tokio::time::Instant::now() + EARLY_MEDIA_REFRESH,
+            EARLY_MEDIA_REFRESH,
+        );
         while self.caller_up || self.agent.is_some() {
             tokio::select! {
+                _ = progress.tick(), if self.early && self.caller_up => {
+                    let sdp = self.caller_sdp.describe(&self.caller_media).into_bytes();
+                    let headers = vec![Header::ContentType("application/sdp".into())];
+                    if let Err(error) = self.live.caller_leg.ringing(Some(headers), Some(sdp)) {
+                        debug!(session_id = %self.session(), %error, "183 not repeated");
+                    }
+                }
                 state = self.caller_events.recv(), if self.caller_up => match state {
                     Some(state) => self.on_caller(state).await,
                     // The endpoint stopped: the caller's leg is gone with it.
@@ -408,6 +426,18 @@ impl CallTask {
         };
         leg.answered = true;
         self.ever_answered = true;
+        if self.early {
+            // Early media until now: the caller's 200 goes with the answer.
+            self.early = false;
+            let sdp = self.caller_sdp.describe(&self.caller_media).into_bytes();
+            let headers = vec![Header::ContentType("application/sdp".into())];
+            if let Err(error) = self.live.caller_leg.accept(Some(headers), Some(sdp)) {
+                debug!(session_id = %session, %error, "the caller's 200 not sent: the caller left");
+            }
+        }
+        let Some(leg) = self.agent.as_mut() else {
+            return;
+        };
         if let Some(socket) = leg.socket.take() {
             self.media_result(self.live.media.bridge(AgentLeg {
                 socket,
@@ -538,6 +568,13 @@ impl CallTask {
             self.caller_up = false;
             let caller = self.live.caller_leg.clone();
             let session = self.session();
+            if self.early {
+                // Never answered: the INVITE ends with a final response.
+                if let Err(error) = caller.reject(Some(StatusCode::TemporarilyUnavailable), None) {
+                    debug!(session_id = %session, %error, "failed to end the caller's INVITE");
+                }
+                return;
+            }
             self.dialogs.tasks.spawn(async move {
                 if let Err(error) = caller.bye().await {
                     debug!(session_id = %session, %error, "failed to hang up the caller");

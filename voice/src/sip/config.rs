@@ -51,6 +51,11 @@ pub struct VoiceConfig {
     pub invite_rate_burst: u32,
     /// Peers that may send calls (carriers, PBXs); none means no calls are taken.
     pub trunks: Vec<TrunkConfig>,
+    /// Queue callers on early media: `183 Session Progress` with the SDP
+    /// (hold audio flows) and `200 OK` only when an agent's phone answers,
+    /// so a carrier bills from the answer. Off: the call is answered (200)
+    /// when it is queued. The IVR menu answers the call either way.
+    pub early_media: bool,
     /// A call whose caller sends no RTP for this long is taken as gone
     /// (its phone or network died without a BYE) and ended as dropped;
     /// 0 = never. Checked once per period, so it ends between one and two
@@ -110,6 +115,7 @@ impl Default for VoiceConfig {
             invite_rate_per_sec: 400,
             invite_rate_burst: 800,
             trunks: Vec::new(),
+            early_media: false,
             rtp_timeout_secs: 120,
             ivr: IvrConfig::default(),
         }
