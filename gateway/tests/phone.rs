@@ -367,6 +367,29 @@ async fn the_demo_banner_gives_a_phone_that_registers_and_a_call_that_goes_throu
         "a wrong password is refused"
     );
 
+    // The VIP's WeChat and web conversations are in her 360° view: what the
+    // agent who takes her call sees beside it.
+    let admin = common::process_token(dir.path(), "admin", Role::Admin);
+    let view: Value = reqwest::Client::new()
+        .get(format!(
+            "http://{}/api/v1/customers/cust-vip-001/view",
+            process.addr
+        ))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let channels: Vec<&str> = view["interactions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{view}"))
+        .iter()
+        .filter_map(|interaction| interaction["channel"].as_str())
+        .collect();
+    assert_eq!(channels, ["wechat", "web"], "{view}");
+
     // The call the banner suggests, word for word.
     let command = banner
         .lines()

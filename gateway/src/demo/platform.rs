@@ -5,12 +5,14 @@
 use anyhow::{Context, Result, bail};
 use engine::Millis;
 use engine::assist::ReplyTemplate;
-use engine::ids::{AgentId, CustomerId, GroupId, TicketIdGen};
+use engine::channel::Channel;
+use engine::ids::{AgentId, CustomerId, GroupId, SessionIdGen, TicketIdGen};
 use engine::kb::Article;
-use engine::message::Sender;
+use engine::message::{Sender, StoredMessage};
+use engine::session::{Session, SessionState};
 use engine::ticket::{NewTicket, Priority, Ticket, TicketStatus, TicketUpdate};
 use serde::Deserialize;
-use store::WriteOp;
+use store::{Interaction, WriteOp};
 
 /// The demo knowledge base.
 pub const KB_TOML: &str = include_str!("../../demo/kb.toml");
@@ -144,6 +146,7 @@ pub fn ops(now: Millis) -> Result<Vec<WriteOp>> {
             .map(WriteOp::PutTemplate),
     );
     ops.extend(ticket_ops(now)?);
+    ops.extend(history_ops(now));
     let n_articles = ops
         .iter()
         .filter(|op| matches!(op, WriteOp::PutArticle(_)))
@@ -152,6 +155,107 @@ pub fn ops(now: Millis) -> Result<Vec<WriteOp>> {
         bail!("the demo knowledge base has {n_articles} articles; it should have at least 20");
     }
     Ok(ops)
+}
+
+/// A past conversation of the demo: (customer, channel, days ago, group,
+/// agent, wrap-up note, lines by the customer (`true`) or the agent).
+type PastConversation = (
+    &'static str,
+    Channel,
+    i64,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [(bool, &'static str)],
+);
+
+/// What the VIP wrote on WeChat and on the web before she calls: the
+/// agent who takes her call sees it in the 360° view.
+const HISTORY: [PastConversation; 2] = [
+    (
+        "cust-vip-001",
+        Channel::Wechat,
+        1,
+        "gold_service",
+        "li.na",
+        "订单 A1029 物流延迟，已催仓库，承诺明天发货",
+        &[
+            (true, "你好，我的订单 A1029 三天了还没发货，怎么回事？"),
+            (
+                false,
+                "王女士您好，我查一下：仓库备货延迟，我已经催办，明天一定发出。",
+            ),
+            (true, "好的，明天还没发我就打电话来。"),
+        ],
+    ),
+    (
+        "cust-vip-001",
+        Channel::Web,
+        6,
+        "default",
+        "chen.jie",
+        "Asked to change the delivery address of A1029; changed",
+        &[
+            (
+                true,
+                "Can I still change the delivery address of order A1029?",
+            ),
+            (
+                false,
+                "Yes, it has not shipped yet. What is the new address?",
+            ),
+            (true, "18 Huaihai Road, Shanghai. Thanks!"),
+        ],
+    ),
+];
+
+/// The demo's past conversations as closed sessions with their messages
+/// and history entries, days before `now`.
+fn history_ops(now: Millis) -> Vec<WriteOp> {
+    const DAY: Millis = 24 * 3600 * 1000;
+    let mut ids = SessionIdGen::new(0);
+    let mut ops = Vec::new();
+    for (customer, channel, days_ago, group, agent, note, lines) in HISTORY {
+        let start = now - days_ago * DAY;
+        let id = ids.next(start);
+        let agent = AgentId::new(agent);
+        let mut session = Session::new(id, CustomerId::new(customer), channel.clone(), start);
+        session.state = SessionState::Closed;
+        session.group = Some(GroupId::new(group));
+        session.agent = Some(agent.clone());
+        session.times.queued = Some(start);
+        session.times.offered = Some(start + 2_000);
+        session.times.answered = Some(start + 4_000);
+        session.times.first_response = Some(start + 30_000);
+        let closed = start + 60_000 * (lines.len() as Millis + 1);
+        session.times.wrap_up = Some(closed);
+        session.times.closed = Some(closed);
+        session.summary = Some(note.to_owned());
+        for (idx, (from_customer, body)) in lines.iter().enumerate() {
+            ops.push(WriteOp::AppendMessage(StoredMessage {
+                session_id: id,
+                seq: idx as u64 + 1,
+                sender: match from_customer {
+                    true => Sender::Customer,
+                    false => Sender::Agent(agent.clone()),
+                },
+                body: (*body).to_owned(),
+                client_message_id: None,
+                channel: channel.clone(),
+                at: start + 60_000 * idx as Millis,
+            }));
+        }
+        session.last_seq = lines.len() as u64;
+        ops.push(WriteOp::RecordInteraction(Interaction {
+            customer_id: session.customer_id.clone(),
+            at: closed,
+            session_id: id,
+            channel,
+            summary: note.to_owned(),
+        }));
+        ops.push(WriteOp::PutSession(session));
+    }
+    ops
 }
 
 #[cfg(test)]
@@ -172,6 +276,23 @@ mod tests {
             })
             .collect();
         assert!(tickets.len() >= 5);
+        // The VIP's past WeChat and web conversations, closed, with messages.
+        let past: Vec<&engine::session::Session> = ops
+            .iter()
+            .filter_map(|op| match op {
+                WriteOp::PutSession(session) => Some(session),
+                _ => None,
+            })
+            .collect();
+        let channels: Vec<&Channel> = past.iter().map(|session| &session.channel).collect();
+        assert_eq!(channels, vec![&Channel::Wechat, &Channel::Web]);
+        assert!(past.iter().all(|session| session.state.is_final()));
+        assert_eq!(
+            count(|op| matches!(op, WriteOp::AppendMessage(_))),
+            past.iter()
+                .map(|session| session.last_seq as usize)
+                .sum::<usize>()
+        );
         assert!(tickets.iter().any(|t| t.status == TicketStatus::Closed));
         let languages: std::collections::BTreeSet<String> = ops
             .iter()
