@@ -473,3 +473,53 @@ async fn a_graceful_stop_hangs_up_live_calls_and_records_them() {
         }]
     );
 }
+
+/// A peer that never answers the BYE does not hold up a graceful stop:
+/// the hang-up is given up after its bound and the server stops.
+#[tokio::test]
+async fn a_graceful_stop_does_not_wait_forever_for_an_unanswered_bye() {
+    let server = phone_server(|_| {}).await;
+    let rtp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let rtp_port = rtp.local_addr().unwrap().port().to_string();
+    let sip = sip_addr(&server);
+    let caller = tokio::spawn(async move {
+        sipp(
+            "call_ignores_bye.xml",
+            sip,
+            &[
+                "-key",
+                "caller",
+                "+8613800000079",
+                "-key",
+                "rtp_port",
+                &rtp_port,
+            ],
+        )
+        .await
+    });
+    let board = server.server.switchboard().clone();
+    let customer = engine::ids::CustomerId::new("phone:+8613800000079");
+    for _ in 0..500 {
+        let sessions = board
+            .store()
+            .sessions_of_customer(&customer, 10)
+            .await
+            .unwrap();
+        if !sessions.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(20), server.server.shutdown())
+        .await
+        .expect("the server stops although the caller never answers the BYE")
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    caller.await.unwrap().assert_success();
+}

@@ -73,6 +73,14 @@ impl SessionActor {
         if !state.call || state.call_ended || state.session.state.is_final() {
             return Err(self.call_refused(state, "record a call event"));
         }
+        if let CallEvent::Answered { agent } = &event {
+            // Only the agent who has the session answers it: a phone picked
+            // up after a transfer or an end is too late.
+            if state.session.state != SessionState::Assigned {
+                return Err(self.call_refused(state, "answer a call"));
+            }
+            self.check_assigned(state, agent, "answer a call")?;
+        }
         let unchanged = match event {
             CallEvent::Held => state.call_held,
             CallEvent::Resumed => !state.call_held,

@@ -586,12 +586,6 @@ impl SessionActor {
             .expect("no panic while holding the lock")
             .remove(&id)
             .unwrap_or_default();
-        for message in messages
-            .iter()
-            .filter(|message| maybe_stored.contains(&message.seq))
-        {
-            self.publish(state, &Event::from_stored(message));
-        }
         let mut first_customer_message = None;
         let mut digits = String::new();
         for message in &messages {
@@ -614,6 +608,14 @@ impl SessionActor {
                 EventKind::Transferred { .. } => self.call_transferred(state, message.at),
                 _ => {}
             }
+        }
+        // After the history is read, so that a call's events also reach the
+        // call's holder (`state.call` is known by now).
+        for message in messages
+            .iter()
+            .filter(|message| maybe_stored.contains(&message.seq))
+        {
+            self.publish(state, &Event::from_stored(message));
         }
         state.contact = Some(Arc::new(Contact {
             channel: state.session.channel.clone(),

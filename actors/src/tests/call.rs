@@ -215,6 +215,12 @@ async fn a_call_is_controlled_through_its_session() {
     let first = next_event(&mut call.events, |_| true).await;
     assert_eq!(first.seq, 1, "the subscription sees the call's start");
     let offer = next_event(&mut call.events, is_offer).await;
+    // A phone cannot answer what its agent does not have.
+    let early = board
+        .call_event(call.session, CallEvent::Answered { agent: id("ann") })
+        .await
+        .unwrap_err();
+    assert_eq!(early.code(), "invalid_state", "{early}");
     assert_eq!(
         offer.kind,
         EventKind::Offered {

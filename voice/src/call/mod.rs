@@ -115,6 +115,11 @@ struct FlowInner {
     rtp_timeout: Option<std::time::Duration>,
     /// Fired by [`CallFlow::hang_up_all`]: every call ends.
     stopping: tokio_util::sync::CancellationToken,
+    /// BYEs and CANCELs on their way, which `hang_up_all` waits for.
+    hang_ups: tokio_util::task::TaskTracker,
+    /// Calls past the stopping check and not yet in `calls` (the menu, the
+    /// runtime taking the call), which `hang_up_all` waits for too.
+    setting_up: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl CallFlow {
@@ -139,6 +144,8 @@ impl CallFlow {
                 rtp_timeout: (config.rtp_timeout_secs > 0)
                     .then(|| std::time::Duration::from_secs(config.rtp_timeout_secs)),
                 stopping: tokio_util::sync::CancellationToken::new(),
+                hang_ups: tokio_util::task::TaskTracker::new(),
+                setting_up: Default::default(),
             }),
         })
     }
@@ -158,12 +165,17 @@ impl CallFlow {
     /// and the agent's phone) and new calls are refused with 503. Waits
     /// up to `within` for the calls to be gone; returns how many were left.
     pub async fn hang_up_all(&self, within: std::time::Duration) -> usize {
+        use std::sync::atomic::Ordering;
         self.inner.stopping.cancel();
         let deadline = tokio::time::Instant::now() + within;
-        while !self.inner.calls.is_empty() && tokio::time::Instant::now() < deadline {
+        let up = || self.inner.calls.len() + self.inner.setting_up.load(Ordering::Acquire);
+        while up() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-        self.inner.calls.len()
+        // The BYEs the calls sent on their way out, answered or given up.
+        self.inner.hang_ups.close();
+        let _ = tokio::time::timeout_at(deadline, self.inner.hang_ups.wait()).await;
+        up()
     }
 }
 
@@ -284,6 +296,8 @@ async fn run_call(inner: Arc<FlowInner>, call: IncomingCall) {
         info!(%trunk, %source, "call refused: the server is stopping");
         return reject(&dialog, StatusCode::ServiceUnavailable);
     }
+    // Counted until the call is in `calls` (or gone), for `hang_up_all`.
+    let setting_up = SettingUp::new(&inner.setting_up);
     let invite = dialog.initial_request();
     let answer = match SessionDescription::parse(&invite.body) {
         Ok(offer) => match negotiate(&offer) {
@@ -346,7 +360,7 @@ async fn run_call(inner: Arc<FlowInner>, call: IncomingCall) {
         ) {
             debug!(%trunk, %error, "failed to answer the call for the menu");
         }
-        let menu = ivr::collect(
+        let collect = ivr::collect(
             &inner.ivr,
             ivr::MenuCall {
                 events: &mut events,
@@ -356,8 +370,16 @@ async fn run_call(inner: Arc<FlowInner>, call: IncomingCall) {
                 media: &media,
                 name: format!("{trunk}/{number}"),
             },
-        )
-        .await;
+        );
+        let menu = tokio::select! {
+            menu = collect => menu,
+            () = inner.stopping.cancelled() => {
+                info!(%trunk, %number, "the server is stopping: hanging up a caller in the menu");
+                call_ended(CallOutcome::Dropped);
+                let _ = tokio::time::timeout(task::HANG_UP_WAIT, dialog.bye()).await;
+                return;
+            }
+        };
         match menu {
             ivr::Menu::Keyed(digits) => (digits, MediaStage::Started(media)),
             ivr::Menu::HungUp => {
@@ -424,6 +446,7 @@ async fn run_call(inner: Arc<FlowInner>, call: IncomingCall) {
         calls: &inner.calls,
         session,
     };
+    drop(setting_up);
     info!(session_id = %session, customer_id = %customer, %number, %trunk, media = %local.address, "call queued");
     let early = !answered && inner.early_media;
     if !answered {
@@ -458,9 +481,26 @@ async fn run_call(inner: Arc<FlowInner>, call: IncomingCall) {
         early,
         ever_answered: false,
         ended_by: None,
+        held: false,
     }
     .run()
     .await;
+}
+
+/// One call being set up, counted in [`FlowInner::setting_up`] until dropped.
+struct SettingUp(Arc<std::sync::atomic::AtomicUsize>);
+
+impl SettingUp {
+    fn new(count: &Arc<std::sync::atomic::AtomicUsize>) -> SettingUp {
+        count.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        SettingUp(Arc::clone(count))
+    }
+}
+
+impl Drop for SettingUp {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 /// The caller's media before the session exists: started for the menu, or

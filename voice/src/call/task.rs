@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use actors::{CallControl, CallEnd, CallEvent, Event, EventKind, Subscription, Switchboard};
 use engine::ids::{AgentId, SessionId};
+use engine::session::SessionState;
 use rsipstack::dialog::dialog::{
     DialogState, DialogStateReceiver, TerminatedReason, TransactionHandle,
 };
@@ -30,11 +31,15 @@ use crate::media::{
 use crate::sip::metrics::{CallOutcome, call_ended};
 use crate::sip::{Dialogs, Registrar};
 
+/// How long a BYE or CANCEL may wait for its answer before it is left.
+pub(super) const HANG_UP_WAIT: Duration = Duration::from_secs(5);
+
 /// How often early media repeats its 183 (RFC 3261 Timer C is 3 minutes).
 const EARLY_MEDIA_REFRESH: Duration = Duration::from_secs(60);
 
-/// How often a call's end is tried when the session cannot take it now.
-const END_ATTEMPTS: u32 = 3;
+/// How often a call's end is tried when the session cannot take it now
+/// (200 ms doubling to 2 s between tries: about 10 s in all).
+const END_ATTEMPTS: u32 = 8;
 
 /// One call's task; built by `run_call` once the caller is answered.
 pub(super) struct CallTask {
@@ -65,6 +70,9 @@ pub(super) struct CallTask {
     pub(super) ever_answered: bool,
     /// Who ended the call, once known.
     pub(super) ended_by: Option<CallEnd>,
+    /// The session holds the caller (its `held` and `resumed` events): a
+    /// phone that answers later is bridged on hold.
+    pub(super) held: bool,
 }
 
 /// The leg to an agent's phone.
@@ -97,6 +105,7 @@ impl CallTask {
             .rtp_timeout
             .unwrap_or(Duration::from_secs(86_400 * 365));
         let mut silence = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        silence.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut caller_packets = self.caller_packets();
         // A proxy cancels an INVITE without a provisional response for 3
         // minutes (RFC 3261 Timer C): early media repeats its 183.
@@ -139,7 +148,8 @@ impl CallTask {
                 Some(dtmf) = self.dtmf.recv() => {
                     self.digits(dtmf.digit.to_string()).await;
                 }
-                _ = silence.tick(), if self.inner.rtp_timeout.is_some() && !self.ended => {
+                // Before the 200 (early media) a carrier may send no RTP.
+                _ = silence.tick(), if self.inner.rtp_timeout.is_some() && !self.ended && !self.early => {
                     let packets = self.caller_packets();
                     let sends = matches!(
                         self.caller_media.direction,
@@ -200,14 +210,19 @@ impl CallTask {
             }
             EventKind::Transferred { .. } => {
                 self.assigned = None;
+                self.held = false;
                 self.drop_agent_leg();
                 self.media_result(self.live.media.release_agent());
             }
-            EventKind::Call(CallEvent::Held) => self.media_result(self.live.media.hold()),
-            EventKind::Call(CallEvent::Resumed)
-                if self.agent.as_ref().is_some_and(|leg| leg.answered) =>
-            {
-                self.media_result(self.live.media.resume());
+            EventKind::Call(CallEvent::Held) => {
+                self.held = true;
+                self.media_result(self.live.media.hold());
+            }
+            EventKind::Call(CallEvent::Resumed) => {
+                self.held = false;
+                if self.agent.as_ref().is_some_and(|leg| leg.answered) {
+                    self.media_result(self.live.media.resume());
+                }
             }
             EventKind::Call(CallEvent::Ended { by, .. }) => {
                 self.ended_by.get_or_insert(*by);
@@ -414,10 +429,18 @@ impl CallTask {
         };
         if self.assigned.as_ref() != Some(&agent) {
             if let Err(error) = self.switchboard().accept(&agent, session).await {
-                // The offer lapsed or the caller left meanwhile.
-                info!(session_id = %session, agent_id = %agent, %error, "the phone answered an offer that is gone: hanging up");
-                self.drop_agent_leg();
-                return;
+                // The desktop's accept may have won the race, its
+                // `assigned` not here yet: then the call is this agent's.
+                let record = self.switchboard().session(session).await;
+                let theirs = record.is_ok_and(|record| {
+                    record.state == SessionState::Assigned && record.agent.as_ref() == Some(&agent)
+                });
+                if !theirs {
+                    // The offer lapsed or the caller left meanwhile.
+                    info!(session_id = %session, agent_id = %agent, %error, "the phone answered an offer that is gone: hanging up");
+                    self.drop_agent_leg();
+                    return;
+                }
             }
             self.assigned = Some(agent.clone());
         }
@@ -443,14 +466,25 @@ impl CallTask {
                 socket,
                 remote: remote.address,
             }));
+            if self.held {
+                // Held from the desktop while the phone rang.
+                self.media_result(self.live.media.hold());
+            }
         }
         info!(session_id = %session, agent_id = %agent, "call answered");
-        if let Err(error) = self
+        let recorded = self
             .switchboard()
             .call_event(session, CallEvent::Answered { agent })
-            .await
-        {
-            warn!(session_id = %session, %error, "answer not recorded");
+            .await;
+        match recorded {
+            Ok(_) => {}
+            // No longer this agent's (transferred or ended meanwhile): the
+            // phone is hung up; the session's own event follows.
+            Err(error) if matches!(error.code(), "invalid_state" | "not_your_session") => {
+                info!(session_id = %session, %error, "the answer came too late: hanging up the phone");
+                self.drop_agent_leg();
+            }
+            Err(error) => warn!(session_id = %session, %error, "answer not recorded"),
         }
     }
 
@@ -476,12 +510,15 @@ impl CallTask {
                 return respond(&handle, StatusCode::NotAcceptableHere, None).await;
             }
         };
-        leg.media.direction = remote.direction.answer();
+        let direction = remote.direction.answer();
+        // A refresh (same direction) is not a hold or a resume.
+        let changed = direction != leg.media.direction;
+        leg.media.direction = direction;
         let body = leg.sdp.describe(&leg.media);
         let (agent, answered) = (leg.agent.clone(), leg.answered);
         respond(&handle, StatusCode::OK, Some(body)).await;
         self.media_result(self.live.media.update_agent(remote.address));
-        if answered {
+        if answered && changed {
             let control = if remote.is_hold() {
                 CallControl::Hold
             } else {
@@ -514,9 +551,19 @@ impl CallTask {
                 .switchboard()
                 .call_control(&agent, session, CallControl::HangUp)
                 .await;
-            if let Err(error) = hung_up {
-                // No longer the agent's (transferred meanwhile): nothing to end.
-                debug!(session_id = %session, %error, "the phone's hang-up not recorded");
+            match hung_up {
+                Ok(_) => {}
+                // Transferred meanwhile: the call is no longer this agent's.
+                Err(error) if error.code() == "not_your_session" => {
+                    debug!(session_id = %session, %error, "the phone's hang-up came after a transfer");
+                }
+                // The session cannot take it now: the call ends anyway
+                // (retried), and both legs go down.
+                Err(error) => {
+                    warn!(session_id = %session, %error, "the phone's hang-up not taken: ending the call");
+                    self.end(CallEnd::Agent).await;
+                    self.hang_up_all();
+                }
             }
             return;
         }
@@ -553,11 +600,30 @@ impl CallTask {
             self.media_result(self.live.media.release_agent());
         }
         let session = self.session();
-        self.dialogs.tasks.spawn(async move {
-            if let Err(error) = leg.dialog.hangup().await {
+        // The port goes back now, not when the phone answers the CANCEL.
+        let AgentCallLeg { dialog, socket, .. } = leg;
+        drop(socket);
+        self.spawn_hang_up(async move {
+            if let Err(error) = dialog.hangup().await {
                 debug!(session_id = %session, %error, "failed to hang up the agent's phone");
             }
         });
+    }
+
+    /// Runs a BYE or CANCEL in the background: bounded in time, stopped with
+    /// the endpoint, and waited for by [`super::CallFlow::hang_up_all`].
+    fn spawn_hang_up(&self, hang_up: impl std::future::Future<Output = ()> + Send + 'static) {
+        let bounded = async move {
+            // A peer that never answers: the transaction's own timeout is 32 s.
+            let _ = tokio::time::timeout(HANG_UP_WAIT, hang_up).await;
+        };
+        let tracked = self.inner.hang_ups.track_future(bounded);
+        self.dialogs.tasks.spawn(
+            self.dialogs
+                .cancel
+                .clone()
+                .run_until_cancelled_owned(tracked),
+        );
     }
 
     /// The call is over: both legs go down, without waiting.
@@ -575,7 +641,7 @@ impl CallTask {
                 }
                 return;
             }
-            self.dialogs.tasks.spawn(async move {
+            self.spawn_hang_up(async move {
                 if let Err(error) = caller.bye().await {
                     debug!(session_id = %session, %error, "failed to hang up the caller");
                 }
@@ -663,12 +729,19 @@ pub(super) async fn record_end(switchboard: &Switchboard, session: SessionId, by
             Ok(_) => return,
             Err(error)
                 if attempt < END_ATTEMPTS
-                    && matches!(error.code(), "unavailable" | "store_unavailable") =>
+                    && matches!(
+                        error.code(),
+                        "unavailable" | "store_unavailable" | "outcome_unknown"
+                    ) =>
             {
                 debug!(session_id = %session, %error, attempt, "call end not taken yet");
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                let backoff =
+                    Duration::from_millis(200 << (attempt - 1).min(3)).min(Duration::from_secs(2));
+                tokio::time::sleep(backoff).await;
             }
             Err(error) => {
+                // The session keeps the call open until the next start
+                // ends it as dropped.
                 warn!(session_id = %session, ?by, %error, "failed to record the call's end");
                 return;
             }
