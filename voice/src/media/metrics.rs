@@ -56,7 +56,7 @@ pub enum Outcome {
     DroppedMalformed,
     /// Sending failed (socket buffer full, network error).
     SendFailed,
-    /// A hold-audio packet sent.
+    /// A hold-audio (or IVR prompt) packet sent.
     Sent,
 }
 
