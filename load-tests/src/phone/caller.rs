@@ -44,6 +44,8 @@ pub struct Caller {
     from_tag: String,
     /// Once answered: the To with the server's tag and the Contact URI.
     dialog: Option<(String, String)>,
+    /// Requests sent again for want of an answer.
+    pub resent: u32,
 }
 
 /// A call the server answered.
@@ -72,6 +74,7 @@ impl Caller {
             from_tag: format!("c{}", local.port()),
             number,
             dialog: None,
+            resent: 0,
         })
     }
 
@@ -92,17 +95,55 @@ impl Caller {
             .map_err(|err| Failure::Io(err.to_string()))
     }
 
-    /// The next SIP message before `deadline`.
-    async fn next(&self, deadline: Instant, what: &'static str) -> Result<Message, Failure> {
+    /// Sends `text` and waits for its final answer (a response whose CSeq
+    /// names `method`), sending it again after 0.5, 1, 2 and 4 s while
+    /// nothing at all came (RFC 3261's timers A and E): a burst can overrun
+    /// a socket's buffer even on loopback. Returns the answer and how many
+    /// times the request was sent again.
+    async fn transaction(
+        &self,
+        text: &str,
+        method: &'static str,
+        wait: Duration,
+    ) -> Result<(Message, u32), Failure> {
+        let deadline = Instant::now() + wait;
+        let mut interval = Duration::from_millis(500);
+        let mut resend_at = Some(Instant::now() + interval);
+        let mut resent = 0;
+        self.send(text).await?;
         let mut buf = [0u8; 8192];
         loop {
-            let len = match tokio::time::timeout_at(deadline, self.socket.recv(&mut buf)).await {
-                Err(_) => return Err(Failure::Timeout(what)),
-                Ok(Err(err)) => return Err(Failure::Io(err.to_string())),
+            let until = resend_at.map_or(deadline, |at| at.min(deadline));
+            let len = match tokio::time::timeout_at(until, self.socket.recv(&mut buf)).await {
                 Ok(Ok(len)) => len,
+                Ok(Err(err)) => return Err(Failure::Io(err.to_string())),
+                Err(_) if Instant::now() >= deadline => return Err(Failure::Timeout(method)),
+                Err(_) => {
+                    self.send(text).await?;
+                    resent += 1;
+                    interval = (interval * 2).min(Duration::from_secs(4));
+                    resend_at = Some(Instant::now() + interval);
+                    continue;
+                }
             };
-            if let Some(message) = Message::parse(&buf[..len]) {
-                return Ok(message);
+            let Some(message) = Message::parse(&buf[..len]) else {
+                continue;
+            };
+            if message.cseq_method() != Some(method) {
+                // The server sends its 200 again when our ACK went missing.
+                if message.cseq_method() == Some("INVITE")
+                    && message.status() == Some(200)
+                    && let Ok(ack) = self.in_dialog_request("ACK", 1)
+                {
+                    self.send(&ack).await?;
+                }
+                continue;
+            }
+            match message.status() {
+                Some(status) if status >= 200 => return Ok((message, resent)),
+                // A provisional answer: the server has it.
+                Some(_) => resend_at = None,
+                None => {}
             }
         }
     }
@@ -124,57 +165,50 @@ impl Caller {
         );
         sip::finish(&mut text, &body);
         let sent = Instant::now();
-        self.send(&text).await?;
-        let deadline = sent + wait;
-        loop {
-            let message = self.next(deadline, "INVITE").await?;
-            let (Some(status), Some("INVITE")) = (message.status(), message.cseq_method()) else {
-                continue;
-            };
-            if status < 200 {
-                continue;
-            }
-            let to = message.header("To").unwrap_or_default().to_string();
-            if status >= 300 {
-                // The ACK of a failed INVITE belongs to its transaction.
-                let ack = format!(
-                    "ACK sip:support@{server} SIP/2.0\r\n\
-                     Via: SIP/2.0/UDP {local};branch=z9hG4bK-{call_id}-1;rport\r\n\
-                     From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: 1 ACK\r\n\
-                     Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
-                    server = self.server,
-                    local = self.local,
-                    call_id = self.call_id,
-                    from = self.our_from(),
-                );
-                // The failure is what counts; a lost ACK only means retransmissions.
-                let _ = self.send(&ack).await;
-                let reason = message
-                    .start_line
-                    .splitn(3, ' ')
-                    .nth(2)
-                    .unwrap_or_default()
-                    .to_string();
-                return Err(Failure::Status(status, reason));
-            }
-            let setup = sent.elapsed();
-            let media = sip::sdp_audio(&message.body).ok_or(Failure::NoSdp)?;
-            let target = message
-                .header("Contact")
-                .map(|contact| sip::uri_in(contact).to_string())
-                .unwrap_or_else(|| format!("sip:support@{}", self.server));
-            self.dialog = Some((to, target));
-            self.in_dialog("ACK", 1).await?;
-            return Ok(Answered { setup, media });
+        let (message, resent) = self.transaction(&text, "INVITE", wait).await?;
+        let setup = sent.elapsed();
+        self.resent += resent;
+        let status = message.status().unwrap_or_default();
+        let to = message.header("To").unwrap_or_default().to_string();
+        if status >= 300 {
+            // The ACK of a failed INVITE belongs to its transaction.
+            let ack = format!(
+                "ACK sip:support@{server} SIP/2.0\r\n\
+                 Via: SIP/2.0/UDP {local};branch=z9hG4bK-{call_id}-1;rport\r\n\
+                 From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: 1 ACK\r\n\
+                 Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+                server = self.server,
+                local = self.local,
+                call_id = self.call_id,
+                from = self.our_from(),
+            );
+            // The failure is what counts; a lost ACK only means retransmissions.
+            let _ = self.send(&ack).await;
+            let reason = message
+                .start_line
+                .splitn(3, ' ')
+                .nth(2)
+                .unwrap_or_default()
+                .to_string();
+            return Err(Failure::Status(status, reason));
         }
+        let media = sip::sdp_audio(&message.body).ok_or(Failure::NoSdp)?;
+        let target = message
+            .header("Contact")
+            .map(|contact| sip::uri_in(contact).to_string())
+            .unwrap_or_else(|| format!("sip:support@{}", self.server));
+        self.dialog = Some((to, target));
+        let ack = self.in_dialog_request("ACK", 1)?;
+        self.send(&ack).await?;
+        Ok(Answered { setup, media })
     }
 
-    /// Sends an in-dialog request (ACK, BYE) with CSeq `cseq`.
-    async fn in_dialog(&self, method: &str, cseq: u32) -> Result<(), Failure> {
+    /// An in-dialog request (ACK, BYE) with CSeq `cseq`.
+    fn in_dialog_request(&self, method: &str, cseq: u32) -> Result<String, Failure> {
         let Some((to, target)) = &self.dialog else {
             return Err(Failure::Io("no dialog".into()));
         };
-        let text = format!(
+        Ok(format!(
             "{method} {target} SIP/2.0\r\n\
              Via: SIP/2.0/UDP {local};branch=z9hG4bK-{call_id}-{method};rport\r\n\
              From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\n\
@@ -182,26 +216,17 @@ impl Caller {
             local = self.local,
             call_id = self.call_id,
             from = self.our_from(),
-        );
-        self.send(&text).await
+        ))
     }
 
     /// Hangs up: BYE, and waits for its 200.
-    pub async fn bye(&self, wait: Duration) -> Result<(), Failure> {
-        self.in_dialog("BYE", 2).await?;
-        let deadline = Instant::now() + wait;
-        loop {
-            let message = self.next(deadline, "BYE").await?;
-            if message.cseq_method() != Some("BYE") {
-                continue;
-            }
-            match message.status() {
-                Some(200..=299) => return Ok(()),
-                Some(status) if status >= 300 => {
-                    return Err(Failure::Status(status, "to BYE".into()));
-                }
-                _ => {}
-            }
+    pub async fn bye(&mut self, wait: Duration) -> Result<(), Failure> {
+        let text = self.in_dialog_request("BYE", 2)?;
+        let (message, resent) = self.transaction(&text, "BYE", wait).await?;
+        self.resent += resent;
+        match message.status() {
+            Some(200..=299) => Ok(()),
+            status => Err(Failure::Status(status.unwrap_or_default(), "to BYE".into())),
         }
     }
 }

@@ -70,16 +70,28 @@ impl Handset {
         text
     }
 
-    async fn final_response(&self, deadline: Instant) -> Result<Message> {
+    /// Sends a REGISTER and waits for its final answer, sending it again
+    /// after 0.5, 1, 2 and 4 s while nothing came (timer E).
+    async fn register_transaction(&self, text: &str, deadline: Instant) -> Result<Message> {
         let mut buf = [0u8; 8192];
+        let mut interval = Duration::from_millis(500);
+        self.socket.send_to(text.as_bytes(), self.server).await?;
         loop {
-            let len = tokio::time::timeout_at(deadline, self.socket.recv(&mut buf))
-                .await
-                .context("no answer to REGISTER in time")??;
-            if let Some(message) = Message::parse(&buf[..len])
-                && message.status().is_some_and(|status| status >= 200)
-            {
-                return Ok(message);
+            let until = (Instant::now() + interval).min(deadline);
+            match tokio::time::timeout_at(until, self.socket.recv(&mut buf)).await {
+                Ok(received) => {
+                    let len = received?;
+                    if let Some(message) = Message::parse(&buf[..len])
+                        && message.status().is_some_and(|status| status >= 200)
+                    {
+                        return Ok(message);
+                    }
+                }
+                Err(_) if Instant::now() >= deadline => bail!("no answer to REGISTER in time"),
+                Err(_) => {
+                    self.socket.send_to(text.as_bytes(), self.server).await?;
+                    interval = (interval * 2).min(Duration::from_secs(4));
+                }
             }
         }
     }
@@ -87,10 +99,9 @@ impl Handset {
     /// REGISTER → 401 → REGISTER with an MD5 digest → 200.
     pub async fn register(&self, wait: Duration) -> Result<()> {
         let deadline = Instant::now() + wait;
-        self.socket
-            .send_to(self.register_request(1, None).as_bytes(), self.server)
+        let challenge = self
+            .register_transaction(&self.register_request(1, None), deadline)
             .await?;
-        let challenge = self.final_response(deadline).await?;
         if challenge.status() != Some(401) {
             bail!("REGISTER answered {}", challenge.start_line);
         }
@@ -108,13 +119,9 @@ impl Handset {
                 )
             })
             .context("no MD5 challenge to REGISTER")?;
-        self.socket
-            .send_to(
-                self.register_request(2, Some(&authorization)).as_bytes(),
-                self.server,
-            )
+        let answer = self
+            .register_transaction(&self.register_request(2, Some(&authorization)), deadline)
             .await?;
-        let answer = self.final_response(deadline).await?;
         if answer.status() != Some(200) {
             bail!("authenticated REGISTER answered {}", answer.start_line);
         }

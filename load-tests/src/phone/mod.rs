@@ -298,6 +298,7 @@ async fn call_setup(options: &RunOptions, server: &Server, sip: SocketAddr) -> R
                 }
                 Err(failure) => {
                     stats.add("calls_failed", 1);
+                    stats.add("sip_requests_resent", i64::from(caller.resent));
                     stats.error(format!("INVITE {failure}"));
                     return;
                 }
@@ -307,6 +308,7 @@ async fn call_setup(options: &RunOptions, server: &Server, sip: SocketAddr) -> R
                 Ok(()) => stats.add("calls_hung_up", 1),
                 Err(failure) => stats.error(format!("BYE {failure}")),
             }
+            stats.add("sip_requests_resent", i64::from(caller.resent));
         }
     })
     .await;
@@ -491,6 +493,7 @@ async fn voice_relay(options: &RunOptions, server: &Server, sip: SocketAddr) -> 
 
     // The media phase.
     let n_packets = (params.media_secs * 50.0).round() as u32;
+    let mut figures = BTreeMap::new();
     let admin = server
         .admin
         .context("the server printed no admin address")?;
@@ -498,6 +501,7 @@ async fn voice_relay(options: &RunOptions, server: &Server, sip: SocketAddr) -> 
     let ticks = server_stats::ticks_per_sec();
     let rss_go = server.rss_kib();
     let cpu_before = server.pid.and_then(server_stats::cpu_ticks);
+    let rcvbuf_errors_before = server_stats::udp_rcvbuf_errors();
     let media_started = Instant::now();
     let start = media_started + Duration::from_millis(100);
     let mut senders = JoinSet::new();
@@ -556,6 +560,13 @@ async fn voice_relay(options: &RunOptions, server: &Server, sip: SocketAddr) -> 
     // Packets still on their way (the relay adds well under a millisecond).
     tokio::time::sleep(Duration::from_millis(500)).await;
     let metrics_after = server_stats::scrape(admin).await?;
+    if let (Some(before), Some(after)) = (rcvbuf_errors_before, server_stats::udp_rcvbuf_errors()) {
+        // Host-wide: other processes' drops count too.
+        figures.insert(
+            "host_udp_rcvbuf_errors_media".to_string(),
+            (after - before) as f64,
+        );
+    }
     let _ = stop_receivers.send(true); // receivers that failed are missing from the sums below
     let mut latency: HashMap<Direction, hdrhistogram::Histogram<u64>> = HashMap::new();
     let mut streams: HashMap<(u32, Direction), media::Stream> = HashMap::new();
@@ -573,20 +584,27 @@ async fn voice_relay(options: &RunOptions, server: &Server, sip: SocketAddr) -> 
         unmarked += received.unmarked;
     }
 
-    // Hang up: the callers' BYEs, and the phones' BYEs from the server.
-    let hangups = Arc::new(Semaphore::new(200));
+    // Hang up at the rate the calls came: the callers' BYEs, and the
+    // phones' BYEs from the server.
+    let hangups_start = Instant::now();
     let mut byes = JoinSet::new();
-    for caller in callers {
-        let hangups = hangups.clone();
+    for (idx, mut caller) in callers.into_iter().enumerate() {
+        tokio::time::sleep_until(hangups_start + Duration::from_secs_f64(idx as f64 / params.rate))
+            .await;
         byes.spawn(async move {
-            let _permit = hangups.acquire_owned().await;
-            caller.bye(SIP_TIMEOUT).await
+            let result = caller.bye(SIP_TIMEOUT).await;
+            (result, caller.resent)
         });
     }
     while let Some(joined) = byes.join_next().await {
         match joined {
-            Ok(Ok(())) => stats.add("calls_hung_up", 1),
-            Ok(Err(failure)) => stats.error(format!("BYE {failure}")),
+            Ok((result, resent)) => {
+                stats.add("sip_requests_resent", i64::from(resent));
+                match result {
+                    Ok(()) => stats.add("calls_hung_up", 1),
+                    Err(failure) => stats.error(format!("BYE {failure}")),
+                }
+            }
             Err(_) => stats.error("a BYE task panicked"),
         }
     }
@@ -608,7 +626,6 @@ async fn voice_relay(options: &RunOptions, server: &Server, sip: SocketAddr) -> 
 
     // The figures.
     let mut counters = BTreeMap::new();
-    let mut figures = BTreeMap::new();
     let mut checks = vec![
         Check::new(
             "calls answered = placed",

@@ -30,6 +30,18 @@ pub fn ticks_per_sec() -> f64 {
         .unwrap_or(100.0)
 }
 
+/// The host's UDP datagrams dropped for a full receive buffer
+/// (`RcvbufErrors` in /proc/net/snmp): loss that is nobody's code but a
+/// socket read too late, ours or the server's.
+pub fn udp_rcvbuf_errors() -> Option<u64> {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").ok()?;
+    let mut udp = snmp.lines().filter(|line| line.starts_with("Udp:"));
+    let names: Vec<&str> = udp.next()?.split_whitespace().collect();
+    let values: Vec<&str> = udp.next()?.split_whitespace().collect();
+    let column = names.iter().position(|name| *name == "RcvbufErrors")?;
+    values.get(column)?.parse().ok()
+}
+
 /// Every sample of the exposition, `name{labels}` → value.
 pub type Samples = BTreeMap<String, f64>;
 
@@ -96,8 +108,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn our_own_cpu_time_is_readable() {
+    fn our_own_cpu_time_and_the_udp_counters_are_readable() {
         assert!(cpu_ticks(std::process::id()).is_some());
+        assert!(udp_rcvbuf_errors().is_some());
     }
 
     #[test]
