@@ -244,7 +244,36 @@ pub fn digest_authorization(
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        #[test]
+        fn any_datagram_parses_or_is_refused(datagram in proptest::collection::vec(any::<u8>(), 0..400)) {
+            if let Some(message) = Message::parse(&datagram) {
+                let _ = (message.status(), message.method(), message.cseq_method(), message.from_user());
+                let _ = message.response("200 OK", "t", &[], "");
+            }
+            let text = String::from_utf8_lossy(&datagram);
+            let _ = (sdp_audio(&text), uri_in(&text), tag(&text), digest_param(&text, "nonce"));
+        }
+
+        #[test]
+        fn responses_round_trip(status in 100u16..700, call_id in "[a-z0-9-]{1,20}", body in "[a-z=0-9 ]{0,40}") {
+            let request = format!(
+                "OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:1;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=f\r\n\
+                 To: <sip:x>\r\nCall-ID: {call_id}\r\nCSeq: 3 OPTIONS\r\n\r\n"
+            );
+            let request = Message::parse(request.as_bytes()).unwrap();
+            let text = request.response(&format!("{status} Whatever"), "t9", &[], &body);
+            let response = Message::parse(text.as_bytes()).unwrap();
+            prop_assert_eq!(response.status(), Some(status));
+            prop_assert_eq!(response.header("Call-ID"), Some(call_id.as_str()));
+            prop_assert_eq!(response.cseq_method(), Some("OPTIONS"));
+            prop_assert_eq!(response.body, body);
+        }
+    }
 
     const OK: &str = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5000;branch=z9hG4bK1\r\n\
         f: <sip:+8613800000001@127.0.0.1>;tag=a1\r\nTo: <sip:support@127.0.0.1>;tag=b2\r\n\

@@ -205,7 +205,16 @@ pub async fn send(
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        #[test]
+        fn any_datagram_reads_or_is_unmarked(datagram in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = read_packet(&datagram);
+        }
+    }
 
     #[test]
     fn packets_carry_their_call_and_time() {
