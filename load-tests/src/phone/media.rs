@@ -129,7 +129,25 @@ pub struct Received {
     pub unmarked: u64,
 }
 
-/// Reads `socket` until `stop`, then drains what is still queued.
+/// Receive and send buffers of an RTP socket: 4 MiB (the usual
+/// `net.core.rmem_max`) hold about a second of every leg the socket
+/// carries, so a generator thread that stalls a moment loses nothing.
+const SOCKET_BUFFER_BYTES: usize = 4 << 20;
+
+/// A UDP socket on 127.0.0.1 with [`SOCKET_BUFFER_BYTES`] buffers (the
+/// kernel caps them at its maxima).
+pub fn bind_rtp() -> std::io::Result<UdpSocket> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
+    socket.set_recv_buffer_size(SOCKET_BUFFER_BYTES)?;
+    socket.set_send_buffer_size(SOCKET_BUFFER_BYTES)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())?;
+    UdpSocket::from_std(socket.into())
+}
+
+/// Reads `socket` until `stop`, then drains what is still queued. Each
+/// wake-up reads everything queued, so a busy socket costs one wake-up per
+/// batch rather than one per packet.
 pub async fn receive(socket: Arc<UdpSocket>, mut stop: watch::Receiver<bool>) -> Received {
     let mut received = Received {
         latency: HashMap::new(),
@@ -140,9 +158,13 @@ pub async fn receive(socket: Arc<UdpSocket>, mut stop: watch::Receiver<bool>) ->
     loop {
         tokio::select! {
             biased;
-            result = socket.recv_from(&mut buf) => {
-                let Ok((len, _)) = result else { continue };
-                record(&mut received, &buf[..len]);
+            ready = socket.readable() => {
+                if ready.is_err() {
+                    break;
+                }
+                while let Ok((len, _)) = socket.try_recv_from(&mut buf) {
+                    record(&mut received, &buf[..len]);
+                }
             }
             changed = stop.changed() => {
                 if changed.is_err() || *stop.borrow() {
@@ -186,15 +208,24 @@ pub async fn send(
     start: tokio::time::Instant,
 ) -> (u64, u64) {
     let mut tick = tokio::time::interval_at(start, PACKET_INTERVAL);
-    // A late tick is sent at once: every stream gets all its packets.
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    // A late tick pushes the next ones back rather than bursting to catch
+    // up: a phone never sends faster than 50 packets/s, and a burst would
+    // only measure socket buffers. A generator that falls behind makes the
+    // media phase longer (the report gives the achieved rate).
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut buf = [0u8; RTP_HEADER_BYTES + PAYLOAD_BYTES];
     let (mut sent, mut failed) = (0, 0);
     for seq in 0..n_packets {
         tick.tick().await;
         for &(call, destination) in &destinations {
             packet(call, direction, seq, &mut buf);
-            match socket.send_to(&buf, destination).await {
+            let result = match socket.try_send_to(&buf, destination) {
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                    socket.send_to(&buf, destination).await
+                }
+                other => other,
+            };
+            match result {
                 Ok(_) => sent += 1,
                 Err(_) => failed += 1,
             }

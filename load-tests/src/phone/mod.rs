@@ -190,12 +190,12 @@ where
 }
 
 /// A socket that takes hold audio and counts it.
-async fn hold_sink() -> Result<(
+fn hold_sink() -> Result<(
     Arc<UdpSocket>,
     watch::Sender<bool>,
     tokio::task::JoinHandle<media::Received>,
 )> {
-    let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
+    let socket = Arc::new(media::bind_rtp()?);
     let (stop, stopped) = watch::channel(false);
     let task = tokio::spawn(media::receive(socket.clone(), stopped));
     Ok((socket, stop, task))
@@ -262,7 +262,7 @@ async fn call_setup(options: &RunOptions, server: &Server, sip: SocketAddr) -> R
     let started_at = crate::now_rfc3339();
     let stats = Stats::default();
     let rss_start = server.rss_kib();
-    let (sink, sink_stop, sink_task) = hold_sink().await?;
+    let (sink, sink_stop, sink_task) = hold_sink()?;
     let sink_port = sink.local_addr()?.port();
     let agent_sink = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
     let agent_port = agent_sink.local_addr()?.port();
@@ -394,8 +394,8 @@ async fn voice_relay(options: &RunOptions, server: &Server, sip: SocketAddr) -> 
     let mut caller_sockets = Vec::new();
     let mut agent_sockets = Vec::new();
     for _ in 0..n_sockets {
-        caller_sockets.push(Arc::new(UdpSocket::bind("127.0.0.1:0").await?));
-        agent_sockets.push(Arc::new(UdpSocket::bind("127.0.0.1:0").await?));
+        caller_sockets.push(Arc::new(media::bind_rtp()?));
+        agent_sockets.push(Arc::new(media::bind_rtp()?));
     }
     let port = |socket: &Arc<UdpSocket>| socket.local_addr().map(|addr| addr.port());
     let caller_ports: Vec<u16> = caller_sockets.iter().map(port).collect::<Result<_, _>>()?;
@@ -694,6 +694,12 @@ async fn voice_relay(options: &RunOptions, server: &Server, sip: SocketAddr) -> 
     counters.insert("hold_audio_packets_received".into(), unmarked as i64);
     figures.insert("setup_phase_secs".into(), setup_secs);
     figures.insert("media_phase_secs".into(), media_secs);
+    // 50 × calls when the generator kept up; less when it fell behind.
+    let sent_caller_to_agent = sent.get(&Direction::CallerToAgent).map_or(0, |s| s.0);
+    figures.insert(
+        "rtp_packets_per_sec_each_way".into(),
+        sent_caller_to_agent as f64 / media_secs,
+    );
     if let (Some(before), Some(after)) = (cpu_before, cpu_after) {
         figures.insert(
             "server_cpu_cores_media".into(),
