@@ -14,8 +14,11 @@ use crate::sip::{self, Message};
 pub enum Failure {
     /// A final answer other than 2xx.
     Status(u16, String),
-    /// No final answer in time.
-    Timeout(&'static str),
+    /// No final answer to `method` in time (`provisional`: after a 1xx).
+    Timeout {
+        method: &'static str,
+        provisional: bool,
+    },
     /// The socket failed.
     Io(String),
     /// A 200 without a usable SDP answer.
@@ -26,7 +29,14 @@ impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Failure::Status(code, reason) => write!(f, "answered {code} {reason}"),
-            Failure::Timeout(what) => write!(f, "timeout: no answer to {what}"),
+            Failure::Timeout {
+                method,
+                provisional: false,
+            } => write!(f, "timeout: no answer to {method}"),
+            Failure::Timeout {
+                method,
+                provisional: true,
+            } => write!(f, "timeout: no final answer to {method} after a 1xx"),
             Failure::Io(err) => write!(f, "socket: {err}"),
             Failure::NoSdp => write!(f, "200 without an SDP answer"),
         }
@@ -97,19 +107,17 @@ impl Caller {
 
     /// Sends `text` and waits for its final answer (a response whose CSeq
     /// names `method`), sending it again after 0.5, 1, 2 and 4 s while
-    /// nothing at all came (RFC 3261's timers A and E): a burst can overrun
-    /// a socket's buffer even on loopback. Returns the answer and how many
-    /// times the request was sent again.
+    /// nothing at all came (RFC 3261's timers A and E; counted in
+    /// `resent`): a burst can overrun a socket's buffer even on loopback.
     async fn transaction(
-        &self,
+        &mut self,
         text: &str,
         method: &'static str,
         wait: Duration,
-    ) -> Result<(Message, u32), Failure> {
+    ) -> Result<Message, Failure> {
         let deadline = Instant::now() + wait;
         let mut interval = Duration::from_millis(500);
         let mut resend_at = Some(Instant::now() + interval);
-        let mut resent = 0;
         self.send(text).await?;
         let mut buf = [0u8; 8192];
         loop {
@@ -117,10 +125,15 @@ impl Caller {
             let len = match tokio::time::timeout_at(until, self.socket.recv(&mut buf)).await {
                 Ok(Ok(len)) => len,
                 Ok(Err(err)) => return Err(Failure::Io(err.to_string())),
-                Err(_) if Instant::now() >= deadline => return Err(Failure::Timeout(method)),
+                Err(_) if Instant::now() >= deadline => {
+                    return Err(Failure::Timeout {
+                        method,
+                        provisional: resend_at.is_none(),
+                    });
+                }
                 Err(_) => {
                     self.send(text).await?;
-                    resent += 1;
+                    self.resent += 1;
                     interval = (interval * 2).min(Duration::from_secs(4));
                     resend_at = Some(Instant::now() + interval);
                     continue;
@@ -140,7 +153,7 @@ impl Caller {
                 continue;
             }
             match message.status() {
-                Some(status) if status >= 200 => return Ok((message, resent)),
+                Some(status) if status >= 200 => return Ok(message),
                 // A provisional answer: the server has it.
                 Some(_) => resend_at = None,
                 None => {}
@@ -165,9 +178,8 @@ impl Caller {
         );
         sip::finish(&mut text, &body);
         let sent = Instant::now();
-        let (message, resent) = self.transaction(&text, "INVITE", wait).await?;
+        let message = self.transaction(&text, "INVITE", wait).await?;
         let setup = sent.elapsed();
-        self.resent += resent;
         let status = message.status().unwrap_or_default();
         let to = message.header("To").unwrap_or_default().to_string();
         if status >= 300 {
@@ -222,8 +234,7 @@ impl Caller {
     /// Hangs up: BYE, and waits for its 200.
     pub async fn bye(&mut self, wait: Duration) -> Result<(), Failure> {
         let text = self.in_dialog_request("BYE", 2)?;
-        let (message, resent) = self.transaction(&text, "BYE", wait).await?;
-        self.resent += resent;
+        let message = self.transaction(&text, "BYE", wait).await?;
         match message.status() {
             Some(200..=299) => Ok(()),
             status => Err(Failure::Status(status.unwrap_or_default(), "to BYE".into())),
