@@ -501,6 +501,7 @@ async fn voice_relay(options: &RunOptions, server: &Server, sip: SocketAddr) -> 
     let ticks = server_stats::ticks_per_sec();
     let rss_go = server.rss_kib();
     let cpu_before = server.pid.and_then(server_stats::cpu_ticks);
+    let own_cpu_before = server_stats::cpu_ticks(std::process::id());
     let rcvbuf_errors_before = server_stats::udp_rcvbuf_errors();
     let media_started = Instant::now();
     let start = media_started + Duration::from_millis(100);
@@ -556,6 +557,7 @@ async fn voice_relay(options: &RunOptions, server: &Server, sip: SocketAddr) -> 
     }
     let media_secs = media_started.elapsed().as_secs_f64();
     let cpu_after = server.pid.and_then(server_stats::cpu_ticks);
+    let own_cpu_after = server_stats::cpu_ticks(std::process::id());
     let rss_media = server.rss_kib();
     // Packets still on their way (the relay adds well under a millisecond).
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -703,6 +705,13 @@ async fn voice_relay(options: &RunOptions, server: &Server, sip: SocketAddr) -> 
     if let (Some(before), Some(after)) = (cpu_before, cpu_after) {
         figures.insert(
             "server_cpu_cores_media".into(),
+            (after - before) as f64 / ticks / media_secs,
+        );
+    }
+    if let (Some(before), Some(after)) = (own_cpu_before, own_cpu_after) {
+        // The generator shares the machine: what it used is not the server's.
+        figures.insert(
+            "generator_cpu_cores_media".into(),
             (after - before) as f64 / ticks / media_secs,
         );
     }
