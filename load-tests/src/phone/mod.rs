@@ -264,7 +264,8 @@ async fn call_setup(options: &RunOptions, server: &Server, sip: SocketAddr) -> R
     let rss_start = server.rss_kib();
     let (sink, sink_stop, sink_task) = hold_sink()?;
     let sink_port = sink.local_addr()?.port();
-    let agent_sink = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
+    // The agents' phones' audio (when agents answer) is read and dropped.
+    let (agent_sink, agent_sink_stop, agent_sink_task) = hold_sink()?;
     let agent_port = agent_sink.local_addr()?.port();
     let agents = start_agents(server, sip, params.agents, &stats, |_| agent_port).await?;
     let rss_go = server.rss_kib();
@@ -318,9 +319,18 @@ async fn call_setup(options: &RunOptions, server: &Server, sip: SocketAddr) -> R
     let rss_end = server.rss_kib();
     // The agents' phones have had their BYEs by now (each caller waited for
     // its 200, which the server sends after ending the call).
+    let mut agents = agents;
+    let mut answered_by_phones = 0;
+    while let Ok((_, event)) = agents.events.try_recv() {
+        if matches!(event, PhoneEvent::Answered { .. }) {
+            answered_by_phones += 1;
+        }
+    }
     agents.stop().await;
     let _ = sink_stop.send(true); // the sink may have ended on an error
     let sink = sink_task.await.context("the hold sink panicked")?;
+    let _ = agent_sink_stop.send(true); // as above
+    agent_sink_task.await.context("the agents' sink panicked")?;
     let answered = stats.counter("calls_answered");
     let mut figures = BTreeMap::new();
     figures.insert("calls_per_sec_target".into(), params.rate);
@@ -338,6 +348,8 @@ async fn call_setup(options: &RunOptions, server: &Server, sip: SocketAddr) -> R
     }
     let mut counters = BTreeMap::new();
     counters.insert("hold_audio_packets_received".into(), sink.unmarked as i64);
+    counters.insert("calls_answered_by_agents_phones".into(), answered_by_phones);
+
     let checks = vec![
         Check::new(
             "calls placed",
