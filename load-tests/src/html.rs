@@ -125,6 +125,20 @@ fn section(out: &mut String, report: &Report) {
             sl.abandoned
         );
     }
+    if !report.figures.is_empty() {
+        out.push_str("<table><tr><th>figure</th><th>value</th></tr>\n");
+        for (name, value) in &report.figures {
+            let _ = writeln!(out, "<tr><td>{}</td><td>{value:.3}</td></tr>", escape(name));
+        }
+        out.push_str("</table>\n");
+    }
+    if !report.counters.is_empty() && report.scenario.is_phone() {
+        out.push_str("<table><tr><th>counter</th><th>value</th></tr>\n");
+        for (name, value) in &report.counters {
+            let _ = writeln!(out, "<tr><td>{}</td><td>{value}</td></tr>", escape(name));
+        }
+        out.push_str("</table>\n");
+    }
     if !report.errors.is_empty() {
         out.push_str("<table><tr><th>error</th><th>count</th></tr>\n");
         for (kind, n) in &report.errors {

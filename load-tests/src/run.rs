@@ -72,8 +72,13 @@ struct Worker {
 
 /// Runs the scenario once against one target.
 pub async fn run(options: &RunOptions) -> Result<Report> {
-    let server = Server::start(&options.launch, &options.params, &options.work_dir).await?;
-    let result = drive(options, &server).await;
+    let phone = options.kind.is_phone();
+    let server = Server::start(&options.launch, &options.params, phone, &options.work_dir).await?;
+    let result = if phone {
+        crate::phone::drive(options, &server).await
+    } else {
+        drive(options, &server).await
+    };
     // Stop the server even when the run failed; its error is the one to show.
     let stopped = server.stop().await;
     let report = result?;
@@ -309,6 +314,7 @@ async fn drive(options: &RunOptions, server: &Server) -> Result<Report> {
         service_level: None,
         series,
         passed: false,
+        figures: BTreeMap::new(),
     };
     let durable = report.counter(count::CUSTOMER_ACKED) + report.counter(count::AGENT_ACKED);
     // Steady chat sends for `duration_secs`; other scenarios run as long as they take.

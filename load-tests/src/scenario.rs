@@ -27,11 +27,15 @@ pub enum Kind {
     IdleSessions,
     /// Steady chat for a long time, memory sampled throughout.
     Soak,
+    /// Phone calls from a trunk at a rate: SIP setup time.
+    CallSetup,
+    /// Phone calls answered by agents' phones, RTP both ways through the relay.
+    VoiceRelay,
 }
 
 impl Kind {
     /// Every scenario, in the order `loadgen list` shows them.
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 9] = [
         Kind::SteadyChat,
         Kind::ContactCenterDay,
         Kind::PromotionSpike,
@@ -39,6 +43,8 @@ impl Kind {
         Kind::ResumeStorm,
         Kind::IdleSessions,
         Kind::Soak,
+        Kind::CallSetup,
+        Kind::VoiceRelay,
     ];
 
     /// The name on the command line.
@@ -51,6 +57,8 @@ impl Kind {
             Kind::ResumeStorm => "resume-storm",
             Kind::IdleSessions => "idle-sessions",
             Kind::Soak => "soak",
+            Kind::CallSetup => "call-setup",
+            Kind::VoiceRelay => "voice-relay",
         }
     }
 
@@ -78,12 +86,23 @@ impl Kind {
             Kind::Soak => {
                 "steady chat for `duration_secs` (default 30 min), memory sampled every second"
             }
+            Kind::CallSetup => {
+                "SIP callers on a loopback trunk place `rate` calls/s (default 200) for `duration_secs` (30), each hangs up after `hold_secs` (2): setup time INVITE → 200 OK, answered / failed by status; `agents` (default 0) agents' phones answer what they are offered"
+            }
+            Kind::VoiceRelay => {
+                "`calls` calls (default 1000, placed at `rate`/s) each answered by one of `agents` (default = `calls`) agents' phones, then G.711 RTP both ways at 50 packets/s for `media_secs` (20) over `rtp_sockets` sockets per side: one-way latency, jitter and loss per direction, the server's CPU and relay metrics"
+            }
         }
     }
 
     /// Whether the bare relay can stand in for switchboard under it.
     pub fn has_baseline(self) -> bool {
-        !matches!(self, Kind::IdleSessions)
+        !matches!(self, Kind::IdleSessions) && !self.is_phone()
+    }
+
+    /// Whether the scenario calls over SIP (the server needs `[voice]`).
+    pub fn is_phone(self) -> bool {
+        matches!(self, Kind::CallSetup | Kind::VoiceRelay)
     }
 }
 
@@ -164,6 +183,13 @@ pub struct Params {
     pub connections_per_process: u32,
     /// Seed of the random arrivals, handle times and patience.
     pub seed: u64,
+    /// Voice relay: calls at once.
+    pub calls: u32,
+    /// Voice relay: how long RTP flows both ways once every call is bridged.
+    pub media_secs: f64,
+    /// Voice relay: UDP sockets per side (callers, agents' phones) the
+    /// calls' RTP legs are spread over.
+    pub rtp_sockets: u32,
 }
 
 impl Default for Params {
@@ -195,6 +221,9 @@ impl Default for Params {
             sources: 4,
             connections_per_process: 15_000,
             seed: 1,
+            calls: 1_000,
+            media_secs: 20.0,
+            rtp_sockets: 16,
         }
     }
 }
@@ -235,6 +264,19 @@ impl Params {
             // Nobody answers idle sessions.
             Kind::IdleSessions => Params { agents: 0, ..base },
             Kind::SteadyChat => base,
+            Kind::CallSetup => Params {
+                rate: 200.0,
+                duration_secs: 30.0,
+                hold_secs: 2.0,
+                agents: 0,
+                ..base
+            },
+            // `agents` follows `calls` unless set (see `load`).
+            Kind::VoiceRelay => Params {
+                rate: 200.0,
+                agents: base.calls,
+                ..base
+            },
         }
     }
 
@@ -243,6 +285,7 @@ impl Params {
     pub fn load(kind: Kind, file: Option<&Path>, sets: &[String]) -> Result<Params> {
         let mut table =
             toml::Table::try_from(Params::defaults(kind)).context("defaults serialize")?;
+        let mut agents_given = false;
         if let Some(path) = file {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("failed to read {}", path.display()))?;
@@ -253,6 +296,7 @@ impl Params {
                 if key == "scenario" {
                     continue;
                 }
+                agents_given |= key == "agents";
                 set_param(&mut table, &key, value).with_context(|| path.display().to_string())?;
             }
         }
@@ -262,6 +306,14 @@ impl Params {
                 .with_context(|| format!("--set `{set}`: expected key=value"))?;
             set_param(&mut table, key.trim(), parse_value(raw.trim()))
                 .with_context(|| format!("--set {set}"))?;
+            agents_given |= key.trim() == "agents";
+        }
+        if kind == Kind::VoiceRelay
+            && !agents_given
+            && let Some(calls) = table.get("calls").cloned()
+        {
+            // One agent (and phone) per call unless said otherwise.
+            table.insert("agents".into(), calls);
         }
         let params: Params =
             toml::Value::Table(table)
@@ -312,6 +364,7 @@ impl Params {
             ("spike_secs", self.spike_secs),
             ("hold_secs", self.hold_secs),
             ("drain_secs", self.drain_secs),
+            ("media_secs", self.media_secs),
         ];
         for (key, value) in non_negative {
             if !(value.is_finite() && value >= 0.0) {
@@ -325,6 +378,8 @@ impl Params {
             ("processes", self.processes),
             ("sources", self.sources),
             ("connections_per_process", self.connections_per_process),
+            ("calls", self.calls),
+            ("rtp_sockets", self.rtp_sockets),
         ];
         for (key, value) in at_least_one {
             if value == 0 {
@@ -450,6 +505,37 @@ mod tests {
             Some("rate = ["),
             &[],
             Err("not valid TOML"),
+        );
+    }
+
+    #[test]
+    fn voice_relay_has_one_agent_per_call_unless_told() {
+        let relay = Params::defaults(Kind::VoiceRelay);
+        check(
+            Kind::VoiceRelay,
+            None,
+            &["calls=5"],
+            Ok(Params {
+                calls: 5,
+                agents: 5,
+                ..relay.clone()
+            }),
+        );
+        check(
+            Kind::VoiceRelay,
+            None,
+            &["calls=5", "agents=8"],
+            Ok(Params {
+                calls: 5,
+                agents: 8,
+                ..relay
+            }),
+        );
+        check(
+            Kind::CallSetup,
+            None,
+            &["calls=0"],
+            Err("`calls` must be at least 1"),
         );
     }
 

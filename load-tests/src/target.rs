@@ -62,6 +62,10 @@ pub struct Server {
     pub secret: String,
     /// For reading memory from /proc.
     pub pid: Option<u32>,
+    /// The SIP endpoint, when the phone channel runs.
+    pub sip: Option<SocketAddr>,
+    /// The admin listener (`/metrics`), when known.
+    pub admin: Option<SocketAddr>,
     child: Option<Child>,
     /// The store's files, removed with the server unless kept.
     _data: Option<tempfile::TempDir>,
@@ -72,16 +76,43 @@ pub fn agent_id(idx: u32) -> String {
     format!("lt-agent-{idx}")
 }
 
+/// Every agent's SIP password in the phone scenarios.
+pub const SIP_PASSWORD: &str = "loadgen-phone";
+
+/// The `[voice]` of a phone run: SIP on a free loopback port, calls from
+/// loopback as a trunk, and the call cap and INVITE rate opened up for load.
+pub const VOICE_CONFIG: &str = r#"# Written by loadgen for one phone run.
+[voice]
+enabled = true
+listen = "127.0.0.1:0"
+max_calls = 20000
+invite_rate_per_sec = 100000
+invite_rate_burst = 100000
+
+[[voice.trunks]]
+name = "loadgen"
+allow = ["127.0.0.0/8"]
+"#;
+
 impl Server {
     /// Starts (or finds) the server, with `params.agents` agents of
     /// `params.agent_capacity` chats provisioned.
-    pub async fn start(launch: &Launch, params: &Params, work_dir: &Path) -> Result<Server> {
+    /// With `phone`, the server runs the phone channel ([`VOICE_CONFIG`])
+    /// and the agents are provisioned for calls.
+    pub async fn start(
+        launch: &Launch,
+        params: &Params,
+        phone: bool,
+        work_dir: &Path,
+    ) -> Result<Server> {
         match launch {
             Launch::External { addr, secret, pid } => Ok(Server {
                 kind: TargetKind::Switchboard,
                 addr: *addr,
                 secret: secret.clone(),
                 pid: *pid,
+                sip: None,
+                admin: None,
                 child: None,
                 _data: None,
             }),
@@ -89,13 +120,15 @@ impl Server {
                 let exe = std::env::current_exe().context("no path to loadgen itself")?;
                 let mut command = Command::new(exe);
                 command.args(["relay", "--listen", "127.0.0.1:0"]);
-                let (child, addr) =
-                    spawn_and_find_addr(command, "relay listening on http://").await?;
+                let (child, addr, _) =
+                    spawn_and_find_addr(command, "relay listening on http://", 0).await?;
                 Ok(Server {
                     kind: TargetKind::Relay,
                     addr,
                     secret: random_secret(),
                     pid: child.id(),
+                    sip: None,
+                    admin: None,
                     child: Some(child),
                     _data: None,
                 })
@@ -107,9 +140,15 @@ impl Server {
                     .context("failed to create the server's data directory")?;
                 let secret = random_secret();
                 let import = data.path().join("loadgen-import.toml");
-                std::fs::write(&import, import_file(params))
+                std::fs::write(&import, import_file(params, phone))
                     .with_context(|| format!("failed to write {}", import.display()))?;
-                let base_env = server_env(data.path(), &secret, env);
+                let mut base_env = server_env(data.path(), &secret, env);
+                if phone {
+                    let config = data.path().join("loadgen-voice.toml");
+                    std::fs::write(&config, VOICE_CONFIG)
+                        .with_context(|| format!("failed to write {}", config.display()))?;
+                    base_env.push(("SWITCHBOARD_CONFIG".into(), config.display().to_string()));
+                }
                 let output = Command::new(binary)
                     .arg("import")
                     .arg(&import)
@@ -127,8 +166,18 @@ impl Server {
                 command
                     .arg("serve")
                     .envs(base_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-                let (child, addr) =
-                    spawn_and_find_addr(command, "switchboard is running on http://").await?;
+                // The banner: the address, `metrics (admin)`, then `SIP (phones)`.
+                let (child, addr, banner) = spawn_and_find_addr(
+                    command,
+                    "switchboard is running on http://",
+                    if phone { 2 } else { 1 },
+                )
+                .await?;
+                let admin = banner_addr(&banner, "metrics (admin)  http://");
+                let sip = banner_addr(&banner, "SIP (phones)     sip:<agent id>@");
+                if phone && sip.is_none() {
+                    bail!("the server printed no SIP address: {banner:?}");
+                }
                 // For looking into a run's store afterwards.
                 let data = if std::env::var_os("LOADGEN_KEEP_DATA").is_some() {
                     eprintln!(
@@ -144,6 +193,8 @@ impl Server {
                     addr,
                     secret,
                     pid: child.id(),
+                    sip,
+                    admin,
                     child: Some(child),
                     _data: data,
                 })
@@ -219,8 +270,9 @@ fn server_env(data_dir: &Path, secret: &str, extra: &[(String, String)]) -> Vec<
 }
 
 /// The groups of the built-in routing rules and the run's agents, for
-/// `switchboard import`. Agents serve every group, on web and app.
-pub fn import_file(params: &Params) -> String {
+/// `switchboard import`. Agents serve every group, on web and app; in a
+/// phone run they take one call each and have a SIP password.
+pub fn import_file(params: &Params, phone: bool) -> String {
     let mut text = String::from("# Written by loadgen for one run.\n");
     for (id, name) in [
         ("gold_service", "Gold service"),
@@ -230,6 +282,13 @@ pub fn import_file(params: &Params) -> String {
         text.push_str(&format!("\n[[group]]\nid = \"{id}\"\nname = \"{name}\"\n"));
     }
     for idx in 0..params.agents {
+        if phone {
+            text.push_str(&format!(
+                "\n[[agent]]\nid = \"{id}\"\nname = \"Load agent {idx}\"\nrole = \"junior\"\ngroups = [\"phone_support\", \"gold_service\"]\ncapacity = {{ phone = 1 }}\nsip_password = \"{SIP_PASSWORD}\"\n",
+                id = agent_id(idx),
+            ));
+            continue;
+        }
         text.push_str(&format!(
             "\n[[agent]]\nid = \"{id}\"\nname = \"Load agent {idx}\"\nrole = \"junior\"\ngroups = [\"default\", \"gold_service\", \"phone_support\"]\ncapacity = {{ web = {cap}, app = {cap} }}\n",
             id = agent_id(idx),
@@ -239,9 +298,23 @@ pub fn import_file(params: &Params) -> String {
     text
 }
 
+/// The address after `label` in one of the banner's lines (up to the
+/// first space).
+fn banner_addr(banner: &[String], label: &str) -> Option<SocketAddr> {
+    banner.iter().find_map(|line| {
+        let rest = line.trim_start().strip_prefix(label)?;
+        rest.split(['/', ' ']).next()?.parse().ok()
+    })
+}
+
 /// Starts `command` and reads its stdout until a line starting with
-/// `prefix` gives the address; keeps draining stdout afterwards.
-async fn spawn_and_find_addr(mut command: Command, prefix: &str) -> Result<(Child, SocketAddr)> {
+/// `prefix` gives the address, and the `then` lines after it; keeps
+/// draining stdout afterwards.
+async fn spawn_and_find_addr(
+    mut command: Command,
+    prefix: &str,
+    then: usize,
+) -> Result<(Child, SocketAddr, Vec<String>)> {
     let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -249,13 +322,21 @@ async fn spawn_and_find_addr(mut command: Command, prefix: &str) -> Result<(Chil
         .spawn()
         .context("failed to start the server")?;
     let mut lines = BufReader::new(child.stdout.take().context("no stdout")?).lines();
-    let addr = tokio::time::timeout(Duration::from_secs(60), async {
+    let (addr, banner) = tokio::time::timeout(Duration::from_secs(60), async {
         while let Some(line) = lines.next_line().await? {
             if let Some(rest) = line.strip_prefix(prefix) {
-                return rest
+                let addr = rest
                     .trim()
                     .parse::<SocketAddr>()
-                    .context("unreadable address");
+                    .context("unreadable address")?;
+                let mut banner = Vec::new();
+                while banner.len() < then {
+                    match lines.next_line().await? {
+                        Some(line) => banner.push(line),
+                        None => break,
+                    }
+                }
+                return Ok((addr, banner));
             }
         }
         bail!("the server exited before printing its address")
@@ -263,7 +344,7 @@ async fn spawn_and_find_addr(mut command: Command, prefix: &str) -> Result<(Chil
     .await
     .context("the server did not print its address within 60 s")??;
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Ok((child, addr))
+    Ok((child, addr, banner))
 }
 
 /// A `v1.<claims>.<signature>` token.
@@ -327,9 +408,37 @@ mod tests {
             agent_capacity: 7,
             ..Params::default()
         };
-        let table: toml::Table = import_file(&params).parse().unwrap();
+        let table: toml::Table = import_file(&params, false).parse().unwrap();
         assert_eq!(table["agent"].as_array().unwrap().len(), 3);
         assert_eq!(table["group"].as_array().unwrap().len(), 3);
         assert_eq!(table["agent"][2]["capacity"]["web"].as_integer(), Some(7));
+        let phone: toml::Table = import_file(&params, true).parse().unwrap();
+        assert_eq!(phone["agent"][1]["capacity"]["phone"].as_integer(), Some(1));
+        assert_eq!(
+            phone["agent"][1]["sip_password"].as_str(),
+            Some(SIP_PASSWORD)
+        );
+        let voice: toml::Table = VOICE_CONFIG.parse().unwrap();
+        assert_eq!(
+            voice["voice"]["trunks"][0]["allow"][0].as_str(),
+            Some("127.0.0.0/8")
+        );
+    }
+
+    #[test]
+    fn the_banner_gives_the_admin_and_sip_addresses() {
+        let banner = vec![
+            "  metrics (admin)  http://127.0.0.1:9101/metrics".to_string(),
+            "  SIP (phones)     sip:<agent id>@127.0.0.1:5070  UDP and TCP (docs/voice.md)"
+                .to_string(),
+        ];
+        assert_eq!(
+            banner_addr(&banner, "metrics (admin)  http://"),
+            Some("127.0.0.1:9101".parse().unwrap())
+        );
+        assert_eq!(
+            banner_addr(&banner, "SIP (phones)     sip:<agent id>@"),
+            Some("127.0.0.1:5070".parse().unwrap())
+        );
     }
 }

@@ -239,3 +239,50 @@ fn bad_parameters_are_refused_naming_the_key() {
         .unwrap();
     assert!(String::from_utf8_lossy(&output.stderr).contains("unknown scenario `no-such`"));
 }
+
+fn figure(run: &Value, name: &str) -> f64 {
+    run["figures"][name]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no figure {name} in {}", run["figures"]))
+}
+
+#[test]
+fn call_setup_answers_every_call_and_hangs_up_every_one() {
+    let (runs, _, _out) = run(
+        "call-setup",
+        &["rate=20", "duration_secs=2", "hold_secs=0.5"],
+        false,
+    );
+    let run = &runs[0];
+    assert_clean(run);
+    assert_eq!(counter(run, "calls_placed"), 40);
+    assert_eq!(counter(run, "calls_answered"), 40);
+    assert_eq!(counter(run, "calls_hung_up"), 40);
+    assert_eq!(run["latency"]["call_setup"]["count"], 40);
+    assert!(counter(run, "hold_audio_packets_received") > 0, "{run}");
+    assert!(figure(run, "calls_answered_per_sec") > 10.0);
+}
+
+#[test]
+fn voice_relay_delivers_every_rtp_packet_both_ways() {
+    let (runs, _, _out) = run("voice-relay", &["calls=5", "media_secs=2"], false);
+    let run = &runs[0];
+    assert_clean(run);
+    assert_eq!(counter(run, "calls_bridged"), 5);
+    assert_eq!(counter(run, "agent_phones_hung_up"), 5);
+    for direction in ["caller_to_agent", "agent_to_caller"] {
+        // 5 calls × 2 s × 50 packets/s.
+        assert_eq!(counter(run, &format!("rtp_{direction}_sent")), 500);
+        assert_eq!(counter(run, &format!("rtp_{direction}_received")), 500);
+        assert_eq!(counter(run, &format!("rtp_{direction}_lost")), 0);
+        assert_eq!(run["latency"][format!("rtp_{direction}")]["count"], 500);
+        assert!(figure(run, &format!("jitter_{direction}_max_ms")) >= 0.0);
+    }
+    // The server's own view of the same packets.
+    for direction in ["from_caller", "from_agent"] {
+        let name = format!("server_rtp_packets{{direction=\"{direction}\",outcome=\"relayed\"}}");
+        assert_eq!(counter(run, &name), 500, "{}", run["counters"]);
+    }
+    assert!(figure(run, "server_cpu_cores_media") >= 0.0);
+    assert!(figure(run, "server_relay_p99_ms_at_most") > 0.0);
+}
