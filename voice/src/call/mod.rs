@@ -396,7 +396,15 @@ async fn run_call(inner: Arc<FlowInner>, call: IncomingCall) {
         display_name: display_name.clone(),
         digits,
     };
-    let (customer, call_session) = match inner.switchboard.start_call(start).await {
+    let asked = std::time::Instant::now();
+    let started = inner.switchboard.start_call(start).await;
+    let took = asked.elapsed();
+    if took > SLOW_START {
+        // The caller waits without a final answer meanwhile (a carrier
+        // gives up after 32 s): say so, with what the runtime was doing.
+        warn!(%trunk, %number, took_ms = took.as_millis() as u64, ok = started.is_ok(), "the runtime was slow to take a call");
+    }
+    let (customer, call_session) = match started {
         Ok(started) => started,
         Err(error) => {
             warn!(%trunk, %source, %number, code = error.code(), %error, "call rejected: the runtime refused it");
@@ -486,6 +494,9 @@ async fn run_call(inner: Arc<FlowInner>, call: IncomingCall) {
     .run()
     .await;
 }
+
+/// A call whose session takes longer than this to start is logged.
+const SLOW_START: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// One call being set up, counted in [`FlowInner::setting_up`] until dropped.
 struct SettingUp(Arc<std::sync::atomic::AtomicUsize>);
