@@ -338,7 +338,12 @@ impl CallTask {
         let mut sdp = LocalSession::new();
         let offer = sdp.describe(&media);
         let host = self.dialogs.contact().host_with_port.to_string();
-        let caller = Uri::try_from(format!("sip:{}@{host}", self.caller_number).as_str())
+        // A withheld number shows as `anonymous` (RFC 3323).
+        let user = match self.caller_number.as_str() {
+            "" => "anonymous",
+            number => number,
+        };
+        let caller = Uri::try_from(format!("sip:{user}@{host}").as_str())
             .or_else(|_| Uri::try_from(format!("sip:caller@{host}").as_str()));
         let caller = match caller {
             Ok(caller) => caller,
@@ -348,11 +353,11 @@ impl CallTask {
             }
         };
         let option = InviteOption {
-            caller_display_name: Some(
-                self.caller_name
-                    .clone()
-                    .unwrap_or_else(|| self.caller_number.clone()),
-            ),
+            caller_display_name: Some(match (&self.caller_name, self.caller_number.as_str()) {
+                (Some(name), _) => name.clone(),
+                (None, "") => "Anonymous".to_owned(),
+                (None, number) => number.to_owned(),
+            }),
             caller,
             callee: binding.contact.clone(),
             content_type: Some("application/sdp".into()),
