@@ -25,6 +25,9 @@ pub mod registry;
 pub mod signature;
 pub mod webhook;
 
+#[cfg(test)]
+mod proptests;
+
 pub use adapter::{
     Accepted, ChannelAccount, ChannelAdapter, Delivery, DeliveryFailure, InboundMessage,
     InboundRequest, OutboundMessage, PlatformAnswer, Received,

@@ -250,3 +250,37 @@ async fn refused_requests_store_nothing_and_say_why() {
         .unwrap();
     assert_eq!(response.status().as_u16(), 404, "no customer was created");
 }
+
+#[tokio::test]
+async fn an_account_on_a_custom_channel_declares_it_and_bodies_keep_the_api_limit() {
+    let test = TestServer::start(|config| {
+        config.channels = vec![account(
+            "line-bridge",
+            Channel::parse("line").unwrap(),
+            SMS_SECRET,
+        )];
+    })
+    .await;
+    let body = message("line-1", "U4af4980629", "hello from LINE");
+    let (status, answer) = post_signed(&test, "line-bridge", SMS_SECRET, &body).await;
+    assert_eq!(status, 200, "{answer}");
+    let session = answer["accepted"][0]["session"].as_str().unwrap();
+    let admin = test.token("admin", Role::Admin);
+    let detail = test
+        .get_json(&format!("/api/v1/sessions/{session}"), &admin)
+        .await;
+    assert_eq!(detail["session"]["channel"], "line", "{detail}");
+    assert_eq!(
+        detail["session"]["customer_id"], "line:U4af4980629",
+        "{detail}"
+    );
+
+    // Over limits.max_http_body_bytes, as on every REST route.
+    let huge = message("line-2", "U4af4980629", &"x".repeat(300 * 1024));
+    let (status, answer) = post_signed(&test, "line-bridge", SMS_SECRET, &huge).await;
+    assert_eq!(
+        (status, &answer["code"]),
+        (413, &json!("too_large")),
+        "{answer}"
+    );
+}
