@@ -164,6 +164,7 @@ pub trait ChannelAdapter: Send + Sync + 'static {
     /// The answer once every message of a request is durable.
     fn answer(&self, accepted: &[Accepted]) -> PlatformAnswer;
 
-    /// Delivers an agent's message to the customer on the platform.
+    /// Delivers an agent's message to the customer on the platform. Nothing
+    /// calls it yet: agents' replies are not routed to channels.
     async fn deliver(&self, message: OutboundMessage) -> Result<Delivery, DeliveryFailure>;
 }

@@ -27,7 +27,9 @@ fn adapter() -> WebhookAdapter {
         InboundLimits {
             max_text_chars: 4000,
         },
+        String::new(),
     )
+    .unwrap()
 }
 
 fn signed(body: &[u8]) -> InboundRequest {

@@ -7,7 +7,7 @@
 //! name = "sms-gw"           # unique; the URL is /api/v1/channels/sms-gw/inbound
 //! channel = "sms"           # the channel its customers' messages arrive on
 //! secret = "…"              # the platform's shared secret
-//! base_url = ""             # where replies go (not used yet)
+//! base_url = ""             # where replies go (none yet: nothing delivers them)
 //! settings = { tolerance_secs = 300 }   # the kind's own keys
 //! ```
 
@@ -230,7 +230,7 @@ mod tests {
                 "[[channels]]\nkind = \"webhook\"\nname = \"sms\"\nchannel = \"sms\"\n{SECRET}settings = {{ tolerance = 5 }}\n"
             ),
             Err(
-                "channels[0] (`sms`).settings.tolerance: unknown field `tolerance`, expected `tolerance_secs`",
+                "channels[0] (`sms`).settings.tolerance: unknown field `tolerance`, expected `tolerance_secs` or `timeout_ms`",
             ),
         );
         check(

@@ -16,8 +16,16 @@
 //! ([`crate::signature`]): `X-Switchboard-Signature: t=<unix seconds>,v1=<hex>`,
 //! refused when `t` is more than `settings.tolerance_secs` (300) away from
 //! the receive time.
+//!
+//! Replies go out the same way ([`WebhookAdapter::deliver`]): a signed `POST`
+//! to `base_url` of `{"delivery_id", "to", "text"}` with `Idempotency-Key:
+//! <delivery_id>`. A 2xx answer is a delivery (its JSON `id`, if any, the
+//! platform's id); 408, 429, 5xx, no answer within `settings.timeout_ms`
+//! are worth a retry; another 4xx is a refusal with the platform's reason.
+//! Nothing calls `deliver` yet: agents' replies are not routed to channels.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -42,12 +50,15 @@ pub const MAX_BATCH: usize = 100;
 pub struct WebhookSettings {
     /// How far a signature's `t` may be from the receive time, either way.
     pub tolerance_secs: u64,
+    /// One delivery to `base_url` may take this long.
+    pub timeout_ms: u64,
 }
 
 impl Default for WebhookSettings {
     fn default() -> Self {
         WebhookSettings {
             tolerance_secs: 300,
+            timeout_ms: 10_000,
         }
     }
 }
@@ -59,6 +70,9 @@ pub struct WebhookAdapter {
     secret: Secret,
     settings: WebhookSettings,
     limits: InboundLimits,
+    /// Where replies are posted; empty: this account takes messages in only.
+    base_url: String,
+    client: reqwest::Client,
 }
 
 /// A message as posted; every field optional here so that a missing one is
@@ -74,19 +88,27 @@ struct WireMessage {
 }
 
 impl WebhookAdapter {
-    /// The adapter of one `[[channels]]` entry of kind `webhook`.
+    /// The adapter of one `[[channels]]` entry of kind `webhook`; replies
+    /// go to `base_url` (empty: none). Fails only when the HTTP client
+    /// cannot be built (its TLS backend does not start).
     pub fn new(
         account: ChannelAccount,
         secret: Secret,
         settings: WebhookSettings,
         limits: InboundLimits,
-    ) -> WebhookAdapter {
-        WebhookAdapter {
+        base_url: String,
+    ) -> Result<WebhookAdapter, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_millis(settings.timeout_ms))
+            .build()?;
+        Ok(WebhookAdapter {
             account,
             secret,
             settings,
             limits,
-        }
+            base_url,
+            client,
+        })
     }
 
     /// For the registry: checks the entry; errors name the key.
@@ -109,18 +131,28 @@ impl WebhookAdapter {
             };
             (key, err.into_inner().message().trim().to_string())
         })?;
-        if settings.tolerance_secs == 0 {
-            return Err((
-                "settings.tolerance_secs".into(),
-                "must be greater than 0".into(),
-            ));
+        for (key, value) in [
+            ("settings.tolerance_secs", settings.tolerance_secs),
+            ("settings.timeout_ms", settings.timeout_ms),
+        ] {
+            if value == 0 {
+                return Err((key.into(), "must be greater than 0".into()));
+            }
         }
-        Ok(Arc::new(WebhookAdapter::new(
+        let adapter = WebhookAdapter::new(
             account,
             entry.secret.clone(),
             settings,
             limits,
-        )))
+            entry.base_url.clone(),
+        )
+        .map_err(|err| {
+            (
+                "base_url".to_string(),
+                format!("cannot build the HTTP client: {err}"),
+            )
+        })?;
+        Ok(Arc::new(adapter))
     }
 
     /// The messages of a verified body, each checked.
@@ -251,9 +283,61 @@ impl ChannelAdapter for WebhookAdapter {
         }
     }
 
-    async fn deliver(&self, _message: OutboundMessage) -> Result<Delivery, DeliveryFailure> {
-        Err(DeliveryFailure::NotSupported(self.account.name.clone()))
+    /// A signed `POST` to `base_url` (see the module doc).
+    async fn deliver(&self, message: OutboundMessage) -> Result<Delivery, DeliveryFailure> {
+        if self.base_url.is_empty() {
+            return Err(DeliveryFailure::NotSupported(self.account.name.clone()));
+        }
+        let body = serde_json::json!({
+            "delivery_id": message.delivery_id,
+            "to": message.external_id,
+            "text": message.text,
+        })
+        .to_string();
+        let t = Utc::now().timestamp();
+        let sent = self
+            .client
+            .post(&self.base_url)
+            .header("content-type", "application/json")
+            .header("idempotency-key", &message.delivery_id)
+            .header(
+                signature::HEADER,
+                signature::header_value(self.secret.expose(), t, body.as_bytes()),
+            )
+            .body(body)
+            .send()
+            .await;
+        let response = sent.map_err(|err| DeliveryFailure::Retry {
+            reason: format!("no answer from the platform: {err}"),
+        })?;
+        let status = response.status().as_u16();
+        // The answer's body is only read for its id or reason; one that
+        // cannot be read changes nothing about the outcome.
+        let text = response.text().await.unwrap_or_default();
+        let answer: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        let field = |name: &str| answer.get(name).and_then(|value| value.as_str());
+        match status {
+            200..=299 => Ok(Delivery {
+                platform_message_id: field("id").map(str::to_owned),
+            }),
+            408 | 429 | 500..=599 => Err(DeliveryFailure::Retry {
+                reason: format!("the platform answered {status}: {}", short(&text)),
+            }),
+            _ => Err(DeliveryFailure::Refused {
+                code: field("code")
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| status.to_string()),
+                reason: field("message")
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| short(&text)),
+            }),
+        }
     }
+}
+
+/// At most 200 characters of a platform's answer, for a log line or the agent.
+fn short(text: &str) -> String {
+    text.chars().take(200).collect()
 }
 
 #[cfg(test)]
@@ -276,7 +360,9 @@ mod tests {
             Secret::from(SECRET),
             WebhookSettings::default(),
             InboundLimits { max_text_chars: 10 },
+            String::new(),
         )
+        .unwrap()
     }
 
     fn request(body: &str, signature: Option<String>) -> InboundRequest {
@@ -490,19 +576,121 @@ mod tests {
         );
     }
 
+    fn reply() -> OutboundMessage {
+        OutboundMessage {
+            delivery_id: "d1".into(),
+            external_id: "+861".into(),
+            text: "hello".into(),
+        }
+    }
+
     #[tokio::test]
-    async fn delivery_is_not_built_yet_and_says_so() {
-        let failure = adapter()
-            .deliver(OutboundMessage {
-                delivery_id: "d1".into(),
-                external_id: "+861".into(),
-                text: "hello".into(),
-            })
-            .await
-            .unwrap_err();
+    async fn an_account_without_base_url_does_not_deliver() {
+        let failure = adapter().deliver(reply()).await.unwrap_err();
         assert_eq!(
             failure.to_string(),
             "channel account `sms-gw` does not deliver replies"
+        );
+    }
+
+    /// A platform that answers one request with `status` and `body`, and
+    /// hands back the request it got (head and body as text).
+    async fn platform(
+        status: u16,
+        body: &'static str,
+    ) -> (String, tokio::task::JoinHandle<String>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/replies", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = Vec::new();
+            let mut buffer = [0u8; 4096];
+            loop {
+                let n = socket.read(&mut buffer).await.unwrap();
+                request.extend_from_slice(&buffer[..n]);
+                let text = String::from_utf8_lossy(&request).to_string();
+                if let Some((head, rest)) = text.split_once("\r\n\r\n") {
+                    let length: usize = head
+                        .lines()
+                        .find_map(|line| {
+                            let (name, value) = line.split_once(':')?;
+                            name.eq_ignore_ascii_case("content-length")
+                                .then(|| value.trim().parse().ok())?
+                        })
+                        .unwrap_or(0);
+                    if rest.len() >= length || n == 0 {
+                        break;
+                    }
+                }
+            }
+            let answer = format!(
+                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            socket.write_all(answer.as_bytes()).await.unwrap();
+            String::from_utf8_lossy(&request).to_string()
+        });
+        (url, task)
+    }
+
+    fn delivering(base_url: String) -> WebhookAdapter {
+        WebhookAdapter::new(
+            adapter().account.clone(),
+            Secret::from(SECRET),
+            WebhookSettings::default(),
+            InboundLimits { max_text_chars: 10 },
+            base_url,
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_reply_is_a_signed_post_and_the_answer_says_what_happened() {
+        let (url, request) = platform(200, r#"{"id":"p-77"}"#).await;
+        let delivery = delivering(url).deliver(reply()).await.unwrap();
+        assert_eq!(delivery.platform_message_id.as_deref(), Some("p-77"));
+        let request = request.await.unwrap();
+        let (head, body) = request.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("POST /replies HTTP/1.1"), "{head}");
+        assert!(head.contains("idempotency-key: d1"), "{head}");
+        assert_eq!(body, r#"{"delivery_id":"d1","text":"hello","to":"+861"}"#);
+        let signature = head
+            .lines()
+            .find_map(|line| line.strip_prefix("x-switchboard-signature: "))
+            .expect("signed");
+        let t: i64 = signature[2..signature.find(',').unwrap()].parse().unwrap();
+        signature::verify(SECRET, Some(signature), body.as_bytes(), t, 1).unwrap();
+
+        let (url, _) = platform(503, "down for maintenance").await;
+        let failure = delivering(url).deliver(reply()).await.unwrap_err();
+        assert_eq!(
+            failure,
+            DeliveryFailure::Retry {
+                reason: "the platform answered 503: down for maintenance".into()
+            }
+        );
+        let (url, _) = platform(
+            403,
+            r#"{"code":"outside_window","message":"the customer wrote over 48 hours ago"}"#,
+        )
+        .await;
+        let failure = delivering(url).deliver(reply()).await.unwrap_err();
+        assert_eq!(
+            failure,
+            DeliveryFailure::Refused {
+                code: "outside_window".into(),
+                reason: "the customer wrote over 48 hours ago".into()
+            }
+        );
+        // Nobody listens: worth a retry.
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", closed.local_addr().unwrap());
+        drop(closed);
+        let failure = delivering(url).deliver(reply()).await.unwrap_err();
+        assert!(
+            matches!(&failure, DeliveryFailure::Retry { reason } if reason.starts_with("no answer from the platform")),
+            "{failure:?}"
         );
     }
 }
