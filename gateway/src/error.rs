@@ -109,6 +109,20 @@ pub fn classify(err: &ApiError) -> (StatusCode, &'static str) {
     (status, code)
 }
 
+/// A platform's request a channel adapter refused: the adapter's status and
+/// code, and `details.field` when a field is at fault.
+impl From<channels::ChannelError> for HttpError {
+    fn from(err: channels::ChannelError) -> HttpError {
+        let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::BAD_REQUEST);
+        let field = err.field().map(str::to_owned);
+        let error = HttpError::new(status, err.code(), err.to_string());
+        match field {
+            Some(field) => error.with_details(serde_json::json!({ "field": field })),
+            None => error,
+        }
+    }
+}
+
 /// A ticket that is not there is `404 unknown_ticket` (the same for a
 /// customer asking for another customer's ticket, see
 /// `access::customers::check_ticket`).

@@ -113,10 +113,19 @@ impl Server {
             store,
             config.platform.customer_cache_entries,
         ));
-        let switchboard =
-            Switchboard::start(cache.clone(), rules, ChannelRegistry::default(), runtime)
-                .await
-                .context("failed to start the engine")?;
+        // A custom channel named by a `[[channels]]` account is declared to
+        // the engine, which refuses messages on undeclared ones.
+        let custom_channels: std::collections::BTreeSet<&str> = config
+            .channels
+            .iter()
+            .filter(|entry| matches!(entry.channel, engine::channel::Channel::Custom(_)))
+            .map(|entry| entry.channel.as_str())
+            .collect();
+        let channel_names = ChannelRegistry::new(custom_channels)
+            .context("failed to declare the channels of [[channels]]")?;
+        let switchboard = Switchboard::start(cache.clone(), rules, channel_names, runtime)
+            .await
+            .context("failed to start the engine")?;
         let platform = match start_platform(&config, &switchboard, cache).await {
             Ok(platform) => platform,
             Err(err) => {

@@ -52,6 +52,8 @@ pub struct Inner {
     pub ready: AtomicBool,
     /// Agents' phones registered with the SIP endpoint (`None`: `voice.enabled` is off).
     pub phones: Option<voice::sip::Registrar>,
+    /// The message-channel accounts of `[[channels]]`, by name.
+    pub channels: channels::Registry,
 }
 
 impl AppState {
@@ -71,6 +73,11 @@ impl AppState {
             u32::MAX,
             std::time::Instant::now(),
         ));
+        // `Server::start` refuses a configuration whose `[[channels]]` do
+        // not build (`Config::validate`).
+        let channels = config
+            .channel_registry()
+            .expect("[[channels]] checked by Config::validate");
         AppState(Arc::new(Inner {
             switchboard,
             platform,
@@ -85,6 +92,7 @@ impl AppState {
             rules_text: Mutex::new(rules_text),
             ready: AtomicBool::new(true),
             phones,
+            channels,
         }))
     }
 

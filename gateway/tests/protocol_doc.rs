@@ -1148,10 +1148,10 @@ fn the_openapi_document_gives_events_and_times_as_section_2_does() {
     let mut found = Vec::new();
     date_time_paths(&openapi, String::new(), &mut found);
     assert!(
-        found
-            .iter()
-            .all(|path| path.contains("InboundMessage") || path.contains("inbound")),
-        "only the channel envelope's `timestamp` (a time clients send) is RFC 3339: {found:?}"
+        found.iter().all(|path| path.contains("InboundMessage")
+            || path.contains("WebhookChannelMessage")
+            || path.contains("inbound")),
+        "only times channels send (the envelope's `timestamp`, the webhook channel's `sent_at`) are RFC 3339: {found:?}"
     );
 }
 

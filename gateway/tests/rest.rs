@@ -29,7 +29,7 @@ use gateway::auth::Role;
 use crate::support::{TestServer, code};
 
 /// Every operation the router serves, as the OpenAPI document must list it.
-const OPERATIONS: [(&str, &str); 31] = [
+const OPERATIONS: [(&str, &str); 32] = [
     ("post", "/api/v1/visitors"),
     ("get", "/api/v1/me"),
     ("post", "/api/v1/customers"),
@@ -61,6 +61,7 @@ const OPERATIONS: [(&str, &str); 31] = [
     ("get", "/api/v1/sessions/{id}/suggestions"),
     ("get", "/api/v1/sessions/{id}/diagnostics"),
     ("get", "/api/v1/wallboard"),
+    ("post", "/api/v1/channels/{name}/inbound"),
 ];
 
 #[tokio::test]
@@ -114,14 +115,20 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
             "{method} {path}"
         );
         // Served: without a token every operation but the visitor one says 401, never 404 or 405.
-        let concrete = path.replace("{id}", "x");
+        let concrete = path.replace("{id}", "x").replace("{name}", "x");
         let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
         let (status, body) = server.send(method.clone(), &concrete, None, None).await;
         let expected = match path {
             "/api/v1/visitors" => StatusCode::CREATED,
+            // No token needed (the platform signs); served, it says no
+            // such account, with its own code rather than `not_found`.
+            "/api/v1/channels/{name}/inbound" => StatusCode::NOT_FOUND,
             _ => StatusCode::UNAUTHORIZED,
         };
         assert_eq!(status, expected, "{method} {concrete}: {body}");
+        if status == StatusCode::NOT_FOUND {
+            assert_eq!(body["code"], "unknown_channel_account", "{body}");
+        }
     }
     server.shutdown().await;
 }

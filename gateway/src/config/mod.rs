@@ -46,6 +46,9 @@ pub struct Config {
     pub log: LogConfig,
     /// The phone channel: SIP endpoint, registrar, trunks (docs/voice.md).
     pub voice: voice::sip::VoiceConfig,
+    /// Message-channel accounts, `[[channels]]` (docs/channels.md); from the
+    /// file only, as environment variables cannot hold a list of tables.
+    pub channels: Vec<channels::ChannelConfig>,
 }
 
 /// The public listener.
@@ -367,6 +370,8 @@ impl Config {
         self.store.validate()?;
         self.webhooks.validate()?;
         self.voice.validate()?;
+        self.channel_registry()
+            .map_err(|err| ("channels", err.to_string()))?;
         cors::validate_cors_origins(&self.server.cors_allow_origins)
             .map_err(|reason| ("server.cors_allow_origins", reason))?;
         if !self.auth.secret.is_empty() && self.auth.secret.len() < 32 {
@@ -480,6 +485,16 @@ impl Config {
             });
         }
         Ok(limits.max_connections)
+    }
+
+    /// One adapter per `[[channels]]` entry; errors name the entry and its key.
+    pub fn channel_registry(&self) -> Result<channels::Registry, channels::ChannelConfigError> {
+        channels::Registry::build(
+            &self.channels,
+            channels::InboundLimits {
+                max_text_chars: self.limits.max_body_chars,
+            },
+        )
     }
 
     /// The engine's knobs derived from this configuration.
@@ -679,6 +694,42 @@ mod tests {
         let example: toml::Table = toml::from_str(&text).unwrap();
         let defaults = toml::Table::try_from(Config::default()).unwrap();
         assert_eq!(example, defaults, "every key is in the example");
+    }
+
+    #[test]
+    fn channel_accounts_are_checked_naming_the_entry() {
+        let entry = |name: &str, kind: &str| {
+            format!(
+                "[[channels]]\nkind = \"{kind}\"\nname = \"{name}\"\nchannel = \"sms\"\nsecret = \"0123456789abcdef\"\n"
+            )
+        };
+        let config = load(
+            &format!("{}{}", entry("sms-a", "webhook"), entry("sms-b", "webhook")),
+            &[],
+        )
+        .unwrap();
+        let names: Vec<String> = config
+            .channel_registry()
+            .unwrap()
+            .accounts()
+            .map(|account| account.name.clone())
+            .collect();
+        assert_eq!(names, ["sms-a", "sms-b"]);
+        check_error(
+            &format!("{}{}", entry("sms", "webhook"), entry("sms", "webhook")),
+            &[],
+            "config key `channels`: channels[1] (`sms`).name: is used twice: every account needs its own name",
+        );
+        check_error(
+            &entry("sms", "fax"),
+            &[],
+            "config key `channels`: channels[0] (`sms`).kind: unknown kind `fax`; one of webhook",
+        );
+        check_error(
+            "[[channels]]\nkind = \"webhook\"\nname = \"sms\"\n",
+            &[],
+            "config key `channels[0]`: missing field `channel`",
+        );
     }
 
     #[test]

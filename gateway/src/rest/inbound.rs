@@ -9,6 +9,8 @@
 
 use axum::Json;
 use axum::extract::State;
+use channels::InboundLimits;
+use channels::limits;
 use chrono::{DateTime, Utc};
 use engine::channel::Channel;
 use engine::envelope::Envelope;
@@ -19,13 +21,6 @@ use crate::access::Caller;
 use crate::error::{ErrorBody, HttpError, invalid_field};
 use crate::extract::ApiJson;
 use crate::state::AppState;
-
-/// Longest `customer_id` (the id on the channel).
-const MAX_EXTERNAL_ID_CHARS: usize = 256;
-/// Longest `client_message_id`, as on the sockets.
-const MAX_CLIENT_MESSAGE_ID_BYTES: usize = 128;
-/// Longest `display_name`.
-const MAX_NAME_CHARS: usize = 200;
 
 /// `POST /api/v1/inbound`: one customer message, normalised by its channel's
 /// adapter (the engine's envelope).
@@ -121,45 +116,20 @@ pub async fn inbound(
     }))
 }
 
-/// The envelope, or the first field at fault.
+/// The envelope, or the first field at fault. The lengths are the ones
+/// every channel adapter checks too (`channels::limits`).
 fn validate(request: InboundMessage, max_body_chars: usize) -> Result<Envelope, HttpError> {
     let channel = Channel::parse(&request.channel).map_err(|err| invalid_field("channel", err))?;
-    let n_id_chars = request.customer_id.chars().count();
-    if request.customer_id.trim().is_empty() || n_id_chars > MAX_EXTERNAL_ID_CHARS {
-        return Err(invalid_field(
-            "customer_id",
-            format!("must be 1 to {MAX_EXTERNAL_ID_CHARS} characters, not blank"),
-        ));
+    limits::check_external_id("customer_id", &request.customer_id)?;
+    let text_limits = InboundLimits {
+        max_text_chars: max_body_chars,
+    };
+    text_limits.check_text("message", &request.message)?;
+    if let Some(id) = &request.client_message_id {
+        limits::check_message_id("client_message_id", id)?;
     }
-    if request.message.trim().is_empty() {
-        return Err(invalid_field("message", "must not be empty"));
-    }
-    let n_chars = request.message.chars().count();
-    if n_chars > max_body_chars {
-        return Err(HttpError::new(
-            axum::http::StatusCode::BAD_REQUEST,
-            "body_too_long",
-            format!(
-                "field `message`: {n_chars} characters is over the limit of {max_body_chars} (limits.max_body_chars)"
-            ),
-        )
-        .with_details(serde_json::json!({ "field": "message" })));
-    }
-    if let Some(id) = &request.client_message_id
-        && (id.is_empty() || id.len() > MAX_CLIENT_MESSAGE_ID_BYTES)
-    {
-        return Err(invalid_field(
-            "client_message_id",
-            format!("must be 1 to {MAX_CLIENT_MESSAGE_ID_BYTES} bytes"),
-        ));
-    }
-    if let Some(name) = &request.display_name
-        && (name.trim().is_empty() || name.chars().count() > MAX_NAME_CHARS)
-    {
-        return Err(invalid_field(
-            "display_name",
-            format!("must be 1 to {MAX_NAME_CHARS} characters, not blank"),
-        ));
+    if let Some(name) = &request.display_name {
+        limits::check_display_name("display_name", name)?;
     }
     Ok(Envelope {
         channel,

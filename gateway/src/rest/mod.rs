@@ -24,6 +24,7 @@
 //! | `GET /api/v1/groups/{id}` | [`crate::access::Caller::check_group_read`] |
 //! | `GET`, `PUT /api/v1/rules` | admins |
 //! | `POST /api/v1/inbound` | admins: channel adapters hold an admin token (see [`inbound`]) |
+//! | `POST /api/v1/channels/{name}/inbound` | the platform of a `[[channels]]` account, authenticated by the account's adapter (a signature), no token (see [`channel_inbound`]) |
 //!
 //! Staff means agents, supervisors and admins. Wire conventions (ids and
 //! timestamps as strings) are in [`types`]. Every error is JSON
@@ -32,6 +33,7 @@
 //! under `/api`.
 
 pub mod agents;
+pub mod channel_inbound;
 pub mod customers;
 pub mod desk;
 pub mod groups;
@@ -71,6 +73,7 @@ use crate::state::AppState;
         (name = "groups", description = "Skill groups and their live queues"),
         (name = "rules", description = "Routing rules (admins)"),
         (name = "inbound", description = "Customer messages from channel adapters (admins)"),
+        (name = "channels", description = "Customer messages posted by the platforms of `[[channels]]` accounts, authenticated by signature (docs/channels.md)"),
         (name = "tickets", description = "Tickets with their history, synced live to customers and agents"),
         (name = "knowledge", description = "Knowledge-base search and articles, reply templates and suggestions"),
     ),
@@ -132,6 +135,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(groups::get_group))
         .routes(routes!(rules::get_rules, rules::put_rules))
         .routes(routes!(inbound::inbound))
+        .routes(routes!(channel_inbound::channel_inbound))
         .route("/api", any(unknown_path))
         .route("/api/{*rest}", any(unknown_path))
         .layer(axum::middleware::map_response(json_errors))

@@ -1,0 +1,37 @@
+//! switchboard's message channels: the SDK a platform adapter is written
+//! against, and the adapters.
+//!
+//! - [`adapter`]: the [`ChannelAdapter`] trait and what it reads and gives
+//!   back ([`InboundRequest`], [`Received`], [`PlatformAnswer`],
+//!   [`OutboundMessage`]).
+//! - [`registry`]: the `[[channels]]` configuration and the adapters it
+//!   builds, one per account, found by name.
+//! - [`webhook`]: the generic signed JSON webhook channel (kind `webhook`).
+//! - [`signature`]: the `X-Switchboard-Signature` HMAC, shared with the
+//!   gateway's outbound webhooks.
+//! - [`limits`]: the lengths every way in checks.
+//!
+//! Architecture invariant: an adapter reads and writes one platform's wire
+//! format and decides nothing else. It holds no routing logic and stores
+//! nothing; the gateway takes what it parses into the runtime and answers
+//! the platform once it is durable.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod adapter;
+pub mod error;
+pub mod limits;
+pub mod registry;
+pub mod signature;
+pub mod webhook;
+
+#[cfg(test)]
+mod proptests;
+
+pub use adapter::{
+    Accepted, ChannelAccount, ChannelAdapter, Delivery, DeliveryFailure, InboundMessage,
+    InboundRequest, OutboundMessage, PlatformAnswer, Received,
+};
+pub use error::ChannelError;
+pub use limits::InboundLimits;
+pub use registry::{ChannelConfig, ChannelConfigError, Registry};

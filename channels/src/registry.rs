@@ -1,0 +1,243 @@
+//! `[[channels]]`: the configured platform accounts, one adapter each, found
+//! by name.
+//!
+//! ```toml
+//! [[channels]]
+//! kind = "webhook"          # which adapter reads the platform
+//! name = "sms-gw"           # unique; the URL is /api/v1/channels/sms-gw/inbound
+//! channel = "sms"           # the channel its customers' messages arrive on
+//! secret = "…"              # the platform's shared secret
+//! base_url = ""             # where replies go (none yet: nothing delivers them)
+//! settings = { tolerance_secs = 300 }   # the kind's own keys
+//! ```
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use engine::channel::Channel;
+use engine::secret::Secret;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::adapter::{ChannelAccount, ChannelAdapter};
+use crate::limits::InboundLimits;
+use crate::webhook::WebhookAdapter;
+
+/// One `[[channels]]` entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelConfig {
+    /// The adapter: `webhook` (the generic signed JSON webhook).
+    pub kind: String,
+    /// Unique among the entries: 1 to 32 of a-z, 0-9, `-`, `_`.
+    pub name: String,
+    /// The channel its customers write on (`sms`, `wechat`, a custom one).
+    pub channel: Channel,
+    /// The credential shared with the platform. Shown as `<redacted>` by
+    /// `check-config` and in logs.
+    #[serde(default)]
+    pub secret: Secret,
+    /// The platform's API, for kinds that call it; empty = the kind's default.
+    #[serde(default)]
+    pub base_url: String,
+    /// The kind's own keys (see each kind).
+    #[serde(default)]
+    pub settings: toml::Table,
+}
+
+/// A `[[channels]]` entry that cannot be used, naming it and the key.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("channels[{idx}] (`{name}`).{key}: {reason}")]
+pub struct ChannelConfigError {
+    /// Its place in the list, from 0.
+    pub idx: usize,
+    /// Its `name` as written.
+    pub name: String,
+    /// The key at fault: `kind`, `settings.tolerance_secs`.
+    pub key: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// Builds one kind's adapter from its entry; errors name the key.
+type Build = fn(
+    ChannelAccount,
+    &ChannelConfig,
+    InboundLimits,
+) -> Result<Arc<dyn ChannelAdapter>, (String, String)>;
+
+/// Every kind switchboard has, by the name `kind` gives.
+const KINDS: &[(&str, Build)] = &[("webhook", WebhookAdapter::build)];
+
+/// The adapters of the configured accounts.
+#[derive(Clone, Default)]
+pub struct Registry {
+    adapters: BTreeMap<String, Arc<dyn ChannelAdapter>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.adapters.values().map(|adapter| adapter.account()))
+            .finish()
+    }
+}
+
+impl Registry {
+    /// One adapter per entry, each checked: the first entry at fault is the error.
+    pub fn build(
+        entries: &[ChannelConfig],
+        limits: InboundLimits,
+    ) -> Result<Registry, ChannelConfigError> {
+        let mut adapters: BTreeMap<String, Arc<dyn ChannelAdapter>> = BTreeMap::new();
+        for (idx, entry) in entries.iter().enumerate() {
+            let error = |key: &str, reason: String| ChannelConfigError {
+                idx,
+                name: entry.name.clone(),
+                key: key.to_string(),
+                reason,
+            };
+            let name_ok = !entry.name.is_empty()
+                && entry.name.len() <= 32
+                && entry.name.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
+                });
+            if !name_ok {
+                return Err(error(
+                    "name",
+                    "must be 1 to 32 of a-z, 0-9, `-`, `_`".into(),
+                ));
+            }
+            if adapters.contains_key(&entry.name) {
+                return Err(error(
+                    "name",
+                    "is used twice: every account needs its own name".into(),
+                ));
+            }
+            let Some((_, build)) = KINDS.iter().find(|(kind, _)| *kind == entry.kind) else {
+                let known: Vec<&str> = KINDS.iter().map(|(kind, _)| *kind).collect();
+                return Err(error(
+                    "kind",
+                    format!("unknown kind `{}`; one of {}", entry.kind, known.join(", ")),
+                ));
+            };
+            let is_http = ["http://", "https://"]
+                .iter()
+                .any(|scheme| entry.base_url.starts_with(scheme));
+            if !entry.base_url.is_empty() && !is_http {
+                return Err(error(
+                    "base_url",
+                    format!("`{}` must start with http:// or https://", entry.base_url),
+                ));
+            }
+            let account = ChannelAccount {
+                kind: entry.kind.clone(),
+                name: entry.name.clone(),
+                channel: entry.channel.clone(),
+            };
+            let adapter =
+                build(account, entry, limits).map_err(|(key, reason)| error(&key, reason))?;
+            adapters.insert(entry.name.clone(), adapter);
+        }
+        Ok(Registry { adapters })
+    }
+
+    /// The adapter of account `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn ChannelAdapter>> {
+        self.adapters.get(name)
+    }
+
+    /// Every account, by name.
+    pub fn accounts(&self) -> impl Iterator<Item = &ChannelAccount> {
+        self.adapters.values().map(|adapter| adapter.account())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: InboundLimits = InboundLimits {
+        max_text_chars: 4000,
+    };
+
+    fn entries(toml_text: &str) -> Vec<ChannelConfig> {
+        #[derive(Deserialize)]
+        struct File {
+            channels: Vec<ChannelConfig>,
+        }
+        toml::from_str::<File>(toml_text).unwrap().channels
+    }
+
+    fn check(toml_text: &str, expected: Result<&[(&str, &str, &str)], &str>) {
+        let built = Registry::build(&entries(toml_text), LIMITS);
+        match (built, expected) {
+            (Ok(registry), Ok(accounts)) => {
+                let found: Vec<(&str, &str, &str)> = registry
+                    .accounts()
+                    .map(|a| (a.kind.as_str(), a.name.as_str(), a.channel.as_str()))
+                    .collect();
+                assert_eq!(found, accounts);
+            }
+            (Err(err), Err(message)) => assert_eq!(err.to_string(), message),
+            (got, expected) => panic!("got {got:?}, expected {expected:?}"),
+        }
+    }
+
+    const SECRET: &str = "secret = \"0123456789abcdef\"\n";
+
+    #[test]
+    fn accounts_are_built_or_refused_naming_the_entry_and_key() {
+        check(
+            &format!(
+                "[[channels]]\nkind = \"webhook\"\nname = \"sms-gw\"\nchannel = \"sms\"\n{SECRET}\
+                 [[channels]]\nkind = \"webhook\"\nname = \"line\"\nchannel = \"line\"\n{SECRET}\
+                 settings = {{ tolerance_secs = 60 }}\n"
+            ),
+            Ok(&[("webhook", "line", "line"), ("webhook", "sms-gw", "sms")]),
+        );
+        check(
+            &format!(
+                "[[channels]]\nkind = \"webhook\"\nname = \"a\"\nchannel = \"sms\"\n{SECRET}\
+                 [[channels]]\nkind = \"webhook\"\nname = \"a\"\nchannel = \"wechat\"\n{SECRET}"
+            ),
+            Err("channels[1] (`a`).name: is used twice: every account needs its own name"),
+        );
+        check(
+            &format!(
+                "[[channels]]\nkind = \"telegram\"\nname = \"tg\"\nchannel = \"sms\"\n{SECRET}"
+            ),
+            Err("channels[0] (`tg`).kind: unknown kind `telegram`; one of webhook"),
+        );
+        check(
+            &format!(
+                "[[channels]]\nkind = \"webhook\"\nname = \"SMS\"\nchannel = \"sms\"\n{SECRET}"
+            ),
+            Err("channels[0] (`SMS`).name: must be 1 to 32 of a-z, 0-9, `-`, `_`"),
+        );
+        check(
+            "[[channels]]\nkind = \"webhook\"\nname = \"sms\"\nchannel = \"sms\"\nsecret = \"short\"\n",
+            Err("channels[0] (`sms`).secret: must be at least 16 characters"),
+        );
+        check(
+            &format!(
+                "[[channels]]\nkind = \"webhook\"\nname = \"sms\"\nchannel = \"sms\"\n{SECRET}base_url = \"ftp://x\"\n"
+            ),
+            Err("channels[0] (`sms`).base_url: `ftp://x` must start with http:// or https://"),
+        );
+        check(
+            &format!(
+                "[[channels]]\nkind = \"webhook\"\nname = \"sms\"\nchannel = \"sms\"\n{SECRET}settings = {{ tolerance = 5 }}\n"
+            ),
+            Err(
+                "channels[0] (`sms`).settings.tolerance: unknown field `tolerance`, expected `tolerance_secs` or `timeout_ms`",
+            ),
+        );
+        check(
+            &format!(
+                "[[channels]]\nkind = \"webhook\"\nname = \"sms\"\nchannel = \"sms\"\n{SECRET}settings = {{ tolerance_secs = 0 }}\n"
+            ),
+            Err("channels[0] (`sms`).settings.tolerance_secs: must be greater than 0"),
+        );
+    }
+}

@@ -1,0 +1,174 @@
+//! `POST /api/v1/channels/{name}/inbound`: what a platform posts to one
+//! `[[channels]]` account. No token: the account's adapter authenticates
+//! the platform (the webhook channel by its signature). Each customer
+//! message goes into the runtime as `POST /api/v1/inbound` takes it in, and
+//! the platform is answered only once every one of them is durable.
+//!
+//! The platform's message id is the message's `client_message_id`, so a
+//! platform that retries (it did not get the answer) gets the same acks
+//! back with `duplicate: true`, and each message is stored once. When one
+//! message of a batch fails in the runtime, the ones before it are stored:
+//! the error answer tells the platform to retry the whole batch, and those
+//! come back as duplicates.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use channels::{Accepted, InboundRequest, PlatformAnswer};
+use engine::envelope::Envelope;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::error::{ErrorBody, HttpError};
+use crate::state::AppState;
+
+/// One customer message as the webhook channel (kind `webhook`) takes it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({
+    "id": "m-1001",
+    "from": "+8613800000001",
+    "text": "我的订单何时发货?",
+    "sent_at": "2026-01-05T10:00:00Z",
+    "display_name": "Li Wei",
+}))]
+pub struct WebhookChannelMessage {
+    /// The platform's id for the message, 1-128 bytes: a retry with the
+    /// same id is stored once and answered with `duplicate: true`.
+    pub id: String,
+    /// The customer's id on the platform, 1-256 characters; with the
+    /// account's channel, the identity that finds the customer.
+    pub from: String,
+    /// The text, 1 to `limits.max_body_chars` characters.
+    pub text: String,
+    /// When the customer sent it (RFC 3339).
+    #[schema(value_type = String, format = DateTime)]
+    pub sent_at: String,
+    /// The sender's name, used when the customer is new.
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
+/// 1 to 100 messages in one request, taken in order.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WebhookChannelBatch {
+    /// The messages.
+    pub messages: Vec<WebhookChannelMessage>,
+}
+
+/// The body of a webhook channel request: one message or a batch.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum WebhookChannelBody {
+    /// One message.
+    One(WebhookChannelMessage),
+    /// Several.
+    Batch(WebhookChannelBatch),
+}
+
+/// The webhook channel's answer: every message of the request is durable.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ChannelAcks {
+    /// One entry per message, in the request's order.
+    pub accepted: Vec<ChannelAck>,
+}
+
+/// One durable message.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ChannelAck {
+    /// The platform's id for the message.
+    pub id: String,
+    /// The session it joined (opened if the customer had none); decimal string.
+    #[schema(example = "7412286335123456000")]
+    pub session: String,
+    /// Its sequence number in the session.
+    pub seq: u64,
+    /// It had been stored before (a platform retry); nothing new was stored.
+    pub duplicate: bool,
+}
+
+/// Takes a platform's request for account `name`: the account's adapter
+/// checks and parses it, each customer message is resolved to a customer
+/// (created if new), joins their session (opened and routed if they had
+/// none), and the answer comes once all are durable. The body and answer
+/// shown are the webhook channel's (docs/channels.md); other kinds answer
+/// as their platform expects.
+#[utoipa::path(
+    post,
+    path = "/api/v1/channels/{name}/inbound",
+    tag = "channels",
+    params(("name" = String, Path, description = "The `[[channels]]` account's name")),
+    request_body(content = WebhookChannelBody, description = "Signed with `X-Switchboard-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, \"<t>.\" + body)>`"),
+    responses(
+        (status = 200, description = "Every message is durable; its session and `seq`", body = ChannelAcks),
+        (status = 400, description = "The body does not follow the schema (`invalid`, `details.field` names the field, e.g. `messages[2].from`), a text is too long (`body_too_long`) or the account's channel is not registered (`unknown_channel`); nothing was stored", body = ErrorBody),
+        (status = 401, description = "The signature is missing or does not match (`bad_signature`), or its timestamp is too old (`stale_timestamp`: a replay) or too far ahead (`future_timestamp`); nothing was stored", body = ErrorBody),
+        (status = 404, description = "No `[[channels]]` account has this name (`unknown_channel_account`)", body = ErrorBody),
+        (status = 409, description = "A customer's session ended at the same moment (`invalid_state`): retry", body = ErrorBody),
+        (status = 413, description = "The body is over `limits.max_http_body_bytes` (`too_large`)", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json` (`unsupported`)", body = ErrorBody),
+        (status = 429, description = "A customer opened too many sessions this hour (`too_many_sessions`)", body = ErrorBody),
+        (status = 503, description = "The store or the engine failed (`store_unavailable`, `unavailable`): retry the request; messages stored before the failure come back as duplicates", body = ErrorBody),
+        (status = 504, description = "A message went to the store but the outcome did not come back (`outcome_unknown`), or the request took over `limits.request_timeout_ms` (`request_timeout`): retry the request", body = ErrorBody),
+    ),
+    security(()),
+)]
+pub async fn channel_inbound(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, HttpError> {
+    let Some(adapter) = state.channels.get(&name) else {
+        return Err(HttpError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_channel_account",
+            format!("no [[channels]] account is named `{name}`"),
+        ));
+    };
+    let request = InboundRequest {
+        method: method.to_string(),
+        query: uri.query().unwrap_or_default().to_string(),
+        headers: headers
+            .iter()
+            .filter_map(|(key, value)| Some((key.to_string(), value.to_str().ok()?.to_string())))
+            .collect(),
+        body: body.to_vec(),
+        received_at: chrono::Utc::now(),
+    };
+    let received = adapter.receive(&request)?;
+    if let Some(answer) = received.immediate_answer {
+        return Ok(platform_answer(answer));
+    }
+    let channel = &adapter.account().channel;
+    let mut accepted = Vec::with_capacity(received.messages.len());
+    // One at a time, in the platform's order: two messages of one customer
+    // keep their order in the session.
+    for message in received.messages {
+        let envelope = Envelope {
+            channel: channel.clone(),
+            customer_id: message.external_id,
+            message: message.text,
+            timestamp: message.sent_at,
+            client_message_id: Some(message.platform_message_id.clone()),
+            display_name: message.display_name,
+        };
+        let intake = state.switchboard.intake(envelope).await?;
+        accepted.push(Accepted {
+            platform_message_id: message.platform_message_id,
+            session: intake.ack.session.to_string(),
+            seq: intake.ack.seq,
+            duplicate: intake.ack.duplicate,
+        });
+    }
+    Ok(platform_answer(adapter.answer(&accepted)))
+}
+
+/// The adapter's answer as an HTTP response.
+fn platform_answer(answer: PlatformAnswer) -> Response {
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
+    (status, [(CONTENT_TYPE, answer.content_type)], answer.body).into_response()
+}
