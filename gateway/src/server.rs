@@ -139,6 +139,13 @@ impl Server {
         let addr = listener.local_addr()?;
         crate::metrics::handle();
         crate::metrics::register_series(&switchboard.store().list_groups().await?);
+        for account in &config.channels {
+            crate::rest::channel_inbound::register_series(&channels::ChannelAccount {
+                kind: account.kind.clone(),
+                name: account.name.clone(),
+                channel: account.channel.clone(),
+            });
+        }
         let admin_listen = config.server.admin_listen;
         let admin_listener = TcpListener::bind(admin_listen)
             .await

@@ -16,7 +16,7 @@ use axum::extract::{Path, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use channels::{Accepted, InboundRequest, PlatformAnswer};
+use channels::{Accepted, ChannelAdapter, InboundRequest, PlatformAnswer};
 use engine::envelope::Envelope;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -129,6 +129,54 @@ pub async fn channel_inbound(
             format!("no [[channels]] account is named `{name}`"),
         ));
     };
+    let answered = receive(&state, adapter.as_ref(), method, uri, headers, body).await;
+    let account = adapter.account();
+    let outcome = match &answered {
+        Ok(_) => "accepted",
+        Err(error) => error.body.code,
+    };
+    metrics::counter!(
+        REQUESTS_TOTAL,
+        "account" => account.name.clone(),
+        "outcome" => outcome.to_owned()
+    )
+    .increment(1);
+    answered
+}
+
+/// Requests a platform sent to an account, by outcome (`accepted` or the
+/// error code).
+pub const REQUESTS_TOTAL: &str = "switchboard_channel_requests_total";
+/// Customer messages an account took in (duplicates not counted).
+pub const MESSAGES_TOTAL: &str = "switchboard_channel_messages_total";
+
+/// Registers an account's series at zero, so that its panels show 0 from
+/// start.
+pub fn register_series(account: &channels::ChannelAccount) {
+    metrics::counter!(
+        REQUESTS_TOTAL,
+        "account" => account.name.clone(),
+        "outcome" => "accepted"
+    )
+    .increment(0);
+    metrics::counter!(
+        MESSAGES_TOTAL,
+        "account" => account.name.clone(),
+        "channel" => account.channel.to_string(),
+        "direction" => "in"
+    )
+    .increment(0);
+}
+
+/// Reads the request with the account's adapter and takes its messages in.
+async fn receive(
+    state: &AppState,
+    adapter: &dyn ChannelAdapter,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, HttpError> {
     let request = InboundRequest {
         method: method.to_string(),
         query: uri.query().unwrap_or_default().to_string(),
@@ -157,6 +205,15 @@ pub async fn channel_inbound(
             display_name: message.display_name,
         };
         let intake = state.switchboard.intake(envelope).await?;
+        if !intake.ack.duplicate {
+            metrics::counter!(
+                MESSAGES_TOTAL,
+                "account" => adapter.account().name.clone(),
+                "channel" => channel.to_string(),
+                "direction" => "in"
+            )
+            .increment(1);
+        }
         accepted.push(Accepted {
             platform_message_id: message.platform_message_id,
             session: intake.ack.session.to_string(),
