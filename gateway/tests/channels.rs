@@ -323,3 +323,115 @@ async fn an_account_on_a_custom_channel_declares_it_and_bodies_keep_the_api_limi
         "{answer}"
     );
 }
+
+/// The cross-channel promise, end to end: a customer writes on WeChat
+/// (through a webhook channel account), an agent answers and closes; later
+/// the same person calls (the number linked to them) and the call is their
+/// session, with the WeChat conversation in the 360° view the agent on the
+/// call sees.
+#[tokio::test]
+async fn a_wechat_conversation_is_in_the_360_view_of_the_customers_later_call() {
+    let test = TestServer::start(|config| {
+        config.channels = vec![account("wx-bridge", Channel::Wechat, WECHAT_SECRET)];
+        config.voice.enabled = true;
+        config.voice.listen = "127.0.0.1:0".parse().unwrap();
+        config.voice.trunks = vec![voice::sip::TrunkConfig::new(
+            "loopback",
+            &["127.0.0.0/8"],
+            "",
+            "",
+        )];
+    })
+    .await;
+    let board = test.server.switchboard().clone();
+    let chen = engine::ids::AgentId::new("chen.jie");
+    let mut offers = board.subscribe_agent(&chen);
+    board
+        .set_presence(&chen, engine::presence::PresenceRequest::Available)
+        .await
+        .unwrap();
+
+    // On WeChat.
+    let body = message("wx-77", "o-openid-77", "我的包裹到哪里了？");
+    let (status, answer) = post_signed(&test, "wx-bridge", WECHAT_SECRET, &body).await;
+    assert_eq!(status, 200, "{answer}");
+    let session: u64 = answer["accepted"][0]["session"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let session = engine::ids::SessionId(session);
+    let offered = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            let event = offers.recv().await.expect("chen.jie's events");
+            if event.session == session && matches!(event.kind, actors::EventKind::Offered { .. }) {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(offered.is_ok(), "chen.jie is offered the WeChat session");
+    board.accept(&chen, session).await.unwrap();
+    board
+        .close(
+            &chen,
+            session,
+            Some("parcel A88 delayed; told her tomorrow".into()),
+        )
+        .await
+        .unwrap();
+
+    // The same person's number, linked to her.
+    let admin = test.token("admin", Role::Admin);
+    let linked = reqwest::Client::new()
+        .post(test.http_url("/api/v1/customers/wechat:o-openid-77/identities"))
+        .bearer_auth(&admin)
+        .json(&json!({"channel": "phone", "external_id": "+8613700000077"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(linked.status().is_success(), "{}", linked.status());
+
+    // She calls: the call is her session, and her WeChat is in her view.
+    let rtp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let rtp_port = rtp.local_addr().unwrap().port().to_string();
+    let sip = test.server.sip_addr.expect("the SIP endpoint runs");
+    common::sipp::sipp(
+        "call_hold.xml",
+        sip,
+        &[
+            "-key",
+            "caller",
+            "+8613700000077",
+            "-key",
+            "rtp_port",
+            &rtp_port,
+        ],
+    )
+    .await
+    .assert_success();
+    let customer = engine::ids::CustomerId::new("wechat:o-openid-77");
+    let sessions = board
+        .store()
+        .sessions_of_customer(&customer, 10)
+        .await
+        .unwrap();
+    let channels: Vec<&Channel> = sessions.iter().map(|session| &session.channel).collect();
+    assert!(
+        channels.contains(&&Channel::Phone) && channels.contains(&&Channel::Wechat),
+        "{sessions:?}"
+    );
+    let view = test
+        .get_json("/api/v1/customers/wechat:o-openid-77/view", &admin)
+        .await;
+    let wechat = view["interactions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{view}"))
+        .iter()
+        .find(|interaction| interaction["channel"] == "wechat")
+        .unwrap_or_else(|| panic!("no WeChat interaction in {view}"));
+    assert_eq!(
+        wechat["summary"], "parcel A88 delayed; told her tomorrow",
+        "{view}"
+    );
+}
