@@ -147,35 +147,20 @@ async fn a_signed_message_opens_a_session_and_a_retry_is_stored_once() {
 
     // Counted on /metrics: two new messages (duplicates are not), three
     // accepted requests (other tests of this file may add to both).
-    let messages = metric(
-        &test,
-        "switchboard_channel_messages_total",
-        &["account=\"sms-gw\"", "channel=\"sms\"", "direction=\"in\""],
-    )
-    .await;
+    let messages = test
+        .metric(
+            "switchboard_channel_messages_total",
+            &["account=\"sms-gw\"", "channel=\"sms\"", "direction=\"in\""],
+        )
+        .await;
     assert!(messages >= 2.0, "{messages}");
-    let accepted = metric(
-        &test,
-        "switchboard_channel_requests_total",
-        &["account=\"sms-gw\"", "outcome=\"accepted\""],
-    )
-    .await;
+    let accepted = test
+        .metric(
+            "switchboard_channel_requests_total",
+            &["account=\"sms-gw\"", "outcome=\"accepted\""],
+        )
+        .await;
     assert!(accepted >= 3.0, "{accepted}");
-}
-
-/// The value of the series `name` with every label of `labels` on
-/// `/metrics`; fails when there is none.
-async fn metric(test: &TestServer, name: &str, labels: &[&str]) -> f64 {
-    let url = format!("http://{}/metrics", test.server.admin_addr);
-    let text = reqwest::get(url).await.unwrap().text().await.unwrap();
-    text.lines()
-        .find(|line| {
-            line.starts_with(&format!("{name}{{"))
-                && labels.iter().all(|label| line.contains(label))
-        })
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|value| value.parse().ok())
-        .unwrap_or_else(|| panic!("{name} {labels:?} not on /metrics"))
 }
 
 #[tokio::test]
@@ -208,12 +193,12 @@ async fn refused_requests_store_nothing_and_say_why() {
         (401, &json!("bad_signature")),
         "{answer}"
     );
-    let refused = metric(
-        &test,
-        "switchboard_channel_requests_total",
-        &["account=\"sms-gw\"", "outcome=\"bad_signature\""],
-    )
-    .await;
+    let refused = test
+        .metric(
+            "switchboard_channel_requests_total",
+            &["account=\"sms-gw\"", "outcome=\"bad_signature\""],
+        )
+        .await;
     assert!(refused >= 1.0, "refusals are counted by code: {refused}");
     // No signature at all.
     let (status, answer) = post(&test, "sms-gw", &body, None).await;

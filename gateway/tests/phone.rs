@@ -266,20 +266,11 @@ async fn a_trunk_call_becomes_a_phone_session_that_the_callers_bye_abandons() {
     assert_eq!(n, 12 + 160, "one 20 ms G.711 frame");
 
     let board = server.server.switchboard();
-    let customer = engine::ids::CustomerId::new(format!("phone:{number}"));
     // The BYE was answered; the session ends right after.
-    let mut sessions = Vec::new();
-    for _ in 0..500 {
-        sessions = board
-            .store()
-            .sessions_of_customer(&customer, 10)
-            .await
-            .unwrap();
-        if sessions.iter().all(|session| session.state.is_final()) && !sessions.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let sessions = caller_sessions(&server, number, |sessions| {
+        !sessions.is_empty() && sessions.iter().all(|session| session.state.is_final())
+    })
+    .await;
     assert_eq!(sessions.len(), 1, "{sessions:?}");
     let session = &sessions[0];
     assert_eq!(session.channel, engine::channel::Channel::Phone);
@@ -304,28 +295,23 @@ async fn a_trunk_call_becomes_a_phone_session_that_the_callers_bye_abandons() {
     );
 
     // The call is counted on /metrics.
-    let url = format!("http://{}/metrics", server.server.admin_addr);
-    let text = reqwest::get(url).await.unwrap().text().await.unwrap();
-    let value = |name: &str, labels: &[&str]| -> f64 {
-        text.lines()
-            .find(|line| {
-                (line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} ")))
-                    && labels.iter().all(|label| line.contains(label))
-            })
-            .and_then(|line| line.rsplit(' ').next())
-            .and_then(|value| value.parse().ok())
-            .unwrap_or_else(|| panic!("{name} {labels:?} not on /metrics"))
-    };
-    assert!(value("switchboard_calls_total", &["outcome=\"abandoned\""]) >= 1.0);
-    assert!(
-        value(
+    let abandoned = server
+        .metric("switchboard_calls_total", &["outcome=\"abandoned\""])
+        .await;
+    assert!(abandoned >= 1.0, "{abandoned}");
+    let answered_invites = server
+        .metric(
             "switchboard_sip_responses_total",
-            &["method=\"INVITE\"", "code=\"200\""]
-        ) >= 1.0
-    );
-    assert!(value("switchboard_sip_requests_total", &["method=\"BYE\""]) >= 1.0);
+            &["method=\"INVITE\"", "code=\"200\""],
+        )
+        .await;
+    assert!(answered_invites >= 1.0, "{answered_invites}");
+    let byes = server
+        .metric("switchboard_sip_requests_total", &["method=\"BYE\""])
+        .await;
+    assert!(byes >= 1.0, "{byes}");
     assert_eq!(
-        value("switchboard_calls_active", &[]),
+        server.metric("switchboard_calls_active", &[]).await,
         0.0,
         "the call is over"
     );
@@ -435,24 +421,11 @@ async fn a_graceful_stop_hangs_up_live_calls_and_records_them() {
     let server = phone_server(|_| {}).await;
     let number = "+8613800000078";
     let (caller, _rtp) = caller_until_bye(&server, number);
-    let board = server.server.switchboard().clone();
-    let customer = engine::ids::CustomerId::new(format!("phone:{number}"));
-    let mut sessions = Vec::new();
-    for _ in 0..500 {
-        sessions = board
-            .store()
-            .sessions_of_customer(&customer, 10)
-            .await
-            .unwrap();
-        if !sessions.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let sessions = caller_sessions(&server, number, |sessions| !sessions.is_empty()).await;
     let session = sessions.first().expect("the call is a session").id;
     // The call is answered (queued, hold audio) before the stop.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let store = board.store().clone();
+    let store = server.server.switchboard().store().clone();
     server.server.shutdown().await.unwrap();
     caller.await.unwrap().assert_success();
     let record = store.get_session(session).await.unwrap().unwrap();
@@ -497,19 +470,9 @@ async fn a_graceful_stop_does_not_wait_forever_for_an_unanswered_bye() {
         )
         .await
     });
-    let board = server.server.switchboard().clone();
-    let customer = engine::ids::CustomerId::new("phone:+8613800000079");
-    for _ in 0..500 {
-        let sessions = board
-            .store()
-            .sessions_of_customer(&customer, 10)
-            .await
-            .unwrap();
-        if !sessions.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let sessions =
+        caller_sessions(&server, "+8613800000079", |sessions| !sessions.is_empty()).await;
+    assert!(!sessions.is_empty(), "the call is a session");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = std::time::Instant::now();
     tokio::time::timeout(Duration::from_secs(20), server.server.shutdown())
@@ -522,4 +485,24 @@ async fn a_graceful_stop_does_not_wait_forever_for_an_unanswered_bye() {
         started.elapsed()
     );
     caller.await.unwrap().assert_success();
+}
+
+/// The sessions of the caller `number` (customer `phone:<number>`) once
+/// `done` holds for them, polling the store for up to 5 s.
+async fn caller_sessions(
+    server: &TestServer,
+    number: &str,
+    done: impl Fn(&[engine::session::Session]) -> bool,
+) -> Vec<engine::session::Session> {
+    let store = server.server.switchboard().store().clone();
+    let customer = engine::ids::CustomerId::new(format!("phone:{number}"));
+    let mut sessions = Vec::new();
+    for _ in 0..500 {
+        sessions = store.sessions_of_customer(&customer, 10).await.unwrap();
+        if done(&sessions) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    sessions
 }

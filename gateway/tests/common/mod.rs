@@ -46,6 +46,22 @@ pub fn test_config(dir: &TempDir) -> Config {
 }
 
 impl TestServer {
+    /// The value of the first series `name` on `/metrics` whose line holds
+    /// every one of `labels` (`key="value"`); fails when there is none.
+    #[allow(dead_code)] // each test binary uses part of the kit
+    pub async fn metric(&self, name: &str, labels: &[&str]) -> f64 {
+        let url = format!("http://{}/metrics", self.server.admin_addr);
+        let text = reqwest::get(url).await.unwrap().text().await.unwrap();
+        text.lines()
+            .find(|line| {
+                (line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} ")))
+                    && labels.iter().all(|label| line.contains(label))
+            })
+            .and_then(|line| line.rsplit(' ').next())
+            .and_then(|value| value.parse().ok())
+            .unwrap_or_else(|| panic!("{name} {labels:?} not on /metrics"))
+    }
+
     /// Starts a server; `tweak` adjusts the test configuration.
     pub async fn start(tweak: impl FnOnce(&mut Config)) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
