@@ -68,6 +68,45 @@ pub struct InboundMessage {
     pub display_name: Option<String>,
     /// When the customer sent it, as the platform says.
     pub sent_at: DateTime<Utc>,
+    /// What the adapter needs to reply to this message, opaque to
+    /// switchboard (a QQ group's id and the message id a passive reply
+    /// cites); kept with the session's reply route and handed back in
+    /// [`OutboundMessage::reply_context`]. `None` when a reply needs only
+    /// the customer's id.
+    pub reply_context: Option<String>,
+}
+
+/// A platform's report on a delivery made earlier (a delivery receipt).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// The [`OutboundMessage::delivery_id`] it reports on.
+    pub delivery_id: String,
+    /// What became of it.
+    pub status: ReceiptStatus,
+}
+
+/// What a platform reports of a delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReceiptStatus {
+    /// It reached the customer's device.
+    Delivered,
+    /// It was taken but could not reach the customer.
+    Failed {
+        /// The platform's error code.
+        code: String,
+        /// The platform's reason.
+        reason: String,
+    },
+}
+
+/// Something a platform reports that carries no customer message (a
+/// follow, an unfollow): acknowledged, counted and logged, not stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// The customer's id on the platform.
+    pub external_id: String,
+    /// What happened, in the platform's words (`subscribe`, `unsubscribe`).
+    pub what: String,
 }
 
 /// What a request held.
@@ -80,6 +119,10 @@ pub struct Received {
     /// stored (a URL verification echo); `None`: answer with
     /// [`ChannelAdapter::answer`] once the messages are durable.
     pub immediate_answer: Option<PlatformAnswer>,
+    /// Delivery receipts: the platform reports on agents' messages.
+    pub receipts: Vec<Receipt>,
+    /// Events without a message (follows, unfollows).
+    pub notices: Vec<Notice>,
 }
 
 /// An HTTP answer to a platform, exactly as it expects it.
@@ -116,6 +159,15 @@ pub struct OutboundMessage {
     pub external_id: String,
     /// The text.
     pub text: String,
+    /// The agent's message is one image link (`https://…/x.png`): a
+    /// platform that sends images sends it as an image, others send `text`.
+    pub image_url: Option<String>,
+    /// The message's `seq` in its session: increasing per session, the
+    /// same on every retry (QQ's `msg_seq` for a passive reply).
+    pub seq: u64,
+    /// The [`InboundMessage::reply_context`] of the customer's latest
+    /// message on this account.
+    pub reply_context: Option<String>,
 }
 
 /// A delivery the platform took.
@@ -164,7 +216,8 @@ pub trait ChannelAdapter: Send + Sync + 'static {
     /// The answer once every message of a request is durable.
     fn answer(&self, accepted: &[Accepted]) -> PlatformAnswer;
 
-    /// Delivers an agent's message to the customer on the platform. Nothing
-    /// calls it yet: agents' replies are not routed to channels.
+    /// Delivers an agent's message to the customer on the platform. The
+    /// outbox calls it, again with the same `delivery_id` after a
+    /// [`DeliveryFailure::Retry`].
     async fn deliver(&self, message: OutboundMessage) -> Result<Delivery, DeliveryFailure>;
 }

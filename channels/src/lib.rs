@@ -30,7 +30,7 @@ mod proptests;
 
 pub use adapter::{
     Accepted, ChannelAccount, ChannelAdapter, Delivery, DeliveryFailure, InboundMessage,
-    InboundRequest, OutboundMessage, PlatformAnswer, Received,
+    InboundRequest, Notice, OutboundMessage, PlatformAnswer, Receipt, ReceiptStatus, Received,
 };
 pub use error::ChannelError;
 pub use limits::InboundLimits;

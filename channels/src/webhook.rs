@@ -226,6 +226,7 @@ impl WebhookAdapter {
             platform_message_id: id,
             display_name: wire.display_name,
             sent_at,
+            reply_context: None,
         })
     }
 }
@@ -257,6 +258,7 @@ impl ChannelAdapter for WebhookAdapter {
         Ok(Received {
             messages: self.parse(&request.body)?,
             immediate_answer: None,
+            ..Received::default()
         })
     }
 
@@ -395,6 +397,7 @@ mod tests {
             sent_at: DateTime::parse_from_rfc3339("2023-11-14T22:13:20Z")
                 .unwrap()
                 .with_timezone(&Utc),
+            reply_context: None,
         }
     }
 
@@ -581,6 +584,9 @@ mod tests {
             delivery_id: "d1".into(),
             external_id: "+861".into(),
             text: "hello".into(),
+            image_url: None,
+            seq: 7,
+            reply_context: None,
         }
     }
 
