@@ -106,6 +106,72 @@ pub enum EventKind {
     },
     /// Something happened to the phone call a session is (stored).
     Call(CallEvent),
+    /// What became of an agent's message on its way to the customer's
+    /// message platform (a channel account); stored, for agents only.
+    Delivery(DeliveryReport),
+}
+
+/// Where an agent's message to a platform customer stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryReport {
+    /// The `seq` of the agent's message.
+    pub of: u64,
+    /// The channel account it goes through.
+    pub account: String,
+    /// Where it stands.
+    pub state: DeliveryState,
+    /// The platform's error code, for `retrying` and `failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// Why, for `retrying` and `failed`: the platform's reason in words an
+    /// agent can act on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The states of a delivery, in the order they can follow each other;
+/// `delivered` and `failed` are final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    /// In the outbox, stored with the message, not sent yet.
+    Queued,
+    /// A first attempt failed for now (the platform is down, slow or
+    /// limiting); the outbox tries again with backoff.
+    Retrying,
+    /// The platform took it.
+    Sent,
+    /// The platform reports it reached the customer (a delivery receipt).
+    Delivered,
+    /// It will not be delivered: the platform refused it (outside its reply
+    /// window, a blocked user) or every retry failed.
+    Failed,
+}
+
+impl DeliveryState {
+    /// `queued`, `retrying`, `sent`, `delivered` or `failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Queued => "queued",
+            DeliveryState::Retrying => "retrying",
+            DeliveryState::Sent => "sent",
+            DeliveryState::Delivered => "delivered",
+            DeliveryState::Failed => "failed",
+        }
+    }
+
+    /// Nothing follows it.
+    pub fn is_final(self) -> bool {
+        matches!(self, DeliveryState::Delivered | DeliveryState::Failed)
+    }
+
+    /// Whether a report of `next` after this one is news: a state is
+    /// reported once, a final one is never followed, and a late report of
+    /// an earlier state (a retry that raced the success) is dropped. A
+    /// failure may follow `sent` (a platform's receipt says it failed).
+    pub fn is_followed_by(self, next: DeliveryState) -> bool {
+        !self.is_final() && next > self
+    }
 }
 
 /// What happens to a phone call, as recorded in its session's history.

@@ -13,7 +13,7 @@ use engine::group::SkillGroup;
 use engine::ids::{AgentId, CustomerId, GroupId, SessionId};
 use engine::presence::{Presence, PresenceRequest};
 use engine::routing::{Contact, RoutePlan, RuleError, RuleSet, Step};
-use engine::session::{Session, check_score};
+use engine::session::{ReplyRoute, Session, check_score};
 use engine::sla::SlaTally;
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef, RpcReplyPort};
@@ -22,7 +22,7 @@ use store::{Store, StoreError, WriteOp};
 use crate::agent::{AgentMessage, AgentView};
 use crate::directory::{DirectoryMessage, DirectoryStats};
 use crate::error::ApiError;
-use crate::event::{Audience, Event};
+use crate::event::{Audience, DeliveryReport, Event};
 use crate::group::{GroupMessage, GroupView, QueueStatus};
 use crate::root::{RootArgs, RootMessage, RootSupervisor};
 use crate::session::{Ack, SessionMessage, TransferTarget, Typist};
@@ -122,6 +122,17 @@ impl Switchboard {
     /// channel identity resolved to (channel adapters and webhooks answer
     /// with it).
     pub async fn intake(&self, envelope: Envelope) -> Result<Intake, ApiError> {
+        self.intake_via(envelope, None).await
+    }
+
+    /// [`Switchboard::intake`] of a message that came through a channel
+    /// account (`route`): agents' replies in its session go back through
+    /// that account until the customer writes from elsewhere.
+    pub async fn intake_via(
+        &self,
+        envelope: Envelope,
+        route: Option<ReplyRoute>,
+    ) -> Result<Intake, ApiError> {
         self.shared.channels.check(&envelope.channel)?;
         if envelope.customer_id.is_empty() {
             return Err(EngineError::Invalid {
@@ -138,7 +149,9 @@ impl Switchboard {
             ..
         } = envelope;
         let ack = self
-            .message_from(customer.clone(), channel, message, client_message_id)
+            .submit_from(customer.clone(), channel, message, client_message_id, route)
+            .await?
+            .ack()
             .await?;
         Ok(Intake { customer, ack })
     }
@@ -171,7 +184,7 @@ impl Switchboard {
         body: String,
         client_message_id: Option<String>,
     ) -> Result<Ack, ApiError> {
-        self.submit_from(customer, channel, body, client_message_id)
+        self.submit_from(customer, channel, body, client_message_id, None)
             .await?
             .ack()
             .await
@@ -391,6 +404,25 @@ impl Switchboard {
             reply,
         })
         .await?
+    }
+
+    /// Records what became of an agent's message sent through a channel
+    /// account (the account's courier reports it). Ok once durable, or at
+    /// once when the report is no news (that state was reported already,
+    /// or the delivery reached a final state before).
+    pub async fn report_delivery(
+        &self,
+        session: SessionId,
+        report: DeliveryReport,
+    ) -> Result<(), ApiError> {
+        let actor = self.session_actor(session).await?;
+        call(&actor, |reply| SessionMessage::Delivery { report, reply }).await?
+    }
+
+    /// Resolves when a session's write with outbox entries (an agent's
+    /// reply to a channel account) has become durable since the last call.
+    pub async fn outbox_written(&self) {
+        self.shared.outbox_written.notified().await
     }
 
     /// Events of every session of `customer`, from now on.

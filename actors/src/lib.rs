@@ -32,7 +32,10 @@ pub mod store_writer;
 mod handle;
 
 pub use error::ApiError;
-pub use event::{Audience, CallControl, CallEnd, CallEvent, Event, EventKind, Subscription};
+pub use event::{
+    Audience, CallControl, CallEnd, CallEvent, DeliveryReport, DeliveryState, Event, EventKind,
+    Subscription,
+};
 pub use group::QueueStatus;
 pub use handle::{CallSession, CallStart, Intake, PendingAck, Switchboard};
 pub use platform::{Notice, Platform};

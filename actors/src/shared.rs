@@ -107,6 +107,10 @@ pub struct Shared {
     /// publishes those the store holds, so that open sockets get them live.
     /// A short lock per unknown outcome and per session rehydration.
     pub maybe_stored: Mutex<HashMap<SessionId, BTreeSet<u64>>>,
+    /// Told when a session's write with outbox entries (agents' replies to
+    /// channel accounts) is durable: the outbox worker delivers them now
+    /// rather than at its next poll.
+    pub outbox_written: tokio::sync::Notify,
 }
 
 impl Shared {

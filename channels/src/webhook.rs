@@ -34,7 +34,7 @@ use serde::Deserialize;
 
 use crate::adapter::{
     Accepted, ChannelAccount, ChannelAdapter, Delivery, DeliveryFailure, InboundMessage,
-    InboundRequest, OutboundMessage, PlatformAnswer, Received,
+    InboundRequest, OutboundMessage, PlatformAnswer, Receipt, ReceiptStatus, Received,
 };
 use crate::error::ChannelError;
 use crate::limits::{self, InboundLimits};
@@ -155,16 +155,39 @@ impl WebhookAdapter {
         Ok(Arc::new(adapter))
     }
 
-    /// The messages of a verified body, each checked.
-    fn parse(&self, body: &[u8]) -> Result<Vec<InboundMessage>, ChannelError> {
+    /// What a verified body holds (messages or receipts), each checked.
+    fn parse(&self, body: &[u8]) -> Result<Received, ChannelError> {
         let value: serde_json::Value = serde_json::from_slice(body)
             .map_err(|err| ChannelError::malformed("body", format!("not JSON: {err}")))?;
         let serde_json::Value::Object(mut object) = value else {
             return Err(ChannelError::malformed(
                 "body",
-                "must be a JSON object: one message, or {\"messages\": [...]}",
+                "must be a JSON object: one message, {\"messages\": [...]} or {\"receipts\": [...]}",
             ));
         };
+        if let Some(receipts) = object.remove("receipts") {
+            if let Some(other) = object.keys().next() {
+                return Err(ChannelError::malformed(
+                    other.as_str(),
+                    "a receipts request holds `receipts` only",
+                ));
+            }
+            return Ok(Received {
+                receipts: receipts_of(receipts)?,
+                ..Received::default()
+            });
+        }
+        Ok(Received {
+            messages: self.messages(object)?,
+            ..Received::default()
+        })
+    }
+
+    /// The messages of a body that is one message or a batch.
+    fn messages(
+        &self,
+        mut object: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Vec<InboundMessage>, ChannelError> {
         let Some(batch) = object.remove("messages") else {
             let one = self.message(serde_json::Value::Object(object), "")?;
             return Ok(vec![one]);
@@ -255,11 +278,7 @@ impl ChannelAdapter for WebhookAdapter {
             request.received_at.timestamp(),
             self.settings.tolerance_secs,
         )?;
-        Ok(Received {
-            messages: self.parse(&request.body)?,
-            immediate_answer: None,
-            ..Received::default()
-        })
+        self.parse(&request.body)
     }
 
     /// `200 {"accepted": [{"id", "session", "seq", "duplicate"}]}`, in the
@@ -337,6 +356,67 @@ impl ChannelAdapter for WebhookAdapter {
     }
 }
 
+/// One delivery receipt as the platform posts it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireReceipt {
+    delivery_id: String,
+    status: WireReceiptStatus,
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum WireReceiptStatus {
+    Delivered,
+    Failed,
+}
+
+/// `{"receipts": [...]}`: 1 to [`MAX_BATCH`] receipts, each checked.
+fn receipts_of(value: serde_json::Value) -> Result<Vec<Receipt>, ChannelError> {
+    let serde_json::Value::Array(items) = value else {
+        return Err(ChannelError::malformed("receipts", "must be an array"));
+    };
+    if items.is_empty() || items.len() > MAX_BATCH {
+        return Err(ChannelError::malformed(
+            "receipts",
+            format!("must hold 1 to {MAX_BATCH} receipts, not {}", items.len()),
+        ));
+    }
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(idx, item)| {
+            let at = format!("receipts[{idx}]");
+            let wire: WireReceipt = serde_path_to_error::deserialize(item).map_err(|err| {
+                let path = err.path().to_string();
+                let reason = err.into_inner().to_string();
+                match path.as_str() {
+                    "." => ChannelError::malformed(at.clone(), reason),
+                    path => ChannelError::malformed(format!("{at}.{path}"), reason),
+                }
+            })?;
+            limits::check_message_id(&format!("{at}.delivery_id"), &wire.delivery_id)?;
+            let status = match wire.status {
+                WireReceiptStatus::Delivered => ReceiptStatus::Delivered,
+                WireReceiptStatus::Failed => ReceiptStatus::Failed {
+                    code: wire.code.unwrap_or_else(|| "failed".into()),
+                    reason: short(&wire.reason.unwrap_or_else(|| {
+                        "the platform reports the message did not reach the customer".into()
+                    })),
+                },
+            };
+            Ok(Receipt {
+                delivery_id: wire.delivery_id,
+                status,
+            })
+        })
+        .collect()
+}
+
 /// At most 200 characters of a platform's answer, for a log line or the agent.
 fn short(text: &str) -> String {
     text.chars().take(200).collect()
@@ -386,6 +466,55 @@ mod tests {
             body,
             Some(signature::header_value(SECRET, NOW, body.as_bytes())),
         )
+    }
+
+    #[test]
+    fn receipts_report_on_replies_and_are_checked_like_messages() {
+        let body = r#"{"receipts":[{"delivery_id":"reply-7-3","status":"delivered"},{"delivery_id":"reply-7-5","status":"failed","code":"blocked","reason":"the user blocked the number"}]}"#;
+        let received = adapter().receive(&signed(body)).unwrap();
+        assert!(received.messages.is_empty());
+        assert_eq!(
+            received.receipts,
+            [
+                Receipt {
+                    delivery_id: "reply-7-3".into(),
+                    status: ReceiptStatus::Delivered,
+                },
+                Receipt {
+                    delivery_id: "reply-7-5".into(),
+                    status: ReceiptStatus::Failed {
+                        code: "blocked".into(),
+                        reason: "the user blocked the number".into(),
+                    },
+                },
+            ]
+        );
+        for (body, field) in [
+            (r#"{"receipts":[]}"#, "receipts"),
+            (r#"{"receipts":{}}"#, "receipts"),
+            (
+                r#"{"receipts":[{"delivery_id":"d","status":"lost"}]}"#,
+                "receipts[0].status",
+            ),
+            (r#"{"receipts":[{"status":"delivered"}]}"#, "receipts[0]"),
+            (
+                r#"{"receipts":[{"delivery_id":"d","status":"delivered"}],"messages":[]}"#,
+                "messages",
+            ),
+        ] {
+            match adapter().receive(&signed(body)) {
+                Err(ChannelError::Malformed { field: got, .. }) => {
+                    assert_eq!(got, field, "{body}")
+                }
+                other => panic!("{body}: {other:?}"),
+            }
+        }
+        // Unsigned receipts are refused like unsigned messages.
+        let body = r#"{"receipts":[{"delivery_id":"d","status":"delivered"}]}"#;
+        assert!(matches!(
+            adapter().receive(&request(body, None)),
+            Err(ChannelError::BadSignature(_))
+        ));
     }
 
     fn message(id: &str, from: &str, text: &str) -> InboundMessage {
@@ -448,7 +577,7 @@ mod tests {
             "[1]",
             Err((
                 "body",
-                "invalid `body`: must be a JSON object: one message, or {\"messages\": [...]}",
+                "invalid `body`: must be a JSON object: one message, {\"messages\": [...]} or {\"receipts\": [...]}",
             )),
         );
         check(

@@ -18,11 +18,50 @@ use serde::{Deserialize, Serialize};
 
 use crate::Millis;
 use crate::ids::SessionId;
+use crate::session::ReplyRoute;
 
 /// The endpoint of a session-ended job: the session's summary and its
 /// `session.*` webhook events, made by the server itself. Configured
 /// endpoint names cannot start with `@`.
 pub const SESSION_ENDED_JOB: &str = "@session-ended";
+
+/// The endpoint of agents' replies through a channel account:
+/// `@channel/<account name>`. The account's courier delivers them.
+pub const CHANNEL_ENDPOINT_PREFIX: &str = "@channel/";
+
+/// The event type of an agent's reply waiting for its channel account.
+pub const CHANNEL_REPLY_EVENT: &str = "message.deliver";
+
+/// An agent's reply to a customer on a message platform, as the outbox
+/// keeps it for the account's adapter (the entry's JSON payload).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelReply {
+    /// The session the reply is in.
+    pub session: SessionId,
+    /// The reply's `seq` in it.
+    pub seq: u64,
+    /// The customer's id on the platform.
+    pub to: String,
+    /// The text.
+    pub text: String,
+    /// The route's context for the adapter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+}
+
+impl ChannelReply {
+    /// The delivery's id, `reply-<session>-<seq>`: the same on every
+    /// retry, sent to the platform as its idempotency key.
+    pub fn delivery_id(&self) -> String {
+        format!("reply-{}-{}", self.session, self.seq)
+    }
+
+    /// The session and `seq` a delivery id names, if it is one.
+    pub fn parse_delivery_id(id: &str) -> Option<(SessionId, u64)> {
+        let (session, seq) = id.strip_prefix("reply-")?.split_once('-')?;
+        Some((SessionId(session.parse().ok()?), seq.parse().ok()?))
+    }
+}
 
 /// One event for one endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,6 +128,22 @@ impl OutboxEntry {
             session.to_string(),
             now,
         )
+    }
+
+    /// The entry that takes `reply` to the customer through `route`'s account.
+    pub fn channel_reply(route: &ReplyRoute, reply: &ChannelReply, now: Millis) -> Self {
+        OutboxEntry::new(
+            &reply.delivery_id(),
+            &format!("{CHANNEL_ENDPOINT_PREFIX}{}", route.account),
+            CHANNEL_REPLY_EVENT,
+            serde_json::to_string(reply).expect("a reply serializes"),
+            now,
+        )
+    }
+
+    /// The channel account of an agent's reply; `None` for anything else.
+    pub fn channel_account(&self) -> Option<&str> {
+        self.endpoint.strip_prefix(CHANNEL_ENDPOINT_PREFIX)
     }
 
     /// The session of a session-ended job; `None` for a webhook delivery.
@@ -169,6 +224,39 @@ pub fn full_jitter(wait: Millis, roll: f64) -> Millis {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_channel_reply_names_its_account_and_its_delivery_id_its_message() {
+        let route = ReplyRoute {
+            account: "wx-main".into(),
+            to: "o6_bmjrPTlm6".into(),
+            context: None,
+        };
+        let reply = ChannelReply {
+            session: SessionId(7412),
+            seq: 9,
+            to: route.to.clone(),
+            text: "您好".into(),
+            context: None,
+        };
+        let entry = OutboxEntry::channel_reply(&route, &reply, 5);
+        assert_eq!(entry.endpoint, "@channel/wx-main");
+        assert_eq!(entry.channel_account(), Some("wx-main"));
+        assert_eq!(entry.event_id, "reply-7412-9");
+        assert_eq!(
+            ChannelReply::parse_delivery_id(&entry.event_id),
+            Some((SessionId(7412), 9))
+        );
+        assert_eq!(
+            serde_json::from_str::<ChannelReply>(&entry.payload).unwrap(),
+            reply
+        );
+        for bad in ["reply-x-1", "reply-1", "ended-1-2", "reply-1-", ""] {
+            assert_eq!(ChannelReply::parse_delivery_id(bad), None, "{bad}");
+        }
+        let webhook = OutboxEntry::new("evt", "crm", "ticket.created", "{}".into(), 5);
+        assert_eq!(webhook.channel_account(), None);
+    }
 
     #[test]
     fn full_jitter_draws_between_zero_and_the_backoff() {

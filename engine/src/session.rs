@@ -140,6 +140,26 @@ pub struct Session {
     /// kept on the record so that reports need not read the messages.
     #[serde(default)]
     pub rating: Option<u8>,
+    /// Where agents' replies go besides the customer's open sockets: the
+    /// channel account the customer last wrote through (`None` when they
+    /// last wrote from a socket or the plain inbound API).
+    #[serde(default)]
+    pub reply_route: Option<ReplyRoute>,
+}
+
+/// How an agent's reply reaches a customer on a message platform: the
+/// `[[channels]]` account the customer's latest message came through, and
+/// their address there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplyRoute {
+    /// The account's name (`wx-main`).
+    pub account: String,
+    /// The customer's id on the platform (an openid, a phone number).
+    pub to: String,
+    /// What the account's adapter needs to reply besides `to` (a QQ
+    /// group and the message a reply cites); opaque to the engine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
 }
 
 /// The satisfaction scores a customer can give.
@@ -266,6 +286,7 @@ impl Session {
             transfers: 0,
             summary: None,
             rating: None,
+            reply_route: None,
         }
     }
 

@@ -12,6 +12,7 @@
 
 pub mod access;
 pub mod auth;
+pub mod channel_courier;
 pub mod config;
 pub mod demo;
 pub mod error;

@@ -23,6 +23,7 @@ use tracing::{info, warn};
 use voice::sip::SipEndpoint;
 
 use crate::auth::TokenSigner;
+use crate::channel_courier::ChannelCourier;
 use crate::config::{Config, open_file_limit};
 use crate::listener::{CappedListener, ConnectionGauge};
 use crate::state::AppState;
@@ -126,7 +127,12 @@ impl Server {
         let switchboard = Switchboard::start(cache.clone(), rules, channel_names, runtime)
             .await
             .context("failed to start the engine")?;
-        let platform = match start_platform(&config, &switchboard, cache).await {
+        // One adapter per account, shared by the inbound route and the
+        // courier of replies (an account's access token is fetched once).
+        let channels = config
+            .channel_registry()
+            .context("[[channels]] do not build")?;
+        let platform = match start_platform(&config, &switchboard, cache, &channels).await {
             Ok(platform) => platform,
             Err(err) => {
                 switchboard.shutdown().await;
@@ -139,12 +145,9 @@ impl Server {
         let addr = listener.local_addr()?;
         crate::metrics::handle();
         crate::metrics::register_series(&switchboard.store().list_groups().await?);
-        for account in &config.channels {
-            crate::rest::channel_inbound::register_series(&channels::ChannelAccount {
-                kind: account.kind.clone(),
-                name: account.name.clone(),
-                channel: account.channel.clone(),
-            });
+        for account in channels.accounts() {
+            crate::rest::channel_inbound::register_series(account);
+            crate::channel_courier::register_series(account);
         }
         let admin_listen = config.server.admin_listen;
         let admin_listener = TcpListener::bind(admin_listen)
@@ -172,6 +175,7 @@ impl Server {
             phone
                 .as_ref()
                 .map(|(endpoint, _)| endpoint.registrar().clone()),
+            channels,
         );
         let app = router(state.clone());
         let stop_accepting = CancellationToken::new();
@@ -290,18 +294,25 @@ async fn start_phone(
 }
 
 /// Loads the data platform over the runtime (its writes go through the
-/// StoreWriter) with the webhooks as its outbox encoder and courier, and
-/// starts its workers.
+/// StoreWriter) with the webhooks as its outbox encoder and courier, the
+/// channel accounts' courier of agents' replies, and starts its workers.
 async fn start_platform(
     config: &Config,
     switchboard: &Switchboard,
     cache: Arc<CachedStore>,
+    channels: &channels::Registry,
 ) -> Result<Arc<Platform>> {
-    let (couriers, no_courier): (Vec<Arc<dyn Courier>>, _) =
-        match WebhookCourier::new(config.webhooks.clone()) {
-            Ok(courier) => (vec![Arc::new(courier)], None),
-            Err(err) => (Vec::new(), Some(err)),
-        };
+    let mut couriers: Vec<Arc<dyn Courier>> = vec![Arc::new(ChannelCourier::new(
+        channels.clone(),
+        switchboard.clone(),
+    ))];
+    let no_courier = match WebhookCourier::new(config.webhooks.clone()) {
+        Ok(courier) => {
+            couriers.push(Arc::new(courier));
+            None
+        }
+        Err(err) => Some(err),
+    };
     let platform = Platform::load(
         switchboard.clone(),
         cache,

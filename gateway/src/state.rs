@@ -66,6 +66,7 @@ impl AppState {
         gauge: Arc<ConnectionGauge>,
         rules_text: String,
         phones: Option<voice::sip::Registrar>,
+        channels: channels::Registry,
     ) -> AppState {
         let visitor_limiter = Mutex::new(RateLimiter::new(
             config.limits.new_visitors_per_second,
@@ -73,11 +74,6 @@ impl AppState {
             u32::MAX,
             std::time::Instant::now(),
         ));
-        // `Server::start` refuses a configuration whose `[[channels]]` do
-        // not build (`Config::validate`).
-        let channels = config
-            .channel_registry()
-            .expect("[[channels]] checked by Config::validate");
         AppState(Arc::new(Inner {
             switchboard,
             platform,

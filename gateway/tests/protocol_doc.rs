@@ -710,10 +710,11 @@ fn event_kind_idx(kind: &EventKind) -> usize {
         EventKind::Rated { .. } => 10,
         EventKind::QueuePosition(_) => 11,
         EventKind::Call(_) => 12,
+        EventKind::Delivery(_) => 13,
     }
 }
 
-const N_EVENT_KINDS: usize = 13;
+const N_EVENT_KINDS: usize = 14;
 
 /// One event of every kind (with every optional field set), checked to
 /// cover [`event_kind_idx`].
@@ -785,6 +786,15 @@ fn every_event() -> Vec<Event> {
         EventKind::Call(CallEvent::Ended {
             by: CallEnd::Caller,
             talk_ms: 95_000,
+        }),
+        EventKind::Delivery(actors::DeliveryReport {
+            of: 2,
+            account: "wx-main".into(),
+            state: actors::DeliveryState::Failed,
+            code: Some("45015".into()),
+            reason: Some(
+                "WeChat refuses: the customer has not written in the last 48 hours".into(),
+            ),
         }),
     ];
     let covered: BTreeSet<usize> = kinds.iter().map(event_kind_idx).collect();

@@ -180,6 +180,7 @@ export class SessionCard {
       case "abandoned": this.setState("abandoned"); this.system(frame, t("abandoned")); break;
       case "rated": this.system(frame, t("rated", { score: frame.score, comment: frame.comment || "" })); break;
       case "call": this.system(frame, this.call.onEvent(frame), { call: frame.call }); break;
+      case "delivery": this.onDelivery(frame); break;
       default: break;
     }
   }
@@ -238,6 +239,8 @@ export class SessionCard {
   }
 
   renderDelivery(item) {
+    // A reply to a platform shows where it stands there instead.
+    if (item.querySelector(".delivery")) return;
     let state = item.querySelector(".state");
     if (!state) {
       state = h("span", { class: "state" });
@@ -274,6 +277,31 @@ export class SessionCard {
     if (item && item.dataset.state === "sending") {
       item.dataset.state = "sent";
       this.renderDelivery(item);
+    }
+  }
+
+  // Where an agent's message stands on its way to the customer's platform
+  // (PROTOCOL.md §5.3 `delivery`): shown under the message; a refusal is
+  // also a line of its own and announced, so the agent knows the customer
+  // did not get it.
+  onDelivery(frame) {
+    const t = this.ctx.t;
+    const item = this.messages.querySelector(`li.msg[data-seq="${frame.of}"]`);
+    if (item) {
+      let state = item.querySelector(".delivery");
+      if (!state) {
+        item.querySelector(".state")?.remove();
+        state = h("span", { class: "delivery" });
+        item.querySelector(".meta").append(state);
+      }
+      state.dataset.state = frame.state;
+      state.textContent = t(`delivery_${frame.state}`, { account: frame.account });
+      state.title = frame.reason || "";
+    }
+    if (frame.state === "failed") {
+      const text = t("delivery_refused", { account: frame.account, reason: frame.reason || frame.code || "" });
+      this.system(frame, text, { delivery: "failed" });
+      announce(text);
     }
   }
 

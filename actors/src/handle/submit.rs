@@ -6,6 +6,7 @@
 
 use engine::channel::Channel;
 use engine::ids::{AgentId, CustomerId, SessionId};
+use engine::session::ReplyRoute;
 use ractor::MessagingErr;
 use ractor::concurrency::{OneshotReceiver, oneshot};
 
@@ -49,24 +50,27 @@ impl Switchboard {
         client_message_id: Option<String>,
     ) -> Result<PendingAck, ApiError> {
         self.shared.channels.check(&channel)?;
-        self.submit_from(customer.clone(), channel, body, client_message_id)
+        self.submit_from(customer.clone(), channel, body, client_message_id, None)
             .await
     }
 
     /// Puts a message of `customer` (channel already checked) in their open
-    /// session's mailbox, opening a session if they have none.
+    /// session's mailbox, opening a session if they have none. `route`: the
+    /// channel account it came through, where agents' replies go.
     pub(super) async fn submit_from(
         &self,
         customer: CustomerId,
         channel: Channel,
         body: String,
         client_message_id: Option<String>,
+        route: Option<ReplyRoute>,
     ) -> Result<PendingAck, ApiError> {
         let (sender, receiver) = oneshot();
         let mut message = SessionMessage::CustomerMessage {
             body,
             client_message_id,
             channel: channel.clone(),
+            route,
             reply: sender.into(),
         };
         // The open session's actor as it last said, if it still runs; a

@@ -110,6 +110,12 @@ pub trait Courier: Send + Sync {
     /// One attempt at delivering `entry` (`entry.attempts` failed before
     /// it). An error is retried with backoff.
     async fn deliver(&self, entry: &OutboxEntry) -> Result<(), DeliveryError>;
+    /// `entry` failed its last allowed attempt and is parked dead (already
+    /// marked so in the store): a courier that reports deliveries to
+    /// someone says so here. Nothing by default.
+    async fn gave_up(&self, entry: &OutboxEntry) {
+        let _ = entry;
+    }
 }
 
 /// Why a delivery failed, for the entry's `last_error` and the log: for
@@ -247,18 +253,27 @@ async fn attempt(platform: &Platform, mut entry: OutboxEntry) -> OutboxEntry {
         save(platform, WriteOp::PutOutbox(entry.clone())).await;
         return entry;
     };
+    // Channel accounts' couriers count and log their own deliveries.
+    let webhook = entry.channel_account().is_none();
     match courier.deliver(&entry).await {
         Ok(()) => {
-            debug!(event_id = %entry.event_id, endpoint = %entry.endpoint, "webhook delivered");
-            metrics::counter!("switchboard_webhook_deliveries_total", "endpoint" => entry.endpoint.clone(), "result" => "delivered").increment(1);
+            if webhook {
+                debug!(event_id = %entry.event_id, endpoint = %entry.endpoint, "webhook delivered");
+                metrics::counter!("switchboard_webhook_deliveries_total", "endpoint" => entry.endpoint.clone(), "result" => "delivered").increment(1);
+            }
             save(platform, WriteOp::DeleteOutbox(entry.id.clone())).await;
         }
         Err(DeliveryError(error)) => {
             outbox.failed(&mut entry, error);
             let result = if entry.dead { "dead" } else { "failed" };
-            warn!(event_id = %entry.event_id, endpoint = %entry.endpoint, attempts = entry.attempts, error = entry.last_error.as_deref().unwrap_or(""), result, "webhook delivery failed");
-            metrics::counter!("switchboard_webhook_deliveries_total", "endpoint" => entry.endpoint.clone(), "result" => result).increment(1);
+            if webhook {
+                warn!(event_id = %entry.event_id, endpoint = %entry.endpoint, attempts = entry.attempts, error = entry.last_error.as_deref().unwrap_or(""), result, "webhook delivery failed");
+                metrics::counter!("switchboard_webhook_deliveries_total", "endpoint" => entry.endpoint.clone(), "result" => result).increment(1);
+            }
             save(platform, WriteOp::PutOutbox(entry.clone())).await;
+            if entry.dead {
+                courier.gave_up(&entry).await;
+            }
         }
     }
     entry

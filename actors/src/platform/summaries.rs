@@ -27,11 +27,13 @@ pub const ENDED_BUFFER: usize = 1024;
 /// Messages read for one summary.
 const MAX_MESSAGES: usize = 2_000;
 
-/// Wakes the outbox worker at each session end, until the platform stops.
+/// Wakes the outbox worker at each session end and each durable write of
+/// agents' replies to channel accounts, until the platform stops.
 pub async fn wake_on_ends(platform: Arc<Platform>, mut ended: Subscription) {
     loop {
         tokio::select! {
             _ = platform.stopping().cancelled() => return,
+            _ = platform.switchboard.outbox_written() => platform.outbox.wake(),
             event = ended.recv() => match event {
                 Some(_) => platform.outbox.wake(),
                 None => return,

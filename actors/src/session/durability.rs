@@ -67,11 +67,16 @@ impl SessionActor {
     /// offered).
     pub(super) fn flush(&self, myself: &ActorRef<SessionMessage>, state: &mut SessionActorState) {
         let channel = state.session.channel.clone();
-        let mut ops: Vec<WriteOp> = Vec::with_capacity(state.unwritten.len() + 3);
+        let mut ops: Vec<WriteOp> =
+            Vec::with_capacity(state.unwritten.len() + state.unwritten_ops.len() + 3);
         for event in state.unwritten.drain(..) {
             ops.push(WriteOp::AppendMessage(event.to_stored(&channel)));
             state.unpublished.insert(event.seq, event);
         }
+        // In the same batch as the events that caused them (an agent's
+        // reply and its outbox entry are stored together or not at all).
+        let to_outbox = !state.unwritten_ops.is_empty();
+        ops.append(&mut state.unwritten_ops);
         // A closed session re-activated for its rating has closed before,
         // and so has one whose closing write is in flight.
         let last_sent = state.records_in_flight.iter().rev().flatten().next();
@@ -92,7 +97,13 @@ impl SessionActor {
         }
         let seq = state.session.last_seq;
         let myself = myself.clone();
+        let shared = to_outbox.then(|| self.shared.clone());
         let done: crate::store_writer::Completion = Box::new(move |result| {
+            if let Some(shared) = shared
+                && result.is_ok()
+            {
+                shared.outbox_written.notify_one();
+            }
             // A stopped session needs no news: its next incarnation reads the store.
             let _ = myself.cast(SessionMessage::Durable { seq, result });
         });
@@ -282,6 +293,7 @@ impl SessionActor {
             | SessionMessage::Transfer { reply, .. }
             | SessionMessage::WrapUp { reply, .. }
             | SessionMessage::Close { reply, .. }
+            | SessionMessage::Delivery { reply, .. }
             | SessionMessage::Typing { reply, .. } => {
                 let _ = reply.send(Err(refusal()));
             }
@@ -336,7 +348,7 @@ impl SessionActor {
         let hub = &self.shared.hub;
         let to_customer = !matches!(
             event.kind,
-            EventKind::Offered { .. } | EventKind::OfferLapsed { .. }
+            EventKind::Offered { .. } | EventKind::OfferLapsed { .. } | EventKind::Delivery(_)
         );
         if to_customer {
             hub.publish(
@@ -496,4 +508,5 @@ fn same_record(a: &Session, b: &Session) -> bool {
         && a.transfers == b.transfers
         && a.summary == b.summary
         && a.rating == b.rating
+        && a.reply_route == b.reply_route
 }

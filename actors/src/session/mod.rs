@@ -16,7 +16,9 @@ use engine::customer::Customer;
 use engine::ids::{AgentId, CustomerId, GroupId, SessionId};
 use engine::message::Sender;
 use engine::routing::{Contact, PlanCursor, RoutePlan, Step};
-use engine::session::{Session, SessionEffect, SessionEvent, SessionState, TransitionError};
+use engine::session::{
+    ReplyRoute, Session, SessionEffect, SessionEvent, SessionState, TransitionError,
+};
 use engine::{EngineError, Millis};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::{Deserialize, Serialize};
@@ -25,7 +27,9 @@ use tracing::{debug, warn};
 
 use crate::agent::AgentMessage;
 use crate::error::ApiError;
-use crate::event::{CallControl, CallEnd, CallEvent, Event, EventKind};
+use crate::event::{
+    CallControl, CallEnd, CallEvent, DeliveryReport, DeliveryState, Event, EventKind,
+};
 use crate::group::GroupMessage;
 use crate::shared::Shared;
 
@@ -66,6 +70,7 @@ pub enum Typist {
 }
 
 mod call;
+mod delivery;
 mod durability;
 mod rating;
 mod steps;
@@ -84,6 +89,9 @@ pub enum SessionMessage {
         client_message_id: Option<String>,
         /// The channel it came on.
         channel: Channel,
+        /// The channel account it came through, where agents' replies now
+        /// go; `None` from a socket or the plain inbound API.
+        route: Option<ReplyRoute>,
         /// Reply port.
         reply: RpcReplyPort<Result<Ack, ApiError>>,
     },
@@ -220,6 +228,14 @@ pub enum SessionMessage {
     },
     /// The call was open when the process stopped: end it as dropped.
     DropCall,
+    /// What became of an agent's message sent through a channel account
+    /// (see `delivery.rs`); ignored when it is no news.
+    Delivery {
+        /// The report.
+        report: DeliveryReport,
+        /// Ok once durable, or at once when it was no news.
+        reply: RpcReplyPort<Result<(), ApiError>>,
+    },
     /// Test hook: panic in the handler, as a bug would.
     #[cfg(test)]
     Panic,
@@ -287,6 +303,12 @@ pub struct SessionActorState {
     call_clock: call::TalkClock,
     /// The agent holds the caller (the caller hears hold audio).
     call_held: bool,
+    /// The last reported state of each agent message on its way to a
+    /// channel account, by the message's `seq`.
+    deliveries: HashMap<u64, DeliveryState>,
+    /// Store writes besides the events (an agent reply's outbox entry),
+    /// sent with them by the next flush.
+    unwritten_ops: Vec<store::WriteOp>,
     /// When this idle actor took itself out of `open_sessions` to passivate:
     /// it stops [`PASSIVATION_GRACE`] later if nothing happened meanwhile.
     uncached_at: Option<Millis>,
@@ -344,6 +366,8 @@ impl Actor for SessionActor {
             call_ended: false,
             call_clock: call::TalkClock::default(),
             call_held: false,
+            deliveries: HashMap::new(),
+            unwritten_ops: Vec::new(),
             uncached_at: None,
             failed: None,
         };
@@ -407,10 +431,11 @@ impl Actor for SessionActor {
                 body,
                 client_message_id,
                 channel,
+                route,
                 reply,
             } => {
                 let result =
-                    self.customer_message(&myself, state, body, client_message_id, channel);
+                    self.customer_message(&myself, state, body, client_message_id, channel, route);
                 if result.is_ok() && !state.in_open_sessions {
                     // Open, and taking its customer's messages: the next one
                     // comes straight here.
@@ -544,6 +569,18 @@ impl Actor for SessionActor {
                 let result = self.agent_call(&myself, state, &agent, control);
                 self.reply_when_durable(state, result, reply);
             }
+            SessionMessage::Delivery { report, reply } => {
+                match self.delivery(&myself, state, report) {
+                    Ok(Some(seq)) => self.reply_unit_when_durable(state, Ok(seq), reply),
+                    // No news: nothing stored, nothing to wait for.
+                    Ok(None) => {
+                        let _ = reply.send(Ok(()));
+                    }
+                    Err(err) => {
+                        let _ = reply.send(Err(err));
+                    }
+                }
+            }
             SessionMessage::DropCall => {
                 if let Err(err) = self.drop_call(&myself, state) {
                     warn!(session_id = %state.session.id, error = %err, "an open call found at start could not be ended");
@@ -606,6 +643,9 @@ impl SessionActor {
                 }
                 EventKind::Call(event) => self.track_call(state, &event, message.at),
                 EventKind::Transferred { .. } => self.call_transferred(state, message.at),
+                EventKind::Delivery(report) => {
+                    state.deliveries.insert(report.of, report.state);
+                }
                 _ => {}
             }
         }
@@ -639,6 +679,7 @@ impl SessionActor {
         body: String,
         client_message_id: Option<String>,
         channel: Channel,
+        route: Option<ReplyRoute>,
     ) -> Result<(u64, bool), ApiError> {
         if state.session.state.is_final() {
             return Err(ApiError::State(engine::session::TransitionError {
@@ -653,6 +694,8 @@ impl SessionActor {
         {
             return Ok((*seq, true));
         }
+        // Replies go where the customer last wrote from.
+        state.session.reply_route = route;
         let kind = EventKind::Message {
             sender: Sender::Customer,
             body: body.clone(),
@@ -702,11 +745,12 @@ impl SessionActor {
             state,
             EventKind::Message {
                 sender: Sender::Agent(agent),
-                body,
+                body: body.clone(),
                 client_message_id,
                 channel,
             },
         );
+        self.send_through_route(state, seq, body);
         self.flush(myself, state);
         Ok((seq, false))
     }

@@ -211,6 +211,7 @@ async fn a_message_sent_through_the_cache_as_the_session_passivates_is_taken() {
         body: "two".into(),
         client_message_id: Some("c2".into()),
         channel: Channel::Web,
+        route: None,
         reply: sender.into(),
     })
     .expect("the actor still runs");

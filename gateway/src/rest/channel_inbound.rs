@@ -11,14 +11,18 @@
 //! the error answer tells the platform to retry the whole batch, and those
 //! come back as duplicates.
 
+use actors::{ApiError, DeliveryReport, DeliveryState};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use channels::{Accepted, ChannelAdapter, InboundRequest, PlatformAnswer};
+use channels::{Accepted, ChannelAdapter, InboundRequest, PlatformAnswer, Receipt, ReceiptStatus};
 use engine::envelope::Envelope;
+use engine::outbox::ChannelReply;
+use engine::session::ReplyRoute;
 use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
 use utoipa::ToSchema;
 
 use crate::error::{ErrorBody, HttpError};
@@ -191,11 +195,27 @@ async fn receive(
     if let Some(answer) = received.immediate_answer {
         return Ok(platform_answer(answer));
     }
-    let channel = &adapter.account().channel;
+    let account = adapter.account();
+    for notice in &received.notices {
+        info!(account = %account.name, external_id = %notice.external_id, what = %notice.what, "platform notice");
+        metrics::counter!(NOTICES_TOTAL, "account" => account.name.clone(), "what" => notice.what.clone())
+            .increment(1);
+    }
+    // Receipts first: they report on replies stored before this request.
+    for receipt in &received.receipts {
+        record_receipt(state, &account.name, receipt).await?;
+    }
+    let channel = &account.channel;
     let mut accepted = Vec::with_capacity(received.messages.len());
     // One at a time, in the platform's order: two messages of one customer
     // keep their order in the session.
     for message in received.messages {
+        // Agents' replies go back through this account, to this sender.
+        let route = ReplyRoute {
+            account: account.name.clone(),
+            to: message.external_id.clone(),
+            context: message.reply_context,
+        };
         let envelope = Envelope {
             channel: channel.clone(),
             customer_id: message.external_id,
@@ -204,7 +224,7 @@ async fn receive(
             client_message_id: Some(message.platform_message_id.clone()),
             display_name: message.display_name,
         };
-        let intake = state.switchboard.intake(envelope).await?;
+        let intake = state.switchboard.intake_via(envelope, Some(route)).await?;
         if !intake.ack.duplicate {
             metrics::counter!(
                 MESSAGES_TOTAL,
@@ -223,6 +243,47 @@ async fn receive(
     }
     Ok(platform_answer(adapter.answer(&accepted)))
 }
+
+/// Records a platform's receipt on a reply in the reply's session. A
+/// receipt for a delivery id switchboard never made is logged and
+/// dropped: the platform gains nothing from a retry.
+async fn record_receipt(
+    state: &AppState,
+    account: &str,
+    receipt: &Receipt,
+) -> Result<(), HttpError> {
+    let Some((session, seq)) = ChannelReply::parse_delivery_id(&receipt.delivery_id) else {
+        warn!(account, delivery_id = %receipt.delivery_id, "a receipt for an unknown delivery id; dropped");
+        return Ok(());
+    };
+    let (delivery_state, code, reason) = match &receipt.status {
+        ReceiptStatus::Delivered => (DeliveryState::Delivered, None, None),
+        ReceiptStatus::Failed { code, reason } => (
+            DeliveryState::Failed,
+            Some(code.clone()),
+            Some(reason.clone()),
+        ),
+    };
+    let report = DeliveryReport {
+        of: seq,
+        account: account.to_owned(),
+        state: delivery_state,
+        code,
+        reason,
+    };
+    match state.switchboard.report_delivery(session, report).await {
+        Ok(()) => Ok(()),
+        // Not a reply of this account's: nothing to record.
+        Err(err @ ApiError::Invalid(_)) => {
+            warn!(account, delivery_id = %receipt.delivery_id, error = %err, "a receipt that matches no reply; dropped");
+            Ok(())
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Platform events without a message (follows, unfollows), by account and kind.
+pub const NOTICES_TOTAL: &str = "switchboard_channel_notices_total";
 
 /// The adapter's answer as an HTTP response.
 fn platform_answer(answer: PlatformAnswer) -> Response {

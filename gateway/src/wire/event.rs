@@ -136,6 +136,25 @@ pub enum EventBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         talk_ms: Option<u64>,
     },
+    /// Where an agent's message to a customer on a message platform stands
+    /// (agents only; docs/channels.md): `queued` when stored, then `sent`,
+    /// `delivered` (the platform's receipt) or `failed`; `retrying` after a
+    /// first failed attempt.
+    Delivery {
+        /// The channel account it goes through.
+        account: String,
+        /// `failed`, `retrying`: the platform's error code
+        /// (`45015`; `retries_exhausted` when every retry failed).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        code: Option<String>,
+        /// The `seq` of the agent's message.
+        of: u64,
+        /// `failed`, `retrying`: why, in words for the agent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        /// `queued`, `retrying`, `sent`, `delivered` or `failed`.
+        state: String,
+    },
 }
 
 /// The customer an offer is for, as the agent socket shows it with a live offer.
@@ -232,6 +251,18 @@ pub fn event_frame(event: &Event, viewer: Viewer) -> Option<EventFrame> {
             }
             call_body(call, viewer)
         }
+        EventKind::Delivery(report) => {
+            if viewer == Viewer::Customer {
+                return None;
+            }
+            EventBody::Delivery {
+                account: report.account.clone(),
+                code: report.code.clone(),
+                of: report.of,
+                reason: report.reason.clone(),
+                state: report.state.as_str().to_owned(),
+            }
+        }
     };
     Some(EventFrame {
         body,
@@ -257,6 +288,7 @@ impl EventFrame {
             EventBody::Abandoned => "abandoned",
             EventBody::Rated { .. } => "rated",
             EventBody::Call { .. } => "call",
+            EventBody::Delivery { .. } => "delivery",
         }
     }
 }
@@ -491,6 +523,24 @@ mod tests {
             }),
             None,
             None,
+        );
+    }
+
+    #[test]
+    fn only_agents_see_where_a_platform_reply_stands() {
+        check(
+            EventKind::Delivery(actors::DeliveryReport {
+                of: 2,
+                account: "wx-main".into(),
+                state: actors::DeliveryState::Failed,
+                code: Some("45015".into()),
+                reason: Some("outside the 48-hour window".into()),
+            }),
+            None,
+            frame_of(
+                json!({"type": "delivery"}),
+                json!({"account": "wx-main", "code": "45015", "of": 2, "reason": "outside the 48-hour window", "state": "failed"}),
+            ),
         );
     }
 

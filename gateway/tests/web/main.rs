@@ -2,7 +2,8 @@
 //! headless Chromium driven through chromedriver, both pages at once against
 //! a real server: the conversation, live ticket sync, reply suggestions,
 //! Chinese knowledge-base search, the role layouts, resuming after a
-//! reload, and a phone call held, resumed and hung up from the desktop. The
+//! reload, a phone call held, resumed and hung up from the desktop, and
+//! the delivery state of replies to an SMS customer. The
 //! tests write the screenshots the README shows (`docs/screenshots/`).
 
 #[path = "../common/mod.rs"]
@@ -14,6 +15,7 @@ use std::path::PathBuf;
 use gateway::auth::Role;
 use serde_json::{Value, json};
 
+use crate::common::platform::Platform;
 use crate::common::sipp::{caller_until_bye, phone, phone_server};
 use crate::common::{Client, TestServer, session_of};
 use crate::webdriver::{ALT, Browser, Driver, ENTER, RELEASE};
@@ -754,4 +756,81 @@ async fn a_phone_call_is_accepted_held_resumed_and_hung_up_in_the_desktop() {
     );
     desktop.quit().await;
     server.server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_to_an_sms_customer_show_their_delivery_and_a_refusal_is_a_notice() {
+    let refused = (
+        422,
+        json!({"code": "blocked", "message": "the number has opted out of messages"}),
+    );
+    let (platform, url) = Platform::start(&[(200, json!({"id": "p-1"})), refused]).await;
+    let server = TestServer::start(|config| {
+        config.routing.offer_timeout_ms = 60_000;
+        config.routing.queue_update_ms = 500;
+        config.channels = vec![crate::common::platform::account(url)];
+    })
+    .await;
+    let driver = Driver::start().await;
+    let desktop = driver.browser("en-US", 1500, 1000).await;
+    open_desktop(&desktop, &server, "chen.jie", Role::Agent).await;
+    go_available(&desktop).await;
+
+    let (status, answer) = crate::common::platform::post_signed(
+        &server,
+        &json!({"id": "sms-9", "from": "+8613912340009", "text": "Is my refund done?", "sent_at": "2026-01-05T10:00:00Z"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let session = answer["accepted"][0]["session"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let card = format!("section.session[data-session='{session}']");
+    desktop.wait_text("#offers li.offer", "SMS").await;
+    desktop.click("#offers li.offer button.accept").await;
+    desktop
+        .wait_text(&format!("{card} .badge.channel[data-channel='sms']"), "SMS")
+        .await;
+    let input = format!("{card} textarea.composer-input");
+    desktop
+        .type_text(&input, &format!("Yes, it was paid back today.{ENTER}"))
+        .await;
+    desktop
+        .wait_text(
+            &format!("{card} li.msg.mine .delivery[data-state='sent']"),
+            "Sent to sms-gw",
+        )
+        .await;
+    desktop
+        .type_text(&input, &format!("Anything else I can do?{ENTER}"))
+        .await;
+    desktop
+        .wait_text(
+            &format!("{card} li.msg.mine .delivery[data-state='failed']"),
+            "Not delivered",
+        )
+        .await;
+    desktop
+        .wait_text(
+            &format!("{card} li.msg.system[data-delivery='failed']"),
+            "sms-gw refused this reply; the customer did not get it: the number has opted out of messages",
+        )
+        .await;
+    assert_eq!(unlabelled_controls(&desktop).await, Vec::<String>::new());
+    desktop
+        .screenshot(&screenshot("desktop-delivery.png"))
+        .await;
+    let texts: Vec<Value> = platform
+        .received()
+        .iter()
+        .map(|body| body["text"].clone())
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            json!("Yes, it was paid back today."),
+            json!("Anything else I can do?")
+        ]
+    );
 }

@@ -22,6 +22,11 @@ pub async fn session_round_trip_with_every_field(store: &dyn Store) {
     full.transfers = 2;
     full.summary = Some("客户询问订单发货时间，已告知".to_owned());
     full.rating = Some(4);
+    full.reply_route = Some(engine::session::ReplyRoute {
+        account: "wx-main".into(),
+        to: "o6_bmjrPTlm6_2sgVt7hMZOPfL2M".into(),
+        context: Some(r#"{"msg_id":"m-1"}"#.into()),
+    });
 
     let mut sparse = session(u64::MAX - 1, "c-2", Channel::parse("line").unwrap(), T0);
     sparse.times.created = None;
@@ -52,6 +57,7 @@ pub async fn session_round_trip_with_every_field(store: &dyn Store) {
     full.times.closed = Some(T0 + 600_000);
     full.summary = None;
     full.rating = Some(5);
+    full.reply_route = None;
     write(store, vec![WriteOp::PutSession(full.clone())]).await;
     assert_eq!(store.get_session(full.id).await.unwrap(), Some(full));
 }

@@ -62,6 +62,8 @@ pub(super) struct SessionRow {
     pub transfers: i32,
     pub summary: Option<String>,
     pub rating: Option<i8>,
+    /// JSON `ReplyRoute`; null when replies go only to sockets.
+    pub reply_route: Option<String>,
 }
 
 /// `sessions_by_customer`: a customer's sessions, newest first.
@@ -260,6 +262,10 @@ pub(super) fn session_to_row(session: &Session) -> SessionRow {
         transfers: clamp_i32(session.transfers),
         summary: session.summary.clone(),
         rating: session.rating.map(|r| i8::try_from(r).unwrap_or(i8::MAX)),
+        reply_route: session
+            .reply_route
+            .as_ref()
+            .map(|route| serde_json::to_string(route).expect("a route serializes")),
     }
 }
 
@@ -278,6 +284,10 @@ pub(super) fn session_from_row(row: SessionRow) -> Result<Session, StoreError> {
     let rating = row
         .rating
         .map(|r| non_negative::<u8>(table, &key, "rating", r.into()))
+        .transpose()?;
+    let reply_route = row
+        .reply_route
+        .map(|text| serde_json::from_str(&text).map_err(|e| corrupt(table, &key, "reply_route", e)))
         .transpose()?;
     Ok(Session {
         id,
@@ -299,6 +309,7 @@ pub(super) fn session_from_row(row: SessionRow) -> Result<Session, StoreError> {
         transfers: non_negative(table, &key, "transfers", row.transfers.into())?,
         summary: row.summary,
         rating,
+        reply_route,
     })
 }
 

@@ -199,6 +199,12 @@ pub const MIGRATIONS: &[Migration] = &[
     agent_id text PRIMARY KEY,
     record text)"],
     },
+    // Where agents' replies go: the session's channel account route, JSON.
+    Migration {
+        version: 5,
+        name: "session reply route",
+        statements: &["ALTER TABLE sessions ADD reply_route text"],
+    },
 ];
 
 /// The newest schema version this build reads and writes.

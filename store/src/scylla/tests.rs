@@ -63,6 +63,11 @@ fn full_session() -> ContactSession {
         transfers: 2,
         summary: Some("退款已处理".into()),
         rating: Some(5),
+        reply_route: Some(engine::session::ReplyRoute {
+            account: "qq-bot".into(),
+            to: "member-1".into(),
+            context: Some(r#"{"group_openid":"g-1"}"#.into()),
+        }),
     }
 }
 

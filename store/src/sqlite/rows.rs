@@ -211,7 +211,7 @@ pub(super) fn identity_owner(
 
 const SESSION_COLUMNS: &str = "session_id, customer_id, channel, state, group_id, agent_id,
     created_at, queued_at, offered_at, answered_at, first_response_at, wrap_up_at, closed_at,
-    last_seq, transfers, summary, rating";
+    last_seq, transfers, summary, rating, reply_route";
 
 fn decode_session(row: &Row<'_>) -> Result<Session, StoreError> {
     let r = RowReader::for_session(row, "sessions")?;
@@ -239,6 +239,7 @@ fn decode_session(row: &Row<'_>) -> Result<Session, StoreError> {
         transfers: r.u32("transfers")?,
         summary: r.get("summary")?,
         rating: r.get("rating")?,
+        reply_route: r.optional_json("reply_route")?,
     })
 }
 

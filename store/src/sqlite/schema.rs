@@ -9,7 +9,7 @@ use super::{SqliteOptions, sqlite_error};
 use crate::StoreError;
 
 /// The schema this build writes and reads.
-pub(super) const SCHEMA_VERSION: i64 = 5;
+pub(super) const SCHEMA_VERSION: i64 = 6;
 
 /// Version 1. Each table mirrors its CQL counterpart: the CQL partition and
 /// clustering keys are the primary key, `WITHOUT ROWID` keeps rows clustered
@@ -134,6 +134,10 @@ pub(super) fn connect(path: &Path, options: &SqliteOptions) -> Result<Connection
 /// v5: an agent's SIP phone credentials (hashed), JSON, NULL until set.
 const SCHEMA_V5: &str = "ALTER TABLE agents ADD COLUMN sip TEXT;";
 
+/// v6: where agents' replies go, the session's channel account route
+/// (JSON `ReplyRoute`), NULL when replies go only to the customer's sockets.
+const SCHEMA_V6: &str = "ALTER TABLE sessions ADD COLUMN reply_route TEXT;";
+
 /// Creates the schema on a new database, upgrades an older one step by step,
 /// accepts a current one, and refuses one written by a newer build.
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
@@ -166,6 +170,10 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     if version < 5 {
         tx.execute_batch(SCHEMA_V5)
             .map_err(sqlite_error("upgrading schema to v5"))?;
+    }
+    if version < 6 {
+        tx.execute_batch(SCHEMA_V6)
+            .map_err(sqlite_error("upgrading schema to v6"))?;
     }
     if version < SCHEMA_VERSION {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)

@@ -292,7 +292,7 @@ async fn reopening_keeps_the_schema_version_and_synchronous_is_configurable() {
     let journal_mode: String = raw
         .pragma_query_value(None, "journal_mode", |row| row.get(0))
         .unwrap();
-    assert_eq!((version, journal_mode.as_str()), (5, "wal"));
+    assert_eq!((version, journal_mode.as_str()), (6, "wal"));
 }
 
 #[tokio::test]
@@ -319,6 +319,11 @@ async fn a_version_1_database_is_upgraded_and_keeps_its_sessions() {
     let mut rated = session(3);
     rated.state = engine::session::SessionState::Closed;
     rated.rating = Some(3);
+    rated.reply_route = Some(engine::session::ReplyRoute {
+        account: "sms-gw".into(),
+        to: "+8613912345678".into(),
+        context: None,
+    });
     store
         .write(&[WriteOp::PutSession(rated.clone())])
         .await
@@ -329,7 +334,7 @@ async fn a_version_1_database_is_upgraded_and_keeps_its_sessions() {
     let version: i64 = raw
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .unwrap();
-    assert_eq!(version, 5);
+    assert_eq!(version, 6);
 }
 
 #[tokio::test]
@@ -410,7 +415,7 @@ async fn a_version_3_database_is_migrated_and_every_message_is_found() {
             |row| row.get(3),
         )
         .unwrap();
-    assert_eq!(version, 5);
+    assert_eq!(version, 6);
     assert!(plan.contains("session_messages_by_seq"), "{plan}");
 }
 

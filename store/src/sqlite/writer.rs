@@ -225,9 +225,9 @@ fn apply(conn: &Connection, op: &WriteOp) -> Result<(), StoreError> {
                 "INSERT OR REPLACE INTO sessions
                  (session_id, customer_id, channel, state, is_open, group_id, agent_id,
                   created_at, queued_at, offered_at, answered_at, first_response_at,
-                  wrap_up_at, closed_at, last_seq, transfers, summary, rating)
+                  wrap_up_at, closed_at, last_seq, transfers, summary, rating, reply_route)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-                         ?18)",
+                         ?18, ?19)",
             )
             .and_then(|mut stmt| {
                 stmt.execute(params![
@@ -249,6 +249,10 @@ fn apply(conn: &Connection, op: &WriteOp) -> Result<(), StoreError> {
                     session.transfers,
                     session.summary,
                     session.rating,
+                    session
+                        .reply_route
+                        .as_ref()
+                        .map(|route| serde_json::to_string(route).expect("a route serializes")),
                 ])
             })
             .map_err(sqlite_error("writing sessions"))?;
