@@ -672,3 +672,116 @@ async fn a_reply_without_context_is_an_active_one_to_one_message() {
         "{failure:?}"
     );
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A signed request's outcome: read, or refused with a 400 naming a
+    /// field, or a 415 for an `op` the adapter does not take.
+    fn is_clear(result: Result<Received, ChannelError>) -> Result<(), TestCaseError> {
+        if let Err(err) = result {
+            match err.status() {
+                400 => prop_assert!(
+                    err.field().is_some_and(|field| !field.is_empty()),
+                    "{}",
+                    err
+                ),
+                415 => {}
+                status => prop_assert!(false, "{status}: {err}"),
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn any_headers_are_accepted_or_refused_without_panicking(
+            timestamp in proptest::option::of(".{0,20}"),
+            signature in proptest::option::of("[0-9a-f]{0,130}|.{0,130}"),
+            body in ".{0,64}",
+        ) {
+            let mut headers = Vec::new();
+            if let Some(timestamp) = &timestamp {
+                headers.push(("x-signature-timestamp", timestamp.as_str()));
+            }
+            if let Some(signature) = &signature {
+                headers.push(("x-signature-ed25519", signature.as_str()));
+            }
+            if let Err(err) = adapter().receive(&request(&body, &headers)) {
+                prop_assert!(matches!(err.status(), 400 | 401 | 415), "{}", err);
+            }
+        }
+
+        #[test]
+        fn any_signed_body_is_read_or_refused_naming_a_field(body in ".{0,256}") {
+            is_clear(adapter().receive(&signed(&body)))?;
+        }
+
+        #[test]
+        fn any_signed_payload_is_read_or_refused_naming_a_field(
+            op in prop::sample::select(vec![0i64, 1, 13]),
+            t in proptest::option::of(prop::sample::select(vec![
+                payload::C2C_MESSAGE_CREATE, payload::GROUP_AT_MESSAGE_CREATE, "FRIEND_ADD", "GROUP_ADD_ROBOT", "AT_MESSAGE_CREATE",
+            ])),
+            keys in prop::collection::vec(prop::sample::select(vec![
+                "id", "author", "content", "timestamp", "group_openid", "attachments",
+                "plain_token", "event_ts", "openid", "op_member_openid",
+            ]), 0..8),
+            values in prop::collection::vec(prop_oneof![
+                Just(serde_json::json!("a")),
+                Just(serde_json::json!("")),
+                Just(serde_json::json!("2026-01-05T18:00:00+08:00")),
+                Just(serde_json::json!({"user_openid": "U", "member_openid": "M"})),
+                Just(serde_json::json!({})),
+                Just(serde_json::json!([{"content_type": "image/png", "url": "https://q/a.png"}])),
+                Just(serde_json::json!([{}])),
+                Just(serde_json::json!(5)),
+                Just(serde_json::json!(null)),
+            ], 8),
+        ) {
+            let d: serde_json::Map<String, serde_json::Value> = keys
+                .iter()
+                .zip(values)
+                .map(|(key, value)| (key.to_string(), value))
+                .collect();
+            let mut payload = serde_json::json!({"op": op, "d": d});
+            if let Some(t) = t {
+                payload["t"] = t.into();
+            }
+            is_clear(adapter().receive(&signed(&payload.to_string())))?;
+        }
+
+        #[test]
+        fn a_valid_message_round_trips(
+            id in "[!-~]{1,128}",
+            openid in "[0-9A-F]{32}",
+            content in "[^<\\s]\\PC{0,50}[a-z]",
+            is_group in any::<bool>(),
+        ) {
+            let author = if is_group { "member_openid" } else { "user_openid" };
+            let payload = serde_json::json!({
+                "op": 0,
+                "t": if is_group { payload::GROUP_AT_MESSAGE_CREATE } else { payload::C2C_MESSAGE_CREATE },
+                "d": {
+                    "id": id,
+                    "author": {author: openid},
+                    "content": format!(" {content} "),
+                    "group_openid": "G1",
+                    "timestamp": "2026-01-05T18:00:00+08:00",
+                },
+            });
+            let received = adapter().receive(&signed(&payload.to_string())).unwrap();
+            prop_assert_eq!(received.messages.len(), 1);
+            let message = &received.messages[0];
+            prop_assert_eq!(&message.platform_message_id, &id);
+            prop_assert_eq!(&message.external_id, &openid);
+            prop_assert_eq!(&message.text, content.trim());
+            let context: serde_json::Value =
+                serde_json::from_str(message.reply_context.as_deref().unwrap()).unwrap();
+            prop_assert_eq!(&context["msg_id"], &serde_json::json!(id));
+            prop_assert_eq!(context.get("group_openid").is_some(), is_group);
+        }
+    }
+}
