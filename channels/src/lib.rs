@@ -7,6 +7,8 @@
 //! - [`registry`]: the `[[channels]]` configuration and the adapters it
 //!   builds, one per account, found by name.
 //! - [`webhook`]: the generic signed JSON webhook channel (kind `webhook`).
+//! - [`qq`]: the QQ bot channel (kind `qq`): QQ's official bot platform in
+//!   webhook mode, one-to-one and group @-messages in, passive replies out.
 //! - [`signature`]: the `X-Switchboard-Signature` HMAC, shared with the
 //!   gateway's outbound webhooks.
 //! - [`limits`]: the lengths every way in checks.
@@ -21,6 +23,7 @@
 pub mod adapter;
 pub mod error;
 pub mod limits;
+pub mod qq;
 pub mod registry;
 pub mod signature;
 pub mod webhook;

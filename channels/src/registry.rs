@@ -21,13 +21,14 @@ use thiserror::Error;
 
 use crate::adapter::{ChannelAccount, ChannelAdapter};
 use crate::limits::InboundLimits;
+use crate::qq::QqAdapter;
 use crate::webhook::WebhookAdapter;
 
 /// One `[[channels]]` entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelConfig {
-    /// The adapter: `webhook` (the generic signed JSON webhook).
+    /// The adapter: `webhook` (the generic signed JSON webhook), `qq` (a QQ bot).
     pub kind: String,
     /// Unique among the entries: 1 to 32 of a-z, 0-9, `-`, `_`.
     pub name: String,
@@ -67,7 +68,7 @@ type Build = fn(
 ) -> Result<Arc<dyn ChannelAdapter>, (String, String)>;
 
 /// Every kind switchboard has, by the name `kind` gives.
-const KINDS: &[(&str, Build)] = &[("webhook", WebhookAdapter::build)];
+const KINDS: &[(&str, Build)] = &[("webhook", WebhookAdapter::build), ("qq", QqAdapter::build)];
 
 /// The adapters of the configured accounts.
 #[derive(Clone, Default)]
@@ -207,7 +208,7 @@ mod tests {
             &format!(
                 "[[channels]]\nkind = \"telegram\"\nname = \"tg\"\nchannel = \"sms\"\n{SECRET}"
             ),
-            Err("channels[0] (`tg`).kind: unknown kind `telegram`; one of webhook"),
+            Err("channels[0] (`tg`).kind: unknown kind `telegram`; one of webhook, qq"),
         );
         check(
             &format!(

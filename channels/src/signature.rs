@@ -46,6 +46,15 @@ pub enum SignatureError {
     /// No `v1` value is the HMAC of this body with this secret.
     #[error("no `v1` signature matches the body (wrong secret, or the body was changed)")]
     Mismatch,
+    /// A platform's own signature header (QQ's `X-Signature-Ed25519`) is
+    /// missing, malformed or does not match; names the header and says which.
+    #[error("`{header}` {reason}")]
+    Header {
+        /// The header at fault.
+        header: &'static str,
+        /// What is wrong with it: `is missing`, `does not match …`.
+        reason: &'static str,
+    },
 }
 
 /// The `v1` signature of `body` at unix time `t` with `secret`, in lowercase hex.
