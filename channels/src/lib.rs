@@ -7,6 +7,9 @@
 //! - [`registry`]: the `[[channels]]` configuration and the adapters it
 //!   builds, one per account, found by name.
 //! - [`webhook`]: the generic signed JSON webhook channel (kind `webhook`).
+//! - [`wechat`]: WeChat official accounts (kind `wechat`): signed (or, in
+//!   safe mode, encrypted) XML pushes in, customer-service messages out
+//!   with a shared access token.
 //! - [`signature`]: the `X-Switchboard-Signature` HMAC, shared with the
 //!   gateway's outbound webhooks.
 //! - [`limits`]: the lengths every way in checks.
@@ -24,6 +27,7 @@ pub mod limits;
 pub mod registry;
 pub mod signature;
 pub mod webhook;
+pub mod wechat;
 
 #[cfg(test)]
 mod proptests;

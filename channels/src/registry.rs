@@ -22,12 +22,14 @@ use thiserror::Error;
 use crate::adapter::{ChannelAccount, ChannelAdapter};
 use crate::limits::InboundLimits;
 use crate::webhook::WebhookAdapter;
+use crate::wechat::WechatAdapter;
 
 /// One `[[channels]]` entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelConfig {
-    /// The adapter: `webhook` (the generic signed JSON webhook).
+    /// The adapter: `webhook` (the generic signed JSON webhook), `wechat`
+    /// (a WeChat official account).
     pub kind: String,
     /// Unique among the entries: 1 to 32 of a-z, 0-9, `-`, `_`.
     pub name: String,
@@ -67,7 +69,25 @@ type Build = fn(
 ) -> Result<Arc<dyn ChannelAdapter>, (String, String)>;
 
 /// Every kind switchboard has, by the name `kind` gives.
-const KINDS: &[(&str, Build)] = &[("webhook", WebhookAdapter::build)];
+const KINDS: &[(&str, Build)] = &[
+    ("webhook", WebhookAdapter::build),
+    ("wechat", WechatAdapter::build),
+];
+
+/// An entry's `settings` as kind `T` reads them (`deny_unknown_fields`):
+/// the error names the key at fault, `settings.tolerance_secs`.
+pub(crate) fn kind_settings<T: serde::de::DeserializeOwned>(
+    entry: &ChannelConfig,
+) -> Result<T, (String, String)> {
+    serde_path_to_error::deserialize(toml::Value::Table(entry.settings.clone())).map_err(|err| {
+        let path = err.path().to_string();
+        let key = match path.as_str() {
+            "." => "settings".to_string(),
+            path => format!("settings.{path}"),
+        };
+        (key, err.into_inner().message().trim().to_string())
+    })
+}
 
 /// The adapters of the configured accounts.
 #[derive(Clone, Default)]
@@ -207,7 +227,7 @@ mod tests {
             &format!(
                 "[[channels]]\nkind = \"telegram\"\nname = \"tg\"\nchannel = \"sms\"\n{SECRET}"
             ),
-            Err("channels[0] (`tg`).kind: unknown kind `telegram`; one of webhook"),
+            Err("channels[0] (`tg`).kind: unknown kind `telegram`; one of webhook, wechat"),
         );
         check(
             &format!(

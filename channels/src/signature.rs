@@ -46,6 +46,10 @@ pub enum SignatureError {
     /// No `v1` value is the HMAC of this body with this secret.
     #[error("no `v1` signature matches the body (wrong secret, or the body was changed)")]
     Mismatch,
+    /// A platform's own signature (WeChat's `signature` query parameter)
+    /// is missing, malformed or does not match; the text says which.
+    #[error("{0}")]
+    Platform(String),
 }
 
 /// The `v1` signature of `body` at unix time `t` with `secret`, in lowercase hex.
