@@ -260,4 +260,65 @@ mod tests {
             Err("channels[0] (`sms`).settings.tolerance_secs: must be greater than 0"),
         );
     }
+
+    #[test]
+    fn wechat_accounts_are_built_or_refused_naming_the_key() {
+        let entry = |rest: &str| {
+            format!(
+                "[[channels]]\nkind = \"wechat\"\nname = \"wx\"\nchannel = \"wechat\"\n\
+                 secret = \"3a5f0c1e9b7d4c2a8e6f1b0d9c7a5e3f\"\n{rest}"
+            )
+        };
+        let good = "app_id = \"wxb11529c136998cb6\", token = \"pamtest\"";
+        check(
+            &entry(&format!("settings = {{ {good} }}\n")),
+            Ok(&[("wechat", "wx", "wechat")]),
+        );
+        check(
+            &entry(&format!(
+                "base_url = \"http://127.0.0.1:9/\"\nsettings = {{ {good}, encoding_aes_key = \"abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG\", timeout_ms = 2000, tolerance_secs = 60 }}\n"
+            )),
+            Ok(&[("wechat", "wx", "wechat")]),
+        );
+        for (settings, message) in [
+            (
+                "token = \"pamtest\"",
+                "channels[0] (`wx`).settings.app_id: is required: the account's AppID (开发者ID, like `wx1234567890abcdef`), 1 to 32 letters and digits",
+            ),
+            (
+                "app_id = \"wxb11529c136998cb6\"",
+                "channels[0] (`wx`).settings.token: is required: the Token (令牌) of the console's server configuration, 3 to 32 letters and digits",
+            ),
+            (
+                "app_id = \"wxb11529c136998cb6\", token = \"ab\"",
+                "channels[0] (`wx`).settings.token: is required: the Token (令牌) of the console's server configuration, 3 to 32 letters and digits",
+            ),
+            (
+                &format!("{good}, encoding_aes_key = \"tooshort\""),
+                "channels[0] (`wx`).settings.encoding_aes_key: must be the 43-character EncodingAESKey, not 8 characters",
+            ),
+            (
+                &format!("{good}, timeout_ms = 0"),
+                "channels[0] (`wx`).settings.timeout_ms: must be greater than 0",
+            ),
+            (
+                &format!("{good}, appsecret = \"x\""),
+                "channels[0] (`wx`).settings.appsecret: unknown field `appsecret`, expected one of `app_id`, `token`, `encoding_aes_key`, `tolerance_secs`, `timeout_ms`",
+            ),
+            (
+                "app_id = 5",
+                "channels[0] (`wx`).settings.app_id: invalid type: integer `5`, expected a string",
+            ),
+        ] {
+            check(
+                &entry(&format!("settings = {{ {settings} }}\n")),
+                Err(message),
+            );
+        }
+        check(
+            "[[channels]]\nkind = \"wechat\"\nname = \"wx\"\nchannel = \"wechat\"\n\
+             settings = { app_id = \"wx1\", token = \"pamtest\" }\n",
+            Err("channels[0] (`wx`).secret: is required: the account's AppSecret (开发者密码)"),
+        );
+    }
 }

@@ -34,6 +34,8 @@ pub mod token;
 pub mod xml;
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
 
 use std::sync::Arc;
