@@ -92,6 +92,17 @@ impl Default for WechatSettings {
     }
 }
 
+/// Why an adapter cannot be built from checked settings.
+#[derive(Debug, thiserror::Error)]
+pub enum WechatBuildError {
+    /// `settings.encoding_aes_key` is not an EncodingAESKey; says why.
+    #[error("{0}")]
+    EncodingAesKey(String),
+    /// The HTTP client does not start (its TLS backend).
+    #[error("cannot build the HTTP client: {0}")]
+    HttpClient(reqwest::Error),
+}
+
 /// One WeChat official account.
 #[derive(Debug)]
 pub struct WechatAdapter {
@@ -106,25 +117,24 @@ pub struct WechatAdapter {
 
 impl WechatAdapter {
     /// The adapter of one account with checked `settings`, its AppSecret
-    /// and the API's `base_url` (empty: [`DEFAULT_BASE_URL`]). Fails when
-    /// the EncodingAESKey is not one (the reason) or the HTTP client
-    /// cannot be built.
+    /// and the API's `base_url` (empty: [`DEFAULT_BASE_URL`]).
     pub fn new(
         account: ChannelAccount,
         app_secret: Secret,
         settings: WechatSettings,
         limits: InboundLimits,
         base_url: &str,
-    ) -> Result<WechatAdapter, String> {
+    ) -> Result<WechatAdapter, WechatBuildError> {
         let safe_mode = settings
             .encoding_aes_key
             .as_ref()
             .map(|key| SafeMode::new(key.expose(), &settings.app_id))
-            .transpose()?;
+            .transpose()
+            .map_err(WechatBuildError::EncodingAesKey)?;
         let client = reqwest::Client::builder()
             .timeout(Duration::from_millis(settings.timeout_ms))
             .build()
-            .map_err(|err| format!("cannot build the HTTP client: {err}"))?;
+            .map_err(WechatBuildError::HttpClient)?;
         let base_url = match base_url.trim_end_matches('/') {
             "" => DEFAULT_BASE_URL.to_string(),
             url => url.to_string(),
@@ -183,7 +193,6 @@ impl WechatAdapter {
                 return Err((key.into(), "must be greater than 0".into()));
             }
         }
-        let has_key = settings.encoding_aes_key.is_some();
         let adapter = WechatAdapter::new(
             account,
             entry.secret.clone(),
@@ -191,13 +200,11 @@ impl WechatAdapter {
             limits,
             &entry.base_url,
         )
-        .map_err(|reason| {
-            let key = if has_key && !reason.starts_with("cannot build") {
-                "settings.encoding_aes_key"
-            } else {
-                "base_url"
-            };
-            (key.to_string(), reason)
+        .map_err(|err| match err {
+            WechatBuildError::EncodingAesKey(reason) => {
+                ("settings.encoding_aes_key".to_string(), reason)
+            }
+            WechatBuildError::HttpClient(_) => ("base_url".to_string(), err.to_string()),
         })?;
         Ok(Arc::new(adapter))
     }
