@@ -291,7 +291,7 @@ mod tests {
             ),
             (
                 "app_id = \"wxb11529c136998cb6\", token = \"ab\"",
-                "channels[0] (`wx`).settings.token: is required: the Token (令牌) of the console's server configuration, 3 to 32 letters and digits",
+                "channels[0] (`wx`).settings.token: must be the Token (令牌) of the console's server configuration, 3 to 32 letters and digits",
             ),
             (
                 &format!("{good}, encoding_aes_key = \"tooshort\""),

@@ -170,10 +170,21 @@ impl WechatAdapter {
         let app_id_ok = !settings.app_id.is_empty()
             && settings.app_id.len() <= 32
             && settings.app_id.bytes().all(|b| b.is_ascii_alphanumeric());
+        // "is required" when absent, "must be" when present but wrong.
+        let demand = |value: &str| {
+            if value.is_empty() {
+                "is required:"
+            } else {
+                "must be"
+            }
+        };
         if !app_id_ok {
             return Err((
                 "settings.app_id".into(),
-                "is required: the account's AppID (开发者ID, like `wx1234567890abcdef`), 1 to 32 letters and digits".into(),
+                format!(
+                    "{} the account's AppID (开发者ID, like `wx1234567890abcdef`), 1 to 32 letters and digits",
+                    demand(&settings.app_id)
+                ),
             ));
         }
         let token = settings.token.expose();
@@ -182,7 +193,10 @@ impl WechatAdapter {
         if !token_ok {
             return Err((
                 "settings.token".into(),
-                "is required: the Token (令牌) of the console's server configuration, 3 to 32 letters and digits".into(),
+                format!(
+                    "{} the Token (令牌) of the console's server configuration, 3 to 32 letters and digits",
+                    demand(token)
+                ),
             ));
         }
         for (key, value) in [
