@@ -9,6 +9,9 @@
 //! - [`webhook`]: the generic signed JSON webhook channel (kind `webhook`).
 //! - [`qq`]: the QQ bot channel (kind `qq`): QQ's official bot platform in
 //!   webhook mode, one-to-one and group @-messages in, passive replies out.
+//! - [`wechat`]: WeChat official accounts (kind `wechat`): signed (or, in
+//!   safe mode, encrypted) XML pushes in, customer-service messages out
+//!   with a shared access token.
 //! - [`signature`]: the `X-Switchboard-Signature` HMAC, shared with the
 //!   gateway's outbound webhooks.
 //! - [`limits`]: the lengths every way in checks.
@@ -27,6 +30,7 @@ pub mod qq;
 pub mod registry;
 pub mod signature;
 pub mod webhook;
+pub mod wechat;
 
 #[cfg(test)]
 mod proptests;

@@ -7,7 +7,7 @@
 //! name = "sms-gw"           # unique; the URL is /api/v1/channels/sms-gw/inbound
 //! channel = "sms"           # the channel its customers' messages arrive on
 //! secret = "…"              # the platform's shared secret
-//! base_url = ""             # where replies go (none yet: nothing delivers them)
+//! base_url = ""             # where replies go ("" = the kind's default)
 //! settings = { tolerance_secs = 300 }   # the kind's own keys
 //! ```
 
@@ -23,12 +23,14 @@ use crate::adapter::{ChannelAccount, ChannelAdapter};
 use crate::limits::InboundLimits;
 use crate::qq::QqAdapter;
 use crate::webhook::WebhookAdapter;
+use crate::wechat::WechatAdapter;
 
 /// One `[[channels]]` entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelConfig {
-    /// The adapter: `webhook` (the generic signed JSON webhook), `qq` (a QQ bot).
+    /// The adapter: `webhook` (the generic signed JSON webhook), `wechat`
+    /// (a WeChat official account), `qq` (a QQ bot).
     pub kind: String,
     /// Unique among the entries: 1 to 32 of a-z, 0-9, `-`, `_`.
     pub name: String,
@@ -68,7 +70,26 @@ type Build = fn(
 ) -> Result<Arc<dyn ChannelAdapter>, (String, String)>;
 
 /// Every kind switchboard has, by the name `kind` gives.
-const KINDS: &[(&str, Build)] = &[("webhook", WebhookAdapter::build), ("qq", QqAdapter::build)];
+const KINDS: &[(&str, Build)] = &[
+    ("webhook", WebhookAdapter::build),
+    ("wechat", WechatAdapter::build),
+    ("qq", QqAdapter::build),
+];
+
+/// An entry's `settings` as kind `T` reads them (`deny_unknown_fields`):
+/// the error names the key at fault, `settings.tolerance_secs`.
+pub(crate) fn kind_settings<T: serde::de::DeserializeOwned>(
+    entry: &ChannelConfig,
+) -> Result<T, (String, String)> {
+    serde_path_to_error::deserialize(toml::Value::Table(entry.settings.clone())).map_err(|err| {
+        let path = err.path().to_string();
+        let key = match path.as_str() {
+            "." => "settings".to_string(),
+            path => format!("settings.{path}"),
+        };
+        (key, err.into_inner().message().trim().to_string())
+    })
+}
 
 /// The adapters of the configured accounts.
 #[derive(Clone, Default)]
@@ -208,7 +229,7 @@ mod tests {
             &format!(
                 "[[channels]]\nkind = \"telegram\"\nname = \"tg\"\nchannel = \"sms\"\n{SECRET}"
             ),
-            Err("channels[0] (`tg`).kind: unknown kind `telegram`; one of webhook, qq"),
+            Err("channels[0] (`tg`).kind: unknown kind `telegram`; one of webhook, wechat, qq"),
         );
         check(
             &format!(
@@ -239,6 +260,67 @@ mod tests {
                 "[[channels]]\nkind = \"webhook\"\nname = \"sms\"\nchannel = \"sms\"\n{SECRET}settings = {{ tolerance_secs = 0 }}\n"
             ),
             Err("channels[0] (`sms`).settings.tolerance_secs: must be greater than 0"),
+        );
+    }
+
+    #[test]
+    fn wechat_accounts_are_built_or_refused_naming_the_key() {
+        let entry = |rest: &str| {
+            format!(
+                "[[channels]]\nkind = \"wechat\"\nname = \"wx\"\nchannel = \"wechat\"\n\
+                 secret = \"3a5f0c1e9b7d4c2a8e6f1b0d9c7a5e3f\"\n{rest}"
+            )
+        };
+        let good = "app_id = \"wxb11529c136998cb6\", token = \"pamtest\"";
+        check(
+            &entry(&format!("settings = {{ {good} }}\n")),
+            Ok(&[("wechat", "wx", "wechat")]),
+        );
+        check(
+            &entry(&format!(
+                "base_url = \"http://127.0.0.1:9/\"\nsettings = {{ {good}, encoding_aes_key = \"abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG\", timeout_ms = 2000, tolerance_secs = 60 }}\n"
+            )),
+            Ok(&[("wechat", "wx", "wechat")]),
+        );
+        for (settings, message) in [
+            (
+                "token = \"pamtest\"",
+                "channels[0] (`wx`).settings.app_id: is required: the account's AppID (开发者ID, like `wx1234567890abcdef`), 1 to 32 letters and digits",
+            ),
+            (
+                "app_id = \"wxb11529c136998cb6\"",
+                "channels[0] (`wx`).settings.token: is required: the Token (令牌) of the console's server configuration, 3 to 32 letters and digits",
+            ),
+            (
+                "app_id = \"wxb11529c136998cb6\", token = \"ab\"",
+                "channels[0] (`wx`).settings.token: must be the Token (令牌) of the console's server configuration, 3 to 32 letters and digits",
+            ),
+            (
+                &format!("{good}, encoding_aes_key = \"tooshort\""),
+                "channels[0] (`wx`).settings.encoding_aes_key: must be the 43-character EncodingAESKey, not 8 characters",
+            ),
+            (
+                &format!("{good}, timeout_ms = 0"),
+                "channels[0] (`wx`).settings.timeout_ms: must be greater than 0",
+            ),
+            (
+                &format!("{good}, appsecret = \"x\""),
+                "channels[0] (`wx`).settings.appsecret: unknown field `appsecret`, expected one of `app_id`, `token`, `encoding_aes_key`, `tolerance_secs`, `timeout_ms`",
+            ),
+            (
+                "app_id = 5",
+                "channels[0] (`wx`).settings.app_id: invalid type: integer `5`, expected a string",
+            ),
+        ] {
+            check(
+                &entry(&format!("settings = {{ {settings} }}\n")),
+                Err(message),
+            );
+        }
+        check(
+            "[[channels]]\nkind = \"wechat\"\nname = \"wx\"\nchannel = \"wechat\"\n\
+             settings = { app_id = \"wx1\", token = \"pamtest\" }\n",
+            Err("channels[0] (`wx`).secret: is required: the account's AppSecret (开发者密码)"),
         );
     }
 }

@@ -55,6 +55,10 @@ pub enum SignatureError {
         /// What is wrong with it: `is missing`, `does not match …`.
         reason: &'static str,
     },
+    /// A platform's own signature (WeChat's `signature` query parameter)
+    /// is missing, malformed or does not match; the text says which.
+    #[error("{0}")]
+    Platform(String),
 }
 
 /// The `v1` signature of `body` at unix time `t` with `secret`, in lowercase hex.

@@ -38,7 +38,7 @@ use crate::adapter::{
 };
 use crate::error::ChannelError;
 use crate::limits::{self, InboundLimits};
-use crate::registry::ChannelConfig;
+use crate::registry::{self, ChannelConfig};
 use crate::signature;
 
 /// The most messages one request may carry.
@@ -120,17 +120,7 @@ impl WebhookAdapter {
         if entry.secret.len() < 16 {
             return Err(("secret".into(), "must be at least 16 characters".into()));
         }
-        let settings: WebhookSettings = serde_path_to_error::deserialize(toml::Value::Table(
-            entry.settings.clone(),
-        ))
-        .map_err(|err| {
-            let path = err.path().to_string();
-            let key = match path.as_str() {
-                "." => "settings".to_string(),
-                path => format!("settings.{path}"),
-            };
-            (key, err.into_inner().message().trim().to_string())
-        })?;
+        let settings: WebhookSettings = registry::kind_settings(entry)?;
         for (key, value) in [
             ("settings.tolerance_secs", settings.tolerance_secs),
             ("settings.timeout_ms", settings.timeout_ms),

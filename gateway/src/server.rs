@@ -172,10 +172,12 @@ impl Server {
             config,
             gauge.clone(),
             rules_text,
-            phone
-                .as_ref()
-                .map(|(endpoint, _)| endpoint.registrar().clone()),
-            channels,
+            crate::state::WaysIn {
+                phones: phone
+                    .as_ref()
+                    .map(|(endpoint, _)| endpoint.registrar().clone()),
+                channels,
+            },
         );
         let app = router(state.clone());
         let stop_accepting = CancellationToken::new();

@@ -56,6 +56,16 @@ pub struct Inner {
     pub channels: channels::Registry,
 }
 
+/// The ways in besides the sockets and the REST API: the SIP endpoint's
+/// registrar and the message-channel accounts.
+pub struct WaysIn {
+    /// Agents' phones registered with the SIP endpoint (`None`: `voice.enabled` is off).
+    pub phones: Option<voice::sip::Registrar>,
+    /// The adapters of the `[[channels]]` accounts, shared with the
+    /// courier of replies.
+    pub channels: channels::Registry,
+}
+
 impl AppState {
     /// State for a started engine.
     pub fn new(
@@ -65,9 +75,9 @@ impl AppState {
         config: Config,
         gauge: Arc<ConnectionGauge>,
         rules_text: String,
-        phones: Option<voice::sip::Registrar>,
-        channels: channels::Registry,
+        ways_in: WaysIn,
     ) -> AppState {
+        let WaysIn { phones, channels } = ways_in;
         let visitor_limiter = Mutex::new(RateLimiter::new(
             config.limits.new_visitors_per_second,
             config.limits.new_visitor_burst,

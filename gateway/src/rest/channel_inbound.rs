@@ -148,6 +148,33 @@ pub async fn channel_inbound(
     answered
 }
 
+/// A platform's check of the account's URL (WeChat's server URL check:
+/// `GET` with `signature`, `timestamp`, `nonce`, `echostr`): the account's
+/// adapter answers it at once, storing nothing. Kinds without one answer
+/// as they answer any request they cannot read.
+#[utoipa::path(
+    get,
+    path = "/api/v1/channels/{name}/inbound",
+    tag = "channels",
+    params(("name" = String, Path, description = "The `[[channels]]` account's name")),
+    responses(
+        (status = 200, description = "The platform's check is answered as it expects (WeChat: the `echostr`, as text)"),
+        (status = 401, description = "The check's signature does not match (`bad_signature`)", body = ErrorBody),
+        (status = 404, description = "No `[[channels]]` account has this name (`unknown_channel_account`)", body = ErrorBody),
+        (status = 415, description = "The account's kind takes no `GET` (`unsupported`)", body = ErrorBody),
+    ),
+    security(()),
+)]
+pub async fn channel_check(
+    state: State<AppState>,
+    name: Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, HttpError> {
+    channel_inbound(state, name, method, uri, headers, Bytes::new()).await
+}
+
 /// Requests a platform sent to an account, by outcome (`accepted` or the
 /// error code).
 pub const REQUESTS_TOTAL: &str = "switchboard_channel_requests_total";

@@ -24,7 +24,7 @@
 //! | `GET /api/v1/groups/{id}` | [`crate::access::Caller::check_group_read`] |
 //! | `GET`, `PUT /api/v1/rules` | admins |
 //! | `POST /api/v1/inbound` | admins: channel adapters hold an admin token (see [`inbound`]) |
-//! | `POST /api/v1/channels/{name}/inbound` | the platform of a `[[channels]]` account, authenticated by the account's adapter (a signature), no token (see [`channel_inbound`]) |
+//! | `POST`, `GET /api/v1/channels/{name}/inbound` | the platform of a `[[channels]]` account (messages; a URL check), authenticated by the account's adapter (a signature), no token (see [`channel_inbound`]) |
 //!
 //! Staff means agents, supervisors and admins. Wire conventions (ids and
 //! timestamps as strings) are in [`types`]. Every error is JSON
@@ -135,7 +135,10 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(groups::get_group))
         .routes(routes!(rules::get_rules, rules::put_rules))
         .routes(routes!(inbound::inbound))
-        .routes(routes!(channel_inbound::channel_inbound))
+        .routes(routes!(
+            channel_inbound::channel_inbound,
+            channel_inbound::channel_check
+        ))
         .route("/api", any(unknown_path))
         .route("/api/{*rest}", any(unknown_path))
         .layer(axum::middleware::map_response(json_errors))
