@@ -559,6 +559,12 @@ impl Switchboard {
         write_and_wait(&self.shared.writer, ops).await
     }
 
+    /// Reports session events to `encoder` from now on (the data platform
+    /// sets it once; a second call changes nothing).
+    pub fn report_session_events(&self, encoder: Arc<dyn crate::platform::EventEncoder>) {
+        let _ = self.shared.events.set(encoder);
+    }
+
     /// This node's id (part of every id it mints).
     pub fn node_id(&self) -> u8 {
         self.shared.config.node_id

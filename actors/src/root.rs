@@ -97,6 +97,7 @@ impl Actor for RootSupervisor {
             sla: Mutex::new(HashMap::new()),
             maybe_stored: Mutex::new(HashMap::new()),
             outbox_written: tokio::sync::Notify::new(),
+            events: std::sync::OnceLock::new(),
         });
         let mut shards = Vec::with_capacity(config.n_session_shards.max(1));
         for _ in 0..config.n_session_shards.max(1) {

@@ -111,6 +111,10 @@ pub struct Shared {
     /// channel accounts) is durable: the outbox worker delivers them now
     /// rather than at its next poll.
     pub outbox_written: tokio::sync::Notify,
+    /// Turns session events (`message.created`, `session.assigned`,
+    /// `session.transferred`) into outbox entries written in the same batch
+    /// as the event; set once by the data platform, none before.
+    pub events: OnceLock<Arc<dyn crate::platform::EventEncoder>>,
 }
 
 impl Shared {

@@ -120,10 +120,18 @@ pub fn platform_settings(config: &Config) -> PlatformSettings {
 }
 
 impl EventEncoder for Webhooks {
-    /// The event's `data`: the ticket and its new history entries, or the
-    /// session (as staff see it) and its summary.
+    /// The event's `data`: the ticket and its new history entries; the
+    /// session (as staff see it) and the event (as the agent socket sends
+    /// it); or the session and its summary.
     fn entries_for(&self, event: &PlatformEvent<'_>, now: Millis) -> Vec<OutboxEntry> {
+        if !self.wants(event.event_type()) {
+            return Vec::new();
+        }
         let data = match event {
+            PlatformEvent::Session { session, event, .. } => serde_json::json!({
+                "session": SessionRecord::new(session, Viewer::Staff),
+                "event": crate::wire::event::event_frame(event, Viewer::Staff),
+            }),
             PlatformEvent::Ticket { ticket, events, .. } => serde_json::json!({
                 "ticket": TicketRecord::from(*ticket),
                 "events": events.iter().map(TicketEventRecord::from).collect::<Vec<_>>(),
@@ -136,6 +144,13 @@ impl EventEncoder for Webhooks {
             }),
         };
         self.outbox_entries(event.event_type(), data, now)
+    }
+
+    fn wants(&self, event_type: &str) -> bool {
+        self.config
+            .endpoints
+            .iter()
+            .any(|endpoint| endpoint.wants(event_type))
     }
 }
 

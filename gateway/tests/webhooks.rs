@@ -461,3 +461,108 @@ async fn a_slow_endpoint_does_not_hold_up_another() {
     }
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_reports_its_messages_its_assignment_and_its_transfer() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let received: Received = Arc::default();
+    tokio::spawn(receiver(listener, received.clone()));
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(&dir, port);
+    config.webhooks.endpoints[0].events = vec![
+        "message.created".into(),
+        "session.assigned".into(),
+        "session.transferred".into(),
+    ];
+    let server = Server::start(config).await.unwrap();
+    let board = server.switchboard().clone();
+    let chen = engine::ids::AgentId::new("chen.jie");
+    let mut events = board.subscribe_agent(&chen);
+    board
+        .set_presence(&chen, engine::presence::PresenceRequest::Available)
+        .await
+        .unwrap();
+    let ack = board
+        .customer_message(engine::envelope::Envelope {
+            channel: engine::channel::Channel::Web,
+            customer_id: "cust-003".into(),
+            message: "Where is my refund?".into(),
+            timestamp: chrono::Utc::now(),
+            client_message_id: None,
+            display_name: None,
+        })
+        .await
+        .unwrap();
+    let session = ack.session;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let event = events.recv().await.unwrap();
+            if event.session == session && matches!(event.kind, actors::EventKind::Offered { .. }) {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("chen.jie is offered the session");
+    board.accept(&chen, session).await.unwrap();
+    let reply = board
+        .agent_message(&chen, session, "Let me look.".into(), None)
+        .await
+        .unwrap();
+    board
+        .transfer(
+            &chen,
+            session,
+            actors::TransferTarget::Group {
+                group: engine::ids::GroupId::new("phone_support"),
+            },
+        )
+        .await
+        .unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let by_key = loop {
+        let by_key: BTreeMap<String, (String, Value)> = received
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(key, kind, body)| (key.clone(), (kind.clone(), body.clone())))
+            .collect();
+        if by_key.len() == 4 && outbox_drained(&server).await {
+            break by_key;
+        }
+        assert!(Instant::now() < deadline, "deliveries so far: {by_key:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // Ordered as they happened (receivers order by the event's seq).
+    let mut seen: Vec<(u64, String, Value)> = by_key
+        .into_values()
+        .map(|(kind, body)| {
+            let event = &body["data"]["event"];
+            assert_eq!(body["data"]["session"]["id"], session.to_string());
+            (event["seq"].as_u64().unwrap(), kind, event.clone())
+        })
+        .collect();
+    seen.sort_by_key(|(seq, ..)| *seq);
+    let summary: Vec<(&str, &str)> = seen
+        .iter()
+        .map(|(_, kind, event)| (kind.as_str(), event["type"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("message.created", "message"),
+            ("session.assigned", "assigned"),
+            ("message.created", "message"),
+            ("session.transferred", "transferred"),
+        ]
+    );
+    assert_eq!(seen[0].2["body"], "Where is my refund?");
+    assert_eq!(seen[0].2["sender"], "customer");
+    assert_eq!(seen[1].2["agent"], "chen.jie");
+    assert_eq!(seen[2].0, reply.seq);
+    assert_eq!(seen[2].2["sender"], "agent:chen.jie");
+    assert_eq!(seen[3].2["from"], "chen.jie");
+    server.shutdown().await.unwrap();
+}

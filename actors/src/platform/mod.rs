@@ -156,6 +156,7 @@ impl Platform {
             n_templates = templates.len(),
             "data platform loaded"
         );
+        switchboard.report_session_events(encoder.clone());
         Ok(Arc::new(Platform {
             store,
             cache,

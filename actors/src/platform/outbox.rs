@@ -73,6 +73,17 @@ pub enum PlatformEvent<'a> {
         /// The history entries the change added.
         events: &'a [TicketEvent],
     },
+    /// Something happened in a live session: a customer or agent message
+    /// (`message.created`), an agent took it (`session.assigned`) or handed
+    /// it on (`session.transferred`). Written in the batch that stores it.
+    Session {
+        /// `message.created`, `session.assigned` or `session.transferred`.
+        event_type: &'a str,
+        /// The session as the event leaves it.
+        session: &'a Session,
+        /// The event.
+        event: &'a crate::event::Event,
+    },
     /// A session ended (`session.closed` or `session.abandoned`).
     SessionEnded {
         /// `session.closed` or `session.abandoned`.
@@ -89,6 +100,7 @@ impl PlatformEvent<'_> {
     pub fn event_type(&self) -> &str {
         match self {
             PlatformEvent::Ticket { event_type, .. }
+            | PlatformEvent::Session { event_type, .. }
             | PlatformEvent::SessionEnded { event_type, .. } => event_type,
         }
     }
@@ -100,6 +112,13 @@ pub trait EventEncoder: Send + Sync {
     /// The entries that report `event`, to write in the same batch as the
     /// change; empty when nobody wants it.
     fn entries_for(&self, event: &PlatformEvent<'_>, now: Millis) -> Vec<OutboxEntry>;
+
+    /// Whether anybody wants events of `event_type`: a cheap check before
+    /// an event on the hot path (every message) is encoded. Yes by default.
+    fn wants(&self, event_type: &str) -> bool {
+        let _ = event_type;
+        true
+    }
 }
 
 /// Delivers outbox entries of the endpoints it knows.

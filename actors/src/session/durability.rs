@@ -15,6 +15,7 @@ use super::{
     SessionMessage, Waiter,
 };
 use engine::ids::{AgentId, GroupId};
+use engine::message::Sender;
 use engine::session::{Session, SessionState};
 
 use crate::agent::AgentMessage;
@@ -69,6 +70,7 @@ impl SessionActor {
         let channel = state.session.channel.clone();
         let mut ops: Vec<WriteOp> =
             Vec::with_capacity(state.unwritten.len() + state.unwritten_ops.len() + 3);
+        self.report_events(state);
         for event in state.unwritten.drain(..) {
             ops.push(WriteOp::AppendMessage(event.to_stored(&channel)));
             state.unpublished.insert(event.seq, event);
@@ -112,6 +114,38 @@ impl SessionActor {
             .shared
             .writer
             .cast(StoreWriterMessage::Write { ops, done });
+    }
+
+    /// Adds the outbox entries of the integration events among the events
+    /// about to be written (`message.created`, `session.assigned`,
+    /// `session.transferred`), for the endpoints that want them.
+    fn report_events(&self, state: &mut SessionActorState) {
+        let Some(encoder) = self.shared.events.get() else {
+            return;
+        };
+        let now = engine::now_millis();
+        for event in &state.unwritten {
+            let event_type = match &event.kind {
+                EventKind::Message { sender, .. } if *sender != Sender::System => "message.created",
+                EventKind::Assigned { .. } => "session.assigned",
+                EventKind::Transferred { .. } => "session.transferred",
+                _ => continue,
+            };
+            if !encoder.wants(event_type) {
+                continue;
+            }
+            let reported = crate::platform::PlatformEvent::Session {
+                event_type,
+                session: &state.session,
+                event,
+            };
+            state.unwritten_ops.extend(
+                encoder
+                    .entries_for(&reported, now)
+                    .into_iter()
+                    .map(WriteOp::PutOutbox),
+            );
+        }
     }
 
     /// What closing writes besides the session: the customer's cross-channel
