@@ -23,20 +23,26 @@
 //! Deliveries run concurrently: up to [`IN_FLIGHT_PER_ENDPOINT`] per
 //! endpoint and [`IN_FLIGHT`] in all, so an endpoint that answers slowly (or
 //! not at all, until the courier's timeout) holds its own slots and no one
-//! else's. Events to one endpoint may therefore arrive out of order, as
-//! retries already made them; receivers order by `created_at`.
+//! else's. Webhook events to one endpoint may therefore arrive out of
+//! order, as retries already made them; receivers order by `created_at`.
+//! Agents' replies to a channel customer do not: a session's replies go
+//! one at a time, in `seq` order, and a reply waiting for a retry holds
+//! back the session's later replies (not other sessions'), so a customer
+//! reads them in the order the agent wrote them. The worker learns the
+//! replies waiting for a retry from the store when it starts.
 //!
 //! The same worker runs the session-ended jobs in the outbox (endpoint
 //! [`SESSION_ENDED_JOB`], see [`super::summaries`]) instead of delivering
 //! them, with the same retries.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use engine::Millis;
-use engine::outbox::{OutboxEntry, RetryPolicy, SESSION_ENDED_JOB};
+use engine::ids::SessionId;
+use engine::outbox::{ChannelReply, OutboxEntry, RetryPolicy, SESSION_ENDED_JOB};
 use engine::session::Session;
 use engine::summary::SessionSummary;
 use engine::ticket::{Ticket, TicketEvent};
@@ -198,6 +204,7 @@ pub async fn run(platform: &Platform) {
     let outbox = &platform.outbox;
     let stop = platform.stopping();
     let mut in_flight = InFlight::default();
+    in_flight.waiting = waiting_replies(platform).await;
     let mut attempts = FuturesUnordered::new();
     loop {
         let start = tokio::select! {
@@ -210,11 +217,11 @@ pub async fn run(platform: &Platform) {
         }
         tokio::select! {
             _ = stop.cancelled() => return,
-            Some(done) = attempts.next(), if !attempts.is_empty() => {
-                in_flight.release(&done);
+            Some((done, pending)) = attempts.next(), if !attempts.is_empty() => {
+                in_flight.release(&done, pending);
                 // Every other attempt that finished meanwhile, before one read.
-                while let Some(Some(done)) = attempts.next().now_or_never() {
-                    in_flight.release(&done);
+                while let Some(Some((done, pending))) = attempts.next().now_or_never() {
+                    in_flight.release(&done, pending);
                 }
             }
             _ = outbox.wake.notified() => {}
@@ -246,9 +253,42 @@ async fn next_due(platform: &Platform, in_flight: &InFlight) -> Vec<OutboxEntry>
     }
 }
 
+/// The agents' replies in the outbox (waiting for a retry, or left by an
+/// earlier process), by session: the later replies of those sessions wait
+/// for them.
+async fn waiting_replies(platform: &Platform) -> HashMap<SessionId, BTreeSet<u64>> {
+    let mut waiting: HashMap<SessionId, BTreeSet<u64>> = HashMap::new();
+    match platform.store.outbox_due(Millis::MAX, MAX_SCAN).await {
+        Ok(entries) => {
+            for (session, seq) in entries.iter().filter_map(reply_of) {
+                waiting.entry(session).or_default().insert(seq);
+            }
+        }
+        Err(err) => {
+            warn!(error = %err, "cannot read the outbox at start; replies waiting for a retry may be overtaken by later ones")
+        }
+    }
+    waiting
+}
+
+/// The session and `seq` of an agent's reply to a channel account.
+fn reply_of(entry: &OutboxEntry) -> Option<(SessionId, u64)> {
+    entry.channel_account()?;
+    ChannelReply::parse_delivery_id(&entry.event_id)
+}
+
 /// Delivers `entry` (or runs it, for a session-ended job) and records the
-/// outcome in the outbox; returns it for [`InFlight::release`].
-async fn attempt(platform: &Platform, mut entry: OutboxEntry) -> OutboxEntry {
+/// outcome in the outbox; returns it for [`InFlight::release`], with
+/// whether it stays in the outbox for a retry.
+async fn attempt(platform: &Platform, entry: OutboxEntry) -> (OutboxEntry, bool) {
+    let pending_before = entry.attempts;
+    let entry = attempt_once(platform, entry).await;
+    let pending = !entry.dead && entry.attempts > pending_before;
+    (entry, pending)
+}
+
+/// [`attempt`]'s work.
+async fn attempt_once(platform: &Platform, mut entry: OutboxEntry) -> OutboxEntry {
     let outbox = &platform.outbox;
     if entry.endpoint == SESSION_ENDED_JOB {
         match super::summaries::run_job(platform, &entry).await {
@@ -319,22 +359,31 @@ fn random_unit() -> f64 {
 }
 
 /// What is being delivered or run now, so a pass neither starts an entry
-/// twice nor goes over the limits.
+/// twice nor goes over the limits, and what holds back a session's replies.
 #[derive(Debug, Default)]
 struct InFlight {
     /// Outbox ids: they stay due in the store until their attempt ends.
     ids: HashSet<String>,
     /// Attempts per endpoint (`@session-ended` for the jobs).
     per_endpoint: HashMap<String, usize>,
+    /// Sessions with a reply being delivered now: one at a time each.
+    sessions: HashSet<SessionId>,
+    /// Replies waiting for a retry, by session: a later reply of the
+    /// session waits for them.
+    waiting: HashMap<SessionId, BTreeSet<u64>>,
 }
 
 impl InFlight {
     fn take(&mut self, entry: &OutboxEntry) {
         self.ids.insert(entry.id.clone());
         *self.per_endpoint.entry(entry.endpoint.clone()).or_default() += 1;
+        if let Some((session, _)) = reply_of(entry) {
+            self.sessions.insert(session);
+        }
     }
 
-    fn release(&mut self, entry: &OutboxEntry) {
+    /// `entry`'s attempt ended; `pending`: it stays for a retry.
+    fn release(&mut self, entry: &OutboxEntry, pending: bool) {
         self.ids.remove(&entry.id);
         if let Some(n) = self.per_endpoint.get_mut(&entry.endpoint) {
             *n = n.saturating_sub(1);
@@ -342,6 +391,29 @@ impl InFlight {
                 self.per_endpoint.remove(&entry.endpoint);
             }
         }
+        if let Some((session, seq)) = reply_of(entry) {
+            self.sessions.remove(&session);
+            let seqs = self.waiting.entry(session).or_default();
+            if pending {
+                seqs.insert(seq);
+            } else {
+                seqs.remove(&seq);
+            }
+            if seqs.is_empty() {
+                self.waiting.remove(&session);
+            }
+        }
+    }
+
+    /// Whether reply `seq` of `session` must wait: another of the session's
+    /// replies is being delivered, or an earlier one waits for a retry.
+    fn holds_back(&self, session: SessionId, seq: u64) -> bool {
+        self.sessions.contains(&session)
+            || self
+                .waiting
+                .get(&session)
+                .and_then(|seqs| seqs.first())
+                .is_some_and(|first| *first < seq)
     }
 }
 
@@ -359,13 +431,26 @@ struct Picked {
 /// From `due` (oldest first), the entries to start on top of `in_flight`
 /// and of `start` (picked by an earlier read of the same pass): not already
 /// taken, at most [`IN_FLIGHT_PER_ENDPOINT`] per endpoint and [`IN_FLIGHT`]
-/// in all.
+/// in all, and of a session's replies only its earliest, when nothing
+/// holds it back ([`InFlight::holds_back`]).
 fn pick(due: Vec<OutboxEntry>, in_flight: &InFlight, start: Vec<OutboxEntry>) -> Picked {
     let mut per_endpoint = in_flight.per_endpoint.clone();
     let mut taken: HashSet<String> = in_flight.ids.clone();
+    let mut sessions: HashSet<SessionId> = HashSet::new();
     for entry in &start {
         *per_endpoint.entry(entry.endpoint.clone()).or_default() += 1;
         taken.insert(entry.id.clone());
+        if let Some((session, _)) = reply_of(entry) {
+            sessions.insert(session);
+        }
+    }
+    // The earliest due reply of each session: only it may go now.
+    let mut earliest: HashMap<SessionId, u64> = HashMap::new();
+    for (session, seq) in due.iter().filter_map(reply_of) {
+        earliest
+            .entry(session)
+            .and_modify(|first| *first = (*first).min(seq))
+            .or_insert(seq);
     }
     let mut picked = Picked {
         start,
@@ -373,6 +458,14 @@ fn pick(due: Vec<OutboxEntry>, in_flight: &InFlight, start: Vec<OutboxEntry>) ->
     };
     for entry in due {
         if taken.contains(&entry.id) {
+            continue;
+        }
+        if let Some((session, seq)) = reply_of(&entry)
+            && (sessions.contains(&session)
+                || earliest.get(&session) != Some(&seq)
+                || in_flight.holds_back(session, seq))
+        {
+            picked.n_skipped += 1;
             continue;
         }
         if in_flight.ids.len() + picked.start.len() >= IN_FLIGHT {
@@ -386,6 +479,9 @@ fn pick(due: Vec<OutboxEntry>, in_flight: &InFlight, start: Vec<OutboxEntry>) ->
         }
         *n_endpoint += 1;
         taken.insert(entry.id.clone());
+        if let Some((session, _)) = reply_of(&entry) {
+            sessions.insert(session);
+        }
         picked.start.push(entry);
     }
     picked
@@ -441,9 +537,63 @@ mod tests {
         assert_eq!(again.start.len(), 1);
         assert_eq!(again.n_skipped, 2);
         for entry in &slow[..3] {
-            in_flight.release(entry);
+            in_flight.release(entry, false);
         }
         assert!(in_flight.ids.is_empty() && in_flight.per_endpoint.is_empty());
+    }
+
+    /// Reply `seq` of `session` to account `wx`.
+    fn reply(session: u64, seq: u64) -> OutboxEntry {
+        let route = engine::session::ReplyRoute {
+            account: "wx".into(),
+            to: "openid".into(),
+            context: None,
+        };
+        OutboxEntry::channel_reply(
+            &route,
+            &ChannelReply {
+                session: SessionId(session),
+                seq,
+                to: "openid".into(),
+                text: format!("reply {seq}"),
+                context: None,
+            },
+            5,
+        )
+    }
+
+    fn started(picked: &Picked) -> Vec<&str> {
+        picked.start.iter().map(|e| e.event_id.as_str()).collect()
+    }
+
+    #[test]
+    fn a_sessions_replies_go_one_at_a_time_in_seq_order() {
+        // Due out of order (a retried reply is due later than it was
+        // written): only each session's earliest starts.
+        let due = vec![reply(1, 7), reply(2, 3), reply(1, 5), reply(1, 9)];
+        let picked = pick(due.clone(), &InFlight::default(), Vec::new());
+        assert_eq!(started(&picked), ["reply-2-3", "reply-1-5"]);
+        assert_eq!(picked.n_skipped, 2);
+
+        // While 1/5 is delivered, nothing else of session 1 starts.
+        let mut in_flight = InFlight::default();
+        in_flight.take(&reply(1, 5));
+        let picked = pick(vec![reply(1, 7)], &in_flight, Vec::new());
+        assert_eq!(started(&picked), Vec::<&str>::new());
+
+        // 1/5 failed and waits for its retry: 1/7 waits too, session 2 goes.
+        in_flight.release(&reply(1, 5), true);
+        let picked = pick(vec![reply(1, 7), reply(2, 4)], &in_flight, Vec::new());
+        assert_eq!(started(&picked), ["reply-2-4"]);
+
+        // 1/5 is due again and goes first; once it is delivered, 1/7 goes.
+        let picked = pick(vec![reply(1, 5), reply(1, 7)], &in_flight, Vec::new());
+        assert_eq!(started(&picked), ["reply-1-5"]);
+        in_flight.take(&reply(1, 5));
+        in_flight.release(&reply(1, 5), false);
+        let picked = pick(vec![reply(1, 7)], &in_flight, Vec::new());
+        assert_eq!(started(&picked), ["reply-1-7"]);
+        assert!(in_flight.waiting.is_empty() && in_flight.sessions.is_empty());
     }
 
     #[test]

@@ -56,6 +56,8 @@ pub async fn post_signed(test: &TestServer, body: &Value) -> (u16, Value) {
 pub struct Platform {
     pub received: Arc<Mutex<Vec<(HeaderMap, Value)>>>,
     pub script: Arc<Mutex<VecDeque<(u16, Value)>>>,
+    /// The status each request was answered with, in order.
+    pub answered: Arc<Mutex<Vec<u16>>>,
 }
 
 impl Platform {
@@ -96,7 +98,19 @@ impl Platform {
             .unwrap()
             .pop_front()
             .unwrap_or((200, json!({"id": format!("p-{n}")})));
+        platform.answered.lock().unwrap().push(status);
         (StatusCode::from_u16(status).unwrap(), answer.to_string())
+    }
+
+    /// The bodies it took (answered 2xx), in order.
+    pub fn taken(&self) -> Vec<Value> {
+        let answered = self.answered.lock().unwrap().clone();
+        self.received()
+            .into_iter()
+            .zip(answered)
+            .filter(|(_, status)| (200..300).contains(status))
+            .map(|(body, _)| body)
+            .collect()
     }
 
     /// The bodies it was sent, in order.
