@@ -33,6 +33,15 @@ use tracing::{debug, warn};
 pub const DELIVERIES_TOTAL: &str = "switchboard_channel_deliveries_total";
 /// From an agent's reply being stored to the platform taking it.
 pub const DELIVERY_SECONDS: &str = "switchboard_channel_delivery_seconds";
+/// Replies that failed for good, by the platform's error code (WeChat
+/// `45015`, `retries_exhausted`, `not_supported`).
+pub const DELIVERY_ERRORS_TOTAL: &str = "switchboard_channel_delivery_errors_total";
+
+/// Counts one reply that failed for good with `code`.
+fn count_error(account: &str, code: &str) {
+    metrics::counter!(DELIVERY_ERRORS_TOTAL, "account" => account.to_owned(), "code" => code.to_owned())
+        .increment(1);
+}
 
 /// The courier of every configured channel account.
 pub struct ChannelCourier {
@@ -183,6 +192,7 @@ impl Courier for ChannelCourier {
             Err(DeliveryFailure::Refused { code, reason }) => {
                 warn!(session_id = %reply.session, seq = reply.seq, account = %account.name, code, reason, "the platform refused a reply");
                 count(&account.name, "refused");
+                count_error(&account.name, &code);
                 self.report(
                     &reply,
                     &account.name,
@@ -195,6 +205,7 @@ impl Courier for ChannelCourier {
             }
             Err(failure @ DeliveryFailure::NotSupported(_)) => {
                 count(&account.name, "refused");
+                count_error(&account.name, "not_supported");
                 self.report(
                     &reply,
                     &account.name,
@@ -217,6 +228,7 @@ impl Courier for ChannelCourier {
         };
         warn!(session_id = %reply.session, seq = reply.seq, account, attempts = entry.attempts, "a reply was not delivered: every retry failed");
         count(account, "dead");
+        count_error(account, "retries_exhausted");
         let reason = format!(
             "not delivered after {} attempts; the last: {}",
             entry.attempts,

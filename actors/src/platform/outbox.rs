@@ -206,7 +206,9 @@ pub async fn run(platform: &Platform) {
     let mut in_flight = InFlight::default();
     in_flight.waiting = waiting_replies(platform).await;
     let mut attempts = FuturesUnordered::new();
+    let mut depth = Depth::default();
     loop {
+        depth.measure_if_due(platform).await;
         let start = tokio::select! {
             _ = stop.cancelled() => return,
             start = next_due(platform, &in_flight) => start,
@@ -250,6 +252,51 @@ async fn next_due(platform: &Platform, in_flight: &InFlight) -> Vec<OutboxEntry>
         if exhausted || picked.full || limit == MAX_SCAN {
             return picked.start;
         }
+    }
+}
+
+/// How often the worker counts what waits in the outbox.
+const DEPTH_EVERY: Duration = Duration::from_secs(5);
+
+/// The gauge of entries waiting in the outbox (due or not; not dead), by
+/// endpoint.
+pub const DEPTH: &str = "switchboard_outbox_depth";
+
+/// The outbox's depth per endpoint, measured every [`DEPTH_EVERY`] (up to
+/// `MAX_SCAN` entries in all).
+#[derive(Default)]
+struct Depth {
+    last: Option<std::time::Instant>,
+    /// Endpoints given a value, so that one that empties reads 0.
+    endpoints: HashSet<String>,
+}
+
+impl Depth {
+    async fn measure_if_due(&mut self, platform: &Platform) {
+        if self.last.is_some_and(|last| last.elapsed() < DEPTH_EVERY) {
+            return;
+        }
+        self.last = Some(std::time::Instant::now());
+        let entries = match platform.store.outbox_due(Millis::MAX, MAX_SCAN).await {
+            Ok(entries) => entries,
+            Err(err) => {
+                debug!(error = %err, "cannot count the outbox");
+                return;
+            }
+        };
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        for entry in entries {
+            *counts.entry(entry.endpoint).or_default() += 1;
+        }
+        for endpoint in self.endpoints.iter() {
+            if !counts.contains_key(endpoint) {
+                metrics::gauge!(DEPTH, "endpoint" => endpoint.clone()).set(0.0);
+            }
+        }
+        for (endpoint, n) in &counts {
+            metrics::gauge!(DEPTH, "endpoint" => endpoint.clone()).set(*n as f64);
+        }
+        self.endpoints.extend(counts.into_keys());
     }
 }
 
