@@ -203,8 +203,10 @@ impl Outbox {
 pub async fn run(platform: &Platform) {
     let outbox = &platform.outbox;
     let stop = platform.stopping();
-    let mut in_flight = InFlight::default();
-    in_flight.waiting = waiting_replies(platform).await;
+    let mut in_flight = InFlight {
+        waiting: waiting_replies(platform).await,
+        ..InFlight::default()
+    };
     let mut attempts = FuturesUnordered::new();
     let mut depth = Depth::default();
     loop {
