@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod agent;
+pub mod channel;
 pub mod customer;
 pub mod flows;
 pub mod html;

@@ -206,7 +206,7 @@ impl Report {
                 ));
             }
             // Their checks are made where they are measured (crate::phone).
-            Kind::CallSetup | Kind::VoiceRelay => {}
+            Kind::CallSetup | Kind::VoiceRelay | Kind::ChannelWebhook => {}
         }
         checks
     }

@@ -73,7 +73,31 @@ struct Worker {
 /// Runs the scenario once against one target.
 pub async fn run(options: &RunOptions) -> Result<Report> {
     let phone = options.kind.is_phone();
-    let server = Server::start(&options.launch, &options.params, phone, &options.work_dir).await?;
+    if options.kind.is_channel() {
+        let stats = crate::stats::Stats::default();
+        let (sink_url, sink) = crate::channel::start_sink(&stats).await?;
+        let server = Server::start(
+            &options.launch,
+            &options.params,
+            false,
+            Some(&sink_url),
+            &options.work_dir,
+        )
+        .await?;
+        let result = crate::channel::drive(options, &server, stats, sink).await;
+        let stopped = server.stop().await;
+        let report = result?;
+        stopped?;
+        return Ok(report);
+    }
+    let server = Server::start(
+        &options.launch,
+        &options.params,
+        phone,
+        None,
+        &options.work_dir,
+    )
+    .await?;
     let result = if phone {
         crate::phone::drive(options, &server).await
     } else {

@@ -31,11 +31,14 @@ pub enum Kind {
     CallSetup,
     /// Phone calls answered by agents' phones, RTP both ways through the relay.
     VoiceRelay,
+    /// A platform posting signed messages to a webhook channel account;
+    /// agents' replies back through the outbox.
+    ChannelWebhook,
 }
 
 impl Kind {
     /// Every scenario, in the order `loadgen list` shows them.
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 10] = [
         Kind::SteadyChat,
         Kind::ContactCenterDay,
         Kind::PromotionSpike,
@@ -45,6 +48,7 @@ impl Kind {
         Kind::Soak,
         Kind::CallSetup,
         Kind::VoiceRelay,
+        Kind::ChannelWebhook,
     ];
 
     /// The name on the command line.
@@ -59,6 +63,7 @@ impl Kind {
             Kind::Soak => "soak",
             Kind::CallSetup => "call-setup",
             Kind::VoiceRelay => "voice-relay",
+            Kind::ChannelWebhook => "channel-webhook",
         }
     }
 
@@ -92,12 +97,21 @@ impl Kind {
             Kind::VoiceRelay => {
                 "`calls` calls (default 1000, placed at `rate`/s) each answered by one of `agents` (default = `calls`) agents' phones, then G.711 RTP both ways at 50 packets/s for `media_secs` (20) over `rtp_sockets` sockets per side: one-way latency, jitter and loss per direction, the server's CPU and relay metrics"
             }
+            Kind::ChannelWebhook => {
+                "a platform posts `rate` signed messages/s (default 5000; `batch` per request, `concurrency` requests in flight) from `customers` senders to a webhook channel account for `duration_secs`: messages/s and time to the durable ack; with `agents` > 0 agents answer every message and their replies come back to the platform through the outbox (deliveries/s, agent send → platform)"
+            }
         }
     }
 
     /// Whether the bare relay can stand in for switchboard under it.
     pub fn has_baseline(self) -> bool {
-        !matches!(self, Kind::IdleSessions) && !self.is_phone()
+        !matches!(self, Kind::IdleSessions | Kind::ChannelWebhook) && !self.is_phone()
+    }
+
+    /// Whether the scenario posts to a message channel (the server needs
+    /// a `[[channels]]` account).
+    pub fn is_channel(self) -> bool {
+        self == Kind::ChannelWebhook
     }
 
     /// Whether the scenario calls over SIP (the server needs `[voice]`).
@@ -190,6 +204,14 @@ pub struct Params {
     /// Voice relay: UDP sockets per side (callers, agents' phones) the
     /// calls' RTP legs are spread over.
     pub rtp_sockets: u32,
+    /// Channel webhook: messages per request (1 = one message per request).
+    #[serde(default = "one")]
+    pub batch: u32,
+}
+
+/// The default of [`Params::batch`].
+fn one() -> u32 {
+    1
 }
 
 impl Default for Params {
@@ -224,6 +246,7 @@ impl Default for Params {
             calls: 1_000,
             media_secs: 20.0,
             rtp_sockets: 16,
+            batch: 1,
         }
     }
 }
@@ -275,6 +298,16 @@ impl Params {
             Kind::VoiceRelay => Params {
                 rate: 200.0,
                 agents: base.calls,
+                ..base
+            },
+            // Inbound throughput alone unless agents are asked for.
+            Kind::ChannelWebhook => Params {
+                rate: 5_000.0,
+                duration_secs: 20.0,
+                customers: 2_000,
+                agents: 0,
+                agent_capacity: 50,
+                concurrency: 64,
                 ..base
             },
         }

@@ -94,15 +94,30 @@ name = "loadgen"
 allow = ["127.0.0.0/8"]
 "#;
 
+/// The webhook channel account of the channel scenario, on the SMS channel.
+pub const CHANNEL_ACCOUNT: &str = "loadgen";
+/// Its shared secret: loadgen signs what it posts with it.
+pub const CHANNEL_SECRET: &str = "loadgen-channel-secret-0123";
+
+/// The `[[channels]]` of a channel run: the account whose replies go to `sink`.
+pub fn channel_config(sink: &str) -> String {
+    format!(
+        "# Written by loadgen for one channel run.\n[[channels]]\nkind = \"webhook\"\nname = \"{CHANNEL_ACCOUNT}\"\nchannel = \"sms\"\nsecret = \"{CHANNEL_SECRET}\"\nbase_url = \"{sink}\"\n"
+    )
+}
+
 impl Server {
     /// Starts (or finds) the server, with `params.agents` agents of
     /// `params.agent_capacity` chats provisioned.
     /// With `phone`, the server runs the phone channel ([`VOICE_CONFIG`])
-    /// and the agents are provisioned for calls.
+    /// and the agents are provisioned for calls; with `channel_sink`, it
+    /// has the channel scenario's webhook account ([`channel_config`]),
+    /// replying to that URL.
     pub async fn start(
         launch: &Launch,
         params: &Params,
         phone: bool,
+        channel_sink: Option<&str>,
         work_dir: &Path,
     ) -> Result<Server> {
         match launch {
@@ -146,6 +161,12 @@ impl Server {
                 if phone {
                     let config = data.path().join("loadgen-voice.toml");
                     std::fs::write(&config, VOICE_CONFIG)
+                        .with_context(|| format!("failed to write {}", config.display()))?;
+                    base_env.push(("SWITCHBOARD_CONFIG".into(), config.display().to_string()));
+                }
+                if let Some(sink) = channel_sink {
+                    let config = data.path().join("loadgen-channels.toml");
+                    std::fs::write(&config, channel_config(sink))
                         .with_context(|| format!("failed to write {}", config.display()))?;
                     base_env.push(("SWITCHBOARD_CONFIG".into(), config.display().to_string()));
                 }
@@ -290,7 +311,7 @@ pub fn import_file(params: &Params, phone: bool) -> String {
             continue;
         }
         text.push_str(&format!(
-            "\n[[agent]]\nid = \"{id}\"\nname = \"Load agent {idx}\"\nrole = \"junior\"\ngroups = [\"default\", \"gold_service\", \"phone_support\"]\ncapacity = {{ web = {cap}, app = {cap} }}\n",
+            "\n[[agent]]\nid = \"{id}\"\nname = \"Load agent {idx}\"\nrole = \"junior\"\ngroups = [\"default\", \"gold_service\", \"phone_support\"]\ncapacity = {{ web = {cap}, app = {cap}, sms = {cap} }}\n",
             id = agent_id(idx),
             cap = params.agent_capacity,
         ));

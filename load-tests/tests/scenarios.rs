@@ -286,3 +286,32 @@ fn voice_relay_delivers_every_rtp_packet_both_ways() {
     assert!(figure(run, "server_cpu_cores_media") >= 0.0);
     assert!(figure(run, "server_relay_p99_ms_at_most") > 0.0);
 }
+
+#[test]
+fn channel_webhook_acks_every_message_and_delivers_every_reply_once() {
+    let (runs, _, _out) = run(
+        "channel-webhook",
+        &[
+            "rate=200",
+            "duration_secs=2",
+            "customers=20",
+            "agents=2",
+            "batch=2",
+            "drain_secs=15",
+        ],
+        false,
+    );
+    let run = &runs[0];
+    assert_clean(run);
+    // 200 messages/s for 2 s, two per request.
+    assert_eq!(counter(run, "customer_messages_sent"), 400);
+    assert_eq!(counter(run, "customer_messages_acked"), 400);
+    assert_eq!(run["latency"]["channel_inbound_ack"]["count"], 400);
+    // Each customer message answered, and each answer delivered once.
+    assert_eq!(counter(run, "agent_messages_acked"), 400);
+    assert_eq!(counter(run, "replies_delivered"), 400);
+    assert_eq!(counter(run, "replies_delivered_twice"), 0);
+    assert_eq!(run["latency"]["channel_delivery"]["count"], 400);
+    assert!(figure(run, "inbound_messages_per_sec") > 100.0);
+    assert!(figure(run, "outbound_deliveries_per_sec") > 0.0);
+}

@@ -107,7 +107,7 @@ async fn agents_keep_answering_until_every_process_s_customers_are_done() {
         binary: switchboard(),
         env: Vec::new(),
     };
-    let server = Server::start(&launch, &params, false, work_dir.path())
+    let server = Server::start(&launch, &params, false, None, work_dir.path())
         .await
         .unwrap();
     let plan = |index: u32, customers: u32, agents: Vec<(String, String)>| WorkerPlan {

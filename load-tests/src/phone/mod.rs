@@ -201,18 +201,20 @@ fn hold_sink() -> Result<(
     Ok((socket, stop, task))
 }
 
-/// What the report of a phone run is built from.
-struct Measured {
-    stats: Stats,
-    extra_latency: BTreeMap<String, hdrhistogram::Histogram<u64>>,
-    counters: BTreeMap<String, i64>,
-    figures: BTreeMap<String, f64>,
-    checks: Vec<Check>,
-    measured_secs: f64,
-    memory: Memory,
+/// What the report of a run in the coordinator's process (the phone and
+/// channel scenarios) is built from.
+pub(crate) struct Measured {
+    pub(crate) stats: Stats,
+    pub(crate) extra_latency: BTreeMap<String, hdrhistogram::Histogram<u64>>,
+    pub(crate) counters: BTreeMap<String, i64>,
+    pub(crate) figures: BTreeMap<String, f64>,
+    pub(crate) checks: Vec<Check>,
+    pub(crate) measured_secs: f64,
+    pub(crate) memory: Memory,
 }
 
-fn report(options: &RunOptions, started_at: String, measured: Measured) -> Report {
+/// The report of a run in the coordinator's process.
+pub(crate) fn report(options: &RunOptions, started_at: String, measured: Measured) -> Report {
     let snapshot = measured.stats.snapshot();
     let mut latency = BTreeMap::new();
     for (name, buckets) in &snapshot.histograms {
