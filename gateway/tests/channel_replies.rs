@@ -398,3 +398,42 @@ async fn after_an_outage_every_reply_arrives_once_and_in_the_order_written() {
         "{received:?}"
     );
 }
+
+#[tokio::test]
+async fn a_reply_sent_as_the_agent_closes_still_records_its_delivery() {
+    let (platform, url) = Platform::start(&[]).await;
+    let test = start(url).await;
+    let board = test.server.switchboard().clone();
+    let (chen, session, _events) = chen_takes(&test, async || {
+        sms(&test, "in-7", "+8613900000007", "thanks, bye").await
+    })
+    .await;
+    let ack = board
+        .agent_message(&chen, session, "You're welcome, goodbye!".into(), None)
+        .await
+        .unwrap();
+    board.close(&chen, session, None).await.unwrap();
+    // The report comes after the session ended (its actor may have
+    // stopped): it is still recorded, in the stored history.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let history = board.history(session, 0).await.unwrap();
+        let sent = history.iter().any(|event| {
+            matches!(&event.kind, EventKind::Delivery(report)
+                if report.of == ack.seq && report.state == DeliveryState::Sent)
+        });
+        if sent {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no `sent` in {history:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(platform.taken().len(), 1);
+    assert_eq!(
+        board.session(session).await.unwrap().state,
+        engine::session::SessionState::Closed
+    );
+}
