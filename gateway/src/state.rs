@@ -54,6 +54,9 @@ pub struct Inner {
     pub phones: Option<voice::sip::Registrar>,
     /// The message-channel accounts of `[[channels]]`, by name.
     pub channels: channels::Registry,
+    /// Platform messages acknowledged lately, so that a platform's retry
+    /// after the session closed gets the same ack instead of a new session.
+    pub recent_channel_acks: crate::rest::channel_inbound::RecentAcks,
 }
 
 /// The ways in besides the sockets and the REST API: the SIP endpoint's
@@ -99,6 +102,7 @@ impl AppState {
             ready: AtomicBool::new(true),
             phones,
             channels,
+            recent_channel_acks: Default::default(),
         }))
     }
 

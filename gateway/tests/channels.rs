@@ -138,6 +138,26 @@ async fn a_signed_message_opens_a_session_and_a_retry_is_stored_once() {
         ["where is my parcel?", "hello?"]
     );
 
+    // The session closes; the platform's late retry of the first message
+    // is still a duplicate of it, not a new session.
+    let board = test.server.switchboard().clone();
+    let session_id = engine::ids::SessionId(session.parse().unwrap());
+    board
+        .customer_leave(
+            &engine::ids::CustomerId::new("sms:+8613912345678"),
+            session_id,
+        )
+        .await
+        .expect("the customer's session ends");
+    let n_before = n_sessions(&test).await;
+    let (status, late) = post_signed(&test, "sms-gw", SMS_SECRET, &body).await;
+    assert_eq!(status, 200, "{late}");
+    assert_eq!(
+        late["accepted"],
+        json!([{"id": "sms-1", "session": session, "seq": seq, "duplicate": true}])
+    );
+    assert_eq!(n_sessions(&test).await, n_before);
+
     // The customer is `sms:<number>`, a customer like any other.
     let admin = test.token("admin", Role::Admin);
     let customer = test

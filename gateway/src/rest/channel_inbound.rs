@@ -237,6 +237,16 @@ async fn receive(
     // One at a time, in the platform's order: two messages of one customer
     // keep their order in the session.
     for message in received.messages {
+        // A retry of a message acknowledged lately: its session may have
+        // closed since, and a new one must not take the message again.
+        if let Some(mut again) = state
+            .recent_channel_acks
+            .get(&account.name, &message.platform_message_id)
+        {
+            again.duplicate = true;
+            accepted.push(again);
+            continue;
+        }
         // Agents' replies go back through this account, to this sender.
         let route = ReplyRoute {
             account: account.name.clone(),
@@ -261,12 +271,14 @@ async fn receive(
             )
             .increment(1);
         }
-        accepted.push(Accepted {
+        let ack = Accepted {
             platform_message_id: message.platform_message_id,
             session: intake.ack.session.to_string(),
             seq: intake.ack.seq,
             duplicate: intake.ack.duplicate,
-        });
+        };
+        state.recent_channel_acks.insert(&account.name, ack.clone());
+        accepted.push(ack);
     }
     Ok(platform_answer(adapter.answer(&accepted)))
 }
@@ -306,6 +318,58 @@ async fn record_receipt(
             Ok(())
         }
         Err(err) => Err(err.into()),
+    }
+}
+
+/// How long an ack is remembered for a platform's retry: WeChat retries
+/// three times within 15 s; others within minutes.
+const RECENT_ACK_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+/// The most acks remembered, every account together (about 200 bytes each).
+const RECENT_ACKS_MAX: usize = 100_000;
+
+/// Platform messages acknowledged in the last [`RECENT_ACK_TTL`] (at most
+/// [`RECENT_ACKS_MAX`]), by account and platform message id. A session
+/// recognises a resent message itself while it is open; this covers a
+/// retry that arrives after it closed. In memory: a restart forgets them.
+#[derive(Default)]
+pub struct RecentAcks {
+    inner: std::sync::Mutex<RecentInner>,
+}
+
+#[derive(Default)]
+struct RecentInner {
+    by_id: std::collections::HashMap<(String, String), Accepted>,
+    /// Oldest first: when each was remembered.
+    order: std::collections::VecDeque<(std::time::Instant, (String, String))>,
+}
+
+impl RecentAcks {
+    /// The ack of `id` on `account`, if remembered.
+    pub fn get(&self, account: &str, id: &str) -> Option<Accepted> {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner
+            .by_id
+            .get(&(account.to_owned(), id.to_owned()))
+            .cloned()
+    }
+
+    /// Remembers `ack` of `account`, forgetting what is too old or too many.
+    pub fn insert(&self, account: &str, ack: Accepted) {
+        let now = std::time::Instant::now();
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some((at, key)) = inner.order.front() {
+            let expired = now.duration_since(*at) > RECENT_ACK_TTL;
+            if !expired && inner.order.len() < RECENT_ACKS_MAX {
+                break;
+            }
+            let key = key.clone();
+            inner.order.pop_front();
+            inner.by_id.remove(&key);
+        }
+        let key = (account.to_owned(), ack.platform_message_id.clone());
+        if inner.by_id.insert(key.clone(), ack).is_none() {
+            inner.order.push_back((now, key));
+        }
     }
 }
 
