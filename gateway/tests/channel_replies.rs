@@ -53,6 +53,34 @@ async fn sms(test: &TestServer, id: &str, from: &str, text: &str) -> SessionId {
     )
 }
 
+/// A platform whose reply URL answers with `script` first, a server with
+/// its account, and chen.jie holding the session of an SMS `text` from
+/// `from` (platform message id `id`), subscribed to chen.jie's events.
+struct Conversation {
+    platform: Platform,
+    test: TestServer,
+    board: actors::Switchboard,
+    chen: AgentId,
+    session: SessionId,
+    events: Subscription,
+}
+
+async fn conversation(script: &[(u16, Value)], id: &str, from: &str, text: &str) -> Conversation {
+    let (platform, url) = Platform::start(script).await;
+    let test = start(url).await;
+    let board = test.server.switchboard().clone();
+    let (chen, session, events) =
+        chen_takes(&test, async || sms(&test, id, from, text).await).await;
+    Conversation {
+        platform,
+        test,
+        board,
+        chen,
+        session,
+        events,
+    }
+}
+
 /// chen.jie, available, holding `session` once it is offered; the
 /// subscription to chen.jie's events.
 async fn chen_takes(
@@ -104,13 +132,14 @@ async fn delivery(events: &mut Subscription, of: u64) -> actors::DeliveryReport 
 
 #[tokio::test]
 async fn a_reply_is_posted_to_the_platform_once_and_the_agent_sees_it_sent_then_delivered() {
-    let (platform, url) = Platform::start(&[]).await;
-    let test = start(url).await;
-    let board = test.server.switchboard().clone();
-    let (chen, session, mut events) = chen_takes(&test, async || {
-        sms(&test, "in-1", "+8613912345678", "where is my parcel?").await
-    })
-    .await;
+    let Conversation {
+        platform,
+        test,
+        board,
+        chen,
+        session,
+        mut events,
+    } = conversation(&[], "in-1", "+8613912345678", "where is my parcel?").await;
 
     let ack = board
         .agent_message(
@@ -202,13 +231,14 @@ async fn a_reply_is_posted_to_the_platform_once_and_the_agent_sees_it_sent_then_
 #[tokio::test]
 async fn an_outage_delays_a_reply_without_losing_or_doubling_it() {
     let down = (503, json!({"message": "maintenance"}));
-    let (platform, url) = Platform::start(&[down.clone(), down]).await;
-    let test = start(url).await;
-    let board = test.server.switchboard().clone();
-    let (chen, session, mut events) = chen_takes(&test, async || {
-        sms(&test, "in-2", "+8613900000002", "hello?").await
-    })
-    .await;
+    let Conversation {
+        platform,
+        test,
+        board,
+        chen,
+        session,
+        mut events,
+    } = conversation(&[down.clone(), down], "in-2", "+8613900000002", "hello?").await;
 
     let ack = board
         .agent_message(&chen, session, "Hello, how can I help?".into(), None)
@@ -257,13 +287,14 @@ async fn a_refused_reply_fails_with_the_platforms_reason_and_is_not_sent_again()
         422,
         json!({"code": "window_closed", "message": "the customer has not written in 24 hours"}),
     );
-    let (platform, url) = Platform::start(&[refused]).await;
-    let test = start(url).await;
-    let board = test.server.switchboard().clone();
-    let (chen, session, mut events) = chen_takes(&test, async || {
-        sms(&test, "in-3", "+8613900000003", "hi").await
-    })
-    .await;
+    let Conversation {
+        platform,
+        test: _test,
+        board,
+        chen,
+        session,
+        mut events,
+    } = conversation(&[refused], "in-3", "+8613900000003", "hi").await;
 
     let ack = board
         .agent_message(&chen, session, "Sorry for the wait!".into(), None)
@@ -299,13 +330,14 @@ async fn a_refused_reply_fails_with_the_platforms_reason_and_is_not_sent_again()
 
 #[tokio::test]
 async fn replies_follow_the_customer_to_where_they_last_wrote() {
-    let (platform, url) = Platform::start(&[]).await;
-    let test = start(url).await;
-    let board = test.server.switchboard().clone();
-    let (chen, session, mut events) = chen_takes(&test, async || {
-        sms(&test, "in-4", "+8613900000004", "hi by SMS").await
-    })
-    .await;
+    let Conversation {
+        platform,
+        test,
+        board,
+        chen,
+        session,
+        mut events,
+    } = conversation(&[], "in-4", "+8613900000004", "hi by SMS").await;
 
     // The same customer writes through the plain inbound API (no account).
     let ack = board
@@ -355,13 +387,14 @@ async fn replies_follow_the_customer_to_where_they_last_wrote() {
 async fn after_an_outage_every_reply_arrives_once_and_in_the_order_written() {
     let down = (503, json!({"message": "maintenance"}));
     // Three refusals: the fourth attempt (the last allowed) gets through.
-    let (platform, url) = Platform::start(&vec![down; 3]).await;
-    let test = start(url).await;
-    let board = test.server.switchboard().clone();
-    let (chen, session, mut events) = chen_takes(&test, async || {
-        sms(&test, "in-6", "+8613900000006", "are you there?").await
-    })
-    .await;
+    let Conversation {
+        platform,
+        test: _test,
+        board,
+        chen,
+        session,
+        mut events,
+    } = conversation(&vec![down; 3], "in-6", "+8613900000006", "are you there?").await;
     let texts: Vec<String> = (1..=6).map(|n| format!("part {n} of my answer")).collect();
     let mut seqs = Vec::new();
     for text in &texts {
@@ -401,13 +434,14 @@ async fn after_an_outage_every_reply_arrives_once_and_in_the_order_written() {
 
 #[tokio::test]
 async fn a_reply_sent_as_the_agent_closes_still_records_its_delivery() {
-    let (platform, url) = Platform::start(&[]).await;
-    let test = start(url).await;
-    let board = test.server.switchboard().clone();
-    let (chen, session, _events) = chen_takes(&test, async || {
-        sms(&test, "in-7", "+8613900000007", "thanks, bye").await
-    })
-    .await;
+    let Conversation {
+        platform,
+        test: _test,
+        board,
+        chen,
+        session,
+        events: _events,
+    } = conversation(&[], "in-7", "+8613900000007", "thanks, bye").await;
     let ack = board
         .agent_message(&chen, session, "You're welcome, goodbye!".into(), None)
         .await
