@@ -37,6 +37,8 @@ const SILENT: &str = "o-silent-for-3-days";
 struct Wechat {
     fetches: Arc<Mutex<BTreeMap<String, u32>>>,
     sent: Arc<Mutex<Vec<(String, Value)>>>,
+    /// Sends answered `-1` (system busy) before the API works again.
+    busy: Arc<Mutex<u32>>,
 }
 
 impl Wechat {
@@ -72,6 +74,11 @@ impl Wechat {
         let token = query["access_token"].clone();
         let silent = body["touser"] == SILENT;
         wechat.sent.lock().unwrap().push((token, body));
+        let mut busy = wechat.busy.lock().unwrap();
+        if *busy > 0 {
+            *busy -= 1;
+            return axum::Json(json!({"errcode": -1, "errmsg": "system error"}));
+        }
         axum::Json(if silent {
             json!({"errcode": 45015, "errmsg": "response out of time limit or subscription is canceled"})
         } else {
@@ -316,4 +323,89 @@ async fn two_official_accounts_take_pushes_and_send_replies_each_with_its_own_to
         fetches,
         BTreeMap::from([(PLAIN_APP.to_string(), 1), (SAFE_APP.to_string(), 1)])
     );
+}
+
+#[tokio::test]
+async fn the_vip_is_routed_by_openid_and_replies_survive_a_wechat_outage_in_order() {
+    let (wechat, api) = Wechat::start().await;
+    *wechat.busy.lock().unwrap() = 2;
+    let test = TestServer::start(|config| {
+        config.channels = vec![account("wx-plain", PLAIN_APP, false, &api)];
+        config.webhooks.initial_backoff_ms = 100;
+        config.webhooks.max_backoff_ms = 400;
+        config.webhooks.poll_ms = 100;
+    })
+    .await;
+    let board = test.server.switchboard().clone();
+    // WeChat openid 12345 is the demo VIP's (cust-vip-001): gold_service,
+    // where Li Na works.
+    let li = AgentId::new("li.na");
+    let mut events = board.subscribe_agent(&li);
+    board
+        .set_presence(&li, PresenceRequest::Available)
+        .await
+        .unwrap();
+    let push_vip = text_push("12345", "23466801234567100", "我的订单何时发货?");
+    assert_eq!(
+        push(&test, "wx-plain", &push_vip, None).await,
+        (200, "success".into())
+    );
+    let session = take(&board, &mut events, &li).await;
+    let record = board.session(session).await.unwrap();
+    assert_eq!(record.customer_id.as_str(), "cust-vip-001");
+    assert_eq!(
+        record.group.as_ref().map(|g| g.as_str()),
+        Some("gold_service")
+    );
+
+    // WeChat is busy for the first two sends: both replies wait, then
+    // arrive once each, in the order written.
+    let mut seqs = Vec::new();
+    for text in ["您好，王女士。", "订单今天发出。"] {
+        seqs.push(
+            board
+                .agent_message(&li, session, text.into(), None)
+                .await
+                .unwrap()
+                .seq,
+        );
+    }
+    for seq in seqs {
+        let report = loop {
+            let report = settled(&mut events, session, seq).await;
+            if report.state != DeliveryState::Retrying {
+                break report;
+            }
+        };
+        assert_eq!(report.state, DeliveryState::Sent, "{report:?}");
+    }
+    let sent: Vec<Value> = wechat
+        .sent
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, body)| body["text"]["content"].clone())
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            json!("您好，王女士。"),
+            json!("您好，王女士。"),
+            json!("您好，王女士。"),
+            json!("订单今天发出。")
+        ]
+    );
+
+    // Malformed XML: a clear error naming what is wrong, nothing stored.
+    let before = board.history(session, 0).await.unwrap().len();
+    let (status, answer) = push(
+        &test,
+        "wx-plain",
+        "<xml><ToUserName>gh_1</ToUserName><MsgType>text",
+        None,
+    )
+    .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer.contains("invalid"), "{answer}");
+    assert_eq!(board.history(session, 0).await.unwrap().len(), before);
 }
