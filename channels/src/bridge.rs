@@ -839,8 +839,7 @@ mod tests {
         assert_eq!(
             delivering.await.unwrap().unwrap_err(),
             DeliveryFailure::Retry {
-                reason: "the bridge adapter of account `line` disconnected before answering"
-                    .into()
+                reason: "the bridge adapter of account `line` disconnected before answering".into()
             }
         );
         // The first connection's deliveries end; its answers and detach change nothing.

@@ -232,7 +232,9 @@ mod tests {
             &format!(
                 "[[channels]]\nkind = \"telegram\"\nname = \"tg\"\nchannel = \"sms\"\n{SECRET}"
             ),
-            Err("channels[0] (`tg`).kind: unknown kind `telegram`; one of webhook, wechat, qq, bridge"),
+            Err(
+                "channels[0] (`tg`).kind: unknown kind `telegram`; one of webhook, wechat, qq, bridge",
+            ),
         );
         check(
             &format!(
