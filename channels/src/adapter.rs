@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use engine::channel::Channel;
 use thiserror::Error;
 
+use crate::bridge::BridgeAdapter;
 use crate::error::ChannelError;
 
 /// Which account of which platform an adapter speaks for.
@@ -220,4 +221,10 @@ pub trait ChannelAdapter: Send + Sync + 'static {
     /// outbox calls it, again with the same `delivery_id` after a
     /// [`DeliveryFailure::Retry`].
     async fn deliver(&self, message: OutboundMessage) -> Result<Delivery, DeliveryFailure>;
+
+    /// The account's out-of-process adapter connection, for kind `bridge`
+    /// only: the gateway serves its WebSocket through it.
+    fn as_bridge(&self) -> Option<&BridgeAdapter> {
+        None
+    }
 }

@@ -12,6 +12,9 @@
 //! - [`wechat`]: WeChat official accounts (kind `wechat`): signed (or, in
 //!   safe mode, encrypted) XML pushes in, customer-service messages out
 //!   with a shared access token.
+//! - [`bridge`]: out-of-process adapters (kind `bridge`): a program in any
+//!   language speaks for a platform over one WebSocket; the frames and the
+//!   account's connection slot.
 //! - [`signature`]: the `X-Switchboard-Signature` HMAC, shared with the
 //!   gateway's outbound webhooks.
 //! - [`limits`]: the lengths every way in checks.
@@ -24,6 +27,7 @@
 #![warn(missing_docs)]
 
 pub mod adapter;
+pub mod bridge;
 pub mod error;
 pub mod limits;
 pub mod qq;

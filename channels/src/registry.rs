@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::adapter::{ChannelAccount, ChannelAdapter};
+use crate::bridge::BridgeAdapter;
 use crate::limits::InboundLimits;
 use crate::qq::QqAdapter;
 use crate::webhook::WebhookAdapter;
@@ -30,7 +31,8 @@ use crate::wechat::WechatAdapter;
 #[serde(deny_unknown_fields)]
 pub struct ChannelConfig {
     /// The adapter: `webhook` (the generic signed JSON webhook), `wechat`
-    /// (a WeChat official account), `qq` (a QQ bot).
+    /// (a WeChat official account), `qq` (a QQ bot), `bridge` (an
+    /// out-of-process adapter connected over a WebSocket).
     pub kind: String,
     /// Unique among the entries: 1 to 32 of a-z, 0-9, `-`, `_`.
     pub name: String,
@@ -74,6 +76,7 @@ const KINDS: &[(&str, Build)] = &[
     ("webhook", WebhookAdapter::build),
     ("wechat", WechatAdapter::build),
     ("qq", QqAdapter::build),
+    ("bridge", BridgeAdapter::build),
 ];
 
 /// An entry's `settings` as kind `T` reads them (`deny_unknown_fields`):
@@ -229,7 +232,9 @@ mod tests {
             &format!(
                 "[[channels]]\nkind = \"telegram\"\nname = \"tg\"\nchannel = \"sms\"\n{SECRET}"
             ),
-            Err("channels[0] (`tg`).kind: unknown kind `telegram`; one of webhook, wechat, qq"),
+            Err(
+                "channels[0] (`tg`).kind: unknown kind `telegram`; one of webhook, wechat, qq, bridge",
+            ),
         );
         check(
             &format!(
@@ -261,6 +266,39 @@ mod tests {
             ),
             Err("channels[0] (`sms`).settings.tolerance_secs: must be greater than 0"),
         );
+    }
+
+    #[test]
+    fn bridge_accounts_are_built_or_refused_naming_the_key() {
+        let entry = |rest: &str| {
+            format!("[[channels]]\nkind = \"bridge\"\nname = \"line\"\nchannel = \"line\"\n{rest}")
+        };
+        check(
+            &entry(&format!("{SECRET}settings = {{ ack_timeout_ms = 2000 }}\n")),
+            Ok(&[("bridge", "line", "line")]),
+        );
+        let registry = Registry::build(&entries(&entry(SECRET)), LIMITS).unwrap();
+        assert!(registry.get("line").unwrap().as_bridge().is_some());
+        for (rest, message) in [
+            (
+                "secret = \"short\"\n",
+                "channels[0] (`line`).secret: must be at least 16 characters: the token the adapter connects with",
+            ),
+            (
+                &format!("{SECRET}settings = {{ ack_timeout_ms = 0 }}\n"),
+                "channels[0] (`line`).settings.ack_timeout_ms: must be greater than 0",
+            ),
+            (
+                &format!("{SECRET}settings = {{ timeout_ms = 5 }}\n"),
+                "channels[0] (`line`).settings.timeout_ms: unknown field `timeout_ms`, expected `ack_timeout_ms`",
+            ),
+            (
+                &format!("{SECRET}base_url = \"http://127.0.0.1:9/\"\n"),
+                "channels[0] (`line`).base_url: is not used by kind `bridge`: replies go to the connected adapter; remove it",
+            ),
+        ] {
+            check(&entry(rest), Err(message));
+        }
     }
 
     #[test]

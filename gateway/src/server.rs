@@ -46,7 +46,11 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .route("/ws/customer", get(crate::ws::customer::upgrade))
-        .route("/ws/agent", get(crate::ws::agent::upgrade));
+        .route("/ws/agent", get(crate::ws::agent::upgrade))
+        .route(
+            "/api/v1/channels/{name}/bridge",
+            get(crate::rest::channel_bridge::upgrade),
+        );
     crate::middleware::layer(routes, &state.config)
         .route("/healthz", get(crate::health::healthz))
         .route("/readyz", get(crate::health::readyz))
@@ -148,6 +152,9 @@ impl Server {
         for account in channels.accounts() {
             crate::rest::channel_inbound::register_series(account);
             crate::channel_courier::register_series(account);
+            if account.kind == "bridge" {
+                crate::rest::channel_bridge::register_series(account);
+            }
         }
         let admin_listen = config.server.admin_listen;
         let admin_listener = TcpListener::bind(admin_listen)

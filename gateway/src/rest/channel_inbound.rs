@@ -285,8 +285,9 @@ async fn receive(
 
 /// Records a platform's receipt on a reply in the reply's session. A
 /// receipt for a delivery id switchboard never made is logged and
-/// dropped: the platform gains nothing from a retry.
-async fn record_receipt(
+/// dropped: the platform gains nothing from a retry. Bridge accounts'
+/// receipts come this way too (`channel_bridge`).
+pub(crate) async fn record_receipt(
     state: &AppState,
     account: &str,
     receipt: &Receipt,

@@ -25,6 +25,7 @@
 //! | `GET`, `PUT /api/v1/rules` | admins |
 //! | `POST /api/v1/inbound` | admins: channel adapters hold an admin token (see [`inbound`]) |
 //! | `POST`, `GET /api/v1/channels/{name}/inbound` | the platform of a `[[channels]]` account (messages; a URL check), authenticated by the account's adapter (a signature), no token (see [`channel_inbound`]) |
+//! | `GET /api/v1/channels/{name}/bridge` (WebSocket) | the out-of-process adapter of a `[[channels]]` account of kind `bridge`, `Authorization: Bearer <the account's secret>` (see [`channel_bridge`]) |
 //!
 //! Staff means agents, supervisors and admins. Wire conventions (ids and
 //! timestamps as strings) are in [`types`]. Every error is JSON
@@ -33,6 +34,7 @@
 //! under `/api`.
 
 pub mod agents;
+pub mod channel_bridge;
 pub mod channel_inbound;
 pub mod customers;
 pub mod desk;
