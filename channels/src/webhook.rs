@@ -22,7 +22,8 @@
 //! <delivery_id>`. A 2xx answer is a delivery (its JSON `id`, if any, the
 //! platform's id); 408, 429, 5xx, no answer within `settings.timeout_ms`
 //! are worth a retry; another 4xx is a refusal with the platform's reason.
-//! Nothing calls `deliver` yet: agents' replies are not routed to channels.
+//! The outbox calls it for each agent reply to a customer of the account
+//! (docs/channels.md, "Replies and their delivery").
 
 use std::sync::Arc;
 use std::time::Duration;

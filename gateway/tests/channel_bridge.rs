@@ -499,3 +499,126 @@ async fn an_invalid_frame_is_refused_naming_the_field_and_nothing_is_stored() {
     assert_eq!(closed, Some(4009));
     drop(second);
 }
+
+/// A bridge adapter written here: a socket with the account's token.
+async fn connect_adapter(
+    test: &TestServer,
+    account: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let mut request = bridge_url(test, account).into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    tokio_tungstenite::connect_async(request).await.unwrap().0
+}
+
+/// The next text frame of `ws`, as JSON.
+async fn next_frame(
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> Value {
+    loop {
+        let message = tokio::time::timeout(PHASE, ws.next())
+            .await
+            .expect("a frame")
+            .expect("open")
+            .expect("a frame");
+        if let Message::Text(text) = message {
+            return serde_json::from_str(&text).unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_backing_off_goes_as_soon_as_the_adapter_connects() {
+    // A long backoff: without the adapter's connection hurrying it, a
+    // reply that failed while no adapter was there waits minutes.
+    let test = TestServer::start(|config| {
+        config.channels = vec![bridge_account("tg")];
+        config.webhooks.initial_backoff_ms = 600_000;
+        config.webhooks.max_backoff_ms = 600_000;
+        config.webhooks.poll_ms = 100;
+    })
+    .await;
+    let board = test.server.switchboard().clone();
+    let chen = AgentId::new("chen.jie");
+    let mut events = board.subscribe_agent(&chen);
+    board
+        .set_presence(&chen, PresenceRequest::Available)
+        .await
+        .unwrap();
+    let mut ws = connect_adapter(&test, "tg").await;
+    let message = json!({"type": "message", "id": "t1", "from": "T1", "text": "hello?", "sent_at": "2026-01-05T10:00:00Z"});
+    ws.send(Message::Text(message.to_string().into()))
+        .await
+        .unwrap();
+    assert_eq!(next_frame(&mut ws).await["type"], "ack");
+    ws.close(None).await.unwrap();
+    drop(ws);
+    let session = tokio::time::timeout(PHASE, async {
+        loop {
+            let event = events.recv().await.expect("the agent's events");
+            if matches!(event.kind, EventKind::Offered { .. }) {
+                return event.session;
+            }
+        }
+    })
+    .await
+    .expect("an offer");
+    board.accept(&chen, session).await.unwrap();
+
+    // No adapter: the reply fails for now and backs off.
+    let reply = board
+        .agent_message(&chen, session, "Yes, how can I help?".into(), None)
+        .await
+        .unwrap();
+    tokio::time::timeout(PHASE, async {
+        loop {
+            let event = events.recv().await.expect("the agent's events");
+            if matches!(&event.kind, EventKind::Delivery(report)
+                if report.of == reply.seq && report.state == DeliveryState::Retrying)
+            {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the reply is retrying");
+    // The failed attempt is recorded (after the report) with its backoff.
+    let waiting = tokio::time::timeout(PHASE, async {
+        loop {
+            let entry = board
+                .store()
+                .outbox_due(i64::MAX, 10)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|entry| entry.endpoint == "@channel/tg" && entry.attempts >= 1);
+            match entry {
+                Some(entry) => return entry,
+                None => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    })
+    .await
+    .expect("the reply waits in the outbox");
+
+    // The adapter connects: the reply comes at once, before its backoff ends.
+    let mut ws = connect_adapter(&test, "tg").await;
+    let deliver = next_frame(&mut ws).await;
+    assert!(
+        engine::now_millis() < waiting.next_attempt_at,
+        "delivered at its backoff's end, not when the adapter came"
+    );
+    assert_eq!(
+        (&deliver["type"], &deliver["text"]),
+        (&json!("deliver"), &json!("Yes, how can I help?")),
+        "{deliver}"
+    );
+    let answer = json!({"type": "delivered", "delivery_id": deliver["delivery_id"]});
+    ws.send(Message::Text(answer.to_string().into()))
+        .await
+        .unwrap();
+    sent_reports(&mut events, BTreeSet::from([(session, reply.seq)])).await;
+}

@@ -156,6 +156,8 @@ pub struct Outbox {
     policy: RetryPolicy,
     poll: Duration,
     wake: Notify,
+    /// Endpoints whose entries are due now, backoff or not (see [`Outbox::hurry`]).
+    hurried: std::sync::Mutex<HashSet<String>>,
 }
 
 impl Outbox {
@@ -172,6 +174,7 @@ impl Outbox {
             policy,
             poll,
             wake: Notify::new(),
+            hurried: std::sync::Mutex::new(HashSet::new()),
         }
     }
 
@@ -183,6 +186,17 @@ impl Outbox {
     /// Something was written to the outbox: deliver now rather than at the next poll.
     pub fn wake(&self) {
         self.wake.notify_one();
+    }
+
+    /// `endpoint` can take deliveries again (an out-of-process adapter
+    /// connected): its entries waiting for a retry go at the next pass,
+    /// not when their backoff ends.
+    pub fn hurry(&self, endpoint: &str) {
+        self.hurried
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(endpoint.to_owned());
+        self.wake();
     }
 
     fn courier_for(&self, endpoint: &str) -> Option<&dyn Courier> {
@@ -238,12 +252,25 @@ pub async fn run(platform: &Platform) {
 /// Reads further while endpoints at their limit hide others' entries.
 async fn next_due(platform: &Platform, in_flight: &InFlight) -> Vec<OutboxEntry> {
     let now = engine::now_millis();
+    let hurried = std::mem::take(
+        &mut *platform
+            .outbox
+            .hurried
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()),
+    );
+    // With hurried endpoints, entries backing off are read too, and those
+    // of other endpoints left for their time.
+    let until = if hurried.is_empty() { now } else { Millis::MAX };
     let mut picked = Picked::default();
     loop {
         let limit =
             (in_flight.ids.len() + picked.start.len() + picked.n_skipped + BATCH).min(MAX_SCAN);
-        let due = match platform.store.outbox_due(now, limit).await {
-            Ok(due) => due,
+        let due: Vec<OutboxEntry> = match platform.store.outbox_due(until, limit).await {
+            Ok(due) => due
+                .into_iter()
+                .filter(|entry| entry.next_attempt_at <= now || hurried.contains(&entry.endpoint))
+                .collect(),
             Err(err) => {
                 warn!(error = %err, "cannot read the webhook outbox; retrying at the next poll");
                 return picked.start;

@@ -123,8 +123,12 @@ async fn serve(state: AppState, adapter: Arc<dyn ChannelAdapter>, socket: WebSoc
     let mut connection = bridge.attach();
     metrics::gauge!(BRIDGE_CONNECTED, "account" => account.clone()).set(1.0);
     info!(connection = connection.id, "bridge adapter connected");
-    // Replies waiting in the outbox go out now rather than at the next poll.
-    state.platform.outbox.wake();
+    // Replies waiting in the outbox go out now, those backing off after
+    // failing while no adapter was connected too.
+    state.platform.outbox.hurry(&format!(
+        "{}{account}",
+        engine::outbox::CHANNEL_ENDPOINT_PREFIX
+    ));
 
     let limits = &state.config.limits;
     let mut link = BridgeLink {
