@@ -176,6 +176,7 @@ impl Courier for ChannelCourier {
                 Ok(())
             }
             Err(DeliveryFailure::Retry { reason }) => {
+                warn!(session_id = %reply.session, seq = reply.seq, account = %account.name, attempts = entry.attempts + 1, reason, "a reply could not be delivered for now; the outbox retries it");
                 count(&account.name, "retry");
                 if entry.attempts == 0 {
                     self.report(

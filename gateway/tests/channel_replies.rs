@@ -387,6 +387,8 @@ async fn replies_follow_the_customer_to_where_they_last_wrote() {
 async fn after_an_outage_every_reply_arrives_once_and_in_the_order_written() {
     let down = (503, json!({"message": "maintenance"}));
     // Three refusals: the fourth attempt (the last allowed) gets through.
+    // 80 replies: more than one read of the outbox holds, all held back
+    // behind the first.
     let Conversation {
         platform,
         test: _test,
@@ -395,7 +397,7 @@ async fn after_an_outage_every_reply_arrives_once_and_in_the_order_written() {
         session,
         mut events,
     } = conversation(&vec![down; 3], "in-6", "+8613900000006", "are you there?").await;
-    let texts: Vec<String> = (1..=6).map(|n| format!("part {n} of my answer")).collect();
+    let texts: Vec<String> = (1..=80).map(|n| format!("part {n} of my answer")).collect();
     let mut seqs = Vec::new();
     for text in &texts {
         let ack = board

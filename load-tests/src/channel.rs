@@ -261,15 +261,22 @@ pub async fn drive(
 
     let sent = stats.counter(count::CUSTOMER_SENT);
     let acked = stats.counter(count::CUSTOMER_ACKED);
-    let sink = sink.lock().unwrap_or_else(|p| p.into_inner());
-    let delivered = sink.delivery_ids.len() as i64;
+    let (delivered, duplicates, first, last) = {
+        let sink = sink.lock().unwrap_or_else(|p| p.into_inner());
+        (
+            sink.delivery_ids.len() as i64,
+            sink.duplicates,
+            sink.first,
+            sink.last,
+        )
+    };
     let mut figures = BTreeMap::new();
     figures.insert("inbound_messages_per_sec_target".into(), params.rate);
     figures.insert(
         "inbound_messages_per_sec".into(),
         acked as f64 / inbound_secs,
     );
-    if let (Some(first), Some(last)) = (sink.first, sink.last) {
+    if let (Some(first), Some(last)) = (first, last) {
         let span = last.duration_since(first).as_secs_f64();
         if span > 0.0 {
             figures.insert(
@@ -279,8 +286,25 @@ pub async fn drive(
         }
     }
     let mut counters = BTreeMap::new();
+    // The server's own account of the deliveries and what still waits.
+    if let Some(admin) = server.admin {
+        match crate::phone::server_stats::scrape(admin).await {
+            Ok(samples) => {
+                for (name, value) in samples.iter().filter(|(name, _)| {
+                    name.starts_with("switchboard_channel_deliveries_total")
+                        || name.starts_with("switchboard_outbox_depth")
+                }) {
+                    counters.insert(
+                        format!("server_{}", name.trim_start_matches("switchboard_")),
+                        *value as i64,
+                    );
+                }
+            }
+            Err(err) => stats.error(format!("{err:#}")),
+        }
+    }
     counters.insert("replies_delivered".into(), delivered);
-    counters.insert("replies_delivered_twice".into(), sink.duplicates);
+    counters.insert("replies_delivered_twice".into(), duplicates);
     let mut checks = vec![Check::new("inbound messages acked = sent", sent, acked)];
     if params.agents > 0 {
         let replied = stats.counter(count::AGENT_ACKED);
@@ -289,7 +313,7 @@ pub async fn drive(
             replied,
             delivered,
         ));
-        checks.push(Check::new("replies delivered twice", 0, sink.duplicates));
+        checks.push(Check::new("replies delivered twice", 0, duplicates));
     }
     Ok(report(
         options,

@@ -58,8 +58,11 @@ use super::Platform;
 /// Deliveries in flight at once to one endpoint (session-ended jobs count
 /// as one more endpoint): a slow endpoint holds at most this many.
 pub const IN_FLIGHT_PER_ENDPOINT: usize = 4;
+/// Replies in flight at once to one channel account: a platform's API
+/// takes many at once (a session's own replies still go one at a time).
+pub const IN_FLIGHT_PER_ACCOUNT: usize = 32;
 /// Deliveries and jobs in flight at once, every endpoint together.
-pub const IN_FLIGHT: usize = 32;
+pub const IN_FLIGHT: usize = 64;
 /// Entries a read of the outbox asks for beyond those in flight or skipped.
 const BATCH: usize = 64;
 /// The most entries one pass reads while it looks past the due entries of
@@ -223,12 +226,32 @@ pub async fn run(platform: &Platform) {
     };
     let mut attempts = FuturesUnordered::new();
     let mut depth = Depth::default();
+    // After a pass that read as far as it may, the next waits a little,
+    // the attempts going on meanwhile: a long backlog behind endpoints at
+    // their limit is read a few times a second, not once per attempt.
+    let mut next_pass_at: Option<tokio::time::Instant> = None;
     loop {
+        if let Some(at) = next_pass_at.take() {
+            let pause = tokio::time::sleep_until(at);
+            tokio::pin!(pause);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = &mut pause => break,
+                    Some((done, pending)) = attempts.next(), if !attempts.is_empty() => {
+                        in_flight.release(&done, pending);
+                    }
+                }
+            }
+        }
         depth.measure_if_due(platform).await;
-        let start = tokio::select! {
+        let (start, read_all) = tokio::select! {
             _ = stop.cancelled() => return,
-            start = next_due(platform, &in_flight) => start,
+            due = next_due(platform, &in_flight) => due,
         };
+        if read_all {
+            next_pass_at = Some(tokio::time::Instant::now() + LONG_READ_PAUSE);
+        }
         for entry in start {
             in_flight.take(&entry);
             attempts.push(attempt(platform, entry));
@@ -248,9 +271,14 @@ pub async fn run(platform: &Platform) {
     }
 }
 
-/// The due entries to start now: neither in flight nor over a limit.
-/// Reads further while endpoints at their limit hide others' entries.
-async fn next_due(platform: &Platform, in_flight: &InFlight) -> Vec<OutboxEntry> {
+/// How long the worker waits after a pass that read [`MAX_SCAN`] entries.
+const LONG_READ_PAUSE: Duration = Duration::from_millis(10);
+
+/// The due entries to start now: neither in flight nor over a limit, and
+/// whether the pass read as far as it may ([`MAX_SCAN`]). Reads further
+/// while entries held back (endpoints at their limit, a session's later
+/// replies) hide others.
+async fn next_due(platform: &Platform, in_flight: &InFlight) -> (Vec<OutboxEntry>, bool) {
     let now = engine::now_millis();
     let hurried = std::mem::take(
         &mut *platform
@@ -263,9 +291,15 @@ async fn next_due(platform: &Platform, in_flight: &InFlight) -> Vec<OutboxEntry>
     // of other endpoints left for their time.
     let until = if hurried.is_empty() { now } else { Millis::MAX };
     let mut picked = Picked::default();
+    let mut last_limit = 0;
     loop {
-        let limit =
-            (in_flight.ids.len() + picked.start.len() + picked.n_skipped + BATCH).min(MAX_SCAN);
+        // At least twice the last read: entries held back (endpoints at
+        // their limit, a session's later replies) hid what may start, and
+        // a long backlog costs a few reads, not many.
+        let limit = (in_flight.ids.len() + picked.start.len() + picked.n_skipped + BATCH)
+            .max(2 * last_limit)
+            .min(MAX_SCAN);
+        last_limit = limit;
         let due: Vec<OutboxEntry> = match platform.store.outbox_due(until, limit).await {
             Ok(due) => due
                 .into_iter()
@@ -273,13 +307,13 @@ async fn next_due(platform: &Platform, in_flight: &InFlight) -> Vec<OutboxEntry>
                 .collect(),
             Err(err) => {
                 warn!(error = %err, "cannot read the webhook outbox; retrying at the next poll");
-                return picked.start;
+                return (picked.start, false);
             }
         };
         let exhausted = due.len() < limit;
         picked = pick(due, in_flight, picked.start);
         if exhausted || picked.full || limit == MAX_SCAN {
-            return picked.start;
+            return (picked.start, limit == MAX_SCAN && !exhausted);
         }
     }
 }
@@ -536,20 +570,26 @@ fn pick(due: Vec<OutboxEntry>, in_flight: &InFlight, start: Vec<OutboxEntry>) ->
         if taken.contains(&entry.id) {
             continue;
         }
+        // Held back behind the session's earlier replies: not counted as
+        // skipped, which would read further for other endpoints' entries.
         if let Some((session, seq)) = reply_of(&entry)
             && (sessions.contains(&session)
                 || earliest.get(&session) != Some(&seq)
                 || in_flight.holds_back(session, seq))
         {
-            picked.n_skipped += 1;
             continue;
         }
         if in_flight.ids.len() + picked.start.len() >= IN_FLIGHT {
             picked.full = true;
             break;
         }
+        let endpoint_limit = if entry.channel_account().is_some() {
+            IN_FLIGHT_PER_ACCOUNT
+        } else {
+            IN_FLIGHT_PER_ENDPOINT
+        };
         let n_endpoint = per_endpoint.entry(entry.endpoint.clone()).or_default();
-        if *n_endpoint >= IN_FLIGHT_PER_ENDPOINT {
+        if *n_endpoint >= endpoint_limit {
             picked.n_skipped += 1;
             continue;
         }
@@ -649,7 +689,8 @@ mod tests {
         let due = vec![reply(1, 7), reply(2, 3), reply(1, 5), reply(1, 9)];
         let picked = pick(due.clone(), &InFlight::default(), Vec::new());
         assert_eq!(started(&picked), ["reply-2-3", "reply-1-5"]);
-        assert_eq!(picked.n_skipped, 2);
+        // Held back, not skipped: no reason to read further.
+        assert_eq!(picked.n_skipped, 0);
 
         // While 1/5 is delivered, nothing else of session 1 starts.
         let mut in_flight = InFlight::default();
