@@ -226,31 +226,20 @@ pub async fn run(platform: &Platform) {
     };
     let mut attempts = FuturesUnordered::new();
     let mut depth = Depth::default();
-    // After a pass that read as far as it may, the next waits a little,
-    // the attempts going on meanwhile: a long backlog behind endpoints at
-    // their limit is read a few times a second, not once per attempt.
-    let mut next_pass_at: Option<tokio::time::Instant> = None;
+    // A pass reads past the head of the outbox (for entries that held
+    // back ones hide) at most every LONG_READ_EVERY: a long backlog behind
+    // endpoints at their limit is read a few times a second, not once per
+    // attempt, and the head's entries still start as slots free up.
+    let mut long_read_at: Option<tokio::time::Instant> = None;
     loop {
-        if let Some(at) = next_pass_at.take() {
-            let pause = tokio::time::sleep_until(at);
-            tokio::pin!(pause);
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = &mut pause => break,
-                    Some((done, pending)) = attempts.next(), if !attempts.is_empty() => {
-                        in_flight.release(&done, pending);
-                    }
-                }
-            }
-        }
         depth.measure_if_due(platform).await;
-        let (start, read_all) = tokio::select! {
+        let may_read_far = long_read_at.is_none_or(|at| at.elapsed() >= LONG_READ_EVERY);
+        let (start, read_far) = tokio::select! {
             _ = stop.cancelled() => return,
-            due = next_due(platform, &in_flight) => due,
+            due = next_due(platform, &in_flight, may_read_far) => due,
         };
-        if read_all {
-            next_pass_at = Some(tokio::time::Instant::now() + LONG_READ_PAUSE);
+        if read_far {
+            long_read_at = Some(tokio::time::Instant::now());
         }
         for entry in start {
             in_flight.take(&entry);
@@ -271,14 +260,18 @@ pub async fn run(platform: &Platform) {
     }
 }
 
-/// How long the worker waits after a pass that read [`MAX_SCAN`] entries.
-const LONG_READ_PAUSE: Duration = Duration::from_millis(10);
+/// How often a pass may read past the head of the outbox.
+const LONG_READ_EVERY: Duration = Duration::from_millis(50);
 
 /// The due entries to start now: neither in flight nor over a limit, and
-/// whether the pass read as far as it may ([`MAX_SCAN`]). Reads further
-/// while entries held back (endpoints at their limit, a session's later
-/// replies) hide others.
-async fn next_due(platform: &Platform, in_flight: &InFlight) -> (Vec<OutboxEntry>, bool) {
+/// whether the pass read past the head. With `may_read_far`, reads further
+/// (up to [`MAX_SCAN`]) while entries held back (endpoints at their limit,
+/// a session's later replies) hide others.
+async fn next_due(
+    platform: &Platform,
+    in_flight: &InFlight,
+    may_read_far: bool,
+) -> (Vec<OutboxEntry>, bool) {
     let now = engine::now_millis();
     let hurried = std::mem::take(
         &mut *platform
@@ -307,13 +300,14 @@ async fn next_due(platform: &Platform, in_flight: &InFlight) -> (Vec<OutboxEntry
                 .collect(),
             Err(err) => {
                 warn!(error = %err, "cannot read the webhook outbox; retrying at the next poll");
-                return (picked.start, false);
+                return (picked.start, last_limit > BATCH + in_flight.ids.len());
             }
         };
         let exhausted = due.len() < limit;
         picked = pick(due, in_flight, picked.start);
-        if exhausted || picked.full || limit == MAX_SCAN {
-            return (picked.start, limit == MAX_SCAN && !exhausted);
+        let read_far = limit > in_flight.ids.len() + BATCH;
+        if exhausted || picked.full || limit == MAX_SCAN || !may_read_far {
+            return (picked.start, read_far);
         }
     }
 }
