@@ -315,7 +315,9 @@ pub async fn drive(
         ));
         checks.push(Check::new("replies delivered twice", 0, duplicates));
     }
-    Ok(report(
+    let durable_per_sec =
+        (acked + stats.counter(count::AGENT_ACKED)) as f64 / measured_secs.max(1e-9);
+    let mut report = report(
         options,
         started_at,
         Measured {
@@ -333,5 +335,7 @@ pub async fn drive(
                 ..Memory::default()
             },
         },
-    ))
+    );
+    report.durable_messages_per_sec = durable_per_sec;
+    Ok(report)
 }
