@@ -53,10 +53,11 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::adapter::{
     Accepted, ChannelAccount, ChannelAdapter, Delivery, DeliveryFailure, InboundMessage,
-    InboundRequest, OutboundMessage, PlatformAnswer, Receipt, ReceiptStatus, Received,
+    InboundRequest, OutboundMessage, PlatformAnswer, Receipt, Received,
 };
 use crate::error::ChannelError;
 use crate::limits::{self, InboundLimits};
+use crate::receipts::WireReceipt;
 use crate::registry::{self, ChannelConfig};
 
 /// Longest `context` an adapter may attach to a message, in bytes: it is
@@ -207,26 +208,6 @@ struct WireFailed {
     code: String,
     reason: String,
     retry: bool,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct WireReceipt {
-    #[serde(rename = "type")]
-    _type: String,
-    delivery_id: String,
-    status: WireReceiptStatus,
-    #[serde(default)]
-    code: Option<String>,
-    #[serde(default)]
-    reason: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum WireReceiptStatus {
-    Delivered,
-    Failed,
 }
 
 /// The frames switchboard sends, as written on the socket.
@@ -573,20 +554,7 @@ fn failed(value: serde_json::Value) -> Result<AdapterFrame, ChannelError> {
 
 fn receipt(value: serde_json::Value) -> Result<Receipt, ChannelError> {
     let wire: WireReceipt = fields(value)?;
-    limits::check_message_id("delivery_id", &wire.delivery_id)?;
-    let status = match wire.status {
-        WireReceiptStatus::Delivered => ReceiptStatus::Delivered,
-        WireReceiptStatus::Failed => ReceiptStatus::Failed {
-            code: short(wire.code.unwrap_or_else(|| "failed".into())),
-            reason: short(wire.reason.unwrap_or_else(|| {
-                "the platform reports the message did not reach the customer".into()
-            })),
-        },
-    };
-    Ok(Receipt {
-        delivery_id: wire.delivery_id,
-        status,
-    })
+    wire.checked("")
 }
 
 #[async_trait]
@@ -699,6 +667,7 @@ mod tests {
     use engine::channel::Channel;
 
     use super::*;
+    use crate::adapter::ReceiptStatus;
 
     fn adapter(ack_timeout_ms: u64) -> BridgeAdapter {
         BridgeAdapter::new(

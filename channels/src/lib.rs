@@ -31,6 +31,7 @@ pub mod bridge;
 pub mod error;
 pub mod limits;
 pub mod qq;
+mod receipts;
 pub mod registry;
 pub mod signature;
 pub mod webhook;

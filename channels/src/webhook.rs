@@ -35,10 +35,11 @@ use serde::Deserialize;
 
 use crate::adapter::{
     Accepted, ChannelAccount, ChannelAdapter, Delivery, DeliveryFailure, InboundMessage,
-    InboundRequest, OutboundMessage, PlatformAnswer, Receipt, ReceiptStatus, Received,
+    InboundRequest, OutboundMessage, PlatformAnswer, Receipt, Received,
 };
 use crate::error::ChannelError;
 use crate::limits::{self, InboundLimits};
+use crate::receipts::WireReceipt;
 use crate::registry::{self, ChannelConfig};
 use crate::signature;
 
@@ -347,25 +348,6 @@ impl ChannelAdapter for WebhookAdapter {
     }
 }
 
-/// One delivery receipt as the platform posts it.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct WireReceipt {
-    delivery_id: String,
-    status: WireReceiptStatus,
-    #[serde(default)]
-    code: Option<String>,
-    #[serde(default)]
-    reason: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum WireReceiptStatus {
-    Delivered,
-    Failed,
-}
-
 /// `{"receipts": [...]}`: 1 to [`MAX_BATCH`] receipts, each checked.
 fn receipts_of(value: serde_json::Value) -> Result<Vec<Receipt>, ChannelError> {
     let serde_json::Value::Array(items) = value else {
@@ -390,27 +372,14 @@ fn receipts_of(value: serde_json::Value) -> Result<Vec<Receipt>, ChannelError> {
                     path => ChannelError::malformed(format!("{at}.{path}"), reason),
                 }
             })?;
-            limits::check_message_id(&format!("{at}.delivery_id"), &wire.delivery_id)?;
-            let status = match wire.status {
-                WireReceiptStatus::Delivered => ReceiptStatus::Delivered,
-                WireReceiptStatus::Failed => ReceiptStatus::Failed {
-                    code: wire.code.unwrap_or_else(|| "failed".into()),
-                    reason: short(&wire.reason.unwrap_or_else(|| {
-                        "the platform reports the message did not reach the customer".into()
-                    })),
-                },
-            };
-            Ok(Receipt {
-                delivery_id: wire.delivery_id,
-                status,
-            })
+            wire.checked(&format!("{at}."))
         })
         .collect()
 }
 
 /// At most 200 characters of a platform's answer, for a log line or the agent.
 fn short(text: &str) -> String {
-    text.chars().take(200).collect()
+    crate::receipts::short(text)
 }
 
 #[cfg(test)]
@@ -418,6 +387,7 @@ mod tests {
     use engine::channel::Channel;
 
     use super::*;
+    use crate::adapter::ReceiptStatus;
     use crate::signature::SignatureError;
 
     const SECRET: &str = "0123456789abcdef";

@@ -67,7 +67,10 @@ pub fn parse(body: &[u8]) -> Result<Fields, ChannelError> {
             Event::Eof if done => return Ok(Fields(fields)),
             Event::Eof => {
                 return Err(ChannelError::malformed(
-                    child.map_or("body".to_string(), |(name, _)| name),
+                    child
+                        .map(|(name, _)| name)
+                        .filter(|name| !name.is_empty())
+                        .unwrap_or_else(|| "body".to_string()),
                     "the body ends before the element is closed",
                 ));
             }
