@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod phone;
 pub mod rate;
+pub mod recent_acks;
 pub mod rest;
 pub mod serve;
 pub mod server;

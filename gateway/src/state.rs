@@ -56,7 +56,7 @@ pub struct Inner {
     pub channels: channels::Registry,
     /// Platform messages acknowledged lately, so that a platform's retry
     /// after the session closed gets the same ack instead of a new session.
-    pub recent_channel_acks: crate::rest::channel_inbound::RecentAcks,
+    pub recent_channel_acks: crate::recent_acks::RecentAcks,
 }
 
 /// The ways in besides the sockets and the REST API: the SIP endpoint's

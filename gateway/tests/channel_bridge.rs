@@ -556,35 +556,18 @@ async fn a_reply_backing_off_goes_as_soon_as_the_adapter_connects() {
     assert_eq!(next_frame(&mut ws).await["type"], "ack");
     ws.close(None).await.unwrap();
     drop(ws);
-    let session = tokio::time::timeout(PHASE, async {
-        loop {
-            let event = events.recv().await.expect("the agent's events");
-            if matches!(event.kind, EventKind::Offered { .. }) {
-                return event.session;
-            }
-        }
-    })
-    .await
-    .expect("an offer");
-    board.accept(&chen, session).await.unwrap();
+    let session = common::take_offer(&board, &mut events, &chen).await;
 
     // No adapter: the reply fails for now and backs off.
     let reply = board
         .agent_message(&chen, session, "Yes, how can I help?".into(), None)
         .await
         .unwrap();
-    tokio::time::timeout(PHASE, async {
-        loop {
-            let event = events.recv().await.expect("the agent's events");
-            if matches!(&event.kind, EventKind::Delivery(report)
-                if report.of == reply.seq && report.state == DeliveryState::Retrying)
-            {
-                return;
-            }
-        }
+    common::next_event(&mut events, |event| {
+        matches!(&event.kind, EventKind::Delivery(report)
+            if report.of == reply.seq && report.state == DeliveryState::Retrying)
     })
-    .await
-    .expect("the reply is retrying");
+    .await;
     // The failed attempt is recorded (after the report) with its backoff.
     let waiting = tokio::time::timeout(PHASE, async {
         loop {

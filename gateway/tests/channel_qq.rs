@@ -11,7 +11,6 @@
 mod common;
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use actors::{DeliveryState, EventKind, Subscription};
 use axum::Router;
@@ -133,30 +132,6 @@ fn group_at(group: &str, member: &str, id: &str, content: &str) -> Value {
                  "id": id, "timestamp": "2026-01-05T18:01:00+08:00"}})
 }
 
-/// The next event of `events` that `wanted` picks (10 s at most).
-async fn next(events: &mut Subscription, wanted: impl Fn(&actors::Event) -> bool) -> actors::Event {
-    tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            let event = events.recv().await.expect("the agent's events");
-            if wanted(&event) {
-                return (*event).clone();
-            }
-        }
-    })
-    .await
-    .expect("the event comes within 10 s")
-}
-
-/// The session chen.jie is offered next, accepted.
-async fn take(board: &actors::Switchboard, events: &mut Subscription, chen: &AgentId) -> SessionId {
-    let offer = next(events, |event| {
-        matches!(event.kind, EventKind::Offered { .. })
-    })
-    .await;
-    board.accept(chen, offer.session).await.unwrap();
-    offer.session
-}
-
 /// Replies in `session` and waits until the platform took it.
 async fn reply(
     board: &actors::Switchboard,
@@ -169,7 +144,7 @@ async fn reply(
         .agent_message(chen, session, text.into(), None)
         .await
         .unwrap();
-    next(events, |event| {
+    common::next_event(events, |event| {
         matches!(&event.kind, EventKind::Delivery(report)
             if report.of == ack.seq && report.state == DeliveryState::Sent)
     })
@@ -224,7 +199,7 @@ async fn a_qq_bot_takes_c2c_and_group_messages_and_replies_where_each_came_from(
     )
     .await;
     assert_eq!((status, answer), (200, json!({"op": 12, "d": 0})));
-    let direct = take(&board, &mut events, &chen).await;
+    let direct = common::take_offer(&board, &mut events, &chen).await;
     let first = reply(&board, &mut events, &chen, direct, "It ships today.").await;
 
     // A group @-message: the reply goes to the group.
@@ -235,7 +210,7 @@ async fn a_qq_bot_takes_c2c_and_group_messages_and_replies_where_each_came_from(
     )
     .await;
     assert_eq!(status, 200);
-    let in_group = take(&board, &mut events, &chen).await;
+    let in_group = common::take_offer(&board, &mut events, &chen).await;
     let second = reply(&board, &mut events, &chen, in_group, "退款已到账。").await;
 
     let sent = qq.sent.lock().unwrap().clone();

@@ -11,7 +11,6 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use actors::{DeliveryState, EventKind, Subscription};
 use axum::Router;
@@ -143,34 +142,10 @@ async fn push(test: &TestServer, name: &str, inner: &str, safe_app: Option<&str>
     (status, response.text().await.unwrap())
 }
 
-/// The next event of `events` that `wanted` picks (10 s at most).
-async fn next(events: &mut Subscription, wanted: impl Fn(&actors::Event) -> bool) -> actors::Event {
-    tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            let event = events.recv().await.expect("the agent's events");
-            if wanted(&event) {
-                return (*event).clone();
-            }
-        }
-    })
-    .await
-    .expect("the event comes within 10 s")
-}
-
-/// The customer's open session, once chen.jie is offered it; accepted.
-async fn take(board: &actors::Switchboard, events: &mut Subscription, chen: &AgentId) -> SessionId {
-    let offer = next(events, |event| {
-        matches!(event.kind, EventKind::Offered { .. })
-    })
-    .await;
-    board.accept(chen, offer.session).await.unwrap();
-    offer.session
-}
-
 /// The final delivery state of agent message `of` in `session`.
 async fn settled(events: &mut Subscription, session: SessionId, of: u64) -> actors::DeliveryReport {
     loop {
-        let event = next(events, |event| {
+        let event = common::next_event(events, |event| {
             event.session == session
                 && matches!(&event.kind, EventKind::Delivery(report) if report.of == of)
         })
@@ -227,7 +202,7 @@ async fn two_official_accounts_take_pushes_and_send_replies_each_with_its_own_to
         push(&test, "wx-plain", &first, None).await,
         (200, "success".into())
     );
-    let plain_session = take(&board, &mut events, &chen).await;
+    let plain_session = common::take_offer(&board, &mut events, &chen).await;
     assert_eq!(
         push(&test, "wx-plain", &first, None).await,
         (200, "success".into())
@@ -255,7 +230,7 @@ async fn two_official_accounts_take_pushes_and_send_replies_each_with_its_own_to
         push(&test, "wx-safe", &secret_push, Some(SAFE_APP)).await,
         (200, "success".into())
     );
-    let safe_session = take(&board, &mut events, &chen).await;
+    let safe_session = common::take_offer(&board, &mut events, &chen).await;
     let ack = board
         .agent_message(&chen, safe_session, "已到账。".into(), None)
         .await
@@ -299,7 +274,7 @@ async fn two_official_accounts_take_pushes_and_send_replies_each_with_its_own_to
         push(&test, "wx-plain", &late, None).await,
         (200, "success".into())
     );
-    let late_session = take(&board, &mut events, &chen).await;
+    let late_session = common::take_offer(&board, &mut events, &chen).await;
     let ack = board
         .agent_message(&chen, late_session, "在的。".into(), None)
         .await
@@ -350,7 +325,7 @@ async fn the_vip_is_routed_by_openid_and_replies_survive_a_wechat_outage_in_orde
         push(&test, "wx-plain", &push_vip, None).await,
         (200, "success".into())
     );
-    let session = take(&board, &mut events, &li).await;
+    let session = common::take_offer(&board, &mut events, &li).await;
     let record = board.session(session).await.unwrap();
     assert_eq!(record.customer_id.as_str(), "cust-vip-001");
     assert_eq!(

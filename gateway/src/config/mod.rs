@@ -723,7 +723,7 @@ mod tests {
         check_error(
             &entry("sms", "fax"),
             &[],
-            "config key `channels`: channels[0] (`sms`).kind: unknown kind `fax`; one of webhook",
+            "config key `channels`: channels[0] (`sms`).kind: unknown kind `fax`; one of webhook, wechat, qq, bridge",
         );
         check_error(
             "[[channels]]\nkind = \"webhook\"\nname = \"sms\"\n",

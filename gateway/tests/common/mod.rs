@@ -427,3 +427,35 @@ pub async fn accept_offer(agent: &mut Client, session: &str) {
         .await;
     assert_eq!(accepted["type"], "ok", "{accepted}");
 }
+
+/// The next event of `events` (an agent's or customer's subscription) that
+/// `wanted` picks; fails after [`PATIENCE`].
+pub async fn next_event(
+    events: &mut actors::Subscription,
+    wanted: impl Fn(&actors::Event) -> bool,
+) -> actors::Event {
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let event = events.recv().await.expect("the subscription stays open");
+            if wanted(&event) {
+                return (*event).clone();
+            }
+        }
+    })
+    .await
+    .expect("the event comes in time")
+}
+
+/// Waits for the next offer in `agent`'s `events` and accepts it; its session.
+pub async fn take_offer(
+    board: &actors::Switchboard,
+    events: &mut actors::Subscription,
+    agent: &engine::ids::AgentId,
+) -> engine::ids::SessionId {
+    let offer = next_event(events, |event| {
+        matches!(event.kind, actors::EventKind::Offered { .. })
+    })
+    .await;
+    board.accept(agent, offer.session).await.unwrap();
+    offer.session
+}

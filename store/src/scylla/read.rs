@@ -9,7 +9,7 @@ use scylla::statement::prepared::PreparedStatement;
 
 use super::rows::{
     self, AgentRow, AgentSipRow, CustomerRow, GroupRow, IdentityRow, InteractionRow, MessageRow,
-    OPEN_SESSION_BUCKETS, SessionRow,
+    OPEN_SESSION_BUCKETS, SessionRouteRow, SessionRow,
 };
 use super::{ScyllaStore, SerialConsistency, backend_error};
 use crate::{INTERACTION_TTL_MS, Interaction, StoreError, session_id_from_i64, session_id_to_i64};
@@ -148,11 +148,21 @@ pub(super) async fn get_session(
         "reading sessions",
     )
     .await?;
-    found
-        .into_iter()
-        .next()
-        .map(rows::session_from_row)
-        .transpose()
+    let Some(row) = found.into_iter().next() else {
+        return Ok(None);
+    };
+    let mut session = rows::session_from_row(row)?;
+    let routes: Vec<SessionRouteRow> = rows(
+        store,
+        &store.statements.select_session_reply_route,
+        (session_id_to_i64(id),),
+        "reading session_reply_route",
+    )
+    .await?;
+    if let Some(route) = routes.into_iter().next() {
+        rows::add_session_route(&mut session, route)?;
+    }
+    Ok(Some(session))
 }
 
 /// The sessions with these ids that exist, in the order given.

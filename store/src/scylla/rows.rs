@@ -62,8 +62,14 @@ pub(super) struct SessionRow {
     pub transfers: i32,
     pub summary: Option<String>,
     pub rating: Option<i8>,
-    /// JSON `ReplyRoute`; null when replies go only to sockets.
-    pub reply_route: Option<String>,
+}
+
+/// `session_reply_route`: where agents' replies go, JSON `ReplyRoute`, or
+/// null when replies go only to the customer's sockets.
+#[derive(Debug, Clone, PartialEq, SerializeRow, DeserializeRow)]
+pub(super) struct SessionRouteRow {
+    pub session_id: i64,
+    pub record: Option<String>,
 }
 
 /// `sessions_by_customer`: a customer's sessions, newest first.
@@ -262,11 +268,38 @@ pub(super) fn session_to_row(session: &Session) -> SessionRow {
         transfers: clamp_i32(session.transfers),
         summary: session.summary.clone(),
         rating: session.rating.map(|r| i8::try_from(r).unwrap_or(i8::MAX)),
-        reply_route: session
+    }
+}
+
+pub(super) fn session_route_to_row(session: &Session) -> SessionRouteRow {
+    SessionRouteRow {
+        session_id: session_id_to_i64(session.id),
+        record: session
             .reply_route
             .as_ref()
             .map(|route| serde_json::to_string(route).expect("a route serializes")),
     }
+}
+
+/// Puts the route of `row` (a row of `session_reply_route`) on the session.
+pub(super) fn add_session_route(
+    session: &mut Session,
+    row: SessionRouteRow,
+) -> Result<(), StoreError> {
+    session.reply_route = row
+        .record
+        .map(|text| {
+            serde_json::from_str(&text).map_err(|e| {
+                corrupt(
+                    "session_reply_route",
+                    format!("session_id={}", session.id),
+                    "record",
+                    e,
+                )
+            })
+        })
+        .transpose()?;
+    Ok(())
 }
 
 pub(super) fn session_from_row(row: SessionRow) -> Result<Session, StoreError> {
@@ -284,10 +317,6 @@ pub(super) fn session_from_row(row: SessionRow) -> Result<Session, StoreError> {
     let rating = row
         .rating
         .map(|r| non_negative::<u8>(table, &key, "rating", r.into()))
-        .transpose()?;
-    let reply_route = row
-        .reply_route
-        .map(|text| serde_json::from_str(&text).map_err(|e| corrupt(table, &key, "reply_route", e)))
         .transpose()?;
     Ok(Session {
         id,
@@ -309,7 +338,8 @@ pub(super) fn session_from_row(row: SessionRow) -> Result<Session, StoreError> {
         transfers: non_negative(table, &key, "transfers", row.transfers.into())?,
         summary: row.summary,
         rating,
-        reply_route,
+        // Read from `session_reply_route` (`add_session_route`).
+        reply_route: None,
     })
 }
 

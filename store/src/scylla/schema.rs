@@ -199,11 +199,15 @@ pub const MIGRATIONS: &[Migration] = &[
     agent_id text PRIMARY KEY,
     record text)"],
     },
-    // Where agents' replies go: the session's channel account route, JSON.
+    // Where agents' replies go: the session's channel account route as a
+    // JSON record beside the sessions row (a table, so the step is
+    // idempotent); a null record means none.
     Migration {
         version: 5,
-        name: "session reply route",
-        statements: &["ALTER TABLE sessions ADD reply_route text"],
+        name: "session reply routes",
+        statements: &["CREATE TABLE IF NOT EXISTS session_reply_route (
+    session_id bigint PRIMARY KEY,
+    record text)"],
     },
 ];
 

@@ -89,14 +89,18 @@ statements! {
     insert_session = idempotent(
         "INSERT INTO sessions (session_id, customer_id, channel, state, group_id, agent_id, \
          created_at, queued_at, offered_at, answered_at, first_response_at, wrap_up_at, closed_at, \
-         last_seq, transfers, summary, rating, reply_route) \
+         last_seq, transfers, summary, rating) \
          VALUES (:session_id, :customer_id, :channel, :state, :group_id, :agent_id, \
          :created_at, :queued_at, :offered_at, :answered_at, :first_response_at, :wrap_up_at, :closed_at, \
-         :last_seq, :transfers, :summary, :rating, :reply_route)");
+         :last_seq, :transfers, :summary, :rating)");
     select_session = idempotent(
         "SELECT session_id, customer_id, channel, state, group_id, agent_id, \
          created_at, queued_at, offered_at, answered_at, first_response_at, wrap_up_at, closed_at, \
-         last_seq, transfers, summary, rating, reply_route FROM sessions WHERE session_id = ?");
+         last_seq, transfers, summary, rating FROM sessions WHERE session_id = ?");
+    insert_session_reply_route = idempotent(
+        "INSERT INTO session_reply_route (session_id, record) VALUES (:session_id, :record)");
+    select_session_reply_route = idempotent(
+        "SELECT session_id, record FROM session_reply_route WHERE session_id = ?");
     insert_session_by_customer = idempotent(
         "INSERT INTO sessions_by_customer (customer_id, created_at, session_id) \
          VALUES (:customer_id, :created_at, :session_id)");

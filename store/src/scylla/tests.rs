@@ -123,7 +123,15 @@ fn rows_map_both_ways() {
     let session = full_session();
     let row = rows::session_to_row(&session);
     assert!(row.session_id > 0, "ids past i64::MAX keep their order");
-    assert_eq!(rows::session_from_row(row), Ok(session));
+    let mut read = rows::session_from_row(row).unwrap();
+    assert_eq!(read.reply_route, None, "the route has its own table");
+    rows::add_session_route(&mut read, rows::session_route_to_row(&session)).unwrap();
+    assert_eq!(read, session);
+    // A corrupt route names its table and column.
+    let mut corrupt = rows::session_route_to_row(&session);
+    corrupt.record = Some("{not json".into());
+    let err = rows::add_session_route(&mut read, corrupt).unwrap_err();
+    assert!(err.to_string().contains("session_reply_route"), "{err}");
 
     for sender in [
         Sender::Customer,
@@ -417,6 +425,7 @@ fn planning_coalesces_and_catches_conflicts_inside_the_batch() {
             Upsert::SessionByCustomer(rows::session_by_customer_row(&later)),
             Upsert::ClosedSession(rows::open_session_row(SessionId(1))),
             Upsert::Session(rows::session_to_row(&later)),
+            Upsert::SessionRoute(rows::session_route_to_row(&later)),
         ]
     );
     let seqs: Vec<i64> = planned.messages[&SessionId(1)]

@@ -18,7 +18,7 @@ use super::platform::{self, PlatformPlan, PlatformUpsert, TicketEventRow};
 use super::read::{self, all_rows, rows, with_serial_read};
 use super::rows::{
     self, AgentRow, AgentSipRow, CustomerRow, GroupRow, IdentityRow, InteractionByDayRow,
-    InteractionRow, MessageRow, OpenSessionRow, SessionByCustomerRow, SessionRow,
+    InteractionRow, MessageRow, OpenSessionRow, SessionByCustomerRow, SessionRouteRow, SessionRow,
 };
 use super::{ScyllaStore, backend_error};
 use crate::{INTERACTION_TTL_MS, StoreError, WriteOp, session_id_from_i64};
@@ -33,6 +33,7 @@ pub(super) enum Upsert {
     Customer(CustomerRow),
     IdentityByCustomer(IdentityRow),
     Session(SessionRow),
+    SessionRoute(SessionRouteRow),
     SessionByCustomer(SessionByCustomerRow),
     OpenSession(OpenSessionRow),
     ClosedSession(OpenSessionRow),
@@ -70,7 +71,7 @@ pub(super) fn plan(batch: &[WriteOp]) -> Result<WritePlan, StoreError> {
     let mut plan = WritePlan::default();
     let mut owners: BTreeMap<(Channel, String), CustomerId> = BTreeMap::new();
     let mut customers: BTreeMap<String, CustomerRow> = BTreeMap::new();
-    let mut sessions: BTreeMap<SessionId, SessionRow> = BTreeMap::new();
+    let mut sessions: BTreeMap<SessionId, (SessionRow, SessionRouteRow)> = BTreeMap::new();
     let mut session_ids: Vec<SessionId> = Vec::new();
     let mut interactions: BTreeMap<(String, i64, i64), InteractionRow> = BTreeMap::new();
     let mut agents: BTreeMap<String, (AgentRow, AgentSipRow)> = BTreeMap::new();
@@ -109,10 +110,11 @@ pub(super) fn plan(batch: &[WriteOp]) -> Result<WritePlan, StoreError> {
                 claim(&mut plan, customer, identity)?;
             }
             WriteOp::PutSession(session) => {
-                if sessions
-                    .insert(session.id, rows::session_to_row(session))
-                    .is_none()
-                {
+                let rows = (
+                    rows::session_to_row(session),
+                    rows::session_route_to_row(session),
+                );
+                if sessions.insert(session.id, rows).is_none() {
                     session_ids.push(session.id);
                 }
             }
@@ -152,7 +154,7 @@ pub(super) fn plan(batch: &[WriteOp]) -> Result<WritePlan, StoreError> {
     plan.upserts
         .extend(customers.into_values().map(Upsert::Customer));
     for id in session_ids {
-        let row = sessions.remove(&id).expect("listed when inserted");
+        let (row, route) = sessions.remove(&id).expect("listed when inserted");
         let session = rows::session_from_row(row.clone())?;
         plan.upserts
             .push(Upsert::SessionByCustomer(rows::session_by_customer_row(
@@ -165,6 +167,7 @@ pub(super) fn plan(batch: &[WriteOp]) -> Result<WritePlan, StoreError> {
             Upsert::OpenSession(index)
         });
         plan.upserts.push(Upsert::Session(row));
+        plan.upserts.push(Upsert::SessionRoute(route));
     }
     let mut days = Vec::new();
     for row in interactions.into_values() {
@@ -200,6 +203,7 @@ impl Upsert {
                 ("insert_identity_by_customer", Box::new(row.clone()))
             }
             Upsert::Session(row) => ("insert_session", Box::new(row.clone())),
+            Upsert::SessionRoute(row) => ("insert_session_reply_route", Box::new(row.clone())),
             Upsert::SessionByCustomer(row) => ("insert_session_by_customer", Box::new(row.clone())),
             Upsert::OpenSession(row) => ("insert_open_session", Box::new(row.clone())),
             Upsert::ClosedSession(row) => ("delete_open_session", Box::new(row.clone())),

@@ -263,7 +263,7 @@ async fn a_database_from_a_newer_build_is_refused() {
     let err = SqliteStore::open(&path).unwrap_err();
     assert_eq!(
         err,
-        StoreError::Backend("sqlite: schema version 99 is newer than this build's 5".to_owned())
+        StoreError::Backend("sqlite: schema version 99 is newer than this build's 6".to_owned())
     );
 }
 
