@@ -57,16 +57,12 @@ use crate::adapter::{
 };
 use crate::error::ChannelError;
 use crate::limits::{self, InboundLimits};
-use crate::receipts::WireReceipt;
+use crate::receipts::{WireReceipt, short};
 use crate::registry::{self, ChannelConfig};
 
 /// Longest `context` an adapter may attach to a message, in bytes: it is
 /// stored with the session's reply route and sent back with each reply.
 pub const MAX_CONTEXT_BYTES: usize = 1024;
-
-/// Longest `code`, `reason` or `platform_id` of an adapter's answer, in
-/// characters; longer ones are cut (they are shown to agents, not parsed).
-const MAX_ANSWER_CHARS: usize = 200;
 
 /// The kind's own keys, `settings = { … }`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -517,21 +513,13 @@ fn fields<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T,
     })
 }
 
-/// At most [`MAX_ANSWER_CHARS`] of an adapter's free text.
-fn short(text: String) -> String {
-    match text.char_indices().nth(MAX_ANSWER_CHARS) {
-        Some((at, _)) => text[..at].to_string(),
-        None => text,
-    }
-}
-
 fn delivered(value: serde_json::Value) -> Result<AdapterFrame, ChannelError> {
     let wire: WireDelivered = fields(value)?;
     limits::check_message_id("delivery_id", &wire.delivery_id)?;
     Ok(AdapterFrame::Answer {
         delivery_id: wire.delivery_id,
         answer: DeliveryAnswer::Delivered {
-            platform_id: wire.platform_id.map(short),
+            platform_id: wire.platform_id.as_deref().map(short),
         },
     })
 }
@@ -545,8 +533,8 @@ fn failed(value: serde_json::Value) -> Result<AdapterFrame, ChannelError> {
     Ok(AdapterFrame::Answer {
         delivery_id: wire.delivery_id,
         answer: DeliveryAnswer::Failed {
-            code: short(wire.code),
-            reason: short(wire.reason),
+            code: short(&wire.code),
+            reason: short(&wire.reason),
             retry: wire.retry,
         },
     })

@@ -39,7 +39,7 @@ use crate::adapter::{
 };
 use crate::error::ChannelError;
 use crate::limits::{self, InboundLimits};
-use crate::receipts::WireReceipt;
+use crate::receipts::{WireReceipt, short};
 use crate::registry::{self, ChannelConfig};
 use crate::signature;
 
@@ -375,11 +375,6 @@ fn receipts_of(value: serde_json::Value) -> Result<Vec<Receipt>, ChannelError> {
             wire.checked(&format!("{at}."))
         })
         .collect()
-}
-
-/// At most 200 characters of a platform's answer, for a log line or the agent.
-fn short(text: &str) -> String {
-    crate::receipts::short(text)
 }
 
 #[cfg(test)]
