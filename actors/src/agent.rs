@@ -15,6 +15,7 @@ use engine::presence::{AgentEffect, AgentEvent, AgentState, Presence, PresenceRe
 use engine::queue::MemberStatus;
 use engine::session::SessionState;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor_cluster_derive::RactorMessage;
 use serde::Serialize;
 use tracing::{debug, info};
 
@@ -24,6 +25,7 @@ use crate::session::SessionMessage;
 use crate::shared::{Shared, millis};
 
 /// Messages of an Agent actor.
+#[derive(RactorMessage)]
 pub enum AgentMessage {
     /// The agent changes presence.
     SetPresence {

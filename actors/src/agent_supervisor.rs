@@ -16,12 +16,14 @@ use engine::channel::Channel;
 use engine::ids::{AgentId, SessionId};
 use engine::session::SessionState;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
+use ractor_cluster_derive::RactorMessage;
 use tracing::{info, warn};
 
 use crate::agent::{AgentActor, AgentArgs};
 use crate::shared::Shared;
 
 /// The AgentSupervisor has no messages of its own; it only supervises.
+#[derive(RactorMessage)]
 pub enum AgentSupervisorMessage {}
 
 /// The AgentSupervisor; config only.
@@ -95,7 +97,9 @@ impl Actor for AgentSupervisor {
                     info!(agent_id = %profile.id, reason = ?reason, "agent actor stopped");
                 }
             }
-            SupervisionEvent::ActorStarted(_) | SupervisionEvent::ProcessGroupChanged(_) => {}
+            SupervisionEvent::ActorStarted(_)
+            | SupervisionEvent::ProcessGroupChanged(_)
+            | SupervisionEvent::PidLifecycleEvent(_) => {}
         }
         Ok(())
     }

@@ -20,6 +20,7 @@ use engine::limit::WindowLimit;
 use engine::session::Session;
 use engine::{EngineError, Millis};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, MessagingErr, RpcReplyPort};
+use ractor_cluster_derive::RactorMessage;
 use tracing::{debug, warn};
 
 use crate::agent::AgentMessage;
@@ -36,6 +37,7 @@ const HOUR_MS: Millis = 60 * 60 * 1000;
 const PRUNE_EVERY: Duration = Duration::from_secs(5 * 60);
 
 /// Messages of the Directory.
+#[derive(RactorMessage)]
 pub enum DirectoryMessage {
     /// Deliver to a session, activating it if needed.
     ToSession {

@@ -19,6 +19,7 @@ use engine::routing::{Contact, Step};
 use engine::session::SessionState;
 use engine::wait::{AnswerPace, estimate_wait};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor_cluster_derive::RactorMessage;
 use serde::{Deserialize, Serialize};
 use tracing::debug;
 
@@ -48,6 +49,7 @@ impl Candidate for QueueEntry {
 }
 
 /// Messages of a SkillGroup actor.
+#[derive(RactorMessage)]
 pub enum GroupMessage {
     /// A session joins (or re-joins, in its original place).
     Enqueue {

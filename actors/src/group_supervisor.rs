@@ -14,12 +14,14 @@ use engine::agent::Agent;
 use engine::group::SkillGroup;
 use engine::ids::AgentId;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
+use ractor_cluster_derive::RactorMessage;
 use tracing::{info, warn};
 
 use crate::group::{GroupActor, GroupArgs};
 use crate::shared::Shared;
 
 /// The GroupSupervisor has no messages of its own; it only supervises.
+#[derive(RactorMessage)]
 pub enum GroupSupervisorMessage {}
 
 /// The GroupSupervisor; config only.
@@ -97,7 +99,9 @@ impl Actor for GroupSupervisor {
                     info!(group = %group.id, reason = ?reason, "group actor stopped");
                 }
             }
-            SupervisionEvent::ActorStarted(_) | SupervisionEvent::ProcessGroupChanged(_) => {}
+            SupervisionEvent::ActorStarted(_)
+            | SupervisionEvent::ProcessGroupChanged(_)
+            | SupervisionEvent::PidLifecycleEvent(_) => {}
         }
         Ok(())
     }

@@ -23,6 +23,7 @@ use engine::group::SkillGroup;
 use engine::ids::SessionId;
 use engine::routing::RuleSet;
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+use ractor_cluster_derive::RactorMessage;
 use store::{Store, StoreError};
 use tracing::{error, info, warn};
 
@@ -36,6 +37,7 @@ use crate::shared::{RuntimeConfig, Shared};
 use crate::store_writer::{StoreWriter, StoreWriterArgs};
 
 /// The RootSupervisor has no messages of its own.
+#[derive(RactorMessage)]
 pub enum RootMessage {}
 
 /// The RootSupervisor; config only.
@@ -207,7 +209,9 @@ impl Actor for RootSupervisor {
             SupervisionEvent::ActorTerminated(cell, _, reason) => {
                 warn!(actor = %cell.get_id(), reason = ?reason, "a top-level actor stopped");
             }
-            SupervisionEvent::ActorStarted(_) | SupervisionEvent::ProcessGroupChanged(_) => {}
+            SupervisionEvent::ActorStarted(_)
+            | SupervisionEvent::ProcessGroupChanged(_)
+            | SupervisionEvent::PidLifecycleEvent(_) => {}
         }
         Ok(())
     }

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use engine::ids::SessionId;
 use engine::{EngineError, Millis};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SpawnErr, SupervisionEvent};
+use ractor_cluster_derive::RactorMessage;
 use store::StoreError;
 use tracing::{error, warn};
 
@@ -29,6 +30,7 @@ use crate::session::{STOP_ENDED, SessionActor, SessionMessage, SessionStart};
 use crate::shared::{Shared, millis};
 
 /// Messages of a SessionSupervisor.
+#[derive(RactorMessage)]
 pub enum SessionSupervisorMessage {
     /// Start a Session actor (sent by the Directory only, which hears
     /// `DirectoryMessage::Started`).
@@ -125,7 +127,9 @@ impl Actor for SessionSupervisor {
         let exited = match &event {
             SupervisionEvent::ActorTerminated(cell, ..)
             | SupervisionEvent::ActorFailed(cell, _) => cell.get_id(),
-            SupervisionEvent::ActorStarted(_) | SupervisionEvent::ProcessGroupChanged(_) => {
+            SupervisionEvent::ActorStarted(_)
+            | SupervisionEvent::ProcessGroupChanged(_)
+            | SupervisionEvent::PidLifecycleEvent(_) => {
                 return Ok(());
             }
         };
@@ -182,7 +186,9 @@ impl SessionSupervisor {
                     restart,
                 });
             }
-            SupervisionEvent::ActorStarted(_) | SupervisionEvent::ProcessGroupChanged(_) => {}
+            SupervisionEvent::ActorStarted(_)
+            | SupervisionEvent::ProcessGroupChanged(_)
+            | SupervisionEvent::PidLifecycleEvent(_) => {}
         }
     }
 

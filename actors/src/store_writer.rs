@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor_cluster_derive::RactorMessage;
 use store::{Store, StoreError, WriteOp};
 use tracing::warn;
 
@@ -14,6 +15,7 @@ use tracing::warn;
 pub type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
 /// Messages of the StoreWriter.
+#[derive(RactorMessage)]
 pub enum StoreWriterMessage {
     /// Make `ops` durable, then call `done`. `ops` may be empty: a barrier
     /// that completes once everything sent before it is durable.

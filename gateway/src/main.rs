@@ -41,7 +41,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server (the default).
-    Serve,
+    Serve(ServeArgs),
     /// Mint a token signed with the server's secret.
     Token {
         /// Who the bearer is.
@@ -57,7 +57,7 @@ enum Command {
     /// Load and validate the configuration, print it as TOML, and exit.
     ///
     /// Secrets that are set (auth.secret, store.scylla_password, each
-    /// webhook endpoint's secret) are printed as "<redacted>".
+    /// webhook endpoint's secret, cluster.cookie) are printed as "<redacted>".
     CheckConfig,
     /// Provision skill groups, agents and customers from a TOML file (JSON if
     /// it ends in .json) into the configured store (store.data_dir, as `serve`).
@@ -73,6 +73,35 @@ enum Command {
     },
 }
 
+/// What `serve` may be told on the command line; each overrides its
+/// config key.
+#[derive(clap::Args, Default)]
+struct ServeArgs {
+    /// This node's id, 0–255 (cluster.node_id): part of every id it mints.
+    #[arg(long)]
+    node_id: Option<u8>,
+    /// Where other nodes connect, ip:port (cluster.listen); joins a cluster.
+    #[arg(long)]
+    cluster_listen: Option<String>,
+    /// Nodes to join through, ip:port,ip:port (cluster.seeds).
+    #[arg(long, value_delimiter = ',')]
+    seeds: Option<Vec<String>>,
+}
+
+impl ServeArgs {
+    fn apply(self, config: &mut Config) {
+        if let Some(node_id) = self.node_id {
+            config.cluster.node_id = node_id;
+        }
+        if let Some(listen) = self.cluster_listen {
+            config.cluster.listen = listen;
+        }
+        if let Some(seeds) = self.seeds {
+            config.cluster.seeds = seeds;
+        }
+    }
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     let mut config = Config::load(
@@ -82,8 +111,11 @@ fn main() -> Result<()> {
     if let Some(format) = cli.log_format {
         config.log.format = format;
     }
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(config),
+    match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
+        Command::Serve(args) => {
+            args.apply(&mut config);
+            serve(config)
+        }
         Command::Token {
             role,
             sub,
@@ -171,8 +203,28 @@ fn serve(config: Config) -> Result<()> {
                 println!("  SIP (phones)     sip:<agent id>@{sip}  UDP and TCP (docs/voice.md)");
             }
         }
-        shutdown_signal().await;
-        server.shutdown().await
+        let cluster = server.state.cluster.clone();
+        if let Some(cluster) = &cluster {
+            println!(
+                "  cluster          node {} on {}, members {:?} (docs/cluster.md)",
+                cluster.node_id(),
+                cluster.listen_addr(),
+                cluster.view().node_ids()
+            );
+        }
+        let refused = async {
+            match &cluster {
+                Some(cluster) => cluster.refused().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = shutdown_signal() => server.shutdown().await,
+            reason = refused => {
+                server.shutdown().await?;
+                Err(anyhow::anyhow!("{reason}"))
+            }
+        }
     })
 }
 

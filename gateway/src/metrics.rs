@@ -53,13 +53,27 @@ const HISTOGRAMS: [(&str, &[f64]); 7] = [
 /// The process-wide recorder (the `metrics` facade has one), installed on
 /// first use, with its upkeep task.
 pub fn handle() -> PrometheusHandle {
+    install(None)
+}
+
+/// Installs the process-wide recorder unless it is installed already; in a
+/// cluster every series carries the label `node` (the node's id), so that
+/// one Prometheus can scrape every node apart. The server calls it before
+/// anything records; the first call decides.
+pub fn install(node_id: Option<u8>) -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
+            let builder = match node_id {
+                Some(node_id) => {
+                    PrometheusBuilder::new().add_global_label("node", node_id.to_string())
+                }
+                None => PrometheusBuilder::new(),
+            };
             let builder = HISTOGRAMS
                 .iter()
                 .chain(voice::media::metrics::HISTOGRAM_BUCKETS.iter())
-                .try_fold(PrometheusBuilder::new(), |builder, (name, buckets)| {
+                .try_fold(builder, |builder, (name, buckets)| {
                     builder.set_buckets_for_metric(Matcher::Full(name.to_string()), buckets)
                 })
                 .expect("bucket lists are not empty");

@@ -128,9 +128,31 @@ impl Server {
             .collect();
         let channel_names = ChannelRegistry::new(custom_channels)
             .context("failed to declare the channels of [[channels]]")?;
-        let switchboard = Switchboard::start(cache.clone(), rules, channel_names, runtime)
-            .await
-            .context("failed to start the engine")?;
+        // Before anything records: in a cluster every series is labelled
+        // with the node.
+        let cluster_node = config.cluster.enabled().then_some(config.cluster.node_id);
+        crate::metrics::install(cluster_node);
+        // Before the engine mints its first id: a node whose id another
+        // live node has must not run at all.
+        let cluster = if config.cluster.enabled() {
+            Some(Arc::new(
+                cluster::Cluster::join(&config.cluster)
+                    .await
+                    .context("failed to join the cluster")?,
+            ))
+        } else {
+            None
+        };
+        let switchboard =
+            match Switchboard::start(cache.clone(), rules, channel_names, runtime).await {
+                Ok(switchboard) => switchboard,
+                Err(err) => {
+                    if let Some(cluster) = &cluster {
+                        cluster.stop().await;
+                    }
+                    return Err(anyhow::Error::from(err).context("failed to start the engine"));
+                }
+            };
         // One adapter per account, shared by the inbound route and the
         // courier of replies (an account's access token is fetched once).
         let channels = config
@@ -140,6 +162,7 @@ impl Server {
             Ok(platform) => platform,
             Err(err) => {
                 switchboard.shutdown().await;
+                stop_cluster(cluster.as_deref()).await;
                 return Err(err);
             }
         };
@@ -169,9 +192,13 @@ impl Server {
             Err(err) => {
                 platform.stop(Duration::ZERO).await;
                 switchboard.shutdown().await;
+                stop_cluster(cluster.as_deref()).await;
                 return Err(err);
             }
         };
+        if let Some(cluster) = &cluster {
+            cluster.set_api_addr(addr);
+        }
         let state = AppState::new(
             switchboard,
             platform,
@@ -184,6 +211,7 @@ impl Server {
                     .as_ref()
                     .map(|(endpoint, _)| endpoint.registrar().clone()),
                 channels,
+                cluster,
             },
         );
         let app = router(state.clone());
@@ -267,8 +295,17 @@ impl Server {
         }
         state.platform.stop(grace).await;
         state.switchboard.clone().shutdown().await;
+        // Last: the other members see this node leave when nothing of it runs.
+        stop_cluster(state.cluster.as_deref()).await;
         info!("switchboard stopped");
         Ok(())
+    }
+}
+
+/// Leaves the cluster, if this node is in one.
+async fn stop_cluster(cluster: Option<&cluster::Cluster>) {
+    if let Some(cluster) = cluster {
+        cluster.stop().await;
     }
 }
 

@@ -57,16 +57,22 @@ pub struct Inner {
     /// Platform messages acknowledged lately, so that a platform's retry
     /// after the session closed gets the same ack instead of a new session.
     pub recent_channel_acks: crate::recent_acks::RecentAcks,
+    /// The cluster this node is a member of (`None`: it runs alone).
+    pub cluster: Option<Arc<cluster::Cluster>>,
+    /// When this server started (Unix ms).
+    pub started_at_ms: i64,
 }
 
 /// The ways in besides the sockets and the REST API: the SIP endpoint's
-/// registrar and the message-channel accounts.
+/// registrar, the message-channel accounts, and the other nodes.
 pub struct WaysIn {
     /// Agents' phones registered with the SIP endpoint (`None`: `voice.enabled` is off).
     pub phones: Option<voice::sip::Registrar>,
     /// The adapters of the `[[channels]]` accounts, shared with the
     /// courier of replies.
     pub channels: channels::Registry,
+    /// The cluster this node is a member of (`None`: it runs alone).
+    pub cluster: Option<Arc<cluster::Cluster>>,
 }
 
 impl AppState {
@@ -80,7 +86,11 @@ impl AppState {
         rules_text: String,
         ways_in: WaysIn,
     ) -> AppState {
-        let WaysIn { phones, channels } = ways_in;
+        let WaysIn {
+            phones,
+            channels,
+            cluster,
+        } = ways_in;
         let visitor_limiter = Mutex::new(RateLimiter::new(
             config.limits.new_visitors_per_second,
             config.limits.new_visitor_burst,
@@ -103,6 +113,8 @@ impl AppState {
             phones,
             channels,
             recent_channel_acks: Default::default(),
+            cluster,
+            started_at_ms: actors::clock::now(),
         }))
     }
 

@@ -29,7 +29,7 @@ use gateway::auth::Role;
 use crate::support::{TestServer, code};
 
 /// Every operation the router serves, as the OpenAPI document must list it.
-const OPERATIONS: [(&str, &str); 33] = [
+const OPERATIONS: [(&str, &str); 34] = [
     ("post", "/api/v1/visitors"),
     ("get", "/api/v1/me"),
     ("post", "/api/v1/customers"),
@@ -63,6 +63,7 @@ const OPERATIONS: [(&str, &str); 33] = [
     ("get", "/api/v1/wallboard"),
     ("post", "/api/v1/channels/{name}/inbound"),
     ("get", "/api/v1/channels/{name}/inbound"),
+    ("get", "/api/v1/cluster"),
 ];
 
 #[tokio::test]

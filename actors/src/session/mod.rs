@@ -21,6 +21,7 @@ use engine::session::{
 };
 use engine::{EngineError, Millis};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor_cluster_derive::RactorMessage;
 use serde::{Deserialize, Serialize};
 use store::StoreError;
 use tracing::{debug, warn};
@@ -80,6 +81,7 @@ mod typing;
 type Waiter = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
 /// Messages of a Session actor.
+#[derive(RactorMessage)]
 pub enum SessionMessage {
     /// A customer message; the reply is the ack, sent once durable.
     CustomerMessage {

@@ -49,6 +49,8 @@ pub struct Config {
     /// Message-channel accounts, `[[channels]]` (docs/channels.md); from the
     /// file only, as environment variables cannot hold a list of tables.
     pub channels: Vec<channels::ChannelConfig>,
+    /// This node's id, and how it joins other nodes (docs/cluster.md).
+    pub cluster: cluster::ClusterConfig,
 }
 
 /// The public listener.
@@ -370,6 +372,7 @@ impl Config {
         self.store.validate()?;
         self.webhooks.validate()?;
         self.voice.validate()?;
+        self.cluster.validate()?;
         self.channel_registry()
             .map_err(|err| ("channels", err.to_string()))?;
         cors::validate_cors_origins(&self.server.cors_allow_origins)
@@ -506,6 +509,7 @@ impl Config {
             passivate_waiting_after: Duration::from_millis(self.routing.passivate_waiting_after_ms),
             queue_update: Duration::from_millis(self.routing.queue_update_ms),
             subscriber_buffer: self.limits.outbound_backlog,
+            node_id: self.cluster.node_id,
             ..actors::RuntimeConfig::default()
         }
     }

@@ -36,6 +36,7 @@
 pub mod agents;
 pub mod channel_bridge;
 pub mod channel_inbound;
+pub mod cluster;
 pub mod customers;
 pub mod desk;
 pub mod groups;
@@ -78,6 +79,7 @@ use crate::state::AppState;
         (name = "channels", description = "Customer messages posted by the platforms of `[[channels]]` accounts, authenticated by signature (docs/channels.md)"),
         (name = "tickets", description = "Tickets with their history, synced live to customers and agents"),
         (name = "knowledge", description = "Knowledge-base search and articles, reply templates and suggestions"),
+        (name = "cluster", description = "The nodes of a cluster and their health (admins; docs/cluster.md)"),
     ),
     components(schemas(crate::error::ErrorBody, types::RuleErrorDetails)),
 )]
@@ -141,6 +143,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
             channel_inbound::channel_inbound,
             channel_inbound::channel_check
         ))
+        .routes(routes!(cluster::cluster_status))
         .route("/api", any(unknown_path))
         .route("/api/{*rest}", any(unknown_path))
         .layer(axum::middleware::map_response(json_errors))

@@ -339,6 +339,8 @@ pub struct Process {
     pub child: tokio::process::Child,
     /// `127.0.0.1:<port>`.
     pub addr: String,
+    /// The admin listener (`/metrics`), `127.0.0.1:<port>`.
+    pub admin_addr: String,
     /// What it printed up to the end of the demo banner.
     pub banner: String,
 }
@@ -395,9 +397,16 @@ pub async fn start_process(
     .expect("switchboard prints its banner within 30 s");
     // Keep draining stdout so the process never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let admin_addr = banner
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("metrics (admin)  http://"))
+        .and_then(|rest| rest.strip_suffix("/metrics"))
+        .expect("the banner shows the admin listener")
+        .to_string();
     Process {
         child,
         addr,
+        admin_addr,
         banner,
     }
 }

@@ -233,3 +233,26 @@ async fn diagnostics_are_for_experts_and_above_who_may_read_the_session() {
     assert_eq!(types[..2], ["message", "queued"], "{types:?}");
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_node_alone_lists_itself_as_the_only_member_to_admins_only() {
+    let server = TestServer::start().await;
+    let admin = server.token("ops", Role::Admin);
+    let (status, body) = server
+        .send(Method::GET, "/api/v1/cluster", Some(&admin), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["mode"], "standalone");
+    assert_eq!(body["node_id"], 0);
+    let members = body["members"].as_array().unwrap();
+    assert_eq!(members.len(), 1, "{body}");
+    assert_eq!(members[0]["this_node"], true);
+    assert!(members[0]["started_at"].as_i64().unwrap() > 0);
+
+    let supervisor = server.token("wang.min", Role::Supervisor);
+    let (status, body) = server
+        .send(Method::GET, "/api/v1/cluster", Some(&supervisor), None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(code(&body), "forbidden");
+}
