@@ -22,7 +22,10 @@ use tracing::{debug, info};
 use crate::error::ApiError;
 use crate::group::GroupMessage;
 use crate::session::SessionMessage;
-use crate::shared::{Shared, millis};
+use crate::shared::{SessionRef, Shared, millis};
+
+/// How long an accept waits for the session to take the assignment.
+const ACCEPT_PATIENCE: Duration = Duration::from_secs(10);
 
 /// Messages of an Agent actor.
 #[derive(RactorMessage)]
@@ -42,8 +45,8 @@ pub enum AgentMessage {
         channel: Channel,
         /// The offering group.
         group: GroupId,
-        /// The session's actor.
-        session_ref: ActorRef<SessionMessage>,
+        /// The session's actor, or its id when it runs on another node.
+        session_ref: SessionRef,
     },
     /// The offer deadline passed.
     OfferTimeout {
@@ -119,7 +122,7 @@ pub struct AgentActorState {
     profile: Arc<Agent>,
     state: AgentState,
     /// Session actors of pending offers.
-    offered: HashMap<SessionId, ActorRef<SessionMessage>>,
+    offered: HashMap<SessionId, SessionRef>,
 }
 
 impl Actor for AgentActor {
@@ -202,10 +205,13 @@ impl Actor for AgentActor {
                         state.offered.insert(session, session_ref.clone());
                         myself.send_after(timeout, move || AgentMessage::OfferTimeout { session });
                         // If the session stopped meanwhile its timer here lapses the offer.
-                        let _ = session_ref.cast(SessionMessage::Offered {
-                            agent: state.profile.id.clone(),
-                            deadline: now + millis(timeout),
-                        });
+                        session_ref.cast(
+                            &self.shared,
+                            SessionMessage::Offered {
+                                agent: state.profile.id.clone(),
+                                deadline: now + millis(timeout),
+                            },
+                        );
                     }
                     Err(err) => {
                         debug!(agent_id = %state.profile.id, session_id = %session, error = %err, "offer refused");
@@ -237,9 +243,12 @@ impl Actor for AgentActor {
                 let result = self.apply(&myself, state, AgentEvent::Reject { session });
                 if let (Ok(()), Some(session_ref)) = (&result, session_ref) {
                     // A stopped session has nothing to lapse.
-                    let _ = session_ref.cast(SessionMessage::OfferLapsed {
-                        agent: state.profile.id.clone(),
-                    });
+                    session_ref.cast(
+                        &self.shared,
+                        SessionMessage::OfferLapsed {
+                            agent: state.profile.id.clone(),
+                        },
+                    );
                 }
                 // The caller may have given up waiting.
                 let _ = reply.send(result);
@@ -292,9 +301,12 @@ impl AgentActor {
                 AgentEffect::OfferLapsed(session) => {
                     if let Some(session_ref) = state.offered.remove(&session) {
                         // A stopped session has nothing to lapse.
-                        let _ = session_ref.cast(SessionMessage::OfferLapsed {
-                            agent: state.profile.id.clone(),
-                        });
+                        session_ref.cast(
+                            &self.shared,
+                            SessionMessage::OfferLapsed {
+                                agent: state.profile.id.clone(),
+                            },
+                        );
                     }
                 }
             }
@@ -318,20 +330,27 @@ impl AgentActor {
         };
         let agent = state.profile.id.clone();
         let display_name = state.profile.display_name.clone();
-        let outcome = session_ref
-            .call(
-                |reply| SessionMessage::Accept {
-                    agent,
-                    display_name,
-                    reply,
-                },
-                Some(Duration::from_secs(10)),
-            )
-            .await;
-        let result = match outcome {
-            Ok(ractor::rpc::CallResult::Success(result)) => result,
-            Ok(_) => Err(ApiError::Unavailable(format!("session {session}"))),
-            Err(err) => Err(ApiError::from(err)),
+        let result = match session_ref {
+            SessionRef::Local(session_ref) => {
+                let outcome = session_ref
+                    .call(
+                        |reply| SessionMessage::Accept {
+                            agent,
+                            display_name,
+                            reply,
+                        },
+                        Some(ACCEPT_PATIENCE),
+                    )
+                    .await;
+                match outcome {
+                    Ok(ractor::rpc::CallResult::Success(result)) => result,
+                    Ok(_) => Err(ApiError::Unavailable(format!("session {session}"))),
+                    Err(err) => Err(ApiError::from(err)),
+                }
+            }
+            SessionRef::Elsewhere(session) => {
+                crate::remote::accept_elsewhere(&self.shared, session, agent, display_name).await
+            }
         };
         if result.is_err() {
             // The session did not take the assignment: give the capacity back.
@@ -366,6 +385,6 @@ impl AgentActor {
     }
 
     fn tell_group(&self, group: &GroupId, message: GroupMessage) {
-        self.shared.group_refs.tell(group, message);
+        self.shared.tell_group(group, message);
     }
 }

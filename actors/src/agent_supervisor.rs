@@ -6,7 +6,9 @@
 //! At start-up one scan of the open sessions tells each agent what it holds
 //! from before a restart. A failed Agent actor is started again with
 //! `recovering: true`: it picks up the sessions it holds from the store and
-//! reports itself to its groups.
+//! reports itself to its groups. In a cluster only the agents placed on this
+//! node run here; after the members change (`Rebalance`) an agent placed
+//! here now starts the same way, and one placed elsewhere stops.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,12 +21,15 @@ use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use ractor_cluster_derive::RactorMessage;
 use tracing::{info, warn};
 
-use crate::agent::{AgentActor, AgentArgs};
+use crate::agent::{AgentActor, AgentArgs, AgentMessage};
 use crate::shared::Shared;
 
-/// The AgentSupervisor has no messages of its own; it only supervises.
+/// Messages of the AgentSupervisor.
 #[derive(RactorMessage)]
-pub enum AgentSupervisorMessage {}
+pub enum AgentSupervisorMessage {
+    /// The cluster's members changed: run the agents placed here, and only those.
+    Rebalance,
+}
 
 /// The AgentSupervisor; config only.
 pub struct AgentSupervisor {
@@ -35,6 +40,10 @@ pub struct AgentSupervisor {
 /// The AgentSupervisor's state.
 pub struct AgentSupervisorState {
     children: HashMap<ActorId, Arc<Agent>>,
+    /// Every configured agent, placed here or not.
+    configured: Vec<Arc<Agent>>,
+    /// The running agent actors, by agent.
+    running: HashMap<AgentId, ActorRef<AgentMessage>>,
 }
 
 impl Actor for AgentSupervisor {
@@ -49,6 +58,8 @@ impl Actor for AgentSupervisor {
     ) -> Result<Self::State, ActorProcessingErr> {
         let mut state = AgentSupervisorState {
             children: HashMap::new(),
+            configured: agents.iter().cloned().map(Arc::new).collect(),
+            running: HashMap::new(),
         };
         let mut held: HashMap<AgentId, Vec<(SessionId, Channel)>> = HashMap::new();
         for session in self.shared.store.open_sessions().await? {
@@ -60,6 +71,9 @@ impl Actor for AgentSupervisor {
             }
         }
         for agent in agents {
+            if self.shared.elsewhere(|p| p.agent(&agent.id)).is_some() {
+                continue;
+            }
             let sessions = held.remove(&agent.id).unwrap_or_default();
             self.start_agent(&myself, &mut state, Arc::new(agent), false, sessions)
                 .await?;
@@ -69,11 +83,37 @@ impl Actor for AgentSupervisor {
 
     async fn handle(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         message: Self::Msg,
-        _state: &mut Self::State,
+        state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        match message {}
+        match message {
+            AgentSupervisorMessage::Rebalance => {
+                for profile in state.configured.clone() {
+                    let here = self.shared.elsewhere(|p| p.agent(&profile.id)).is_none();
+                    match (here, state.running.remove(&profile.id)) {
+                        (true, None) => {
+                            info!(agent_id = %profile.id, "agent placed on this node: starting it");
+                            self.start_agent(&myself, state, profile, true, Vec::new())
+                                .await?;
+                        }
+                        (true, Some(actor)) => {
+                            state.running.insert(profile.id.clone(), actor);
+                        }
+                        (false, Some(actor)) => {
+                            info!(agent_id = %profile.id, "agent placed on another node: stopping it here");
+                            state.children.remove(&actor.get_id());
+                            self.shared
+                                .agent_refs
+                                .unregister(&profile.id, actor.get_id());
+                            actor.stop(Some("placed on another node".into()));
+                        }
+                        (false, None) => {}
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn handle_supervisor_evt(
@@ -85,6 +125,7 @@ impl Actor for AgentSupervisor {
         match event {
             SupervisionEvent::ActorFailed(cell, err) => {
                 if let Some(profile) = state.children.remove(&cell.get_id()) {
+                    state.running.remove(&profile.id);
                     warn!(agent_id = %profile.id, error = %err, "agent actor failed; restarting");
                     metrics::counter!("switchboard_actor_restarts_total", "kind" => "agent")
                         .increment(1);
@@ -94,6 +135,7 @@ impl Actor for AgentSupervisor {
             }
             SupervisionEvent::ActorTerminated(cell, _, reason) => {
                 if let Some(profile) = state.children.remove(&cell.get_id()) {
+                    state.running.remove(&profile.id);
                     info!(agent_id = %profile.id, reason = ?reason, "agent actor stopped");
                 }
             }
@@ -129,6 +171,7 @@ impl AgentSupervisor {
         )
         .await?;
         // The agent registered itself in `shared.agent_refs` in its `pre_start`.
+        state.running.insert(profile.id.clone(), actor.clone());
         state.children.insert(actor.get_id(), profile);
         Ok(())
     }

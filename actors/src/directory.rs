@@ -27,9 +27,10 @@ use crate::agent::AgentMessage;
 use crate::error::ApiError;
 use crate::group::GroupMessage;
 use crate::refs::is_live;
+use crate::remote::{Remote, SessionCast};
 use crate::session::{SessionMessage, SessionStart};
 use crate::session_supervisor::SessionSupervisorMessage;
-use crate::shared::Shared;
+use crate::shared::{SessionRef, Shared};
 
 /// The window of the sessions-per-customer limit.
 const HOUR_MS: Millis = 60 * 60 * 1000;
@@ -50,6 +51,27 @@ pub enum DirectoryMessage {
     /// activated if it was passivated, and the agent gets the offer with
     /// the live actor.
     Offer {
+        /// The agent.
+        agent: AgentId,
+        /// The session.
+        session: SessionId,
+        /// Its channel.
+        channel: Channel,
+        /// The offering group.
+        group: GroupId,
+    },
+    /// [`DirectoryMessage::ToSession`] from another node, which placed the
+    /// session here: delivered here whatever this node's placement says
+    /// (two views of the members may differ for a moment; a message must
+    /// not bounce between them).
+    ToSessionHere {
+        /// The session.
+        session: SessionId,
+        /// The message.
+        message: SessionMessage,
+    },
+    /// [`DirectoryMessage::Offer`] from another node, likewise.
+    OfferHere {
         /// The agent.
         agent: AgentId,
         /// The session.
@@ -242,9 +264,44 @@ impl Actor for Directory {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             DirectoryMessage::ToSession { session, message } => {
+                if let Some((node, peers)) = self.shared.elsewhere(|p| p.session(session)) {
+                    match SessionCast::from_message(&message) {
+                        Some(message) => peers.cast(node, Remote::Session { session, message }),
+                        None => {
+                            warn!(session_id = %session, node, "a session's own message for another node dropped")
+                        }
+                    }
+                    return Ok(());
+                }
                 self.reach(state, session, Waiting::Deliver(message));
             }
             DirectoryMessage::Offer {
+                agent,
+                session,
+                channel,
+                group,
+            } => {
+                if let Some((node, peers)) = self.shared.elsewhere(|p| p.session(session)) {
+                    let offer = Remote::Offer {
+                        agent,
+                        session,
+                        channel,
+                        group,
+                    };
+                    peers.cast(node, offer);
+                    return Ok(());
+                }
+                let offer = Waiting::Offer {
+                    agent,
+                    channel,
+                    group,
+                };
+                self.reach(state, session, offer);
+            }
+            DirectoryMessage::ToSessionHere { session, message } => {
+                self.reach(state, session, Waiting::Deliver(message));
+            }
+            DirectoryMessage::OfferHere {
                 agent,
                 session,
                 channel,
@@ -520,13 +577,12 @@ impl Directory {
                 Waiting::Offer { agent, group, .. } => {
                     warn!(session_id = %session, error = %err, "offered session cannot be activated");
                     let lapsed = GroupMessage::OfferLapsed { session, agent };
-                    self.shared.group_refs.tell(&group, lapsed);
+                    self.shared.tell_group(&group, lapsed);
                     if unknown {
                         // Queued in memory, never stored (its first write
                         // failed): nobody is waiting behind this entry.
                         self.shared
-                            .group_refs
-                            .tell(&group, GroupMessage::Leave { session });
+                            .tell_group(&group, GroupMessage::Leave { session });
                     }
                 }
             }
@@ -561,9 +617,9 @@ impl Directory {
                     session,
                     channel,
                     group,
-                    session_ref: actor.clone(),
+                    session_ref: SessionRef::Local(actor.clone()),
                 };
-                self.shared.agent_refs.tell(&agent, offer);
+                self.shared.tell_agent(&agent, offer);
             }
         }
         None

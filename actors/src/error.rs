@@ -49,7 +49,35 @@ pub enum ApiError {
         /// What was counted and when the next request is allowed.
         message: String,
     },
+    /// The node that runs the actor refused the request: its code and text,
+    /// as that node's error said them (see [`ApiError::from_remote`]).
+    #[error("{message}")]
+    Remote {
+        /// One of the codes of [`ApiError::code`].
+        code: &'static str,
+        /// The other node's error text.
+        message: String,
+    },
 }
+
+/// Every code [`ApiError::code`] gives, for errors that crossed from
+/// another node.
+const CODES: [&str; 14] = [
+    "unknown_channel",
+    "unknown_agent",
+    "unknown_group",
+    "unknown_customer",
+    "unknown_session",
+    "invalid",
+    "not_your_session",
+    "invalid_state",
+    "agent_unavailable",
+    "store_unavailable",
+    "unavailable",
+    "outcome_unknown",
+    "limited",
+    "too_many_sessions",
+];
 
 impl ApiError {
     /// A stable snake_case code for the kind of failure, for wire error frames
@@ -84,6 +112,29 @@ impl ApiError {
             ApiError::Unavailable(_) => "unavailable",
             ApiError::OutcomeUnknown(_) => "outcome_unknown",
             ApiError::Limited { .. } => "limited",
+            ApiError::Remote { code, .. } => code,
+        }
+    }
+
+    /// The error another node answered with: its code (an unknown code,
+    /// from a newer node, reads as `unavailable`) and its text. The per-
+    /// customer session limit stays [`ApiError::Limited`], so that callers
+    /// tell it apart as they do here.
+    pub fn from_remote(error: crate::remote::RemoteError) -> ApiError {
+        if error.code == "too_many_sessions" {
+            return ApiError::Limited {
+                what: "sessions_per_customer",
+                message: error.message,
+            };
+        }
+        let code = CODES
+            .iter()
+            .find(|code| **code == error.code)
+            .copied()
+            .unwrap_or("unavailable");
+        ApiError::Remote {
+            code,
+            message: error.message,
         }
     }
 }

@@ -313,7 +313,7 @@ impl Event {
 }
 
 /// Who an event is for.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Audience {
     /// All of one customer's connections.
     Customer(CustomerId),
@@ -346,12 +346,20 @@ type Subscribers<T> = HashMap<Audience, Vec<mpsc::Sender<Arc<T>>>>;
 /// view pushed with an offer).
 pub struct Hub<T = Event> {
     shards: Vec<Mutex<Subscribers<T>>>,
+    /// In a cluster: hands every published event (but `Ended`s, which the
+    /// session's own node follows up) to the other nodes, whose sockets
+    /// may subscribe to its audience.
+    forward: std::sync::OnceLock<Forward<T>>,
 }
+
+/// See [`Hub::forward_to`].
+type Forward<T> = Box<dyn Fn(&Audience, &T, bool) + Send + Sync>;
 
 impl<T> Default for Hub<T> {
     fn default() -> Self {
         Hub {
             shards: (0..N_SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            forward: std::sync::OnceLock::new(),
         }
     }
 }
@@ -399,13 +407,38 @@ impl<T: Clone> Hub<T> {
     /// Delivers `event` to every live subscriber of `audience`. A subscriber
     /// that is full is dropped: it resumes from the store by `seq`.
     pub fn publish(&self, audience: &Audience, event: &T) {
-        self.deliver(audience, event, false);
+        self.deliver_here(audience, event, false);
+        self.forward(audience, event, false);
     }
 
     /// Delivers an ephemeral event (typing), which no store can replay: a
     /// subscriber that is full misses it but stays subscribed.
     pub fn publish_ephemeral(&self, audience: &Audience, event: &T) {
-        self.deliver(audience, event, true);
+        self.deliver_here(audience, event, true);
+        self.forward(audience, event, true);
+    }
+
+    /// From now on every event published here but an `Ended` is also handed
+    /// to `forward` (once: a node joins one cluster).
+    pub fn forward_to(&self, forward: Forward<T>) {
+        if self.forward.set(forward).is_err() {
+            tracing::warn!("events are forwarded already");
+        }
+    }
+
+    fn forward(&self, audience: &Audience, event: &T, ephemeral: bool) {
+        if let Some(forward) = self.forward.get()
+            && *audience != Audience::Ended
+        {
+            forward(audience, event, ephemeral);
+        }
+    }
+
+    /// Delivers an event to this node's subscribers only: one published on
+    /// another node, or the local half of [`Hub::publish`]; `ephemeral` as
+    /// in [`Hub::publish_ephemeral`].
+    pub fn deliver_here(&self, audience: &Audience, event: &T, ephemeral: bool) {
+        self.deliver(audience, event, ephemeral);
     }
 
     fn deliver(&self, audience: &Audience, event: &T, keep_when_full: bool) {

@@ -175,21 +175,16 @@ impl Actor for GroupActor {
         self.shared
             .group_refs
             .register(args.group.id.clone(), myself);
-        let directory = self.shared.directory();
         if args.recovering {
             for agent in &args.members {
-                self.shared
-                    .agent_refs
-                    .tell(agent, AgentMessage::ReportStatus);
+                self.shared.tell_agent(agent, AgentMessage::ReportStatus);
             }
             for session in self.shared.store.open_sessions().await? {
                 let waiting = matches!(session.state, SessionState::Queued | SessionState::Offered);
                 if waiting && session.group.as_ref() == Some(&args.group.id) {
-                    // The directory lives as long as the system.
-                    let _ = directory.cast(DirectoryMessage::ToSession {
-                        session: session.id,
-                        message: SessionMessage::Requeue,
-                    });
+                    // Wherever the session runs.
+                    self.shared
+                        .tell_session(session.id, SessionMessage::Requeue);
                 }
             }
         }

@@ -5,7 +5,11 @@
 //! ```
 //! A failed SkillGroup actor is started again with `recovering: true`: it asks
 //! its waiting sessions to enqueue again (in their original place) and its
-//! members to report their availability.
+//! members to report their availability. In a cluster only the groups placed
+//! on this node run here; after the members change (`Rebalance`) a group
+//! placed here now starts the same way, and one placed elsewhere stops.
+
+use engine::ids::GroupId;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,12 +21,15 @@ use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use ractor_cluster_derive::RactorMessage;
 use tracing::{info, warn};
 
-use crate::group::{GroupActor, GroupArgs};
+use crate::group::{GroupActor, GroupArgs, GroupMessage};
 use crate::shared::Shared;
 
-/// The GroupSupervisor has no messages of its own; it only supervises.
+/// Messages of the GroupSupervisor.
 #[derive(RactorMessage)]
-pub enum GroupSupervisorMessage {}
+pub enum GroupSupervisorMessage {
+    /// The cluster's members changed: run the groups placed here, and only those.
+    Rebalance,
+}
 
 /// The GroupSupervisor; config only.
 pub struct GroupSupervisor {
@@ -41,6 +48,10 @@ pub struct GroupSupervisorArgs {
 /// The GroupSupervisor's state.
 pub struct GroupSupervisorState {
     children: HashMap<ActorId, (SkillGroup, Vec<AgentId>)>,
+    /// Every configured group with its members, placed here or not.
+    configured: Vec<(SkillGroup, Vec<AgentId>)>,
+    /// The running group actors, by group.
+    running: HashMap<GroupId, ActorRef<GroupMessage>>,
 }
 
 impl Actor for GroupSupervisor {
@@ -55,27 +66,56 @@ impl Actor for GroupSupervisor {
     ) -> Result<Self::State, ActorProcessingErr> {
         let mut state = GroupSupervisorState {
             children: HashMap::new(),
+            configured: Vec::new(),
+            running: HashMap::new(),
         };
         for group in args.groups {
-            let members = args
+            let members: Vec<AgentId> = args
                 .agents
                 .iter()
                 .filter(|a| a.groups.contains(&group.id))
                 .map(|a| a.id.clone())
                 .collect();
-            self.start_group(&myself, &mut state, group, members, false)
-                .await?;
+            state.configured.push((group.clone(), members.clone()));
+            if self.shared.elsewhere(|p| p.group(&group.id)).is_none() {
+                self.start_group(&myself, &mut state, group, members, false)
+                    .await?;
+            }
         }
         Ok(state)
     }
 
     async fn handle(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         message: Self::Msg,
-        _state: &mut Self::State,
+        state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        match message {}
+        match message {
+            GroupSupervisorMessage::Rebalance => {
+                for (group, members) in state.configured.clone() {
+                    let here = self.shared.elsewhere(|p| p.group(&group.id)).is_none();
+                    match (here, state.running.remove(&group.id)) {
+                        (true, None) => {
+                            info!(group = %group.id, "group placed on this node: starting it");
+                            self.start_group(&myself, state, group, members, true)
+                                .await?;
+                        }
+                        (true, Some(actor)) => {
+                            state.running.insert(group.id, actor);
+                        }
+                        (false, Some(actor)) => {
+                            info!(group = %group.id, "group placed on another node: stopping it here");
+                            state.children.remove(&actor.get_id());
+                            self.shared.group_refs.unregister(&group.id, actor.get_id());
+                            actor.stop(Some("placed on another node".into()));
+                        }
+                        (false, None) => {}
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn handle_supervisor_evt(
@@ -87,6 +127,7 @@ impl Actor for GroupSupervisor {
         match event {
             SupervisionEvent::ActorFailed(cell, err) => {
                 if let Some((group, members)) = state.children.remove(&cell.get_id()) {
+                    state.running.remove(&group.id);
                     warn!(group = %group.id, error = %err, "group actor failed; restarting");
                     metrics::counter!("switchboard_actor_restarts_total", "kind" => "group")
                         .increment(1);
@@ -96,6 +137,7 @@ impl Actor for GroupSupervisor {
             }
             SupervisionEvent::ActorTerminated(cell, _, reason) => {
                 if let Some((group, _)) = state.children.remove(&cell.get_id()) {
+                    state.running.remove(&group.id);
                     info!(group = %group.id, reason = ?reason, "group actor stopped");
                 }
             }
@@ -131,6 +173,7 @@ impl GroupSupervisor {
         )
         .await?;
         // The group registered itself in `shared.group_refs` in its `pre_start`.
+        state.running.insert(group.id.clone(), actor.clone());
         state.children.insert(actor.get_id(), (group, members));
         Ok(())
     }

@@ -30,6 +30,7 @@ use crate::shared::{RuntimeConfig, Shared};
 use crate::store_writer::write_and_wait;
 
 mod call;
+mod remote;
 mod submit;
 
 pub use call::{CallSession, CallStart};
@@ -63,6 +64,20 @@ impl Switchboard {
         channels: ChannelRegistry,
         config: RuntimeConfig,
     ) -> Result<Switchboard, ApiError> {
+        Switchboard::start_with_peers(store, rules, channels, config, None).await
+    }
+
+    /// [`Switchboard::start`] as a member of a cluster: the actors `peers`
+    /// place here run here, messages for the others go to their nodes
+    /// (`crate::remote`), and only the open sessions of this node's share
+    /// are resumed.
+    pub async fn start_with_peers(
+        store: Arc<dyn Store>,
+        rules: RuleSet,
+        channels: ChannelRegistry,
+        config: RuntimeConfig,
+        peers: Option<Arc<dyn crate::remote::Peers>>,
+    ) -> Result<Switchboard, ApiError> {
         let groups = store.list_groups().await?;
         rules
             .validate(
@@ -80,6 +95,7 @@ impl Switchboard {
             channels,
             config,
             shared_out: shared_out.clone(),
+            peers,
         };
         let (root, _) = Actor::spawn(None, RootSupervisor, args)
             .await

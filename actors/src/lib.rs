@@ -23,6 +23,7 @@ pub mod group_supervisor;
 pub mod metrics;
 pub mod platform;
 pub mod refs;
+pub mod remote;
 pub mod root;
 pub mod session;
 pub mod session_supervisor;

@@ -44,6 +44,15 @@ impl<K: Eq + Hash + Display, M: ractor::Message> ActorRefs<K, M> {
             .insert(id, actor);
     }
 
+    /// The actor of `id` stopped for good here (it runs on another node
+    /// now): forgets it, unless a newer actor registered since.
+    pub fn unregister(&self, id: &K, actor: ActorId) {
+        let mut refs = self.refs.write().expect("no panic while holding the lock");
+        if refs.get(id).is_some_and(|held| held.get_id() == actor) {
+            refs.remove(id);
+        }
+    }
+
     /// The actor of `id`, if there is one; it may be stopped, while its
     /// supervisor restarts it.
     pub fn get(&self, id: &K) -> Option<ActorRef<M>> {

@@ -27,18 +27,23 @@ use ractor_cluster_derive::RactorMessage;
 use store::{Store, StoreError};
 use tracing::{error, info, warn};
 
-use crate::agent_supervisor::AgentSupervisor;
+use crate::agent_supervisor::{AgentSupervisor, AgentSupervisorMessage};
 use crate::directory::{Directory, DirectoryArgs, DirectoryMessage};
 use crate::event::{CallEvent, Hub};
-use crate::group_supervisor::{GroupSupervisor, GroupSupervisorArgs};
+use crate::group_supervisor::{GroupSupervisor, GroupSupervisorArgs, GroupSupervisorMessage};
 use crate::refs::{ActorRefs, OpenSessionRefs};
+use crate::remote::Peers;
 use crate::session_supervisor::SessionSupervisor;
 use crate::shared::{RuntimeConfig, Shared};
 use crate::store_writer::{StoreWriter, StoreWriterArgs};
 
-/// The RootSupervisor has no messages of its own.
+/// Messages of the RootSupervisor.
 #[derive(RactorMessage)]
-pub enum RootMessage {}
+pub enum RootMessage {
+    /// The cluster's members changed: the supervisors run what is placed
+    /// here now, and only that.
+    Rebalance,
+}
 
 /// The RootSupervisor; config only.
 pub struct RootSupervisor;
@@ -55,12 +60,16 @@ pub struct RootArgs {
     pub config: RuntimeConfig,
     /// Receives the shared context once everything runs.
     pub shared_out: Arc<OnceLock<Arc<Shared>>>,
+    /// The other nodes, in a cluster.
+    pub peers: Option<Arc<dyn Peers>>,
 }
 
 /// The RootSupervisor's state.
 pub struct RootState {
     /// Kept so that the shared context lives as long as the root.
     _shared: Arc<Shared>,
+    group_supervisor: ActorRef<GroupSupervisorMessage>,
+    agent_supervisor: ActorRef<AgentSupervisorMessage>,
 }
 
 impl Actor for RootSupervisor {
@@ -100,7 +109,19 @@ impl Actor for RootSupervisor {
             maybe_stored: Mutex::new(HashMap::new()),
             outbox_written: tokio::sync::Notify::new(),
             events: std::sync::OnceLock::new(),
+            peers: args.peers.clone(),
         });
+        if let Some(peers) = args.peers.clone() {
+            shared
+                .hub
+                .forward_to(Box::new(move |audience, event, ephemeral| {
+                    peers.broadcast(crate::remote::Remote::Event {
+                        audience: audience.clone(),
+                        event: Box::new(event.clone()),
+                        ephemeral,
+                    });
+                }));
+        }
         let mut shards = Vec::with_capacity(config.n_session_shards.max(1));
         for _ in 0..config.n_session_shards.max(1) {
             let (shard, _) = Actor::spawn_linked(
@@ -135,7 +156,7 @@ impl Actor for RootSupervisor {
             groups,
             agents: agents.clone(),
         };
-        Actor::spawn_linked(
+        let (group_supervisor, _) = Actor::spawn_linked(
             None,
             GroupSupervisor {
                 shared: shared.clone(),
@@ -144,7 +165,7 @@ impl Actor for RootSupervisor {
             myself.get_cell(),
         )
         .await?;
-        Actor::spawn_linked(
+        let (agent_supervisor, _) = Actor::spawn_linked(
             None,
             AgentSupervisor {
                 shared: shared.clone(),
@@ -166,6 +187,10 @@ impl Actor for RootSupervisor {
             }
         }
         open.retain(|session| !calls.contains(&session.id));
+        // In a cluster this node knows the open sessions of the customers it
+        // is the index of, and resumes the sessions (and ends the calls) it
+        // runs; the other members do the rest. Alone, it does all.
+        calls.retain(|session| shared.elsewhere(|p| p.session(*session)).is_none());
         for session in calls {
             info!(session_id = %session, "call found open at start: ending it as dropped");
             directory.cast(DirectoryMessage::ToSession {
@@ -173,8 +198,13 @@ impl Actor for RootSupervisor {
                 message: crate::session::SessionMessage::DropCall,
             })?;
         }
-        let adopted = open.iter().map(|s| (s.id, s.customer_id.clone())).collect();
+        let adopted = open
+            .iter()
+            .filter(|s| shared.elsewhere(|p| p.customer(&s.customer_id)).is_none())
+            .map(|s| (s.id, s.customer_id.clone()))
+            .collect();
         directory.cast(DirectoryMessage::AdoptOpenSessions { sessions: adopted })?;
+        open.retain(|session| shared.elsewhere(|p| p.session(session.id)).is_none());
         for session in open.iter().filter(|s| s.state.is_waiting()) {
             directory.cast(DirectoryMessage::ToSession {
                 session: session.id,
@@ -183,16 +213,31 @@ impl Actor for RootSupervisor {
         }
         // Only one root per `Switchboard::start`, which reads this once.
         let _ = args.shared_out.set(shared.clone());
-        Ok(RootState { _shared: shared })
+        Ok(RootState {
+            _shared: shared,
+            group_supervisor,
+            agent_supervisor,
+        })
     }
 
     async fn handle(
         &self,
         _myself: ActorRef<Self::Msg>,
         message: Self::Msg,
-        _state: &mut Self::State,
+        state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        match message {}
+        match message {
+            RootMessage::Rebalance => {
+                // Both live as long as the root.
+                let _ = state
+                    .group_supervisor
+                    .cast(GroupSupervisorMessage::Rebalance);
+                let _ = state
+                    .agent_supervisor
+                    .cast(AgentSupervisorMessage::Rebalance);
+            }
+        }
+        Ok(())
     }
 
     async fn handle_supervisor_evt(
@@ -218,7 +263,7 @@ impl Actor for RootSupervisor {
 }
 
 /// Whether `session` is a phone call: its first event is the call's start.
-async fn is_call(store: &dyn Store, session: SessionId) -> Result<bool, StoreError> {
+pub(crate) async fn is_call(store: &dyn Store, session: SessionId) -> Result<bool, StoreError> {
     let first = store.messages(session, 0, 1).await?;
     Ok(first
         .first()

@@ -13,11 +13,16 @@ use engine::sla::SlaTally;
 use ractor::ActorRef;
 use store::Store;
 
+use engine::placement::Placement;
+use tracing::warn;
+
 use crate::agent::AgentMessage;
 use crate::directory::DirectoryMessage;
 use crate::event::Hub;
 use crate::group::GroupMessage;
 use crate::refs::{ActorRefs, OpenSessionRefs};
+use crate::remote::{AgentCast, GroupCast, Peers, Remote, SessionCast};
+use crate::session::SessionMessage;
 use crate::store_writer::StoreWriterMessage;
 
 /// Run-time knobs.
@@ -115,6 +120,9 @@ pub struct Shared {
     /// `session.transferred`) into outbox entries written in the same batch
     /// as the event; set once by the data platform, none before.
     pub events: OnceLock<Arc<dyn crate::platform::EventEncoder>>,
+    /// The other nodes of the cluster; `None` when this node runs alone
+    /// (every actor is then local).
+    pub peers: Option<Arc<dyn Peers>>,
 }
 
 impl Shared {
@@ -128,6 +136,105 @@ impl Shared {
     /// The rules in force.
     pub fn rules(&self) -> Arc<RuleSet> {
         self.rules.read().expect("rules lock").clone()
+    }
+
+    /// The node `pick` places an actor on, with the way there, when that is
+    /// another node; `None` when the actor runs here (always, alone).
+    pub fn elsewhere(&self, pick: impl FnOnce(&Placement) -> u8) -> Option<(u8, &dyn Peers)> {
+        let peers = self.peers.as_deref()?;
+        let node = pick(&peers.placement());
+        (node != peers.node_id()).then_some((node, peers))
+    }
+
+    /// Tells skill group `group`, here or on its node.
+    pub fn tell_group(&self, group: &GroupId, message: GroupMessage) {
+        let Some((node, peers)) = self.elsewhere(|placement| placement.group(group)) else {
+            self.group_refs.tell(group, message);
+            return;
+        };
+        match GroupCast::from_message(&message) {
+            Some(message) => peers.cast(
+                node,
+                Remote::Group {
+                    group: group.clone(),
+                    message: Box::new(message),
+                },
+            ),
+            None => warn!(group = %group, node, "a group's own message for another node dropped"),
+        }
+    }
+
+    /// Tells agent `agent`, here or on its node.
+    pub fn tell_agent(&self, agent: &AgentId, message: AgentMessage) {
+        let Some((node, peers)) = self.elsewhere(|placement| placement.agent(agent)) else {
+            self.agent_refs.tell(agent, message);
+            return;
+        };
+        let message = match message {
+            AgentMessage::Offer {
+                session,
+                channel,
+                group,
+                ..
+            } => AgentCast::Offer {
+                session,
+                channel,
+                group,
+            },
+            AgentMessage::Withdraw { session } => AgentCast::Withdraw { session },
+            AgentMessage::Release { session } => AgentCast::Release { session },
+            AgentMessage::ReportStatus => AgentCast::ReportStatus,
+            _ => {
+                warn!(agent_id = %agent, node, "an agent's own message for another node dropped");
+                return;
+            }
+        };
+        peers.cast(
+            node,
+            Remote::Agent {
+                agent: agent.clone(),
+                message,
+            },
+        );
+    }
+
+    /// Tells session `session`, through this node's Directory or on the
+    /// session's node.
+    pub fn tell_session(&self, session: SessionId, message: SessionMessage) {
+        let Some((node, peers)) = self.elsewhere(|placement| placement.session(session)) else {
+            // The directory lives as long as the system.
+            let _ = self
+                .directory()
+                .cast(DirectoryMessage::ToSession { session, message });
+            return;
+        };
+        match SessionCast::from_message(&message) {
+            Some(message) => peers.cast(node, Remote::Session { session, message }),
+            None => {
+                warn!(session_id = %session, node, "a session's own message for another node dropped")
+            }
+        }
+    }
+}
+
+/// How an agent reaches a session it was offered: its actor here, or its id
+/// when it runs on another node (resolved to that node at each send).
+#[derive(Clone)]
+pub enum SessionRef {
+    /// The session's actor on this node.
+    Local(ActorRef<SessionMessage>),
+    /// The session runs elsewhere.
+    Elsewhere(SessionId),
+}
+
+impl SessionRef {
+    /// Casts `message` to the session. A session that stopped drops it.
+    pub fn cast(&self, shared: &Shared, message: SessionMessage) {
+        match self {
+            // A stopped session's timers and re-activation cover what it missed.
+            SessionRef::Local(actor) => drop(actor.cast(message)),
+            SessionRef::Elsewhere(session) => shared.tell_session(*session, message),
+        }
     }
 }
 

@@ -15,7 +15,7 @@
 //! └── seed task  (connects to seeds that are not members, every second)
 //! ```
 //!
-//! Placement ([`placement`]) is rendezvous hashing over the live members.
+//! Placement (`engine::placement`) is rendezvous hashing over the live members.
 //! What is built and what is not yet is in docs/cluster.md.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -23,7 +23,6 @@
 pub mod config;
 pub mod membership;
 pub mod node;
-pub mod placement;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

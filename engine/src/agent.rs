@@ -113,7 +113,7 @@ impl Default for Capacity {
 }
 
 /// Sessions an agent holds right now, per channel.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Load {
     by_channel: BTreeMap<Channel, u16>,
 }

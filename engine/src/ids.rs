@@ -153,9 +153,24 @@ impl SessionIdGen {
     }
 }
 
+/// The node that minted `session` (its 8 bits of node id).
+pub fn node_of(session: SessionId) -> u8 {
+    ((session.0 >> 14) & 0xff) as u8
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_session_id_names_the_node_that_minted_it() {
+        for node in [0, 1, 7, 255] {
+            let mut ids = SessionIdGen::new(node);
+            for now in [0, 1_000, 1 << 41] {
+                assert_eq!(node_of(ids.next(now)), node);
+            }
+        }
+    }
 
     #[test]
     fn session_ids_increase_even_when_clock_repeats_or_steps_back() {

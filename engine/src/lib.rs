@@ -28,6 +28,7 @@ pub mod kb;
 pub mod limit;
 pub mod message;
 pub mod outbox;
+pub mod placement;
 pub mod presence;
 pub mod queue;
 pub mod routing;

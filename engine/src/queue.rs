@@ -25,7 +25,7 @@ pub trait Candidate {
 }
 
 /// A member agent as the group sees it: a copy of what the Agent actor reports.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MemberStatus {
     /// Presence is `available`.
     pub available: bool,

@@ -525,11 +525,11 @@ impl SessionActor {
     }
 
     pub(super) fn tell_group(&self, group: &GroupId, message: GroupMessage) {
-        self.shared.group_refs.tell(group, message);
+        self.shared.tell_group(group, message);
     }
 
     pub(super) fn tell_agent(&self, agent: &AgentId, message: AgentMessage) {
-        self.shared.agent_refs.tell(agent, message);
+        self.shared.tell_agent(agent, message);
     }
 }
 

@@ -16,7 +16,6 @@ use ractor::ActorRef;
 use tracing::info;
 
 use super::{SessionActor, SessionActorState, SessionMessage};
-use crate::directory::DirectoryMessage;
 use crate::error::ApiError;
 use crate::event::EventKind;
 use crate::group::{GroupMessage, QueueEntry};
@@ -184,14 +183,12 @@ impl SessionActor {
                 PlanEffect::ArmStepTimeout { step_idx, at } => {
                     let wait = at.saturating_sub(crate::clock::now()).max(0);
                     let session = state.session.id;
-                    let directory = self.shared.directory().clone();
+                    let shared = self.shared.clone();
                     tokio::spawn(async move {
                         tokio::time::sleep(Duration::from_millis(wait as u64)).await;
-                        // Gone only when the system stops; then the timeout is moot.
-                        let _ = directory.cast(DirectoryMessage::ToSession {
-                            session,
-                            message: SessionMessage::StepTimeout { step_idx },
-                        });
+                        // Wherever the session runs by then; when the system
+                        // stopped meanwhile, the timeout is moot.
+                        shared.tell_session(session, SessionMessage::StepTimeout { step_idx });
                     });
                 }
             }

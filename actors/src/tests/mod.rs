@@ -24,6 +24,7 @@ use tokio::time::timeout;
 use crate::{Ack, ApiError, Event, EventKind, RuntimeConfig, Switchboard, TransferTarget};
 
 mod call;
+mod cluster;
 mod conversation;
 mod customer;
 mod directory;
@@ -82,6 +83,15 @@ fn config() -> RuntimeConfig {
 /// Groups gold_service and default; ann and bob in default, gina in
 /// gold_service; customers: vip (tier vip, on web and wechat) and plain.
 async fn start(store: Arc<dyn Store>, config: RuntimeConfig) -> Switchboard {
+    seed(store.as_ref()).await;
+    let rules = RuleSet::parse(RULES, "test.toml").unwrap();
+    Switchboard::start(store, rules, ChannelRegistry::default(), config)
+        .await
+        .unwrap()
+}
+
+/// What [`start`] starts over.
+async fn seed(store: &dyn Store) {
     let groups = vec![
         SkillGroup::new("gold_service", "Gold"),
         SkillGroup::new("default", "Default"),
@@ -112,13 +122,9 @@ async fn start(store: Arc<dyn Store>, config: RuntimeConfig) -> Switchboard {
         channel: Channel::Web,
         external_id: "p-web".into(),
     }];
-    Switchboard::seed(store.as_ref(), agents, groups, vec![vip, plain])
+    Switchboard::seed(store, agents, groups, vec![vip, plain])
         .await
         .unwrap();
-    let rules = RuleSet::parse(RULES, "test.toml").unwrap();
-    Switchboard::start(store, rules, ChannelRegistry::default(), config)
-        .await
-        .unwrap()
 }
 
 fn envelope(channel: Channel, external_id: &str, text: &str, client_id: &str) -> Envelope {

@@ -26,6 +26,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::Millis;
@@ -51,7 +52,7 @@ use span::Location;
 pub use plan::{PlanCursor, PlanEffect};
 
 /// A new contact, as the rules see it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Contact {
     /// Where the contact came from (`channel` in rules).
     pub channel: Channel,
@@ -227,6 +228,52 @@ impl RuleSet {
     pub fn file_name(&self) -> &str {
         &self.inner.file
     }
+
+    /// The step `parts` describe, its `agent` expression compiled against
+    /// these rules' calendars: how a step crosses from one node to another.
+    /// Fails only if these rules lack a calendar the expression names
+    /// (nodes running different rule files).
+    pub fn step_from_parts(&self, parts: StepParts) -> Result<Step, String> {
+        let agent = match parts.agent {
+            None => None,
+            Some(source) => {
+                let schedule = &self.inner.schedule;
+                let calendars: Vec<&str> = schedule.calendars.iter().map(|c| &*c.name).collect();
+                let parsed = parser::parse_condition(&source, parser::Scope::Agent, &calendars)
+                    .map_err(|error| format!("agent expression `{source}`: {}", error.message))?;
+                Some(Arc::new(AgentCondition {
+                    source: source.into(),
+                    expr: parsed.expr,
+                    schedule: Arc::clone(schedule),
+                }))
+            }
+        };
+        Ok(Step {
+            group: parts.group,
+            priority: parts.priority,
+            timeout_ms: parts.timeout_ms,
+            sticky: parts.sticky,
+            only_agent: parts.only_agent,
+            agent,
+        })
+    }
+}
+
+/// A [`Step`] as plain data: its `agent` expression as written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepParts {
+    /// See [`Step::group`].
+    pub group: GroupId,
+    /// See [`Step::priority`].
+    pub priority: i32,
+    /// See [`Step::timeout_ms`].
+    pub timeout_ms: Option<Millis>,
+    /// See [`Step::sticky`].
+    pub sticky: bool,
+    /// See [`Step::only_agent`].
+    pub only_agent: Option<AgentId>,
+    /// The `agent` expression's source.
+    pub agent: Option<String>,
 }
 
 impl Step {
@@ -285,6 +332,18 @@ impl Step {
     /// The step's `agent` expression as written, if it has one.
     pub fn agent_expression(&self) -> Option<&str> {
         self.agent.as_ref().map(|condition| &*condition.source)
+    }
+
+    /// The step as plain data ([`RuleSet::step_from_parts`] rebuilds it).
+    pub fn parts(&self) -> StepParts {
+        StepParts {
+            group: self.group.clone(),
+            priority: self.priority,
+            timeout_ms: self.timeout_ms,
+            sticky: self.sticky,
+            only_agent: self.only_agent.clone(),
+            agent: self.agent_expression().map(str::to_string),
+        }
     }
 }
 

@@ -299,3 +299,43 @@ fn admits_by_skill_language_and_last_agent() {
          priority 0, until answered"
     );
 }
+
+#[test]
+fn a_step_crosses_to_another_node_as_parts_and_admits_the_same_agents() {
+    let agents = [
+        agent("ann", Some(3), &["zh-CN"]),
+        agent("bob", Some(2), &["en", "zh-CN"]),
+        agent("dan", None, &["zh-CN"]),
+        agent("eve", Some(5), &["en"]),
+    ];
+    let rules = RuleSet::parse(BRIEF_EXAMPLE, "rules.toml").unwrap();
+    let other_node = RuleSet::parse(BRIEF_EXAMPLE, "rules.toml").unwrap();
+    let mut returning_vip = contact("web", "vip");
+    returning_vip.customer.last_agent = Some(AgentId::new("dan"));
+    for contact in [contact("phone", "standard"), returning_vip] {
+        for step in rules.route(&contact).unwrap().steps.iter() {
+            let wire = serde_json::to_string(&step.parts()).unwrap();
+            let contact_wire = serde_json::to_string(&contact).unwrap();
+            let rebuilt = other_node
+                .step_from_parts(serde_json::from_str(&wire).unwrap())
+                .unwrap();
+            let contact_there: Contact = serde_json::from_str(&contact_wire).unwrap();
+            assert_eq!(rebuilt.parts(), step.parts());
+            for agent in &agents {
+                assert_eq!(
+                    rebuilt.admits(agent, &contact_there),
+                    step.admits(agent, &contact),
+                    "{} under {step}",
+                    agent.id
+                );
+            }
+        }
+    }
+    // A node whose rules lack a calendar the expression names says so.
+    let parts = StepParts {
+        agent: Some("hours.nowhere".into()),
+        ..Step::to_group(GroupId::new("default"), 0).parts()
+    };
+    let err = other_node.step_from_parts(parts).unwrap_err();
+    assert!(err.contains("hours.nowhere"), "{err}");
+}

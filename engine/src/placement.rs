@@ -1,4 +1,5 @@
-//! Rendezvous (highest random weight) hashing: which live member owns a key.
+//! Which node of a cluster runs which actor: rendezvous (highest random
+//! weight) hashing over the live members.
 //!
 //! Every node computes the same owner from the same member set, with no
 //! table to agree on; when a member leaves only its keys move (each to the
@@ -8,6 +9,65 @@
 //! The hash is written here (FNV-1a, then a SplitMix64 finaliser) rather than
 //! taken from `std`, whose hasher may change between Rust releases: two
 //! nodes built by different compilers must still agree.
+
+use crate::ids::{AgentId, CustomerId, GroupId, SessionId};
+
+/// The live members that run actors, and who owns what among them. Every
+/// node computes the same answers from the same member set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// Ascending, without duplicates; never empty.
+    members: Vec<u8>,
+}
+
+impl Placement {
+    /// Placement over `members` (this node is always one of them).
+    pub fn new(members: impl IntoIterator<Item = u8>) -> Placement {
+        let mut members: Vec<u8> = members.into_iter().collect();
+        members.sort_unstable();
+        members.dedup();
+        assert!(!members.is_empty(), "a placement has at least this node");
+        Placement { members }
+    }
+
+    /// The members, ascending.
+    pub fn members(&self) -> &[u8] {
+        &self.members
+    }
+
+    /// The node that runs skill group `group`.
+    pub fn group(&self, group: &GroupId) -> u8 {
+        self.by_key(b"group:", group.as_str().as_bytes())
+    }
+
+    /// The node that runs agent `agent`.
+    pub fn agent(&self, agent: &AgentId) -> u8 {
+        self.by_key(b"agent:", agent.as_str().as_bytes())
+    }
+
+    /// The node that knows `customer`'s open session and opens new ones.
+    pub fn customer(&self, customer: &CustomerId) -> u8 {
+        self.by_key(b"customer:", customer.as_str().as_bytes())
+    }
+
+    /// The node that runs session `session`: the node that minted it while
+    /// that node is a member (a conversation stays where it began), else
+    /// the rendezvous owner of its id.
+    pub fn session(&self, session: SessionId) -> u8 {
+        let minted_by = crate::ids::node_of(session);
+        if self.members.binary_search(&minted_by).is_ok() {
+            return minted_by;
+        }
+        self.by_key(b"session:", &session.0.to_be_bytes())
+    }
+
+    fn by_key(&self, kind: &[u8], key: &[u8]) -> u8 {
+        let mut bytes = Vec::with_capacity(kind.len() + key.len());
+        bytes.extend_from_slice(kind);
+        bytes.extend_from_slice(key);
+        owner(&bytes, self.members.iter().copied()).expect("never empty")
+    }
+}
 
 /// A key's score on one node; the highest score owns the key.
 pub fn score(node_id: u8, key: &[u8]) -> u64 {
@@ -50,6 +110,33 @@ mod tests {
         keys.iter()
             .map(|key| owner(key.as_bytes(), members.iter().copied()).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn a_session_stays_on_the_node_that_minted_it_while_that_node_is_a_member() {
+        let mut ids = crate::ids::SessionIdGen::new(2);
+        let session = ids.next(1_000);
+        assert_eq!(Placement::new([1, 2, 3]).session(session), 2);
+        let elsewhere = Placement::new([1, 3]).session(session);
+        assert!([1, 3].contains(&elsewhere));
+        // Every survivor computes the same new home.
+        assert_eq!(Placement::new([3, 1]).session(session), elsewhere);
+    }
+
+    #[test]
+    fn kinds_of_actor_with_one_name_are_placed_apart() {
+        let placement = Placement::new(1..=16);
+        let n_same = (0..200)
+            .filter(|i| {
+                let name = format!("x{i}");
+                placement.group(&GroupId::new(name.clone())) == placement.agent(&AgentId::new(name))
+            })
+            .count();
+        // 1 in 16 by chance: about 12 of 200.
+        assert!(
+            n_same < 40,
+            "{n_same} of 200 agents sit with their namesake group"
+        );
     }
 
     #[test]

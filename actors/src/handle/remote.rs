@@ -1,0 +1,123 @@
+//! The receiving end of `crate::remote`: what other nodes send this node's
+//! actors.
+
+use engine::channel::Channel;
+use serde_json::Value;
+use tracing::warn;
+
+use super::Switchboard;
+use crate::agent::AgentMessage;
+use crate::directory::DirectoryMessage;
+use crate::error::ApiError;
+use crate::remote::{AgentCast, Remote, RemoteCall};
+use crate::root::RootMessage;
+use crate::session::SessionMessage;
+use crate::shared::SessionRef;
+
+impl Switchboard {
+    /// A cast from another node, for an actor it placed here.
+    pub fn receive(&self, remote: Remote) {
+        let shared = &self.shared;
+        match remote {
+            Remote::Group { group, message } => match message.into_message(&shared.rules()) {
+                Ok(message) => shared.group_refs.tell(&group, message),
+                Err(reason) => {
+                    warn!(group = %group, %reason, "a queue entry from another node cannot be used here")
+                }
+            },
+            Remote::Agent { agent, message } => {
+                let message = match message {
+                    AgentCast::Offer {
+                        session,
+                        channel,
+                        group,
+                    } => AgentMessage::Offer {
+                        session,
+                        channel,
+                        group,
+                        session_ref: SessionRef::Elsewhere(session),
+                    },
+                    AgentCast::Withdraw { session } => AgentMessage::Withdraw { session },
+                    AgentCast::Release { session } => AgentMessage::Release { session },
+                    AgentCast::ReportStatus => AgentMessage::ReportStatus,
+                };
+                shared.agent_refs.tell(&agent, message);
+            }
+            Remote::Session { session, message } => {
+                // The directory lives as long as the system.
+                let _ = shared.directory().cast(DirectoryMessage::ToSessionHere {
+                    session,
+                    message: message.into_message(),
+                });
+            }
+            Remote::Offer {
+                agent,
+                session,
+                channel,
+                group,
+            } => {
+                // As above.
+                let _ = shared.directory().cast(DirectoryMessage::OfferHere {
+                    agent,
+                    session,
+                    channel,
+                    group,
+                });
+            }
+            Remote::Event {
+                audience,
+                event,
+                ephemeral,
+            } => shared.hub.deliver_here(&audience, &event, ephemeral),
+        }
+    }
+
+    /// The cluster's members changed: this node runs the groups and agents
+    /// placed here now (starting them from the store) and stops the others,
+    /// learns the open sessions of the customers it is now the index of,
+    /// and puts the waiting sessions placed here now back in line (their
+    /// node left). Called by the cluster after every change.
+    pub async fn rebalance(&self) -> Result<(), ApiError> {
+        let shared = &self.shared;
+        // The root lives as long as the system.
+        let _ = self.root.cast(RootMessage::Rebalance);
+        let mut open = shared.store.open_sessions().await?;
+        let mut calls = Vec::new();
+        for session in open.iter().filter(|s| s.channel == Channel::Phone) {
+            if crate::root::is_call(shared.store.as_ref(), session.id).await? {
+                calls.push(session.id);
+            }
+        }
+        open.retain(|session| !calls.contains(&session.id));
+        let adopted = open
+            .iter()
+            .filter(|s| shared.elsewhere(|p| p.customer(&s.customer_id)).is_none())
+            .map(|s| (s.id, s.customer_id.clone()))
+            .collect();
+        // The directory lives as long as the system.
+        let _ = shared
+            .directory()
+            .cast(DirectoryMessage::AdoptOpenSessions { sessions: adopted });
+        for session in open.iter().filter(|s| s.state.is_waiting()) {
+            if shared.elsewhere(|p| p.session(session.id)).is_none() {
+                shared.tell_session(session.id, SessionMessage::Requeue);
+            }
+        }
+        Ok(())
+    }
+
+    /// A call from another node, for an actor it placed here; the answer
+    /// as JSON.
+    pub async fn answer(&self, call: RemoteCall) -> Result<Value, ApiError> {
+        match call {
+            RemoteCall::Accept {
+                session,
+                agent,
+                display_name,
+            } => {
+                crate::remote::accept_here(&self.shared, session, agent, display_name).await?;
+                Ok(Value::Null)
+            }
+        }
+    }
+}

@@ -1,0 +1,470 @@
+//! What crosses from this node's runtime to another node's, in a cluster.
+//!
+//! Every actor runs on one node, chosen by [`Placement`]: a skill group on
+//! the rendezvous owner of its id, an agent likewise, a session on the node
+//! that minted it (while it is a member). A message for an actor elsewhere
+//! leaves through [`Peers`] (the `cluster` crate implements it over
+//! ractor_cluster) as a [`Remote`] (a cast) or a [`RemoteCall`] (with an
+//! answer), and the receiving node's [`Switchboard::receive`] and
+//! [`Switchboard::answer`] hand it to its actor there. Only what actors
+//! tell each other crosses; references to actors never do: a message for
+//! a session is resolved to the session's node each time it is sent.
+//!
+//! Without `Peers` (a node alone) every actor is local and nothing here runs.
+//!
+//! [`Switchboard::receive`]: crate::Switchboard::receive
+//! [`Switchboard::answer`]: crate::Switchboard::answer
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use engine::Millis;
+use engine::agent::Agent;
+use engine::channel::Channel;
+use engine::ids::{AgentId, GroupId, SessionId};
+use engine::placement::Placement;
+use engine::queue::MemberStatus;
+use engine::routing::{Contact, StepParts};
+use serde::{Deserialize, Serialize};
+
+use crate::directory::DirectoryMessage;
+use crate::error::ApiError;
+use crate::event::{Audience, Event};
+use crate::group::{GroupMessage, QueueEntry};
+use crate::session::SessionMessage;
+use crate::shared::Shared;
+
+/// An answer that will come from another node.
+pub type RemoteAnswer = Pin<Box<dyn Future<Output = Result<serde_json::Value, ApiError>> + Send>>;
+
+/// The other nodes, as the runtime reaches them.
+pub trait Peers: Send + Sync + 'static {
+    /// This node's id.
+    fn node_id(&self) -> u8;
+    /// Who runs what, over the members that run actors now.
+    fn placement(&self) -> Arc<Placement>;
+    /// Casts `message` to node `node`. Messages to one node arrive in the
+    /// order sent; to a node that is gone they are lost (its actors are
+    /// re-activated elsewhere from the store).
+    fn cast(&self, node: u8, message: Remote);
+    /// Casts `message` to every other member.
+    fn broadcast(&self, message: Remote);
+    /// Sends `call` to node `node`; its answer as JSON, or why none came.
+    fn call(&self, node: u8, call: RemoteCall) -> RemoteAnswer;
+}
+
+/// A cast to another node's runtime.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Remote {
+    /// For skill group `group`'s actor.
+    Group {
+        /// The group.
+        group: GroupId,
+        /// What it is told.
+        message: Box<GroupCast>,
+    },
+    /// For agent `agent`'s actor.
+    Agent {
+        /// The agent.
+        agent: AgentId,
+        /// What it is told.
+        message: AgentCast,
+    },
+    /// For session `session`'s actor, activated there if it was passivated.
+    Session {
+        /// The session.
+        session: SessionId,
+        /// What it is told.
+        message: SessionCast,
+    },
+    /// A group offers `session` (whose node this is) to `agent`: the
+    /// session is activated and the agent's node gets the offer.
+    Offer {
+        /// The agent.
+        agent: AgentId,
+        /// The session.
+        session: SessionId,
+        /// Its channel.
+        channel: Channel,
+        /// The offering group.
+        group: GroupId,
+    },
+    /// An event published on another node, for this node's subscribers
+    /// of `audience` (sockets connected here).
+    Event {
+        /// Who it is for.
+        audience: Audience,
+        /// The event.
+        event: Box<Event>,
+        /// Ephemeral (typing, queue positions): a full subscriber misses it.
+        ephemeral: bool,
+    },
+}
+
+/// What a skill group is told from another node ([`GroupMessage`]'s casts).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum GroupCast {
+    /// See [`GroupMessage::Enqueue`].
+    Enqueue {
+        /// The session.
+        session: SessionId,
+        /// Served first when higher.
+        priority: i32,
+        /// The place in line.
+        queued_at: Millis,
+        /// The session's facts.
+        contact: Contact,
+        /// The step it waits under.
+        step: StepParts,
+    },
+    /// See [`GroupMessage::Leave`].
+    Leave {
+        /// The session.
+        session: SessionId,
+    },
+    /// See [`GroupMessage::Member`].
+    Member {
+        /// The agent's profile.
+        profile: Agent,
+        /// Its availability and load.
+        status: MemberStatus,
+    },
+    /// See [`GroupMessage::OfferLapsed`].
+    OfferLapsed {
+        /// The session.
+        session: SessionId,
+        /// The agent.
+        agent: AgentId,
+    },
+    /// See [`GroupMessage::Answered`].
+    Answered {
+        /// The session.
+        session: SessionId,
+    },
+}
+
+/// What an agent is told from another node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum AgentCast {
+    /// A group offers a session, which runs on another node.
+    Offer {
+        /// The session.
+        session: SessionId,
+        /// Its channel.
+        channel: Channel,
+        /// The offering group.
+        group: GroupId,
+    },
+    /// The session no longer wants the offer.
+    Withdraw {
+        /// The session.
+        session: SessionId,
+    },
+    /// A held session ended or moved away.
+    Release {
+        /// The session.
+        session: SessionId,
+    },
+    /// A group (re)started and wants the agent's availability.
+    ReportStatus,
+}
+
+/// What a session is told from another node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum SessionCast {
+    /// See [`SessionMessage::Requeue`].
+    Requeue,
+    /// See [`SessionMessage::StepTimeout`].
+    StepTimeout {
+        /// The step whose timer fired.
+        step_idx: usize,
+    },
+    /// See [`SessionMessage::Offered`].
+    Offered {
+        /// The agent.
+        agent: AgentId,
+        /// When the offer lapses.
+        deadline: Millis,
+    },
+    /// See [`SessionMessage::OfferLapsed`].
+    OfferLapsed {
+        /// The agent.
+        agent: AgentId,
+    },
+}
+
+/// A request to another node, answered.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum RemoteCall {
+    /// Agent `agent` accepts `session` (see [`SessionMessage::Accept`]).
+    Accept {
+        /// The session.
+        session: SessionId,
+        /// The agent.
+        agent: AgentId,
+        /// Their name, for the customer.
+        display_name: String,
+    },
+}
+
+/// An [`ApiError`] as it crosses: its stable code and its text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteError {
+    /// [`ApiError::code`].
+    pub code: String,
+    /// What it said.
+    pub message: String,
+}
+
+impl From<&ApiError> for RemoteError {
+    fn from(err: &ApiError) -> RemoteError {
+        // The limit's name is not in its code; the one limit there is has
+        // its own code on the wire.
+        let code = match err {
+            ApiError::Limited {
+                what: "sessions_per_customer",
+                message,
+            } => {
+                return RemoteError {
+                    code: "too_many_sessions".into(),
+                    message: message.clone(),
+                };
+            }
+            other => other.code(),
+        };
+        RemoteError {
+            code: code.to_string(),
+            message: err.to_string(),
+        }
+    }
+}
+
+impl GroupCast {
+    /// The cast form of `message`; `None` for what only this node's own
+    /// callers ask a group (views, statuses, its own timer).
+    pub fn from_message(message: &GroupMessage) -> Option<GroupCast> {
+        Some(match message {
+            GroupMessage::Enqueue {
+                session,
+                priority,
+                queued_at,
+                entry,
+            } => GroupCast::Enqueue {
+                session: *session,
+                priority: *priority,
+                queued_at: *queued_at,
+                contact: (*entry.contact).clone(),
+                step: entry.step.parts(),
+            },
+            GroupMessage::Leave { session } => GroupCast::Leave { session: *session },
+            GroupMessage::Member { profile, status } => GroupCast::Member {
+                profile: (**profile).clone(),
+                status: status.clone(),
+            },
+            GroupMessage::OfferLapsed { session, agent } => GroupCast::OfferLapsed {
+                session: *session,
+                agent: agent.clone(),
+            },
+            GroupMessage::Answered { session } => GroupCast::Answered { session: *session },
+            GroupMessage::Status { .. }
+            | GroupMessage::PushPositions
+            | GroupMessage::View { .. } => {
+                return None;
+            }
+        })
+    }
+
+    /// The group's message; `rules` compile the step's agent expression.
+    pub fn into_message(self, rules: &engine::routing::RuleSet) -> Result<GroupMessage, String> {
+        Ok(match self {
+            GroupCast::Enqueue {
+                session,
+                priority,
+                queued_at,
+                contact,
+                step,
+            } => GroupMessage::Enqueue {
+                session,
+                priority,
+                queued_at,
+                entry: QueueEntry {
+                    contact: Arc::new(contact),
+                    step: rules.step_from_parts(step)?,
+                },
+            },
+            GroupCast::Leave { session } => GroupMessage::Leave { session },
+            GroupCast::Member { profile, status } => GroupMessage::Member {
+                profile: Arc::new(profile),
+                status,
+            },
+            GroupCast::OfferLapsed { session, agent } => {
+                GroupMessage::OfferLapsed { session, agent }
+            }
+            GroupCast::Answered { session } => GroupMessage::Answered { session },
+        })
+    }
+}
+
+impl SessionCast {
+    /// The cast form of `message`; `None` for what is never sent to a
+    /// session on another node (calls go as [`RemoteCall`]s, the actor's
+    /// own timers and writes stay with it).
+    pub fn from_message(message: &SessionMessage) -> Option<SessionCast> {
+        Some(match message {
+            SessionMessage::Requeue => SessionCast::Requeue,
+            SessionMessage::StepTimeout { step_idx } => SessionCast::StepTimeout {
+                step_idx: *step_idx,
+            },
+            SessionMessage::Offered { agent, deadline } => SessionCast::Offered {
+                agent: agent.clone(),
+                deadline: *deadline,
+            },
+            SessionMessage::OfferLapsed { agent } => SessionCast::OfferLapsed {
+                agent: agent.clone(),
+            },
+            _ => return None,
+        })
+    }
+
+    /// The session's message.
+    pub fn into_message(self) -> SessionMessage {
+        match self {
+            SessionCast::Requeue => SessionMessage::Requeue,
+            SessionCast::StepTimeout { step_idx } => SessionMessage::StepTimeout { step_idx },
+            SessionCast::Offered { agent, deadline } => SessionMessage::Offered { agent, deadline },
+            SessionCast::OfferLapsed { agent } => SessionMessage::OfferLapsed { agent },
+        }
+    }
+}
+
+/// Agent `agent` accepts `session`, which runs on another node (or, since
+/// the offer, here again); `Ok` once the assignment is durable.
+pub async fn accept_elsewhere(
+    shared: &Shared,
+    session: SessionId,
+    agent: AgentId,
+    display_name: String,
+) -> Result<(), ApiError> {
+    match shared.elsewhere(|placement| placement.session(session)) {
+        Some((node, peers)) => {
+            let call = RemoteCall::Accept {
+                session,
+                agent,
+                display_name,
+            };
+            let answer = peers.call(node, call).await?;
+            decode(answer)
+        }
+        None => accept_here(shared, session, agent, display_name).await,
+    }
+}
+
+/// Agent `agent` (on whichever node) accepts `session`, which runs here.
+pub(crate) async fn accept_here(
+    shared: &Shared,
+    session: SessionId,
+    agent: AgentId,
+    display_name: String,
+) -> Result<(), ApiError> {
+    let actor = match shared
+        .directory()
+        .call(
+            |reply| DirectoryMessage::Session { session, reply },
+            Some(ACCEPT_PATIENCE),
+        )
+        .await
+    {
+        Ok(ractor::rpc::CallResult::Success(found)) => found?,
+        Ok(_) => return Err(ApiError::Unavailable(format!("session {session}"))),
+        Err(err) => return Err(ApiError::from(err)),
+    };
+    let outcome = actor
+        .call(
+            |reply| SessionMessage::Accept {
+                agent,
+                display_name,
+                reply,
+            },
+            Some(ACCEPT_PATIENCE),
+        )
+        .await;
+    match outcome {
+        Ok(ractor::rpc::CallResult::Success(result)) => result,
+        Ok(_) => Err(ApiError::Unavailable(format!("session {session}"))),
+        Err(err) => Err(ApiError::from(err)),
+    }
+}
+
+/// How long an accept from another node waits for the session.
+const ACCEPT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// An answer from another node as the value it encodes.
+pub fn decode<T: for<'de> Deserialize<'de>>(answer: serde_json::Value) -> Result<T, ApiError> {
+    serde_json::from_value(answer).map_err(|err| {
+        ApiError::Unavailable(format!("an unreadable answer from another node ({err})"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use engine::customer::Customer;
+    use engine::routing::{RuleSet, Step};
+
+    use super::*;
+
+    fn through_the_wire<T: Serialize + for<'de> Deserialize<'de>>(value: &T) -> T {
+        serde_json::from_slice(&serde_json::to_vec(value).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_queue_entry_crosses_with_its_step_and_contact() {
+        let rules = RuleSet::default_rules();
+        let contact = Contact {
+            channel: Channel::Web,
+            customer: Customer::new("cust-1", "李雷"),
+            message: "我的订单何时发货?".into(),
+            digits: String::new(),
+            at: 1_000,
+        };
+        let message = GroupMessage::Enqueue {
+            session: SessionId(42),
+            priority: 10,
+            queued_at: 900,
+            entry: QueueEntry {
+                contact: Arc::new(contact.clone()),
+                step: Step::to_agent(GroupId::new("default"), AgentId::new("li.na"), 10),
+            },
+        };
+        let cast = through_the_wire(&GroupCast::from_message(&message).unwrap());
+        let GroupMessage::Enqueue {
+            session,
+            priority,
+            queued_at,
+            entry,
+        } = cast.into_message(&rules).unwrap()
+        else {
+            panic!("an enqueue stays an enqueue");
+        };
+        assert_eq!((session, priority, queued_at), (SessionId(42), 10, 900));
+        assert_eq!(*entry.contact, contact);
+        assert_eq!(entry.step.only_agent, Some(AgentId::new("li.na")));
+    }
+
+    #[test]
+    fn only_casts_cross_as_casts() {
+        let (reply, _) = ractor::concurrency::oneshot();
+        let view = GroupMessage::View {
+            reply: reply.into(),
+        };
+        assert!(GroupCast::from_message(&view).is_none());
+        let lapsed = SessionMessage::OfferLapsed {
+            agent: AgentId::new("a"),
+        };
+        let cast = through_the_wire(&SessionCast::from_message(&lapsed).unwrap());
+        assert!(matches!(
+            cast.into_message(),
+            SessionMessage::OfferLapsed { agent } if agent.as_str() == "a"
+        ));
+    }
+}

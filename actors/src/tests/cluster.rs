@@ -1,0 +1,260 @@
+//! Two runtimes over one store, joined by an in-process stand-in for the
+//! cluster's transport through which every message crosses as JSON: a
+//! conversation whose customer, group and agent run on different nodes,
+//! watched from sockets on the other node, goes as on one node.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use engine::placement::Placement;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::*;
+use crate::remote::{Peers, Remote, RemoteAnswer, RemoteCall, RemoteError};
+
+/// The runtimes of the nodes, and casts for nodes not started yet.
+#[derive(Default)]
+struct Nodes {
+    boards: Mutex<HashMap<u8, Switchboard>>,
+    pending: Mutex<HashMap<u8, Vec<Remote>>>,
+}
+
+impl Nodes {
+    fn join(&self, node: u8, board: Switchboard) {
+        self.boards.lock().unwrap().insert(node, board.clone());
+        let pending = self.pending.lock().unwrap().remove(&node);
+        for remote in pending.unwrap_or_default() {
+            board.receive(remote);
+        }
+    }
+
+    fn board(&self, node: u8) -> Option<Switchboard> {
+        self.boards.lock().unwrap().get(&node).cloned()
+    }
+}
+
+/// Through JSON, as over the network.
+fn cross<T: Serialize + DeserializeOwned>(value: &T) -> T {
+    serde_json::from_slice(&serde_json::to_vec(value).unwrap()).unwrap()
+}
+
+struct Loopback {
+    node_id: u8,
+    members: Vec<u8>,
+    nodes: Arc<Nodes>,
+}
+
+impl Peers for Loopback {
+    fn node_id(&self) -> u8 {
+        self.node_id
+    }
+
+    fn placement(&self) -> Arc<Placement> {
+        Arc::new(Placement::new(self.members.iter().copied()))
+    }
+
+    fn cast(&self, node: u8, message: Remote) {
+        let message = cross(&message);
+        match self.nodes.board(node) {
+            Some(board) => board.receive(message),
+            None => self
+                .nodes
+                .pending
+                .lock()
+                .unwrap()
+                .entry(node)
+                .or_default()
+                .push(message),
+        }
+    }
+
+    fn broadcast(&self, message: Remote) {
+        for node in &self.members {
+            if *node != self.node_id {
+                self.cast(*node, message.clone());
+            }
+        }
+    }
+
+    fn call(&self, node: u8, call: RemoteCall) -> RemoteAnswer {
+        let call = cross(&call);
+        let board = self.nodes.board(node).expect("every node runs by now");
+        Box::pin(async move {
+            let answer = board
+                .answer(call)
+                .await
+                .map_err(|err| RemoteError::from(&err));
+            cross(&answer).map_err(ApiError::from_remote)
+        })
+    }
+}
+
+/// Starts nodes 1 and 2 over one store.
+async fn two_nodes() -> (Switchboard, Switchboard) {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    seed(store.as_ref()).await;
+    let nodes = Arc::new(Nodes::default());
+    let mut boards = Vec::new();
+    for node_id in [1, 2] {
+        let peers = Loopback {
+            node_id,
+            members: vec![1, 2],
+            nodes: nodes.clone(),
+        };
+        let board = Switchboard::start_with_peers(
+            store.clone(),
+            RuleSet::parse(RULES, "test.toml").unwrap(),
+            ChannelRegistry::default(),
+            RuntimeConfig {
+                node_id,
+                ..config()
+            },
+            Some(Arc::new(peers)),
+        )
+        .await
+        .unwrap();
+        nodes.join(node_id, board.clone());
+        boards.push(board);
+    }
+    let second = boards.pop().unwrap();
+    (boards.pop().unwrap(), second)
+}
+
+#[tokio::test]
+async fn a_conversation_across_two_nodes_goes_as_on_one() {
+    let (one, two) = two_nodes().await;
+    let by_id = |node: u8| if node == 1 { &one } else { &two };
+    let placement = Placement::new([1, 2]);
+    let customer = CustomerId::new("plain");
+    let group = GroupId::new("default");
+    // The member of `default` that runs on the other node than the group.
+    let agent = ["ann", "bob"]
+        .into_iter()
+        .map(id)
+        .find(|agent| placement.agent(agent) != placement.group(&group))
+        .expect("ann or bob runs apart from their group");
+    let customer_node = by_id(placement.customer(&customer));
+    let agent_node = by_id(placement.agent(&agent));
+    // Sockets on the node that does not run the actor.
+    let watch_agent = by_id(3 - placement.agent(&agent));
+    let watch_customer = by_id(3 - placement.customer(&customer));
+
+    agent_node
+        .set_presence(&agent, PresenceRequest::Available)
+        .await
+        .unwrap();
+    let mut agent_events = watch_agent.subscribe_agent(&agent);
+    let mut customer_events = watch_customer.subscribe_customer(&customer);
+    let ack = customer_node
+        .customer_message_as(
+            &customer,
+            Channel::Web,
+            "我的订单何时发货?".into(),
+            Some("c1".into()),
+        )
+        .await
+        .unwrap();
+    // The session runs where it was opened: on the customer's node.
+    assert_eq!(
+        placement.session(ack.session),
+        placement.customer(&customer)
+    );
+
+    let offer = next_event(&mut agent_events, is_offer).await;
+    assert_eq!(offer.session, ack.session);
+    agent_node.accept(&agent, ack.session).await.unwrap();
+    next_event(&mut customer_events, |k| {
+        matches!(k, EventKind::Assigned { .. })
+    })
+    .await;
+
+    let session_node = customer_node;
+    session_node
+        .agent_message(&agent, ack.session, "明天发货".into(), Some("a1".into()))
+        .await
+        .unwrap();
+    let reply = next_event(&mut customer_events, |k| {
+        matches!(
+            k,
+            EventKind::Message {
+                sender: Sender::Agent(_),
+                ..
+            }
+        )
+    })
+    .await;
+    assert!(matches!(reply.kind, EventKind::Message { ref body, .. } if body == "明天发货"));
+    let echoed = next_event(&mut agent_events, |k| {
+        matches!(
+            k,
+            EventKind::Message {
+                sender: Sender::Agent(_),
+                ..
+            }
+        )
+    })
+    .await;
+    assert_eq!(echoed.seq, reply.seq);
+
+    session_node
+        .close(&agent, ack.session, Some("shipped tomorrow".into()))
+        .await
+        .unwrap();
+    next_event(&mut customer_events, |k| {
+        matches!(k, EventKind::Closed { .. })
+    })
+    .await;
+    // The agent's capacity came back on its node: a second conversation is
+    // offered to it again.
+    let second = customer_node
+        .customer_message_as(
+            &customer,
+            Channel::Web,
+            "还有一个问题".into(),
+            Some("c2".into()),
+        )
+        .await
+        .unwrap();
+    assert_ne!(second.session, ack.session);
+    let offer = next_event(&mut agent_events, is_offer).await;
+    assert_eq!(offer.session, second.session);
+}
+
+#[tokio::test]
+async fn each_node_runs_only_its_share_of_groups_and_agents() {
+    let (one, two) = two_nodes().await;
+    let placement = Placement::new([1, 2]);
+    for group in ["default", "gold_service"] {
+        let group = GroupId::new(group);
+        let (here, there) = if placement.group(&group) == 1 {
+            (&one, &two)
+        } else {
+            (&two, &one)
+        };
+        assert!(
+            here.shared().group_refs.get(&group).is_some(),
+            "{group} runs on its node"
+        );
+        assert!(
+            there.shared().group_refs.get(&group).is_none(),
+            "{group} runs once"
+        );
+    }
+    for agent in ["ann", "bob", "gina"] {
+        let agent = id(agent);
+        let (here, there) = if placement.agent(&agent) == 1 {
+            (&one, &two)
+        } else {
+            (&two, &one)
+        };
+        assert!(
+            here.shared().agent_refs.get(&agent).is_some(),
+            "{agent} runs on its node"
+        );
+        assert!(
+            there.shared().agent_refs.get(&agent).is_none(),
+            "{agent} runs once"
+        );
+    }
+}
