@@ -5,8 +5,9 @@
 //! Agent actors. An Agent actor that cannot take an offer (another group was
 //! faster) answers with a lapse and a fresh report.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use engine::Millis;
 use engine::agent::Agent;
@@ -21,7 +22,7 @@ use engine::wait::{AnswerPace, estimate_wait};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster_derive::RactorMessage;
 use serde::{Deserialize, Serialize};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::agent::AgentMessage;
 use crate::directory::DirectoryMessage;
@@ -103,7 +104,15 @@ pub enum GroupMessage {
         /// Reply port.
         reply: RpcReplyPort<GroupView>,
     },
+    /// A recovering group has waited long enough for its waiting sessions
+    /// to take their places again: it offers what it has.
+    RecoveryOver,
 }
+
+/// How long a recovering group waits for the waiting sessions the store
+/// names to enqueue again before it offers without the missing ones (a
+/// session whose node is unreachable comes back later, in its place).
+const RECOVERY_GRACE: Duration = Duration::from_secs(2);
 
 /// A group's queue, for supervisors and tests.
 #[derive(Debug, Clone, Serialize)]
@@ -158,6 +167,11 @@ pub struct GroupState {
     told: HashMap<SessionId, QueueStatus>,
     /// A [`GroupMessage::PushPositions`] is on its way.
     push_scheduled: bool,
+    /// Recovering: the waiting sessions the store names that have not
+    /// enqueued again yet. Nothing is offered until they did (or the grace
+    /// is over), so that the first offers go to the longest waiting, not to
+    /// whoever happened to answer first.
+    awaiting: HashSet<SessionId>,
 }
 
 impl Actor for GroupActor {
@@ -174,7 +188,8 @@ impl Actor for GroupActor {
         // enqueues wait in its mailbox until it runs.
         self.shared
             .group_refs
-            .register(args.group.id.clone(), myself);
+            .register(args.group.id.clone(), myself.clone());
+        let mut awaiting = HashSet::new();
         if args.recovering {
             for agent in &args.members {
                 self.shared.tell_agent(agent, AgentMessage::ReportStatus);
@@ -185,7 +200,11 @@ impl Actor for GroupActor {
                     // Wherever the session runs.
                     self.shared
                         .tell_session(session.id, SessionMessage::Requeue);
+                    awaiting.insert(session.id);
                 }
+            }
+            if !awaiting.is_empty() {
+                myself.send_after(RECOVERY_GRACE, || GroupMessage::RecoveryOver);
             }
         }
         Ok(GroupState {
@@ -194,6 +213,7 @@ impl Actor for GroupActor {
             pace: AnswerPace::default(),
             told: HashMap::new(),
             push_scheduled: false,
+            awaiting,
         })
     }
 
@@ -217,12 +237,21 @@ impl Actor for GroupActor {
                     state.pace.queue_started(crate::clock::now());
                 }
                 state.queue.enqueue(session, priority, queued_at, entry);
+                state.awaiting.remove(&session);
             }
             GroupMessage::Leave { session } => {
                 state.queue.remove(session);
                 state.told.remove(&session);
+                state.awaiting.remove(&session);
+            }
+            GroupMessage::RecoveryOver => {
+                if !state.awaiting.is_empty() {
+                    warn!(group = %state.group.id, n_missing = state.awaiting.len(), "waiting sessions not back after the recovery grace; offering without them");
+                    state.awaiting.clear();
+                }
             }
             GroupMessage::Answered { session } => {
+                state.awaiting.remove(&session);
                 if state.queue.remove(session).is_some() {
                     state.pace.answered(crate::clock::now());
                 }
@@ -339,6 +368,9 @@ impl GroupActor {
 
     /// Sends the offers the queue picks; returns how many.
     fn dispatch(&self, state: &mut GroupState) -> usize {
+        if !state.awaiting.is_empty() {
+            return 0;
+        }
         let offers = state.queue.dispatch(crate::clock::now());
         let n_offers = offers.len();
         for offer in offers {

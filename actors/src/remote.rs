@@ -269,7 +269,8 @@ impl GroupCast {
             GroupMessage::Answered { session } => GroupCast::Answered { session: *session },
             GroupMessage::Status { .. }
             | GroupMessage::PushPositions
-            | GroupMessage::View { .. } => {
+            | GroupMessage::View { .. }
+            | GroupMessage::RecoveryOver => {
                 return None;
             }
         })

@@ -41,7 +41,8 @@ fn cross<T: Serialize + DeserializeOwned>(value: &T) -> T {
 
 struct Loopback {
     node_id: u8,
-    members: Vec<u8>,
+    /// The live members, shared by the nodes: a test removes a "dead" one.
+    members: Arc<Mutex<Vec<u8>>>,
     nodes: Arc<Nodes>,
 }
 
@@ -51,7 +52,7 @@ impl Peers for Loopback {
     }
 
     fn placement(&self) -> Arc<Placement> {
-        Arc::new(Placement::new(self.members.iter().copied()))
+        Arc::new(Placement::new(self.members.lock().unwrap().iter().copied()))
     }
 
     fn cast(&self, node: u8, message: Remote) {
@@ -70,9 +71,10 @@ impl Peers for Loopback {
     }
 
     fn broadcast(&self, message: Remote) {
-        for node in &self.members {
-            if *node != self.node_id {
-                self.cast(*node, message.clone());
+        let members = self.members.lock().unwrap().clone();
+        for node in members {
+            if node != self.node_id {
+                self.cast(node, message.clone());
             }
         }
     }
@@ -92,14 +94,30 @@ impl Peers for Loopback {
 
 /// Starts nodes 1 and 2 over one store.
 async fn two_nodes() -> (Switchboard, Switchboard) {
+    let (one, two, _) = two_nodes_with_members(|agents| agents).await;
+    (one, two)
+}
+
+/// [`two_nodes`], with the member list their transport places by; the
+/// agents' profiles as `agents` makes them.
+async fn two_nodes_with_members(
+    agents: impl FnOnce(Vec<Agent>) -> Vec<Agent>,
+) -> (Switchboard, Switchboard, (Arc<Mutex<Vec<u8>>>, Arc<Nodes>)) {
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     seed(store.as_ref()).await;
+    let profiles = agents(store.list_agents().await.unwrap());
+    let ops = profiles
+        .into_iter()
+        .map(WriteOp::PutAgent)
+        .collect::<Vec<_>>();
+    store.write(&ops).await.unwrap();
     let nodes = Arc::new(Nodes::default());
+    let members = Arc::new(Mutex::new(vec![1, 2]));
     let mut boards = Vec::new();
     for node_id in [1, 2] {
         let peers = Loopback {
             node_id,
-            members: vec![1, 2],
+            members: members.clone(),
             nodes: nodes.clone(),
         };
         let board = Switchboard::start_with_peers(
@@ -118,7 +136,7 @@ async fn two_nodes() -> (Switchboard, Switchboard) {
         boards.push(board);
     }
     let second = boards.pop().unwrap();
-    (boards.pop().unwrap(), second)
+    (boards.pop().unwrap(), second, (members, nodes))
 }
 
 #[tokio::test]
@@ -257,4 +275,111 @@ async fn each_node_runs_only_its_share_of_groups_and_agents() {
             "{agent} runs once"
         );
     }
+}
+
+#[tokio::test]
+async fn when_a_node_dies_the_survivor_takes_its_queue_in_order() {
+    // Ann alone serves `default`, one chat at a time, so that the offers
+    // come one by one in the group's order.
+    let (one, two, (members, nodes)) = two_nodes_with_members(|agents| {
+        agents
+            .into_iter()
+            .map(|mut agent| {
+                if agent.id == id("ann") {
+                    agent.capacity.limits.insert(Channel::Web, 1);
+                } else {
+                    agent.groups.retain(|group| group.as_str() != "default");
+                }
+                agent
+            })
+            .collect()
+    })
+    .await;
+    let placement = Placement::new([1, 2]);
+    let group = GroupId::new("default");
+    let dead = placement.group(&group);
+    let (survivor, doomed) = if dead == 1 {
+        (&two, &one)
+    } else {
+        (&one, &two)
+    };
+    let survivor_id = 3 - dead;
+
+    // Three customers wait in `default`, in this order, their sessions on
+    // whichever node they are placed; nobody is available.
+    let mut waiting = Vec::new();
+    for (i, customer) in ["w1", "w2", "w3"].into_iter().enumerate() {
+        let customer = CustomerId::new(customer);
+        survivor
+            .write(vec![WriteOp::PutCustomer(Customer::new(
+                customer.as_str(),
+                "W",
+            ))])
+            .await
+            .unwrap();
+        let owner = if placement.customer(&customer) == 1 {
+            &one
+        } else {
+            &two
+        };
+        let ack = owner
+            .customer_message_as(
+                &customer,
+                Channel::Web,
+                format!("第{i}个"),
+                Some(format!("m{i}")),
+            )
+            .await
+            .unwrap();
+        waiting.push(ack.session);
+        // Distinct places in line.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    survivor.flush().await.unwrap();
+
+    // The group's node dies: it stops taking messages, and the survivor is
+    // the only member.
+    nodes.boards.lock().unwrap().remove(&dead);
+    doomed.clone().shutdown().await;
+    *members.lock().unwrap() = vec![survivor_id];
+    let mut ann = survivor.subscribe_agent(&id("ann"));
+    survivor.rebalance().await.unwrap();
+    // Ann is ready the moment the group restarts (when her actor runs on
+    // the survivor already): the group must not offer the sessions that
+    // come back first (those that ran on the survivor) before the one that
+    // waited longest (which ran on the dead node and is read back from the
+    // store).
+    if survivor.shared().agent_refs.get(&id("ann")).is_some() {
+        survivor
+            .set_presence(&id("ann"), PresenceRequest::Available)
+            .await
+            .unwrap();
+    }
+
+    // Every group and agent runs on the survivor now (they start as the
+    // supervisors hear of the change), and the queue comes back from the
+    // store in its order.
+    timeout(Duration::from_secs(10), async {
+        while survivor.shared().group_refs.get(&group).is_none()
+            || survivor.shared().agent_refs.get(&id("ann")).is_none()
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the group and ann run on the survivor");
+    let mut offered = Vec::new();
+    for _ in 0..3 {
+        survivor
+            .set_presence(&id("ann"), PresenceRequest::Available)
+            .await
+            .unwrap();
+        let session = timeout(Duration::from_secs(10), offered_session(&mut ann))
+            .await
+            .expect("an offer comes");
+        survivor.accept(&id("ann"), session).await.unwrap();
+        survivor.close(&id("ann"), session, None).await.unwrap();
+        offered.push(session);
+    }
+    assert_eq!(offered, waiting, "offered in the order they queued");
 }
