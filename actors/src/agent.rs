@@ -16,13 +16,16 @@ use engine::queue::MemberStatus;
 use engine::session::SessionState;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster_derive::RactorMessage;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tracing::{debug, info};
 
 use crate::error::ApiError;
 use crate::group::GroupMessage;
 use crate::session::SessionMessage;
 use crate::shared::{SessionRef, Shared, millis};
+
+/// The away reason of an agent whose actor moved to another node.
+pub const MOVED: &str = "moved to another cluster node";
 
 /// How long an accept waits for the session to take the assignment.
 const ACCEPT_PATIENCE: Duration = Duration::from_secs(10);
@@ -89,7 +92,7 @@ pub enum AgentMessage {
 }
 
 /// An agent's live state, for supervisors and tests.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AgentView {
     /// Presence.
     pub presence: Presence,
@@ -111,6 +114,11 @@ pub struct AgentArgs {
     pub profile: Arc<Agent>,
     /// Started after a failure: pick up the sessions the agent holds.
     pub recovering: bool,
+    /// Started because the cluster placed the agent on this node now (its
+    /// node left, or another joined): as `recovering`, but the agent comes
+    /// back away ([`MOVED`]) rather than available, since nothing here
+    /// knows what their presence was.
+    pub moved: bool,
     /// At a cold start, the sessions the store says this agent holds (one
     /// scan by the supervisor for all agents). The agent comes back away
     /// ("server restarted") if it holds any, so the desktop finds them.
@@ -151,7 +159,13 @@ impl Actor for AgentActor {
                     state.sessions.push((session.id, session.channel.clone()));
                 }
             }
-            state.presence = Presence::Available;
+            state.presence = if args.moved {
+                Presence::Away {
+                    reason: MOVED.into(),
+                }
+            } else {
+                Presence::Available
+            };
             state.idle_since = crate::clock::now();
             info!(agent_id = %args.profile.id, n_sessions = state.sessions.len(), "agent recovered");
         } else if !args.held.is_empty() {
@@ -348,9 +362,19 @@ impl AgentActor {
                     Err(err) => Err(ApiError::from(err)),
                 }
             }
-            SessionRef::Elsewhere(session) => {
-                crate::remote::accept_elsewhere(&self.shared, session, agent, display_name).await
-            }
+            SessionRef::Elsewhere(session) => self
+                .shared
+                .call_session(
+                    session,
+                    |reply| SessionMessage::Accept {
+                        agent,
+                        display_name,
+                        reply,
+                    },
+                    ACCEPT_PATIENCE,
+                )
+                .await
+                .and_then(|result| result),
         };
         if result.is_err() {
             // The session did not take the assignment: give the capacity back.

@@ -24,6 +24,17 @@ use tracing::{info, warn};
 use crate::agent::{AgentActor, AgentArgs, AgentMessage};
 use crate::shared::Shared;
 
+/// Why an Agent actor starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// With the system.
+    Cold,
+    /// After its actor failed.
+    Restart,
+    /// The cluster placed it here now.
+    Moved,
+}
+
 /// Messages of the AgentSupervisor.
 #[derive(RactorMessage)]
 pub enum AgentSupervisorMessage {
@@ -75,7 +86,7 @@ impl Actor for AgentSupervisor {
                 continue;
             }
             let sessions = held.remove(&agent.id).unwrap_or_default();
-            self.start_agent(&myself, &mut state, Arc::new(agent), false, sessions)
+            self.start_agent(&myself, &mut state, Arc::new(agent), Start::Cold, sessions)
                 .await?;
         }
         Ok(state)
@@ -94,7 +105,7 @@ impl Actor for AgentSupervisor {
                     match (here, state.running.remove(&profile.id)) {
                         (true, None) => {
                             info!(agent_id = %profile.id, "agent placed on this node: starting it");
-                            self.start_agent(&myself, state, profile, true, Vec::new())
+                            self.start_agent(&myself, state, profile, Start::Moved, Vec::new())
                                 .await?;
                         }
                         (true, Some(actor)) => {
@@ -129,7 +140,7 @@ impl Actor for AgentSupervisor {
                     warn!(agent_id = %profile.id, error = %err, "agent actor failed; restarting");
                     metrics::counter!("switchboard_actor_restarts_total", "kind" => "agent")
                         .increment(1);
-                    self.start_agent(&myself, state, profile, true, Vec::new())
+                    self.start_agent(&myself, state, profile, Start::Restart, Vec::new())
                         .await?;
                 }
             }
@@ -153,12 +164,13 @@ impl AgentSupervisor {
         myself: &ActorRef<AgentSupervisorMessage>,
         state: &mut AgentSupervisorState,
         profile: Arc<Agent>,
-        recovering: bool,
+        start: Start,
         held: Vec<(SessionId, Channel)>,
     ) -> Result<(), ActorProcessingErr> {
         let args = AgentArgs {
             profile: profile.clone(),
-            recovering,
+            recovering: start != Start::Cold,
+            moved: start == Start::Moved,
             held,
         };
         let (actor, _) = Actor::spawn_linked(

@@ -21,13 +21,13 @@ use engine::session::Session;
 use engine::{EngineError, Millis};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, MessagingErr, RpcReplyPort};
 use ractor_cluster_derive::RactorMessage;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::agent::AgentMessage;
 use crate::error::ApiError;
 use crate::group::GroupMessage;
 use crate::refs::is_live;
-use crate::remote::{Remote, SessionCast};
+use crate::remote::{Remote, SessionCall, SessionCast};
 use crate::session::{SessionMessage, SessionStart};
 use crate::session_supervisor::SessionSupervisorMessage;
 use crate::shared::{SessionRef, Shared};
@@ -68,6 +68,17 @@ pub enum DirectoryMessage {
         /// The session.
         session: SessionId,
         /// The message.
+        message: SessionMessage,
+    },
+    /// A customer's message from another node, for their open session
+    /// (opened if they have none), which this node knows: delivered in the
+    /// order such messages arrive.
+    OpenSessionHere {
+        /// The customer.
+        customer: CustomerId,
+        /// The channel of the message.
+        channel: Channel,
+        /// The message, with its reply port.
         message: SessionMessage,
     },
     /// [`DirectoryMessage::Offer`] from another node, likewise.
@@ -137,6 +148,11 @@ pub enum DirectoryMessage {
         /// Its customer.
         customer: CustomerId,
     },
+    /// The cluster's members changed: the actors of sessions placed on
+    /// another node now stop here once they have taken what is in their
+    /// mailbox (that node re-activates them from the store), and the open
+    /// sessions of customers whose index is elsewhere now are forgotten.
+    Rebalance,
     /// Periodic: forget per-customer session counts older than the limit's
     /// window, and subscriptions whose socket closed.
     PruneLimits,
@@ -222,6 +238,12 @@ enum Waiting {
     },
     /// A message for the session.
     Deliver(SessionMessage),
+    /// A customer's message for their open session, opened if need be.
+    OpenDeliver {
+        customer: CustomerId,
+        channel: Channel,
+        message: SessionMessage,
+    },
     /// A group's offer of the session to an agent.
     Offer {
         agent: AgentId,
@@ -301,6 +323,18 @@ impl Actor for Directory {
             DirectoryMessage::ToSessionHere { session, message } => {
                 self.reach(state, session, Waiting::Deliver(message));
             }
+            DirectoryMessage::OpenSessionHere {
+                customer,
+                channel,
+                message,
+            } => {
+                let waiting = Waiting::OpenDeliver {
+                    customer: customer.clone(),
+                    channel: channel.clone(),
+                    message,
+                };
+                self.open(state, customer, channel, waiting);
+            }
             DirectoryMessage::OfferHere {
                 agent,
                 session,
@@ -315,15 +349,42 @@ impl Actor for Directory {
                 self.reach(state, session, offer);
             }
             DirectoryMessage::Session { session, reply } => {
+                if let Some((node, _)) = self.shared.elsewhere(|p| p.session(session)) {
+                    // Never a second actor for a session another node runs.
+                    // The caller may have given up waiting.
+                    let _ = reply.send(Err(ApiError::Unavailable(format!(
+                        "session {session} runs on node {node}"
+                    ))));
+                    return Ok(());
+                }
                 self.reach(state, session, Waiting::Lookup(reply));
             }
             DirectoryMessage::OpenSession {
                 customer,
                 channel,
                 reply,
-            } => self.open_session(state, customer, channel, reply),
+            } => {
+                if let Some((node, _)) = self.shared.elsewhere(|p| p.customer(&customer)) {
+                    // Never a second open session for a customer another
+                    // node knows. As above.
+                    let _ = reply.send(Err(ApiError::Unavailable(format!(
+                        "customer `{customer}` is served by node {node}"
+                    ))));
+                    return Ok(());
+                }
+                self.open_session(state, customer, channel, reply);
+            }
             DirectoryMessage::OpenCall { customer, reply } => {
-                self.create(state, customer, Channel::Phone, reply, false);
+                // A call's caller waits for this session only: should its
+                // start fail, they hear why, and are never handed the
+                // customer's chat.
+                self.create(
+                    state,
+                    customer,
+                    Channel::Phone,
+                    Waiting::Lookup(reply),
+                    false,
+                );
             }
             DirectoryMessage::Started { session, result } => {
                 self.started(state, session, result);
@@ -364,6 +425,30 @@ impl Actor for Directory {
                     state.open_by_customer.remove(&customer);
                 }
                 state.customer_of.remove(&session);
+            }
+            DirectoryMessage::Rebalance => {
+                let shared = &self.shared;
+                let mut n_moved = 0;
+                for (session, actor) in &state.sessions {
+                    if shared.elsewhere(|p| p.session(*session)).is_some() && is_live(actor) {
+                        // A stopping actor needs no second stop.
+                        let _ = actor.drain();
+                        n_moved += 1;
+                    }
+                }
+                state
+                    .open_by_customer
+                    .retain(|customer, _| shared.elsewhere(|p| p.customer(customer)).is_none());
+                let open = &state.open_by_customer;
+                state
+                    .customer_of
+                    .retain(|_, customer| open.contains_key(customer));
+                if n_moved > 0 {
+                    info!(
+                        n_sessions = n_moved,
+                        "sessions placed on another node: stopping them here"
+                    );
+                }
             }
             DirectoryMessage::PruneLimits => {
                 state.new_sessions.prune(crate::clock::now());
@@ -427,65 +512,61 @@ impl Directory {
         channel: Channel,
         reply: RpcReplyPort<Result<ActorRef<SessionMessage>, ApiError>>,
     ) {
+        let waiting = Waiting::Open {
+            customer: customer.clone(),
+            channel: channel.clone(),
+            reply,
+        };
+        self.open(state, customer, channel, waiting);
+    }
+
+    /// Serves `waiting` (an `Open` or `OpenDeliver`) with the customer's
+    /// open session, or a new one.
+    fn open(
+        &self,
+        state: &mut DirectoryState,
+        customer: CustomerId,
+        channel: Channel,
+        waiting: Waiting,
+    ) {
         match state.open_by_customer.get(&customer).copied() {
-            Some(session) => {
-                let open = Waiting::Open {
-                    customer,
-                    channel,
-                    reply,
-                };
-                self.reach(state, session, open);
-            }
-            None => self.create(state, customer, channel, reply, true),
+            Some(session) => self.reach(state, session, waiting),
+            None => self.create(state, customer, channel, waiting, true),
         }
     }
 
-    /// Opens a new session for `customer`, within the per-customer limit.
-    /// Unless it is a call (`open` false), it is the customer's open session
-    /// from now on, while it starts.
+    /// Opens a new session for `customer`, within the per-customer limit,
+    /// for `waiting`. Unless it is a call (`open` false), it is the
+    /// customer's open session from now on, while it starts.
     fn create(
         &self,
         state: &mut DirectoryState,
         customer: CustomerId,
         channel: Channel,
-        reply: RpcReplyPort<Result<ActorRef<SessionMessage>, ApiError>>,
+        waiting: Waiting,
         open: bool,
     ) {
         let now = crate::clock::now();
         if let Err(reached) = state.new_sessions.check(&customer, now) {
             let retry_in_secs = ((reached.retry_at - now).max(0) as u64).div_ceil(1000);
-            // The caller may have given up waiting.
-            let _ = reply.send(Err(ApiError::Limited {
+            let limited = ApiError::Limited {
                 what: "sessions_per_customer",
                 message: format!(
                     "customer `{customer}` opened {} new sessions within the last hour; \
                      the next is allowed in {retry_in_secs} s",
                     reached.n_recent
                 ),
-            }));
+            };
+            fail(waiting, limited);
             return;
         }
         let session = state.ids.next(now);
-        let record = Session::new(session, customer.clone(), channel.clone(), now);
+        let record = Session::new(session, customer.clone(), channel, now);
         if open {
             state.open_by_customer.insert(customer.clone(), session);
             state.customer_of.insert(session, customer.clone());
         }
-        let why = StartReason::New {
-            customer: customer.clone(),
-            at: now,
-        };
-        // A call's caller waits for this session only: should its start
-        // fail, they hear why, and are never handed the customer's chat.
-        let waiting = if open {
-            Waiting::Open {
-                customer,
-                channel,
-                reply,
-            }
-        } else {
-            Waiting::Lookup(reply)
-        };
+        let why = StartReason::New { customer, at: now };
         let start = SessionStart::New(Box::new(record));
         self.start(state, session, start, why, vec![waiting]);
     }
@@ -571,8 +652,21 @@ impl Directory {
                     // As above.
                     let _ = reply.send(Err(err.clone()));
                 }
-                Waiting::Deliver(_) => {
-                    warn!(session_id = %session, error = %err, "message for a session that cannot be activated dropped");
+                Waiting::OpenDeliver {
+                    customer,
+                    channel,
+                    message,
+                } if unknown => {
+                    let waiting = Waiting::OpenDeliver {
+                        customer: customer.clone(),
+                        channel: channel.clone(),
+                        message,
+                    };
+                    self.open(state, customer, channel, waiting);
+                }
+                waiting @ (Waiting::Deliver(_) | Waiting::OpenDeliver { .. }) => {
+                    warn!(session_id = %session, error = %err, "message for a session that cannot be activated not delivered");
+                    fail(waiting, err.clone());
                 }
                 Waiting::Offer { agent, group, .. } => {
                     warn!(session_id = %session, error = %err, "offered session cannot be activated");
@@ -608,6 +702,22 @@ impl Directory {
                 // Not a session's message type: cannot happen with a typed ref.
                 Err(_) => {}
             },
+            Waiting::OpenDeliver {
+                customer,
+                channel,
+                message,
+            } => match actor.cast(message) {
+                Ok(()) => {}
+                Err(MessagingErr::SendErr(message)) => {
+                    return Some(Waiting::OpenDeliver {
+                        customer,
+                        channel,
+                        message,
+                    });
+                }
+                // As above.
+                Err(_) => {}
+            },
             Waiting::Offer {
                 agent,
                 channel,
@@ -623,5 +733,23 @@ impl Directory {
             }
         }
         None
+    }
+}
+
+/// Tells whoever waits in `waiting` that it cannot be served: a caller's
+/// port gets `err`; a message with a reply port answers it with `err` (when
+/// its reply has room for an error); an offer is not here (see `started`).
+fn fail(waiting: Waiting, err: ApiError) {
+    match waiting {
+        Waiting::Lookup(reply) | Waiting::Open { reply, .. } => {
+            // The caller may have given up waiting.
+            let _ = reply.send(Err(err));
+        }
+        Waiting::Deliver(message) | Waiting::OpenDeliver { message, .. } => {
+            if let Some((_, replier)) = SessionCall::split(message) {
+                replier(Err(err));
+            }
+        }
+        Waiting::Offer { .. } => {}
     }
 }

@@ -22,7 +22,7 @@ use engine::wait::{AnswerPace, estimate_wait};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster_derive::RactorMessage;
 use serde::{Deserialize, Serialize};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::agent::AgentMessage;
 use crate::directory::DirectoryMessage;
@@ -107,6 +107,11 @@ pub enum GroupMessage {
     /// A recovering group has waited long enough for its waiting sessions
     /// to take their places again: it offers what it has.
     RecoveryOver,
+    /// The group is placed on another node now: each waiting session is
+    /// told to take its place again (in the group on its new node, as the
+    /// session's node places it), then this actor stops. An enqueue that
+    /// reached it before is handed over the same way.
+    Handover,
 }
 
 /// How long a recovering group waits for the waiting sessions the store
@@ -115,7 +120,7 @@ pub enum GroupMessage {
 const RECOVERY_GRACE: Duration = Duration::from_secs(2);
 
 /// A group's queue, for supervisors and tests.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GroupView {
     /// The group.
     pub group: GroupId,
@@ -243,6 +248,16 @@ impl Actor for GroupActor {
                 state.queue.remove(session);
                 state.told.remove(&session);
                 state.awaiting.remove(&session);
+            }
+            GroupMessage::Handover => {
+                let waiting: Vec<SessionId> =
+                    state.queue.iter().map(|(session, _)| session).collect();
+                info!(group = %state.group.id, n_waiting = waiting.len(), "handing the queue over to the group's new node");
+                for session in waiting {
+                    self.shared.tell_session(session, SessionMessage::Requeue);
+                }
+                myself.stop(Some("placed on another node".into()));
+                return Ok(());
             }
             GroupMessage::RecoveryOver => {
                 if !state.awaiting.is_empty() {

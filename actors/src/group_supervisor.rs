@@ -105,10 +105,11 @@ impl Actor for GroupSupervisor {
                             state.running.insert(group.id, actor);
                         }
                         (false, Some(actor)) => {
-                            info!(group = %group.id, "group placed on another node: stopping it here");
+                            info!(group = %group.id, "group placed on another node: handing it over");
                             state.children.remove(&actor.get_id());
                             self.shared.group_refs.unregister(&group.id, actor.get_id());
-                            actor.stop(Some("placed on another node".into()));
+                            // A stopped actor has nothing to hand over.
+                            let _ = actor.cast(GroupMessage::Handover);
                         }
                         (false, None) => {}
                     }

@@ -247,12 +247,13 @@ impl Switchboard {
         customer: &CustomerId,
         session: SessionId,
     ) -> Result<(), ApiError> {
-        let actor = self.session_actor(session).await?;
-        let record = call(&actor, |reply| SessionMessage::Snapshot { reply }).await?;
+        let record = self
+            .call_session(session, |reply| SessionMessage::Snapshot { reply })
+            .await?;
         if &record.customer_id != customer {
             return Err(EngineError::UnknownSession(session.0).into());
         }
-        call(&actor, |reply| SessionMessage::Close {
+        self.call_session(session, |reply| SessionMessage::Close {
             agent: None,
             summary: None,
             reply,
@@ -266,20 +267,20 @@ impl Switchboard {
         agent: &AgentId,
         request: PresenceRequest,
     ) -> Result<Presence, ApiError> {
-        let actor = self.agent_actor(agent)?;
-        call(&actor, |reply| AgentMessage::SetPresence { request, reply }).await?
+        self.call_agent(agent, |reply| AgentMessage::SetPresence { request, reply })
+            .await?
     }
 
     /// The agent accepts an offer; returns once the assignment is durable.
     pub async fn accept(&self, agent: &AgentId, session: SessionId) -> Result<(), ApiError> {
-        let actor = self.agent_actor(agent)?;
-        call(&actor, |reply| AgentMessage::Accept { session, reply }).await?
+        self.call_agent(agent, |reply| AgentMessage::Accept { session, reply })
+            .await?
     }
 
     /// The agent rejects an offer; the session goes to the next agent.
     pub async fn reject(&self, agent: &AgentId, session: SessionId) -> Result<(), ApiError> {
-        let actor = self.agent_actor(agent)?;
-        call(&actor, |reply| AgentMessage::Reject { session, reply }).await?
+        self.call_agent(agent, |reply| AgentMessage::Reject { session, reply })
+            .await?
     }
 
     /// A message from the assigned agent; ack once durable.
@@ -306,7 +307,9 @@ impl Switchboard {
     ) -> Result<(), ApiError> {
         let step = match target {
             TransferTarget::Group { group } => {
-                self.group_actor(&group)?;
+                if !self.shared.groups.contains_key(&group) {
+                    return Err(EngineError::UnknownGroup(group.to_string()).into());
+                }
                 Step::to_group(group, 0)
             }
             TransferTarget::Agent { agent: to } => {
@@ -328,9 +331,8 @@ impl Switchboard {
                 Step::to_agent(group, to, 0)
             }
         };
-        let actor = self.session_actor(session).await?;
         let agent = agent.clone();
-        call(&actor, |reply| SessionMessage::Transfer {
+        self.call_session(session, |reply| SessionMessage::Transfer {
             agent,
             step,
             reply,
@@ -345,9 +347,8 @@ impl Switchboard {
         session: SessionId,
         summary: Option<String>,
     ) -> Result<(), ApiError> {
-        let actor = self.session_actor(session).await?;
         let agent = agent.clone();
-        call(&actor, |reply| SessionMessage::WrapUp {
+        self.call_session(session, |reply| SessionMessage::WrapUp {
             agent,
             summary,
             reply,
@@ -362,9 +363,8 @@ impl Switchboard {
         session: SessionId,
         summary: Option<String>,
     ) -> Result<(), ApiError> {
-        let actor = self.session_actor(session).await?;
         let agent = Some(agent.clone());
-        call(&actor, |reply| SessionMessage::Close {
+        self.call_session(session, |reply| SessionMessage::Close {
             agent,
             summary,
             reply,
@@ -392,8 +392,8 @@ impl Switchboard {
     }
 
     async fn typing(&self, session: SessionId, typist: Typist) -> Result<(), ApiError> {
-        let actor = self.session_actor(session).await?;
-        call(&actor, |reply| SessionMessage::Typing { typist, reply }).await?
+        self.call_session(session, |reply| SessionMessage::Typing { typist, reply })
+            .await?
     }
 
     /// The customer rates the conversation: `score` 1 (worst) to 5 (best),
@@ -411,9 +411,8 @@ impl Switchboard {
         comment: Option<String>,
     ) -> Result<Ack, ApiError> {
         check_score(score)?;
-        let actor = self.session_actor(session).await?;
         let customer = customer.clone();
-        call(&actor, |reply| SessionMessage::Rate {
+        self.call_session(session, |reply| SessionMessage::Rate {
             customer,
             score,
             comment,
@@ -431,8 +430,8 @@ impl Switchboard {
         session: SessionId,
         report: DeliveryReport,
     ) -> Result<(), ApiError> {
-        let actor = self.session_actor(session).await?;
-        call(&actor, |reply| SessionMessage::Delivery { report, reply }).await?
+        self.call_session(session, |reply| SessionMessage::Delivery { report, reply })
+            .await?
     }
 
     /// Resolves when a session's write with outbox entries (an agent's
@@ -491,8 +490,8 @@ impl Switchboard {
 
     /// The live record of an active session (activating it if passivated).
     pub async fn live_session(&self, session: SessionId) -> Result<Session, ApiError> {
-        let actor = self.session_actor(session).await?;
-        call(&actor, |reply| SessionMessage::Snapshot { reply }).await
+        self.call_session(session, |reply| SessionMessage::Snapshot { reply })
+            .await
     }
 
     /// Where a waiting session stands: its group, place in line, how many
@@ -508,20 +507,20 @@ impl Switchboard {
         let Some(group) = record.group.filter(|_| record.state.is_waiting()) else {
             return Ok(None);
         };
-        let group = self.group_actor(&group)?;
-        call(&group, |reply| GroupMessage::Status { session, reply }).await
+        self.call_group(&group, |reply| GroupMessage::Status { session, reply })
+            .await
     }
 
     /// A group's queue.
     pub async fn group_view(&self, group: &GroupId) -> Result<GroupView, ApiError> {
-        let actor = self.group_actor(group)?;
-        call(&actor, |reply| GroupMessage::View { reply }).await
+        self.call_group(group, |reply| GroupMessage::View { reply })
+            .await
     }
 
     /// An agent's live state.
     pub async fn agent_view(&self, agent: &AgentId) -> Result<AgentView, ApiError> {
-        let actor = self.agent_actor(agent)?;
-        call(&actor, |reply| AgentMessage::View { reply }).await
+        self.call_agent(agent, |reply| AgentMessage::View { reply })
+            .await
     }
 
     /// Directory counts: live and open sessions, restarts.
@@ -627,18 +626,33 @@ impl Switchboard {
             .await?
     }
 
-    fn agent_actor(&self, agent: &AgentId) -> Result<ActorRef<AgentMessage>, ApiError> {
+    /// Calls `session`'s actor, here or on its node (`crate::remote`).
+    async fn call_session<T: Send + 'static>(
+        &self,
+        session: SessionId,
+        message: impl FnOnce(RpcReplyPort<T>) -> SessionMessage,
+    ) -> Result<T, ApiError> {
         self.shared
-            .agent_refs
-            .get(agent)
-            .ok_or_else(|| EngineError::UnknownAgent(agent.to_string()).into())
+            .call_session(session, message, CALL_TIMEOUT)
+            .await
     }
 
-    fn group_actor(&self, group: &GroupId) -> Result<ActorRef<GroupMessage>, ApiError> {
-        self.shared
-            .group_refs
-            .get(group)
-            .ok_or_else(|| EngineError::UnknownGroup(group.to_string()).into())
+    /// Calls `agent`'s actor, here or on its node.
+    async fn call_agent<T: Send + 'static>(
+        &self,
+        agent: &AgentId,
+        message: impl FnOnce(RpcReplyPort<T>) -> AgentMessage,
+    ) -> Result<T, ApiError> {
+        self.shared.call_agent(agent, message, CALL_TIMEOUT).await
+    }
+
+    /// Calls `group`'s actor, here or on its node.
+    async fn call_group<T: Send + 'static>(
+        &self,
+        group: &GroupId,
+        message: impl FnOnce(RpcReplyPort<T>) -> GroupMessage,
+    ) -> Result<T, ApiError> {
+        self.shared.call_group(group, message, CALL_TIMEOUT).await
     }
 
     async fn call_directory<T: Send + 'static>(

@@ -5,12 +5,15 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
+use engine::EngineError;
 use engine::channel::ChannelRegistry;
 use engine::group::SkillGroup;
 use engine::ids::{AgentId, GroupId, SessionId};
 use engine::routing::RuleSet;
 use engine::sla::SlaTally;
-use ractor::ActorRef;
+use ractor::concurrency::{OneshotReceiver, oneshot};
+use ractor::rpc::CallResult;
+use ractor::{ActorRef, RpcReplyPort};
 use store::Store;
 
 use engine::placement::Placement;
@@ -18,10 +21,13 @@ use tracing::warn;
 
 use crate::agent::AgentMessage;
 use crate::directory::DirectoryMessage;
+use crate::error::ApiError;
 use crate::event::Hub;
 use crate::group::GroupMessage;
 use crate::refs::{ActorRefs, OpenSessionRefs};
-use crate::remote::{AgentCast, GroupCast, Peers, Remote, SessionCast};
+use crate::remote::{
+    AgentCall, AgentCast, GroupCall, GroupCast, Peers, Remote, RemoteCall, SessionCast,
+};
 use crate::session::SessionMessage;
 use crate::store_writer::StoreWriterMessage;
 
@@ -214,6 +220,140 @@ impl Shared {
                 warn!(session_id = %session, node, "a session's own message for another node dropped")
             }
         }
+    }
+}
+
+impl Shared {
+    /// Calls session `session` with the message `build` makes: through this
+    /// node's Directory (activating it), or on the session's node. Its
+    /// reply, or why none came within `patience`.
+    pub async fn call_session<T: Send + 'static>(
+        &self,
+        session: SessionId,
+        build: impl FnOnce(RpcReplyPort<T>) -> SessionMessage,
+        patience: Duration,
+    ) -> Result<T, ApiError> {
+        match self.elsewhere(|placement| placement.session(session)) {
+            None => {
+                let actor = call_actor(
+                    self.directory(),
+                    |reply| DirectoryMessage::Session { session, reply },
+                    patience,
+                )
+                .await??;
+                call_actor(&actor, build, patience).await
+            }
+            Some((node, peers)) => {
+                let (sender, receiver) = oneshot();
+                let message = build(sender.into());
+                crate::remote::call_session_elsewhere(peers, node, session, message)?;
+                wait_for(
+                    receiver,
+                    patience,
+                    &format!("session {session} on node {node}"),
+                )
+                .await
+            }
+        }
+    }
+
+    /// Calls agent `agent` with the message `build` makes, here or on its
+    /// node; its reply, or why none came within `patience`.
+    pub async fn call_agent<T: Send + 'static>(
+        &self,
+        agent: &AgentId,
+        build: impl FnOnce(RpcReplyPort<T>) -> AgentMessage,
+        patience: Duration,
+    ) -> Result<T, ApiError> {
+        match self.elsewhere(|placement| placement.agent(agent)) {
+            None => {
+                let actor = self
+                    .agent_refs
+                    .get(agent)
+                    .ok_or_else(|| EngineError::UnknownAgent(agent.to_string()))?;
+                call_actor(&actor, build, patience).await
+            }
+            Some((node, peers)) => {
+                let (sender, receiver) = oneshot();
+                let Some((call, replier)) = AgentCall::split(build(sender.into())) else {
+                    return Err(ApiError::Unavailable(format!(
+                        "agent {agent} runs on node {node}"
+                    )));
+                };
+                let call = RemoteCall::Agent {
+                    agent: agent.clone(),
+                    call,
+                };
+                crate::remote::answer_later(peers.call(node, call), replier);
+                wait_for(receiver, patience, &format!("agent {agent} on node {node}")).await
+            }
+        }
+    }
+
+    /// Calls skill group `group` with the message `build` makes, here or on
+    /// its node; its reply, or why none came within `patience`.
+    pub async fn call_group<T: Send + 'static>(
+        &self,
+        group: &GroupId,
+        build: impl FnOnce(RpcReplyPort<T>) -> GroupMessage,
+        patience: Duration,
+    ) -> Result<T, ApiError> {
+        match self.elsewhere(|placement| placement.group(group)) {
+            None => {
+                let actor = self
+                    .group_refs
+                    .get(group)
+                    .ok_or_else(|| EngineError::UnknownGroup(group.to_string()))?;
+                call_actor(&actor, build, patience).await
+            }
+            Some((node, peers)) => {
+                let (sender, receiver) = oneshot();
+                let Some((call, replier)) = GroupCall::split(build(sender.into())) else {
+                    return Err(ApiError::Unavailable(format!(
+                        "group {group} runs on node {node}"
+                    )));
+                };
+                let call = RemoteCall::Group {
+                    group: group.clone(),
+                    call,
+                };
+                crate::remote::answer_later(peers.call(node, call), replier);
+                wait_for(receiver, patience, &format!("group {group} on node {node}")).await
+            }
+        }
+    }
+}
+
+/// Calls a local actor and turns every way the call can fail into an
+/// [`ApiError`].
+pub async fn call_actor<M: ractor::Message, T: Send + 'static>(
+    actor: &ActorRef<M>,
+    message: impl FnOnce(RpcReplyPort<T>) -> M,
+    patience: Duration,
+) -> Result<T, ApiError> {
+    match actor.call(message, Some(patience)).await? {
+        CallResult::Success(value) => Ok(value),
+        CallResult::Timeout => Err(ApiError::Unavailable(format!(
+            "actor {} (timed out)",
+            actor.get_id()
+        ))),
+        CallResult::SenderError => Err(ApiError::Unavailable(format!(
+            "actor {} (stopped before replying)",
+            actor.get_id()
+        ))),
+    }
+}
+
+/// The reply a port of `receiver` gets from another node, within `patience`.
+async fn wait_for<T>(
+    receiver: OneshotReceiver<T>,
+    patience: Duration,
+    what: &str,
+) -> Result<T, ApiError> {
+    match tokio::time::timeout(patience, receiver).await {
+        Ok(Ok(reply)) => Ok(reply),
+        Ok(Err(_)) => Err(ApiError::Unavailable(format!("{what} (no answer)"))),
+        Err(_) => Err(ApiError::Unavailable(format!("{what} (timed out)"))),
     }
 }
 

@@ -23,10 +23,13 @@
 pub mod config;
 pub mod membership;
 pub mod node;
+pub mod peers;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+use actors::Switchboard;
 
 use ractor::{Actor, ActorRef};
 use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage};
@@ -38,7 +41,8 @@ use tracing::{debug, info, warn};
 pub use config::ClusterConfig;
 pub use membership::MemberInfo;
 pub use node::ClusterView;
-use node::{Node, NodeMessage};
+use node::{Node, NodeMessage, Routes};
+pub use peers::ClusterPeers;
 
 /// Why a node could not join.
 #[derive(Debug, Error)]
@@ -87,6 +91,8 @@ pub struct Cluster {
     view: watch::Receiver<ClusterView>,
     refused: watch::Receiver<Option<String>>,
     seeds: JoinHandle<()>,
+    peers: Arc<ClusterPeers>,
+    runtime: Arc<OnceLock<Switchboard>>,
 }
 
 impl Cluster {
@@ -110,6 +116,7 @@ impl Cluster {
             started_at_ms: unix_ms(),
             cluster_addr: listen.to_string(),
             api_addr: String::new(),
+            ready: false,
         };
         let server = NodeServer::new(
             listen.port(),
@@ -136,12 +143,16 @@ impl Cluster {
         };
         let (view_tx, view) = watch::channel(empty);
         let (refused_tx, refused) = watch::channel(None);
+        let routes = Routes::default();
+        let runtime = Arc::new(OnceLock::new());
         let node = Node {
             me: me.clone(),
             heartbeat: config.heartbeat(),
             failure_timeout: config.failure_timeout(),
             view: Arc::new(view_tx),
             refused: Arc::new(refused_tx),
+            routes: routes.clone(),
+            runtime: runtime.clone(),
         };
         let (node, _) = match Actor::spawn(None, node, ()).await {
             Ok(spawned) => spawned,
@@ -169,16 +180,20 @@ impl Cluster {
             }
         }
         let seeds_task = tokio::spawn(retry_seeds(server.clone(), view.clone(), seeds));
+        let peers = Arc::new(ClusterPeers::new(&view.borrow().clone(), routes));
         let cluster = Cluster {
             config: config.clone(),
             listen,
             server,
             node,
+            peers,
             view,
             refused,
             seeds: seeds_task,
+            runtime,
         };
         cluster.wait_for_seeds(&reached).await?;
+        cluster.peers.refresh(&cluster.view());
         let view = cluster.view();
         info!(
             node_id = config.node_id,
@@ -251,6 +266,25 @@ impl Cluster {
         self.view.clone()
     }
 
+    /// The way this node's runtime reaches the others; give it to
+    /// `Switchboard::start_with_peers`, then [`Cluster::attach`] the runtime.
+    pub fn peers(&self) -> Arc<ClusterPeers> {
+        self.peers.clone()
+    }
+
+    /// `runtime` runs: messages from other nodes go to it, the members learn
+    /// that actors may be placed here, and from now on it runs what the
+    /// member set places here.
+    pub fn attach(&self, runtime: Switchboard) {
+        if self.runtime.set(runtime.clone()).is_err() {
+            warn!("a second runtime attached to the cluster ignored");
+            return;
+        }
+        // The node actor lives as long as the handle.
+        let _ = self.node.cast(NodeMessage::SetReady);
+        self.peers.clone().follow(self.view.clone(), runtime);
+    }
+
     /// Tells the members the public address of this node.
     pub fn set_api_addr(&self, addr: SocketAddr) {
         // The node actor lives as long as the handle.
@@ -298,15 +332,21 @@ impl NodeEventSubscription for Events {
     ) {
         if let Some(peer) = session.peer_name {
             // The node actor stops only with the cluster.
-            let _ = self.node.cast(NodeMessage::Disconnected(peer.name));
+            let _ = self
+                .node
+                .cast(NodeMessage::Disconnected(session.node_id, peer.name));
         }
     }
 
     fn node_session_authenticated(&self, _: ractor_cluster::node::NodeServerSessionInformation) {}
 
-    fn node_session_ready(&self, _: ractor_cluster::node::NodeServerSessionInformation) {
-        // As above.
-        let _ = self.node.cast(NodeMessage::Connected);
+    fn node_session_ready(&self, session: ractor_cluster::node::NodeServerSessionInformation) {
+        if let Some(peer) = session.peer_name {
+            // As above.
+            let _ = self
+                .node
+                .cast(NodeMessage::Connected(session.node_id, peer.name));
+        }
     }
 }
 

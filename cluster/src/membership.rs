@@ -25,6 +25,10 @@ pub struct MemberInfo {
     pub cluster_addr: String,
     /// Its public HTTP and WebSocket address (empty until it listens).
     pub api_addr: String,
+    /// Its runtime runs and takes messages from other nodes: only ready
+    /// members are placed actors on.
+    #[serde(default)]
+    pub ready: bool,
 }
 
 impl MemberInfo {
@@ -121,6 +125,11 @@ impl Membership {
         self.me.api_addr = api_addr;
     }
 
+    /// This node's runtime now runs.
+    pub fn set_ready(&mut self) {
+        self.me.ready = true;
+    }
+
     /// The other live members, by node id.
     pub fn peers(&self) -> impl Iterator<Item = &Peer> {
         self.peers.values()
@@ -213,6 +222,7 @@ mod tests {
             started_at_ms,
             cluster_addr: format!("127.0.0.1:71{node_id:02}"),
             api_addr: String::new(),
+            ready: true,
         }
     }
 

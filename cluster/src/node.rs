@@ -2,16 +2,23 @@
 //! process group every node's Node actor is in (ractor_cluster shares the
 //! group with every peer), tells every peer it is alive on a timer, and keeps
 //! the member set ([`Membership`]) from what it hears, from closed
-//! connections and from silence.
+//! connections and from silence. It is also the way in for the runtime's
+//! messages from other nodes (`actors::remote`): casts are handed to the
+//! runtime in the order they arrive, calls are answered as they finish.
+//! The way out is [`Routes`]: each member's Node actor, for
+//! [`crate::peers::ClusterPeers`].
 //!
 //! Only this actor is cluster-visible: ractor_cluster advertises every
 //! actor whose messages can be serialised to every peer, so sessions,
 //! agents and groups stay local.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use actors::Switchboard;
+use actors::remote::{Remote, RemoteCall, RemoteError};
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorClusterMessage;
 use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
@@ -21,23 +28,39 @@ use crate::membership::{Change, LeftWhy, MemberInfo, Membership};
 /// The process group of every node's Node actor.
 pub const NODES_GROUP: &str = "switchboard.nodes";
 
-/// Messages of the Node actor. Only `Heartbeat` comes from peers; the
-/// others are this node's own (its timer, its connection events), though
-/// any authenticated peer could send them.
+/// Messages of the Node actor. `Heartbeat`, `Cast` and `Call` come from
+/// peers; the others are this node's own (its timer, its connection
+/// events), though any authenticated peer could send them.
 #[derive(RactorClusterMessage)]
 pub enum NodeMessage {
     /// A peer's [`MemberInfo`], as JSON.
     Heartbeat(Vec<u8>),
+    /// A [`Remote`] for this node's runtime, as JSON.
+    Cast(Vec<u8>),
+    /// A [`RemoteCall`] for this node's runtime, as JSON; the answer is a
+    /// `Result<serde_json::Value, RemoteError>` as JSON.
+    #[rpc]
+    Call(Vec<u8>, RpcReplyPort<Vec<u8>>),
     /// Time to send heartbeats and to look for silent members.
     Tick,
-    /// The connection to the node named so closed.
-    Disconnected(String),
-    /// A connection to a node is ready: say hello at once rather than at
-    /// the next tick, so that joins are quick.
-    Connected,
+    /// A connection to the node named so closed (ractor_cluster's id for
+    /// the connection, and the name). Two nodes that dial each other at
+    /// once open two connections and close one: the member leaves only when
+    /// its last connection closes.
+    Disconnected(u64, String),
+    /// A connection to a node is ready (ractor_cluster's node id for it,
+    /// and its name): say hello at once rather than at the next tick, so
+    /// that joins are quick.
+    Connected(u64, String),
     /// This node now takes the public's connections at this address.
     SetApiAddr(String),
+    /// This node's runtime runs: actors may be placed here.
+    SetReady,
 }
+
+/// Each live member's Node actor, by node id: where casts and calls for
+/// that node go. Kept by the Node actor, read on every send.
+pub type Routes = Arc<RwLock<HashMap<u8, ActorRef<NodeMessage>>>>;
 
 /// What the rest of the node sees of the member set.
 #[derive(Debug, Clone)]
@@ -74,6 +97,11 @@ pub struct Node {
     pub view: Arc<watch::Sender<ClusterView>>,
     /// Set once, when another live node has this node's id.
     pub refused: Arc<watch::Sender<Option<String>>>,
+    /// Every live member's Node actor.
+    pub routes: Routes,
+    /// This node's runtime, once it runs; until then other nodes' messages
+    /// for it are dropped (no member places anything here before).
+    pub runtime: Arc<OnceLock<Switchboard>>,
 }
 
 /// The Node actor's state.
@@ -81,6 +109,9 @@ pub struct NodeState {
     members: Membership,
     /// The start of the monotonic clock [`Membership`] counts in.
     epoch: Instant,
+    /// ractor_cluster's id of each connection, as the (node id,
+    /// incarnation) whose name it carries.
+    connections: HashMap<u64, (u8, u64)>,
     n_joined: u64,
     n_left: u64,
 }
@@ -101,6 +132,7 @@ impl Actor for Node {
         Ok(NodeState {
             members: Membership::new(self.me.clone(), millis(self.failure_timeout)),
             epoch: Instant::now(),
+            connections: HashMap::new(),
             n_joined: 0,
             n_left: 0,
         })
@@ -121,21 +153,46 @@ impl Actor for Node {
                     Vec::new()
                 }
             },
+            NodeMessage::Cast(bytes) => {
+                self.deliver(&bytes);
+                return Ok(());
+            }
+            NodeMessage::Call(bytes, reply) => {
+                self.answer(bytes, reply);
+                return Ok(());
+            }
             NodeMessage::Tick => {
                 self.say_hello(&myself, state);
                 state.members.expire(now)
             }
-            NodeMessage::Connected => {
+            NodeMessage::Connected(connection, name) => {
+                if let Some(who) = MemberInfo::parse_node_name(&name) {
+                    state.connections.insert(connection, who);
+                }
                 self.say_hello(&myself, state);
                 Vec::new()
             }
-            NodeMessage::Disconnected(name) => match MemberInfo::parse_node_name(&name) {
-                Some((node_id, incarnation)) => state.members.disconnected(node_id, incarnation),
-                None => {
-                    debug!(peer = %name, "a connection to a node that is not a switchboard closed");
-                    Vec::new()
+            NodeMessage::SetReady => {
+                state.members.set_ready();
+                self.say_hello(&myself, state);
+                Vec::new()
+            }
+            NodeMessage::Disconnected(connection, name) => {
+                state.connections.remove(&connection);
+                match MemberInfo::parse_node_name(&name) {
+                    Some(who) if state.connections.values().any(|other| *other == who) => {
+                        debug!(peer = %name, "a second connection to a member closed");
+                        Vec::new()
+                    }
+                    Some((node_id, incarnation)) => {
+                        state.members.disconnected(node_id, incarnation)
+                    }
+                    None => {
+                        debug!(peer = %name, "a connection to a node that is not a switchboard closed");
+                        Vec::new()
+                    }
                 }
-            },
+            }
             NodeMessage::SetApiAddr(addr) => {
                 state.members.set_api_addr(addr);
                 self.say_hello(&myself, state);
@@ -145,6 +202,7 @@ impl Actor for Node {
         for change in changes {
             self.apply(state, change);
         }
+        self.refresh_routes(state);
         // Every time, not only on a change: the view shows when each member
         // was last heard (a few copies a second of a short list).
         self.publish(state);
@@ -165,6 +223,78 @@ impl Node {
             // goes with the connection or with its silence.
             let _ = peer.cast(NodeMessage::Heartbeat(hello.clone()));
         }
+    }
+
+    /// Hands a cast from another node to the runtime.
+    fn deliver(&self, bytes: &[u8]) {
+        let Some(runtime) = self.runtime.get() else {
+            debug!("a message for the runtime before it runs dropped");
+            return;
+        };
+        match serde_json::from_slice::<Remote>(bytes) {
+            Ok(remote) => {
+                metrics::counter!("switchboard_cluster_forwarded_total", "direction" => "in", "kind" => "cast")
+                    .increment(1);
+                runtime.receive(remote);
+            }
+            Err(err) => warn!(error = %err, "unreadable message from another node dropped"),
+        }
+    }
+
+    /// Hands a call from another node to the runtime at once (so calls
+    /// reach their actors in the order they came), and answers it when the
+    /// actor has, without waiting for that here.
+    fn answer(&self, bytes: Vec<u8>, reply: RpcReplyPort<Vec<u8>>) {
+        metrics::counter!("switchboard_cluster_forwarded_total", "direction" => "in", "kind" => "call")
+            .increment(1);
+        let answering = match (
+            self.runtime.get(),
+            serde_json::from_slice::<RemoteCall>(&bytes),
+        ) {
+            (None, _) => Err(RemoteError {
+                code: "unavailable".into(),
+                message: "the node is starting; retry".into(),
+            }),
+            (Some(runtime), Ok(call)) => Ok(runtime.take(call)),
+            (Some(_), Err(err)) => Err(RemoteError {
+                code: "invalid".into(),
+                message: format!("unreadable call from another node: {err}"),
+            }),
+        };
+        tokio::spawn(async move {
+            let answer: Result<serde_json::Value, RemoteError> = match answering {
+                Ok(answering) => answering.await.map_err(|err| RemoteError::from(&err)),
+                Err(err) => Err(err),
+            };
+            let bytes = serde_json::to_vec(&answer).expect("answers serialise");
+            // The caller may have given up waiting.
+            let _ = reply.send(bytes);
+        });
+    }
+
+    /// Keeps [`Routes`] to the Node actor of each live member: the process
+    /// group's remote members whose connection carries that member's name.
+    fn refresh_routes(&self, state: &NodeState) {
+        let mut routes = HashMap::new();
+        for cell in ractor::pg::get_members(&NODES_GROUP.to_string()) {
+            let ActorId::Remote { node_id, .. } = cell.get_id() else {
+                continue;
+            };
+            let Some((member, incarnation)) = state.connections.get(&node_id) else {
+                continue;
+            };
+            let live = state
+                .members
+                .peers()
+                .any(|peer| peer.info.node_id == *member && peer.info.incarnation == *incarnation);
+            if live {
+                routes.insert(*member, ActorRef::<NodeMessage>::from(cell));
+            }
+        }
+        *self
+            .routes
+            .write()
+            .expect("no panic while holding the lock") = routes;
     }
 
     fn apply(&self, state: &mut NodeState, change: Change) {

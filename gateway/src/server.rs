@@ -143,16 +143,22 @@ impl Server {
         } else {
             None
         };
-        let switchboard =
-            match Switchboard::start(cache.clone(), rules, channel_names, runtime).await {
-                Ok(switchboard) => switchboard,
-                Err(err) => {
-                    if let Some(cluster) = &cluster {
-                        cluster.stop().await;
-                    }
-                    return Err(anyhow::Error::from(err).context("failed to start the engine"));
-                }
-            };
+        let peers = cluster
+            .as_ref()
+            .map(|cluster| cluster.peers() as Arc<dyn actors::remote::Peers>);
+        let started =
+            Switchboard::start_with_peers(cache.clone(), rules, channel_names, runtime, peers)
+                .await;
+        let switchboard = match started {
+            Ok(switchboard) => switchboard,
+            Err(err) => {
+                stop_cluster(cluster.as_deref()).await;
+                return Err(anyhow::Error::from(err).context("failed to start the engine"));
+            }
+        };
+        if let Some(cluster) = &cluster {
+            cluster.attach(switchboard.clone());
+        }
         // One adapter per account, shared by the inbound route and the
         // courier of replies (an account's access token is fetched once).
         let channels = config

@@ -4,9 +4,12 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Client, Process, process_token, session_of, start_process};
+use common::{Client, Process, accept_offer, process_token, session_of, start_process};
+use engine::ids::{AgentId, CustomerId, GroupId};
+use engine::placement::Placement;
 use gateway::auth::Role;
 use serde_json::{Value, json};
 
@@ -19,7 +22,8 @@ const SETTLE: Duration = Duration::from_secs(15);
 struct Node {
     node_id: u8,
     port: u16,
-    data: tempfile::TempDir,
+    /// Shared by nodes over one store.
+    data: Arc<tempfile::TempDir>,
     process: Process,
 }
 
@@ -101,9 +105,10 @@ async fn start_node(
     node_id: u8,
     port: u16,
     seed_ports: &[u16],
-    data: tempfile::TempDir,
+    data: impl Into<Arc<tempfile::TempDir>>,
     extra: &[(&str, &str)],
 ) -> Node {
+    let data = data.into();
     let env = cluster_env(node_id, port, seed_ports, extra);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let process = start_process(data.path(), &env, None).await;
@@ -147,9 +152,10 @@ async fn until_members(nodes: &[&Node], expected: &[u64]) -> Duration {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_form_one_cluster_and_a_killed_one_leaves_at_once_and_rejoins() {
     let ports = [free_port(), free_port(), free_port()];
-    let one = start_node(1, ports[0], &ports, tempfile::tempdir().unwrap(), &[]).await;
-    let two = start_node(2, ports[1], &ports, tempfile::tempdir().unwrap(), &[]).await;
-    let three = start_node(3, ports[2], &ports, tempfile::tempdir().unwrap(), &[]).await;
+    let data = Arc::new(tempfile::tempdir().unwrap());
+    let one = start_node(1, ports[0], &ports, data.clone(), &[]).await;
+    let two = start_node(2, ports[1], &ports, data.clone(), &[]).await;
+    let three = start_node(3, ports[2], &ports, data.clone(), &[]).await;
     until_members(&[&one, &two, &three], &[1, 2, 3]).await;
 
     // Each member's public address is the one its process listens on, and
@@ -168,20 +174,26 @@ async fn three_nodes_form_one_cluster_and_a_killed_one_leaves_at_once_and_rejoin
         assert_eq!(member["this_node"], node.node_id == 1);
     }
 
-    // Each node mints session ids with its own id in them (bits 14–21).
-    for node in [&one, &two, &three] {
-        let token = process_token(node.data.path(), "cust-003", Role::Customer);
-        let url = format!("ws://{}/ws/customer?token={token}", node.process.addr);
-        let mut customer = Client::connect(&url).await;
-        customer.hello(json!({})).await;
-        let ack = customer.say(json!({}), "c-1", "which node are you?").await;
+    // A customer may write to any node: every message reaches their one
+    // open session, on the node placed to serve them, whose id is in the
+    // session's id (bits 14-21).
+    let customer_node = Placement::new([1, 2, 3]).customer(&CustomerId::new("cust-003"));
+    let mut sessions = Vec::new();
+    for (i, node) in [&one, &two, &three].into_iter().enumerate() {
+        let mut customer = node.customer("cust-003").await;
+        let ack = customer
+            .say(json!({}), &format!("c-{i}"), "which node are you?")
+            .await;
         let session: u64 = session_of(&ack).parse().unwrap();
         assert_eq!(
             (session >> 14) & 0xff,
-            u64::from(node.node_id),
+            u64::from(customer_node),
             "session {session}"
         );
+        sessions.push(session);
     }
+    sessions.dedup();
+    assert_eq!(sessions.len(), 1, "one open session: {sessions:?}");
 
     // kill -9: its connections close, so the others drop it at once, not
     // after the failure timeout.
@@ -228,8 +240,9 @@ async fn a_hung_member_is_removed_after_the_failure_timeout_and_readmitted_when_
         ("SWITCHBOARD_CLUSTER_HEARTBEAT_MS", "100"),
         ("SWITCHBOARD_CLUSTER_FAILURE_TIMEOUT_MS", "500"),
     ];
-    let one = start_node(1, ports[0], &ports, tempfile::tempdir().unwrap(), &timing).await;
-    let two = start_node(2, ports[1], &ports, tempfile::tempdir().unwrap(), &timing).await;
+    let data = Arc::new(tempfile::tempdir().unwrap());
+    let one = start_node(1, ports[0], &ports, data.clone(), &timing).await;
+    let two = start_node(2, ports[1], &ports, data.clone(), &timing).await;
     until_members(&[&one, &two], &[1, 2]).await;
 
     // Stopped, not killed: its connection stays open, only its silence tells.
@@ -302,4 +315,226 @@ async fn a_node_with_another_cookie_is_not_admitted() {
     assert_eq!(one.member_ids().await, [1]);
     assert_eq!(intruder.member_ids().await, [2]);
     assert_eq!(one.status().await["n_joined"], 0);
+}
+
+impl Node {
+    /// An admin token (the nodes of one store share its secret).
+    fn admin(&self) -> String {
+        process_token(self.data.path(), "admin", Role::Admin)
+    }
+
+    /// A socket of `agent`, signed in; available when `available`.
+    async fn agent(&self, agent: &str, available: bool) -> Client {
+        let token = process_token(self.data.path(), agent, Role::Agent);
+        let url = format!("ws://{}/ws/agent?token={token}", self.process.addr);
+        let mut client = Client::connect(&url).await;
+        client.hello(json!({})).await;
+        if available {
+            let presence = client
+                .request(json!({"type": "presence", "state": "available"}))
+                .await;
+            assert_eq!(presence["type"], "presence", "{presence}");
+        }
+        client
+    }
+
+    /// A socket of customer `customer`, said hello.
+    async fn customer(&self, customer: &str) -> Client {
+        let token = process_token(self.data.path(), customer, Role::Customer);
+        let url = format!("ws://{}/ws/customer?token={token}", self.process.addr);
+        let mut client = Client::connect(&url).await;
+        client.hello(json!({})).await;
+        client
+    }
+
+    /// Creates customer `id` (standard tier: routed to `default`).
+    async fn create_customer(&self, id: &str) {
+        let response = reqwest::Client::new()
+            .post(format!("http://{}/api/v1/customers", self.process.addr))
+            .bearer_auth(self.admin())
+            .json(&json!({"id": id, "display_name": id, "language": "en"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status().as_u16(),
+            201,
+            "{}",
+            response.text().await.unwrap()
+        );
+    }
+
+    /// Whether every member this node lists is ready.
+    async fn all_ready(&self) -> bool {
+        self.status().await["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|member| member["ready"] == true)
+    }
+}
+
+/// Three nodes over one SQLite file (node 1 seeds the demo).
+async fn three_nodes_over_one_store() -> (Vec<Node>, [u16; 3]) {
+    let ports = [free_port(), free_port(), free_port()];
+    let data = Arc::new(tempfile::tempdir().unwrap());
+    let mut nodes = Vec::new();
+    for (i, port) in ports.iter().enumerate() {
+        nodes.push(start_node(i as u8 + 1, *port, &ports, data.clone(), &[]).await);
+    }
+    let refs: Vec<&Node> = nodes.iter().collect();
+    until_members(&refs, &[1, 2, 3]).await;
+    let start = Instant::now();
+    for node in &nodes {
+        while !node.all_ready().await {
+            assert!(
+                start.elapsed() < SETTLE,
+                "node {} never saw every member ready",
+                node.node_id
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    (nodes, ports)
+}
+
+/// A member of `default` placed on `node`, and a customer id placed there.
+fn agent_and_customer_on(placement: &Placement, node: u8) -> (&'static str, String) {
+    let agent = ["chen.jie", "liu.yang", "li.na", "zhang.wei"]
+        .into_iter()
+        .find(|agent| placement.agent(&AgentId::new(*agent)) == node)
+        .unwrap_or_else(|| panic!("no member of default is placed on node {node}"));
+    let customer = (0..)
+        .map(|i| format!("cl-{i}"))
+        .find(|id| placement.customer(&CustomerId::new(id.as_str())) == node)
+        .expect("some customer id lands on every node");
+    (agent, customer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_on_one_node_serves_agents_and_customers_on_the_others_and_fails_over() {
+    let (nodes, _) = three_nodes_over_one_store().await;
+    let placement = Placement::new([1, 2, 3]);
+    let group_node = placement.group(&GroupId::new("default"));
+    let others: Vec<u8> = [1, 2, 3].into_iter().filter(|n| *n != group_node).collect();
+    let node = |id: u8| &nodes[usize::from(id) - 1];
+    let (agent_a, customer_a) = agent_and_customer_on(&placement, others[0]);
+    let (agent_b, customer_b) = agent_and_customer_on(&placement, others[1]);
+    for customer in [&customer_a, &customer_b] {
+        nodes[0].create_customer(customer).await;
+    }
+    println!(
+        "default on node {group_node}; {agent_a} and {customer_a} on node {}; {agent_b} and {customer_b} on node {}",
+        others[0], others[1]
+    );
+
+    // The group on its node serves the first agent's node: its offer also
+    // reaches the agent's second desktop, open on the group's node.
+    let mut desk_a = node(others[0]).agent(agent_a, true).await;
+    let mut desk_a_elsewhere = node(group_node).agent(agent_a, false).await;
+    let mut chat_a = node(others[0]).customer(&customer_a).await;
+    let ack = chat_a.say(json!({}), "a-1", "hello from node A").await;
+    let session_a = session_of(&ack);
+    accept_offer(&mut desk_a, &session_a).await;
+    desk_a_elsewhere
+        .wait_for("the offer on the other desktop", |f| {
+            f["type"] == "offer" && f["session"] == session_a.as_str()
+        })
+        .await;
+    chat_a
+        .wait_for("assigned", |f| f["type"] == "assigned")
+        .await;
+    let reply = desk_a
+        .request(json!({"type": "message", "session": session_a, "client_message_id": "r-1", "body": "hi A"}))
+        .await;
+    assert_eq!(reply["type"], "ack", "{reply}");
+    chat_a
+        .wait_for("the agent's reply", |f| {
+            f["type"] == "message" && f["body"] == "hi A"
+        })
+        .await;
+    let closed = desk_a
+        .request(json!({"type": "close", "session": session_a}))
+        .await;
+    assert_eq!(closed["type"], "ok", "{closed}");
+    desk_a
+        .request(json!({"type": "presence", "state": "away", "reason": "test"}))
+        .await;
+
+    // ... and the other agent's node.
+    let mut desk_b = node(others[1]).agent(agent_b, true).await;
+    let mut chat_b = node(others[1]).customer(&customer_b).await;
+    let ack = chat_b.say(json!({}), "b-1", "hello from node B").await;
+    let session_b = session_of(&ack);
+    accept_offer(&mut desk_b, &session_b).await;
+    chat_b
+        .wait_for("assigned", |f| f["type"] == "assigned")
+        .await;
+    let closed = desk_b
+        .request(json!({"type": "close", "session": session_b}))
+        .await;
+    assert_eq!(closed["type"], "ok", "{closed}");
+    desk_b
+        .request(json!({"type": "presence", "state": "away", "reason": "test"}))
+        .await;
+
+    // Both customers write again and wait (nobody is available): A first.
+    let ack = chat_a.say(json!({}), "a-2", "waiting, first").await;
+    let waiting_a = session_of(&ack);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let ack = chat_b.say(json!({}), "b-2", "waiting, second").await;
+    let waiting_b = session_of(&ack);
+
+    // kill -9 the group's node: the survivors take the group and its
+    // queue from the store, and offers flow again in the queue's order.
+    let killed_at = Instant::now();
+    node(group_node).signal("KILL");
+    let survivors = [node(others[0]), node(others[1])];
+    until_members(&survivors, &[u64::from(others[0]), u64::from(others[1])]).await;
+    desk_a
+        .request(json!({"type": "presence", "state": "available"}))
+        .await;
+    let first = desk_a
+        .wait_for("an offer after the failover", |f| f["type"] == "offer")
+        .await;
+    println!(
+        "failover: kill -9 to the first offer took {:?}",
+        killed_at.elapsed()
+    );
+    assert_eq!(
+        first["session"],
+        waiting_a.as_str(),
+        "the longest waiting first"
+    );
+    let second = desk_a
+        .wait_for("the second offer", |f| f["type"] == "offer")
+        .await;
+    assert_eq!(second["session"], waiting_b.as_str());
+
+    // Every acknowledged message is stored once.
+    for (session, bodies) in [
+        (&waiting_a, vec!["waiting, first"]),
+        (&waiting_b, vec!["waiting, second"]),
+    ] {
+        let record: Value = reqwest::Client::new()
+            .get(format!(
+                "http://{}/api/v1/sessions/{session}",
+                survivors[0].process.addr
+            ))
+            .bearer_auth(survivors[0].admin())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let messages: Vec<&str> = record["events"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no events in {record}"))
+            .iter()
+            .filter(|event| event["type"] == "message")
+            .map(|event| event["body"].as_str().unwrap())
+            .collect();
+        assert_eq!(messages, bodies, "{record}");
+    }
 }

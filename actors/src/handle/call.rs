@@ -105,8 +105,9 @@ impl Switchboard {
     /// [`Switchboard::end_call`] do) in its session's history; returns the
     /// event's `seq` once durable.
     pub async fn call_event(&self, session: SessionId, event: CallEvent) -> Result<u64, ApiError> {
-        let actor = self.session_actor(session).await?;
-        let ack = call(&actor, |reply| SessionMessage::CallEvent { event, reply }).await??;
+        let ack = self
+            .call_session(session, |reply| SessionMessage::CallEvent { event, reply })
+            .await??;
         Ok(ack.seq)
     }
 
@@ -129,8 +130,9 @@ impl Switchboard {
     /// abandoned, a connected one goes to wrap-up. Ending an ended call
     /// does nothing. Returns the last `seq` once durable.
     pub async fn end_call(&self, session: SessionId, by: CallEnd) -> Result<u64, ApiError> {
-        let actor = self.session_actor(session).await?;
-        let ack = call(&actor, |reply| SessionMessage::EndCall { by, reply }).await??;
+        let ack = self
+            .call_session(session, |reply| SessionMessage::EndCall { by, reply })
+            .await??;
         Ok(ack.seq)
     }
 
@@ -144,14 +146,14 @@ impl Switchboard {
         session: SessionId,
         control: CallControl,
     ) -> Result<u64, ApiError> {
-        let actor = self.session_actor(session).await?;
         let agent = agent.clone();
-        let ack = call(&actor, |reply| SessionMessage::AgentCall {
-            agent,
-            control,
-            reply,
-        })
-        .await??;
+        let ack = self
+            .call_session(session, |reply| SessionMessage::AgentCall {
+                agent,
+                control,
+                reply,
+            })
+            .await??;
         Ok(ack.seq)
     }
 

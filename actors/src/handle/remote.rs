@@ -1,14 +1,15 @@
 //! The receiving end of `crate::remote`: what other nodes send this node's
 //! actors.
 
+use engine::EngineError;
 use engine::channel::Channel;
-use serde_json::Value;
 use tracing::warn;
 
 use super::Switchboard;
 use crate::agent::AgentMessage;
 use crate::directory::DirectoryMessage;
 use crate::error::ApiError;
+use crate::remote::calls::Answering;
 use crate::remote::{AgentCast, Remote, RemoteCall};
 use crate::root::RootMessage;
 use crate::session::SessionMessage;
@@ -79,8 +80,9 @@ impl Switchboard {
     /// node left). Called by the cluster after every change.
     pub async fn rebalance(&self) -> Result<(), ApiError> {
         let shared = &self.shared;
-        // The root lives as long as the system.
+        // The root and the directory live as long as the system.
         let _ = self.root.cast(RootMessage::Rebalance);
+        let _ = shared.directory().cast(DirectoryMessage::Rebalance);
         let mut open = shared.store.open_sessions().await?;
         let mut calls = Vec::new();
         for session in open.iter().filter(|s| s.channel == Channel::Phone) {
@@ -106,17 +108,58 @@ impl Switchboard {
         Ok(())
     }
 
-    /// A call from another node, for an actor it placed here; the answer
-    /// as JSON.
-    pub async fn answer(&self, call: RemoteCall) -> Result<Value, ApiError> {
+    /// A call from another node, for an actor it placed here: its message
+    /// is in the actor's mailbox (or the Directory's, for a session) when
+    /// this returns, so calls taken one after the other reach the actor in
+    /// that order; the future is the answer, as JSON.
+    pub fn take(&self, call: RemoteCall) -> Answering {
+        let shared = &self.shared;
         match call {
-            RemoteCall::Accept {
-                session,
-                agent,
-                display_name,
-            } => {
-                crate::remote::accept_here(&self.shared, session, agent, display_name).await?;
-                Ok(Value::Null)
+            RemoteCall::Session { session, call } => match call.join(&shared.rules()) {
+                Ok((message, answer)) => {
+                    // The directory lives as long as the system.
+                    let _ = shared
+                        .directory()
+                        .cast(DirectoryMessage::ToSessionHere { session, message });
+                    answer
+                }
+                Err(err) => Box::pin(std::future::ready(Err(err))),
+            },
+            RemoteCall::OpenSession {
+                customer,
+                channel,
+                call,
+            } => match call.join(&shared.rules()) {
+                Ok((message, answer)) => {
+                    // As above.
+                    let _ = shared.directory().cast(DirectoryMessage::OpenSessionHere {
+                        customer,
+                        channel,
+                        message,
+                    });
+                    answer
+                }
+                Err(err) => Box::pin(std::future::ready(Err(err))),
+            },
+            RemoteCall::Agent { agent, call } => {
+                let Some(actor) = shared.agent_refs.get(&agent) else {
+                    let unknown = ApiError::from(EngineError::UnknownAgent(agent.to_string()));
+                    return Box::pin(std::future::ready(Err(unknown)));
+                };
+                let (message, answer) = call.join();
+                // A stopped actor drops the port: the caller hears that.
+                let _ = actor.cast(message);
+                answer
+            }
+            RemoteCall::Group { group, call } => {
+                let Some(actor) = shared.group_refs.get(&group) else {
+                    let unknown = ApiError::from(EngineError::UnknownGroup(group.to_string()));
+                    return Box::pin(std::future::ready(Err(unknown)));
+                };
+                let (message, answer) = call.join();
+                // As above.
+                let _ = actor.cast(message);
+                answer
             }
         }
     }

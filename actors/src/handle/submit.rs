@@ -13,6 +13,7 @@ use ractor::concurrency::{OneshotReceiver, oneshot};
 use super::{CALL_TIMEOUT, Switchboard};
 use crate::directory::DirectoryMessage;
 use crate::error::ApiError;
+use crate::remote::{RemoteCall, SessionCall};
 use crate::session::{Ack, SessionMessage};
 
 /// The ack of a submitted message, once it is durable.
@@ -73,6 +74,20 @@ impl Switchboard {
             route,
             reply: sender.into(),
         };
+        // In a cluster the customer's node knows their open session: the
+        // message goes there, sent before this returns.
+        if let Some((node, peers)) = self.shared.elsewhere(|p| p.customer(&customer)) {
+            let Some((call, replier)) = SessionCall::split(message) else {
+                unreachable!("a customer message has a reply port");
+            };
+            let call = RemoteCall::OpenSession {
+                customer,
+                channel,
+                call,
+            };
+            crate::remote::answer_later(peers.call(node, call), replier);
+            return Ok(PendingAck { receiver });
+        }
         // The open session's actor as it last said, if it still runs; a
         // session that ended took itself out before its end was told.
         if let Some(session) = self.shared.open_sessions.get(&customer) {
@@ -105,15 +120,20 @@ impl Switchboard {
         body: String,
         client_message_id: Option<String>,
     ) -> Result<PendingAck, ApiError> {
-        let actor = self.session_actor(session).await?;
         let (sender, receiver) = oneshot();
+        let message = SessionMessage::AgentMessage {
+            agent: agent.clone(),
+            body,
+            client_message_id,
+            reply: sender.into(),
+        };
+        if let Some((node, peers)) = self.shared.elsewhere(|p| p.session(session)) {
+            crate::remote::call_session_elsewhere(peers, node, session, message)?;
+            return Ok(PendingAck { receiver });
+        }
+        let actor = self.session_actor(session).await?;
         actor
-            .send_message(SessionMessage::AgentMessage {
-                agent: agent.clone(),
-                body,
-                client_message_id,
-                reply: sender.into(),
-            })
+            .send_message(message)
             .map_err(|_| ApiError::Unavailable(format!("session {} stopped", session.0)))?;
         Ok(PendingAck { receiver })
     }

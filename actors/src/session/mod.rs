@@ -62,7 +62,7 @@ pub enum TransferTarget {
 }
 
 /// Who is typing, as the caller authenticated them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Typist {
     /// The session's customer; anyone else is told the session is unknown.
     Customer(CustomerId),

@@ -82,11 +82,10 @@ impl Peers for Loopback {
     fn call(&self, node: u8, call: RemoteCall) -> RemoteAnswer {
         let call = cross(&call);
         let board = self.nodes.board(node).expect("every node runs by now");
+        // Taken at once, in order with this node's other sends.
+        let answer = board.take(call);
         Box::pin(async move {
-            let answer = board
-                .answer(call)
-                .await
-                .map_err(|err| RemoteError::from(&err));
+            let answer = answer.await.map_err(|err| RemoteError::from(&err));
             cross(&answer).map_err(ApiError::from_remote)
         })
     }
@@ -382,4 +381,83 @@ async fn when_a_node_dies_the_survivor_takes_its_queue_in_order() {
         offered.push(session);
     }
     assert_eq!(offered, waiting, "offered in the order they queued");
+}
+
+#[tokio::test]
+async fn a_restarted_node_gets_its_sessions_back_from_the_survivor() {
+    let (one, two, (members, nodes)) = two_nodes_with_members(|agents| agents).await;
+    let placement = Placement::new([1, 2]);
+    let customer = CustomerId::new("plain");
+    let home = placement.customer(&customer);
+    let other = 3 - home;
+    let (home_board, survivor) = if home == 1 {
+        (&one, &two)
+    } else {
+        (&two, &one)
+    };
+    let store = survivor.store().clone();
+
+    let first = home_board
+        .customer_message_as(&customer, Channel::Web, "第一".into(), Some("m1".into()))
+        .await
+        .unwrap();
+
+    // The customer's node dies; the survivor serves them, in the same session.
+    nodes.boards.lock().unwrap().remove(&home);
+    home_board.clone().shutdown().await;
+    *members.lock().unwrap() = vec![other];
+    survivor.rebalance().await.unwrap();
+    let second = survivor
+        .customer_message_as(&customer, Channel::Web, "第二".into(), Some("m2".into()))
+        .await
+        .unwrap();
+    assert_eq!(second.session, first.session);
+    assert!(second.seq > first.seq);
+
+    // It comes back (a new process, the same id): the session is placed
+    // there again, and the survivor lets go of it.
+    *members.lock().unwrap() = vec![1, 2];
+    let peers = Loopback {
+        node_id: home,
+        members: members.clone(),
+        nodes: nodes.clone(),
+    };
+    let returned = Switchboard::start_with_peers(
+        store,
+        RuleSet::parse(RULES, "test.toml").unwrap(),
+        ChannelRegistry::default(),
+        RuntimeConfig {
+            node_id: home,
+            ..config()
+        },
+        Some(Arc::new(peers)),
+    )
+    .await
+    .unwrap();
+    nodes.join(home, returned.clone());
+    survivor.rebalance().await.unwrap();
+    returned.rebalance().await.unwrap();
+    timeout(Duration::from_secs(10), async {
+        while survivor.stats().await.unwrap().n_live_sessions > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the survivor stops the session it no longer runs");
+    // Written through the survivor, the message reaches the session on its
+    // node again: one session, one writer, nothing lost.
+    let third = survivor
+        .customer_message_as(&customer, Channel::Web, "第三".into(), Some("m3".into()))
+        .await
+        .unwrap();
+    assert_eq!(third.session, first.session);
+    assert!(third.seq > second.seq);
+    let history = returned.history(first.session, 0).await.unwrap();
+    assert_eq!(
+        bodies(&history)
+            .iter()
+            .map(|(_, body)| body.as_str())
+            .collect::<Vec<_>>(),
+        ["第一", "第二", "第三"]
+    );
 }

@@ -46,6 +46,8 @@ pub struct ClusterMember {
     pub started_at: Time,
     /// Milliseconds since its last heartbeat arrived (0 for this node).
     pub last_heard_ms_ago: u64,
+    /// Its runtime runs: skill groups, agents and sessions are placed on it.
+    pub ready: bool,
 }
 
 /// The live members and how failures are detected.
@@ -77,6 +79,7 @@ pub async fn cluster_status(
                 api_addr: state.config.server.listen.to_string(),
                 started_at: Time(state.started_at_ms),
                 last_heard_ms_ago: 0,
+                ready: true,
             }],
             heartbeat_ms: config.heartbeat_ms,
             failure_timeout_ms: config.failure_timeout_ms,
@@ -96,6 +99,7 @@ pub async fn cluster_status(
             api_addr: info.api_addr.clone(),
             started_at: Time(info.started_at_ms),
             last_heard_ms_ago: now.saturating_duration_since(*last_heard).as_millis() as u64,
+            ready: info.ready,
         })
         .collect();
     members.push(ClusterMember {
@@ -105,6 +109,7 @@ pub async fn cluster_status(
         api_addr: view.me.api_addr.clone(),
         started_at: Time(view.me.started_at_ms),
         last_heard_ms_ago: 0,
+        ready: view.me.ready,
     });
     members.sort_by_key(|member| member.node_id);
     Ok(Json(ClusterStatus {

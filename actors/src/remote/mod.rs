@@ -6,14 +6,14 @@
 //! leaves through [`Peers`] (the `cluster` crate implements it over
 //! ractor_cluster) as a [`Remote`] (a cast) or a [`RemoteCall`] (with an
 //! answer), and the receiving node's [`Switchboard::receive`] and
-//! [`Switchboard::answer`] hand it to its actor there. Only what actors
+//! [`Switchboard::take`] hand it to its actor there. Only what actors
 //! tell each other crosses; references to actors never do: a message for
 //! a session is resolved to the session's node each time it is sent.
 //!
 //! Without `Peers` (a node alone) every actor is local and nothing here runs.
 //!
 //! [`Switchboard::receive`]: crate::Switchboard::receive
-//! [`Switchboard::answer`]: crate::Switchboard::answer
+//! [`Switchboard::take`]: crate::Switchboard::take
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,18 +22,20 @@ use std::sync::Arc;
 use engine::Millis;
 use engine::agent::Agent;
 use engine::channel::Channel;
-use engine::ids::{AgentId, GroupId, SessionId};
+use engine::ids::{AgentId, CustomerId, GroupId, SessionId};
 use engine::placement::Placement;
 use engine::queue::MemberStatus;
 use engine::routing::{Contact, StepParts};
 use serde::{Deserialize, Serialize};
 
-use crate::directory::DirectoryMessage;
+pub mod calls;
+
+pub use calls::{AgentCall, GroupCall, SessionCall};
+
 use crate::error::ApiError;
 use crate::event::{Audience, Event};
 use crate::group::{GroupMessage, QueueEntry};
 use crate::session::SessionMessage;
-use crate::shared::Shared;
 
 /// An answer that will come from another node.
 pub type RemoteAnswer = Pin<Box<dyn Future<Output = Result<serde_json::Value, ApiError>> + Send>>;
@@ -50,7 +52,9 @@ pub trait Peers: Send + Sync + 'static {
     fn cast(&self, node: u8, message: Remote);
     /// Casts `message` to every other member.
     fn broadcast(&self, message: Remote);
-    /// Sends `call` to node `node`; its answer as JSON, or why none came.
+    /// Sends `call` to node `node` at once (in order with this node's other
+    /// sends there); the future only waits for its answer as JSON, or why
+    /// none came.
     fn call(&self, node: u8, call: RemoteCall) -> RemoteAnswer;
 }
 
@@ -194,17 +198,40 @@ pub enum SessionCast {
     },
 }
 
-/// A request to another node, answered.
+/// A request to another node's actor, answered: the message with its
+/// reply port split off ([`calls`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum RemoteCall {
-    /// Agent `agent` accepts `session` (see [`SessionMessage::Accept`]).
-    Accept {
+    /// For session `session`'s actor, activated there if passivated.
+    Session {
         /// The session.
         session: SessionId,
+        /// The message.
+        call: SessionCall,
+    },
+    /// A customer's message for their open session, opened there if they
+    /// have none.
+    OpenSession {
+        /// The customer.
+        customer: CustomerId,
+        /// The channel of the message.
+        channel: Channel,
+        /// The message ([`SessionCall::CustomerMessage`]).
+        call: SessionCall,
+    },
+    /// For agent `agent`'s actor.
+    Agent {
         /// The agent.
         agent: AgentId,
-        /// Their name, for the customer.
-        display_name: String,
+        /// The message.
+        call: AgentCall,
+    },
+    /// For skill group `group`'s actor.
+    Group {
+        /// The group.
+        group: GroupId,
+        /// The message.
+        call: GroupCall,
     },
 }
 
@@ -270,7 +297,8 @@ impl GroupCast {
             GroupMessage::Status { .. }
             | GroupMessage::PushPositions
             | GroupMessage::View { .. }
-            | GroupMessage::RecoveryOver => {
+            | GroupMessage::RecoveryOver
+            | GroupMessage::Handover => {
                 return None;
             }
         })
@@ -339,72 +367,30 @@ impl SessionCast {
     }
 }
 
-/// Agent `agent` accepts `session`, which runs on another node (or, since
-/// the offer, here again); `Ok` once the assignment is durable.
-pub async fn accept_elsewhere(
-    shared: &Shared,
+/// Sends `message` (which has a reply port) to session `session` on node
+/// `node`; the port is filled when the answer comes.
+pub fn call_session_elsewhere(
+    peers: &dyn Peers,
+    node: u8,
     session: SessionId,
-    agent: AgentId,
-    display_name: String,
+    message: SessionMessage,
 ) -> Result<(), ApiError> {
-    match shared.elsewhere(|placement| placement.session(session)) {
-        Some((node, peers)) => {
-            let call = RemoteCall::Accept {
-                session,
-                agent,
-                display_name,
-            };
-            let answer = peers.call(node, call).await?;
-            decode(answer)
-        }
-        None => accept_here(shared, session, agent, display_name).await,
-    }
-}
-
-/// Agent `agent` (on whichever node) accepts `session`, which runs here.
-pub(crate) async fn accept_here(
-    shared: &Shared,
-    session: SessionId,
-    agent: AgentId,
-    display_name: String,
-) -> Result<(), ApiError> {
-    let actor = match shared
-        .directory()
-        .call(
-            |reply| DirectoryMessage::Session { session, reply },
-            Some(ACCEPT_PATIENCE),
-        )
-        .await
-    {
-        Ok(ractor::rpc::CallResult::Success(found)) => found?,
-        Ok(_) => return Err(ApiError::Unavailable(format!("session {session}"))),
-        Err(err) => return Err(ApiError::from(err)),
+    let Some((call, replier)) = SessionCall::split(message) else {
+        return Err(ApiError::Unavailable(format!(
+            "session {session} runs on node {node}, and this message has no way there"
+        )));
     };
-    let outcome = actor
-        .call(
-            |reply| SessionMessage::Accept {
-                agent,
-                display_name,
-                reply,
-            },
-            Some(ACCEPT_PATIENCE),
-        )
-        .await;
-    match outcome {
-        Ok(ractor::rpc::CallResult::Success(result)) => result,
-        Ok(_) => Err(ApiError::Unavailable(format!("session {session}"))),
-        Err(err) => Err(ApiError::from(err)),
-    }
+    answer_later(
+        peers.call(node, RemoteCall::Session { session, call }),
+        replier,
+    );
+    Ok(())
 }
 
-/// How long an accept from another node waits for the session.
-const ACCEPT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// An answer from another node as the value it encodes.
-pub fn decode<T: for<'de> Deserialize<'de>>(answer: serde_json::Value) -> Result<T, ApiError> {
-    serde_json::from_value(answer).map_err(|err| {
-        ApiError::Unavailable(format!("an unreadable answer from another node ({err})"))
-    })
+/// Fills the caller's port when `answer` comes, without holding the caller
+/// up: the call was sent already, in order with the caller's other sends.
+pub fn answer_later(answer: RemoteAnswer, replier: calls::Replier) {
+    tokio::spawn(async move { replier(answer.await) });
 }
 
 #[cfg(test)]
