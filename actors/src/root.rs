@@ -90,7 +90,9 @@ impl Actor for RootSupervisor {
         let (writer, _) =
             Actor::spawn_linked(None, StoreWriter, writer_args, myself.get_cell()).await?;
         let groups: Vec<SkillGroup> = args.store.list_groups().await?;
+        let agents: Vec<Agent> = args.store.list_agents().await?;
         let shared = Arc::new(Shared {
+            agents: agents.iter().map(|agent| agent.id.clone()).collect(),
             groups: groups
                 .iter()
                 .map(|group| (group.id.clone(), Arc::new(group.clone())))
@@ -151,7 +153,6 @@ impl Actor for RootSupervisor {
             .set(directory.clone())
             .map_err(|_| "directory set twice")?;
 
-        let agents: Vec<Agent> = args.store.list_agents().await?;
         let group_args = GroupSupervisorArgs {
             groups,
             agents: agents.clone(),

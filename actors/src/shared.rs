@@ -1,7 +1,7 @@
 //! What every actor of one switchboard shares: the store, the writer, the
 //! event hub, the rules and the configuration.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
@@ -99,6 +99,10 @@ pub struct Shared {
     pub channels: ChannelRegistry,
     /// The skill groups as configured at start: their SLA thresholds, for metrics.
     pub groups: HashMap<GroupId, Arc<SkillGroup>>,
+    /// The agents as configured at start, so that an agent whose actor is
+    /// not running here at the moment (it is moving between nodes) is told
+    /// apart from an agent that does not exist.
+    pub agents: HashSet<AgentId>,
     /// Knobs.
     pub config: RuntimeConfig,
     /// Set once the directory runs (it is spawned after this struct exists).
@@ -270,7 +274,7 @@ impl Shared {
                 let actor = self
                     .agent_refs
                     .get(agent)
-                    .ok_or_else(|| EngineError::UnknownAgent(agent.to_string()))?;
+                    .ok_or_else(|| self.not_running_agent(agent))?;
                 call_actor(&actor, build, patience).await
             }
             Some((node, peers)) => {
@@ -303,7 +307,7 @@ impl Shared {
                 let actor = self
                     .group_refs
                     .get(group)
-                    .ok_or_else(|| EngineError::UnknownGroup(group.to_string()))?;
+                    .ok_or_else(|| self.not_running_group(group))?;
                 call_actor(&actor, build, patience).await
             }
             Some((node, peers)) => {
@@ -320,6 +324,31 @@ impl Shared {
                 crate::remote::answer_later(peers.call(node, call), replier);
                 wait_for(receiver, patience, &format!("group {group} on node {node}")).await
             }
+        }
+    }
+}
+
+impl Shared {
+    /// Why agent `agent` has no actor here: it does not exist, or (in a
+    /// cluster) it is moving between nodes.
+    pub fn not_running_agent(&self, agent: &AgentId) -> ApiError {
+        if self.peers.is_some() && self.agents.contains(agent) {
+            ApiError::Unavailable(format!(
+                "agent {agent} is moving between cluster nodes; retry"
+            ))
+        } else {
+            EngineError::UnknownAgent(agent.to_string()).into()
+        }
+    }
+
+    /// Why skill group `group` has no actor here, as for agents.
+    pub fn not_running_group(&self, group: &GroupId) -> ApiError {
+        if self.peers.is_some() && self.groups.contains_key(group) {
+            ApiError::Unavailable(format!(
+                "group {group} is moving between cluster nodes; retry"
+            ))
+        } else {
+            EngineError::UnknownGroup(group.to_string()).into()
         }
     }
 }

@@ -302,6 +302,24 @@ impl Cluster {
         }
     }
 
+    /// Hands this node's share over before it stops: the members stop
+    /// placing actors here (this node says it is no longer ready), each
+    /// takes its new share from the store while this node hands its groups'
+    /// queues over and stops its agents and sessions. Returns after three
+    /// heartbeats, time for every member to have heard and rebalanced.
+    pub async fn leave(&self) {
+        if self.runtime.get().is_none() {
+            return;
+        }
+        info!(
+            node_id = self.config.node_id,
+            "leaving the cluster: handing this node's share over"
+        );
+        // The node actor lives as long as the handle.
+        let _ = self.node.cast(NodeMessage::SetLeaving);
+        tokio::time::sleep(self.config.heartbeat() * 3).await;
+    }
+
     /// Leaves the cluster: the connections close, so the other members
     /// remove this node at once.
     pub async fn stop(&self) {

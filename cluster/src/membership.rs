@@ -125,9 +125,9 @@ impl Membership {
         self.me.api_addr = api_addr;
     }
 
-    /// This node's runtime now runs.
-    pub fn set_ready(&mut self) {
-        self.me.ready = true;
+    /// This node's runtime now runs (`true`), or is leaving (`false`).
+    pub fn set_ready(&mut self, ready: bool) {
+        self.me.ready = ready;
     }
 
     /// The other live members, by node id.

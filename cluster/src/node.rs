@@ -56,6 +56,8 @@ pub enum NodeMessage {
     SetApiAddr(String),
     /// This node's runtime runs: actors may be placed here.
     SetReady,
+    /// This node is leaving: actors are placed elsewhere from now on.
+    SetLeaving,
 }
 
 /// Each live member's Node actor, by node id: where casts and calls for
@@ -173,7 +175,12 @@ impl Actor for Node {
                 Vec::new()
             }
             NodeMessage::SetReady => {
-                state.members.set_ready();
+                state.members.set_ready(true);
+                self.say_hello(&myself, state);
+                Vec::new()
+            }
+            NodeMessage::SetLeaving => {
+                state.members.set_ready(false);
                 self.say_hello(&myself, state);
                 Vec::new()
             }

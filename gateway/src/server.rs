@@ -259,12 +259,18 @@ impl Server {
         &self.state.switchboard
     }
 
-    /// Graceful shutdown: stop accepting, flush the store writer, close
-    /// every WebSocket with 1001, wait for them (up to the grace period),
-    /// stop the engine.
+    /// Graceful shutdown: in a cluster, hand this node's share over first
+    /// (`cluster::Cluster::leave`); then stop accepting, flush the store
+    /// writer, close every WebSocket with 1001, wait for them (up to the
+    /// grace period), stop the engine, leave the cluster.
     pub async fn shutdown(self) -> Result<()> {
         let state = self.state;
         state.ready.store(false, Ordering::Relaxed);
+        // First, while this node still relays its clients' messages: the
+        // other members take over its groups, agents and sessions.
+        if let Some(cluster) = &state.cluster {
+            cluster.leave().await;
+        }
         self.stop_accepting.cancel();
         let grace = Duration::from_millis(state.config.server.shutdown_grace_ms);
         match tokio::time::timeout(grace, state.switchboard.flush()).await {

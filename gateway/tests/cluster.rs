@@ -383,23 +383,17 @@ impl Node {
     }
 }
 
-/// Three nodes over one SQLite file (node 1 seeds the demo); agents are
-/// available again as soon as they close a session (no wrap-up).
+/// The environment of the nodes over one store: agents are available again
+/// as soon as they close a session (no wrap-up).
+const NO_WRAP_UP: [(&str, &str); 1] = [("SWITCHBOARD_ROUTING_WRAP_UP_MS", "0")];
+
+/// Three nodes over one SQLite file (node 1 seeds the demo), with [`NO_WRAP_UP`].
 async fn three_nodes_over_one_store() -> (Vec<Node>, [u16; 3]) {
     let ports = [free_port(), free_port(), free_port()];
     let data = Arc::new(tempfile::tempdir().unwrap());
     let mut nodes = Vec::new();
     for (i, port) in ports.iter().enumerate() {
-        nodes.push(
-            start_node(
-                i as u8 + 1,
-                *port,
-                &ports,
-                data.clone(),
-                &[("SWITCHBOARD_ROUTING_WRAP_UP_MS", "0")],
-            )
-            .await,
-        );
+        nodes.push(start_node(i as u8 + 1, *port, &ports, data.clone(), &NO_WRAP_UP).await);
     }
     let refs: Vec<&Node> = nodes.iter().collect();
     until_members(&refs, &[1, 2, 3]).await;
@@ -423,11 +417,15 @@ fn agent_and_customer_on(placement: &Placement, node: u8) -> (&'static str, Stri
         .into_iter()
         .find(|agent| placement.agent(&AgentId::new(*agent)) == node)
         .unwrap_or_else(|| panic!("no member of default is placed on node {node}"));
-    let customer = (0..)
-        .map(|i| format!("cl-{i}"))
+    (agent, customer_on(placement, node, "cl"))
+}
+
+/// A customer id starting with `prefix` that is placed on `node`.
+fn customer_on(placement: &Placement, node: u8, prefix: &str) -> String {
+    (0..)
+        .map(|i| format!("{prefix}-{i}"))
         .find(|id| placement.customer(&CustomerId::new(id.as_str())) == node)
-        .expect("some customer id lands on every node");
-    (agent, customer)
+        .expect("some customer id lands on every node")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -573,4 +571,126 @@ async fn a_group_on_one_node_serves_agents_and_customers_on_the_others_and_fails
             .collect();
         assert_eq!(messages, bodies, "{record}");
     }
+}
+
+/// Waits until every node in `nodes` lists every member as ready.
+async fn until_all_ready(nodes: &[&Node]) {
+    let start = Instant::now();
+    for node in nodes {
+        while !node.all_ready().await {
+            assert!(
+                start.elapsed() < SETTLE,
+                "node {} never saw every member ready",
+                node.node_id
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joining_node_takes_its_share_and_a_leaving_node_hands_its_share_over() {
+    let (mut nodes, ports) = three_nodes_over_one_store().await;
+    let fourth_port = free_port();
+    let data = nodes[0].data.clone();
+    nodes.push(start_node(4, fourth_port, &ports, data, &NO_WRAP_UP).await);
+    let refs: Vec<&Node> = nodes.iter().collect();
+    until_members(&refs, &[1, 2, 3, 4]).await;
+    until_all_ready(&refs).await;
+
+    // Every node places groups and agents alike, the newcomer included.
+    let placement = Placement::new([1, 2, 3, 4]);
+    let start = Instant::now();
+    for node in &nodes {
+        loop {
+            let seen = node.status().await["placement"].clone();
+            let agreed = seen["members"] == json!([1, 2, 3, 4])
+                && ["default", "gold_service", "phone_support"]
+                    .iter()
+                    .all(|group| {
+                        seen["groups"][group] == u64::from(placement.group(&GroupId::new(*group)))
+                    });
+            if agreed {
+                break;
+            }
+            assert!(
+                start.elapsed() < SETTLE,
+                "node {} places otherwise: {seen}",
+                node.node_id
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let status = nodes[3].status().await;
+    let runs_something = status["placement"]["groups"]
+        .as_object()
+        .unwrap()
+        .values()
+        .chain(status["placement"]["agents"].as_object().unwrap().values())
+        .any(|node| node == 4);
+    assert!(runs_something, "the fourth node takes a share: {status}");
+
+    // Two customers wait in `default`, each on a node other than the
+    // group's; then the group's node leaves gracefully (SIGTERM).
+    let leaving = placement.group(&GroupId::new("default"));
+    let staying: Vec<u8> = [1, 2, 3, 4].into_iter().filter(|n| *n != leaving).collect();
+    let node = |id: u8| &nodes[usize::from(id) - 1];
+    let mut chats = Vec::new();
+    let mut waiting = Vec::new();
+    for (i, on) in staying.iter().take(2).enumerate() {
+        let customer = customer_on(&placement, *on, &format!("leave{i}"));
+        node(*on).create_customer(&customer).await;
+        let mut chat = node(*on).customer(&customer).await;
+        let ack = chat.say(json!({}), "w-1", "waiting through a leave").await;
+        waiting.push(session_of(&ack));
+        chats.push(chat);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut desk_w = node(staying[0])
+        .agent_as("wang.min", Role::Supervisor)
+        .await;
+    let left_at = Instant::now();
+    node(leaving).signal("TERM");
+    // It hands its share over, then exits cleanly.
+    let mut leaving_node = nodes.remove(usize::from(leaving) - 1);
+    let status = tokio::time::timeout(SETTLE, leaving_node.process.child.wait())
+        .await
+        .expect("the leaving node exits")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    println!(
+        "graceful leave: SIGTERM to exit took {:?}",
+        left_at.elapsed()
+    );
+    // An agent whose actor moved comes back away; her desktop sets her
+    // available (told to retry while her actor moves, as a real one is).
+    loop {
+        let presence = desk_w
+            .request(json!({"type": "presence", "state": "available"}))
+            .await;
+        if presence["type"] == "presence" {
+            break;
+        }
+        assert_eq!(presence["code"], "unavailable", "{presence}");
+        assert!(left_at.elapsed() < SETTLE, "{presence}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for session in &waiting {
+        let offer = desk_w
+            .wait_for("an offer after the leave", |f| f["type"] == "offer")
+            .await;
+        assert_eq!(offer["session"], session.as_str(), "in the queue's order");
+        let accepted = desk_w
+            .request(json!({"type": "accept", "session": session}))
+            .await;
+        assert_eq!(accepted["type"], "ok", "{accepted}");
+        let closed = desk_w
+            .request(json!({"type": "close", "session": session}))
+            .await;
+        assert_eq!(closed["type"], "ok", "{closed}");
+    }
+    // The others no longer count it.
+    let refs: Vec<&Node> = nodes.iter().collect();
+    let expected: Vec<u64> = staying.iter().map(|n| u64::from(*n)).collect();
+    until_members(&refs, &expected).await;
 }

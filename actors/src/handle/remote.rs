@@ -1,7 +1,6 @@
 //! The receiving end of `crate::remote`: what other nodes send this node's
 //! actors.
 
-use engine::EngineError;
 use engine::channel::Channel;
 use tracing::warn;
 
@@ -143,8 +142,8 @@ impl Switchboard {
             },
             RemoteCall::Agent { agent, call } => {
                 let Some(actor) = shared.agent_refs.get(&agent) else {
-                    let unknown = ApiError::from(EngineError::UnknownAgent(agent.to_string()));
-                    return Box::pin(std::future::ready(Err(unknown)));
+                    let missing = shared.not_running_agent(&agent);
+                    return Box::pin(std::future::ready(Err(missing)));
                 };
                 let (message, answer) = call.join();
                 // A stopped actor drops the port: the caller hears that.
@@ -153,8 +152,8 @@ impl Switchboard {
             }
             RemoteCall::Group { group, call } => {
                 let Some(actor) = shared.group_refs.get(&group) else {
-                    let unknown = ApiError::from(EngineError::UnknownGroup(group.to_string()));
-                    return Box::pin(std::future::ready(Err(unknown)));
+                    let missing = shared.not_running_group(&group);
+                    return Box::pin(std::future::ready(Err(missing)));
                 };
                 let (message, answer) = call.join();
                 // As above.

@@ -1,12 +1,15 @@
 //! `GET /api/v1/cluster` (admins): the live members as this node sees them.
 
+use std::collections::BTreeMap;
+
 use axum::Json;
 use axum::extract::State;
+use engine::placement::Placement;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::access::Caller;
-use crate::error::{ErrorBody, HttpError};
+use crate::error::{ErrorBody, HttpError, store_error};
 use crate::state::AppState;
 use crate::wire::Time;
 
@@ -29,6 +32,20 @@ pub struct ClusterStatus {
     pub n_joined: u64,
     /// Members that left since this node started.
     pub n_left: u64,
+    /// Where this node places each skill group and agent now.
+    pub placement: ClusterPlacement,
+}
+
+/// Which node runs each skill group and agent (`engine::placement`, over
+/// the ready members).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ClusterPlacement {
+    /// The members actors are placed on, ascending.
+    pub members: Vec<u8>,
+    /// Group id → node id.
+    pub groups: BTreeMap<String, u8>,
+    /// Agent id → node id.
+    pub agents: BTreeMap<String, u8>,
 }
 
 /// One live member.
@@ -68,6 +85,7 @@ pub async fn cluster_status(
 ) -> Result<Json<ClusterStatus>, HttpError> {
     caller.require_admin()?;
     let config = &state.config.cluster;
+    let placement = placement(&state).await?;
     let Some(cluster) = &state.cluster else {
         return Ok(Json(ClusterStatus {
             mode: "standalone".into(),
@@ -85,6 +103,7 @@ pub async fn cluster_status(
             failure_timeout_ms: config.failure_timeout_ms,
             n_joined: 0,
             n_left: 0,
+            placement,
         }));
     };
     let view = cluster.view();
@@ -120,5 +139,31 @@ pub async fn cluster_status(
         failure_timeout_ms: config.failure_timeout_ms,
         n_joined: view.n_joined,
         n_left: view.n_left,
+        placement,
     }))
+}
+
+/// The placement of every configured group and agent as this node sees it.
+async fn placement(state: &AppState) -> Result<ClusterPlacement, HttpError> {
+    let placement = match &state.cluster {
+        Some(cluster) => {
+            use actors::remote::Peers;
+            cluster.peers().placement()
+        }
+        None => std::sync::Arc::new(Placement::new([state.config.cluster.node_id])),
+    };
+    let store = state.switchboard.store();
+    let groups = store.list_groups().await.map_err(store_error)?;
+    let agents = store.list_agents().await.map_err(store_error)?;
+    Ok(ClusterPlacement {
+        members: placement.members().to_vec(),
+        groups: groups
+            .iter()
+            .map(|group| (group.id.to_string(), placement.group(&group.id)))
+            .collect(),
+        agents: agents
+            .iter()
+            .map(|agent| (agent.id.to_string(), placement.agent(&agent.id)))
+            .collect(),
+    })
 }
