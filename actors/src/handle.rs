@@ -511,6 +511,16 @@ impl Switchboard {
             .await
     }
 
+    /// Whether this node runs `group`'s actor now (always, when alone).
+    pub fn runs_group(&self, group: &GroupId) -> bool {
+        self.shared.elsewhere(|p| p.group(group)).is_none()
+    }
+
+    /// Whether this node runs `agent`'s actor now (always, when alone).
+    pub fn runs_agent(&self, agent: &AgentId) -> bool {
+        self.shared.elsewhere(|p| p.agent(agent)).is_none()
+    }
+
     /// A group's queue.
     pub async fn group_view(&self, group: &GroupId) -> Result<GroupView, ApiError> {
         self.call_group(group, |reply| GroupMessage::View { reply })

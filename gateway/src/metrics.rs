@@ -234,7 +234,12 @@ async fn refresh_gauges(state: &AppState) {
         .list_groups()
         .await
         .unwrap_or_default();
-    for group in &groups {
+    // In a cluster each node reports the groups and agents it runs, so
+    // that a sum over the nodes counts each once.
+    for group in groups
+        .iter()
+        .filter(|g| state.switchboard.runs_group(&g.id))
+    {
         let Ok(view) = state.switchboard.group_view(&group.id).await else {
             continue;
         };
@@ -251,7 +256,10 @@ async fn refresh_gauges(state: &AppState) {
         .await
         .unwrap_or_default();
     let mut by_state: std::collections::BTreeMap<(String, &'static str), u32> = Default::default();
-    for agent in &agents {
+    for agent in agents
+        .iter()
+        .filter(|a| state.switchboard.runs_agent(&a.id))
+    {
         let Ok(view) = state.switchboard.agent_view(&agent.id).await else {
             continue;
         };
