@@ -349,11 +349,16 @@ impl Node {
 
     /// A socket of customer `customer`, said hello.
     async fn customer(&self, customer: &str) -> Client {
-        let token = process_token(self.data.path(), customer, Role::Customer);
-        let url = format!("ws://{}/ws/customer?token={token}", self.process.addr);
-        let mut client = Client::connect(&url).await;
+        let mut client = self.customer_socket(customer).await;
         client.hello(json!({})).await;
         client
+    }
+
+    /// A socket of customer `customer`, before its hello.
+    async fn customer_socket(&self, customer: &str) -> Client {
+        let token = process_token(self.data.path(), customer, Role::Customer);
+        let url = format!("ws://{}/ws/customer?token={token}", self.process.addr);
+        Client::connect(&url).await
     }
 
     /// Creates customer `id` (standard tier: routed to `default`).
@@ -495,6 +500,26 @@ async fn a_group_on_one_node_serves_agents_and_customers_on_the_others_and_fails
         .request(json!({"type": "presence", "state": "away", "reason": "test"}))
         .await;
 
+    // A customer served by the node that will die, and connected to it,
+    // talks with the first agent (who is on another node).
+    let customer_c = customer_on(&placement, group_node, "cc");
+    nodes[0].create_customer(&customer_c).await;
+    let mut chat_c = node(group_node).customer(&customer_c).await;
+    desk_a
+        .request(json!({"type": "presence", "state": "available"}))
+        .await;
+    let ack = chat_c
+        .say(json!({}), "c-1", "served by the node that will die")
+        .await;
+    let session_c = session_of(&ack);
+    accept_offer(&mut desk_a, &session_c).await;
+    chat_c
+        .wait_for("assigned", |f| f["type"] == "assigned")
+        .await;
+    desk_a
+        .request(json!({"type": "presence", "state": "away", "reason": "test"}))
+        .await;
+
     // Both customers write again and wait (nobody is available): A first.
     let ack = chat_a.say(json!({}), "a-2", "waiting, first").await;
     let waiting_a = session_of(&ack);
@@ -513,6 +538,31 @@ async fn a_group_on_one_node_serves_agents_and_customers_on_the_others_and_fails
     node(group_node).signal("KILL");
     let survivors = [node(others[0]), node(others[1])];
     until_members(&survivors, &[u64::from(others[0]), u64::from(others[1])]).await;
+    // The agent keeps her session, re-activated on a survivor, and writes
+    // while the customer is away; the customer reconnects to another node
+    // and resumes: the reply arrives once.
+    let reply = desk_a
+        .request(json!({"type": "message", "session": session_c, "client_message_id": "r-c", "body": "still here"}))
+        .await;
+    assert_eq!(reply["type"], "ack", "{reply}");
+    let last_seq = chat_c.last_seq.clone();
+    drop(chat_c);
+    let mut chat_c = node(others[0]).customer_socket(&customer_c).await;
+    chat_c.resume(&last_seq).await;
+    chat_c
+        .wait_for("the reply written while away", |f| {
+            f["type"] == "message" && f["body"] == "still here"
+        })
+        .await;
+    let ack = chat_c.say(json!({}), "c-2", "back, on another node").await;
+    assert_eq!(session_of(&ack), session_c, "the same session");
+    let copies = chat_c
+        .take_pending()
+        .iter()
+        .filter(|f| f["type"] == "message" && f["body"] == "still here")
+        .count();
+    assert_eq!(copies, 0, "the reply came once");
+
     let presence = desk_w
         .request(json!({"type": "presence", "state": "available"}))
         .await;
@@ -549,6 +599,14 @@ async fn a_group_on_one_node_serves_agents_and_customers_on_the_others_and_fails
     for (session, bodies) in [
         (&waiting_a, vec!["waiting, first"]),
         (&waiting_b, vec!["waiting, second"]),
+        (
+            &session_c,
+            vec![
+                "served by the node that will die",
+                "still here",
+                "back, on another node",
+            ],
+        ),
     ] {
         let record: Value = reqwest::Client::new()
             .get(format!(
