@@ -157,6 +157,10 @@ impl Server {
             }
         };
         if let Some(cluster) = &cluster {
+            // A customer changed through this node is dropped from every
+            // node's cache before the change is acknowledged.
+            let peers = cluster.peers() as Arc<dyn actors::remote::Peers>;
+            cache.share_with(Arc::new(actors::remote::ClusterCaches::new(peers)));
             cluster.attach(switchboard.clone());
         }
         // One adapter per account, shared by the inbound route and the

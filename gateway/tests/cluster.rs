@@ -752,3 +752,55 @@ async fn a_joining_node_takes_its_share_and_a_leaving_node_hands_its_share_over(
     let expected: Vec<u64> = staying.iter().map(|n| u64::from(*n)).collect();
     until_members(&refs, &expected).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_changed_through_one_node_is_seen_changed_by_every_node_at_once() {
+    let ports = [free_port(), free_port()];
+    let data = Arc::new(tempfile::tempdir().unwrap());
+    let one = start_node(1, ports[0], &ports, data.clone(), &[]).await;
+    let two = start_node(2, ports[1], &ports, data.clone(), &[]).await;
+    until_members(&[&one, &two], &[1, 2]).await;
+    until_all_ready(&[&one, &two]).await;
+    let client = reqwest::Client::new();
+    let read_on_two = || async {
+        let record: Value = client
+            .get(format!(
+                "http://{}/api/v1/customers/cust-003",
+                two.process.addr
+            ))
+            .bearer_auth(two.admin())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        record["identities"].as_array().unwrap().len()
+    };
+    // Node two reads the profile (and keeps it in its cache) ...
+    let before = read_on_two().await;
+    assert_eq!(read_on_two().await, before);
+    // ... node one links an identity; once it answers, node two reads the
+    // change, not its cached copy.
+    let linked = client
+        .post(format!(
+            "http://{}/api/v1/customers/cust-003/identities",
+            one.process.addr
+        ))
+        .bearer_auth(one.admin())
+        .json(&json!({"channel": "sms", "external_id": "+8613900000003"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        linked.status().as_u16(),
+        200,
+        "{}",
+        linked.text().await.unwrap()
+    );
+    assert_eq!(
+        read_on_two().await,
+        before + 1,
+        "node two serves the change at once"
+    );
+}

@@ -65,6 +65,17 @@ struct Lru {
     tick: u64,
 }
 
+/// Drops the entries of customers in the caches of the other processes
+/// over the same store (the other nodes of a cluster).
+pub trait PeerCaches: Send + Sync + 'static {
+    /// Returns once every other process dropped `customers`, or gave up on
+    /// one that does not answer (it is about to leave the cluster).
+    fn forget(
+        &self,
+        customers: Vec<CustomerId>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+}
+
 /// A store with a customer cache in front of it.
 pub struct CachedStore {
     inner: Arc<dyn Store>,
@@ -72,6 +83,9 @@ pub struct CachedStore {
     lru: Mutex<Lru>,
     epochs: Vec<AtomicU64>,
     stats: CacheStats,
+    /// In a cluster: the other nodes' caches, emptied of what a write
+    /// changed before the write returns.
+    peers: std::sync::OnceLock<Arc<dyn PeerCaches>>,
 }
 
 impl CachedStore {
@@ -87,6 +101,25 @@ impl CachedStore {
             }),
             epochs: (0..N_SHARDS).map(|_| AtomicU64::new(0)).collect(),
             stats: CacheStats::default(),
+            peers: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// From now on a write that changes customers returns only once
+    /// `peers` dropped them too, so no node serves a stale profile after
+    /// the write was acknowledged (set once, when the node joins a cluster).
+    pub fn share_with(&self, peers: Arc<dyn PeerCaches>) {
+        // Set once: a node joins one cluster.
+        let _ = self.peers.set(peers);
+    }
+
+    /// Drops `customers` here and, in a cluster, on every other node.
+    async fn invalidate_everywhere(&self, customers: Vec<CustomerId>) {
+        self.invalidate(&customers);
+        if let Some(peers) = self.peers.get()
+            && !customers.is_empty()
+        {
+            peers.forget(customers).await;
         }
     }
 
@@ -212,15 +245,19 @@ impl Store for CachedStore {
         let customers = touched(batch);
         let result = self.inner.write(batch).await;
         // Also on failure: a backend error may leave the outcome unknown.
-        self.invalidate(&customers);
+        self.invalidate_everywhere(customers).await;
         result
     }
 
     async fn write_owned(&self, batch: Vec<WriteOp>) -> Result<(), StoreError> {
         let customers = touched(&batch);
         let result = self.inner.write_owned(batch).await;
-        self.invalidate(&customers);
+        self.invalidate_everywhere(customers).await;
         result
+    }
+
+    fn forget_cached(&self, customers: &[CustomerId]) {
+        self.invalidate(customers);
     }
 
     async fn get_customer(&self, id: &CustomerId) -> Result<Option<Customer>, StoreError> {

@@ -205,6 +205,12 @@ pub trait Store: Send + Sync + 'static {
     async fn close(&self) -> Result<(), StoreError> {
         Ok(())
     }
+
+    /// Drops what this process caches of `customers` (another node of a
+    /// cluster changed them); a store without a cache has nothing to drop.
+    fn forget_cached(&self, customers: &[CustomerId]) {
+        let _ = customers;
+    }
 }
 
 /// One change in a [`Store::write`] batch. Puts are upserts (CQL `INSERT`).

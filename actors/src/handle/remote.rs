@@ -150,6 +150,10 @@ impl Switchboard {
                 let _ = actor.cast(message);
                 answer
             }
+            RemoteCall::ForgetCustomers { customers } => {
+                shared.store.forget_cached(&customers);
+                Box::pin(std::future::ready(Ok(serde_json::Value::Null)))
+            }
             RemoteCall::Group { group, call } => {
                 let Some(actor) = shared.group_refs.get(&group) else {
                     let missing = shared.not_running_group(&group);

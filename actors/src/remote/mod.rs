@@ -233,6 +233,12 @@ pub enum RemoteCall {
         /// The message.
         call: GroupCall,
     },
+    /// Drop these customers from the customer cache: another node changed
+    /// them.
+    ForgetCustomers {
+        /// The customers.
+        customers: Vec<CustomerId>,
+    },
 }
 
 /// An [`ApiError`] as it crosses: its stable code and its text.
@@ -385,6 +391,61 @@ pub fn call_session_elsewhere(
         replier,
     );
     Ok(())
+}
+
+/// How long a write waits for another node to drop changed customers from
+/// its cache; a node that does not answer is hung or gone, and is about to
+/// leave the cluster (and its cache with it).
+const FORGET_PATIENCE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The other nodes' customer caches, for the `CachedStore` of a node in a
+/// cluster: a write that changes customers returns once every ready member
+/// dropped them.
+pub struct ClusterCaches {
+    peers: Arc<dyn Peers>,
+}
+
+impl ClusterCaches {
+    /// The caches of the members `peers` reaches.
+    pub fn new(peers: Arc<dyn Peers>) -> ClusterCaches {
+        ClusterCaches { peers }
+    }
+}
+
+impl store::cache::PeerCaches for ClusterCaches {
+    fn forget(&self, customers: Vec<CustomerId>) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        let me = self.peers.node_id();
+        // Sent now, to every member at once; then the answers are awaited.
+        let answers: Vec<(u8, RemoteAnswer)> = self
+            .peers
+            .placement()
+            .members()
+            .iter()
+            .filter(|node| **node != me)
+            .map(|node| {
+                let call = RemoteCall::ForgetCustomers {
+                    customers: customers.clone(),
+                };
+                (*node, self.peers.call(*node, call))
+            })
+            .collect();
+        Box::pin(async move {
+            for (node, answer) in answers {
+                match tokio::time::timeout(FORGET_PATIENCE, answer).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(err)) => {
+                        tracing::warn!(node, error = %err, "a node did not drop changed customers from its cache")
+                    }
+                    Err(_) => {
+                        tracing::warn!(
+                            node,
+                            "a node did not drop changed customers from its cache in time"
+                        )
+                    }
+                }
+            }
+        })
+    }
 }
 
 /// Fills the caller's port when `answer` comes, without holding the caller
