@@ -15,7 +15,6 @@ use engine::presence::{Presence, PresenceRequest};
 use engine::routing::{Contact, RoutePlan, RuleError, RuleSet, Step};
 use engine::session::{ReplyRoute, Session, check_score};
 use engine::sla::SlaTally;
-use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef, RpcReplyPort};
 use store::{Store, StoreError, WriteOp};
 
@@ -673,20 +672,10 @@ impl Switchboard {
     }
 }
 
-/// Calls an actor and turns every way the call can fail into an [`ApiError`].
+/// Calls a local actor, waiting at most the handle's call timeout.
 async fn call<M: ractor::Message, T: Send + 'static>(
     actor: &ActorRef<M>,
     message: impl FnOnce(RpcReplyPort<T>) -> M,
 ) -> Result<T, ApiError> {
-    match actor.call(message, Some(CALL_TIMEOUT)).await? {
-        CallResult::Success(value) => Ok(value),
-        CallResult::Timeout => Err(ApiError::Unavailable(format!(
-            "actor {} (timed out)",
-            actor.get_id()
-        ))),
-        CallResult::SenderError => Err(ApiError::Unavailable(format!(
-            "actor {} (stopped before replying)",
-            actor.get_id()
-        ))),
-    }
+    crate::shared::call_actor(actor, message, CALL_TIMEOUT).await
 }

@@ -17,7 +17,7 @@ use ractor::{ActorRef, RpcReplyPort};
 use store::Store;
 
 use engine::placement::Placement;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::agent::AgentMessage;
 use crate::directory::DirectoryMessage;
@@ -159,6 +159,12 @@ impl Shared {
     /// Tells skill group `group`, here or on its node.
     pub fn tell_group(&self, group: &GroupId, message: GroupMessage) {
         let Some((node, peers)) = self.elsewhere(|placement| placement.group(group)) else {
+            if self.peers.is_some() && self.group_refs.get(group).is_none() {
+                // Placed here a moment ago, and starting: it collects its
+                // queue and its members' reports when it runs.
+                debug!(group = %group, "message for a group not running here yet dropped");
+                return;
+            }
             self.group_refs.tell(group, message);
             return;
         };
@@ -177,27 +183,18 @@ impl Shared {
     /// Tells agent `agent`, here or on its node.
     pub fn tell_agent(&self, agent: &AgentId, message: AgentMessage) {
         let Some((node, peers)) = self.elsewhere(|placement| placement.agent(agent)) else {
+            if self.peers.is_some() && self.agent_refs.get(agent).is_none() {
+                // Placed here a moment ago, and starting: it reports to its
+                // groups when it runs.
+                debug!(agent_id = %agent, "message for an agent not running here yet dropped");
+                return;
+            }
             self.agent_refs.tell(agent, message);
             return;
         };
-        let message = match message {
-            AgentMessage::Offer {
-                session,
-                channel,
-                group,
-                ..
-            } => AgentCast::Offer {
-                session,
-                channel,
-                group,
-            },
-            AgentMessage::Withdraw { session } => AgentCast::Withdraw { session },
-            AgentMessage::Release { session } => AgentCast::Release { session },
-            AgentMessage::ReportStatus => AgentCast::ReportStatus,
-            _ => {
-                warn!(agent_id = %agent, node, "an agent's own message for another node dropped");
-                return;
-            }
+        let Some(message) = AgentCast::from_message(message) else {
+            warn!(agent_id = %agent, node, "an agent's own message for another node dropped");
+            return;
         };
         peers.cast(
             node,

@@ -30,15 +30,12 @@ struct Node {
 impl Node {
     /// `GET /api/v1/cluster` as an admin of this node.
     async fn status(&self) -> Value {
-        let token = process_token(self.data.path(), "admin", Role::Admin);
-        let response = reqwest::Client::new()
-            .get(format!("http://{}/api/v1/cluster", self.process.addr))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("request sent");
-        assert_eq!(response.status().as_u16(), 200);
-        response.json().await.expect("a JSON answer")
+        let status = self
+            .process
+            .get_json("/api/v1/cluster", &self.admin())
+            .await;
+        assert!(status["members"].is_array(), "{status}");
+        status
     }
 
     /// The node ids this node lists as members.
@@ -402,17 +399,7 @@ async fn three_nodes_over_one_store() -> (Vec<Node>, [u16; 3]) {
     }
     let refs: Vec<&Node> = nodes.iter().collect();
     until_members(&refs, &[1, 2, 3]).await;
-    let start = Instant::now();
-    for node in &nodes {
-        while !node.all_ready().await {
-            assert!(
-                start.elapsed() < SETTLE,
-                "node {} never saw every member ready",
-                node.node_id
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
+    until_all_ready(&refs).await;
     (nodes, ports)
 }
 
@@ -608,18 +595,13 @@ async fn a_group_on_one_node_serves_agents_and_customers_on_the_others_and_fails
             ],
         ),
     ] {
-        let record: Value = reqwest::Client::new()
-            .get(format!(
-                "http://{}/api/v1/sessions/{session}",
-                survivors[0].process.addr
-            ))
-            .bearer_auth(survivors[0].admin())
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let record = survivors[0]
+            .process
+            .get_json(
+                &format!("/api/v1/sessions/{session}"),
+                &survivors[0].admin(),
+            )
+            .await;
         let messages: Vec<&str> = record["events"]
             .as_array()
             .unwrap_or_else(|| panic!("no events in {record}"))
@@ -761,20 +743,11 @@ async fn a_customer_changed_through_one_node_is_seen_changed_by_every_node_at_on
     let two = start_node(2, ports[1], &ports, data.clone(), &[]).await;
     until_members(&[&one, &two], &[1, 2]).await;
     until_all_ready(&[&one, &two]).await;
-    let client = reqwest::Client::new();
     let read_on_two = || async {
-        let record: Value = client
-            .get(format!(
-                "http://{}/api/v1/customers/cust-003",
-                two.process.addr
-            ))
-            .bearer_auth(two.admin())
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let record = two
+            .process
+            .get_json("/api/v1/customers/cust-003", &two.admin())
+            .await;
         record["identities"].as_array().unwrap().len()
     };
     // Node two reads the profile (and keeps it in its cache) ...
@@ -782,7 +755,7 @@ async fn a_customer_changed_through_one_node_is_seen_changed_by_every_node_at_on
     assert_eq!(read_on_two().await, before);
     // ... node one links an identity; once it answers, node two reads the
     // change, not its cached copy.
-    let linked = client
+    let linked = reqwest::Client::new()
         .post(format!(
             "http://{}/api/v1/customers/cust-003/identities",
             one.process.addr

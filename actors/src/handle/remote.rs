@@ -5,14 +5,12 @@ use engine::channel::Channel;
 use tracing::warn;
 
 use super::Switchboard;
-use crate::agent::AgentMessage;
 use crate::directory::DirectoryMessage;
 use crate::error::ApiError;
 use crate::remote::calls::Answering;
-use crate::remote::{AgentCast, Remote, RemoteCall};
+use crate::remote::{Remote, RemoteCall};
 use crate::root::RootMessage;
 use crate::session::SessionMessage;
-use crate::shared::SessionRef;
 
 impl Switchboard {
     /// A cast from another node, for an actor it placed here.
@@ -26,21 +24,7 @@ impl Switchboard {
                 }
             },
             Remote::Agent { agent, message } => {
-                let message = match message {
-                    AgentCast::Offer {
-                        session,
-                        channel,
-                        group,
-                    } => AgentMessage::Offer {
-                        session,
-                        channel,
-                        group,
-                        session_ref: SessionRef::Elsewhere(session),
-                    },
-                    AgentCast::Withdraw { session } => AgentMessage::Withdraw { session },
-                    AgentCast::Release { session } => AgentMessage::Release { session },
-                    AgentCast::ReportStatus => AgentMessage::ReportStatus,
-                };
+                let message = message.into_message();
                 shared.agent_refs.tell(&agent, message);
             }
             Remote::Session { session, message } => {

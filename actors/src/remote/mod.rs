@@ -32,6 +32,7 @@ pub mod calls;
 
 pub use calls::{AgentCall, GroupCall, SessionCall};
 
+use crate::agent::AgentMessage;
 use crate::error::ApiError;
 use crate::event::{Audience, Event};
 use crate::group::{GroupMessage, QueueEntry};
@@ -338,6 +339,48 @@ impl GroupCast {
             }
             GroupCast::Answered { session } => GroupMessage::Answered { session },
         })
+    }
+}
+
+impl AgentCast {
+    /// The cast form of `message`; `None` for what an agent is only told by
+    /// its own node (calls go as [`RemoteCall`]s, its timers stay with it).
+    pub fn from_message(message: AgentMessage) -> Option<AgentCast> {
+        Some(match message {
+            AgentMessage::Offer {
+                session,
+                channel,
+                group,
+                ..
+            } => AgentCast::Offer {
+                session,
+                channel,
+                group,
+            },
+            AgentMessage::Withdraw { session } => AgentCast::Withdraw { session },
+            AgentMessage::Release { session } => AgentCast::Release { session },
+            AgentMessage::ReportStatus => AgentCast::ReportStatus,
+            _ => return None,
+        })
+    }
+
+    /// The agent's message; an offered session is reached on its node.
+    pub fn into_message(self) -> AgentMessage {
+        match self {
+            AgentCast::Offer {
+                session,
+                channel,
+                group,
+            } => AgentMessage::Offer {
+                session,
+                channel,
+                group,
+                session_ref: crate::shared::SessionRef::Elsewhere(session),
+            },
+            AgentCast::Withdraw { session } => AgentMessage::Withdraw { session },
+            AgentCast::Release { session } => AgentMessage::Release { session },
+            AgentCast::ReportStatus => AgentMessage::ReportStatus,
+        }
     }
 }
 

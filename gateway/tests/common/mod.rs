@@ -411,6 +411,21 @@ pub async fn start_process(
     }
 }
 
+impl Process {
+    /// `GET {path}` with `token`: the JSON answer, whatever the status.
+    pub async fn get_json(&self, path: &str, token: &str) -> Value {
+        reqwest::Client::new()
+            .get(format!("http://{}{path}", self.addr))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request sent")
+            .json()
+            .await
+            .expect("a JSON answer")
+    }
+}
+
 /// A token signed with the secret a process created in `data_dir`.
 pub fn process_token(data_dir: &std::path::Path, sub: &str, role: Role) -> String {
     let path = data_dir.join("auth.secret");
