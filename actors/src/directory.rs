@@ -70,9 +70,10 @@ pub enum DirectoryMessage {
         /// The message.
         message: SessionMessage,
     },
-    /// A customer's message from another node, for their open session
-    /// (opened if they have none), which this node knows: delivered in the
-    /// order such messages arrive.
+    /// A customer's message for their open session (opened if they have
+    /// none), which this node knows, from this node's callers or another
+    /// node's: delivered in the order such messages arrive, to the session
+    /// here or on the node that runs it.
     OpenSessionHere {
         /// The customer.
         customer: CustomerId,
@@ -96,15 +97,6 @@ pub enum DirectoryMessage {
     Session {
         /// The session.
         session: SessionId,
-        /// Reply port.
-        reply: RpcReplyPort<Result<ActorRef<SessionMessage>, ApiError>>,
-    },
-    /// The customer's open session, or a new one on `channel`.
-    OpenSession {
-        /// The customer.
-        customer: CustomerId,
-        /// The channel of the message that opens it.
-        channel: Channel,
         /// Reply port.
         reply: RpcReplyPort<Result<ActorRef<SessionMessage>, ApiError>>,
     },
@@ -230,12 +222,6 @@ enum StartReason {
 enum Waiting {
     /// A caller wants the actor (`DirectoryMessage::Session`).
     Lookup(RpcReplyPort<Result<ActorRef<SessionMessage>, ApiError>>),
-    /// A customer's message wants their open session.
-    Open {
-        customer: CustomerId,
-        channel: Channel,
-        reply: RpcReplyPort<Result<ActorRef<SessionMessage>, ApiError>>,
-    },
     /// A message for the session.
     Deliver(SessionMessage),
     /// A customer's message for their open session, opened if need be.
@@ -358,21 +344,6 @@ impl Actor for Directory {
                     return Ok(());
                 }
                 self.reach(state, session, Waiting::Lookup(reply));
-            }
-            DirectoryMessage::OpenSession {
-                customer,
-                channel,
-                reply,
-            } => {
-                if let Some((node, _)) = self.shared.elsewhere(|p| p.customer(&customer)) {
-                    // Never a second open session for a customer another
-                    // node knows. As above.
-                    let _ = reply.send(Err(ApiError::Unavailable(format!(
-                        "customer `{customer}` is served by node {node}"
-                    ))));
-                    return Ok(());
-                }
-                self.open_session(state, customer, channel, reply);
             }
             DirectoryMessage::OpenCall { customer, reply } => {
                 // A call's caller waits for this session only: should its
@@ -503,25 +474,9 @@ impl Directory {
         );
     }
 
-    /// The customer's open session, or a new one; a customer whose session
-    /// is being started joins that start.
-    fn open_session(
-        &self,
-        state: &mut DirectoryState,
-        customer: CustomerId,
-        channel: Channel,
-        reply: RpcReplyPort<Result<ActorRef<SessionMessage>, ApiError>>,
-    ) {
-        let waiting = Waiting::Open {
-            customer: customer.clone(),
-            channel: channel.clone(),
-            reply,
-        };
-        self.open(state, customer, channel, waiting);
-    }
-
-    /// Serves `waiting` (an `Open` or `OpenDeliver`) with the customer's
-    /// open session, or a new one.
+    /// Serves `waiting` (an `OpenDeliver`) with the customer's open session,
+    /// or a new one; a customer whose session is being started joins that
+    /// start.
     fn open(
         &self,
         state: &mut DirectoryState,
@@ -530,7 +485,24 @@ impl Directory {
         waiting: Waiting,
     ) {
         match state.open_by_customer.get(&customer).copied() {
-            Some(session) => self.reach(state, session, waiting),
+            Some(session) => match self.shared.elsewhere(|p| p.session(session)) {
+                // The open session runs on another node (its own node, or
+                // the one that took it over): never a second actor here.
+                Some((node, peers)) => match waiting {
+                    Waiting::OpenDeliver { message, .. } => {
+                        if let Err(err) =
+                            crate::remote::call_session_elsewhere(peers, node, session, message)
+                        {
+                            warn!(session_id = %session, error = %err, "customer message for a session on another node not delivered");
+                        }
+                    }
+                    other => fail(
+                        other,
+                        ApiError::Unavailable(format!("session {session} runs on node {node}")),
+                    ),
+                },
+                None => self.reach(state, session, waiting),
+            },
             None => self.create(state, customer, channel, waiting, true),
         }
     }
@@ -643,15 +615,6 @@ impl Directory {
                     let _ = reply.send(Err(err.clone()));
                 }
                 // The session it was told about does not exist: a new one.
-                Waiting::Open {
-                    customer,
-                    channel,
-                    reply,
-                } if unknown => self.open_session(state, customer, channel, reply),
-                Waiting::Open { reply, .. } => {
-                    // As above.
-                    let _ = reply.send(Err(err.clone()));
-                }
                 Waiting::OpenDeliver {
                     customer,
                     channel,
@@ -692,7 +655,7 @@ impl Directory {
         waiting: Waiting,
     ) -> Option<Waiting> {
         match waiting {
-            Waiting::Lookup(reply) | Waiting::Open { reply, .. } => {
+            Waiting::Lookup(reply) => {
                 // The caller may have given up waiting.
                 let _ = reply.send(Ok(actor.clone()));
             }
@@ -741,7 +704,7 @@ impl Directory {
 /// its reply has room for an error); an offer is not here (see `started`).
 fn fail(waiting: Waiting, err: ApiError) {
     match waiting {
-        Waiting::Lookup(reply) | Waiting::Open { reply, .. } => {
+        Waiting::Lookup(reply) => {
             // The caller may have given up waiting.
             let _ = reply.send(Err(err));
         }

@@ -98,16 +98,17 @@ impl Switchboard {
                 Err(_) => return Err(ApiError::Unavailable("session stopped".into())),
             }
         }
-        let session = self
-            .call_directory(|reply| DirectoryMessage::OpenSession {
+        // The Directory finds or opens the session and hands it the message
+        // (or the node that runs it, in a cluster); what goes wrong reaches
+        // the ack.
+        self.shared
+            .directory()
+            .cast(DirectoryMessage::OpenSessionHere {
                 customer,
                 channel,
-                reply,
+                message,
             })
-            .await??;
-        session
-            .send_message(message)
-            .map_err(|_| ApiError::Unavailable("session stopped".into()))?;
+            .map_err(|_| ApiError::Unavailable("directory stopped".into()))?;
         Ok(PendingAck { receiver })
     }
 

@@ -102,6 +102,17 @@ async fn two_nodes() -> (Switchboard, Switchboard) {
 async fn two_nodes_with_members(
     agents: impl FnOnce(Vec<Agent>) -> Vec<Agent>,
 ) -> (Switchboard, Switchboard, (Arc<Mutex<Vec<u8>>>, Arc<Nodes>)) {
+    let (mut boards, members, nodes) = nodes_over_one_store(2, agents).await;
+    let second = boards.pop().unwrap();
+    (boards.pop().unwrap(), second, (members, nodes))
+}
+
+/// Nodes 1 to `n` over one store, the agents' profiles as `agents` makes
+/// them; the member list their transport places by.
+async fn nodes_over_one_store(
+    n: u8,
+    agents: impl FnOnce(Vec<Agent>) -> Vec<Agent>,
+) -> (Vec<Switchboard>, Arc<Mutex<Vec<u8>>>, Arc<Nodes>) {
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     seed(store.as_ref()).await;
     let profiles = agents(store.list_agents().await.unwrap());
@@ -111,9 +122,9 @@ async fn two_nodes_with_members(
         .collect::<Vec<_>>();
     store.write(&ops).await.unwrap();
     let nodes = Arc::new(Nodes::default());
-    let members = Arc::new(Mutex::new(vec![1, 2]));
+    let members = Arc::new(Mutex::new((1..=n).collect::<Vec<u8>>()));
     let mut boards = Vec::new();
-    for node_id in [1, 2] {
+    for node_id in 1..=n {
         let peers = Loopback {
             node_id,
             members: members.clone(),
@@ -134,8 +145,7 @@ async fn two_nodes_with_members(
         nodes.join(node_id, board.clone());
         boards.push(board);
     }
-    let second = boards.pop().unwrap();
-    (boards.pop().unwrap(), second, (members, nodes))
+    (boards, members, nodes)
 }
 
 #[tokio::test]
@@ -460,4 +470,65 @@ async fn a_restarted_node_gets_its_sessions_back_from_the_survivor() {
             .collect::<Vec<_>>(),
         ["第一", "第二", "第三"]
     );
+}
+
+#[tokio::test]
+async fn after_a_death_a_customer_indexed_apart_from_their_session_still_has_one_actor() {
+    let (boards, members, nodes) = nodes_over_one_store(3, |agents| agents).await;
+    let dead: u8 = 1;
+    let survivors = Placement::new([2, 3]);
+    // A customer of the doomed node whose session, once it dies, is placed
+    // on another survivor than the customer's index.
+    let mut found = None;
+    for i in 0..40 {
+        let customer = CustomerId::new(format!("split-{i}"));
+        if Placement::new([1, 2, 3]).customer(&customer) != dead {
+            continue;
+        }
+        boards[0]
+            .write(vec![WriteOp::PutCustomer(Customer::new(
+                customer.as_str(),
+                "S",
+            ))])
+            .await
+            .unwrap();
+        let ack = boards[0]
+            .customer_message_as(&customer, Channel::Web, "一".into(), Some("m1".into()))
+            .await
+            .unwrap();
+        if survivors.session(ack.session) != survivors.customer(&customer) {
+            found = Some((customer, ack));
+            break;
+        }
+    }
+    let (customer, first) = found.expect("one of 40 customers splits");
+    boards[0].flush().await.unwrap();
+    nodes.boards.lock().unwrap().remove(&dead);
+    boards[0].clone().shutdown().await;
+    *members.lock().unwrap() = vec![2, 3];
+    for board in &boards[1..] {
+        board.rebalance().await.unwrap();
+    }
+    let index = &boards[usize::from(survivors.customer(&customer)) - 1];
+    let runner = &boards[usize::from(survivors.session(first.session)) - 1];
+    // The session is woken where it is placed, by its customer (through
+    // the index's node) and by an agent's view alike: one actor.
+    let second = index
+        .customer_message_as(&customer, Channel::Web, "二".into(), Some("m2".into()))
+        .await
+        .unwrap();
+    assert_eq!(second.session, first.session);
+    runner.live_session(first.session).await.unwrap();
+    let third = runner
+        .customer_message_as(&customer, Channel::Web, "三".into(), Some("m3".into()))
+        .await
+        .unwrap();
+    assert_eq!(third.session, first.session);
+    assert!(third.seq > second.seq);
+    assert_eq!(
+        index.stats().await.unwrap().n_live_sessions,
+        0,
+        "no second actor on the index's node"
+    );
+    assert_eq!(runner.stats().await.unwrap().n_live_sessions, 1);
 }
