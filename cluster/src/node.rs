@@ -338,7 +338,7 @@ impl Node {
                     "node id {} is already taken by the live node at {} (started {} ms before this one); give each node its own cluster.node_id",
                     me.node_id,
                     by.cluster_addr,
-                    me.started_at_ms - by.started_at_ms
+                    me.started_at_ms.saturating_sub(by.started_at_ms)
                 );
                 error!(%reason, "this node may not run");
                 self.refused.send_if_modified(|refused| {
