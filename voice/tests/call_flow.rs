@@ -890,9 +890,11 @@ async fn the_menu_takes_a_key_by_sip_info_and_the_rules_route_on_it() {
     let rig = Rig::start_ivr().await;
     let caller_rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let caller = rig.caller("call_ivr_info.xml", "+8613800000030", &caller_rtp);
-    // The prompt, from its first frame, before any session exists.
+    // The prompt, from its first frame, before any session exists. The
+    // call is set up by sipp while the file's other calls run: patience
+    // for a loaded machine (a CI run once waited more than 5 s).
     let mut buffer = [0u8; 2048];
-    let (len, _) = tokio::time::timeout(Duration::from_secs(5), caller_rtp.recv_from(&mut buffer))
+    let (len, _) = tokio::time::timeout(Duration::from_secs(15), caller_rtp.recv_from(&mut buffer))
         .await
         .expect("the prompt plays")
         .unwrap();
