@@ -500,6 +500,12 @@ async fn after_a_death_a_customer_indexed_apart_from_their_session_still_has_one
             found = Some((customer, ack));
             break;
         }
+        // Not this one: it leaves, so that no other waiting session is
+        // woken on the survivors when they take the dead node's share.
+        boards[0]
+            .customer_leave(&customer, ack.session)
+            .await
+            .unwrap();
     }
     let (customer, first) = found.expect("one of 40 customers splits");
     boards[0].flush().await.unwrap();
