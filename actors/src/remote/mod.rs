@@ -6,9 +6,10 @@
 //! leaves through [`Peers`] (the `cluster` crate implements it over
 //! ractor_cluster) as a [`Remote`] (a cast) or a [`RemoteCall`] (with an
 //! answer), and the receiving node's [`Switchboard::receive`] and
-//! [`Switchboard::take`] hand it to its actor there. Only what actors
-//! tell each other crosses; references to actors never do: a message for
-//! a session is resolved to the session's node each time it is sent.
+//! [`Switchboard::take`] hand it to its actor there. What crosses is
+//! messages (actors' to each other, and the `Switchboard`'s calls, with
+//! their reply ports split off); references to actors never do: a message
+//! for a session is resolved to the session's node each time it is sent.
 //!
 //! Without `Peers` (a node alone) every actor is local and nothing here runs.
 //!
