@@ -515,6 +515,15 @@ impl Switchboard {
         self.shared.elsewhere(|p| p.group(group)).is_none()
     }
 
+    /// Whether this node delivers the outbox now (always, when alone; in a
+    /// cluster, one node with the `workers` role).
+    pub fn delivers_outbox(&self) -> bool {
+        self.shared
+            .peers
+            .as_deref()
+            .is_none_or(|peers| peers.delivers_outbox())
+    }
+
     /// Whether this node runs `agent`'s actor now (always, when alone).
     pub fn runs_agent(&self, agent: &AgentId) -> bool {
         self.shared.elsewhere(|p| p.agent(agent)).is_none()

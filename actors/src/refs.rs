@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::fmt::Display;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use engine::ids::CustomerId;
 use ractor::{ActorId, ActorRef, ActorStatus};
@@ -25,23 +26,48 @@ pub struct ActorRefs<K, M> {
     /// What the actors are, for logs.
     kind: &'static str,
     refs: RwLock<HashMap<K, ActorRef<M>>>,
+    /// Messages for actors not registered yet, by id, since when: in a
+    /// cluster an actor placed on this node a moment ago is still
+    /// starting when the first messages for it arrive. Each goes to the
+    /// actor when it registers, unless [`HOLD_FOR`] passed.
+    held: Mutex<HashMap<K, (Instant, Vec<M>)>>,
 }
 
-impl<K: Eq + Hash + Display, M: ractor::Message> ActorRefs<K, M> {
+/// How long a message waits for its actor to register.
+pub const HOLD_FOR: Duration = Duration::from_secs(2);
+/// Messages held for one actor at most; later ones are dropped.
+const HELD_PER_ACTOR: usize = 256;
+/// Actors messages are held for at most.
+const HELD_ACTORS: usize = 1_024;
+
+impl<K: Eq + Hash + Display + Clone, M: ractor::Message> ActorRefs<K, M> {
     /// No actors yet; `kind` names them in logs.
     pub fn new(kind: &'static str) -> ActorRefs<K, M> {
         ActorRefs {
             kind,
             refs: RwLock::new(HashMap::new()),
+            held: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The actor of `id` (re)started: messages go to it from now on.
+    /// The actor of `id` (re)started: messages go to it from now on, after
+    /// those held for it.
     pub fn register(&self, id: K, actor: ActorRef<M>) {
-        self.refs
-            .write()
+        let mut refs = self.refs.write().expect("no panic while holding the lock");
+        let held = self
+            .held
+            .lock()
             .expect("no panic while holding the lock")
-            .insert(id, actor);
+            .remove(&id);
+        if let Some((since, messages)) = held
+            && since.elapsed() < HOLD_FOR
+        {
+            for message in messages {
+                // A stopped actor is being restarted; see `tell`.
+                let _ = actor.cast(message);
+            }
+        }
+        refs.insert(id, actor);
     }
 
     /// The actor of `id` stopped for good here (it runs on another node
@@ -70,8 +96,47 @@ impl<K: Eq + Hash + Display, M: ractor::Message> ActorRefs<K, M> {
             // to its groups again and a group collects its queue again on
             // start, so what it missed is made good.
             Some(actor) => drop(actor.cast(message)),
-            None => warn!(kind = self.kind, id = %id, "message for an unknown actor dropped"),
+            None => self.hold(id, message),
         }
+    }
+
+    /// Keeps `message` for the actor of `id` until it registers (at most
+    /// [`HOLD_FOR`]); what is held longer, or beyond the limits, is dropped
+    /// with a warning.
+    fn hold(&self, id: &K, message: M) {
+        // Under the refs lock: a register in between would miss it.
+        let refs = self.refs.read().expect("no panic while holding the lock");
+        if let Some(actor) = refs.get(id) {
+            let _ = actor.cast(message); // registered meanwhile; see `tell`
+            return;
+        }
+        let mut held = self.held.lock().expect("no panic while holding the lock");
+        if held.len() >= HELD_ACTORS {
+            let before = held.len();
+            held.retain(|_, (since, _)| since.elapsed() < HOLD_FOR);
+            if before > held.len() {
+                warn!(
+                    kind = self.kind,
+                    actors = before - held.len(),
+                    "messages for actors that never started here dropped"
+                );
+            }
+        }
+        let full = held.len() >= HELD_ACTORS && !held.contains_key(id);
+        let entry = held
+            .entry(id.clone())
+            .or_insert_with(|| (Instant::now(), Vec::new()));
+        if entry.0.elapsed() >= HOLD_FOR {
+            if !entry.1.is_empty() {
+                warn!(kind = self.kind, id = %id, n = entry.1.len(), "messages for an actor that did not start here in time dropped");
+            }
+            *entry = (Instant::now(), Vec::new());
+        }
+        if full || entry.1.len() >= HELD_PER_ACTOR {
+            warn!(kind = self.kind, id = %id, "message for an actor not running here dropped");
+            return;
+        }
+        entry.1.push(message);
     }
 }
 
@@ -164,5 +229,83 @@ impl OpenSessionRefs {
     /// No customer has an entry.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ractor::{Actor, ActorProcessingErr};
+    use ractor_cluster_derive::RactorMessage;
+    use tokio::sync::mpsc;
+
+    use super::*;
+
+    #[derive(RactorMessage)]
+    struct Note(u32);
+
+    /// Passes every note it gets on to the test.
+    struct Collector;
+
+    impl Actor for Collector {
+        type Msg = Note;
+        type State = mpsc::UnboundedSender<u32>;
+        type Arguments = mpsc::UnboundedSender<u32>;
+
+        async fn pre_start(
+            &self,
+            _me: ActorRef<Note>,
+            out: Self::Arguments,
+        ) -> Result<Self::State, ActorProcessingErr> {
+            Ok(out)
+        }
+
+        async fn handle(
+            &self,
+            _me: ActorRef<Note>,
+            Note(n): Note,
+            out: &mut Self::State,
+        ) -> Result<(), ActorProcessingErr> {
+            let _ = out.send(n);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn messages_for_an_actor_that_registers_later_reach_it_first_and_in_order() {
+        let refs: ActorRefs<String, Note> = ActorRefs::new("test");
+        let id = "a".to_string();
+        refs.tell(&id, Note(1));
+        refs.tell(&id, Note(2));
+        let (out, mut got) = mpsc::unbounded_channel();
+        let (actor, handle) = Actor::spawn(None, Collector, out).await.unwrap();
+        refs.register(id.clone(), actor.clone());
+        refs.tell(&id, Note(3));
+        for expected in 1..=3 {
+            assert_eq!(got.recv().await, Some(expected));
+        }
+        // Nothing is held for another id beyond its limit.
+        let other = "b".to_string();
+        for n in 0..(HELD_PER_ACTOR as u32 + 10) {
+            refs.tell(&other, Note(n));
+        }
+        assert_eq!(refs.held.lock().unwrap()[&other].1.len(), HELD_PER_ACTOR);
+        actor.stop(None);
+        handle.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn messages_held_too_long_are_dropped() {
+        let refs: ActorRefs<String, Note> = ActorRefs::new("test");
+        let id = "late".to_string();
+        refs.tell(&id, Note(1));
+        // The hold is measured in real time.
+        std::thread::sleep(HOLD_FOR + Duration::from_millis(50));
+        let (out, mut got) = mpsc::unbounded_channel();
+        let (actor, handle) = Actor::spawn(None, Collector, out).await.unwrap();
+        refs.register(id.clone(), actor.clone());
+        refs.tell(&id, Note(2));
+        assert_eq!(got.recv().await, Some(2));
+        actor.stop(None);
+        handle.await.unwrap();
     }
 }

@@ -111,6 +111,7 @@ impl Actor for RootSupervisor {
             maybe_stored: Mutex::new(HashMap::new()),
             outbox_written: tokio::sync::Notify::new(),
             events: std::sync::OnceLock::new(),
+            knowledge: std::sync::OnceLock::new(),
             peers: args.peers.clone(),
         });
         if let Some(peers) = args.peers.clone() {

@@ -130,6 +130,9 @@ pub struct Shared {
     /// `session.transferred`) into outbox entries written in the same batch
     /// as the event; set once by the data platform, none before.
     pub events: OnceLock<Arc<dyn crate::platform::EventEncoder>>,
+    /// Follows knowledge-base and template changes made through other
+    /// nodes; set once by the data platform.
+    pub knowledge: OnceLock<crate::remote::KnowledgeListener>,
     /// The other nodes of the cluster; `None` when this node runs alone
     /// (every actor is then local).
     pub peers: Option<Arc<dyn Peers>>,

@@ -31,6 +31,52 @@ pub struct ClusterConfig {
     /// lost network). A process that exits or is killed is removed at once:
     /// its connections close.
     pub failure_timeout_ms: u64,
+    /// What this node does (docs/cluster.md, "Roles"): `edge` serves
+    /// customers', agents' and platforms' connections and the REST API;
+    /// `core` runs the routing actors (skill groups, agents, sessions, the
+    /// customer index); `workers` delivers the outbox (webhooks, channel
+    /// replies, session summaries). Every role by default; a node outside
+    /// a cluster runs them all.
+    pub roles: Vec<Role>,
+}
+
+/// One thing a node may do in a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Sockets and the HTTP API.
+    Edge,
+    /// Routing: the actors placed by `engine::placement`.
+    Core,
+    /// Outbox delivery.
+    Workers,
+}
+
+impl Role {
+    /// Every role, in order.
+    pub const ALL: [Role; 3] = [Role::Edge, Role::Core, Role::Workers];
+
+    /// Its name in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Edge => "edge",
+            Role::Core => "core",
+            Role::Workers => "workers",
+        }
+    }
+
+    /// The role a name gives, if any.
+    pub fn parse(name: &str) -> Option<Role> {
+        Role::ALL
+            .into_iter()
+            .find(|role| role.as_str() == name.trim())
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl Default for ClusterConfig {
@@ -42,6 +88,7 @@ impl Default for ClusterConfig {
             cookie: Secret::default(),
             heartbeat_ms: 200,
             failure_timeout_ms: 1_000,
+            roles: Role::ALL.to_vec(),
         }
     }
 }
@@ -58,7 +105,19 @@ impl ClusterConfig {
 
     /// Checks every key; the error names the key (`cluster.<key>`) and why.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.roles.is_empty() {
+            return Err((
+                "cluster.roles",
+                "must name at least one of edge, core, workers".into(),
+            ));
+        }
         if !self.enabled() {
+            if Role::ALL.iter().any(|role| !self.roles.contains(role)) {
+                return Err((
+                    "cluster.roles",
+                    "a node outside a cluster (cluster.listen empty) runs every role: edge, core, workers".into(),
+                ));
+            }
             return Ok(());
         }
         self.listen_addr()
@@ -107,6 +166,11 @@ impl ClusterConfig {
                     .map_err(|_| format!("`{seed}` is not an ip:port address"))
             })
             .collect()
+    }
+
+    /// Whether this node has `role`.
+    pub fn runs(&self, role: Role) -> bool {
+        self.roles.contains(&role)
     }
 
     /// [`ClusterConfig::heartbeat_ms`] as a duration.
@@ -159,5 +223,26 @@ mod tests {
             |config| config.failure_timeout_ms = 300,
             Err("cluster.failure_timeout_ms"),
         );
+        check(|config| config.roles = vec![Role::Edge], Ok(()));
+        check(|config| config.roles.clear(), Err("cluster.roles"));
+        check(
+            |config| {
+                config.listen = String::new();
+                config.roles = vec![Role::Core];
+            },
+            Err("cluster.roles"),
+        );
+    }
+
+    #[test]
+    fn roles_read_by_name() {
+        let config: ClusterConfig =
+            serde_json::from_str(r#"{"roles": ["edge", "workers"]}"#).unwrap();
+        assert_eq!(config.roles, vec![Role::Edge, Role::Workers]);
+        assert!(config.runs(Role::Edge) && !config.runs(Role::Core));
+        let err = serde_json::from_str::<ClusterConfig>(r#"{"roles": ["router"]}"#).unwrap_err();
+        assert!(err.to_string().contains("edge"), "{err}");
+        assert_eq!(Role::parse(" core"), Some(Role::Core));
+        assert_eq!(Role::parse("router"), None);
     }
 }

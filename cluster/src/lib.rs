@@ -38,7 +38,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-pub use config::ClusterConfig;
+pub use config::{ClusterConfig, Role};
 pub use membership::MemberInfo;
 pub use node::ClusterView;
 use node::{Node, NodeMessage, Routes};
@@ -117,6 +117,7 @@ impl Cluster {
             cluster_addr: listen.to_string(),
             api_addr: String::new(),
             ready: false,
+            roles: config.roles.clone(),
         };
         let server = NodeServer::new(
             listen.port(),

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::Role;
+
 /// Milliseconds on the node's monotonic clock (since the node started).
 pub type Millis = u64;
 
@@ -29,6 +31,13 @@ pub struct MemberInfo {
     /// members are placed actors on.
     #[serde(default)]
     pub ready: bool,
+    /// What it does (`cluster.roles`).
+    #[serde(default = "every_role")]
+    pub roles: Vec<Role>,
+}
+
+fn every_role() -> Vec<Role> {
+    Role::ALL.to_vec()
 }
 
 impl MemberInfo {
@@ -221,6 +230,7 @@ mod tests {
             incarnation,
             started_at_ms,
             cluster_addr: format!("127.0.0.1:71{node_id:02}"),
+            roles: Role::ALL.to_vec(),
             api_addr: String::new(),
             ready: true,
         }

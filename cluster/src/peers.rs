@@ -1,6 +1,7 @@
 //! [`ClusterPeers`]: the runtime's way to the other nodes (`actors::remote`)
 //! over the Node actors, and the placement it follows.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -10,31 +11,75 @@ use engine::placement::Placement;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
+use crate::config::Role;
+use crate::membership::MemberInfo;
 use crate::node::{ClusterView, NodeMessage, Routes};
 
 /// How long a call to another node may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The members actors are placed on: the ready ones. This node counts from
-/// the moment its runtime runs, or from the start when no member is ready
-/// (the first node, or nodes that start together), so that a placement is
-/// never empty and a node joining a running cluster takes its share only
-/// once it can serve it.
+/// The members actors are placed on: the ready ones that run the `core`
+/// role. This node counts from the moment its runtime runs, or from the
+/// start when no such member is ready (the first node, or nodes that start
+/// together), so that a node joining a running cluster takes its share only
+/// once it can serve it. When no member runs `core`, the actors run on the
+/// ready members whatever their roles ([`uncovered_roles`] says so) rather
+/// than nowhere.
 pub fn placement_of(view: &ClusterView) -> Placement {
-    let ready: Vec<u8> = view
-        .peers
-        .iter()
-        .filter(|(info, _)| info.ready)
-        .map(|(info, _)| info.node_id)
-        .collect();
-    let with_me = view.me.ready || ready.is_empty();
-    Placement::new(ready.into_iter().chain(with_me.then_some(view.me.node_id)))
+    let ready_peers = |core_only: bool| {
+        view.peers
+            .iter()
+            .filter(move |(info, _)| info.ready && (!core_only || runs(info, Role::Core)))
+            .map(|(info, _)| info.node_id)
+    };
+    let core_peers: Vec<u8> = ready_peers(true).collect();
+    let me_core = runs(&view.me, Role::Core) && (view.me.ready || core_peers.is_empty());
+    if core_peers.is_empty() && !me_core {
+        let ready: Vec<u8> = ready_peers(false).collect();
+        let with_me = view.me.ready || ready.is_empty();
+        return Placement::new(ready.into_iter().chain(with_me.then_some(view.me.node_id)));
+    }
+    Placement::new(
+        core_peers
+            .into_iter()
+            .chain(me_core.then_some(view.me.node_id)),
+    )
+}
+
+/// Whether this node delivers the outbox: it runs `workers` and no ready
+/// member with a lower id does (one deliverer at a time over the shared
+/// store; the next takes over when it leaves).
+pub fn delivers_outbox(view: &ClusterView) -> bool {
+    runs(&view.me, Role::Workers)
+        && !view.peers.iter().any(|(info, _)| {
+            info.ready && runs(info, Role::Workers) && info.node_id < view.me.node_id
+        })
+}
+
+/// The roles no live member runs (this node and the ready others).
+pub fn uncovered_roles(view: &ClusterView) -> Vec<Role> {
+    Role::ALL
+        .into_iter()
+        .filter(|role| {
+            !runs(&view.me, *role)
+                && !view
+                    .peers
+                    .iter()
+                    .any(|(info, _)| info.ready && runs(info, *role))
+        })
+        .collect()
+}
+
+fn runs(info: &MemberInfo, role: Role) -> bool {
+    info.roles.contains(&role)
 }
 
 /// The runtime's [`Peers`] in a cluster.
 pub struct ClusterPeers {
     node_id: u8,
     placement: RwLock<Arc<Placement>>,
+    /// [`delivers_outbox`] now.
+    delivers: AtomicBool,
     routes: Routes,
 }
 
@@ -43,6 +88,7 @@ impl ClusterPeers {
         ClusterPeers {
             node_id: view.me.node_id,
             placement: RwLock::new(Arc::new(placement_of(view))),
+            delivers: AtomicBool::new(delivers_outbox(view)),
             routes,
         }
     }
@@ -55,8 +101,29 @@ impl ClusterPeers {
         runtime: Switchboard,
     ) {
         tokio::spawn(async move {
+            let mut uncovered = Vec::new();
             loop {
-                let next = placement_of(&view.borrow_and_update());
+                let (next, delivers, now_uncovered) = {
+                    let view = view.borrow_and_update();
+                    (
+                        placement_of(&view),
+                        delivers_outbox(&view),
+                        uncovered_roles(&view),
+                    )
+                };
+                if self.delivers.swap(delivers, Ordering::Relaxed) != delivers {
+                    info!(delivers, "outbox delivery moved");
+                }
+                if now_uncovered != uncovered {
+                    if now_uncovered.is_empty() {
+                        info!("every role is covered again");
+                    } else {
+                        let roles: Vec<&str> =
+                            now_uncovered.iter().map(|role| role.as_str()).collect();
+                        warn!(roles = %roles.join(","), "no live member runs these roles (docs/cluster.md, \"Roles\")");
+                    }
+                    uncovered = now_uncovered;
+                }
                 let changed = {
                     let mut current = self
                         .placement
@@ -84,6 +151,8 @@ impl ClusterPeers {
 
     /// The placement of `view`, before the runtime follows the members.
     pub(crate) fn refresh(&self, view: &ClusterView) {
+        self.delivers
+            .store(delivers_outbox(view), Ordering::Relaxed);
         *self
             .placement
             .write()
@@ -109,6 +178,10 @@ impl Peers for ClusterPeers {
             .read()
             .expect("no panic while holding the lock")
             .clone()
+    }
+
+    fn delivers_outbox(&self) -> bool {
+        self.delivers.load(Ordering::Relaxed)
     }
 
     fn cast(&self, node: u8, message: Remote) {

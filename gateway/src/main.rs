@@ -86,6 +86,14 @@ struct ServeArgs {
     /// Nodes to join through, ip:port,ip:port (cluster.seeds).
     #[arg(long, value_delimiter = ',')]
     seeds: Option<Vec<String>>,
+    /// What this node does, of edge,core,workers (cluster.roles; all by default).
+    #[arg(long, value_delimiter = ',', value_parser = parse_role)]
+    roles: Option<Vec<cluster::Role>>,
+}
+
+fn parse_role(name: &str) -> Result<cluster::Role, String> {
+    cluster::Role::parse(name)
+        .ok_or_else(|| format!("`{name}` is not a role; roles are edge, core, workers"))
 }
 
 impl ServeArgs {
@@ -98,6 +106,9 @@ impl ServeArgs {
         }
         if let Some(seeds) = self.seeds {
             config.cluster.seeds = seeds;
+        }
+        if let Some(roles) = self.roles {
+            config.cluster.roles = roles;
         }
     }
 }
@@ -205,10 +216,19 @@ fn serve(config: Config) -> Result<()> {
         }
         let cluster = server.state.cluster.clone();
         if let Some(cluster) = &cluster {
+            let roles: Vec<&str> = server
+                .state
+                .config
+                .cluster
+                .roles
+                .iter()
+                .map(|role| role.as_str())
+                .collect();
             println!(
-                "  cluster          node {} on {}, members {:?} (docs/cluster.md)",
+                "  cluster          node {} on {}, roles {}, members {:?} (docs/cluster.md)",
                 cluster.node_id(),
                 cluster.listen_addr(),
+                roles.join(","),
                 cluster.view().node_ids()
             );
         }

@@ -51,6 +51,16 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/channels/{name}/bridge",
             get(crate::rest::channel_bridge::upgrade),
         );
+    let routes = if state.config.cluster.runs(cluster::Role::Edge) {
+        routes
+    } else {
+        // Only the cluster status stays: a client that reached a node
+        // without the `edge` role is told where the edge nodes are.
+        routes.layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            edge_only,
+        ))
+    };
     crate::middleware::layer(routes, &state.config)
         .route("/healthz", get(crate::health::healthz))
         .route("/readyz", get(crate::health::readyz))
@@ -58,6 +68,48 @@ pub fn router(state: AppState) -> Router {
             state.config.limits.max_http_body_bytes,
         ))
         .with_state(state)
+}
+
+/// On a node without the `edge` role (`cluster.roles`): every request but
+/// `GET /api/v1/cluster` is answered 421 `not_an_edge_node`, naming the
+/// members that serve clients.
+async fn edge_only(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if request.uri().path() == "/api/v1/cluster" {
+        return next.run(request).await;
+    }
+    let edges: Vec<String> = state
+        .cluster
+        .as_ref()
+        .map(|cluster| {
+            cluster
+                .view()
+                .peers
+                .iter()
+                .filter(|(info, _)| info.roles.contains(&cluster::Role::Edge))
+                .filter(|(info, _)| !info.api_addr.is_empty())
+                .map(|(info, _)| format!("http://{}", info.api_addr))
+                .collect()
+        })
+        .unwrap_or_default();
+    crate::error::HttpError::new(
+        axum::http::StatusCode::MISDIRECTED_REQUEST,
+        "not_an_edge_node",
+        format!(
+            "node {} does not serve clients (cluster.roles has no `edge`); edge nodes: {}",
+            state.config.cluster.node_id,
+            if edges.is_empty() {
+                "none live".to_string()
+            } else {
+                edges.join(", ")
+            }
+        ),
+    )
+    .into_response()
 }
 
 /// Connections the admin listener (`/metrics`, health) holds at once.

@@ -31,6 +31,10 @@ struct Common {
     /// Also run the same scenario against the bare relay and report switchboard / relay ratios.
     #[arg(long)]
     baseline: bool,
+    /// Also run the same scenario with `nodes` = N (e.g. 1 against a
+    /// 3-node run) and report this run / that one ratios.
+    #[arg(long, value_name = "N", conflicts_with = "baseline")]
+    nodes_baseline: Option<u32>,
     /// The switchboard binary to start (default: `switchboard` next to loadgen).
     #[arg(long)]
     switchboard_bin: Option<PathBuf>,
@@ -234,13 +238,26 @@ async fn run_command(name: Option<String>, common: Common) -> Result<bool> {
         let relay = run(&options(kind, params, Launch::Relay, &common, &out)).await?;
         print!("{}", relay.table());
         reports.push(relay);
+    } else if let Some(nodes) = common.nodes_baseline {
+        let baseline_params = Params { nodes, ..params };
+        baseline_params.validate()?;
+        let baseline = run(&options(
+            kind,
+            baseline_params,
+            launch(&common)?,
+            &common,
+            &out,
+        ))
+        .await?;
+        print!("{}", baseline.table());
+        reports.push(baseline);
     }
     let ratios = if reports.len() == 2 {
         ratios(&reports[0], &reports[1])
     } else {
         BTreeMap::new()
     };
-    print_ratios(&ratios);
+    print_ratios(&label(&reports[0]), reports.get(1).map(label), &ratios);
     Report::write(&reports, &ratios, &out, "report")?;
     println!(
         "\nreport: {0}/report.json and {0}/report.html",
@@ -253,11 +270,24 @@ async fn run_command(name: Option<String>, common: Common) -> Result<bool> {
     Ok(passed)
 }
 
-fn print_ratios(ratios: &BTreeMap<String, f64>) {
-    if ratios.is_empty() {
-        return;
+/// What a report measured: `relay`, `switchboard`, or `switchboard (3 nodes)`.
+fn label(report: &Report) -> String {
+    target_label(report.target, report.params.nodes)
+}
+
+fn target_label(target: TargetKind, nodes: u32) -> String {
+    if nodes > 1 {
+        format!("{target} ({nodes} nodes)")
+    } else {
+        target.to_string()
     }
-    println!("\nswitchboard / relay:");
+}
+
+fn print_ratios(this: &str, that: Option<String>, ratios: &BTreeMap<String, f64>) {
+    let Some(that) = that.filter(|_| !ratios.is_empty()) else {
+        return;
+    };
+    println!("\n{this} / {that}:");
     for (name, ratio) in ratios {
         println!("  {name:<32} {ratio:>8.3}");
     }
@@ -272,13 +302,29 @@ async fn max_rate(p99_limit_ms: f64, max_steps: u32, common: Common) -> Result<b
     ));
     let out = common.out.clone().unwrap_or(out);
     std::fs::create_dir_all(&out).with_context(|| format!("failed to create {}", out.display()))?;
-    let mut targets = vec![(TargetKind::Switchboard, launch(&common)?)];
+    let mut targets = vec![(
+        target_label(TargetKind::Switchboard, params.nodes),
+        launch(&common)?,
+        params.clone(),
+    )];
     if common.baseline {
-        targets.push((TargetKind::Relay, Launch::Relay));
+        targets.push((TargetKind::Relay.to_string(), Launch::Relay, params.clone()));
+    } else if let Some(nodes) = common.nodes_baseline {
+        let baseline = Params {
+            nodes,
+            ..params.clone()
+        };
+        baseline.validate()?;
+        targets.push((
+            target_label(TargetKind::Switchboard, nodes),
+            launch(&common)?,
+            baseline,
+        ));
     }
+    let labels: Vec<String> = targets.iter().map(|(label, ..)| label.clone()).collect();
     let mut summary = serde_json::Map::new();
     let mut best_reports = Vec::new();
-    for (target, launch) in targets {
+    for (target, launch, params) in targets {
         let mut bracket = Bracket::default();
         let mut steps = Vec::new();
         let mut best: Option<Report> = None;
@@ -351,24 +397,24 @@ async fn max_rate(p99_limit_ms: f64, max_steps: u32, common: Common) -> Result<b
             );
         }
         summary.insert(
-            target.to_string(),
+            target.clone(),
             serde_json::json!({ "steps": steps, "max_rate": bracket.good, "max_durable_per_sec": best.as_ref().map(|b| b.durable_messages_per_sec), "at_half": half }),
         );
         best_reports.extend(best);
     }
-    if let (Some(sb), Some(relay)) = (
+    let best_of = |label: &String| {
         summary
-            .get("switchboard")
-            .and_then(|s| s["max_durable_per_sec"].as_f64()),
-        summary
-            .get("relay")
-            .and_then(|s| s["max_durable_per_sec"].as_f64()),
-    ) {
+            .get(label)
+            .and_then(|s| s["max_durable_per_sec"].as_f64())
+    };
+    if let [this, that] = labels.as_slice()
+        && let (Some(a), Some(b)) = (best_of(this), best_of(that))
+    {
         println!(
-            "\nswitchboard / relay, highest sustained durable rate: {:.3}",
-            sb / relay
+            "\n{this} / {that}, highest sustained durable rate: {:.3}",
+            a / b
         );
-        summary.insert("ratio_max_rate".into(), serde_json::json!(sb / relay));
+        summary.insert("ratio_max_rate".into(), serde_json::json!(a / b));
     }
     let path = out.join("max-rate.json");
     std::fs::write(&path, serde_json::to_string_pretty(&summary)?)

@@ -75,6 +75,27 @@ pub struct Memory {
     pub rss_at_sessions_kib: Option<u64>,
     /// (rss_at_sessions − rss_go) / sessions, for the scenarios that measure it.
     pub kib_per_session: Option<f64>,
+    /// A storm over a cluster (`nodes` > 1): each node's share, taken with
+    /// `rss_at_sessions_kib`; empty otherwise.
+    #[serde(default)]
+    pub nodes: Vec<NodeMemory>,
+}
+
+/// One node's memory in a storm over a cluster.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NodeMemory {
+    /// Its node id (1 …).
+    pub node: u32,
+    pub rss_go_kib: Option<u64>,
+    /// With every customer in.
+    pub rss_at_sessions_kib: Option<u64>,
+    /// Customers connected to it.
+    pub customers: i64,
+    /// Sessions it runs (its `switchboard_sessions{state="open"}`).
+    pub sessions: Option<i64>,
+    /// (rss_at_sessions − rss_go) / customers: a connection plus, on
+    /// average, one session (placement spreads sessions as evenly).
+    pub kib_per_customer: Option<f64>,
 }
 
 /// Service level of a day run, as customers saw it.
@@ -281,6 +302,19 @@ impl Report {
                 out,
                 "memory per session: {per:.2} KiB ({} sessions)",
                 memory.sessions
+            );
+        }
+        for node in &memory.nodes {
+            let _ = writeln!(
+                out,
+                "  node {}: RSS at go {}, with everyone in {}; {} customers connected, {} sessions, {} KiB per customer",
+                node.node,
+                mib(node.rss_go_kib),
+                mib(node.rss_at_sessions_kib),
+                node.customers,
+                node.sessions.map_or_else(|| "?".into(), |n| n.to_string()),
+                node.kib_per_customer
+                    .map_or_else(|| "?".into(), |kib| format!("{kib:.2}"))
             );
         }
         if let Some(sl) = &self.service_level {

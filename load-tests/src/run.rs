@@ -17,7 +17,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 
-use crate::report::{Memory, Point, Report, ServiceLevel};
+use crate::report::{Memory, NodeMemory, Point, Report, ServiceLevel};
 use crate::scenario::{Kind, Params};
 use crate::stats::{Percentiles, Snapshot, add_buckets, count, hist, new_histogram};
 use crate::target::{Launch, Server, agent_id};
@@ -47,7 +47,12 @@ pub fn n_processes(kind: Kind, params: &Params) -> u32 {
         _ => u64::from(params.customers) + u64::from(params.agents),
     };
     let needed = connections.div_ceil(u64::from(params.connections_per_process)) as u32;
-    params.processes.max(needed).max(1)
+    // Each process connects to one node: as many per node, for an even spread.
+    params
+        .processes
+        .max(needed)
+        .max(1)
+        .next_multiple_of(params.nodes.max(1))
 }
 
 /// The 127.0.0.x source addresses of a run.
@@ -63,6 +68,63 @@ pub fn split(total: u64, parts: u32) -> Vec<u64> {
     (0..parts)
         .map(|idx| total / parts + u64::from(idx < total % parts))
         .collect()
+}
+
+/// Each node's memory once every customer is in (a storm over a cluster):
+/// the customers connected to it (processes connect to nodes in turn) and
+/// the sessions it runs (`switchboard_sessions{state="open"}` from its
+/// `/metrics`: placement puts a customer's session on the node of its id,
+/// not on the node it connected to).
+async fn node_memory(
+    server: &Server,
+    rss_go: &[Option<u64>],
+    all_in: &[Option<i64>],
+) -> Vec<NodeMemory> {
+    let rss_now = server.rss_per_node_kib();
+    let n_nodes = server.nodes.len();
+    let mut nodes = Vec::new();
+    for (idx, node) in server.nodes.iter().enumerate() {
+        let customers: i64 = all_in
+            .iter()
+            .enumerate()
+            .filter(|(worker, _)| worker % n_nodes == idx)
+            .filter_map(|(_, connected)| *connected)
+            .sum();
+        let sessions = match node.admin {
+            Some(admin) => open_sessions(admin).await,
+            None => None,
+        };
+        let (go, at) = (rss_go.get(idx).copied().flatten(), rss_now[idx]);
+        let kib_per_customer = match (go, at) {
+            (Some(go), Some(at)) if customers > 0 => {
+                Some((at as f64 - go as f64) / customers as f64)
+            }
+            _ => None,
+        };
+        nodes.push(NodeMemory {
+            node: idx as u32 + 1,
+            rss_go_kib: go,
+            rss_at_sessions_kib: at,
+            customers,
+            sessions,
+            kib_per_customer,
+        });
+    }
+    nodes
+}
+
+/// `switchboard_sessions{state="open"}` of the node whose admin listener is `admin`.
+async fn open_sessions(admin: std::net::SocketAddr) -> Option<i64> {
+    let text = reqwest::get(format!("http://{admin}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .filter(|line| line.starts_with("switchboard_sessions{") && line.contains("state=\"open\""))
+        .find_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|value| value as i64)
 }
 
 struct Worker {
@@ -133,7 +195,7 @@ async fn drive(options: &RunOptions, server: &Server) -> Result<Report> {
             index,
             kind,
             params: params.clone(),
-            addr: server.addr,
+            addr: server.nodes[index as usize % server.nodes.len()].addr,
             sources: sources.clone(),
             customers: match kind {
                 Kind::ContactCenterDay | Kind::PromotionSpike => day_pool(params, kind, share),
@@ -182,6 +244,8 @@ async fn drive(options: &RunOptions, server: &Server) -> Result<Report> {
         }
     }
     let rss_go = server.rss_kib();
+    let rss_go_per_node = server.rss_per_node_kib();
+    let mut per_node = Vec::new();
     for worker in &mut workers {
         worker
             .stdin
@@ -258,6 +322,9 @@ async fn drive(options: &RunOptions, server: &Server) -> Result<Report> {
                 // Every process's customers have held for `hold_secs`.
                 release_at = None;
                 at_sessions = (all_in.iter().flatten().sum(), server.rss_kib());
+                if server.nodes.len() > 1 {
+                    per_node = node_memory(server, &rss_go_per_node, &all_in).await;
+                }
                 for worker in &mut workers {
                     // A worker whose customers all failed may have finished
                     // already: its report tells why, not this write.
@@ -334,6 +401,7 @@ async fn drive(options: &RunOptions, server: &Server) -> Result<Report> {
             sessions: at_sessions.0,
             rss_at_sessions_kib: at_sessions.1,
             kib_per_session: None,
+            nodes: per_node,
         },
         service_level: None,
         series,

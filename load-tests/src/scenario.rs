@@ -207,9 +207,17 @@ pub struct Params {
     /// Channel webhook: messages per request (1 = one message per request).
     #[serde(default = "one")]
     pub batch: u32,
+    /// Switchboard nodes the run starts as one cluster over one SQLite
+    /// file (docs/cluster.md); each generator process connects to one of
+    /// them in turn, so customers and agents are spread evenly.
+    #[serde(default = "one")]
+    pub nodes: u32,
 }
 
-/// The default of [`Params::batch`].
+/// The most nodes one run starts (each is a server process on this host).
+pub const MAX_NODES: u32 = 16;
+
+/// The default of [`Params::batch`] and [`Params::nodes`].
 fn one() -> u32 {
     1
 }
@@ -247,6 +255,7 @@ impl Default for Params {
             media_secs: 20.0,
             rtp_sockets: 16,
             batch: 1,
+            nodes: 1,
         }
     }
 }
@@ -375,7 +384,7 @@ impl Params {
         }
     }
 
-    fn validate(&self) -> Result<()> {
+    pub fn validate(&self) -> Result<()> {
         let positive = [
             ("duration_secs", self.duration_secs),
             ("rate", self.rate),
@@ -413,6 +422,7 @@ impl Params {
             ("connections_per_process", self.connections_per_process),
             ("calls", self.calls),
             ("rtp_sockets", self.rtp_sockets),
+            ("nodes", self.nodes),
         ];
         for (key, value) in at_least_one {
             if value == 0 {
@@ -426,6 +436,9 @@ impl Params {
             bail!(
                 "`connections_per_process` must be at most 19000: one process may hold 20,000 open files here"
             );
+        }
+        if self.nodes > MAX_NODES {
+            bail!("`nodes` must be at most {MAX_NODES}");
         }
         if self.channel.is_empty() {
             bail!("`channel` must not be empty");

@@ -57,18 +57,32 @@ pub enum Launch {
 /// A server ready for load.
 pub struct Server {
     pub kind: TargetKind,
+    /// The public listener (the first node's, in a cluster run).
     pub addr: SocketAddr,
     /// The token secret (`auth.secret`).
     pub secret: String,
-    /// For reading memory from /proc.
+    /// For reading memory and CPU from /proc (the first node's).
     pub pid: Option<u32>,
     /// The SIP endpoint, when the phone channel runs.
     pub sip: Option<SocketAddr>,
     /// The admin listener (`/metrics`), when known.
     pub admin: Option<SocketAddr>,
-    child: Option<Child>,
+    /// Every node of the run, the first being `addr`/`pid`/`admin` (one
+    /// for a single server).
+    pub nodes: Vec<NodeAddrs>,
+    children: Vec<Child>,
     /// The store's files, removed with the server unless kept.
     _data: Option<tempfile::TempDir>,
+}
+
+/// Where one node of a run listens, and its process.
+#[derive(Debug, Clone)]
+pub struct NodeAddrs {
+    /// Its public listener.
+    pub addr: SocketAddr,
+    pub pid: Option<u32>,
+    /// Its admin listener (`/metrics`), when known.
+    pub admin: Option<SocketAddr>,
 }
 
 /// Agent ids of a run: `lt-agent-0` …
@@ -120,6 +134,14 @@ impl Server {
         channel_sink: Option<&str>,
         work_dir: &Path,
     ) -> Result<Server> {
+        if params.nodes > 1 && !matches!(launch, Launch::Switchboard { .. }) {
+            bail!("`nodes` > 1 needs a switchboard this run starts (not --url, not the relay)");
+        }
+        if params.nodes > 1 && (phone || channel_sink.is_some()) {
+            bail!(
+                "`nodes` > 1 is for the socket scenarios: the phone and channel scenarios run on one node"
+            );
+        }
         match launch {
             Launch::External { addr, secret, pid } => Ok(Server {
                 kind: TargetKind::Switchboard,
@@ -128,7 +150,12 @@ impl Server {
                 pid: *pid,
                 sip: None,
                 admin: None,
-                child: None,
+                nodes: vec![NodeAddrs {
+                    addr: *addr,
+                    pid: *pid,
+                    admin: None,
+                }],
+                children: Vec::new(),
                 _data: None,
             }),
             Launch::Relay => {
@@ -137,88 +164,25 @@ impl Server {
                 command.args(["relay", "--listen", "127.0.0.1:0"]);
                 let (child, addr, _) =
                     spawn_and_find_addr(command, "relay listening on http://", 0).await?;
+                let pid = child.id();
                 Ok(Server {
                     kind: TargetKind::Relay,
                     addr,
                     secret: random_secret(),
-                    pid: child.id(),
+                    pid,
                     sip: None,
                     admin: None,
-                    child: Some(child),
+                    nodes: vec![NodeAddrs {
+                        addr,
+                        pid,
+                        admin: None,
+                    }],
+                    children: vec![child],
                     _data: None,
                 })
             }
             Launch::Switchboard { binary, env } => {
-                let data = tempfile::Builder::new()
-                    .prefix("switchboard-data-")
-                    .tempdir_in(work_dir)
-                    .context("failed to create the server's data directory")?;
-                let secret = random_secret();
-                let import = data.path().join("loadgen-import.toml");
-                std::fs::write(&import, import_file(params, phone))
-                    .with_context(|| format!("failed to write {}", import.display()))?;
-                let mut base_env = server_env(data.path(), &secret, env);
-                if phone {
-                    let config = data.path().join("loadgen-voice.toml");
-                    std::fs::write(&config, VOICE_CONFIG)
-                        .with_context(|| format!("failed to write {}", config.display()))?;
-                    base_env.push(("SWITCHBOARD_CONFIG".into(), config.display().to_string()));
-                }
-                if let Some(sink) = channel_sink {
-                    let config = data.path().join("loadgen-channels.toml");
-                    std::fs::write(&config, channel_config(sink))
-                        .with_context(|| format!("failed to write {}", config.display()))?;
-                    base_env.push(("SWITCHBOARD_CONFIG".into(), config.display().to_string()));
-                }
-                let output = Command::new(binary)
-                    .arg("import")
-                    .arg(&import)
-                    .envs(base_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-                    .output()
-                    .await
-                    .with_context(|| format!("failed to run {} import", binary.display()))?;
-                if !output.status.success() {
-                    bail!(
-                        "`switchboard import` failed: {}",
-                        String::from_utf8_lossy(&output.stderr).trim()
-                    );
-                }
-                let mut command = Command::new(binary);
-                command
-                    .arg("serve")
-                    .envs(base_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-                // The banner: the address, `metrics (admin)`, then `SIP (phones)`.
-                let (child, addr, banner) = spawn_and_find_addr(
-                    command,
-                    "switchboard is running on http://",
-                    if phone { 2 } else { 1 },
-                )
-                .await?;
-                let admin = banner_addr(&banner, "metrics (admin)  http://");
-                let sip = banner_addr(&banner, "SIP (phones)     sip:<agent id>@");
-                if phone && sip.is_none() {
-                    bail!("the server printed no SIP address: {banner:?}");
-                }
-                // For looking into a run's store afterwards.
-                let data = if std::env::var_os("LOADGEN_KEEP_DATA").is_some() {
-                    eprintln!(
-                        "loadgen: keeping the server's data in {}",
-                        data.keep().display()
-                    );
-                    None
-                } else {
-                    Some(data)
-                };
-                Ok(Server {
-                    kind: TargetKind::Switchboard,
-                    addr,
-                    secret,
-                    pid: child.id(),
-                    sip,
-                    admin,
-                    child: Some(child),
-                    _data: data,
-                })
+                start_switchboard(binary, env, params, phone, channel_sink, work_dir).await
             }
         }
     }
@@ -228,29 +192,226 @@ impl Server {
         mint(&self.secret, sub, role)
     }
 
-    /// The server's resident memory now, in KiB (from /proc).
+    /// The server's resident memory now, in KiB (from /proc): every
+    /// node's together.
     pub fn rss_kib(&self) -> Option<u64> {
-        rss_kib(self.pid?)
+        self.rss_per_node_kib().into_iter().sum()
     }
 
-    /// Stops a server this run started (SIGTERM, then kill after 20 s).
+    /// Each node's resident memory now, in KiB.
+    pub fn rss_per_node_kib(&self) -> Vec<Option<u64>> {
+        self.nodes
+            .iter()
+            .map(|node| node.pid.and_then(rss_kib))
+            .collect()
+    }
+
+    /// Stops the processes this run started (SIGTERM, then kill after 20 s).
     pub async fn stop(mut self) -> Result<()> {
-        let Some(mut child) = self.child.take() else {
-            return Ok(());
-        };
-        if let Some(pid) = child.id() {
-            let status = std::process::Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status();
-            if status.map(|s| s.success()).unwrap_or(false)
-                && tokio::time::timeout(Duration::from_secs(20), child.wait())
-                    .await
-                    .is_ok()
-            {
-                return Ok(());
+        let mut result = Ok(());
+        for mut child in self.children.drain(..) {
+            if let Err(err) = stop_child(&mut child).await {
+                result = Err(err);
             }
         }
-        child.kill().await.context("failed to stop the server")
+        result
+    }
+}
+
+async fn stop_child(child: &mut Child) -> Result<()> {
+    if let Some(pid) = child.id() {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+        if status.map(|s| s.success()).unwrap_or(false)
+            && tokio::time::timeout(Duration::from_secs(20), child.wait())
+                .await
+                .is_ok()
+        {
+            return Ok(());
+        }
+    }
+    child.kill().await.context("failed to stop the server")
+}
+
+/// Starts `params.nodes` switchboard processes over one fresh store (one
+/// server, or a cluster whose members each list every node as ready
+/// before this returns), agents imported first.
+async fn start_switchboard(
+    binary: &Path,
+    env: &[(String, String)],
+    params: &Params,
+    phone: bool,
+    channel_sink: Option<&str>,
+    work_dir: &Path,
+) -> Result<Server> {
+    let data = tempfile::Builder::new()
+        .prefix("switchboard-data-")
+        .tempdir_in(work_dir)
+        .context("failed to create the server's data directory")?;
+    let secret = random_secret();
+    let import = data.path().join("loadgen-import.toml");
+    std::fs::write(&import, import_file(params, phone))
+        .with_context(|| format!("failed to write {}", import.display()))?;
+    let mut base_env = server_env(data.path(), &secret, env);
+    if phone {
+        let config = data.path().join("loadgen-voice.toml");
+        std::fs::write(&config, VOICE_CONFIG)
+            .with_context(|| format!("failed to write {}", config.display()))?;
+        base_env.push(("SWITCHBOARD_CONFIG".into(), config.display().to_string()));
+    }
+    if let Some(sink) = channel_sink {
+        let config = data.path().join("loadgen-channels.toml");
+        std::fs::write(&config, channel_config(sink))
+            .with_context(|| format!("failed to write {}", config.display()))?;
+        base_env.push(("SWITCHBOARD_CONFIG".into(), config.display().to_string()));
+    }
+    let output = Command::new(binary)
+        .arg("import")
+        .arg(&import)
+        .envs(base_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .await
+        .with_context(|| format!("failed to run {} import", binary.display()))?;
+    if !output.status.success() {
+        bail!(
+            "`switchboard import` failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    let cluster = (params.nodes > 1).then(|| cluster_env(params.nodes, &random_secret()));
+    let mut children = Vec::new();
+    let mut nodes = Vec::new();
+    let mut sip = None;
+    for idx in 0..params.nodes as usize {
+        let mut node_env = base_env.clone();
+        if let Some(cluster) = &cluster {
+            node_env.extend(cluster[idx].iter().cloned());
+        }
+        let mut command = Command::new(binary);
+        command
+            .arg("serve")
+            .envs(node_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        // The banner: the address, `metrics (admin)`, then `SIP (phones)`.
+        let (child, addr, banner) = spawn_and_find_addr(
+            command,
+            "switchboard is running on http://",
+            if phone { 2 } else { 1 },
+        )
+        .await?;
+        let admin = banner_addr(&banner, "metrics (admin)  http://");
+        if idx == 0 {
+            sip = banner_addr(&banner, "SIP (phones)     sip:<agent id>@");
+            if phone && sip.is_none() {
+                bail!("the server printed no SIP address: {banner:?}");
+            }
+        }
+        nodes.push(NodeAddrs {
+            addr,
+            pid: child.id(),
+            admin,
+        });
+        children.push(child);
+    }
+    if params.nodes > 1 {
+        let admin_token = mint(&secret, "loadgen", "admin");
+        until_cluster_formed(&nodes, &admin_token).await?;
+    }
+    // For looking into a run's store afterwards.
+    let data = if std::env::var_os("LOADGEN_KEEP_DATA").is_some() {
+        eprintln!(
+            "loadgen: keeping the server's data in {}",
+            data.keep().display()
+        );
+        None
+    } else {
+        Some(data)
+    };
+    Ok(Server {
+        kind: TargetKind::Switchboard,
+        addr: nodes[0].addr,
+        secret,
+        pid: nodes[0].pid,
+        sip,
+        admin: nodes[0].admin,
+        nodes,
+        children,
+        _data: data,
+    })
+}
+
+/// The `[cluster]` environment of each of `n` nodes (ids 1 … n): every
+/// node lists every cluster port as a seed.
+fn cluster_env(n: u32, cookie: &str) -> Vec<Vec<(String, String)>> {
+    let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+    let seeds = ports
+        .iter()
+        .map(|port| format!("127.0.0.1:{port}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    ports
+        .iter()
+        .enumerate()
+        .map(|(idx, port)| {
+            vec![
+                ("SWITCHBOARD_CLUSTER_NODE_ID".into(), (idx + 1).to_string()),
+                (
+                    "SWITCHBOARD_CLUSTER_LISTEN".into(),
+                    format!("127.0.0.1:{port}"),
+                ),
+                ("SWITCHBOARD_CLUSTER_SEEDS".into(), seeds.clone()),
+                ("SWITCHBOARD_CLUSTER_COOKIE".into(), cookie.to_string()),
+            ]
+        })
+        .collect()
+}
+
+/// A loopback port free now (the OS may hand it out again; a clash shows
+/// as a node that fails to start, with its error).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .unwrap_or(0)
+}
+
+/// Waits (up to 30 s) until every node lists every node as a ready member
+/// (`GET /api/v1/cluster`), so that load starts on the final placement.
+async fn until_cluster_formed(nodes: &[NodeAddrs], admin_token: &str) -> Result<()> {
+    let client = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut seen = String::new();
+    loop {
+        let mut formed = true;
+        for node in nodes {
+            let ready = match client
+                .get(format!("http://{}/api/v1/cluster", node.addr))
+                .bearer_auth(admin_token)
+                .send()
+                .await
+            {
+                Ok(response) => response.json::<serde_json::Value>().await.ok(),
+                Err(_) => None,
+            }
+            .map(|status| {
+                seen = status["members"].to_string();
+                status["members"].as_array().map_or(0, |members| {
+                    members.iter().filter(|m| m["ready"] == true).count()
+                })
+            })
+            .unwrap_or(0);
+            formed &= ready == nodes.len();
+        }
+        if formed {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!(
+                "the {} nodes did not form a cluster within 30 s (last members seen: {seen})",
+                nodes.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -238,6 +238,7 @@ impl SqliteStore {
         let thread_counters = Arc::clone(&counters);
         let max_group_batches = options.max_group_batches.max(1);
         let writer_signal = signal.clone();
+        let busy_timeout = options.busy_timeout;
         let writer_thread = std::thread::Builder::new()
             .name("sqlite-writer".to_owned())
             .spawn(move || {
@@ -247,6 +248,7 @@ impl SqliteStore {
                     max_group_batches,
                     thread_counters,
                     writer_signal,
+                    busy_timeout,
                 )
             })
             .map_err(|e| StoreError::Backend(format!("sqlite: starting writer thread: {e}")))?;

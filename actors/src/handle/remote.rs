@@ -8,7 +8,7 @@ use super::Switchboard;
 use crate::directory::DirectoryMessage;
 use crate::error::ApiError;
 use crate::remote::calls::Answering;
-use crate::remote::{Remote, RemoteCall};
+use crate::remote::{KnowledgeChange, KnowledgeListener, Remote, RemoteCall};
 use crate::root::RootMessage;
 use crate::session::SessionMessage;
 
@@ -53,6 +53,25 @@ impl Switchboard {
                 event,
                 ephemeral,
             } => shared.hub.deliver_here(&audience, &event, ephemeral),
+            Remote::Knowledge(change) => {
+                if let Some(follow) = shared.knowledge.get() {
+                    follow(change);
+                }
+            }
+        }
+    }
+
+    /// Follows the knowledge-base and template changes other nodes make
+    /// (set once, by the data platform).
+    pub fn on_knowledge_change(&self, listener: KnowledgeListener) {
+        let _ = self.shared.knowledge.set(listener); // set once; a second platform has none
+    }
+
+    /// Tells every other node that the knowledge base or the templates
+    /// changed in the store (nothing when alone).
+    pub fn knowledge_changed(&self, change: KnowledgeChange) {
+        if let Some(peers) = &self.shared.peers {
+            peers.broadcast(Remote::Knowledge(change));
         }
     }
 

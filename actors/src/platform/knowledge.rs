@@ -10,6 +10,7 @@ use store::{StoreError, WriteOp};
 use thiserror::Error;
 
 use super::Platform;
+use crate::remote::KnowledgeChange;
 
 /// Why an article or template write failed.
 #[derive(Debug, Error)]
@@ -28,21 +29,30 @@ pub enum KnowledgeError {
 
 impl Platform {
     /// Creates or replaces an article; searchable once this returns.
+    /// (In a cluster the other nodes' indexes and libraries follow within
+    /// milliseconds: [`Platform::follow_knowledge`].)
     pub async fn put_article(self: &Arc<Self>, article: Article) -> Result<(), KnowledgeError> {
+        let id = article.id.clone();
         self.write(vec![WriteOp::PutArticle(article.clone())])
             .await?;
+        self.switchboard
+            .knowledge_changed(KnowledgeChange::Article(id));
         self.index(move |kb| kb.upsert(article)).await
     }
 
     /// Deletes an article from the store and the index.
     pub async fn delete_article(self: &Arc<Self>, id: ArticleId) -> Result<(), KnowledgeError> {
         self.write(vec![WriteOp::DeleteArticle(id.clone())]).await?;
+        self.switchboard
+            .knowledge_changed(KnowledgeChange::Article(id.clone()));
         self.index(move |kb| kb.remove(&id).map(|_| ())).await
     }
 
     /// Creates or replaces a template; suggested once this returns.
     pub async fn put_template(&self, template: ReplyTemplate) -> Result<(), KnowledgeError> {
         self.write(vec![WriteOp::PutTemplate(template)]).await?;
+        self.switchboard
+            .knowledge_changed(KnowledgeChange::Templates);
         self.reload_templates()
             .await
             .map_err(KnowledgeError::Reload)
@@ -51,9 +61,33 @@ impl Platform {
     /// Deletes a template.
     pub async fn delete_template(&self, id: TemplateId) -> Result<(), KnowledgeError> {
         self.write(vec![WriteOp::DeleteTemplate(id)]).await?;
+        self.switchboard
+            .knowledge_changed(KnowledgeChange::Templates);
         self.reload_templates()
             .await
             .map_err(KnowledgeError::Reload)
+    }
+
+    /// Follows a change another node made: the article is read again from
+    /// the store (indexed, or removed when it is gone), or the template
+    /// library is. A failure is logged; the next start reads everything.
+    pub(crate) async fn follow_knowledge(self: Arc<Self>, change: KnowledgeChange) {
+        let result = match change {
+            KnowledgeChange::Article(id) => match self.store.list_articles().await {
+                Ok(articles) => match articles.into_iter().find(|article| article.id == id) {
+                    Some(article) => self.index(move |kb| kb.upsert(article)).await,
+                    None => self.index(move |kb| kb.remove(&id).map(|_| ())).await,
+                },
+                Err(err) => Err(KnowledgeError::Write(err)),
+            },
+            KnowledgeChange::Templates => self
+                .reload_templates()
+                .await
+                .map_err(KnowledgeError::Reload),
+        };
+        if let Err(err) = result {
+            tracing::warn!(error = %err, "cannot follow a knowledge change made on another node");
+        }
     }
 
     /// Runs an index change off the runtime's threads (tantivy commits block).

@@ -157,7 +157,7 @@ impl Platform {
             "data platform loaded"
         );
         switchboard.report_session_events(encoder.clone());
-        Ok(Arc::new(Platform {
+        let platform = Arc::new(Platform {
             store,
             cache,
             kb,
@@ -169,7 +169,16 @@ impl Platform {
             switchboard,
             stop: CancellationToken::new(),
             workers: TaskTracker::new(),
-        }))
+        });
+        let follower = Arc::downgrade(&platform);
+        platform
+            .switchboard
+            .on_knowledge_change(Arc::new(move |change| {
+                if let Some(platform) = follower.upgrade() {
+                    tokio::spawn(platform.follow_knowledge(change));
+                }
+            }));
+        Ok(platform)
     }
 
     /// Starts the outbox worker (deliveries and session-ended jobs) and the

@@ -231,12 +231,26 @@ pub async fn run(platform: &Platform) {
     // endpoints at their limit is read a few times a second, not once per
     // attempt, and the head's entries still start as slots free up.
     let mut long_read_at: Option<tokio::time::Instant> = None;
+    let mut delivering = true;
     loop {
-        depth.measure_if_due(platform).await;
-        let may_read_far = long_read_at.is_none_or(|at| at.elapsed() >= LONG_READ_EVERY);
-        let (start, read_far) = tokio::select! {
-            _ = stop.cancelled() => return,
-            due = next_due(platform, &in_flight, may_read_far) => due,
+        // In a cluster one node with the `workers` role delivers at a time
+        // (docs/cluster.md, "Roles"); the others only finish what they
+        // started, and one that takes over reads the waiting replies as a
+        // new process would.
+        let delivers = platform.switchboard.delivers_outbox();
+        if delivers && !delivering {
+            in_flight.waiting.extend(waiting_replies(platform).await);
+        }
+        delivering = delivers;
+        let (start, read_far) = if delivering {
+            depth.measure_if_due(platform).await;
+            let may_read_far = long_read_at.is_none_or(|at| at.elapsed() >= LONG_READ_EVERY);
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                due = next_due(platform, &in_flight, may_read_far) => due,
+            }
+        } else {
+            (Vec::new(), false)
         };
         if read_far {
             long_read_at = Some(tokio::time::Instant::now());

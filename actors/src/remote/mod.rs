@@ -23,7 +23,7 @@ use std::sync::Arc;
 use engine::Millis;
 use engine::agent::Agent;
 use engine::channel::Channel;
-use engine::ids::{AgentId, CustomerId, GroupId, SessionId};
+use engine::ids::{AgentId, ArticleId, CustomerId, GroupId, SessionId};
 use engine::placement::Placement;
 use engine::queue::MemberStatus;
 use engine::routing::{Contact, StepParts};
@@ -58,6 +58,11 @@ pub trait Peers: Send + Sync + 'static {
     /// sends there); the future only waits for its answer as JSON, or why
     /// none came.
     fn call(&self, node: u8, call: RemoteCall) -> RemoteAnswer;
+    /// Whether this node delivers the outbox now (the cluster's `workers`
+    /// role: one deliverer at a time over a shared store).
+    fn delivers_outbox(&self) -> bool {
+        true
+    }
 }
 
 /// A cast to another node's runtime.
@@ -106,7 +111,23 @@ pub enum Remote {
         /// Ephemeral (typing, queue positions): a full subscriber misses it.
         ephemeral: bool,
     },
+    /// The knowledge base or the reply templates changed in the store
+    /// through another node: this node's search index or template library
+    /// follows.
+    Knowledge(KnowledgeChange),
 }
+
+/// What changed in the knowledge base or the template library.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KnowledgeChange {
+    /// An article was written or deleted: read it again from the store.
+    Article(ArticleId),
+    /// A template was written or deleted: read the library again.
+    Templates,
+}
+
+/// Follows the changes other nodes make ([`crate::Switchboard::on_knowledge_change`]).
+pub type KnowledgeListener = Arc<dyn Fn(KnowledgeChange) + Send + Sync>;
 
 /// What a skill group is told from another node ([`GroupMessage`]'s casts).
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -34,6 +34,12 @@ pub struct ClusterStatus {
     pub n_left: u64,
     /// Where this node places each skill group and agent now.
     pub placement: ClusterPlacement,
+    /// Roles (`edge`, `core`, `workers`) no live member runs: a cluster
+    /// works when this is empty (docs/cluster.md, "Roles").
+    pub uncovered_roles: Vec<String>,
+    /// This node delivers the outbox (one member with the `workers` role
+    /// does at a time).
+    pub delivers_outbox: bool,
 }
 
 /// Which node runs each skill group and agent (`engine::placement`, over
@@ -63,8 +69,11 @@ pub struct ClusterMember {
     pub started_at: Time,
     /// Milliseconds since its last heartbeat arrived (0 for this node).
     pub last_heard_ms_ago: u64,
-    /// Its runtime runs: skill groups, agents and sessions are placed on it.
+    /// Its runtime runs: skill groups, agents and sessions are placed on
+    /// it when it runs the `core` role.
     pub ready: bool,
+    /// What it does (`cluster.roles`).
+    pub roles: Vec<String>,
 }
 
 /// The live members and how failures are detected.
@@ -98,12 +107,15 @@ pub async fn cluster_status(
                 started_at: Time(state.started_at_ms),
                 last_heard_ms_ago: 0,
                 ready: true,
+                roles: role_names(&config.roles),
             }],
             heartbeat_ms: config.heartbeat_ms,
             failure_timeout_ms: config.failure_timeout_ms,
             n_joined: 0,
             n_left: 0,
             placement,
+            uncovered_roles: Vec::new(),
+            delivers_outbox: true,
         }));
     };
     let view = cluster.view();
@@ -119,6 +131,7 @@ pub async fn cluster_status(
             started_at: Time(info.started_at_ms),
             last_heard_ms_ago: now.saturating_duration_since(*last_heard).as_millis() as u64,
             ready: info.ready,
+            roles: role_names(&info.roles),
         })
         .collect();
     members.push(ClusterMember {
@@ -129,6 +142,7 @@ pub async fn cluster_status(
         started_at: Time(view.me.started_at_ms),
         last_heard_ms_ago: 0,
         ready: view.me.ready,
+        roles: role_names(&view.me.roles),
     });
     members.sort_by_key(|member| member.node_id);
     Ok(Json(ClusterStatus {
@@ -140,7 +154,13 @@ pub async fn cluster_status(
         n_joined: view.n_joined,
         n_left: view.n_left,
         placement,
+        uncovered_roles: role_names(&cluster::peers::uncovered_roles(&view)),
+        delivers_outbox: cluster::peers::delivers_outbox(&view),
     }))
+}
+
+fn role_names(roles: &[cluster::Role]) -> Vec<String> {
+    roles.iter().map(|role| role.to_string()).collect()
 }
 
 /// The placement of every configured group and agent as this node sees it.

@@ -10,9 +10,11 @@
 //! fails (begin or commit), each batch is retried in a transaction of its own
 //! so that one cause fails as few callers as possible.
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, TransactionBehavior, params};
 use tokio::sync::oneshot;
@@ -24,6 +26,48 @@ use engine::Millis;
 use engine::customer::Identity;
 use engine::ids::CustomerId;
 use engine::message::Sender;
+
+thread_local! {
+    /// The writer thread's busy timeout, and when the current wait began.
+    static BUSY: Cell<(Duration, Option<Instant>)> = const { Cell::new((Duration::ZERO, None)) };
+}
+
+/// Replaces SQLite's busy timeout on the writer's connection with short
+/// waits. The write lock is held elsewhere only when another process
+/// writes the same file (cluster nodes on one host, docs/cluster.md), for
+/// about one commit; SQLite's own handler sleeps 1, 2, 5, 10 … 100 ms
+/// between tries, which turned a ~1 ms wait into tens of milliseconds.
+/// This one tries again every 100 µs for the first 5 ms, then every
+/// millisecond, and gives up (`database is locked`) after `timeout`.
+fn wait_briefly_when_busy(conn: &Connection, timeout: Duration) {
+    BUSY.with(|busy| busy.set((timeout, None)));
+    if let Err(err) = conn.busy_handler(Some(retry_when_busy)) {
+        tracing::warn!(error = %err, "cannot set the writer's busy handler; SQLite's busy timeout stays");
+    }
+}
+
+/// The busy handler: `attempt` counts the tries of this wait from 0.
+fn retry_when_busy(attempt: i32) -> bool {
+    BUSY.with(|busy| {
+        let (timeout, since) = busy.get();
+        let now = Instant::now();
+        let since = match since {
+            Some(since) if attempt > 0 => since,
+            _ => now,
+        };
+        busy.set((timeout, Some(since)));
+        let waited = now - since;
+        if waited >= timeout {
+            return false;
+        }
+        std::thread::sleep(if waited < Duration::from_millis(5) {
+            Duration::from_micros(100)
+        } else {
+            Duration::from_millis(1)
+        });
+        true
+    })
+}
 
 /// What the store sends to the writer thread.
 pub(super) enum Command {
@@ -62,7 +106,9 @@ pub(super) fn run(
     max_group_batches: usize,
     counters: Arc<WriterCounters>,
     checkpointer: Option<Arc<super::checkpointer::Signal>>,
+    busy_timeout: Duration,
 ) {
+    wait_briefly_when_busy(&conn, busy_timeout);
     let commit_group =
         |conn: &mut Connection, group: &mut Vec<PendingWrite>, counters: &WriterCounters| {
             if !group.is_empty() {
