@@ -327,6 +327,7 @@ impl GroupCast {
             | GroupMessage::PushPositions
             | GroupMessage::View { .. }
             | GroupMessage::RecoveryOver
+            | GroupMessage::MembersMoved
             | GroupMessage::Handover => {
                 return None;
             }

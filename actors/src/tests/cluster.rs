@@ -538,3 +538,89 @@ async fn after_a_death_a_customer_indexed_apart_from_their_session_still_has_one
     );
     assert_eq!(runner.stats().await.unwrap().n_live_sessions, 1);
 }
+
+#[tokio::test]
+async fn an_offer_to_an_agent_whose_node_dies_goes_to_another_agent() {
+    // The group's node survives; the agent it offered to was placed on the
+    // other node, which dies with the offer outstanding. Agents are picked
+    // by placement: `x` on the doomed node, `y` on the survivor.
+    let placement = Placement::new([1, 2]);
+    let group = GroupId::new("default");
+    let survivor_id = placement.group(&group);
+    let dead = 3 - survivor_id;
+    let named = |node: u8, prefix: &str| {
+        (0..)
+            .map(|i| format!("{prefix}{i}"))
+            .find(|name| placement.agent(&id(name)) == node)
+            .unwrap()
+    };
+    let (x, y) = (named(dead, "x"), named(survivor_id, "y"));
+    let (xa, ya) = (x.clone(), y.clone());
+    let (one, two, (members, nodes)) = two_nodes_with_members(move |agents| {
+        let mut agents: Vec<Agent> = agents
+            .into_iter()
+            .map(|mut agent| {
+                agent.groups.retain(|group| group.as_str() != "default");
+                agent
+            })
+            .collect();
+        agents.push(agent(&xa, &["default"]));
+        agents.push(agent(&ya, &["default"]));
+        agents
+    })
+    .await;
+    let (survivor, doomed) = if survivor_id == 1 {
+        (&one, &two)
+    } else {
+        (&two, &one)
+    };
+    // The customer's session runs on the survivor too, so it is not put
+    // back in line by the takeover: only the withdrawal can free it.
+    let customer = (0..)
+        .map(|i| CustomerId::new(format!("c{i}").as_str()))
+        .find(|c| placement.customer(c) == survivor_id)
+        .unwrap();
+    survivor
+        .write(vec![WriteOp::PutCustomer(Customer::new(
+            customer.as_str(),
+            "C",
+        ))])
+        .await
+        .unwrap();
+    let mut x_events = survivor.subscribe_agent(&id(&x));
+    let mut y_events = survivor.subscribe_agent(&id(&y));
+    survivor
+        .set_presence(&id(&x), PresenceRequest::Available)
+        .await
+        .unwrap();
+    let ack = survivor
+        .customer_message_as(&customer, Channel::Web, "你好".into(), Some("m1".into()))
+        .await
+        .unwrap();
+    let offered = timeout(Duration::from_secs(10), offered_session(&mut x_events))
+        .await
+        .expect("x is offered the session");
+    assert_eq!(offered, ack.session);
+
+    // x's node dies with the offer outstanding; y becomes available.
+    nodes.boards.lock().unwrap().remove(&dead);
+    doomed.clone().shutdown().await;
+    *members.lock().unwrap() = vec![survivor_id];
+    survivor.rebalance().await.unwrap();
+    timeout(Duration::from_secs(10), async {
+        while survivor.shared().agent_refs.get(&id(&y)).is_none() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("y runs on the survivor");
+    survivor
+        .set_presence(&id(&y), PresenceRequest::Available)
+        .await
+        .unwrap();
+    let offered = timeout(Duration::from_secs(10), offered_session(&mut y_events))
+        .await
+        .expect("the session is offered again, to y");
+    assert_eq!(offered, ack.session);
+    survivor.accept(&id(&y), offered).await.unwrap();
+}
