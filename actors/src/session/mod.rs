@@ -290,6 +290,11 @@ pub struct SessionActorState {
     /// Started by [`SessionStart::Reactivate`]: a waiting session's queue
     /// entry survived, so it is not enqueued again.
     reactivated: bool,
+    /// When it last entered a queue (its last `queued` event), as read back
+    /// by [`SessionActor::rehydrate`]: a restored plan re-arms the step's
+    /// timeout from it (the timer of the actor before may be gone with its
+    /// node).
+    step_entered: Option<Millis>,
     /// This actor is in [`Shared::open_sessions`] as its customer's open
     /// session: it adds itself once, with the first customer message it
     /// takes, and removes itself when the session ends or passivates.
@@ -363,6 +368,7 @@ impl Actor for SessionActor {
             records_in_flight: VecDeque::new(),
             session,
             reactivated,
+            step_entered: None,
             in_open_sessions: false,
             call: false,
             call_ended: false,
@@ -648,6 +654,7 @@ impl SessionActor {
                 EventKind::Delivery(report) => {
                     state.deliveries.insert(report.of, report.state);
                 }
+                EventKind::Queued { .. } => state.step_entered = Some(message.at),
                 _ => {}
             }
         }

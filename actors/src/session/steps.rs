@@ -99,14 +99,17 @@ impl SessionActor {
             .unwrap_or_else(RoutePlan::fallback);
         let now = crate::clock::now();
         let place_in_line = state.session.times.queued.unwrap_or(now);
-        // When the step was entered is not on the record: the step's timer,
-        // still in flight through the Directory, names its step and settles it.
+        // The step's timeout is re-armed from when the session last entered
+        // a queue (its `queued` event): the timer of the actor before may be
+        // gone with its node. One that is still in flight (a passivated
+        // session) names its step too; the later of the two finds the step
+        // settled.
         let (cursor, effects) = PlanCursor::restore(
             plan,
             &contact,
             state.session.group.as_ref(),
             place_in_line,
-            None,
+            state.step_entered,
             now,
         );
         state.plan = Some(cursor);

@@ -18,6 +18,9 @@ use crate::remote::{Peers, Remote, RemoteAnswer, RemoteCall, RemoteError};
 struct Nodes {
     boards: Mutex<HashMap<u8, Switchboard>>,
     pending: Mutex<HashMap<u8, Vec<Remote>>>,
+    /// Nodes a test killed: nothing they send arrives any more (their
+    /// timers still run in this process).
+    dead: Mutex<Vec<u8>>,
 }
 
 impl Nodes {
@@ -56,6 +59,9 @@ impl Peers for Loopback {
     }
 
     fn cast(&self, node: u8, message: Remote) {
+        if self.nodes.dead.lock().unwrap().contains(&self.node_id) {
+            return;
+        }
         let message = cross(&message);
         match self.nodes.board(node) {
             Some(board) => board.receive(message),
@@ -623,4 +629,42 @@ async fn an_offer_to_an_agent_whose_node_dies_goes_to_another_agent() {
         .expect("the session is offered again, to y");
     assert_eq!(offered, ack.session);
     survivor.accept(&id(&y), offered).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiting_session_taken_over_from_a_dead_node_still_overflows_on_time() {
+    // A VIP waits in `gold_service` (nobody there is available): 20 s in
+    // its first step, 30 s in the second, then `default`. Its session runs
+    // on the node that dies 5 s in.
+    let (one, two, (members, nodes)) = two_nodes_with_members(|agents| agents).await;
+    let placement = Placement::new([1, 2]);
+    let customer = (0..)
+        .map(|i| CustomerId::new(format!("vip{i}").as_str()))
+        .find(|c| placement.customer(c) == 1)
+        .unwrap();
+    let mut vip = Customer::new(customer.as_str(), "V");
+    vip.tier = "vip".into();
+    one.write(vec![WriteOp::PutCustomer(vip)]).await.unwrap();
+    let ack = one
+        .customer_message_as(&customer, Channel::Web, "急".into(), Some("m1".into()))
+        .await
+        .unwrap();
+    one.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    nodes.dead.lock().unwrap().push(1);
+    nodes.boards.lock().unwrap().remove(&1);
+    one.clone().shutdown().await;
+    *members.lock().unwrap() = vec![2];
+    two.rebalance().await.unwrap();
+
+    // 50 s after it queued (45 s after the takeover) it waits in `default`,
+    // as its steps say; without the step's timeout re-armed from its
+    // `queued` event it would wait in `gold_service` for ever.
+    tokio::time::sleep(Duration::from_secs(46)).await;
+    let default = two.group_view(&GroupId::new("default")).await.unwrap();
+    let waiting: Vec<SessionId> = default.waiting.iter().map(|w| w.0).collect();
+    assert_eq!(waiting, [ack.session], "{default:?}");
+    let gold = two.group_view(&GroupId::new("gold_service")).await.unwrap();
+    assert!(gold.waiting.is_empty(), "{gold:?}");
 }
