@@ -144,6 +144,8 @@ pub enum DirectoryMessage {
     /// another node now stop here once they have taken what is in their
     /// mailbox (that node re-activates them from the store), and the open
     /// sessions of customers whose index is elsewhere now are forgotten.
+    /// An `AdoptOpenSessions` follows; until it comes, a customer without a
+    /// known open session waits rather than opening a new one.
     Rebalance,
     /// Periodic: forget per-customer session counts older than the limit's
     /// window, and subscriptions whose socket closed.
@@ -197,6 +199,13 @@ pub struct DirectoryState {
     n_restarts: u64,
     /// When each customer opened their recent sessions, for the per-customer limit.
     new_sessions: WindowLimit<CustomerId>,
+    /// Rebalances whose open sessions (`AdoptOpenSessions`) have not come
+    /// yet: meanwhile a customer this node has just become the index of
+    /// may have an open session it does not know of.
+    n_adopting: usize,
+    /// What came meanwhile for customers without a known open session:
+    /// opened (or delivered to the adopted session) once the sessions are in.
+    held_opens: Vec<(CustomerId, Channel, Waiting)>,
 }
 
 /// A session actor being started.
@@ -259,6 +268,8 @@ impl Actor for Directory {
             ids: SessionIdGen::new(self.shared.config.node_id),
             n_restarts: 0,
             new_sessions: WindowLimit::new(limit, HOUR_MS),
+            n_adopting: 0,
+            held_opens: Vec::new(),
         })
     }
 
@@ -365,6 +376,12 @@ impl Actor for Directory {
                     state.open_by_customer.insert(customer.clone(), session);
                     state.customer_of.insert(session, customer);
                 }
+                state.n_adopting = state.n_adopting.saturating_sub(1);
+                if state.n_adopting == 0 {
+                    for (customer, channel, waiting) in std::mem::take(&mut state.held_opens) {
+                        self.open(state, customer, channel, waiting);
+                    }
+                }
             }
             DirectoryMessage::SessionStopped {
                 session,
@@ -398,6 +415,8 @@ impl Actor for Directory {
                 state.customer_of.remove(&session);
             }
             DirectoryMessage::Rebalance => {
+                // `Switchboard::rebalance` sends the open sessions next.
+                state.n_adopting += 1;
                 let shared = &self.shared;
                 let mut n_moved = 0;
                 for (session, actor) in &state.sessions {
@@ -503,6 +522,9 @@ impl Directory {
                 },
                 None => self.reach(state, session, waiting),
             },
+            // The customer's open session may be among those being read
+            // from the store after a rebalance: not a second one.
+            None if state.n_adopting > 0 => state.held_opens.push((customer, channel, waiting)),
             None => self.create(state, customer, channel, waiting, true),
         }
     }

@@ -42,6 +42,9 @@ pub struct TestStore {
     n_reads_waiting: AtomicUsize,
     /// Reads of each session's record.
     n_record_reads: Mutex<HashMap<SessionId, usize>>,
+    /// `open_sessions` waits while this is true.
+    open_sessions_held: watch::Sender<bool>,
+    n_open_sessions_waiting: AtomicUsize,
 }
 
 /// Picks the ops whose writes fail.
@@ -80,6 +83,8 @@ impl TestStore {
             reads_held: watch::Sender::new(BTreeSet::new()),
             n_reads_waiting: AtomicUsize::new(0),
             n_record_reads: Mutex::new(HashMap::new()),
+            open_sessions_held: watch::Sender::new(false),
+            n_open_sessions_waiting: AtomicUsize::new(0),
         }
     }
 
@@ -181,6 +186,23 @@ impl TestStore {
             .get(&session)
             .copied()
             .unwrap_or(0)
+    }
+
+    /// Holds `open_sessions` back from now on, as a slow store would.
+    pub fn hold_open_sessions(&self) {
+        self.open_sessions_held.send_replace(true);
+    }
+
+    /// Lets `open_sessions` through again.
+    pub fn release_open_sessions(&self) {
+        self.open_sessions_held.send_replace(false);
+    }
+
+    /// Returns once an `open_sessions` waits because it is held back.
+    pub async fn until_open_sessions_waits(&self) {
+        while self.n_open_sessions_waiting.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
 
     /// Waits while reads of `session` are held back.
@@ -308,6 +330,13 @@ impl Store for TestStore {
     }
     async fn open_sessions(&self) -> Result<Vec<engine::session::Session>, StoreError> {
         self.reachable().await?;
+        if *self.open_sessions_held.borrow() {
+            self.n_open_sessions_waiting.fetch_add(1, Ordering::SeqCst);
+            let mut held = self.open_sessions_held.subscribe();
+            // The sender lives in `self`, so the wait cannot fail.
+            let _ = held.wait_for(|held| !*held).await;
+            self.n_open_sessions_waiting.fetch_sub(1, Ordering::SeqCst);
+        }
         self.inner.open_sessions().await
     }
     async fn messages(

@@ -85,14 +85,19 @@ impl Switchboard {
         // The root and the directory live as long as the system.
         let _ = self.root.cast(RootMessage::Rebalance);
         let _ = shared.directory().cast(DirectoryMessage::Rebalance);
-        let mut open = shared.store.open_sessions().await?;
-        let mut calls = Vec::new();
-        for session in open.iter().filter(|s| s.channel == Channel::Phone) {
-            if crate::root::is_call(shared.store.as_ref(), session.id).await? {
-                calls.push(session.id);
+        let open = match self.open_chat_sessions().await {
+            Ok(open) => open,
+            Err(err) => {
+                // The Directory holds new sessions until the adoption it
+                // was promised: an empty one lets them open.
+                let _ = shared
+                    .directory()
+                    .cast(DirectoryMessage::AdoptOpenSessions {
+                        sessions: Vec::new(),
+                    });
+                return Err(err);
             }
-        }
-        open.retain(|session| !calls.contains(&session.id));
+        };
         let adopted = open
             .iter()
             .filter(|s| shared.elsewhere(|p| p.customer(&s.customer_id)).is_none())
@@ -108,6 +113,21 @@ impl Switchboard {
             }
         }
         Ok(())
+    }
+
+    /// The open sessions in the store, calls left out (never a customer's
+    /// open chat session).
+    async fn open_chat_sessions(&self) -> Result<Vec<engine::session::Session>, ApiError> {
+        let store = &self.shared.store;
+        let mut open = store.open_sessions().await?;
+        let mut calls = Vec::new();
+        for session in open.iter().filter(|s| s.channel == Channel::Phone) {
+            if crate::root::is_call(store.as_ref(), session.id).await? {
+                calls.push(session.id);
+            }
+        }
+        open.retain(|session| !calls.contains(&session.id));
+        Ok(open)
     }
 
     /// A call from another node, for an actor it placed here: its message

@@ -119,7 +119,15 @@ async fn nodes_over_one_store(
     n: u8,
     agents: impl FnOnce(Vec<Agent>) -> Vec<Agent>,
 ) -> (Vec<Switchboard>, Arc<Mutex<Vec<u8>>>, Arc<Nodes>) {
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    nodes_over(Arc::new(MemoryStore::new()), n, agents).await
+}
+
+/// [`nodes_over_one_store`], over `store`.
+async fn nodes_over(
+    store: Arc<dyn Store>,
+    n: u8,
+    agents: impl FnOnce(Vec<Agent>) -> Vec<Agent>,
+) -> (Vec<Switchboard>, Arc<Mutex<Vec<u8>>>, Arc<Nodes>) {
     seed(store.as_ref()).await;
     let profiles = agents(store.list_agents().await.unwrap());
     let ops = profiles
@@ -667,4 +675,62 @@ async fn a_waiting_session_taken_over_from_a_dead_node_still_overflows_on_time()
     assert_eq!(waiting, [ack.session], "{default:?}");
     let gold = two.group_view(&GroupId::new("gold_service")).await.unwrap();
     assert!(gold.waiting.is_empty(), "{gold:?}");
+}
+
+#[tokio::test]
+async fn a_customer_writing_during_a_takeover_keeps_their_open_session() {
+    // The customer's index and session are on the node that dies; the
+    // survivor becomes their index, and is still reading the open sessions
+    // from the store when the customer's next message comes.
+    let store = Arc::new(store::testing::TestStore::new());
+    let (boards, members, nodes) = nodes_over(store.clone(), 2, |agents| agents).await;
+    let placement = Placement::new([1, 2]);
+    let customer = (0..)
+        .map(|i| CustomerId::new(format!("t{i}").as_str()))
+        .find(|c| placement.customer(c) == 1)
+        .unwrap();
+    let (doomed, survivor) = (&boards[0], &boards[1]);
+    survivor
+        .write(vec![WriteOp::PutCustomer(Customer::new(
+            customer.as_str(),
+            "T",
+        ))])
+        .await
+        .unwrap();
+    let first = doomed
+        .customer_message_as(&customer, Channel::Web, "一".into(), Some("m1".into()))
+        .await
+        .unwrap();
+    doomed.flush().await.unwrap();
+
+    nodes.dead.lock().unwrap().push(1);
+    nodes.boards.lock().unwrap().remove(&1);
+    doomed.clone().shutdown().await;
+    *members.lock().unwrap() = vec![2];
+    store.hold_open_sessions();
+    let rebalancing = tokio::spawn({
+        let survivor = survivor.clone();
+        async move { survivor.rebalance().await }
+    });
+    timeout(Duration::from_secs(10), store.until_open_sessions_waits())
+        .await
+        .expect("the rebalance reads the open sessions");
+    let second = tokio::spawn({
+        let (survivor, customer) = (survivor.clone(), customer.clone());
+        async move {
+            survivor
+                .customer_message_as(&customer, Channel::Web, "二".into(), Some("m2".into()))
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    store.release_open_sessions();
+    rebalancing.await.unwrap().unwrap();
+    let second = timeout(Duration::from_secs(10), second)
+        .await
+        .expect("the message is taken")
+        .unwrap()
+        .unwrap();
+    assert_eq!(second.session, first.session, "one open session");
+    assert!(second.seq > first.seq);
 }
