@@ -68,8 +68,11 @@ async fn three_nodes_form_one_cluster_and_a_killed_one_leaves_at_once_and_rejoin
     three.signal("KILL");
     let took = until_members(&[&one, &two], &[1, 2]).await;
     println!("a killed member was removed by both survivors after {took:?}");
+    // (On a loaded machine a live member may also miss its heartbeats for
+    // a moment and be counted leaving for silence: only the departure by
+    // a closed connection is asserted.)
     let status = two.status().await;
-    assert_eq!(status["n_left"], 1, "{status}");
+    assert!(status["n_left"].as_u64() >= Some(1), "{status}");
     let metrics = reqwest::get(format!("http://{}/metrics", two.process.admin_addr))
         .await
         .unwrap()
@@ -81,11 +84,12 @@ async fn three_nodes_form_one_cluster_and_a_killed_one_leaves_at_once_and_rejoin
         .find(|line| {
             line.starts_with("switchboard_cluster_member_changes_total{")
                 && line.contains(r#"change="left""#)
+                && line.contains(r#"why="disconnected""#)
         })
-        .unwrap_or_else(|| panic!("no departures counted: {metrics}"));
+        .unwrap_or_else(|| panic!("not removed because its connection closed: {metrics}"));
     assert!(
-        left.contains(r#"why="disconnected""#) && left.ends_with(" 1"),
-        "removed because its connection closed, not after its silence: {left}"
+        left.ends_with(" 1"),
+        "one departure by disconnection: {left}"
     );
     // Every series says which node it comes from.
     for line in metrics

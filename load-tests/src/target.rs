@@ -366,12 +366,17 @@ fn cluster_env(n: u32, cookie: &str) -> Vec<Vec<(String, String)>> {
         .collect()
 }
 
-/// A loopback port free now (the OS may hand it out again; a clash shows
-/// as a node that fails to start, with its error).
+/// A loopback port free now, below Linux's ephemeral range (32768 and
+/// up), where the generator's own connections take their source ports; a
+/// clash still shows as a node that fails to start, with its error.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
+    let mut rng = crate::rng::Rng::new(
+        crate::wire::now_ns() ^ (u64::from(std::process::id()) << 32),
+        0,
+    );
+    (0..1_000)
+        .map(|_| 20_000 + (rng.next_u64() % 12_000) as u16)
+        .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
         .unwrap_or(0)
 }
 

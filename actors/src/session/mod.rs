@@ -24,7 +24,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster_derive::RactorMessage;
 use serde::{Deserialize, Serialize};
 use store::StoreError;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::agent::AgentMessage;
 use crate::error::ApiError;
@@ -464,6 +464,23 @@ impl Actor for SessionActor {
                 self.reply_when_durable(state, result, reply);
             }
             SessionMessage::Offered { agent, deadline } => {
+                // Offered to another agent already: the group that offered
+                // now does not know of that offer (it restarted, or took
+                // over from a node that died, and read its queue back), so
+                // the earlier offer lapses and this one stands.
+                if state.session.state == SessionState::Offered
+                    && let Some(earlier) = state.session.agent.clone()
+                    && earlier != agent
+                {
+                    info!(session_id = %state.session.id, agent_id = %earlier, "an offer the group no longer knows of lapses for a new one");
+                    self.tell_agent(
+                        &earlier,
+                        AgentMessage::Withdraw {
+                            session: state.session.id,
+                        },
+                    );
+                    self.lapse_offer(&myself, state, earlier)?;
+                }
                 if state.session.state == SessionState::Queued && state.session.group.is_some() {
                     let effects = state.session.apply(
                         SessionEvent::Offer {

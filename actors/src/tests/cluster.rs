@@ -734,3 +734,87 @@ async fn a_customer_writing_during_a_takeover_keeps_their_open_session() {
     assert_eq!(second.session, first.session, "one open session");
     assert!(second.seq > first.seq);
 }
+
+#[tokio::test]
+async fn when_the_groups_node_dies_an_outstanding_offer_gives_way_to_the_next() {
+    // The group runs on the node that dies; its offer to `x`, on the
+    // survivor with the session, is outstanding. The group starts again on
+    // the survivor, reads its queue back, and offers the session to `y`:
+    // the session lets x's offer lapse for it, instead of refusing y's
+    // until x's offer times out (15 s).
+    let placement = Placement::new([1, 2]);
+    let group = GroupId::new("default");
+    let dead = placement.group(&group);
+    let survivor_id = 3 - dead;
+    let named = |prefix: &str| {
+        (0..)
+            .map(|i| format!("{prefix}{i}"))
+            .find(|name| placement.agent(&id(name)) == survivor_id)
+            .unwrap()
+    };
+    let (x, y) = (named("x"), named("y"));
+    let (xa, ya) = (x.clone(), y.clone());
+    let (one, two, (members, nodes)) = two_nodes_with_members(move |agents| {
+        let mut agents: Vec<Agent> = agents
+            .into_iter()
+            .map(|mut agent| {
+                agent.groups.retain(|group| group.as_str() != "default");
+                agent
+            })
+            .collect();
+        let mut x = agent(&xa, &["default"]);
+        x.capacity.limits.insert(Channel::Web, 1);
+        agents.push(x);
+        agents.push(agent(&ya, &["default"]));
+        agents
+    })
+    .await;
+    let (survivor, doomed) = if survivor_id == 1 {
+        (&one, &two)
+    } else {
+        (&two, &one)
+    };
+    let customer = (0..)
+        .map(|i| CustomerId::new(format!("g{i}").as_str()))
+        .find(|c| placement.customer(c) == survivor_id)
+        .unwrap();
+    survivor
+        .write(vec![WriteOp::PutCustomer(Customer::new(
+            customer.as_str(),
+            "G",
+        ))])
+        .await
+        .unwrap();
+    let mut x_events = survivor.subscribe_agent(&id(&x));
+    let mut y_events = survivor.subscribe_agent(&id(&y));
+    survivor
+        .set_presence(&id(&x), PresenceRequest::Available)
+        .await
+        .unwrap();
+    let ack = survivor
+        .customer_message_as(&customer, Channel::Web, "在吗".into(), Some("m1".into()))
+        .await
+        .unwrap();
+    let offered = timeout(Duration::from_secs(10), offered_session(&mut x_events))
+        .await
+        .expect("x is offered the session");
+    assert_eq!(offered, ack.session);
+    survivor.flush().await.unwrap();
+
+    nodes.dead.lock().unwrap().push(dead);
+    nodes.boards.lock().unwrap().remove(&dead);
+    doomed.clone().shutdown().await;
+    *members.lock().unwrap() = vec![survivor_id];
+    survivor
+        .set_presence(&id(&y), PresenceRequest::Available)
+        .await
+        .unwrap();
+    survivor.rebalance().await.unwrap();
+    let offered = timeout(Duration::from_secs(5), offered_session(&mut y_events))
+        .await
+        .expect("the session is offered to y well before x's offer times out");
+    assert_eq!(offered, ack.session);
+    survivor.accept(&id(&y), offered).await.unwrap();
+    // x's offer is gone: accepting it now is refused.
+    assert!(survivor.accept(&id(&x), offered).await.is_err());
+}

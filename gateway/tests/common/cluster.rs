@@ -57,12 +57,24 @@ impl Node {
     }
 }
 
+/// A loopback port free now, below the ephemeral range (32768 and up on
+/// Linux): a port the OS hands out for `:0` may be taken again as the
+/// source port of another test's connection before the node binds it.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let seed = u64::from(std::process::id()) << 20
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos() as u64;
+    (0..1_000)
+        .map(|i| {
+            let n = seed.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed) + i);
+            20_000 + (n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as u16 % 12_000
+        })
+        .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
+        .expect("a free port between 20000 and 32000")
 }
 
 pub fn seeds(ports: &[u16]) -> String {
