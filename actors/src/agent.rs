@@ -84,6 +84,15 @@ pub enum AgentMessage {
     WrapUpTimer,
     /// A group (re)started and wants to know the agent's availability.
     ReportStatus,
+    /// The agent is placed on another node now, and this one is alive: its
+    /// presence goes to the agent's new actor ([`AgentMessage::Resume`]),
+    /// then this actor stops.
+    HandOver,
+    /// The presence the agent's actor on the node before had (a hand-over).
+    Resume {
+        /// The presence, as the agent would ask for it.
+        request: PresenceRequest,
+    },
     /// The agent as supervisors see it.
     View {
         /// Reply port.
@@ -280,6 +289,27 @@ impl Actor for AgentActor {
                 let _ = self.apply(&myself, state, AgentEvent::WrapUpTimer);
             }
             AgentMessage::ReportStatus => self.report(state),
+            AgentMessage::HandOver => {
+                let request = match &state.state.presence {
+                    Presence::Available => Some(PresenceRequest::Available),
+                    Presence::Away { reason } => Some(PresenceRequest::Away {
+                        reason: reason.clone(),
+                    }),
+                    // Wrap-up, not responding, offline: the new actor's
+                    // away ("moved") asks the agent to come back themselves.
+                    _ => None,
+                };
+                if let Some(request) = request {
+                    self.shared
+                        .tell_agent(&state.profile.id, AgentMessage::Resume { request });
+                }
+                myself.stop(Some("placed on another node".into()));
+            }
+            AgentMessage::Resume { request } => {
+                if let Err(err) = self.apply(&myself, state, AgentEvent::Request(request)) {
+                    debug!(agent_id = %state.profile.id, error = %err, "presence handed over not taken");
+                }
+            }
             AgentMessage::View { reply } => {
                 let view = AgentView {
                     presence: state.state.presence.clone(),

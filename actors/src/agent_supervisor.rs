@@ -117,7 +117,8 @@ impl Actor for AgentSupervisor {
                             self.shared
                                 .agent_refs
                                 .unregister(&profile.id, actor.get_id());
-                            actor.stop(Some("placed on another node".into()));
+                            // A stopped actor has no presence to hand over.
+                            let _ = actor.cast(AgentMessage::HandOver);
                         }
                         (false, None) => {}
                     }

@@ -25,6 +25,7 @@ use engine::agent::Agent;
 use engine::channel::Channel;
 use engine::ids::{AgentId, ArticleId, CustomerId, GroupId, SessionId};
 use engine::placement::Placement;
+use engine::presence::PresenceRequest;
 use engine::queue::MemberStatus;
 use engine::routing::{Contact, StepParts};
 use serde::{Deserialize, Serialize};
@@ -195,6 +196,11 @@ pub enum AgentCast {
     },
     /// A group (re)started and wants the agent's availability.
     ReportStatus,
+    /// See [`AgentMessage::Resume`].
+    Resume {
+        /// The presence handed over.
+        request: PresenceRequest,
+    },
 }
 
 /// What a session is told from another node.
@@ -383,6 +389,7 @@ impl AgentCast {
             AgentMessage::Withdraw { session } => AgentCast::Withdraw { session },
             AgentMessage::Release { session } => AgentCast::Release { session },
             AgentMessage::ReportStatus => AgentCast::ReportStatus,
+            AgentMessage::Resume { request } => AgentCast::Resume { request },
             _ => return None,
         })
     }
@@ -403,6 +410,7 @@ impl AgentCast {
             AgentCast::Withdraw { session } => AgentMessage::Withdraw { session },
             AgentCast::Release { session } => AgentMessage::Release { session },
             AgentCast::ReportStatus => AgentMessage::ReportStatus,
+            AgentCast::Resume { request } => AgentMessage::Resume { request },
         }
     }
 }

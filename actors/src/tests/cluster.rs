@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use engine::placement::Placement;
+use engine::presence::Presence;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -817,4 +818,43 @@ async fn when_the_groups_node_dies_an_outstanding_offer_gives_way_to_the_next() 
     survivor.accept(&id(&y), offered).await.unwrap();
     // x's offer is gone: accepting it now is refused.
     assert!(survivor.accept(&id(&x), offered).await.is_err());
+}
+
+#[tokio::test]
+async fn an_agent_moved_between_live_nodes_keeps_their_presence() {
+    let (one, two, (members, _nodes)) = two_nodes_with_members(|agents| agents).await;
+    let placement = Placement::new([1, 2]);
+    let on_two: Vec<AgentId> = ["ann", "bob", "gina"]
+        .into_iter()
+        .map(id)
+        .filter(|agent| placement.agent(agent) == 2)
+        .collect();
+    assert!(!on_two.is_empty(), "some agent is placed on node 2");
+    for agent in &on_two {
+        two.set_presence(agent, PresenceRequest::Available)
+            .await
+            .unwrap();
+    }
+
+    // Node 2 stops taking work (a graceful leave): its agents move to
+    // node 1, which starts them; node 2 hands their presence over.
+    *members.lock().unwrap() = vec![1];
+    one.rebalance().await.unwrap();
+    two.rebalance().await.unwrap();
+    for agent in &on_two {
+        let presence = timeout(Duration::from_secs(5), async {
+            loop {
+                if let Ok(view) = one.agent_view(agent).await
+                    && view.presence == Presence::Available
+                {
+                    return view.presence;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{agent} is available on node 1"));
+        assert_eq!(presence, Presence::Available);
+        assert!(two.shared().agent_refs.get(agent).is_none());
+    }
 }
