@@ -112,6 +112,7 @@ impl Actor for RootSupervisor {
             outbox_written: tokio::sync::Notify::new(),
             events: std::sync::OnceLock::new(),
             knowledge: std::sync::OnceLock::new(),
+            rules_replaced: std::sync::OnceLock::new(),
             peers: args.peers.clone(),
         });
         if let Some(peers) = args.peers.clone() {

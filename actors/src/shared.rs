@@ -133,6 +133,8 @@ pub struct Shared {
     /// Follows knowledge-base and template changes made through other
     /// nodes; set once by the data platform.
     pub knowledge: OnceLock<crate::remote::KnowledgeListener>,
+    /// Hears the rules other nodes put in force; set once by the gateway.
+    pub rules_replaced: OnceLock<crate::remote::RulesListener>,
     /// The other nodes of the cluster; `None` when this node runs alone
     /// (every actor is then local).
     pub peers: Option<Arc<dyn Peers>>,

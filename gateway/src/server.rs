@@ -276,6 +276,11 @@ impl Server {
                 cluster,
             },
         );
+        // Rules another node puts in force are this node's `GET` text too.
+        let rules_text = state.rules_text.clone();
+        state.switchboard.on_rules_replaced(Arc::new(move |text| {
+            *rules_text.lock().expect("rules text lock") = text;
+        }));
         let app = router(state.clone());
         let stop_accepting = CancellationToken::new();
         let stop = stop_accepting.clone();

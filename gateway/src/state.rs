@@ -46,8 +46,9 @@ pub struct Inner {
     pub n_agent_sockets: AtomicUsize,
     /// Paces `POST /api/v1/visitors` for the whole server.
     pub visitor_limiter: Mutex<RateLimiter>,
-    /// The source of the routing rules in force (`GET /api/v1/rules`).
-    pub rules_text: Mutex<String>,
+    /// The source of the routing rules in force (`GET /api/v1/rules`);
+    /// in a cluster also replaced when another node's rules are.
+    pub rules_text: Arc<Mutex<String>>,
     /// False once shutdown begins: `/readyz` says so, so load balancers stop sending.
     pub ready: AtomicBool,
     /// Agents' phones registered with the SIP endpoint (`None`: `voice.enabled` is off).
@@ -108,7 +109,7 @@ impl AppState {
             n_customer_sockets: AtomicUsize::new(0),
             n_agent_sockets: AtomicUsize::new(0),
             visitor_limiter,
-            rules_text: Mutex::new(rules_text),
+            rules_text: Arc::new(Mutex::new(rules_text)),
             ready: AtomicBool::new(true),
             phones,
             channels,

@@ -1,7 +1,8 @@
 //! Nodes with different roles (`cluster.roles`) form one working cluster:
 //! an edge node serves the sockets, a core node runs the routing, a workers
 //! node delivers the webhooks, each exactly once (also when every node
-//! could deliver); an article written on one node is found on the others;
+//! could deliver); an article written on one node is found on the others,
+//! and rules replaced on one are in force on the others;
 //! a node without `edge`
 //! points clients to the edge nodes; a role no live member runs is
 //! reported, and its work waits in the store until a member runs it again.
@@ -263,4 +264,31 @@ async fn nodes_with_every_role_deliver_each_webhook_once() {
         assert!(start.elapsed() < SETTLE, "never found on node 2: {hits}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+
+    // Rules replaced through one node are in force on the other.
+    let client = reqwest::Client::new();
+    let rules_url = |node: &Node| format!("http://{}/api/v1/rules", node.process.addr);
+    let rules = |node: &Node| {
+        let request = client.get(rules_url(node)).bearer_auth(node.admin());
+        async move { request.send().await.unwrap().text().await.unwrap() }
+    };
+    let changed = format!("{}\n# replaced through node 1\n", rules(&one).await);
+    let put = client
+        .put(rules_url(&one))
+        .bearer_auth(one.admin())
+        .header("content-type", "application/toml")
+        .body(changed.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status().as_u16(), 200, "{}", put.text().await.unwrap());
+    let start = Instant::now();
+    while rules(&two).await != changed {
+        assert!(start.elapsed() < SETTLE, "node 2 never took the rules");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!(
+        "rules replaced on node 1 were in force on node 2 after {:?}",
+        start.elapsed()
+    );
 }

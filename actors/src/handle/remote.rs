@@ -2,13 +2,14 @@
 //! actors.
 
 use engine::channel::Channel;
-use tracing::warn;
+use engine::routing::RuleSet;
+use tracing::{info, warn};
 
 use super::Switchboard;
 use crate::directory::DirectoryMessage;
 use crate::error::ApiError;
 use crate::remote::calls::Answering;
-use crate::remote::{KnowledgeChange, KnowledgeListener, Remote, RemoteCall};
+use crate::remote::{KnowledgeChange, KnowledgeListener, Remote, RemoteCall, RulesListener};
 use crate::root::RootMessage;
 use crate::session::SessionMessage;
 
@@ -58,7 +59,47 @@ impl Switchboard {
                     follow(change);
                 }
             }
+            Remote::Rules { text, file } => {
+                let rules = match RuleSet::parse(&text, &file) {
+                    Ok(rules) => rules,
+                    Err(err) => {
+                        warn!(error = %err, "rules put in force on another node do not parse here; the rules here stay");
+                        return;
+                    }
+                };
+                let board = self.clone();
+                tokio::spawn(async move {
+                    match board.reload_rules(rules).await {
+                        Ok(()) => {
+                            info!(file = %file, "routing rules replaced on another node are in force here");
+                            if let Some(heard) = board.shared.rules_replaced.get() {
+                                heard(text);
+                            }
+                        }
+                        Err(err) => {
+                            warn!(error = %err, "rules put in force on another node do not fit this node; the rules here stay")
+                        }
+                    }
+                });
+            }
         }
+    }
+
+    /// Tells every other node that these rules are in force here now (they
+    /// take them too; nothing when alone).
+    pub fn share_rules(&self, text: &str, file: &str) {
+        if let Some(peers) = &self.shared.peers {
+            peers.broadcast(Remote::Rules {
+                text: text.to_string(),
+                file: file.to_string(),
+            });
+        }
+    }
+
+    /// Hears the source of the rules other nodes put in force (set once,
+    /// by the gateway, which serves it as `GET /api/v1/rules`).
+    pub fn on_rules_replaced(&self, listener: RulesListener) {
+        let _ = self.shared.rules_replaced.set(listener); // set once
     }
 
     /// Follows the knowledge-base and template changes other nodes make

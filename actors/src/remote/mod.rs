@@ -116,6 +116,14 @@ pub enum Remote {
     /// through another node: this node's search index or template library
     /// follows.
     Knowledge(KnowledgeChange),
+    /// Another node's routing rules were replaced (`PUT /api/v1/rules`):
+    /// this node routes new sessions by them too.
+    Rules {
+        /// The rules file.
+        text: String,
+        /// Its name, for errors.
+        file: String,
+    },
 }
 
 /// What changed in the knowledge base or the template library.
@@ -129,6 +137,9 @@ pub enum KnowledgeChange {
 
 /// Follows the changes other nodes make ([`crate::Switchboard::on_knowledge_change`]).
 pub type KnowledgeListener = Arc<dyn Fn(KnowledgeChange) + Send + Sync>;
+
+/// Hears the source of rules another node put in force ([`crate::Switchboard::on_rules_replaced`]).
+pub type RulesListener = Arc<dyn Fn(String) + Send + Sync>;
 
 /// What a skill group is told from another node ([`GroupMessage`]'s casts).
 #[derive(Debug, Clone, Serialize, Deserialize)]

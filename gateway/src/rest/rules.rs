@@ -3,7 +3,8 @@
 //! A replacement is parsed and checked against the deployment (every group
 //! exists, every channel is known) before it takes effect; a file with an
 //! error changes nothing. Replaced rules live in memory: a restart loads
-//! `routing.rules_file` (or the built-in rules) again.
+//! `routing.rules_file` (or the built-in rules) again. In a cluster the
+//! other nodes take the replacement too (`Switchboard::share_rules`).
 
 use axum::Json;
 use axum::extract::State;
@@ -86,6 +87,8 @@ pub async fn put_rules(
         .reload_rules(rules)
         .await
         .map_err(invalid_rules)?;
+    // Every other node of a cluster takes them too (milliseconds later).
+    state.switchboard.share_rules(&text, &file_name);
     *state.rules_text.lock().expect("rules text lock") = text;
     tracing::info!(by = %caller.claims.sub, file = %file_name, "routing rules replaced");
     Ok(Json(RulesReplaced { groups }))
