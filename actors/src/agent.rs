@@ -233,6 +233,7 @@ impl Actor for AgentActor {
                             SessionMessage::Offered {
                                 agent: state.profile.id.clone(),
                                 deadline: now + millis(timeout),
+                                group: group.clone(),
                             },
                         );
                     }

@@ -421,9 +421,11 @@ impl GroupActor {
                 continue;
             }
             info!(group = %state.group.id, session_id = %session, agent_id = %agent, "offer withdrawn: its agent moved to another node");
-            // The session lapses the offer (its desktops hear of it) and
-            // tells this group, which then offers it again: in that order,
-            // so that the next offer does not reach a session still offered.
+            // The offer may never have reached the agent's actor (sent just
+            // before its node died): the queue forgets it here. The session
+            // lapses it too, if it was offered (its desktops hear of it);
+            // the next offer replaces it there should it come first.
+            state.queue.offer_lapsed(session, &agent);
             self.shared
                 .tell_session(session, SessionMessage::OfferLapsed { agent });
         }

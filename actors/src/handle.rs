@@ -515,6 +515,11 @@ impl Switchboard {
         self.shared.elsewhere(|p| p.group(group)).is_none()
     }
 
+    /// Whether this node is one of a cluster's.
+    pub fn clustered(&self) -> bool {
+        self.shared.peers.is_some()
+    }
+
     /// Whether this node delivers the outbox now (always, when alone; in a
     /// cluster, one node with the `workers` role).
     pub fn delivers_outbox(&self) -> bool {

@@ -29,8 +29,8 @@ pub struct ActorRefs<K, M> {
     /// Messages for actors not registered yet, by id, since when: in a
     /// cluster an actor placed on this node a moment ago is still
     /// starting when the first messages for it arrive. Each goes to the
-    /// actor when it registers, unless [`HOLD_FOR`] passed.
-    held: Mutex<HashMap<K, (Instant, Vec<M>)>>,
+    /// actor when it registers, unless [`HOLD_FOR`] passed since it came.
+    held: Mutex<HashMap<K, Vec<(Instant, M)>>>,
 }
 
 /// How long a message waits for its actor to register.
@@ -59,13 +59,17 @@ impl<K: Eq + Hash + Display + Clone, M: ractor::Message> ActorRefs<K, M> {
             .lock()
             .expect("no panic while holding the lock")
             .remove(&id);
-        if let Some((since, messages)) = held
-            && since.elapsed() < HOLD_FOR
-        {
-            for message in messages {
+        let mut n_late = 0;
+        for (since, message) in held.unwrap_or_default() {
+            if since.elapsed() < HOLD_FOR {
                 // A stopped actor is being restarted; see `tell`.
                 let _ = actor.cast(message);
+            } else {
+                n_late += 1;
             }
+        }
+        if n_late > 0 {
+            warn!(kind = self.kind, id = %id, n = n_late, "messages for an actor that did not start here in time dropped");
         }
         refs.insert(id, actor);
     }
@@ -111,9 +115,12 @@ impl<K: Eq + Hash + Display + Clone, M: ractor::Message> ActorRefs<K, M> {
             return;
         }
         let mut held = self.held.lock().expect("no panic while holding the lock");
-        if held.len() >= HELD_ACTORS {
+        if held.len() >= HELD_ACTORS && !held.contains_key(id) {
             let before = held.len();
-            held.retain(|_, (since, _)| since.elapsed() < HOLD_FOR);
+            for messages in held.values_mut() {
+                messages.retain(|(since, _)| since.elapsed() < HOLD_FOR);
+            }
+            held.retain(|_, messages| !messages.is_empty());
             if before > held.len() {
                 warn!(
                     kind = self.kind,
@@ -122,21 +129,21 @@ impl<K: Eq + Hash + Display + Clone, M: ractor::Message> ActorRefs<K, M> {
                 );
             }
         }
-        let full = held.len() >= HELD_ACTORS && !held.contains_key(id);
-        let entry = held
-            .entry(id.clone())
-            .or_insert_with(|| (Instant::now(), Vec::new()));
-        if entry.0.elapsed() >= HOLD_FOR {
-            if !entry.1.is_empty() {
-                warn!(kind = self.kind, id = %id, n = entry.1.len(), "messages for an actor that did not start here in time dropped");
-            }
-            *entry = (Instant::now(), Vec::new());
-        }
-        if full || entry.1.len() >= HELD_PER_ACTOR {
+        if held.len() >= HELD_ACTORS && !held.contains_key(id) {
             warn!(kind = self.kind, id = %id, "message for an actor not running here dropped");
             return;
         }
-        entry.1.push(message);
+        let messages = held.entry(id.clone()).or_default();
+        let before = messages.len();
+        messages.retain(|(since, _)| since.elapsed() < HOLD_FOR);
+        if messages.len() < before {
+            warn!(kind = self.kind, id = %id, n = before - messages.len(), "messages for an actor that did not start here in time dropped");
+        }
+        if messages.len() >= HELD_PER_ACTOR {
+            warn!(kind = self.kind, id = %id, "message for an actor not running here dropped");
+            return;
+        }
+        messages.push((Instant::now(), message));
     }
 }
 
@@ -288,7 +295,7 @@ mod tests {
         for n in 0..(HELD_PER_ACTOR as u32 + 10) {
             refs.tell(&other, Note(n));
         }
-        assert_eq!(refs.held.lock().unwrap()[&other].1.len(), HELD_PER_ACTOR);
+        assert_eq!(refs.held.lock().unwrap()[&other].len(), HELD_PER_ACTOR);
         actor.stop(None);
         handle.await.unwrap();
     }

@@ -188,12 +188,12 @@ impl Shared {
     /// Tells agent `agent`, here or on its node.
     pub fn tell_agent(&self, agent: &AgentId, message: AgentMessage) {
         let Some((node, peers)) = self.elsewhere(|placement| placement.agent(agent)) else {
-            if self.peers.is_some() && self.agent_refs.get(agent).is_none() {
-                // Placed here a moment ago, and starting: it reports to its
-                // groups when it runs.
-                debug!(agent_id = %agent, "message for an agent not running here yet dropped");
+            if !self.agents.contains(agent) {
+                warn!(agent_id = %agent, "message for an agent that is not configured dropped");
                 return;
             }
+            // Held until the actor runs, when it was placed here a moment
+            // ago and is starting (`ActorRefs::tell`).
             self.agent_refs.tell(agent, message);
             return;
         };

@@ -46,11 +46,12 @@ pub fn placement_of(view: &ClusterView) -> Placement {
     )
 }
 
-/// Whether this node delivers the outbox: it runs `workers` and no ready
-/// member with a lower id does (one deliverer at a time over the shared
-/// store; the next takes over when it leaves).
+/// Whether this node delivers the outbox: it runs `workers`, its runtime
+/// runs, and no ready member with a lower id does (one deliverer at a time
+/// over the shared store; the next takes over when it leaves).
 pub fn delivers_outbox(view: &ClusterView) -> bool {
-    runs(&view.me, Role::Workers)
+    view.me.ready
+        && runs(&view.me, Role::Workers)
         && !view.peers.iter().any(|(info, _)| {
             info.ready && runs(info, Role::Workers) && info.node_id < view.me.node_id
         })

@@ -19,14 +19,23 @@ impl Switchboard {
         let shared = &self.shared;
         match remote {
             Remote::Group { group, message } => match message.into_message(&shared.rules()) {
-                Ok(message) => shared.group_refs.tell(&group, message),
+                Ok(message) if shared.groups.contains_key(&group) => {
+                    shared.group_refs.tell(&group, message)
+                }
+                Ok(_) => {
+                    warn!(group = %group, "message for a group that is not configured here dropped")
+                }
                 Err(reason) => {
                     warn!(group = %group, %reason, "a queue entry from another node cannot be used here")
                 }
             },
-            Remote::Agent { agent, message } => {
-                let message = message.into_message();
-                shared.agent_refs.tell(&agent, message);
+            // Here, whatever this node's placement says now: forwarding it
+            // on could send it back and forth while two views differ.
+            Remote::Agent { agent, message } if shared.agents.contains(&agent) => {
+                shared.agent_refs.tell(&agent, message.into_message())
+            }
+            Remote::Agent { agent, .. } => {
+                warn!(agent_id = %agent, "message for an agent that is not configured here dropped")
             }
             Remote::Session { session, message } => {
                 // The directory lives as long as the system.

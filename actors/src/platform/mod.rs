@@ -170,14 +170,24 @@ impl Platform {
             stop: CancellationToken::new(),
             workers: TaskTracker::new(),
         });
-        let follower = Arc::downgrade(&platform);
+        // Changes other nodes make are followed one at a time, in the order
+        // they came (a put then a delete of one article stays deleted).
+        let (changes, mut to_follow) = tokio::sync::mpsc::unbounded_channel();
         platform
             .switchboard
             .on_knowledge_change(Arc::new(move |change| {
-                if let Some(platform) = follower.upgrade() {
-                    tokio::spawn(platform.follow_knowledge(change));
-                }
+                // The follower ends only with the platform.
+                let _ = changes.send(change);
             }));
+        let follower = Arc::downgrade(&platform);
+        tokio::spawn(async move {
+            while let Some(change) = to_follow.recv().await {
+                let Some(platform) = follower.upgrade() else {
+                    return;
+                };
+                platform.follow_knowledge(change).await;
+            }
+        });
         Ok(platform)
     }
 

@@ -51,7 +51,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use store::WriteOp;
 use thiserror::Error;
 use tokio::sync::Notify;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::Platform;
 
@@ -215,6 +215,11 @@ impl Outbox {
     }
 }
 
+/// How long a cluster node that becomes the outbox's deliverer waits
+/// before it delivers: the member that delivered until then hears of it
+/// within a heartbeat or two and stops.
+const TAKEOVER_PAUSE: Duration = Duration::from_secs(1);
+
 /// The outbox loop, until the platform stops: deliveries and session-ended
 /// jobs, concurrently within the limits (see the module doc).
 pub async fn run(platform: &Platform) {
@@ -231,15 +236,25 @@ pub async fn run(platform: &Platform) {
     // endpoints at their limit is read a few times a second, not once per
     // attempt, and the head's entries still start as slots free up.
     let mut long_read_at: Option<tokio::time::Instant> = None;
-    let mut delivering = true;
+    // Alone, this node delivers from the start; in a cluster it takes over.
+    let mut delivering = !platform.switchboard.clustered();
     loop {
         // In a cluster one node with the `workers` role delivers at a time
         // (docs/cluster.md, "Roles"); the others only finish what they
-        // started, and one that takes over reads the waiting replies as a
-        // new process would.
-        let delivers = platform.switchboard.delivers_outbox();
+        // started. One that takes over first waits for the member that
+        // delivered until now to hear of it, then reads the waiting
+        // replies as a new process would.
+        let mut delivers = platform.switchboard.delivers_outbox();
         if delivers && !delivering {
-            in_flight.waiting.extend(waiting_replies(platform).await);
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                () = tokio::time::sleep(TAKEOVER_PAUSE) => {}
+            }
+            delivers = platform.switchboard.delivers_outbox();
+            if delivers {
+                info!("this node delivers the outbox now");
+                in_flight.waiting.extend(waiting_replies(platform).await);
+            }
         }
         delivering = delivers;
         let (start, read_far) = if delivering {

@@ -230,6 +230,8 @@ pub enum SessionCast {
         agent: AgentId,
         /// When the offer lapses.
         deadline: Millis,
+        /// The group that offered.
+        group: GroupId,
     },
     /// See [`SessionMessage::OfferLapsed`].
     OfferLapsed {
@@ -436,9 +438,14 @@ impl SessionCast {
             SessionMessage::StepTimeout { step_idx } => SessionCast::StepTimeout {
                 step_idx: *step_idx,
             },
-            SessionMessage::Offered { agent, deadline } => SessionCast::Offered {
+            SessionMessage::Offered {
+                agent,
+                deadline,
+                group,
+            } => SessionCast::Offered {
                 agent: agent.clone(),
                 deadline: *deadline,
+                group: group.clone(),
             },
             SessionMessage::OfferLapsed { agent } => SessionCast::OfferLapsed {
                 agent: agent.clone(),
@@ -452,7 +459,15 @@ impl SessionCast {
         match self {
             SessionCast::Requeue => SessionMessage::Requeue,
             SessionCast::StepTimeout { step_idx } => SessionMessage::StepTimeout { step_idx },
-            SessionCast::Offered { agent, deadline } => SessionMessage::Offered { agent, deadline },
+            SessionCast::Offered {
+                agent,
+                deadline,
+                group,
+            } => SessionMessage::Offered {
+                agent,
+                deadline,
+                group,
+            },
             SessionCast::OfferLapsed { agent } => SessionMessage::OfferLapsed { agent },
         }
     }

@@ -114,6 +114,9 @@ pub enum SessionMessage {
         agent: AgentId,
         /// Accept by.
         deadline: Millis,
+        /// The group that offered: an offer from a group the session has
+        /// left (it overflowed meanwhile) is withdrawn.
+        group: GroupId,
     },
     /// The offer to `agent` ended without accept (rejected, timed out, busy).
     OfferLapsed {
@@ -291,9 +294,9 @@ pub struct SessionActorState {
     /// entry survived, so it is not enqueued again.
     reactivated: bool,
     /// When it last entered a queue (its last `queued` event), as read back
-    /// by [`SessionActor::rehydrate`]: a restored plan re-arms the step's
-    /// timeout from it (the timer of the actor before may be gone with its
-    /// node).
+    /// by [`SessionActor::rehydrate`]; none for a transferred session. A
+    /// session taken over from another node re-arms its step's timeout
+    /// from it (the timer of the actor before is gone with that node).
     step_entered: Option<Millis>,
     /// This actor is in [`Shared::open_sessions`] as its customer's open
     /// session: it adds itself once, with the first customer message it
@@ -463,12 +466,19 @@ impl Actor for SessionActor {
                 let result = self.agent_message(&myself, state, agent, body, client_message_id);
                 self.reply_when_durable(state, result, reply);
             }
-            SessionMessage::Offered { agent, deadline } => {
-                // Offered to another agent already: the group that offered
-                // now does not know of that offer (it restarted, or took
-                // over from a node that died, and read its queue back), so
-                // the earlier offer lapses and this one stands.
-                if state.session.state == SessionState::Offered
+            SessionMessage::Offered {
+                agent,
+                deadline,
+                group,
+            } => {
+                let from_its_group = state.session.group.as_ref() == Some(&group);
+                // Offered to another agent already, by the group it waits
+                // in: that group does not know of the earlier offer any more
+                // (it restarted, or took over from a node that died, and
+                // read its queue back), so the earlier offer lapses and this
+                // one stands.
+                if from_its_group
+                    && state.session.state == SessionState::Offered
                     && let Some(earlier) = state.session.agent.clone()
                     && earlier != agent
                 {
@@ -481,7 +491,15 @@ impl Actor for SessionActor {
                     );
                     self.lapse_offer(&myself, state, earlier)?;
                 }
-                if state.session.state == SessionState::Queued && state.session.group.is_some() {
+                // (The lapse above may have moved it on to its next step.)
+                if from_its_group
+                    && state.session.state == SessionState::Offered
+                    && state.session.agent.as_ref() == Some(&agent)
+                {
+                    // The same offer again (a restarted group): it stands.
+                } else if state.session.state == SessionState::Queued
+                    && state.session.group.as_ref() == Some(&group)
+                {
                     let effects = state.session.apply(
                         SessionEvent::Offer {
                             agent: agent.clone(),
@@ -650,6 +668,7 @@ impl SessionActor {
             .unwrap_or_default();
         let mut first_customer_message = None;
         let mut digits = String::new();
+        let mut transferred = false;
         for message in &messages {
             state.session.last_seq = state.session.last_seq.max(message.seq);
             if let Some(client_id) = &message.client_message_id {
@@ -667,13 +686,21 @@ impl SessionActor {
                     digits = keyed;
                 }
                 EventKind::Call(event) => self.track_call(state, &event, message.at),
-                EventKind::Transferred { .. } => self.call_transferred(state, message.at),
+                EventKind::Transferred { .. } => {
+                    self.call_transferred(state, message.at);
+                    transferred = true;
+                }
                 EventKind::Delivery(report) => {
                     state.deliveries.insert(report.of, report.state);
                 }
                 EventKind::Queued { .. } => state.step_entered = Some(message.at),
                 _ => {}
             }
+        }
+        if transferred {
+            // Its plan was the transfer's, not the rules' that a restored
+            // plan follows: no step timeout is re-armed from the rules.
+            state.step_entered = None;
         }
         // After the history is read, so that a call's events also reach the
         // call's holder (`state.call` is known by now).

@@ -99,17 +99,20 @@ impl SessionActor {
             .unwrap_or_else(RoutePlan::fallback);
         let now = crate::clock::now();
         let place_in_line = state.session.times.queued.unwrap_or(now);
-        // The step's timeout is re-armed from when the session last entered
-        // a queue (its `queued` event): the timer of the actor before may be
-        // gone with its node. One that is still in flight (a passivated
-        // session) names its step too; the later of the two finds the step
-        // settled.
+        // On the node that minted the session, the step's timer is still in
+        // flight (through the Directory, which re-activates a passivated
+        // session): it names its step and settles it. A session taken over
+        // from another node lost that timer with the node: its step's
+        // timeout is re-armed from when it entered the queue (its `queued`
+        // event). A later timer finds the step settled.
+        let minted_here = engine::ids::node_of(state.session.id) == self.shared.config.node_id;
+        let step_entered = state.step_entered.filter(|_| !minted_here);
         let (cursor, effects) = PlanCursor::restore(
             plan,
             &contact,
             state.session.group.as_ref(),
             place_in_line,
-            state.step_entered,
+            step_entered,
             now,
         );
         state.plan = Some(cursor);

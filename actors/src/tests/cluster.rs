@@ -554,22 +554,28 @@ async fn after_a_death_a_customer_indexed_apart_from_their_session_still_has_one
     assert_eq!(runner.stats().await.unwrap().n_live_sessions, 1);
 }
 
-#[tokio::test]
-async fn an_offer_to_an_agent_whose_node_dies_goes_to_another_agent() {
-    // The group's node survives; the agent it offered to was placed on the
-    // other node, which dies with the offer outstanding. Agents are picked
-    // by placement: `x` on the doomed node, `y` on the survivor.
+/// Two nodes where only `x` (placed on `x_node`, at most one web chat)
+/// and `y` (placed on `survivor`) serve `default`; `x` is available, and a
+/// customer placed on `survivor` has been offered to `x`. Then the other
+/// node dies: nothing it sends arrives any more, and `survivor` is the only
+/// member (its rebalance is the test's to run).
+struct OfferedToX {
+    survivor: Switchboard,
+    x: AgentId,
+    y: AgentId,
+    session: SessionId,
+    y_events: crate::event::Subscription,
+}
+
+async fn offered_to_x_then_a_death(x_node: u8, survivor_id: u8) -> OfferedToX {
     let placement = Placement::new([1, 2]);
-    let group = GroupId::new("default");
-    let survivor_id = placement.group(&group);
-    let dead = 3 - survivor_id;
     let named = |node: u8, prefix: &str| {
         (0..)
             .map(|i| format!("{prefix}{i}"))
             .find(|name| placement.agent(&id(name)) == node)
             .unwrap()
     };
-    let (x, y) = (named(dead, "x"), named(survivor_id, "y"));
+    let (x, y) = (named(x_node, "x"), named(survivor_id, "y"));
     let (xa, ya) = (x.clone(), y.clone());
     let (one, two, (members, nodes)) = two_nodes_with_members(move |agents| {
         let mut agents: Vec<Agent> = agents
@@ -579,18 +585,18 @@ async fn an_offer_to_an_agent_whose_node_dies_goes_to_another_agent() {
                 agent
             })
             .collect();
-        agents.push(agent(&xa, &["default"]));
+        let mut x = agent(&xa, &["default"]);
+        x.capacity.limits.insert(Channel::Web, 1);
+        agents.push(x);
         agents.push(agent(&ya, &["default"]));
         agents
     })
     .await;
     let (survivor, doomed) = if survivor_id == 1 {
-        (&one, &two)
+        (one, two)
     } else {
-        (&two, &one)
+        (two, one)
     };
-    // The customer's session runs on the survivor too, so it is not put
-    // back in line by the takeover: only the withdrawal can free it.
     let customer = (0..)
         .map(|i| CustomerId::new(format!("c{i}").as_str()))
         .find(|c| placement.customer(c) == survivor_id)
@@ -603,41 +609,66 @@ async fn an_offer_to_an_agent_whose_node_dies_goes_to_another_agent() {
         .await
         .unwrap();
     let mut x_events = survivor.subscribe_agent(&id(&x));
-    let mut y_events = survivor.subscribe_agent(&id(&y));
+    let y_events = survivor.subscribe_agent(&id(&y));
     survivor
         .set_presence(&id(&x), PresenceRequest::Available)
         .await
         .unwrap();
     let ack = survivor
-        .customer_message_as(&customer, Channel::Web, "你好".into(), Some("m1".into()))
+        .customer_message_as(&customer, Channel::Web, "在吗".into(), Some("m1".into()))
         .await
         .unwrap();
     let offered = timeout(Duration::from_secs(10), offered_session(&mut x_events))
         .await
         .expect("x is offered the session");
     assert_eq!(offered, ack.session);
+    survivor.flush().await.unwrap();
 
-    // x's node dies with the offer outstanding; y becomes available.
+    let dead = 3 - survivor_id;
+    nodes.dead.lock().unwrap().push(dead);
     nodes.boards.lock().unwrap().remove(&dead);
-    doomed.clone().shutdown().await;
+    doomed.shutdown().await;
     *members.lock().unwrap() = vec![survivor_id];
+    OfferedToX {
+        survivor,
+        x: id(&x),
+        y: id(&y),
+        session: ack.session,
+        y_events,
+    }
+}
+
+#[tokio::test]
+async fn an_offer_to_an_agent_whose_node_dies_goes_to_another_agent() {
+    // The group's node survives; the agent it offered to was placed on the
+    // other node, which dies with the offer outstanding. The session runs
+    // on the survivor too, so it is not put back in line by the takeover:
+    // only the withdrawal can free it.
+    let survivor_id = Placement::new([1, 2]).group(&GroupId::new("default"));
+    let OfferedToX {
+        survivor,
+        y,
+        session,
+        mut y_events,
+        ..
+    } = offered_to_x_then_a_death(3 - survivor_id, survivor_id).await;
     survivor.rebalance().await.unwrap();
     timeout(Duration::from_secs(10), async {
-        while survivor.shared().agent_refs.get(&id(&y)).is_none() {
+        while survivor.shared().agent_refs.get(&y).is_none() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     })
     .await
     .expect("y runs on the survivor");
     survivor
-        .set_presence(&id(&y), PresenceRequest::Available)
+        .set_presence(&y, PresenceRequest::Available)
         .await
         .unwrap();
     let offered = timeout(Duration::from_secs(10), offered_session(&mut y_events))
         .await
         .expect("the session is offered again, to y");
-    assert_eq!(offered, ack.session);
-    survivor.accept(&id(&y), offered).await.unwrap();
+    assert_eq!(offered, session);
+    survivor.accept(&y, offered).await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
@@ -743,81 +774,26 @@ async fn when_the_groups_node_dies_an_outstanding_offer_gives_way_to_the_next() 
     // the survivor, reads its queue back, and offers the session to `y`:
     // the session lets x's offer lapse for it, instead of refusing y's
     // until x's offer times out (15 s).
-    let placement = Placement::new([1, 2]);
-    let group = GroupId::new("default");
-    let dead = placement.group(&group);
-    let survivor_id = 3 - dead;
-    let named = |prefix: &str| {
-        (0..)
-            .map(|i| format!("{prefix}{i}"))
-            .find(|name| placement.agent(&id(name)) == survivor_id)
-            .unwrap()
-    };
-    let (x, y) = (named("x"), named("y"));
-    let (xa, ya) = (x.clone(), y.clone());
-    let (one, two, (members, nodes)) = two_nodes_with_members(move |agents| {
-        let mut agents: Vec<Agent> = agents
-            .into_iter()
-            .map(|mut agent| {
-                agent.groups.retain(|group| group.as_str() != "default");
-                agent
-            })
-            .collect();
-        let mut x = agent(&xa, &["default"]);
-        x.capacity.limits.insert(Channel::Web, 1);
-        agents.push(x);
-        agents.push(agent(&ya, &["default"]));
-        agents
-    })
-    .await;
-    let (survivor, doomed) = if survivor_id == 1 {
-        (&one, &two)
-    } else {
-        (&two, &one)
-    };
-    let customer = (0..)
-        .map(|i| CustomerId::new(format!("g{i}").as_str()))
-        .find(|c| placement.customer(c) == survivor_id)
-        .unwrap();
+    let survivor_id = 3 - Placement::new([1, 2]).group(&GroupId::new("default"));
+    let OfferedToX {
+        survivor,
+        x,
+        y,
+        session,
+        mut y_events,
+    } = offered_to_x_then_a_death(survivor_id, survivor_id).await;
     survivor
-        .write(vec![WriteOp::PutCustomer(Customer::new(
-            customer.as_str(),
-            "G",
-        ))])
-        .await
-        .unwrap();
-    let mut x_events = survivor.subscribe_agent(&id(&x));
-    let mut y_events = survivor.subscribe_agent(&id(&y));
-    survivor
-        .set_presence(&id(&x), PresenceRequest::Available)
-        .await
-        .unwrap();
-    let ack = survivor
-        .customer_message_as(&customer, Channel::Web, "在吗".into(), Some("m1".into()))
-        .await
-        .unwrap();
-    let offered = timeout(Duration::from_secs(10), offered_session(&mut x_events))
-        .await
-        .expect("x is offered the session");
-    assert_eq!(offered, ack.session);
-    survivor.flush().await.unwrap();
-
-    nodes.dead.lock().unwrap().push(dead);
-    nodes.boards.lock().unwrap().remove(&dead);
-    doomed.clone().shutdown().await;
-    *members.lock().unwrap() = vec![survivor_id];
-    survivor
-        .set_presence(&id(&y), PresenceRequest::Available)
+        .set_presence(&y, PresenceRequest::Available)
         .await
         .unwrap();
     survivor.rebalance().await.unwrap();
     let offered = timeout(Duration::from_secs(5), offered_session(&mut y_events))
         .await
         .expect("the session is offered to y well before x's offer times out");
-    assert_eq!(offered, ack.session);
-    survivor.accept(&id(&y), offered).await.unwrap();
+    assert_eq!(offered, session);
+    survivor.accept(&y, offered).await.unwrap();
     // x's offer is gone: accepting it now is refused.
-    assert!(survivor.accept(&id(&x), offered).await.is_err());
+    assert!(survivor.accept(&x, offered).await.is_err());
 }
 
 #[tokio::test]
