@@ -60,10 +60,12 @@ impl MemberInfo {
         ))
     }
 
-    /// Which of two processes with one id keeps it: the one that started
-    /// first (then the lower incarnation, so both sides agree).
-    fn seniority(&self) -> (i64, u64) {
-        (self.started_at_ms, self.incarnation)
+    /// Which of two processes with one id keeps it (the lower): the one
+    /// whose runtime runs already, whatever the clocks say; else the one
+    /// that started first by its clock, then the lower incarnation, so
+    /// that both sides agree.
+    fn seniority(&self) -> (bool, i64, u64) {
+        (!self.ready, self.started_at_ms, self.incarnation)
     }
 }
 
@@ -346,6 +348,27 @@ mod tests {
             ],
             &[1],
         );
+    }
+
+    #[test]
+    fn a_joining_process_yields_to_a_serving_one_with_its_id_whatever_the_clocks() {
+        // This process is starting (not ready), its clock ahead of the
+        // serving member's: it still refuses.
+        let mut joining = member(1, 10, 1_000);
+        joining.ready = false;
+        let mut members = Membership::new(joining, 1_000);
+        let serving_later_clock = member(1, 11, 5_000);
+        assert_eq!(
+            members.heard(serving_later_clock.clone(), 0),
+            vec![Change::Refused {
+                by: serving_later_clock
+            }]
+        );
+        // A serving process does not yield to one that is starting.
+        let mut members = Membership::new(member(1, 10, 5_000), 1_000);
+        let mut starting_earlier_clock = member(1, 11, 1_000);
+        starting_earlier_clock.ready = false;
+        assert_eq!(members.heard(starting_earlier_clock, 0), vec![]);
     }
 
     #[test]

@@ -334,8 +334,13 @@ impl Node {
             }
             Change::Refused { by } => {
                 let me = state.members.me();
+                let serving = if by.ready && !me.ready {
+                    "serving"
+                } else {
+                    "started earlier"
+                };
                 let reason = format!(
-                    "node id {} is already taken by the live node at {} (started {} ms before this one); give each node its own cluster.node_id",
+                    "node id {} is already taken by the live node at {} ({serving}; its clock says it started {} ms before this one); give each node its own cluster.node_id",
                     me.node_id,
                     by.cluster_addr,
                     me.started_at_ms.saturating_sub(by.started_at_ms)
