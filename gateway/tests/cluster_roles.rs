@@ -54,6 +54,23 @@ async fn receiver() -> (u16, Received) {
     (port, received)
 }
 
+/// A data directory for the nodes' one store, and the path of a config
+/// file there that sends `session.*` webhooks to a [`receiver`] (polled
+/// every 50 ms), with what it receives.
+async fn store_with_a_webhook() -> (Arc<tempfile::TempDir>, String, Received) {
+    let (hook_port, received) = receiver().await;
+    let data = Arc::new(tempfile::tempdir().unwrap());
+    let config = data.path().join("hooks.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[webhooks]\npoll_ms = 50\ninitial_backoff_ms = 100\n\n[[webhooks.endpoints]]\nname = \"crm\"\nurl = \"http://127.0.0.1:{hook_port}/hooks\"\nsecret = \"webhook-secret-0123456789\"\nevents = [\"session.*\"]\n"
+        ),
+    )
+    .unwrap();
+    (data, config.display().to_string(), received)
+}
+
 /// The `session.closed` deliveries so far, each with how often it came.
 fn closed(received: &Received) -> Vec<u32> {
     received
@@ -129,17 +146,7 @@ async fn roles_of(node: &Node) -> (Vec<u64>, Value, bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edge_a_core_and_a_workers_node_serve_together_and_each_webhook_goes_once() {
-    let (hook_port, received) = receiver().await;
-    let data = Arc::new(tempfile::tempdir().unwrap());
-    let config = data.path().join("hooks.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[webhooks]\npoll_ms = 50\ninitial_backoff_ms = 100\n\n[[webhooks.endpoints]]\nname = \"crm\"\nurl = \"http://127.0.0.1:{hook_port}/hooks\"\nsecret = \"webhook-secret-0123456789\"\nevents = [\"session.*\"]\n"
-        ),
-    )
-    .unwrap();
-    let config = config.display().to_string();
+    let (data, config, received) = store_with_a_webhook().await;
     let ports = [free_port(), free_port(), free_port()];
     let env = |role: &'static str| {
         let mut env = vec![
@@ -206,17 +213,7 @@ async fn an_edge_a_core_and_a_workers_node_serve_together_and_each_webhook_goes_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_with_every_role_deliver_each_webhook_once() {
-    let (hook_port, received) = receiver().await;
-    let data = Arc::new(tempfile::tempdir().unwrap());
-    let config = data.path().join("hooks.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[webhooks]\npoll_ms = 50\n\n[[webhooks.endpoints]]\nname = \"crm\"\nurl = \"http://127.0.0.1:{hook_port}/hooks\"\nsecret = \"webhook-secret-0123456789\"\nevents = [\"session.*\"]\n"
-        ),
-    )
-    .unwrap();
-    let config = config.display().to_string();
+    let (data, config, received) = store_with_a_webhook().await;
     let mut env = vec![("SWITCHBOARD_CONFIG", config.as_str())];
     env.extend(NO_WRAP_UP);
     let ports = [free_port(), free_port()];
