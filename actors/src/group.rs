@@ -82,11 +82,6 @@ pub enum GroupMessage {
         /// The agent.
         agent: AgentId,
     },
-    /// The cluster's members changed and this group stays here: an offer
-    /// to an agent now placed on another node than when it was made is
-    /// withdrawn (the agent's actor, which held it, is gone): the session
-    /// lapses it and is offered again.
-    MembersMoved,
     /// An agent accepted a waiting session: it leaves, and the group's
     /// answer pace (for the estimated wait) takes note.
     Answered {
@@ -182,9 +177,6 @@ pub struct GroupState {
     /// is over), so that the first offers go to the longest waiting, not to
     /// whoever happened to answer first.
     awaiting: HashSet<SessionId>,
-    /// In a cluster: the node each outstanding offer's agent was placed on
-    /// when it was made, by session ([`GroupMessage::MembersMoved`]).
-    offered_on: HashMap<SessionId, (AgentId, u8)>,
 }
 
 impl Actor for GroupActor {
@@ -227,7 +219,6 @@ impl Actor for GroupActor {
             told: HashMap::new(),
             push_scheduled: false,
             awaiting,
-            offered_on: HashMap::new(),
         })
     }
 
@@ -257,7 +248,6 @@ impl Actor for GroupActor {
                 state.queue.remove(session);
                 state.told.remove(&session);
                 state.awaiting.remove(&session);
-                state.offered_on.remove(&session);
             }
             GroupMessage::Handover => {
                 let waiting: Vec<SessionId> =
@@ -269,7 +259,6 @@ impl Actor for GroupActor {
                 myself.stop(Some("placed on another node".into()));
                 return Ok(());
             }
-            GroupMessage::MembersMoved => self.withdraw_moved_offers(state),
             GroupMessage::RecoveryOver => {
                 if !state.awaiting.is_empty() {
                     warn!(group = %state.group.id, n_missing = state.awaiting.len(), "waiting sessions not back after the recovery grace; offering without them");
@@ -278,7 +267,6 @@ impl Actor for GroupActor {
             }
             GroupMessage::Answered { session } => {
                 state.awaiting.remove(&session);
-                state.offered_on.remove(&session);
                 if state.queue.remove(session).is_some() {
                     state.pace.answered(crate::clock::now());
                 }
@@ -300,13 +288,6 @@ impl Actor for GroupActor {
             }
             GroupMessage::OfferLapsed { session, agent } => {
                 state.queue.offer_lapsed(session, &agent);
-                if state
-                    .offered_on
-                    .get(&session)
-                    .is_some_and(|(offered, _)| *offered == agent)
-                {
-                    state.offered_on.remove(&session);
-                }
             }
             GroupMessage::View { reply } => {
                 let now = crate::clock::now();
@@ -400,37 +381,6 @@ impl GroupActor {
         }
     }
 
-    /// [`GroupMessage::MembersMoved`]: has the offers whose agent is placed
-    /// on another node now lapsed; forgets those that ended.
-    fn withdraw_moved_offers(&self, state: &mut GroupState) {
-        let Some(peers) = &self.shared.peers else {
-            return;
-        };
-        let placement = peers.placement();
-        let offers = std::mem::take(&mut state.offered_on);
-        for (session, (agent, node)) in offers {
-            let outstanding = state
-                .queue
-                .get(session)
-                .is_some_and(|waiting| waiting.offered_to.as_ref() == Some(&agent));
-            if !outstanding {
-                continue;
-            }
-            if placement.agent(&agent) == node {
-                state.offered_on.insert(session, (agent, node));
-                continue;
-            }
-            info!(group = %state.group.id, session_id = %session, agent_id = %agent, "offer withdrawn: its agent moved to another node");
-            // The offer may never have reached the agent's actor (sent just
-            // before its node died): the queue forgets it here. The session
-            // lapses it too, if it was offered (its desktops hear of it);
-            // the next offer replaces it there should it come first.
-            state.queue.offer_lapsed(session, &agent);
-            self.shared
-                .tell_session(session, SessionMessage::OfferLapsed { agent });
-        }
-    }
-
     /// Sends the offers the queue picks; returns how many.
     fn dispatch(&self, state: &mut GroupState) -> usize {
         if !state.awaiting.is_empty() {
@@ -444,12 +394,6 @@ impl GroupActor {
                 .get(offer.session)
                 .expect("offered sessions are waiting");
             debug!(group = %state.group.id, session_id = %offer.session, agent_id = %offer.agent, "offering");
-            if let Some(peers) = &self.shared.peers {
-                let node = peers.placement().agent(&offer.agent);
-                state
-                    .offered_on
-                    .insert(offer.session, (offer.agent.clone(), node));
-            }
             // The directory lives as long as the system.
             let _ = self.shared.directory().cast(DirectoryMessage::Offer {
                 agent: offer.agent,

@@ -102,8 +102,6 @@ impl Actor for GroupSupervisor {
                                 .await?;
                         }
                         (true, Some(actor)) => {
-                            // A stopped actor is being restarted, with no offers.
-                            let _ = actor.cast(GroupMessage::MembersMoved);
                             state.running.insert(group.id, actor);
                         }
                         (false, Some(actor)) => {

@@ -346,7 +346,6 @@ impl GroupCast {
             | GroupMessage::PushPositions
             | GroupMessage::View { .. }
             | GroupMessage::RecoveryOver
-            | GroupMessage::MembersMoved
             | GroupMessage::Handover => {
                 return None;
             }

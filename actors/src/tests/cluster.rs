@@ -642,8 +642,8 @@ async fn offered_to_x_then_a_death(x_node: u8, survivor_id: u8) -> OfferedToX {
 async fn an_offer_to_an_agent_whose_node_dies_goes_to_another_agent() {
     // The group's node survives; the agent it offered to was placed on the
     // other node, which dies with the offer outstanding. The session runs
-    // on the survivor too, so it is not put back in line by the takeover:
-    // only the withdrawal can free it.
+    // on the survivor too: the rebalance puts it back in line, and the
+    // group's next offer replaces the one to the dead node's agent.
     let survivor_id = Placement::new([1, 2]).group(&GroupId::new("default"));
     let OfferedToX {
         survivor,
