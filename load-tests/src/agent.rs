@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use tokio::sync::watch;
 
+use crate::customer::FAILOVER_TIMEOUT;
+use crate::flows::Failover;
 use crate::stats::{Stats, count, hist};
 use crate::wire::{self, Endpoint, Incoming, Socket};
 
@@ -38,6 +40,16 @@ enum Action {
     Reply { session: String, stamp: u64 },
     /// Take the offered session.
     Accept { session: String },
+    /// Set available again (after wrap-up).
+    Available,
+}
+
+/// A reply without its ack yet: resent, with the same client message id,
+/// after a reconnect.
+struct PendingReply {
+    sent: Instant,
+    session: String,
+    body: String,
 }
 
 /// One agent until `stop` turns true (or the server closes the socket).
@@ -48,6 +60,8 @@ pub struct AgentRun {
     pub endpoint: Endpoint,
     pub behaviour: AgentBehaviour,
     pub stats: Stats,
+    /// Where to go when the node under the socket dies.
+    pub failover: Failover,
 }
 
 impl AgentRun {
@@ -68,21 +82,45 @@ impl AgentRun {
         Ok(socket)
     }
 
-    /// Works `socket` until `stop`.
-    pub async fn work(self, mut socket: Socket, mut stop: watch::Receiver<bool>) -> Result<()> {
+    /// Works `socket` until `stop`. When the socket fails and there are
+    /// other nodes, reconnects to one and goes on ([`AgentRun::fail_over`]).
+    pub async fn work(mut self, mut socket: Socket, mut stop: watch::Receiver<bool>) -> Result<()> {
         let mut sessions: HashMap<String, HeldSession> = HashMap::new();
-        let mut pending_acks: HashMap<String, Instant> = HashMap::new();
+        let mut pending_acks: HashMap<String, PendingReply> = HashMap::new();
         let mut n_sent: u64 = 0;
         let mut n_active: u32 = 0;
         let mut available_at: Option<tokio::time::Instant> = None;
         let mut stopping = false;
         let mut stop_by = tokio::time::Instant::now();
+        let mut lost = false;
         let result = loop {
+            if lost {
+                lost = false;
+                let offers;
+                (socket, offers) = self.fail_over(&sessions).await?;
+                let mut frames: Vec<String> = offers.iter().map(|s| wire::accept(s)).collect();
+                if available_at.is_none() {
+                    frames.push(wire::available());
+                }
+                frames.extend(
+                    pending_acks
+                        .iter()
+                        .map(|(id, reply)| wire::agent_message(&reply.session, id, &reply.body)),
+                );
+                for frame in frames {
+                    if wire::send(&mut socket, frame).await.is_err() {
+                        lost = true;
+                        break;
+                    }
+                }
+                continue;
+            }
             if stopping && pending_acks.is_empty() {
                 break Ok(());
             }
             let wake = available_at
                 .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+            let mut out = Vec::new();
             tokio::select! {
                 changed = stop.changed(), if !stopping => {
                     if changed.is_err() || *stop.borrow() {
@@ -97,29 +135,49 @@ impl AgentRun {
                 }
                 _ = tokio::time::sleep_until(wake), if available_at.is_some() => {
                     available_at = None;
-                    wire::send(&mut socket, wire::available()).await?;
+                    out.push(Action::Available);
                 }
                 text = wire::next_text(&mut socket) => {
-                    let Some(text) = text? else {
-                        break Err(anyhow::anyhow!("agent {}: the server closed the socket", self.id));
+                    let text = match text {
+                        Ok(Some(text)) => text,
+                        Ok(None) | Err(_) if self.failover.possible() => {
+                            lost = true;
+                            continue;
+                        }
+                        Ok(None) => break Err(anyhow::anyhow!("agent {}: the server closed the socket", self.id)),
+                        Err(err) => break Err(err),
                     };
                     let frame = Incoming::parse(&text)?;
-                    let mut out = Vec::new();
                     self.handle(frame, &mut sessions, &mut pending_acks, &mut n_active, &mut available_at, &mut out);
-                    for action in out {
-                        let frame = match action {
-                            Action::Accept { session } => wire::accept(&session),
-                            Action::Reply { session, stamp } => {
-                                n_sent += 1;
-                                let client_message_id = format!("a{n_sent}");
-                                let body = wire::reply_body(stamp, wire::now_ns());
-                                pending_acks.insert(client_message_id.clone(), Instant::now());
-                                self.stats.add(count::AGENT_SENT, 1);
-                                wire::agent_message(&session, &client_message_id, &body)
-                            }
-                        };
-                        wire::send(&mut socket, frame).await?;
+                }
+            }
+            for action in out {
+                let frame = match action {
+                    Action::Accept { session } => wire::accept(&session),
+                    Action::Available => wire::available(),
+                    Action::Reply { session, stamp } => {
+                        n_sent += 1;
+                        let client_message_id = format!("a{n_sent}");
+                        let body = wire::reply_body(stamp, wire::now_ns());
+                        let frame = wire::agent_message(&session, &client_message_id, &body);
+                        pending_acks.insert(
+                            client_message_id,
+                            PendingReply {
+                                sent: Instant::now(),
+                                session,
+                                body,
+                            },
+                        );
+                        self.stats.add(count::AGENT_SENT, 1);
+                        frame
                     }
+                };
+                // A reply that cannot go now waits in `pending_acks` for the reconnect.
+                if let Err(err) = wire::send(&mut socket, frame).await {
+                    if !self.failover.possible() {
+                        return Err(err);
+                    }
+                    lost = true;
                 }
             }
         };
@@ -129,24 +187,64 @@ impl AgentRun {
         result
     }
 
+    /// The socket is gone (its node was killed): connects to another node,
+    /// says `hello` with the last `seq` of every session held (the replay
+    /// brings what was missed), and answers the sessions offered meanwhile.
+    async fn fail_over(
+        &mut self,
+        sessions: &HashMap<String, HeldSession>,
+    ) -> Result<(Socket, Vec<String>)> {
+        self.stats.add(count::CONNECTED, -1);
+        let lost_at = Instant::now();
+        let order = wire::failover_order(
+            &self.failover.nodes,
+            self.endpoint.addr,
+            self.failover.spread,
+        );
+        let path = format!("/ws/agent?token={}", self.token);
+        let (mut socket, addr) = wire::connect_any(&order, self.source, &path, FAILOVER_TIMEOUT)
+            .await
+            .with_context(|| format!("agent {} after losing {}", self.id, self.endpoint.addr))?;
+        self.endpoint.addr = addr;
+        let last_seq: Vec<(String, u64)> = sessions
+            .iter()
+            .filter(|(_, held)| held.last_seq > 0)
+            .map(|(id, held)| (id.clone(), held.last_seq))
+            .collect();
+        wire::send(&mut socket, wire::hello("h", &last_seq)).await?;
+        let welcome = wire::expect(&mut socket, "welcome", FAILOVER_TIMEOUT, |_| {}).await?;
+        self.stats.record(
+            hist::FAILOVER_RECONNECT,
+            lost_at.elapsed().as_micros() as u64,
+        );
+        self.stats.add(count::RECONNECTED, 1);
+        self.stats.add(count::CONNECTED, 1);
+        let offers = welcome
+            .offers
+            .into_iter()
+            .map(|offer| offer.session)
+            .collect();
+        Ok((socket, offers))
+    }
+
     /// Reacts to one frame; what to send goes to `out`.
     fn handle(
         &self,
         frame: Incoming,
         sessions: &mut HashMap<String, HeldSession>,
-        pending_acks: &mut HashMap<String, Instant>,
+        pending_acks: &mut HashMap<String, PendingReply>,
         n_active: &mut u32,
         available_at: &mut Option<tokio::time::Instant>,
         out: &mut Vec<Action>,
     ) {
         match frame.kind.as_str() {
             "ack" => {
-                if let Some(sent) = frame
+                if let Some(reply) = frame
                     .client_message_id
                     .and_then(|id| pending_acks.remove(&id))
                 {
                     self.stats
-                        .record(hist::AGENT_ACK, sent.elapsed().as_micros() as u64);
+                        .record(hist::AGENT_ACK, reply.sent.elapsed().as_micros() as u64);
                     self.stats.add(count::AGENT_ACKED, 1);
                 }
                 return;

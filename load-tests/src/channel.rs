@@ -148,6 +148,8 @@ pub async fn drive(
                 wrap_up: Duration::ZERO,
             },
             stats: stats.clone(),
+            // One node: a lost socket is an error.
+            failover: Default::default(),
         };
         let socket = agent.connect().await?;
         agents.spawn(agent.work(socket, stopped.clone()));

@@ -2,7 +2,7 @@
 //! seen, the frames it sends, and what it counts and times.
 
 use std::collections::{HashMap, HashSet};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -49,7 +49,20 @@ pub struct Customer {
     pub assigned: bool,
     /// The service-level threshold, for counting answers within it.
     pub sl_threshold: Duration,
+    /// After losing a node: when, and what we were waiting on then (client
+    /// message ids without an ack, stamps without a reply).
+    recovering: Option<Recovering>,
 }
+
+/// What a customer who lost their node waits on before it counts as recovered.
+struct Recovering {
+    lost_at: Instant,
+    acks: HashSet<String>,
+    replies: HashSet<u64>,
+}
+
+/// How long a customer or agent who lost their node keeps trying the others.
+pub const FAILOVER_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Customer {
     pub fn new(
@@ -74,6 +87,7 @@ impl Customer {
             first_sent: None,
             assigned: false,
             sl_threshold: Duration::from_secs(20),
+            recovering: None,
         }
     }
 
@@ -81,8 +95,74 @@ impl Customer {
     /// `histogram`.
     pub async fn connect(&mut self, histogram: &'static str) -> Result<()> {
         let started = Instant::now();
-        let path = format!("/ws/customer?token={}&channel=web", self.token);
-        let mut socket = wire::connect(&self.endpoint, self.source, &path).await?;
+        let socket = wire::connect(&self.endpoint, self.source, &self.path()).await?;
+        self.say_hello(socket).await?;
+        self.stats
+            .record(histogram, started.elapsed().as_micros() as u64);
+        Ok(())
+    }
+
+    fn path(&self) -> String {
+        format!("/ws/customer?token={}&channel=web", self.token)
+    }
+
+    /// The socket is gone (its node was killed): connects to another of
+    /// `nodes` (spread by `spread`), resumes with `last_seq` and resends
+    /// every message without an ack, as PROTOCOL.md §3 asks of a client.
+    /// What was outstanding at the loss is timed until it has all come.
+    pub async fn fail_over(&mut self, nodes: &[SocketAddr], spread: usize) -> Result<()> {
+        self.drop_connection();
+        let lost_at = Instant::now();
+        self.recovering = Some(Recovering {
+            lost_at,
+            acks: self.pending_acks.keys().cloned().collect(),
+            replies: self.outstanding.clone(),
+        });
+        let order = wire::failover_order(nodes, self.endpoint.addr, spread);
+        let (socket, addr) = wire::connect_any(&order, self.source, &self.path(), FAILOVER_TIMEOUT)
+            .await
+            .with_context(|| {
+                format!("customer {} after losing {}", self.tag, self.endpoint.addr)
+            })?;
+        self.endpoint.addr = addr;
+        self.say_hello(socket).await?;
+        self.stats.record(
+            hist::FAILOVER_RECONNECT,
+            lost_at.elapsed().as_micros() as u64,
+        );
+        self.stats.add(count::RECONNECTED, 1);
+        self.resend_unacked().await?;
+        self.check_recovered();
+        Ok(())
+    }
+
+    /// Timed once nothing that was outstanding at the loss is missing.
+    fn check_recovered(&mut self) {
+        if let Some(recovering) = &self.recovering {
+            let acks_in = recovering
+                .acks
+                .iter()
+                .all(|id| !self.pending_acks.contains_key(id));
+            let replies_in = recovering
+                .replies
+                .iter()
+                .all(|stamp| !self.outstanding.contains(stamp));
+            if acks_in && replies_in {
+                self.stats.record(
+                    hist::FAILOVER_RECOVERY,
+                    recovering.lost_at.elapsed().as_micros() as u64,
+                );
+                self.recovering = None;
+            }
+        }
+    }
+
+    /// Connected now (the socket has not failed or closed).
+    pub fn connected(&self) -> bool {
+        self.socket.is_some()
+    }
+
+    async fn say_hello(&mut self, mut socket: Socket) -> Result<()> {
         let last_seq: Vec<(String, u64)> =
             self.last_seq.iter().map(|(s, q)| (s.clone(), *q)).collect();
         wire::send(&mut socket, wire::hello("h", &last_seq)).await?;
@@ -95,8 +175,6 @@ impl Customer {
         for frame in early {
             self.on_frame(frame);
         }
-        self.stats
-            .record(histogram, started.elapsed().as_micros() as u64);
         self.stats.add(count::CONNECTED, 1);
         Ok(())
     }
@@ -147,11 +225,17 @@ impl Customer {
         Ok(())
     }
 
+    /// Sends a message; it waits for its ack (and is resent after a drop)
+    /// whether or not the send succeeds. A failed send drops the connection.
     async fn send_body(&mut self, client_message_id: String, body: String) -> Result<()> {
         let frame = wire::customer_message(&client_message_id, &body);
         self.pending_acks
             .insert(client_message_id, (Instant::now(), body));
-        wire::send(self.socket()?, frame).await
+        let sent = wire::send(self.socket()?, frame).await;
+        if sent.is_err() {
+            self.drop_connection();
+        }
+        sent
     }
 
     /// Asks to end the session (`leave`).
@@ -161,12 +245,24 @@ impl Customer {
     }
 
     /// Reads one frame and accounts for it; `None` when the server closed.
+    /// A failed socket is dropped (and its error answered).
     pub async fn next(&mut self) -> Result<Option<Seen>> {
-        let Some(text) = wire::next_text(self.socket()?).await? else {
-            self.drop_connection();
-            return Ok(None);
+        let text = match wire::next_text(self.socket()?).await {
+            Ok(Some(text)) => text,
+            Ok(None) => {
+                self.drop_connection();
+                return Ok(None);
+            }
+            Err(err) => {
+                self.drop_connection();
+                return Err(err);
+            }
         };
-        Ok(Some(self.on_frame(Incoming::parse(&text)?)))
+        let seen = self.on_frame(Incoming::parse(&text)?);
+        if self.recovering.is_some() && matches!(seen, Seen::Acked | Seen::Reply) {
+            self.check_recovered();
+        }
+        Ok(Some(seen))
     }
 
     /// Reads until `done` holds, failing after `timeout`.

@@ -27,34 +27,46 @@ pub async fn open_and_get_answered(customer: &mut Customer) -> Result<()> {
 
 /// Steady chat: a message every `interval` (first one at a random phase)
 /// from `start` until `end`, then waits up to `drain` for every ack and reply.
+/// A customer whose socket fails, while `failover` names more than one
+/// node, goes on through another node ([`Customer::fail_over`]).
 pub async fn steady(
     customer: &mut Customer,
-    start: Instant,
-    end: Instant,
-    interval: Duration,
-    drain: Duration,
+    schedule: Schedule,
+    failover: &Failover,
     rng: &mut Rng,
 ) -> Result<()> {
+    let Schedule {
+        start,
+        end,
+        interval,
+        drain,
+    } = schedule;
     let mut next_send = start + interval.mul_f64(rng.unit());
     loop {
         if next_send >= end {
             break;
         }
-        tokio::select! {
+        let result = tokio::select! {
             _ = tokio::time::sleep_until(next_send) => {
-                customer.send_message().await?;
                 next_send += interval;
                 // Behind schedule (a stalled process): skip, do not burst.
                 let now = Instant::now();
                 if next_send < now {
                     next_send = now + interval;
                 }
+                customer.send_message().await.map(|_| ())
             }
-            seen = customer.next() => {
-                if seen?.is_none() {
-                    anyhow::bail!("the server closed the socket during the run");
-                }
+            seen = customer.next() => match seen {
+                Ok(Some(_)) => Ok(()),
+                Ok(None) => Err(anyhow::anyhow!("the server closed the socket during the run")),
+                Err(err) => Err(err),
             }
+        };
+        if let Err(err) = result {
+            if customer.connected() || !failover.possible() {
+                return Err(err);
+            }
+            customer.fail_over(&failover.nodes, failover.spread).await?;
         }
     }
     let remaining = end.saturating_duration_since(Instant::now());
@@ -62,6 +74,32 @@ pub async fn steady(
     settle(customer, drain).await;
     customer.close().await;
     Ok(())
+}
+
+/// When a steady-chat customer sends.
+#[derive(Debug, Clone, Copy)]
+pub struct Schedule {
+    pub start: Instant,
+    /// No message is sent from here on.
+    pub end: Instant,
+    pub interval: Duration,
+    /// After `end`, how long to wait for every ack and reply.
+    pub drain: Duration,
+}
+
+/// Where a client goes when its node dies.
+#[derive(Debug, Clone, Default)]
+pub struct Failover {
+    /// Every node of the run (one: nowhere to go).
+    pub nodes: Vec<std::net::SocketAddr>,
+    /// Spreads the clients of a dead node over the others.
+    pub spread: usize,
+}
+
+impl Failover {
+    pub fn possible(&self) -> bool {
+        self.nodes.len() > 1
+    }
 }
 
 /// Waits up to `drain` for every ack and reply; what never came is counted.

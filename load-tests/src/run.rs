@@ -196,6 +196,7 @@ async fn drive(options: &RunOptions, server: &Server) -> Result<Report> {
             kind,
             params: params.clone(),
             addr: server.nodes[index as usize % server.nodes.len()].addr,
+            nodes: server.nodes.iter().map(|node| node.addr).collect(),
             sources: sources.clone(),
             customers: match kind {
                 Kind::ContactCenterDay | Kind::PromotionSpike => day_pool(params, kind, share),
@@ -266,6 +267,10 @@ async fn drive(options: &RunOptions, server: &Server) -> Result<Report> {
     // Connection storm: each process's count when all its customers were in.
     let mut all_in: Vec<Option<i64>> = vec![None; workers.len()];
     let mut release_at: Option<tokio::time::Instant> = None;
+    // A run over a cluster may kill its last node under load.
+    let mut kill_at = (params.kill_node_at_secs > 0.0)
+        .then(|| tokio::time::Instant::now() + Duration::from_secs_f64(params.kill_node_at_secs));
+    let mut killed_at_secs: Option<f64> = None;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.tick().await;
     let limit =
@@ -330,6 +335,20 @@ async fn drive(options: &RunOptions, server: &Server) -> Result<Report> {
                     // already: its report tells why, not this write.
                     let _ = worker.stdin.write_all(b"release\n").await;
                     let _ = worker.stdin.flush().await;
+                }
+            }
+            _ = tokio::time::sleep_until(kill_at.unwrap_or_else(tokio::time::Instant::now)), if kill_at.is_some() => {
+                kill_at = None;
+                let last = server.nodes.len() - 1;
+                server.kill_node(last)?;
+                killed_at_secs = Some(go.elapsed().as_secs_f64());
+                if options.progress {
+                    progress_line.end();
+                    eprintln!(
+                        "loadgen: killed node {} (SIGKILL) {:.1} s after go; its clients reconnect to the others",
+                        last + 1,
+                        go.elapsed().as_secs_f64()
+                    );
                 }
             }
             line = lines.recv() => {
@@ -444,6 +463,15 @@ async fn drive(options: &RunOptions, server: &Server) -> Result<Report> {
                 0.0
             },
         });
+    }
+    if let Some(at) = killed_at_secs {
+        report
+            .figures
+            .insert("node_killed_at_secs".into(), (at * 10.0).round() / 10.0);
+        report.figures.insert(
+            "reconnected_to_another_node".into(),
+            report.counter(count::RECONNECTED) as f64,
+        );
     }
     report.checks = report.delivery_checks();
     report.passed = report.checks.iter().all(|check| check.ok);

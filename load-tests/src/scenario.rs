@@ -212,6 +212,11 @@ pub struct Params {
     /// them in turn, so customers and agents are spread evenly.
     #[serde(default = "one")]
     pub nodes: u32,
+    /// Steady chat over a cluster: this many seconds after `go`, the last
+    /// node is killed (SIGKILL); its customers and agents reconnect to
+    /// the others and resume, and every delivery check still holds. 0: no kill.
+    #[serde(default)]
+    pub kill_node_at_secs: f64,
 }
 
 /// The most nodes one run starts (each is a server process on this host).
@@ -256,6 +261,7 @@ impl Default for Params {
             rtp_sockets: 16,
             batch: 1,
             nodes: 1,
+            kill_node_at_secs: 0.0,
         }
     }
 }
@@ -364,6 +370,9 @@ impl Params {
                     anyhow::anyhow!("scenario parameters: {}", err.message())
                 })?;
         params.validate()?;
+        if params.kill_node_at_secs > 0.0 && !matches!(kind, Kind::SteadyChat | Kind::Soak) {
+            bail!("`kill_node_at_secs` is for steady-chat and soak, not {kind}");
+        }
         Ok(params)
     }
 
@@ -407,6 +416,7 @@ impl Params {
             ("hold_secs", self.hold_secs),
             ("drain_secs", self.drain_secs),
             ("media_secs", self.media_secs),
+            ("kill_node_at_secs", self.kill_node_at_secs),
         ];
         for (key, value) in non_negative {
             if !(value.is_finite() && value >= 0.0) {
@@ -439,6 +449,20 @@ impl Params {
         }
         if self.nodes > MAX_NODES {
             bail!("`nodes` must be at most {MAX_NODES}");
+        }
+        if self.kill_node_at_secs > 0.0 {
+            if self.nodes < 2 {
+                bail!(
+                    "`kill_node_at_secs` needs `nodes` of at least 2: someone must survive the kill"
+                );
+            }
+            if self.kill_node_at_secs >= self.duration_secs {
+                bail!(
+                    "`kill_node_at_secs` ({}) must come before the end of `duration_secs` ({})",
+                    self.kill_node_at_secs,
+                    self.duration_secs
+                );
+            }
         }
         if self.channel.is_empty() {
             bail!("`channel` must not be empty");
@@ -546,6 +570,34 @@ mod tests {
             Err("`sources` must be at most 254"),
         );
         check(Kind::SteadyChat, None, &["rate"], Err("expected key=value"));
+        check(
+            Kind::SteadyChat,
+            None,
+            &["kill_node_at_secs=5"],
+            Err("`kill_node_at_secs` needs `nodes` of at least 2"),
+        );
+        check(
+            Kind::SteadyChat,
+            None,
+            &["nodes=3", "kill_node_at_secs=10"],
+            Err("must come before the end of `duration_secs`"),
+        );
+        check(
+            Kind::ContactCenterDay,
+            None,
+            &["nodes=3", "kill_node_at_secs=5"],
+            Err("is for steady-chat and soak, not contact-center-day"),
+        );
+        check(
+            Kind::SteadyChat,
+            None,
+            &["nodes=3", "kill_node_at_secs=5"],
+            Ok(Params {
+                nodes: 3,
+                kill_node_at_secs: 5.0,
+                ..Params::default()
+            }),
+        );
         check(
             Kind::SteadyChat,
             Some("rate = ["),

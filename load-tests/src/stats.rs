@@ -30,9 +30,15 @@ pub mod hist {
     pub const RESUME: &str = "resume";
     /// `POST /api/v1/inbound` → its answer (the message is durable).
     pub const INBOUND: &str = "inbound";
+    /// A node killed under the client (`kill_node_at_secs`): the socket
+    /// lost → `welcome` from another node.
+    pub const FAILOVER_RECONNECT: &str = "failover_reconnect";
+    /// The socket lost → every message the customer was waiting on at that
+    /// moment (an ack or the agent's reply) has come, through another node.
+    pub const FAILOVER_RECOVERY: &str = "failover_recovery";
 
     /// Every histogram name, in report order.
-    pub const ALL: [&str; 10] = [
+    pub const ALL: [&str; 12] = [
         CUSTOMER_TO_AGENT,
         AGENT_TO_CUSTOMER,
         ROUND_TRIP,
@@ -43,6 +49,8 @@ pub mod hist {
         CONNECT,
         RESUME,
         INBOUND,
+        FAILOVER_RECONNECT,
+        FAILOVER_RECOVERY,
     ];
 }
 
@@ -80,6 +88,8 @@ pub mod count {
     pub const ARRIVED: &str = "customers_arrived";
     /// Reconnects that resumed.
     pub const RESUMED: &str = "resumed";
+    /// Customers and agents who lost their node and resumed on another.
+    pub const RECONNECTED: &str = "reconnected_to_another_node";
 }
 
 /// A histogram as `(value, count)` pairs, the form that crosses processes.

@@ -192,10 +192,32 @@ impl Server {
         mint(&self.secret, sub, role)
     }
 
-    /// The server's resident memory now, in KiB (from /proc): every
-    /// node's together.
+    /// The server's resident memory now, in KiB (from /proc): every live
+    /// node's together (a killed node counts no more).
     pub fn rss_kib(&self) -> Option<u64> {
-        self.rss_per_node_kib().into_iter().sum()
+        let per_node = self.rss_per_node_kib();
+        per_node
+            .iter()
+            .any(Option::is_some)
+            .then(|| per_node.into_iter().flatten().sum())
+    }
+
+    /// Kills node `idx` (0-based) with SIGKILL, as a crash would; `stop`
+    /// reaps it later.
+    pub fn kill_node(&self, idx: usize) -> Result<()> {
+        let pid = self
+            .nodes
+            .get(idx)
+            .and_then(|node| node.pid)
+            .with_context(|| format!("node {} has no process this run started", idx + 1))?;
+        let status = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .context("failed to run kill")?;
+        if !status.success() {
+            bail!("kill -KILL {pid} (node {}) failed: {status}", idx + 1);
+        }
+        Ok(())
     }
 
     /// Each node's resident memory now, in KiB.

@@ -43,6 +43,54 @@ pub struct Incoming {
     pub message: Option<String>,
     #[serde(default)]
     pub duplicate: Option<bool>,
+    /// `welcome` (agent): the sessions offered to the agent.
+    #[serde(default)]
+    pub offers: Vec<SessionRef>,
+}
+
+/// A session named in a list (`welcome`'s `offers`).
+#[derive(Debug, Default, Deserialize)]
+pub struct SessionRef {
+    pub session: String,
+}
+
+/// The nodes to try, in order, after losing `current`: the others, rotated
+/// by `spread` so that the clients of a dead node spread over the
+/// survivors, then `current` itself (it may be back).
+pub fn failover_order(nodes: &[SocketAddr], current: SocketAddr, spread: usize) -> Vec<SocketAddr> {
+    let mut others: Vec<SocketAddr> = nodes.iter().copied().filter(|n| *n != current).collect();
+    if !others.is_empty() {
+        let by = spread % others.len();
+        others.rotate_left(by);
+    }
+    others.push(current);
+    others
+}
+
+/// Connects to the first of `order` that answers, going round it every
+/// 100 ms until `timeout`; answers the socket and the node it reached.
+pub async fn connect_any(
+    order: &[SocketAddr],
+    source: IpAddr,
+    path_and_query: &str,
+    timeout: Duration,
+) -> Result<(Socket, SocketAddr)> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let mut last_error = None;
+        for addr in order {
+            let endpoint = Endpoint { addr: *addr };
+            match connect(&endpoint, source, path_and_query).await {
+                Ok(socket) => return Ok((socket, *addr)),
+                Err(err) => last_error = Some(err),
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let err = last_error.unwrap_or_else(|| anyhow::anyhow!("no node to connect to"));
+            return Err(err.context(format!("no node answered within {timeout:?}")));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 impl Incoming {
@@ -265,5 +313,31 @@ mod tests {
         assert_eq!(hello["last_seq"]["17"], 3);
         let accept: serde_json::Value = serde_json::from_str(&accept("17")).unwrap();
         assert_eq!(accept["request_id"], "accept-17");
+    }
+
+    #[test]
+    fn a_dead_nodes_clients_spread_over_the_others_and_try_it_last() {
+        let nodes: Vec<SocketAddr> = (1..=3)
+            .map(|port| SocketAddr::from(([127, 0, 0, 1], port)))
+            .collect();
+        let firsts: Vec<SocketAddr> = (0..4)
+            .map(|spread| failover_order(&nodes, nodes[2], spread)[0])
+            .collect();
+        assert_eq!(firsts, [nodes[0], nodes[1], nodes[0], nodes[1]]);
+        assert_eq!(
+            failover_order(&nodes, nodes[2], 1),
+            [nodes[1], nodes[0], nodes[2]]
+        );
+        assert_eq!(failover_order(&nodes[..1], nodes[0], 5), [nodes[0]]);
+    }
+
+    #[test]
+    fn an_agents_welcome_names_its_offers() {
+        let welcome = Incoming::parse(
+            r#"{"type":"welcome","agent":{"id":"a"},"presence":{"state":"away","reason":"moved to another cluster node"},"sessions":[],"offers":[{"session":"17","state":"queued"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(welcome.offers.len(), 1);
+        assert_eq!(welcome.offers[0].session, "17");
     }
 }

@@ -29,7 +29,7 @@ use tokio::time::Instant;
 
 use crate::agent::{AgentBehaviour, AgentRun};
 use crate::customer::Customer;
-use crate::flows::{self, Visit};
+use crate::flows::{self, Failover, Schedule, Visit};
 use crate::rng::Rng;
 use crate::scenario::{Kind, Params};
 use crate::stats::{Buckets, Snapshot, Stats};
@@ -41,8 +41,12 @@ pub struct WorkerPlan {
     pub index: u32,
     pub kind: Kind,
     pub params: Params,
-    /// The server's public listener.
+    /// The server's public listener (of the node this process connects to).
     pub addr: SocketAddr,
+    /// Every node's public listener, in node order: where clients go when
+    /// their node dies (`kill_node_at_secs`).
+    #[serde(default)]
+    pub nodes: Vec<SocketAddr>,
     /// Local addresses to connect from, in turn.
     pub sources: Vec<IpAddr>,
     /// Customers this process drives (the visitor pool, for the day scenarios).
@@ -201,6 +205,19 @@ fn source(plan: &WorkerPlan, idx: usize) -> IpAddr {
     plan.sources[idx % plan.sources.len()]
 }
 
+/// Where client `idx` of this process goes when its node dies: only a run
+/// that kills one has anywhere to go (otherwise a lost socket is an error).
+fn failover(plan: &WorkerPlan, idx: usize) -> Failover {
+    if plan.params.kill_node_at_secs > 0.0 {
+        Failover {
+            nodes: plan.nodes.clone(),
+            spread: idx,
+        }
+    } else {
+        Failover::default()
+    }
+}
+
 /// Signs in this process's agents; each then works until `stop`.
 async fn start_agents(
     plan: &WorkerPlan,
@@ -219,6 +236,7 @@ async fn start_agents(
                 wrap_up: Duration::from_secs_f64(plan.params.wrap_up_secs),
             },
             stats: stats.clone(),
+            failover: failover(plan, idx),
         };
         match agent.connect().await {
             Ok(socket) => {
@@ -377,12 +395,18 @@ async fn run(
                 Duration::from_secs_f64(f64::from(plan.customers_total.max(1)) / params.rate);
             let seed = params.seed;
             let index = plan.index;
+            let schedule = Schedule {
+                start,
+                end,
+                interval,
+                drain,
+            };
             let mut tasks = JoinSet::new();
             for (idx, mut customer) in customers.into_iter().enumerate() {
                 let mut rng = Rng::new(seed, u64::from(index) << 32 | idx as u64);
+                let failover = failover(plan, idx);
                 tasks.spawn(async move {
-                    let result =
-                        flows::steady(&mut customer, start, end, interval, drain, &mut rng).await;
+                    let result = flows::steady(&mut customer, schedule, &failover, &mut rng).await;
                     (customer, result)
                 });
             }

@@ -120,6 +120,39 @@ fn steady_chat_delivers_every_message_exactly_once_on_switchboard_and_the_relay(
 }
 
 #[test]
+fn a_node_killed_under_steady_chat_loses_nothing_and_its_clients_resume_elsewhere() {
+    let (runs, _, _out) = run(
+        "steady-chat",
+        &[
+            "nodes=3",
+            "customers=30",
+            "agents=6",
+            "rate=60",
+            "duration_secs=5",
+            "kill_node_at_secs=2",
+            "sources=2",
+        ],
+        false,
+    );
+    let run = &runs[0];
+    assert_eq!(run["params"]["nodes"], 3);
+    // Every message acked once, received once and answered once, across the kill.
+    assert_clean(run);
+    // Three processes, one per node: the third node's 10 customers and 2
+    // agents (agents 2 and 5) lost their socket and went on elsewhere, once each.
+    assert_eq!(run["processes"], 3);
+    assert_eq!(counter(run, "reconnected_to_another_node"), 12);
+    assert_eq!(run["latency"]["failover_reconnect"]["count"], 12);
+    let killed_at = figure(run, "node_killed_at_secs");
+    assert!((2.0..5.0).contains(&killed_at), "killed at {killed_at} s");
+    // Customers kept writing after the kill: 30 first messages, then about
+    // 60/s for 5 s (at least half, as above), all answered.
+    let sent = counter(run, "customer_messages_sent");
+    assert!(sent >= 30 + 150, "{sent} sent");
+    assert_eq!(counter(run, "agent_messages_received_by_customers"), sent);
+}
+
+#[test]
 fn resume_storm_loses_nothing_and_repeats_nothing() {
     let (runs, _, _out) = run(
         "resume-storm",

@@ -115,6 +115,7 @@ async fn agents_keep_answering_until_every_process_s_customers_are_done() {
         kind: Kind::SteadyChat,
         params: params.clone(),
         addr: server.addr,
+        nodes: vec![server.addr],
         sources: vec!["127.0.0.1".parse().unwrap()],
         customers,
         customers_total: params.customers,

@@ -105,6 +105,8 @@ async fn start_agents(
                 wrap_up: Duration::ZERO,
             },
             stats: stats.clone(),
+            // One node: a lost socket is an error.
+            failover: Default::default(),
         };
         let port = rtp_port(idx);
         setups.spawn(async move {
