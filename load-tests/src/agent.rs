@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use tokio::sync::watch;
 
-use crate::customer::FAILOVER_TIMEOUT;
+use crate::customer::{FAILOVER_TIMEOUT, RESEND_AFTER, RESEND_CODES};
 use crate::flows::Failover;
 use crate::stats::{Stats, count, hist};
 use crate::wire::{self, Endpoint, Incoming, Socket};
@@ -42,6 +42,17 @@ enum Action {
     Accept { session: String },
     /// Set available again (after wrap-up).
     Available,
+    /// Send a reply again that was refused as unavailable.
+    Resend { client_message_id: String },
+}
+
+/// A new socket on another node, after its `welcome`.
+struct Reconnected {
+    socket: Socket,
+    /// Sessions offered to the agent meanwhile, to accept.
+    offers: Vec<String>,
+    /// Frames that came before the `welcome`.
+    early: Vec<Incoming>,
 }
 
 /// A reply without its ack yet: resent, with the same client message id,
@@ -93,68 +104,99 @@ impl AgentRun {
         let mut stopping = false;
         let mut stop_by = tokio::time::Instant::now();
         let mut lost = false;
+        // Replies refused as unavailable (nothing stored): resent after a pause.
+        let mut refused: Vec<String> = Vec::new();
+        let mut resend_at: Option<tokio::time::Instant> = None;
         let result = loop {
-            if lost {
-                lost = false;
-                let offers;
-                (socket, offers) = self.fail_over(&sessions).await?;
-                let mut frames: Vec<String> = offers.iter().map(|s| wire::accept(s)).collect();
-                if available_at.is_none() {
-                    frames.push(wire::available());
-                }
-                frames.extend(
-                    pending_acks
-                        .iter()
-                        .map(|(id, reply)| wire::agent_message(&reply.session, id, &reply.body)),
-                );
-                for frame in frames {
-                    if wire::send(&mut socket, frame).await.is_err() {
-                        lost = true;
-                        break;
-                    }
-                }
-                continue;
-            }
             if stopping && pending_acks.is_empty() {
                 break Ok(());
             }
             let wake = available_at
                 .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
             let mut out = Vec::new();
-            tokio::select! {
-                changed = stop.changed(), if !stopping => {
-                    if changed.is_err() || *stop.borrow() {
-                        // Wait for the acks still on their way, then stop.
-                        stopping = true;
-                        stop_by = tokio::time::Instant::now() + Duration::from_secs(10);
-                    }
+            if lost {
+                lost = false;
+                let Reconnected {
+                    socket: new_socket,
+                    offers,
+                    early,
+                } = self.fail_over(&sessions).await?;
+                socket = new_socket;
+                for frame in early {
+                    self.handle(
+                        frame,
+                        &mut sessions,
+                        &mut pending_acks,
+                        &mut n_active,
+                        &mut available_at,
+                        &mut out,
+                    );
                 }
-                _ = tokio::time::sleep_until(stop_by), if stopping => {
-                    self.stats.error(format!("agent {}: {} acks missing at the end", self.id, pending_acks.len()));
-                    break Ok(());
-                }
-                _ = tokio::time::sleep_until(wake), if available_at.is_some() => {
-                    available_at = None;
+                out.extend(offers.into_iter().map(|session| Action::Accept { session }));
+                if available_at.is_none() {
                     out.push(Action::Available);
                 }
-                text = wire::next_text(&mut socket) => {
-                    let text = match text {
-                        Ok(Some(text)) => text,
-                        Ok(None) | Err(_) if self.failover.possible() => {
-                            lost = true;
+                out.extend(pending_acks.keys().map(|id| Action::Resend {
+                    client_message_id: id.clone(),
+                }));
+            } else {
+                tokio::select! {
+                    changed = stop.changed(), if !stopping => {
+                        if changed.is_err() || *stop.borrow() {
+                            // Wait for the acks still on their way, then stop.
+                            stopping = true;
+                            stop_by = tokio::time::Instant::now() + Duration::from_secs(10);
+                        }
+                    }
+                    _ = tokio::time::sleep_until(stop_by), if stopping => {
+                        self.stats.error(format!("agent {}: {} acks missing at the end", self.id, pending_acks.len()));
+                        break Ok(());
+                    }
+                    _ = tokio::time::sleep_until(wake), if available_at.is_some() => {
+                        available_at = None;
+                        out.push(Action::Available);
+                    }
+                    _ = tokio::time::sleep_until(resend_at.unwrap_or_else(tokio::time::Instant::now)), if resend_at.is_some() => {
+                        resend_at = None;
+                        for id in refused.drain(..) {
+                            if pending_acks.contains_key(&id) {
+                                self.stats.add(count::RESENT_AFTER_UNAVAILABLE, 1);
+                                out.push(Action::Resend { client_message_id: id });
+                            }
+                        }
+                    }
+                    text = wire::next_text(&mut socket) => {
+                        let text = match text {
+                            Ok(Some(text)) => text,
+                            Ok(None) | Err(_) if self.failover.possible() => {
+                                lost = true;
+                                continue;
+                            }
+                            Ok(None) => break Err(anyhow::anyhow!("agent {}: the server closed the socket", self.id)),
+                            Err(err) => break Err(err),
+                        };
+                        let frame = Incoming::parse(&text)?;
+                        if frame.kind == "error"
+                            && let (Some(code), Some(id)) = (&frame.code, &frame.client_message_id)
+                            && RESEND_CODES.contains(&code.as_str())
+                            && pending_acks.contains_key(id)
+                        {
+                            refused.push(id.clone());
+                            resend_at.get_or_insert_with(|| tokio::time::Instant::now() + RESEND_AFTER);
                             continue;
                         }
-                        Ok(None) => break Err(anyhow::anyhow!("agent {}: the server closed the socket", self.id)),
-                        Err(err) => break Err(err),
-                    };
-                    let frame = Incoming::parse(&text)?;
-                    self.handle(frame, &mut sessions, &mut pending_acks, &mut n_active, &mut available_at, &mut out);
+                        self.handle(frame, &mut sessions, &mut pending_acks, &mut n_active, &mut available_at, &mut out);
+                    }
                 }
             }
             for action in out {
                 let frame = match action {
                     Action::Accept { session } => wire::accept(&session),
                     Action::Available => wire::available(),
+                    Action::Resend { client_message_id } => {
+                        let reply = &pending_acks[&client_message_id];
+                        wire::agent_message(&reply.session, &client_message_id, &reply.body)
+                    }
                     Action::Reply { session, stamp } => {
                         n_sent += 1;
                         let client_message_id = format!("a{n_sent}");
@@ -173,7 +215,7 @@ impl AgentRun {
                     }
                 };
                 // A reply that cannot go now waits in `pending_acks` for the reconnect.
-                if let Err(err) = wire::send(&mut socket, frame).await {
+                if !lost && let Err(err) = wire::send(&mut socket, frame).await {
                     if !self.failover.possible() {
                         return Err(err);
                     }
@@ -190,10 +232,7 @@ impl AgentRun {
     /// The socket is gone (its node was killed): connects to another node,
     /// says `hello` with the last `seq` of every session held (the replay
     /// brings what was missed), and answers the sessions offered meanwhile.
-    async fn fail_over(
-        &mut self,
-        sessions: &HashMap<String, HeldSession>,
-    ) -> Result<(Socket, Vec<String>)> {
+    async fn fail_over(&mut self, sessions: &HashMap<String, HeldSession>) -> Result<Reconnected> {
         self.stats.add(count::CONNECTED, -1);
         let lost_at = Instant::now();
         let order = wire::failover_order(
@@ -211,8 +250,8 @@ impl AgentRun {
             .filter(|(_, held)| held.last_seq > 0)
             .map(|(id, held)| (id.clone(), held.last_seq))
             .collect();
-        wire::send(&mut socket, wire::hello("h", &last_seq)).await?;
-        let welcome = wire::expect(&mut socket, "welcome", FAILOVER_TIMEOUT, |_| {}).await?;
+        let mut early = Vec::new();
+        let welcome = hello_until_welcome(&mut socket, &last_seq, &mut early).await?;
         self.stats.record(
             hist::FAILOVER_RECONNECT,
             lost_at.elapsed().as_micros() as u64,
@@ -224,7 +263,11 @@ impl AgentRun {
             .into_iter()
             .map(|offer| offer.session)
             .collect();
-        Ok((socket, offers))
+        Ok(Reconnected {
+            socket,
+            offers,
+            early,
+        })
     }
 
     /// Reacts to one frame; what to send goes to `out`.
@@ -357,5 +400,43 @@ impl AgentRun {
             }
             _ => {}
         }
+    }
+}
+
+/// Says `hello` until the `welcome`: an agent whose actor is moving between
+/// nodes is `unavailable` for a moment ("retry"), so the hello is repeated
+/// after a pause, for up to [`FAILOVER_TIMEOUT`].
+async fn hello_until_welcome(
+    socket: &mut Socket,
+    last_seq: &[(String, u64)],
+    early: &mut Vec<Incoming>,
+) -> Result<Incoming> {
+    let deadline = tokio::time::Instant::now() + FAILOVER_TIMEOUT;
+    loop {
+        wire::send(socket, wire::hello("h", last_seq)).await?;
+        loop {
+            let text = tokio::time::timeout_at(deadline, wire::next_text(socket))
+                .await
+                .context("no `welcome` after a reconnect")??
+                .context("the server closed before `welcome`")?;
+            let frame = Incoming::parse(&text)?;
+            match frame.kind.as_str() {
+                "welcome" => return Ok(frame),
+                "error" => {
+                    let code = frame.code.unwrap_or_default();
+                    if !RESEND_CODES.contains(&code.as_str()) {
+                        anyhow::bail!(
+                            "error frame while waiting for `welcome`: {code} {}",
+                            frame.message.unwrap_or_default()
+                        );
+                    }
+                    break;
+                }
+                // Live events can come before the welcome: the server
+                // counts them as delivered, so they are kept.
+                _ => early.push(frame),
+            }
+        }
+        tokio::time::sleep(RESEND_AFTER).await;
     }
 }

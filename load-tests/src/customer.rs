@@ -52,7 +52,18 @@ pub struct Customer {
     /// After losing a node: when, and what we were waiting on then (client
     /// message ids without an ack, stamps without a reply).
     recovering: Option<Recovering>,
+    /// Messages refused with a code that says "nothing was stored; resend"
+    /// (`unavailable`, `store_unavailable`), and when to resend them.
+    refused: Vec<String>,
+    resend_at: Option<tokio::time::Instant>,
 }
+
+/// Error codes after which a message is resent (PROTOCOL.md §9: nothing
+/// was stored; resend with the same `client_message_id`).
+pub const RESEND_CODES: [&str; 2] = ["unavailable", "store_unavailable"];
+
+/// How long a client waits before resending what was refused as unavailable.
+pub const RESEND_AFTER: Duration = Duration::from_millis(200);
 
 /// What a customer who lost their node waits on before it counts as recovered.
 struct Recovering {
@@ -88,6 +99,8 @@ impl Customer {
             assigned: false,
             sl_threshold: Duration::from_secs(20),
             recovering: None,
+            refused: Vec::new(),
+            resend_at: None,
         }
     }
 
@@ -238,6 +251,20 @@ impl Customer {
         sent
     }
 
+    /// Resends the messages refused as unavailable that still have no ack.
+    async fn resend_refused(&mut self) -> Result<()> {
+        self.resend_at = None;
+        for client_message_id in std::mem::take(&mut self.refused) {
+            let Some((_, body)) = self.pending_acks.get(&client_message_id) else {
+                continue;
+            };
+            let body = body.clone();
+            self.stats.add(count::RESENT_AFTER_UNAVAILABLE, 1);
+            self.send_body(client_message_id, body).await?;
+        }
+        Ok(())
+    }
+
     /// Asks to end the session (`leave`).
     pub async fn leave(&mut self) -> Result<()> {
         let session = self.session.clone().context("leave without a session")?;
@@ -245,9 +272,24 @@ impl Customer {
     }
 
     /// Reads one frame and accounts for it; `None` when the server closed.
-    /// A failed socket is dropped (and its error answered).
+    /// A failed socket is dropped (and its error answered). Messages
+    /// refused as unavailable are resent meanwhile, when their time comes.
     pub async fn next(&mut self) -> Result<Option<Seen>> {
-        let text = match wire::next_text(self.socket()?).await {
+        let read = match self.resend_at {
+            Some(at) => {
+                let socket = self.socket()?;
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at) => None,
+                    text = wire::next_text(socket) => Some(text),
+                }
+            }
+            None => Some(wire::next_text(self.socket()?).await),
+        };
+        let Some(read) = read else {
+            self.resend_refused().await?;
+            return Ok(Some(Seen::Other));
+        };
+        let text = match read {
             Ok(Some(text)) => text,
             Ok(None) => {
                 self.drop_connection();
@@ -304,7 +346,17 @@ impl Customer {
             }
             "error" => {
                 let code = frame.code.unwrap_or_else(|| "unknown".into());
-                self.stats.error(format!("customer error frame: {code}"));
+                match frame.client_message_id {
+                    Some(id)
+                        if RESEND_CODES.contains(&code.as_str())
+                            && self.pending_acks.contains_key(&id) =>
+                    {
+                        self.refused.push(id);
+                        self.resend_at
+                            .get_or_insert_with(|| tokio::time::Instant::now() + RESEND_AFTER);
+                    }
+                    _ => self.stats.error(format!("customer error frame: {code}")),
+                }
                 return Seen::Other;
             }
             "typing" | "queue_status" => return Seen::Other,

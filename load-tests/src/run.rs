@@ -271,6 +271,8 @@ async fn drive(options: &RunOptions, server: &Server) -> Result<Report> {
     let mut kill_at = (params.kill_node_at_secs > 0.0)
         .then(|| tokio::time::Instant::now() + Duration::from_secs_f64(params.kill_node_at_secs));
     let mut killed_at_secs: Option<f64> = None;
+    // The longest round trip and ack (µs) seen in the seconds after the kill.
+    let mut after_kill: (u64, u64) = (0, 0);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.tick().await;
     let limit =
@@ -304,6 +306,15 @@ async fn drive(options: &RunOptions, server: &Server) -> Result<Report> {
                 previous = (sent, received);
                 if let Some(h) = interval.get(hist::CUSTOMER_TO_AGENT) {
                     cumulative_e2e.add(h).ok();
+                }
+                if let Some(at) = killed_at_secs
+                    && go.elapsed().as_secs_f64() <= at + AFTER_KILL_SECS
+                {
+                    for (name, longest) in [(hist::ROUND_TRIP, &mut after_kill.0), (hist::ACK, &mut after_kill.1)] {
+                        if let Some(h) = interval.get(name).filter(|h| !h.is_empty()) {
+                            *longest = (*longest).max(h.max());
+                        }
+                    }
                 }
                 interval.clear();
                 if options.progress {
@@ -472,11 +483,24 @@ async fn drive(options: &RunOptions, server: &Server) -> Result<Report> {
             "reconnected_to_another_node".into(),
             report.counter(count::RECONNECTED) as f64,
         );
+        // Every message in flight across the kill, whichever node held its
+        // socket or its session, waited at most this long.
+        report.figures.insert(
+            "longest_round_trip_ms_after_the_kill".into(),
+            after_kill.0 as f64 / 1000.0,
+        );
+        report.figures.insert(
+            "longest_ack_ms_after_the_kill".into(),
+            after_kill.1 as f64 / 1000.0,
+        );
     }
     report.checks = report.delivery_checks();
     report.passed = report.checks.iter().all(|check| check.ok);
     Ok(report)
 }
+
+/// How long after a kill the longest round trip and ack are looked for.
+const AFTER_KILL_SECS: f64 = 10.0;
 
 /// Every process's customers have settled: the agents may stop. Not
 /// earlier, since an agent of one process may hold sessions of customers

@@ -90,6 +90,8 @@ pub mod count {
     pub const RESUMED: &str = "resumed";
     /// Customers and agents who lost their node and resumed on another.
     pub const RECONNECTED: &str = "reconnected_to_another_node";
+    /// Messages refused as `unavailable` (nothing stored) and sent again.
+    pub const RESENT_AFTER_UNAVAILABLE: &str = "messages_resent_after_unavailable";
 }
 
 /// A histogram as `(value, count)` pairs, the form that crosses processes.

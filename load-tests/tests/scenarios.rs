@@ -145,6 +145,8 @@ fn a_node_killed_under_steady_chat_loses_nothing_and_its_clients_resume_elsewher
     assert_eq!(run["latency"]["failover_reconnect"]["count"], 12);
     let killed_at = figure(run, "node_killed_at_secs");
     assert!((2.0..5.0).contains(&killed_at), "killed at {killed_at} s");
+    // Messages were in flight across the kill, and their longest wait is reported.
+    assert!(figure(run, "longest_round_trip_ms_after_the_kill") > 0.0);
     // Customers kept writing after the kill: 30 first messages, then about
     // 60/s for 5 s (at least half, as above), all answered.
     let sent = counter(run, "customer_messages_sent");
