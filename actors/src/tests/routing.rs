@@ -183,3 +183,61 @@ async fn invalid_rules_are_rejected_and_the_old_ones_stay() {
     );
     board.shutdown().await;
 }
+
+/// The step-timeout edge (docs/routing.md, "An offer out when the step
+/// times out"): an offer made just before a step's timeout may still be
+/// accepted after it, and the contact stays in that step's group; had the
+/// agent refused it instead, the contact moves on at once.
+#[tokio::test(start_paused = true)]
+async fn an_offer_out_when_the_step_times_out_may_still_be_accepted_there() {
+    let gold = GroupId::new("gold_service");
+    let default = GroupId::new("default");
+    for accepts in [true, false] {
+        let board = start(Arc::new(MemoryStore::new()), config()).await;
+        let mut gina = board.subscribe_agent(&id("gina"));
+        let vip = board
+            .customer_message(envelope(Channel::Wechat, "v-wx", "vip", "v1"))
+            .await
+            .unwrap();
+        // The VIP waits in gold_service (30 s step; nobody available). Gina
+        // comes 1 ms before the timeout and is offered the contact.
+        tokio::time::sleep(Duration::from_millis(29_999)).await;
+        available(&board, &["gina"]).await;
+        assert_eq!(offered_session(&mut gina).await, vip.session);
+        // The step's timeout passes while the offer is out...
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        let record = board.session(vip.session).await.unwrap();
+        assert_eq!(record.state, SessionState::Offered, "accepts: {accepts}");
+        assert_eq!(record.group, Some(gold.clone()));
+        let history = board.history(vip.session, 0).await.unwrap();
+        let queued_in = |history: &[Event]| -> Vec<GroupId> {
+            history
+                .iter()
+                .filter_map(|event| match &event.kind {
+                    EventKind::Queued { group } => Some(group.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
+        assert_eq!(queued_in(&history), [gold.clone()]);
+        if accepts {
+            // ...and Gina's accept after it stands: the contact is answered
+            // in gold_service and never queued in default.
+            board.accept(&id("gina"), vip.session).await.unwrap();
+            let record = board.session(vip.session).await.unwrap();
+            assert_eq!(record.state, SessionState::Assigned);
+            assert_eq!(record.group, Some(gold.clone()));
+            let history = board.history(vip.session, 0).await.unwrap();
+            assert_eq!(queued_in(&history), [gold.clone()]);
+        } else {
+            // ...and Gina's refusal moves it on at once, to default.
+            board.reject(&id("gina"), vip.session).await.unwrap();
+            let history = board.history(vip.session, 0).await.unwrap();
+            assert_eq!(queued_in(&history), [gold.clone(), default.clone()]);
+            let record = board.session(vip.session).await.unwrap();
+            assert_eq!(record.group, Some(default.clone()));
+            assert_eq!(board.group_view(&default).await.unwrap().waiting.len(), 1);
+        }
+        board.shutdown().await;
+    }
+}
