@@ -126,6 +126,14 @@ pub struct Session {
     pub state: SessionState,
     /// The group whose queue holds it, or held it last.
     pub group: Option<GroupId>,
+    /// The group the contact counts in for its SLA figures (docs/sla.md,
+    /// "Which group"): the group whose queue held it last before an agent
+    /// first accepted it (or, never answered, the one holding it now). A
+    /// transfer after the answer does not move it. `None` until it queues;
+    /// records written before this field read [`Session::group`] instead
+    /// ([`Session::sla_group`]).
+    #[serde(default)]
+    pub sla_group: Option<GroupId>,
     /// The agent it is offered or assigned to.
     pub agent: Option<AgentId>,
     /// Timestamps for SLA.
@@ -269,6 +277,12 @@ impl SessionEvent {
 }
 
 impl Session {
+    /// The group the contact counts in for its SLA figures (see
+    /// [`Session::sla_group`] the field).
+    pub fn sla_group(&self) -> Option<&GroupId> {
+        self.sla_group.as_ref().or(self.group.as_ref())
+    }
+
     /// A new session created by a first message at `at`.
     pub fn new(id: SessionId, customer_id: CustomerId, channel: Channel, at: Millis) -> Self {
         Session {
@@ -277,6 +291,7 @@ impl Session {
             channel,
             state: SessionState::New,
             group: None,
+            sla_group: None,
             agent: None,
             times: SessionTimes {
                 created: Some(at),
@@ -313,6 +328,9 @@ impl Session {
                     effects.push(SessionEffect::LeaveQueue(old));
                 }
                 self.group = Some(group.clone());
+                if self.times.answered.is_none() {
+                    self.sla_group = Some(group.clone());
+                }
                 self.state = S::Queued;
                 self.times.queued.get_or_insert(at);
             }

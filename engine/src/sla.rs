@@ -5,8 +5,11 @@
 //!
 //! Which sessions count, in one place:
 //!
-//! - a session belongs to a group when `session.group` is that group (the group
-//!   whose queue holds it, or held it last); other sessions are ignored;
+//! - a session belongs to the group of [`Session::sla_group`]: the group whose
+//!   queue held it last before an agent first accepted it (never answered: the
+//!   group holding it now). An overflow or a move before the answer moves it;
+//!   a transfer after the answer does not (the next group's queue counts an
+//!   entry, [`SlaChange::QueueEntry`], not a contact);
 //! - it **entered** the queue when `times.queued` is set; sessions that never
 //!   queued (abandoned while routing) are ignored entirely;
 //! - it was **answered** when `times.answered` is set, whatever happened after
@@ -21,6 +24,11 @@
 //!
 //! Durations are `later - earlier` in milliseconds, floored at 0 so that a clock
 //! step backwards cannot make a mean negative.
+//!
+//! The same definitions live: [`changes`] says what one step of a session
+//! changes in its groups' counts, and the wallboard's [`SlaTally`] and the
+//! Prometheus counters add those changes up, so that at any moment they give
+//! what [`SlaReport::from_sessions`] gives over the same sessions.
 
 use std::collections::BTreeMap;
 
@@ -30,7 +38,7 @@ use crate::Millis;
 use crate::channel::Channel;
 use crate::group::SkillGroup;
 use crate::ids::GroupId;
-use crate::session::{Session, SessionState};
+use crate::session::{Session, SessionState, SessionTimes};
 
 /// SLA figures of one skill group: over all its channels and per channel.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -104,7 +112,7 @@ impl SlaReport {
         let mut total = Tally::default();
         let mut by_channel: BTreeMap<Channel, Tally> = BTreeMap::new();
         for session in sessions {
-            if session.group.as_ref() != Some(&group.id) {
+            if session.sla_group() != Some(&group.id) {
                 continue;
             }
             let threshold_ms = secs_to_ms(group.threshold_secs(&session.channel));
@@ -149,12 +157,17 @@ pub struct Judged {
 }
 
 /// Running counts of one group's contacts, kept as events happen (the live
-/// wallboard's service level). Same definitions as [`SlaFigures`]: a contact
-/// counts when it is answered or abandoned, not when it is merely waiting.
+/// wallboard): the sum of the [`SlaChange`]s of the group, with the same
+/// definitions as [`SlaFigures`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct SlaTally {
-    /// Contacts that entered the queue.
+    /// Contacts that count in the group ([`SlaFigures::n_entered`]): those
+    /// that entered, less those that moved on before an answer.
     pub n_entered: u64,
+    /// Entries into the group's queue, every one (the first queue, an
+    /// overflow, a transfer, also of an answered contact): the queue's load,
+    /// not its contacts.
+    pub n_queue_entries: u64,
     /// Contacts an agent accepted.
     pub n_answered: u64,
     /// Answered within the channel's threshold.
@@ -166,20 +179,21 @@ pub struct SlaTally {
 }
 
 impl SlaTally {
-    /// Counts a contact entering the queue.
-    pub fn entered(&mut self) {
-        self.n_entered += 1;
-    }
-
-    /// Counts what `judged` says happened at an answer or an abandon.
-    pub fn add(&mut self, judged: &Judged) {
-        if let Some(within) = judged.answered_within {
-            self.n_answered += 1;
-            self.n_answered_within += u64::from(within);
-        }
-        if let Some(short) = judged.abandoned_short {
-            self.n_abandoned += 1;
-            self.n_short_abandoned += u64::from(short);
+    /// Adds one change of this group.
+    pub fn apply(&mut self, change: &SlaChange) {
+        match change {
+            SlaChange::QueueEntry { .. } => self.n_queue_entries += 1,
+            SlaChange::Entered { .. } => self.n_entered += 1,
+            SlaChange::MovedOut { .. } => self.n_entered = self.n_entered.saturating_sub(1),
+            SlaChange::Answered { within, .. } => {
+                self.n_answered += 1;
+                self.n_answered_within += u64::from(*within);
+            }
+            SlaChange::Abandoned { short, .. } => {
+                self.n_abandoned += 1;
+                self.n_short_abandoned += u64::from(*short);
+            }
+            SlaChange::Handled { .. } | SlaChange::FirstResponse { .. } => {}
         }
     }
 
@@ -191,6 +205,185 @@ impl SlaTally {
             self.n_answered + self.n_abandoned - self.n_short_abandoned,
         )
     }
+
+    /// `n_abandoned / n_entered` ([`SlaFigures::abandonment_rate`]).
+    pub fn abandonment_rate(&self) -> Option<f64> {
+        ratio(self.n_abandoned as f64, self.n_entered)
+    }
+}
+
+/// One change to a group's figures, as a session moves: what the live
+/// counters add up. Each names the group it counts in.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SlaChange {
+    /// The session entered `group`'s queue: any entry, also of a contact
+    /// that counts elsewhere (a transfer after the answer).
+    QueueEntry {
+        /// The queue.
+        group: GroupId,
+    },
+    /// The contact counts in `group` from now on: it queued for the first
+    /// time, or moved here (overflow, transfer) before being answered.
+    Entered {
+        /// The group it counts in now.
+        group: GroupId,
+    },
+    /// The contact, unanswered, moved from `group` to another group: it no
+    /// longer counts in `group`.
+    MovedOut {
+        /// The group it counted in until now.
+        group: GroupId,
+    },
+    /// An agent first accepted the contact.
+    Answered {
+        /// The contact's group.
+        group: GroupId,
+        /// Within the channel's threshold.
+        within: bool,
+        /// `answered - queued`.
+        wait_ms: Millis,
+    },
+    /// The customer left before any agent accepted.
+    Abandoned {
+        /// The contact's group.
+        group: GroupId,
+        /// Before `short_abandon_secs`.
+        short: bool,
+    },
+    /// An answered contact was closed: its handle time, `closed - answered`.
+    Handled {
+        /// The contact's group.
+        group: GroupId,
+        /// `closed - answered`.
+        handle_ms: Millis,
+    },
+    /// The agent's first message after the answer: `first_response - answered`.
+    FirstResponse {
+        /// The contact's group.
+        group: GroupId,
+        /// `first_response - answered`.
+        ms: Millis,
+    },
+}
+
+impl SlaChange {
+    /// The group the change counts in.
+    pub fn group(&self) -> &GroupId {
+        match self {
+            SlaChange::QueueEntry { group }
+            | SlaChange::Entered { group }
+            | SlaChange::MovedOut { group }
+            | SlaChange::Answered { group, .. }
+            | SlaChange::Abandoned { group, .. }
+            | SlaChange::Handled { group, .. }
+            | SlaChange::FirstResponse { group, .. } => group,
+        }
+    }
+}
+
+/// The part of a session the SLA figures read, as it was at one moment:
+/// [`changes`] compares it with the session now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlaPoint {
+    /// [`Session::state`].
+    pub state: SessionState,
+    /// [`Session::group`].
+    pub group: Option<GroupId>,
+    /// [`Session::sla_group`] (the field).
+    pub sla_group: Option<GroupId>,
+    /// [`Session::times`].
+    pub times: SessionTimes,
+}
+
+impl SlaPoint {
+    /// `session` now.
+    pub fn of(session: &Session) -> SlaPoint {
+        SlaPoint {
+            state: session.state,
+            group: session.group.clone(),
+            sla_group: session.sla_group.clone(),
+            times: session.times.clone(),
+        }
+    }
+}
+
+/// What happened to `session` since `before`, as changes to its groups'
+/// figures (`groups` looks a group's thresholds up; a group it does not
+/// know counts with the defaults). The live side of [`SlaReport`]: summed
+/// over a session's life, the changes give exactly what the report counts
+/// for it.
+pub fn changes<'g>(
+    before: &SlaPoint,
+    session: &Session,
+    groups: impl Fn(&GroupId) -> Option<&'g SkillGroup>,
+) -> Vec<SlaChange> {
+    let mut changes = Vec::new();
+    let entered_queue = session.state == SessionState::Queued
+        && (before.state != SessionState::Queued || before.group != session.group);
+    if entered_queue && let Some(group) = &session.group {
+        changes.push(SlaChange::QueueEntry {
+            group: group.clone(),
+        });
+    }
+    if before.sla_group != session.sla_group {
+        if let Some(group) = &before.sla_group {
+            changes.push(SlaChange::MovedOut {
+                group: group.clone(),
+            });
+        }
+        if let Some(group) = &session.sla_group {
+            changes.push(SlaChange::Entered {
+                group: group.clone(),
+            });
+        }
+    }
+    let Some(group_id) = session.sla_group() else {
+        return changes;
+    };
+    let default_group;
+    let group = match groups(group_id) {
+        Some(group) => group,
+        None => {
+            default_group = SkillGroup::new(group_id.as_str(), group_id.as_str());
+            &default_group
+        }
+    };
+    let Some(judged) = judge(session, group) else {
+        return changes;
+    };
+    let group_id = group_id.clone();
+    let was = &before.times;
+    if was.answered.is_none()
+        && let (Some(within), Some(wait_ms)) = (judged.answered_within, judged.wait_ms)
+    {
+        changes.push(SlaChange::Answered {
+            group: group_id.clone(),
+            within,
+            wait_ms,
+        });
+    }
+    if before.state != SessionState::Abandoned
+        && let Some(short) = judged.abandoned_short
+    {
+        changes.push(SlaChange::Abandoned {
+            group: group_id.clone(),
+            short,
+        });
+    }
+    if before.state != SessionState::Closed
+        && let Some(handle_ms) = judged.handle_ms
+    {
+        changes.push(SlaChange::Handled {
+            group: group_id.clone(),
+            handle_ms,
+        });
+    }
+    if was.first_response.is_none()
+        && let Some(ms) = judged.first_response_ms
+    {
+        changes.push(SlaChange::FirstResponse { group: group_id, ms });
+    }
+    changes
 }
 
 /// Judges `session` against `group`; `None` if it never entered a queue.

@@ -48,6 +48,7 @@ impl SessionActor {
         {
             state.client_ids.insert(id.clone(), seq);
         }
+        self.note_sla(state, seq);
         state.unwritten.push(Event {
             session: state.session.id,
             seq,
@@ -264,6 +265,12 @@ impl SessionActor {
             .collect();
         for event_seq in published {
             let event = state.unpublished.remove(&event_seq).expect("listed above");
+            while let Some((sla_seq, _)) = state.sla_pending.front()
+                && *sla_seq <= event_seq
+            {
+                let (_, changes) = state.sla_pending.pop_front().expect("looked at");
+                crate::metrics::record_sla(&self.shared, &state.session.channel, &changes);
+            }
             self.publish(state, &event);
         }
         // After a failed write the store, not memory, says whether it ended.
@@ -376,9 +383,29 @@ impl SessionActor {
         first_pending.map_or(state.session.last_seq, |seq| seq - 1)
     }
 
+    /// What changed in the SLA figures since the last recorded event, kept
+    /// to be counted when event `seq` is durable.
+    fn note_sla(&self, state: &mut SessionActorState, seq: u64) {
+        let seen = &state.sla_seen;
+        let session = &state.session;
+        if seen.state == session.state
+            && seen.times == session.times
+            && seen.group == session.group
+            && seen.sla_group == session.sla_group
+        {
+            return;
+        }
+        let groups = &self.shared.groups;
+        let changes = engine::sla::changes(seen, session, |id| groups.get(id).map(|g| &**g));
+        state.sla_seen = engine::sla::SlaPoint::of(session);
+        if !changes.is_empty() {
+            state.sla_pending.push_back((seq, changes));
+        }
+    }
+
     /// Sends a durable event to the customer and to the agents concerned.
     pub(super) fn publish(&self, state: &SessionActorState, event: &Event) {
-        crate::metrics::record_event(&self.shared, &state.session, event);
+        crate::metrics::record_event(event);
         let hub = &self.shared.hub;
         let to_customer = !matches!(
             event.kind,

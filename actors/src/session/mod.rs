@@ -307,6 +307,12 @@ pub struct SessionActorState {
     /// A phone call (its first event is the call's start): never its
     /// customer's open chat session.
     call: bool,
+    /// The session as the SLA figures last saw it: each recorded event
+    /// compares the session with it ([`engine::sla::changes`]).
+    sla_seen: engine::sla::SlaPoint,
+    /// SLA changes by the seq of the event that made them, counted when
+    /// that event is durable.
+    sla_pending: VecDeque<(u64, Vec<engine::sla::SlaChange>)>,
     /// The call's end is recorded (the session may go on, in wrap-up).
     call_ended: bool,
     /// The call's talk time: connected to an agent, segment by segment.
@@ -369,6 +375,8 @@ impl Actor for SessionActor {
             last_activity: crate::clock::now(),
             written: stored.then(|| session.clone()),
             records_in_flight: VecDeque::new(),
+            sla_seen: engine::sla::SlaPoint::of(&session),
+            sla_pending: VecDeque::new(),
             session,
             reactivated,
             step_entered: None,
@@ -785,14 +793,10 @@ impl SessionActor {
         {
             return Ok((*seq, true));
         }
-        let first_response = state.session.times.first_response.is_none();
         let effects = state
             .session
             .apply(SessionEvent::AgentReplied, crate::clock::now())?;
         self.run_effects(state, effects);
-        if first_response {
-            crate::metrics::record_first_response(&self.shared, &state.session);
-        }
         let channel = state.session.channel.clone();
         let seq = self.record(
             state,

@@ -1,7 +1,7 @@
 //! Table-driven tests of the SLA arithmetic.
 use super::*;
-use crate::ids::{CustomerId, SessionId};
-use crate::session::SessionTimes;
+use crate::ids::{AgentId, CustomerId, SessionId};
+use crate::session::{SessionEvent, SessionTimes};
 
 /// When every test contact entered the queue; offsets below are from here.
 const QUEUED: Millis = 1_700_000_000_000;
@@ -439,43 +439,180 @@ fn judging_one_session_agrees_with_the_report() {
     }
 }
 
-#[test]
-fn the_live_tally_agrees_with_the_report() {
-    use Channel::Web;
-    let group = support();
-    let sessions: Vec<Session> = [5.0, 29.0, 31.0, 70.0]
-        .map(|wait| answered(Web, s(wait)))
-        .into_iter()
-        .chain([
-            abandoned(Web, s(12.0)),
-            abandoned(Web, s(3.0)),
-            waiting(Web),
-        ])
-        .collect();
-    let mut tally = SlaTally::default();
-    for session in &sessions {
-        tally.entered();
-        tally.add(&judge(session, &group).expect("every contact queued"));
+/// One session's life through the state machine, each step's SLA changes
+/// collected as the live side counts them.
+struct Life {
+    session: Session,
+    changes: Vec<SlaChange>,
+}
+
+impl Life {
+    fn new(id: u64, channel: Channel) -> Life {
+        let session = Session::new(SessionId(id), CustomerId::new("c"), channel, QUEUED - 500);
+        Life {
+            session,
+            changes: Vec::new(),
+        }
     }
-    let report = SlaReport::from_sessions(&group, &sessions).total;
+
+    /// Applies `event` `at_secs` after [`QUEUED`] and collects its changes.
+    fn then(mut self, event: SessionEvent, at_secs: f64) -> Life {
+        let before = SlaPoint::of(&self.session);
+        self.session.apply(event, QUEUED + s(at_secs)).unwrap();
+        let groups = groups();
+        self.changes
+            .extend(changes(&before, &self.session, |id| groups.iter().find(|g| &g.id == id)));
+        self
+    }
+
+    fn queue(self, group: &str, at_secs: f64) -> Life {
+        let life = if self.session.state == SessionState::New {
+            self.then(SessionEvent::StartRouting, at_secs)
+        } else {
+            self
+        };
+        life.then(
+            SessionEvent::Enqueue {
+                group: GroupId::new(group),
+            },
+            at_secs,
+        )
+    }
+
+    fn answer(self, agent: &str, at_secs: f64) -> Life {
+        let agent = AgentId::new(agent);
+        self.then(
+            SessionEvent::Offer {
+                agent: agent.clone(),
+            },
+            at_secs,
+        )
+        .then(SessionEvent::Accept { agent }, at_secs)
+    }
+}
+
+fn groups() -> Vec<SkillGroup> {
+    let mut sales = SkillGroup::new("sales", "Sales");
+    sales.sla_threshold_secs = 10;
+    vec![support(), sales]
+}
+
+#[test]
+fn the_live_changes_add_up_to_the_report_for_every_group() {
+    use Channel::{Phone, Web};
+    let lives = vec![
+        // Answered in support at 5 s, replied, closed: within.
+        Life::new(1, Web)
+            .queue("support", 0.0)
+            .answer("ann", 5.0)
+            .then(SessionEvent::AgentReplied, 8.0)
+            .then(SessionEvent::Close { summary: None }, 60.0),
+        // Overflows from support to sales at 20 s, answered there at 25 s:
+        // a contact of sales (25 s from the first queue: over sales' 10 s),
+        // an entry of both queues.
+        Life::new(2, Web)
+            .queue("support", 0.0)
+            .queue("sales", 20.0)
+            .answer("sam", 25.0),
+        // Overflows and is abandoned in sales at 40 s (long).
+        Life::new(3, Phone)
+            .queue("support", 0.0)
+            .queue("sales", 20.0)
+            .then(SessionEvent::CustomerLeft, 40.0),
+        // Abandoned in support after 3 s (short).
+        Life::new(4, Web)
+            .queue("support", 0.0)
+            .then(SessionEvent::CustomerLeft, 3.0),
+        // Answered in support at 31 s (late), transferred to sales after the
+        // answer, answered again there and closed: one contact of support,
+        // answered once; sales' queue counts an entry.
+        Life::new(5, Phone)
+            .queue("support", 0.0)
+            .answer("ann", 31.0)
+            .then(SessionEvent::Transfer, 50.0)
+            .queue("sales", 50.0)
+            .answer("sam", 55.0)
+            .then(SessionEvent::AgentReplied, 56.0)
+            .then(SessionEvent::Close { summary: None }, 90.0),
+        // Still waiting in sales after moving there.
+        Life::new(6, Web).queue("support", 0.0).queue("sales", 20.0),
+    ];
+    let sessions: Vec<Session> = lives.iter().map(|life| life.session.clone()).collect();
+    for group in groups() {
+        let mut tally = SlaTally::default();
+        let mut handled = Vec::new();
+        for change in lives.iter().flat_map(|life| &life.changes) {
+            if change.group() == &group.id {
+                tally.apply(change);
+                if let SlaChange::Handled { handle_ms, .. } = change {
+                    handled.push(*handle_ms);
+                }
+            }
+        }
+        let report = SlaReport::from_sessions(&group, &sessions).total;
+        assert_eq!(
+            (
+                tally.n_entered,
+                tally.n_answered,
+                tally.n_answered_within,
+                tally.n_abandoned,
+                tally.n_short_abandoned,
+                handled.len() as u64,
+            ),
+            (
+                report.n_entered,
+                report.n_answered,
+                report.n_answered_within,
+                report.n_abandoned,
+                report.n_short_abandoned,
+                report.n_handled,
+            ),
+            "{}",
+            group.id
+        );
+        assert_eq!(tally.service_level(), report.service_level, "{}", group.id);
+        assert_eq!(tally.abandonment_rate(), report.abandonment_rate, "{}", group.id);
+    }
+    // Counted by hand. support: contacts 1, 4, 5 (2, 3 and 6 moved on);
+    // queue entries 1–6. sales: contacts 2, 3, 6; entries 2, 3, 5, 6.
+    let tally_of = |group: &str| {
+        let mut tally = SlaTally::default();
+        for change in lives.iter().flat_map(|life| &life.changes) {
+            if change.group().as_str() == group {
+                tally.apply(change);
+            }
+        }
+        tally
+    };
+    let support_tally = tally_of("support");
     assert_eq!(
-        (
-            tally.n_entered,
-            tally.n_answered,
-            tally.n_answered_within,
-            tally.n_abandoned,
-            tally.n_short_abandoned
-        ),
-        (
-            report.n_entered,
-            report.n_answered,
-            report.n_answered_within,
-            report.n_abandoned,
-            report.n_short_abandoned
-        ),
+        support_tally,
+        SlaTally {
+            n_entered: 3,
+            n_queue_entries: 6,
+            n_answered: 2,
+            n_answered_within: 1,
+            n_abandoned: 1,
+            n_short_abandoned: 1,
+        }
     );
-    // 2 within of (4 answered + 2 abandoned - 1 short).
-    assert_eq!(tally.service_level(), Some(2.0 / 5.0));
-    assert_eq!(tally.service_level(), report.service_level);
+    let sales_tally = tally_of("sales");
+    assert_eq!(
+        sales_tally,
+        SlaTally {
+            n_entered: 3,
+            n_queue_entries: 4,
+            n_answered: 1,
+            n_answered_within: 0,
+            n_abandoned: 1,
+            n_short_abandoned: 0,
+        }
+    );
+    // support: 1 within of (2 answered + 1 abandoned - 1 short).
+    assert_eq!(support_tally.service_level(), Some(0.5));
+    assert_eq!(sales_tally.abandonment_rate(), Some(1.0 / 3.0));
+    // Session 5 is support's: its first answer, its handle time from it.
+    assert_eq!(sessions[4].sla_group(), Some(&GroupId::new("support")));
+    assert_eq!(sessions[4].group, Some(GroupId::new("sales")));
     assert_eq!(SlaTally::default().service_level(), None);
 }

@@ -63,11 +63,18 @@ pub struct WallboardGroup {
     pub service_level: ServiceLevel,
 }
 
-/// A group's service level since the server started.
+/// A group's service level since the server started, counted as docs/sla.md
+/// defines it (a contact counts in [`engine::session::Session::sla_group`]):
+/// the same figures as `/metrics` and the SLA report.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ServiceLevel {
-    /// Contacts that entered the queue.
+    /// Contacts that count in the group: they entered its queue and did not
+    /// move on to another group before being answered.
     pub n_entered: u64,
+    /// Entries into the group's queue, every one (overflows and transfers
+    /// into it, also of contacts answered elsewhere before): the queue's
+    /// load, not its contacts.
+    pub n_queue_entries: u64,
     /// Answered by an agent.
     pub n_answered: u64,
     /// Answered within the threshold.
@@ -79,6 +86,9 @@ pub struct ServiceLevel {
     /// `n_answered_within / (n_answered + n_abandoned - n_short_abandoned)`,
     /// 0–1; `null` before the first answer or abandon.
     pub fraction: Option<f64>,
+    /// `n_abandoned / n_entered`, 0–1 (short abandons included); `null`
+    /// before the first contact.
+    pub abandonment_rate: Option<f64>,
     /// The group's target, in percent.
     pub target_pct: f64,
     /// Answer within this many seconds (the default; channels may differ).
@@ -189,11 +199,13 @@ pub async fn wallboard(
             agents_by_state,
             service_level: ServiceLevel {
                 n_entered: tally.n_entered,
+                n_queue_entries: tally.n_queue_entries,
                 n_answered: tally.n_answered,
                 n_answered_within: tally.n_answered_within,
                 n_abandoned: tally.n_abandoned,
                 n_short_abandoned: tally.n_short_abandoned,
                 fraction: tally.service_level(),
+                abandonment_rate: tally.abandonment_rate(),
                 target_pct: group.sla_target_pct,
                 threshold_secs: group.sla_threshold_secs,
             },

@@ -27,6 +27,8 @@ pub async fn session_round_trip_with_every_field(store: &dyn Store) {
         to: "o6_bmjrPTlm6_2sgVt7hMZOPfL2M".into(),
         context: Some(r#"{"msg_id":"m-1"}"#.into()),
     });
+    // Answered in support, then transferred: it counts in support.
+    full.sla_group = Some(GroupId::new("support"));
 
     let mut sparse = session(u64::MAX - 1, "c-2", Channel::parse("line").unwrap(), T0);
     sparse.times.created = None;
@@ -58,6 +60,7 @@ pub async fn session_round_trip_with_every_field(store: &dyn Store) {
     full.summary = None;
     full.rating = Some(5);
     full.reply_route = None;
+    full.sla_group = None;
     write(store, vec![WriteOp::PutSession(full.clone())]).await;
     assert_eq!(store.get_session(full.id).await.unwrap(), Some(full));
 }

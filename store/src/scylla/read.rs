@@ -9,7 +9,7 @@ use scylla::statement::prepared::PreparedStatement;
 
 use super::rows::{
     self, AgentRow, AgentSipRow, CustomerRow, GroupRow, IdentityRow, InteractionRow, MessageRow,
-    OPEN_SESSION_BUCKETS, SessionRouteRow, SessionRow,
+    OPEN_SESSION_BUCKETS, SessionRouteRow, SessionRow, SessionSlaGroupRow,
 };
 use super::{ScyllaStore, SerialConsistency, backend_error};
 use crate::{INTERACTION_TTL_MS, Interaction, StoreError, session_id_from_i64, session_id_to_i64};
@@ -161,6 +161,16 @@ pub(super) async fn get_session(
     .await?;
     if let Some(route) = routes.into_iter().next() {
         rows::add_session_route(&mut session, route)?;
+    }
+    let sla_groups: Vec<SessionSlaGroupRow> = rows(
+        store,
+        &store.statements.select_session_sla_group,
+        (session_id_to_i64(id),),
+        "reading session_sla_group",
+    )
+    .await?;
+    if let Some(sla_group) = sla_groups.into_iter().next() {
+        rows::add_session_sla_group(&mut session, sla_group);
     }
     Ok(Some(session))
 }

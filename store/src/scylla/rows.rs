@@ -72,6 +72,14 @@ pub(super) struct SessionRouteRow {
     pub record: Option<String>,
 }
 
+/// `session_sla_group`: the group a contact counts in for its SLA figures
+/// (`Session::sla_group`), or null (older sessions count in `group_id`).
+#[derive(Debug, Clone, PartialEq, SerializeRow, DeserializeRow)]
+pub(super) struct SessionSlaGroupRow {
+    pub session_id: i64,
+    pub group_id: Option<String>,
+}
+
 /// `sessions_by_customer`: a customer's sessions, newest first.
 #[derive(Debug, Clone, PartialEq, SerializeRow, DeserializeRow)]
 pub(super) struct SessionByCustomerRow {
@@ -281,6 +289,18 @@ pub(super) fn session_route_to_row(session: &Session) -> SessionRouteRow {
     }
 }
 
+pub(super) fn session_sla_group_to_row(session: &Session) -> SessionSlaGroupRow {
+    SessionSlaGroupRow {
+        session_id: session_id_to_i64(session.id),
+        group_id: session.sla_group.as_ref().map(|g| g.as_str().to_owned()),
+    }
+}
+
+/// Puts the SLA group of `row` (a row of `session_sla_group`) on the session.
+pub(super) fn add_session_sla_group(session: &mut Session, row: SessionSlaGroupRow) {
+    session.sla_group = row.group_id.map(GroupId::new);
+}
+
 /// Puts the route of `row` (a row of `session_reply_route`) on the session.
 pub(super) fn add_session_route(
     session: &mut Session,
@@ -324,6 +344,8 @@ pub(super) fn session_from_row(row: SessionRow) -> Result<Session, StoreError> {
         channel: channel(table, &key, "channel", &row.channel)?,
         state,
         group: row.group_id.map(GroupId::new),
+        // Read from `session_sla_group` (`add_session_sla_group`).
+        sla_group: None,
         agent: row.agent_id.map(AgentId::new),
         times: SessionTimes {
             created: row.created_at,

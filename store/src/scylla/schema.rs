@@ -209,6 +209,15 @@ pub const MIGRATIONS: &[Migration] = &[
     session_id bigint PRIMARY KEY,
     record text)"],
     },
+    // The group a contact counts in for its SLA figures, beside the
+    // sessions row (a table, so the step is idempotent); null for none.
+    Migration {
+        version: 6,
+        name: "session SLA groups",
+        statements: &["CREATE TABLE IF NOT EXISTS session_sla_group (
+    session_id bigint PRIMARY KEY,
+    group_id text)"],
+    },
 ];
 
 /// The newest schema version this build reads and writes.

@@ -101,6 +101,10 @@ statements! {
         "INSERT INTO session_reply_route (session_id, record) VALUES (:session_id, :record)");
     select_session_reply_route = idempotent(
         "SELECT session_id, record FROM session_reply_route WHERE session_id = ?");
+    insert_session_sla_group = idempotent(
+        "INSERT INTO session_sla_group (session_id, group_id) VALUES (:session_id, :group_id)");
+    select_session_sla_group = idempotent(
+        "SELECT session_id, group_id FROM session_sla_group WHERE session_id = ?");
     insert_session_by_customer = idempotent(
         "INSERT INTO sessions_by_customer (customer_id, created_at, session_id) \
          VALUES (:customer_id, :created_at, :session_id)");

@@ -49,6 +49,7 @@ fn full_session() -> ContactSession {
         channel: Channel::Custom("line".into()),
         state: SessionState::WrapUp,
         group: Some(GroupId::new("billing")),
+        sla_group: Some(GroupId::new("sales")),
         agent: Some(AgentId::new("alice")),
         times: SessionTimes {
             created: Some(T0),
@@ -125,7 +126,9 @@ fn rows_map_both_ways() {
     assert!(row.session_id > 0, "ids past i64::MAX keep their order");
     let mut read = rows::session_from_row(row).unwrap();
     assert_eq!(read.reply_route, None, "the route has its own table");
+    assert_eq!(read.sla_group, None, "so has the SLA group");
     rows::add_session_route(&mut read, rows::session_route_to_row(&session)).unwrap();
+    rows::add_session_sla_group(&mut read, rows::session_sla_group_to_row(&session));
     assert_eq!(read, session);
     // A corrupt route names its table and column.
     let mut corrupt = rows::session_route_to_row(&session);
@@ -426,6 +429,7 @@ fn planning_coalesces_and_catches_conflicts_inside_the_batch() {
             Upsert::ClosedSession(rows::open_session_row(SessionId(1))),
             Upsert::Session(rows::session_to_row(&later)),
             Upsert::SessionRoute(rows::session_route_to_row(&later)),
+            Upsert::SessionSlaGroup(rows::session_sla_group_to_row(&later)),
         ]
     );
     let seqs: Vec<i64> = planned.messages[&SessionId(1)]

@@ -19,6 +19,7 @@ use super::read::{self, all_rows, rows, with_serial_read};
 use super::rows::{
     self, AgentRow, AgentSipRow, CustomerRow, GroupRow, IdentityRow, InteractionByDayRow,
     InteractionRow, MessageRow, OpenSessionRow, SessionByCustomerRow, SessionRouteRow, SessionRow,
+    SessionSlaGroupRow,
 };
 use super::{ScyllaStore, backend_error};
 use crate::{INTERACTION_TTL_MS, StoreError, WriteOp, session_id_from_i64};
@@ -34,6 +35,7 @@ pub(super) enum Upsert {
     IdentityByCustomer(IdentityRow),
     Session(SessionRow),
     SessionRoute(SessionRouteRow),
+    SessionSlaGroup(SessionSlaGroupRow),
     SessionByCustomer(SessionByCustomerRow),
     OpenSession(OpenSessionRow),
     ClosedSession(OpenSessionRow),
@@ -71,7 +73,8 @@ pub(super) fn plan(batch: &[WriteOp]) -> Result<WritePlan, StoreError> {
     let mut plan = WritePlan::default();
     let mut owners: BTreeMap<(Channel, String), CustomerId> = BTreeMap::new();
     let mut customers: BTreeMap<String, CustomerRow> = BTreeMap::new();
-    let mut sessions: BTreeMap<SessionId, (SessionRow, SessionRouteRow)> = BTreeMap::new();
+    let mut sessions: BTreeMap<SessionId, (SessionRow, SessionRouteRow, SessionSlaGroupRow)> =
+        BTreeMap::new();
     let mut session_ids: Vec<SessionId> = Vec::new();
     let mut interactions: BTreeMap<(String, i64, i64), InteractionRow> = BTreeMap::new();
     let mut agents: BTreeMap<String, (AgentRow, AgentSipRow)> = BTreeMap::new();
@@ -113,6 +116,7 @@ pub(super) fn plan(batch: &[WriteOp]) -> Result<WritePlan, StoreError> {
                 let rows = (
                     rows::session_to_row(session),
                     rows::session_route_to_row(session),
+                    rows::session_sla_group_to_row(session),
                 );
                 if sessions.insert(session.id, rows).is_none() {
                     session_ids.push(session.id);
@@ -154,7 +158,7 @@ pub(super) fn plan(batch: &[WriteOp]) -> Result<WritePlan, StoreError> {
     plan.upserts
         .extend(customers.into_values().map(Upsert::Customer));
     for id in session_ids {
-        let (row, route) = sessions.remove(&id).expect("listed when inserted");
+        let (row, route, sla_group) = sessions.remove(&id).expect("listed when inserted");
         let session = rows::session_from_row(row.clone())?;
         plan.upserts
             .push(Upsert::SessionByCustomer(rows::session_by_customer_row(
@@ -168,6 +172,7 @@ pub(super) fn plan(batch: &[WriteOp]) -> Result<WritePlan, StoreError> {
         });
         plan.upserts.push(Upsert::Session(row));
         plan.upserts.push(Upsert::SessionRoute(route));
+        plan.upserts.push(Upsert::SessionSlaGroup(sla_group));
     }
     let mut days = Vec::new();
     for row in interactions.into_values() {
@@ -204,6 +209,7 @@ impl Upsert {
             }
             Upsert::Session(row) => ("insert_session", Box::new(row.clone())),
             Upsert::SessionRoute(row) => ("insert_session_reply_route", Box::new(row.clone())),
+            Upsert::SessionSlaGroup(row) => ("insert_session_sla_group", Box::new(row.clone())),
             Upsert::SessionByCustomer(row) => ("insert_session_by_customer", Box::new(row.clone())),
             Upsert::OpenSession(row) => ("insert_open_session", Box::new(row.clone())),
             Upsert::ClosedSession(row) => ("delete_open_session", Box::new(row.clone())),

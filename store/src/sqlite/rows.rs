@@ -211,7 +211,7 @@ pub(super) fn identity_owner(
 
 const SESSION_COLUMNS: &str = "session_id, customer_id, channel, state, group_id, agent_id,
     created_at, queued_at, offered_at, answered_at, first_response_at, wrap_up_at, closed_at,
-    last_seq, transfers, summary, rating, reply_route";
+    last_seq, transfers, summary, rating, reply_route, sla_group";
 
 fn decode_session(row: &Row<'_>) -> Result<Session, StoreError> {
     let r = RowReader::for_session(row, "sessions")?;
@@ -225,6 +225,7 @@ fn decode_session(row: &Row<'_>) -> Result<Session, StoreError> {
         channel: r.channel("channel")?,
         state,
         group: r.get::<Option<String>>("group_id")?.map(GroupId::new),
+        sla_group: r.get::<Option<String>>("sla_group")?.map(GroupId::new),
         agent: r.get::<Option<String>>("agent_id")?.map(AgentId::new),
         times: SessionTimes {
             created: time("created_at")?,

@@ -9,7 +9,7 @@ use super::{SqliteOptions, sqlite_error};
 use crate::StoreError;
 
 /// The schema this build writes and reads.
-pub(super) const SCHEMA_VERSION: i64 = 6;
+pub(super) const SCHEMA_VERSION: i64 = 7;
 
 /// Version 1. Each table mirrors its CQL counterpart: the CQL partition and
 /// clustering keys are the primary key, `WITHOUT ROWID` keeps rows clustered
@@ -138,6 +138,11 @@ const SCHEMA_V5: &str = "ALTER TABLE agents ADD COLUMN sip TEXT;";
 /// (JSON `ReplyRoute`), NULL when replies go only to the customer's sockets.
 const SCHEMA_V6: &str = "ALTER TABLE sessions ADD COLUMN reply_route TEXT;";
 
+/// v7: the group a contact counts in for its SLA figures
+/// (`Session::sla_group`), NULL until it queues and on older rows (which
+/// count in `group_id`).
+const SCHEMA_V7: &str = "ALTER TABLE sessions ADD COLUMN sla_group TEXT;";
+
 /// Creates the schema on a new database, upgrades an older one step by step,
 /// accepts a current one, and refuses one written by a newer build.
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
@@ -174,6 +179,10 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     if version < 6 {
         tx.execute_batch(SCHEMA_V6)
             .map_err(sqlite_error("upgrading schema to v6"))?;
+    }
+    if version < 7 {
+        tx.execute_batch(SCHEMA_V7)
+            .map_err(sqlite_error("upgrading schema to v7"))?;
     }
     if version < SCHEMA_VERSION {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)

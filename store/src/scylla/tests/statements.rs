@@ -18,7 +18,7 @@ use super::super::platform::{
 use super::super::read::limit_to_cql;
 use super::super::rows::{
     AgentRow, AgentSipRow, CustomerRow, GroupRow, IdentityRow, InteractionByDayRow, InteractionRow,
-    SessionRouteRow, SessionRow,
+    SessionRouteRow, SessionRow, SessionSlaGroupRow,
 };
 use super::super::statements::{ALL, Cql};
 use super::*;
@@ -291,6 +291,10 @@ fn every_positional_marker_binds_what_the_code_passes() {
             "select_session_reply_route",
             Box::new((session_id_to_i64(SessionId(7)),)),
         ),
+        (
+            "select_session_sla_group",
+            Box::new((session_id_to_i64(SessionId(7)),)),
+        ),
         ("select_ticket", Box::new(("T-1",))),
         (
             "select_tickets_of_customer",
@@ -370,6 +374,7 @@ fn every_select_decodes_into_the_row_read_from_it() {
         ("select_agent_sips", decodes::<AgentSipRow>),
         ("select_agent_sip", decodes::<AgentSipRow>),
         ("select_session_reply_route", decodes::<SessionRouteRow>),
+        ("select_session_sla_group", decodes::<SessionSlaGroupRow>),
         ("select_groups", decodes::<GroupRow>),
         ("select_ticket", decodes::<TicketRow>),
         ("select_tickets_of_customer", decodes::<TicketRow>),
