@@ -381,7 +381,10 @@ pub fn changes<'g>(
     if was.first_response.is_none()
         && let Some(ms) = judged.first_response_ms
     {
-        changes.push(SlaChange::FirstResponse { group: group_id, ms });
+        changes.push(SlaChange::FirstResponse {
+            group: group_id,
+            ms,
+        });
     }
     changes
 }

@@ -110,8 +110,10 @@ fn process_collector() -> &'static metrics_process::Collector {
 /// (error codes) are covered by `or on() vector(0)` in the panel instead.
 pub fn register_series(groups: &[engine::group::SkillGroup]) {
     use engine::channel::Channel;
-    const SLA_COUNTERS: [&str; 5] = [
+    const SLA_COUNTERS: [&str; 7] = [
+        "switchboard_queue_entries_total",
         "switchboard_contacts_entered_total",
+        "switchboard_contacts_moved_out_total",
         "switchboard_contacts_answered_total",
         "switchboard_contacts_answered_within_threshold_total",
         "switchboard_contacts_abandoned_total",

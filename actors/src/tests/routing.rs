@@ -219,7 +219,7 @@ async fn an_offer_out_when_the_step_times_out_may_still_be_accepted_there() {
                 })
                 .collect()
         };
-        assert_eq!(queued_in(&history), [gold.clone()]);
+        assert_eq!(queued_in(&history), std::slice::from_ref(&gold));
         if accepts {
             // ...and Gina's accept after it stands: the contact is answered
             // in gold_service and never queued in default.
@@ -228,7 +228,7 @@ async fn an_offer_out_when_the_step_times_out_may_still_be_accepted_there() {
             assert_eq!(record.state, SessionState::Assigned);
             assert_eq!(record.group, Some(gold.clone()));
             let history = board.history(vip.session, 0).await.unwrap();
-            assert_eq!(queued_in(&history), [gold.clone()]);
+            assert_eq!(queued_in(&history), std::slice::from_ref(&gold));
         } else {
             // ...and Gina's refusal moves it on at once, to default.
             board.reject(&id("gina"), vip.session).await.unwrap();

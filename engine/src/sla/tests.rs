@@ -460,8 +460,9 @@ impl Life {
         let before = SlaPoint::of(&self.session);
         self.session.apply(event, QUEUED + s(at_secs)).unwrap();
         let groups = groups();
-        self.changes
-            .extend(changes(&before, &self.session, |id| groups.iter().find(|g| &g.id == id)));
+        self.changes.extend(changes(&before, &self.session, |id| {
+            groups.iter().find(|g| &g.id == id)
+        }));
         self
     }
 
@@ -500,7 +501,7 @@ fn groups() -> Vec<SkillGroup> {
 #[test]
 fn the_live_changes_add_up_to_the_report_for_every_group() {
     use Channel::{Phone, Web};
-    let lives = vec![
+    let lives = [
         // Answered in support at 5 s, replied, closed: within.
         Life::new(1, Web)
             .queue("support", 0.0)
@@ -571,7 +572,12 @@ fn the_live_changes_add_up_to_the_report_for_every_group() {
             group.id
         );
         assert_eq!(tally.service_level(), report.service_level, "{}", group.id);
-        assert_eq!(tally.abandonment_rate(), report.abandonment_rate, "{}", group.id);
+        assert_eq!(
+            tally.abandonment_rate(),
+            report.abandonment_rate,
+            "{}",
+            group.id
+        );
     }
     // Counted by hand. support: contacts 1, 4, 5 (2, 3 and 6 moved on);
     // queue entries 1–6. sales: contacts 2, 3, 6; entries 2, 3, 5, 6.

@@ -6,6 +6,7 @@
 
 pub mod cluster;
 pub mod platform;
+pub mod prometheus;
 pub mod sipp;
 
 use std::collections::{BTreeMap, VecDeque};
