@@ -38,6 +38,7 @@ use crate::Millis;
 use crate::channel::Channel;
 use crate::group::SkillGroup;
 use crate::ids::GroupId;
+use crate::presence::Presence;
 use crate::session::{Session, SessionState, SessionTimes};
 
 /// SLA figures of one skill group: over all its channels and per channel.
@@ -601,6 +602,33 @@ pub enum AgentActivity {
     Offline,
 }
 
+impl AgentActivity {
+    /// What an agent is doing now, for occupancy: holding a contact is on
+    /// contact whatever the presence says; otherwise the presence decides
+    /// (not responding counts as away: logged in, not taking contacts).
+    pub fn of(presence: &Presence, holds_contacts: bool) -> AgentActivity {
+        if holds_contacts {
+            return AgentActivity::OnContact;
+        }
+        match presence {
+            Presence::Available => AgentActivity::AvailableIdle,
+            Presence::WrapUp { .. } => AgentActivity::WrapUp,
+            Presence::Away { .. } | Presence::NotResponding => AgentActivity::Away,
+            Presence::Offline => AgentActivity::Offline,
+        }
+    }
+
+    /// Occupancy's side of the activity: `Some(true)` on-contact time (wrap-up
+    /// included), `Some(false)` available idle time, `None` not counted.
+    pub fn occupied(self) -> Option<bool> {
+        match self {
+            AgentActivity::OnContact | AgentActivity::WrapUp => Some(true),
+            AgentActivity::AvailableIdle => Some(false),
+            AgentActivity::Away | AgentActivity::Offline => None,
+        }
+    }
+}
+
 /// One stretch of time an agent spent in one activity, `[start, end)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentInterval {
@@ -645,12 +673,10 @@ impl Occupancy {
         let mut occupancy = Occupancy::default();
         for interval in intervals {
             let length_ms = elapsed(interval.start.max(from), interval.end.min(to));
-            match interval.state {
-                AgentActivity::OnContact | AgentActivity::WrapUp => {
-                    occupancy.on_contact_ms += length_ms;
-                }
-                AgentActivity::AvailableIdle => occupancy.available_idle_ms += length_ms,
-                AgentActivity::Away | AgentActivity::Offline => {}
+            match interval.state.occupied() {
+                Some(true) => occupancy.on_contact_ms += length_ms,
+                Some(false) => occupancy.available_idle_ms += length_ms,
+                None => {}
             }
         }
         let staffed_ms = occupancy.on_contact_ms + occupancy.available_idle_ms;

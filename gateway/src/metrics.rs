@@ -265,12 +265,12 @@ async fn refresh_gauges(state: &AppState) {
         let Ok(view) = state.switchboard.agent_view(&agent.id).await else {
             continue;
         };
-        // Occupancy inputs: on contacts, or available with none.
-        let load = match (view.sessions.is_empty(), view.presence.as_str()) {
-            (false, _) => Some("busy"),
-            (true, "available") => Some("idle"),
-            _ => None,
-        };
+        // Occupancy inputs, as docs/sla.md counts them: on contacts or in
+        // wrap-up is busy, available with none is idle.
+        let activity = engine::sla::AgentActivity::of(&view.presence, !view.sessions.is_empty());
+        let load = activity
+            .occupied()
+            .map(|busy| if busy { "busy" } else { "idle" });
         for group in &agent.groups {
             *by_state
                 .entry((group.to_string(), view.presence.as_str()))

@@ -622,3 +622,36 @@ fn the_live_changes_add_up_to_the_report_for_every_group() {
     assert_eq!(sessions[4].group, Some(GroupId::new("sales")));
     assert_eq!(SlaTally::default().service_level(), None);
 }
+
+#[test]
+fn an_agents_activity_for_occupancy_comes_from_their_contacts_then_presence() {
+    use crate::presence::Presence;
+    let away = Presence::Away {
+        reason: "lunch".into(),
+    };
+    let wrap_up = Presence::WrapUp { until: QUEUED };
+    let cases = [
+        (
+            Presence::Available,
+            true,
+            AgentActivity::OnContact,
+            Some(true),
+        ),
+        (away.clone(), true, AgentActivity::OnContact, Some(true)),
+        (
+            Presence::Available,
+            false,
+            AgentActivity::AvailableIdle,
+            Some(false),
+        ),
+        (wrap_up, false, AgentActivity::WrapUp, Some(true)),
+        (away, false, AgentActivity::Away, None),
+        (Presence::NotResponding, false, AgentActivity::Away, None),
+        (Presence::Offline, false, AgentActivity::Offline, None),
+    ];
+    for (presence, holds, activity, occupied) in cases {
+        let got = AgentActivity::of(&presence, holds);
+        assert_eq!(got, activity, "{presence:?} holding {holds}");
+        assert_eq!(got.occupied(), occupied, "{presence:?}");
+    }
+}
