@@ -327,6 +327,10 @@ impl Session {
                 {
                     effects.push(SessionEffect::LeaveQueue(old));
                 }
+                if self.sla_group.is_none() {
+                    // A record from before the field counted in its group.
+                    self.sla_group = self.group.clone();
+                }
                 self.group = Some(group.clone());
                 if self.times.answered.is_none() {
                     self.sla_group = Some(group.clone());

@@ -7,7 +7,7 @@
 //!
 //! - a session belongs to the group of [`Session::sla_group`]: the group whose
 //!   queue held it last before an agent first accepted it (never answered: the
-//!   group holding it now). An overflow or a move before the answer moves it;
+//!   group holding it now). An overflow (a move before the answer) moves it;
 //!   a transfer after the answer does not (the next group's queue counts an
 //!   entry, [`SlaChange::QueueEntry`], not a contact);
 //! - it **entered** the queue when `times.queued` is set; sessions that never
@@ -162,9 +162,12 @@ pub struct Judged {
 /// definitions as [`SlaFigures`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct SlaTally {
-    /// Contacts that count in the group ([`SlaFigures::n_entered`]): those
-    /// that entered, less those that moved on before an answer.
-    pub n_entered: u64,
+    /// Contacts that came to count in the group (first queued here, or
+    /// moved here before an answer).
+    pub n_came: u64,
+    /// Of those and of earlier ones, contacts that moved on to another
+    /// group before an answer. [`SlaTally::n_entered`] is the difference.
+    pub n_moved_out: u64,
     /// Entries into the group's queue, every one (the first queue, an
     /// overflow, a transfer, also of an answered contact): the queue's load,
     /// not its contacts.
@@ -184,8 +187,8 @@ impl SlaTally {
     pub fn apply(&mut self, change: &SlaChange) {
         match change {
             SlaChange::QueueEntry { .. } => self.n_queue_entries += 1,
-            SlaChange::Entered { .. } => self.n_entered += 1,
-            SlaChange::MovedOut { .. } => self.n_entered = self.n_entered.saturating_sub(1),
+            SlaChange::Entered { .. } => self.n_came += 1,
+            SlaChange::MovedOut { .. } => self.n_moved_out += 1,
             SlaChange::Answered { within, .. } => {
                 self.n_answered += 1;
                 self.n_answered_within += u64::from(*within);
@@ -207,9 +210,18 @@ impl SlaTally {
         )
     }
 
+    /// Contacts that count in the group ([`SlaFigures::n_entered`]):
+    /// `n_came - n_moved_out`, as Prometheus computes it from its two
+    /// counters. Counted since this process started, so a contact that
+    /// entered before a restart (or on another node) and moves on after it
+    /// is subtracted without having been added: floored at 0 here.
+    pub fn n_entered(&self) -> u64 {
+        self.n_came.saturating_sub(self.n_moved_out)
+    }
+
     /// `n_abandoned / n_entered` ([`SlaFigures::abandonment_rate`]).
     pub fn abandonment_rate(&self) -> Option<f64> {
-        ratio(self.n_abandoned as f64, self.n_entered)
+        ratio(self.n_abandoned as f64, self.n_entered())
     }
 }
 
@@ -224,7 +236,7 @@ pub enum SlaChange {
         group: GroupId,
     },
     /// The contact counts in `group` from now on: it queued for the first
-    /// time, or moved here (overflow, transfer) before being answered.
+    /// time, or moved here (an overflow) before being answered.
     Entered {
         /// The group it counts in now.
         group: GroupId,
@@ -290,7 +302,7 @@ pub struct SlaPoint {
     pub state: SessionState,
     /// [`Session::group`].
     pub group: Option<GroupId>,
-    /// [`Session::sla_group`] (the field).
+    /// [`Session::sla_group`]: the group the contact counts in.
     pub sla_group: Option<GroupId>,
     /// [`Session::times`].
     pub times: SessionTimes,
@@ -302,7 +314,7 @@ impl SlaPoint {
         SlaPoint {
             state: session.state,
             group: session.group.clone(),
-            sla_group: session.sla_group.clone(),
+            sla_group: session.sla_group().cloned(),
             times: session.times.clone(),
         }
     }
@@ -319,20 +331,22 @@ pub fn changes<'g>(
     groups: impl Fn(&GroupId) -> Option<&'g SkillGroup>,
 ) -> Vec<SlaChange> {
     let mut changes = Vec::new();
-    let entered_queue = session.state == SessionState::Queued
-        && (before.state != SessionState::Queued || before.group != session.group);
+    // Back in line after an offer lapsed or was refused is not a new entry.
+    let was_in_line = matches!(before.state, SessionState::Queued | SessionState::Offered);
+    let entered_queue =
+        session.state == SessionState::Queued && (!was_in_line || before.group != session.group);
     if entered_queue && let Some(group) = &session.group {
         changes.push(SlaChange::QueueEntry {
             group: group.clone(),
         });
     }
-    if before.sla_group != session.sla_group {
+    if before.sla_group.as_ref() != session.sla_group() {
         if let Some(group) = &before.sla_group {
             changes.push(SlaChange::MovedOut {
                 group: group.clone(),
             });
         }
-        if let Some(group) = &session.sla_group {
+        if let Some(group) = session.sla_group() {
             changes.push(SlaChange::Entered {
                 group: group.clone(),
             });

@@ -391,7 +391,7 @@ impl SessionActor {
         if seen.state == session.state
             && seen.times == session.times
             && seen.group == session.group
-            && seen.sla_group == session.sla_group
+            && seen.sla_group.as_ref() == session.sla_group()
         {
             return;
         }
@@ -570,4 +570,5 @@ fn same_record(a: &Session, b: &Session) -> bool {
         && a.summary == b.summary
         && a.rating == b.rating
         && a.reply_route == b.reply_route
+        && a.sla_group == b.sla_group
 }

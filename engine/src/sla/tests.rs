@@ -537,6 +537,18 @@ fn the_live_changes_add_up_to_the_report_for_every_group() {
             .then(SessionEvent::Close { summary: None }, 90.0),
         // Still waiting in sales after moving there.
         Life::new(6, Web).queue("support", 0.0).queue("sales", 20.0),
+        // An offer lapses and the contact is back in line: no new entry;
+        // answered at the second offer, within.
+        Life::new(7, Web)
+            .queue("support", 0.0)
+            .then(
+                SessionEvent::Offer {
+                    agent: AgentId::new("ann"),
+                },
+                1.0,
+            )
+            .then(SessionEvent::OfferLapsed, 16.0)
+            .answer("ann", 17.0),
     ];
     let sessions: Vec<Session> = lives.iter().map(|life| life.session.clone()).collect();
     for group in groups() {
@@ -553,7 +565,7 @@ fn the_live_changes_add_up_to_the_report_for_every_group() {
         let report = SlaReport::from_sessions(&group, &sessions).total;
         assert_eq!(
             (
-                tally.n_entered,
+                tally.n_entered(),
                 tally.n_answered,
                 tally.n_answered_within,
                 tally.n_abandoned,
@@ -579,8 +591,9 @@ fn the_live_changes_add_up_to_the_report_for_every_group() {
             group.id
         );
     }
-    // Counted by hand. support: contacts 1, 4, 5 (2, 3 and 6 moved on);
-    // queue entries 1–6. sales: contacts 2, 3, 6; entries 2, 3, 5, 6.
+    // Counted by hand. support: contacts 1, 4, 5, 7 (2, 3 and 6 came and
+    // moved on); queue entries 1–7, one each. sales: contacts 2, 3, 6;
+    // entries 2, 3, 5, 6.
     let tally_of = |group: &str| {
         let mut tally = SlaTally::default();
         for change in lives.iter().flat_map(|life| &life.changes) {
@@ -594,10 +607,11 @@ fn the_live_changes_add_up_to_the_report_for_every_group() {
     assert_eq!(
         support_tally,
         SlaTally {
-            n_entered: 3,
-            n_queue_entries: 6,
-            n_answered: 2,
-            n_answered_within: 1,
+            n_came: 7,
+            n_moved_out: 3,
+            n_queue_entries: 7,
+            n_answered: 3,
+            n_answered_within: 2,
             n_abandoned: 1,
             n_short_abandoned: 1,
         }
@@ -606,7 +620,8 @@ fn the_live_changes_add_up_to_the_report_for_every_group() {
     assert_eq!(
         sales_tally,
         SlaTally {
-            n_entered: 3,
+            n_came: 3,
+            n_moved_out: 0,
             n_queue_entries: 4,
             n_answered: 1,
             n_answered_within: 0,
@@ -614,8 +629,9 @@ fn the_live_changes_add_up_to_the_report_for_every_group() {
             n_short_abandoned: 0,
         }
     );
-    // support: 1 within of (2 answered + 1 abandoned - 1 short).
-    assert_eq!(support_tally.service_level(), Some(0.5));
+    assert_eq!(support_tally.n_entered(), 4);
+    // support: 2 within of (3 answered + 1 abandoned - 1 short).
+    assert_eq!(support_tally.service_level(), Some(2.0 / 3.0));
     assert_eq!(sales_tally.abandonment_rate(), Some(1.0 / 3.0));
     // Session 5 is support's: its first answer, its handle time from it.
     assert_eq!(sessions[4].sla_group(), Some(&GroupId::new("support")));
@@ -654,4 +670,34 @@ fn an_agents_activity_for_occupancy_comes_from_their_contacts_then_presence() {
         assert_eq!(got, activity, "{presence:?} holding {holds}");
         assert_eq!(got.occupied(), occupied, "{presence:?}");
     }
+}
+
+#[test]
+fn a_record_from_before_sla_group_keeps_counting_where_it_was_answered() {
+    // Stored before the field: answered in support, no sla_group.
+    let mut legacy = answered(Channel::Web, s(4.0));
+    legacy.sla_group = None;
+    assert_eq!(legacy.sla_group(), Some(&GroupId::new("support")));
+    let before = SlaPoint::of(&legacy);
+    legacy
+        .apply(SessionEvent::Transfer, QUEUED + s(30.0))
+        .unwrap();
+    legacy
+        .apply(
+            SessionEvent::Enqueue {
+                group: GroupId::new("sales"),
+            },
+            QUEUED + s(30.0),
+        )
+        .unwrap();
+    // Still support's contact; sales' queue has an entry.
+    assert_eq!(legacy.sla_group(), Some(&GroupId::new("support")));
+    let groups = groups();
+    let got = changes(&before, &legacy, |id| groups.iter().find(|g| &g.id == id));
+    assert_eq!(
+        got,
+        [SlaChange::QueueEntry {
+            group: GroupId::new("sales")
+        }]
+    );
 }

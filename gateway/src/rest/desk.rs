@@ -198,7 +198,7 @@ pub async fn wallboard(
             longest_wait_ms: queue.longest_wait_ms,
             agents_by_state,
             service_level: ServiceLevel {
-                n_entered: tally.n_entered,
+                n_entered: tally.n_entered(),
                 n_queue_entries: tally.n_queue_entries,
                 n_answered: tally.n_answered,
                 n_answered_within: tally.n_answered_within,
