@@ -311,6 +311,11 @@ pub async fn drive(
     if params.agents > 0 {
         let replied = stats.counter(count::AGENT_ACKED);
         checks.push(Check::new(
+            "inbound messages answered by agents (within drain_secs)",
+            acked,
+            replied,
+        ));
+        checks.push(Check::new(
             "replies delivered = replies stored",
             replied,
             delivered,

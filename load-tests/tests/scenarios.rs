@@ -332,7 +332,9 @@ fn channel_webhook_acks_every_message_and_delivers_every_reply_once() {
             "customers=20",
             "agents=2",
             "batch=2",
-            "drain_secs=15",
+            // Ends as soon as every reply is delivered; long enough for the
+            // nine scenarios of this file running at once on two cores.
+            "drain_secs=40",
         ],
         false,
     );
