@@ -416,6 +416,12 @@ impl Actor for SessionActor {
                 if let Some(agent) = state.session.agent.clone() {
                     self.lapse_offer(&myself, state, agent)?;
                 }
+                // Back in line: its plan again, so that the step's timer
+                // still finds a step to settle (or, taken over from a dead
+                // node past its step's deadline, it overflows now).
+                if state.session.state == SessionState::Queued {
+                    self.restore_plan(state)?;
+                }
             }
             SessionState::Queued if state.reactivated => self.restore_plan(state)?,
             SessionState::Queued | SessionState::Routing | SessionState::Transferred => {

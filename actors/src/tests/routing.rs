@@ -241,3 +241,32 @@ async fn an_offer_out_when_the_step_times_out_may_still_be_accepted_there() {
         board.shutdown().await;
     }
 }
+
+/// A session whose actor restarts while it is offered takes its routing
+/// plan back before the offer is treated as lapsed, so its step still
+/// times out and it overflows on time.
+#[tokio::test(start_paused = true)]
+async fn a_session_restarted_while_offered_still_overflows_on_time() {
+    let board = start(Arc::new(MemoryStore::new()), config()).await;
+    let default = GroupId::new("default");
+    let mut gina = board.subscribe_agent(&id("gina"));
+    available(&board, &["gina"]).await;
+    let vip = board
+        .customer_message(envelope(Channel::Wechat, "v-wx", "vip", "v1"))
+        .await
+        .unwrap();
+    // Offered to Gina in gold_service (its 30 s step); then the actor dies.
+    assert_eq!(offered_session(&mut gina).await, vip.session);
+    board.crash_session(vip.session).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Restarted, the offer lapsed; Gina does not take it again (she is not
+    // responding), so it waits until the step times out.
+    let record = board.session(vip.session).await.unwrap();
+    assert_eq!(record.group, Some(GroupId::new("gold_service")));
+    assert_ne!(record.state, SessionState::Offered);
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let record = board.session(vip.session).await.unwrap();
+    assert_eq!(record.group, Some(default.clone()), "{record:?}");
+    assert_eq!(board.group_view(&default).await.unwrap().waiting.len(), 1);
+    board.shutdown().await;
+}
