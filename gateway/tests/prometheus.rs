@@ -8,31 +8,19 @@ mod common;
 
 use std::time::Duration;
 
-use common::prometheus::{GRAFANA, alert_expr, panel_queries, start_prometheus};
+use common::prometheus::{
+    GRAFANA, alert_expr, panel_queries, seed_demo_with_thresholds, start_prometheus,
+};
 use common::{Client, TestServer, accept_offer, session_of, test_config};
 use gateway::Server;
 use serde_json::json;
-use store::SqliteStore;
-
-/// The demo data with a 2 s service-level threshold and a 2 s short-abandon
-/// threshold, so the scenario takes seconds (and a slow machine still
-/// answers A and lets D go well inside them).
-async fn seed_fast_thresholds(dir: &std::path::Path) {
-    let store = SqliteStore::open(dir.join("switchboard.db")).unwrap();
-    let (agents, mut groups, customers) = gateway::demo::data("switchboard");
-    for group in &mut groups {
-        group.sla_threshold_secs = 2;
-        group.short_abandon_secs = 2;
-    }
-    actors::Switchboard::seed(&store, agents, groups, customers)
-        .await
-        .unwrap();
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboards_and_sla_figures_against_a_real_prometheus() {
     let dir = tempfile::tempdir().unwrap();
-    seed_fast_thresholds(dir.path()).await;
+    // A 2 s threshold and short-abandon limit, so the scenario takes
+    // seconds (and a slow machine still answers A and lets D go well inside them).
+    seed_demo_with_thresholds(dir.path(), 2, 2).await;
     let mut config = test_config(&dir);
     config.routing.wrap_up_ms = 50;
     let server = Server::start(config).await.unwrap();

@@ -8,11 +8,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::prometheus::{panel_queries, start_prometheus};
+use common::prometheus::{panel_queries, seed_demo_with_thresholds, start_prometheus};
 use common::{Client, TestServer, accept_offer, session_of, test_config};
 use gateway::Server;
 use serde_json::json;
-use store::SqliteStore;
 
 /// One scripted scenario, counted by hand, read three ways: the wallboard,
 /// Prometheus (raw counters and the dashboards' own panel queries), and
@@ -27,17 +26,7 @@ async fn sla_figures_agree_across_the_wallboard_prometheus_and_the_report() {
     use gateway::auth::Role;
 
     let dir = tempfile::tempdir().unwrap();
-    {
-        let store = SqliteStore::open(dir.path().join("switchboard.db")).unwrap();
-        let (agents, mut groups, customers) = gateway::demo::data("switchboard");
-        for group in &mut groups {
-            group.sla_threshold_secs = 6;
-            group.short_abandon_secs = 1;
-        }
-        actors::Switchboard::seed(&store, agents, groups, customers)
-            .await
-            .unwrap();
-    }
+    seed_demo_with_thresholds(dir.path(), 6, 1).await;
     let rules = dir.path().join("rules.toml");
     std::fs::write(
         &rules,

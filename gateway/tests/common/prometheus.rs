@@ -7,6 +7,25 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+/// Seeds the demo data into `dir`'s SQLite file with every group's
+/// service-level and short-abandon thresholds set (seconds), so that an SLA
+/// scenario takes seconds.
+pub async fn seed_demo_with_thresholds(
+    dir: &std::path::Path,
+    threshold_secs: u32,
+    short_abandon_secs: u32,
+) {
+    let store = store::SqliteStore::open(dir.join("switchboard.db")).unwrap();
+    let (agents, mut groups, customers) = gateway::demo::data("switchboard");
+    for group in &mut groups {
+        group.sla_threshold_secs = threshold_secs;
+        group.short_abandon_secs = short_abandon_secs;
+    }
+    actors::Switchboard::seed(&store, agents, groups, customers)
+        .await
+        .unwrap();
+}
+
 pub const GRAFANA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../grafana");
 
 /// A Prometheus process scraping `target` every second.
