@@ -116,6 +116,9 @@ impl AgentRun {
             let mut out = Vec::new();
             if lost {
                 lost = false;
+                // The reconnect resends every reply without an ack.
+                refused.clear();
+                resend_at = None;
                 let Reconnected {
                     socket: new_socket,
                     offers,
@@ -176,13 +179,18 @@ impl AgentRun {
                             Err(err) => break Err(err),
                         };
                         let frame = Incoming::parse(&text)?;
-                        if frame.kind == "error"
+                        // In a run that kills a node, a reply refused as
+                        // unavailable is resent (unless acked meanwhile);
+                        // otherwise such a refusal is an error.
+                        if self.failover.possible()
+                            && frame.kind == "error"
                             && let (Some(code), Some(id)) = (&frame.code, &frame.client_message_id)
                             && RESEND_CODES.contains(&code.as_str())
-                            && pending_acks.contains_key(id)
                         {
-                            refused.push(id.clone());
-                            resend_at.get_or_insert_with(|| tokio::time::Instant::now() + RESEND_AFTER);
+                            if pending_acks.contains_key(id) && !refused.contains(id) {
+                                refused.push(id.clone());
+                                resend_at.get_or_insert_with(|| tokio::time::Instant::now() + RESEND_AFTER);
+                            }
                             continue;
                         }
                         self.handle(frame, &mut sessions, &mut pending_acks, &mut n_active, &mut available_at, &mut out);
@@ -241,17 +249,33 @@ impl AgentRun {
             self.failover.spread,
         );
         let path = format!("/ws/agent?token={}", self.token);
-        let (mut socket, addr) = wire::connect_any(&order, self.source, &path, FAILOVER_TIMEOUT)
-            .await
-            .with_context(|| format!("agent {} after losing {}", self.id, self.endpoint.addr))?;
-        self.endpoint.addr = addr;
         let last_seq: Vec<(String, u64)> = sessions
             .iter()
             .filter(|(_, held)| held.last_seq > 0)
             .map(|(id, held)| (id.clone(), held.last_seq))
             .collect();
-        let mut early = Vec::new();
-        let welcome = hello_until_welcome(&mut socket, &last_seq, &mut early).await?;
+        let deadline = tokio::time::Instant::now() + FAILOVER_TIMEOUT;
+        let (socket, welcome, early) = loop {
+            let (mut socket, addr) =
+                wire::connect_any(&order, self.source, &path, FAILOVER_TIMEOUT)
+                    .await
+                    .with_context(|| {
+                        format!("agent {} after losing {}", self.id, self.endpoint.addr)
+                    })?;
+            self.endpoint.addr = addr;
+            let mut early = Vec::new();
+            match hello_once(&mut socket, &last_seq, &mut early, deadline).await? {
+                Some(welcome) => break (socket, welcome, early),
+                // Refused while the agent's actor moves between nodes: a
+                // new socket, since this one has sent live events already
+                // and would replay only after them.
+                None => {
+                    // Replaced either way; a failed close changes nothing.
+                    let _ = socket.close(None).await;
+                    tokio::time::sleep(RESEND_AFTER).await;
+                }
+            }
+        };
         self.stats.record(
             hist::FAILOVER_RECONNECT,
             lost_at.elapsed().as_micros() as u64,
@@ -403,40 +427,36 @@ impl AgentRun {
     }
 }
 
-/// Says `hello` until the `welcome`: an agent whose actor is moving between
-/// nodes is `unavailable` for a moment ("retry"), so the hello is repeated
-/// after a pause, for up to [`FAILOVER_TIMEOUT`].
-async fn hello_until_welcome(
+/// Says `hello` once and reads until the `welcome` (`None` when it is
+/// refused as unavailable: the agent's actor is moving between nodes, "retry").
+/// Live events can come before the welcome; the server counts them as
+/// delivered, so they are kept in `early`.
+async fn hello_once(
     socket: &mut Socket,
     last_seq: &[(String, u64)],
     early: &mut Vec<Incoming>,
-) -> Result<Incoming> {
-    let deadline = tokio::time::Instant::now() + FAILOVER_TIMEOUT;
+    deadline: tokio::time::Instant,
+) -> Result<Option<Incoming>> {
+    wire::send(socket, wire::hello("h", last_seq)).await?;
     loop {
-        wire::send(socket, wire::hello("h", last_seq)).await?;
-        loop {
-            let text = tokio::time::timeout_at(deadline, wire::next_text(socket))
-                .await
-                .context("no `welcome` after a reconnect")??
-                .context("the server closed before `welcome`")?;
-            let frame = Incoming::parse(&text)?;
-            match frame.kind.as_str() {
-                "welcome" => return Ok(frame),
-                "error" => {
-                    let code = frame.code.unwrap_or_default();
-                    if !RESEND_CODES.contains(&code.as_str()) {
-                        anyhow::bail!(
-                            "error frame while waiting for `welcome`: {code} {}",
-                            frame.message.unwrap_or_default()
-                        );
-                    }
-                    break;
+        let text = tokio::time::timeout_at(deadline, wire::next_text(socket))
+            .await
+            .context("no `welcome` after a reconnect")??
+            .context("the server closed before `welcome`")?;
+        let frame = Incoming::parse(&text)?;
+        match frame.kind.as_str() {
+            "welcome" => return Ok(Some(frame)),
+            "error" => {
+                let code = frame.code.unwrap_or_default();
+                if RESEND_CODES.contains(&code.as_str()) && tokio::time::Instant::now() < deadline {
+                    return Ok(None);
                 }
-                // Live events can come before the welcome: the server
-                // counts them as delivered, so they are kept.
-                _ => early.push(frame),
+                anyhow::bail!(
+                    "error frame while waiting for `welcome`: {code} {}",
+                    frame.message.unwrap_or_default()
+                );
             }
+            _ => early.push(frame),
         }
-        tokio::time::sleep(RESEND_AFTER).await;
     }
 }

@@ -56,6 +56,10 @@ pub struct Customer {
     /// (`unavailable`, `store_unavailable`), and when to resend them.
     refused: Vec<String>,
     resend_at: Option<tokio::time::Instant>,
+    /// Resend what is refused as unavailable (a run that kills a node,
+    /// where actors move between nodes); otherwise such a refusal is an
+    /// error, as a store outage should be.
+    pub retry_unavailable: bool,
 }
 
 /// Error codes after which a message is resent (PROTOCOL.md §9: nothing
@@ -101,6 +105,7 @@ impl Customer {
             recovering: None,
             refused: Vec::new(),
             resend_at: None,
+            retry_unavailable: false,
         }
     }
 
@@ -131,14 +136,27 @@ impl Customer {
             acks: self.pending_acks.keys().cloned().collect(),
             replies: self.outstanding.clone(),
         });
+        // The reconnect resends everything without an ack.
+        self.refused.clear();
+        self.resend_at = None;
         let order = wire::failover_order(nodes, self.endpoint.addr, spread);
-        let (socket, addr) = wire::connect_any(&order, self.source, &self.path(), FAILOVER_TIMEOUT)
-            .await
-            .with_context(|| {
-                format!("customer {} after losing {}", self.tag, self.endpoint.addr)
-            })?;
-        self.endpoint.addr = addr;
-        self.say_hello(socket).await?;
+        let deadline = tokio::time::Instant::now() + FAILOVER_TIMEOUT;
+        loop {
+            let (socket, addr) =
+                wire::connect_any(&order, self.source, &self.path(), FAILOVER_TIMEOUT)
+                    .await
+                    .with_context(|| {
+                        format!("customer {} after losing {}", self.tag, self.endpoint.addr)
+                    })?;
+            self.endpoint.addr = addr;
+            // A hello refused (its customer's actor moving between nodes)
+            // is said again on a new socket.
+            match self.say_hello(socket).await {
+                Ok(()) => break,
+                Err(err) if tokio::time::Instant::now() >= deadline => return Err(err),
+                Err(_) => tokio::time::sleep(RESEND_AFTER).await,
+            }
+        }
         self.stats.record(
             hist::FAILOVER_RECONNECT,
             lost_at.elapsed().as_micros() as u64,
@@ -242,8 +260,10 @@ impl Customer {
     /// whether or not the send succeeds. A failed send drops the connection.
     async fn send_body(&mut self, client_message_id: String, body: String) -> Result<()> {
         let frame = wire::customer_message(&client_message_id, &body);
+        // A resend keeps the first send's time: the ack is timed from it.
         self.pending_acks
-            .insert(client_message_id, (Instant::now(), body));
+            .entry(client_message_id)
+            .or_insert((Instant::now(), body));
         let sent = wire::send(self.socket()?, frame).await;
         if sent.is_err() {
             self.drop_connection();
@@ -252,16 +272,17 @@ impl Customer {
     }
 
     /// Resends the messages refused as unavailable that still have no ack.
+    /// Cancel-safe: an id leaves the list only once its resend went out.
     async fn resend_refused(&mut self) -> Result<()> {
-        self.resend_at = None;
-        for client_message_id in std::mem::take(&mut self.refused) {
-            let Some((_, body)) = self.pending_acks.get(&client_message_id) else {
-                continue;
-            };
-            let body = body.clone();
-            self.stats.add(count::RESENT_AFTER_UNAVAILABLE, 1);
-            self.send_body(client_message_id, body).await?;
+        while let Some(client_message_id) = self.refused.first().cloned() {
+            if let Some((_, body)) = self.pending_acks.get(&client_message_id) {
+                let body = body.clone();
+                self.send_body(client_message_id, body).await?;
+                self.stats.add(count::RESENT_AFTER_UNAVAILABLE, 1);
+            }
+            self.refused.remove(0);
         }
+        self.resend_at = None;
         Ok(())
     }
 
@@ -347,13 +368,13 @@ impl Customer {
             "error" => {
                 let code = frame.code.unwrap_or_else(|| "unknown".into());
                 match frame.client_message_id {
-                    Some(id)
-                        if RESEND_CODES.contains(&code.as_str())
-                            && self.pending_acks.contains_key(&id) =>
-                    {
-                        self.refused.push(id);
-                        self.resend_at
-                            .get_or_insert_with(|| tokio::time::Instant::now() + RESEND_AFTER);
+                    Some(id) if self.retry_unavailable && RESEND_CODES.contains(&code.as_str()) => {
+                        // Acked meanwhile (a copy sent after a reconnect): nothing to do.
+                        if self.pending_acks.contains_key(&id) && !self.refused.contains(&id) {
+                            self.refused.push(id);
+                            self.resend_at
+                                .get_or_insert_with(|| tokio::time::Instant::now() + RESEND_AFTER);
+                        }
                     }
                     _ => self.stats.error(format!("customer error frame: {code}")),
                 }

@@ -42,12 +42,16 @@ pub async fn steady(
         drain,
     } = schedule;
     let mut next_send = start + interval.mul_f64(rng.unit());
+    // Until `end`: send on schedule (no more once the next send falls
+    // after it) and read, going on through another node if this one dies.
     loop {
-        if next_send >= end {
+        let sending = next_send < end;
+        if !sending && Instant::now() >= end {
             break;
         }
         let result = tokio::select! {
-            _ = tokio::time::sleep_until(next_send) => {
+            _ = tokio::time::sleep_until(end), if !sending => break,
+            _ = tokio::time::sleep_until(next_send), if sending => {
                 next_send += interval;
                 // Behind schedule (a stalled process): skip, do not burst.
                 let now = Instant::now();
@@ -69,11 +73,28 @@ pub async fn steady(
             customer.fail_over(&failover.nodes, failover.spread).await?;
         }
     }
-    let remaining = end.saturating_duration_since(Instant::now());
-    tokio::time::sleep(remaining).await;
-    settle(customer, drain).await;
+    settle_through(customer, drain, failover).await;
     customer.close().await;
     Ok(())
+}
+
+/// [`settle`], going on through another node if this one dies meanwhile.
+async fn settle_through(customer: &mut Customer, drain: Duration, failover: &Failover) {
+    let deadline = Instant::now() + drain;
+    while !customer.settled() {
+        match tokio::time::timeout_at(deadline, customer.next()).await {
+            Ok(Ok(Some(_))) => continue,
+            Ok(_) if !customer.connected() && failover.possible() => {
+                if let Err(err) = customer.fail_over(&failover.nodes, failover.spread).await {
+                    customer.stats.error(format!("drain: {}", short(&err)));
+                    break;
+                }
+            }
+            // Closed or failed with nowhere to go, or the drain is over.
+            _ => break,
+        }
+    }
+    settle(customer, Duration::ZERO).await;
 }
 
 /// When a steady-chat customer sends.

@@ -220,6 +220,16 @@ async fn run_command(name: Option<String>, common: Common) -> Result<bool> {
     let params = Params::load(kind, common.file.as_deref(), &common.sets)?;
     let out = out_dir(&common, kind);
     std::fs::create_dir_all(&out).with_context(|| format!("failed to create {}", out.display()))?;
+    // The baseline's parameters are checked before the first run, not after it.
+    let baseline_params = common
+        .nodes_baseline
+        .map(|nodes| Params {
+            nodes,
+            ..params.clone()
+        })
+        .map(|baseline| baseline.validate().map(|()| baseline))
+        .transpose()
+        .context("--nodes-baseline")?;
     let mut reports = vec![
         run(&options(
             kind,
@@ -238,9 +248,7 @@ async fn run_command(name: Option<String>, common: Common) -> Result<bool> {
         let relay = run(&options(kind, params, Launch::Relay, &common, &out)).await?;
         print!("{}", relay.table());
         reports.push(relay);
-    } else if let Some(nodes) = common.nodes_baseline {
-        let baseline_params = Params { nodes, ..params };
-        baseline_params.validate()?;
+    } else if let Some(baseline_params) = baseline_params {
         let baseline = run(&options(
             kind,
             baseline_params,

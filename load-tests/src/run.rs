@@ -483,8 +483,10 @@ async fn drive(options: &RunOptions, server: &Server) -> Result<Report> {
             "reconnected_to_another_node".into(),
             report.counter(count::RECONNECTED) as f64,
         );
-        // Every message in flight across the kill, whichever node held its
-        // socket or its session, waited at most this long.
+        // The longest round trip and ack (from the message's first send)
+        // of what was answered in the 1 s intervals from the kill to 10 s
+        // after it, whichever node held the socket or the session; the
+        // first interval may hold up to a second from before the kill.
         report.figures.insert(
             "longest_round_trip_ms_after_the_kill".into(),
             after_kill.0 as f64 / 1000.0,

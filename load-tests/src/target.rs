@@ -73,6 +73,8 @@ pub struct Server {
     children: Vec<Child>,
     /// The store's files, removed with the server unless kept.
     _data: Option<tempfile::TempDir>,
+    /// The node [`Server::kill_node`] killed, if any (`usize::MAX`: none).
+    killed: std::sync::atomic::AtomicUsize,
 }
 
 /// Where one node of a run listens, and its process.
@@ -157,6 +159,7 @@ impl Server {
                 }],
                 children: Vec::new(),
                 _data: None,
+                killed: std::sync::atomic::AtomicUsize::new(usize::MAX),
             }),
             Launch::Relay => {
                 let exe = std::env::current_exe().context("no path to loadgen itself")?;
@@ -179,6 +182,7 @@ impl Server {
                     }],
                     children: vec![child],
                     _data: None,
+                    killed: std::sync::atomic::AtomicUsize::new(usize::MAX),
                 })
             }
             Launch::Switchboard { binary, env } => {
@@ -192,14 +196,16 @@ impl Server {
         mint(&self.secret, sub, role)
     }
 
-    /// The server's resident memory now, in KiB (from /proc): every live
-    /// node's together (a killed node counts no more).
+    /// The server's resident memory now, in KiB (from /proc): every node's
+    /// together, but for the one the run killed; unknown if another's is.
     pub fn rss_kib(&self) -> Option<u64> {
-        let per_node = self.rss_per_node_kib();
-        per_node
-            .iter()
-            .any(Option::is_some)
-            .then(|| per_node.into_iter().flatten().sum())
+        let killed = self.killed.load(std::sync::atomic::Ordering::Relaxed);
+        self.rss_per_node_kib()
+            .into_iter()
+            .enumerate()
+            .filter(|(idx, _)| *idx != killed)
+            .map(|(_, rss)| rss)
+            .sum()
     }
 
     /// Kills node `idx` (0-based) with SIGKILL, as a crash would; `stop`
@@ -217,6 +223,7 @@ impl Server {
         if !status.success() {
             bail!("kill -KILL {pid} (node {}) failed: {status}", idx + 1);
         }
+        self.killed.store(idx, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 
@@ -359,6 +366,7 @@ async fn start_switchboard(
         nodes,
         children,
         _data: data,
+        killed: std::sync::atomic::AtomicUsize::new(usize::MAX),
     })
 }
 

@@ -80,7 +80,14 @@ pub async fn connect_any(
         let mut last_error = None;
         for addr in order {
             let endpoint = Endpoint { addr: *addr };
-            match connect(&endpoint, source, path_and_query).await {
+            // A node that accepts but never answers the upgrade is skipped.
+            let attempt = tokio::time::timeout(
+                Duration::from_secs(5),
+                connect(&endpoint, source, path_and_query),
+            )
+            .await
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("no upgrade from {addr} within 5 s")));
+            match attempt {
                 Ok(socket) => return Ok((socket, *addr)),
                 Err(err) => last_error = Some(err),
             }

@@ -327,6 +327,7 @@ async fn prepare(plan: &WorkerPlan, endpoint: &Endpoint, stats: &Stats) -> Resul
                 format!("w{}c{idx}", plan.index),
             );
             customer.sl_threshold = Duration::from_secs_f64(plan.params.sl_threshold_secs);
+            customer.retry_unavailable = failover(plan, idx).possible();
             customer
         })
         .collect();
