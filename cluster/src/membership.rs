@@ -114,6 +114,10 @@ pub struct Membership {
     me: MemberInfo,
     peers: BTreeMap<u8, Peer>,
     failure_timeout: Millis,
+    /// Processes whose connection closed, by node id: (incarnation, when).
+    /// A heartbeat of theirs still in flight for a failure timeout after is
+    /// no rejoin (it would re-admit a killed node for a moment).
+    gone: BTreeMap<u8, (u64, Millis)>,
 }
 
 impl Membership {
@@ -123,6 +127,7 @@ impl Membership {
             me,
             peers: BTreeMap::new(),
             failure_timeout,
+            gone: BTreeMap::new(),
         }
     }
 
@@ -176,7 +181,18 @@ impl Membership {
             }
             // Another process with a live member's id: see above.
             Some(_) => Vec::new(),
+            None if self
+                .gone
+                .get(&info.node_id)
+                .is_some_and(|(incarnation, at)| {
+                    *incarnation == info.incarnation
+                        && now.saturating_sub(*at) <= self.failure_timeout
+                }) =>
+            {
+                Vec::new()
+            }
             None => {
+                self.gone.remove(&info.node_id);
                 self.peers.insert(
                     info.node_id,
                     Peer {
@@ -189,11 +205,12 @@ impl Membership {
         }
     }
 
-    /// The connection to the process `(node_id, incarnation)` closed.
-    pub fn disconnected(&mut self, node_id: u8, incarnation: u64) -> Vec<Change> {
+    /// The connection to the process `(node_id, incarnation)` closed at `now`.
+    pub fn disconnected(&mut self, node_id: u8, incarnation: u64, now: Millis) -> Vec<Change> {
         match self.peers.get(&node_id) {
             Some(peer) if peer.info.incarnation == incarnation => {
                 let peer = self.peers.remove(&node_id).expect("just found");
+                self.gone.insert(node_id, (incarnation, now));
                 vec![Change::Left {
                     member: peer.info,
                     why: LeftWhy::Disconnected,
@@ -246,8 +263,8 @@ mod tests {
         for (i, (step, expected)) in steps.iter().enumerate() {
             let changes = match step {
                 Step::Heard(info, now) => members.heard(info.clone(), *now),
-                Step::Disconnected(node_id, incarnation) => {
-                    members.disconnected(*node_id, *incarnation)
+                Step::Disconnected(node_id, incarnation, now) => {
+                    members.disconnected(*node_id, *incarnation, *now)
                 }
                 Step::Expire(now) => members.expire(*now),
             };
@@ -259,7 +276,7 @@ mod tests {
     #[derive(Debug)]
     enum Step {
         Heard(MemberInfo, Millis),
-        Disconnected(u8, u64),
+        Disconnected(u8, u64, Millis),
         Expire(Millis),
     }
 
@@ -290,12 +307,20 @@ mod tests {
                     vec![left(two.clone(), LeftWhy::Silent)],
                 ),
                 (
-                    Step::Disconnected(3, 30),
-                    vec![left(three, LeftWhy::Disconnected)],
+                    Step::Disconnected(3, 30, 1_150),
+                    vec![left(three.clone(), LeftWhy::Disconnected)],
                 ),
                 (Step::Heard(two.clone(), 1_200), vec![Change::Joined(two)]),
+                // A heartbeat the killed process sent before it died is no
+                // rejoin; after a failure timeout the same process may
+                // come back (its connection broke, it lives).
+                (Step::Heard(three.clone(), 1_300), vec![]),
+                (
+                    Step::Heard(three.clone(), 2_200),
+                    vec![Change::Joined(three)],
+                ),
             ],
-            &[1, 2],
+            &[1, 2, 3],
         );
     }
 
@@ -312,9 +337,9 @@ mod tests {
                 // Still heard from: the newcomer waits.
                 (Step::Heard(after.clone(), 10), vec![]),
                 // A close of the newcomer's connection is not the member's.
-                (Step::Disconnected(2, 21), vec![]),
+                (Step::Disconnected(2, 21, 15), vec![]),
                 (
-                    Step::Disconnected(2, 20),
+                    Step::Disconnected(2, 20, 15),
                     vec![left(before, LeftWhy::Disconnected)],
                 ),
                 (Step::Heard(after.clone(), 20), vec![Change::Joined(after)]),

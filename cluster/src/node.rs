@@ -192,7 +192,7 @@ impl Actor for Node {
                         Vec::new()
                     }
                     Some((node_id, incarnation)) => {
-                        state.members.disconnected(node_id, incarnation)
+                        state.members.disconnected(node_id, incarnation, now)
                     }
                     None => {
                         debug!(peer = %name, "a connection to a node that is not a switchboard closed");
