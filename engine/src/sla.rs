@@ -318,6 +318,15 @@ impl SlaPoint {
             times: session.times.clone(),
         }
     }
+
+    /// Whether `session` is still where this point saw it: then
+    /// [`changes`] has nothing to say (checked without cloning anything).
+    pub fn is_at(&self, session: &Session) -> bool {
+        self.state == session.state
+            && self.times == session.times
+            && self.group == session.group
+            && self.sla_group.as_ref() == session.sla_group()
+    }
 }
 
 /// What happened to `session` since `before`, as changes to its groups'

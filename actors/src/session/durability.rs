@@ -388,11 +388,7 @@ impl SessionActor {
     fn note_sla(&self, state: &mut SessionActorState, seq: u64) {
         let seen = &state.sla_seen;
         let session = &state.session;
-        if seen.state == session.state
-            && seen.times == session.times
-            && seen.group == session.group
-            && seen.sla_group.as_ref() == session.sla_group()
-        {
+        if seen.is_at(session) {
             return;
         }
         let groups = &self.shared.groups;

@@ -46,11 +46,9 @@ pub async fn start_prometheus(target: std::net::SocketAddr) -> Prometheus {
         ),
     )
     .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // Below the ephemeral range, like the cluster tests' ports: a port
+    // `:0` handed out and released may come back as another socket's.
+    let port = super::cluster::free_port();
     let child = tokio::process::Command::new("prometheus")
         .arg(format!("--config.file={}", config.display()))
         .arg(format!(
