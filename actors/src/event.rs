@@ -109,6 +109,16 @@ pub enum EventKind {
     /// What became of an agent's message on its way to the customer's
     /// message platform (a channel account); stored, for agents only.
     Delivery(DeliveryReport),
+    /// A supervisor moved the waiting session or changed its priority;
+    /// stored, for staff only.
+    Steered {
+        /// Who.
+        by: engine::supervision::Actor,
+        /// What changed.
+        steer: engine::supervision::Steer,
+        /// Why, in their words.
+        reason: String,
+    },
 }
 
 /// Where an agent's message to a platform customer stands.

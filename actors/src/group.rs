@@ -68,6 +68,14 @@ pub enum GroupMessage {
         /// The session.
         session: SessionId,
     },
+    /// A supervisor gave a waiting session another priority; its place in
+    /// line and any outstanding offer stay.
+    Reprioritise {
+        /// The session.
+        session: SessionId,
+        /// Served first when higher.
+        priority: i32,
+    },
     /// A member's presence and load changed.
     Member {
         /// Its profile.
@@ -243,6 +251,11 @@ impl Actor for GroupActor {
                 }
                 state.queue.enqueue(session, priority, queued_at, entry);
                 state.awaiting.remove(&session);
+            }
+            GroupMessage::Reprioritise { session, priority } => {
+                if let Some(waiting) = state.queue.reprioritise(session, priority) {
+                    waiting.entry.step.priority = priority;
+                }
             }
             GroupMessage::Leave { session } => {
                 state.queue.remove(session);

@@ -31,6 +31,7 @@ use crate::store_writer::write_and_wait;
 mod call;
 mod remote;
 mod submit;
+mod supervise;
 
 pub use call::{CallSession, CallStart};
 

@@ -40,7 +40,7 @@ pub use event::{
 pub use group::QueueStatus;
 pub use handle::{CallSession, CallStart, Intake, PendingAck, Switchboard};
 pub use platform::{Notice, Platform};
-pub use session::{Ack, TransferTarget};
+pub use session::{Ack, SteerRequest, TransferTarget};
 pub use shared::RuntimeConfig;
 
 #[cfg(test)]

@@ -114,6 +114,7 @@ impl Actor for RootSupervisor {
             knowledge: std::sync::OnceLock::new(),
             rules_replaced: std::sync::OnceLock::new(),
             peers: args.peers.clone(),
+            audit_ids: Mutex::new(engine::ids::SessionIdGen::new(config.node_id)),
         });
         if let Some(peers) = args.peers.clone() {
             shared

@@ -138,9 +138,17 @@ pub struct Shared {
     /// The other nodes of the cluster; `None` when this node runs alone
     /// (every actor is then local).
     pub peers: Option<Arc<dyn Peers>>,
+    /// Mints audit entry ids (unique across nodes, like session ids).
+    pub audit_ids: Mutex<engine::ids::SessionIdGen>,
 }
 
 impl Shared {
+    /// A new audit entry id.
+    pub fn audit_id(&self, now: engine::Millis) -> u64 {
+        let mut ids = self.audit_ids.lock().unwrap_or_else(|p| p.into_inner());
+        ids.next(now).0
+    }
+
     /// The directory; panics only if used before start-up finished, which is a bug.
     pub fn directory(&self) -> &ActorRef<DirectoryMessage> {
         self.directory

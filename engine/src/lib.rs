@@ -36,6 +36,7 @@ pub mod secret;
 pub mod session;
 pub mod sla;
 pub mod summary;
+pub mod supervision;
 pub mod text;
 pub mod ticket;
 pub mod wait;

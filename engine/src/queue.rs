@@ -145,6 +145,18 @@ impl<T: Candidate> GroupQueue<T> {
         );
     }
 
+    /// Gives a waiting session another priority, keeping its queue time,
+    /// its outstanding offer and who passed it by; returns it (for the
+    /// caller's own copy of the priority), or `None` if it is not waiting.
+    pub fn reprioritise(&mut self, session: SessionId, priority: i32) -> Option<&mut Waiting<T>> {
+        let old_key = self.index.get(&session).copied()?;
+        let mut waiting = self.order.remove(&old_key)?;
+        waiting.priority = priority;
+        let key = (Reverse(priority), waiting.queued_at, session);
+        self.index.insert(session, key);
+        Some(self.order.entry(key).or_insert(waiting))
+    }
+
     /// Takes a session out (accepted, abandoned, overflowed); returns it if it was waiting.
     pub fn remove(&mut self, session: SessionId) -> Option<Waiting<T>> {
         let key = self.index.remove(&session)?;
@@ -366,6 +378,8 @@ mod tests {
         ),
         Lapse(u64, &'static str),
         Remove(u64),
+        /// (session, new priority)
+        Reprioritise(u64, i32),
         /// Dispatch and expect these (session, agent) offers.
         Dispatch(&'static [(u64, &'static str)]),
     }
@@ -385,6 +399,10 @@ mod tests {
                 }
                 Step::Lapse(s, a) => assert!(queue.offer_lapsed(SessionId(*s), &AgentId::new(a))),
                 Step::Remove(s) => assert!(queue.remove(SessionId(*s)).is_some()),
+                Step::Reprioritise(s, p) => {
+                    let waiting = queue.reprioritise(SessionId(*s), *p).expect("waiting");
+                    assert_eq!(waiting.priority, *p);
+                }
                 Step::Dispatch(expected) => {
                     let got: Vec<(u64, String)> = queue
                         .dispatch(1_000 + idx as Millis)
@@ -469,6 +487,26 @@ mod tests {
             Enqueue(2, 0, 5, Web, None),
             Member("ann", &[], true, 100, &[Web, Web]),
             Dispatch(&[(2, "ann")]),
+        ]);
+        // A supervisor raises a later session's priority: it goes first, and
+        // a lowered one goes after its equals; the place in line is kept.
+        check(&[
+            Enqueue(1, 0, 10, Web, None),
+            Enqueue(2, 0, 20, Web, None),
+            Enqueue(3, 0, 30, Web, None),
+            Reprioritise(3, 5),
+            Reprioritise(1, -1),
+            Member("ann", &[], true, 100, &[]),
+            Dispatch(&[(3, "ann"), (2, "ann"), (1, "ann")]),
+        ]);
+        // An outstanding offer survives a new priority: not offered twice.
+        check(&[
+            Enqueue(1, 0, 10, Web, None),
+            Member("ann", &[], true, 100, &[]),
+            Dispatch(&[(1, "ann")]),
+            Reprioritise(1, 9),
+            Member("bob", &[], true, 200, &[]),
+            Dispatch(&[]),
         ]);
         // Removed sessions are not offered.
         check(&[

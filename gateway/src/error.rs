@@ -71,9 +71,16 @@ impl IntoResponse for HttpError {
 }
 
 impl From<ApiError> for HttpError {
+    /// An invalid field is named in `details.field` as well as in the message.
     fn from(err: ApiError) -> HttpError {
         let (status, code) = classify(&err);
-        HttpError::new(status, code, err.to_string())
+        let error = HttpError::new(status, code, err.to_string());
+        match &err {
+            ApiError::Invalid(engine::EngineError::Invalid { field, .. }) => {
+                error.with_details(serde_json::json!({ "field": field }))
+            }
+            _ => error,
+        }
     }
 }
 

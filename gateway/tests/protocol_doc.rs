@@ -711,10 +711,11 @@ fn event_kind_idx(kind: &EventKind) -> usize {
         EventKind::QueuePosition(_) => 11,
         EventKind::Call(_) => 12,
         EventKind::Delivery(_) => 13,
+        EventKind::Steered { .. } => 14,
     }
 }
 
-const N_EVENT_KINDS: usize = 14;
+const N_EVENT_KINDS: usize = 15;
 
 /// One event of every kind (with every optional field set), checked to
 /// cover [`event_kind_idx`].
@@ -796,6 +797,15 @@ fn every_event() -> Vec<Event> {
                 "WeChat refuses: the customer has not written in the last 48 hours".into(),
             ),
         }),
+        EventKind::Steered {
+            by: engine::supervision::Actor::Supervisor(AgentId::new("wang.min")),
+            steer: engine::supervision::Steer::Reassigned {
+                group: GroupId::new("phone_support"),
+                agent: Some(agent.clone()),
+                priority: 0,
+            },
+            reason: "speaks Cantonese".into(),
+        },
     ];
     let covered: BTreeSet<usize> = kinds.iter().map(event_kind_idx).collect();
     assert_eq!(
@@ -882,6 +892,7 @@ fn server_types(endpoint: Endpoint) -> BTreeSet<String> {
     types.extend(notice_types("pub fn ticket_notice"));
     if endpoint == Endpoint::Agent {
         types.extend(notice_types("pub fn customer_view_notice"));
+        types.extend(notice_types("pub fn presence_forced_notice"));
     }
     types
 }

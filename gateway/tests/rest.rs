@@ -18,6 +18,8 @@ mod customers;
 mod desk;
 #[path = "rest/resources.rs"]
 mod resources;
+#[path = "rest/supervise.rs"]
+mod supervise;
 #[path = "rest/support.rs"]
 mod support;
 
@@ -29,7 +31,7 @@ use gateway::auth::Role;
 use crate::support::{TestServer, code};
 
 /// Every operation the router serves, as the OpenAPI document must list it.
-const OPERATIONS: [(&str, &str); 34] = [
+const OPERATIONS: [(&str, &str); 38] = [
     ("post", "/api/v1/visitors"),
     ("get", "/api/v1/me"),
     ("post", "/api/v1/customers"),
@@ -40,6 +42,10 @@ const OPERATIONS: [(&str, &str); 34] = [
     ("get", "/api/v1/agents"),
     ("get", "/api/v1/agents/{id}"),
     ("put", "/api/v1/agents/{id}/sip-password"),
+    ("put", "/api/v1/agents/{id}/presence"),
+    ("post", "/api/v1/sessions/{id}/reassign"),
+    ("post", "/api/v1/sessions/{id}/priority"),
+    ("get", "/api/v1/audit"),
     ("get", "/api/v1/groups"),
     ("get", "/api/v1/groups/{id}"),
     ("get", "/api/v1/rules"),

@@ -387,6 +387,14 @@ impl Store for CachedStore {
     async fn get_summary(&self, session: SessionId) -> Result<Option<SessionSummary>, StoreError> {
         self.inner.get_summary(session).await
     }
+    async fn audit_log(
+        &self,
+        since: Millis,
+        until: Millis,
+        limit: usize,
+    ) -> Result<Vec<engine::supervision::AuditEntry>, StoreError> {
+        self.inner.audit_log(since, until, limit).await
+    }
     async fn outbox_due(&self, now: Millis, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
         self.inner.outbox_due(now, limit).await
     }

@@ -82,6 +82,7 @@ macro_rules! store_contract_cases {
             articles_and_templates_round_trip,
             summaries_round_trip,
             outbox_due_in_order,
+            audit_log_newest_first_across_days,
         }
     };
 }

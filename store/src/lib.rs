@@ -26,6 +26,7 @@
 //! | `reply_templates` | (template_id) | [`ReplyTemplate`] |
 //! | `session_summaries` | (session_id) | [`SessionSummary`] |
 //! | `webhook_outbox` | (outbox_id), by due time | [`OutboxEntry`] |
+//! | `audit_log` | ((day), at desc, id desc) | [`AuditEntry`]: supervisor actions |
 //!
 //! Records whose fields grow with the product (tickets, articles, templates,
 //! summaries, outbox entries) keep their key columns apart and the rest as
@@ -57,6 +58,7 @@ use engine::message::StoredMessage;
 use engine::outbox::OutboxEntry;
 use engine::session::Session;
 use engine::summary::SessionSummary;
+use engine::supervision::AuditEntry;
 use engine::ticket::{Ticket, TicketEvent};
 
 pub mod cache;
@@ -196,6 +198,14 @@ pub trait Store: Send + Sync + 'static {
     /// The auto-summary of a session, once written.
     async fn get_summary(&self, session: SessionId) -> Result<Option<SessionSummary>, StoreError>;
 
+    /// Audit entries with `since <= at < until`, newest first, at most `limit`.
+    async fn audit_log(
+        &self,
+        since: Millis,
+        until: Millis,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError>;
+
     /// Outbox entries that are not dead and due at `now` (`next_attempt_at <=
     /// now`), soonest first (then by id), at most `limit`.
     async fn outbox_due(&self, now: Millis, limit: usize) -> Result<Vec<OutboxEntry>, StoreError>;
@@ -256,6 +266,9 @@ pub enum WriteOp {
     PutOutbox(OutboxEntry),
     /// Deletes a delivered outbox entry by id; a no-op if there is none.
     DeleteOutbox(String),
+    /// Appends a supervisor action to the audit log; the same `(at, id)`
+    /// again overwrites it (a retried write).
+    PutAudit(AuditEntry),
 }
 
 /// One contact in a customer's recent cross-channel history.

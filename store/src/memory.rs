@@ -24,6 +24,7 @@ use engine::message::StoredMessage;
 use engine::outbox::OutboxEntry;
 use engine::session::Session;
 use engine::summary::SessionSummary;
+use engine::supervision::AuditEntry;
 use engine::ticket::{Ticket, TicketEvent};
 
 #[derive(Default)]
@@ -41,6 +42,8 @@ struct Tables {
     templates: BTreeMap<TemplateId, ReplyTemplate>,
     summaries: HashMap<SessionId, SessionSummary>,
     outbox: BTreeMap<String, OutboxEntry>,
+    /// By (at, id).
+    audit: BTreeMap<(Millis, u64), AuditEntry>,
 }
 
 /// The in-memory backend.
@@ -223,6 +226,9 @@ fn apply(tables: &mut Tables, op: &WriteOp) {
         }
         WriteOp::DeleteOutbox(id) => {
             tables.outbox.remove(id);
+        }
+        WriteOp::PutAudit(entry) => {
+            tables.audit.insert((entry.at, entry.id), entry.clone());
         }
     }
 }
@@ -419,6 +425,23 @@ impl Store for MemoryStore {
 
     async fn get_summary(&self, session: SessionId) -> Result<Option<SessionSummary>, StoreError> {
         self.with(|tables| Ok(tables.summaries.get(&session).cloned()))
+    }
+
+    async fn audit_log(
+        &self,
+        since: Millis,
+        until: Millis,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        self.with(|tables| {
+            Ok(tables
+                .audit
+                .range((since, 0)..(until, 0))
+                .rev()
+                .take(limit)
+                .map(|(_, entry)| entry.clone())
+                .collect())
+        })
     }
 
     async fn outbox_due(&self, now: Millis, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {

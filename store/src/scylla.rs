@@ -507,6 +507,15 @@ impl Store for ScyllaStore {
         platform::get_summary(self, session).await
     }
 
+    async fn audit_log(
+        &self,
+        since: Millis,
+        until: Millis,
+        limit: usize,
+    ) -> Result<Vec<engine::supervision::AuditEntry>, StoreError> {
+        platform::audit_log(self, since, until, limit).await
+    }
+
     async fn outbox_due(&self, now: Millis, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
         self.check_open()?;
         platform::outbox_due(self, now, limit).await

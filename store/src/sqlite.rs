@@ -50,6 +50,7 @@ use engine::message::StoredMessage;
 use engine::outbox::OutboxEntry;
 use engine::session::Session;
 use engine::summary::SessionSummary;
+use engine::supervision::AuditEntry;
 use engine::ticket::{Ticket, TicketEvent};
 
 /// How hard a commit waits for the disk (`PRAGMA synchronous`).
@@ -491,6 +492,16 @@ impl Store for SqliteStore {
 
     async fn outbox_due(&self, now: Millis, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
         self.read(move |conn| records::outbox_due(conn, now, limit))
+            .await
+    }
+
+    async fn audit_log(
+        &self,
+        since: Millis,
+        until: Millis,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        self.read(move |conn| records::audit_log(conn, since, until, limit))
             .await
     }
 

@@ -265,6 +265,15 @@ impl Store for TestStore {
         self.reachable().await?;
         self.inner.get_summary(session).await
     }
+    async fn audit_log(
+        &self,
+        since: engine::Millis,
+        until: engine::Millis,
+        limit: usize,
+    ) -> Result<Vec<engine::supervision::AuditEntry>, StoreError> {
+        self.reachable().await?;
+        self.inner.audit_log(since, until, limit).await
+    }
     async fn outbox_due(
         &self,
         now: engine::Millis,

@@ -70,6 +70,15 @@ pub enum Notice {
         /// The view, as staff see it.
         view: Box<CustomerView>,
     },
+    /// A supervisor set the agent's presence (sent to the agent's sockets).
+    PresenceForced {
+        /// The agent's presence now.
+        presence: engine::presence::Presence,
+        /// Who set it.
+        by: engine::supervision::Actor,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Notices one socket may have unread before newer ones are skipped (the

@@ -114,6 +114,15 @@ pub enum SessionCall {
         /// Hold, resume, hang up.
         control: CallControl,
     },
+    /// See [`SessionMessage::Steer`].
+    Steer {
+        /// Who.
+        by: engine::supervision::Actor,
+        /// What.
+        request: crate::session::SteerRequest,
+        /// Why.
+        reason: String,
+    },
     /// See [`SessionMessage::Delivery`].
     Delivery {
         /// What became of a reply.
@@ -346,6 +355,19 @@ impl SessionCall {
                 SessionCall::AgentCall { agent, control },
                 replier::<Result<Ack, ApiError>>(reply),
             ),
+            SessionMessage::Steer {
+                by,
+                request,
+                reason,
+                reply,
+            } => (
+                SessionCall::Steer {
+                    by,
+                    request,
+                    reason,
+                },
+                replier::<Result<Ack, ApiError>>(reply),
+            ),
             SessionMessage::Delivery { report, reply } => (
                 SessionCall::Delivery { report },
                 replier::<Result<(), ApiError>>(reply),
@@ -472,6 +494,20 @@ impl SessionCall {
             SessionCall::Delivery { report } => {
                 let (reply, answer) = port::<Result<(), ApiError>>();
                 (SessionMessage::Delivery { report, reply }, Box::pin(answer))
+            }
+            SessionCall::Steer {
+                by,
+                request,
+                reason,
+            } => {
+                let (reply, answer) = port::<Result<Ack, ApiError>>();
+                let message = SessionMessage::Steer {
+                    by,
+                    request,
+                    reason,
+                    reply,
+                };
+                (message, Box::pin(answer))
             }
         })
     }

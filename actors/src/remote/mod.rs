@@ -162,6 +162,13 @@ pub enum GroupCast {
         /// The session.
         session: SessionId,
     },
+    /// See [`GroupMessage::Reprioritise`].
+    Reprioritise {
+        /// The session.
+        session: SessionId,
+        /// Its priority now.
+        priority: i32,
+    },
     /// See [`GroupMessage::Member`].
     Member {
         /// The agent's profile.
@@ -333,6 +340,10 @@ impl GroupCast {
                 step: entry.step.parts(),
             },
             GroupMessage::Leave { session } => GroupCast::Leave { session: *session },
+            GroupMessage::Reprioritise { session, priority } => GroupCast::Reprioritise {
+                session: *session,
+                priority: *priority,
+            },
             GroupMessage::Member { profile, status } => GroupCast::Member {
                 profile: (**profile).clone(),
                 status: status.clone(),
@@ -371,6 +382,9 @@ impl GroupCast {
                 },
             },
             GroupCast::Leave { session } => GroupMessage::Leave { session },
+            GroupCast::Reprioritise { session, priority } => {
+                GroupMessage::Reprioritise { session, priority }
+            }
             GroupCast::Member { profile, status } => GroupMessage::Member {
                 profile: Arc::new(profile),
                 status,

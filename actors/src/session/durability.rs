@@ -324,7 +324,8 @@ impl SessionActor {
             | SessionMessage::StartCall { reply, .. }
             | SessionMessage::CallEvent { reply, .. }
             | SessionMessage::EndCall { reply, .. }
-            | SessionMessage::AgentCall { reply, .. } => {
+            | SessionMessage::AgentCall { reply, .. }
+            | SessionMessage::Steer { reply, .. } => {
                 let _ = reply.send(Err(refusal()));
             }
             SessionMessage::DropCall => {
@@ -405,7 +406,10 @@ impl SessionActor {
         let hub = &self.shared.hub;
         let to_customer = !matches!(
             event.kind,
-            EventKind::Offered { .. } | EventKind::OfferLapsed { .. } | EventKind::Delivery(_)
+            EventKind::Offered { .. }
+                | EventKind::OfferLapsed { .. }
+                | EventKind::Delivery(_)
+                | EventKind::Steered { .. }
         );
         if to_customer {
             hub.publish(

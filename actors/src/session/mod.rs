@@ -61,6 +61,24 @@ pub enum TransferTarget {
     },
 }
 
+/// What a supervisor asks of a waiting session (see `steering.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum SteerRequest {
+    /// Out of its queue, into `group`'s (for `agent` only, if set).
+    Reassign {
+        /// The group.
+        group: GroupId,
+        /// The one agent to offer it to, a member of `group`.
+        agent: Option<AgentId>,
+    },
+    /// Another priority where it waits.
+    Priority {
+        /// Higher is served first.
+        priority: i32,
+    },
+}
+
 /// Who is typing, as the caller authenticated them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Typist {
@@ -74,6 +92,7 @@ mod call;
 mod delivery;
 mod durability;
 mod rating;
+mod steering;
 mod steps;
 mod typing;
 
@@ -241,6 +260,18 @@ pub enum SessionMessage {
         /// Ok once durable, or at once when it was no news.
         reply: RpcReplyPort<Result<(), ApiError>>,
     },
+    /// A supervisor moves the waiting session or changes its priority
+    /// (see `steering.rs`); refused unless it is queued or offered.
+    Steer {
+        /// Who asks (authorised by the caller).
+        by: engine::supervision::Actor,
+        /// What.
+        request: SteerRequest,
+        /// Why (checked by the caller).
+        reason: String,
+        /// The ack of the `steered` event, once durable (with its audit entry).
+        reply: RpcReplyPort<Result<Ack, ApiError>>,
+    },
     /// Test hook: panic in the handler, as a bug would.
     #[cfg(test)]
     Panic,
@@ -322,6 +353,9 @@ pub struct SessionActorState {
     /// The last reported state of each agent message on its way to a
     /// channel account, by the message's `seq`.
     deliveries: HashMap<u64, DeliveryState>,
+    /// What supervisors did to its routing, as read back from the history
+    /// (a restored plan follows it).
+    steered: steering::Steered,
     /// Store writes besides the events (an agent reply's outbox entry),
     /// sent with them by the next flush.
     unwritten_ops: Vec<store::WriteOp>,
@@ -387,6 +421,7 @@ impl Actor for SessionActor {
             call_held: false,
             deliveries: HashMap::new(),
             unwritten_ops: Vec::new(),
+            steered: steering::Steered::default(),
             uncached_at: None,
             failed: None,
         };
@@ -652,6 +687,17 @@ impl Actor for SessionActor {
                 let result = self.rate(&myself, state, customer, score, comment);
                 self.reply_when_durable(state, result, reply);
             }
+            SessionMessage::Steer {
+                by,
+                request,
+                reason,
+                reply,
+            } => {
+                let result = self
+                    .steer(&myself, state, by, request, reason)
+                    .map(|seq| (seq, false));
+                self.reply_when_durable(state, result, reply);
+            }
             SessionMessage::Durable { seq, result } => self.durable(&myself, state, seq, result)?,
             SessionMessage::PassivationCheck => self.maybe_passivate(&myself, state),
             SessionMessage::Snapshot { reply } => {
@@ -694,7 +740,9 @@ impl SessionActor {
             if message.sender != Sender::System {
                 continue;
             }
-            match Event::from_stored(message).kind {
+            let kind = Event::from_stored(message).kind;
+            state.steered.follow(&kind);
+            match kind {
                 EventKind::Call(CallEvent::Started { digits: keyed, .. }) if message.seq == 1 => {
                     state.call = true;
                     digits = keyed;

@@ -92,10 +92,11 @@ impl SessionActor {
         let Some(contact) = state.contact.clone() else {
             return Ok(());
         };
-        let plan = self
-            .shared
-            .rules()
-            .route(&contact)
+        // A session a supervisor reassigned follows its new step, not its rule.
+        let plan = state
+            .steered
+            .plan(state.session.group.as_ref())
+            .or_else(|| self.shared.rules().route(&contact))
             .unwrap_or_else(RoutePlan::fallback);
         let now = crate::clock::now();
         let place_in_line = state.session.times.queued.unwrap_or(now);
@@ -107,7 +108,7 @@ impl SessionActor {
         // event). A later timer finds the step settled.
         let minted_here = engine::ids::node_of(state.session.id) == self.shared.config.node_id;
         let step_entered = state.step_entered.filter(|_| !minted_here);
-        let (cursor, effects) = PlanCursor::restore(
+        let (mut cursor, effects) = PlanCursor::restore(
             plan,
             &contact,
             state.session.group.as_ref(),
@@ -115,6 +116,9 @@ impl SessionActor {
             step_entered,
             now,
         );
+        if let Some(priority) = state.steered.priority() {
+            cursor.reprioritise(priority);
+        }
         state.plan = Some(cursor);
         self.run_plan_effects(state, effects)
     }

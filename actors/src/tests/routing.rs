@@ -270,3 +270,58 @@ async fn a_session_restarted_while_offered_still_overflows_on_time() {
     assert_eq!(board.group_view(&default).await.unwrap().waiting.len(), 1);
     board.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_steered_session_keeps_its_new_queue_and_priority_across_a_restart() {
+    use engine::supervision::Actor;
+    let board = start(Arc::new(MemoryStore::new()), config()).await;
+    let gold = GroupId::new("gold_service");
+    let default = GroupId::new("default");
+    let vip = board
+        .customer_message(envelope(Channel::Wechat, "v-wx", "vip first", "v1"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // A plain customer's rule knows only default: a supervisor moves them
+    // to gold_service, ahead of the VIP.
+    let plain = board
+        .customer_message(envelope(Channel::Web, "p-web", "plain later", "p1"))
+        .await
+        .unwrap();
+    let supervisor = Actor::Supervisor(id("sue"));
+    let reassign = crate::SteerRequest::Reassign {
+        group: gold.clone(),
+        agent: None,
+    };
+    board
+        .steer_session(supervisor.clone(), plain.session, reassign, "gold has room")
+        .await
+        .unwrap();
+    let raise = crate::SteerRequest::Priority { priority: 10 };
+    board
+        .steer_session(supervisor, plain.session, raise, "escalated")
+        .await
+        .unwrap();
+    let order = |view: crate::group::GroupView| {
+        view.waiting
+            .iter()
+            .map(|(session, priority, ..)| (*session, *priority))
+            .collect::<Vec<_>>()
+    };
+    let expected = vec![(plain.session, 10), (vip.session, 0)];
+    assert_eq!(order(board.group_view(&gold).await.unwrap()), expected);
+    assert!(board.group_view(&default).await.unwrap().waiting.is_empty());
+
+    // Restarted, it waits where the supervisor put it, as they put it.
+    board.crash_session(plain.session).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(order(board.group_view(&gold).await.unwrap()), expected);
+    assert!(board.group_view(&default).await.unwrap().waiting.is_empty());
+    let record = board.session(plain.session).await.unwrap();
+    assert_eq!(record.group, Some(gold.clone()));
+    // Both actions are in the audit log, newest first.
+    let audit = board.audit_log(0, i64::MAX, 10).await.unwrap();
+    let reasons: Vec<&str> = audit.iter().map(|e| e.reason.as_str()).collect();
+    assert_eq!(reasons, ["escalated", "gold has room"]);
+    board.shutdown().await;
+}

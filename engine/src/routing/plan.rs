@@ -189,6 +189,20 @@ impl PlanCursor {
         }
     }
 
+    /// The step the session waits in (or last waited in).
+    pub fn step(&self) -> &Step {
+        &self.plan.steps[self.step_idx]
+    }
+
+    /// A supervisor gave the session another priority where it waits: the
+    /// current step keeps it (a later step has its own).
+    pub fn reprioritise(&mut self, priority: i32) {
+        // The rule's steps are shared: this session gets its own copy.
+        let mut steps = self.plan.steps.to_vec();
+        steps[self.step_idx].priority = priority;
+        self.plan.steps = steps.into();
+    }
+
     /// The plan, for logs.
     pub fn plan(&self) -> &RoutePlan {
         &self.plan

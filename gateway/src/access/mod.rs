@@ -18,6 +18,7 @@ use axum::http::request::Parts;
 use engine::agent::Agent;
 use engine::ids::{AgentId, CustomerId, GroupId};
 use engine::session::Session;
+use engine::supervision::Actor;
 use serde::Deserialize;
 
 use crate::auth::{Claims, Role, TokenError, unix_now};
@@ -196,6 +197,71 @@ impl Caller {
                     ))),
                 }
             }
+        }
+    }
+}
+
+/// A supervisor or admin about to act on the live system: who they are
+/// (for the audit log) and where they may act.
+#[derive(Debug, Clone)]
+pub struct Overseer {
+    /// Who acts.
+    pub actor: Actor,
+    /// A supervisor's groups; `None` for an admin, who acts everywhere.
+    groups: Option<Vec<GroupId>>,
+}
+
+impl Overseer {
+    /// May act on sessions waiting in `group` and send sessions there.
+    pub fn oversees(&self, group: &GroupId) -> bool {
+        self.groups
+            .as_ref()
+            .is_none_or(|groups| groups.contains(group))
+    }
+
+    /// [`Overseer::oversees`], or `403` naming the group.
+    pub fn check_group(&self, group: &GroupId) -> Result<(), HttpError> {
+        match self.oversees(group) {
+            true => Ok(()),
+            false => Err(HttpError::forbidden(format!(
+                "you do not supervise group `{group}`"
+            ))),
+        }
+    }
+
+    /// May act on `agent`: an admin, or a supervisor of one of their groups.
+    pub fn check_agent(&self, agent: &Agent) -> Result<(), HttpError> {
+        match agent.groups.iter().any(|group| self.oversees(group)) {
+            true => Ok(()),
+            false => Err(HttpError::forbidden(format!(
+                "agent `{}` is in none of the groups you supervise",
+                agent.id
+            ))),
+        }
+    }
+}
+
+impl Caller {
+    /// The caller as an [`Overseer`]: supervisors (whose profile must be a
+    /// supervisor's) and admins; anyone else gets `403`.
+    pub async fn overseer(&self, state: &AppState) -> Result<Overseer, HttpError> {
+        match self.role() {
+            Role::Admin => Ok(Overseer {
+                actor: Actor::Admin(self.claims.sub.clone()),
+                groups: None,
+            }),
+            Role::Supervisor => {
+                let profile = self.agent_profile(state).await?.ok_or_else(|| {
+                    HttpError::forbidden("this needs a supervisor or admin token")
+                })?;
+                Ok(Overseer {
+                    actor: Actor::Supervisor(profile.id.clone()),
+                    groups: Some(profile.groups),
+                })
+            }
+            Role::Agent | Role::Customer => Err(HttpError::forbidden(
+                "this needs a supervisor or admin token",
+            )),
         }
     }
 }

@@ -142,7 +142,10 @@ pub async fn put_sip_password(
 }
 
 /// The agent's stored profile, or 404 `unknown_agent`.
-async fn stored_agent(state: &AppState, id: &AgentId) -> Result<engine::agent::Agent, HttpError> {
+pub(crate) async fn stored_agent(
+    state: &AppState,
+    id: &AgentId,
+) -> Result<engine::agent::Agent, HttpError> {
     state
         .switchboard
         .store()

@@ -22,6 +22,8 @@
 //! | `GET /api/v1/agents/{id}` | the agent, supervisors of their groups, admins |
 //! | `GET /api/v1/groups` | staff |
 //! | `GET /api/v1/groups/{id}` | [`crate::access::Caller::check_group_read`] |
+//! | `POST /api/v1/sessions/{id}/reassign`, `POST /api/v1/sessions/{id}/priority`, `PUT /api/v1/agents/{id}/presence` | supervisors of the groups concerned, admins (see [`supervise`]) |
+//! | `GET /api/v1/audit` | admins |
 //! | `GET`, `PUT /api/v1/rules` | admins |
 //! | `POST /api/v1/inbound` | admins: channel adapters hold an admin token (see [`inbound`]) |
 //! | `POST`, `GET /api/v1/channels/{name}/inbound` | the platform of a `[[channels]]` account (messages; a URL check), authenticated by the account's adapter (a signature), no token (see [`channel_inbound`]) |
@@ -45,6 +47,7 @@ pub mod knowledge;
 pub mod me;
 pub mod rules;
 pub mod sessions;
+pub mod supervise;
 pub mod tickets;
 pub mod types;
 
@@ -80,6 +83,7 @@ use crate::state::AppState;
         (name = "tickets", description = "Tickets with their history, synced live to customers and agents"),
         (name = "knowledge", description = "Knowledge-base search and articles, reply templates and suggestions"),
         (name = "cluster", description = "The nodes of a cluster and their health (admins; docs/cluster.md)"),
+        (name = "supervision", description = "Supervisors steering the live system — reassign or re-prioritise a waiting session, set an agent's presence — each with its reason in the audit log (docs/supervisor.md)"),
     ),
     components(schemas(crate::error::ErrorBody, types::RuleErrorDetails)),
 )]
@@ -144,6 +148,10 @@ pub fn api_router() -> OpenApiRouter<AppState> {
             channel_inbound::channel_check
         ))
         .routes(routes!(cluster::cluster_status))
+        .routes(routes!(supervise::reassign))
+        .routes(routes!(supervise::reprioritise))
+        .routes(routes!(supervise::force_presence))
+        .routes(routes!(supervise::audit_log))
         .route("/api", any(unknown_path))
         .route("/api/{*rest}", any(unknown_path))
         .layer(axum::middleware::map_response(json_errors))

@@ -155,6 +155,40 @@ pub enum EventBody {
         /// `queued`, `retrying`, `sent`, `delivered` or `failed`.
         state: String,
     },
+    /// A supervisor moved the waiting session or changed its priority
+    /// (staff only; docs/supervisor.md); `change` says which.
+    Steered {
+        /// `supervisor:<agent id>` or `admin:<name>`.
+        by: String,
+        /// Why, in their words.
+        reason: String,
+        /// What changed.
+        #[serde(flatten)]
+        steer: SteerBody,
+    },
+}
+
+/// What a supervisor changed, in a `steered` frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum SteerBody {
+    /// Queued in `group` (for `agent` only, if set), keeping its place in line.
+    Reassigned {
+        /// The one agent it is offered to.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agent: Option<String>,
+        /// The group it waits in now.
+        group: String,
+        /// Its priority there (the one it had).
+        priority: i32,
+    },
+    /// Another priority where it waits.
+    Reprioritised {
+        /// The priority before.
+        from: i32,
+        /// The priority now.
+        to: i32,
+    },
 }
 
 /// The customer an offer is for, as the agent socket shows it with a live offer.
@@ -263,6 +297,33 @@ pub fn event_frame(event: &Event, viewer: Viewer) -> Option<EventFrame> {
                 state: report.state.as_str().to_owned(),
             }
         }
+        EventKind::Steered { by, steer, reason } => {
+            if viewer == Viewer::Customer {
+                return None;
+            }
+            let steer = match steer {
+                engine::supervision::Steer::Reassigned {
+                    group,
+                    agent,
+                    priority,
+                } => SteerBody::Reassigned {
+                    agent: agent.as_ref().map(ToString::to_string),
+                    group: group.to_string(),
+                    priority: *priority,
+                },
+                engine::supervision::Steer::Reprioritised { from, to } => {
+                    SteerBody::Reprioritised {
+                        from: *from,
+                        to: *to,
+                    }
+                }
+            };
+            EventBody::Steered {
+                by: by.to_string(),
+                reason: reason.clone(),
+                steer,
+            }
+        }
     };
     Some(EventFrame {
         body,
@@ -289,6 +350,7 @@ impl EventFrame {
             EventBody::Rated { .. } => "rated",
             EventBody::Call { .. } => "call",
             EventBody::Delivery { .. } => "delivery",
+            EventBody::Steered { .. } => "steered",
         }
     }
 }

@@ -148,7 +148,26 @@ pub fn notice_frame(notice: &Notice) -> serde_json::Value {
         Notice::CustomerView { session, view } => {
             customer_view_notice(*session, &CustomerView::from(&**view))
         }
+        Notice::PresenceForced {
+            presence,
+            by,
+            reason,
+        } => presence_forced_notice(presence, by, reason),
     }
+}
+
+/// The frame telling an agent's sockets that a supervisor set their presence.
+pub fn presence_forced_notice(
+    presence: &engine::presence::Presence,
+    by: &engine::supervision::Actor,
+    reason: &str,
+) -> serde_json::Value {
+    serde_json::json!({
+        "type": "presence_forced",
+        "presence": crate::rest::types::PresenceRecord::from(presence),
+        "by": by.to_string(),
+        "reason": reason,
+    })
 }
 
 /// One contact in the cross-channel timeline.

@@ -284,3 +284,55 @@ pub async fn outbox_due_in_order(store: &dyn Store) {
         vec!["e-b", "e-first", "e-late"]
     );
 }
+
+/// Audit entries newest first within `[since, until)`, across days, bounded
+/// by `limit`; the same entry written twice is stored once.
+pub async fn audit_log_newest_first_across_days(store: &dyn Store) {
+    use engine::supervision::{Actor, AuditAction, AuditEntry, ForcedPresence, Steer};
+    let entry = |id: u64, at: Millis| AuditEntry {
+        id,
+        at,
+        by: Actor::Supervisor(AgentId::new("li.na")),
+        action: match id % 2 {
+            0 => AuditAction::SetPresence {
+                agent: AgentId::new("chen.jie"),
+                presence: ForcedPresence::Away,
+            },
+            _ => AuditAction::SteerSession {
+                session: SessionId(u64::MAX - id),
+                group: Some(GroupId::new("general")),
+                steer: Steer::Reprioritised { from: 0, to: 5 },
+            },
+        },
+        reason: format!("原因 {id}"),
+    };
+    let ids = |entries: Vec<AuditEntry>| entries.into_iter().map(|e| e.id).collect::<Vec<_>>();
+    let written = [
+        entry(1, T0 - DAY),
+        entry(2, T0),
+        entry(3, T0),
+        entry(4, T0 + SECOND),
+        entry(5, T0 + 2 * DAY),
+    ];
+    write(
+        store,
+        written.iter().cloned().map(WriteOp::PutAudit).collect(),
+    )
+    .await;
+    // A retried write of the same entry.
+    write(store, vec![WriteOp::PutAudit(entry(4, T0 + SECOND))]).await;
+
+    let all = store.audit_log(0, T0 + 3 * DAY, 100).await.unwrap();
+    assert_eq!(all[0], written[4]);
+    assert_eq!(ids(all), vec![5, 4, 3, 2, 1]);
+    assert_eq!(
+        ids(store.audit_log(T0, T0 + DAY, 100).await.unwrap()),
+        vec![4, 3, 2],
+        "since is inclusive, until exclusive"
+    );
+    assert_eq!(
+        ids(store.audit_log(T0 - DAY, T0 + 3 * DAY, 3).await.unwrap()),
+        vec![5, 4, 3]
+    );
+    assert!(store.audit_log(T0, T0, 10).await.unwrap().is_empty());
+}

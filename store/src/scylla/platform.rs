@@ -54,6 +54,7 @@ use engine::ids::{CustomerId, SessionId, TicketId};
 use engine::kb::Article;
 use engine::outbox::OutboxEntry;
 use engine::summary::SessionSummary;
+use engine::supervision::AuditEntry;
 use engine::ticket::{Ticket, TicketEvent};
 
 /// The one partition of `kb_articles` and of `reply_templates`.
@@ -121,6 +122,21 @@ pub(super) struct SummaryRow {
     pub session_id: i64,
     /// JSON [`SessionSummary`].
     pub record: String,
+}
+
+/// `audit_log`: partitioned by UTC day ([`audit_day`]).
+#[derive(Debug, Clone, PartialEq, SerializeRow, DeserializeRow)]
+pub(super) struct AuditRow {
+    pub day: i64,
+    pub at: i64,
+    pub id: i64,
+    /// JSON [`AuditEntry`].
+    pub record: String,
+}
+
+/// The `audit_log` partition of time `at`: days since the Unix epoch (UTC).
+pub(super) fn audit_day(at: Millis) -> i64 {
+    at.div_euclid(24 * 60 * 60 * 1000)
 }
 
 /// `webhook_outbox`. `next_attempt_at` and `dead` repeat the record's fields
@@ -240,6 +256,20 @@ pub(super) fn summary_from_row(row: &SummaryRow) -> Result<SessionSummary, Store
     decode("session_summaries", key, &row.record)
 }
 
+pub(super) fn audit_row(entry: &AuditEntry) -> Result<AuditRow, StoreError> {
+    Ok(AuditRow {
+        day: audit_day(entry.at),
+        at: entry.at,
+        id: session_id_to_i64(SessionId(entry.id)),
+        record: encode(entry, "audit_log")?,
+    })
+}
+
+pub(super) fn audit_from_row(row: &AuditRow) -> Result<AuditEntry, StoreError> {
+    let key = format_args!("at={} id={}", row.at, session_id_from_i64(row.id));
+    decode("audit_log", key, &row.record)
+}
+
 pub(super) fn outbox_row(entry: &OutboxEntry) -> Result<OutboxRow, StoreError> {
     Ok(OutboxRow {
         bucket: outbox_bucket(&entry.id),
@@ -267,6 +297,7 @@ pub(super) enum PlatformUpsert {
     Summary(SummaryRow),
     Outbox(OutboxRow),
     DeletedOutbox(OutboxKey),
+    Audit(AuditRow),
 }
 
 impl PlatformUpsert {
@@ -284,6 +315,7 @@ impl PlatformUpsert {
             PlatformUpsert::Summary(row) => ("insert_summary", Box::new(row.clone())),
             PlatformUpsert::Outbox(row) => ("insert_outbox", Box::new(row.clone())),
             PlatformUpsert::DeletedOutbox(key) => ("delete_outbox", Box::new(key.clone())),
+            PlatformUpsert::Audit(row) => ("insert_audit", Box::new(row.clone())),
         }
     }
 }
@@ -302,6 +334,7 @@ pub(super) struct PlatformPlan {
     summaries: BTreeMap<i64, SummaryRow>,
     /// `None`: deleted.
     outbox: BTreeMap<String, Option<OutboxRow>>,
+    audit: BTreeMap<(i64, i64), AuditRow>,
 }
 
 impl PlatformPlan {
@@ -354,6 +387,10 @@ impl PlatformPlan {
             WriteOp::DeleteOutbox(id) => {
                 self.outbox.insert(id.clone(), None);
             }
+            WriteOp::PutAudit(entry) => {
+                let row = audit_row(entry)?;
+                self.audit.insert((row.at, row.id), row);
+            }
             WriteOp::PutCustomer(_)
             | WriteOp::LinkIdentity { .. }
             | WriteOp::PutSession(_)
@@ -405,6 +442,7 @@ impl PlatformPlan {
                 }),
             });
         }
+        upserts.extend(self.audit.into_values().map(PlatformUpsert::Audit));
         (self.ticket_events, upserts)
     }
 }
@@ -637,4 +675,34 @@ pub(super) fn due_rows(mut all: Vec<OutboxRow>, now: Millis, limit: usize) -> Ve
     all.sort_by(|a, b| (a.next_attempt_at, &a.outbox_id).cmp(&(b.next_attempt_at, &b.outbox_id)));
     all.truncate(limit);
     all
+}
+
+/// Newest first: the day partitions from `until`'s back to `since`'s, each
+/// read until `limit` entries are found.
+pub(super) async fn audit_log(
+    store: &ScyllaStore,
+    since: Millis,
+    until: Millis,
+    limit: usize,
+) -> Result<Vec<AuditEntry>, StoreError> {
+    let mut found = Vec::new();
+    if since >= until {
+        return Ok(found);
+    }
+    let mut day = audit_day(until - 1);
+    while day >= audit_day(since) && found.len() < limit {
+        let wanted = limit_to_cql(limit - found.len());
+        let page: Vec<AuditRow> = rows(
+            store,
+            &store.statements.select_audit,
+            (day, since, until, wanted),
+            "reading audit_log",
+        )
+        .await?;
+        for row in &page {
+            found.push(audit_from_row(row)?);
+        }
+        day -= 1;
+    }
+    Ok(found)
 }

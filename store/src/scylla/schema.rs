@@ -218,6 +218,19 @@ pub const MIGRATIONS: &[Migration] = &[
     session_id bigint PRIMARY KEY,
     group_id text)"],
     },
+    // The audit log of supervisor actions, one partition per UTC day,
+    // newest first; the JSON record holds the entry.
+    Migration {
+        version: 7,
+        name: "audit log",
+        statements: &["CREATE TABLE IF NOT EXISTS audit_log (
+    day bigint,
+    at bigint,
+    id bigint,
+    record text,
+    PRIMARY KEY ((day), at, id)
+) WITH CLUSTERING ORDER BY (at DESC, id DESC)"],
+    },
 ];
 
 /// The newest schema version this build reads and writes.

@@ -218,6 +218,10 @@ statements! {
         "INSERT INTO session_summaries (session_id, record) VALUES (:session_id, :record)");
     select_summary = idempotent(
         "SELECT session_id, record FROM session_summaries WHERE session_id = ?");
+    insert_audit = idempotent(
+        "INSERT INTO audit_log (day, at, id, record) VALUES (:day, :at, :id, :record)");
+    select_audit = idempotent(
+        "SELECT day, at, id, record FROM audit_log WHERE day = ? AND at >= ? AND at < ? LIMIT ?");
     insert_outbox = idempotent(
         "INSERT INTO webhook_outbox (bucket, outbox_id, next_attempt_at, dead, record) \
          VALUES (:bucket, :outbox_id, :next_attempt_at, :dead, :record)");

@@ -152,7 +152,8 @@ pub(super) fn plan(batch: &[WriteOp]) -> Result<WritePlan, StoreError> {
             | WriteOp::DeleteTemplate(_)
             | WriteOp::PutSummary(_)
             | WriteOp::PutOutbox(_)
-            | WriteOp::DeleteOutbox(_) => platform.add(op)?,
+            | WriteOp::DeleteOutbox(_)
+            | WriteOp::PutAudit(_) => platform.add(op)?,
         }
     }
     plan.upserts

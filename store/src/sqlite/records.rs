@@ -14,6 +14,7 @@ use engine::ids::{CustomerId, SessionId, TicketId};
 use engine::kb::Article;
 use engine::outbox::OutboxEntry;
 use engine::summary::SessionSummary;
+use engine::supervision::AuditEntry;
 use engine::ticket::{Ticket, TicketEvent};
 
 /// Version 3: the data platform's tables.
@@ -74,7 +75,7 @@ fn execute(
         .map_err(sqlite_error(&format!("writing {table}")))
 }
 
-/// Applies one of the data platform's ops; `false` if `op` is not one.
+/// Applies one of the data platform's ops (and the audit log's); `false` if `op` is not one.
 pub(super) fn apply(conn: &Connection, op: &WriteOp) -> Result<bool, StoreError> {
     match op {
         WriteOp::PutTicket(ticket) => execute(
@@ -143,6 +144,16 @@ pub(super) fn apply(conn: &Connection, op: &WriteOp) -> Result<bool, StoreError>
             params![
                 session_id_to_sql(summary.session_id),
                 encode(summary, "session_summaries")?
+            ],
+        )?,
+        WriteOp::PutAudit(entry) => execute(
+            conn,
+            "audit_log",
+            "INSERT OR REPLACE INTO audit_log (at, id, record) VALUES (?1, ?2, ?3)",
+            params![
+                entry.at,
+                session_id_to_sql(SessionId(entry.id)),
+                encode(entry, "audit_log")?
             ],
         )?,
         WriteOp::PutOutbox(entry) => execute(
@@ -270,5 +281,21 @@ pub(super) fn outbox_due(
         "webhook_outbox",
         sql,
         params![now, limit_to_sql(limit)],
+    )
+}
+
+pub(super) fn audit_log(
+    conn: &Connection,
+    since: Millis,
+    until: Millis,
+    limit: usize,
+) -> Result<Vec<AuditEntry>, StoreError> {
+    let sql = "SELECT at, record FROM audit_log WHERE at >= ?1 AND at < ?2
+               ORDER BY at DESC, id DESC LIMIT ?3";
+    records(
+        conn,
+        "audit_log",
+        sql,
+        params![since, until, limit_to_sql(limit)],
     )
 }

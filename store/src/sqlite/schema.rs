@@ -9,7 +9,7 @@ use super::{SqliteOptions, sqlite_error};
 use crate::StoreError;
 
 /// The schema this build writes and reads.
-pub(super) const SCHEMA_VERSION: i64 = 7;
+pub(super) const SCHEMA_VERSION: i64 = 8;
 
 /// Version 1. Each table mirrors its CQL counterpart: the CQL partition and
 /// clustering keys are the primary key, `WITHOUT ROWID` keeps rows clustered
@@ -143,6 +143,17 @@ const SCHEMA_V6: &str = "ALTER TABLE sessions ADD COLUMN reply_route TEXT;";
 /// count in `group_id`).
 const SCHEMA_V7: &str = "ALTER TABLE sessions ADD COLUMN sla_group TEXT;";
 
+/// v8: the audit log of supervisor actions (JSON `AuditEntry`), by time.
+/// `id` is minted like a session id and stored the same way.
+const SCHEMA_V8: &str = "
+CREATE TABLE audit_log (
+    at     INTEGER NOT NULL,
+    id     INTEGER NOT NULL,
+    record TEXT NOT NULL,         -- JSON AuditEntry
+    PRIMARY KEY (at, id)
+) WITHOUT ROWID;
+";
+
 /// Creates the schema on a new database, upgrades an older one step by step,
 /// accepts a current one, and refuses one written by a newer build.
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
@@ -183,6 +194,10 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     if version < 7 {
         tx.execute_batch(SCHEMA_V7)
             .map_err(sqlite_error("upgrading schema to v7"))?;
+    }
+    if version < 8 {
+        tx.execute_batch(SCHEMA_V8)
+            .map_err(sqlite_error("upgrading schema to v8"))?;
     }
     if version < SCHEMA_VERSION {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)

@@ -96,6 +96,16 @@ pub(super) fn every_platform_op() -> Vec<WriteOp> {
         WriteOp::PutSummary(summary(SessionId(u64::MAX - 1))),
         WriteOp::PutOutbox(outbox("e-1", T0)),
         WriteOp::DeleteOutbox("e-2/crm".into()),
+        WriteOp::PutAudit(engine::supervision::AuditEntry {
+            id: 9,
+            at: T0,
+            by: engine::supervision::Actor::Admin("ops".into()),
+            action: engine::supervision::AuditAction::SetPresence {
+                agent: engine::ids::AgentId::new("li.na"),
+                presence: engine::supervision::ForcedPresence::Offline,
+            },
+            reason: "left for the day".into(),
+        }),
     ]
 }
 

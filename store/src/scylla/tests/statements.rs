@@ -13,7 +13,8 @@ use scylla::serialize::row::{RowSerializationContext, SerializeRow};
 use scylla::serialize::writers::RowWriter;
 
 use super::super::platform::{
-    ArticleRow, LIST_BUCKET, OutboxRow, SummaryRow, TemplateRow, TicketEventRow, TicketRow,
+    ArticleRow, AuditRow, LIST_BUCKET, OutboxRow, SummaryRow, TemplateRow, TicketEventRow,
+    TicketRow,
 };
 use super::super::read::limit_to_cql;
 use super::super::rows::{
@@ -310,6 +311,10 @@ fn every_positional_marker_binds_what_the_code_passes() {
         ("select_templates", Box::new((LIST_BUCKET,))),
         ("select_summary", Box::new((session,))),
         ("select_outbox", Box::new((0_i32,))),
+        (
+            "select_audit",
+            Box::new((19_000_i64, T0, T0 + 1, limit_to_cql(10))),
+        ),
     ];
     for (name, values) in &calls {
         let n_values = bind_positional(name, &**values).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -384,6 +389,7 @@ fn every_select_decodes_into_the_row_read_from_it() {
         ("select_templates", decodes::<TemplateRow>),
         ("select_summary", decodes::<SummaryRow>),
         ("select_outbox", decodes::<OutboxRow>),
+        ("select_audit", decodes::<AuditRow>),
     ];
     let text = |name: &str| ALL.iter().find(|(n, _)| *n == name).unwrap().1.text;
     for (name, check) in reads {
