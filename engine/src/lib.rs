@@ -7,7 +7,8 @@
 //! ([`wait`]) and sliding-window limits ([`limit`]); the data platform's
 //! tickets ([`ticket`]), knowledge search ([`kb`]), reply templates
 //! ([`assist`]), session summaries ([`summary`]) and the webhook outbox ([`outbox`]);
-//! configured keys and passwords that never print ([`secret`]). Persisting
+//! configured keys and passwords that never print ([`secret`]); supervisors'
+//! actions and their audit record ([`supervision`]). Persisting
 //! them is the `store` crate's work.
 //!
 //! Architecture invariant: nothing here performs IO or awaits (the crate

@@ -67,6 +67,7 @@ pub const ASSETS: &[Asset] = assets![
     "desktop-call.js",
     "desktop-side.js",
     "wallboard.js",
+    "supervise.js",
 ];
 
 /// Lets the pages talk to this origin only (REST and WebSockets) and be

@@ -11,6 +11,7 @@ import { TEXT } from "./desktop-text.js";
 import { SessionCard } from "./desktop-session.js";
 import { Side } from "./desktop-side.js";
 import { Wallboard } from "./wallboard.js";
+import { Control } from "./supervise.js";
 
 const TOKEN_KEY = "switchboard.desktop.token";
 const ROLE_RANK = { junior: 0, expert: 1, supervisor: 2 };
@@ -34,6 +35,7 @@ const ctx = {
   agents: [],
   side: null,
   wallboard: null,
+  control: null,
   setActive,
   removeCard,
   channelName: (channel) => {
@@ -97,7 +99,10 @@ async function signIn(token) {
   $("app").hidden = false;
   $("agent-name").textContent = me.agent.display_name;
   ctx.side = new Side(ctx);
-  if (me.agent.role === "supervisor") ctx.wallboard = new Wallboard(ctx, $("wallboard-body"));
+  if (me.agent.role === "supervisor") {
+    ctx.control = new Control(ctx, $("control-body"));
+    ctx.wallboard = new Wallboard(ctx, $("wallboard-body"));
+  }
   loadDirectory();
   wirePresence();
   ctx.link = new Link({
@@ -164,6 +169,7 @@ function wirePresence() {
     if (select.value === "away") frame.reason = reason.value.trim() || i18n.t("presence_away");
     try {
       const reply = await ctx.link.request(frame);
+      $("presence-forced").hidden = true;
       ctx.presence = reply.presence;
       renderPresence();
       announce(presenceText());
@@ -258,6 +264,15 @@ function onFrame(frame) {
       ctx.presence = frame.presence;
       renderPresence();
       return;
+    case "presence_forced": {
+      // A supervisor set our presence: say who and why until we change it.
+      ctx.presence = frame.presence;
+      renderPresence();
+      const notice = $("presence-forced");
+      notice.textContent = i18n.t("presence_forced", { by: frame.by, presence: i18n.t(`presence_${frame.presence.state}`), reason: frame.reason });
+      notice.hidden = false;
+      return;
+    }
     case "phone":
       ctx.phone = { registered: frame.registered };
       renderPhone();

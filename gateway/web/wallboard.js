@@ -19,6 +19,7 @@ export class Wallboard {
     try {
       this.board = await this.ctx.api("GET", "/wallboard");
       this.error = null;
+      if (this.ctx.control) this.ctx.control.update(this.board);
     } catch (err) {
       this.error = err.message;
     }

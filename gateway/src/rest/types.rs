@@ -9,12 +9,12 @@ use actors::agent::AgentView;
 use actors::group::{GroupView, QueueStatus};
 use engine::agent::Agent;
 use engine::group::SkillGroup;
-use engine::presence::Presence;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::auth::Role;
 use crate::wire::event::{EventFrame, Viewer};
+pub use crate::wire::records::PresenceRecord;
 use crate::wire::records::{IdentityBody, SessionRecord};
 use crate::wire::{PhoneRecord, Time};
 
@@ -193,34 +193,6 @@ impl From<&Agent> for AgentProfile {
 pub struct AgentList {
     /// Every agent, by id.
     pub agents: Vec<AgentProfile>,
-}
-
-/// An agent's presence.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct PresenceRecord {
-    /// `offline`, `available`, `away`, `wrap_up` or `not_responding`.
-    pub state: String,
-    /// Why the agent is away.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// When wrap-up ends by itself.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub until: Option<Time>,
-}
-
-impl From<&Presence> for PresenceRecord {
-    fn from(presence: &Presence) -> PresenceRecord {
-        let (reason, until) = match presence {
-            Presence::Away { reason } => (Some(reason.clone()), None),
-            Presence::WrapUp { until } => (None, Some(Time(*until))),
-            _ => (None, None),
-        };
-        PresenceRecord {
-            state: presence.as_str().to_string(),
-            reason,
-            until,
-        }
-    }
 }
 
 /// `GET /api/v1/agents/{id}`: the profile and the live state.

@@ -164,7 +164,7 @@ pub fn presence_forced_notice(
 ) -> serde_json::Value {
     serde_json::json!({
         "type": "presence_forced",
-        "presence": crate::rest::types::PresenceRecord::from(presence),
+        "presence": super::records::PresenceRecord::from(presence),
         "by": by.to_string(),
         "reason": reason,
     })

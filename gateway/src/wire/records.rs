@@ -4,6 +4,7 @@
 //! snake_case names; times follow [`super`]: ms since the Unix epoch.
 
 use engine::customer::{Customer, Identity};
+use engine::presence::Presence;
 use engine::session::{Session, SessionTimes};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -170,6 +171,34 @@ impl SessionRecord {
             transfers: session.transfers,
             summary: session.summary.clone().filter(|_| staff),
             rating: session.rating,
+        }
+    }
+}
+
+/// An agent's presence.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PresenceRecord {
+    /// `offline`, `available`, `away`, `wrap_up` or `not_responding`.
+    pub state: String,
+    /// Why the agent is away.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When wrap-up ends by itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<Time>,
+}
+
+impl From<&Presence> for PresenceRecord {
+    fn from(presence: &Presence) -> PresenceRecord {
+        let (reason, until) = match presence {
+            Presence::Away { reason } => (Some(reason.clone()), None),
+            Presence::WrapUp { until } => (None, Some(Time(*until))),
+            _ => (None, None),
+        };
+        PresenceRecord {
+            state: presence.as_str().to_string(),
+            reason,
+            until,
         }
     }
 }

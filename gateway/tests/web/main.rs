@@ -605,6 +605,119 @@ async fn the_three_role_layouts_differ() {
     server.server.shutdown().await.unwrap();
 }
 
+/// A supervisor steers from the desktop: forces an agent away (the agent's
+/// desktop says who and why), moves a waiting customer to another group
+/// and raises their priority; each action is in the audit log with its
+/// reason, and agents have no such controls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervisor_forces_an_agent_away_and_moves_a_waiting_customer_from_the_desktop() {
+    let server = server().await;
+    let driver = Driver::start().await;
+    let agent = driver.browser("en-US", 1500, 900).await;
+    let supervisor = driver.browser("en-US", 1500, 1000).await;
+    open_desktop(&agent, &server, "chen.jie", Role::Agent).await;
+    open_desktop(&supervisor, &server, "wang.min", Role::Supervisor).await;
+    go_available(&agent).await;
+    assert!(!present(&agent, "#control").await);
+
+    // Chen Jie is forced away, with the reason on his desktop.
+    supervisor
+        .wait(
+            "chen.jie in the presence list",
+            "return !!document.querySelector(\"#control-presence-agent option[value='chen.jie']\")",
+            json!([]),
+        )
+        .await;
+    supervisor
+        .choose("#control-presence-agent", "chen.jie")
+        .await;
+    supervisor.choose("#control-presence", "away").await;
+    supervisor
+        .type_text("#control-reason", "stuck: not answering offers")
+        .await;
+    supervisor.click("#control-apply-presence").await;
+    supervisor
+        .wait_text("#control-status", "chen.jie set to Away")
+        .await;
+    agent
+        .wait_text("#presence-forced", "supervisor:wang.min set you to Away")
+        .await;
+    agent
+        .wait_text("#presence-forced", "stuck: not answering offers")
+        .await;
+    agent
+        .wait_visible("#presence-state[data-state='away']")
+        .await;
+
+    // Nobody in default takes offers now: the customer waits there, and
+    // the supervisor moves them to gold_service with a higher priority.
+    let mut customer = server.customer("cust-003").await;
+    customer.hello(json!({})).await;
+    let ack = customer.say(json!({}), "c-1", "anyone there?").await;
+    let session = session_of(&ack);
+    supervisor
+        .wait(
+            "the waiting session in the list",
+            "return !!document.querySelector(`#control-session option[value='${arguments[0]}']`)",
+            json!([session]),
+        )
+        .await;
+    supervisor.choose("#control-session", &session).await;
+    supervisor.choose("#control-group", "gold_service").await;
+    supervisor.click("#control-reassign").await;
+    supervisor
+        .wait_text("#control-status", "Give a reason")
+        .await;
+    supervisor
+        .type_text("#control-reason", "default is short-staffed")
+        .await;
+    supervisor.click("#control-reassign").await;
+    supervisor.wait_text("#control-status", "reassigned").await;
+    supervisor
+        .type_text("#control-reason", "waited long enough")
+        .await;
+    supervisor.click("#control-set-priority").await;
+    supervisor
+        .wait_text("#control-status", "now has priority 10")
+        .await;
+    supervisor
+        .wait_text("#control-session", "gold_service")
+        .await;
+    supervisor
+        .screenshot(&screenshot("desktop-control.png"))
+        .await;
+
+    let admin = server.token("ops", Role::Admin);
+    let detail = server.get_json("/api/v1/groups/gold_service", &admin).await;
+    let waiting = &detail["queue"]["waiting"][0];
+    assert_eq!(waiting["session_id"], session.as_str(), "{detail}");
+    assert_eq!(waiting["priority"], 10, "{detail}");
+    let audit = server.get_json("/api/v1/audit", &admin).await;
+    let entries: Vec<(String, String)> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (lang(e["action"].clone()), lang(e["reason"].clone())))
+        .collect();
+    assert_eq!(
+        entries,
+        [
+            ("reprioritise".to_string(), "waited long enough".to_string()),
+            ("reassign".into(), "default is short-staffed".into()),
+            ("set_presence".into(), "stuck: not answering offers".into()),
+        ]
+    );
+    // The customer's chat knows nothing of it.
+    let customer_token = server.token("cust-003", Role::Customer);
+    let record = server
+        .get_json(&format!("/api/v1/sessions/{session}"), &customer_token)
+        .await;
+    assert!(!record.to_string().contains("steered"), "{record}");
+    agent.quit().await;
+    supervisor.quit().await;
+    server.server.shutdown().await.unwrap();
+}
+
 /// A caller on a trunk reaches Liu Yang's desktop: the desktop shows the
 /// phone registered, the agent accepts the offer in the page while the
 /// phone still rings (it picks up four seconds later and the call
