@@ -119,6 +119,23 @@ pub enum EventKind {
         /// Why, in their words.
         reason: String,
     },
+    /// A supervisor started following the session live, changed how, or
+    /// stopped (`mode` none); stored, for staff only.
+    Monitored {
+        /// Who.
+        by: engine::supervision::Actor,
+        /// How they follow it now; none: they stopped.
+        mode: Option<engine::supervision::MonitorMode>,
+    },
+    /// A supervisor's note to the agent, which the customer never sees; stored.
+    Whisper {
+        /// The supervisor.
+        from: AgentId,
+        /// The text.
+        body: String,
+        /// The supervisor's id for it, for their own dedup.
+        client_message_id: Option<String>,
+    },
 }
 
 /// Where an agent's message to a platform customer stands.

@@ -28,6 +28,14 @@ use crate::membership::{Change, LeftWhy, MemberInfo, Membership};
 /// The process group of every node's Node actor.
 pub const NODES_GROUP: &str = "switchboard.nodes";
 
+/// How long a member whose last known connection closed may take to show
+/// another one before it is removed. Two nodes that dial each other at once
+/// open two connections and close one, and the close may be heard before
+/// the other connection is: without the grace a live member would be
+/// removed (and re-admitted a failure timeout later). A killed node shows
+/// none, so it costs its detection this much.
+pub const CONNECTION_GRACE: Duration = Duration::from_millis(100);
+
 /// Messages of the Node actor. `Heartbeat`, `Cast` and `Call` come from
 /// peers; the others are this node's own (its timer, its connection
 /// events), though any authenticated peer could send them.
@@ -48,6 +56,10 @@ pub enum NodeMessage {
     /// once open two connections and close one: the member leaves only when
     /// its last connection closes.
     Disconnected(u64, String),
+    /// [`CONNECTION_GRACE`] after the last known connection to the node so
+    /// named closed (the connection id and name, as in `Disconnected`): it
+    /// leaves unless a connection to it is known by now.
+    LastConnectionClosed(u64, String),
     /// A connection to a node is ready (ractor_cluster's node id for it,
     /// and its name): say hello at once rather than at the next tick, so
     /// that joins are quick.
@@ -191,13 +203,28 @@ impl Actor for Node {
                         debug!(peer = %name, "a second connection to a member closed");
                         Vec::new()
                     }
-                    Some((node_id, incarnation)) => {
-                        state.members.disconnected(node_id, incarnation, now)
+                    Some(_) => {
+                        myself.send_after(CONNECTION_GRACE, move || {
+                            NodeMessage::LastConnectionClosed(connection, name)
+                        });
+                        Vec::new()
                     }
                     None => {
                         debug!(peer = %name, "a connection to a node that is not a switchboard closed");
                         Vec::new()
                     }
+                }
+            }
+            NodeMessage::LastConnectionClosed(_, name) => {
+                match MemberInfo::parse_node_name(&name) {
+                    Some(who) if state.connections.values().any(|other| *other == who) => {
+                        debug!(peer = %name, "a member whose connection closed has another one");
+                        Vec::new()
+                    }
+                    Some((node_id, incarnation)) => {
+                        state.members.disconnected(node_id, incarnation, now)
+                    }
+                    None => Vec::new(),
                 }
             }
             NodeMessage::SetApiAddr(addr) => {

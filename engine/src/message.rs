@@ -36,6 +36,9 @@ pub enum Sender {
     Customer,
     /// An agent.
     Agent(AgentId),
+    /// A supervisor who barged into the conversation (docs/supervisor.md):
+    /// the customer sees it marked as the supervisor's.
+    Supervisor(AgentId),
     /// The engine itself (queue position, transfer notices).
     System,
 }

@@ -89,6 +89,39 @@ impl ForcedPresence {
     }
 }
 
+/// How a supervisor follows a live conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MonitorMode {
+    /// Reads along, silently: nobody else sees anything of it.
+    Listen,
+    /// Reads along and may write notes only the agent sees.
+    Whisper,
+    /// Also writes to the customer, whose page marks it as the supervisor's.
+    Barge,
+}
+
+impl MonitorMode {
+    /// The name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MonitorMode::Listen => "listen",
+            MonitorMode::Whisper => "whisper",
+            MonitorMode::Barge => "barge",
+        }
+    }
+
+    /// May whisper to the agent.
+    pub fn may_whisper(self) -> bool {
+        matches!(self, MonitorMode::Whisper | MonitorMode::Barge)
+    }
+
+    /// May write to the customer.
+    pub fn may_barge(self) -> bool {
+        self == MonitorMode::Barge
+    }
+}
+
 /// What an audited action did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
@@ -109,6 +142,15 @@ pub enum AuditAction {
         group: Option<GroupId>,
         /// What changed.
         steer: Steer,
+    },
+    /// A supervisor started following a session live, changed how, or
+    /// stopped (`mode` none).
+    Monitor {
+        /// The session.
+        session: SessionId,
+        /// How they follow it now; none: they stopped.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mode: Option<MonitorMode>,
     },
 }
 

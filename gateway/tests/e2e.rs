@@ -365,3 +365,166 @@ async fn a_customer_who_leaves_withdraws_the_offer_and_closes_cleanly() {
     assert_eq!(customer.closed().await, Some(1000));
     test.server.shutdown().await.unwrap();
 }
+
+/// A supervisor follows a live chat: reads along silently, whispers to the
+/// agent (the customer never sees it), barges in (the customer sees it,
+/// marked as the supervisor's) and stops; agents may not monitor, and every
+/// step is in the session's history and the audit log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervisor_reads_along_whispers_to_the_agent_and_barges_in_marked() {
+    let test = TestServer::start(|_| {}).await;
+    let mut agent = test.available_agent("chen.jie").await;
+    let mut customer = test.customer("cust-003").await;
+    customer.hello(json!({})).await;
+    let ack = customer.say(json!({}), "c-1", "My parcel is late").await;
+    let session = session_of(&ack);
+    common::accept_offer(&mut agent, &session).await;
+    let supervisor_url = test.ws_url(
+        "/ws/agent",
+        &test.token("wang.min", gateway::auth::Role::Supervisor),
+    );
+    let mut supervisor = common::Client::connect(&supervisor_url).await;
+    supervisor.hello(json!({})).await;
+    let monitor = |mode: &str| json!({"type": "monitor", "session": session, "mode": mode});
+
+    // An agent may not monitor, even a colleague in their own group.
+    let mut other = common::Client::connect(&test.ws_url(
+        "/ws/agent",
+        &test.token("liu.yang", gateway::auth::Role::Agent),
+    ))
+    .await;
+    other.hello(json!({})).await;
+    let refused = other.request(monitor("listen")).await;
+    assert_eq!(refused["code"], "forbidden", "{refused}");
+
+    // Listen: the conversation so far and what follows, nothing to write.
+    let ok = supervisor.request(monitor("listen")).await;
+    assert_eq!(ok["type"], "ok", "{ok}");
+    let history = supervisor
+        .request(json!({"type": "history", "session": session}))
+        .await;
+    assert_eq!(history["type"], "ok", "{history}");
+    customer.say(json!({}), "c-2", "Are you there?").await;
+    supervisor
+        .wait_for("the customer's message, live", |f| {
+            f["type"] == "message" && f["body"] == "Are you there?"
+        })
+        .await;
+    let whisper = |id: &str, body: &str| json!({"type": "whisper", "session": session, "client_message_id": id, "body": body});
+    let refused = supervisor.request(whisper("s-0", "psst")).await;
+    assert_eq!(refused["code"], "invalid", "{refused}");
+    let refused = supervisor
+        .request(json!({"type": "message", "session": session, "client_message_id": "s-00", "body": "hello"}))
+        .await;
+    assert_eq!(refused["code"], "invalid", "{refused}");
+    assert!(
+        refused["message"].as_str().unwrap().contains("listen mode"),
+        "{refused}"
+    );
+
+    // Whisper: only the agent (and staff) see it.
+    supervisor.request(monitor("whisper")).await;
+    let whispered = supervisor
+        .request(whisper("s-1", "Offer the express refund"))
+        .await;
+    assert_eq!(whispered["type"], "ack", "{whispered}");
+    let heard = agent.expect("whisper").await;
+    assert_eq!(heard["sender"], "supervisor:wang.min");
+    assert_eq!(heard["body"], "Offer the express refund");
+
+    // Barge: the customer sees it, marked as the supervisor's.
+    supervisor.request(monitor("barge")).await;
+    let barged = supervisor
+        .say(
+            json!({"session": session}),
+            "s-2",
+            "I am the duty manager; we will refund today.",
+        )
+        .await;
+    assert_eq!(barged["type"], "ack", "{barged}");
+    let seen = customer
+        .wait_for("the supervisor's message", |f| {
+            f["type"] == "message" && f["sender"] == "supervisor:wang.min"
+        })
+        .await;
+    assert_eq!(seen["body"], "I am the duty manager; we will refund today.");
+    agent
+        .wait_for("the supervisor's message", |f| {
+            f["type"] == "message" && f["sender"] == "supervisor:wang.min"
+        })
+        .await;
+
+    // Stop: nothing more reaches the supervisor.
+    supervisor.request(monitor("stop")).await;
+    supervisor
+        .wait_for("the stop", |f| {
+            f["type"] == "monitored" && f["mode"] == "stop"
+        })
+        .await;
+    customer.say(json!({}), "c-3", "Thank you!").await;
+    agent
+        .wait_for("the thanks", |f| {
+            f["type"] == "message" && f["body"] == "Thank you!"
+        })
+        .await;
+    let pong = supervisor.request(json!({"type": "ping"})).await;
+    assert_eq!(pong["type"], "pong");
+    assert!(
+        !supervisor
+            .take_pending()
+            .iter()
+            .any(|f| f["body"] == "Thank you!"),
+        "a supervisor who stopped still got the conversation"
+    );
+
+    // The customer never saw the whisper or the monitoring; the agent was
+    // not told live that someone listened.
+    let pong = customer.request(json!({"type": "ping"})).await;
+    assert_eq!(pong["type"], "pong");
+    for frame in customer.take_pending() {
+        assert!(
+            frame["type"] != "whisper" && frame["type"] != "monitored",
+            "{frame}"
+        );
+    }
+    for frame in agent.take_pending() {
+        assert_ne!(frame["type"], "monitored", "{frame}");
+    }
+    let admin = test.token("ops", gateway::auth::Role::Admin);
+    let record = test
+        .get_json(&format!("/api/v1/sessions/{session}"), &admin)
+        .await;
+    let events = record["events"].as_array().unwrap();
+    let modes: Vec<&str> = events
+        .iter()
+        .filter(|e| e["type"] == "monitored")
+        .map(|e| e["mode"].as_str().unwrap())
+        .collect();
+    assert_eq!(modes, ["listen", "whisper", "barge", "stop"]);
+    assert!(events.iter().any(|e| e["type"] == "whisper"));
+    let own = test
+        .get_json(
+            &format!("/api/v1/sessions/{session}"),
+            &test.token("cust-003", gateway::auth::Role::Customer),
+        )
+        .await;
+    let types: Vec<&str> = own["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert!(
+        !types.contains(&"whisper") && !types.contains(&"monitored"),
+        "{types:?}"
+    );
+    let audit = test.get_json("/api/v1/audit", &admin).await;
+    let audited: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["mode"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(audited, ["stop", "barge", "whisper", "listen"]);
+    test.server.shutdown().await.unwrap();
+}

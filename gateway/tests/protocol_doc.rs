@@ -712,10 +712,12 @@ fn event_kind_idx(kind: &EventKind) -> usize {
         EventKind::Call(_) => 12,
         EventKind::Delivery(_) => 13,
         EventKind::Steered { .. } => 14,
+        EventKind::Monitored { .. } => 15,
+        EventKind::Whisper { .. } => 16,
     }
 }
 
-const N_EVENT_KINDS: usize = 15;
+const N_EVENT_KINDS: usize = 17;
 
 /// One event of every kind (with every optional field set), checked to
 /// cover [`event_kind_idx`].
@@ -805,6 +807,15 @@ fn every_event() -> Vec<Event> {
                 priority: 0,
             },
             reason: "speaks Cantonese".into(),
+        },
+        EventKind::Monitored {
+            by: engine::supervision::Actor::Supervisor(AgentId::new("wang.min")),
+            mode: Some(engine::supervision::MonitorMode::Whisper),
+        },
+        EventKind::Whisper {
+            from: AgentId::new("wang.min"),
+            body: "Offer the express refund".into(),
+            client_message_id: Some("s-1".into()),
         },
     ];
     let covered: BTreeSet<usize> = kinds.iter().map(event_kind_idx).collect();

@@ -160,6 +160,7 @@ function refreshSeparators() {
 function senderKind(sender) {
   if (sender === "customer") return "customer";
   if (typeof sender === "string" && sender.startsWith("agent:")) return "agent";
+  if (typeof sender === "string" && sender.startsWith("supervisor:")) return "supervisor";
   return "system";
 }
 
@@ -187,7 +188,9 @@ function fill(li) {
     return;
   }
   const kind = senderKind(ev.sender);
-  const name = kind === "customer" ? t("me") : kind === "agent" ? (model.agentName || t("agentFallback")) : t("system");
+  const name = kind === "customer" ? t("me")
+    : kind === "agent" ? (model.agentName || t("agentFallback"))
+    : kind === "supervisor" ? t("supervisor") : t("system");
   const meta = h("div", { class: "meta" }, h("span", { class: "sender" }, name), time);
   if (kind === "customer") {
     meta.append(h("span", { class: "state", dataset: { state: model.state } }, t("state_" + model.state)));

@@ -23,6 +23,7 @@ export class SessionCard {
     this.suggestions = [];
     this.suggestionsFor = ""; // the draft they were asked for
     this.suggestAsked = 0; // numbers the requests: only the newest answer shows
+    this.monitor = null; // how a supervisor follows this session: listen, whisper, barge
     this.build();
   }
 
@@ -60,12 +61,21 @@ export class SessionCard {
     this.closeButton = h("button", { class: "danger close", type: "button" });
     this.dismissButton = h("button", { class: "dismiss", type: "button", hidden: true });
     this.header = h("header", { class: "session-head" });
+    // A supervisor following the session: how, and whom they write to.
+    this.monitorMode = h("select", { class: "monitor-mode" });
+    this.monitorStop = h("button", { class: "monitor-stop", type: "button" });
+    this.monitorTo = h("select", { class: "monitor-to" });
+    this.monitorBar = h("div", { class: "monitor-bar action-row", hidden: true }, this.monitorMode, this.monitorStop);
+    this.monitorMode.addEventListener("change", () => this.ctx.monitor(this.id, this.monitorMode.value));
+    this.monitorStop.addEventListener("click", () => this.ctx.monitor(this.id, "stop"));
     this.call = new CallBar(this);
     this.actions = h("div", { class: "session-actions" },
       h("div", { class: "action-row" }, this.transferLabel, this.transferSelect, this.transferButton),
       h("div", { class: "action-row" }, this.dispositionLabel, this.disposition, this.note, this.wrapButton, this.closeButton, this.dismissButton));
+    this.form.insertBefore(this.monitorTo, this.sendButton);
+    this.monitorTo.hidden = true;
     this.element = h("section", { class: "session panel", dataset: { session: this.id }, hidden: true, tabindex: -1 },
-      this.header, this.call.element, this.messages, this.typing, this.suggestLabel, this.suggestList, this.form, this.actions);
+      this.header, this.monitorBar, this.call.element, this.messages, this.typing, this.suggestLabel, this.suggestList, this.form, this.actions);
     this.element.addEventListener("focusin", () => { if (this.ctx.activeId !== this.id) this.ctx.setActive(this.id); });
     this.element.addEventListener("click", () => { if (this.ctx.activeId !== this.id) this.ctx.setActive(this.id); });
     this.form.addEventListener("submit", (event) => { event.preventDefault(); this.sendMessage(); });
@@ -101,6 +111,7 @@ export class SessionCard {
     this.closeButton.textContent = t("close");
     this.dismissButton.textContent = t("dismiss");
     this.fillTransferTargets();
+    this.renderMonitor();
     this.renderHeader();
     for (const item of this.messages.querySelectorAll("li[data-state]")) this.renderDelivery(item);
     this.renderSuggestions();
@@ -129,8 +140,18 @@ export class SessionCard {
       h("span", { class: "badge channel", dataset: { channel } }, this.ctx.channelName(channel)),
       h("span", { class: "badge session-state", dataset: { state: this.state } }, t(`state_${this.state}`)),
     ];
+    if (this.monitor) parts.push(h("span", { class: "badge monitoring", dataset: { mode: this.monitor } }, t("monitoring", { mode: t(`monitor_${this.monitor}`) })));
     clear(this.header).append(...parts.filter(Boolean));
     const ended = ["closed", "transferred", "abandoned"].includes(this.state);
+    if (this.monitor) {
+      // Following, not holding: write only as the mode allows, no actions.
+      this.input.disabled = ended || this.monitor === "listen";
+      this.sendButton.disabled = this.input.disabled;
+      this.actions.hidden = true;
+      this.dismissButton.hidden = false;
+      return;
+    }
+    this.actions.hidden = false;
     this.input.disabled = ended || this.state === "offered";
     this.sendButton.disabled = this.input.disabled;
     this.transferButton.disabled = this.state !== "assigned";
@@ -139,6 +160,31 @@ export class SessionCard {
     this.dismissButton.hidden = !ended;
     if (channel === "phone") this.call.show();
     this.call.render();
+  }
+
+  // The supervisor follows this session `mode` (listen, whisper, barge), or
+  // no longer (null).
+  setMonitor(mode) {
+    this.monitor = mode;
+    this.renderMonitor();
+    this.renderHeader();
+  }
+
+  renderMonitor() {
+    if (!this.monitorBar) return;
+    const t = this.ctx.t;
+    this.monitorBar.hidden = !this.monitor;
+    this.monitorTo.hidden = !this.monitor || this.monitor === "listen";
+    if (!this.monitor) return;
+    this.monitorMode.replaceChildren(...["listen", "whisper", "barge"].map((mode) => h("option", { value: mode }, t(`monitor_${mode}`))));
+    this.monitorMode.value = this.monitor;
+    this.monitorMode.setAttribute("aria-label", t("monitor_mode"));
+    this.monitorStop.textContent = t("monitor_stop");
+    const to = this.monitorTo.value;
+    this.monitorTo.replaceChildren(h("option", { value: "agent" }, t("to_agent_only")),
+      ...(this.monitor === "barge" ? [h("option", { value: "customer" }, t("to_customer"))] : []));
+    if (to && [...this.monitorTo.options].some((option) => option.value === to)) this.monitorTo.value = to;
+    this.monitorTo.setAttribute("aria-label", t("write_to"));
   }
 
   show() {
@@ -164,11 +210,11 @@ export class SessionCard {
       case "message": this.addMessage(frame); break;
       case "offer":
         this.merge({ customer: frame.customer, channel: frame.channel, group: frame.group });
-        this.setState("offered");
+        if (!this.monitor) this.setState("offered");
         break;
       case "queued": this.system(frame, t("queued_in", { group: frame.group || "" })); break;
       case "assigned":
-        if (frame.agent === this.ctx.agent.id) this.setState("assigned");
+        if (frame.agent === this.ctx.agent.id || this.monitor) this.setState("assigned");
         this.system(frame, t("assigned_to", { name: frame.agent_name }));
         break;
       case "transferred":
@@ -181,6 +227,9 @@ export class SessionCard {
       case "rated": this.system(frame, t("rated", { score: frame.score, comment: frame.comment || "" })); break;
       case "call": this.system(frame, this.call.onEvent(frame), { call: frame.call }); break;
       case "delivery": this.onDelivery(frame); break;
+      case "whisper": this.addMessage(frame, "whisper"); break;
+      case "monitored": this.system(frame, t(frame.mode === "stop" ? "monitor_stopped" : "monitor_started", { by: frame.by.replace(/^supervisor:/, ""), mode: t(`monitor_${frame.mode}`) })); break;
+      case "steered": this.system(frame, t(`steered_${frame.change}`, { by: frame.by.replace(/^supervisor:|^admin:/, ""), group: frame.group || "", to: frame.to ?? "", reason: frame.reason })); break;
       default: break;
     }
   }
@@ -200,12 +249,13 @@ export class SessionCard {
       h("span", { class: "body" }, text), " ", h("time", { class: "muted" }, formatTime(frame.at, this.ctx.i18n.lang))));
   }
 
-  addMessage(frame) {
-    const mine = frame.sender === `agent:${this.ctx.agent.id}`;
+  addMessage(frame, kind = "message") {
+    const me = this.ctx.agent.id;
+    const mine = frame.sender === `agent:${me}` || frame.sender === `supervisor:${me}`;
     const pending = frame.client_message_id
       ? this.messages.querySelector(`li[data-client-id="${CSS.escape(frame.client_message_id)}"]`)
       : null;
-    const item = this.messageItem(frame, mine);
+    const item = this.messageItem(frame, mine, kind);
     if (pending) {
       pending.replaceWith(item);
       this.reorder(item);
@@ -218,13 +268,16 @@ export class SessionCard {
     }
   }
 
-  messageItem(frame, mine) {
+  messageItem(frame, mine, kind = "message") {
     const t = this.ctx.t;
-    const who = frame.sender === "customer" ? this.customerName
-      : mine ? t("you") : frame.sender === "system" ? t("system") : frame.sender.replace(/^agent:/, "");
+    const supervisor = frame.sender.startsWith("supervisor:");
+    let who = frame.sender === "customer" ? this.customerName
+      : mine ? t("you") : frame.sender === "system" ? t("system") : frame.sender.replace(/^agent:|^supervisor:/, "");
+    if (kind === "whisper") who = t("whisper_from", { name: who });
+    else if (supervisor) who = t("supervisor_said", { name: who });
     const item = h("li", {
-      class: `msg ${mine ? "mine" : ""}`,
-      dataset: { seq: frame.seq ?? "", sender: frame.sender.startsWith("agent:") ? "agent" : frame.sender, clientId: frame.client_message_id || "" },
+      class: `msg ${mine ? "mine" : ""} ${kind === "whisper" ? "whisper" : ""}`,
+      dataset: { seq: frame.seq ?? "", sender: frame.sender.startsWith("agent:") ? "agent" : supervisor ? "supervisor" : frame.sender, clientId: frame.client_message_id || "", type: kind },
     },
     h("div", { class: "body" }, frame.body),
     h("div", { class: "meta" },
@@ -316,12 +369,15 @@ export class SessionCard {
     const body = this.input.value.trim();
     if (!body) return;
     const client_message_id = uniqueId("a");
-    const item = this.messageItem({ sender: `agent:${this.ctx.agent.id}`, body, client_message_id, at: Date.now() }, true);
+    // A supervisor following the session whispers to the agent, or barges in.
+    const type = this.monitor && this.monitorTo.value !== "customer" ? "whisper" : "message";
+    const sender = this.monitor ? `supervisor:${this.ctx.agent.id}` : `agent:${this.ctx.agent.id}`;
+    const item = this.messageItem({ sender, body, client_message_id, at: Date.now() }, true, type);
     this.insert(item);
     this.input.value = "";
     this.clearSuggestions();
     try {
-      await this.ctx.link.request({ type: "message", session: this.id, client_message_id, body });
+      await this.ctx.link.request({ type, session: this.id, client_message_id, body });
       if (item.dataset.state === "sending") { item.dataset.state = "sent"; this.renderDelivery(item); }
     } catch (err) {
       item.dataset.state = "failed";
@@ -348,7 +404,7 @@ export class SessionCard {
 
   onInput() {
     const now = Date.now();
-    if (this.state === "assigned" && now - this.lastTypingSent > 3000) {
+    if (this.state === "assigned" && !this.monitor && now - this.lastTypingSent > 3000) {
       this.lastTypingSent = now;
       this.ctx.link.send({ type: "typing", session: this.id });
     }

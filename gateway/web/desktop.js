@@ -36,6 +36,7 @@ const ctx = {
   side: null,
   wallboard: null,
   control: null,
+  monitor,
   setActive,
   removeCard,
   channelName: (channel) => {
@@ -228,17 +229,22 @@ function onWelcome(welcome) {
   }
   renderOffers();
   ctx.side.onReconnect();
+  // Followed sessions went on while the socket was down.
+  for (const card of ctx.cards.values()) if (card.monitor) catchUp(card);
 }
 
 function onFrame(frame) {
   switch (frame.type) {
     case "offer":
+      // An offer to someone else: a followed session's history.
+      if (frame.agent !== ctx.agent.id) break;
       ctx.offers.set(frame.session, frame);
       cardModel(frame.session, frame).addEvent(frame);
       renderOffers();
       announce(i18n.t("new_offer", { name: frame.customer ? frame.customer.display_name : "", channel: ctx.channelName(frame.channel) }));
       return;
     case "offer_withdrawn":
+      if (frame.agent !== ctx.agent.id) break;
       ctx.offers.delete(frame.session);
       renderOffers();
       dropUnaccepted(frame.session);
@@ -291,6 +297,34 @@ function onFrame(frame) {
     const card = cardModel(frame.session, {});
     card.addEvent(frame);
     if (ctx.activeId === frame.session) ctx.side.onSessionEvent(frame);
+  }
+}
+
+// A supervisor follows a session live (`mode`: listen, whisper, barge), or
+// stops (`stop`): its card shows the conversation so far and what follows.
+async function monitor(sessionId, mode, info = {}) {
+  try {
+    await ctx.link.request({ type: "monitor", session: sessionId, mode });
+  } catch (err) {
+    announce(i18n.t("error", { message: err.message }));
+    return false;
+  }
+  const card = cardModel(sessionId, info);
+  card.setMonitor(mode === "stop" ? null : mode);
+  if (mode === "stop") return true;
+  card.show();
+  setActive(sessionId);
+  await catchUp(card);
+  return true;
+}
+
+// What a followed session said since the card last heard from it.
+async function catchUp(card) {
+  const after = Math.max(0, ...card.seen);
+  try {
+    await ctx.link.request({ type: "history", session: card.id, after_seq: after });
+  } catch (err) {
+    announce(i18n.t("error", { message: err.message }));
   }
 }
 

@@ -28,6 +28,9 @@ export class Control {
     this.priority = h("input", { id: "control-priority", type: "number", step: "1", value: "10" });
     this.reason = h("input", { id: "control-reason", required: true, maxlength: "500", dataset: { i18nPlaceholder: "control_reason" }, placeholder: t("control_reason") });
     this.presenceAgent = h("select", { id: "control-presence-agent", required: true });
+    this.live = h("select", { id: "control-live" });
+    this.monitorMode = h("select", { id: "control-monitor-mode" },
+      ["listen", "whisper", "barge"].map((mode) => h("option", { value: mode, dataset: { i18n: `monitor_${mode}` } }, t(`monitor_${mode}`))));
     this.presence = h("select", { id: "control-presence" },
       PRESENCES.map((state) => h("option", { value: state, dataset: { i18n: `presence_${state}` } }, t(`presence_${state}`))));
     this.status = h("p", { id: "control-status", class: "muted", role: "status", "aria-live": "polite" });
@@ -42,7 +45,11 @@ export class Control {
       field("control-presence-agent", "control_agent", this.presenceAgent),
       field("control-presence", "presence", this.presence),
       h("button", { id: "control-apply-presence", type: "submit" }, t("control_set_presence")));
-    this.root.append(field("control-reason", "control_reason_label", this.reason), sessionForm, presenceForm, this.status);
+    const monitorForm = h("form", { id: "control-monitor-form", class: "control-form", onsubmit: (event) => { event.preventDefault(); this.monitor(); } },
+      field("control-live", "control_live", this.live),
+      field("control-monitor-mode", "monitor_mode", this.monitorMode),
+      h("button", { id: "control-monitor", type: "submit", dataset: { i18n: "control_monitor" } }, t("control_monitor")));
+    this.root.append(monitorForm, field("control-reason", "control_reason_label", this.reason), sessionForm, presenceForm, this.status);
   }
 
   // The wallboard's groups and agents, and each group's waiting sessions.
@@ -50,8 +57,12 @@ export class Control {
     this.groups = board.groups.map((group) => ({ id: group.id, display_name: group.display_name }));
     this.agents = board.agents.map((agent) => ({ id: agent.id, display_name: agent.display_name }));
     try {
-      const queues = await Promise.all(this.groups.map((group) => this.ctx.api("GET", `/groups/${encodeURIComponent(group.id)}`)));
+      const [queues, open] = await Promise.all([
+        Promise.all(this.groups.map((group) => this.ctx.api("GET", `/groups/${encodeURIComponent(group.id)}`))),
+        this.ctx.api("GET", "/sessions"),
+      ]);
       this.waiting = queues.flatMap((detail) => detail.queue.waiting.map((entry) => ({ ...entry, group: detail.group.id })));
+      this.open = open.sessions.filter((session) => ["assigned", "wrap_up", "queued", "offered"].includes(session.state) && session.agent !== this.ctx.agent.id);
     } catch (err) {
       this.say(this.ctx.t("error", { message: err.message }));
     }
@@ -75,6 +86,23 @@ export class Control {
     Control.options(this.group, this.groups.map((group) => [group.id, group.display_name]), t("control_same_group"));
     Control.options(this.agent, this.agents.map((agent) => [agent.id, agent.display_name]), t("control_any_agent"));
     Control.options(this.presenceAgent, this.agents.map((agent) => [agent.id, agent.display_name]));
+    Control.options(this.live, (this.open || []).map((session) => [session.id,
+      t("control_live_line", { group: session.group || "", session: session.id.slice(-6), customer: session.customer_id, agent: session.agent || t("nobody"), state: t(`state_${session.state}`) })]),
+    (this.open || []).length ? null : t("control_nobody_live"));
+  }
+
+  // Opens the picked session live in a card, as the picked mode.
+  async monitor() {
+    const id = this.live.value;
+    const session = (this.open || []).find((candidate) => candidate.id === id);
+    if (!session) return;
+    const mode = this.monitorMode.value;
+    const ok = await this.ctx.monitor(id, mode, {
+      customer: { id: session.customer_id, display_name: session.customer_id },
+      channel: session.channel,
+      state: session.state,
+    });
+    if (ok) this.say(this.ctx.t("control_monitoring", { session: id.slice(-6), mode: this.ctx.t(`monitor_${mode}`) }));
   }
 
   say(text) {

@@ -5,7 +5,9 @@
 use engine::EngineError;
 use engine::ids::{AgentId, SessionId};
 use engine::presence::{Presence, PresenceRequest};
-use engine::supervision::{Actor, AuditAction, AuditEntry, ForcedPresence, check_reason};
+use engine::supervision::{
+    Actor, AuditAction, AuditEntry, ForcedPresence, MonitorMode, check_reason,
+};
 use store::WriteOp;
 
 use super::Switchboard;
@@ -91,6 +93,40 @@ impl Switchboard {
         };
         write_and_wait(&self.shared.writer, vec![WriteOp::PutAudit(entry.clone())]).await?;
         Ok((now_presence, entry))
+    }
+
+    /// Supervisor `by` starts following `session` live, changes how, or
+    /// stops (`None`); the ack of the `monitored` event (stored with its
+    /// audit entry). The caller checked `by` supervises the session's group.
+    pub async fn monitor_session(
+        &self,
+        by: &AgentId,
+        session: SessionId,
+        mode: Option<MonitorMode>,
+    ) -> Result<Ack, ApiError> {
+        let by = by.clone();
+        self.call_session(session, |reply| SessionMessage::Monitor { by, mode, reply })
+            .await?
+    }
+
+    /// A note from supervisor `by` to the agent of `session`, which they
+    /// follow in `whisper` or `barge` mode; ack once durable. A supervisor
+    /// barges in with [`Switchboard::submit_agent_message`], like an agent.
+    pub async fn whisper(
+        &self,
+        by: &AgentId,
+        session: SessionId,
+        body: String,
+        client_message_id: Option<String>,
+    ) -> Result<Ack, ApiError> {
+        let by = by.clone();
+        self.call_session(session, |reply| SessionMessage::Whisper {
+            by,
+            body,
+            client_message_id,
+            reply,
+        })
+        .await?
     }
 
     /// The audit log: entries with `since <= at < until`, newest first.

@@ -114,6 +114,22 @@ pub enum SessionCall {
         /// Hold, resume, hang up.
         control: CallControl,
     },
+    /// See [`SessionMessage::Monitor`].
+    Monitor {
+        /// The supervisor.
+        by: AgentId,
+        /// How; none to stop.
+        mode: Option<engine::supervision::MonitorMode>,
+    },
+    /// See [`SessionMessage::Whisper`].
+    Whisper {
+        /// The supervisor.
+        by: AgentId,
+        /// Text.
+        body: String,
+        /// Their id for de-duplication.
+        client_message_id: Option<String>,
+    },
     /// See [`SessionMessage::Steer`].
     Steer {
         /// Who.
@@ -355,6 +371,23 @@ impl SessionCall {
                 SessionCall::AgentCall { agent, control },
                 replier::<Result<Ack, ApiError>>(reply),
             ),
+            SessionMessage::Monitor { by, mode, reply } => (
+                SessionCall::Monitor { by, mode },
+                replier::<Result<Ack, ApiError>>(reply),
+            ),
+            SessionMessage::Whisper {
+                by,
+                body,
+                client_message_id,
+                reply,
+            } => (
+                SessionCall::Whisper {
+                    by,
+                    body,
+                    client_message_id,
+                },
+                replier::<Result<Ack, ApiError>>(reply),
+            ),
             SessionMessage::Steer {
                 by,
                 request,
@@ -494,6 +527,27 @@ impl SessionCall {
             SessionCall::Delivery { report } => {
                 let (reply, answer) = port::<Result<(), ApiError>>();
                 (SessionMessage::Delivery { report, reply }, Box::pin(answer))
+            }
+            SessionCall::Monitor { by, mode } => {
+                let (reply, answer) = port::<Result<Ack, ApiError>>();
+                (
+                    SessionMessage::Monitor { by, mode, reply },
+                    Box::pin(answer),
+                )
+            }
+            SessionCall::Whisper {
+                by,
+                body,
+                client_message_id,
+            } => {
+                let (reply, answer) = port::<Result<Ack, ApiError>>();
+                let message = SessionMessage::Whisper {
+                    by,
+                    body,
+                    client_message_id,
+                    reply,
+                };
+                (message, Box::pin(answer))
             }
             SessionCall::Steer {
                 by,

@@ -325,7 +325,9 @@ impl SessionActor {
             | SessionMessage::CallEvent { reply, .. }
             | SessionMessage::EndCall { reply, .. }
             | SessionMessage::AgentCall { reply, .. }
-            | SessionMessage::Steer { reply, .. } => {
+            | SessionMessage::Steer { reply, .. }
+            | SessionMessage::Monitor { reply, .. }
+            | SessionMessage::Whisper { reply, .. } => {
                 let _ = reply.send(Err(refusal()));
             }
             SessionMessage::DropCall => {
@@ -410,6 +412,8 @@ impl SessionActor {
                 | EventKind::OfferLapsed { .. }
                 | EventKind::Delivery(_)
                 | EventKind::Steered { .. }
+                | EventKind::Monitored { .. }
+                | EventKind::Whisper { .. }
         );
         if to_customer {
             hub.publish(
@@ -425,10 +429,26 @@ impl SessionActor {
                 Some(agent)
             }
             EventKind::Transferred { from } => Some(from),
+            // Silent: the agent is not told live that someone reads along
+            // (it is in the session's history for staff).
+            EventKind::Monitored { .. } => None,
             _ => state.session.agent.as_ref(),
         };
         if let Some(agent) = agent {
             hub.publish(&Audience::Agent(agent.clone()), event);
+        }
+        // Supervisors following the session live see all of it (a monitor
+        // who is also the agent above gets it once: sockets drop repeats).
+        for supervisor in state.monitors.keys().filter(|s| Some(*s) != agent) {
+            hub.publish(&Audience::Agent(supervisor.clone()), event);
+        }
+        // One who just stopped still hears that they did.
+        if let EventKind::Monitored {
+            by: engine::supervision::Actor::Supervisor(supervisor),
+            mode: None,
+        } = &event.kind
+        {
+            hub.publish(&Audience::Agent(supervisor.clone()), event);
         }
         if state.call {
             hub.publish(&Audience::Call(state.session.id), event);

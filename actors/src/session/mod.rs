@@ -91,6 +91,7 @@ pub enum Typist {
 mod call;
 mod delivery;
 mod durability;
+mod monitoring;
 mod rating;
 mod steering;
 mod steps;
@@ -272,6 +273,28 @@ pub enum SessionMessage {
         /// The ack of the `steered` event, once durable (with its audit entry).
         reply: RpcReplyPort<Result<Ack, ApiError>>,
     },
+    /// A supervisor starts following the session live, changes how, or
+    /// stops (`mode` none); see `monitoring.rs`.
+    Monitor {
+        /// The supervisor (authorised by the caller).
+        by: AgentId,
+        /// How; none to stop.
+        mode: Option<engine::supervision::MonitorMode>,
+        /// The ack of the `monitored` event, once durable with its audit entry.
+        reply: RpcReplyPort<Result<Ack, ApiError>>,
+    },
+    /// A supervisor following in `whisper` or `barge` mode writes a note
+    /// only the agent sees.
+    Whisper {
+        /// The supervisor.
+        by: AgentId,
+        /// Text.
+        body: String,
+        /// The supervisor's id for de-duplication.
+        client_message_id: Option<String>,
+        /// The ack, once durable.
+        reply: RpcReplyPort<Result<Ack, ApiError>>,
+    },
     /// Test hook: panic in the handler, as a bug would.
     #[cfg(test)]
     Panic,
@@ -356,6 +379,9 @@ pub struct SessionActorState {
     /// What supervisors did to its routing, as read back from the history
     /// (a restored plan follows it).
     steered: steering::Steered,
+    /// Supervisors following the session live, and how (read back from
+    /// the history on restart).
+    monitors: HashMap<AgentId, engine::supervision::MonitorMode>,
     /// Store writes besides the events (an agent reply's outbox entry),
     /// sent with them by the next flush.
     unwritten_ops: Vec<store::WriteOp>,
@@ -422,6 +448,7 @@ impl Actor for SessionActor {
             deliveries: HashMap::new(),
             unwritten_ops: Vec::new(),
             steered: steering::Steered::default(),
+            monitors: HashMap::new(),
             uncached_at: None,
             failed: None,
         };
@@ -698,6 +725,21 @@ impl Actor for SessionActor {
                     .map(|seq| (seq, false));
                 self.reply_when_durable(state, result, reply);
             }
+            SessionMessage::Monitor { by, mode, reply } => {
+                let result = self
+                    .monitor(&myself, state, by, mode)
+                    .map(|seq| (seq, false));
+                self.reply_when_durable(state, result, reply);
+            }
+            SessionMessage::Whisper {
+                by,
+                body,
+                client_message_id,
+                reply,
+            } => {
+                let result = self.whisper(&myself, state, by, body, client_message_id);
+                self.reply_when_durable(state, result, reply);
+            }
             SessionMessage::Durable { seq, result } => self.durable(&myself, state, seq, result)?,
             SessionMessage::PassivationCheck => self.maybe_passivate(&myself, state),
             SessionMessage::Snapshot { reply } => {
@@ -742,6 +784,7 @@ impl SessionActor {
             }
             let kind = Event::from_stored(message).kind;
             state.steered.follow(&kind);
+            monitoring::follow(&mut state.monitors, &kind);
             match kind {
                 EventKind::Call(CallEvent::Started { digits: keyed, .. }) if message.seq == 1 => {
                     state.call = true;
@@ -840,6 +883,11 @@ impl SessionActor {
         body: String,
         client_message_id: Option<String>,
     ) -> Result<(u64, bool), ApiError> {
+        // A supervisor following the session writes to the customer (barge
+        // mode; in another mode they hear why not).
+        if state.monitors.contains_key(&agent) && state.session.agent.as_ref() != Some(&agent) {
+            return self.barge(myself, state, agent, body, client_message_id);
+        }
         self.check_assigned(state, &agent, "reply")?;
         if let Some(seq) = client_message_id
             .as_ref()

@@ -68,7 +68,7 @@ use crate::state::AppState;
 #[openapi(
     info(
         title = "switchboard",
-        description = "Real-time sessions for omnichannel contact centers: customers and their 360° view, sessions, tickets, the knowledge base and reply templates, agents, skill groups and routing rules. Authenticate with `Authorization: Bearer <token>` (or `?token=<token>`); session ids are decimal strings, times are integer milliseconds since the Unix epoch, senders are `customer`, `agent:<id>` or `system`, and session events have the shape of the WebSocket events (PROTOCOL.md §2).",
+        description = "Real-time sessions for omnichannel contact centers: customers and their 360° view, sessions, tickets, the knowledge base and reply templates, agents, skill groups and routing rules. Authenticate with `Authorization: Bearer <token>` (or `?token=<token>`); session ids are decimal strings, times are integer milliseconds since the Unix epoch, senders are `customer`, `agent:<id>`, `supervisor:<id>` or `system`, and session events have the shape of the WebSocket events (PROTOCOL.md §2).",
     ),
     modifiers(&BearerScheme),
     tags(

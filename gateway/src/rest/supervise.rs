@@ -92,7 +92,7 @@ pub struct AuditRecord {
     pub at: Time,
     /// `supervisor:<agent id>` or `admin:<name>`.
     pub by: String,
-    /// `set_presence`, `reassign` or `reprioritise`.
+    /// `set_presence`, `reassign`, `reprioritise` or `monitor`.
     pub action: String,
     /// `set_presence`: the agent.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -118,6 +118,9 @@ pub struct AuditRecord {
     /// `reprioritise`: the priority now; `reassign`: the priority kept.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub priority: Option<i32>,
+    /// `monitor`: `listen`, `whisper`, `barge`, or `stop`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
     /// Why.
     pub reason: String,
 }
@@ -137,6 +140,7 @@ impl From<&AuditEntry> for AuditRecord {
             to_agent: None,
             from_priority: None,
             priority: None,
+            mode: None,
             reason: entry.reason.clone(),
         };
         match &entry.action {
@@ -169,6 +173,11 @@ impl From<&AuditEntry> for AuditRecord {
                         record.priority = Some(*to);
                     }
                 }
+            }
+            AuditAction::Monitor { session, mode } => {
+                record.action = "monitor".into();
+                record.session = Some(WireSession(*session));
+                record.mode = Some(mode.map_or("stop", |mode| mode.as_str()).into());
             }
         }
         record

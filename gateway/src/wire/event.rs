@@ -155,6 +155,25 @@ pub enum EventBody {
         /// `queued`, `retrying`, `sent`, `delivered` or `failed`.
         state: String,
     },
+    /// A supervisor started following the session live (`mode` `listen`,
+    /// `whisper` or `barge`), changed how, or stopped (`stop`); staff only.
+    Monitored {
+        /// `supervisor:<agent id>`.
+        by: String,
+        /// `listen`, `whisper`, `barge` or `stop`.
+        mode: String,
+    },
+    /// A supervisor's note to the agent (staff only: the customer never
+    /// sees it).
+    Whisper {
+        /// The text.
+        body: String,
+        /// The supervisor's own id for it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_message_id: Option<String>,
+        /// `supervisor:<agent id>`.
+        sender: String,
+    },
     /// A supervisor moved the waiting session or changed its priority
     /// (staff only; docs/supervisor.md); `change` says which.
     Steered {
@@ -297,6 +316,29 @@ pub fn event_frame(event: &Event, viewer: Viewer) -> Option<EventFrame> {
                 state: report.state.as_str().to_owned(),
             }
         }
+        EventKind::Monitored { by, mode } => {
+            if viewer == Viewer::Customer {
+                return None;
+            }
+            EventBody::Monitored {
+                by: by.to_string(),
+                mode: mode.map_or("stop", |mode| mode.as_str()).to_owned(),
+            }
+        }
+        EventKind::Whisper {
+            from,
+            body,
+            client_message_id,
+        } => {
+            if viewer == Viewer::Customer {
+                return None;
+            }
+            EventBody::Whisper {
+                body: body.clone(),
+                client_message_id: client_message_id.clone(),
+                sender: sender(&engine::message::Sender::Supervisor(from.clone())),
+            }
+        }
         EventKind::Steered { by, steer, reason } => {
             if viewer == Viewer::Customer {
                 return None;
@@ -351,6 +393,8 @@ impl EventFrame {
             EventBody::Call { .. } => "call",
             EventBody::Delivery { .. } => "delivery",
             EventBody::Steered { .. } => "steered",
+            EventBody::Monitored { .. } => "monitored",
+            EventBody::Whisper { .. } => "whisper",
         }
     }
 }

@@ -74,12 +74,13 @@ pub struct PhoneRecord {
     pub registered: bool,
 }
 
-/// `customer`, `agent:<id>` or `system`: who wrote a message, who is typing,
-/// who created or changed a ticket.
+/// `customer`, `agent:<id>`, `supervisor:<id>` or `system`: who wrote a
+/// message, who is typing, who created or changed a ticket.
 pub fn sender(sender: &Sender) -> String {
     match sender {
         Sender::Customer => "customer".into(),
         Sender::Agent(agent) => format!("agent:{agent}"),
+        Sender::Supervisor(agent) => format!("supervisor:{agent}"),
         Sender::System => "system".into(),
     }
 }

@@ -16,6 +16,7 @@ use engine::agent::Agent;
 use engine::ids::{AgentId, GroupId, SessionId, TicketId};
 use engine::message::Sender;
 use engine::presence::{Presence, PresenceRequest};
+use engine::supervision::MonitorMode;
 use serde::{Deserialize, Serialize};
 
 use crate::access::Caller;
@@ -33,7 +34,7 @@ use self::phone::PhoneWatch;
 
 /// Every client frame `type` this endpoint takes (PROTOCOL.md §5.1 lists
 /// the same; `tests/protocol_doc.rs` checks both against the dispatch).
-pub const CLIENT_FRAME_TYPES: [&str; 16] = [
+pub const CLIENT_FRAME_TYPES: [&str; 18] = [
     "hello",
     "presence",
     "accept",
@@ -49,6 +50,8 @@ pub const CLIENT_FRAME_TYPES: [&str; 16] = [
     "history",
     "watch_ticket",
     "unwatch_ticket",
+    "monitor",
+    "whisper",
     "ping",
 ];
 
@@ -172,6 +175,36 @@ struct Finish {
     session: WireSession,
     #[serde(default)]
     summary: Option<String>,
+}
+
+/// `monitor`: a supervisor follows a session of their groups live.
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq, Serialize))]
+#[serde(deny_unknown_fields)]
+struct Monitor {
+    session: WireSession,
+    mode: MonitorRequest,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+#[serde(rename_all = "snake_case")]
+enum MonitorRequest {
+    Listen,
+    Whisper,
+    Barge,
+    Stop,
+}
+
+impl MonitorRequest {
+    fn mode(self) -> Option<MonitorMode> {
+        match self {
+            MonitorRequest::Listen => Some(MonitorMode::Listen),
+            MonitorRequest::Whisper => Some(MonitorMode::Whisper),
+            MonitorRequest::Barge => Some(MonitorMode::Barge),
+            MonitorRequest::Stop => None,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -417,6 +450,31 @@ impl Handler for AgentHandler {
                 }
                 Err(err) => link.send_error(err).await,
             },
+            "monitor" => match frame.fields::<Monitor>() {
+                Ok((monitor, _)) => self.monitor(link, &replier, monitor).await,
+                Err(err) => link.send_error(err).await,
+            },
+            "whisper" => match frame.fields::<SendMessage>() {
+                Ok((message, _)) => {
+                    let limits = &self.state.config.limits;
+                    let check =
+                        replier.check_message(&message.client_message_id, &message.body, limits);
+                    if let Err(err) = check {
+                        return link.send_error(err).await;
+                    }
+                    let client_message_id = message.client_message_id;
+                    let result = switchboard
+                        .whisper(
+                            &me,
+                            message.session.0,
+                            message.body,
+                            Some(client_message_id.clone()),
+                        )
+                        .await;
+                    replier.ack(link, client_message_id, result).await
+                }
+                Err(err) => link.send_error(err).await,
+            },
             "ping" => match frame.fields::<NoFields>() {
                 Ok(_) => replier.pong(link).await,
                 Err(err) => link.send_error(err).await,
@@ -514,6 +572,37 @@ impl AgentHandler {
     }
 
     /// Replays a session's events after `after_seq`, if the agent may read it.
+    /// A supervisor starts following a session of a group they supervise,
+    /// changes how, or stops (stopping needs no check).
+    async fn monitor(&mut self, link: &mut Link, replier: &Replier, monitor: Monitor) -> Flow {
+        let id = monitor.session.0;
+        let mode = monitor.mode.mode();
+        if mode.is_some() {
+            let overseer = match self.caller.overseer(&self.state).await {
+                Ok(overseer) => overseer,
+                Err(err) => return replier.refuse(link, err.body.code, err.body.message).await,
+            };
+            let session = match self.state.switchboard.session(id).await {
+                Ok(session) => session,
+                Err(err) => return replier.error(link, err, None).await,
+            };
+            let Some(group) = session.group.as_ref() else {
+                let message = format!("session {id} is not in a group's queue yet");
+                return replier.refuse(link, "invalid_state", message).await;
+            };
+            if let Err(err) = overseer.check_group(group) {
+                return replier.refuse(link, err.body.code, err.body.message).await;
+            }
+        }
+        let result = self
+            .state
+            .switchboard
+            .monitor_session(&self.profile.id, id, mode)
+            .await
+            .map(|_| ());
+        replier.result(link, result).await
+    }
+
     async fn history(&mut self, link: &mut Link, replier: &Replier, history: History) -> Flow {
         let session = match self.state.switchboard.session(history.session.0).await {
             Ok(session) => session,

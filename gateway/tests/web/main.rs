@@ -718,6 +718,141 @@ async fn a_supervisor_forces_an_agent_away_and_moves_a_waiting_customer_from_the
     server.server.shutdown().await.unwrap();
 }
 
+/// A supervisor opens a live chat from the desktop: reads along (the
+/// customer's words appear), whispers (the agent sees it, the customer's
+/// page never does) and barges in (the customer sees it, marked as the
+/// supervisor's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervisor_reads_along_whispers_and_barges_into_a_chat_from_the_desktop() {
+    let server = server().await;
+    let driver = Driver::start().await;
+    let agent = driver.browser("en-US", 1400, 900).await;
+    let supervisor = driver.browser("en-US", 1500, 1100).await;
+    let chat = driver.browser("en-US", 420, 860).await;
+    open_desktop(&agent, &server, "chen.jie", Role::Agent).await;
+    go_available(&agent).await;
+    open_chat(&chat, &server, "cust-003").await;
+    chat.type_text("#message-input", &format!("My parcel is late{ENTER}"))
+        .await;
+    agent.click("#offers li.offer button.accept").await;
+    agent
+        .wait_visible("section.session .session-state[data-state='assigned']")
+        .await;
+    let session = lang(
+        agent
+            .exec(
+                "return document.querySelector('section.session:not([hidden])').dataset.session",
+                json!([]),
+            )
+            .await,
+    );
+    let card = format!("section.session[data-session='{session}']");
+
+    // Listen: the conversation so far and what the customer writes next.
+    open_desktop(&supervisor, &server, "wang.min", Role::Supervisor).await;
+    supervisor
+        .wait(
+            "the live session in the list",
+            "return !!document.querySelector(`#control-live option[value='${arguments[0]}']`)",
+            json!([session]),
+        )
+        .await;
+    supervisor.choose("#control-live", &session).await;
+    supervisor.choose("#control-monitor-mode", "listen").await;
+    supervisor.click("#control-monitor").await;
+    supervisor
+        .wait_text(&format!("{card} .messages"), "My parcel is late")
+        .await;
+    supervisor
+        .wait_visible(&format!("{card} .badge.monitoring[data-mode='listen']"))
+        .await;
+    chat.type_text("#message-input", &format!("Hello?{ENTER}"))
+        .await;
+    supervisor
+        .wait_text(&format!("{card} .messages"), "Hello?")
+        .await;
+
+    // Whisper: to the agent only.
+    supervisor
+        .choose(&format!("{card} .monitor-mode"), "whisper")
+        .await;
+    supervisor
+        .wait_visible(&format!("{card} .badge.monitoring[data-mode='whisper']"))
+        .await;
+    supervisor
+        .type_text(
+            &format!("{card} textarea.composer-input"),
+            &format!("Offer the express refund{ENTER}"),
+        )
+        .await;
+    agent
+        .wait_text(
+            &format!("{card} li.msg.whisper"),
+            "Offer the express refund",
+        )
+        .await;
+    agent
+        .wait_text(&format!("{card} li.msg.whisper"), "Whisper from wang.min")
+        .await;
+
+    // Barge: the customer sees it, marked.
+    supervisor
+        .choose(&format!("{card} .monitor-mode"), "barge")
+        .await;
+    supervisor
+        .wait(
+            "the barge target",
+            "return !!document.querySelector(arguments[0])",
+            json!([format!("{card} .monitor-to option[value='customer']")]),
+        )
+        .await;
+    supervisor
+        .choose(&format!("{card} .monitor-to"), "customer")
+        .await;
+    supervisor
+        .type_text(
+            &format!("{card} textarea.composer-input"),
+            &format!("I am the duty manager; your refund goes out today.{ENTER}"),
+        )
+        .await;
+    chat.wait_text(
+        "#messages li.msg[data-sender='supervisor']",
+        "your refund goes out today",
+    )
+    .await;
+    chat.wait_text(
+        "#messages li.msg[data-sender='supervisor'] .sender",
+        "Supervisor",
+    )
+    .await;
+    agent
+        .wait_text(
+            &format!("{card} li.msg[data-sender='supervisor']"),
+            "duty manager",
+        )
+        .await;
+    supervisor.fit_height().await;
+    supervisor
+        .screenshot(&screenshot("desktop-monitor.png"))
+        .await;
+    chat.screenshot(&screenshot("chat-barge.png")).await;
+
+    // The customer's page never showed the whisper or the monitoring.
+    let page = lang(chat.exec("return document.body.innerText", json!([])).await);
+    assert!(!page.contains("express refund"), "{page}");
+    assert!(!page.to_lowercase().contains("monitor"), "{page}");
+    // Nor did a reload (the history from the server).
+    chat.reload().await;
+    chat.wait_text("#messages", "your refund goes out today")
+        .await;
+    let page = lang(chat.exec("return document.body.innerText", json!([])).await);
+    assert!(!page.contains("express refund"), "{page}");
+    agent.quit().await;
+    supervisor.quit().await;
+    chat.quit().await;
+    server.server.shutdown().await.unwrap();
+}
+
 /// A caller on a trunk reaches Liu Yang's desktop: the desktop shows the
 /// phone registered, the agent accepts the offer in the page while the
 /// phone still rings (it picks up four seconds later and the call

@@ -10,13 +10,14 @@ pub async fn messages_ascending_paged_and_chinese_intact(store: &dyn Store) {
         Sender::Customer,
         Sender::Agent(AgentId::new("小李")),
         Sender::System,
+        Sender::Supervisor(AgentId::new("wang.min")),
     ];
     let all: Vec<StoredMessage> = (1..=10)
         .map(|seq| {
             let mut m = message(
                 1,
                 seq,
-                senders[seq as usize % 3].clone(),
+                senders[seq as usize % senders.len()].clone(),
                 &format!("{chinese} ({seq})"),
             );
             if seq == 5 {

@@ -384,6 +384,7 @@ pub(super) fn message_to_row(message: &StoredMessage) -> MessageRow {
     let (sender_kind, sender_agent) = match &message.sender {
         Sender::Customer => ("customer", None),
         Sender::Agent(agent) => ("agent", Some(agent.as_str().to_owned())),
+        Sender::Supervisor(agent) => ("supervisor", Some(agent.as_str().to_owned())),
         Sender::System => ("system", None),
     };
     MessageRow {
@@ -406,6 +407,7 @@ pub(super) fn message_from_row(row: MessageRow) -> Result<StoredMessage, StoreEr
         ("customer", _) => Sender::Customer,
         ("system", _) => Sender::System,
         ("agent", Some(agent)) => Sender::Agent(AgentId::new(agent)),
+        ("supervisor", Some(agent)) => Sender::Supervisor(AgentId::new(agent)),
         (kind, agent) => {
             return Err(corrupt(
                 table,

@@ -320,6 +320,7 @@ pub(super) fn messages(
                 ("customer", _) => Sender::Customer,
                 ("system", _) => Sender::System,
                 ("agent", Some(agent)) => Sender::Agent(AgentId::new(agent)),
+                ("supervisor", Some(agent)) => Sender::Supervisor(AgentId::new(agent)),
                 (kind, agent) => {
                     return Err(r.corrupt(
                         "sender_kind",

@@ -60,7 +60,7 @@ CREATE INDEX sessions_open ON sessions (session_id) WHERE is_open = 1;
 CREATE TABLE session_messages (
     session_id        INTEGER NOT NULL,
     seq               INTEGER NOT NULL,
-    sender_kind       TEXT NOT NULL,        -- customer | agent | system
+    sender_kind       TEXT NOT NULL,        -- customer | agent | supervisor | system
     sender_agent      TEXT,
     body              TEXT NOT NULL,
     client_message_id TEXT,

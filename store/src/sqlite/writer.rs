@@ -309,6 +309,7 @@ fn apply(conn: &Connection, op: &WriteOp) -> Result<(), StoreError> {
             let (sender_kind, sender_agent) = match &message.sender {
                 Sender::Customer => ("customer", None),
                 Sender::Agent(agent) => ("agent", Some(agent.as_str())),
+                Sender::Supervisor(agent) => ("supervisor", Some(agent.as_str())),
                 Sender::System => ("system", None),
             };
             let inserted = conn
