@@ -127,6 +127,27 @@ pub enum EventKind {
         /// How they follow it now; none: they stopped.
         mode: Option<engine::supervision::MonitorMode>,
     },
+    /// A reply the customer waited for was not sent by its due time
+    /// (`[[response]]` targets, docs/supervisor.md); stored, for staff only.
+    ResponseBreached {
+        /// First reply or a next one.
+        kind: engine::routing::ResponseKind,
+        /// When it was due.
+        due: Millis,
+        /// When the customer's unanswered message came.
+        since: Millis,
+        /// The group the session was in.
+        group: Option<GroupId>,
+    },
+    /// When the reply the customer waits for is due, or that none is owed
+    /// (both `None`). Ephemeral like `Typing`: never stored, carrying the
+    /// last published `seq`; for the agent and supervisors following.
+    ResponseDue {
+        /// First reply or a next one.
+        kind: Option<engine::routing::ResponseKind>,
+        /// When it is due.
+        due: Option<Millis>,
+    },
     /// A supervisor's note to the agent, which the customer never sees; stored.
     Whisper {
         /// The supervisor.

@@ -13,17 +13,29 @@ use crate::shared::Shared;
 
 /// Counts a durable event of `session`: messages by direction and channel.
 /// (Its SLA figures are counted by [`record_sla`].)
-pub fn record_event(event: &Event) {
-    if let EventKind::Message {
-        sender, channel, ..
-    } = &event.kind
-    {
-        let direction = match sender {
-            engine::message::Sender::Customer => "in",
-            _ => "out",
-        };
-        counter!("switchboard_messages_total", "direction" => direction, "channel" => channel.to_string())
+pub fn record_event(event: &Event, channel: &Channel) {
+    match &event.kind {
+        EventKind::Message {
+            sender, channel, ..
+        } => {
+            let direction = match sender {
+                engine::message::Sender::Customer => "in",
+                _ => "out",
+            };
+            counter!("switchboard_messages_total", "direction" => direction, "channel" => channel.to_string())
+                .increment(1);
+        }
+        EventKind::ResponseBreached { kind, group, .. } => {
+            let group = group.as_ref().map_or("", |group| group.as_str());
+            counter!(
+                "switchboard_response_breaches_total",
+                "group" => group.to_owned(),
+                "channel" => channel.to_string(),
+                "kind" => kind.as_str()
+            )
             .increment(1);
+        }
+        _ => {}
     }
 }
 

@@ -490,6 +490,28 @@ async fn a_supervisor_reads_along_whispers_to_the_agent_and_barges_in_marked() {
     for frame in agent.take_pending() {
         assert_ne!(frame["type"], "monitored", "{frame}");
     }
+    // Nor in its history, on the socket or over REST: listening is silent.
+    let replayed = agent
+        .request(json!({"type": "history", "session": session}))
+        .await;
+    assert_eq!(replayed["type"], "ok", "{replayed}");
+    assert!(
+        agent
+            .take_pending()
+            .iter()
+            .all(|frame| frame["type"] != "monitored"),
+        "the agent's history shows the monitoring"
+    );
+    let agents_view = test
+        .get_json(
+            &format!("/api/v1/sessions/{session}"),
+            &test.token("chen.jie", gateway::auth::Role::Agent),
+        )
+        .await;
+    assert!(
+        !agents_view.to_string().contains("\"monitored\""),
+        "{agents_view}"
+    );
     let admin = test.token("ops", gateway::auth::Role::Admin);
     let record = test
         .get_json(&format!("/api/v1/sessions/{session}"), &admin)

@@ -714,10 +714,12 @@ fn event_kind_idx(kind: &EventKind) -> usize {
         EventKind::Steered { .. } => 14,
         EventKind::Monitored { .. } => 15,
         EventKind::Whisper { .. } => 16,
+        EventKind::ResponseBreached { .. } => 17,
+        EventKind::ResponseDue { .. } => 18,
     }
 }
 
-const N_EVENT_KINDS: usize = 17;
+const N_EVENT_KINDS: usize = 19;
 
 /// One event of every kind (with every optional field set), checked to
 /// cover [`event_kind_idx`].
@@ -816,6 +818,16 @@ fn every_event() -> Vec<Event> {
             from: AgentId::new("wang.min"),
             body: "Offer the express refund".into(),
             client_message_id: Some("s-1".into()),
+        },
+        EventKind::ResponseBreached {
+            kind: engine::routing::ResponseKind::First,
+            due: 1_795_514_754_169,
+            since: 1_795_514_724_169,
+            group: Some(GroupId::new("default")),
+        },
+        EventKind::ResponseDue {
+            kind: Some(engine::routing::ResponseKind::Next),
+            due: Some(1_795_514_754_169),
         },
     ];
     let covered: BTreeSet<usize> = kinds.iter().map(event_kind_idx).collect();

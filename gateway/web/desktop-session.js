@@ -24,6 +24,8 @@ export class SessionCard {
     this.suggestionsFor = ""; // the draft they were asked for
     this.suggestAsked = 0; // numbers the requests: only the newest answer shows
     this.monitor = null; // how a supervisor follows this session: listen, whisper, barge
+    this.responseDue = info.response_due ?? null; // when the reply the customer waits for is due
+    this.responseKind = info.response_kind ?? null; // first or next
     this.build();
   }
 
@@ -32,6 +34,11 @@ export class SessionCard {
       if (value !== undefined && value !== null) this.info[key] = value;
     }
     if (info && info.state) this.state = info.state;
+    if (info && "response_due" in info) {
+      this.responseDue = info.response_due ?? null;
+      this.responseKind = info.response_kind ?? null;
+      this.renderDue();
+    }
     if (info && info.customer && this.input) this.relabel();
   }
 
@@ -61,6 +68,7 @@ export class SessionCard {
     this.closeButton = h("button", { class: "danger close", type: "button" });
     this.dismissButton = h("button", { class: "dismiss", type: "button", hidden: true });
     this.header = h("header", { class: "session-head" });
+    this.due = h("p", { class: "response-due", role: "timer", hidden: true });
     // A supervisor following the session: how, and whom they write to.
     this.monitorMode = h("select", { class: "monitor-mode" });
     this.monitorStop = h("button", { class: "monitor-stop", type: "button" });
@@ -75,7 +83,7 @@ export class SessionCard {
     this.form.insertBefore(this.monitorTo, this.sendButton);
     this.monitorTo.hidden = true;
     this.element = h("section", { class: "session panel", dataset: { session: this.id }, hidden: true, tabindex: -1 },
-      this.header, this.monitorBar, this.call.element, this.messages, this.typing, this.suggestLabel, this.suggestList, this.form, this.actions);
+      this.header, this.due, this.monitorBar, this.call.element, this.messages, this.typing, this.suggestLabel, this.suggestList, this.form, this.actions);
     this.element.addEventListener("focusin", () => { if (this.ctx.activeId !== this.id) this.ctx.setActive(this.id); });
     this.element.addEventListener("click", () => { if (this.ctx.activeId !== this.id) this.ctx.setActive(this.id); });
     this.form.addEventListener("submit", (event) => { event.preventDefault(); this.sendMessage(); });
@@ -199,10 +207,12 @@ export class SessionCard {
     this.element.setAttribute("aria-current", active ? "true" : "false");
   }
 
-  // A frame of this session: an event (with seq), an ack, or typing.
+  // A frame of this session: an event (with seq), an ack, typing, or when
+  // a reply is due.
   addEvent(frame) {
     if (frame.type === "ack") return this.onAck(frame);
     if (frame.type === "typing") return this.onTyping(frame);
+    if (frame.type === "response_due") return this.onResponseDue(frame);
     if (this.seen.has(frame.seq)) return;
     this.seen.add(frame.seq);
     const t = this.ctx.t;
@@ -228,6 +238,12 @@ export class SessionCard {
       case "call": this.system(frame, this.call.onEvent(frame), { call: frame.call }); break;
       case "delivery": this.onDelivery(frame); break;
       case "whisper": this.addMessage(frame, "whisper"); break;
+      case "response_breached": {
+        const text = t(`response_breached_${frame.kind}`, { time: formatTime(frame.due, this.ctx.i18n.lang) });
+        this.system(frame, text, { breach: frame.kind });
+        if (this.shown && Date.now() - frame.at < 60_000) announce(text);
+        break;
+      }
       case "monitored": this.system(frame, t(frame.mode === "stop" ? "monitor_stopped" : "monitor_started", { by: frame.by.replace(/^supervisor:/, ""), mode: t(`monitor_${frame.mode}`) })); break;
       case "steered": this.system(frame, t(`steered_${frame.change}`, { by: frame.by.replace(/^supervisor:|^admin:/, ""), group: frame.group || "", to: frame.to ?? "", reason: frame.reason })); break;
       default: break;
@@ -239,9 +255,32 @@ export class SessionCard {
     this.renderHeader();
   }
 
-  // Once a second (desktop.js): the call's talk timer.
+  // Once a second (desktop.js): the call's talk timer, the reply countdown.
   tick() {
     this.call.tick();
+    this.renderDue();
+  }
+
+  onResponseDue(frame) {
+    this.responseDue = frame.due ?? null;
+    this.responseKind = frame.kind ?? null;
+    this.renderDue();
+  }
+
+  // "First reply due in 12 s", or how long it is overdue.
+  renderDue() {
+    if (!this.due) return;
+    const t = this.ctx.t;
+    const live = !["closed", "abandoned", "transferred", "wrap_up"].includes(this.state);
+    this.due.hidden = !this.responseDue || !live;
+    if (this.due.hidden) return;
+    const secs = Math.round((this.responseDue - Date.now()) / 1000);
+    const overdue = secs < 0;
+    this.due.dataset.overdue = String(overdue);
+    this.due.dataset.kind = this.responseKind || "";
+    this.due.textContent = overdue
+      ? t(`response_overdue_${this.responseKind}`, { secs: -secs })
+      : t(`response_due_${this.responseKind}`, { secs });
   }
 
   system(frame, text, dataset = {}) {

@@ -218,7 +218,10 @@ function onWelcome(welcome) {
   ctx.phone = welcome.phone || null;
   renderPhone();
   renderQueues(welcome.queues);
-  for (const card of welcome.sessions) ensureCard(card.session, card);
+  // A card without `response_due` owes no reply (any countdown shown is stale).
+  for (const card of welcome.sessions) {
+    ensureCard(card.session, { ...card, response_due: card.response_due ?? null, response_kind: card.response_kind ?? null });
+  }
   for (const offer of welcome.offers) {
     // The replayed `offer` event carries the deadline; keep the card data.
     ctx.offers.set(offer.session, { ...offer, ...(ctx.offers.get(offer.session) || {}) });
@@ -307,11 +310,17 @@ async function monitor(sessionId, mode, info = {}) {
     await ctx.link.request({ type: "monitor", session: sessionId, mode });
   } catch (err) {
     announce(i18n.t("error", { message: err.message }));
+    // The card's mode picker shows the mode still in force.
+    ctx.cards.get(sessionId)?.renderMonitor();
     return false;
   }
+  // Stopped: the session is not ours, its card goes.
+  if (mode === "stop") {
+    removeCard(sessionId);
+    return true;
+  }
   const card = cardModel(sessionId, info);
-  card.setMonitor(mode === "stop" ? null : mode);
-  if (mode === "stop") return true;
+  card.setMonitor(mode);
   card.show();
   setActive(sessionId);
   await catchUp(card);

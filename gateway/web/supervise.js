@@ -69,12 +69,15 @@ export class Control {
     this.fill();
   }
 
-  // Replaces a select's options, keeping the picked value while it is offered.
+  // Replaces a select's options, keeping the picked value while it is
+  // offered; with a blank first option, a picked value that went away
+  // leaves nothing picked rather than the next one.
   static options(select, items, blank) {
     const picked = select.value;
     select.replaceChildren(...(blank ? [h("option", { value: "" }, blank)] : []),
       ...items.map(([value, label]) => h("option", { value }, label)));
     if (items.some(([value]) => value === picked)) select.value = picked;
+    else if (blank) select.value = "";
   }
 
   fill() {
@@ -82,13 +85,13 @@ export class Control {
     const now = Date.now();
     Control.options(this.session, this.waiting.map((entry) => [entry.session_id,
       t("control_waiting_line", { group: entry.group, session: entry.session_id.slice(-6), secs: Math.max(0, Math.round((now - entry.queued_at) / 1000)), priority: entry.priority })]),
-    this.waiting.length ? null : t("control_nobody_waiting"));
+    this.waiting.length ? t("control_pick") : t("control_nobody_waiting"));
     Control.options(this.group, this.groups.map((group) => [group.id, group.display_name]), t("control_same_group"));
     Control.options(this.agent, this.agents.map((agent) => [agent.id, agent.display_name]), t("control_any_agent"));
     Control.options(this.presenceAgent, this.agents.map((agent) => [agent.id, agent.display_name]));
     Control.options(this.live, (this.open || []).map((session) => [session.id,
       t("control_live_line", { group: session.group || "", session: session.id.slice(-6), customer: session.customer_id, agent: session.agent || t("nobody"), state: t(`state_${session.state}`) })]),
-    (this.open || []).length ? null : t("control_nobody_live"));
+    (this.open || []).length ? t("control_pick") : t("control_nobody_live"));
   }
 
   // Opens the picked session live in a card, as the picked mode.
@@ -128,10 +131,17 @@ export class Control {
     }
   }
 
+  // The picked waiting session, or a word that one is needed.
+  pickedSession() {
+    if (!this.session.value) this.say(this.ctx.t("control_pick_session"));
+    return this.session.value;
+  }
+
   async reassign() {
-    const session = this.session.value;
+    const session = this.pickedSession();
+    if (!session) return;
     const reason = this.reasonOrSay();
-    if (!session || !reason) return;
+    if (!reason) return;
     const body = { reason };
     if (this.group.value) body.group = this.group.value;
     if (this.agent.value) body.agent = this.agent.value;
@@ -143,9 +153,10 @@ export class Control {
   }
 
   async setPriority() {
-    const session = this.session.value;
+    const session = this.pickedSession();
+    if (!session) return;
     const reason = this.reasonOrSay();
-    if (!session || !reason) return;
+    if (!reason) return;
     const priority = Number.parseInt(this.priority.value, 10);
     await this.act(`/sessions/${session}/priority`, "POST", { priority, reason },
       this.ctx.t("control_reprioritised", { session: session.slice(-6), priority }));

@@ -346,7 +346,8 @@ impl AgentRun {
             return;
         };
         let session = sessions.entry(session_id.clone()).or_default();
-        if frame.kind != "typing" {
+        // Live-only frames carry the last stored `seq`: no event of their own.
+        if !matches!(frame.kind.as_str(), "typing" | "response_due") {
             if seq <= session.last_seq {
                 self.stats.add(count::DUPLICATES, 1);
                 return;

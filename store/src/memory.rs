@@ -433,6 +433,9 @@ impl Store for MemoryStore {
         until: Millis,
         limit: usize,
     ) -> Result<Vec<AuditEntry>, StoreError> {
+        if since >= until {
+            return Ok(Vec::new());
+        }
         self.with(|tables| {
             Ok(tables
                 .audit

@@ -3,7 +3,7 @@
 //! Callers check who may (the gateway's access rules); these check what.
 
 use engine::EngineError;
-use engine::ids::{AgentId, SessionId};
+use engine::ids::{AgentId, GroupId, SessionId};
 use engine::presence::{Presence, PresenceRequest};
 use engine::supervision::{
     Actor, AuditAction, AuditEntry, ForcedPresence, MonitorMode, check_reason,
@@ -25,6 +25,7 @@ impl Switchboard {
         &self,
         by: Actor,
         session: SessionId,
+        seen_in: GroupId,
         request: SteerRequest,
         reason: &str,
     ) -> Result<Ack, ApiError> {
@@ -53,6 +54,7 @@ impl Switchboard {
             by,
             request,
             reason,
+            seen_in,
             reply,
         })
         .await?
@@ -102,11 +104,17 @@ impl Switchboard {
         &self,
         by: &AgentId,
         session: SessionId,
+        seen_in: Option<GroupId>,
         mode: Option<MonitorMode>,
     ) -> Result<Ack, ApiError> {
         let by = by.clone();
-        self.call_session(session, |reply| SessionMessage::Monitor { by, mode, reply })
-            .await?
+        self.call_session(session, |reply| SessionMessage::Monitor {
+            by,
+            mode,
+            seen_in,
+            reply,
+        })
+        .await?
     }
 
     /// A note from supervisor `by` to the agent of `session`, which they
@@ -127,6 +135,16 @@ impl Switchboard {
             reply,
         })
         .await?
+    }
+
+    /// The agent reply `session`'s customer waits for, if any: first or
+    /// next, and when it is due (docs/supervisor.md, "SLA policies").
+    pub async fn response_due(
+        &self,
+        session: SessionId,
+    ) -> Result<Option<(engine::routing::ResponseKind, engine::Millis)>, ApiError> {
+        self.call_session(session, |reply| SessionMessage::ResponseStatus { reply })
+            .await
     }
 
     /// The audit log: entries with `since <= at < until`, newest first.

@@ -10,7 +10,7 @@
 use std::future::Future;
 
 use engine::channel::Channel;
-use engine::ids::{AgentId, CustomerId, SessionId};
+use engine::ids::{AgentId, CustomerId, GroupId, SessionId};
 use engine::presence::{Presence, PresenceRequest};
 use engine::routing::{RuleSet, StepParts};
 use engine::session::{ReplyRoute, Session};
@@ -97,6 +97,8 @@ pub enum SessionCall {
     },
     /// See [`SessionMessage::Snapshot`].
     Snapshot,
+    /// See [`SessionMessage::ResponseStatus`].
+    ResponseStatus,
     /// See [`SessionMessage::CallEvent`].
     CallEvent {
         /// What happened.
@@ -120,6 +122,8 @@ pub enum SessionCall {
         by: AgentId,
         /// How; none to stop.
         mode: Option<engine::supervision::MonitorMode>,
+        /// The group the caller saw the session in.
+        seen_in: Option<GroupId>,
     },
     /// See [`SessionMessage::Whisper`].
     Whisper {
@@ -138,6 +142,8 @@ pub enum SessionCall {
         request: crate::session::SteerRequest,
         /// Why.
         reason: String,
+        /// The group the caller saw the session in.
+        seen_in: GroupId,
     },
     /// See [`SessionMessage::Delivery`].
     Delivery {
@@ -223,7 +229,13 @@ macro_rules! plain_answer {
     )*};
 }
 
-plain_answer!(Session, AgentView, GroupView, Option<QueueStatus>);
+plain_answer!(
+    Session,
+    AgentView,
+    GroupView,
+    Option<QueueStatus>,
+    Option<(engine::routing::ResponseKind, engine::Millis)>
+);
 
 /// The replier that fills `port` with an answer of type `T`.
 fn replier<T: Answer>(port: RpcReplyPort<T>) -> Replier {
@@ -355,6 +367,10 @@ impl SessionCall {
             SessionMessage::Snapshot { reply } => {
                 (SessionCall::Snapshot, replier::<Session>(reply))
             }
+            SessionMessage::ResponseStatus { reply } => (
+                SessionCall::ResponseStatus,
+                replier::<Option<(engine::routing::ResponseKind, engine::Millis)>>(reply),
+            ),
             SessionMessage::CallEvent { event, reply } => (
                 SessionCall::CallEvent { event },
                 replier::<Result<Ack, ApiError>>(reply),
@@ -371,8 +387,13 @@ impl SessionCall {
                 SessionCall::AgentCall { agent, control },
                 replier::<Result<Ack, ApiError>>(reply),
             ),
-            SessionMessage::Monitor { by, mode, reply } => (
-                SessionCall::Monitor { by, mode },
+            SessionMessage::Monitor {
+                by,
+                mode,
+                seen_in,
+                reply,
+            } => (
+                SessionCall::Monitor { by, mode, seen_in },
                 replier::<Result<Ack, ApiError>>(reply),
             ),
             SessionMessage::Whisper {
@@ -392,12 +413,14 @@ impl SessionCall {
                 by,
                 request,
                 reason,
+                seen_in,
                 reply,
             } => (
                 SessionCall::Steer {
                     by,
                     request,
                     reason,
+                    seen_in,
                 },
                 replier::<Result<Ack, ApiError>>(reply),
             ),
@@ -507,6 +530,11 @@ impl SessionCall {
                 let (reply, answer) = port::<Session>();
                 (SessionMessage::Snapshot { reply }, Box::pin(answer))
             }
+            SessionCall::ResponseStatus => {
+                let (reply, answer) =
+                    port::<Option<(engine::routing::ResponseKind, engine::Millis)>>();
+                (SessionMessage::ResponseStatus { reply }, Box::pin(answer))
+            }
             SessionCall::CallEvent { event } => {
                 let (reply, answer) = port::<Result<Ack, ApiError>>();
                 (SessionMessage::CallEvent { event, reply }, Box::pin(answer))
@@ -528,12 +556,15 @@ impl SessionCall {
                 let (reply, answer) = port::<Result<(), ApiError>>();
                 (SessionMessage::Delivery { report, reply }, Box::pin(answer))
             }
-            SessionCall::Monitor { by, mode } => {
+            SessionCall::Monitor { by, mode, seen_in } => {
                 let (reply, answer) = port::<Result<Ack, ApiError>>();
-                (
-                    SessionMessage::Monitor { by, mode, reply },
-                    Box::pin(answer),
-                )
+                let message = SessionMessage::Monitor {
+                    by,
+                    mode,
+                    seen_in,
+                    reply,
+                };
+                (message, Box::pin(answer))
             }
             SessionCall::Whisper {
                 by,
@@ -553,12 +584,14 @@ impl SessionCall {
                 by,
                 request,
                 reason,
+                seen_in,
             } => {
                 let (reply, answer) = port::<Result<Ack, ApiError>>();
                 let message = SessionMessage::Steer {
                     by,
                     request,
                     reason,
+                    seen_in,
                     reply,
                 };
                 (message, Box::pin(answer))

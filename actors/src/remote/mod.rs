@@ -231,6 +231,11 @@ pub enum SessionCast {
         /// The step whose timer fired.
         step_idx: usize,
     },
+    /// See [`SessionMessage::ResponseCheck`].
+    ResponseCheck {
+        /// When the wait began.
+        since: Millis,
+    },
     /// See [`SessionMessage::Offered`].
     Offered {
         /// The agent.
@@ -451,6 +456,7 @@ impl SessionCast {
             SessionMessage::StepTimeout { step_idx } => SessionCast::StepTimeout {
                 step_idx: *step_idx,
             },
+            SessionMessage::ResponseCheck { since } => SessionCast::ResponseCheck { since: *since },
             SessionMessage::Offered {
                 agent,
                 deadline,
@@ -472,6 +478,7 @@ impl SessionCast {
         match self {
             SessionCast::Requeue => SessionMessage::Requeue,
             SessionCast::StepTimeout { step_idx } => SessionMessage::StepTimeout { step_idx },
+            SessionCast::ResponseCheck { since } => SessionMessage::ResponseCheck { since },
             SessionCast::Offered {
                 agent,
                 deadline,

@@ -129,6 +129,7 @@ impl SessionActor {
             let event_type = match &event.kind {
                 EventKind::Message { sender, .. } if *sender != Sender::System => "message.created",
                 EventKind::Assigned { .. } => "session.assigned",
+                EventKind::ResponseBreached { .. } => "sla.breached",
                 EventKind::Transferred { .. } => "session.transferred",
                 _ => continue,
             };
@@ -345,10 +346,13 @@ impl SessionActor {
                 self.tell_agent(&agent, AgentMessage::Withdraw { session });
             }
             SessionMessage::OfferLapsed { .. }
+            | SessionMessage::ResponseCheck { .. }
             | SessionMessage::StepTimeout { .. }
             | SessionMessage::Requeue
             | SessionMessage::PassivationCheck => {}
-            message @ (SessionMessage::Durable { .. } | SessionMessage::Snapshot { .. }) => {
+            message @ (SessionMessage::Durable { .. }
+            | SessionMessage::Snapshot { .. }
+            | SessionMessage::ResponseStatus { .. }) => {
                 return Some(message);
             }
             #[cfg(test)]
@@ -404,7 +408,7 @@ impl SessionActor {
 
     /// Sends a durable event to the customer and to the agents concerned.
     pub(super) fn publish(&self, state: &SessionActorState, event: &Event) {
-        crate::metrics::record_event(event);
+        crate::metrics::record_event(event, &state.session.channel);
         let hub = &self.shared.hub;
         let to_customer = !matches!(
             event.kind,
@@ -414,6 +418,7 @@ impl SessionActor {
                 | EventKind::Steered { .. }
                 | EventKind::Monitored { .. }
                 | EventKind::Whisper { .. }
+                | EventKind::ResponseBreached { .. }
         );
         if to_customer {
             hub.publish(

@@ -93,6 +93,7 @@ mod delivery;
 mod durability;
 mod monitoring;
 mod rating;
+mod response;
 mod steering;
 mod steps;
 mod typing;
@@ -270,6 +271,9 @@ pub enum SessionMessage {
         request: SteerRequest,
         /// Why (checked by the caller).
         reason: String,
+        /// The group the caller saw it waiting in (and authorised `by`
+        /// for): refused when it waits elsewhere by now.
+        seen_in: GroupId,
         /// The ack of the `steered` event, once durable (with its audit entry).
         reply: RpcReplyPort<Result<Ack, ApiError>>,
     },
@@ -280,6 +284,9 @@ pub enum SessionMessage {
         by: AgentId,
         /// How; none to stop.
         mode: Option<engine::supervision::MonitorMode>,
+        /// To start or change: the group the caller saw the session in (and
+        /// authorised `by` for); refused when it is elsewhere by now.
+        seen_in: Option<GroupId>,
         /// The ack of the `monitored` event, once durable with its audit entry.
         reply: RpcReplyPort<Result<Ack, ApiError>>,
     },
@@ -294,6 +301,16 @@ pub enum SessionMessage {
         client_message_id: Option<String>,
         /// The ack, once durable.
         reply: RpcReplyPort<Result<Ack, ApiError>>,
+    },
+    /// The check of the reply owed since `since` is due (`response.rs`).
+    ResponseCheck {
+        /// When the wait began; a check for an answered wait does nothing.
+        since: Millis,
+    },
+    /// The reply owed now, if any: (first or next, due).
+    ResponseStatus {
+        /// Reply port.
+        reply: RpcReplyPort<Option<(engine::routing::ResponseKind, Millis)>>,
     },
     /// Test hook: panic in the handler, as a bug would.
     #[cfg(test)]
@@ -382,6 +399,8 @@ pub struct SessionActorState {
     /// Supervisors following the session live, and how (read back from
     /// the history on restart).
     monitors: HashMap<AgentId, engine::supervision::MonitorMode>,
+    /// The agent reply the customer waits for, if any (see `response.rs`).
+    owed: Option<response::Owed>,
     /// Store writes besides the events (an agent reply's outbox entry),
     /// sent with them by the next flush.
     unwritten_ops: Vec<store::WriteOp>,
@@ -449,6 +468,7 @@ impl Actor for SessionActor {
             unwritten_ops: Vec::new(),
             steered: steering::Steered::default(),
             monitors: HashMap::new(),
+            owed: None,
             uncached_at: None,
             failed: None,
         };
@@ -636,6 +656,8 @@ impl Actor for SessionActor {
                             .session
                             .apply(SessionEvent::WrapUp { summary }, crate::clock::now())?;
                         self.run_effects(state, effects);
+                        // Wrapped up: no reply is owed any more.
+                        self.answered(state);
                         Ok(self.record(state, EventKind::WrapUp))
                     });
                 let result = result.inspect(|_| self.flush(&myself, state));
@@ -718,16 +740,22 @@ impl Actor for SessionActor {
                 by,
                 request,
                 reason,
+                seen_in,
                 reply,
             } => {
                 let result = self
-                    .steer(&myself, state, by, request, reason)
+                    .steer(&myself, state, by, request, reason, seen_in)
                     .map(|seq| (seq, false));
                 self.reply_when_durable(state, result, reply);
             }
-            SessionMessage::Monitor { by, mode, reply } => {
+            SessionMessage::Monitor {
+                by,
+                mode,
+                seen_in,
+                reply,
+            } => {
                 let result = self
-                    .monitor(&myself, state, by, mode)
+                    .monitor(&myself, state, by, mode, seen_in)
                     .map(|seq| (seq, false));
                 self.reply_when_durable(state, result, reply);
             }
@@ -739,6 +767,11 @@ impl Actor for SessionActor {
             } => {
                 let result = self.whisper(&myself, state, by, body, client_message_id);
                 self.reply_when_durable(state, result, reply);
+            }
+            SessionMessage::ResponseCheck { since } => self.check_response(&myself, state, since),
+            SessionMessage::ResponseStatus { reply } => {
+                // The caller may have given up waiting.
+                let _ = reply.send(Self::owed_now(state));
             }
             SessionMessage::Durable { seq, result } => self.durable(&myself, state, seq, result)?,
             SessionMessage::PassivationCheck => self.maybe_passivate(&myself, state),
@@ -771,6 +804,7 @@ impl SessionActor {
         let mut first_customer_message = None;
         let mut digits = String::new();
         let mut transferred = false;
+        let mut owed = response::OwedSoFar::default();
         for message in &messages {
             state.session.last_seq = state.session.last_seq.max(message.seq);
             if let Some(client_id) = &message.client_message_id {
@@ -780,9 +814,11 @@ impl SessionActor {
                 first_customer_message = Some(message.body.clone());
             }
             if message.sender != Sender::System {
+                owed.follow(&Event::from_stored(message).kind, message.at);
                 continue;
             }
             let kind = Event::from_stored(message).kind;
+            owed.follow(&kind, message.at);
             state.steered.follow(&kind);
             monitoring::follow(&mut state.monitors, &kind);
             match kind {
@@ -799,6 +835,13 @@ impl SessionActor {
                     state.deliveries.insert(report.of, report.state);
                 }
                 EventKind::Queued { .. } => state.step_entered = Some(message.at),
+                // A whisper's id is in its JSON, not the row's column.
+                EventKind::Whisper {
+                    client_message_id: Some(client_id),
+                    ..
+                } => {
+                    state.client_ids.insert(client_id, message.seq);
+                }
                 _ => {}
             }
         }
@@ -826,6 +869,11 @@ impl SessionActor {
                 .created
                 .unwrap_or_else(crate::clock::now),
         }));
+        if let Some((kind, since, breached)) = owed.waiting()
+            && !state.session.state.is_final()
+        {
+            self.owe(state, kind, since, breached);
+        }
         debug!(session_id = %id, last_seq = state.session.last_seq, n_messages = messages.len(), "session rehydrated");
         Ok(())
     }
@@ -871,6 +919,14 @@ impl SessionActor {
             }));
             self.route(state)?;
         }
+        // After routing: the reply's target depends on the group.
+        let at = state
+            .unwritten
+            .iter()
+            .rev()
+            .find(|event| event.seq == seq)
+            .map_or_else(crate::clock::now, |event| event.at);
+        self.customer_wrote(state, at);
         self.flush(myself, state);
         Ok((seq, false))
     }
@@ -899,6 +955,7 @@ impl SessionActor {
             .session
             .apply(SessionEvent::AgentReplied, crate::clock::now())?;
         self.run_effects(state, effects);
+        self.answered(state);
         let channel = state.session.channel.clone();
         let seq = self.record(
             state,
@@ -1004,6 +1061,12 @@ impl SessionActor {
                 display_name,
             },
         );
+        // The first reply is owed from now; the agent hears when it is due.
+        let at = state
+            .unwritten
+            .last()
+            .map_or_else(crate::clock::now, |event| event.at);
+        self.accepted(state, at);
         self.flush(myself, state);
         Ok(seq)
     }
@@ -1079,6 +1142,7 @@ impl SessionActor {
         };
         let seq = self.record_at(state, kind, now);
         self.run_effects(state, effects);
+        state.owed = None;
         self.flush(myself, state);
         Ok(seq)
     }

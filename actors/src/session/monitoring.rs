@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use engine::EngineError;
-use engine::ids::AgentId;
+use engine::ids::{AgentId, GroupId};
 use engine::message::Sender;
 use engine::session::TransitionError;
 use engine::supervision::{Actor, AuditAction, AuditEntry, MonitorMode};
@@ -43,17 +43,28 @@ impl SessionActor {
         state: &mut SessionActorState,
         by: AgentId,
         mode: Option<MonitorMode>,
+        seen_in: Option<GroupId>,
     ) -> Result<u64, ApiError> {
         if state.monitors.get(&by).copied() == mode {
             return Ok(state.session.last_seq);
         }
-        if mode.is_some() && state.session.state.is_final() {
+        if state.session.state.is_final() {
+            // Nothing more happens in it: stopping needs no record.
+            if mode.is_none() {
+                state.monitors.remove(&by);
+                return Ok(state.session.last_seq);
+            }
             return Err(TransitionError {
                 session: state.session.id,
                 state: state.session.state.as_str(),
                 event: "monitor",
             }
             .into());
+        }
+        if let Some(seen_in) = seen_in.filter(|_| mode.is_some())
+            && state.session.group.as_ref() != Some(&seen_in)
+        {
+            return Err(super::steering::moved_on(state, &seen_in));
         }
         let now = crate::clock::now();
         let actor = Actor::Supervisor(by.clone());
@@ -176,6 +187,24 @@ impl SessionActor {
             reason,
         }
         .into())
+    }
+}
+
+impl SessionActor {
+    /// The session entered another group's queue: whoever followed it was
+    /// authorised for the group it left, and stops (a `monitored` event
+    /// each; they may follow it again where it is now if they supervise it).
+    pub(super) fn stop_monitors(&self, state: &mut SessionActorState) {
+        let supervisors: Vec<AgentId> = state.monitors.drain().map(|(id, _)| id).collect();
+        for supervisor in supervisors {
+            self.record(
+                state,
+                EventKind::Monitored {
+                    by: Actor::Supervisor(supervisor),
+                    mode: None,
+                },
+            );
+        }
     }
 }
 

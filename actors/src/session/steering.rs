@@ -10,6 +10,7 @@
 //! theirs) and leaves an outstanding offer alone: it counts if that offer
 //! lapses. After a restart both are read back from the history.
 
+use engine::ids::GroupId;
 use engine::routing::{RoutePlan, Step};
 use engine::session::{SessionEvent, SessionState, TransitionError};
 use engine::supervision::{Actor, AuditAction, AuditEntry, Steer};
@@ -51,7 +52,7 @@ impl Steered {
     }
 
     /// The plan of a session reassigned into `group`, where it still waits.
-    pub(super) fn plan(&self, group: Option<&engine::ids::GroupId>) -> Option<RoutePlan> {
+    pub(super) fn plan(&self, group: Option<&GroupId>) -> Option<RoutePlan> {
         match &self.reassigned {
             Some(steer @ Steer::Reassigned { group: to, .. }) if Some(to) == group => {
                 step_of(steer).map(RoutePlan::single)
@@ -64,6 +65,23 @@ impl Steered {
     pub(super) fn priority(&self) -> Option<i32> {
         self.priority
     }
+}
+
+/// The refusal of an action authorised for `seen_in`, a group the session
+/// left meanwhile.
+pub(super) fn moved_on(state: &SessionActorState, seen_in: &GroupId) -> ApiError {
+    let now_in = state
+        .session
+        .group
+        .as_ref()
+        .map_or_else(|| "no group".to_owned(), |group| format!("group `{group}`"));
+    ApiError::Invalid(engine::EngineError::Invalid {
+        field: "session",
+        reason: format!(
+            "session {} left group `{seen_in}` meanwhile (it is in {now_in} now); look again",
+            state.session.id
+        ),
+    })
 }
 
 /// The step a reassignment puts the session in.
@@ -92,6 +110,7 @@ impl SessionActor {
         by: Actor,
         request: SteerRequest,
         reason: String,
+        seen_in: GroupId,
     ) -> Result<u64, ApiError> {
         let session = &state.session;
         if !matches!(session.state, SessionState::Queued | SessionState::Offered) {
@@ -103,6 +122,11 @@ impl SessionActor {
             .into());
         }
         self.restore_plan(state)?;
+        // The caller was authorised for the group it saw: an overflow since
+        // (or just now, on restoring the plan) makes that moot.
+        if state.session.group.as_ref() != Some(&seen_in) {
+            return Err(moved_on(state, &seen_in));
+        }
         let now = crate::clock::now();
         let from_group = state.session.group.clone();
         let priority_now = state

@@ -175,6 +175,7 @@ impl SessionActor {
                 } => {
                     let group = step.group.clone();
                     let now = crate::clock::now();
+                    let moved = state.session.group.as_ref() != Some(&group);
                     let effects = state.session.apply(
                         SessionEvent::Enqueue {
                             group: group.clone(),
@@ -184,6 +185,9 @@ impl SessionActor {
                     // Moving groups on overflow: leave the old group's queue.
                     self.run_effects(state, effects);
                     self.record(state, EventKind::Queued { group });
+                    if moved && !state.monitors.is_empty() {
+                        self.stop_monitors(state);
+                    }
                     self.tell_group_enqueue(state, step, place_in_line);
                 }
                 PlanEffect::Rejoin {

@@ -294,12 +294,33 @@ async fn a_steered_session_keeps_its_new_queue_and_priority_across_a_restart() {
         agent: None,
     };
     board
-        .steer_session(supervisor.clone(), plain.session, reassign, "gold has room")
+        .steer_session(
+            supervisor.clone(),
+            plain.session,
+            default.clone(),
+            reassign,
+            "gold has room",
+        )
         .await
         .unwrap();
+    // Authorised for default, where it no longer waits: refused.
     let raise = crate::SteerRequest::Priority { priority: 10 };
+    let stale = board
+        .steer_session(
+            supervisor.clone(),
+            plain.session,
+            default.clone(),
+            raise.clone(),
+            "escalated",
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        stale.to_string().contains("left group `default`"),
+        "{stale}"
+    );
     board
-        .steer_session(supervisor, plain.session, raise, "escalated")
+        .steer_session(supervisor, plain.session, gold.clone(), raise, "escalated")
         .await
         .unwrap();
     let order = |view: crate::group::GroupView| {
@@ -323,5 +344,204 @@ async fn a_steered_session_keeps_its_new_queue_and_priority_across_a_restart() {
     let audit = board.audit_log(0, i64::MAX, 10).await.unwrap();
     let reasons: Vec<&str> = audit.iter().map(|e| e.reason.as_str()).collect();
     assert_eq!(reasons, ["escalated", "gold has room"]);
+    board.shutdown().await;
+}
+
+/// The agent hears when a reply is due (the first 30 s by default after
+/// they accepted); a reply not sent by then is a stored breach, once; a
+/// reply answers it and the next wait starts with the customer's next
+/// message, due 30 s after it.
+#[tokio::test(start_paused = true)]
+async fn a_reply_owed_past_its_target_is_a_breach_and_the_agent_hears_when_it_is_due() {
+    use engine::routing::ResponseKind;
+    let board = start(Arc::new(MemoryStore::new()), config()).await;
+    let mut ann = board.subscribe_agent(&id("ann"));
+    available(&board, &["ann"]).await;
+    let first = board
+        .customer_message(envelope(Channel::Web, "p-web", "hello", "c1"))
+        .await
+        .unwrap();
+    let session = offered_session(&mut ann).await;
+    assert_eq!(session, first.session);
+    board.accept(&id("ann"), session).await.unwrap();
+    let accepted_at = assigned_at(&board, session).await;
+    let due = next_event(&mut ann, |kind| {
+        matches!(kind, EventKind::ResponseDue { due: Some(_), .. })
+    })
+    .await;
+    assert_eq!(
+        due.kind,
+        EventKind::ResponseDue {
+            kind: Some(ResponseKind::First),
+            due: Some(accepted_at + 30_000)
+        }
+    );
+    assert_eq!(
+        board.response_due(session).await.unwrap(),
+        Some((ResponseKind::First, accepted_at + 30_000))
+    );
+    let breaches = |events: &[Event]| {
+        events
+            .iter()
+            .filter_map(|event| match &event.kind {
+                EventKind::ResponseBreached { kind, due, .. } => Some((*kind, *due)),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    tokio::time::sleep(Duration::from_secs(29)).await;
+    assert!(breaches(&board.history(session, 0).await.unwrap()).is_empty());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let breached = next_event(&mut ann, |kind| {
+        matches!(kind, EventKind::ResponseBreached { .. })
+    })
+    .await;
+    assert_eq!(
+        breached.at,
+        accepted_at + 30_000,
+        "at the due time, not later"
+    );
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(
+        breaches(&board.history(session, 0).await.unwrap()),
+        [(ResponseKind::First, accepted_at + 30_000)],
+        "one breach per wait"
+    );
+
+    // The reply answers it; the customer's next message owes a next reply,
+    // answered in time: no breach.
+    board
+        .agent_message(
+            &id("ann"),
+            session,
+            "sorry for the wait".into(),
+            Some("a1".into()),
+        )
+        .await
+        .unwrap();
+    next_event(&mut ann, |kind| {
+        *kind
+            == EventKind::ResponseDue {
+                kind: None,
+                due: None,
+            }
+    })
+    .await;
+    board
+        .customer_message(envelope(Channel::Web, "p-web", "ok, and?", "c2"))
+        .await
+        .unwrap();
+    let due = next_event(&mut ann, |kind| {
+        matches!(kind, EventKind::ResponseDue { due: Some(_), .. })
+    })
+    .await;
+    assert!(matches!(
+        due.kind,
+        EventKind::ResponseDue {
+            kind: Some(ResponseKind::Next),
+            ..
+        }
+    ));
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    board
+        .agent_message(&id("ann"), session, "done".into(), Some("a2".into()))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(breaches(&board.history(session, 0).await.unwrap()).len(), 1);
+    assert_eq!(board.response_due(session).await.unwrap(), None);
+    board.shutdown().await;
+}
+
+/// A session restarted while a reply is owed keeps its due time and still
+/// breaches on time.
+#[tokio::test(start_paused = true)]
+async fn a_reply_owed_when_the_session_restarts_still_breaches_on_time() {
+    let board = start(Arc::new(MemoryStore::new()), config()).await;
+    let mut ann = board.subscribe_agent(&id("ann"));
+    available(&board, &["ann"]).await;
+    board
+        .customer_message(envelope(Channel::Web, "p-web", "hello", "c1"))
+        .await
+        .unwrap();
+    let session = offered_session(&mut ann).await;
+    board.accept(&id("ann"), session).await.unwrap();
+    let accepted_at = assigned_at(&board, session).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    board.crash_session(session).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        board.response_due(session).await.unwrap(),
+        Some((engine::routing::ResponseKind::First, accepted_at + 30_000))
+    );
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let n_breaches = board
+        .history(session, 0)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|event| matches!(event.kind, EventKind::ResponseBreached { .. }))
+        .count();
+    assert_eq!(n_breaches, 1);
+    board.shutdown().await;
+}
+
+/// When `session` was assigned, from its history.
+async fn assigned_at(board: &Switchboard, session: SessionId) -> engine::Millis {
+    board
+        .history(session, 0)
+        .await
+        .unwrap()
+        .iter()
+        .find(|event| matches!(event.kind, EventKind::Assigned { .. }))
+        .expect("assigned")
+        .at
+}
+
+/// Someone following a waiting session was allowed for its group: when it
+/// overflows to another group they stop following it (recorded).
+#[tokio::test(start_paused = true)]
+async fn followers_stop_when_the_session_moves_to_another_group() {
+    use engine::supervision::{Actor, MonitorMode};
+    let board = start(Arc::new(MemoryStore::new()), config()).await;
+    let gold = GroupId::new("gold_service");
+    let vip = board
+        .customer_message(envelope(Channel::Wechat, "v-wx", "vip", "v1"))
+        .await
+        .unwrap();
+    let sue = id("sue");
+    board
+        .monitor_session(
+            &sue,
+            vip.session,
+            Some(gold.clone()),
+            Some(MonitorMode::Listen),
+        )
+        .await
+        .unwrap();
+    let mut followed = board.subscribe_agent(&sue);
+    // The 30 s gold_service step times out: it overflows to default.
+    let stopped = next_event(&mut followed, |kind| {
+        matches!(kind, EventKind::Monitored { mode: None, .. })
+    })
+    .await;
+    assert_eq!(
+        stopped.kind,
+        EventKind::Monitored {
+            by: Actor::Supervisor(sue.clone()),
+            mode: None
+        }
+    );
+    let record = board.session(vip.session).await.unwrap();
+    assert_eq!(record.group, Some(GroupId::new("default")));
+    // Starting again with the group seen before is refused.
+    let err = board
+        .monitor_session(&sue, vip.session, Some(gold), Some(MonitorMode::Listen))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("left group `gold_service`"),
+        "{err}"
+    );
     board.shutdown().await;
 }

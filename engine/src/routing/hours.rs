@@ -58,6 +58,36 @@ impl Schedule {
         }
     }
 
+    /// `start` plus `duration` of calendar `index`'s open time: the clock
+    /// stops outside its hours (closed days and holidays included). An
+    /// index that does not exist counts every millisecond.
+    pub(crate) fn add_open_time(&self, index: usize, start: Millis, duration: Millis) -> Millis {
+        let Some(calendar) = self.calendars.get(index) else {
+            return start.saturating_add(duration);
+        };
+        let mut remaining = duration.max(0);
+        let mut at = start;
+        // Eight years of days bound the walk (a calendar with holidays on
+        // every working day would otherwise never open).
+        for _ in 0..8 * 366 {
+            let local = self.local_time(at);
+            let midnight = local.day * MS_PER_DAY - self.offset_ms;
+            let open = midnight + i64::from(calendar.open_minute) * MS_PER_MINUTE;
+            let close = midnight + i64::from(calendar.close_minute) * MS_PER_MINUTE;
+            let open_day = calendar.days & (1 << local.weekday) != 0
+                && calendar.closed_days.binary_search(&local.day).is_err();
+            if open_day && at < close {
+                let from = at.max(open);
+                if from.saturating_add(remaining) <= close {
+                    return from + remaining;
+                }
+                remaining -= close - from;
+            }
+            at = midnight + MS_PER_DAY;
+        }
+        at.saturating_add(remaining)
+    }
+
     /// Whether `time` is inside calendar `index`; false for an index that does not exist.
     pub(crate) fn is_open(&self, index: usize, time: LocalTime) -> bool {
         self.calendars

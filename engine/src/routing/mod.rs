@@ -41,6 +41,7 @@ mod hours;
 mod lexer;
 mod parser;
 mod plan;
+mod response;
 mod rules;
 mod span;
 
@@ -50,6 +51,7 @@ use hours::Schedule;
 use span::Location;
 
 pub use plan::{PlanCursor, PlanEffect};
+pub use response::{DEFAULT_RESPONSE_MS, ResponseKind, ResponsePolicy};
 
 /// A new contact, as the rules see it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -85,6 +87,8 @@ struct RuleSetInner {
     group_refs: Vec<(GroupId, Location)>,
     /// String literals compared with `channel`, for [`RuleSet::validate`].
     channel_refs: Vec<(Arc<str>, Location)>,
+    /// The `[[response]]` tables, in file order.
+    responses: Vec<response::ResponseRule>,
 }
 
 #[derive(Debug)]

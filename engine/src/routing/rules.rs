@@ -15,6 +15,7 @@ use crate::ids::GroupId;
 use super::expr::BoolExpr;
 use super::hours::{self, Calendar, Schedule};
 use super::parser::{self, Scope};
+use super::response::{DEFAULT_RESPONSE_MS, ResponseRule};
 use super::span::{Location, SourceFile};
 use super::{AgentCondition, RoutePlan, Rule, RuleError, RuleSetInner, Step};
 
@@ -28,6 +29,19 @@ struct FileDoc {
     hours: BTreeMap<Spanned<String>, HoursDoc>,
     #[serde(default, rename = "rule")]
     rules: Vec<RuleDoc>,
+    #[serde(default, rename = "response")]
+    responses: Vec<ResponseDoc>,
+}
+
+/// `[[response]]`: response targets for a group and channel.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResponseDoc {
+    group: Option<Spanned<String>>,
+    channel: Option<Spanned<String>>,
+    first: Option<Spanned<DurationDoc>>,
+    next: Option<Spanned<DurationDoc>>,
+    hours: Option<Spanned<String>>,
 }
 
 /// `[hours.<name>]`.
@@ -130,6 +144,11 @@ pub(super) fn load(text: &str, name: &str) -> Result<RuleSetInner, RuleError> {
         }
         rules.push(rule);
     }
+    let responses = doc
+        .responses
+        .iter()
+        .map(|response| loader.response(response))
+        .collect::<Result<Vec<_>, RuleError>>()?;
     let Loader {
         groups,
         group_refs,
@@ -143,6 +162,7 @@ pub(super) fn load(text: &str, name: &str) -> Result<RuleSetInner, RuleError> {
         groups,
         group_refs,
         channel_refs,
+        responses,
     })
 }
 
@@ -299,6 +319,67 @@ impl Loader<'_> {
             sticky: doc.sticky,
             only_agent: None,
             agent,
+        })
+    }
+
+    /// A `[[response]]` table: its group and channel are checked like a
+    /// step's group and a rule's channel literals, its calendar by name.
+    fn response(&mut self, doc: &ResponseDoc) -> Result<ResponseRule, RuleError> {
+        let group = match &doc.group {
+            Some(group) => {
+                let name = group.get_ref().trim();
+                if name.is_empty() {
+                    return Err(self.file.error_at(group.span().start, "`group` is empty"));
+                }
+                let location = self
+                    .file
+                    .location(self.file.offset_in_string(&group.span(), 0));
+                self.group_refs.push((GroupId::new(name), location));
+                Some(GroupId::new(name))
+            }
+            None => None,
+        };
+        let channel = match &doc.channel {
+            Some(channel) => {
+                let location = self
+                    .file
+                    .location(self.file.offset_in_string(&channel.span(), 0));
+                let name: Arc<str> = channel.get_ref().trim().into();
+                self.channel_refs.push((Arc::clone(&name), location));
+                Some(name)
+            }
+            None => None,
+        };
+        let target = |doc: &Option<Spanned<DurationDoc>>| match doc {
+            None => Ok(DEFAULT_RESPONSE_MS),
+            Some(duration) => parse_duration(duration.get_ref())
+                .map_err(|message| self.file.error_at(duration.span().start, message)),
+        };
+        let (first_ms, next_ms) = (target(&doc.first)?, target(&doc.next)?);
+        let calendar = match &doc.hours {
+            Some(hours) => Some(
+                self.calendar_names
+                    .iter()
+                    .position(|name| *name == hours.get_ref())
+                    .ok_or_else(|| {
+                        self.file.error_at(
+                            hours.span().start,
+                            format!(
+                                "unknown business hours `{}`: declare [hours.{}] in this file",
+                                hours.get_ref(),
+                                hours.get_ref()
+                            ),
+                        )
+                    })?,
+            ),
+            None => None,
+        };
+        Ok(ResponseRule {
+            group,
+            channel,
+            first_ms,
+            next_ms,
+            calendar,
         })
     }
 

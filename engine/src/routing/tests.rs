@@ -339,3 +339,102 @@ fn a_step_crosses_to_another_node_as_parts_and_admits_the_same_agents() {
     let err = other_node.step_from_parts(parts).unwrap_err();
     assert!(err.contains("hours.nowhere"), "{err}");
 }
+
+#[test]
+fn response_targets_match_by_group_and_channel_and_run_on_business_hours() {
+    let rules = RuleSet::parse(
+        r#"timezone = "+08:00"
+[hours.support]
+days = ["mon", "tue", "wed", "thu", "fri"]
+open = "09:00"
+close = "18:00"
+
+[[rule]]
+name = "all"
+[[rule.step]]
+group = "default"
+
+[[response]]
+group = "gold_service"
+channel = "wechat"
+first = "20s"
+next = 60
+
+[[response]]
+group = "default"
+first = "2m"
+hours = "support"
+"#,
+        "rules.toml",
+    )
+    .unwrap();
+    let gold = GroupId::new("gold_service");
+    let default = GroupId::new("default");
+    let wechat = Channel::parse("wechat").unwrap();
+    let web = Channel::parse("web").unwrap();
+    let policy = rules.response_policy(Some(&gold), &wechat);
+    assert_eq!((policy.first_ms, policy.next_ms), (20_000, 60_000));
+    assert_eq!(policy.calendar(), None);
+    assert_eq!(policy.due(ResponseKind::Next, 1_000), 61_000);
+    // Another channel of the same group: no table matches, 30 s and 30 s.
+    let policy = rules.response_policy(Some(&gold), &web);
+    assert_eq!((policy.first_ms, policy.next_ms), (30_000, 30_000));
+    let policy = rules.response_policy(None, &web);
+    assert_eq!(policy.first_ms, DEFAULT_RESPONSE_MS);
+
+    // default: 2 minutes, counted in open hours only (+08:00, 09:00–18:00).
+    let policy = rules.response_policy(Some(&default), &web);
+    assert_eq!(policy.calendar(), Some("support"));
+    assert_eq!(
+        policy.next_ms, DEFAULT_RESPONSE_MS,
+        "next keeps its default"
+    );
+    let minute = 60_000;
+    // Monday 10:00 local (02:00 UTC): open, due two minutes later.
+    let at = MONDAY_UTC + 2 * HOUR;
+    assert_eq!(policy.due(ResponseKind::First, at), at + 2 * minute);
+    // Monday 17:59 local: one minute today, the other at 09:00 Tuesday.
+    let at = MONDAY_UTC + 10 * HOUR - minute;
+    assert_eq!(
+        policy.due(ResponseKind::First, at),
+        MONDAY_UTC + DAY + HOUR + minute
+    );
+    // Friday 20:00 local: the clock waits for Monday 09:00.
+    let at = MONDAY_UTC + 4 * DAY + 12 * HOUR;
+    assert_eq!(
+        policy.due(ResponseKind::First, at),
+        MONDAY_UTC + 7 * DAY + HOUR + 2 * minute
+    );
+}
+
+#[test]
+fn response_tables_name_what_is_wrong() {
+    let base = "[hours.support]\ndays = [\"mon\"]\nopen = \"09:00\"\nclose = \"18:00\"\n\
+                [[rule]]\nname = \"all\"\n[[rule.step]]\ngroup = \"default\"\n";
+    for (table, wanted) in [
+        (
+            "[[response]]\nhours = \"night\"\n",
+            "unknown business hours `night`",
+        ),
+        ("[[response]]\nfirst = \"soon\"\n", "soon"),
+        ("[[response]]\nlater = \"10s\"\n", "later"),
+        ("[[response]]\ngroup = \" \"\n", "`group` is empty"),
+    ] {
+        let err = RuleSet::parse(&format!("{base}{table}"), "rules.toml").unwrap_err();
+        assert!(err.to_string().contains(wanted), "{table}: {err}");
+        assert!(
+            err.line >= 9,
+            "{table}: the error points into the table: {err}"
+        );
+    }
+    let rules = RuleSet::parse(
+        &format!("{base}[[response]]\ngroup = \"vip\"\n"),
+        "rules.toml",
+    )
+    .unwrap();
+    let groups = |name: &str| name == "default";
+    let err = rules
+        .validate(&groups, &crate::channel::ChannelRegistry::default())
+        .unwrap_err();
+    assert!(err.to_string().contains("vip"), "{err}");
+}

@@ -141,8 +141,14 @@ pub async fn get_session(
         Role::Customer => Viewer::Customer,
         Role::Agent | Role::Supervisor | Role::Admin => Viewer::Staff,
     };
+    // Listening is silent: agents do not see who monitored (supervisors
+    // and admins do).
+    let hides_monitoring = caller.role() == Role::Agent;
     let events = events
         .iter()
+        .filter(|event| {
+            !(hides_monitoring && matches!(event.kind, actors::EventKind::Monitored { .. }))
+        })
         .filter_map(|event| event_frame(event, viewer))
         .collect();
     Ok(Json(SessionDetail {

@@ -13,7 +13,7 @@
 //! to the agent's desktops as a `presence_forced` frame.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use engine::ids::{AgentId, GroupId};
 use engine::supervision::{AuditAction, AuditEntry, ForcedPresence, Steer};
 use serde::{Deserialize, Serialize};
@@ -21,7 +21,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::access::Caller;
 use crate::error::{ErrorBody, HttpError};
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiQuery};
 use crate::rest::sessions::parse_session_id;
 use crate::rest::types::PresenceRecord;
 use crate::state::AppState;
@@ -191,13 +191,12 @@ pub struct AuditLog {
     pub entries: Vec<AuditRecord>,
 }
 
-/// The audit log's window.
+/// The audit log's window: at most [`MAX_AUDIT_WINDOW_MS`] (31 days).
 #[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// From this time (ms since the Unix epoch, inclusive); default 7 days before `until`.
     pub since: Option<i64>,
-    /// Up to this time (exclusive); default now.
+    /// Up to this time (exclusive); default now. At most a day ahead.
     pub until: Option<i64>,
     /// At most this many entries (1–1000, default 100).
     pub limit: Option<usize>,
@@ -206,7 +205,10 @@ pub struct AuditQuery {
 /// Most entries one audit request returns.
 const MAX_AUDIT_LIMIT: usize = 1000;
 /// The audit window without `since`.
-const DEFAULT_AUDIT_WINDOW_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+const DEFAULT_AUDIT_WINDOW_MS: i64 = 7 * DAY_MS;
+/// The longest window one request reads (a ScyllaDB read per day in it).
+pub const MAX_AUDIT_WINDOW_MS: i64 = 31 * DAY_MS;
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
 /// Takes a waiting session out of its queue and queues it in another group,
 /// or offers it to one agent only; it keeps its place in line.
@@ -235,15 +237,15 @@ pub async fn reassign(
     let id = parse_session_id(&id)?;
     let overseer = caller.overseer(&state).await?;
     let session = state.switchboard.session(id).await?;
-    let from = waiting_group(&session)?;
-    overseer.check_group(from)?;
+    let from = waiting_group(&session)?.clone();
+    overseer.check_group(&from)?;
     let agent = match &request.agent {
         Some(agent) => Some(super::agents::stored_agent(&state, &AgentId::new(agent)).await?),
         None => None,
     };
     let group = match (&request.group, &agent) {
         (Some(group), _) => GroupId::new(group),
-        (None, Some(agent)) if agent.groups.contains(from) => from.clone(),
+        (None, Some(agent)) if agent.groups.contains(&from) => from.clone(),
         (None, Some(agent)) => agent
             .groups
             .iter()
@@ -269,7 +271,7 @@ pub async fn reassign(
     };
     let ack = state
         .switchboard
-        .steer_session(overseer.actor, id, steer, &request.reason)
+        .steer_session(overseer.actor, id, from, steer, &request.reason)
         .await?;
     Ok(Json(Steered {
         session: WireSession(id),
@@ -303,13 +305,14 @@ pub async fn reprioritise(
     let id = parse_session_id(&id)?;
     let overseer = caller.overseer(&state).await?;
     let session = state.switchboard.session(id).await?;
-    overseer.check_group(waiting_group(&session)?)?;
+    let group = waiting_group(&session)?.clone();
+    overseer.check_group(&group)?;
     let steer = actors::SteerRequest::Priority {
         priority: request.priority,
     };
     let ack = state
         .switchboard
-        .steer_session(overseer.actor, id, steer, &request.reason)
+        .steer_session(overseer.actor, id, group, steer, &request.reason)
         .await?;
     Ok(Json(Steered {
         session: WireSession(id),
@@ -371,7 +374,7 @@ pub async fn force_presence(
     params(AuditQuery),
     responses(
         (status = 200, description = "Entries in the window, newest first", body = AuditLog),
-        (status = 400, description = "A bad window or limit (`invalid`, `details.field`)", body = ErrorBody),
+        (status = 400, description = "A bad window (more than 31 days, `until` more than a day ahead) or limit (`invalid`, `details.field`)", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "Not an admin", body = ErrorBody),
     ),
@@ -380,15 +383,33 @@ pub async fn force_presence(
 pub async fn audit_log(
     State(state): State<AppState>,
     caller: Caller,
-    Query(query): Query<AuditQuery>,
+    ApiQuery(query): ApiQuery<AuditQuery>,
 ) -> Result<Json<AuditLog>, HttpError> {
     caller.require_admin()?;
-    let until = query.until.unwrap_or_else(|| engine::now_millis() + 1);
-    let since = query.since.unwrap_or(until - DEFAULT_AUDIT_WINDOW_MS);
+    let now = engine::now_millis();
+    let until = query.until.unwrap_or(now + 1);
+    if !(0..=now + DAY_MS).contains(&until) {
+        return Err(crate::error::invalid_field(
+            "until",
+            format!("{until}: between 0 and a day from now"),
+        ));
+    }
+    let since = query
+        .since
+        .unwrap_or_else(|| until.saturating_sub(DEFAULT_AUDIT_WINDOW_MS).max(0));
     if since > until {
         return Err(crate::error::invalid_field(
             "since",
             format!("{since} is after `until` ({until})"),
+        ));
+    }
+    if until - since > MAX_AUDIT_WINDOW_MS {
+        return Err(crate::error::invalid_field(
+            "since",
+            format!(
+                "the window is at most 31 days; `since` may be {} at the earliest",
+                until - MAX_AUDIT_WINDOW_MS
+            ),
         ));
     }
     let limit = query.limit.unwrap_or(100);

@@ -155,6 +155,30 @@ pub enum EventBody {
         /// `queued`, `retrying`, `sent`, `delivered` or `failed`.
         state: String,
     },
+    /// A reply the customer waited for was not sent by its due time
+    /// (staff only; the `[[response]]` targets of the rule file).
+    ResponseBreached {
+        /// When it was due.
+        due: Time,
+        /// The group the session was in.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
+        /// `first` (the first reply of the conversation) or `next`.
+        kind: String,
+        /// When the customer's unanswered message came.
+        since: Time,
+    },
+    /// When the reply the customer waits for is due (`due`, with `kind`
+    /// `first` or `next`), or that none is owed (neither field). Staff only,
+    /// live only: never stored, it carries the last `seq` published.
+    ResponseDue {
+        /// When it is due.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        due: Option<Time>,
+        /// `first` or `next`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kind: Option<String>,
+    },
     /// A supervisor started following the session live (`mode` `listen`,
     /// `whisper` or `barge`), changed how, or stopped (`stop`); staff only.
     Monitored {
@@ -316,6 +340,31 @@ pub fn event_frame(event: &Event, viewer: Viewer) -> Option<EventFrame> {
                 state: report.state.as_str().to_owned(),
             }
         }
+        EventKind::ResponseBreached {
+            kind,
+            due,
+            since,
+            group,
+        } => {
+            if viewer == Viewer::Customer {
+                return None;
+            }
+            EventBody::ResponseBreached {
+                due: Time(*due),
+                group: group.as_ref().map(ToString::to_string),
+                kind: kind.as_str().to_owned(),
+                since: Time(*since),
+            }
+        }
+        EventKind::ResponseDue { kind, due } => {
+            if viewer == Viewer::Customer {
+                return None;
+            }
+            EventBody::ResponseDue {
+                due: due.map(Time),
+                kind: kind.map(|kind| kind.as_str().to_owned()),
+            }
+        }
         EventKind::Monitored { by, mode } => {
             if viewer == Viewer::Customer {
                 return None;
@@ -394,6 +443,8 @@ impl EventFrame {
             EventBody::Delivery { .. } => "delivery",
             EventBody::Steered { .. } => "steered",
             EventBody::Monitored { .. } => "monitored",
+            EventBody::ResponseBreached { .. } => "response_breached",
+            EventBody::ResponseDue { .. } => "response_due",
             EventBody::Whisper { .. } => "whisper",
         }
     }

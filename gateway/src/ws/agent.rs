@@ -248,6 +248,12 @@ struct SessionCard {
     channel: String,
     group: Option<String>,
     customer: OfferCustomer,
+    /// When the reply the customer waits for is due, if one is owed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_due: Option<crate::wire::Time>,
+    /// `first` or `next`, with `response_due`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_kind: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -462,6 +468,10 @@ impl Handler for AgentHandler {
                     if let Err(err) = check {
                         return link.send_error(err).await;
                     }
+                    // Still a supervisor (the session checks they follow it).
+                    if let Err(err) = self.caller.overseer(&self.state).await {
+                        return replier.refuse(link, err.body.code, err.body.message).await;
+                    }
                     let client_message_id = message.client_message_id;
                     let result = switchboard
                         .whisper(
@@ -571,12 +581,12 @@ impl AgentHandler {
         Flow::Continue
     }
 
-    /// Replays a session's events after `after_seq`, if the agent may read it.
     /// A supervisor starts following a session of a group they supervise,
     /// changes how, or stops (stopping needs no check).
     async fn monitor(&mut self, link: &mut Link, replier: &Replier, monitor: Monitor) -> Flow {
         let id = monitor.session.0;
         let mode = monitor.mode.mode();
+        let mut seen_in = None;
         if mode.is_some() {
             let overseer = match self.caller.overseer(&self.state).await {
                 Ok(overseer) => overseer,
@@ -593,16 +603,18 @@ impl AgentHandler {
             if let Err(err) = overseer.check_group(group) {
                 return replier.refuse(link, err.body.code, err.body.message).await;
             }
+            seen_in = Some(group.clone());
         }
         let result = self
             .state
             .switchboard
-            .monitor_session(&self.profile.id, id, mode)
+            .monitor_session(&self.profile.id, id, seen_in, mode)
             .await
             .map(|_| ());
         replier.result(link, result).await
     }
 
+    /// Replays a session's events after `after_seq`, if the agent may read it.
     async fn history(&mut self, link: &mut Link, replier: &Replier, history: History) -> Flow {
         let session = match self.state.switchboard.session(history.session.0).await {
             Ok(session) => session,
@@ -621,6 +633,11 @@ impl AgentHandler {
             Err(err) => return replier.error(link, err, None).await,
         };
         for event in events {
+            // Listening is silent: agents do not see who monitored.
+            let monitoring = matches!(event.kind, EventKind::Monitored { .. });
+            if monitoring && self.caller.role() != crate::auth::Role::Supervisor {
+                continue;
+            }
             let Some(frame) = event_frame(&event, Viewer::Staff) else {
                 continue;
             };
@@ -631,9 +648,6 @@ impl AgentHandler {
         replier.result(link, Ok(())).await
     }
 
-    /// Sends `event` unless it is not for this agent or already sent. A new
-    /// offer first brings the conversation so far, so the desktop shows the
-    /// customer's messages with the offer.
     /// Starts pushing a ticket's changes to this socket, after the same
     /// check as `GET /api/v1/tickets/{id}`; answers with the ticket and its history.
     async fn watch(&mut self, link: &mut Link, on: OnTicket, request_id: Option<String>) -> Flow {
@@ -710,6 +724,9 @@ impl AgentHandler {
         });
     }
 
+    /// Sends `event` unless it is not for this agent or already sent. A new
+    /// offer first brings the conversation so far, so the desktop shows the
+    /// customer's messages with the offer.
     async fn deliver(&mut self, link: &mut Link, event: Event) -> Flow {
         let new_offer = matches!(event.kind, EventKind::Offered { .. })
             && self.is_for_me(&event)
@@ -730,7 +747,8 @@ impl AgentHandler {
     }
 
     /// Not the agent's own typing (not echoed), not an offer to someone else
-    /// (seen in a replay or in the conversation an offer brings).
+    /// (seen in a replay or in the conversation an offer brings), not
+    /// someone else's monitoring (listening is silent).
     fn is_for_me(&self, event: &Event) -> bool {
         match &event.kind {
             EventKind::Typing {
@@ -738,6 +756,9 @@ impl AgentHandler {
             } => false,
             EventKind::Offered { agent, .. } | EventKind::OfferLapsed { agent } => {
                 agent == &self.profile.id
+            }
+            EventKind::Monitored { by, .. } => {
+                matches!(by, engine::supervision::Actor::Supervisor(id) if id == &self.profile.id)
             }
             _ => true,
         }
@@ -822,7 +843,10 @@ impl AgentHandler {
         let (display_name, tier) = customer
             .map(|customer| (customer.display_name, customer.tier))
             .unwrap_or_default();
+        let owed = self.state.switchboard.response_due(session).await?;
         Ok(SessionCard {
+            response_due: owed.map(|(_, due)| crate::wire::Time(due)),
+            response_kind: owed.map(|(kind, _)| kind.as_str()),
             session: WireSession(session),
             state: record.state.as_str(),
             channel: record.channel.to_string(),

@@ -23,9 +23,13 @@ impl Delivered {
     }
 
     /// Whether `event` is new to this client, recording it if so. Typing
-    /// is ephemeral (it carries the last published `seq`) and always new.
+    /// and the due time of a reply are ephemeral (they carry the last
+    /// published `seq`) and always new.
     pub fn admit(&mut self, event: &Event) -> bool {
-        if matches!(event.kind, EventKind::Typing { .. }) {
+        if matches!(
+            event.kind,
+            EventKind::Typing { .. } | EventKind::ResponseDue { .. }
+        ) {
             return true;
         }
         let last = self.last_seq.entry(event.session).or_insert(0);

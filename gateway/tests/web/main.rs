@@ -725,6 +725,30 @@ async fn a_supervisor_forces_an_agent_away_and_moves_a_waiting_customer_from_the
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_supervisor_reads_along_whispers_and_barges_into_a_chat_from_the_desktop() {
     let server = server().await;
+    // Replies in `default` are due 4 s after the agent takes the chat.
+    let admin = server.token("ops", Role::Admin);
+    let rules_url = server.http_url("/api/v1/rules");
+    let http = reqwest::Client::new();
+    let rules = http
+        .get(&rules_url)
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let replaced = http
+        .put(&rules_url)
+        .bearer_auth(&admin)
+        .header("Content-Type", "application/toml")
+        .body(format!(
+            "{rules}\n[[response]]\ngroup = \"default\"\nfirst = \"4s\"\n"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert!(replaced.status().is_success(), "{}", replaced.status());
     let driver = Driver::start().await;
     let agent = driver.browser("en-US", 1400, 900).await;
     let supervisor = driver.browser("en-US", 1500, 1100).await;
@@ -747,6 +771,22 @@ async fn a_supervisor_reads_along_whispers_and_barges_into_a_chat_from_the_deskt
             .await,
     );
     let card = format!("section.session[data-session='{session}']");
+    // The agent's card counts down to the first reply, then says it is late.
+    agent
+        .wait_text(&format!("{card} .response-due"), "First reply due in")
+        .await;
+    agent
+        .wait_visible(&format!("{card} .response-due[data-overdue='true']"))
+        .await;
+    agent
+        .wait_text(
+            &format!("{card} li.msg.system[data-breach='first']"),
+            "First reply overdue",
+        )
+        .await;
+    agent
+        .screenshot(&screenshot("desktop-sla-breach.png"))
+        .await;
 
     // Listen: the conversation so far and what the customer writes next.
     open_desktop(&supervisor, &server, "wang.min", Role::Supervisor).await;

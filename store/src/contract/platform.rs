@@ -335,4 +335,5 @@ pub async fn audit_log_newest_first_across_days(store: &dyn Store) {
         vec![5, 4, 3]
     );
     assert!(store.audit_log(T0, T0, 10).await.unwrap().is_empty());
+    assert!(store.audit_log(T0 + DAY, T0, 10).await.unwrap().is_empty());
 }

@@ -177,7 +177,9 @@ fn file_errors() {
     );
     check(
         "timezon = \"+08:00\"\n",
-        Err("rules.toml:1:1: unknown field `timezon`, expected one of `timezone`, `hours`, `rule`"),
+        Err(
+            "rules.toml:1:1: unknown field `timezon`, expected one of `timezone`, `hours`, `rule`, `response`",
+        ),
     );
     check(
         "[[rule]]\nname = \"a\"\n[[rule.step]]\n",
