@@ -570,6 +570,14 @@ impl Switchboard {
         self.shared.sla.lock().expect("sla tally lock").clone()
     }
 
+    /// Each group's contacts minute by minute over the last hour, for the
+    /// wallboard's rolling service level and sparkline; with the time
+    /// they are read at (the handle's clock).
+    pub fn sla_windows(&self) -> (HashMap<GroupId, engine::sla::SlaWindow>, engine::Millis) {
+        let windows = self.shared.sla_windows.lock().expect("sla window lock");
+        (windows.clone(), crate::clock::now())
+    }
+
     /// The rule a contact would be routed by now, with its plan; `None`
     /// when no rule matches (the fallback group takes it).
     pub fn route_plan(&self, contact: &Contact) -> Option<RoutePlan> {

@@ -89,6 +89,15 @@ pub fn record_sla(shared: &Shared, channel: &Channel, changes: &[SlaChange]) {
             }
         }
         tally(shared, change.group(), |tally| tally.apply(change));
+        let now = crate::clock::now();
+        let mut windows = shared.sla_windows.lock().expect("sla window lock");
+        match windows.get_mut(change.group()) {
+            Some(window) => window.apply(change, now),
+            None => windows
+                .entry(change.group().clone())
+                .or_default()
+                .apply(change, now),
+        }
     }
 }
 

@@ -108,6 +108,7 @@ impl Actor for RootSupervisor {
             group_refs: ActorRefs::new("group"),
             open_sessions: OpenSessionRefs::default(),
             sla: Mutex::new(HashMap::new()),
+            sla_windows: Mutex::new(HashMap::new()),
             maybe_stored: Mutex::new(HashMap::new()),
             outbox_written: tokio::sync::Notify::new(),
             events: std::sync::OnceLock::new(),

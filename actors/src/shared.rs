@@ -117,6 +117,9 @@ pub struct Shared {
     /// Each group's contacts since start, counted with the Prometheus
     /// counters, for the live wallboard. A short lock per answer or abandon.
     pub sla: Mutex<HashMap<GroupId, SlaTally>>,
+    /// The same, minute by minute over the last hour, for the wallboard's
+    /// rolling service level and sparklines.
+    pub sla_windows: Mutex<HashMap<GroupId, engine::sla::SlaWindow>>,
     /// Per session, the `seq`s of events whose write had an unknown outcome
     /// (the store may hold them) when its actor failed: the next incarnation
     /// publishes those the store holds, so that open sockets get them live.

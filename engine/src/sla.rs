@@ -225,6 +225,91 @@ impl SlaTally {
     }
 }
 
+/// A group's [`SlaTally`]s minute by minute over the last hour: the
+/// wallboard's service level over the last 15 and 60 minutes (not since
+/// start) and its sparkline. Each change counts in the minute it was
+/// counted live; minutes older than an hour are dropped.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SlaWindow {
+    /// (minute since the Unix epoch, that minute's tally), oldest first.
+    minutes: std::collections::VecDeque<(i64, SlaTally)>,
+}
+
+/// How far back an [`SlaWindow`] keeps its minutes.
+pub const WINDOW_MINUTES: i64 = 60;
+const MINUTE_MS: Millis = 60_000;
+
+impl SlaWindow {
+    /// Counts `change` in the minute of `now`.
+    pub fn apply(&mut self, change: &SlaChange, now: Millis) {
+        let minute = now.div_euclid(MINUTE_MS);
+        match self.minutes.back_mut() {
+            Some((last, tally)) if *last == minute => tally.apply(change),
+            _ => {
+                let mut tally = SlaTally::default();
+                tally.apply(change);
+                self.minutes.push_back((minute, tally));
+            }
+        }
+        while self
+            .minutes
+            .front()
+            .is_some_and(|(first, _)| *first <= minute - WINDOW_MINUTES)
+        {
+            self.minutes.pop_front();
+        }
+    }
+
+    /// The sum over the last `minutes` minutes up to `now` (the minute of
+    /// `now` included).
+    pub fn over(&self, minutes: i64, now: Millis) -> SlaTally {
+        let last = now.div_euclid(MINUTE_MS);
+        self.span(last - minutes + 1, last)
+    }
+
+    /// The service level of each `step`-minute slot of the last hour up to
+    /// `now`, oldest first (`WINDOW_MINUTES / step` points); `None` for a
+    /// slot in which nothing was answered or abandoned.
+    pub fn sparkline(&self, step: i64, now: Millis) -> Vec<Option<f64>> {
+        let step = step.clamp(1, WINDOW_MINUTES);
+        let last = now.div_euclid(MINUTE_MS);
+        let n_slots = WINDOW_MINUTES / step;
+        (0..n_slots)
+            .rev()
+            .map(|back| {
+                let end = last - back * step;
+                self.span(end - step + 1, end).service_level()
+            })
+            .collect()
+    }
+
+    /// The sum of the minutes `first..=last`.
+    fn span(&self, first: i64, last: i64) -> SlaTally {
+        let mut sum = SlaTally::default();
+        for (_, tally) in self
+            .minutes
+            .iter()
+            .filter(|(minute, _)| (first..=last).contains(minute))
+        {
+            sum.add(tally);
+        }
+        sum
+    }
+}
+
+impl SlaTally {
+    /// Adds another tally's counts.
+    pub fn add(&mut self, other: &SlaTally) {
+        self.n_came += other.n_came;
+        self.n_moved_out += other.n_moved_out;
+        self.n_queue_entries += other.n_queue_entries;
+        self.n_answered += other.n_answered;
+        self.n_answered_within += other.n_answered_within;
+        self.n_abandoned += other.n_abandoned;
+        self.n_short_abandoned += other.n_short_abandoned;
+    }
+}
+
 /// One change to a group's figures, as a session moves: what the live
 /// counters add up. Each names the group it counts in.
 #[derive(Debug, Clone, PartialEq)]

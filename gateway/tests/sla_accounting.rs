@@ -196,12 +196,42 @@ filter = "true"
                 *sum += count;
             }
         }
-        let level = &board["groups"]
+        let row = board["groups"]
             .as_array()
             .unwrap()
             .iter()
             .find(|g| g["id"] == group)
-            .unwrap()["service_level"];
+            .unwrap();
+        let level = &row["service_level"];
+        // The scenario took under a minute: the last 15 and 60 minutes
+        // hold every answer and abandon since start, and the sparkline's
+        // last slot (or the one before, across a 5-minute boundary) their
+        // service level.
+        for recent in ["service_level_15m", "service_level_60m"] {
+            let recent = &row[recent];
+            let got = [
+                "n_answered",
+                "n_answered_within",
+                "n_abandoned",
+                "n_short_abandoned",
+            ]
+            .map(|key| recent[key].as_u64().unwrap());
+            assert_eq!(
+                got,
+                [expected[2], expected[3], expected[4], expected[5]],
+                "{row}"
+            );
+            assert_eq!(recent["fraction"], level["fraction"], "{row}");
+        }
+        let sparkline = row["sparkline"].as_array().unwrap();
+        assert_eq!(sparkline.len(), 12, "{row}");
+        assert!(
+            sparkline[10..].iter().any(|point| !point.is_null()),
+            "{row}"
+        );
+        let fraction = level["fraction"].as_f64().unwrap();
+        let target = level["target_pct"].as_f64().unwrap();
+        assert_eq!(row["below_target"], fraction * 100.0 < target, "{row}");
         let got = [
             "n_entered",
             "n_queue_entries",

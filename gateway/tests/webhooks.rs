@@ -566,3 +566,93 @@ async fn a_conversation_reports_its_messages_its_assignment_and_its_transfer() {
     assert_eq!(seen[3].2["from"], "chen.jie");
     server.shutdown().await.unwrap();
 }
+
+/// A reply not sent by its due time (the rule file's `[[response]]`
+/// target) is delivered as `sla.breached`, once, with the breach event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_not_sent_in_time_is_reported_as_sla_breached() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let received: Received = Arc::default();
+    tokio::spawn(receiver(listener, received.clone()));
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(
+        &rules,
+        format!(
+            "{}\n[[response]]\ngroup = \"default\"\nfirst = \"1s\"\n",
+            include_str!("../../engine/rules/default.toml")
+        ),
+    )
+    .unwrap();
+    let mut config = config(&dir, port);
+    config.routing.rules_file = rules;
+    config.webhooks.endpoints[0].events = vec!["sla.breached".into()];
+    let server = Server::start(config).await.unwrap();
+    let board = server.switchboard().clone();
+    let chen = engine::ids::AgentId::new("chen.jie");
+    let mut events = board.subscribe_agent(&chen);
+    board
+        .set_presence(&chen, engine::presence::PresenceRequest::Available)
+        .await
+        .unwrap();
+    let ack = board
+        .customer_message(engine::envelope::Envelope {
+            channel: engine::channel::Channel::Web,
+            customer_id: "cust-003".into(),
+            message: "Hello?".into(),
+            timestamp: chrono::Utc::now(),
+            client_message_id: None,
+            display_name: None,
+        })
+        .await
+        .unwrap();
+    let session = ack.session;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let event = events.recv().await.unwrap();
+            if event.session == session && matches!(event.kind, actors::EventKind::Offered { .. }) {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("chen.jie is offered the session");
+    board.accept(&chen, session).await.unwrap();
+
+    // The receiver refuses the first delivery: it comes again, same key.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let deliveries = loop {
+        let deliveries = received.lock().unwrap().clone();
+        if deliveries.len() >= 2 && outbox_drained(&server).await {
+            break deliveries;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "deliveries so far: {deliveries:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let keys: std::collections::BTreeSet<&str> =
+        deliveries.iter().map(|(key, ..)| key.as_str()).collect();
+    assert_eq!(keys.len(), 1, "one breach: {deliveries:?}");
+    let (_, kind, body) = &deliveries[1];
+    assert_eq!(kind, "sla.breached");
+    let event = &body["data"]["event"];
+    assert_eq!(event["type"], "response_breached");
+    assert_eq!(event["kind"], "first");
+    assert_eq!(event["group"], "default");
+    assert_eq!(body["data"]["session"]["id"], session.to_string());
+    let history = board.history(session, 0).await.unwrap();
+    let assigned_at = history
+        .iter()
+        .find(|event| matches!(event.kind, actors::EventKind::Assigned { .. }))
+        .unwrap()
+        .at;
+    assert_eq!(
+        event["due"],
+        assigned_at + 1_000,
+        "due a second after the accept"
+    );
+    server.shutdown().await.unwrap();
+}

@@ -956,19 +956,33 @@ impl SessionActor {
             .apply(SessionEvent::AgentReplied, crate::clock::now())?;
         self.run_effects(state, effects);
         self.answered(state);
+        let seq = self.write_to_customer(state, Sender::Agent(agent), body, client_message_id);
+        self.flush(myself, state);
+        Ok((seq, false))
+    }
+
+    /// Records a message from the contact centre (an agent's reply, a
+    /// supervisor barging in) and sends it on through the customer's channel
+    /// account when they wrote through one; its `seq`.
+    pub(super) fn write_to_customer(
+        &self,
+        state: &mut SessionActorState,
+        sender: Sender,
+        body: String,
+        client_message_id: Option<String>,
+    ) -> u64 {
         let channel = state.session.channel.clone();
         let seq = self.record(
             state,
             EventKind::Message {
-                sender: Sender::Agent(agent),
+                sender,
                 body: body.clone(),
                 client_message_id,
                 channel,
             },
         );
         self.send_through_route(state, seq, body);
-        self.flush(myself, state);
-        Ok((seq, false))
+        seq
     }
 
     /// The agent holds the session and may `action` it. The agent who held

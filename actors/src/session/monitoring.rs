@@ -104,8 +104,13 @@ impl SessionActor {
         body: String,
         client_message_id: Option<String>,
     ) -> Result<(u64, bool), ApiError> {
-        self.check_following(state, &by, MonitorMode::may_whisper, "whisper or barge")?;
-        if let Some(seq) = duplicate(state, &client_message_id) {
+        if let Some(seq) = self.check_following(
+            state,
+            &by,
+            MonitorMode::may_whisper,
+            "whisper or barge",
+            &client_message_id,
+        )? {
             return Ok((seq, true));
         }
         let seq = self.record(
@@ -134,33 +139,30 @@ impl SessionActor {
         body: String,
         client_message_id: Option<String>,
     ) -> Result<(u64, bool), ApiError> {
-        self.check_following(state, &by, MonitorMode::may_barge, "barge")?;
-        if let Some(seq) = duplicate(state, &client_message_id) {
+        if let Some(seq) = self.check_following(
+            state,
+            &by,
+            MonitorMode::may_barge,
+            "barge",
+            &client_message_id,
+        )? {
             return Ok((seq, true));
         }
-        let channel = state.session.channel.clone();
-        let seq = self.record(
-            state,
-            EventKind::Message {
-                sender: Sender::Supervisor(by),
-                body: body.clone(),
-                client_message_id,
-                channel,
-            },
-        );
-        self.send_through_route(state, seq, body);
+        let seq = self.write_to_customer(state, Sender::Supervisor(by), body, client_message_id);
         self.flush(myself, state);
         Ok((seq, false))
     }
 
-    /// `by` follows the live session in a mode that `allows` it.
+    /// `by` follows the live session in a mode that `allows` it; the `seq`
+    /// already given to `client_message_id` when it is a resend.
     fn check_following(
         &self,
         state: &SessionActorState,
         by: &AgentId,
         allows: fn(MonitorMode) -> bool,
         modes: &str,
-    ) -> Result<(), ApiError> {
+        client_message_id: &Option<String>,
+    ) -> Result<Option<u64>, ApiError> {
         let session = &state.session;
         if session.state.is_final() {
             return Err(TransitionError {
@@ -171,7 +173,12 @@ impl SessionActor {
             .into());
         }
         let reason = match state.monitors.get(by) {
-            Some(mode) if allows(*mode) => return Ok(()),
+            Some(mode) if allows(*mode) => {
+                let resent = client_message_id
+                    .as_ref()
+                    .and_then(|id| state.client_ids.get(id));
+                return Ok(resent.copied());
+            }
             Some(mode) => format!(
                 "you follow session {} in {} mode; send `monitor` with mode {modes} first",
                 session.id,
@@ -206,12 +213,4 @@ impl SessionActor {
             );
         }
     }
-}
-
-/// The `seq` already given to this client message id, if any.
-fn duplicate(state: &SessionActorState, client_message_id: &Option<String>) -> Option<u64> {
-    client_message_id
-        .as_ref()
-        .and_then(|id| state.client_ids.get(id))
-        .copied()
 }

@@ -701,3 +701,57 @@ fn a_record_from_before_sla_group_keeps_counting_where_it_was_answered() {
         }]
     );
 }
+
+#[test]
+fn the_window_counts_the_last_15_and_60_minutes_and_draws_5_minute_slots() {
+    let group = GroupId::new("default");
+    let answered = |within: bool| SlaChange::Answered {
+        group: group.clone(),
+        within,
+        wait_ms: 1_000,
+    };
+    let abandoned = |short: bool| SlaChange::Abandoned {
+        group: group.clone(),
+        short,
+    };
+    let minute = 60_000;
+    let t0: Millis = 1_772_409_600_000; // a whole minute
+    let mut window = SlaWindow::default();
+    // 70 minutes ago: falls out of the hour. 50 minutes ago: 2 answered late.
+    window.apply(&answered(true), t0 - 70 * minute);
+    window.apply(&answered(false), t0 - 50 * minute);
+    window.apply(&answered(false), t0 - 50 * minute + 30_000);
+    // 10 minutes ago: 3 in time, an abandon, a short abandon (left out).
+    for _ in 0..3 {
+        window.apply(&answered(true), t0 - 10 * minute);
+    }
+    window.apply(&abandoned(false), t0 - 10 * minute + 30_000);
+    window.apply(&abandoned(true), t0 - 10 * minute + 30_000);
+    let now = t0 + 20_000;
+    let last_15 = window.over(15, now);
+    assert_eq!(
+        (
+            last_15.n_answered,
+            last_15.n_answered_within,
+            last_15.n_abandoned
+        ),
+        (3, 3, 2)
+    );
+    assert_eq!(last_15.service_level(), Some(0.75));
+    let last_60 = window.over(60, now);
+    assert_eq!((last_60.n_answered, last_60.n_answered_within), (5, 3));
+    assert_eq!(last_60.service_level(), Some(3.0 / 6.0));
+    // Twelve 5-minute slots, oldest first, the last ending with the minute
+    // of `now`: the slot holding 50 minutes ago at 0 %, the one holding
+    // 10 minutes ago at 75 %, the others empty.
+    let line = window.sparkline(5, now);
+    assert_eq!(line.len(), 12);
+    let drawn: Vec<(usize, f64)> = line
+        .iter()
+        .enumerate()
+        .filter_map(|(slot, point)| point.map(|sl| (slot, sl)))
+        .collect();
+    assert_eq!(drawn, [(1, 0.0), (9, 0.75)]);
+    // An hour later nothing is left.
+    assert_eq!(window.over(60, now + 61 * minute), SlaTally::default());
+}

@@ -61,6 +61,46 @@ pub struct WallboardGroup {
     pub agents_by_state: BTreeMap<String, usize>,
     /// Service level since the server started.
     pub service_level: ServiceLevel,
+    /// Service level over the last 15 minutes (as `service_level`, of the
+    /// contacts answered or abandoned in that time).
+    pub service_level_15m: RecentServiceLevel,
+    /// The same over the last 60 minutes.
+    pub service_level_60m: RecentServiceLevel,
+    /// The service level of each 5-minute slot of the last hour, oldest
+    /// first (12 values, 0–1, `null` for a slot with nothing answered or
+    /// abandoned): the wallboard's sparkline.
+    pub sparkline: Vec<Option<f64>>,
+    /// The last 15 minutes' service level is below the target: the
+    /// wallboard's alert.
+    pub below_target: bool,
+}
+
+/// A group's service level over a recent span.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RecentServiceLevel {
+    /// Answered by an agent in the span.
+    pub n_answered: u64,
+    /// Of those, within the threshold.
+    pub n_answered_within: u64,
+    /// Left unanswered in the span (short abandons included).
+    pub n_abandoned: u64,
+    /// Left before `short_abandon_secs`.
+    pub n_short_abandoned: u64,
+    /// `n_answered_within / (n_answered + n_abandoned - n_short_abandoned)`,
+    /// 0–1; `null` with nothing answered or abandoned in the span.
+    pub fraction: Option<f64>,
+}
+
+impl From<engine::sla::SlaTally> for RecentServiceLevel {
+    fn from(tally: engine::sla::SlaTally) -> Self {
+        RecentServiceLevel {
+            n_answered: tally.n_answered,
+            n_answered_within: tally.n_answered_within,
+            n_abandoned: tally.n_abandoned,
+            n_short_abandoned: tally.n_short_abandoned,
+            fraction: tally.service_level(),
+        }
+    }
 }
 
 /// A group's service level since the server started, counted as docs/sla.md
@@ -164,6 +204,7 @@ pub async fn wallboard(
     )
     .await;
     let tallies = state.switchboard.sla_tallies();
+    let (windows, now) = state.switchboard.sla_windows();
     let mut board_agents = Vec::with_capacity(agents.len());
     for (agent, view) in agents.iter().zip(views) {
         let view = view?;
@@ -190,7 +231,16 @@ pub async fn wallboard(
             }
         }
         let tally = tallies.get(&group.id).copied().unwrap_or_default();
+        let window = windows.get(&group.id).cloned().unwrap_or_default();
+        let last_15 = window.over(15, now);
+        let below_target = last_15
+            .service_level()
+            .is_some_and(|fraction| fraction * 100.0 < group.sla_target_pct);
         board_groups.push(WallboardGroup {
+            service_level_15m: last_15.into(),
+            service_level_60m: window.over(60, now).into(),
+            sparkline: window.sparkline(5, now),
+            below_target,
             id: group.id.to_string(),
             display_name: group.display_name.clone(),
             n_waiting: queue.waiting.len(),

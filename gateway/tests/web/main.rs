@@ -584,6 +584,17 @@ async fn the_three_role_layouts_differ() {
     supervisor
         .wait_text("#wallboard tr[data-group='default'] .service-level", "100%")
         .await;
+    // Over the last 15 minutes too, with the hour's sparkline drawn.
+    supervisor
+        .wait_text("#wallboard tr[data-group='default'] .sl-15m", "100%")
+        .await;
+    supervisor
+        .wait(
+            "a point on the default group's sparkline",
+            "return document.querySelectorAll(\"#wallboard tr[data-group='default'] .sl-hour svg.sparkline .level\").length > 0",
+            json!([]),
+        )
+        .await;
     supervisor
         .wait_visible("#wallboard-agents li[data-agent='zhang.wei'][data-activity='busy']")
         .await;
