@@ -244,7 +244,11 @@ export class SessionCard {
         if (this.shown && Date.now() - frame.at < 60_000) announce(text);
         break;
       }
-      case "monitored": this.system(frame, t(frame.mode === "stop" ? "monitor_stopped" : "monitor_started", { by: frame.by.replace(/^supervisor:/, ""), mode: t(`monitor_${frame.mode}`) })); break;
+      case "monitored":
+        this.system(frame, t(frame.mode === "stop" ? "monitor_stopped" : "monitor_started", { by: frame.by.replace(/^supervisor:/, ""), mode: t(`monitor_${frame.mode}`) }));
+        // Our own follow stopped by the session (it moved to another group).
+        if (frame.mode === "stop" && frame.by === `supervisor:${this.ctx.agent.id}` && this.monitor) this.setMonitor(null);
+        break;
       case "steered": this.system(frame, t(`steered_${frame.change}`, { by: frame.by.replace(/^supervisor:|^admin:/, ""), group: frame.group || "", to: frame.to ?? "", reason: frame.reason })); break;
       default: break;
     }

@@ -401,6 +401,8 @@ pub struct SessionActorState {
     monitors: HashMap<AgentId, engine::supervision::MonitorMode>,
     /// The agent reply the customer waits for, if any (see `response.rs`).
     owed: Option<response::Owed>,
+    /// The timer of its check, cancelled when the wait ends.
+    owed_check: Option<tokio::task::AbortHandle>,
     /// Store writes besides the events (an agent reply's outbox entry),
     /// sent with them by the next flush.
     unwritten_ops: Vec<store::WriteOp>,
@@ -469,6 +471,7 @@ impl Actor for SessionActor {
             steered: steering::Steered::default(),
             monitors: HashMap::new(),
             owed: None,
+            owed_check: None,
             uncached_at: None,
             failed: None,
         };
@@ -1157,6 +1160,7 @@ impl SessionActor {
         let seq = self.record_at(state, kind, now);
         self.run_effects(state, effects);
         state.owed = None;
+        response::cancel_check(state);
         self.flush(myself, state);
         Ok(seq)
     }

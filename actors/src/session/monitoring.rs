@@ -81,6 +81,10 @@ impl SessionActor {
             None => state.monitors.remove(&by),
         };
         info!(session_id = %state.session.id, supervisor = %by, mode = mode.map_or("stop", MonitorMode::as_str), "session monitored");
+        // A new follower's card counts down too.
+        if mode.is_some() {
+            self.tell_due(state);
+        }
         state.unwritten_ops.push(WriteOp::PutAudit(AuditEntry {
             id: self.shared.audit_id(now),
             at: now,
@@ -203,14 +207,31 @@ impl SessionActor {
     /// each; they may follow it again where it is now if they supervise it).
     pub(super) fn stop_monitors(&self, state: &mut SessionActorState) {
         let supervisors: Vec<AgentId> = state.monitors.drain().map(|(id, _)| id).collect();
+        let now = crate::clock::now();
+        let reason = match &state.session.group {
+            Some(group) => format!("stopped: the session moved to group `{group}`"),
+            None => "stopped: the session moved".to_owned(),
+        };
         for supervisor in supervisors {
-            self.record(
+            let by = Actor::Supervisor(supervisor);
+            self.record_at(
                 state,
                 EventKind::Monitored {
-                    by: Actor::Supervisor(supervisor),
+                    by: by.clone(),
                     mode: None,
                 },
+                now,
             );
+            state.unwritten_ops.push(WriteOp::PutAudit(AuditEntry {
+                id: self.shared.audit_id(now),
+                at: now,
+                by,
+                action: AuditAction::Monitor {
+                    session: state.session.id,
+                    mode: None,
+                },
+                reason: reason.clone(),
+            }));
         }
     }
 }

@@ -10,9 +10,11 @@
 //! supervisor barging in does not.
 //!
 //! The timer is not the actor's: like a step timeout it is delivered
-//! through the Directory, which re-activates a passivated session. A
-//! restarted session reads what is owed back from its history and arms
-//! it again.
+//! through the Directory, which re-activates a passivated session; it is
+//! cancelled when the wait ends, so an answered or closed session is not
+//! woken for nothing. A restarted or re-activated session reads what is
+//! owed back from its history and works its due time out again with the
+//! rules in force.
 
 use std::time::Duration;
 
@@ -34,6 +36,13 @@ pub(super) struct Owed {
     pub(super) due: Millis,
     /// A breach was recorded for it.
     pub(super) breached: bool,
+}
+
+/// Cancels the armed check, if any (the wait ended or another replaces it).
+pub(super) fn cancel_check(state: &mut SessionActorState) {
+    if let Some(check) = state.owed_check.take() {
+        check.abort();
+    }
 }
 
 /// What the history says is owed, read back in event order by `rehydrate`.
@@ -61,7 +70,7 @@ impl OwedSoFar {
             EventKind::Message {
                 sender: Sender::Customer,
                 ..
-            } if self.waiting.is_none() && self.answered_once && !self.ended => {
+            } if self.waiting.is_none() && self.answered_once && !self.ended && !self.call => {
                 self.waiting = Some((ResponseKind::Next, at));
             }
             EventKind::Message {
@@ -93,7 +102,11 @@ impl SessionActor {
     pub(super) fn customer_wrote(&self, state: &mut SessionActorState, at: Millis) {
         let live = !state.session.state.is_final()
             && state.session.state != engine::session::SessionState::WrapUp;
-        if state.owed.is_none() && live && state.session.times.first_response.is_some() {
+        if state.owed.is_none()
+            && live
+            && !state.call
+            && state.session.times.first_response.is_some()
+        {
             self.owe(state, ResponseKind::Next, at, false);
         }
     }
@@ -130,21 +143,31 @@ impl SessionActor {
             due,
             breached,
         });
-        if !breached {
-            let wait = due.saturating_sub(crate::clock::now()).max(0);
-            let session = state.session.id;
-            let shared = self.shared.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(wait as u64)).await;
-                // Wherever the session runs by then.
-                shared.tell_session(session, SessionMessage::ResponseCheck { since });
-            });
+        if breached {
+            cancel_check(state);
+        } else {
+            self.arm_check(state, since, due);
         }
         self.tell_due(state);
     }
 
-    /// The agent answered: nothing is owed.
+    /// Delivers the check of the wait since `since` at `due` (wherever the
+    /// session runs by then), replacing any check armed before.
+    fn arm_check(&self, state: &mut SessionActorState, since: Millis, due: Millis) {
+        cancel_check(state);
+        let wait = due.saturating_sub(crate::clock::now()).max(0);
+        let session = state.session.id;
+        let shared = self.shared.clone();
+        let check = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(wait as u64)).await;
+            shared.tell_session(session, SessionMessage::ResponseCheck { since });
+        });
+        state.owed_check = Some(check.abort_handle());
+    }
+
+    /// The agent answered, or the conversation ended: nothing is owed.
     pub(super) fn answered(&self, state: &mut SessionActorState) {
+        cancel_check(state);
         if state.owed.take().is_some() {
             self.tell_due(state);
         }
@@ -166,18 +189,14 @@ impl SessionActor {
         }
         let now = crate::clock::now();
         if now < owed.due {
-            // The target grew (a reload) or the timer fired early: check again.
-            let wait = owed.due - now;
-            let session = state.session.id;
-            let shared = self.shared.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(wait as u64)).await;
-                shared.tell_session(session, SessionMessage::ResponseCheck { since });
-            });
+            // The timer fired early (another process's clock): check again.
+            let due = owed.due;
+            self.arm_check(state, since, due);
             return;
         }
         owed.breached = true;
         let (kind, due) = (owed.kind, owed.due);
+        state.owed_check = None;
         self.record_at(
             state,
             EventKind::ResponseBreached {

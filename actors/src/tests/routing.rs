@@ -534,6 +534,13 @@ async fn followers_stop_when_the_session_moves_to_another_group() {
     );
     let record = board.session(vip.session).await.unwrap();
     assert_eq!(record.group, Some(GroupId::new("default")));
+    // The stop is audited, saying why.
+    let audit = board.audit_log(0, i64::MAX, 10).await.unwrap();
+    assert_eq!(audit.len(), 2, "{audit:?}");
+    assert!(
+        audit[0].reason.contains("moved to group `default`"),
+        "{audit:?}"
+    );
     // Starting again with the group seen before is refused.
     let err = board
         .monitor_session(&sue, vip.session, Some(gold), Some(MonitorMode::Listen))

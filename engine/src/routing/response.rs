@@ -54,7 +54,7 @@ impl ResponseKind {
 /// The response targets of one conversation, with the clock they run on.
 #[derive(Debug, Clone)]
 pub struct ResponsePolicy {
-    /// The first reply is due this long after the customer's first message.
+    /// The first reply is due this long after an agent first accepted.
     pub first_ms: Millis,
     /// A next reply is due this long after the customer's oldest message
     /// not yet answered.

@@ -360,7 +360,7 @@ impl Loader<'_> {
             Some(hours) => Some(
                 self.calendar_names
                     .iter()
-                    .position(|name| *name == hours.get_ref())
+                    .position(|name| *name == hours.get_ref().trim())
                     .ok_or_else(|| {
                         self.file.error_at(
                             hours.span().start,

@@ -394,6 +394,11 @@ pub async fn diagnostics(
         .unwrap_or_default();
     let events: Vec<EventFrame> = events
         .iter()
+        // Listening is silent: agents do not see who monitored.
+        .filter(|event| {
+            caller.role() != Role::Agent
+                || !matches!(event.kind, actors::EventKind::Monitored { .. })
+        })
         .filter_map(|event| event_frame(event, Viewer::Staff))
         .collect();
     let contact = Contact {

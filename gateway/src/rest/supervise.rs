@@ -397,6 +397,12 @@ pub async fn audit_log(
     let since = query
         .since
         .unwrap_or_else(|| until.saturating_sub(DEFAULT_AUDIT_WINDOW_MS).max(0));
+    if since < 0 {
+        return Err(crate::error::invalid_field(
+            "since",
+            format!("{since}: a time in ms since the Unix epoch, not negative"),
+        ));
+    }
     if since > until {
         return Err(crate::error::invalid_field(
             "since",

@@ -843,7 +843,14 @@ impl AgentHandler {
         let (display_name, tier) = customer
             .map(|customer| (customer.display_name, customer.tier))
             .unwrap_or_default();
-        let owed = self.state.switchboard.response_due(session).await?;
+        // Without an answer the card only lacks its countdown.
+        let owed = self
+            .state
+            .switchboard
+            .response_due(session)
+            .await
+            .ok()
+            .flatten();
         Ok(SessionCard {
             response_due: owed.map(|(_, due)| crate::wire::Time(due)),
             response_kind: owed.map(|(kind, _)| kind.as_str()),
