@@ -285,6 +285,17 @@ pub enum CallControl {
     HangUp,
 }
 
+impl EventKind {
+    /// Live only: never stored, it carries the last `seq` published of its
+    /// session (or 0), not one of its own.
+    pub fn is_ephemeral(&self) -> bool {
+        matches!(
+            self,
+            EventKind::Typing { .. } | EventKind::QueuePosition(_) | EventKind::ResponseDue { .. }
+        )
+    }
+}
+
 impl CallEvent {
     /// The caller's IVR digits, if this is a call's first event.
     pub fn started_digits(&self) -> Option<&str> {

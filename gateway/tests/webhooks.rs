@@ -478,34 +478,7 @@ async fn a_conversation_reports_its_messages_its_assignment_and_its_transfer() {
     let server = Server::start(config).await.unwrap();
     let board = server.switchboard().clone();
     let chen = engine::ids::AgentId::new("chen.jie");
-    let mut events = board.subscribe_agent(&chen);
-    board
-        .set_presence(&chen, engine::presence::PresenceRequest::Available)
-        .await
-        .unwrap();
-    let ack = board
-        .customer_message(engine::envelope::Envelope {
-            channel: engine::channel::Channel::Web,
-            customer_id: "cust-003".into(),
-            message: "Where is my refund?".into(),
-            timestamp: chrono::Utc::now(),
-            client_message_id: None,
-            display_name: None,
-        })
-        .await
-        .unwrap();
-    let session = ack.session;
-    tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            let event = events.recv().await.unwrap();
-            if event.session == session && matches!(event.kind, actors::EventKind::Offered { .. }) {
-                return;
-            }
-        }
-    })
-    .await
-    .expect("chen.jie is offered the session");
-    board.accept(&chen, session).await.unwrap();
+    let session = chen_takes(&board, &chen, "Where is my refund?").await;
     let reply = board
         .agent_message(&chen, session, "Let me look.".into(), None)
         .await
@@ -591,34 +564,7 @@ async fn a_reply_not_sent_in_time_is_reported_as_sla_breached() {
     let server = Server::start(config).await.unwrap();
     let board = server.switchboard().clone();
     let chen = engine::ids::AgentId::new("chen.jie");
-    let mut events = board.subscribe_agent(&chen);
-    board
-        .set_presence(&chen, engine::presence::PresenceRequest::Available)
-        .await
-        .unwrap();
-    let ack = board
-        .customer_message(engine::envelope::Envelope {
-            channel: engine::channel::Channel::Web,
-            customer_id: "cust-003".into(),
-            message: "Hello?".into(),
-            timestamp: chrono::Utc::now(),
-            client_message_id: None,
-            display_name: None,
-        })
-        .await
-        .unwrap();
-    let session = ack.session;
-    tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            let event = events.recv().await.unwrap();
-            if event.session == session && matches!(event.kind, actors::EventKind::Offered { .. }) {
-                return;
-            }
-        }
-    })
-    .await
-    .expect("chen.jie is offered the session");
-    board.accept(&chen, session).await.unwrap();
+    let session = chen_takes(&board, &chen, "Hello?").await;
 
     // The receiver refuses the first delivery: it comes again, same key.
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -655,4 +601,42 @@ async fn a_reply_not_sent_in_time_is_reported_as_sla_breached() {
         "due a second after the accept"
     );
     server.shutdown().await.unwrap();
+}
+
+/// `cust-003` writes `text` on the web; `chen`, made available, is offered
+/// the session and accepts it. The session.
+async fn chen_takes(
+    board: &actors::Switchboard,
+    chen: &engine::ids::AgentId,
+    text: &str,
+) -> engine::ids::SessionId {
+    let mut events = board.subscribe_agent(chen);
+    board
+        .set_presence(chen, engine::presence::PresenceRequest::Available)
+        .await
+        .unwrap();
+    let ack = board
+        .customer_message(engine::envelope::Envelope {
+            channel: engine::channel::Channel::Web,
+            customer_id: "cust-003".into(),
+            message: text.into(),
+            timestamp: chrono::Utc::now(),
+            client_message_id: None,
+            display_name: None,
+        })
+        .await
+        .unwrap();
+    let session = ack.session;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let event = events.recv().await.unwrap();
+            if event.session == session && matches!(event.kind, actors::EventKind::Offered { .. }) {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("chen.jie is offered the session");
+    board.accept(chen, session).await.unwrap();
+    session
 }

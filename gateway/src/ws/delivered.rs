@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use actors::{ApiError, Event, EventKind};
+use actors::{ApiError, Event};
 use engine::ids::SessionId;
 
 use crate::state::AppState;
@@ -22,14 +22,11 @@ impl Delivered {
         *last = (*last).max(seq);
     }
 
-    /// Whether `event` is new to this client, recording it if so. Typing
-    /// and the due time of a reply are ephemeral (they carry the last
-    /// published `seq`) and always new.
+    /// Whether `event` is new to this client, recording it if so.
+    /// Ephemeral events (typing, the due time of a reply) carry the last
+    /// published `seq` and are always new.
     pub fn admit(&mut self, event: &Event) -> bool {
-        if matches!(
-            event.kind,
-            EventKind::Typing { .. } | EventKind::ResponseDue { .. }
-        ) {
+        if event.kind.is_ephemeral() {
             return true;
         }
         let last = self.last_seq.entry(event.session).or_insert(0);
@@ -75,6 +72,7 @@ pub async fn replay<H: Handler>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use actors::EventKind;
     use engine::message::Sender;
 
     fn event(session: u64, seq: u64, kind: EventKind) -> Event {
