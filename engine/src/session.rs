@@ -153,6 +153,29 @@ pub struct Session {
     /// last wrote from a socket or the plain inbound API).
     #[serde(default)]
     pub reply_route: Option<ReplyRoute>,
+    /// The routing steps it waited in before an agent first accepted it (or
+    /// it was left), in order: what the per-rule report counts
+    /// ([`crate::sla::report`]). At most [`MAX_ROUTE_STEPS`]; empty on
+    /// records from before the field.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub route: Vec<RouteStep>,
+}
+
+/// Most entries [`Session::route`] keeps: a contact bounced between steps
+/// more often than this (a supervisor moving it back and forth) keeps its
+/// first ones.
+pub const MAX_ROUTE_STEPS: usize = 16;
+
+/// One routing step a contact waited in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteStep {
+    /// The rule's name (`direct` for a transfer or a supervisor's move,
+    /// `fallback` when no rule matched).
+    pub rule: String,
+    /// The step's index in the rule, from 0.
+    pub step: u32,
+    /// The group whose queue held it in that step.
+    pub group: GroupId,
 }
 
 /// How an agent's reply reaches a customer on a message platform: the
@@ -302,6 +325,25 @@ impl Session {
             summary: None,
             rating: None,
             reply_route: None,
+            route: Vec::new(),
+        }
+    }
+
+    /// Notes that the contact entered `step` of `rule`, waiting in `group`:
+    /// kept until an agent first accepts it, then the route is final (a
+    /// transfer after the answer is not routing of this contact). Entering
+    /// the step it is in again (a restart) adds nothing.
+    pub fn note_route_step(&mut self, rule: &str, step: u32, group: &GroupId) {
+        if self.times.answered.is_some() || self.route.len() >= MAX_ROUTE_STEPS {
+            return;
+        }
+        let entry = RouteStep {
+            rule: rule.to_owned(),
+            step,
+            group: group.clone(),
+        };
+        if self.route.last() != Some(&entry) {
+            self.route.push(entry);
         }
     }
 

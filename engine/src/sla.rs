@@ -96,6 +96,10 @@ pub struct SlaFigures {
     pub first_response_p50_ms: Option<Millis>,
     /// Nearest-rank 90th percentile of the first-response times.
     pub first_response_p90_ms: Option<Millis>,
+    /// The longest any of these contacts waited in queue: until the answer,
+    /// or until it left for an abandoned one (open ones are still waiting
+    /// and not counted).
+    pub longest_wait_ms: Option<Millis>,
     /// Every first-response time, ascending, for other quantiles via
     /// [`quantile`]. Not serialised: a busy group has thousands.
     #[serde(skip)]
@@ -517,27 +521,30 @@ pub fn judge(session: &Session, group: &SkillGroup) -> Option<Judged> {
     })
 }
 
-fn secs_to_ms(secs: u32) -> Millis {
+pub(crate) fn secs_to_ms(secs: u32) -> Millis {
     Millis::from(secs) * 1000
 }
 
 /// `later - earlier`, floored at 0.
-fn elapsed(earlier: Millis, later: Millis) -> Millis {
+pub(crate) fn elapsed(earlier: Millis, later: Millis) -> Millis {
     later.saturating_sub(earlier).max(0)
 }
 
 /// What one session contributes, already judged against its thresholds.
-struct Contact {
-    outcome: Outcome,
+pub(crate) struct Contact {
+    pub(crate) outcome: Outcome,
     /// `answered - queued`, for answered contacts.
     wait_ms: Option<Millis>,
     /// `closed - answered`, for answered contacts that are closed.
     handle_ms: Option<Millis>,
     /// `first_response - answered`.
     first_response_ms: Option<Millis>,
+    /// How long it waited in queue: `wait_ms` when answered, `closed -
+    /// queued` when abandoned with a closing time.
+    queue_ms: Option<Millis>,
 }
 
-enum Outcome {
+pub(crate) enum Outcome {
     Answered { within: bool },
     Abandoned { short: bool },
     Open,
@@ -545,7 +552,7 @@ enum Outcome {
 
 impl Contact {
     /// `None` for a session that never entered a queue.
-    fn classify(
+    pub(crate) fn classify(
         session: &Session,
         threshold_ms: Millis,
         short_abandon_ms: Millis,
@@ -557,6 +564,7 @@ impl Contact {
             wait_ms: None,
             handle_ms: None,
             first_response_ms: None,
+            queue_ms: None,
         };
         if let Some(answered) = times.answered {
             let wait_ms = elapsed(queued, answered);
@@ -564,6 +572,7 @@ impl Contact {
                 within: wait_ms <= threshold_ms,
             };
             contact.wait_ms = Some(wait_ms);
+            contact.queue_ms = Some(wait_ms);
             if session.state == SessionState::Closed {
                 contact.handle_ms = times.closed.map(|closed| elapsed(answered, closed));
             }
@@ -577,6 +586,7 @@ impl Contact {
                 .closed
                 .is_some_and(|closed| elapsed(queued, closed) < short_abandon_ms);
             contact.outcome = Outcome::Abandoned { short };
+            contact.queue_ms = times.closed.map(|closed| elapsed(queued, closed));
         }
         Some(contact)
     }
@@ -584,7 +594,7 @@ impl Contact {
 
 /// Running sums for one [`SlaFigures`].
 #[derive(Default)]
-struct Tally {
+pub(crate) struct Tally {
     threshold_ms: Option<Millis>,
     n_entered: u64,
     n_answered: u64,
@@ -596,10 +606,20 @@ struct Tally {
     n_handled: u64,
     total_handle_ms: i128,
     first_response_ms: Vec<Millis>,
+    longest_wait_ms: Option<Millis>,
 }
 
 impl Tally {
-    fn add(&mut self, contact: &Contact) {
+    /// An empty tally whose contacts are judged against `threshold_ms`
+    /// (`None`: several thresholds, e.g. every channel together).
+    pub(crate) fn with_threshold(threshold_ms: Option<Millis>) -> Tally {
+        Tally {
+            threshold_ms,
+            ..Tally::default()
+        }
+    }
+
+    pub(crate) fn add(&mut self, contact: &Contact) {
         self.n_entered += 1;
         match contact.outcome {
             Outcome::Answered { within } => {
@@ -620,9 +640,10 @@ impl Tally {
             self.total_handle_ms += i128::from(handle_ms);
         }
         self.first_response_ms.extend(contact.first_response_ms);
+        self.longest_wait_ms = self.longest_wait_ms.max(contact.queue_ms);
     }
 
-    fn finish(mut self) -> SlaFigures {
+    pub(crate) fn finish(mut self) -> SlaFigures {
         self.first_response_ms.sort_unstable();
         let total_first_response_ms: i128 = self
             .first_response_ms
@@ -649,13 +670,14 @@ impl Tally {
             ),
             first_response_p50_ms: quantile_of_sorted(&self.first_response_ms, 0.5),
             first_response_p90_ms: quantile_of_sorted(&self.first_response_ms, 0.9),
+            longest_wait_ms: self.longest_wait_ms,
             first_response_ms: self.first_response_ms,
         }
     }
 }
 
 /// `numerator / denominator`, or `None` when there is nothing to divide by.
-fn ratio(numerator: f64, denominator: u64) -> Option<f64> {
+pub(crate) fn ratio(numerator: f64, denominator: u64) -> Option<f64> {
     (denominator > 0).then(|| numerator / denominator as f64)
 }
 
@@ -671,7 +693,7 @@ pub fn quantile(durations: &[Millis], q: f64) -> Option<Millis> {
     Some(*value)
 }
 
-fn quantile_of_sorted(sorted: &[Millis], q: f64) -> Option<Millis> {
+pub(crate) fn quantile_of_sorted(sorted: &[Millis], q: f64) -> Option<Millis> {
     nearest_rank(sorted.len(), q).map(|rank| sorted[rank - 1])
 }
 
@@ -792,6 +814,8 @@ impl Occupancy {
         occupancy
     }
 }
+
+pub mod report;
 
 #[cfg(test)]
 mod tests;

@@ -27,6 +27,7 @@ use engine::kb::Article;
 use engine::message::StoredMessage;
 use engine::outbox::OutboxEntry;
 use engine::session::Session;
+use engine::sla::report::AgentLogEntry;
 use engine::summary::SessionSummary;
 use engine::ticket::{Ticket, TicketEvent};
 
@@ -394,6 +395,31 @@ impl Store for CachedStore {
         limit: usize,
     ) -> Result<Vec<engine::supervision::AuditEntry>, StoreError> {
         self.inner.audit_log(since, until, limit).await
+    }
+    async fn sessions_queued(
+        &self,
+        from: Millis,
+        to: Millis,
+        after: Option<(Millis, SessionId)>,
+        limit: usize,
+    ) -> Result<Vec<Session>, StoreError> {
+        self.inner.sessions_queued(from, to, after, limit).await
+    }
+    async fn agent_log(
+        &self,
+        from: Millis,
+        to: Millis,
+        after: Option<(Millis, u64)>,
+        limit: usize,
+    ) -> Result<Vec<AgentLogEntry>, StoreError> {
+        self.inner.agent_log(from, to, after, limit).await
+    }
+    async fn agent_activity_before(
+        &self,
+        agent: &AgentId,
+        at: Millis,
+    ) -> Result<Option<AgentLogEntry>, StoreError> {
+        self.inner.agent_activity_before(agent, at).await
     }
     async fn outbox_due(&self, now: Millis, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
         self.inner.outbox_due(now, limit).await

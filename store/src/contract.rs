@@ -83,6 +83,8 @@ macro_rules! store_contract_cases {
             summaries_round_trip,
             outbox_due_in_order,
             audit_log_newest_first_across_days,
+            sessions_queued_in_order_paged_across_days,
+            agent_log_in_order_and_activity_before,
         }
     };
 }

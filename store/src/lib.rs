@@ -57,6 +57,7 @@ use engine::kb::Article;
 use engine::message::StoredMessage;
 use engine::outbox::OutboxEntry;
 use engine::session::Session;
+use engine::sla::report::AgentLogEntry;
 use engine::summary::SessionSummary;
 use engine::supervision::AuditEntry;
 use engine::ticket::{Ticket, TicketEvent};
@@ -206,6 +207,34 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<AuditEntry>, StoreError>;
 
+    /// Sessions that first queued at `from <= times.queued < to`, in
+    /// `(queued, id)` order, at most `limit`, starting just after `after`
+    /// (the last one of the page before): what the reports read.
+    async fn sessions_queued(
+        &self,
+        from: Millis,
+        to: Millis,
+        after: Option<(Millis, SessionId)>,
+        limit: usize,
+    ) -> Result<Vec<Session>, StoreError>;
+
+    /// Agent log entries with `from <= at < to`, in `(at, id)` order, at most
+    /// `limit`, starting just after `after` (the last one of the page before).
+    async fn agent_log(
+        &self,
+        from: Millis,
+        to: Millis,
+        after: Option<(Millis, u64)>,
+        limit: usize,
+    ) -> Result<Vec<AgentLogEntry>, StoreError>;
+
+    /// The agent's last activity entry before `at`: what they were doing then.
+    async fn agent_activity_before(
+        &self,
+        agent: &AgentId,
+        at: Millis,
+    ) -> Result<Option<AgentLogEntry>, StoreError>;
+
     /// Outbox entries that are not dead and due at `now` (`next_attempt_at <=
     /// now`), soonest first (then by id), at most `limit`.
     async fn outbox_due(&self, now: Millis, limit: usize) -> Result<Vec<OutboxEntry>, StoreError>;
@@ -269,6 +298,9 @@ pub enum WriteOp {
     /// Appends a supervisor action to the audit log; the same `(at, id)`
     /// again overwrites it (a retried write).
     PutAudit(AuditEntry),
+    /// Appends to an agent's log (what the reports read); the same
+    /// `(at, id)` again overwrites it.
+    PutAgentLog(AgentLogEntry),
 }
 
 /// One contact in a customer's recent cross-channel history.

@@ -23,6 +23,7 @@ use engine::kb::Article;
 use engine::message::StoredMessage;
 use engine::outbox::OutboxEntry;
 use engine::session::Session;
+use engine::sla::report::{AgentLogEntry, AgentLogKind};
 use engine::summary::SessionSummary;
 use engine::supervision::AuditEntry;
 use engine::ticket::{Ticket, TicketEvent};
@@ -44,6 +45,7 @@ struct Tables {
     outbox: BTreeMap<String, OutboxEntry>,
     /// By (at, id).
     audit: BTreeMap<(Millis, u64), AuditEntry>,
+    agent_log: BTreeMap<(Millis, u64), AgentLogEntry>,
 }
 
 /// The in-memory backend.
@@ -229,6 +231,9 @@ fn apply(tables: &mut Tables, op: &WriteOp) {
         }
         WriteOp::PutAudit(entry) => {
             tables.audit.insert((entry.at, entry.id), entry.clone());
+        }
+        WriteOp::PutAgentLog(entry) => {
+            tables.agent_log.insert((entry.at, entry.id), entry.clone());
         }
     }
 }
@@ -444,6 +449,68 @@ impl Store for MemoryStore {
                 .take(limit)
                 .map(|(_, entry)| entry.clone())
                 .collect())
+        })
+    }
+
+    async fn sessions_queued(
+        &self,
+        from: Millis,
+        to: Millis,
+        after: Option<(Millis, SessionId)>,
+        limit: usize,
+    ) -> Result<Vec<Session>, StoreError> {
+        self.with(|tables| {
+            let mut found: Vec<&Session> = tables
+                .sessions
+                .values()
+                .filter(|s| {
+                    s.times.queued.is_some_and(|queued| {
+                        (from..to).contains(&queued)
+                            && after.is_none_or(|after| (queued, s.id) > after)
+                    })
+                })
+                .collect();
+            found.sort_unstable_by_key(|s| (s.times.queued, s.id));
+            Ok(found.into_iter().take(limit).cloned().collect())
+        })
+    }
+
+    async fn agent_log(
+        &self,
+        from: Millis,
+        to: Millis,
+        after: Option<(Millis, u64)>,
+        limit: usize,
+    ) -> Result<Vec<AgentLogEntry>, StoreError> {
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        self.with(|tables| {
+            Ok(tables
+                .agent_log
+                .range((from, 0)..(to, 0))
+                .filter(|(key, _)| after.is_none_or(|after| **key > after))
+                .take(limit)
+                .map(|(_, entry)| entry.clone())
+                .collect())
+        })
+    }
+
+    async fn agent_activity_before(
+        &self,
+        agent: &AgentId,
+        at: Millis,
+    ) -> Result<Option<AgentLogEntry>, StoreError> {
+        self.with(|tables| {
+            Ok(tables
+                .agent_log
+                .range(..(at, 0))
+                .rev()
+                .map(|(_, entry)| entry)
+                .find(|entry| {
+                    &entry.agent == agent && matches!(entry.kind, AgentLogKind::Activity { .. })
+                })
+                .cloned())
         })
     }
 

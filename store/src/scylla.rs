@@ -516,6 +516,37 @@ impl Store for ScyllaStore {
         platform::audit_log(self, since, until, limit).await
     }
 
+    async fn sessions_queued(
+        &self,
+        from: Millis,
+        to: Millis,
+        after: Option<(Millis, SessionId)>,
+        limit: usize,
+    ) -> Result<Vec<engine::session::Session>, StoreError> {
+        self.check_open()?;
+        read::sessions_queued(self, from, to, after, limit).await
+    }
+
+    async fn agent_log(
+        &self,
+        from: Millis,
+        to: Millis,
+        after: Option<(Millis, u64)>,
+        limit: usize,
+    ) -> Result<Vec<engine::sla::report::AgentLogEntry>, StoreError> {
+        self.check_open()?;
+        platform::agent_log(self, from, to, after, limit).await
+    }
+
+    async fn agent_activity_before(
+        &self,
+        agent: &AgentId,
+        at: Millis,
+    ) -> Result<Option<engine::sla::report::AgentLogEntry>, StoreError> {
+        self.check_open()?;
+        platform::agent_activity_before(self, agent, at).await
+    }
+
     async fn outbox_due(&self, now: Millis, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
         self.check_open()?;
         platform::outbox_due(self, now, limit).await

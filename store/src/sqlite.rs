@@ -49,6 +49,7 @@ use engine::kb::Article;
 use engine::message::StoredMessage;
 use engine::outbox::OutboxEntry;
 use engine::session::Session;
+use engine::sla::report::AgentLogEntry;
 use engine::summary::SessionSummary;
 use engine::supervision::AuditEntry;
 use engine::ticket::{Ticket, TicketEvent};
@@ -502,6 +503,38 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<AuditEntry>, StoreError> {
         self.read(move |conn| records::audit_log(conn, since, until, limit))
+            .await
+    }
+
+    async fn sessions_queued(
+        &self,
+        from: Millis,
+        to: Millis,
+        after: Option<(Millis, SessionId)>,
+        limit: usize,
+    ) -> Result<Vec<Session>, StoreError> {
+        self.read(move |conn| rows::sessions_queued(conn, from, to, after, limit))
+            .await
+    }
+
+    async fn agent_log(
+        &self,
+        from: Millis,
+        to: Millis,
+        after: Option<(Millis, u64)>,
+        limit: usize,
+    ) -> Result<Vec<AgentLogEntry>, StoreError> {
+        self.read(move |conn| records::agent_log(conn, from, to, after, limit))
+            .await
+    }
+
+    async fn agent_activity_before(
+        &self,
+        agent: &AgentId,
+        at: Millis,
+    ) -> Result<Option<AgentLogEntry>, StoreError> {
+        let agent = agent.clone();
+        self.read(move |conn| records::agent_activity_before(conn, &agent, at))
             .await
     }
 

@@ -274,6 +274,34 @@ impl Store for TestStore {
         self.reachable().await?;
         self.inner.audit_log(since, until, limit).await
     }
+    async fn sessions_queued(
+        &self,
+        from: engine::Millis,
+        to: engine::Millis,
+        after: Option<(engine::Millis, engine::ids::SessionId)>,
+        limit: usize,
+    ) -> Result<Vec<engine::session::Session>, StoreError> {
+        self.reachable().await?;
+        self.inner.sessions_queued(from, to, after, limit).await
+    }
+    async fn agent_log(
+        &self,
+        from: engine::Millis,
+        to: engine::Millis,
+        after: Option<(engine::Millis, u64)>,
+        limit: usize,
+    ) -> Result<Vec<engine::sla::report::AgentLogEntry>, StoreError> {
+        self.reachable().await?;
+        self.inner.agent_log(from, to, after, limit).await
+    }
+    async fn agent_activity_before(
+        &self,
+        agent: &engine::ids::AgentId,
+        at: engine::Millis,
+    ) -> Result<Option<engine::sla::report::AgentLogEntry>, StoreError> {
+        self.reachable().await?;
+        self.inner.agent_activity_before(agent, at).await
+    }
     async fn outbox_due(
         &self,
         now: engine::Millis,

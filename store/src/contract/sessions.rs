@@ -29,6 +29,18 @@ pub async fn session_round_trip_with_every_field(store: &dyn Store) {
     });
     // Answered in support, then transferred: it counts in support.
     full.sla_group = Some(GroupId::new("support"));
+    full.route = vec![
+        engine::session::RouteStep {
+            rule: "金卡".into(),
+            step: 0,
+            group: GroupId::new("gold_service"),
+        },
+        engine::session::RouteStep {
+            rule: "金卡".into(),
+            step: 1,
+            group: GroupId::new("support"),
+        },
+    ];
 
     let mut sparse = session(u64::MAX - 1, "c-2", Channel::parse("line").unwrap(), T0);
     sparse.times.created = None;
@@ -61,6 +73,7 @@ pub async fn session_round_trip_with_every_field(store: &dyn Store) {
     full.rating = Some(5);
     full.reply_route = None;
     full.sla_group = None;
+    full.route.clear();
     write(store, vec![WriteOp::PutSession(full.clone())]).await;
     assert_eq!(store.get_session(full.id).await.unwrap(), Some(full));
 }
@@ -233,4 +246,135 @@ pub async fn agents_and_groups_round_trip(store: &dyn Store) {
         Some(without.clone())
     );
     assert_eq!(store.list_agents().await.unwrap()[0], without);
+}
+
+/// Sessions by the time they first queued, in `(queued, id)` order within
+/// `[from, to)`, across days, paged with `after`; a session that never
+/// queued is not there, and a later put of one is found once.
+pub async fn sessions_queued_in_order_paged_across_days(store: &dyn Store) {
+    let queued = |id: u64, at: Millis| {
+        let mut s = session(id, "c-1", Channel::Web, at - SECOND);
+        s.state = SessionState::Queued;
+        s.times.queued = Some(at);
+        s
+    };
+    let written = [
+        queued(1, T0 - DAY),
+        queued(u64::MAX - 3, T0),
+        queued(2, T0),
+        queued(3, T0 + SECOND),
+        queued(4, T0 + DAY),
+        queued(5, T0 + 2 * DAY),
+        session(6, "c-1", Channel::Web, T0),
+    ];
+    write(
+        store,
+        written.iter().cloned().map(WriteOp::PutSession).collect(),
+    )
+    .await;
+    // A later state of one of them is the same entry.
+    let mut answered = written[3].clone();
+    answered.state = SessionState::Assigned;
+    answered.times.answered = Some(T0 + 5 * SECOND);
+    write(store, vec![WriteOp::PutSession(answered.clone())]).await;
+
+    let all = store
+        .sessions_queued(T0, T0 + 2 * DAY, None, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&all),
+        vec![2, u64::MAX - 3, 3, 4],
+        "from inclusive, to exclusive; ids in order at one time"
+    );
+    assert_eq!(all[2], answered);
+    let mut paged = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .sessions_queued(T0 - DAY, T0 + 3 * DAY, after, 2)
+            .await
+            .unwrap();
+        assert!(page.len() <= 2);
+        let Some(last) = page.last() else { break };
+        after = Some((last.times.queued.unwrap(), last.id));
+        paged.extend(ids(&page));
+    }
+    assert_eq!(
+        paged,
+        vec![1, 2, u64::MAX - 3, 3, 4, 5],
+        "pages resume after their last"
+    );
+    assert!(
+        store
+            .sessions_queued(T0, T0, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .sessions_queued(T0, T0 + DAY, None, 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// The agents' log in `(at, id)` order within `[from, to)`, across days,
+/// paged with `after`; what an agent was doing before a time.
+pub async fn agent_log_in_order_and_activity_before(store: &dyn Store) {
+    use engine::sla::AgentActivity;
+    use engine::sla::report::{AgentLogEntry, AgentLogKind};
+    let entry = |id: u64, agent: &str, at: Millis, activity| AgentLogEntry {
+        agent: AgentId::new(agent),
+        at,
+        id,
+        kind: AgentLogKind::Activity { activity },
+    };
+    let written = [
+        entry(1, "alice", T0 - DAY, AgentActivity::AvailableIdle),
+        entry(2, "bob", T0 - SECOND, AgentActivity::Away),
+        entry(3, "alice", T0, AgentActivity::OnContact),
+        entry(4, "bob", T0, AgentActivity::AvailableIdle),
+        entry(5, "alice", T0 + DAY, AgentActivity::WrapUp),
+    ];
+    write(
+        store,
+        written.iter().cloned().map(WriteOp::PutAgentLog).collect(),
+    )
+    .await;
+    write(store, vec![WriteOp::PutAgentLog(written[2].clone())]).await;
+    let ids = |entries: &[AgentLogEntry]| entries.iter().map(|e| e.id).collect::<Vec<_>>();
+
+    let all = store
+        .agent_log(T0 - DAY, T0 + 2 * DAY, None, 100)
+        .await
+        .unwrap();
+    assert_eq!(ids(&all), vec![1, 2, 3, 4, 5]);
+    assert_eq!(all[2], written[2]);
+    let window = store.agent_log(T0, T0 + DAY, None, 100).await.unwrap();
+    assert_eq!(ids(&window), vec![3, 4], "from inclusive, to exclusive");
+    let page = store
+        .agent_log(T0 - DAY, T0 + 2 * DAY, Some((T0, 3)), 2)
+        .await
+        .unwrap();
+    assert_eq!(ids(&page), vec![4, 5], "a page resumes after its last");
+
+    let before = |agent: &str, at| {
+        let agent = AgentId::new(agent);
+        async move {
+            store
+                .agent_activity_before(&agent, at)
+                .await
+                .unwrap()
+                .map(|e| e.id)
+        }
+    };
+    assert_eq!(before("alice", T0).await, Some(1), "strictly before");
+    assert_eq!(before("alice", T0 + 1).await, Some(3));
+    assert_eq!(before("bob", T0).await, Some(2));
+    assert_eq!(before("alice", T0 + 3 * DAY).await, Some(5));
+    assert_eq!(before("alice", T0 - DAY).await, None);
+    assert_eq!(before("carol", T0 + DAY).await, None);
 }

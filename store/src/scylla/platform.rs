@@ -50,9 +50,10 @@ use super::write::{Appended, BoundRow, applied};
 use crate::{StoreError, WriteOp, session_id_from_i64, session_id_to_i64};
 use engine::Millis;
 use engine::assist::ReplyTemplate;
-use engine::ids::{CustomerId, SessionId, TicketId};
+use engine::ids::{AgentId, CustomerId, SessionId, TicketId};
 use engine::kb::Article;
 use engine::outbox::OutboxEntry;
+use engine::sla::report::{AgentLogEntry, AgentLogKind};
 use engine::summary::SessionSummary;
 use engine::supervision::AuditEntry;
 use engine::ticket::{Ticket, TicketEvent};
@@ -134,9 +135,30 @@ pub(super) struct AuditRow {
     pub record: String,
 }
 
-/// The `audit_log` partition of time `at`: days since the Unix epoch (UTC).
-pub(super) fn audit_day(at: Millis) -> i64 {
+/// The day partition of time `at` (`audit_log`, `agent_log`,
+/// `sessions_by_queued_day`): days since the Unix epoch (UTC).
+pub(super) fn utc_day(at: Millis) -> i64 {
     at.div_euclid(24 * 60 * 60 * 1000)
+}
+
+/// `agent_log`: partitioned by UTC day ([`utc_day`]).
+#[derive(Debug, Clone, PartialEq, SerializeRow, DeserializeRow)]
+pub(super) struct AgentLogRow {
+    pub day: i64,
+    pub at: i64,
+    pub id: i64,
+    /// JSON [`AgentLogEntry`].
+    pub record: String,
+}
+
+/// `agent_activity_by_agent`: an agent's activity entries, newest first.
+#[derive(Debug, Clone, PartialEq, SerializeRow, DeserializeRow)]
+pub(super) struct AgentActivityRow {
+    pub agent_id: String,
+    pub at: i64,
+    pub id: i64,
+    /// JSON [`AgentLogEntry`].
+    pub record: String,
 }
 
 /// `webhook_outbox`. `next_attempt_at` and `dead` repeat the record's fields
@@ -258,7 +280,7 @@ pub(super) fn summary_from_row(row: &SummaryRow) -> Result<SessionSummary, Store
 
 pub(super) fn audit_row(entry: &AuditEntry) -> Result<AuditRow, StoreError> {
     Ok(AuditRow {
-        day: audit_day(entry.at),
+        day: utc_day(entry.at),
         at: entry.at,
         id: session_id_to_i64(SessionId(entry.id)),
         record: encode(entry, "audit_log")?,
@@ -268,6 +290,25 @@ pub(super) fn audit_row(entry: &AuditEntry) -> Result<AuditRow, StoreError> {
 pub(super) fn audit_from_row(row: &AuditRow) -> Result<AuditEntry, StoreError> {
     let key = format_args!("at={} id={}", row.at, session_id_from_i64(row.id));
     decode("audit_log", key, &row.record)
+}
+
+pub(super) fn agent_log_row(entry: &AgentLogEntry) -> Result<AgentLogRow, StoreError> {
+    Ok(AgentLogRow {
+        day: utc_day(entry.at),
+        at: entry.at,
+        id: session_id_to_i64(SessionId(entry.id)),
+        record: encode(entry, "agent_log")?,
+    })
+}
+
+fn decode_agent_log(
+    table: &str,
+    at: i64,
+    id: i64,
+    record: &str,
+) -> Result<AgentLogEntry, StoreError> {
+    let key = format_args!("at={at} id={}", session_id_from_i64(id));
+    decode(table, key, record)
 }
 
 pub(super) fn outbox_row(entry: &OutboxEntry) -> Result<OutboxRow, StoreError> {
@@ -298,6 +339,8 @@ pub(super) enum PlatformUpsert {
     Outbox(OutboxRow),
     DeletedOutbox(OutboxKey),
     Audit(AuditRow),
+    AgentLog(AgentLogRow),
+    AgentActivity(AgentActivityRow),
 }
 
 impl PlatformUpsert {
@@ -316,6 +359,8 @@ impl PlatformUpsert {
             PlatformUpsert::Outbox(row) => ("insert_outbox", Box::new(row.clone())),
             PlatformUpsert::DeletedOutbox(key) => ("delete_outbox", Box::new(key.clone())),
             PlatformUpsert::Audit(row) => ("insert_audit", Box::new(row.clone())),
+            PlatformUpsert::AgentLog(row) => ("insert_agent_log", Box::new(row.clone())),
+            PlatformUpsert::AgentActivity(row) => ("insert_agent_activity", Box::new(row.clone())),
         }
     }
 }
@@ -335,6 +380,8 @@ pub(super) struct PlatformPlan {
     /// `None`: deleted.
     outbox: BTreeMap<String, Option<OutboxRow>>,
     audit: BTreeMap<(i64, i64), AuditRow>,
+    agent_log: BTreeMap<(i64, i64), AgentLogRow>,
+    agent_activity: BTreeMap<(String, i64, i64), AgentActivityRow>,
 }
 
 impl PlatformPlan {
@@ -391,6 +438,22 @@ impl PlatformPlan {
                 let row = audit_row(entry)?;
                 self.audit.insert((row.at, row.id), row);
             }
+            WriteOp::PutAgentLog(entry) => {
+                let row = agent_log_row(entry)?;
+                if matches!(entry.kind, AgentLogKind::Activity { .. }) {
+                    let agent_id = entry.agent.as_str().to_owned();
+                    self.agent_activity.insert(
+                        (agent_id.clone(), row.at, row.id),
+                        AgentActivityRow {
+                            agent_id,
+                            at: row.at,
+                            id: row.id,
+                            record: row.record.clone(),
+                        },
+                    );
+                }
+                self.agent_log.insert((row.at, row.id), row);
+            }
             WriteOp::PutCustomer(_)
             | WriteOp::LinkIdentity { .. }
             | WriteOp::PutSession(_)
@@ -443,6 +506,12 @@ impl PlatformPlan {
             });
         }
         upserts.extend(self.audit.into_values().map(PlatformUpsert::Audit));
+        upserts.extend(self.agent_log.into_values().map(PlatformUpsert::AgentLog));
+        upserts.extend(
+            self.agent_activity
+                .into_values()
+                .map(PlatformUpsert::AgentActivity),
+        );
         (self.ticket_events, upserts)
     }
 }
@@ -689,8 +758,8 @@ pub(super) async fn audit_log(
     if since >= until {
         return Ok(found);
     }
-    let mut day = audit_day(until - 1);
-    while day >= audit_day(since) && found.len() < limit {
+    let mut day = utc_day(until - 1);
+    while day >= utc_day(since) && found.len() < limit {
         let wanted = limit_to_cql(limit - found.len());
         let page: Vec<AuditRow> = rows(
             store,
@@ -705,4 +774,66 @@ pub(super) async fn audit_log(
         day -= 1;
     }
     Ok(found)
+}
+
+/// Day by day from `from`'s UTC day, each day's entries after `after`,
+/// until `limit` are found.
+pub(super) async fn agent_log(
+    store: &ScyllaStore,
+    from: Millis,
+    to: Millis,
+    after: Option<(Millis, u64)>,
+    limit: usize,
+) -> Result<Vec<AgentLogEntry>, StoreError> {
+    let mut found = Vec::new();
+    if from >= to || limit == 0 {
+        return Ok(found);
+    }
+    // Strictly after this key; without `after`, after everything before `from`.
+    let (mut after_at, mut after_id) = match after {
+        Some((at, id)) if at >= from => (at, session_id_to_i64(SessionId(id))),
+        _ => (from - 1, i64::MAX),
+    };
+    let mut day = utc_day(after_at.max(from));
+    while day <= utc_day(to - 1) && found.len() < limit {
+        let wanted = limit_to_cql(limit - found.len());
+        let page: Vec<AgentLogRow> = rows(
+            store,
+            &store.statements.select_agent_log,
+            (day, after_at, after_id, to, i64::MIN, wanted),
+            "reading agent_log",
+        )
+        .await?;
+        for row in &page {
+            found.push(decode_agent_log("agent_log", row.at, row.id, &row.record)?);
+        }
+        if page.len() < usize::try_from(wanted).unwrap_or(usize::MAX) {
+            day += 1;
+            after_at = i64::MIN;
+            after_id = i64::MIN;
+        } else if let Some(last) = page.last() {
+            after_at = last.at;
+            after_id = last.id;
+        }
+    }
+    Ok(found)
+}
+
+/// The newest row of the agent's partition before `at`.
+pub(super) async fn agent_activity_before(
+    store: &ScyllaStore,
+    agent: &AgentId,
+    at: Millis,
+) -> Result<Option<AgentLogEntry>, StoreError> {
+    let found: Vec<AgentActivityRow> = rows(
+        store,
+        &store.statements.select_agent_activity_before,
+        (agent.as_str(), at),
+        "reading agent_activity_by_agent",
+    )
+    .await?;
+    found
+        .first()
+        .map(|row| decode_agent_log("agent_activity_by_agent", row.at, row.id, &row.record))
+        .transpose()
 }

@@ -7,9 +7,11 @@ use scylla::serialize::row::SerializeRow;
 use scylla::statement::Consistency;
 use scylla::statement::prepared::PreparedStatement;
 
+use super::platform::utc_day;
 use super::rows::{
     self, AgentRow, AgentSipRow, CustomerRow, GroupRow, IdentityRow, InteractionRow, MessageRow,
-    OPEN_SESSION_BUCKETS, SessionRouteRow, SessionRow, SessionSlaGroupRow,
+    OPEN_SESSION_BUCKETS, SessionByQueuedDayRow, SessionRouteRow, SessionRow, SessionSlaGroupRow,
+    SessionStepsRow,
 };
 use super::{ScyllaStore, SerialConsistency, backend_error};
 use crate::{INTERACTION_TTL_MS, Interaction, StoreError, session_id_from_i64, session_id_to_i64};
@@ -172,7 +174,59 @@ pub(super) async fn get_session(
     if let Some(sla_group) = sla_groups.into_iter().next() {
         rows::add_session_sla_group(&mut session, sla_group);
     }
+    let steps: Vec<SessionStepsRow> = rows(
+        store,
+        &store.statements.select_session_steps,
+        (session_id_to_i64(id),),
+        "reading session_steps",
+    )
+    .await?;
+    if let Some(steps) = steps.into_iter().next() {
+        rows::add_session_steps(&mut session, steps)?;
+    }
     Ok(Some(session))
+}
+
+/// Day by day from `from`'s UTC day: each day's index rows after `after`,
+/// then the sessions they name, until `limit` are found.
+pub(super) async fn sessions_queued(
+    store: &ScyllaStore,
+    from: Millis,
+    to: Millis,
+    after: Option<(Millis, SessionId)>,
+    limit: usize,
+) -> Result<Vec<Session>, StoreError> {
+    let mut found = Vec::new();
+    if from >= to || limit == 0 {
+        return Ok(found);
+    }
+    // Strictly after this key; without `after`, after everything before `from`.
+    let (mut after_at, mut after_id) = match after {
+        Some((at, id)) if at >= from => (at, session_id_to_i64(id)),
+        _ => (from - 1, i64::MAX),
+    };
+    let mut day = utc_day(after_at.max(from));
+    while day <= utc_day(to - 1) && found.len() < limit {
+        let wanted = limit_to_cql(limit - found.len());
+        let page: Vec<SessionByQueuedDayRow> = rows(
+            store,
+            &store.statements.select_sessions_by_queued_day,
+            (day, after_at, after_id, to, i64::MIN, wanted),
+            "reading sessions_by_queued_day",
+        )
+        .await?;
+        let ids: Vec<i64> = page.iter().map(|row| row.session_id).collect();
+        found.extend(get_sessions(store, ids).await?);
+        if page.len() < usize::try_from(wanted).unwrap_or(usize::MAX) {
+            day += 1;
+            after_at = i64::MIN;
+            after_id = i64::MIN;
+        } else if let Some(last) = page.last() {
+            after_at = last.queued_at;
+            after_id = last.session_id;
+        }
+    }
+    Ok(found)
 }
 
 /// The sessions with these ids that exist, in the order given.

@@ -80,6 +80,23 @@ pub(super) struct SessionSlaGroupRow {
     pub group_id: Option<String>,
 }
 
+/// `session_steps`: the routing steps the session waited in, JSON
+/// `Vec<RouteStep>`, or null for none.
+#[derive(Debug, Clone, PartialEq, SerializeRow, DeserializeRow)]
+pub(super) struct SessionStepsRow {
+    pub session_id: i64,
+    pub record: Option<String>,
+}
+
+/// `sessions_by_queued_day`: sessions by the UTC day they first queued
+/// ([`crate::scylla::platform::utc_day`]), what the reports read.
+#[derive(Debug, Clone, PartialEq, SerializeRow, DeserializeRow)]
+pub(super) struct SessionByQueuedDayRow {
+    pub day: i64,
+    pub queued_at: i64,
+    pub session_id: i64,
+}
+
 /// `sessions_by_customer`: a customer's sessions, newest first.
 #[derive(Debug, Clone, PartialEq, SerializeRow, DeserializeRow)]
 pub(super) struct SessionByCustomerRow {
@@ -296,6 +313,46 @@ pub(super) fn session_sla_group_to_row(session: &Session) -> SessionSlaGroupRow 
     }
 }
 
+pub(super) fn session_steps_to_row(session: &Session) -> SessionStepsRow {
+    SessionStepsRow {
+        session_id: session_id_to_i64(session.id),
+        record: (!session.route.is_empty())
+            .then(|| serde_json::to_string(&session.route).expect("steps serialize")),
+    }
+}
+
+/// The `sessions_by_queued_day` row of a session that queued.
+pub(super) fn session_by_queued_day_row(session: &Session) -> Option<SessionByQueuedDayRow> {
+    let queued_at = session.times.queued?;
+    Some(SessionByQueuedDayRow {
+        day: super::platform::utc_day(queued_at),
+        queued_at,
+        session_id: session_id_to_i64(session.id),
+    })
+}
+
+/// Puts the steps of `row` (a row of `session_steps`) on the session.
+pub(super) fn add_session_steps(
+    session: &mut Session,
+    row: SessionStepsRow,
+) -> Result<(), StoreError> {
+    session.route = row
+        .record
+        .map(|text| {
+            serde_json::from_str(&text).map_err(|e| {
+                corrupt(
+                    "session_steps",
+                    format!("session_id={}", session.id),
+                    "record",
+                    e,
+                )
+            })
+        })
+        .transpose()?
+        .unwrap_or_default();
+    Ok(())
+}
+
 /// Puts the SLA group of `row` (a row of `session_sla_group`) on the session.
 pub(super) fn add_session_sla_group(session: &mut Session, row: SessionSlaGroupRow) {
     session.sla_group = row.group_id.map(GroupId::new);
@@ -362,6 +419,8 @@ pub(super) fn session_from_row(row: SessionRow) -> Result<Session, StoreError> {
         rating,
         // Read from `session_reply_route` (`add_session_route`).
         reply_route: None,
+        // Read from `session_steps` (`add_session_steps`).
+        route: Vec::new(),
     })
 }
 

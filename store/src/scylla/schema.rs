@@ -231,6 +231,37 @@ pub const MIGRATIONS: &[Migration] = &[
     PRIMARY KEY ((day), at, id)
 ) WITH CLUSTERING ORDER BY (at DESC, id DESC)"],
     },
+    // What the historical reports read (docs/reports.md): the routing steps
+    // a session waited in beside its row; sessions by the UTC day they first
+    // queued; the agents' log by day, and their activity by agent, newest
+    // first, for what an agent was doing when a report's window starts.
+    Migration {
+        version: 8,
+        name: "report indexes: session steps, sessions by queued day, agent log",
+        statements: &[
+            "CREATE TABLE IF NOT EXISTS session_steps (
+    session_id bigint PRIMARY KEY,
+    record text)",
+            "CREATE TABLE IF NOT EXISTS sessions_by_queued_day (
+    day bigint,
+    queued_at bigint,
+    session_id bigint,
+    PRIMARY KEY ((day), queued_at, session_id))",
+            "CREATE TABLE IF NOT EXISTS agent_log (
+    day bigint,
+    at bigint,
+    id bigint,
+    record text,
+    PRIMARY KEY ((day), at, id))",
+            "CREATE TABLE IF NOT EXISTS agent_activity_by_agent (
+    agent_id text,
+    at bigint,
+    id bigint,
+    record text,
+    PRIMARY KEY ((agent_id), at, id)
+) WITH CLUSTERING ORDER BY (at DESC, id DESC)",
+        ],
+    },
 ];
 
 /// The newest schema version this build reads and writes.

@@ -105,6 +105,18 @@ statements! {
         "INSERT INTO session_sla_group (session_id, group_id) VALUES (:session_id, :group_id)");
     select_session_sla_group = idempotent(
         "SELECT session_id, group_id FROM session_sla_group WHERE session_id = ?");
+    insert_session_steps = idempotent(
+        "INSERT INTO session_steps (session_id, record) VALUES (:session_id, :record)");
+    select_session_steps = idempotent(
+        "SELECT session_id, record FROM session_steps WHERE session_id = ?");
+    insert_session_by_queued_day = idempotent(
+        "INSERT INTO sessions_by_queued_day (day, queued_at, session_id) \
+         VALUES (:day, :queued_at, :session_id)");
+    /// One day's page, after `(queued_at, session_id)` and before the end.
+    select_sessions_by_queued_day = idempotent(
+        "SELECT day, queued_at, session_id FROM sessions_by_queued_day \
+         WHERE day = ? AND (queued_at, session_id) > (?, ?) AND (queued_at, session_id) < (?, ?) \
+         LIMIT ?");
     insert_session_by_customer = idempotent(
         "INSERT INTO sessions_by_customer (customer_id, created_at, session_id) \
          VALUES (:customer_id, :created_at, :session_id)");
@@ -222,6 +234,18 @@ statements! {
         "INSERT INTO audit_log (day, at, id, record) VALUES (:day, :at, :id, :record)");
     select_audit = idempotent(
         "SELECT day, at, id, record FROM audit_log WHERE day = ? AND at >= ? AND at < ? LIMIT ?");
+    insert_agent_log = idempotent(
+        "INSERT INTO agent_log (day, at, id, record) VALUES (:day, :at, :id, :record)");
+    /// One day's page, after `(at, id)` and before the end.
+    select_agent_log = idempotent(
+        "SELECT day, at, id, record FROM agent_log \
+         WHERE day = ? AND (at, id) > (?, ?) AND (at, id) < (?, ?) LIMIT ?");
+    insert_agent_activity = idempotent(
+        "INSERT INTO agent_activity_by_agent (agent_id, at, id, record) \
+         VALUES (:agent_id, :at, :id, :record)");
+    select_agent_activity_before = idempotent(
+        "SELECT agent_id, at, id, record FROM agent_activity_by_agent \
+         WHERE agent_id = ? AND at < ? LIMIT 1");
     insert_outbox = idempotent(
         "INSERT INTO webhook_outbox (bucket, outbox_id, next_attempt_at, dead, record) \
          VALUES (:bucket, :outbox_id, :next_attempt_at, :dead, :record)");

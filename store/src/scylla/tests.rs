@@ -69,6 +69,18 @@ fn full_session() -> ContactSession {
             to: "member-1".into(),
             context: Some(r#"{"group_openid":"g-1"}"#.into()),
         }),
+        route: vec![
+            engine::session::RouteStep {
+                rule: "vip".into(),
+                step: 0,
+                group: GroupId::new("sales"),
+            },
+            engine::session::RouteStep {
+                rule: "vip".into(),
+                step: 1,
+                group: GroupId::new("billing"),
+            },
+        ],
     }
 }
 
@@ -127,8 +139,15 @@ fn rows_map_both_ways() {
     let mut read = rows::session_from_row(row).unwrap();
     assert_eq!(read.reply_route, None, "the route has its own table");
     assert_eq!(read.sla_group, None, "so has the SLA group");
+    assert!(read.route.is_empty(), "and the steps");
     rows::add_session_route(&mut read, rows::session_route_to_row(&session)).unwrap();
     rows::add_session_sla_group(&mut read, rows::session_sla_group_to_row(&session));
+    rows::add_session_steps(&mut read, rows::session_steps_to_row(&session)).unwrap();
+    let by_day = rows::session_by_queued_day_row(&session).expect("it queued");
+    assert_eq!(
+        (by_day.day, by_day.queued_at),
+        (super::platform::utc_day(T0 + 1), T0 + 1)
+    );
     assert_eq!(read, session);
     // A corrupt route names its table and column.
     let mut corrupt = rows::session_route_to_row(&session);
@@ -430,6 +449,8 @@ fn planning_coalesces_and_catches_conflicts_inside_the_batch() {
             Upsert::Session(rows::session_to_row(&later)),
             Upsert::SessionRoute(rows::session_route_to_row(&later)),
             Upsert::SessionSlaGroup(rows::session_sla_group_to_row(&later)),
+            Upsert::SessionSteps(rows::session_steps_to_row(&later)),
+            Upsert::SessionByQueuedDay(rows::session_by_queued_day_row(&later).unwrap()),
         ]
     );
     let seqs: Vec<i64> = planned.messages[&SessionId(1)]

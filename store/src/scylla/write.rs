@@ -18,8 +18,8 @@ use super::platform::{self, PlatformPlan, PlatformUpsert, TicketEventRow};
 use super::read::{self, all_rows, rows, with_serial_read};
 use super::rows::{
     self, AgentRow, AgentSipRow, CustomerRow, GroupRow, IdentityRow, InteractionByDayRow,
-    InteractionRow, MessageRow, OpenSessionRow, SessionByCustomerRow, SessionRouteRow, SessionRow,
-    SessionSlaGroupRow,
+    InteractionRow, MessageRow, OpenSessionRow, SessionByCustomerRow, SessionByQueuedDayRow,
+    SessionRouteRow, SessionRow, SessionSlaGroupRow, SessionStepsRow,
 };
 use super::{ScyllaStore, backend_error};
 use crate::{INTERACTION_TTL_MS, StoreError, WriteOp, session_id_from_i64};
@@ -36,6 +36,8 @@ pub(super) enum Upsert {
     Session(SessionRow),
     SessionRoute(SessionRouteRow),
     SessionSlaGroup(SessionSlaGroupRow),
+    SessionSteps(SessionStepsRow),
+    SessionByQueuedDay(SessionByQueuedDayRow),
     SessionByCustomer(SessionByCustomerRow),
     OpenSession(OpenSessionRow),
     ClosedSession(OpenSessionRow),
@@ -66,6 +68,15 @@ pub(super) struct WritePlan {
     pub upserts: Vec<Upsert>,
 }
 
+/// The rows of one session record.
+struct SessionRows {
+    session: SessionRow,
+    reply_route: SessionRouteRow,
+    sla_group: SessionSlaGroupRow,
+    steps: SessionStepsRow,
+    by_queued_day: Option<SessionByQueuedDayRow>,
+}
+
 /// Plans `batch`, failing early on conflicts inside the batch itself: one
 /// identity given to two customers, one `(session, seq)` or `(ticket, seq)`
 /// appended twice.
@@ -73,8 +84,7 @@ pub(super) fn plan(batch: &[WriteOp]) -> Result<WritePlan, StoreError> {
     let mut plan = WritePlan::default();
     let mut owners: BTreeMap<(Channel, String), CustomerId> = BTreeMap::new();
     let mut customers: BTreeMap<String, CustomerRow> = BTreeMap::new();
-    let mut sessions: BTreeMap<SessionId, (SessionRow, SessionRouteRow, SessionSlaGroupRow)> =
-        BTreeMap::new();
+    let mut sessions: BTreeMap<SessionId, SessionRows> = BTreeMap::new();
     let mut session_ids: Vec<SessionId> = Vec::new();
     let mut interactions: BTreeMap<(String, i64, i64), InteractionRow> = BTreeMap::new();
     let mut agents: BTreeMap<String, (AgentRow, AgentSipRow)> = BTreeMap::new();
@@ -113,11 +123,13 @@ pub(super) fn plan(batch: &[WriteOp]) -> Result<WritePlan, StoreError> {
                 claim(&mut plan, customer, identity)?;
             }
             WriteOp::PutSession(session) => {
-                let rows = (
-                    rows::session_to_row(session),
-                    rows::session_route_to_row(session),
-                    rows::session_sla_group_to_row(session),
-                );
+                let rows = SessionRows {
+                    session: rows::session_to_row(session),
+                    reply_route: rows::session_route_to_row(session),
+                    sla_group: rows::session_sla_group_to_row(session),
+                    steps: rows::session_steps_to_row(session),
+                    by_queued_day: rows::session_by_queued_day_row(session),
+                };
                 if sessions.insert(session.id, rows).is_none() {
                     session_ids.push(session.id);
                 }
@@ -153,13 +165,20 @@ pub(super) fn plan(batch: &[WriteOp]) -> Result<WritePlan, StoreError> {
             | WriteOp::PutSummary(_)
             | WriteOp::PutOutbox(_)
             | WriteOp::DeleteOutbox(_)
-            | WriteOp::PutAudit(_) => platform.add(op)?,
+            | WriteOp::PutAudit(_)
+            | WriteOp::PutAgentLog(_) => platform.add(op)?,
         }
     }
     plan.upserts
         .extend(customers.into_values().map(Upsert::Customer));
     for id in session_ids {
-        let (row, route, sla_group) = sessions.remove(&id).expect("listed when inserted");
+        let SessionRows {
+            session: row,
+            reply_route,
+            sla_group,
+            steps,
+            by_queued_day,
+        } = sessions.remove(&id).expect("listed when inserted");
         let session = rows::session_from_row(row.clone())?;
         plan.upserts
             .push(Upsert::SessionByCustomer(rows::session_by_customer_row(
@@ -172,8 +191,11 @@ pub(super) fn plan(batch: &[WriteOp]) -> Result<WritePlan, StoreError> {
             Upsert::OpenSession(index)
         });
         plan.upserts.push(Upsert::Session(row));
-        plan.upserts.push(Upsert::SessionRoute(route));
+        plan.upserts.push(Upsert::SessionRoute(reply_route));
         plan.upserts.push(Upsert::SessionSlaGroup(sla_group));
+        plan.upserts.push(Upsert::SessionSteps(steps));
+        plan.upserts
+            .extend(by_queued_day.map(Upsert::SessionByQueuedDay));
     }
     let mut days = Vec::new();
     for row in interactions.into_values() {
@@ -211,6 +233,10 @@ impl Upsert {
             Upsert::Session(row) => ("insert_session", Box::new(row.clone())),
             Upsert::SessionRoute(row) => ("insert_session_reply_route", Box::new(row.clone())),
             Upsert::SessionSlaGroup(row) => ("insert_session_sla_group", Box::new(row.clone())),
+            Upsert::SessionSteps(row) => ("insert_session_steps", Box::new(row.clone())),
+            Upsert::SessionByQueuedDay(row) => {
+                ("insert_session_by_queued_day", Box::new(row.clone()))
+            }
             Upsert::SessionByCustomer(row) => ("insert_session_by_customer", Box::new(row.clone())),
             Upsert::OpenSession(row) => ("insert_open_session", Box::new(row.clone())),
             Upsert::ClosedSession(row) => ("delete_open_session", Box::new(row.clone())),

@@ -10,9 +10,10 @@ use super::sqlite_error;
 use crate::{StoreError, WriteOp};
 use engine::Millis;
 use engine::assist::ReplyTemplate;
-use engine::ids::{CustomerId, SessionId, TicketId};
+use engine::ids::{AgentId, CustomerId, SessionId, TicketId};
 use engine::kb::Article;
 use engine::outbox::OutboxEntry;
+use engine::sla::report::AgentLogEntry;
 use engine::summary::SessionSummary;
 use engine::supervision::AuditEntry;
 use engine::ticket::{Ticket, TicketEvent};
@@ -154,6 +155,19 @@ pub(super) fn apply(conn: &Connection, op: &WriteOp) -> Result<bool, StoreError>
                 entry.at,
                 session_id_to_sql(SessionId(entry.id)),
                 encode(entry, "audit_log")?
+            ],
+        )?,
+        WriteOp::PutAgentLog(entry) => execute(
+            conn,
+            "agent_log",
+            "INSERT OR REPLACE INTO agent_log (at, id, agent_id, kind, record)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                entry.at,
+                session_id_to_sql(SessionId(entry.id)),
+                entry.agent.as_str(),
+                entry.kind.name(),
+                encode(entry, "agent_log")?
             ],
         )?,
         WriteOp::PutOutbox(entry) => execute(
@@ -298,4 +312,38 @@ pub(super) fn audit_log(
         sql,
         params![since, until, limit_to_sql(limit)],
     )
+}
+
+pub(super) fn agent_log(
+    conn: &Connection,
+    from: Millis,
+    to: Millis,
+    after: Option<(Millis, u64)>,
+    limit: usize,
+) -> Result<Vec<AgentLogEntry>, StoreError> {
+    // Strictly after this key; without `after`, after everything before `from`.
+    let (after_at, after_id) = after.map_or((from - 1, i64::MAX), |(at, id)| {
+        (at, session_id_to_sql(SessionId(id)))
+    });
+    let sql = "SELECT at, record FROM agent_log
+               WHERE at >= ?1 AND at < ?2 AND (at, id) > (?3, ?4)
+               ORDER BY at, id LIMIT ?5";
+    records(
+        conn,
+        "agent_log",
+        sql,
+        params![from, to, after_at, after_id, limit_to_sql(limit)],
+    )
+}
+
+pub(super) fn agent_activity_before(
+    conn: &Connection,
+    agent: &AgentId,
+    at: Millis,
+) -> Result<Option<AgentLogEntry>, StoreError> {
+    let sql = "SELECT at, record FROM agent_log
+               WHERE agent_id = ?1 AND kind = 'activity' AND at < ?2
+               ORDER BY at DESC, id DESC LIMIT 1";
+    let mut found = records(conn, "agent_log", sql, params![agent.as_str(), at])?;
+    Ok(found.pop())
 }

@@ -211,7 +211,7 @@ pub(super) fn identity_owner(
 
 const SESSION_COLUMNS: &str = "session_id, customer_id, channel, state, group_id, agent_id,
     created_at, queued_at, offered_at, answered_at, first_response_at, wrap_up_at, closed_at,
-    last_seq, transfers, summary, rating, reply_route, sla_group";
+    last_seq, transfers, summary, rating, reply_route, sla_group, route";
 
 fn decode_session(row: &Row<'_>) -> Result<Session, StoreError> {
     let r = RowReader::for_session(row, "sessions")?;
@@ -241,6 +241,7 @@ fn decode_session(row: &Row<'_>) -> Result<Session, StoreError> {
         summary: r.get("summary")?,
         rating: r.get("rating")?,
         reply_route: r.optional_json("reply_route")?,
+        route: r.optional_json("route")?.unwrap_or_default(),
     })
 }
 
@@ -287,6 +288,32 @@ pub(super) fn sessions_of_customer(
         conn,
         &sql,
         params![id.as_str(), limit_to_sql(limit)],
+        "sessions",
+        decode_session,
+    )
+}
+
+pub(super) fn sessions_queued(
+    conn: &Connection,
+    from: Millis,
+    to: Millis,
+    after: Option<(Millis, SessionId)>,
+    limit: usize,
+) -> Result<Vec<Session>, StoreError> {
+    // Row values compare lexicographically: the page resumes just after
+    // `after` in (queued_at, session_id) order, which the index gives.
+    // Strictly after this key; without `after`, after everything before `from`.
+    let (after_at, after_id) =
+        after.map_or((from - 1, i64::MAX), |(at, id)| (at, session_id_to_sql(id)));
+    let sql = format!(
+        "SELECT {SESSION_COLUMNS} FROM sessions
+         WHERE queued_at >= ?1 AND queued_at < ?2 AND (queued_at, session_id) > (?3, ?4)
+         ORDER BY queued_at, session_id LIMIT ?5"
+    );
+    collect(
+        conn,
+        &sql,
+        params![from, to, after_at, after_id, limit_to_sql(limit)],
         "sessions",
         decode_session,
     )

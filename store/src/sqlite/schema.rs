@@ -9,7 +9,7 @@ use super::{SqliteOptions, sqlite_error};
 use crate::StoreError;
 
 /// The schema this build writes and reads.
-pub(super) const SCHEMA_VERSION: i64 = 8;
+pub(super) const SCHEMA_VERSION: i64 = 9;
 
 /// Version 1. Each table mirrors its CQL counterpart: the CQL partition and
 /// clustering keys are the primary key, `WITHOUT ROWID` keeps rows clustered
@@ -154,6 +154,25 @@ CREATE TABLE audit_log (
 ) WITHOUT ROWID;
 ";
 
+/// v9: what the historical reports read (docs/reports.md): sessions by the
+/// time they first queued, the routing steps each waited in (JSON
+/// `Vec<RouteStep>`, NULL before it queued and on older rows), and the
+/// agents' log (JSON `AgentLogEntry`) by time and, for what an agent was
+/// doing when a report's window starts, by agent.
+const SCHEMA_V9: &str = "
+ALTER TABLE sessions ADD COLUMN route TEXT;
+CREATE INDEX sessions_by_queued ON sessions (queued_at, session_id) WHERE queued_at IS NOT NULL;
+CREATE TABLE agent_log (
+    at       INTEGER NOT NULL,
+    id       INTEGER NOT NULL,
+    agent_id TEXT NOT NULL,
+    kind     TEXT NOT NULL,       -- activity
+    record   TEXT NOT NULL,       -- JSON AgentLogEntry
+    PRIMARY KEY (at, id)
+) WITHOUT ROWID;
+CREATE INDEX agent_log_by_agent ON agent_log (agent_id, kind, at DESC, id DESC);
+";
+
 /// Creates the schema on a new database, upgrades an older one step by step,
 /// accepts a current one, and refuses one written by a newer build.
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
@@ -198,6 +217,10 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     if version < 8 {
         tx.execute_batch(SCHEMA_V8)
             .map_err(sqlite_error("upgrading schema to v8"))?;
+    }
+    if version < 9 {
+        tx.execute_batch(SCHEMA_V9)
+            .map_err(sqlite_error("upgrading schema to v9"))?;
     }
     if version < SCHEMA_VERSION {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)

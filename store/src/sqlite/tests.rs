@@ -263,7 +263,7 @@ async fn a_database_from_a_newer_build_is_refused() {
     let err = SqliteStore::open(&path).unwrap_err();
     assert_eq!(
         err,
-        StoreError::Backend("sqlite: schema version 99 is newer than this build's 8".to_owned())
+        StoreError::Backend("sqlite: schema version 99 is newer than this build's 9".to_owned())
     );
 }
 
@@ -292,7 +292,7 @@ async fn reopening_keeps_the_schema_version_and_synchronous_is_configurable() {
     let journal_mode: String = raw
         .pragma_query_value(None, "journal_mode", |row| row.get(0))
         .unwrap();
-    assert_eq!((version, journal_mode.as_str()), (8, "wal"));
+    assert_eq!((version, journal_mode.as_str()), (9, "wal"));
 }
 
 #[tokio::test]
@@ -336,7 +336,7 @@ async fn a_version_1_database_is_upgraded_and_keeps_its_sessions() {
     let version: i64 = raw
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .unwrap();
-    assert_eq!(version, 8);
+    assert_eq!(version, 9);
 }
 
 #[tokio::test]
@@ -417,7 +417,7 @@ async fn a_version_3_database_is_migrated_and_every_message_is_found() {
             |row| row.get(3),
         )
         .unwrap();
-    assert_eq!(version, 8);
+    assert_eq!(version, 9);
     assert!(plan.contains("session_messages_by_seq"), "{plan}");
 }
 

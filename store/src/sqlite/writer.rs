@@ -272,9 +272,9 @@ fn apply(conn: &Connection, op: &WriteOp) -> Result<(), StoreError> {
                  (session_id, customer_id, channel, state, is_open, group_id, agent_id,
                   created_at, queued_at, offered_at, answered_at, first_response_at,
                   wrap_up_at, closed_at, last_seq, transfers, summary, rating, reply_route,
-                  sla_group)
+                  sla_group, route)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-                         ?18, ?19, ?20)",
+                         ?18, ?19, ?20, ?21)",
             )
             .and_then(|mut stmt| {
                 stmt.execute(params![
@@ -301,6 +301,9 @@ fn apply(conn: &Connection, op: &WriteOp) -> Result<(), StoreError> {
                         .as_ref()
                         .map(|route| serde_json::to_string(route).expect("a route serializes")),
                     session.sla_group.as_ref().map(|g| g.as_str()),
+                    (!session.route.is_empty()).then(|| {
+                        serde_json::to_string(&session.route).expect("a route serializes")
+                    }),
                 ])
             })
             .map_err(sqlite_error("writing sessions"))?;

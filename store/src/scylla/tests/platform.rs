@@ -106,6 +106,14 @@ pub(super) fn every_platform_op() -> Vec<WriteOp> {
             },
             reason: "left for the day".into(),
         }),
+        WriteOp::PutAgentLog(engine::sla::report::AgentLogEntry {
+            agent: engine::ids::AgentId::new("li.na"),
+            at: T0,
+            id: 10,
+            kind: engine::sla::report::AgentLogKind::Activity {
+                activity: engine::sla::AgentActivity::WrapUp,
+            },
+        }),
     ]
 }
 

@@ -13,13 +13,13 @@ use scylla::serialize::row::{RowSerializationContext, SerializeRow};
 use scylla::serialize::writers::RowWriter;
 
 use super::super::platform::{
-    ArticleRow, AuditRow, LIST_BUCKET, OutboxRow, SummaryRow, TemplateRow, TicketEventRow,
-    TicketRow,
+    AgentActivityRow, AgentLogRow, ArticleRow, AuditRow, LIST_BUCKET, OutboxRow, SummaryRow,
+    TemplateRow, TicketEventRow, TicketRow,
 };
 use super::super::read::limit_to_cql;
 use super::super::rows::{
     AgentRow, AgentSipRow, CustomerRow, GroupRow, IdentityRow, InteractionByDayRow, InteractionRow,
-    SessionRouteRow, SessionRow, SessionSlaGroupRow,
+    SessionByQueuedDayRow, SessionRouteRow, SessionRow, SessionSlaGroupRow, SessionStepsRow,
 };
 use super::super::statements::{ALL, Cql};
 use super::*;
@@ -211,7 +211,9 @@ fn spec<'a>(table: &'a str, name: &'a str, cql_type: &str) -> ColumnSpec<'a> {
 fn bind_positional(name: &str, values: &dyn SerializeRow) -> Result<usize, String> {
     let cql = ALL.iter().find(|(n, _)| *n == name).unwrap().1.text;
     let (table, columns) = table_of(name, cql);
-    let words: Vec<&str> = cql.split_whitespace().collect();
+    // A tuple relation `(a, b) > (?, ?)` binds like `a > ? … b > ?`.
+    let flat = flatten_tuple_relations(cql);
+    let words: Vec<&str> = flat.split_whitespace().collect();
     let mut markers = Vec::new();
     for (idx, word) in words.iter().enumerate() {
         if *word != "?" {
@@ -237,6 +239,47 @@ fn bind_positional(name: &str, values: &dyn SerializeRow) -> Result<usize, Strin
         .serialize(&RowSerializationContext::from_specs(&specs), &mut writer)
         .map_err(|err| err.to_string())?;
     Ok(writer.value_count())
+}
+
+/// Rewrites each `(a, b) OP (?, ?)` of `cql` as `a OP ? AND b OP ?`, so
+/// that every marker follows its column and operator.
+fn flatten_tuple_relations(cql: &str) -> String {
+    let mut out = String::new();
+    let mut rest = cql;
+    while let Some(start) = rest.find('(') {
+        let (before, tuple) = rest.split_at(start);
+        let relation = tuple.split_once(')').and_then(|(columns, after)| {
+            let (op, after) = after.trim_start().split_once(' ')?;
+            let markers = after.strip_prefix('(')?;
+            let (markers, after) = markers.split_once(')')?;
+            let columns: Vec<&str> = columns[1..].split(", ").collect();
+            let n_markers = markers.split(", ").filter(|m| *m == "?").count();
+            (n_markers == columns.len() && ["<", ">", "<=", ">="].contains(&op))
+                .then(|| (columns, op, after))
+        });
+        out.push_str(before);
+        match relation {
+            Some((columns, op, after)) => {
+                let parts: Vec<String> = columns.iter().map(|c| format!("{c} {op} ?")).collect();
+                out.push_str(&parts.join(" AND "));
+                rest = after;
+            }
+            None => {
+                out.push('(');
+                rest = &tuple[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[test]
+fn tuple_relations_are_flattened_for_the_marker_check() {
+    assert_eq!(
+        flatten_tuple_relations("SELECT a FROM t WHERE d = ? AND (x, y) > (?, ?) LIMIT ?"),
+        "SELECT a FROM t WHERE d = ? AND x > ? AND y > ? LIMIT ?"
+    );
 }
 
 #[test]
@@ -296,6 +339,19 @@ fn every_positional_marker_binds_what_the_code_passes() {
             "select_session_sla_group",
             Box::new((session_id_to_i64(SessionId(7)),)),
         ),
+        (
+            "select_session_steps",
+            Box::new((session_id_to_i64(SessionId(7)),)),
+        ),
+        (
+            "select_sessions_by_queued_day",
+            Box::new((19_000_i64, T0, 5_i64, T0 + 1, i64::MIN, limit_to_cql(10))),
+        ),
+        (
+            "select_agent_log",
+            Box::new((19_000_i64, T0, 5_i64, T0 + 1, i64::MIN, limit_to_cql(10))),
+        ),
+        ("select_agent_activity_before", Box::new(("alice", T0))),
         ("select_ticket", Box::new(("T-1",))),
         (
             "select_tickets_of_customer",
@@ -390,6 +446,13 @@ fn every_select_decodes_into_the_row_read_from_it() {
         ("select_summary", decodes::<SummaryRow>),
         ("select_outbox", decodes::<OutboxRow>),
         ("select_audit", decodes::<AuditRow>),
+        ("select_session_steps", decodes::<SessionStepsRow>),
+        (
+            "select_sessions_by_queued_day",
+            decodes::<SessionByQueuedDayRow>,
+        ),
+        ("select_agent_log", decodes::<AgentLogRow>),
+        ("select_agent_activity_before", decodes::<AgentActivityRow>),
     ];
     let text = |name: &str| ALL.iter().find(|(n, _)| *n == name).unwrap().1.text;
     for (name, check) in reads {
