@@ -14,15 +14,19 @@ use engine::ids::{GroupId, SessionId};
 use engine::presence::{AgentEffect, AgentEvent, AgentState, Presence, PresenceRequest};
 use engine::queue::MemberStatus;
 use engine::session::SessionState;
+use engine::sla::AgentActivity;
+use engine::sla::report::{AgentLogEntry, AgentLogKind};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster_derive::RactorMessage;
 use serde::{Deserialize, Serialize};
-use tracing::{debug, info};
+use store::WriteOp;
+use tracing::{debug, info, warn};
 
 use crate::error::ApiError;
 use crate::group::GroupMessage;
 use crate::session::SessionMessage;
 use crate::shared::{SessionRef, Shared, millis};
+use crate::store_writer::StoreWriterMessage;
 
 /// The away reason of an agent whose actor moved to another node.
 pub const MOVED: &str = "moved to another cluster node";
@@ -140,6 +144,9 @@ pub struct AgentActorState {
     state: AgentState,
     /// Session actors of pending offers.
     offered: HashMap<SessionId, SessionRef>,
+    /// The activity last written to the agent's log (the reports' time in
+    /// each state); `None` before the first.
+    logged: Option<AgentActivity>,
 }
 
 impl Actor for AgentActor {
@@ -191,6 +198,7 @@ impl Actor for AgentActor {
             profile: args.profile,
             state,
             offered: HashMap::new(),
+            logged: None,
         })
     }
 
@@ -200,6 +208,7 @@ impl Actor for AgentActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         self.report(state);
+        self.log_activity(state);
         Ok(())
     }
 
@@ -359,7 +368,38 @@ impl AgentActor {
         state
             .offered
             .retain(|session, _| state.state.offers.iter().any(|(s, _)| s == session));
+        self.log_activity(state);
         Ok(())
+    }
+
+    /// Writes the agent's activity to their log when it changed (on or off
+    /// contacts, presence): what the agent report's time in each state and
+    /// occupancy read. Not waited for; a failed write is logged and that
+    /// stretch is counted as the activity before it.
+    fn log_activity(&self, state: &mut AgentActorState) {
+        let activity = AgentActivity::of(&state.state.presence, !state.state.sessions.is_empty());
+        if state.logged == Some(activity) {
+            return;
+        }
+        state.logged = Some(activity);
+        let now = crate::clock::now();
+        let entry = AgentLogEntry {
+            agent: state.profile.id.clone(),
+            at: now,
+            id: self.shared.audit_id(now),
+            kind: AgentLogKind::Activity { activity },
+        };
+        let agent = state.profile.id.clone();
+        let done: crate::store_writer::Completion = Box::new(move |result| {
+            if let Err(err) = result {
+                warn!(agent_id = %agent, ?activity, error = %err, "agent activity not logged");
+            }
+        });
+        // A writer that is gone is a node shutting down: nothing to log then.
+        let _ = self.shared.writer.cast(StoreWriterMessage::Write {
+            ops: vec![WriteOp::PutAgentLog(entry)],
+            done,
+        });
     }
 
     async fn accept(

@@ -30,10 +30,12 @@ use crate::store_writer::write_and_wait;
 
 mod call;
 mod remote;
+mod reports;
 mod submit;
 mod supervise;
 
 pub use call::{CallSession, CallStart};
+pub use reports::ReportScope;
 
 pub use submit::PendingAck;
 

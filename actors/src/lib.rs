@@ -38,7 +38,7 @@ pub use event::{
     Subscription,
 };
 pub use group::QueueStatus;
-pub use handle::{CallSession, CallStart, Intake, PendingAck, Switchboard};
+pub use handle::{CallSession, CallStart, Intake, PendingAck, ReportScope, Switchboard};
 pub use platform::{Notice, Platform};
 pub use session::{Ack, SteerRequest, TransferTarget};
 pub use shared::RuntimeConfig;

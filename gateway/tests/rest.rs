@@ -16,6 +16,8 @@ mod bodies;
 mod customers;
 #[path = "rest/desk.rs"]
 mod desk;
+#[path = "rest/reports.rs"]
+mod reports;
 #[path = "rest/resources.rs"]
 mod resources;
 #[path = "rest/supervise.rs"]
@@ -31,7 +33,7 @@ use gateway::auth::Role;
 use crate::support::{TestServer, code};
 
 /// Every operation the router serves, as the OpenAPI document must list it.
-const OPERATIONS: [(&str, &str); 38] = [
+const OPERATIONS: [(&str, &str); 41] = [
     ("post", "/api/v1/visitors"),
     ("get", "/api/v1/me"),
     ("post", "/api/v1/customers"),
@@ -46,6 +48,9 @@ const OPERATIONS: [(&str, &str); 38] = [
     ("post", "/api/v1/sessions/{id}/reassign"),
     ("post", "/api/v1/sessions/{id}/priority"),
     ("get", "/api/v1/audit"),
+    ("get", "/api/v1/reports/intervals"),
+    ("get", "/api/v1/reports/agents"),
+    ("get", "/api/v1/reports/routes"),
     ("get", "/api/v1/groups"),
     ("get", "/api/v1/groups/{id}"),
     ("get", "/api/v1/rules"),

@@ -169,19 +169,26 @@ impl SessionActor {
         for effect in effects {
             match effect {
                 PlanEffect::EnterStep {
-                    step_idx: _,
+                    step_idx,
                     step,
                     place_in_line,
                 } => {
                     let group = step.group.clone();
                     let now = crate::clock::now();
                     let moved = state.session.group.as_ref() != Some(&group);
+
                     let effects = state.session.apply(
                         SessionEvent::Enqueue {
                             group: group.clone(),
                         },
                         now,
                     )?;
+                    if let Some(cursor) = &state.plan {
+                        let step_idx = u32::try_from(step_idx).unwrap_or(u32::MAX);
+                        state
+                            .session
+                            .note_route_step(&cursor.plan().rule, step_idx, &group);
+                    }
                     // Moving groups on overflow: leave the old group's queue.
                     self.run_effects(state, effects);
                     self.record(state, EventKind::Queued { group });

@@ -32,6 +32,7 @@ mod passivation;
 mod platform;
 mod queue;
 mod race;
+mod reports;
 mod routing;
 
 use store::testing::{Failure, TestStore};

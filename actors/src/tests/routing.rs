@@ -552,3 +552,56 @@ async fn followers_stop_when_the_session_moves_to_another_group() {
     );
     board.shutdown().await;
 }
+
+/// What the reports read: the steps a contact waited in until its answer
+/// (a sticky step skipped, an overflow, nothing after the answer), and
+/// each change of an agent's activity in the agent log.
+#[tokio::test(start_paused = true)]
+async fn the_route_steps_and_the_agents_activity_are_recorded_for_reports() {
+    use engine::session::RouteStep;
+    use engine::sla::AgentActivity;
+    use engine::sla::report::AgentLogKind;
+    let store = Arc::new(MemoryStore::new());
+    let board = start(store.clone(), config()).await;
+    let vip = board
+        .customer_message(envelope(Channel::Wechat, "v-wx", "vip", "v1"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    let mut ann = board.subscribe_agent(&id("ann"));
+    available(&board, &["ann"]).await;
+    let offered = offered_session(&mut ann).await;
+    assert_eq!(offered, vip.session);
+    board.accept(&id("ann"), offered).await.unwrap();
+    board.flush().await.unwrap();
+    let step = |step: u32, group: &str| RouteStep {
+        rule: "vip".into(),
+        step,
+        group: GroupId::new(group),
+    };
+    let record = board.session(vip.session).await.unwrap();
+    assert_eq!(
+        record.route,
+        vec![step(1, "gold_service"), step(2, "default")]
+    );
+    let stored = store.get_session(vip.session).await.unwrap().unwrap();
+    assert_eq!(stored.route, record.route);
+
+    let log = store.agent_log(0, Millis::MAX, None, 1000).await.unwrap();
+    let ann_log: Vec<AgentActivity> = log
+        .iter()
+        .filter(|entry| entry.agent == id("ann"))
+        .map(|entry| match entry.kind {
+            AgentLogKind::Activity { activity } => activity,
+        })
+        .collect();
+    assert_eq!(
+        ann_log,
+        [
+            AgentActivity::Offline,
+            AgentActivity::AvailableIdle,
+            AgentActivity::OnContact
+        ]
+    );
+    board.shutdown().await;
+}

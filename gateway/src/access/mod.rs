@@ -219,6 +219,11 @@ impl Overseer {
             .is_none_or(|groups| groups.contains(group))
     }
 
+    /// A supervisor's groups; `None` for an admin (every group).
+    pub fn groups(&self) -> Option<&[GroupId]> {
+        self.groups.as_deref()
+    }
+
     /// [`Overseer::oversees`], or `403` naming the group.
     pub fn check_group(&self, group: &GroupId) -> Result<(), HttpError> {
         match self.oversees(group) {

@@ -24,6 +24,7 @@
 //! | `GET /api/v1/groups/{id}` | [`crate::access::Caller::check_group_read`] |
 //! | `POST /api/v1/sessions/{id}/reassign`, `POST /api/v1/sessions/{id}/priority`, `PUT /api/v1/agents/{id}/presence` | supervisors of the groups concerned, admins (see [`supervise`]) |
 //! | `GET /api/v1/audit` | admins |
+//! | `GET /api/v1/reports/intervals`, `/agents`, `/routes` | supervisors (their groups), admins (see [`reports`]) |
 //! | `GET`, `PUT /api/v1/rules` | admins |
 //! | `POST /api/v1/inbound` | admins: channel adapters hold an admin token (see [`inbound`]) |
 //! | `POST`, `GET /api/v1/channels/{name}/inbound` | the platform of a `[[channels]]` account (messages; a URL check), authenticated by the account's adapter (a signature), no token (see [`channel_inbound`]) |
@@ -45,6 +46,7 @@ pub mod groups;
 pub mod inbound;
 pub mod knowledge;
 pub mod me;
+pub mod reports;
 pub mod rules;
 pub mod sessions;
 pub mod supervise;
@@ -83,6 +85,7 @@ use crate::state::AppState;
         (name = "tickets", description = "Tickets with their history, synced live to customers and agents"),
         (name = "knowledge", description = "Knowledge-base search and articles, reply templates and suggestions"),
         (name = "cluster", description = "The nodes of a cluster and their health (admins; docs/cluster.md)"),
+        (name = "reports", description = "Historical reports from the store — interval, agent and routing reports, JSON or CSV (docs/reports.md)"),
         (name = "supervision", description = "Supervisors steering the live system — reassign or re-prioritise a waiting session, set an agent's presence — each with its reason in the audit log (docs/supervisor.md)"),
     ),
     components(schemas(crate::error::ErrorBody, types::RuleErrorDetails)),
@@ -152,6 +155,9 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(supervise::reprioritise))
         .routes(routes!(supervise::force_presence))
         .routes(routes!(supervise::audit_log))
+        .routes(routes!(reports::interval_report))
+        .routes(routes!(reports::agent_report))
+        .routes(routes!(reports::route_report))
         .route("/api", any(unknown_path))
         .route("/api/{*rest}", any(unknown_path))
         .layer(axum::middleware::map_response(json_errors))

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use crate::support::{TestServer, code, two_sessions};
 
 /// A supervisor of `gold_service` only (the demo's wang.min supervises every group).
-async fn add_gold_supervisor(server: &TestServer) -> String {
+pub(crate) async fn add_gold_supervisor(server: &TestServer) -> String {
     let profile = Agent {
         id: AgentId::new("zhou.li"),
         display_name: "Zhou Li".into(),

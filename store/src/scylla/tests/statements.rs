@@ -255,7 +255,7 @@ fn flatten_tuple_relations(cql: &str) -> String {
             let columns: Vec<&str> = columns[1..].split(", ").collect();
             let n_markers = markers.split(", ").filter(|m| *m == "?").count();
             (n_markers == columns.len() && ["<", ">", "<=", ">="].contains(&op))
-                .then(|| (columns, op, after))
+                .then_some((columns, op, after))
         });
         out.push_str(before);
         match relation {

@@ -1,0 +1,152 @@
+//! Historical reports through the handle (docs/reports.md): the store read
+//! page by page into the engine's report builders, so a month of contacts
+//! is never held at once. Callers decide who may see which groups.
+
+use std::collections::BTreeSet;
+
+use engine::ids::{AgentId, GroupId};
+use engine::session::Session;
+use engine::sla::report::{
+    AgentReport, AgentReportBuilder, IntervalReport, IntervalReportBuilder, ReportWindow,
+    RouteReport, RouteReportBuilder,
+};
+use store::{Store, StoreError};
+
+use super::Switchboard;
+use crate::error::ApiError;
+
+/// Records read from the store per page.
+const PAGE: usize = 5_000;
+
+/// Which groups a report covers: every one, or these (a supervisor's).
+#[derive(Debug, Clone, Default)]
+pub struct ReportScope {
+    /// `None`: every group.
+    pub groups: Option<BTreeSet<GroupId>>,
+}
+
+impl ReportScope {
+    /// Covers `group` (a record without one only when every group is covered).
+    pub fn covers(&self, group: Option<&GroupId>) -> bool {
+        match (&self.groups, group) {
+            (None, _) => true,
+            (Some(groups), Some(group)) => groups.contains(group),
+            (Some(_), None) => false,
+        }
+    }
+}
+
+impl Switchboard {
+    /// The interval report over `window` of the contacts whose SLA group
+    /// `scope` covers.
+    pub async fn interval_report(
+        &self,
+        window: ReportWindow,
+        scope: &ReportScope,
+    ) -> Result<IntervalReport, ApiError> {
+        let store = &*self.shared.store;
+        let groups = store.list_groups().await?;
+        let mut builder = IntervalReportBuilder::new(window, &groups);
+        each_session(store, &window, |session| {
+            if scope.covers(session.sla_group()) {
+                builder.add(session);
+            }
+        })
+        .await?;
+        Ok(builder.finish())
+    }
+
+    /// The agent report over `window` of the agents in a group `scope`
+    /// covers, time counted up to now.
+    pub async fn agent_report(
+        &self,
+        window: ReportWindow,
+        scope: &ReportScope,
+    ) -> Result<AgentReport, ApiError> {
+        let store = &*self.shared.store;
+        let groups = store.list_groups().await?;
+        let agents: BTreeSet<AgentId> = store
+            .list_agents()
+            .await?
+            .into_iter()
+            .filter(|agent| agent.groups.iter().any(|group| scope.covers(Some(group))))
+            .map(|agent| agent.id)
+            .collect();
+        let mut builder = AgentReportBuilder::new(window, crate::clock::now(), &groups);
+        for agent in &agents {
+            builder.include(agent);
+            if let Some(entry) = store.agent_activity_before(agent, window.from).await? {
+                builder.set_initial(&entry);
+            }
+        }
+        each_session(store, &window, |session| {
+            if session.agent.as_ref().is_some_and(|a| agents.contains(a)) {
+                builder.add_session(session);
+            }
+        })
+        .await?;
+        let mut after = None;
+        loop {
+            let page = store.agent_log(window.from, window.to, after, PAGE).await?;
+            for entry in page.iter().filter(|entry| agents.contains(&entry.agent)) {
+                builder.add_log(entry);
+            }
+            match page.last() {
+                Some(last) if page.len() == PAGE => after = Some((last.at, last.id)),
+                _ => break,
+            }
+        }
+        Ok(builder.finish())
+    }
+
+    /// The routing report over `window`: the steps in a group `scope`
+    /// covers.
+    pub async fn route_report(
+        &self,
+        window: ReportWindow,
+        scope: &ReportScope,
+    ) -> Result<RouteReport, ApiError> {
+        let store = &*self.shared.store;
+        let mut builder = RouteReportBuilder::new(window);
+        each_session(store, &window, |session| {
+            let covered = match session.route.is_empty() {
+                true => scope.covers(session.sla_group()),
+                false => session
+                    .route
+                    .iter()
+                    .any(|step| scope.covers(Some(&step.group))),
+            };
+            if covered {
+                builder.add(session);
+            }
+        })
+        .await?;
+        let mut report = builder.finish();
+        report.rows.retain(|row| scope.covers(Some(&row.group)));
+        Ok(report)
+    }
+}
+
+/// Feeds every session that first queued in `window` to `each`, a page at
+/// a time.
+async fn each_session(
+    store: &dyn Store,
+    window: &ReportWindow,
+    mut each: impl FnMut(&Session),
+) -> Result<(), StoreError> {
+    let mut after = None;
+    loop {
+        let page = store
+            .sessions_queued(window.from, window.to, after, PAGE)
+            .await?;
+        for session in &page {
+            each(session);
+        }
+        match page.last() {
+            Some(last) if page.len() == PAGE => {
+                after = last.times.queued.map(|queued| (queued, last.id));
+            }
+            _ => return Ok(()),
+        }
+    }
+}
