@@ -3,6 +3,7 @@
 //! is never held at once. Callers decide who may see which groups.
 
 use std::collections::BTreeSet;
+use std::sync::Mutex;
 
 use engine::ids::{AgentId, GroupId};
 use engine::session::Session;
@@ -79,23 +80,34 @@ impl Switchboard {
                 builder.set_initial(&entry);
             }
         }
-        each_session(store, &window, |session| {
+        // The sessions and the agents' log are read side by side (two
+        // reader connections); the builder takes them in any order.
+        let builder = Mutex::new(builder);
+        let add = |f: &mut dyn FnMut(&mut AgentReportBuilder)| {
+            f(&mut builder.lock().unwrap_or_else(|p| p.into_inner()));
+        };
+        let sessions = each_session(store, &window, |session| {
             if session.agent.as_ref().is_some_and(|a| agents.contains(a)) {
-                builder.add_session(session);
+                add(&mut |builder| builder.add_session(session));
             }
-        })
-        .await?;
-        let mut after = None;
-        loop {
-            let page = store.agent_log(window.from, window.to, after, PAGE).await?;
-            for entry in page.iter().filter(|entry| agents.contains(&entry.agent)) {
-                builder.add_log(entry);
+        });
+        let log = async {
+            let mut after = None;
+            loop {
+                let page = store.agent_log(window.from, window.to, after, PAGE).await?;
+                add(&mut |builder| {
+                    for entry in page.iter().filter(|entry| agents.contains(&entry.agent)) {
+                        builder.add_log(entry);
+                    }
+                });
+                match page.last() {
+                    Some(last) if page.len() == PAGE => after = Some((last.at, last.id)),
+                    _ => return Ok::<(), StoreError>(()),
+                }
             }
-            match page.last() {
-                Some(last) if page.len() == PAGE => after = Some((last.at, last.id)),
-                _ => break,
-            }
-        }
+        };
+        tokio::try_join!(sessions, log)?;
+        let builder = builder.into_inner().unwrap_or_else(|p| p.into_inner());
         Ok(builder.finish())
     }
 

@@ -155,18 +155,26 @@ impl IntervalReportBuilder {
 
     /// Counts `session` if it first queued inside the window.
     pub fn add(&mut self, session: &Session) {
-        let Some((interval, group, contact)) = contact_in(&self.window, &self.groups, session)
+        let Some((interval, group, contact)) = contact_in(&self.window, &mut self.groups, session)
         else {
             return;
         };
         let threshold = secs_to_ms(group.threshold_secs(&session.channel));
-        self.seen_groups.insert(group.id.clone());
+        if !self.seen_groups.contains(&group.id) {
+            self.seen_groups.insert(group.id.clone());
+        }
+        let key = (interval, group.id.clone(), None);
+        match self.cells.get_mut(&key) {
+            Some(tally) => tally.add(&contact),
+            None => {
+                let mut tally = Tally::with_threshold(None);
+                tally.add(&contact);
+                self.cells.insert(key, tally);
+            }
+        }
+        let key = (interval, group.id.clone(), Some(session.channel.clone()));
         self.cells
-            .entry((interval, group.id.clone(), None))
-            .or_insert_with(|| Tally::with_threshold(None))
-            .add(&contact);
-        self.cells
-            .entry((interval, group.id, Some(session.channel.clone())))
+            .entry(key)
             .or_insert_with(|| Tally::with_threshold(Some(threshold)))
             .add(&contact);
     }
@@ -208,14 +216,19 @@ impl IntervalReportBuilder {
 }
 
 /// The interval, SLA group and judgement of `session`, if it first queued
-/// inside `window`.
-fn contact_in(
+/// inside `window`. A group no longer configured is judged with the
+/// defaults (and remembered so).
+fn contact_in<'g>(
     window: &ReportWindow,
-    groups: &HashMap<GroupId, SkillGroup>,
+    groups: &'g mut HashMap<GroupId, SkillGroup>,
     session: &Session,
-) -> Option<(usize, SkillGroup, Contact)> {
+) -> Option<(usize, &'g SkillGroup, Contact)> {
     let interval = window.interval_of(session.times.queued?)?;
-    let group = group_or_default(groups, session.sla_group()?);
+    let id = session.sla_group()?;
+    if !groups.contains_key(id) {
+        groups.insert(id.clone(), SkillGroup::new(id.clone(), id.to_string()));
+    }
+    let group = &groups[id];
     let threshold = secs_to_ms(group.threshold_secs(&session.channel));
     let contact = Contact::classify(session, threshold, secs_to_ms(group.short_abandon_secs))?;
     Some((interval, group, contact))
@@ -406,7 +419,7 @@ impl AgentReportBuilder {
         let Some(agent) = &session.agent else {
             return;
         };
-        let Some((_, _, contact)) = contact_in(&self.window, &self.groups, session) else {
+        let Some((_, _, contact)) = contact_in(&self.window, &mut self.groups, session) else {
             return;
         };
         let Outcome::Answered { within } = contact.outcome else {

@@ -89,6 +89,43 @@ impl<'row, 'stmt> RowReader<'row, 'stmt> {
     }
 }
 
+/// A `sessions` row read by column position ([`SESSION_COLUMN_NAMES`]
+/// order), naming its id only when something is wrong: the reports read a
+/// day of sessions at a time, where looking columns up by name and
+/// formatting every key cost more than the query.
+struct SessionRow<'row, 'stmt> {
+    row: &'row Row<'stmt>,
+}
+
+impl SessionRow<'_, '_> {
+    fn corrupt(&self, idx: usize, why: impl Display) -> StoreError {
+        let key = match self.row.get::<_, i64>(0) {
+            Ok(stored) => format!("session_id={}", session_id_from_sql(stored)),
+            Err(_) => "?".to_owned(),
+        };
+        corrupt("sessions", &key, SESSION_COLUMN_NAMES[idx], why)
+    }
+
+    fn get<T: FromSql>(&self, idx: usize) -> Result<T, StoreError> {
+        debug_assert_eq!(
+            self.row.as_ref().column_name(idx).ok(),
+            Some(SESSION_COLUMN_NAMES[idx])
+        );
+        self.row.get(idx).map_err(|e| self.corrupt(idx, e))
+    }
+
+    fn int<T: TryFrom<i64>>(&self, idx: usize) -> Result<T, StoreError> {
+        let value: i64 = self.get(idx)?;
+        T::try_from(value).map_err(|_| self.corrupt(idx, format!("out of range: {value}")))
+    }
+
+    fn optional_json<T: DeserializeOwned>(&self, idx: usize) -> Result<Option<T>, StoreError> {
+        let text: Option<String> = self.get(idx)?;
+        text.map(|text| serde_json::from_str(&text).map_err(|e| self.corrupt(idx, e)))
+            .transpose()
+    }
+}
+
 fn corrupt(table: &str, key: &str, column: &str, why: impl Display) -> StoreError {
     StoreError::Corrupt {
         what: format!("{table} ({key}), column {column}: {why}"),
@@ -209,39 +246,65 @@ pub(super) fn identity_owner(
     Ok(owner.map(CustomerId::new))
 }
 
+/// The columns of `sessions` a record is read from, in this order.
+const SESSION_COLUMN_NAMES: [&str; 20] = [
+    "session_id",
+    "customer_id",
+    "channel",
+    "state",
+    "group_id",
+    "agent_id",
+    "created_at",
+    "queued_at",
+    "offered_at",
+    "answered_at",
+    "first_response_at",
+    "wrap_up_at",
+    "closed_at",
+    "last_seq",
+    "transfers",
+    "summary",
+    "rating",
+    "reply_route",
+    "sla_group",
+    "route",
+];
+
+/// [`SESSION_COLUMN_NAMES`] as a `SELECT` list.
 const SESSION_COLUMNS: &str = "session_id, customer_id, channel, state, group_id, agent_id,
     created_at, queued_at, offered_at, answered_at, first_response_at, wrap_up_at, closed_at,
     last_seq, transfers, summary, rating, reply_route, sla_group, route";
 
 fn decode_session(row: &Row<'_>) -> Result<Session, StoreError> {
-    let r = RowReader::for_session(row, "sessions")?;
-    let state_name: String = r.get("state")?;
+    let r = SessionRow { row };
+    let text = |idx| r.get::<String>(idx);
+    let time = |idx| r.get::<Option<Millis>>(idx);
+    let state_name = text(3)?;
     let state = SessionState::parse(&state_name)
-        .ok_or_else(|| r.corrupt("state", format!("unknown state {state_name:?}")))?;
-    let time = |column: &str| r.get::<Option<Millis>>(column);
+        .ok_or_else(|| r.corrupt(3, format!("unknown state {state_name:?}")))?;
     Ok(Session {
-        id: r.session_id("session_id")?,
-        customer_id: CustomerId::new(r.get::<String>("customer_id")?),
-        channel: r.channel("channel")?,
+        id: session_id_from_sql(r.get(0)?),
+        customer_id: CustomerId::new(text(1)?),
+        channel: Channel::parse(&text(2)?).map_err(|e| r.corrupt(2, e))?,
         state,
-        group: r.get::<Option<String>>("group_id")?.map(GroupId::new),
-        sla_group: r.get::<Option<String>>("sla_group")?.map(GroupId::new),
-        agent: r.get::<Option<String>>("agent_id")?.map(AgentId::new),
+        group: r.get::<Option<String>>(4)?.map(GroupId::new),
+        agent: r.get::<Option<String>>(5)?.map(AgentId::new),
         times: SessionTimes {
-            created: time("created_at")?,
-            queued: time("queued_at")?,
-            offered: time("offered_at")?,
-            answered: time("answered_at")?,
-            first_response: time("first_response_at")?,
-            wrap_up: time("wrap_up_at")?,
-            closed: time("closed_at")?,
+            created: time(6)?,
+            queued: time(7)?,
+            offered: time(8)?,
+            answered: time(9)?,
+            first_response: time(10)?,
+            wrap_up: time(11)?,
+            closed: time(12)?,
         },
-        last_seq: r.u64("last_seq")?,
-        transfers: r.u32("transfers")?,
-        summary: r.get("summary")?,
-        rating: r.get("rating")?,
-        reply_route: r.optional_json("reply_route")?,
-        route: r.optional_json("route")?.unwrap_or_default(),
+        last_seq: r.int(13)?,
+        transfers: r.int(14)?,
+        summary: r.get(15)?,
+        rating: r.get(16)?,
+        reply_route: r.optional_json(17)?,
+        sla_group: r.get::<Option<String>>(18)?.map(GroupId::new),
+        route: r.optional_json(19)?.unwrap_or_default(),
     })
 }
 
