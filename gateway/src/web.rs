@@ -68,6 +68,7 @@ pub const ASSETS: &[Asset] = assets![
     "desktop-side.js",
     "wallboard.js",
     "supervise.js",
+    "reports.js",
 ];
 
 /// Lets the pages talk to this origin only (REST and WebSockets) and be

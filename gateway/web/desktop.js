@@ -12,6 +12,7 @@ import { SessionCard } from "./desktop-session.js";
 import { Side } from "./desktop-side.js";
 import { Wallboard } from "./wallboard.js";
 import { Control } from "./supervise.js";
+import { Reports } from "./reports.js";
 
 const TOKEN_KEY = "switchboard.desktop.token";
 const ROLE_RANK = { junior: 0, expert: 1, supervisor: 2 };
@@ -102,6 +103,7 @@ async function signIn(token) {
   ctx.side = new Side(ctx);
   if (me.agent.role === "supervisor") {
     ctx.control = new Control(ctx, $("control-body"));
+    ctx.reports = new Reports(ctx, $("reports-body"));
     ctx.wallboard = new Wallboard(ctx, $("wallboard-body"));
   }
   loadDirectory();

@@ -63,6 +63,7 @@ export class Wallboard {
       this.board = await this.ctx.api("GET", "/wallboard");
       this.error = null;
       if (this.ctx.control) this.ctx.control.update(this.board);
+      if (this.ctx.reports) this.ctx.reports.setGroups(this.board.groups);
       this.announceAlerts();
     } catch (err) {
       this.error = err.message;

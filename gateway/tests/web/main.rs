@@ -1133,3 +1133,162 @@ async fn replies_to_an_sms_customer_show_their_delivery_and_a_refusal_is_a_notic
         ]
     );
 }
+
+/// The supervisor's reports of today, drawn from this run's contacts: an
+/// answered web chat, a customer who left, a call still waiting; the
+/// service-level, volume and abandonment charts, the agents' and routing
+/// tables (screenshot for the README).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_supervisor_reads_todays_reports_drawn_as_charts() {
+    use engine::channel::Channel;
+    use engine::envelope::Envelope;
+    use engine::ids::{AgentId, CustomerId};
+    use engine::presence::PresenceRequest;
+
+    let server = server().await;
+    let switchboard = server.server.switchboard();
+    let envelope = |channel, external_id: &str, text: &str| Envelope {
+        channel,
+        customer_id: external_id.into(),
+        message: text.into(),
+        timestamp: chrono::Utc::now(),
+        client_message_id: Some(format!("{external_id}-{text}")),
+        display_name: None,
+    };
+    let li_na = AgentId::new("li.na");
+    let mut offers = switchboard.subscribe_agent(&li_na);
+    switchboard
+        .set_presence(&li_na, PresenceRequest::Available)
+        .await
+        .unwrap();
+    let answered = switchboard
+        .customer_message(envelope(Channel::Web, "wf-visitor-77", "where is my order"))
+        .await
+        .unwrap()
+        .session;
+    loop {
+        let event = offers.recv().await.expect("subscription open");
+        if matches!(event.kind, actors::EventKind::Offered { .. }) {
+            assert_eq!(event.session, answered);
+            break;
+        }
+    }
+    switchboard.accept(&li_na, answered).await.unwrap();
+    switchboard
+        .agent_message(&li_na, answered, "on its way".into(), None)
+        .await
+        .unwrap();
+    switchboard.close(&li_na, answered, None).await.unwrap();
+    switchboard
+        .set_presence(&li_na, PresenceRequest::Offline)
+        .await
+        .unwrap();
+    let left = switchboard
+        .customer_message(envelope(Channel::Web, "el-visitor-9", "hello?"))
+        .await
+        .unwrap()
+        .session;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    switchboard
+        .customer_leave(&CustomerId::new("cust-003"), left)
+        .await
+        .unwrap();
+    switchboard
+        .customer_message(envelope(Channel::Phone, "+8613900000002", "hello?"))
+        .await
+        .unwrap();
+    switchboard.flush().await.unwrap();
+
+    let driver = Driver::start().await;
+    let supervisor = driver.browser("en-US", 1500, 1000).await;
+    open_desktop(&supervisor, &server, "wang.min", Role::Supervisor).await;
+    supervisor.click("#report-show").await;
+    supervisor
+        .wait_text("#report-status", "3 contacts that day")
+        .await;
+    // Volume: three contacts, by channel.
+    let volume = supervisor
+        .exec(
+            "return [...document.querySelectorAll('#report-volume-chart rect.bar')]
+               .map((bar) => [bar.dataset.channel, Number(bar.dataset.offered)])",
+            json!([]),
+        )
+        .await;
+    let mut by_channel: Vec<(String, u64)> = volume
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|pair| {
+            (
+                pair[0].as_str().unwrap().to_owned(),
+                pair[1].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    by_channel.sort();
+    let web: u64 = by_channel
+        .iter()
+        .filter(|(c, _)| c == "web")
+        .map(|(_, n)| n)
+        .sum();
+    let phone: u64 = by_channel
+        .iter()
+        .filter(|(c, _)| c == "phone")
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!((web, phone), (2, 1), "{by_channel:?}");
+    // Service level: the answered chat is a point at 100 % in gold_service;
+    // every group with contacts has its dashed target.
+    let levels = supervisor
+        .exec(
+            "const chart = document.querySelector('#report-sl-chart');
+             return [chart.querySelectorAll('circle.sl-point, polyline.sl-line').length,
+                     chart.querySelectorAll('line.target').length]",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        levels,
+        json!([1, 3]),
+        "one answered point; three groups' targets"
+    );
+    // Abandonment: the customer who left, in one bar.
+    let abandoned = supervisor
+        .exec(
+            "return [...document.querySelectorAll('#report-abandon-chart g.abandon')]
+               .reduce((sum, bar) => sum + Number(bar.dataset.abandoned), 0)",
+            json!([]),
+        )
+        .await;
+    assert_eq!(abandoned, json!(1));
+    supervisor
+        .wait_visible("#report-agents tr[data-agent='li.na']")
+        .await;
+    let li_na_row = supervisor
+        .exec(
+            "return [...document.querySelectorAll('#report-agents tr[data-agent=\"li.na\"] td')].map((td) => td.textContent)",
+            json!([]),
+        )
+        .await;
+    assert_eq!(li_na_row[0], "1", "answered: {li_na_row}");
+    assert_eq!(li_na_row[1], "1", "within: {li_na_row}");
+    let routes = supervisor
+        .exec(
+            "return [...document.querySelectorAll('#report-routes tbody tr')]
+               .reduce((sum, tr) => sum + Number(tr.children[3].textContent), 0)",
+            json!([]),
+        )
+        .await;
+    assert_eq!(routes, json!(3), "each contact entered one step");
+    supervisor
+        .exec(
+            "document.querySelector('#reports').scrollIntoView()",
+            json!([]),
+        )
+        .await;
+    supervisor
+        .screenshot(&screenshot("desktop-reports.png"))
+        .await;
+    supervisor.quit().await;
+    server.server.shutdown().await.unwrap();
+}
