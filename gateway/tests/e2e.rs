@@ -263,6 +263,70 @@ async fn a_transfer_to_another_group_keeps_the_history() {
         .await;
     assert_eq!(refused["type"], "error");
     assert_eq!(refused["code"], "not_your_session");
+
+    // Desktop usage (docs/reports.md): the transfer was recorded by the
+    // server; the desktop reports what only it sees, and nothing else.
+    let inserted = chen
+        .request(json!({"type": "usage", "action": "suggestion_inserted"}))
+        .await;
+    assert_eq!(inserted["type"], "ok", "{inserted}");
+    let panel = chen
+        .request(json!({"type": "usage", "action": "panel_used", "panel": "kb"}))
+        .await;
+    assert_eq!(panel["type"], "ok", "{panel}");
+    for (frame, words) in [
+        (
+            json!({"type": "usage", "action": "transfer"}),
+            "`action`: `transfer` is recorded by the server",
+        ),
+        (
+            json!({"type": "usage", "action": "typed"}),
+            "`action`: unknown action `typed`",
+        ),
+        (
+            json!({"type": "usage", "action": "panel_used"}),
+            "`panel`: `panel_used` names the panel",
+        ),
+        (
+            json!({"type": "usage", "action": "panel_used", "panel": "sidebar"}),
+            "`panel`: unknown panel `sidebar`",
+        ),
+        (
+            json!({"type": "usage", "action": "suggestion_inserted", "panel": "kb"}),
+            "`panel`: only `panel_used`",
+        ),
+    ] {
+        let refused = chen.request(frame.clone()).await;
+        assert_eq!(refused["type"], "error", "{frame}: {refused}");
+        assert_eq!(refused["code"], "invalid", "{frame}: {refused}");
+        assert!(
+            refused["message"].as_str().unwrap().contains(words),
+            "{frame}: {refused}"
+        );
+    }
+    let admin = test.token("ops", gateway::auth::Role::Admin);
+    let agents = test.get_json("/api/v1/reports/agents", &admin).await;
+    let chen_usage = agents["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["agent"] == "chen.jie")
+        .map(|row| row["usage"].clone())
+        .unwrap();
+    assert_eq!(
+        chen_usage,
+        json!({"suggestion_inserted": 1, "transfer": 1, "panel_used:kb": 1})
+    );
+    let usage = test.get_json("/api/v1/reports/usage", &admin).await;
+    // chen.jie is a junior in the demo: his actions count in that layout.
+    let row = usage["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["layout"] == "junior")
+        .unwrap_or_else(|| panic!("no junior row in {usage}"));
+    assert_eq!(row["usage"]["transfer"], 1, "{usage}");
+    assert_eq!(row["answered"], 0, "answered by zhang.wei now: {usage}");
     test.server.shutdown().await.unwrap();
 }
 

@@ -33,7 +33,7 @@ use gateway::auth::Role;
 use crate::support::{TestServer, code};
 
 /// Every operation the router serves, as the OpenAPI document must list it.
-const OPERATIONS: [(&str, &str); 41] = [
+const OPERATIONS: [(&str, &str); 42] = [
     ("post", "/api/v1/visitors"),
     ("get", "/api/v1/me"),
     ("post", "/api/v1/customers"),
@@ -51,6 +51,7 @@ const OPERATIONS: [(&str, &str); 41] = [
     ("get", "/api/v1/reports/intervals"),
     ("get", "/api/v1/reports/agents"),
     ("get", "/api/v1/reports/routes"),
+    ("get", "/api/v1/reports/usage"),
     ("get", "/api/v1/groups"),
     ("get", "/api/v1/groups/{id}"),
     ("get", "/api/v1/rules"),

@@ -55,7 +55,7 @@ export class SessionCard {
     this.input = h("textarea", { id: inputId, class: "composer-input", rows: 2 });
     this.inputLabel = h("label", { class: "visually-hidden", for: inputId });
     this.sendButton = h("button", { class: "primary send", type: "submit" });
-    this.suggestList = h("ul", { class: "suggestions", "aria-live": "polite" });
+    this.suggestList = h("ul", { class: "suggestions", "aria-live": "polite", dataset: { panel: "suggestions" } });
     this.suggestLabel = h("p", { class: "suggest-title muted" });
     this.form = h("form", { class: "composer" }, this.inputLabel, this.input, this.sendButton);
     this.transferSelect = h("select", { class: "transfer-target" });
@@ -497,6 +497,7 @@ export class SessionCard {
   }
 
   useSuggestion(suggestion) {
+    if (this.ctx.usage) this.ctx.usage("suggestion_inserted");
     this.input.value = suggestion.text;
     this.input.focus();
     this.clearSuggestions();

@@ -229,6 +229,7 @@ export class Side {
     try {
       const article = await this.ctx.api("GET", `/kb/articles/${encodeURIComponent(articleId)}`);
       card.insertText(article.body);
+      if (this.ctx.usage) this.ctx.usage("kb_article_inserted");
     } catch (err) {
       announce(this.ctx.t("error", { message: err.message }));
     }

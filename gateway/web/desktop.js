@@ -134,6 +134,33 @@ async function signIn(token) {
   });
   ctx.link.start();
   setInterval(tick, 1000);
+  watchPanels();
+}
+
+// Desktop usage (docs/reports.md "Desktop usage"): what the agent used,
+// sent as `usage` frames; only the action and panel, nothing they wrote.
+// Transfers and tickets are recorded by the server.
+ctx.usage = (action, panel) => {
+  if (!ctx.link || !ctx.link.isOpen) return;
+  ctx.link.request(panel ? { type: "usage", action, panel } : { type: "usage", action }).catch(() => {});
+};
+
+// A panel (an element with data-panel) counts as used when the agent
+// clicks or types in it, at most once a minute per panel.
+const PANEL_EVERY_MS = 60_000;
+function watchPanels() {
+  const lastSent = new Map();
+  const used = (event) => {
+    const panel = event.target.closest && event.target.closest("[data-panel]");
+    if (!panel) return;
+    const name = panel.dataset.panel;
+    const now = Date.now();
+    if (now - (lastSent.get(name) || 0) < PANEL_EVERY_MS) return;
+    lastSent.set(name, now);
+    ctx.usage("panel_used", name);
+  };
+  document.addEventListener("click", used, true);
+  document.addEventListener("input", used, true);
 }
 
 // Shows what the role may use: elements with data-min-role above the agent's

@@ -104,7 +104,7 @@ export class Reports {
       field("report-interval", "report_interval", this.interval),
       field("report-group", "group", this.group),
       h("button", { id: "report-show", type: "submit" }, t("report_show")),
-      ...["intervals", "agents", "routes"].map((report) =>
+      ...["intervals", "agents", "routes", "usage"].map((report) =>
         h("button", { type: "button", class: "secondary", dataset: { csv: report }, onclick: () => this.download(report) }, t(`report_csv_${report}`))));
     this.root.append(form, this.status, this.body);
   }
@@ -128,9 +128,9 @@ export class Reports {
     const t = this.ctx.t;
     this.status.textContent = t("report_loading");
     try {
-      const [intervals, agents, routes] = await Promise.all(
-        ["intervals", "agents", "routes"].map((report) => this.ctx.api("GET", this.query(report))));
-      this.render(intervals, agents, routes);
+      const [intervals, agents, routes, usage] = await Promise.all(
+        ["intervals", "agents", "routes", "usage"].map((report) => this.ctx.api("GET", this.query(report))));
+      this.render(intervals, agents, routes, usage);
       this.status.textContent = t("report_ready", { n: intervals.rows.filter((row) => row.channel === null).reduce((sum, row) => sum + row.offered, 0) });
     } catch (err) {
       this.status.textContent = t("error", { message: err.message });
@@ -154,7 +154,7 @@ export class Reports {
     }
   }
 
-  render(intervals, agents, routes) {
+  render(intervals, agents, routes, usage) {
     const t = this.ctx.t;
     const root = clear(this.body);
     const totals = intervals.rows.filter((row) => row.channel === null);
@@ -169,7 +169,34 @@ export class Reports {
           this.volumeChart(intervals.rows.filter((row) => row.channel !== null), starts),
           this.abandonChart(totals, starts)));
     }
-    root.append(this.agentTable(agents.rows), this.routeTable(routes.rows));
+    root.append(this.agentTable(agents.rows), this.routeTable(routes.rows), this.usageTable(usage.rows));
+  }
+
+  // Desktop usage per role layout: what each layout's agents used, and how
+  // soon they first replied after an offer.
+  usageTable(rows) {
+    const t = this.ctx.t;
+    const panels = (usage) => Object.entries(usage)
+      .filter(([key]) => key.startsWith("panel_used:"))
+      .sort((a, b) => b[1] - a[1])
+      .map(([key, n]) => `${key.slice("panel_used:".length)} ${n}`)
+      .join(", ") || "–";
+    const count = (usage, key) => String(usage[key] || 0);
+    const head = ["report_layout", "report_agents_n", "report_answered", "report_offer_to_reply", "report_suggestions", "report_kb_inserted", "report_transfers", "report_tickets", "report_panels"]
+      .map((key) => h("th", { scope: "col" }, t(key)));
+    return h("table", { id: "report-usage", class: "board" },
+      h("caption", {}, t("report_usage")),
+      h("thead", {}, h("tr", {}, head)),
+      h("tbody", {}, rows.map((row) => h("tr", { dataset: { layout: row.layout } },
+        h("th", { scope: "row" }, t(`role_${row.layout}`)),
+        h("td", {}, String(row.agents)),
+        h("td", {}, String(row.answered)),
+        h("td", {}, secs(row.offer_to_first_reply_mean_ms)),
+        h("td", {}, count(row.usage, "suggestion_inserted")),
+        h("td", {}, count(row.usage, "kb_article_inserted")),
+        h("td", {}, count(row.usage, "transfer")),
+        h("td", {}, count(row.usage, "ticket_created")),
+        h("td", {}, panels(row.usage))))));
   }
 
   // Each group's service level per interval (a line; no point where nothing

@@ -5,16 +5,19 @@
 use std::collections::BTreeSet;
 use std::sync::Mutex;
 
+use engine::agent::Role;
 use engine::ids::{AgentId, GroupId};
 use engine::session::Session;
 use engine::sla::report::{
-    AgentReport, AgentReportBuilder, IntervalReport, IntervalReportBuilder, ReportWindow,
-    RouteReport, RouteReportBuilder,
+    AgentLogEntry, AgentLogKind, AgentReport, AgentReportBuilder, DeskPanel, IntervalReport,
+    IntervalReportBuilder, ReportWindow, RouteReport, RouteReportBuilder, UsageAction, UsageReport,
+    UsageReportBuilder,
 };
-use store::{Store, StoreError};
+use store::{Store, StoreError, WriteOp};
 
 use super::Switchboard;
 use crate::error::ApiError;
+use crate::store_writer::write_and_wait;
 
 /// Records read from the store per page.
 const PAGE: usize = 5_000;
@@ -91,21 +94,11 @@ impl Switchboard {
                 add(&mut |builder| builder.add_session(session));
             }
         });
-        let log = async {
-            let mut after = None;
-            loop {
-                let page = store.agent_log(window.from, window.to, after, PAGE).await?;
-                add(&mut |builder| {
-                    for entry in page.iter().filter(|entry| agents.contains(&entry.agent)) {
-                        builder.add_log(entry);
-                    }
-                });
-                match page.last() {
-                    Some(last) if page.len() == PAGE => after = Some((last.at, last.id)),
-                    _ => return Ok::<(), StoreError>(()),
-                }
+        let log = each_log(store, &window, |entry| {
+            if agents.contains(&entry.agent) {
+                add(&mut |builder| builder.add_log(entry));
             }
-        };
+        });
         tokio::try_join!(sessions, log)?;
         let builder = builder.into_inner().unwrap_or_else(|p| p.into_inner());
         Ok(builder.finish())
@@ -136,6 +129,84 @@ impl Switchboard {
         let mut report = builder.finish();
         report.rows.retain(|row| scope.covers(Some(&row.group)));
         Ok(report)
+    }
+}
+
+impl Switchboard {
+    /// Records that `agent` used `action` (a `panel` for
+    /// [`UsageAction::PanelUsed`]) in the desktop layout of `layout`, now;
+    /// returns once it is stored (docs/reports.md "Desktop usage").
+    pub async fn record_usage(
+        &self,
+        agent: &engine::ids::AgentId,
+        action: UsageAction,
+        panel: Option<DeskPanel>,
+        layout: Role,
+    ) -> Result<(), ApiError> {
+        let at = crate::clock::now();
+        let entry = AgentLogEntry {
+            agent: agent.clone(),
+            at,
+            id: self.shared.audit_id(at),
+            kind: AgentLogKind::Usage {
+                action,
+                panel: panel.filter(|_| action == UsageAction::PanelUsed),
+                layout,
+            },
+        };
+        write_and_wait(&self.shared.writer, vec![WriteOp::PutAgentLog(entry)]).await?;
+        Ok(())
+    }
+
+    /// The desktop usage report over `window` of the agents in a group
+    /// `scope` covers, per role layout.
+    pub async fn usage_report(
+        &self,
+        window: ReportWindow,
+        scope: &ReportScope,
+    ) -> Result<UsageReport, ApiError> {
+        let store = &*self.shared.store;
+        let roles: std::collections::BTreeMap<_, _> = store
+            .list_agents()
+            .await?
+            .into_iter()
+            .filter(|agent| agent.groups.iter().any(|group| scope.covers(Some(group))))
+            .map(|agent| (agent.id, agent.role))
+            .collect();
+        let builder = Mutex::new(UsageReportBuilder::new(window, roles.clone()));
+        let add = |f: &mut dyn FnMut(&mut UsageReportBuilder)| {
+            f(&mut builder.lock().unwrap_or_else(|p| p.into_inner()));
+        };
+        let sessions = each_session(store, &window, |session| {
+            add(&mut |builder| builder.add_session(session));
+        });
+        let log = each_log(store, &window, |entry| {
+            if roles.contains_key(&entry.agent) {
+                add(&mut |builder| builder.add_log(entry));
+            }
+        });
+        tokio::try_join!(sessions, log)?;
+        let builder = builder.into_inner().unwrap_or_else(|p| p.into_inner());
+        Ok(builder.finish())
+    }
+}
+
+/// Feeds every agent log entry in `window` to `each`, a page at a time.
+async fn each_log(
+    store: &dyn Store,
+    window: &ReportWindow,
+    mut each: impl FnMut(&AgentLogEntry),
+) -> Result<(), StoreError> {
+    let mut after = None;
+    loop {
+        let page = store.agent_log(window.from, window.to, after, PAGE).await?;
+        for entry in &page {
+            each(entry);
+        }
+        match page.last() {
+            Some(last) if page.len() == PAGE => after = Some((last.at, last.id)),
+            _ => return Ok(()),
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! The historical reports over a scripted day through the real actors and
 //! store, against figures counted by hand (docs/reports.md).
 
-use engine::sla::report::ReportWindow;
+use engine::agent::Role;
+use engine::sla::report::{ReportWindow, UsageAction};
 
 use super::*;
 use crate::ReportScope;
@@ -59,6 +60,16 @@ async fn the_reports_of_a_scripted_day_give_the_figures_counted_by_hand() {
     assert_eq!(offered_session(&mut ann_events).await, c1);
     at(hm(9, 10, 10)).await;
     board.accept(&id("ann"), c1).await.unwrap();
+    at(hm(9, 10, 15)).await;
+    board
+        .record_usage(
+            &id("ann"),
+            UsageAction::SuggestionInserted,
+            None,
+            Role::Expert,
+        )
+        .await
+        .unwrap();
     at(hm(9, 10, 20)).await;
     board
         .agent_message(&id("ann"), c1, "您好".into(), None)
@@ -235,17 +246,51 @@ async fn the_reports_of_a_scripted_day_give_the_figures_counted_by_hand() {
     let agents = board.agent_report(day(60), &everything).await.unwrap();
     assert_eq!(agents.counted_until, from + 24 * 3_600_000);
     let csv = agents.to_csv();
+    // The agents' fields, without the usage columns but the first.
+    let lines: Vec<&str> = csv
+        .lines()
+        .map(|line| {
+            &line[..line
+                .match_indices(',')
+                .nth(13)
+                .map_or(line.len(), |(i, _)| i)]
+        })
+        .collect();
     assert_eq!(
-        csv.lines().collect::<Vec<_>>(),
+        lines,
         [
-            "agent,answered,answered_within,handled,aht_secs,first_response_mean_secs,first_response_p90_secs,on_contact_secs,available_idle_secs,away_secs,wrap_up_secs,offline_secs,occupancy_pct",
+            "agent,answered,answered_within,handled,aht_secs,first_response_mean_secs,first_response_p90_secs,on_contact_secs,available_idle_secs,away_secs,wrap_up_secs,offline_secs,occupancy_pct,suggestion_inserted",
             // Available 70m10s + 9m50s + 5s + 54m15s + 2h15m + 2h; away
-            // 10m40s + 1h + 2h; offline 8h + 6h; 1,200 / 24,560 busy.
-            "ann,2,1,2,600.000,10.000,10.000,1200.000,23360.000,11440.000,0.000,50400.000,4.89",
+            // 10m40s + 1h + 2h; offline 8h + 6h; 1,200 / 24,560 busy; one
+            // suggestion inserted.
+            "ann,2,1,2,600.000,10.000,10.000,1200.000,23360.000,11440.000,0.000,50400.000,4.89,1",
             // Available 1h15m40s + 3h29m20s; offline 13h + 6h.
-            "bob,1,0,1,900.000,20.000,20.000,900.000,17100.000,0.000,0.000,68400.000,5.00",
-            "gina,0,0,0,,,,0.000,0.000,0.000,0.000,86400.000,",
+            "bob,1,0,1,900.000,20.000,20.000,900.000,17100.000,0.000,0.000,68400.000,5.00,0",
+            "gina,0,0,0,,,,0.000,0.000,0.000,0.000,86400.000,,0",
         ]
+    );
+
+    // Usage per layout (every test agent is an expert): three answered,
+    // first replies 20 s (c1, offered 09:10:00) and 30 s (the VIP, first
+    // offered at its overflow, 14:15:30) after the offer.
+    let usage = board.usage_report(day(60), &everything).await.unwrap();
+    assert_eq!(usage.rows.len(), 1);
+    let expert = &usage.rows[0];
+    assert_eq!(
+        (
+            expert.layout,
+            expert.n_agents,
+            expert.n_answered,
+            expert.offer_to_first_reply_mean_ms,
+            expert.offer_to_first_reply_p90_ms
+        ),
+        (Role::Expert, 2, 3, Some(25_000.0), Some(30_000))
+    );
+    assert_eq!(
+        expert.usage.get("suggestion_inserted"),
+        Some(&1),
+        "{:?}",
+        expert.usage
     );
 
     // Routing: the VIP skipped the sticky step (no last agent), waited its

@@ -591,8 +591,9 @@ async fn the_route_steps_and_the_agents_activity_are_recorded_for_reports() {
     let ann_log: Vec<AgentActivity> = log
         .iter()
         .filter(|entry| entry.agent == id("ann"))
-        .map(|entry| match entry.kind {
-            AgentLogKind::Activity { activity } => activity,
+        .filter_map(|entry| match entry.kind {
+            AgentLogKind::Activity { activity } => Some(activity),
+            AgentLogKind::Usage { .. } => None,
         })
         .collect();
     assert_eq!(

@@ -20,6 +20,7 @@ use super::{
     quantile_of_sorted, ratio, secs_to_ms,
 };
 use crate::Millis;
+use crate::agent::Role;
 use crate::channel::Channel;
 use crate::error::EngineError;
 use crate::group::SkillGroup;
@@ -279,8 +280,8 @@ impl IntervalReport {
 }
 
 /// One entry of an agent's log, what the reports read besides sessions:
-/// what the agent was doing from `at` on. Nothing personal beyond the
-/// agent's id.
+/// what the agent was doing from `at` on, or what they used in the desktop
+/// ([`usage`]). Nothing personal beyond the agent's id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentLogEntry {
     /// The agent.
@@ -302,6 +303,16 @@ pub enum AgentLogKind {
         /// The activity.
         activity: AgentActivity,
     },
+    /// The agent used a desktop action or panel ([`usage`]).
+    Usage {
+        /// What.
+        action: UsageAction,
+        /// Which panel, for [`UsageAction::PanelUsed`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        panel: Option<DeskPanel>,
+        /// The desktop layout they used it in: their role's.
+        layout: Role,
+    },
 }
 
 impl AgentLogKind {
@@ -309,6 +320,7 @@ impl AgentLogKind {
     pub fn name(&self) -> &'static str {
         match self {
             AgentLogKind::Activity { .. } => "activity",
+            AgentLogKind::Usage { .. } => "usage",
         }
     }
 }
@@ -347,6 +359,9 @@ pub struct AgentRow {
     pub time_ms: ActivityTimes,
     /// On contact (wrap-up included) over on contact plus available idle.
     pub occupancy: Option<f64>,
+    /// Desktop actions and panels used, by [`usage_key`]
+    /// (`suggestion_inserted`, `panel_used:kb`, …).
+    pub usage: BTreeMap<String, u64>,
 }
 
 /// Milliseconds in each [`AgentActivity`].
@@ -386,6 +401,8 @@ struct AgentTally {
     first_response_ms: Vec<Millis>,
     /// The activity at the window's start.
     initial: Option<AgentActivity>,
+    /// Desktop actions and panels used, by [`usage_key`].
+    usage: BTreeMap<String, u64>,
     changes: Vec<(Millis, u64, AgentActivity)>,
 }
 
@@ -438,7 +455,9 @@ impl AgentReportBuilder {
     /// The agent's last activity before the window: what they did at its
     /// start.
     pub fn set_initial(&mut self, entry: &AgentLogEntry) {
-        let AgentLogKind::Activity { activity } = entry.kind;
+        let AgentLogKind::Activity { activity } = entry.kind else {
+            return;
+        };
         let tally = self.agents.entry(entry.agent.clone()).or_default();
         tally.initial = Some(activity);
     }
@@ -448,9 +467,15 @@ impl AgentReportBuilder {
         if !(self.window.from..self.window.to).contains(&entry.at) {
             return;
         }
-        let AgentLogKind::Activity { activity } = entry.kind;
         let tally = self.agents.entry(entry.agent.clone()).or_default();
-        tally.changes.push((entry.at, entry.id, activity));
+        match &entry.kind {
+            AgentLogKind::Activity { activity } => {
+                tally.changes.push((entry.at, entry.id, *activity));
+            }
+            AgentLogKind::Usage { action, panel, .. } => {
+                *tally.usage.entry(usage_key(*action, *panel)).or_default() += 1;
+            }
+        }
     }
 
     /// The report.
@@ -504,6 +529,7 @@ impl AgentReportBuilder {
                     first_response_p90_ms: quantile_of_sorted(&tally.first_response_ms, 0.9),
                     time_ms,
                     occupancy,
+                    usage: tally.usage,
                 }
             })
             .collect();
@@ -521,8 +547,14 @@ impl AgentReport {
         let mut csv = String::from(
             "agent,answered,answered_within,handled,aht_secs,first_response_mean_secs,\
              first_response_p90_secs,on_contact_secs,available_idle_secs,away_secs,\
-             wrap_up_secs,offline_secs,occupancy_pct\r\n",
+             wrap_up_secs,offline_secs,occupancy_pct",
         );
+        let columns = usage::usage_columns();
+        for column in &columns {
+            csv.push(',');
+            csv.push_str(column);
+        }
+        csv.push_str("\r\n");
         for row in &self.rows {
             let t = &row.time_ms;
             let fields = [
@@ -540,6 +572,10 @@ impl AgentReport {
                 secs(Some(t.offline as f64)),
                 percent(row.occupancy),
             ];
+            let usage = columns
+                .iter()
+                .map(|c| row.usage.get(c).copied().unwrap_or(0).to_string());
+            let fields: Vec<String> = fields.into_iter().chain(usage).collect();
             push_csv_line(&mut csv, &fields);
         }
         csv
@@ -705,6 +741,10 @@ pub fn iso(at: Millis) -> String {
         |time| time.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
     )
 }
+
+pub mod usage;
+
+pub use usage::{DeskPanel, UsageAction, UsageReport, UsageReportBuilder, UsageRow, usage_key};
 
 #[cfg(test)]
 mod tests;

@@ -24,7 +24,7 @@
 //! | `GET /api/v1/groups/{id}` | [`crate::access::Caller::check_group_read`] |
 //! | `POST /api/v1/sessions/{id}/reassign`, `POST /api/v1/sessions/{id}/priority`, `PUT /api/v1/agents/{id}/presence` | supervisors of the groups concerned, admins (see [`supervise`]) |
 //! | `GET /api/v1/audit` | admins |
-//! | `GET /api/v1/reports/intervals`, `/agents`, `/routes` | supervisors (their groups), admins (see [`reports`]) |
+//! | `GET /api/v1/reports/intervals`, `/agents`, `/routes`, `/usage` | supervisors (their groups), admins (see [`reports`]) |
 //! | `GET`, `PUT /api/v1/rules` | admins |
 //! | `POST /api/v1/inbound` | admins: channel adapters hold an admin token (see [`inbound`]) |
 //! | `POST`, `GET /api/v1/channels/{name}/inbound` | the platform of a `[[channels]]` account (messages; a URL check), authenticated by the account's adapter (a signature), no token (see [`channel_inbound`]) |
@@ -158,6 +158,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(reports::interval_report))
         .routes(routes!(reports::agent_report))
         .routes(routes!(reports::route_report))
+        .routes(routes!(reports::usage_report))
         .route("/api", any(unknown_path))
         .route("/api/{*rest}", any(unknown_path))
         .layer(axum::middleware::map_response(json_errors))

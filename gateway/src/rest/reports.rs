@@ -5,13 +5,14 @@
 //! | `GET /api/v1/reports/intervals` | per 15/30/60-minute interval, group and channel: offered, answered, abandoned, service level, ASA, AHT, longest wait | supervisors (their groups), admins |
 //! | `GET /api/v1/reports/agents` | per agent: answered, handled, AHT, first response, time in each activity, occupancy | supervisors (agents of their groups), admins |
 //! | `GET /api/v1/reports/routes` | per routing rule and step: entered, answered, abandoned, overflowed, moved | supervisors (steps in their groups), admins |
+//! | `GET /api/v1/reports/usage` | per role layout: desktop actions and panels used, offer → first reply | supervisors (agents of their groups), admins |
 //!
 //! Each takes a window `from`–`to` (ms since the Unix epoch; default the
 //! last 24 hours, at most 31 days) and answers JSON, or CSV with
 //! `format=csv`. Contacts count in the interval they first queued in and in
 //! their SLA group, with the definitions of docs/sla.md (`engine::sla`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use actors::ReportScope;
 use axum::Json;
@@ -21,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use engine::EngineError;
 use engine::Millis;
 use engine::ids::GroupId;
-use engine::sla::report::{AgentReport, IntervalReport, ReportWindow, RouteReport};
+use engine::sla::report::{AgentReport, IntervalReport, ReportWindow, RouteReport, UsageReport};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -150,6 +151,36 @@ pub struct AgentRowBody {
     pub offline_ms: i64,
     /// (on contact + wrap-up) / (that + available idle), 0–1.
     pub occupancy: Option<f64>,
+    /// Desktop actions and panels used: `suggestion_inserted`,
+    /// `kb_article_inserted`, `transfer`, `ticket_created`,
+    /// `panel_used:<panel>` → count (only those used).
+    pub usage: BTreeMap<String, u64>,
+}
+
+/// `GET /api/v1/reports/usage`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageReportBody {
+    /// What it covers.
+    pub window: ReportSpan,
+    /// One row per role layout (junior, expert, supervisor) with anything in it.
+    pub rows: Vec<UsageRowBody>,
+}
+
+/// One role layout's usage.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageRowBody {
+    /// `junior`, `expert` or `supervisor`: the desktop layout of that role.
+    pub layout: String,
+    /// Agents of the layout who answered or used anything.
+    pub agents: u64,
+    /// Contacts that queued in the window answered by agents of the layout.
+    pub answered: u64,
+    /// Mean time from a contact's first offer to the first agent reply.
+    pub offer_to_first_reply_mean_ms: Option<f64>,
+    /// 90th percentile of those.
+    pub offer_to_first_reply_p90_ms: Option<i64>,
+    /// Actions and panels used in the layout → count.
+    pub usage: BTreeMap<String, u64>,
 }
 
 /// `GET /api/v1/reports/routes`.
@@ -380,6 +411,7 @@ fn agent_body(report: &AgentReport) -> AgentReportBody {
                 wrap_up_ms: row.time_ms.wrap_up,
                 offline_ms: row.time_ms.offline,
                 occupancy: row.occupancy,
+                usage: row.usage.clone(),
             })
             .collect(),
     }
@@ -434,5 +466,53 @@ fn route_body(report: &RouteReport) -> RouteReportBody {
             })
             .collect(),
         without_route: report.n_without_route,
+    }
+}
+
+/// Desktop usage per role layout.
+#[utoipa::path(
+    get,
+    path = "/api/v1/reports/usage",
+    tag = "reports",
+    params(ReportQuery),
+    responses(
+        (status = 200, description = "The report (JSON, or CSV with `format=csv`)", body = UsageReportBody),
+        (status = 400, description = "A bad window or format (`invalid`, `details.field`)", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "Not a supervisor or admin, or `group` is not one of the supervisor's", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn usage_report(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<ReportQuery>,
+) -> Result<Response, HttpError> {
+    let asked = asked(&state, &caller, &query, false).await?;
+    let report = state
+        .switchboard
+        .usage_report(asked.window, &asked.scope)
+        .await?;
+    if asked.csv {
+        return Ok(csv_response("usage", &asked.window, report.to_csv()));
+    }
+    Ok(Json(usage_body(&report)).into_response())
+}
+
+fn usage_body(report: &UsageReport) -> UsageReportBody {
+    UsageReportBody {
+        window: span(&report.window),
+        rows: report
+            .rows
+            .iter()
+            .map(|row| UsageRowBody {
+                layout: row.layout.as_str().to_owned(),
+                agents: row.n_agents,
+                answered: row.n_answered,
+                offer_to_first_reply_mean_ms: row.offer_to_first_reply_mean_ms,
+                offer_to_first_reply_p90_ms: row.offer_to_first_reply_p90_ms,
+                usage: row.usage.clone(),
+            })
+            .collect(),
     }
 }

@@ -219,6 +219,17 @@ pub async fn create_ticket(
         session: session.map(|s| s.id),
     };
     let ticket = platform.open_ticket(customer, new, author(&caller)).await?;
+    // Desktop usage (docs/reports.md): an agent or supervisor opened it.
+    if let Ok(Some(profile)) = caller.agent_profile(&state).await {
+        let action = engine::sla::report::UsageAction::TicketCreated;
+        let recorded = state
+            .switchboard
+            .record_usage(&profile.id, action, None, profile.role)
+            .await;
+        if let Err(err) = recorded {
+            tracing::warn!(agent_id = %profile.id, error = %err, "usage not recorded");
+        }
+    }
     Ok((StatusCode::CREATED, Json(TicketRecord::from(&ticket))))
 }
 

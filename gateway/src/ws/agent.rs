@@ -16,6 +16,7 @@ use engine::agent::Agent;
 use engine::ids::{AgentId, GroupId, SessionId, TicketId};
 use engine::message::Sender;
 use engine::presence::{Presence, PresenceRequest};
+use engine::sla::report::{DeskPanel, UsageAction};
 use engine::supervision::MonitorMode;
 use serde::{Deserialize, Serialize};
 
@@ -34,7 +35,7 @@ use self::phone::PhoneWatch;
 
 /// Every client frame `type` this endpoint takes (PROTOCOL.md §5.1 lists
 /// the same; `tests/protocol_doc.rs` checks both against the dispatch).
-pub const CLIENT_FRAME_TYPES: [&str; 18] = [
+pub const CLIENT_FRAME_TYPES: [&str; 19] = [
     "hello",
     "presence",
     "accept",
@@ -52,6 +53,7 @@ pub const CLIENT_FRAME_TYPES: [&str; 18] = [
     "unwatch_ticket",
     "monitor",
     "whisper",
+    "usage",
     "ping",
 ];
 
@@ -175,6 +177,56 @@ struct Finish {
     session: WireSession,
     #[serde(default)]
     summary: Option<String>,
+}
+
+/// `usage`: the desktop reports an action or panel the agent used
+/// (docs/reports.md "Desktop usage").
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq, Serialize))]
+#[serde(deny_unknown_fields)]
+struct Usage {
+    action: String,
+    #[serde(default)]
+    panel: Option<String>,
+}
+
+/// What a `usage` frame may record: the actions only the desktop sees
+/// (transfers and tickets are recorded by the server as they happen).
+fn client_usage(usage: &Usage) -> Result<(UsageAction, Option<DeskPanel>), String> {
+    let action = match UsageAction::parse(&usage.action) {
+        Some(
+            action @ (UsageAction::SuggestionInserted
+            | UsageAction::KbArticleInserted
+            | UsageAction::PanelUsed),
+        ) => action,
+        Some(_) => {
+            return Err(format!(
+                "field `action`: `{}` is recorded by the server itself",
+                usage.action
+            ));
+        }
+        None => {
+            return Err(format!(
+                "field `action`: unknown action `{}`; one of suggestion_inserted, kb_article_inserted, panel_used",
+                usage.action
+            ));
+        }
+    };
+    let panel = match (action, usage.panel.as_deref()) {
+        (UsageAction::PanelUsed, Some(name)) => Some(DeskPanel::parse(name).ok_or_else(|| {
+            let names: Vec<&str> = DeskPanel::ALL.iter().map(|p| p.as_str()).collect();
+            format!(
+                "field `panel`: unknown panel `{name}`; one of {}",
+                names.join(", ")
+            )
+        })?),
+        (UsageAction::PanelUsed, None) => {
+            return Err("field `panel`: `panel_used` names the panel".into());
+        }
+        (_, Some(_)) => return Err("field `panel`: only `panel_used` names a panel".into()),
+        (_, None) => None,
+    };
+    Ok((action, panel))
 }
 
 /// `monitor`: a supervisor follows a session of their groups live.
@@ -383,6 +435,9 @@ impl Handler for AgentHandler {
                         }
                     };
                     let result = switchboard.transfer(&me, transfer.session.0, target).await;
+                    if result.is_ok() {
+                        self.record_usage(UsageAction::Transfer, None).await;
+                    }
                     replier.result(link, result).await
                 }
                 Err(err) => link.send_error(err).await,
@@ -485,6 +540,18 @@ impl Handler for AgentHandler {
                 }
                 Err(err) => link.send_error(err).await,
             },
+            "usage" => match frame.fields::<Usage>() {
+                Ok((usage, _)) => match client_usage(&usage) {
+                    Ok((action, panel)) => {
+                        let result = switchboard
+                            .record_usage(&me, action, panel, self.profile.role)
+                            .await;
+                        replier.result(link, result).await
+                    }
+                    Err(message) => replier.refuse(link, "invalid", message).await,
+                },
+                Err(err) => link.send_error(err).await,
+            },
             "ping" => match frame.fields::<NoFields>() {
                 Ok(_) => replier.pong(link).await,
                 Err(err) => link.send_error(err).await,
@@ -536,6 +603,19 @@ fn listing<T: Serialize>(kind: &'static str, request_id: Option<String>, body: T
 }
 
 impl AgentHandler {
+    /// Records a desktop action the server saw (a transfer); a failed
+    /// write is logged, the action itself stands.
+    async fn record_usage(&self, action: UsageAction, panel: Option<DeskPanel>) {
+        let result = self
+            .state
+            .switchboard
+            .record_usage(&self.profile.id, action, panel, self.profile.role)
+            .await;
+        if let Err(err) = result {
+            tracing::warn!(agent_id = %self.profile.id, action = action.as_str(), error = %err, "usage not recorded");
+        }
+    }
+
     async fn hello(&mut self, link: &mut Link, hello: Hello, request_id: Option<String>) -> Flow {
         let replier = Replier::new(request_id.clone());
         let view = match self.state.switchboard.agent_view(&self.profile.id).await {

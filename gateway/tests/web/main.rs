@@ -414,6 +414,34 @@ async fn a_conversation_from_chat_to_desktop_with_live_tickets_and_resume() {
     desktop.click("#ticket-create").await;
     chat.wait_text("#tickets", "订单 #20231020 物流延迟").await;
 
+    // What Chen Jie used is in his usage (docs/reports.md): two
+    // suggestions inserted (Alt+1, a click), the ticket he opened, the
+    // knowledge-base and ticket panels.
+    let admin = server.token("ops", Role::Admin);
+    let mut usage = Value::Null;
+    for _ in 0..100 {
+        let report = server.get_json("/api/v1/reports/agents", &admin).await;
+        usage = report["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|row| row["agent"] == "chen.jie")
+            .map(|row| row["usage"].clone())
+            .unwrap_or(Value::Null);
+        if usage["suggestion_inserted"] == 2
+            && usage["ticket_created"] == 1
+            && usage["panel_used:kb"] == 1
+            && usage["panel_used:tickets"] == 1
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(usage["suggestion_inserted"], 2, "{usage}");
+    assert_eq!(usage["ticket_created"], 1, "{usage}");
+    assert_eq!(usage["panel_used:kb"], 1, "once a minute at most: {usage}");
+    assert_eq!(usage["panel_used:tickets"], 1, "{usage}");
+
     assert_eq!(unlabelled_controls(&desktop).await, Vec::<String>::new());
     assert_eq!(unlabelled_controls(&chat).await, Vec::<String>::new());
     desktop.screenshot(&screenshot("desktop.png")).await;
@@ -1280,6 +1308,18 @@ async fn the_supervisor_reads_todays_reports_drawn_as_charts() {
         )
         .await;
     assert_eq!(routes, json!(3), "each contact entered one step");
+    let answered_by_layout = supervisor
+        .exec(
+            "return [...document.querySelectorAll('#report-usage tbody tr')]
+               .reduce((sum, tr) => sum + Number(tr.children[2].textContent), 0)",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        answered_by_layout,
+        json!(1),
+        "li.na's answer, in her layout"
+    );
     supervisor
         .exec(
             "document.querySelector('#reports').scrollIntoView()",

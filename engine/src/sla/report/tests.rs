@@ -260,19 +260,37 @@ fn the_agent_report_counts_contacts_and_time_in_each_activity_until_now() {
     ] {
         builder.add_log(&entry);
     }
+    // Usage entries count per agent and change no time.
+    for (id, action, panel) in [
+        (7, UsageAction::SuggestionInserted, None),
+        (8, UsageAction::SuggestionInserted, None),
+        (9, UsageAction::PanelUsed, Some(DeskPanel::Kb)),
+    ] {
+        builder.add_log(&AgentLogEntry {
+            agent: AgentId::new("a"),
+            at: T0 + 5 * MIN,
+            id,
+            kind: AgentLogKind::Usage {
+                action,
+                panel,
+                layout: Role::Expert,
+            },
+        });
+    }
     let report = builder.finish();
     assert_eq!(report.counted_until, now);
     let lines: Vec<String> = report.to_csv().lines().map(str::to_owned).collect();
     assert_eq!(
         lines,
         [
-            "agent,answered,answered_within,handled,aht_secs,first_response_mean_secs,first_response_p90_secs,on_contact_secs,available_idle_secs,away_secs,wrap_up_secs,offline_secs,occupancy_pct",
+            format!("agent,answered,answered_within,handled,aht_secs,first_response_mean_secs,first_response_p90_secs,on_contact_secs,available_idle_secs,away_secs,wrap_up_secs,offline_secs,occupancy_pct,{}", usage::usage_columns().join(",")),
             // 70 s + 27 min 20 s available, 60 s on contact, 30 s wrap-up,
-            // 10 min offline: occupancy 90 / 1,730 s.
-            "a,2,2,1,60.000,5.000,5.000,60.000,1710.000,0.000,30.000,600.000,5.00",
+            // 10 min offline: occupancy 90 / 1,730 s; two suggestions
+            // inserted, the knowledge-base panel used once.
+            "a,2,2,1,60.000,5.000,5.000,60.000,1710.000,0.000,30.000,600.000,5.00,2,0,0,0,0,0,1,0,0,0,0,0".to_owned(),
             // Nothing logged: offline the whole time counted.
-            "b,1,0,0,,,,0.000,0.000,0.000,0.000,2400.000,",
-            "c,0,0,0,,,,0.000,0.000,0.000,0.000,2400.000,",
+            format!("b,1,0,0,,,,0.000,0.000,0.000,0.000,2400.000,{}", ",0".repeat(12)),
+            format!("c,0,0,0,,,,0.000,0.000,0.000,0.000,2400.000,{}", ",0".repeat(12)),
         ]
     );
 }
@@ -311,4 +329,85 @@ fn csv_fields_with_commas_or_quotes_are_quoted() {
         ],
     );
     assert_eq!(csv, "plain,\"a,b\",\"say \"\"hi\"\"\",\"x\ny\"\r\n");
+}
+
+#[test]
+fn the_usage_report_counts_actions_per_layout_and_offer_to_first_reply() {
+    let roles = [("a", Role::Expert), ("b", Role::Junior)]
+        .into_iter()
+        .map(|(id, role)| (AgentId::new(id), role))
+        .collect();
+    let mut builder = UsageReportBuilder::new(window(), roles);
+    let mut sessions = hour();
+    // First offers: 2 s after queueing for the first contact (replied at
+    // 15 s: 13 s), the VIP's at 18 s (no reply).
+    sessions[0].times.offered = Some(sessions[0].times.queued.unwrap() + 2 * SEC);
+    sessions[4].times.offered = Some(sessions[4].times.queued.unwrap() + 18 * SEC);
+    for session in &sessions {
+        builder.add_session(session);
+    }
+    let usage = |id, agent: &str, action, panel, layout| AgentLogEntry {
+        agent: AgentId::new(agent),
+        at: T0 + 10 * MIN,
+        id,
+        kind: AgentLogKind::Usage {
+            action,
+            panel,
+            layout,
+        },
+    };
+    for entry in [
+        usage(1, "a", UsageAction::KbArticleInserted, None, Role::Expert),
+        usage(
+            2,
+            "a",
+            UsageAction::PanelUsed,
+            Some(DeskPanel::Customer),
+            Role::Expert,
+        ),
+        usage(3, "c", UsageAction::TicketCreated, None, Role::Junior),
+        usage(4, "c", UsageAction::Transfer, None, Role::Junior),
+        // An activity entry is not usage.
+        AgentLogEntry {
+            agent: AgentId::new("c"),
+            at: T0 + 10 * MIN,
+            id: 5,
+            kind: AgentLogKind::Activity {
+                activity: AgentActivity::Away,
+            },
+        },
+    ] {
+        builder.add_log(&entry);
+    }
+    let report = builder.finish();
+    let lines: Vec<String> = report.to_csv().lines().map(str::to_owned).collect();
+    assert_eq!(
+        lines,
+        [
+            format!(
+                "layout,agents,answered,offer_to_first_reply_mean_secs,offer_to_first_reply_p90_secs,{}",
+                usage::usage_columns().join(",")
+            ),
+            // b answered one (no reply); c created a ticket and transferred.
+            "junior,2,1,,,0,0,1,1,0,0,0,0,0,0,0,0".to_owned(),
+            // a answered two; one replied 13 s after the offer; the
+            // session queued before the window is not counted.
+            "expert,1,2,13.000,13.000,0,1,0,0,1,0,0,0,0,0,0,0".to_owned(),
+        ]
+    );
+}
+
+#[test]
+fn usage_names_round_trip() {
+    for action in UsageAction::ALL {
+        assert_eq!(UsageAction::parse(action.as_str()), Some(action));
+    }
+    for panel in DeskPanel::ALL {
+        assert_eq!(DeskPanel::parse(panel.as_str()), Some(panel));
+    }
+    assert_eq!(UsageAction::parse("typed"), None);
+    assert_eq!(
+        usage_key(UsageAction::PanelUsed, Some(DeskPanel::Kb)),
+        "panel_used:kb"
+    );
 }
