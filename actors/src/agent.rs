@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use engine::agent::Agent;
 use engine::channel::Channel;
-use engine::ids::{GroupId, SessionId};
+use engine::ids::{AgentId, GroupId, SessionId};
 
 use engine::presence::{AgentEffect, AgentEvent, AgentState, Presence, PresenceRequest};
 use engine::queue::MemberStatus;
@@ -88,6 +88,8 @@ pub enum AgentMessage {
     WrapUpTimer,
     /// A group (re)started and wants to know the agent's availability.
     ReportStatus,
+    /// Writing the agent's activity to their log failed: write it again.
+    RelogActivity,
     /// The agent is placed on another node now, and this one is alive: its
     /// presence goes to the agent's new actor ([`AgentMessage::Resume`]),
     /// then this actor stops.
@@ -147,6 +149,9 @@ pub struct AgentActorState {
     /// The activity last written to the agent's log (the reports' time in
     /// each state); `None` before the first.
     logged: Option<AgentActivity>,
+    /// Stopped because the agent moved to another node, whose actor logs
+    /// from then on.
+    handed_over: bool,
 }
 
 impl Actor for AgentActor {
@@ -199,16 +204,31 @@ impl Actor for AgentActor {
             state,
             offered: HashMap::new(),
             logged: None,
+            handed_over: false,
         })
     }
 
     async fn post_start(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         self.report(state);
-        self.log_activity(state);
+        self.log_activity(&myself, state);
+        Ok(())
+    }
+
+    /// The agent's actor stops (the node shuts down, or the supervisor
+    /// restarts it): from now on nobody here serves them, so their log says
+    /// offline — unless they moved to another node, which logs for them.
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if !state.handed_over && state.logged != Some(AgentActivity::Offline) {
+            self.write_activity(None, &state.profile.id, AgentActivity::Offline);
+        }
         Ok(())
     }
 
@@ -299,6 +319,10 @@ impl Actor for AgentActor {
                 let _ = self.apply(&myself, state, AgentEvent::WrapUpTimer);
             }
             AgentMessage::ReportStatus => self.report(state),
+            AgentMessage::RelogActivity => {
+                state.logged = None;
+                self.log_activity(&myself, state);
+            }
             AgentMessage::HandOver => {
                 let request = match &state.state.presence {
                     Presence::Available => Some(PresenceRequest::Available),
@@ -313,6 +337,7 @@ impl Actor for AgentActor {
                     self.shared
                         .tell_agent(&state.profile.id, AgentMessage::Resume { request });
                 }
+                state.handed_over = true;
                 myself.stop(Some("placed on another node".into()));
             }
             AgentMessage::Resume { request } => {
@@ -368,31 +393,46 @@ impl AgentActor {
         state
             .offered
             .retain(|session, _| state.state.offers.iter().any(|(s, _)| s == session));
-        self.log_activity(state);
+        self.log_activity(myself, state);
         Ok(())
     }
 
     /// Writes the agent's activity to their log when it changed (on or off
     /// contacts, presence): what the agent report's time in each state and
-    /// occupancy read. Not waited for; a failed write is logged and that
-    /// stretch is counted as the activity before it.
-    fn log_activity(&self, state: &mut AgentActorState) {
+    /// occupancy read. Not waited for; a failed write is logged and tried
+    /// again a second later with the activity then (the stretch in between
+    /// counts as the activity before it).
+    fn log_activity(&self, myself: &ActorRef<AgentMessage>, state: &mut AgentActorState) {
         let activity = AgentActivity::of(&state.state.presence, !state.state.sessions.is_empty());
         if state.logged == Some(activity) {
             return;
         }
         state.logged = Some(activity);
+        self.write_activity(Some(myself.clone()), &state.profile.id, activity);
+    }
+
+    /// Appends `activity` from now to the agent's log; on failure asks
+    /// `retry` (the agent's actor, when it is still there) to write again.
+    fn write_activity(
+        &self,
+        retry: Option<ActorRef<AgentMessage>>,
+        agent: &AgentId,
+        activity: AgentActivity,
+    ) {
         let now = crate::clock::now();
         let entry = AgentLogEntry {
-            agent: state.profile.id.clone(),
+            agent: agent.clone(),
             at: now,
             id: self.shared.audit_id(now),
             kind: AgentLogKind::Activity { activity },
         };
-        let agent = state.profile.id.clone();
+        let agent = agent.clone();
         let done: crate::store_writer::Completion = Box::new(move |result| {
             if let Err(err) = result {
                 warn!(agent_id = %agent, ?activity, error = %err, "agent activity not logged");
+                if let Some(actor) = retry {
+                    actor.send_after(Duration::from_secs(1), || AgentMessage::RelogActivity);
+                }
             }
         });
         // A writer that is gone is a node shutting down: nothing to log then.

@@ -169,7 +169,7 @@ pub const MAX_ROUTE_STEPS: usize = 16;
 /// One routing step a contact waited in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RouteStep {
-    /// The rule's name (`direct` for a transfer or a supervisor's move,
+    /// The rule's name (`direct` for a supervisor's reassignment,
     /// `fallback` when no rule matched).
     pub rule: String,
     /// The step's index in the rule, from 0.

@@ -52,13 +52,25 @@ fn env_number(name: &str, default: u64) -> Result<u64> {
 }
 
 fn main() -> Result<()> {
-    // `cargo bench` passes `--bench`; nothing else is taken.
-    let n_sessions = env_number("REPORT_SESSIONS", 1_000_000)?;
-    let n_days = env_number("REPORT_DAYS", 10)?.max(1);
-    let runs = env_number("REPORT_RUNS", 5)?.max(1) as usize;
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/bench-reports")
-        .join(format!("{n_sessions}-{n_days}"));
+    // `cargo bench` passes `--bench`; `cargo test` runs the bench once in
+    // test mode (no arguments): a small store in a temporary directory,
+    // so the suite checks that it works without spending minutes on it.
+    let benching = std::env::args().any(|arg| arg == "--bench");
+    let (n_sessions, n_days, runs) = match benching {
+        true => (
+            env_number("REPORT_SESSIONS", 1_000_000)?,
+            env_number("REPORT_DAYS", 10)?.max(1),
+            env_number("REPORT_RUNS", 5)?.max(1) as usize,
+        ),
+        false => (3_000, 2, 1),
+    };
+    let scratch = tempfile::tempdir()?;
+    let dir = match benching {
+        true => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../target/bench-reports")
+            .join(format!("{n_sessions}-{n_days}")),
+        false => scratch.path().join("store"),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -147,10 +147,8 @@ async fn sigkill_mid_conversation_loses_no_acknowledged_message() {
     let customer_task = tokio::spawn(async move {
         for index in 1.. {
             let id = format!("c-{index}");
-            customer
-                .send(json!({"type": "message", "client_message_id": id, "body": format!("customer {index}")}))
-                .await;
-            match customer.wait_for_result(&id).await {
+            let frame = json!({"type": "message", "client_message_id": id, "body": format!("customer {index}")});
+            match customer.send_until_acked(frame).await {
                 Some(seq) => customer_acks.lock().unwrap().push((id, seq)),
                 None => return,
             }
@@ -161,10 +159,8 @@ async fn sigkill_mid_conversation_loses_no_acknowledged_message() {
     let agent_task = tokio::spawn(async move {
         for index in 0.. {
             let id = format!("a-{index}");
-            agent
-                .send(json!({"type": "message", "session": agent_session, "client_message_id": id, "body": format!("agent {index}")}))
-                .await;
-            match agent.wait_for_result(&id).await {
+            let frame = json!({"type": "message", "session": agent_session, "client_message_id": id, "body": format!("agent {index}")});
+            match agent.send_until_acked(frame).await {
                 Some(seq) => agent_acks.lock().unwrap().push((id, seq)),
                 None => return,
             }
@@ -239,23 +235,42 @@ async fn sigkill_mid_conversation_loses_no_acknowledged_message() {
 }
 
 /// Result of a message: its `seq`, or `None` if the socket died first.
+/// Sends `frame` (a `message` with `client_message_id`) and, when the
+/// socket's frame limit refuses it (`rate_limited`, PROTOCOL.md: resend
+/// it), sends it again.
 trait WaitForResult {
-    async fn wait_for_result(&mut self, client_message_id: &str) -> Option<u64>;
+    async fn send_until_acked(&mut self, frame: serde_json::Value) -> Option<u64>;
+    async fn wait_for_result(&mut self, client_message_id: &str) -> Result<Option<u64>, u64>;
 }
 
 impl WaitForResult for Client {
-    async fn wait_for_result(&mut self, client_message_id: &str) -> Option<u64> {
+    async fn send_until_acked(&mut self, frame: serde_json::Value) -> Option<u64> {
+        let id = frame["client_message_id"].as_str().unwrap().to_owned();
+        loop {
+            self.send(frame.clone()).await;
+            match self.wait_for_result(&id).await {
+                Ok(result) => return result,
+                Err(retry_ms) => tokio::time::sleep(Duration::from_millis(retry_ms.max(1))).await,
+            }
+        }
+    }
+
+    /// `Err(ms)`: refused by the frame limit, resend after `ms`.
+    async fn wait_for_result(&mut self, client_message_id: &str) -> Result<Option<u64>, u64> {
         loop {
             match self.read().await {
                 Ok(frame)
                     if frame["type"] == "ack"
                         && frame["client_message_id"] == client_message_id =>
                 {
-                    return frame["seq"].as_u64();
+                    return Ok(frame["seq"].as_u64());
+                }
+                Ok(frame) if frame["type"] == "error" && frame["code"] == "rate_limited" => {
+                    return Err(frame["retry_after_ms"].as_u64().unwrap_or(5));
                 }
                 Ok(frame) if frame["type"] == "error" => panic!("message refused: {frame}"),
                 Ok(_) => continue,
-                Err(_) => return None,
+                Err(_) => return Ok(None),
             }
         }
     }

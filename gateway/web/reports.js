@@ -116,8 +116,11 @@ export class Reports {
   }
 
   query(report) {
-    const from = dayStart(this.day.value || today());
-    const to = from + 24 * 3600 * 1000;
+    const day = this.day.value || today();
+    const from = dayStart(day);
+    // The next local midnight: a day of 23 or 25 hours when the clocks change.
+    const [year, month, date] = day.split("-").map(Number);
+    const to = new Date(year, month - 1, date + 1).getTime();
     const params = new URLSearchParams({ from: String(from), to: String(to) });
     if (report === "intervals") params.set("interval", this.interval.value);
     if (this.group.value) params.set("group", this.group.value);
@@ -148,6 +151,7 @@ export class Reports {
       document.body.append(link);
       link.click();
       link.remove();
+      setTimeout(() => URL.revokeObjectURL(link.href), 1000);
       this.status.textContent = t("report_downloaded", { report: t(`report_csv_${report}`) });
     } catch (err) {
       this.status.textContent = t("error", { message: err.message });

@@ -89,8 +89,11 @@ impl Switchboard {
         let add = |f: &mut dyn FnMut(&mut AgentReportBuilder)| {
             f(&mut builder.lock().unwrap_or_else(|p| p.into_inner()));
         };
+        // An agent in several groups: only the contacts of the groups in
+        // scope count for them here.
         let sessions = each_session(store, &window, |session| {
-            if session.agent.as_ref().is_some_and(|a| agents.contains(a)) {
+            let theirs = session.agent.as_ref().is_some_and(|a| agents.contains(a));
+            if theirs && scope.covers(session.sla_group()) {
                 add(&mut |builder| builder.add_session(session));
             }
         });
@@ -158,6 +161,37 @@ impl Switchboard {
         Ok(())
     }
 
+    /// [`Switchboard::record_usage`] without waiting: what the server
+    /// records beside an action that already succeeded (a transfer, a
+    /// ticket); a failed write is logged.
+    pub fn note_usage(&self, agent: &engine::ids::AgentId, action: UsageAction, layout: Role) {
+        let at = crate::clock::now();
+        let entry = AgentLogEntry {
+            agent: agent.clone(),
+            at,
+            id: self.shared.audit_id(at),
+            kind: AgentLogKind::Usage {
+                action,
+                panel: None,
+                layout,
+            },
+        };
+        let agent = agent.clone();
+        let done: crate::store_writer::Completion = Box::new(move |result| {
+            if let Err(err) = result {
+                tracing::warn!(agent_id = %agent, action = action.as_str(), error = %err, "usage not recorded");
+            }
+        });
+        // A writer that is gone is a node shutting down.
+        let _ = self
+            .shared
+            .writer
+            .cast(crate::store_writer::StoreWriterMessage::Write {
+                ops: vec![WriteOp::PutAgentLog(entry)],
+                done,
+            });
+    }
+
     /// The desktop usage report over `window` of the agents in a group
     /// `scope` covers, per role layout.
     pub async fn usage_report(
@@ -178,7 +212,9 @@ impl Switchboard {
             f(&mut builder.lock().unwrap_or_else(|p| p.into_inner()));
         };
         let sessions = each_session(store, &window, |session| {
-            add(&mut |builder| builder.add_session(session));
+            if scope.covers(session.sla_group()) {
+                add(&mut |builder| builder.add_session(session));
+            }
         });
         let log = each_log(store, &window, |entry| {
             if roles.contains_key(&entry.agent) {

@@ -613,7 +613,7 @@ pub struct RouteRow {
     pub n_open: u64,
     /// Moved on to a later step of the same rule (timed out).
     pub n_overflowed: u64,
-    /// Moved elsewhere before an answer: a supervisor's move or a transfer.
+    /// Moved elsewhere before an answer (a supervisor's reassignment).
     pub n_moved: u64,
 }
 

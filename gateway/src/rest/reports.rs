@@ -32,6 +32,8 @@ use crate::extract::ApiQuery;
 use crate::state::AppState;
 use crate::wire::Time;
 
+/// 9999-12-31T23:59:59.999Z: the latest `to`.
+const LATEST: i64 = 253_402_300_799_999;
 /// The window without `from`.
 const DEFAULT_WINDOW_MS: Millis = 24 * 60 * 60 * 1000;
 
@@ -197,7 +199,7 @@ pub struct RouteReportBody {
 /// One step of one routing rule.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RouteRowBody {
-    /// The rule (`direct`: a transfer or a supervisor's move; `fallback`: no rule matched).
+    /// The rule (`direct`: a supervisor's reassignment; `fallback`: no rule matched).
     pub rule: String,
     /// The step, from 1 as the rule file lists them.
     pub step: u32,
@@ -213,7 +215,7 @@ pub struct RouteRowBody {
     pub open: u64,
     /// Moved on to a later step of the rule (timed out).
     pub overflowed: u64,
-    /// Moved elsewhere before an answer (transfer, supervisor).
+    /// Moved elsewhere before an answer (a supervisor's reassignment).
     pub moved: u64,
 }
 
@@ -232,7 +234,10 @@ async fn asked(
 ) -> Result<Asked, HttpError> {
     let overseer: Overseer = caller.overseer(state).await?;
     let to = query.to.unwrap_or_else(actors::clock::now);
-    let from = query.from.unwrap_or(to - DEFAULT_WINDOW_MS);
+    if to > LATEST {
+        return Err(invalid_field("to", format!("{to} is after the year 9999")));
+    }
+    let from = query.from.unwrap_or(to.saturating_sub(DEFAULT_WINDOW_MS));
     if query.interval.is_some() && !interval_report {
         return Err(invalid_field(
             "interval",

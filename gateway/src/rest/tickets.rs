@@ -222,13 +222,9 @@ pub async fn create_ticket(
     // Desktop usage (docs/reports.md): an agent or supervisor opened it.
     if let Ok(Some(profile)) = caller.agent_profile(&state).await {
         let action = engine::sla::report::UsageAction::TicketCreated;
-        let recorded = state
+        state
             .switchboard
-            .record_usage(&profile.id, action, None, profile.role)
-            .await;
-        if let Err(err) = recorded {
-            tracing::warn!(agent_id = %profile.id, error = %err, "usage not recorded");
-        }
+            .note_usage(&profile.id, action, profile.role);
     }
     Ok((StatusCode::CREATED, Json(TicketRecord::from(&ticket))))
 }

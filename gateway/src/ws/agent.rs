@@ -85,6 +85,7 @@ pub async fn upgrade(
             watching: Vec::new(),
             handed_on: HashSet::new(),
             phone,
+            usage_sent: Vec::new(),
         };
         (handler, events, notices)
     })
@@ -106,6 +107,8 @@ struct AgentHandler {
     handed_on: HashSet<SessionId>,
     /// The agent's phone registration (`None`: the phone channel is off).
     phone: Option<PhoneWatch>,
+    /// `usage` entries recorded in the last minute ([`AgentHandler::usage_admitted`]).
+    usage_sent: Vec<((UsageAction, Option<DeskPanel>), std::time::Instant)>,
     _guard: SocketGuard,
 }
 
@@ -189,6 +192,9 @@ struct Usage {
     #[serde(default)]
     panel: Option<String>,
 }
+
+/// Most `usage` entries one socket records a minute.
+const USAGE_PER_MINUTE: usize = 120;
 
 /// What a `usage` frame may record: the actions only the desktop sees
 /// (transfers and tickets are recorded by the server as they happen).
@@ -436,7 +442,7 @@ impl Handler for AgentHandler {
                     };
                     let result = switchboard.transfer(&me, transfer.session.0, target).await;
                     if result.is_ok() {
-                        self.record_usage(UsageAction::Transfer, None).await;
+                        switchboard.note_usage(&me, UsageAction::Transfer, self.profile.role);
                     }
                     replier.result(link, result).await
                 }
@@ -542,6 +548,9 @@ impl Handler for AgentHandler {
             },
             "usage" => match frame.fields::<Usage>() {
                 Ok((usage, _)) => match client_usage(&usage) {
+                    Ok((action, panel)) if !self.usage_admitted(action, panel) => {
+                        replier.result(link, Ok(())).await
+                    }
                     Ok((action, panel)) => {
                         let result = switchboard
                             .record_usage(&me, action, panel, self.profile.role)
@@ -603,17 +612,23 @@ fn listing<T: Serialize>(kind: &'static str, request_id: Option<String>, body: T
 }
 
 impl AgentHandler {
-    /// Records a desktop action the server saw (a transfer); a failed
-    /// write is logged, the action itself stands.
-    async fn record_usage(&self, action: UsageAction, panel: Option<DeskPanel>) {
-        let result = self
-            .state
-            .switchboard
-            .record_usage(&self.profile.id, action, panel, self.profile.role)
-            .await;
-        if let Err(err) = result {
-            tracing::warn!(agent_id = %self.profile.id, action = action.as_str(), error = %err, "usage not recorded");
+    /// Whether a `usage` frame is recorded: a panel at most once a
+    /// minute, at most [`USAGE_PER_MINUTE`] entries a minute in all (more
+    /// is acknowledged and not recorded: a desktop that misbehaves does not
+    /// skew the reports nor grow the log).
+    fn usage_admitted(&mut self, action: UsageAction, panel: Option<DeskPanel>) -> bool {
+        let now = std::time::Instant::now();
+        let minute = std::time::Duration::from_secs(60);
+        self.usage_sent
+            .retain(|(_, at)| now.duration_since(*at) < minute);
+        let key = (action, panel);
+        let repeated_panel = action == UsageAction::PanelUsed
+            && self.usage_sent.iter().any(|(sent, _)| *sent == key);
+        if repeated_panel || self.usage_sent.len() >= USAGE_PER_MINUTE {
+            return false;
         }
+        self.usage_sent.push((key, now));
+        true
     }
 
     async fn hello(&mut self, link: &mut Link, hello: Hello, request_id: Option<String>) -> Flow {

@@ -109,7 +109,42 @@ async fn supervisors_read_reports_of_their_groups_as_json_or_csv() {
         "{names:?}"
     );
 
-    // Routes: each contact under the rule that routed it.
+    // Narrowed to default, where li.na also works, her gold_service chat
+    // is not counted.
+    let (_, body) = server.get(&format!("{agents}&group=default"), &admin).await;
+    let li_na = rows(&body)
+        .into_iter()
+        .find(|row| row["agent"] == "li.na")
+        .unwrap();
+    assert_eq!(li_na["answered"], 0, "{li_na}");
+
+    // Usage: the gold_service chat, answered in li.na's layout; only her
+    // groups' contacts for a supervisor of one of them.
+    let usage = format!("/api/v1/reports/usage?{}", window(from));
+    let answered = |body: &Value| -> u64 {
+        rows(body)
+            .iter()
+            .map(|row| row["answered"].as_u64().unwrap())
+            .sum()
+    };
+    let (status, body) = server.get(&usage, &gold_only).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(answered(&body), 1, "{body}");
+    let (_, body) = server.get(&format!("{usage}&group=default"), &admin).await;
+    assert_eq!(answered(&body), 0, "{body}");
+
+    // Routes: each contact under the rule that routed it; a supervisor
+    // sees the steps of their groups.
+    let (_, body) = server
+        .get(
+            &format!("/api/v1/reports/routes?{}", window(from)),
+            &gold_only,
+        )
+        .await;
+    assert!(
+        rows(&body).iter().all(|row| row["group"] == "gold_service"),
+        "{body}"
+    );
     let (status, body) = server
         .get(&format!("/api/v1/reports/routes?{}", window(from)), &admin)
         .await;

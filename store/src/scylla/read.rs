@@ -154,33 +154,34 @@ pub(super) async fn get_session(
         return Ok(None);
     };
     let mut session = rows::session_from_row(row)?;
-    let routes: Vec<SessionRouteRow> = rows(
-        store,
-        &store.statements.select_session_reply_route,
-        (session_id_to_i64(id),),
-        "reading session_reply_route",
-    )
-    .await?;
+    // The records beside the sessions row, read side by side.
+    let key = (session_id_to_i64(id),);
+    let (routes, sla_groups, steps) = futures_util::try_join!(
+        rows::<SessionRouteRow>(
+            store,
+            &store.statements.select_session_reply_route,
+            key,
+            "reading session_reply_route",
+        ),
+        rows::<SessionSlaGroupRow>(
+            store,
+            &store.statements.select_session_sla_group,
+            key,
+            "reading session_sla_group",
+        ),
+        rows::<SessionStepsRow>(
+            store,
+            &store.statements.select_session_steps,
+            key,
+            "reading session_steps",
+        ),
+    )?;
     if let Some(route) = routes.into_iter().next() {
         rows::add_session_route(&mut session, route)?;
     }
-    let sla_groups: Vec<SessionSlaGroupRow> = rows(
-        store,
-        &store.statements.select_session_sla_group,
-        (session_id_to_i64(id),),
-        "reading session_sla_group",
-    )
-    .await?;
     if let Some(sla_group) = sla_groups.into_iter().next() {
         rows::add_session_sla_group(&mut session, sla_group);
     }
-    let steps: Vec<SessionStepsRow> = rows(
-        store,
-        &store.statements.select_session_steps,
-        (session_id_to_i64(id),),
-        "reading session_steps",
-    )
-    .await?;
     if let Some(steps) = steps.into_iter().next() {
         rows::add_session_steps(&mut session, steps)?;
     }
