@@ -69,11 +69,8 @@ impl Switchboard {
     ) -> Result<AgentReport, ApiError> {
         let store = &*self.shared.store;
         let groups = store.list_groups().await?;
-        let agents: BTreeSet<AgentId> = store
-            .list_agents()
+        let agents: BTreeSet<AgentId> = agents_in(store, scope)
             .await?
-            .into_iter()
-            .filter(|agent| agent.groups.iter().any(|group| scope.covers(Some(group))))
             .map(|agent| agent.id)
             .collect();
         let mut builder = AgentReportBuilder::new(window, crate::clock::now(), &groups);
@@ -200,11 +197,8 @@ impl Switchboard {
         scope: &ReportScope,
     ) -> Result<UsageReport, ApiError> {
         let store = &*self.shared.store;
-        let roles: std::collections::BTreeMap<_, _> = store
-            .list_agents()
+        let roles: std::collections::BTreeMap<_, _> = agents_in(store, scope)
             .await?
-            .into_iter()
-            .filter(|agent| agent.groups.iter().any(|group| scope.covers(Some(group))))
             .map(|agent| (agent.id, agent.role))
             .collect();
         let builder = Mutex::new(UsageReportBuilder::new(window, roles.clone()));
@@ -225,6 +219,18 @@ impl Switchboard {
         let builder = builder.into_inner().unwrap_or_else(|p| p.into_inner());
         Ok(builder.finish())
     }
+}
+
+/// The agents of the groups `scope` covers.
+async fn agents_in(
+    store: &dyn Store,
+    scope: &ReportScope,
+) -> Result<impl Iterator<Item = engine::agent::Agent>, StoreError> {
+    let agents = store.list_agents().await?;
+    let scope = scope.clone();
+    Ok(agents
+        .into_iter()
+        .filter(move |agent| agent.groups.iter().any(|group| scope.covers(Some(group)))))
 }
 
 /// Feeds every agent log entry in `window` to `each`, a page at a time.

@@ -289,17 +289,28 @@ fn span(window: &ReportWindow) -> ReportSpan {
     }
 }
 
-fn csv_response(name: &str, window: &ReportWindow, csv: String) -> Response {
+/// The report as asked: CSV (a download named after the report and the
+/// window) or JSON.
+fn answer<R, B: Serialize>(
+    asked: &Asked,
+    name: &str,
+    report: &R,
+    csv: fn(&R) -> String,
+    json: fn(&R) -> B,
+) -> Response {
+    if !asked.csv {
+        return Json(json(report)).into_response();
+    }
     let file = format!(
         "attachment; filename=\"{name}-{}-{}.csv\"",
-        window.from, window.to
+        asked.window.from, asked.window.to
     );
     (
         [
             (CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
             (CONTENT_DISPOSITION, file),
         ],
-        csv,
+        csv(report),
     )
         .into_response()
 }
@@ -328,10 +339,13 @@ pub async fn interval_report(
         .switchboard
         .interval_report(asked.window, &asked.scope)
         .await?;
-    if asked.csv {
-        return Ok(csv_response("intervals", &asked.window, report.to_csv()));
-    }
-    Ok(Json(interval_body(&report)).into_response())
+    Ok(answer(
+        &asked,
+        "intervals",
+        &report,
+        IntervalReport::to_csv,
+        interval_body,
+    ))
 }
 
 fn interval_body(report: &IntervalReport) -> IntervalReportBody {
@@ -389,10 +403,13 @@ pub async fn agent_report(
         .switchboard
         .agent_report(asked.window, &asked.scope)
         .await?;
-    if asked.csv {
-        return Ok(csv_response("agents", &asked.window, report.to_csv()));
-    }
-    Ok(Json(agent_body(&report)).into_response())
+    Ok(answer(
+        &asked,
+        "agents",
+        &report,
+        AgentReport::to_csv,
+        agent_body,
+    ))
 }
 
 fn agent_body(report: &AgentReport) -> AgentReportBody {
@@ -446,10 +463,13 @@ pub async fn route_report(
         .switchboard
         .route_report(asked.window, &asked.scope)
         .await?;
-    if asked.csv {
-        return Ok(csv_response("routes", &asked.window, report.to_csv()));
-    }
-    Ok(Json(route_body(&report)).into_response())
+    Ok(answer(
+        &asked,
+        "routes",
+        &report,
+        RouteReport::to_csv,
+        route_body,
+    ))
 }
 
 fn route_body(report: &RouteReport) -> RouteReportBody {
@@ -498,10 +518,13 @@ pub async fn usage_report(
         .switchboard
         .usage_report(asked.window, &asked.scope)
         .await?;
-    if asked.csv {
-        return Ok(csv_response("usage", &asked.window, report.to_csv()));
-    }
-    Ok(Json(usage_body(&report)).into_response())
+    Ok(answer(
+        &asked,
+        "usage",
+        &report,
+        UsageReport::to_csv,
+        usage_body,
+    ))
 }
 
 fn usage_body(report: &UsageReport) -> UsageReportBody {
