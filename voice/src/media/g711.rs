@@ -5,8 +5,10 @@
 //! a dependency for less code than its manifest. Samples are 16-bit linear PCM;
 //! µ-law works on 14 bits and A-law on 13, so the low bits are quantised away.
 //!
-//! The relay never transcodes: these functions only encode the hold clip once
-//! (see [`super::hold`]) and decode in tests.
+//! The relay never transcodes: these functions encode the hold clip once
+//! (see [`super::hold`]), decode in tests, and serve the supervised-call
+//! mixer ([`super::mix`]), which decodes and encodes only where one phone
+//! must hear two others.
 
 /// Added to the magnitude before the µ-law segment search, so that every
 /// segment starts at a power of two (G.711 §3.2, the "bias" of 33 in 14-bit

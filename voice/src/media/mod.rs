@@ -25,6 +25,7 @@ pub mod g711;
 pub mod hold;
 mod latch;
 pub mod metrics;
+pub mod mix;
 pub mod ports;
 pub mod rtp;
 pub mod sdp;

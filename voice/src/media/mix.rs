@@ -1,0 +1,301 @@
+//! Mixing for supervised calls (docs/supervisor.md, call monitoring): who
+//! hears whom when a supervisor listens, whispers or barges in, and the
+//! three-way G.711 mixer that makes one stream out of two.
+//!
+//! A destination that hears one party gets that party's packets relayed as
+//! they are (the relay's byte-for-byte path, no added delay); one that hears
+//! two gets their audio decoded, summed and encoded again, 20 ms at a time:
+//!
+//! ```text
+//!  caller ──push──▶ ┌────────────┐
+//!  agent  ──push──▶ │ 20 ms FIFO │ ──tick (every 20 ms)──▶ per destination: Σ heard frames → G.711
+//!  supervisor ───▶  └────────────┘      (a source with nothing queued adds silence)
+//! ```
+//!
+//! Each source keeps at most [`MAX_QUEUED_FRAMES`] frames: a source whose
+//! clock runs fast, or a burst after a network stall, loses its oldest
+//! frames rather than adding delay. This module is pure: the call's media
+//! task feeds it and sends what it returns.
+
+use std::collections::VecDeque;
+
+use super::g711;
+use super::sdp::Codec;
+
+/// Samples in one 20 ms frame at 8 kHz.
+pub const FRAME_SAMPLES: usize = 160;
+
+/// Most frames a source keeps queued (100 ms): beyond, the oldest go.
+pub const MAX_QUEUED_FRAMES: usize = 5;
+
+/// A party of a supervised call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Party {
+    /// The customer.
+    Caller,
+    /// The agent on the call.
+    Agent,
+    /// The supervisor following it.
+    Supervisor,
+}
+
+impl Party {
+    /// Every party, in [`Mixer::tick`]'s order.
+    pub const ALL: [Party; 3] = [Party::Caller, Party::Agent, Party::Supervisor];
+
+    fn idx(self) -> usize {
+        match self {
+            Party::Caller => 0,
+            Party::Agent => 1,
+            Party::Supervisor => 2,
+        }
+    }
+}
+
+/// How a supervisor follows a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Monitoring {
+    /// Silent: the supervisor hears both; nobody hears the supervisor.
+    Listen,
+    /// Coaching: the supervisor hears both; the agent also hears the
+    /// supervisor; the caller does not.
+    Whisper,
+    /// Three-way: everyone hears the other two.
+    Barge,
+}
+
+impl Monitoring {
+    /// Whom `to` hears.
+    pub fn hears(self, to: Party) -> &'static [Party] {
+        use Monitoring::{Barge, Listen, Whisper};
+        use Party::{Agent, Caller, Supervisor};
+        match (self, to) {
+            (_, Supervisor) => &[Caller, Agent],
+            (Listen, Caller) | (Whisper, Caller) => &[Agent],
+            (Listen, Agent) => &[Caller],
+            (Whisper, Agent) | (Barge, Agent) => &[Caller, Supervisor],
+            (Barge, Caller) => &[Agent, Supervisor],
+        }
+    }
+
+    /// Whether `from`'s audio reaches `to` at all.
+    pub fn reaches(self, from: Party, to: Party) -> bool {
+        self.hears(to).contains(&from)
+    }
+}
+
+/// One decoded 20 ms frame.
+type Frame = [i16; FRAME_SAMPLES];
+
+/// The three-way mixer of one supervised call; all parties speak `codec`
+/// (the caller's, which the agent's and the supervisor's phones were
+/// offered).
+#[derive(Debug)]
+pub struct Mixer {
+    codec: Codec,
+    queues: [VecDeque<Frame>; 3],
+    /// Frames dropped because a source ran ahead, per source.
+    dropped: [u64; 3],
+}
+
+impl Mixer {
+    /// A mixer for `codec`.
+    pub fn new(codec: Codec) -> Mixer {
+        Mixer {
+            codec,
+            queues: Default::default(),
+            dropped: [0; 3],
+        }
+    }
+
+    /// Queues the payload of one RTP packet from `from` (any length: it is
+    /// cut into 20 ms frames, a short tail padded with silence).
+    pub fn push(&mut self, from: Party, payload: &[u8]) {
+        for chunk in payload.chunks(FRAME_SAMPLES) {
+            let mut frame = [0i16; FRAME_SAMPLES];
+            for (sample, code) in frame.iter_mut().zip(chunk) {
+                *sample = match self.codec {
+                    Codec::Pcmu => g711::ulaw_decode(*code),
+                    Codec::Pcma => g711::alaw_decode(*code),
+                };
+            }
+            let queue = &mut self.queues[from.idx()];
+            if queue.len() == MAX_QUEUED_FRAMES {
+                queue.pop_front();
+                self.dropped[from.idx()] += 1;
+            }
+            queue.push_back(frame);
+        }
+    }
+
+    /// One 20 ms step: takes the oldest frame of every source and returns,
+    /// per destination in [`Party::ALL`] order, the encoded mix of what it
+    /// hears under `monitoring` — `None` when none of the sources it hears
+    /// had a frame (nothing to send).
+    pub fn tick(&mut self, monitoring: Monitoring) -> [Option<Vec<u8>>; 3] {
+        let frames: [Option<Frame>; 3] = [
+            self.queues[0].pop_front(),
+            self.queues[1].pop_front(),
+            self.queues[2].pop_front(),
+        ];
+        Party::ALL.map(|to| {
+            let heard: Vec<&Frame> = monitoring
+                .hears(to)
+                .iter()
+                .filter_map(|from| frames[from.idx()].as_ref())
+                .collect();
+            if heard.is_empty() {
+                return None;
+            }
+            Some(self.encode(&mix(&heard)))
+        })
+    }
+
+    /// Frames dropped so far because `from` ran ahead of the mix.
+    pub fn dropped(&self, from: Party) -> u64 {
+        self.dropped[from.idx()]
+    }
+
+    fn encode(&self, frame: &Frame) -> Vec<u8> {
+        let mut out = vec![0u8; FRAME_SAMPLES];
+        match self.codec {
+            Codec::Pcmu => g711::ulaw_encode_all(frame, &mut out),
+            Codec::Pcma => g711::alaw_encode_all(frame, &mut out),
+        }
+        out
+    }
+}
+
+/// The sum of `frames`, sample by sample, clipped to 16 bits.
+fn mix(frames: &[&Frame]) -> Frame {
+    let mut out = [0i16; FRAME_SAMPLES];
+    for (i, sample) in out.iter_mut().enumerate() {
+        let sum: i32 = frames.iter().map(|frame| i32::from(frame[i])).sum();
+        *sample = sum.clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tone(level: i16) -> Vec<u8> {
+        let mut out = vec![0u8; FRAME_SAMPLES];
+        g711::ulaw_encode_all(&[level; FRAME_SAMPLES], &mut out);
+        out
+    }
+
+    fn level(payload: &[u8]) -> i16 {
+        g711::ulaw_decode(payload[0])
+    }
+
+    #[test]
+    fn who_hears_whom_in_each_mode() {
+        use Monitoring::*;
+        use Party::*;
+        let table: Vec<(Monitoring, Party, Party, bool)> = vec![
+            // Listening is silent: nobody hears the supervisor.
+            (Listen, Supervisor, Caller, false),
+            (Listen, Supervisor, Agent, false),
+            (Listen, Caller, Supervisor, true),
+            (Listen, Agent, Supervisor, true),
+            // A whisper reaches the agent only.
+            (Whisper, Supervisor, Agent, true),
+            (Whisper, Supervisor, Caller, false),
+            // Barging: everyone hears everyone.
+            (Barge, Supervisor, Caller, true),
+            (Barge, Supervisor, Agent, true),
+            (Barge, Caller, Agent, true),
+            (Barge, Agent, Caller, true),
+        ];
+        for (mode, from, to, expected) in table {
+            assert_eq!(
+                mode.reaches(from, to),
+                expected,
+                "{mode:?}: {from:?} → {to:?}"
+            );
+        }
+        for mode in [Listen, Whisper, Barge] {
+            for party in Party::ALL {
+                assert!(
+                    !mode.reaches(party, party),
+                    "{mode:?}: {party:?} hears itself"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn each_destination_gets_the_sum_of_what_it_hears() {
+        let mut mixer = Mixer::new(Codec::Pcmu);
+        mixer.push(Party::Caller, &tone(1000));
+        mixer.push(Party::Agent, &tone(2000));
+        mixer.push(Party::Supervisor, &tone(4000));
+        let [caller, agent, supervisor] = mixer.tick(Monitoring::Whisper);
+        // µ-law is lossy: compare within its step at these levels.
+        let near = |got: i16, want: i16| (i32::from(got) - i32::from(want)).abs() <= 160;
+        let caller = level(&caller.unwrap());
+        let agent = level(&agent.unwrap());
+        let supervisor = level(&supervisor.unwrap());
+        assert!(
+            near(caller, 2000),
+            "the caller hears the agent only: {caller}"
+        );
+        assert!(
+            near(agent, 5000),
+            "the agent hears caller + supervisor: {agent}"
+        );
+        assert!(
+            near(supervisor, 3000),
+            "the supervisor hears both: {supervisor}"
+        );
+    }
+
+    #[test]
+    fn a_silent_source_adds_nothing_and_nobody_heard_means_nothing_sent() {
+        let mut mixer = Mixer::new(Codec::Pcma);
+        let mut alaw = vec![0u8; FRAME_SAMPLES];
+        g711::alaw_encode_all(&[3000; FRAME_SAMPLES], &mut alaw);
+        mixer.push(Party::Supervisor, &alaw);
+        let [caller, agent, supervisor] = mixer.tick(Monitoring::Listen);
+        assert_eq!(caller, None, "in listen mode nobody hears the supervisor");
+        assert_eq!(agent, None);
+        assert_eq!(supervisor, None, "the supervisor does not hear themself");
+        mixer.push(Party::Caller, &alaw);
+        let [_, agent, supervisor] = mixer.tick(Monitoring::Barge);
+        let agent = g711::alaw_decode(agent.unwrap()[0]);
+        assert!((i32::from(agent) - 3000).abs() <= 130, "{agent}");
+        assert!(supervisor.is_some());
+    }
+
+    #[test]
+    fn loud_sums_clip_and_a_source_that_runs_ahead_loses_its_oldest_frames() {
+        let mut mixer = Mixer::new(Codec::Pcmu);
+        mixer.push(Party::Caller, &tone(30_000));
+        mixer.push(Party::Agent, &tone(30_000));
+        let [_, _, supervisor] = mixer.tick(Monitoring::Listen);
+        assert!(
+            level(&supervisor.unwrap()) > 30_000,
+            "clipped at the top, not wrapped"
+        );
+
+        // Seven frames in one packet: five kept, the two oldest dropped.
+        let mut burst = Vec::new();
+        for i in 0..7 {
+            burst.extend(tone(100 * (i + 1)));
+        }
+        mixer.push(Party::Caller, &burst);
+        assert_eq!(mixer.dropped(Party::Caller), 2);
+        let [_, agent, _] = mixer.tick(Monitoring::Listen);
+        let first = level(&agent.unwrap());
+        assert!(
+            (i32::from(first) - 300).abs() <= 16,
+            "the third frame is the oldest kept: {first}"
+        );
+        for _ in 0..4 {
+            assert!(mixer.tick(Monitoring::Listen)[1].is_some());
+        }
+        assert_eq!(mixer.tick(Monitoring::Listen)[1], None, "drained");
+    }
+}
