@@ -485,11 +485,15 @@ impl Store for MemoryStore {
         if from >= to {
             return Ok(Vec::new());
         }
+        // A page starts just after `after`'s key, not at `from` again.
+        let start = match after {
+            Some((at, id)) if (at, id) >= (from, 0) => std::ops::Bound::Excluded((at, id)),
+            _ => std::ops::Bound::Included((from, 0)),
+        };
         self.with(|tables| {
             Ok(tables
                 .agent_log
-                .range((from, 0)..(to, 0))
-                .filter(|(key, _)| after.is_none_or(|after| **key > after))
+                .range((start, std::ops::Bound::Excluded((to, 0))))
                 .take(limit)
                 .map(|(_, entry)| entry.clone())
                 .collect())

@@ -176,7 +176,6 @@ impl SessionActor {
                     let group = step.group.clone();
                     let now = crate::clock::now();
                     let moved = state.session.group.as_ref() != Some(&group);
-
                     let effects = state.session.apply(
                         SessionEvent::Enqueue {
                             group: group.clone(),

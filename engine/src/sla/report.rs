@@ -707,12 +707,22 @@ impl RouteReport {
     }
 }
 
-/// Appends one CSV line, quoting fields that need it (RFC 4180).
+/// Appends one CSV line, quoting fields that need it (RFC 4180). A text
+/// field a spreadsheet would take for a formula (`=`, `+`, `-`, `@` first,
+/// and not a number) gets a leading `'`, so opening the file runs nothing.
 fn push_csv_line(csv: &mut String, fields: &[String]) {
     for (i, field) in fields.iter().enumerate() {
         if i > 0 {
             csv.push(',');
         }
+        let formula = field.starts_with(['=', '+', '-', '@']) && field.parse::<f64>().is_err();
+        let quoted;
+        let field = if formula {
+            quoted = format!("'{field}");
+            &quoted
+        } else {
+            field
+        };
         if field.contains([',', '"', '\r', '\n']) {
             csv.push('"');
             csv.push_str(&field.replace('"', "\"\""));

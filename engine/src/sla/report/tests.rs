@@ -329,6 +329,21 @@ fn csv_fields_with_commas_or_quotes_are_quoted() {
         ],
     );
     assert_eq!(csv, "plain,\"a,b\",\"say \"\"hi\"\"\",\"x\ny\"\r\n");
+    let mut csv = String::new();
+    push_csv_line(
+        &mut csv,
+        &[
+            "=HYPERLINK(\"x\")".into(),
+            "@sum".into(),
+            "-5".into(),
+            "-x".into(),
+            "+1.5".into(),
+        ],
+    );
+    assert_eq!(
+        csv, "\"'=HYPERLINK(\"\"x\"\")\",'@sum,-5,'-x,+1.5\r\n",
+        "formulas neutralised, numbers kept"
+    );
 }
 
 #[test]
