@@ -585,15 +585,36 @@ impl SessionActor {
     }
 }
 
-/// Equal but for `last_seq`.
+/// Equal but for `last_seq`. Destructured whole, so that a field added to
+/// [`Session`] cannot be left out of the comparison (and never written).
 fn same_record(a: &Session, b: &Session) -> bool {
-    a.state == b.state
-        && a.times == b.times
-        && a.group == b.group
-        && a.agent == b.agent
-        && a.transfers == b.transfers
-        && a.summary == b.summary
-        && a.rating == b.rating
-        && a.reply_route == b.reply_route
-        && a.sla_group == b.sla_group
+    let Session {
+        id,
+        customer_id,
+        channel,
+        state,
+        group,
+        sla_group,
+        agent,
+        times,
+        last_seq: _,
+        transfers,
+        summary,
+        rating,
+        reply_route,
+        route,
+    } = a;
+    *id == b.id
+        && *customer_id == b.customer_id
+        && *channel == b.channel
+        && *state == b.state
+        && *times == b.times
+        && *group == b.group
+        && *agent == b.agent
+        && *transfers == b.transfers
+        && *summary == b.summary
+        && *rating == b.rating
+        && *reply_route == b.reply_route
+        && *sla_group == b.sla_group
+        && *route == b.route
 }
