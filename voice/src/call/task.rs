@@ -260,7 +260,7 @@ impl CallTask {
     /// RTP packets taken from the caller so far (whatever became of them).
     fn caller_packets(&self) -> u64 {
         let from_caller = self.live.media.stats().from_caller;
-        from_caller.relayed + from_caller.absorbed + from_caller.send_failed
+        from_caller.relayed + from_caller.mixed + from_caller.absorbed + from_caller.send_failed
     }
 
     fn media_result(&self, result: Result<(), crate::media::CallMediaEnded>) {

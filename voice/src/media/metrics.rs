@@ -5,9 +5,9 @@
 //!
 //! | metric | kind | labels |
 //! |---|---|---|
-//! | `switchboard_rtp_packets_total` | counter | `direction`: `from_caller`, `from_agent`, `hold_to_caller`; `outcome`: see [`Outcome`] |
+//! | `switchboard_rtp_packets_total` | counter | `direction`: `from_caller`, `from_agent`, `from_supervisor`, `hold_to_caller`, `mix_to_caller`, `mix_to_agent`, `mix_to_supervisor`; `outcome`: see [`Outcome`] |
 //! | `switchboard_rtp_relay_latency_seconds` | histogram | — (recv → send of each relayed packet) |
-//! | `switchboard_rtp_jitter_seconds` | histogram | `direction`: `from_caller`, `from_agent` (RFC 3550 estimate, sampled once a second per stream) |
+//! | `switchboard_rtp_jitter_seconds` | histogram | `direction`: `from_caller`, `from_agent`, `from_supervisor` (RFC 3550 estimate, sampled once a second per stream) |
 //! | `switchboard_rtp_dtmf_digits_total` | counter | — (digits detected from callers) |
 //! | `switchboard_rtp_calls` | gauge | — (calls whose media task runs) |
 
@@ -45,8 +45,10 @@ pub const HISTOGRAM_BUCKETS: [(&str, &[f64]); 2] = [
 /// What became of an inbound packet (the `outcome` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// Sent on to the other leg.
+    /// Sent on to another leg.
     Relayed,
+    /// Not relayed, queued for a mix (a supervisor on the call).
+    Mixed,
     /// Accepted but not forwarded: the call is on hold or stopped (the
     /// caller's DTMF is still read).
     Absorbed,
@@ -56,7 +58,7 @@ pub enum Outcome {
     DroppedMalformed,
     /// Sending failed (socket buffer full, network error).
     SendFailed,
-    /// A hold-audio (or IVR prompt) packet sent.
+    /// A hold-audio (or IVR prompt) packet, or a mixed one, sent.
     Sent,
 }
 
@@ -64,6 +66,7 @@ impl Outcome {
     fn label(self) -> &'static str {
         match self {
             Outcome::Relayed => "relayed",
+            Outcome::Mixed => "mixed",
             Outcome::Absorbed => "absorbed",
             Outcome::DroppedSource => "dropped_source",
             Outcome::DroppedMalformed => "dropped_malformed",
@@ -77,6 +80,7 @@ impl Outcome {
 #[derive(Debug)]
 pub(crate) struct InboundMetrics {
     pub relayed: Counter,
+    pub mixed: Counter,
     pub absorbed: Counter,
     pub dropped_source: Counter,
     pub dropped_malformed: Counter,
@@ -89,6 +93,7 @@ impl InboundMetrics {
         let packets = |outcome: Outcome| metrics::counter!(PACKETS_TOTAL, "direction" => direction, "outcome" => outcome.label());
         InboundMetrics {
             relayed: packets(Outcome::Relayed),
+            mixed: packets(Outcome::Mixed),
             absorbed: packets(Outcome::Absorbed),
             dropped_source: packets(Outcome::DroppedSource),
             dropped_malformed: packets(Outcome::DroppedMalformed),
@@ -98,13 +103,24 @@ impl InboundMetrics {
     }
 }
 
+/// The `direction` of mixed packets, per party in [`super::mix::Party::ALL`] order.
+const MIX_DIRECTIONS: [&str; 3] = ["mix_to_caller", "mix_to_agent", "mix_to_supervisor"];
+
+fn mixed(direction: &'static str, outcome: Outcome) -> Counter {
+    metrics::counter!(PACKETS_TOTAL, "direction" => direction, "outcome" => outcome.label())
+}
+
 /// A call's handles, resolved when its task starts.
 #[derive(Debug)]
 pub(crate) struct CallMetrics {
     pub from_caller: InboundMetrics,
     pub from_agent: InboundMetrics,
+    pub from_supervisor: InboundMetrics,
     pub hold_sent: Counter,
     pub hold_send_failed: Counter,
+    /// Per party in [`super::mix::Party::ALL`] order.
+    pub mixed_sent: [Counter; 3],
+    pub mixed_send_failed: [Counter; 3],
     pub relay_latency: Histogram,
     pub dtmf_digits: Counter,
     calls: Gauge,
@@ -119,8 +135,12 @@ impl CallMetrics {
         CallMetrics {
             from_caller: InboundMetrics::new("from_caller"),
             from_agent: InboundMetrics::new("from_agent"),
+            from_supervisor: InboundMetrics::new("from_supervisor"),
             hold_sent: hold(Outcome::Sent),
             hold_send_failed: hold(Outcome::SendFailed),
+            mixed_sent: MIX_DIRECTIONS.map(|direction| mixed(direction, Outcome::Sent)),
+            mixed_send_failed: MIX_DIRECTIONS
+                .map(|direction| mixed(direction, Outcome::SendFailed)),
             relay_latency: metrics::histogram!(RELAY_LATENCY_SECONDS),
             dtmf_digits: metrics::counter!(DTMF_DIGITS_TOTAL),
             calls,
@@ -137,10 +157,11 @@ impl Drop for CallMetrics {
 /// Registers every series a dashboard reads, at zero, so that a server that
 /// has not carried a call yet shows 0 rather than "No data".
 pub fn describe() {
-    for direction in ["from_caller", "from_agent"] {
+    for direction in ["from_caller", "from_agent", "from_supervisor"] {
         let inbound = InboundMetrics::new(direction);
         for counter in [
             &inbound.relayed,
+            &inbound.mixed,
             &inbound.absorbed,
             &inbound.dropped_source,
             &inbound.dropped_malformed,
@@ -152,6 +173,9 @@ pub fn describe() {
     for outcome in [Outcome::Sent, Outcome::SendFailed] {
         metrics::counter!(PACKETS_TOTAL, "direction" => "hold_to_caller", "outcome" => outcome.label())
             .increment(0);
+        for direction in MIX_DIRECTIONS {
+            mixed(direction, outcome).increment(0);
+        }
     }
     let _ = metrics::histogram!(RELAY_LATENCY_SECONDS);
     metrics::counter!(DTMF_DIGITS_TOTAL).increment(0);

@@ -20,6 +20,7 @@
 use std::collections::VecDeque;
 
 use super::g711;
+use super::rtp::{HEADER_LEN, RtpHeader};
 use super::sdp::Codec;
 
 /// Samples in one 20 ms frame at 8 kHz.
@@ -43,7 +44,8 @@ impl Party {
     /// Every party, in [`Mixer::tick`]'s order.
     pub const ALL: [Party; 3] = [Party::Caller, Party::Agent, Party::Supervisor];
 
-    fn idx(self) -> usize {
+    /// The party's place in [`Party::ALL`].
+    pub(crate) fn idx(self) -> usize {
         match self {
             Party::Caller => 0,
             Party::Agent => 1,
@@ -82,10 +84,49 @@ impl Monitoring {
     pub fn reaches(self, from: Party, to: Party) -> bool {
         self.hears(to).contains(&from)
     }
+
+    /// How `to` is fed. `bridged`: the caller and the agent talk (the
+    /// relay's bridge); otherwise (hold, no agent yet) the caller hears
+    /// hold audio, the agent nothing, and only the supervisor hears —
+    /// whoever of the two sends.
+    pub fn feed(self, to: Party, bridged: bool) -> Feed {
+        if !bridged {
+            return match to {
+                Party::Supervisor => Feed::Mix,
+                Party::Caller | Party::Agent => Feed::Nothing,
+            };
+        }
+        match self.hears(to) {
+            [one] => Feed::Relay(*one),
+            _ => Feed::Mix,
+        }
+    }
+
+    /// Whether `from`'s audio goes into anyone's mix (then it is pushed
+    /// to the [`Mixer`]).
+    pub fn mixes(self, from: Party, bridged: bool) -> bool {
+        Party::ALL
+            .into_iter()
+            .any(|to| to != from && self.feed(to, bridged) == Feed::Mix && self.reaches(from, to))
+    }
+}
+
+/// How one party gets its audio while a supervisor is on the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feed {
+    /// Nothing from the other parties.
+    Nothing,
+    /// One party's packets, relayed byte for byte.
+    Relay(Party),
+    /// The mix of two parties, sent on the mixer's 20 ms tick.
+    Mix,
 }
 
 /// One decoded 20 ms frame.
 type Frame = [i16; FRAME_SAMPLES];
+
+/// One encoded 20 ms frame, as the mixer returns it.
+pub type Encoded = [u8; FRAME_SAMPLES];
 
 /// The three-way mixer of one supervised call; all parties speak `codec`
 /// (the caller's, which the agent's and the supervisor's phones were
@@ -131,23 +172,24 @@ impl Mixer {
     /// One 20 ms step: takes the oldest frame of every source and returns,
     /// per destination in [`Party::ALL`] order, the encoded mix of what it
     /// hears under `monitoring` — `None` when none of the sources it hears
-    /// had a frame (nothing to send).
-    pub fn tick(&mut self, monitoring: Monitoring) -> [Option<Vec<u8>>; 3] {
+    /// had a frame (nothing to send). Nothing is allocated.
+    pub fn tick(&mut self, monitoring: Monitoring) -> [Option<Encoded>; 3] {
         let frames: [Option<Frame>; 3] = [
             self.queues[0].pop_front(),
             self.queues[1].pop_front(),
             self.queues[2].pop_front(),
         ];
         Party::ALL.map(|to| {
-            let heard: Vec<&Frame> = monitoring
+            let mut heard = monitoring
                 .hears(to)
                 .iter()
-                .filter_map(|from| frames[from.idx()].as_ref())
-                .collect();
-            if heard.is_empty() {
-                return None;
+                .filter_map(|from| frames[from.idx()].as_ref());
+            let first = heard.next()?;
+            let mut sum = *first;
+            for frame in heard {
+                add(&mut sum, frame);
             }
-            Some(self.encode(&mix(&heard)))
+            Some(self.encode(&sum))
         })
     }
 
@@ -156,8 +198,8 @@ impl Mixer {
         self.dropped[from.idx()]
     }
 
-    fn encode(&self, frame: &Frame) -> Vec<u8> {
-        let mut out = vec![0u8; FRAME_SAMPLES];
+    fn encode(&self, frame: &Frame) -> Encoded {
+        let mut out = [0u8; FRAME_SAMPLES];
         match self.codec {
             Codec::Pcmu => g711::ulaw_encode_all(frame, &mut out),
             Codec::Pcma => g711::alaw_encode_all(frame, &mut out),
@@ -166,14 +208,69 @@ impl Mixer {
     }
 }
 
-/// The sum of `frames`, sample by sample, clipped to 16 bits.
-fn mix(frames: &[&Frame]) -> Frame {
-    let mut out = [0i16; FRAME_SAMPLES];
-    for (i, sample) in out.iter_mut().enumerate() {
-        let sum: i32 = frames.iter().map(|frame| i32::from(frame[i])).sum();
-        *sample = sum.clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16;
+/// Adds `frame` to `sum`, sample by sample, clipped to 16 bits.
+fn add(sum: &mut Frame, frame: &Frame) {
+    for (sample, other) in sum.iter_mut().zip(frame) {
+        *sample = sample.saturating_add(*other);
     }
-    out
+}
+
+/// The RTP stream of mixed audio switchboard sends to one party: an SSRC,
+/// sequence number and timestamp of its own (a relayed stream keeps its
+/// sender's). The timestamp advances 20 ms per tick whether a packet goes
+/// or not, and the first packet after a pause carries the marker bit, so
+/// the phone's jitter buffer resynchronises there.
+#[derive(Debug)]
+pub struct MixStream {
+    ssrc: u32,
+    sequence: u16,
+    timestamp: u32,
+    /// The next packet starts a talkspurt.
+    marker: bool,
+    packet: [u8; HEADER_LEN + FRAME_SAMPLES],
+}
+
+impl MixStream {
+    /// A new stream with random SSRC, sequence and timestamp (RFC 3550 §5.1).
+    pub fn new() -> MixStream {
+        MixStream {
+            ssrc: super::random_u32(),
+            sequence: super::random_u32() as u16,
+            timestamp: super::random_u32(),
+            marker: true,
+            packet: [0; HEADER_LEN + FRAME_SAMPLES],
+        }
+    }
+
+    /// The packet for this tick's `frame`, in `codec`'s static payload type.
+    pub fn packet(&mut self, codec: Codec, frame: &Encoded) -> &[u8] {
+        let header = RtpHeader {
+            marker: self.marker,
+            payload_type: codec.static_payload_type(),
+            sequence: self.sequence,
+            timestamp: self.timestamp,
+            ssrc: self.ssrc,
+        };
+        let len = header.write(&mut self.packet);
+        self.packet[len..].copy_from_slice(frame);
+        self.marker = false;
+        self.sequence = self.sequence.wrapping_add(1);
+        self.timestamp = self.timestamp.wrapping_add(FRAME_SAMPLES as u32);
+        &self.packet
+    }
+
+    /// A tick that sent this party nothing: time goes on, and the next
+    /// packet starts a talkspurt.
+    pub fn skip(&mut self) {
+        self.marker = true;
+        self.timestamp = self.timestamp.wrapping_add(FRAME_SAMPLES as u32);
+    }
+}
+
+impl Default for MixStream {
+    fn default() -> MixStream {
+        MixStream::new()
+    }
 }
 
 #[cfg(test)]
@@ -224,6 +321,67 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn one_party_heard_is_relayed_two_are_mixed_and_on_hold_only_the_supervisor_hears() {
+        use Feed::*;
+        use Monitoring::*;
+        use Party::*;
+        let bridged = [
+            (Listen, [Relay(Agent), Relay(Caller), Mix]),
+            (Whisper, [Relay(Agent), Mix, Mix]),
+            (Barge, [Mix, Mix, Mix]),
+        ];
+        for (mode, feeds) in bridged {
+            assert_eq!(Party::ALL.map(|to| mode.feed(to, true)), feeds, "{mode:?}");
+        }
+        for mode in [Listen, Whisper, Barge] {
+            assert_eq!(
+                Party::ALL.map(|to| mode.feed(to, false)),
+                [Nothing, Nothing, Mix],
+                "{mode:?} on hold"
+            );
+            assert!(!mode.mixes(Supervisor, false), "nobody hears them on hold");
+            assert!(mode.mixes(Caller, false) && mode.mixes(Agent, false));
+        }
+        // The supervisor's audio is mixed only when someone hears it.
+        assert!(!Listen.mixes(Supervisor, true));
+        assert!(Whisper.mixes(Supervisor, true));
+        assert!(Barge.mixes(Supervisor, true));
+    }
+
+    #[test]
+    fn a_mixed_stream_numbers_its_packets_and_marks_a_talkspurt_after_a_pause() {
+        let mut stream = MixStream::new();
+        let frame = [0xd5; FRAME_SAMPLES];
+        let first = header_of(stream.packet(Codec::Pcma, &frame));
+        let second = header_of(stream.packet(Codec::Pcma, &frame));
+        assert!(first.marker && !second.marker);
+        assert_eq!(first.payload_type, 8);
+        assert_eq!(second.sequence, first.sequence.wrapping_add(1));
+        assert_eq!(second.timestamp, first.timestamp.wrapping_add(160));
+        assert_eq!(second.ssrc, first.ssrc);
+        stream.skip();
+        let third = header_of(stream.packet(Codec::Pcma, &frame));
+        assert!(third.marker, "a talkspurt after the pause");
+        assert_eq!(
+            third.sequence,
+            second.sequence.wrapping_add(1),
+            "no packet lost"
+        );
+        assert_eq!(
+            third.timestamp,
+            second.timestamp.wrapping_add(320),
+            "20 ms passed"
+        );
+        let packet = stream.packet(Codec::Pcma, &frame);
+        assert_eq!(packet.len(), HEADER_LEN + FRAME_SAMPLES);
+        assert_eq!(&packet[HEADER_LEN..], &frame[..]);
+    }
+
+    fn header_of(packet: &[u8]) -> RtpHeader {
+        crate::media::rtp::RtpPacket::parse(packet).unwrap().header
     }
 
     #[test]

@@ -9,12 +9,15 @@ use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use super::call::Mode;
+use super::mix::Monitoring;
 use super::sdp::Codec;
 
-/// Counters of one inbound direction (from the caller, or from the agent).
+/// Counters of one inbound direction (from the caller, the agent or the
+/// supervisor).
 #[derive(Debug, Default)]
 pub(crate) struct InboundStats {
     pub relayed: AtomicU64,
+    pub mixed: AtomicU64,
     pub absorbed: AtomicU64,
     pub dropped_source: AtomicU64,
     pub dropped_malformed: AtomicU64,
@@ -29,6 +32,7 @@ impl InboundStats {
         let jitter_units = f64::from(self.jitter_x16.load(Relaxed)) / 16.0;
         InboundSnapshot {
             relayed: self.relayed.load(Relaxed),
+            mixed: self.mixed.load(Relaxed),
             absorbed: self.absorbed.load(Relaxed),
             dropped_source: self.dropped_source.load(Relaxed),
             dropped_malformed: self.dropped_malformed.load(Relaxed),
@@ -43,12 +47,38 @@ impl InboundStats {
 pub(crate) struct CallStats {
     pub from_caller: InboundStats,
     pub from_agent: InboundStats,
+    pub from_supervisor: InboundStats,
     pub hold_sent: AtomicU64,
     pub hold_send_failed: AtomicU64,
+    /// Mixed packets sent, per party in [`super::mix::Party::ALL`] order.
+    pub mixed_sent: [AtomicU64; 3],
+    pub mixed_send_failed: AtomicU64,
     pub dtmf_digits: AtomicU64,
     pub relay_latency: LatencyHistogram,
     /// The mode the task is in, as [`Mode::code`].
     pub mode: AtomicU8,
+    /// How a supervisor follows the call: 0 nobody's phone is on it, else
+    /// [`monitoring_code`].
+    pub monitoring: AtomicU8,
+}
+
+/// A [`Monitoring`] as stored in [`CallStats::monitoring`].
+pub(crate) fn monitoring_code(monitoring: Option<Monitoring>) -> u8 {
+    match monitoring {
+        None => 0,
+        Some(Monitoring::Listen) => 1,
+        Some(Monitoring::Whisper) => 2,
+        Some(Monitoring::Barge) => 3,
+    }
+}
+
+fn monitoring_of(code: u8) -> Option<Monitoring> {
+    match code {
+        1 => Some(Monitoring::Listen),
+        2 => Some(Monitoring::Whisper),
+        3 => Some(Monitoring::Barge),
+        _ => None,
+    }
 }
 
 impl CallStats {
@@ -57,8 +87,12 @@ impl CallStats {
             mode: Mode::from_code(self.mode.load(Relaxed)),
             from_caller: self.from_caller.snapshot(),
             from_agent: self.from_agent.snapshot(),
+            from_supervisor: self.from_supervisor.snapshot(),
+            monitoring: monitoring_of(self.monitoring.load(Relaxed)),
             hold_sent: self.hold_sent.load(Relaxed),
             hold_send_failed: self.hold_send_failed.load(Relaxed),
+            mixed_sent: std::array::from_fn(|party| self.mixed_sent[party].load(Relaxed)),
+            mixed_send_failed: self.mixed_send_failed.load(Relaxed),
             dtmf_digits: self.dtmf_digits.load(Relaxed),
             relay_latency: self.relay_latency.snapshot(),
         }
@@ -68,8 +102,11 @@ impl CallStats {
 /// Packets of one inbound direction so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct InboundSnapshot {
-    /// Sent on to the other leg unchanged.
+    /// Sent on unchanged to at least one other leg.
     pub relayed: u64,
+    /// Not relayed to anyone, but queued for the mix of a party who hears
+    /// it together with another (a supervisor on the call).
+    pub mixed: u64,
     /// Accepted while on hold or stopped, not forwarded.
     pub absorbed: u64,
     /// From a source other than the signalled IP and latched port.
@@ -91,10 +128,20 @@ pub struct CallStatsSnapshot {
     pub from_caller: InboundSnapshot,
     /// Agent → switchboard (→ caller when bridged).
     pub from_agent: InboundSnapshot,
+    /// The monitoring supervisor's phone → switchboard (→ whoever hears
+    /// them: docs/supervisor.md, "Monitoring calls").
+    pub from_supervisor: InboundSnapshot,
+    /// How the supervisor whose phone is on the call follows it.
+    pub monitoring: Option<Monitoring>,
     /// Hold-audio packets sent to the caller.
     pub hold_sent: u64,
     /// Hold-audio packets that could not be sent.
     pub hold_send_failed: u64,
+    /// Mixed packets sent to the caller, the agent and the supervisor
+    /// ([`super::mix::Party::ALL`] order).
+    pub mixed_sent: [u64; 3],
+    /// Mixed packets that could not be sent.
+    pub mixed_send_failed: u64,
     /// DTMF digits detected from the caller.
     pub dtmf_digits: u64,
     /// The relay's added latency (recv → send), both directions; merge

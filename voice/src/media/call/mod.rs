@@ -8,8 +8,15 @@
 //! change the port), and from then on sends there and drops, and counts,
 //! packets from anywhere else.
 //!
+//! A supervisor's phone may join as a third leg ([`CallMedia::supervise`]):
+//! then who hears whom follows [`Monitoring`] (`supervised.rs`) — a party
+//! that hears one other gets that party's packets relayed as they are, one
+//! that hears two gets their mix, sent on a 20 ms tick.
+//!
 //! The task allocates nothing per packet: one receive buffer per leg and one
-//! packet buffer for hold audio, reused.
+//! packet buffer for hold audio and per mixed stream, reused.
+
+mod supervised;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,10 +32,12 @@ use tracing::{debug, warn};
 use super::hold::{Clip, HoldStream};
 use super::latch::Latch;
 use super::metrics::{CallMetrics, InboundMetrics};
+use super::mix::{Monitoring, Party};
 use super::ports::RtpSocket;
 use super::rtp::{Dtmf, DtmfDetector, RtpHeader, RtpPacket, TelephoneEvent};
 use super::sdp::{Codec, MediaFormat};
 use super::stats::{CallStats, CallStatsSnapshot, InboundStats, JitterEstimator};
+use supervised::Supervision;
 
 /// Receive buffer per leg: larger than any RTP packet a phone sends.
 const RECV_BUFFER: usize = 2048;
@@ -85,8 +94,9 @@ pub struct CallMediaConfig {
     pub mode: Mode,
 }
 
-/// The agent-facing side of a bridge: the socket whose port was offered to
-/// the agent's phone, and where the phone's answer says to send.
+/// The agent-facing side of a bridge (or the supervisor's, for
+/// [`CallMedia::supervise`]): the socket whose port was offered to the
+/// phone, and where the phone's answer says to send.
 #[derive(Debug)]
 pub struct AgentLeg {
     /// Bound before the offer to the agent, so its port is in the SDP.
@@ -111,6 +121,10 @@ enum Command {
     Stop,
     UpdateCaller(Option<SocketAddr>),
     UpdateAgent(Option<SocketAddr>),
+    Supervise(AgentLeg, Monitoring),
+    Monitor(Monitoring),
+    ReleaseSupervisor,
+    UpdateSupervisor(Option<SocketAddr>),
 }
 
 /// The handle to one call's media task. Dropping it ends the task and
@@ -138,8 +152,11 @@ impl CallMedia {
         let task = CallTask {
             caller: Leg::new(caller_socket, config.caller),
             agent: None,
+            supervisor: None,
+            supervision: None,
             mode: Mode::Stopped,
             player: HoldStream::new(config.format, now),
+            codec: config.format.codec,
             telephone_event: config.format.telephone_event,
             dtmf_detector: DtmfDetector::new(),
             dtmf,
@@ -206,6 +223,32 @@ impl CallMedia {
         self.send(Command::UpdateAgent(remote))
     }
 
+    /// Attaches a supervisor's phone as a third leg (replacing any previous
+    /// one), following the call as `monitoring` says.
+    pub fn supervise(
+        &self,
+        supervisor: AgentLeg,
+        monitoring: Monitoring,
+    ) -> Result<(), CallMediaEnded> {
+        self.send(Command::Supervise(supervisor, monitoring))
+    }
+
+    /// The supervisor on the call listens, whispers or barges in now.
+    pub fn monitor(&self, monitoring: Monitoring) -> Result<(), CallMediaEnded> {
+        self.send(Command::Monitor(monitoring))
+    }
+
+    /// Drops the supervisor's leg (freeing its port): caller and agent are
+    /// relayed as before.
+    pub fn release_supervisor(&self) -> Result<(), CallMediaEnded> {
+        self.send(Command::ReleaseSupervisor)
+    }
+
+    /// The supervisor's phone moved its media: latching starts over.
+    pub fn update_supervisor(&self, remote: Option<SocketAddr>) -> Result<(), CallMediaEnded> {
+        self.send(Command::UpdateSupervisor(remote))
+    }
+
     /// The statistics so far; the mode is the one the task has applied.
     pub fn stats(&self) -> CallStatsSnapshot {
         self.stats.snapshot()
@@ -258,14 +301,22 @@ enum Wake {
     HoldDue,
     FromCaller(std::io::Result<(usize, SocketAddr)>),
     FromAgent(std::io::Result<(usize, SocketAddr)>),
+    FromSupervisor(std::io::Result<(usize, SocketAddr)>),
+    MixDue,
 }
 
 /// The task's state; see the module doc.
 struct CallTask {
     caller: Leg,
     agent: Option<Leg>,
+    /// A supervisor's phone following the call.
+    supervisor: Option<Leg>,
+    /// Who hears whom, and the mix, while `supervisor` is there.
+    supervision: Option<Supervision>,
     mode: Mode,
     player: HoldStream,
+    /// The call's codec (the mix is encoded in it).
+    codec: Codec,
     telephone_event: Option<u8>,
     dtmf_detector: DtmfDetector,
     dtmf: Option<mpsc::UnboundedSender<Dtmf>>,
@@ -297,7 +348,9 @@ impl CallTask {
                 received = self.caller.socket.socket().recv_from(&mut self.caller.buffer[..]) => {
                     Wake::FromCaller(received)
                 }
-                received = recv_agent(self.agent.as_mut()) => Wake::FromAgent(received),
+                received = recv_leg(self.agent.as_mut()) => Wake::FromAgent(received),
+                received = recv_leg(self.supervisor.as_mut()) => Wake::FromSupervisor(received),
+                () = supervised::mix_due(self.supervision.as_mut()) => Wake::MixDue,
             };
             match wake {
                 Wake::Command(None) => break,
@@ -305,7 +358,11 @@ impl CallTask {
                 Wake::HoldDue => self.send_hold_packet(),
                 Wake::FromCaller(Ok((len, source))) => self.on_caller_packet(len, source),
                 Wake::FromAgent(Ok((len, source))) => self.on_agent_packet(len, source),
-                Wake::FromCaller(Err(err)) | Wake::FromAgent(Err(err)) => {
+                Wake::FromSupervisor(Ok((len, source))) => self.on_supervisor_packet(len, source),
+                Wake::MixDue => self.send_mix(),
+                Wake::FromCaller(Err(err))
+                | Wake::FromAgent(Err(err))
+                | Wake::FromSupervisor(Err(err)) => {
                     // Unconnected UDP sockets report little (an ICMP error
                     // on some systems); the next datagram is unaffected.
                     debug!(error = %err, "rtp receive failed");
@@ -356,6 +413,22 @@ impl CallTask {
                 Some(agent) => agent.latch.resignal(remote),
                 None => warn!("agent media update without an agent leg"),
             },
+            Command::Supervise(supervisor, monitoring) => {
+                self.supervisor = Some(Leg::new(supervisor.socket, supervisor.remote));
+                self.set_monitoring(Some(monitoring));
+            }
+            Command::Monitor(monitoring) if self.supervisor.is_some() => {
+                self.set_monitoring(Some(monitoring));
+            }
+            Command::Monitor(_) => warn!("monitoring change without a supervisor leg"),
+            Command::ReleaseSupervisor => {
+                self.supervisor = None;
+                self.set_monitoring(None);
+            }
+            Command::UpdateSupervisor(remote) => match self.supervisor.as_mut() {
+                Some(supervisor) => supervisor.latch.resignal(remote),
+                None => warn!("supervisor media update without a supervisor leg"),
+            },
         }
     }
 
@@ -389,6 +462,9 @@ impl CallTask {
             self.caller
                 .measure_jitter(header, received_at, self.epoch, stats, metrics);
         }
+        if self.supervision.is_some() {
+            return self.route_supervised(Party::Caller, len, header, received_at);
+        }
         let target = match (self.mode, self.agent.as_ref()) {
             (Mode::Bridge, Some(agent)) => Some(agent),
             _ => None,
@@ -414,6 +490,9 @@ impl CallTask {
         };
         if Some(header.payload_type) != self.telephone_event {
             agent.measure_jitter(header, received_at, self.epoch, stats, metrics);
+        }
+        if self.supervision.is_some() {
+            return self.route_supervised(Party::Agent, len, header, received_at);
         }
         let target = (self.mode == Mode::Bridge).then_some(&self.caller);
         relay(
@@ -458,10 +537,10 @@ enum Direction {
     FromAgent,
 }
 
-/// Waits for the agent leg's next datagram, or forever without one.
-async fn recv_agent(agent: Option<&mut Leg>) -> std::io::Result<(usize, SocketAddr)> {
-    match agent {
-        Some(agent) => agent.socket.socket().recv_from(&mut agent.buffer[..]).await,
+/// Waits for a leg's next datagram, or forever without the leg.
+async fn recv_leg(leg: Option<&mut Leg>) -> std::io::Result<(usize, SocketAddr)> {
+    match leg {
+        Some(leg) => leg.socket.socket().recv_from(&mut leg.buffer[..]).await,
         None => std::future::pending().await,
     }
 }
