@@ -73,7 +73,9 @@ export class SessionCard {
     this.monitorMode = h("select", { class: "monitor-mode" });
     this.monitorStop = h("button", { class: "monitor-stop", type: "button" });
     this.monitorTo = h("select", { class: "monitor-to" });
-    this.monitorBar = h("div", { class: "monitor-bar action-row", hidden: true }, this.monitorMode, this.monitorStop);
+    // On a call the audio comes to the supervisor's own SIP phone.
+    this.monitorPhone = h("p", { class: "monitor-phone", hidden: true });
+    this.monitorBar = h("div", { class: "monitor-bar action-row", hidden: true }, this.monitorMode, this.monitorStop, this.monitorPhone);
     this.monitorMode.addEventListener("change", () => this.ctx.monitor(this.id, this.monitorMode.value));
     this.monitorStop.addEventListener("click", () => this.ctx.monitor(this.id, "stop"));
     this.call = new CallBar(this);
@@ -188,6 +190,8 @@ export class SessionCard {
     this.monitorMode.value = this.monitor;
     this.monitorMode.setAttribute("aria-label", t("monitor_mode"));
     this.monitorStop.textContent = t("monitor_stop");
+    this.monitorPhone.hidden = this.info.channel !== "phone";
+    this.monitorPhone.textContent = t("monitor_phone");
     const to = this.monitorTo.value;
     this.monitorTo.replaceChildren(h("option", { value: "agent" }, t("to_agent_only")),
       ...(this.monitor === "barge" ? [h("option", { value: "customer" }, t("to_customer"))] : []));

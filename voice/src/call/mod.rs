@@ -25,6 +25,7 @@
 //! | `transferred`                  | BYE to the agent's phone, hold audio, rings the next   |
 //! | `call: held` / `resumed`       | hold audio / relay again                               |
 //! | `call: ended`                  | BYE to whichever legs are up                           |
+//! | `monitored` (a supervisor)     | rings their phone as a third leg, switches the mix, BYE on stop (monitor.rs) |
 //!
 //! | SIP                                   | the session                                      |
 //! |---------------------------------------|--------------------------------------------------|
@@ -46,6 +47,7 @@
 mod caller;
 mod info;
 mod ivr;
+mod monitor;
 mod task;
 
 use std::collections::HashMap;
@@ -483,6 +485,7 @@ async fn run_call(inner: Arc<FlowInner>, call: IncomingCall) {
         caller_sdp: sdp_session,
         caller_media: local,
         agent: None,
+        supervisor: None,
         assigned: None,
         ended: false,
         caller_up: true,

@@ -23,10 +23,11 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::info::{InfoBody, info_body};
+use super::monitor::{SupervisorCallLeg, next_supervisor_state};
 use super::{FlowInner, LiveCall};
 use crate::media::{
-    AgentLeg, CallMedia, Direction, Dtmf, LocalMedia, LocalSession, RtpSocket, SessionDescription,
-    check_answer, negotiate,
+    AgentLeg, CallMedia, Direction, Dtmf, LocalMedia, LocalSession, RemoteMedia, RtpSocket,
+    SessionDescription, check_answer, negotiate,
 };
 use crate::sip::metrics::{CallOutcome, call_ended};
 use crate::sip::{Dialogs, Registrar};
@@ -58,6 +59,8 @@ pub(super) struct CallTask {
     pub(super) caller_media: LocalMedia,
     /// The agent's phone, ringing or connected.
     pub(super) agent: Option<AgentCallLeg>,
+    /// A monitoring supervisor's phone, ringing or connected (monitor.rs).
+    pub(super) supervisor: Option<SupervisorCallLeg>,
     /// Whom the session is assigned to, as its events said.
     pub(super) assigned: Option<AgentId>,
     /// The call's end is recorded (or being recorded).
@@ -89,11 +92,11 @@ pub(super) struct AgentCallLeg {
 }
 
 impl CallTask {
-    fn session(&self) -> SessionId {
+    pub(super) fn session(&self) -> SessionId {
         self.live.session
     }
 
-    fn switchboard(&self) -> &Switchboard {
+    pub(super) fn switchboard(&self) -> &Switchboard {
         &self.inner.switchboard
     }
 
@@ -113,7 +116,7 @@ impl CallTask {
             tokio::time::Instant::now() + EARLY_MEDIA_REFRESH,
             EARLY_MEDIA_REFRESH,
         );
-        while self.caller_up || self.agent.is_some() {
+        while self.caller_up || self.agent.is_some() || self.supervisor.is_some() {
             tokio::select! {
                 _ = progress.tick(), if self.early && self.caller_up => {
                     let sdp = self.caller_sdp.describe(&self.caller_media).into_bytes();
@@ -133,6 +136,10 @@ impl CallTask {
                 state = next_agent_state(&mut self.agent) => match state {
                     Some(state) => self.on_agent(state).await,
                     None => self.drop_agent_leg(),
+                },
+                state = next_supervisor_state(&mut self.supervisor) => match state {
+                    Some(state) => self.on_supervisor(state).await,
+                    None => self.drop_supervisor_leg(),
                 },
                 event = self.session_events.recv(), if session_open => match event {
                     Some(event) => self.on_session(&event).await,
@@ -233,6 +240,7 @@ impl CallTask {
                 self.ended = true;
                 self.hang_up_all();
             }
+            EventKind::Monitored { by, mode } => self.on_monitored(by, *mode),
             _ => {}
         }
     }
@@ -263,7 +271,7 @@ impl CallTask {
         from_caller.relayed + from_caller.mixed + from_caller.absorbed + from_caller.send_failed
     }
 
-    fn media_result(&self, result: Result<(), crate::media::CallMediaEnded>) {
+    pub(super) fn media_result(&self, result: Result<(), crate::media::CallMediaEnded>) {
         if let Err(error) = result {
             warn!(session_id = %self.session(), %error, "call media gone");
         }
@@ -276,6 +284,7 @@ impl CallTask {
             DialogState::Terminated(_, reason) => {
                 self.caller_up = false;
                 self.drop_agent_leg();
+                self.drop_supervisor_leg();
                 self.end(caller_end(&reason)).await;
                 info!(session_id = %self.session(), ?reason, "caller leg ended");
             }
@@ -319,15 +328,53 @@ impl CallTask {
     /// INVITEs `agent`'s registered phone with the caller's codec.
     async fn ring(&mut self, agent: AgentId) {
         let session = self.session();
-        let Some(binding) = self.registrar.contact(agent.as_str()) else {
-            debug!(session_id = %session, agent_id = %agent, "no registered phone: the offer is the desktop's only");
+        let display_name = self.caller_display_name();
+        let Some(dialled) = self.dial(&agent, "agent", display_name) else {
             return;
+        };
+        info!(session_id = %session, agent_id = %agent, phone = %dialled.phone, "ringing the agent's phone");
+        self.agent = Some(AgentCallLeg {
+            agent: agent.clone(),
+            dialog: dialled.dialog,
+            events: dialled.events,
+            sdp: dialled.sdp,
+            media: dialled.media,
+            socket: Some(dialled.socket),
+            answered: false,
+        });
+        if let Err(error) = self
+            .switchboard()
+            .call_event(session, CallEvent::Ringing { agent })
+            .await
+        {
+            debug!(session_id = %session, %error, "ringing not recorded");
+        }
+    }
+
+    /// The caller as the phones we ring show them.
+    pub(super) fn caller_display_name(&self) -> String {
+        match (&self.caller_name, self.caller_number.as_str()) {
+            (Some(name), _) => name.clone(),
+            (None, "") => "Anonymous".to_owned(),
+            (None, number) => number.to_owned(),
+        }
+    }
+
+    /// INVITEs the registered phone of `who` (an agent, or a supervisor:
+    /// `role` in logs) from the caller's number, offering the caller's codec
+    /// on a port of its own. `None` (logged) without a registered phone or
+    /// a free port.
+    pub(super) fn dial(&self, who: &AgentId, role: &str, display_name: String) -> Option<Dialled> {
+        let session = self.session();
+        let Some(binding) = self.registrar.contact(who.as_str()) else {
+            debug!(session_id = %session, agent_id = %who, role, "no registered phone: the desktop only");
+            return None;
         };
         let socket = match self.inner.ports.allocate() {
             Ok(socket) => socket,
             Err(error) => {
-                warn!(session_id = %session, agent_id = %agent, %error, "cannot ring the agent's phone: no rtp port");
-                return;
+                warn!(session_id = %session, agent_id = %who, role, %error, "cannot ring the phone: no rtp port");
+                return None;
             }
         };
         let media = LocalMedia {
@@ -348,16 +395,12 @@ impl CallTask {
         let caller = match caller {
             Ok(caller) => caller,
             Err(error) => {
-                warn!(session_id = %session, %error, "cannot ring the agent's phone: no caller uri");
-                return;
+                warn!(session_id = %session, role, %error, "cannot ring the phone: no caller uri");
+                return None;
             }
         };
         let option = InviteOption {
-            caller_display_name: Some(match (&self.caller_name, self.caller_number.as_str()) {
-                (Some(name), _) => name.clone(),
-                (None, "") => "Anonymous".to_owned(),
-                (None, number) => number.to_owned(),
-            }),
+            caller_display_name: Some(display_name),
             caller,
             callee: binding.contact.clone(),
             content_type: Some("application/sdp".into()),
@@ -370,27 +413,18 @@ impl CallTask {
             // The outcome comes as the dialog's states; the join handle is not needed.
             Ok((dialog, _outcome)) => dialog,
             Err(error) => {
-                warn!(session_id = %session, agent_id = %agent, %error, "cannot ring the agent's phone");
-                return;
+                warn!(session_id = %session, agent_id = %who, role, %error, "cannot ring the phone");
+                return None;
             }
         };
-        info!(session_id = %session, agent_id = %agent, phone = %binding.contact, "ringing the agent's phone");
-        self.agent = Some(AgentCallLeg {
-            agent: agent.clone(),
+        Some(Dialled {
+            phone: binding.contact,
             dialog,
             events,
             sdp,
             media,
-            socket: Some(socket),
-            answered: false,
-        });
-        if let Err(error) = self
-            .switchboard()
-            .call_event(session, CallEvent::Ringing { agent })
-            .await
-        {
-            debug!(session_id = %session, %error, "ringing not recorded");
-        }
+            socket,
+        })
     }
 
     async fn on_agent(&mut self, state: DialogState) {
@@ -500,31 +534,15 @@ impl CallTask {
         let Some(leg) = self.agent.as_mut() else {
             return;
         };
-        if request.body.is_empty() {
-            let body = (request.method == Method::Invite).then(|| leg.sdp.describe(&leg.media));
-            return respond(&handle, StatusCode::OK, body).await;
-        }
-        let remote = match SessionDescription::parse(&request.body)
-            .map_err(|error| error.to_string())
-            .and_then(|offer| {
-                check_answer(&leg.media.format, &offer).map_err(|error| error.to_string())
-            }) {
-            Ok(remote) => remote,
-            Err(error) => {
-                info!(session_id = %session, %error, "agent phone's new offer refused (488)");
-                return respond(&handle, StatusCode::NotAcceptableHere, None).await;
-            }
+        let Some(offer) =
+            answer_phone_offer(session, &mut leg.sdp, &mut leg.media, request, handle).await
+        else {
+            return;
         };
-        let direction = remote.direction.answer();
-        // A refresh (same direction) is not a hold or a resume.
-        let changed = direction != leg.media.direction;
-        leg.media.direction = direction;
-        let body = leg.sdp.describe(&leg.media);
         let (agent, answered) = (leg.agent.clone(), leg.answered);
-        respond(&handle, StatusCode::OK, Some(body)).await;
-        self.media_result(self.live.media.update_agent(remote.address));
-        if answered && changed {
-            let control = if remote.is_hold() {
+        self.media_result(self.live.media.update_agent(offer.remote.address));
+        if answered && offer.changed {
+            let control = if offer.remote.is_hold() {
                 CallControl::Hold
             } else {
                 CallControl::Resume
@@ -617,7 +635,10 @@ impl CallTask {
 
     /// Runs a BYE or CANCEL in the background: bounded in time, stopped with
     /// the endpoint, and waited for by [`super::CallFlow::hang_up_all`].
-    fn spawn_hang_up(&self, hang_up: impl std::future::Future<Output = ()> + Send + 'static) {
+    pub(super) fn spawn_hang_up(
+        &self,
+        hang_up: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
         let bounded = async move {
             // A peer that never answers: the transaction's own timeout is 32 s.
             let _ = tokio::time::timeout(HANG_UP_WAIT, hang_up).await;
@@ -634,6 +655,7 @@ impl CallTask {
     /// The call is over: both legs go down, without waiting.
     fn hang_up_all(&mut self) {
         self.drop_agent_leg();
+        self.drop_supervisor_leg();
         self.media_result(self.live.media.stop());
         if self.caller_up {
             self.caller_up = false;
@@ -653,6 +675,62 @@ impl CallTask {
             });
         }
     }
+}
+
+/// A phone we rang, its INVITE on its way.
+pub(super) struct Dialled {
+    /// Where it rings (the registered contact).
+    pub(super) phone: Uri,
+    pub(super) dialog: InviteDialog,
+    pub(super) events: DialogStateReceiver,
+    pub(super) sdp: LocalSession,
+    pub(super) media: LocalMedia,
+    /// The port offered to it.
+    pub(super) socket: RtpSocket,
+}
+
+/// A phone's new offer (re-INVITE or UPDATE) in a dialog we started, as
+/// answered.
+pub(super) struct PhoneOffer {
+    /// What the phone's SDP says now.
+    pub(super) remote: RemoteMedia,
+    /// The direction changed (a hold or a resume, not a refresh).
+    pub(super) changed: bool,
+}
+
+/// Answers a re-INVITE or UPDATE from a phone we rang (an agent's or a
+/// supervisor's): an offer without SDP gets ours, one that drops the
+/// call's codec 488 (`None` then too), else 200 with our answer.
+pub(super) async fn answer_phone_offer(
+    session: SessionId,
+    sdp: &mut LocalSession,
+    media: &mut LocalMedia,
+    request: &Request,
+    handle: TransactionHandle,
+) -> Option<PhoneOffer> {
+    if request.body.is_empty() {
+        let body = (request.method == Method::Invite).then(|| sdp.describe(media));
+        respond(&handle, StatusCode::OK, body).await;
+        return None;
+    }
+    let remote = match SessionDescription::parse(&request.body)
+        .map_err(|error| error.to_string())
+        .and_then(|offer| check_answer(&media.format, &offer).map_err(|error| error.to_string()))
+    {
+        Ok(remote) => remote,
+        Err(error) => {
+            info!(session_id = %session, %error, "phone's new offer refused (488)");
+            respond(&handle, StatusCode::NotAcceptableHere, None).await;
+            return None;
+        }
+    };
+    let direction = remote.direction.answer();
+    // A refresh (same direction) is not a hold or a resume.
+    let changed = direction != media.direction;
+    media.direction = direction;
+    let body = sdp.describe(media);
+    respond(&handle, StatusCode::OK, Some(body)).await;
+    Some(PhoneOffer { remote, changed })
 }
 
 /// The agent leg's next state; pending while there is no leg.

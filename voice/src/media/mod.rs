@@ -15,7 +15,9 @@
 //!
 //! **Invariant:** the relay forwards datagrams byte for byte. It never
 //! transcodes nor rewrites headers; that is why the agent is offered exactly
-//! the caller's negotiated codec and telephone-event payload type.
+//! the caller's negotiated codec and telephone-event payload type. The one
+//! exception is a party that hears two others while a supervisor is on the
+//! call ([`mix`]): it gets their G.711 audio summed, in a stream of its own.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
