@@ -202,6 +202,8 @@ async fn the_supervisor_hanging_up_their_phone_stops_monitoring() {
         .await;
     let (caller, _caller_speaker, session) = answered_call(&rig, "+8613800000032").await;
     rig.monitor(session, Some(MonitorMode::Whisper)).await;
+    rig.media_monitoring(session, Some(Monitoring::Whisper))
+        .await;
     sam.uas.await.unwrap().assert_success();
     let kinds = rig
         .history_until(session, |kinds| monitoring_story(kinds).len() == 2)
@@ -227,6 +229,31 @@ async fn the_supervisor_hanging_up_their_phone_stops_monitoring() {
         .unwrap();
     caller.await.unwrap().assert_success();
     paul.uas.await.unwrap().assert_success();
+    rig.assert_no_dialogs("every leg is hung up").await;
+    rig.stop().await;
+}
+
+/// The caller hangs up while the supervisor listens: every phone gets its
+/// BYE, the supervisor's too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_calls_end_hangs_up_the_supervisors_phone() {
+    let rig = Rig::start().await;
+    let paul = rig.phone("paul", "agent_answer.xml").await;
+    let sam = rig
+        .registered_phone(SUPERVISOR_ID, "agent_answer.xml")
+        .await;
+    // call_talk: the caller hangs up 5 s after the answer.
+    let caller_rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let caller = rig.caller("call_talk.xml", "+8613800000033", &caller_rtp);
+    let session = rig.live_session().await;
+    rig.history_until(session, |kinds| is_answered(kinds, "paul"))
+        .await;
+    rig.monitor(session, Some(MonitorMode::Listen)).await;
+    rig.media_monitoring(session, Some(Monitoring::Listen))
+        .await;
+    caller.await.unwrap().assert_success();
+    paul.uas.await.unwrap().assert_success();
+    sam.uas.await.unwrap().assert_success();
     rig.assert_no_dialogs("every leg is hung up").await;
     rig.stop().await;
 }

@@ -138,3 +138,47 @@ async fn each_party_hears_whom_the_supervisors_mode_says() {
     );
     assert!(stats.from_caller.relayed > 0 && stats.from_agent.relayed > 0);
 }
+
+/// A caller whose SDP mapped PCMU to a dynamic payload type (97): the
+/// phones were offered 97, and the mix goes out as 97 too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mix_keeps_a_dynamic_payload_type() {
+    let socket = || async { UdpSocket::bind("127.0.0.1:0").await.unwrap() };
+    let mut caller = Speaker::with_payload_type(socket().await, 97);
+    let mut agent = Speaker::with_payload_type(socket().await, 97);
+    let mut supervisor = Speaker::with_payload_type(socket().await, 97);
+    let media = CallMedia::start(
+        RtpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap(),
+        CallMediaConfig {
+            format: MediaFormat {
+                codec: Codec::Pcmu,
+                payload_type: 97,
+                telephone_event: None,
+            },
+            caller: Some(caller.socket.local_addr().unwrap()),
+            mode: Mode::Stopped,
+        },
+        None,
+    );
+    let agent_leg = leg(&agent);
+    let agent_port = agent_leg.socket.local_addr();
+    media.bridge(agent_leg).unwrap();
+    let supervisor_leg = leg(&supervisor);
+    let supervisor_port = supervisor_leg.socket.local_addr();
+    media.supervise(supervisor_leg, Monitoring::Barge).unwrap();
+    caller.speak(CALLER, media.local_addr());
+    agent.speak(AGENT, agent_port);
+    supervisor.speak(SUPERVISOR, supervisor_port);
+    let (heard_by_caller, heard_by_agent, heard_by_supervisor) = tokio::join!(
+        caller.listen(SETTLE, WINDOW),
+        agent.listen(SETTLE, WINDOW),
+        supervisor.listen(SETTLE, WINDOW)
+    );
+    heard_by_caller.assert_hears("the caller", AGENT | SUPERVISOR, MIN_PACKETS);
+    heard_by_agent.assert_hears("the agent", CALLER | SUPERVISOR, MIN_PACKETS);
+    heard_by_supervisor.assert_hears("the supervisor", CALLER | AGENT, MIN_PACKETS);
+    for heard in [&heard_by_caller, &heard_by_agent, &heard_by_supervisor] {
+        assert_eq!(heard.other_payload_types, 0, "{heard:?}");
+    }
+    media.end().await;
+}

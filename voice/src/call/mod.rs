@@ -45,6 +45,7 @@
 //! whose caller's RTP stops for `voice.rtp_timeout_secs` ends as dropped.
 
 mod caller;
+mod dial;
 mod info;
 mod ivr;
 mod monitor;
@@ -486,6 +487,7 @@ async fn run_call(inner: Arc<FlowInner>, call: IncomingCall) {
         caller_media: local,
         agent: None,
         supervisor: None,
+        supervisors_done: Vec::new(),
         assigned: None,
         ended: false,
         caller_up: true,

@@ -9,10 +9,15 @@
 //! | `monitored` with another mode               | `CallMedia::monitor`: who hears whom changes at once  |
 //! | `monitored` stop, or the call ends          | CANCEL or BYE, the port freed                         |
 //! | the phone hangs up (BYE)                    | `monitor_session(stop)`: recorded like the desktop's Stop |
-//! | the phone declines or never answers         | nothing more: the supervisor follows in the desktop   |
+//! | the phone declines, or rings [`RING_TIMEOUT`] unanswered | CANCEL; not rung again for this follow: the supervisor follows in the desktop |
+//! | the phone's own hold (re-INVITE)            | answered; nothing is sent to it until it resumes      |
 //!
 //! One supervisor's phone per call: a second supervisor following the same
-//! call follows it in the desktop (logged).
+//! call follows it in the desktop (logged). A supervisor whose phone
+//! declined (or hung up) is not rung again until they stop following the
+//! call and start again.
+
+use std::time::Duration;
 
 use actors::Switchboard;
 use engine::ids::{AgentId, SessionId};
@@ -22,11 +27,15 @@ use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::sip::{Response, StatusCode};
 use tracing::{debug, info, warn};
 
-use super::task::{CallTask, answer_phone_offer, respond};
+use super::dial::answer_phone_offer;
+use super::task::{CallTask, respond};
 use crate::media::mix::Monitoring;
 use crate::media::{
     AgentLeg, LocalMedia, LocalSession, RtpSocket, SessionDescription, check_answer,
 };
+
+/// How long a supervisor's phone rings before it is taken as unanswered.
+pub(super) const RING_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The leg to a monitoring supervisor's phone.
 pub(super) struct SupervisorCallLeg {
@@ -38,6 +47,8 @@ pub(super) struct SupervisorCallLeg {
     /// Offered in the INVITE; the media task's once the phone answers.
     socket: Option<RtpSocket>,
     answered: bool,
+    /// Until when it may ring unanswered.
+    rings_until: tokio::time::Instant,
     /// How they follow the call, as the session's last `monitored` said.
     monitoring: Monitoring,
 }
@@ -71,13 +82,30 @@ impl CallTask {
             (Some(_), Some(leg)) => {
                 info!(session_id = %session, supervisor = %supervisor, on_the_call = %leg.supervisor, "another supervisor's phone is on the call: this one follows in the desktop only");
             }
+            (Some(_), None) if self.supervisors_done.contains(supervisor) => {
+                debug!(session_id = %session, supervisor = %supervisor, "their phone declined or hung up: not rung again until they follow the call anew");
+            }
             (Some(mode), None) if !self.ended => self.ring_supervisor(supervisor.clone(), mode),
-            (None, Some(leg)) if &leg.supervisor == supervisor => {
-                info!(session_id = %session, supervisor = %supervisor, "monitoring stopped: hanging up the supervisor's phone");
-                self.drop_supervisor_leg();
+            (None, leg) => {
+                // Following anew later rings their phone again.
+                self.supervisors_done.retain(|done| done != supervisor);
+                if leg.is_some_and(|leg| &leg.supervisor == supervisor) {
+                    info!(session_id = %session, supervisor = %supervisor, "monitoring stopped: hanging up the supervisor's phone");
+                    self.drop_supervisor_leg();
+                }
             }
             _ => {}
         }
+    }
+
+    /// The supervisor's phone rang [`RING_TIMEOUT`] unanswered: CANCEL.
+    pub(super) fn supervisor_ring_lapsed(&mut self) {
+        let Some(leg) = self.supervisor.as_ref() else {
+            return;
+        };
+        info!(session_id = %self.session(), supervisor = %leg.supervisor, timeout = ?RING_TIMEOUT, "the supervisor's phone did not answer: they follow the call in the desktop only");
+        self.supervisors_done.push(leg.supervisor.clone());
+        self.drop_supervisor_leg();
     }
 
     fn ring_supervisor(&mut self, supervisor: AgentId, monitoring: Monitoring) {
@@ -94,6 +122,7 @@ impl CallTask {
             media: dialled.media,
             socket: Some(dialled.socket),
             answered: false,
+            rings_until: tokio::time::Instant::now() + RING_TIMEOUT,
             monitoring,
         });
     }
@@ -115,7 +144,13 @@ impl CallTask {
                     answer_phone_offer(session, &mut leg.sdp, &mut leg.media, &request, handle)
                         .await;
                 if let Some(offer) = offer {
-                    let updated = self.live.media.update_supervisor(offer.remote.address);
+                    // On its own hold the phone gets nothing (RFC 3264),
+                    // and what it sends (its hold music) reaches nobody.
+                    let address = match offer.remote.is_hold() {
+                        true => None,
+                        false => offer.remote.address,
+                    };
+                    let updated = self.live.media.update_supervisor(address);
                     self.media_result(updated);
                 }
             }
@@ -169,10 +204,13 @@ impl CallTask {
         let session = self.session();
         if !leg.answered {
             if !matches!(reason, TerminatedReason::UacCancel) {
-                info!(session_id = %session, supervisor = %leg.supervisor, ?reason, "the supervisor's phone did not answer: they follow the call in the desktop only");
+                info!(session_id = %session, supervisor = %leg.supervisor, ?reason, "the supervisor's phone declined: they follow the call in the desktop only");
+                self.supervisors_done.push(leg.supervisor);
             }
             return;
         }
+        // A mode change on its way must not ring the phone that just hung up.
+        self.supervisors_done.push(leg.supervisor.clone());
         self.media_result(self.live.media.release_supervisor());
         if self.ended {
             return;
@@ -212,12 +250,26 @@ async fn stop_monitoring(switchboard: &Switchboard, supervisor: &AgentId, sessio
     }
 }
 
-/// The supervisor leg's next state; pending while there is no leg.
-pub(super) async fn next_supervisor_state(
+/// What the supervisor's leg did next (one at a time, on the call task's
+/// stack: its size does not matter).
+#[allow(clippy::large_enum_variant)]
+pub(super) enum SupervisorLegEvent {
+    /// Its dialog's next state; `None`: the dialog layer is gone.
+    State(Option<DialogState>),
+    /// It rang [`RING_TIMEOUT`] unanswered.
+    RingLapsed,
+}
+
+/// The supervisor leg's next event; pending while there is no leg.
+pub(super) async fn next_supervisor_event(
     leg: &mut Option<SupervisorCallLeg>,
-) -> Option<DialogState> {
-    match leg {
-        Some(leg) => leg.events.recv().await,
-        None => std::future::pending().await,
+) -> SupervisorLegEvent {
+    let Some(leg) = leg else {
+        return std::future::pending().await;
+    };
+    let ringing = !leg.answered;
+    tokio::select! {
+        state = leg.events.recv() => SupervisorLegEvent::State(state),
+        () = tokio::time::sleep_until(leg.rings_until), if ringing => SupervisorLegEvent::RingLapsed,
     }
 }

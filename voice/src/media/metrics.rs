@@ -9,6 +9,7 @@
 //! | `switchboard_rtp_relay_latency_seconds` | histogram | — (recv → send of each relayed packet) |
 //! | `switchboard_rtp_jitter_seconds` | histogram | `direction`: `from_caller`, `from_agent`, `from_supervisor` (RFC 3550 estimate, sampled once a second per stream) |
 //! | `switchboard_rtp_dtmf_digits_total` | counter | — (digits detected from callers) |
+//! | `switchboard_rtp_mix_dropped_frames_total` | counter | — (20 ms frames the supervised calls' mix dropped: a party ran ahead) |
 //! | `switchboard_rtp_calls` | gauge | — (calls whose media task runs) |
 
 use metrics::{Counter, Gauge, Histogram};
@@ -23,6 +24,8 @@ pub const JITTER_SECONDS: &str = "switchboard_rtp_jitter_seconds";
 pub const DTMF_DIGITS_TOTAL: &str = "switchboard_rtp_dtmf_digits_total";
 /// Calls whose media task runs.
 pub const CALLS: &str = "switchboard_rtp_calls";
+/// Frames the mix of supervised calls dropped because a party ran ahead.
+pub const MIX_DROPPED_FRAMES_TOTAL: &str = "switchboard_rtp_mix_dropped_frames_total";
 
 /// Buckets for the two histograms, for the exporter (a histogram without
 /// buckets is rendered as a summary, which dashboards cannot aggregate).
@@ -121,6 +124,7 @@ pub(crate) struct CallMetrics {
     /// Per party in [`super::mix::Party::ALL`] order.
     pub mixed_sent: [Counter; 3],
     pub mixed_send_failed: [Counter; 3],
+    pub mix_dropped_frames: Counter,
     pub relay_latency: Histogram,
     pub dtmf_digits: Counter,
     calls: Gauge,
@@ -141,6 +145,7 @@ impl CallMetrics {
             mixed_sent: MIX_DIRECTIONS.map(|direction| mixed(direction, Outcome::Sent)),
             mixed_send_failed: MIX_DIRECTIONS
                 .map(|direction| mixed(direction, Outcome::SendFailed)),
+            mix_dropped_frames: metrics::counter!(MIX_DROPPED_FRAMES_TOTAL),
             relay_latency: metrics::histogram!(RELAY_LATENCY_SECONDS),
             dtmf_digits: metrics::counter!(DTMF_DIGITS_TOTAL),
             calls,
@@ -179,5 +184,6 @@ pub fn describe() {
     }
     let _ = metrics::histogram!(RELAY_LATENCY_SECONDS);
     metrics::counter!(DTMF_DIGITS_TOTAL).increment(0);
+    metrics::counter!(MIX_DROPPED_FRAMES_TOTAL).increment(0);
     metrics::gauge!(CALLS).increment(0.0);
 }

@@ -12,9 +12,10 @@
 //!  supervisor ───▶  └────────────┘      (a source with nothing queued adds silence)
 //! ```
 //!
-//! Each source keeps at most [`MAX_QUEUED_FRAMES`] frames: a source whose
-//! clock runs fast, or a burst after a network stall, loses its oldest
-//! frames rather than adding delay. This module is pure: the call's media
+//! Each source keeps at most [`MAX_QUEUED_FRAMES`] frames as a burst comes,
+//! and at most [`MAX_BACKLOG_FRAMES`] once a tick has taken one: a source
+//! whose clock runs fast, or a burst after a network stall, loses its oldest
+//! frames rather than adding delay that would last. This module is pure: the call's media
 //! task feeds it and sends what it returns.
 
 use std::collections::VecDeque;
@@ -26,8 +27,14 @@ use super::sdp::Codec;
 /// Samples in one 20 ms frame at 8 kHz.
 pub const FRAME_SAMPLES: usize = 160;
 
-/// Most frames a source keeps queued (100 ms): beyond, the oldest go.
+/// Most frames a source keeps queued (100 ms) when a burst comes: beyond,
+/// the oldest go.
 pub const MAX_QUEUED_FRAMES: usize = 5;
+
+/// Most frames a source keeps waiting after a tick (40 ms): what a late
+/// packet or a stall left queued beyond that is dropped at the next tick,
+/// so the mix never stays behind.
+pub const MAX_BACKLOG_FRAMES: usize = 2;
 
 /// A party of a supervised call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +106,15 @@ impl Monitoring {
         match self.hears(to) {
             [one] => Feed::Relay(*one),
             _ => Feed::Mix,
+        }
+    }
+
+    /// Whether `to` hears `from` now, relayed or in its mix.
+    pub fn hears_now(self, to: Party, from: Party, bridged: bool) -> bool {
+        match self.feed(to, bridged) {
+            Feed::Nothing => false,
+            Feed::Relay(party) => party == from,
+            Feed::Mix => to != from && self.reaches(from, to),
         }
     }
 
@@ -179,6 +195,12 @@ impl Mixer {
             self.queues[1].pop_front(),
             self.queues[2].pop_front(),
         ];
+        for (queue, dropped) in self.queues.iter_mut().zip(&mut self.dropped) {
+            while queue.len() > MAX_BACKLOG_FRAMES {
+                queue.pop_front();
+                *dropped += 1;
+            }
+        }
         Party::ALL.map(|to| {
             let mut heard = monitoring
                 .hears(to)
@@ -196,6 +218,11 @@ impl Mixer {
     /// Frames dropped so far because `from` ran ahead of the mix.
     pub fn dropped(&self, from: Party) -> u64 {
         self.dropped[from.idx()]
+    }
+
+    /// Frames dropped so far, all sources together.
+    pub fn n_dropped(&self) -> u64 {
+        self.dropped.iter().sum()
     }
 
     fn encode(&self, frame: &Frame) -> Encoded {
@@ -242,11 +269,12 @@ impl MixStream {
         }
     }
 
-    /// The packet for this tick's `frame`, in `codec`'s static payload type.
-    pub fn packet(&mut self, codec: Codec, frame: &Encoded) -> &[u8] {
+    /// The packet for this tick's `frame`, with the call's payload type
+    /// (the codec's static one, or the number the caller's SDP mapped it to).
+    pub fn packet(&mut self, payload_type: u8, frame: &Encoded) -> &[u8] {
         let header = RtpHeader {
             marker: self.marker,
-            payload_type: codec.static_payload_type(),
+            payload_type,
             sequence: self.sequence,
             timestamp: self.timestamp,
             ssrc: self.ssrc,
@@ -355,15 +383,15 @@ mod tests {
     fn a_mixed_stream_numbers_its_packets_and_marks_a_talkspurt_after_a_pause() {
         let mut stream = MixStream::new();
         let frame = [0xd5; FRAME_SAMPLES];
-        let first = header_of(stream.packet(Codec::Pcma, &frame));
-        let second = header_of(stream.packet(Codec::Pcma, &frame));
+        let first = header_of(stream.packet(8, &frame));
+        let second = header_of(stream.packet(8, &frame));
         assert!(first.marker && !second.marker);
         assert_eq!(first.payload_type, 8);
         assert_eq!(second.sequence, first.sequence.wrapping_add(1));
         assert_eq!(second.timestamp, first.timestamp.wrapping_add(160));
         assert_eq!(second.ssrc, first.ssrc);
         stream.skip();
-        let third = header_of(stream.packet(Codec::Pcma, &frame));
+        let third = header_of(stream.packet(8, &frame));
         assert!(third.marker, "a talkspurt after the pause");
         assert_eq!(
             third.sequence,
@@ -375,7 +403,7 @@ mod tests {
             second.timestamp.wrapping_add(320),
             "20 ms passed"
         );
-        let packet = stream.packet(Codec::Pcma, &frame);
+        let packet = stream.packet(8, &frame);
         assert_eq!(packet.len(), HEADER_LEN + FRAME_SAMPLES);
         assert_eq!(&packet[HEADER_LEN..], &frame[..]);
     }
@@ -451,9 +479,16 @@ mod tests {
             (i32::from(first) - 300).abs() <= 16,
             "the third frame is the oldest kept: {first}"
         );
-        for _ in 0..4 {
-            assert!(mixer.tick(Monitoring::Listen)[1].is_some());
-        }
+        // The tick leaves two waiting: the backlog does not stay.
+        assert_eq!(mixer.dropped(Party::Caller), 4);
+        assert_eq!(mixer.n_dropped(), 4);
+        let [_, agent, _] = mixer.tick(Monitoring::Listen);
+        let next = level(&agent.unwrap());
+        assert!(
+            (i32::from(next) - 600).abs() <= 32,
+            "the sixth frame comes next: {next}"
+        );
+        assert!(mixer.tick(Monitoring::Listen)[1].is_some());
         assert_eq!(mixer.tick(Monitoring::Listen)[1], None, "drained");
     }
 }

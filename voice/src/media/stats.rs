@@ -52,7 +52,9 @@ pub(crate) struct CallStats {
     pub hold_send_failed: AtomicU64,
     /// Mixed packets sent, per party in [`super::mix::Party::ALL`] order.
     pub mixed_sent: [AtomicU64; 3],
-    pub mixed_send_failed: AtomicU64,
+    pub mixed_send_failed: [AtomicU64; 3],
+    /// Frames the mix dropped because a source ran ahead of it.
+    pub mix_dropped_frames: AtomicU64,
     pub dtmf_digits: AtomicU64,
     pub relay_latency: LatencyHistogram,
     /// The mode the task is in, as [`Mode::code`].
@@ -92,7 +94,10 @@ impl CallStats {
             hold_sent: self.hold_sent.load(Relaxed),
             hold_send_failed: self.hold_send_failed.load(Relaxed),
             mixed_sent: std::array::from_fn(|party| self.mixed_sent[party].load(Relaxed)),
-            mixed_send_failed: self.mixed_send_failed.load(Relaxed),
+            mixed_send_failed: std::array::from_fn(|party| {
+                self.mixed_send_failed[party].load(Relaxed)
+            }),
+            mix_dropped_frames: self.mix_dropped_frames.load(Relaxed),
             dtmf_digits: self.dtmf_digits.load(Relaxed),
             relay_latency: self.relay_latency.snapshot(),
         }
@@ -140,8 +145,11 @@ pub struct CallStatsSnapshot {
     /// Mixed packets sent to the caller, the agent and the supervisor
     /// ([`super::mix::Party::ALL`] order).
     pub mixed_sent: [u64; 3],
-    /// Mixed packets that could not be sent.
-    pub mixed_send_failed: u64,
+    /// Mixed packets that could not be sent, per party as `mixed_sent`.
+    pub mixed_send_failed: [u64; 3],
+    /// 20 ms frames the mix dropped because a party's packets ran ahead of
+    /// it (a burst after a stall, a fast clock): docs/voice.md.
+    pub mix_dropped_frames: u64,
     /// DTMF digits detected from the caller.
     pub dtmf_digits: u64,
     /// The relay's added latency (recv → send), both directions; merge

@@ -29,14 +29,22 @@ pub const SUPERVISOR: u8 = 4;
 /// One party's RTP: the socket its SDP signalled, sending its tone.
 pub struct Speaker {
     pub socket: Arc<UdpSocket>,
+    /// PCMU's number in this call's SDP (0, or a dynamic one).
+    payload_type: u8,
     sending: Option<JoinHandle<()>>,
 }
 
 impl Speaker {
     /// A party on `socket` (bound on loopback by the test).
     pub fn new(socket: UdpSocket) -> Speaker {
+        Speaker::with_payload_type(socket, 0)
+    }
+
+    /// A party whose SDP mapped PCMU to `payload_type`.
+    pub fn with_payload_type(socket: UdpSocket, payload_type: u8) -> Speaker {
         Speaker {
             socket: Arc::new(socket),
+            payload_type,
             sending: None,
         }
     }
@@ -49,6 +57,7 @@ impl Speaker {
         let mut payload = [0u8; 160];
         g711::ulaw_encode_all(&[i16::from(party) * 1000; 160], &mut payload);
         let ssrc = 0x5000_0000 | u32::from(party);
+        let payload_type = self.payload_type;
         self.sending = Some(tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_millis(20));
             for n in 0..3_000u16 {
@@ -56,7 +65,7 @@ impl Speaker {
                 let mut packet = [0u8; HEADER_LEN + 160];
                 RtpHeader {
                     marker: n == 0,
-                    payload_type: 0,
+                    payload_type,
                     sequence: n,
                     timestamp: u32::from(n) * 160,
                     ssrc,
@@ -94,7 +103,8 @@ impl Speaker {
                 heard.not_rtp += 1;
                 continue;
             };
-            if packet.header.payload_type != 0 || packet.payload.is_empty() {
+            if packet.header.payload_type != self.payload_type || packet.payload.is_empty() {
+                heard.other_payload_types += 1;
                 continue;
             }
             let level = g711::ulaw_decode(packet.payload[0]);
@@ -124,6 +134,8 @@ pub struct Heard {
     pub ssrcs: std::collections::BTreeSet<u32>,
     /// Datagrams that were not RTP.
     pub not_rtp: u32,
+    /// RTP packets of another payload type than the call's PCMU.
+    pub other_payload_types: u32,
 }
 
 impl Heard {

@@ -157,6 +157,7 @@ impl CallMedia {
             mode: Mode::Stopped,
             player: HoldStream::new(config.format, now),
             codec: config.format.codec,
+            payload_type: config.format.payload_type,
             telephone_event: config.format.telephone_event,
             dtmf_detector: DtmfDetector::new(),
             dtmf,
@@ -315,8 +316,9 @@ struct CallTask {
     supervision: Option<Supervision>,
     mode: Mode,
     player: HoldStream,
-    /// The call's codec (the mix is encoded in it).
+    /// The call's codec (the mix is encoded in it) and its payload type.
     codec: Codec,
+    payload_type: u8,
     telephone_event: Option<u8>,
     dtmf_detector: DtmfDetector,
     dtmf: Option<mpsc::UnboundedSender<Dtmf>>,

@@ -28,6 +28,8 @@ pub(super) struct Supervision {
     /// The mix's clock. After a stall the missed ticks come at once
     /// (tokio's default), draining what queued meanwhile.
     tick: Interval,
+    /// The mixer's dropped frames already in the call's counters.
+    n_dropped_counted: u64,
 }
 
 /// The mix's next tick; never without a supervisor.
@@ -65,6 +67,7 @@ impl CallTask {
                     mixer: Mixer::new(self.codec),
                     streams: std::array::from_fn(|_| MixStream::new()),
                     tick: tokio::time::interval(TICK),
+                    n_dropped_counted: 0,
                 });
             }
         }
@@ -91,10 +94,10 @@ impl CallTask {
     }
 
     /// An accepted packet from `from` while a supervisor is on the call:
-    /// relayed as it is to each party that hears `from` alone, and queued
-    /// for the mix when a party hears `from` with another. Only audio in
-    /// the call's codec is mixed; DTMF and comfort noise go to relayed
-    /// parties only.
+    /// audio in the call's payload type is relayed as it is to each party
+    /// that hears `from` alone and queued for the mix when a party hears
+    /// `from` with another; anything else (DTMF, comfort noise) is relayed
+    /// as it is to every party that hears `from`.
     pub(super) fn route_supervised(
         &mut self,
         from: Party,
@@ -115,9 +118,14 @@ impl CallTask {
             return;
         };
         let monitoring = supervision.monitoring;
+        let audio = header.payload_type == self.payload_type;
         let (mut relayed, mut failed) = (false, false);
         for to in Party::ALL {
-            if to == from || monitoring.feed(to, bridged) != Feed::Relay(from) {
+            let relays = match audio {
+                true => monitoring.feed(to, bridged) == Feed::Relay(from),
+                false => monitoring.hears_now(to, from, bridged),
+            };
+            if to == from || !relays {
                 continue;
             }
             let Some((socket, destination)) = target(legs[to.idx()]) else {
@@ -131,8 +139,7 @@ impl CallTask {
                 }
             }
         }
-        let mixed = header.payload_type == self.codec.static_payload_type()
-            && monitoring.mixes(from, bridged);
+        let mixed = audio && monitoring.mixes(from, bridged);
         if mixed && let Ok(packet) = RtpPacket::parse(datagram) {
             supervision.mixer.push(from, packet.payload);
         }
@@ -171,32 +178,43 @@ impl CallTask {
         };
         let monitoring = supervision.monitoring;
         let frames = supervision.mixer.tick(monitoring);
+        let n_dropped = supervision.mixer.n_dropped();
+        if n_dropped > supervision.n_dropped_counted {
+            let newly_dropped = n_dropped - supervision.n_dropped_counted;
+            supervision.n_dropped_counted = n_dropped;
+            self.stats
+                .mix_dropped_frames
+                .fetch_add(newly_dropped, Relaxed);
+            self.metrics.mix_dropped_frames.increment(newly_dropped);
+        }
         let legs = [
             Some(&self.caller),
             self.agent.as_ref(),
             self.supervisor.as_ref(),
         ];
         for to in Party::ALL {
-            let i = to.idx();
-            let stream = &mut supervision.streams[i];
-            let (Feed::Mix, Some(frame), Some((socket, destination))) =
-                (monitoring.feed(to, bridged), &frames[i], target(legs[i]))
-            else {
+            let party_idx = to.idx();
+            let stream = &mut supervision.streams[party_idx];
+            let (Feed::Mix, Some(frame), Some((socket, destination))) = (
+                monitoring.feed(to, bridged),
+                &frames[party_idx],
+                target(legs[party_idx]),
+            ) else {
                 stream.skip();
                 continue;
             };
             match socket
                 .socket()
-                .try_send_to(stream.packet(self.codec, frame), destination)
+                .try_send_to(stream.packet(self.payload_type, frame), destination)
             {
                 Ok(_) => {
-                    self.stats.mixed_sent[i].fetch_add(1, Relaxed);
-                    self.metrics.mixed_sent[i].increment(1);
+                    self.stats.mixed_sent[party_idx].fetch_add(1, Relaxed);
+                    self.metrics.mixed_sent[party_idx].increment(1);
                 }
                 Err(err) => {
                     debug!(error = %err, %destination, "mixed rtp send failed");
-                    self.stats.mixed_send_failed.fetch_add(1, Relaxed);
-                    self.metrics.mixed_send_failed[i].increment(1);
+                    self.stats.mixed_send_failed[party_idx].fetch_add(1, Relaxed);
+                    self.metrics.mixed_send_failed[party_idx].increment(1);
                 }
             }
         }
