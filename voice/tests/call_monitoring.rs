@@ -257,3 +257,91 @@ async fn the_calls_end_hangs_up_the_supervisors_phone() {
     rig.assert_no_dialogs("every leg is hung up").await;
     rig.stop().await;
 }
+
+impl Rig {
+    /// Dialogs in the endpoint's layer (each leg of a call is one).
+    fn n_dialogs(&self) -> usize {
+        self.endpoint.dialogs().layer().len()
+    }
+}
+
+/// Stop while the supervisor's phone still rings: it gets a CANCEL, and
+/// the call's media never had a supervisor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_while_the_supervisors_phone_rings_cancels_it() {
+    let rig = Rig::start().await;
+    let paul = rig.phone("paul", "agent_answer.xml").await;
+    let sam = rig
+        .registered_phone(SUPERVISOR_ID, "agent_no_answer.xml")
+        .await;
+    let (caller, _caller_speaker, session) = answered_call(&rig, "+8613800000034").await;
+    rig.monitor(session, Some(MonitorMode::Listen)).await;
+    assert!(
+        eventually(Duration::from_secs(10), || rig.n_dialogs() == 3).await,
+        "the supervisor's phone rings: {} dialogs",
+        rig.n_dialogs()
+    );
+    rig.monitor(session, None).await;
+    sam.uas.await.unwrap().assert_success();
+    assert!(
+        eventually(Duration::from_secs(5), || rig.n_dialogs() == 2).await,
+        "caller and agent only"
+    );
+    let call = rig.flow.live_calls().get(session).unwrap();
+    assert_eq!(call.media.stats().monitoring, None);
+    assert_eq!(call.media.stats().mixed_sent, [0, 0, 0]);
+
+    rig.board
+        .call_control(&AgentId::new("paul"), session, CallControl::HangUp)
+        .await
+        .unwrap();
+    caller.await.unwrap().assert_success();
+    paul.uas.await.unwrap().assert_success();
+    rig.assert_no_dialogs("every leg is hung up").await;
+    rig.stop().await;
+}
+
+/// The supervisor's phone declines (486): they follow in the desktop, and
+/// changing the mode does not ring it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declining_supervisors_phone_is_not_rung_again_on_a_mode_change() {
+    let rig = Rig::start().await;
+    let paul = rig.phone("paul", "agent_answer.xml").await;
+    let sam = rig
+        .registered_phone(SUPERVISOR_ID, "agent_decline.xml")
+        .await;
+    let (caller, _caller_speaker, session) = answered_call(&rig, "+8613800000035").await;
+    rig.monitor(session, Some(MonitorMode::Listen)).await;
+    sam.uas.await.unwrap().assert_success();
+    assert!(
+        eventually(Duration::from_secs(5), || rig.n_dialogs() == 2).await,
+        "the declined leg is gone"
+    );
+    rig.monitor(session, Some(MonitorMode::Whisper)).await;
+    // The mode change reached the call (its event comes after the
+    // session's reply), and nothing rang.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(rig.n_dialogs(), 2, "not rung again");
+    let call = rig.flow.live_calls().get(session).unwrap();
+    assert_eq!(call.media.stats().monitoring, None);
+    let kinds = rig
+        .history_until(session, |kinds| monitoring_story(kinds).len() == 2)
+        .await;
+    assert_eq!(
+        monitoring_story(&kinds),
+        vec![
+            (SUPERVISOR_ID.to_owned(), Some(MonitorMode::Listen)),
+            (SUPERVISOR_ID.to_owned(), Some(MonitorMode::Whisper)),
+        ],
+        "the desktop follows on"
+    );
+
+    rig.board
+        .call_control(&AgentId::new("paul"), session, CallControl::HangUp)
+        .await
+        .unwrap();
+    caller.await.unwrap().assert_success();
+    paul.uas.await.unwrap().assert_success();
+    rig.assert_no_dialogs("every leg is hung up").await;
+    rig.stop().await;
+}
