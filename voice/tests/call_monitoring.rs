@@ -14,7 +14,7 @@ use call_rig::sip_common::eventually;
 use call_rig::*;
 use engine::ids::{AgentId, GroupId, SessionId};
 use engine::supervision::{Actor, MonitorMode};
-use rtp_tones::{AGENT, CALLER, SUPERVISOR, Speaker};
+use rtp_tones::{AGENT, CALLER, Heard, SUPERVISOR, Speaker};
 use tokio::net::UdpSocket;
 use voice::media::mix::Monitoring;
 
@@ -63,22 +63,80 @@ impl Rig {
     }
 }
 
-/// A caller on the line until switchboard hangs up, answered by paul;
-/// returns the caller's sipp, its speaker and the session.
-async fn answered_call(
-    rig: &Rig,
-    number: &str,
-) -> (
-    tokio::task::JoinHandle<sip_common::SippRun>,
-    Speaker,
-    SessionId,
-) {
-    let caller_rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let caller = rig.caller("call_until_bye.xml", number, &caller_rtp);
-    let session = rig.live_session().await;
-    rig.history_until(session, |kinds| is_answered(kinds, "paul"))
-        .await;
-    (caller, Speaker::new(caller_rtp), session)
+/// A call answered on paul's phone, with sam's phone registered to play
+/// its scenario when monitoring rings it; each party's RTP socket is a
+/// [`Speaker`].
+struct MonitoredCall {
+    rig: Rig,
+    session: SessionId,
+    /// The caller's sipp, on the line until switchboard hangs up.
+    caller: tokio::task::JoinHandle<sip_common::SippRun>,
+    paul_phone: tokio::task::JoinHandle<sip_common::SippRun>,
+    sam_phone: tokio::task::JoinHandle<sip_common::SippRun>,
+    caller_speaker: Speaker,
+    agent: Speaker,
+    supervisor: Speaker,
+}
+
+impl MonitoredCall {
+    async fn start(supervisor_scenario: &str, number: &str) -> MonitoredCall {
+        let rig = Rig::start().await;
+        let paul = rig.phone("paul", "agent_answer.xml").await;
+        let sam = rig
+            .registered_phone(SUPERVISOR_ID, supervisor_scenario)
+            .await;
+        let caller_rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let caller = rig.caller("call_until_bye.xml", number, &caller_rtp);
+        let session = rig.live_session().await;
+        rig.history_until(session, |kinds| is_answered(kinds, "paul"))
+            .await;
+        MonitoredCall {
+            rig,
+            session,
+            caller,
+            paul_phone: paul.uas,
+            sam_phone: sam.uas,
+            caller_speaker: Speaker::new(caller_rtp),
+            agent: Speaker::new(paul.rtp),
+            supervisor: Speaker::new(sam.rtp),
+        }
+    }
+
+    async fn monitor(&self, mode: Option<MonitorMode>) {
+        self.rig.monitor(self.session, mode).await;
+    }
+
+    async fn media_monitoring(&self, monitoring: Option<Monitoring>) {
+        self.rig.media_monitoring(self.session, monitoring).await;
+    }
+
+    /// What the caller, the agent and the supervisor hear now.
+    async fn listen(&self) -> (Heard, Heard, Heard) {
+        tokio::join!(
+            self.caller_speaker.listen(SETTLE, WINDOW),
+            self.agent.listen(SETTLE, WINDOW),
+            self.supervisor.listen(SETTLE, WINDOW)
+        )
+    }
+
+    /// The session's history once `done` holds for it.
+    async fn history_until(&self, done: impl Fn(&[EventKind]) -> bool) -> Vec<EventKind> {
+        self.rig.history_until(self.session, done).await
+    }
+
+    /// paul hangs up in the desktop: the caller's and paul's phones get
+    /// their BYE, and no leg is left.
+    async fn hang_up(self) {
+        self.rig
+            .board
+            .call_control(&AgentId::new("paul"), self.session, CallControl::HangUp)
+            .await
+            .unwrap();
+        self.caller.await.unwrap().assert_success();
+        self.paul_phone.await.unwrap().assert_success();
+        self.rig.assert_no_dialogs("every leg is hung up").await;
+        self.rig.stop().await;
+    }
 }
 
 /// The one address `speaker` heard from in a window: the port of its leg.
@@ -91,35 +149,28 @@ async fn port_heard_from(speaker: &Speaker, parties: u8) -> std::net::SocketAddr
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_supervisor_listens_whispers_and_barges_in_on_a_call_from_their_phone() {
-    let rig = Rig::start().await;
-    let paul = rig.phone("paul", "agent_answer.xml").await;
-    let sam = rig
-        .registered_phone(SUPERVISOR_ID, "agent_answer.xml")
-        .await;
-    let (caller, mut caller_speaker, session) = answered_call(&rig, "+8613800000031").await;
-    let caller_port = rig
+    let mut call = MonitoredCall::start("agent_answer.xml", "+8613800000031").await;
+    let caller_port = call
+        .rig
         .flow
         .live_calls()
-        .get(session)
+        .get(call.session)
         .unwrap()
         .media
         .local_addr();
-    let mut agent = Speaker::new(paul.rtp);
-    caller_speaker.speak(CALLER, caller_port);
-    let agent_port = port_heard_from(&agent, CALLER).await;
-    agent.speak(AGENT, agent_port);
+    call.caller_speaker.speak(CALLER, caller_port);
+    let agent_port = port_heard_from(&call.agent, CALLER).await;
+    call.agent.speak(AGENT, agent_port);
 
     // Listening rings the supervisor's phone; once it answers, they hear both.
-    rig.monitor(session, Some(MonitorMode::Listen)).await;
-    rig.media_monitoring(session, Some(Monitoring::Listen))
-        .await;
-    let mut supervisor = Speaker::new(sam.rtp);
-    let supervisor_port = port_heard_from(&supervisor, CALLER | AGENT).await;
+    call.monitor(Some(MonitorMode::Listen)).await;
+    call.media_monitoring(Some(Monitoring::Listen)).await;
+    let supervisor_port = port_heard_from(&call.supervisor, CALLER | AGENT).await;
     assert!(
         ![caller_port, agent_port].contains(&supervisor_port),
         "the supervisor's leg has a port of its own"
     );
-    supervisor.speak(SUPERVISOR, supervisor_port);
+    call.supervisor.speak(SUPERVISOR, supervisor_port);
 
     let modes = [
         (MonitorMode::Listen, Monitoring::Listen, AGENT, CALLER),
@@ -137,13 +188,9 @@ async fn a_supervisor_listens_whispers_and_barges_in_on_a_call_from_their_phone(
         ),
     ];
     for (mode, monitoring, caller_hears, agent_hears) in modes {
-        rig.monitor(session, Some(mode)).await;
-        rig.media_monitoring(session, Some(monitoring)).await;
-        let (heard_by_caller, heard_by_agent, heard_by_supervisor) = tokio::join!(
-            caller_speaker.listen(SETTLE, WINDOW),
-            agent.listen(SETTLE, WINDOW),
-            supervisor.listen(SETTLE, WINDOW)
-        );
+        call.monitor(Some(mode)).await;
+        call.media_monitoring(Some(monitoring)).await;
+        let (heard_by_caller, heard_by_agent, heard_by_supervisor) = call.listen().await;
         let what = |who: &str| format!("{mode:?}: the {who}");
         heard_by_caller.assert_hears(&what("caller"), caller_hears, MIN_PACKETS);
         heard_by_agent.assert_hears(&what("agent"), agent_hears, MIN_PACKETS);
@@ -151,14 +198,10 @@ async fn a_supervisor_listens_whispers_and_barges_in_on_a_call_from_their_phone(
     }
 
     // Stop: the supervisor's phone gets its BYE; caller and agent talk on.
-    rig.monitor(session, None).await;
-    sam.uas.await.unwrap().assert_success();
-    rig.media_monitoring(session, None).await;
-    let (heard_by_caller, heard_by_agent, heard_by_supervisor) = tokio::join!(
-        caller_speaker.listen(SETTLE, WINDOW),
-        agent.listen(SETTLE, WINDOW),
-        supervisor.listen(SETTLE, WINDOW)
-    );
+    call.monitor(None).await;
+    (&mut call.sam_phone).await.unwrap().assert_success();
+    call.media_monitoring(None).await;
+    let (heard_by_caller, heard_by_agent, heard_by_supervisor) = call.listen().await;
     heard_by_caller.assert_hears("the caller, after", AGENT, MIN_PACKETS);
     heard_by_agent.assert_hears("the agent, after", CALLER, MIN_PACKETS);
     assert_eq!(
@@ -167,46 +210,32 @@ async fn a_supervisor_listens_whispers_and_barges_in_on_a_call_from_their_phone(
         "{heard_by_supervisor:?}"
     );
 
-    // The agent hangs up from the desktop: both phones get their BYE.
-    rig.board
-        .call_control(&AgentId::new("paul"), session, CallControl::HangUp)
-        .await
-        .unwrap();
-    caller.await.unwrap().assert_success();
-    paul.uas.await.unwrap().assert_success();
-    let kinds = rig
-        .history_until(session, |kinds| kinds.contains(&EventKind::WrapUp))
+    let kinds = call
+        .history_until(|kinds| monitoring_story(kinds).len() == 4)
         .await;
-    let sam_id = SUPERVISOR_ID.to_owned();
+    let sam = SUPERVISOR_ID.to_owned();
     assert_eq!(
         monitoring_story(&kinds),
         vec![
-            (sam_id.clone(), Some(MonitorMode::Listen)),
-            (sam_id.clone(), Some(MonitorMode::Whisper)),
-            (sam_id.clone(), Some(MonitorMode::Barge)),
-            (sam_id, None),
+            (sam.clone(), Some(MonitorMode::Listen)),
+            (sam.clone(), Some(MonitorMode::Whisper)),
+            (sam.clone(), Some(MonitorMode::Barge)),
+            (sam, None),
         ]
     );
-    rig.assert_no_dialogs("every leg is hung up").await;
-    rig.stop().await;
+    call.hang_up().await;
 }
 
 /// The supervisor's phone holds and resumes (re-INVITEs answered, not the
 /// call's hold) and hangs up: monitoring stops as if they had pressed Stop.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_supervisor_hanging_up_their_phone_stops_monitoring() {
-    let rig = Rig::start().await;
-    let paul = rig.phone("paul", "agent_answer.xml").await;
-    let sam = rig
-        .registered_phone(SUPERVISOR_ID, "agent_hangs_up.xml")
-        .await;
-    let (caller, _caller_speaker, session) = answered_call(&rig, "+8613800000032").await;
-    rig.monitor(session, Some(MonitorMode::Whisper)).await;
-    rig.media_monitoring(session, Some(Monitoring::Whisper))
-        .await;
-    sam.uas.await.unwrap().assert_success();
-    let kinds = rig
-        .history_until(session, |kinds| monitoring_story(kinds).len() == 2)
+    let mut call = MonitoredCall::start("agent_hangs_up.xml", "+8613800000032").await;
+    call.monitor(Some(MonitorMode::Whisper)).await;
+    call.media_monitoring(Some(Monitoring::Whisper)).await;
+    (&mut call.sam_phone).await.unwrap().assert_success();
+    let kinds = call
+        .history_until(|kinds| monitoring_story(kinds).len() == 2)
         .await;
     assert_eq!(
         monitoring_story(&kinds),
@@ -221,16 +250,8 @@ async fn the_supervisor_hanging_up_their_phone_stops_monitoring() {
             .any(|kind| matches!(kind, EventKind::Call(actors::CallEvent::Held))),
         "the supervisor's hold is not the call's: {kinds:#?}"
     );
-    rig.media_monitoring(session, None).await;
-
-    rig.board
-        .call_control(&AgentId::new("paul"), session, CallControl::HangUp)
-        .await
-        .unwrap();
-    caller.await.unwrap().assert_success();
-    paul.uas.await.unwrap().assert_success();
-    rig.assert_no_dialogs("every leg is hung up").await;
-    rig.stop().await;
+    call.media_monitoring(None).await;
+    call.hang_up().await;
 }
 
 /// The caller hangs up while the supervisor listens: every phone gets its
@@ -269,63 +290,48 @@ impl Rig {
 /// the call's media never had a supervisor.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_while_the_supervisors_phone_rings_cancels_it() {
-    let rig = Rig::start().await;
-    let paul = rig.phone("paul", "agent_answer.xml").await;
-    let sam = rig
-        .registered_phone(SUPERVISOR_ID, "agent_no_answer.xml")
-        .await;
-    let (caller, _caller_speaker, session) = answered_call(&rig, "+8613800000034").await;
-    rig.monitor(session, Some(MonitorMode::Listen)).await;
+    let mut call = MonitoredCall::start("agent_no_answer.xml", "+8613800000034").await;
+    call.monitor(Some(MonitorMode::Listen)).await;
+    let rig = &call.rig;
     assert!(
         eventually(Duration::from_secs(10), || rig.n_dialogs() == 3).await,
         "the supervisor's phone rings: {} dialogs",
         rig.n_dialogs()
     );
-    rig.monitor(session, None).await;
-    sam.uas.await.unwrap().assert_success();
+    call.monitor(None).await;
+    (&mut call.sam_phone).await.unwrap().assert_success();
+    let rig = &call.rig;
     assert!(
         eventually(Duration::from_secs(5), || rig.n_dialogs() == 2).await,
         "caller and agent only"
     );
-    let call = rig.flow.live_calls().get(session).unwrap();
-    assert_eq!(call.media.stats().monitoring, None);
-    assert_eq!(call.media.stats().mixed_sent, [0, 0, 0]);
-
-    rig.board
-        .call_control(&AgentId::new("paul"), session, CallControl::HangUp)
-        .await
-        .unwrap();
-    caller.await.unwrap().assert_success();
-    paul.uas.await.unwrap().assert_success();
-    rig.assert_no_dialogs("every leg is hung up").await;
-    rig.stop().await;
+    let media = &rig.flow.live_calls().get(call.session).unwrap().media;
+    assert_eq!(media.stats().monitoring, None);
+    assert_eq!(media.stats().mixed_sent, [0, 0, 0]);
+    call.hang_up().await;
 }
 
 /// The supervisor's phone declines (486): they follow in the desktop, and
 /// changing the mode does not ring it again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_declining_supervisors_phone_is_not_rung_again_on_a_mode_change() {
-    let rig = Rig::start().await;
-    let paul = rig.phone("paul", "agent_answer.xml").await;
-    let sam = rig
-        .registered_phone(SUPERVISOR_ID, "agent_decline.xml")
-        .await;
-    let (caller, _caller_speaker, session) = answered_call(&rig, "+8613800000035").await;
-    rig.monitor(session, Some(MonitorMode::Listen)).await;
-    sam.uas.await.unwrap().assert_success();
+    let mut call = MonitoredCall::start("agent_decline.xml", "+8613800000035").await;
+    call.monitor(Some(MonitorMode::Listen)).await;
+    (&mut call.sam_phone).await.unwrap().assert_success();
+    let rig = &call.rig;
     assert!(
         eventually(Duration::from_secs(5), || rig.n_dialogs() == 2).await,
         "the declined leg is gone"
     );
-    rig.monitor(session, Some(MonitorMode::Whisper)).await;
+    call.monitor(Some(MonitorMode::Whisper)).await;
     // The mode change reached the call (its event comes after the
     // session's reply), and nothing rang.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(rig.n_dialogs(), 2, "not rung again");
-    let call = rig.flow.live_calls().get(session).unwrap();
-    assert_eq!(call.media.stats().monitoring, None);
-    let kinds = rig
-        .history_until(session, |kinds| monitoring_story(kinds).len() == 2)
+    assert_eq!(call.rig.n_dialogs(), 2, "not rung again");
+    let media = &call.rig.flow.live_calls().get(call.session).unwrap().media;
+    assert_eq!(media.stats().monitoring, None);
+    let kinds = call
+        .history_until(|kinds| monitoring_story(kinds).len() == 2)
         .await;
     assert_eq!(
         monitoring_story(&kinds),
@@ -335,13 +341,5 @@ async fn a_declining_supervisors_phone_is_not_rung_again_on_a_mode_change() {
         ],
         "the desktop follows on"
     );
-
-    rig.board
-        .call_control(&AgentId::new("paul"), session, CallControl::HangUp)
-        .await
-        .unwrap();
-    caller.await.unwrap().assert_success();
-    paul.uas.await.unwrap().assert_success();
-    rig.assert_no_dialogs("every leg is hung up").await;
-    rig.stop().await;
+    call.hang_up().await;
 }

@@ -228,14 +228,9 @@ impl CallTask {
         if leg.answered {
             self.media_result(self.live.media.release_supervisor());
         }
-        let session = self.session();
         let SupervisorCallLeg { dialog, socket, .. } = leg;
         drop(socket);
-        self.spawn_hang_up(async move {
-            if let Err(error) = dialog.hangup().await {
-                debug!(session_id = %session, %error, "failed to hang up the supervisor's phone");
-            }
-        });
+        self.hang_up_phone(dialog, "supervisor");
     }
 }
 

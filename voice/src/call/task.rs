@@ -549,23 +549,26 @@ impl CallTask {
         if leg.answered {
             self.media_result(self.live.media.release_agent());
         }
-        let session = self.session();
         // The port goes back now, not when the phone answers the CANCEL.
         let AgentCallLeg { dialog, socket, .. } = leg;
         drop(socket);
+        self.hang_up_phone(dialog, "agent");
+    }
+
+    /// CANCEL (ringing) or BYE (answered) to a phone we rang, in the
+    /// background; `role` names whose in logs.
+    pub(super) fn hang_up_phone(&self, dialog: InviteDialog, role: &'static str) {
+        let session = self.session();
         self.spawn_hang_up(async move {
             if let Err(error) = dialog.hangup().await {
-                debug!(session_id = %session, %error, "failed to hang up the agent's phone");
+                debug!(session_id = %session, role, %error, "failed to hang up the phone");
             }
         });
     }
 
     /// Runs a BYE or CANCEL in the background: bounded in time, stopped with
     /// the endpoint, and waited for by [`super::CallFlow::hang_up_all`].
-    pub(super) fn spawn_hang_up(
-        &self,
-        hang_up: impl std::future::Future<Output = ()> + Send + 'static,
-    ) {
+    fn spawn_hang_up(&self, hang_up: impl std::future::Future<Output = ()> + Send + 'static) {
         let bounded = async move {
             // A peer that never answers: the transaction's own timeout is 32 s.
             let _ = tokio::time::timeout(HANG_UP_WAIT, hang_up).await;
