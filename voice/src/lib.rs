@@ -10,9 +10,11 @@
 //! `call` is the call flow: an INVITE becomes a phone session in the
 //! runtime (`actors::Switchboard`) and the caller hears hold audio.
 //! `media` is pure RTP and SDP work on UDP sockets; `sip` is signalling on
-//! top of rsipstack. None of them holds routing logic: a call is a session, and
+//! top of rsipstack; `webrtc` is the browser as the agent's phone (str0m).
+//! None of them holds routing logic: a call is a session, and
 //! the runtime decides where it goes.
 
 pub mod call;
 pub mod media;
 pub mod sip;
+pub mod webrtc;

@@ -1,0 +1,286 @@
+//! A browser leg's task: feeds str0m what the sockets and the clock bring,
+//! does what it asks (send datagrams, report events), and moves audio
+//! between the browser and the call's media task (see the module above).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+
+use str0m::media::{Frequency, MediaData, MediaKind, MediaTime, Mid, Pt};
+use str0m::net::{Protocol, Receive};
+use str0m::{Event, IceConnectionState, Input, Output, Rtc};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tracing::{debug, info};
+
+use super::{BrowserEnd, BrowserEvent, BrowserLegSetup, Command, Counters};
+use crate::media::rtp::{HEADER_LEN, RtpHeader, RtpPacket};
+use crate::media::{Codec, MediaFormat, RtpSocket};
+
+/// Receive buffers: larger than any datagram either side sends.
+const RECV_BUFFER: usize = 2048;
+
+pub(super) struct LegTask {
+    rtc: Rtc,
+    browser: RtpSocket,
+    /// The host candidate's address: what str0m knows as our side.
+    advertised: SocketAddr,
+    inner: UdpSocket,
+    media_peer: SocketAddr,
+    format: MediaFormat,
+    commands: mpsc::UnboundedReceiver<Command>,
+    events: mpsc::UnboundedSender<BrowserEvent>,
+    counters: Arc<Counters>,
+    /// The audio section, once str0m has added it.
+    mid: Option<Mid>,
+    /// The browser's payload type for the call's codec.
+    browser_pt: Option<Pt>,
+    /// The plain RTP stream to the media task.
+    ssrc: u32,
+    sequence: u16,
+    connected: bool,
+    connect_timeout: std::time::Duration,
+    /// One packet to the media task, reused.
+    packet: Vec<u8>,
+}
+
+impl LegTask {
+    pub(super) fn new(
+        rtc: Rtc,
+        sockets: BrowserLegSetup,
+        inner: UdpSocket,
+        format: MediaFormat,
+        commands: mpsc::UnboundedReceiver<Command>,
+        events: mpsc::UnboundedSender<BrowserEvent>,
+        counters: Arc<Counters>,
+    ) -> LegTask {
+        LegTask {
+            rtc,
+            browser: sockets.browser,
+            advertised: sockets.advertised,
+            inner,
+            media_peer: sockets.media_peer,
+            format,
+            commands,
+            events,
+            counters,
+            mid: None,
+            browser_pt: None,
+            ssrc: crate::media::random_u32(),
+            sequence: crate::media::random_u32() as u16,
+            connected: false,
+            connect_timeout: sockets.connect_timeout,
+            packet: Vec::with_capacity(RECV_BUFFER),
+        }
+    }
+
+    pub(super) async fn run(mut self) {
+        let end = self.serve().await;
+        match &end {
+            BrowserEnd::Failed(reason) => info!(%reason, "browser leg failed"),
+            other => debug!(end = ?other, "browser leg ended"),
+        }
+        // Tell the browser (DTLS close_notify) on a best-effort basis.
+        self.rtc.disconnect();
+        let _ = self.drain();
+        let _ = self.events.send(BrowserEvent::Ended(end));
+    }
+
+    async fn serve(&mut self) -> BrowserEnd {
+        let mut from_browser = vec![0u8; RECV_BUFFER];
+        let mut from_media = vec![0u8; RECV_BUFFER];
+        let connect_by = tokio::time::Instant::now() + self.connect_timeout;
+        loop {
+            let timeout = match self.drain() {
+                Ok(timeout) => tokio::time::Instant::from_std(timeout),
+                Err(end) => return end,
+            };
+            if !self.rtc.is_alive() {
+                return match self.connected {
+                    true => BrowserEnd::Disconnected,
+                    false => BrowserEnd::Failed("the connection closed before it was up".into()),
+                };
+            }
+            tokio::select! {
+                command = self.commands.recv() => match command {
+                    Some(Command::Candidate(candidate)) => self.rtc.add_remote_candidate(candidate),
+                    Some(Command::Close) | None => return BrowserEnd::Closed,
+                },
+                received = self.browser.socket().recv_from(&mut from_browser) => match received {
+                    Ok((len, source)) => self.take_from_browser(&from_browser[..len], source),
+                    Err(error) => debug!(%error, "browser socket receive failed"),
+                },
+                received = self.inner.recv_from(&mut from_media) => match received {
+                    Ok((len, source)) if source == self.media_peer => {
+                        self.forward_to_browser(&from_media[..len]);
+                    }
+                    Ok((_, source)) => debug!(%source, "a stranger on the browser leg's loopback socket"),
+                    Err(error) => debug!(%error, "loopback receive failed"),
+                },
+                () = tokio::time::sleep_until(timeout) => {
+                    if let Err(error) = self.rtc.handle_input(Input::Timeout(Instant::now())) {
+                        return BrowserEnd::Failed(error.to_string());
+                    }
+                }
+                () = tokio::time::sleep_until(connect_by), if !self.connected => {
+                    return BrowserEnd::Failed(format!(
+                        "ice and dtls did not connect within {:?}",
+                        self.connect_timeout
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Does what str0m asks until it only waits; returns when it next wants
+    /// the clock.
+    fn drain(&mut self) -> Result<Instant, BrowserEnd> {
+        loop {
+            match self.rtc.poll_output() {
+                Ok(Output::Timeout(at)) => return Ok(at),
+                Ok(Output::Transmit(transmit)) => {
+                    if let Err(error) = self
+                        .browser
+                        .socket()
+                        .try_send_to(&transmit.contents, transmit.destination)
+                    {
+                        debug!(%error, destination = %transmit.destination, "send to the browser failed");
+                    }
+                }
+                Ok(Output::Event(event)) => self.on_event(event),
+                Err(error) => return Err(BrowserEnd::Failed(error.to_string())),
+            }
+        }
+    }
+
+    fn take_from_browser(&mut self, datagram: &[u8], source: SocketAddr) {
+        let Ok(contents) = datagram.try_into() else {
+            debug!(%source, len = datagram.len(), "not stun, dtls nor srtp: dropped");
+            return;
+        };
+        let input = Input::Receive(
+            Instant::now(),
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination: self.advertised,
+                contents,
+            },
+        );
+        if let Err(error) = self.rtc.handle_input(input) {
+            debug!(%source, %error, "datagram from the browser refused");
+        }
+    }
+
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Connected => {
+                self.connected = true;
+                self.counters.connected.store(true, Relaxed);
+                let _ = self.events.send(BrowserEvent::Connected);
+            }
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                // str0m stops being alive next; `serve` sees that.
+                self.rtc.disconnect();
+            }
+            Event::MediaAdded(added) if added.kind == MediaKind::Audio => {
+                self.mid = Some(added.mid);
+                self.browser_pt = self.rtc.writer(added.mid).and_then(|writer| {
+                    writer
+                        .payload_params()
+                        .find(|params| codec_of(params.spec().codec) == Some(self.format.codec))
+                        .map(|params| params.pt())
+                });
+            }
+            Event::MediaData(data) => self.forward_to_media(&data),
+            Event::MediaIngressStats(stats) => {
+                self.counters.jitter_units.store(stats.jitter, Relaxed);
+                if let Some(loss) = stats.loss {
+                    let permille = (loss.clamp(0.0, 1.0) * 1000.0).round() as u32;
+                    self.counters.loss_permille.store(permille, Relaxed);
+                }
+                self.note_rtt(stats.rtt);
+            }
+            Event::MediaEgressStats(stats) => self.note_rtt(stats.rtt),
+            _ => {}
+        }
+    }
+
+    fn note_rtt(&self, rtt: Option<std::time::Duration>) {
+        if let Some(rtt) = rtt {
+            let micros = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX).max(1);
+            self.counters.rtt_micros.store(micros, Relaxed);
+        }
+    }
+
+    /// The browser's audio, as plain RTP to the media task: our SSRC and
+    /// sequence, the browser's timestamp, the call's payload type.
+    fn forward_to_media(&mut self, data: &MediaData) {
+        if data.time.frequency() != Frequency::EIGHT_KHZ {
+            return;
+        }
+        let header = RtpHeader {
+            marker: data.audio_start_of_talk_spurt,
+            payload_type: self.format.payload_type,
+            sequence: self.sequence,
+            timestamp: data.time.numer() as u32,
+            ssrc: self.ssrc,
+        };
+        self.sequence = self.sequence.wrapping_add(1);
+        self.packet.clear();
+        self.packet.resize(HEADER_LEN, 0);
+        header.write(&mut self.packet);
+        self.packet.extend_from_slice(&data.data);
+        match self.inner.try_send_to(&self.packet, self.media_peer) {
+            Ok(_) => {
+                self.counters.from_browser.fetch_add(1, Relaxed);
+            }
+            Err(error) => debug!(%error, "browser audio not forwarded"),
+        }
+    }
+
+    /// Plain RTP from the media task (the caller, hold audio, a mix) to the
+    /// browser, in the browser's payload type for the codec.
+    fn forward_to_browser(&mut self, datagram: &[u8]) {
+        let Ok(packet) = RtpPacket::parse(datagram) else {
+            return;
+        };
+        if packet.header.payload_type != self.format.payload_type {
+            // DTMF and comfort noise from the caller stay on the call.
+            return;
+        }
+        let (Some(mid), Some(pt), true) = (self.mid, self.browser_pt, self.connected) else {
+            self.counters.dropped_to_browser.fetch_add(1, Relaxed);
+            return;
+        };
+        let Some(writer) = self.rtc.writer(mid) else {
+            self.counters.dropped_to_browser.fetch_add(1, Relaxed);
+            return;
+        };
+        let time = MediaTime::new(u64::from(packet.header.timestamp), Frequency::EIGHT_KHZ);
+        match writer.start_of_talkspurt(packet.header.marker).write(
+            pt,
+            Instant::now(),
+            time,
+            packet.payload.to_vec(),
+        ) {
+            Ok(()) => {
+                self.counters.to_browser.fetch_add(1, Relaxed);
+            }
+            Err(error) => {
+                debug!(%error, "audio to the browser not written");
+                self.counters.dropped_to_browser.fetch_add(1, Relaxed);
+            }
+        }
+    }
+}
+
+/// Our codec for str0m's, when it is one of ours.
+fn codec_of(codec: str0m::format::Codec) -> Option<Codec> {
+    match codec {
+        str0m::format::Codec::PCMU => Some(Codec::Pcmu),
+        str0m::format::Codec::PCMA => Some(Codec::Pcma),
+        _ => None,
+    }
+}

@@ -1,0 +1,346 @@
+//! A browser leg against a real WebRTC peer over loopback: a second str0m
+//! `Rtc` plays the browser (ICE, DTLS-SRTP, G.711 — what Chromium does,
+//! without Chromium), and a UDP socket plays the call's media task.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use str0m::change::{SdpAnswer, SdpPendingOffer};
+use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, Input, Output, Rtc};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use super::*;
+use crate::media::rtp::{HEADER_LEN, RtpHeader, RtpPacket};
+
+const PCMU: MediaFormat = MediaFormat {
+    codec: Codec::Pcmu,
+    payload_type: 0,
+    telephone_event: Some(101),
+};
+
+/// What the test browser saw.
+#[derive(Debug)]
+enum Seen {
+    Connected,
+    Audio(Vec<u8>),
+}
+
+/// The browser: an `Rtc` on its own loopback socket, in its own task,
+/// sending a 20 ms frame of `tone` every 20 ms once connected.
+struct TestBrowser {
+    seen: mpsc::UnboundedReceiver<Seen>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// A browser's offer of audio in `codecs` (str0m's defaults otherwise).
+fn browser(pcmu: bool, opus: bool) -> (Rtc, Mid, str0m::change::SdpOffer, SdpPendingOffer) {
+    let mut rtc = Rtc::builder()
+        .set_crypto_provider(crypto())
+        .clear_codecs()
+        .enable_pcmu(pcmu, false)
+        .enable_opus(opus, false)
+        .build(Instant::now());
+    let mut api = rtc.sdp_api();
+    let mid = api.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
+    let (offer, pending) = api.apply().expect("an offer");
+    (rtc, mid, offer, pending)
+}
+
+impl TestBrowser {
+    fn start(mut rtc: Rtc, mid: Mid, socket: UdpSocket, tone: u8) -> TestBrowser {
+        let (seen_tx, seen) = mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            let local = socket.local_addr().unwrap();
+            let mut buffer = vec![0u8; 2048];
+            let mut connected = false;
+            let mut next_frame = tokio::time::Instant::now();
+            let mut timestamp = 0u64;
+            loop {
+                let timeout = loop {
+                    match rtc.poll_output().unwrap() {
+                        Output::Timeout(at) => break tokio::time::Instant::from_std(at),
+                        Output::Transmit(transmit) => {
+                            let _ = socket.try_send_to(&transmit.contents, transmit.destination);
+                        }
+                        Output::Event(Event::Connected) => {
+                            connected = true;
+                            let _ = seen_tx.send(Seen::Connected);
+                        }
+                        Output::Event(Event::MediaData(data)) => {
+                            let _ = seen_tx.send(Seen::Audio(data.data.to_vec()));
+                        }
+                        Output::Event(_) => {}
+                    }
+                };
+                if !rtc.is_alive() {
+                    return;
+                }
+                let deadline = match connected {
+                    true => timeout.min(next_frame),
+                    false => timeout,
+                };
+                tokio::select! {
+                    received = socket.recv_from(&mut buffer) => {
+                        let (len, source) = received.unwrap();
+                        let Ok(contents) = buffer[..len].try_into() else { continue };
+                        let input = Input::Receive(Instant::now(), Receive {
+                            proto: Protocol::Udp, source, destination: local, contents,
+                        });
+                        let _ = rtc.handle_input(input);
+                    }
+                    () = tokio::time::sleep_until(deadline) => {
+                        if connected && tokio::time::Instant::now() >= next_frame {
+                            next_frame += Duration::from_millis(20);
+                            let writer = rtc.writer(mid).unwrap();
+                            let pt = writer.payload_params().next().unwrap().pt();
+                            let time = MediaTime::new(timestamp, Frequency::EIGHT_KHZ);
+                            timestamp += 160;
+                            writer.write(pt, Instant::now(), time, vec![tone; 160]).unwrap();
+                        }
+                        let _ = rtc.handle_input(Input::Timeout(Instant::now()));
+                    }
+                }
+            }
+        });
+        TestBrowser { seen, task }
+    }
+
+    /// The next audio payload the browser received (within 5 s).
+    async fn next_audio(&mut self) -> Vec<u8> {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), self.seen.recv()).await {
+                Ok(Some(Seen::Audio(payload))) => return payload,
+                Ok(Some(Seen::Connected)) => continue,
+                other => panic!("no audio reached the browser: {other:?}"),
+            }
+        }
+    }
+}
+
+async fn loopback() -> UdpSocket {
+    UdpSocket::bind("127.0.0.1:0").await.unwrap()
+}
+
+fn browser_socket() -> RtpSocket {
+    RtpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap()
+}
+
+fn setup(media_peer: SocketAddr) -> BrowserLegSetup {
+    let browser = browser_socket();
+    let advertised = browser.local_addr();
+    BrowserLegSetup {
+        browser,
+        advertised,
+        media_peer,
+        connect_timeout: Duration::from_secs(5),
+    }
+}
+
+/// One plain RTP packet as the call's media task sends it.
+fn rtp(sequence: u16, payload: &[u8]) -> Vec<u8> {
+    let mut packet = vec![0u8; HEADER_LEN];
+    RtpHeader {
+        marker: sequence == 0,
+        payload_type: 0,
+        sequence,
+        timestamp: u32::from(sequence) * 160,
+        ssrc: 0xCA11,
+    }
+    .write(&mut packet);
+    packet.extend_from_slice(payload);
+    packet
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_flows_both_ways_between_a_browser_and_the_call() {
+    let media = loopback().await;
+    let (rtc, mid, offer, pending) = browser(true, true);
+    let Answered {
+        leg,
+        answer,
+        mut events,
+    } = BrowserLeg::answer(
+        &offer.to_sdp_string(),
+        PCMU,
+        setup(media.local_addr().unwrap()),
+    )
+    .unwrap();
+    assert!(answer.contains("a=rtpmap:0 PCMU/8000"), "{answer}");
+    assert!(!answer.contains("opus"), "only the call's codec: {answer}");
+    assert!(answer.contains("a=fingerprint:sha-256"), "dtls: {answer}");
+    assert!(answer.contains("typ host"), "our host candidate: {answer}");
+
+    let mut rtc = rtc;
+    rtc.sdp_api()
+        .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())
+        .unwrap();
+    let socket = loopback().await;
+    let candidate = Candidate::host(socket.local_addr().unwrap(), "udp").unwrap();
+    rtc.add_local_candidate(candidate.clone());
+    // Trickled as the browser's page would send it.
+    leg.add_remote_candidate(&candidate.to_sdp_string())
+        .unwrap();
+    let mut browser = TestBrowser::start(rtc, mid, socket, 0x55);
+
+    let connected = tokio::time::timeout(Duration::from_secs(5), events.recv()).await;
+    assert_eq!(connected.unwrap(), Some(BrowserEvent::Connected));
+
+    // Browser → call: plain RTP on loopback, the call's payload type, one
+    // SSRC, consecutive sequence numbers, the browser's audio unchanged.
+    let mut buffer = [0u8; 2048];
+    let mut headers = Vec::new();
+    while headers.len() < 10 {
+        let (len, source) =
+            tokio::time::timeout(Duration::from_secs(5), media.recv_from(&mut buffer))
+                .await
+                .expect("the browser's audio reaches the call")
+                .unwrap();
+        assert_eq!(source, leg.media_addr());
+        let packet = RtpPacket::parse(&buffer[..len]).unwrap();
+        assert_eq!(packet.header.payload_type, 0);
+        assert_eq!(packet.payload, &[0x55; 160][..]);
+        headers.push(packet.header);
+    }
+    for pair in headers.windows(2) {
+        assert_eq!(pair[1].ssrc, pair[0].ssrc);
+        assert_eq!(pair[1].sequence, pair[0].sequence.wrapping_add(1));
+    }
+
+    // Call → browser: what the media task sends arrives decrypted.
+    for sequence in 0..10u16 {
+        media
+            .send_to(&rtp(sequence, &[0xAA; 160]), leg.media_addr())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(browser.next_audio().await, vec![0xAA; 160]);
+
+    let stats = leg.stats();
+    assert!(stats.connected);
+    assert!(stats.from_browser >= 10, "{stats:?}");
+    assert!(stats.to_browser >= 1, "{stats:?}");
+    leg.close().await;
+    assert_eq!(
+        events.recv().await,
+        Some(BrowserEvent::Ended(BrowserEnd::Closed))
+    );
+    browser.task.abort();
+}
+
+#[tokio::test]
+async fn an_offer_without_the_calls_codec_or_garbage_is_refused() {
+    let media = loopback().await;
+    let (_rtc, _mid, opus_only, _pending) = browser(false, true);
+    let refused = BrowserLeg::answer(
+        &opus_only.to_sdp_string(),
+        PCMU,
+        setup(media.local_addr().unwrap()),
+    )
+    .unwrap_err();
+    assert_eq!(refused, WebRtcError::NoCommonCodec { codec: "PCMU" });
+    let garbage =
+        BrowserLeg::answer("v=0\r\nnot sdp", PCMU, setup(media.local_addr().unwrap())).unwrap_err();
+    assert!(matches!(garbage, WebRtcError::Offer(_)), "{garbage:?}");
+}
+
+#[tokio::test]
+async fn a_bad_candidate_is_refused_and_an_unanswered_leg_fails_in_time() {
+    let media = loopback().await;
+    let (_rtc, _mid, offer, _pending) = browser(true, false);
+    let mut setup = setup(media.local_addr().unwrap());
+    setup.connect_timeout = Duration::from_millis(300);
+    let Answered {
+        leg, mut events, ..
+    } = BrowserLeg::answer(&offer.to_sdp_string(), PCMU, setup).unwrap();
+    let refused = leg.add_remote_candidate("candidate:garbage").unwrap_err();
+    assert!(matches!(refused, WebRtcError::Candidate(_)), "{refused:?}");
+    leg.add_remote_candidate("").unwrap();
+    // Nobody ever connects: the leg fails on its own.
+    let ended = tokio::time::timeout(Duration::from_secs(5), events.recv())
+        .await
+        .unwrap();
+    assert!(
+        matches!(ended, Some(BrowserEvent::Ended(BrowserEnd::Failed(_)))),
+        "{ended:?}"
+    );
+    assert!(!leg.stats().connected);
+}
+
+/// The leg bridged into a call's real media task: the caller (plain RTP on
+/// loopback) and the browser (SRTP) hear each other, as a desk phone would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_and_a_browser_talk_through_the_calls_media_task() {
+    use crate::media::{AgentLeg, CallMedia, CallMediaConfig, Mode};
+
+    let caller = loopback().await;
+    let media = CallMedia::start(
+        RtpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap(),
+        CallMediaConfig {
+            format: PCMU,
+            caller: Some(caller.local_addr().unwrap()),
+            mode: Mode::Stopped,
+        },
+        None,
+    );
+    let agent_socket = RtpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let (rtc, mid, offer, pending) = browser(true, false);
+    let Answered {
+        leg,
+        answer,
+        mut events,
+    } = BrowserLeg::answer(
+        &offer.to_sdp_string(),
+        PCMU,
+        setup(agent_socket.local_addr()),
+    )
+    .unwrap();
+    media
+        .bridge(AgentLeg {
+            socket: agent_socket,
+            remote: Some(leg.media_addr()),
+        })
+        .unwrap();
+    let mut rtc = rtc;
+    rtc.sdp_api()
+        .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())
+        .unwrap();
+    let socket = loopback().await;
+    let candidate = Candidate::host(socket.local_addr().unwrap(), "udp").unwrap();
+    rtc.add_local_candidate(candidate.clone());
+    leg.add_remote_candidate(&candidate.to_sdp_string())
+        .unwrap();
+    let mut browser = TestBrowser::start(rtc, mid, socket, 0x33);
+    let connected = tokio::time::timeout(Duration::from_secs(5), events.recv()).await;
+    assert_eq!(connected.unwrap(), Some(BrowserEvent::Connected));
+
+    // The browser's tone reaches the caller, from the call's own port.
+    let mut buffer = [0u8; 2048];
+    let (len, source) = tokio::time::timeout(Duration::from_secs(5), caller.recv_from(&mut buffer))
+        .await
+        .expect("the browser's audio reaches the caller")
+        .unwrap();
+    assert_eq!(source, media.local_addr(), "symmetric rtp");
+    assert_eq!(
+        RtpPacket::parse(&buffer[..len]).unwrap().payload,
+        &[0x33; 160][..]
+    );
+
+    // The caller's audio reaches the browser.
+    for sequence in 0..10u16 {
+        caller
+            .send_to(&rtp(sequence, &[0x77; 160]), media.local_addr())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(browser.next_audio().await, vec![0x77; 160]);
+    assert!(media.stats().from_agent.relayed > 0);
+    assert!(media.stats().from_caller.relayed > 0);
+    leg.close().await;
+    media.end().await;
+    browser.task.abort();
+}
