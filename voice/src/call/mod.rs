@@ -44,6 +44,7 @@
 //! [`CallFlow::hang_up_all`] ends every call when the process stops; a call
 //! whose caller's RTP stops for `voice.rtp_timeout_secs` ends as dropped.
 
+mod browser;
 mod caller;
 mod dial;
 mod info;
@@ -70,6 +71,7 @@ use crate::media::{
 use crate::sip::metrics::{CALLS_ACTIVE, CallOutcome, call_ended};
 use crate::sip::{CallHandler, IncomingCall, IvrConfig, VoiceConfig};
 
+pub use browser::{BrowserCallError, Softphones};
 pub use caller::{Caller, caller_of, parse_identity};
 
 /// Why a [`CallFlow`] cannot be built from the configuration.
@@ -110,6 +112,8 @@ struct FlowInner {
     /// Written into SDP answers (behind NAT it is not the bind address).
     public_ip: IpAddr,
     calls: LiveCalls,
+    /// Agents who take calls in their browser.
+    softphones: Softphones,
     /// The menu before the queue.
     ivr: IvrConfig,
     /// `voice.early_media`: 183 with SDP while queued, 200 on the answer.
@@ -149,6 +153,7 @@ impl CallFlow {
                 stopping: tokio_util::sync::CancellationToken::new(),
                 hang_ups: tokio_util::task::TaskTracker::new(),
                 setting_up: Default::default(),
+                softphones: Softphones::default(),
             }),
         })
     }
@@ -156,6 +161,11 @@ impl CallFlow {
     /// The calls that are up now, by session.
     pub fn live_calls(&self) -> &LiveCalls {
         &self.inner.calls
+    }
+
+    /// Which agents take calls in their browser (their desktops say so).
+    pub fn softphones(&self) -> &Softphones {
+        &self.inner.softphones
     }
 
     /// RTP ports free now (every call holds one).
@@ -257,6 +267,8 @@ pub struct LiveCall {
     /// The negotiated codec and telephone-event payload type, which the
     /// agent's phone will be offered exactly.
     pub answer: Answer,
+    /// Requests to the call's task (a browser's offer and candidates).
+    commands: tokio::sync::mpsc::UnboundedSender<browser::CallCommand>,
 }
 
 impl std::fmt::Debug for LiveCall {
@@ -445,12 +457,14 @@ async fn run_call(inner: Arc<FlowInner>, call: IncomingCall) {
         }
         MediaStage::Pending(socket, dtmf_tx) => start_media(socket, dtmf_tx, Mode::Hold),
     };
+    let (commands, command_rx) = tokio::sync::mpsc::unbounded_channel();
     let live = Arc::new(LiveCall {
         session,
         customer: customer.clone(),
         caller_leg: dialog.clone(),
         media,
         answer,
+        commands,
     });
     inner.calls.insert(live.clone());
     let _registration = Registration {
@@ -486,6 +500,9 @@ async fn run_call(inner: Arc<FlowInner>, call: IncomingCall) {
         caller_sdp: sdp_session,
         caller_media: local,
         agent: None,
+        browser: None,
+        offered: None,
+        commands: command_rx,
         supervisor: None,
         supervisors_done: Vec::new(),
         assigned: None,

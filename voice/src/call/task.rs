@@ -20,6 +20,7 @@ use rsipstack::sip::{Header, Method, Request, Response, StatusCode};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use super::browser::{BrowserCallLeg, CallCommand, next_browser_event};
 use super::dial::answer_phone_offer;
 use super::info::{InfoBody, info_body};
 use super::monitor::{SupervisorCallLeg, SupervisorLegEvent, next_supervisor_event};
@@ -58,6 +59,13 @@ pub(super) struct CallTask {
     pub(super) caller_media: LocalMedia,
     /// The agent's phone, ringing or connected.
     pub(super) agent: Option<AgentCallLeg>,
+    /// The agent's browser as their phone, connecting or connected
+    /// (browser.rs).
+    pub(super) browser: Option<BrowserCallLeg>,
+    /// Whom the session offers the call to now, as its events said.
+    pub(super) offered: Option<AgentId>,
+    /// Requests from outside (a browser's offer and candidates).
+    pub(super) commands: mpsc::UnboundedReceiver<CallCommand>,
     /// A monitoring supervisor's phone, ringing or connected (monitor.rs).
     pub(super) supervisor: Option<SupervisorCallLeg>,
     /// Supervisors whose phone declined, never answered or hung up: not
@@ -118,7 +126,11 @@ impl CallTask {
             tokio::time::Instant::now() + EARLY_MEDIA_REFRESH,
             EARLY_MEDIA_REFRESH,
         );
-        while self.caller_up || self.agent.is_some() || self.supervisor.is_some() {
+        while self.caller_up
+            || self.agent.is_some()
+            || self.browser.is_some()
+            || self.supervisor.is_some()
+        {
             tokio::select! {
                 _ = progress.tick(), if self.early && self.caller_up => {
                     let sdp = self.caller_sdp.describe(&self.caller_media).into_bytes();
@@ -139,6 +151,8 @@ impl CallTask {
                     Some(state) => self.on_agent(state).await,
                     None => self.drop_agent_leg(),
                 },
+                event = next_browser_event(&mut self.browser) => self.on_browser_event(event).await,
+                Some(command) = self.commands.recv() => self.on_command(command).await,
                 event = next_supervisor_event(&mut self.supervisor) => match event {
                     SupervisorLegEvent::State(Some(state)) => self.on_supervisor(state).await,
                     SupervisorLegEvent::State(None) => self.drop_supervisor_leg(),
@@ -193,13 +207,26 @@ impl CallTask {
     async fn on_session(&mut self, event: &Event) {
         match &event.kind {
             EventKind::Offered { agent, .. } => {
+                self.offered = Some(agent.clone());
                 if self.agent.as_ref().is_some_and(|leg| !leg.answered) {
                     // A leg left over from an earlier offer.
                     self.drop_agent_leg();
                 }
+                if self
+                    .browser
+                    .as_ref()
+                    .is_some_and(|_| !self.browser_ringing_for(agent))
+                {
+                    self.drop_browser_leg();
+                }
                 if self.agent.is_none() {
                     self.ring(agent.clone()).await;
                 }
+            }
+            EventKind::OfferLapsed { agent } if self.browser_ringing_for(agent) => {
+                info!(session_id = %self.session(), agent_id = %agent, "offer lapsed: closing the agent's browser leg");
+                self.offered = None;
+                self.drop_browser_leg();
             }
             EventKind::OfferLapsed { agent }
                 if self
@@ -220,8 +247,10 @@ impl CallTask {
             }
             EventKind::Transferred { .. } => {
                 self.assigned = None;
+                self.offered = None;
                 self.held = false;
                 self.drop_agent_leg();
+                self.drop_browser_leg();
                 self.media_result(self.live.media.release_agent());
             }
             EventKind::Call(CallEvent::Held) => {
@@ -287,6 +316,7 @@ impl CallTask {
             DialogState::Terminated(_, reason) => {
                 self.caller_up = false;
                 self.drop_agent_leg();
+                self.drop_browser_leg();
                 self.drop_supervisor_leg();
                 self.end(caller_end(&reason)).await;
                 info!(session_id = %self.session(), ?reason, "caller leg ended");
@@ -331,6 +361,10 @@ impl CallTask {
     /// INVITEs `agent`'s registered phone with the caller's codec.
     async fn ring(&mut self, agent: AgentId) {
         let session = self.session();
+        if self.inner.softphones.prefers_browser(&agent) {
+            debug!(session_id = %session, agent_id = %agent, "the agent takes calls in the browser: their desktop rings");
+            return;
+        }
         let display_name = self.caller_display_name();
         let Some(dialled) = self.dial(&agent, "agent", display_name) else {
             return;
@@ -415,15 +449,7 @@ impl CallTask {
         };
         leg.answered = true;
         self.ever_answered = true;
-        if self.early {
-            // Early media until now: the caller's 200 goes with the answer.
-            self.early = false;
-            let sdp = self.caller_sdp.describe(&self.caller_media).into_bytes();
-            let headers = vec![Header::ContentType("application/sdp".into())];
-            if let Err(error) = self.live.caller_leg.accept(Some(headers), Some(sdp)) {
-                debug!(session_id = %session, %error, "the caller's 200 not sent: the caller left");
-            }
-        }
+        self.answer_early_media_caller();
         let Some(leg) = self.agent.as_mut() else {
             return;
         };
@@ -452,6 +478,26 @@ impl CallTask {
             }
             Err(error) => warn!(session_id = %session, %error, "answer not recorded"),
         }
+    }
+
+    /// Early media until now: the caller's 200 goes with the agent's answer.
+    pub(super) fn answer_early_media_caller(&mut self) {
+        if !self.early {
+            return;
+        }
+        self.early = false;
+        let sdp = self.caller_sdp.describe(&self.caller_media).into_bytes();
+        let headers = vec![Header::ContentType("application/sdp".into())];
+        if let Err(error) = self.live.caller_leg.accept(Some(headers), Some(sdp)) {
+            debug!(session_id = %self.session(), %error, "the caller's 200 not sent: the caller left");
+        }
+    }
+
+    /// Whether `agent`'s desk phone answered the call.
+    pub(super) fn agent_leg_answered_by(&self, agent: &AgentId) -> bool {
+        self.agent
+            .as_ref()
+            .is_some_and(|leg| &leg.agent == agent && leg.answered)
     }
 
     /// The agent's phone's re-INVITE or UPDATE: hold and resume (as the
@@ -542,7 +588,7 @@ impl CallTask {
 
     /// Hangs up the agent's leg (CANCEL while it rings, BYE once answered)
     /// without waiting; its end is not reported back.
-    fn drop_agent_leg(&mut self) {
+    pub(super) fn drop_agent_leg(&mut self) {
         let Some(leg) = self.agent.take() else {
             return;
         };
@@ -585,6 +631,7 @@ impl CallTask {
     /// The call is over: both legs go down, without waiting.
     fn hang_up_all(&mut self) {
         self.drop_agent_leg();
+        self.drop_browser_leg();
         self.drop_supervisor_leg();
         self.media_result(self.live.media.stop());
         if self.caller_up {

@@ -305,6 +305,3 @@ fn answer_has_audio(answer: &str, codec: Codec) -> bool {
         .lines()
         .any(|line| line.starts_with("a=rtpmap:") && line.contains(&rtpmap))
 }
-
-#[cfg(test)]
-mod tests;

@@ -2,123 +2,22 @@
 //! `Rtc` plays the browser (ICE, DTLS-SRTP, G.711 — what Chromium does,
 //! without Chromium), and a UDP socket plays the call's media task.
 
+mod webrtc_peer;
+
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use str0m::change::{SdpAnswer, SdpPendingOffer};
-use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
-use str0m::net::{Protocol, Receive};
-use str0m::{Candidate, Event, Input, Output, Rtc};
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
-
-use super::*;
-use crate::media::rtp::{HEADER_LEN, RtpHeader, RtpPacket};
+use voice::media::rtp::{HEADER_LEN, RtpHeader, RtpPacket};
+use voice::media::{Codec, MediaFormat, RtpSocket};
+use voice::webrtc::{Answered, BrowserEnd, BrowserEvent, BrowserLeg, BrowserLegSetup, WebRtcError};
+use webrtc_peer::{TestBrowser, browser};
 
 const PCMU: MediaFormat = MediaFormat {
     codec: Codec::Pcmu,
     payload_type: 0,
     telephone_event: Some(101),
 };
-
-/// What the test browser saw.
-#[derive(Debug)]
-enum Seen {
-    Connected,
-    Audio(Vec<u8>),
-}
-
-/// The browser: an `Rtc` on its own loopback socket, in its own task,
-/// sending a 20 ms frame of `tone` every 20 ms once connected.
-struct TestBrowser {
-    seen: mpsc::UnboundedReceiver<Seen>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-/// A browser's offer of audio in `codecs` (str0m's defaults otherwise).
-fn browser(pcmu: bool, opus: bool) -> (Rtc, Mid, str0m::change::SdpOffer, SdpPendingOffer) {
-    let mut rtc = Rtc::builder()
-        .set_crypto_provider(crypto())
-        .clear_codecs()
-        .enable_pcmu(pcmu, false)
-        .enable_opus(opus, false)
-        .build(Instant::now());
-    let mut api = rtc.sdp_api();
-    let mid = api.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
-    let (offer, pending) = api.apply().expect("an offer");
-    (rtc, mid, offer, pending)
-}
-
-impl TestBrowser {
-    fn start(mut rtc: Rtc, mid: Mid, socket: UdpSocket, tone: u8) -> TestBrowser {
-        let (seen_tx, seen) = mpsc::unbounded_channel();
-        let task = tokio::spawn(async move {
-            let local = socket.local_addr().unwrap();
-            let mut buffer = vec![0u8; 2048];
-            let mut connected = false;
-            let mut next_frame = tokio::time::Instant::now();
-            let mut timestamp = 0u64;
-            loop {
-                let timeout = loop {
-                    match rtc.poll_output().unwrap() {
-                        Output::Timeout(at) => break tokio::time::Instant::from_std(at),
-                        Output::Transmit(transmit) => {
-                            let _ = socket.try_send_to(&transmit.contents, transmit.destination);
-                        }
-                        Output::Event(Event::Connected) => {
-                            connected = true;
-                            let _ = seen_tx.send(Seen::Connected);
-                        }
-                        Output::Event(Event::MediaData(data)) => {
-                            let _ = seen_tx.send(Seen::Audio(data.data.to_vec()));
-                        }
-                        Output::Event(_) => {}
-                    }
-                };
-                if !rtc.is_alive() {
-                    return;
-                }
-                let deadline = match connected {
-                    true => timeout.min(next_frame),
-                    false => timeout,
-                };
-                tokio::select! {
-                    received = socket.recv_from(&mut buffer) => {
-                        let (len, source) = received.unwrap();
-                        let Ok(contents) = buffer[..len].try_into() else { continue };
-                        let input = Input::Receive(Instant::now(), Receive {
-                            proto: Protocol::Udp, source, destination: local, contents,
-                        });
-                        let _ = rtc.handle_input(input);
-                    }
-                    () = tokio::time::sleep_until(deadline) => {
-                        if connected && tokio::time::Instant::now() >= next_frame {
-                            next_frame += Duration::from_millis(20);
-                            let writer = rtc.writer(mid).unwrap();
-                            let pt = writer.payload_params().next().unwrap().pt();
-                            let time = MediaTime::new(timestamp, Frequency::EIGHT_KHZ);
-                            timestamp += 160;
-                            writer.write(pt, Instant::now(), time, vec![tone; 160]).unwrap();
-                        }
-                        let _ = rtc.handle_input(Input::Timeout(Instant::now()));
-                    }
-                }
-            }
-        });
-        TestBrowser { seen, task }
-    }
-
-    /// The next audio payload the browser received (within 5 s).
-    async fn next_audio(&mut self) -> Vec<u8> {
-        loop {
-            match tokio::time::timeout(Duration::from_secs(5), self.seen.recv()).await {
-                Ok(Some(Seen::Audio(payload))) => return payload,
-                Ok(Some(Seen::Connected)) => continue,
-                other => panic!("no audio reached the browser: {other:?}"),
-            }
-        }
-    }
-}
 
 async fn loopback() -> UdpSocket {
     UdpSocket::bind("127.0.0.1:0").await.unwrap()
@@ -173,17 +72,9 @@ async fn audio_flows_both_ways_between_a_browser_and_the_call() {
     assert!(answer.contains("a=fingerprint:sha-256"), "dtls: {answer}");
     assert!(answer.contains("typ host"), "our host candidate: {answer}");
 
-    let mut rtc = rtc;
-    rtc.sdp_api()
-        .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())
-        .unwrap();
-    let socket = loopback().await;
-    let candidate = Candidate::host(socket.local_addr().unwrap(), "udp").unwrap();
-    rtc.add_local_candidate(candidate.clone());
+    let (mut browser, candidate) = TestBrowser::connect(rtc, mid, pending, &answer, 0x55).await;
     // Trickled as the browser's page would send it.
-    leg.add_remote_candidate(&candidate.to_sdp_string())
-        .unwrap();
-    let mut browser = TestBrowser::start(rtc, mid, socket, 0x55);
+    leg.add_remote_candidate(&candidate).unwrap();
 
     let connected = tokio::time::timeout(Duration::from_secs(5), events.recv()).await;
     assert_eq!(connected.unwrap(), Some(BrowserEvent::Connected));
@@ -274,7 +165,7 @@ async fn a_bad_candidate_is_refused_and_an_unanswered_leg_fails_in_time() {
 /// loopback) and the browser (SRTP) hear each other, as a desk phone would.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_and_a_browser_talk_through_the_calls_media_task() {
-    use crate::media::{AgentLeg, CallMedia, CallMediaConfig, Mode};
+    use voice::media::{AgentLeg, CallMedia, CallMediaConfig, Mode};
 
     let caller = loopback().await;
     let media = CallMedia::start(
@@ -304,16 +195,8 @@ async fn a_caller_and_a_browser_talk_through_the_calls_media_task() {
             remote: Some(leg.media_addr()),
         })
         .unwrap();
-    let mut rtc = rtc;
-    rtc.sdp_api()
-        .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())
-        .unwrap();
-    let socket = loopback().await;
-    let candidate = Candidate::host(socket.local_addr().unwrap(), "udp").unwrap();
-    rtc.add_local_candidate(candidate.clone());
-    leg.add_remote_candidate(&candidate.to_sdp_string())
-        .unwrap();
-    let mut browser = TestBrowser::start(rtc, mid, socket, 0x33);
+    let (mut browser, candidate) = TestBrowser::connect(rtc, mid, pending, &answer, 0x33).await;
+    leg.add_remote_candidate(&candidate).unwrap();
     let connected = tokio::time::timeout(Duration::from_secs(5), events.recv()).await;
     assert_eq!(connected.unwrap(), Some(BrowserEvent::Connected));
 
