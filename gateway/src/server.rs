@@ -272,6 +272,7 @@ impl Server {
                 phones: phone
                     .as_ref()
                     .map(|(endpoint, _)| endpoint.registrar().clone()),
+                calls: phone.as_ref().map(|(_, calls)| calls.clone()),
                 channels,
                 cluster,
             },

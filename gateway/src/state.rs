@@ -53,6 +53,9 @@ pub struct Inner {
     pub ready: AtomicBool,
     /// Agents' phones registered with the SIP endpoint (`None`: `voice.enabled` is off).
     pub phones: Option<voice::sip::Registrar>,
+    /// The phone channel's live calls, for the browser as an agent's phone
+    /// (`None`: `voice.enabled` is off).
+    pub calls: Option<voice::call::CallFlow>,
     /// The message-channel accounts of `[[channels]]`, by name.
     pub channels: channels::Registry,
     /// Platform messages acknowledged lately, so that a platform's retry
@@ -69,6 +72,8 @@ pub struct Inner {
 pub struct WaysIn {
     /// Agents' phones registered with the SIP endpoint (`None`: `voice.enabled` is off).
     pub phones: Option<voice::sip::Registrar>,
+    /// The call flow (`None`: `voice.enabled` is off).
+    pub calls: Option<voice::call::CallFlow>,
     /// The adapters of the `[[channels]]` accounts, shared with the
     /// courier of replies.
     pub channels: channels::Registry,
@@ -89,6 +94,7 @@ impl AppState {
     ) -> AppState {
         let WaysIn {
             phones,
+            calls,
             channels,
             cluster,
         } = ways_in;
@@ -112,6 +118,7 @@ impl AppState {
             rules_text: Arc::new(Mutex::new(rules_text)),
             ready: AtomicBool::new(true),
             phones,
+            calls,
             channels,
             recent_channel_acks: Default::default(),
             cluster,

@@ -35,8 +35,12 @@ const PROTOCOL: &str = include_str!("../../PROTOCOL.md");
 
 /// Where error codes come from, as (path, text): the forward check looks
 /// each documented code up in all of them.
-const SOURCES: [(&str, &str); 13] = [
+const SOURCES: [(&str, &str); 14] = [
     ("gateway/src/error.rs", include_str!("../src/error.rs")),
+    (
+        "gateway/src/ws/agent/softphone.rs",
+        include_str!("../src/ws/agent/softphone.rs"),
+    ),
     (
         "gateway/src/access/mod.rs",
         include_str!("../src/access/mod.rs"),
@@ -906,6 +910,13 @@ fn server_types(endpoint: Endpoint) -> BTreeSet<String> {
     }
     for marker in ["kind: ", "listing(", "\"type\": "] {
         types.extend(literals_after(handler, marker));
+    }
+    if endpoint == Endpoint::Agent {
+        // The browser softphone's replies (`ws/agent/softphone.rs`).
+        types.extend(literals_after(
+            source("gateway/src/ws/agent/softphone.rs"),
+            "listing(",
+        ));
     }
     // The data platform's notices (`notice_frame`): ticket changes go to
     // customers and agents alike, 360° views (pushed with an offer) to

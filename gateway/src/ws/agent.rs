@@ -32,10 +32,11 @@ use crate::ws::link::{self, Flow, Handler, Link};
 use crate::ws::replies::{Replier, SocketGuard};
 
 use self::phone::PhoneWatch;
+use self::softphone::SoftphoneChoice;
 
 /// Every client frame `type` this endpoint takes (PROTOCOL.md §5.1 lists
 /// the same; `tests/protocol_doc.rs` checks both against the dispatch).
-pub const CLIENT_FRAME_TYPES: [&str; 19] = [
+pub const CLIENT_FRAME_TYPES: [&str; 22] = [
     "hello",
     "presence",
     "accept",
@@ -54,6 +55,9 @@ pub const CLIENT_FRAME_TYPES: [&str; 19] = [
     "monitor",
     "whisper",
     "usage",
+    "softphone",
+    "webrtc_offer",
+    "webrtc_candidate",
     "ping",
 ];
 
@@ -85,6 +89,7 @@ pub async fn upgrade(
             watching: Vec::new(),
             handed_on: HashSet::new(),
             phone,
+            softphone: None,
             usage_sent: Vec::new(),
         };
         (handler, events, notices)
@@ -107,6 +112,8 @@ struct AgentHandler {
     handed_on: HashSet<SessionId>,
     /// The agent's phone registration (`None`: the phone channel is off).
     phone: Option<PhoneWatch>,
+    /// This socket chose the browser as the agent's phone (`softphone`).
+    softphone: Option<SoftphoneChoice>,
     /// `usage` entries recorded in the last minute ([`AgentHandler::usage_admitted`]).
     usage_sent: Vec<((UsageAction, Option<DeskPanel>), std::time::Instant)>,
     _guard: SocketGuard,
@@ -561,6 +568,9 @@ impl Handler for AgentHandler {
                 },
                 Err(err) => link.send_error(err).await,
             },
+            "softphone" => self.on_softphone(link, &replier, frame).await,
+            "webrtc_offer" => self.on_webrtc_offer(link, &replier, frame).await,
+            "webrtc_candidate" => self.on_webrtc_candidate(link, &replier, frame).await,
             "ping" => match frame.fields::<NoFields>() {
                 Ok(_) => replier.pong(link).await,
                 Err(err) => link.send_error(err).await,
@@ -992,3 +1002,4 @@ impl AgentHandler {
 mod phone;
 #[cfg(test)]
 mod proptests;
+mod softphone;

@@ -1,0 +1,188 @@
+//! The browser as the agent's phone (docs/voice.md, "The browser as the
+//! phone"; PROTOCOL.md §5.1): `softphone` chooses it for this socket's
+//! agent, `webrtc_offer` and `webrtc_candidate` negotiate a call's WebRTC
+//! leg with the call flow, which answers with `webrtc_answer`.
+//!
+//! The choice belongs to the socket that made it: when that socket closes,
+//! the agent's desk phone rings again (a call already connected in the
+//! browser goes on: its audio does not pass through the socket).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use engine::ids::AgentId;
+use serde::{Deserialize, Serialize};
+use voice::call::{BrowserCallError, CallFlow};
+
+use super::{AgentHandler, listing};
+use crate::wire::WireSession;
+use crate::ws::frames::ClientFrame;
+use crate::ws::link::{Flow, Link};
+use crate::ws::replies::Replier;
+
+/// Longest SDP offer taken (a browser's audio-only offer is ~2–4 KiB).
+pub const MAX_SDP_BYTES: usize = 16 * 1024;
+/// Longest ICE candidate line taken.
+pub const MAX_CANDIDATE_BYTES: usize = 1024;
+
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq, Serialize))]
+#[serde(deny_unknown_fields)]
+pub(super) struct Softphone {
+    /// True: calls ring this browser; false: the desk phone again.
+    on: bool,
+}
+
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq, Serialize))]
+#[serde(deny_unknown_fields)]
+pub(super) struct WebRtcOffer {
+    session: WireSession,
+    sdp: String,
+}
+
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq, Serialize))]
+#[serde(deny_unknown_fields)]
+pub(super) struct WebRtcCandidate {
+    session: WireSession,
+    candidate: String,
+}
+
+#[derive(Serialize)]
+struct WebRtcAnswer {
+    session: WireSession,
+    sdp: String,
+}
+
+#[derive(Serialize)]
+struct SoftphoneBody {
+    on: bool,
+}
+
+/// One socket's choice of the browser as its agent's phone, given back
+/// when dropped (the socket closed, or `softphone` off).
+pub(super) struct SoftphoneChoice {
+    calls: CallFlow,
+    agent: AgentId,
+    connection: u64,
+}
+
+impl SoftphoneChoice {
+    fn choose(calls: &CallFlow, agent: &AgentId) -> SoftphoneChoice {
+        static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
+        let connection = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
+        calls.softphones().choose_browser(agent, connection);
+        SoftphoneChoice {
+            calls: calls.clone(),
+            agent: agent.clone(),
+            connection,
+        }
+    }
+}
+
+impl Drop for SoftphoneChoice {
+    fn drop(&mut self) {
+        self.calls
+            .softphones()
+            .release(&self.agent, self.connection);
+    }
+}
+
+/// The refusal when the phone channel is off.
+const PHONE_OFF: &str = "the phone channel is off on this server (voice.enabled)";
+
+impl AgentHandler {
+    /// The call flow; `None` when the phone channel is off.
+    fn call_flow(&self) -> Option<CallFlow> {
+        self.state.calls.clone()
+    }
+
+    pub(super) async fn on_softphone(
+        &mut self,
+        link: &mut Link,
+        replier: &Replier,
+        frame: ClientFrame,
+    ) -> Flow {
+        let (softphone, request_id) = match frame.fields::<Softphone>() {
+            Ok(fields) => fields,
+            Err(err) => return link.send_error(err).await,
+        };
+        let Some(calls) = self.call_flow() else {
+            return replier.refuse(link, "unavailable", PHONE_OFF.into()).await;
+        };
+        // Dropping an earlier choice first gives it back.
+        self.softphone = None;
+        if softphone.on {
+            self.softphone = Some(SoftphoneChoice::choose(&calls, &self.profile.id));
+        }
+        let body = SoftphoneBody { on: softphone.on };
+        link.send(&listing("softphone", request_id, body)).await
+    }
+
+    pub(super) async fn on_webrtc_offer(
+        &mut self,
+        link: &mut Link,
+        replier: &Replier,
+        frame: ClientFrame,
+    ) -> Flow {
+        let (offer, request_id) = match frame.fields::<WebRtcOffer>() {
+            Ok(fields) => fields,
+            Err(err) => return link.send_error(err).await,
+        };
+        if offer.sdp.len() > MAX_SDP_BYTES {
+            let message = format!(
+                "field `sdp`: {} bytes is over the limit of {MAX_SDP_BYTES}",
+                offer.sdp.len()
+            );
+            return replier.refuse(link, "invalid_message", message).await;
+        }
+        let Some(calls) = self.call_flow() else {
+            return replier.refuse(link, "unavailable", PHONE_OFF.into()).await;
+        };
+        let session = offer.session;
+        match calls
+            .browser_offer(&self.profile.id, session.0, offer.sdp)
+            .await
+        {
+            Ok(sdp) => {
+                let body = WebRtcAnswer { session, sdp };
+                link.send(&listing("webrtc_answer", request_id, body)).await
+            }
+            Err(error) => refuse(link, replier, error).await,
+        }
+    }
+
+    pub(super) async fn on_webrtc_candidate(
+        &mut self,
+        link: &mut Link,
+        replier: &Replier,
+        frame: ClientFrame,
+    ) -> Flow {
+        let (candidate, _) = match frame.fields::<WebRtcCandidate>() {
+            Ok(fields) => fields,
+            Err(err) => return link.send_error(err).await,
+        };
+        if candidate.candidate.len() > MAX_CANDIDATE_BYTES {
+            let message = format!(
+                "field `candidate`: {} bytes is over the limit of {MAX_CANDIDATE_BYTES}",
+                candidate.candidate.len()
+            );
+            return replier.refuse(link, "invalid_message", message).await;
+        }
+        let Some(calls) = self.call_flow() else {
+            return replier.refuse(link, "unavailable", PHONE_OFF.into()).await;
+        };
+        match calls
+            .browser_candidate(&self.profile.id, candidate.session.0, candidate.candidate)
+            .await
+        {
+            Ok(()) => replier.result(link, Ok(())).await,
+            Err(error) => refuse(link, replier, error).await,
+        }
+    }
+}
+
+/// An error frame for a refused offer or candidate.
+async fn refuse(link: &mut Link, replier: &Replier, error: BrowserCallError) -> Flow {
+    replier.refuse(link, error.code(), error.to_string()).await
+}
