@@ -69,6 +69,7 @@ pub const ASSETS: &[Asset] = assets![
     "wallboard.js",
     "supervise.js",
     "reports.js",
+    "softphone.js",
 ];
 
 /// Lets the pages talk to this origin only (REST and WebSockets) and be

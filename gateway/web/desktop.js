@@ -13,6 +13,7 @@ import { Side } from "./desktop-side.js";
 import { Wallboard } from "./wallboard.js";
 import { Control } from "./supervise.js";
 import { Reports } from "./reports.js";
+import { Softphone } from "./softphone.js";
 
 const TOKEN_KEY = "switchboard.desktop.token";
 const ROLE_RANK = { junior: 0, expert: 1, supervisor: 2 };
@@ -57,6 +58,7 @@ function start() {
     renderPhone();
     if (ctx.side) ctx.side.rerender();
     if (ctx.wallboard) ctx.wallboard.render();
+    if (ctx.softphone) ctx.softphone.relabel();
   });
   $("signin-form").addEventListener("submit", (event) => {
     event.preventDefault();
@@ -108,6 +110,14 @@ async function signIn(token) {
   }
   loadDirectory();
   wirePresence();
+  ctx.softphone = new Softphone(ctx, {
+    pick: $("softphone-pick"),
+    toggle: $("softphone-toggle"),
+    state: $("softphone-state"),
+    notice: $("softphone-notice"),
+    audio: $("softphone-audio"),
+    level: $("mic-level"),
+  });
   ctx.link = new Link({
     path: "/ws/agent",
     token,
@@ -246,6 +256,7 @@ function onWelcome(welcome) {
   renderPresence();
   ctx.phone = welcome.phone || null;
   renderPhone();
+  ctx.softphone.show(!!ctx.phone);
   renderQueues(welcome.queues);
   // A card without `response_due` owes no reply (any countdown shown is stale).
   for (const card of welcome.sessions) {
@@ -289,6 +300,7 @@ function onFrame(frame) {
         card.addEvent(frame);
         card.show();
         if (!ctx.activeId) setActive(frame.session);
+        ctx.softphone.onFrame(frame);
         return;
       }
       break;
@@ -329,6 +341,7 @@ function onFrame(frame) {
     const card = cardModel(frame.session, {});
     card.addEvent(frame);
     if (ctx.activeId === frame.session) ctx.side.onSessionEvent(frame);
+    ctx.softphone.onFrame(frame);
   }
 }
 

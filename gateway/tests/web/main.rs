@@ -8,6 +8,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod softphone;
 mod webdriver;
 
 use std::path::PathBuf;

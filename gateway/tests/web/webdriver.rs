@@ -90,22 +90,46 @@ impl Driver {
 
     /// A new headless Chromium window preferring `language` (`zh-CN`, `en-US`).
     pub async fn browser(&self, language: &str, width: u32, height: u32) -> Browser {
+        self.browser_with(language, width, height, &[]).await
+    }
+
+    /// As [`Driver::browser`], with more Chromium switches (`extra`).
+    pub async fn browser_with(
+        &self,
+        language: &str,
+        width: u32,
+        height: u32,
+        extra: &[&str],
+    ) -> Browser {
         let chromium = program("chromium", "chromium");
         let profile = TempDir::new().unwrap();
+        let mut args: Vec<String> = [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-extensions",
+            "--hide-scrollbars",
+            "--force-device-scale-factor=1",
+        ]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .map(String::from)
+        .collect();
+        args.push(format!("--window-size={width},{height}"));
+        args.push(format!("--lang={language}"));
+        args.push(format!("--user-data-dir={}", profile.path().display()));
         let capabilities = json!({
             "capabilities": {"alwaysMatch": {
                 "browserName": "chrome",
                 "goog:chromeOptions": {
                     "binary": chromium,
-                    "args": [
-                        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                        "--disable-quic", "--no-first-run", "--disable-background-networking",
-                        "--disable-component-update", "--disable-sync", "--disable-extensions",
-                        "--hide-scrollbars", "--force-device-scale-factor=1",
-                        format!("--window-size={width},{height}"),
-                        format!("--lang={language}"),
-                        format!("--user-data-dir={}", profile.path().display()),
-                    ],
+                    "args": args,
                     "prefs": {"intl.accept_languages": language},
                 },
             }},

@@ -1,0 +1,241 @@
+// The browser as the agent's phone (docs/voice.md, "The browser as the
+// phone"). "Take calls in this browser" asks for the microphone, then tells
+// the server (`softphone`): calls no longer ring the desk phone. When a
+// phone session becomes this agent's (`assigned`, after Accept in the
+// offer list), the page negotiates the call's audio over the socket
+// (`webrtc_offer` / `webrtc_answer`, then `webrtc_candidate`s); the call
+// bar gains Mute, a microphone level meter and the line's quality (jitter,
+// loss, round trip from `getStats`). The choice is kept across reloads and
+// said again after a reconnect; a call's audio does not go through the
+// socket, so a short drop does not touch it.
+
+import { announce, h } from "./dom.js";
+
+const STORE_KEY = "switchboard.softphone";
+
+export class Softphone {
+  constructor(ctx, elements) {
+    this.ctx = ctx;
+    this.t = ctx.t;
+    this.pick = elements.pick;
+    this.toggle = elements.toggle;
+    this.state = elements.state;
+    this.notice = elements.notice;
+    this.audio = elements.audio;
+    this.level = elements.level;
+    this.on = false;
+    this.stream = null;
+    this.calls = new Map(); // session id -> { pc, pending, answered, muted, timer, ... }
+    this.toggle.addEventListener("change", () => (this.toggle.checked ? this.enable() : this.disable()));
+  }
+
+  static supported() {
+    return typeof RTCPeerConnection === "function" && !!(navigator.mediaDevices && navigator.mediaDevices.getUserMedia);
+  }
+
+  // The phone channel is on (the welcome has `phone`): offer the choice,
+  // and take it again if this browser had it before a reload.
+  show(phoneChannelOn) {
+    this.pick.hidden = !phoneChannelOn;
+    if (!phoneChannelOn) return;
+    if (this.on) {
+      // The socket came back: say the choice again (the old socket's went with it).
+      this.ctx.link.request({ type: "softphone", on: true }).catch(() => {});
+    } else if (localStorage.getItem(STORE_KEY) === "on") {
+      this.toggle.checked = true;
+      this.enable();
+    }
+    this.render();
+  }
+
+  setState(state, notice = "") {
+    this.state.dataset.state = state;
+    this.notice.textContent = notice;
+    this.notice.hidden = !notice;
+    if (notice) announce(notice);
+    this.render();
+  }
+
+  render() {
+    const state = this.state.dataset.state || "off";
+    this.state.hidden = this.pick.hidden || state === "off";
+    this.state.textContent = this.t(`softphone_${state}`);
+  }
+
+  async enable() {
+    if (!Softphone.supported()) {
+      this.toggle.checked = false;
+      this.setState("unsupported", this.t("softphone_no_webrtc"));
+      return;
+    }
+    try {
+      this.stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: false });
+    } catch (err) {
+      this.toggle.checked = false;
+      localStorage.removeItem(STORE_KEY);
+      const refused = err && (err.name === "NotAllowedError" || err.name === "SecurityError");
+      this.setState("refused", this.t(refused ? "softphone_mic_refused" : "softphone_no_mic", { message: err ? err.message : "" }));
+      return;
+    }
+    try {
+      await this.ctx.link.request({ type: "softphone", on: true });
+    } catch (err) {
+      this.stopStream();
+      this.toggle.checked = false;
+      this.setState("off", this.t("softphone_failed", { message: err.message || String(err) }));
+      return;
+    }
+    this.on = true;
+    localStorage.setItem(STORE_KEY, "on");
+    this.meter();
+    this.setState("ready");
+  }
+
+  async disable() {
+    this.on = false;
+    localStorage.removeItem(STORE_KEY);
+    try {
+      await this.ctx.link.request({ type: "softphone", on: false });
+    } catch {
+      // Disconnected: the server gave the desk phone back with the socket.
+    }
+    this.stopStream();
+    this.setState("off");
+  }
+
+  stopStream() {
+    if (this.stream) for (const track of this.stream.getTracks()) track.stop();
+    this.stream = null;
+    if (this.meterTimer) clearInterval(this.meterTimer);
+    this.meterTimer = null;
+  }
+
+  // The microphone's level, ten times a second.
+  meter() {
+    if (this.meterTimer || typeof AudioContext !== "function") return;
+    const audio = new AudioContext();
+    const analyser = audio.createAnalyser();
+    analyser.fftSize = 512;
+    audio.createMediaStreamSource(this.stream).connect(analyser);
+    const samples = new Float32Array(analyser.fftSize);
+    this.meterTimer = setInterval(() => {
+      analyser.getFloatTimeDomainData(samples);
+      let sum = 0;
+      for (const sample of samples) sum += sample * sample;
+      this.level.value = Math.min(1, Math.sqrt(sum / samples.length) * 4);
+    }, 100);
+    this.level.hidden = false;
+  }
+
+  // A session event: a phone session becoming ours is answered here; its
+  // end (or leaving us) closes the audio.
+  onFrame(frame) {
+    if (!frame.session) return;
+    const card = this.ctx.cards.get(frame.session);
+    const isCall = card && card.info.channel === "phone";
+    if (this.on && isCall && frame.type === "assigned" && frame.agent === this.ctx.agent.id) {
+      this.answer(frame.session);
+    } else if ((frame.type === "call" && frame.call === "ended") || frame.type === "transferred" || frame.type === "closed") {
+      this.close(frame.session);
+    }
+  }
+
+  async answer(session) {
+    if (this.calls.has(session) || !this.stream) return;
+    const pc = new RTCPeerConnection({ iceServers: this.ctx.iceServers || [] });
+    const call = { pc, pending: [], answered: false, muted: false, timer: null, parts: null };
+    this.calls.set(session, call);
+    for (const track of this.stream.getAudioTracks()) pc.addTrack(track, this.stream);
+    pc.addEventListener("track", (event) => {
+      this.audio.srcObject = event.streams[0] || new MediaStream([event.track]);
+      this.audio.play().catch(() => {});
+    });
+    pc.addEventListener("icecandidate", (event) => {
+      const candidate = event.candidate ? event.candidate.candidate : "";
+      if (call.answered) this.sendCandidate(session, candidate);
+      else call.pending.push(candidate);
+    });
+    pc.addEventListener("connectionstatechange", () => {
+      if (pc.connectionState === "failed") this.setState("ready", this.t("softphone_call_failed"));
+    });
+    this.decorate(session, call);
+    try {
+      await pc.setLocalDescription(await pc.createOffer());
+      const reply = await this.ctx.link.request({ type: "webrtc_offer", session, sdp: pc.localDescription.sdp });
+      await pc.setRemoteDescription({ type: "answer", sdp: reply.sdp });
+    } catch (err) {
+      this.setState("ready", this.t("softphone_failed", { message: err.message || String(err) }));
+      this.close(session);
+      return;
+    }
+    call.answered = true;
+    for (const candidate of call.pending) this.sendCandidate(session, candidate);
+    call.pending = [];
+    call.timer = setInterval(() => this.readStats(session, call), 1000);
+  }
+
+  sendCandidate(session, candidate) {
+    this.ctx.link.request({ type: "webrtc_candidate", session, candidate }).catch(() => {});
+  }
+
+  // Mute and the line's quality, in the card's call bar.
+  decorate(session, call) {
+    const card = this.ctx.cards.get(session);
+    if (!card) return;
+    const mute = h("button", { class: "call-mute", type: "button", "aria-pressed": "false" }, this.t("call_mute"));
+    const quality = h("span", { class: "call-quality", "aria-live": "off" });
+    mute.addEventListener("click", () => {
+      call.muted = !call.muted;
+      for (const sender of call.pc.getSenders()) if (sender.track) sender.track.enabled = !call.muted;
+      mute.setAttribute("aria-pressed", String(call.muted));
+      mute.textContent = this.t(call.muted ? "call_unmute" : "call_mute");
+    });
+    const bar = card.call.element;
+    bar.querySelector(".call-buttons").prepend(mute);
+    bar.append(quality);
+    call.parts = { mute, quality };
+  }
+
+  async readStats(session, call) {
+    let inbound = null;
+    let outbound = null;
+    let remote = null;
+    const report = await call.pc.getStats();
+    report.forEach((entry) => {
+      if (entry.kind !== "audio" && entry.mediaType !== "audio") return;
+      if (entry.type === "inbound-rtp") inbound = entry;
+      else if (entry.type === "outbound-rtp") outbound = entry;
+      else if (entry.type === "remote-inbound-rtp") remote = entry;
+    });
+    const quality = call.parts && call.parts.quality;
+    if (!quality) return;
+    quality.dataset.packetsReceived = String(inbound ? inbound.packetsReceived : 0);
+    quality.dataset.packetsSent = String(outbound ? outbound.packetsSent : 0);
+    const jitterMs = inbound && inbound.jitter != null ? Math.round(inbound.jitter * 1000) : null;
+    const received = inbound ? inbound.packetsReceived : 0;
+    const lost = inbound ? Math.max(0, inbound.packetsLost || 0) : 0;
+    const lossPct = received + lost > 0 ? ((100 * lost) / (received + lost)).toFixed(1) : "0.0";
+    const rttMs = remote && remote.roundTripTime != null ? Math.round(remote.roundTripTime * 1000) : null;
+    quality.textContent = this.t("call_quality", {
+      jitter: jitterMs == null ? "–" : jitterMs,
+      loss: lossPct,
+      rtt: rttMs == null ? "–" : rttMs,
+    });
+  }
+
+  close(session) {
+    const call = this.calls.get(session);
+    if (!call) return;
+    this.calls.delete(session);
+    if (call.timer) clearInterval(call.timer);
+    call.pc.close();
+    if (call.parts) call.parts.mute.disabled = true;
+  }
+
+  relabel() {
+    this.render();
+    for (const call of this.calls.values()) {
+      if (call.parts) call.parts.mute.textContent = this.t(call.muted ? "call_unmute" : "call_mute");
+    }
+  }
+}
