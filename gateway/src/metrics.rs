@@ -73,6 +73,7 @@ pub fn install(node_id: Option<u8>) -> PrometheusHandle {
             let builder = HISTOGRAMS
                 .iter()
                 .chain(voice::media::metrics::HISTOGRAM_BUCKETS.iter())
+                .chain(voice::webrtc::metrics::HISTOGRAM_BUCKETS.iter())
                 .try_fold(builder, |builder, (name, buckets)| {
                     builder.set_buckets_for_metric(Matcher::Full(name.to_string()), buckets)
                 })
@@ -169,6 +170,7 @@ pub fn register_series(groups: &[engine::group::SkillGroup]) {
     // The phone panels read these whether or not `voice.enabled` is on.
     voice::sip::metrics::describe();
     voice::media::metrics::describe();
+    voice::webrtc::metrics::describe();
 }
 
 /// A message event of time `at` (engine clock) going out on a socket now:

@@ -160,6 +160,25 @@ async fn a_call_is_answered_and_hung_up_in_the_browser_softphone() {
         .await;
     caller.await.unwrap().assert_success();
     speaking.abort();
+
+    // The line's quality as switchboard measured it (RTCP), on /metrics.
+    let metrics = reqwest::get(format!("http://{}/metrics", server.server.admin_addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {series} on /metrics"))
+    };
+    assert!(value("switchboard_webrtc_legs_total{outcome=\"connected\"}") >= 1.0);
+    assert!(
+        value("switchboard_webrtc_jitter_seconds_count") >= 1.0,
+        "jitter sampled"
+    );
     desktop.quit().await;
     server.server.shutdown().await.unwrap();
 }

@@ -20,6 +20,7 @@
 //!
 //! str0m is sans-IO: the task owns the sockets and the clock and feeds it.
 
+pub mod metrics;
 mod task;
 
 use std::net::{IpAddr, SocketAddr};

@@ -14,6 +14,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{debug, info};
 
+use super::metrics::LegMetrics;
 use super::{BrowserEnd, BrowserEvent, BrowserLegSetup, Command, Counters};
 use crate::media::rtp::{HEADER_LEN, RtpHeader, RtpPacket};
 use crate::media::{Codec, MediaFormat, RtpSocket};
@@ -32,6 +33,7 @@ pub(super) struct LegTask {
     commands: mpsc::UnboundedReceiver<Command>,
     events: mpsc::UnboundedSender<BrowserEvent>,
     counters: Arc<Counters>,
+    metrics: LegMetrics,
     /// The audio section, once str0m has added it.
     mid: Option<Mid>,
     /// The browser's payload type for the call's codec.
@@ -65,6 +67,7 @@ impl LegTask {
             commands,
             events,
             counters,
+            metrics: LegMetrics::start(),
             mid: None,
             browser_pt: None,
             ssrc: crate::media::random_u32(),
@@ -77,6 +80,7 @@ impl LegTask {
 
     pub(super) async fn run(mut self) {
         let end = self.serve().await;
+        self.metrics.ended(&end);
         match &end {
             BrowserEnd::Failed(reason) => info!(%reason, "browser leg failed"),
             other => debug!(end = ?other, "browser leg ended"),
@@ -178,6 +182,7 @@ impl LegTask {
             Event::Connected => {
                 self.connected = true;
                 self.counters.connected.store(true, Relaxed);
+                self.metrics.connected();
                 let _ = self.events.send(BrowserEvent::Connected);
             }
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
@@ -196,9 +201,15 @@ impl LegTask {
             Event::MediaData(data) => self.forward_to_media(&data),
             Event::MediaIngressStats(stats) => {
                 self.counters.jitter_units.store(stats.jitter, Relaxed);
+                self.metrics
+                    .jitter
+                    .record(f64::from(stats.jitter) / f64::from(Codec::CLOCK_RATE));
                 if let Some(loss) = stats.loss {
-                    let permille = (loss.clamp(0.0, 1.0) * 1000.0).round() as u32;
-                    self.counters.loss_permille.store(permille, Relaxed);
+                    let loss = loss.clamp(0.0, 1.0);
+                    self.counters
+                        .loss_permille
+                        .store((loss * 1000.0).round() as u32, Relaxed);
+                    self.metrics.loss.record(f64::from(loss));
                 }
                 self.note_rtt(stats.rtt);
             }
@@ -211,6 +222,7 @@ impl LegTask {
         if let Some(rtt) = rtt {
             let micros = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX).max(1);
             self.counters.rtt_micros.store(micros, Relaxed);
+            self.metrics.rtt.record(rtt.as_secs_f64());
         }
     }
 
