@@ -24,7 +24,7 @@ pub enum Seen {
 /// The browser: an `Rtc` on its own loopback socket, in its own task,
 /// sending a 20 ms frame of `tone` every 20 ms once connected.
 pub struct TestBrowser {
-    seen: mpsc::UnboundedReceiver<Seen>,
+    pub seen: mpsc::UnboundedReceiver<Seen>,
     pub task: tokio::task::JoinHandle<()>,
 }
 
