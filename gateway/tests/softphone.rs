@@ -72,8 +72,23 @@ async fn the_browser_as_the_phone_is_chosen_refused_clearly_and_given_back() {
     assert_eq!(no_leg["code"], "invalid_state", "{no_leg}");
     let mut other = agent_socket(&server, "zhang.wei").await;
     other.hello(json!({})).await;
+    other
+        .request(json!({"type": "softphone", "on": true}))
+        .await;
     let not_theirs = other.request(offer_frame(&session, "v=0")).await;
     assert_eq!(not_theirs["code"], "not_your_session", "{not_theirs}");
+    // Liu Yang's second desktop did not choose the browser: not his phone.
+    let mut second = agent_socket(&server, "liu.yang").await;
+    second.hello(json!({})).await;
+    let not_the_phone = second.request(offer_frame(&session, "v=0")).await;
+    assert_eq!(not_the_phone["code"], "invalid_state", "{not_the_phone}");
+    assert!(
+        not_the_phone["message"]
+            .as_str()
+            .unwrap()
+            .contains("softphone"),
+        "{not_the_phone}"
+    );
 
     // The desk phone again: accepting in the desktop rings it, it answers.
     let given_back = agent

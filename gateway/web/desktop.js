@@ -454,6 +454,13 @@ function countdownText(deadline) {
 }
 
 async function answerOffer(sessionId, type) {
+  // A call with the browser as the phone: the page's audio connecting is
+  // the accept (a leg that cannot connect passes the call on).
+  const offer = ctx.offers.get(sessionId);
+  if (type === "accept" && offer && offer.channel === "phone" && ctx.softphone.on) {
+    ctx.softphone.answer(sessionId);
+    return;
+  }
   try {
     await ctx.link.request({ type, session: sessionId });
   } catch (err) {

@@ -1,13 +1,15 @@
 // The browser as the agent's phone (docs/voice.md, "The browser as the
 // phone"). "Take calls in this browser" asks for the microphone, then tells
-// the server (`softphone`): calls no longer ring the desk phone. When a
-// phone session becomes this agent's (`assigned`, after Accept in the
-// offer list), the page negotiates the call's audio over the socket
-// (`webrtc_offer` / `webrtc_answer`, then `webrtc_candidate`s); the call
-// bar gains Mute, a microphone level meter and the line's quality (jitter,
-// loss, round trip from `getStats`). The choice is kept across reloads and
-// said again after a reconnect; a call's audio does not go through the
-// socket, so a short drop does not touch it.
+// the server (`softphone`): calls no longer ring the desk phone. Accept on
+// a call's offer negotiates the call's audio over the socket
+// (`webrtc_offer` / `webrtc_answer`, then `webrtc_candidate`s): the audio
+// connecting is the accept. A call that becomes this agent's otherwise
+// (`assigned`: accepted elsewhere, a transfer to them) is connected the
+// same way. The call bar gains Mute and the line's quality (jitter, loss,
+// round trip from `getStats`); the header a microphone level meter. The
+// choice is kept across reloads and said again after a reconnect; a call's
+// audio does not go through the socket, so a short drop does not touch it
+// (a reload does: the page asks before leaving during a call).
 
 import { announce, h } from "./dom.js";
 
@@ -27,6 +29,7 @@ export class Softphone {
     this.stream = null;
     this.calls = new Map(); // session id -> { pc, pending, answered, muted, timer, ... }
     this.toggle.addEventListener("change", () => (this.toggle.checked ? this.enable() : this.disable()));
+    window.addEventListener("beforeunload", (event) => this.guardUnload(event));
   }
 
   static supported() {
@@ -40,7 +43,9 @@ export class Softphone {
     if (!phoneChannelOn) return;
     if (this.on) {
       // The socket came back: say the choice again (the old socket's went with it).
-      this.ctx.link.request({ type: "softphone", on: true }).catch(() => {});
+      this.ctx.link.request({ type: "softphone", on: true }).catch((err) => {
+        this.setState("off", this.t("softphone_failed", { message: err.message || String(err) }));
+      });
     } else if (localStorage.getItem(STORE_KEY) === "on") {
       this.toggle.checked = true;
       this.enable();
@@ -63,6 +68,16 @@ export class Softphone {
   }
 
   async enable() {
+    if (this.enabling || this.on) return;
+    this.enabling = true;
+    try {
+      await this.enableNow();
+    } finally {
+      this.enabling = false;
+    }
+  }
+
+  async enableNow() {
     if (!Softphone.supported()) {
       this.toggle.checked = false;
       this.setState("unsupported", this.t("softphone_no_webrtc"));
@@ -99,7 +114,8 @@ export class Softphone {
     } catch {
       // Disconnected: the server gave the desk phone back with the socket.
     }
-    this.stopStream();
+    // A call in progress keeps its microphone until it ends.
+    if (this.calls.size === 0) this.stopStream();
     this.setState("off");
   }
 
@@ -108,12 +124,16 @@ export class Softphone {
     this.stream = null;
     if (this.meterTimer) clearInterval(this.meterTimer);
     this.meterTimer = null;
+    if (this.audioContext) this.audioContext.close().catch(() => {});
+    this.audioContext = null;
+    this.level.hidden = true;
   }
 
   // The microphone's level, ten times a second.
   meter() {
     if (this.meterTimer || typeof AudioContext !== "function") return;
     const audio = new AudioContext();
+    this.audioContext = audio;
     const analyser = audio.createAnalyser();
     analyser.fftSize = 512;
     audio.createMediaStreamSource(this.stream).connect(analyser);
@@ -133,7 +153,7 @@ export class Softphone {
     if (!frame.session) return;
     const card = this.ctx.cards.get(frame.session);
     const isCall = card && card.info.channel === "phone";
-    if (this.on && isCall && frame.type === "assigned" && frame.agent === this.ctx.agent.id) {
+    if (this.on && this.stream && isCall && frame.type === "assigned" && frame.agent === this.ctx.agent.id) {
       this.answer(frame.session);
     } else if ((frame.type === "call" && frame.call === "ended") || frame.type === "transferred" || frame.type === "closed") {
       this.close(frame.session);
@@ -200,7 +220,12 @@ export class Softphone {
     let inbound = null;
     let outbound = null;
     let remote = null;
-    const report = await call.pc.getStats();
+    let report;
+    try {
+      report = await call.pc.getStats();
+    } catch {
+      return; // closed meanwhile
+    }
     report.forEach((entry) => {
       if (entry.kind !== "audio" && entry.mediaType !== "audio") return;
       if (entry.type === "inbound-rtp") inbound = entry;
@@ -211,6 +236,7 @@ export class Softphone {
     if (!quality) return;
     quality.dataset.packetsReceived = String(inbound ? inbound.packetsReceived : 0);
     quality.dataset.packetsSent = String(outbound ? outbound.packetsSent : 0);
+    quality.dataset.audioEnergy = String(inbound && inbound.totalAudioEnergy ? inbound.totalAudioEnergy : 0);
     const jitterMs = inbound && inbound.jitter != null ? Math.round(inbound.jitter * 1000) : null;
     const received = inbound ? inbound.packetsReceived : 0;
     const lost = inbound ? Math.max(0, inbound.packetsLost || 0) : 0;
@@ -230,6 +256,17 @@ export class Softphone {
     if (call.timer) clearInterval(call.timer);
     call.pc.close();
     if (call.parts) call.parts.mute.disabled = true;
+    if (this.calls.size === 0) {
+      this.audio.srcObject = null;
+      if (!this.on) this.stopStream();
+    }
+  }
+
+  // Leaving the page ends a call in it: ask first.
+  guardUnload(event) {
+    if (this.calls.size === 0) return;
+    event.preventDefault();
+    event.returnValue = "";
   }
 
   relabel() {

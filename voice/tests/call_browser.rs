@@ -133,6 +133,21 @@ async fn an_agent_answers_a_call_in_the_browser_and_both_sides_hear_each_other()
         }
     }
 
+    // Hold, then resume: the browser hears the caller again.
+    for control in [CallControl::Hold, CallControl::Resume] {
+        rig.board
+            .call_control(&AgentId::new("paul"), session, control)
+            .await
+            .unwrap();
+    }
+    rig.history_until(session, |kinds| {
+        kinds.contains(&EventKind::Call(actors::CallEvent::Resumed))
+    })
+    .await;
+    while paul.seen.try_recv().is_ok() {}
+    let (_, heard) = tokio::join!(speak(&caller_rtp, caller_port, 25), paul.next_audio());
+    assert_eq!(heard, expected.to_vec(), "the caller's audio after the resume");
+
     // The agent hangs up in the desktop: the caller gets BYE, the leg closes.
     rig.board
         .call_control(&AgentId::new("paul"), session, CallControl::HangUp)
@@ -231,5 +246,50 @@ async fn the_desk_phone_stays_quiet_and_a_browser_that_never_connects_moves_the_
     rig.assert_no_dialogs("the caller's leg is gone").await;
     paul_phone.uas.abort();
     pete.task.abort();
+    rig.stop().await;
+}
+
+/// A browser that answers the offer but never connects: after the leg's
+/// connect timeout (10 s) the offer counts as declined and the call goes
+/// to the next agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_that_cannot_connect_passes_the_call_on() {
+    let rig = Rig::start_with(actors::RuntimeConfig {
+        offer_timeout: Duration::from_secs(30),
+        ..Default::default()
+    })
+    .await;
+    browser_agent(&rig, "paul").await;
+    let caller_rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let caller = rig.caller("call_until_bye.xml", "+8613800000043", &caller_rtp);
+    let session = rig.live_session().await;
+    rig.history_until(session, |kinds| offered_to(kinds, "paul"))
+        .await;
+    let (_rtc, _mid, offer, _pending) = browser(true, false);
+    rig.flow
+        .browser_offer(&AgentId::new("paul"), session, offer.to_sdp_string())
+        .await
+        .unwrap();
+    browser_agent(&rig, "pete").await;
+    let started = std::time::Instant::now();
+    let kinds = rig
+        .history_until(session, |kinds| offered_to(kinds, "pete"))
+        .await;
+    assert!(
+        started.elapsed() >= Duration::from_secs(9),
+        "passed on by the connect timeout, not before: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        kinds
+            .iter()
+            .any(|kind| matches!(kind, EventKind::OfferLapsed { agent } if agent.as_str() == "paul")),
+        "paul's offer ended: {kinds:#?}"
+    );
+    rig.board
+        .reject(&AgentId::new("pete"), session)
+        .await
+        .unwrap();
+    caller.abort();
     rig.stop().await;
 }

@@ -132,7 +132,22 @@ async fn a_call_is_answered_and_hung_up_in_the_browser_softphone() {
         later[0].as_f64() > first[0].as_f64() && later[1].as_f64() > first[1].as_f64(),
         "packets keep flowing: {first} then {later}"
     );
-    desktop.wait_text(&quality, "round trip").await;
+    // The browser plays sound (the caller's steady level), and the card
+    // shows a measured jitter.
+    desktop
+        .wait(
+            "the caller's audio has energy in the browser",
+            "const q = document.querySelector(arguments[0]); return !!q && Number(q.dataset.audioEnergy || 0) > 0;",
+            json!([quality]),
+        )
+        .await;
+    desktop
+        .wait(
+            "a jitter figure on the card",
+            "const q = document.querySelector(arguments[0]); return !!q && /Jitter [0-9]+ ms/.test(q.textContent);",
+            json!([quality]),
+        )
+        .await;
     // The caller hears the browser: RTP from switchboard that is not hold audio.
     let heard = ssrcs_heard(&caller_rtp, Duration::from_secs(1)).await;
     let from_browser: usize = heard

@@ -69,6 +69,9 @@ impl BrowserCallError {
     }
 }
 
+/// How long a browser's offer or candidate waits for the call's task.
+const COMMAND_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A request to a call's task from outside it.
 #[derive(Debug)]
 pub(crate) enum CallCommand {
@@ -163,7 +166,7 @@ impl CallTask {
             },
         )?;
         // The browser takes it: a desk phone of theirs still ringing stops.
-        if self.agent.is_some() {
+        if self.agent_leg_ringing_for(&agent) {
             self.drop_agent_leg();
         }
         // A leg left from an earlier offer (a reload) goes.
@@ -253,12 +256,22 @@ impl CallTask {
                 return;
             }
             info!(session_id = %session, agent_id = %agent, ?end, "the browser's leg dropped: the agent's end of the call");
-            if let Err(error) = self
+            let hung_up = self
                 .switchboard()
                 .call_control(&agent, session, CallControl::HangUp)
-                .await
-            {
-                debug!(session_id = %session, %error, "the browser's hang-up not taken");
+                .await;
+            match hung_up {
+                Ok(_) => {}
+                // Transferred meanwhile: the call is no longer this agent's.
+                Err(error) if error.code() == "not_your_session" => {
+                    debug!(session_id = %session, %error, "the browser's hang-up came after a transfer");
+                }
+                // The session cannot take it now: the call ends anyway, as
+                // for a desk phone's BYE.
+                Err(error) => {
+                    warn!(session_id = %session, %error, "the browser's hang-up not taken: ending the call");
+                    self.end_and_hang_up(actors::CallEnd::Agent).await;
+                }
             }
             return;
         }
@@ -288,7 +301,21 @@ impl CallTask {
         // Dropping the handle ends its task, which tells the browser.
         tokio::spawn(leg.leg.close());
     }
+}
 
+impl BrowserCallLeg {
+    /// The leg is `agent`'s.
+    pub(super) fn is_for(&self, agent: &AgentId) -> bool {
+        &self.agent == agent
+    }
+
+    /// ICE and DTLS came up and the call is bridged to it.
+    pub(super) fn is_answered(&self) -> bool {
+        self.answered
+    }
+}
+
+impl CallTask {
     /// The browser leg is `agent`'s and not connected yet (an offer lapsed).
     pub(super) fn browser_ringing_for(&self, agent: &AgentId) -> bool {
         self.browser
@@ -332,7 +359,11 @@ impl CallFlow {
                 reply,
             },
         )?;
-        answer.await.map_err(|_| BrowserCallError::Ended)?
+        // A call's task busy ending the call must not hold the socket.
+        match tokio::time::timeout(COMMAND_WAIT, answer).await {
+            Ok(answer) => answer.map_err(|_| BrowserCallError::Ended)?,
+            Err(_) => Err(BrowserCallError::Ended),
+        }
     }
 
     /// An ICE candidate from `agent`'s browser for call `session`.
@@ -351,7 +382,10 @@ impl CallFlow {
                 reply,
             },
         )?;
-        added.await.map_err(|_| BrowserCallError::Ended)?
+        match tokio::time::timeout(COMMAND_WAIT, added).await {
+            Ok(added) => added.map_err(|_| BrowserCallError::Ended)?,
+            Err(_) => Err(BrowserCallError::Ended),
+        }
     }
 
     fn command(&self, session: SessionId, command: CallCommand) -> Result<(), BrowserCallError> {
@@ -390,6 +424,11 @@ impl Softphones {
     /// Whether `agent` takes calls in their browser.
     pub fn prefers_browser(&self, agent: &AgentId) -> bool {
         self.lock().contains_key(agent)
+    }
+
+    /// Whether `connection` is the desktop connection `agent`'s calls ring.
+    pub fn holds(&self, agent: &AgentId, connection: u64) -> bool {
+        self.lock().get(agent) == Some(&connection)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<AgentId, u64>> {

@@ -228,20 +228,27 @@ impl CallTask {
                 self.offered = None;
                 self.drop_browser_leg();
             }
-            EventKind::OfferLapsed { agent }
+            EventKind::OfferLapsed { agent } => {
+                if self.offered.as_ref() == Some(agent) {
+                    self.offered = None;
+                }
                 if self
                     .agent
                     .as_ref()
-                    .is_some_and(|leg| &leg.agent == agent && !leg.answered) =>
-            {
-                info!(session_id = %self.session(), agent_id = %agent, "offer lapsed: cancelling the agent's phone");
-                self.drop_agent_leg();
+                    .is_some_and(|leg| &leg.agent == agent && !leg.answered)
+                {
+                    info!(session_id = %self.session(), agent_id = %agent, "offer lapsed: cancelling the agent's phone");
+                    self.drop_agent_leg();
+                }
             }
             EventKind::Assigned { agent, .. } => {
                 self.assigned = Some(agent.clone());
+                self.offered = None;
                 // Accepted in the desktop: a phone that is not ringing yet
-                // rings now to connect the call.
-                if self.agent.is_none() && !self.ended {
+                // rings now to connect the call — unless their browser
+                // takes it.
+                let in_browser = self.browser.as_ref().is_some_and(|leg| leg.is_for(agent));
+                if self.agent.is_none() && !in_browser && !self.ended {
                     self.ring(agent.clone()).await;
                 }
             }
@@ -259,7 +266,9 @@ impl CallTask {
             }
             EventKind::Call(CallEvent::Resumed) => {
                 self.held = false;
-                if self.agent.as_ref().is_some_and(|leg| leg.answered) {
+                let answered = self.agent.as_ref().is_some_and(|leg| leg.answered)
+                    || self.browser.as_ref().is_some_and(|leg| leg.is_answered());
+                if answered {
                     self.media_result(self.live.media.resume());
                 }
             }
@@ -275,6 +284,19 @@ impl CallTask {
             EventKind::Monitored { by, mode } => self.on_monitored(by, *mode),
             _ => {}
         }
+    }
+
+    /// Records the call's end and hangs every leg up.
+    pub(super) async fn end_and_hang_up(&mut self, by: CallEnd) {
+        self.end(by).await;
+        self.hang_up_all();
+    }
+
+    /// Whether `agent`'s desk phone rings for the call (not answered).
+    pub(super) fn agent_leg_ringing_for(&self, agent: &AgentId) -> bool {
+        self.agent
+            .as_ref()
+            .is_some_and(|leg| &leg.agent == agent && !leg.answered)
     }
 
     /// Records the call's end (once).

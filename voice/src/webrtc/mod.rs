@@ -268,7 +268,7 @@ impl BrowserLeg {
 
     /// A trickled ICE candidate from the browser (`candidate:…`, as
     /// `RTCIceCandidate.candidate`). An empty one (end of candidates) is
-    /// taken and ignored.
+    /// taken and ignored; beyond 16 a leg ignores more.
     pub fn add_remote_candidate(&self, candidate: &str) -> Result<(), WebRtcError> {
         let candidate = candidate.trim();
         let candidate = candidate.strip_prefix("a=").unwrap_or(candidate);
@@ -287,9 +287,11 @@ impl BrowserLeg {
         self.counters.snapshot()
     }
 
-    /// Ends the leg: the browser is told (DTLS close), the ports go back.
+    /// Ends the leg: the browser is told (RTCP BYE, DTLS close_notify), the
+    /// ports go back.
     pub async fn close(self) {
         let BrowserLeg { commands, task, .. } = self;
+        // A task already gone has nothing left to close.
         let _ = commands.send(Command::Close);
         drop(commands);
         if let Err(error) = task.await {

@@ -22,6 +22,17 @@ use crate::media::{Codec, MediaFormat, RtpSocket};
 /// Receive buffers: larger than any datagram either side sends.
 const RECV_BUFFER: usize = 2048;
 
+/// After the connection was up, how long ICE may stay disconnected (a
+/// network change, a stall) before the leg counts as gone.
+const DISCONNECTED_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Most remote candidates one leg takes (each is a destination of STUN
+/// checks from switchboard).
+pub(super) const MAX_REMOTE_CANDIDATES: usize = 16;
+
+/// Most polls of str0m while a closing leg drains its goodbyes.
+const CLOSE_DRAIN_POLLS: usize = 64;
+
 pub(super) struct LegTask {
     rtc: Rtc,
     browser: RtpSocket,
@@ -43,6 +54,16 @@ pub(super) struct LegTask {
     sequence: u16,
     connected: bool,
     connect_timeout: std::time::Duration,
+    /// ICE went disconnected after the connection was up, at this time.
+    disconnected_since: Option<tokio::time::Instant>,
+    n_remote_candidates: usize,
+    /// The stream toward the browser: the last inbound SSRC from the media
+    /// task, and what is added to its timestamps so that a new stream (the
+    /// relay giving way to a supervisor's mix, hold audio) continues the
+    /// browser's one stream without a jump.
+    inbound_ssrc: Option<u32>,
+    timestamp_offset: u32,
+    last_written: Option<(u32, tokio::time::Instant)>,
     /// One packet to the media task, reused.
     packet: Vec<u8>,
 }
@@ -74,6 +95,11 @@ impl LegTask {
             sequence: crate::media::random_u32() as u16,
             connected: false,
             connect_timeout: sockets.connect_timeout,
+            disconnected_since: None,
+            n_remote_candidates: 0,
+            inbound_ssrc: None,
+            timestamp_offset: 0,
+            last_written: None,
             packet: Vec::with_capacity(RECV_BUFFER),
         }
     }
@@ -85,9 +111,8 @@ impl LegTask {
             BrowserEnd::Failed(reason) => info!(%reason, "browser leg failed"),
             other => debug!(end = ?other, "browser leg ended"),
         }
-        // Tell the browser (DTLS close_notify) on a best-effort basis.
-        self.rtc.disconnect();
-        let _ = self.drain();
+        self.say_goodbye();
+        // The holder dropped its receiver: nobody waits for the end.
         let _ = self.events.send(BrowserEvent::Ended(end));
     }
 
@@ -108,7 +133,14 @@ impl LegTask {
             }
             tokio::select! {
                 command = self.commands.recv() => match command {
-                    Some(Command::Candidate(candidate)) => self.rtc.add_remote_candidate(candidate),
+                    Some(Command::Candidate(candidate)) => {
+                        if self.n_remote_candidates < MAX_REMOTE_CANDIDATES {
+                            self.n_remote_candidates += 1;
+                            self.rtc.add_remote_candidate(candidate);
+                        } else {
+                            debug!("remote candidate over the limit: ignored");
+                        }
+                    }
                     Some(Command::Close) | None => return BrowserEnd::Closed,
                 },
                 received = self.browser.socket().recv_from(&mut from_browser) => match received {
@@ -127,12 +159,35 @@ impl LegTask {
                         return BrowserEnd::Failed(error.to_string());
                     }
                 }
+                () = sleep_until_some(self.disconnected_since.map(|since| since + DISCONNECTED_GRACE)) => {
+                    return BrowserEnd::Disconnected;
+                }
                 () = tokio::time::sleep_until(connect_by), if !self.connected => {
                     return BrowserEnd::Failed(format!(
                         "ice and dtls did not connect within {:?}",
                         self.connect_timeout
                     ));
                 }
+            }
+        }
+    }
+
+    /// Tells the browser the leg is over (RTCP BYE, DTLS close_notify):
+    /// str0m's close, drained for a bounded number of polls.
+    fn say_goodbye(&mut self) {
+        if self.rtc.close().is_err() {
+            return;
+        }
+        for _ in 0..CLOSE_DRAIN_POLLS {
+            if !self.rtc.is_alive() || self.drain().is_err() {
+                return;
+            }
+            if self
+                .rtc
+                .handle_input(Input::Timeout(Instant::now()))
+                .is_err()
+            {
+                return;
             }
         }
     }
@@ -172,6 +227,12 @@ impl LegTask {
                 contents,
             },
         );
+        // STUN for this leg's credentials, or media from a checked pair:
+        // anything else (a stranger who knows the port) is dropped.
+        if !self.rtc.accepts(&input) {
+            debug!(%source, "datagram from a stranger on the browser socket: dropped");
+            return;
+        }
         if let Err(error) = self.rtc.handle_input(input) {
             debug!(%source, %error, "datagram from the browser refused");
         }
@@ -183,12 +244,17 @@ impl LegTask {
                 self.connected = true;
                 self.counters.connected.store(true, Relaxed);
                 self.metrics.connected();
+                // The holder dropped its receiver: it no longer cares.
                 let _ = self.events.send(BrowserEvent::Connected);
             }
-            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
-                // str0m stops being alive next; `serve` sees that.
-                self.rtc.disconnect();
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) if self.connected => {
+                // It may come back (a network change): the leg waits a grace.
+                self.disconnected_since
+                    .get_or_insert_with(tokio::time::Instant::now);
             }
+            Event::IceConnectionStateChange(
+                IceConnectionState::Connected | IceConnectionState::Completed,
+            ) => self.disconnected_since = None,
             Event::MediaAdded(added) if added.kind == MediaKind::Audio => {
                 self.mid = Some(added.mid);
                 self.browser_pt = self.rtc.writer(added.mid).and_then(|writer| {
@@ -266,17 +332,17 @@ impl LegTask {
             self.counters.dropped_to_browser.fetch_add(1, Relaxed);
             return;
         };
+        let new_stream = self.inbound_ssrc != Some(packet.header.ssrc);
+        let timestamp = self.browser_timestamp(packet.header.ssrc, packet.header.timestamp);
+        let time = MediaTime::new(u64::from(timestamp), Frequency::EIGHT_KHZ);
         let Some(writer) = self.rtc.writer(mid) else {
             self.counters.dropped_to_browser.fetch_add(1, Relaxed);
             return;
         };
-        let time = MediaTime::new(u64::from(packet.header.timestamp), Frequency::EIGHT_KHZ);
-        match writer.start_of_talkspurt(packet.header.marker).write(
-            pt,
-            Instant::now(),
-            time,
-            packet.payload.to_vec(),
-        ) {
+        match writer
+            .start_of_talkspurt(packet.header.marker || new_stream)
+            .write(pt, Instant::now(), time, packet.payload.to_vec())
+        {
             Ok(()) => {
                 self.counters.to_browser.fetch_add(1, Relaxed);
             }
@@ -285,6 +351,36 @@ impl LegTask {
                 self.counters.dropped_to_browser.fetch_add(1, Relaxed);
             }
         }
+    }
+}
+
+impl LegTask {
+    /// The timestamp toward the browser for an inbound packet: the same
+    /// clock as long as the inbound stream (SSRC) is the same; a new stream
+    /// continues from the last one written plus the time since.
+    fn browser_timestamp(&mut self, ssrc: u32, timestamp: u32) -> u32 {
+        let now = tokio::time::Instant::now();
+        if self.inbound_ssrc != Some(ssrc) {
+            self.inbound_ssrc = Some(ssrc);
+            if let Some((last, at)) = self.last_written {
+                let elapsed = now.saturating_duration_since(at);
+                let samples =
+                    (elapsed.as_micros() * u128::from(Codec::CLOCK_RATE) / 1_000_000) as u32;
+                let next = last.wrapping_add(samples.max(160));
+                self.timestamp_offset = next.wrapping_sub(timestamp);
+            }
+        }
+        let out = timestamp.wrapping_add(self.timestamp_offset);
+        self.last_written = Some((out, now));
+        out
+    }
+}
+
+/// Sleeps until `deadline`; never without one.
+async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -91,7 +91,17 @@ impl Drop for SoftphoneChoice {
 /// The refusal when the phone channel is off.
 const PHONE_OFF: &str = "the phone channel is off on this server (voice.enabled)";
 
+/// The refusal of a socket that is not the agent's phone (now).
+const NOT_THE_PHONE: &str = "this browser is not your phone now: send `softphone` on first (another of your desktops may have taken it)";
+
 impl AgentHandler {
+    /// Whether this socket is its agent's phone now (the last to choose).
+    fn is_the_phone(&self, calls: &CallFlow) -> bool {
+        self.softphone
+            .as_ref()
+            .is_some_and(|choice| calls.softphones().holds(&choice.agent, choice.connection))
+    }
+
     /// The call flow; `None` when the phone channel is off.
     fn call_flow(&self) -> Option<CallFlow> {
         self.state.calls.clone()
@@ -139,6 +149,11 @@ impl AgentHandler {
         let Some(calls) = self.call_flow() else {
             return replier.refuse(link, "unavailable", PHONE_OFF.into()).await;
         };
+        if !self.is_the_phone(&calls) {
+            return replier
+                .refuse(link, "invalid_state", NOT_THE_PHONE.into())
+                .await;
+        }
         let session = offer.session;
         match calls
             .browser_offer(&self.profile.id, session.0, offer.sdp)
@@ -172,6 +187,11 @@ impl AgentHandler {
         let Some(calls) = self.call_flow() else {
             return replier.refuse(link, "unavailable", PHONE_OFF.into()).await;
         };
+        if !self.is_the_phone(&calls) {
+            return replier
+                .refuse(link, "invalid_state", NOT_THE_PHONE.into())
+                .await;
+        }
         match calls
             .browser_candidate(&self.profile.id, candidate.session.0, candidate.candidate)
             .await
