@@ -146,7 +146,11 @@ async fn an_agent_answers_a_call_in_the_browser_and_both_sides_hear_each_other()
     .await;
     while paul.seen.try_recv().is_ok() {}
     let (_, heard) = tokio::join!(speak(&caller_rtp, caller_port, 25), paul.next_audio());
-    assert_eq!(heard, expected.to_vec(), "the caller's audio after the resume");
+    assert_eq!(
+        heard,
+        expected.to_vec(),
+        "the caller's audio after the resume"
+    );
 
     // The agent hangs up in the desktop: the caller gets BYE, the leg closes.
     rig.board
@@ -281,9 +285,9 @@ async fn a_browser_that_cannot_connect_passes_the_call_on() {
         started.elapsed()
     );
     assert!(
-        kinds
-            .iter()
-            .any(|kind| matches!(kind, EventKind::OfferLapsed { agent } if agent.as_str() == "paul")),
+        kinds.iter().any(
+            |kind| matches!(kind, EventKind::OfferLapsed { agent } if agent.as_str() == "paul")
+        ),
         "paul's offer ended: {kinds:#?}"
     );
     rig.board

@@ -15,9 +15,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use actors::{CallControl, CallEvent};
+use actors::CallControl;
 use engine::ids::{AgentId, SessionId};
-use engine::session::SessionState;
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
@@ -198,19 +197,9 @@ impl CallTask {
             return;
         };
         let agent = leg.agent.clone();
-        if self.assigned.as_ref() != Some(&agent) {
-            if let Err(error) = self.switchboard().accept(&agent, session).await {
-                let record = self.switchboard().session(session).await;
-                let theirs = record.is_ok_and(|record| {
-                    record.state == SessionState::Assigned && record.agent.as_ref() == Some(&agent)
-                });
-                if !theirs {
-                    info!(session_id = %session, agent_id = %agent, %error, "the browser connected to an offer that is gone: closing it");
-                    self.drop_browser_leg();
-                    return;
-                }
-            }
-            self.assigned = Some(agent.clone());
+        if !self.answer_is_accept(&agent).await {
+            self.drop_browser_leg();
+            return;
         }
         let Some(leg) = self.browser.as_mut() else {
             return;
@@ -230,17 +219,8 @@ impl CallTask {
             }
         }
         info!(session_id = %session, agent_id = %agent, "call answered in the browser");
-        let recorded = self
-            .switchboard()
-            .call_event(session, CallEvent::Answered { agent })
-            .await;
-        match recorded {
-            Ok(_) => {}
-            Err(error) if matches!(error.code(), "invalid_state" | "not_your_session") => {
-                info!(session_id = %session, %error, "the browser's answer came too late: closing it");
-                self.drop_browser_leg();
-            }
-            Err(error) => warn!(session_id = %session, %error, "answer not recorded"),
+        if !self.record_answered(agent).await {
+            self.drop_browser_leg();
         }
     }
 

@@ -449,22 +449,9 @@ impl CallTask {
                 return;
             }
         };
-        if self.assigned.as_ref() != Some(&agent) {
-            if let Err(error) = self.switchboard().accept(&agent, session).await {
-                // The desktop's accept may have won the race, its
-                // `assigned` not here yet: then the call is this agent's.
-                let record = self.switchboard().session(session).await;
-                let theirs = record.is_ok_and(|record| {
-                    record.state == SessionState::Assigned && record.agent.as_ref() == Some(&agent)
-                });
-                if !theirs {
-                    // The offer lapsed or the caller left meanwhile.
-                    info!(session_id = %session, agent_id = %agent, %error, "the phone answered an offer that is gone: hanging up");
-                    self.drop_agent_leg();
-                    return;
-                }
-            }
-            self.assigned = Some(agent.clone());
+        if !self.answer_is_accept(&agent).await {
+            self.drop_agent_leg();
+            return;
         }
         let Some(leg) = self.agent.as_mut() else {
             return;
@@ -486,19 +473,53 @@ impl CallTask {
             }
         }
         info!(session_id = %session, agent_id = %agent, "call answered");
+        if !self.record_answered(agent).await {
+            self.drop_agent_leg();
+        }
+    }
+
+    /// A phone of `agent`'s (desk or browser) answered: that is their
+    /// accept, unless the desktop's accept won the race (its `assigned` not
+    /// here yet). Whether the call is theirs; if not (the offer lapsed or
+    /// the caller left meanwhile), the caller hangs that phone up.
+    pub(super) async fn answer_is_accept(&mut self, agent: &AgentId) -> bool {
+        if self.assigned.as_ref() == Some(agent) {
+            return true;
+        }
+        let session = self.session();
+        if let Err(error) = self.switchboard().accept(agent, session).await {
+            let record = self.switchboard().session(session).await;
+            let theirs = record.is_ok_and(|record| {
+                record.state == SessionState::Assigned && record.agent.as_ref() == Some(agent)
+            });
+            if !theirs {
+                info!(session_id = %session, agent_id = %agent, %error, "a phone answered an offer that is gone: hanging it up");
+                return false;
+            }
+        }
+        self.assigned = Some(agent.clone());
+        true
+    }
+
+    /// Records `answered` by `agent`; false when the call is no longer
+    /// theirs (transferred or ended meanwhile): the caller hangs their phone
+    /// up, and the session's own event follows.
+    pub(super) async fn record_answered(&self, agent: AgentId) -> bool {
+        let session = self.session();
         let recorded = self
             .switchboard()
             .call_event(session, CallEvent::Answered { agent })
             .await;
         match recorded {
-            Ok(_) => {}
-            // No longer this agent's (transferred or ended meanwhile): the
-            // phone is hung up; the session's own event follows.
+            Ok(_) => true,
             Err(error) if matches!(error.code(), "invalid_state" | "not_your_session") => {
-                info!(session_id = %session, %error, "the answer came too late: hanging up the phone");
-                self.drop_agent_leg();
+                info!(session_id = %session, %error, "the answer came too late: hanging the phone up");
+                false
             }
-            Err(error) => warn!(session_id = %session, %error, "answer not recorded"),
+            Err(error) => {
+                warn!(session_id = %session, %error, "answer not recorded");
+                true
+            }
         }
     }
 
