@@ -176,7 +176,10 @@ export class Softphone {
       else call.pending.push(candidate);
     });
     pc.addEventListener("connectionstatechange", () => {
-      if (pc.connectionState === "failed") this.setState("ready", this.t("softphone_call_failed"));
+      if (pc.connectionState !== "failed") return;
+      // The server passes an unanswered call on, or ends an answered one.
+      this.setState("ready", this.t("softphone_call_failed"));
+      this.close(session);
     });
     this.decorate(session, call);
     try {

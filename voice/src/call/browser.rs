@@ -105,6 +105,7 @@ impl CallTask {
                 reply,
             } => {
                 let answered = self.browser_offer(agent, &offer);
+                // The asker gave up waiting (its timeout): nobody to tell.
                 let _ = reply.send(answered);
             }
             CallCommand::BrowserCandidate {
@@ -119,6 +120,7 @@ impl CallTask {
                         .map_err(BrowserCallError::from),
                     _ => Err(BrowserCallError::NoLeg),
                 };
+                // As above: an asker that gave up needs no answer.
                 let _ = reply.send(added);
             }
         }
@@ -269,7 +271,8 @@ impl CallTask {
         }
     }
 
-    /// Closes the browser leg without waiting (the task sends DTLS close).
+    /// Closes the browser leg without waiting (its task says goodbye to the
+    /// browser: RTCP BYE, DTLS close_notify).
     pub(super) fn drop_browser_leg(&mut self) {
         let Some(leg) = self.browser.take() else {
             return;
@@ -278,7 +281,6 @@ impl CallTask {
             self.media_result(self.live.media.release_agent());
         }
         drop(leg.socket);
-        // Dropping the handle ends its task, which tells the browser.
         tokio::spawn(leg.leg.close());
     }
 }
