@@ -15,7 +15,6 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use actors::CallControl;
 use engine::ids::{AgentId, SessionId};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
@@ -238,23 +237,7 @@ impl CallTask {
                 return;
             }
             info!(session_id = %session, agent_id = %agent, ?end, "the browser's leg dropped: the agent's end of the call");
-            let hung_up = self
-                .switchboard()
-                .call_control(&agent, session, CallControl::HangUp)
-                .await;
-            match hung_up {
-                Ok(_) => {}
-                // Transferred meanwhile: the call is no longer this agent's.
-                Err(error) if error.code() == "not_your_session" => {
-                    debug!(session_id = %session, %error, "the browser's hang-up came after a transfer");
-                }
-                // The session cannot take it now: the call ends anyway, as
-                // for a desk phone's BYE.
-                Err(error) => {
-                    warn!(session_id = %session, %error, "the browser's hang-up not taken: ending the call");
-                    self.end_and_hang_up(actors::CallEnd::Agent).await;
-                }
-            }
+            self.agent_hung_up(&agent).await;
             return;
         }
         match end {

@@ -286,6 +286,28 @@ impl CallTask {
         }
     }
 
+    /// `agent`'s answered phone (desk or browser) went away: their hang-up.
+    pub(super) async fn agent_hung_up(&mut self, agent: &AgentId) {
+        let session = self.session();
+        let hung_up = self
+            .switchboard()
+            .call_control(agent, session, CallControl::HangUp)
+            .await;
+        match hung_up {
+            Ok(_) => {}
+            // Transferred meanwhile: the call is no longer this agent's.
+            Err(error) if error.code() == "not_your_session" => {
+                debug!(session_id = %session, %error, "the phone's hang-up came after a transfer");
+            }
+            // The session cannot take it now: the call ends anyway
+            // (retried), and every leg goes down.
+            Err(error) => {
+                warn!(session_id = %session, %error, "the phone's hang-up not taken: ending the call");
+                self.end_and_hang_up(CallEnd::Agent).await;
+            }
+        }
+    }
+
     /// Records the call's end and hangs every leg up.
     pub(super) async fn end_and_hang_up(&mut self, by: CallEnd) {
         self.end(by).await;
@@ -586,24 +608,7 @@ impl CallTask {
             if self.ended {
                 return;
             }
-            let hung_up = self
-                .switchboard()
-                .call_control(&agent, session, CallControl::HangUp)
-                .await;
-            match hung_up {
-                Ok(_) => {}
-                // Transferred meanwhile: the call is no longer this agent's.
-                Err(error) if error.code() == "not_your_session" => {
-                    debug!(session_id = %session, %error, "the phone's hang-up came after a transfer");
-                }
-                // The session cannot take it now: the call ends anyway
-                // (retried), and both legs go down.
-                Err(error) => {
-                    warn!(session_id = %session, %error, "the phone's hang-up not taken: ending the call");
-                    self.end(CallEnd::Agent).await;
-                    self.hang_up_all();
-                }
-            }
+            self.agent_hung_up(&agent).await;
             return;
         }
         match reason {

@@ -107,6 +107,27 @@ impl AgentHandler {
         self.state.calls.clone()
     }
 
+    /// The call flow for a negotiation frame whose `field` is `len` bytes
+    /// (at most `limit`) — or the refusal's code and message.
+    fn negotiation(
+        &self,
+        field: &str,
+        len: usize,
+        limit: usize,
+    ) -> Result<CallFlow, (&'static str, String)> {
+        if len > limit {
+            let message = format!("field `{field}`: {len} bytes is over the limit of {limit}");
+            return Err(("invalid_message", message));
+        }
+        let calls = self
+            .call_flow()
+            .ok_or(("unavailable", PHONE_OFF.to_owned()))?;
+        if !self.is_the_phone(&calls) {
+            return Err(("invalid_state", NOT_THE_PHONE.to_owned()));
+        }
+        Ok(calls)
+    }
+
     pub(super) async fn on_softphone(
         &mut self,
         link: &mut Link,
@@ -139,21 +160,10 @@ impl AgentHandler {
             Ok(fields) => fields,
             Err(err) => return link.send_error(err).await,
         };
-        if offer.sdp.len() > MAX_SDP_BYTES {
-            let message = format!(
-                "field `sdp`: {} bytes is over the limit of {MAX_SDP_BYTES}",
-                offer.sdp.len()
-            );
-            return replier.refuse(link, "invalid_message", message).await;
-        }
-        let Some(calls) = self.call_flow() else {
-            return replier.refuse(link, "unavailable", PHONE_OFF.into()).await;
+        let calls = match self.negotiation("sdp", offer.sdp.len(), MAX_SDP_BYTES) {
+            Ok(calls) => calls,
+            Err((code, message)) => return replier.refuse(link, code, message).await,
         };
-        if !self.is_the_phone(&calls) {
-            return replier
-                .refuse(link, "invalid_state", NOT_THE_PHONE.into())
-                .await;
-        }
         let session = offer.session;
         match calls
             .browser_offer(&self.profile.id, session.0, offer.sdp)
@@ -177,21 +187,11 @@ impl AgentHandler {
             Ok(fields) => fields,
             Err(err) => return link.send_error(err).await,
         };
-        if candidate.candidate.len() > MAX_CANDIDATE_BYTES {
-            let message = format!(
-                "field `candidate`: {} bytes is over the limit of {MAX_CANDIDATE_BYTES}",
-                candidate.candidate.len()
-            );
-            return replier.refuse(link, "invalid_message", message).await;
-        }
-        let Some(calls) = self.call_flow() else {
-            return replier.refuse(link, "unavailable", PHONE_OFF.into()).await;
+        let size = candidate.candidate.len();
+        let calls = match self.negotiation("candidate", size, MAX_CANDIDATE_BYTES) {
+            Ok(calls) => calls,
+            Err((code, message)) => return replier.refuse(link, code, message).await,
         };
-        if !self.is_the_phone(&calls) {
-            return replier
-                .refuse(link, "invalid_state", NOT_THE_PHONE.into())
-                .await;
-        }
         match calls
             .browser_candidate(&self.profile.id, candidate.session.0, candidate.candidate)
             .await
