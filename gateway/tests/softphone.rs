@@ -14,21 +14,60 @@ use common::{Client, TestServer};
 use gateway::auth::Role;
 use serde_json::json;
 
+#[derive(serde::Deserialize)]
+struct IceServers {
+    ice_servers: Vec<voice::webrtc::ice_servers::IceServerConfig>,
+}
+
 async fn agent_socket(server: &TestServer, agent: &str) -> Client {
     Client::connect(&server.ws_url("/ws/agent", &server.token(agent, Role::Agent))).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_browser_as_the_phone_is_chosen_refused_clearly_and_given_back() {
-    let server = phone_server(|config| config.routing.offer_timeout_ms = 30_000).await;
+    let server = phone_server(|config| {
+        config.routing.offer_timeout_ms = 30_000;
+        config.voice.ice_servers = toml::from_str::<IceServers>(
+            r#"
+            [[ice_servers]]
+            urls = ["stun:stun.example.com:3478"]
+            [[ice_servers]]
+            urls = ["turn:turn.example.com:3478?transport=udp", "turns:turn.example.com:5349"]
+            shared_secret = "north"
+            credential_ttl_secs = 3600
+            "#,
+        )
+        .unwrap()
+        .ice_servers;
+    })
+    .await;
     let desk_phone = phone(&server, "liu.yang", "agent_answer.xml").await;
     let mut agent = server.available_agent("liu.yang").await;
     let chosen = agent
         .request(json!({"type": "softphone", "on": true}))
         .await;
+    // The browser's STUN/TURN servers, TURN credentials minted for Liu Yang
+    // for an hour.
+    let turn = &chosen["ice_servers"][1];
+    let username = turn["username"].as_str().unwrap();
+    let (expiry, agent_id) = username.split_once(':').unwrap();
+    let expiry: u64 = expiry.parse().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!((now + 3_590..=now + 3_600).contains(&expiry), "{username}");
+    assert_eq!(agent_id, "liu.yang");
+    assert_eq!(turn["credential"].as_str().unwrap().len(), 28, "{turn}");
     assert_eq!(
         chosen,
-        json!({"type": "softphone", "request_id": chosen["request_id"], "on": true})
+        json!({"type": "softphone", "request_id": chosen["request_id"], "on": true,
+            "ice_servers": [
+                {"urls": ["stun:stun.example.com:3478"]},
+                {"urls": ["turn:turn.example.com:3478?transport=udp", "turns:turn.example.com:5349"],
+                 "username": username, "credential": turn["credential"]},
+            ],
+            "ice_transport_policy": "all"})
     );
 
     let (caller, _caller_rtp) = caller_until_bye(&server, "+8613800000051");
@@ -94,7 +133,10 @@ async fn the_browser_as_the_phone_is_chosen_refused_clearly_and_given_back() {
     let given_back = agent
         .request(json!({"type": "softphone", "on": false}))
         .await;
-    assert_eq!(given_back["on"], false, "{given_back}");
+    assert_eq!(
+        given_back,
+        json!({"type": "softphone", "request_id": given_back["request_id"], "on": false, "ice_servers": [], "ice_transport_policy": "all"})
+    );
     let accepted = agent
         .request(json!({"type": "accept", "session": session}))
         .await;

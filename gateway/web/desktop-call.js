@@ -145,6 +145,13 @@ export class CallBar {
   }
 
   async control(action) {
+    // The socket is down and the call is in this browser: hanging up
+    // closes its audio here; switchboard ends the call from that.
+    const softphone = this.ctx.softphone;
+    if (action === "hang_up" && !this.ctx.link.isOpen && softphone && softphone.has(this.card.id)) {
+      softphone.hangUpHere(this.card.id);
+      return;
+    }
     try {
       await this.ctx.link.request({ type: "call", session: this.card.id, action });
     } catch (err) {

@@ -127,6 +127,7 @@ async function signIn(token) {
       const conn = $("connection");
       conn.dataset.state = state;
       conn.textContent = i18n.t(`conn_${state}`);
+      ctx.softphone.linkStatus(state);
     },
     onRefused: async () => {
       try {

@@ -5,11 +5,17 @@
 // (`webrtc_offer` / `webrtc_answer`, then `webrtc_candidate`s): the audio
 // connecting is the accept. A call that becomes this agent's otherwise
 // (`assigned`: accepted elsewhere, a transfer to them) is connected the
-// same way. The call bar gains Mute and the line's quality (jitter, loss,
-// round trip from `getStats`); the header a microphone level meter. The
-// choice is kept across reloads and said again after a reconnect; a call's
-// audio does not go through the socket, so a short drop does not touch it
-// (a reload does: the page asks before leaving during a call).
+// same way. The call bar gains Mute, a keypad (keypad tones through
+// `RTCDTMFSender`, when the caller's line takes them) and the line's
+// quality (jitter, loss, round trip from `getStats`); the header a
+// microphone level meter. The
+// choice is kept across reloads and said again after a reconnect. A call's
+// audio does not go through the socket, so a drop does not touch it: the
+// call bar says the call goes on while the page reconnects, and Hang up
+// then closes the audio here (switchboard ends the call when the browser's
+// leg closes). A call whose audio is lost is ended by switchboard after a
+// grace (docs/voice.md); the bar says so. A reload ends the call: the page
+// asks before leaving during one.
 
 import { announce, h } from "./dom.js";
 
@@ -26,6 +32,9 @@ export class Softphone {
     this.audio = elements.audio;
     this.level = elements.level;
     this.on = false;
+    this.linkOpen = true;
+    this.iceServers = [];
+    this.icePolicy = "all";
     this.stream = null;
     this.calls = new Map(); // session id -> { pc, pending, answered, muted, timer, ... }
     this.toggle.addEventListener("change", () => (this.toggle.checked ? this.enable() : this.disable()));
@@ -43,14 +52,24 @@ export class Softphone {
     if (!phoneChannelOn) return;
     if (this.on) {
       // The socket came back: say the choice again (the old socket's went with it).
-      this.ctx.link.request({ type: "softphone", on: true }).catch((err) => {
-        this.setState("off", this.t("softphone_failed", { message: err.message || String(err) }));
-      });
+      this.ctx.link
+        .request({ type: "softphone", on: true })
+        .then((reply) => this.takeIce(reply))
+        .catch((err) => {
+          this.setState("off", this.t("softphone_failed", { message: err.message || String(err) }));
+        });
     } else if (localStorage.getItem(STORE_KEY) === "on") {
       this.toggle.checked = true;
       this.enable();
     }
     this.render();
+  }
+
+  // The `softphone` answer's STUN/TURN servers (voice.ice_servers; TURN
+  // credentials minted for this agent) and whether only relays may be used.
+  takeIce(reply) {
+    this.iceServers = reply.ice_servers || [];
+    this.icePolicy = reply.ice_transport_policy === "relay" ? "relay" : "all";
   }
 
   setState(state, notice = "") {
@@ -93,7 +112,7 @@ export class Softphone {
       return;
     }
     try {
-      await this.ctx.link.request({ type: "softphone", on: true });
+      this.takeIce(await this.ctx.link.request({ type: "softphone", on: true }));
     } catch (err) {
       this.stopStream();
       this.toggle.checked = false;
@@ -162,8 +181,8 @@ export class Softphone {
 
   async answer(session) {
     if (this.calls.has(session) || !this.stream) return;
-    const pc = new RTCPeerConnection({ iceServers: this.ctx.iceServers || [] });
-    const call = { pc, pending: [], answered: false, muted: false, timer: null, parts: null };
+    const pc = new RTCPeerConnection({ iceServers: this.iceServers, iceTransportPolicy: this.icePolicy });
+    const call = { session, pc, pending: [], answered: false, connected: false, muted: false, timer: null, parts: null, sentKeys: "" };
     this.calls.set(session, call);
     for (const track of this.stream.getAudioTracks()) pc.addTrack(track, this.stream);
     pc.addEventListener("track", (event) => {
@@ -176,9 +195,16 @@ export class Softphone {
       else call.pending.push(candidate);
     });
     pc.addEventListener("connectionstatechange", () => {
-      if (pc.connectionState !== "failed") return;
+      const state = pc.connectionState;
+      if (state === "connected") {
+        call.connected = true;
+        this.keypadState(call);
+      }
+      call.interrupted = state === "disconnected";
+      this.renderLink(call);
+      if (state !== "failed") return;
       // The server passes an unanswered call on, or ends an answered one.
-      this.setState("ready", this.t("softphone_call_failed"));
+      this.setState("ready", this.t(call.connected ? "softphone_call_lost" : "softphone_call_failed"));
       this.close(session);
     });
     this.decorate(session, call);
@@ -201,7 +227,7 @@ export class Softphone {
     this.ctx.link.request({ type: "webrtc_candidate", session, candidate }).catch(() => {});
   }
 
-  // Mute and the line's quality, in the card's call bar.
+  // Mute, the keypad and the line's quality, in the card's call bar.
   decorate(session, call) {
     const card = this.ctx.cards.get(session);
     if (!card) return;
@@ -213,10 +239,103 @@ export class Softphone {
       mute.setAttribute("aria-pressed", String(call.muted));
       mute.textContent = this.t(call.muted ? "call_unmute" : "call_mute");
     });
+    const keypad = this.keypad(call);
+    const link = h("span", { class: "call-link", role: "status", hidden: true });
     const bar = card.call.element;
-    bar.querySelector(".call-buttons").prepend(mute);
-    bar.append(quality);
-    call.parts = { mute, quality };
+    bar.querySelector(".call-buttons").prepend(mute, keypad.toggle);
+    bar.append(link, keypad.pad, quality);
+    call.parts = { mute, quality, keypad, link };
+    this.renderLink(call);
+  }
+
+  // The socket's state (Link's onStatus). A call in this browser goes on
+  // while it is down; its bar says so.
+  linkStatus(state) {
+    this.linkOpen = state === "open";
+    for (const call of this.calls.values()) this.renderLink(call);
+  }
+
+  // The note on a call's bar: the socket down, the audio interrupted.
+  renderLink(call) {
+    const link = call.parts && call.parts.link;
+    if (!link) return;
+    let state = "";
+    if (!this.linkOpen) state = "reconnecting";
+    else if (call.interrupted) state = "interrupted";
+    link.dataset.state = state;
+    link.hidden = !state;
+    link.textContent = state ? this.t(`call_link_${state}`) : "";
+  }
+
+  // Whether this browser has `session`'s call.
+  has(session) {
+    return this.calls.has(session);
+  }
+
+  // Hang up without the socket (it is down): the call's audio closes here,
+  // and switchboard ends the call when the browser's leg closes. The bar
+  // follows the `ended` event once the socket is back.
+  hangUpHere(session) {
+    const call = this.calls.get(session);
+    if (!call) return false;
+    this.close(session);
+    this.setState(this.on ? "ready" : "off", this.t("softphone_hung_up_offline"));
+    return true;
+  }
+
+  // The keypad: a toggle and twelve keys, shown under the call bar. Keys
+  // (clicked, or typed while the pad has focus) queue keypad tones on the
+  // call's audio; what has been sent shows beside them.
+  keypad(call) {
+    const toggle = h("button", { class: "call-keypad", type: "button", "aria-expanded": "false", disabled: true }, this.t("call_keypad"));
+    const sent = h("output", { class: "call-keypad-sent", "aria-live": "polite" });
+    const keys = [..."123456789*0#"].map((key) => {
+      const button = h("button", { class: "key", type: "button", "data-key": key }, key);
+      button.addEventListener("click", () => this.press(call, key));
+      return button;
+    });
+    const pad = h("div", { class: "call-keypad-pad", role: "group", "aria-label": this.t("call_keypad"), hidden: true },
+      h("div", { class: "keys" }, ...keys), sent);
+    pad.addEventListener("keydown", (event) => {
+      if (!/^[0-9*#]$/.test(event.key)) return;
+      event.preventDefault();
+      this.press(call, event.key);
+    });
+    toggle.addEventListener("click", () => {
+      pad.hidden = !pad.hidden;
+      toggle.setAttribute("aria-expanded", String(!pad.hidden));
+      if (!pad.hidden) keys[0].focus();
+    });
+    return { toggle, pad, sent };
+  }
+
+  // The keypad works while the call's audio can carry keypad tones: the
+  // answer negotiated telephone-event (the caller's line takes them) and
+  // the browser's sender is ready, which may come a little after the
+  // connection. Checked when it connects and with every stats reading.
+  keypadState(call) {
+    const keypad = call.parts && call.parts.keypad;
+    if (!keypad || !call.connected || !this.calls.has(call.session)) return;
+    if (!call.dtmf) {
+      const sender = call.pc.getSenders().find((candidate) => candidate.track && candidate.track.kind === "audio");
+      call.dtmf = sender && sender.dtmf ? sender.dtmf : null;
+      if (call.dtmf) {
+        call.dtmf.addEventListener("tonechange", (event) => {
+          if (!event.tone) return;
+          call.sentKeys = (call.sentKeys + event.tone).slice(-32);
+          keypad.sent.textContent = call.sentKeys;
+        });
+      }
+    }
+    const usable = !!call.dtmf && call.dtmf.canInsertDTMF;
+    keypad.toggle.disabled = !usable;
+    keypad.toggle.title = usable ? "" : this.t("call_keypad_unavailable");
+  }
+
+  press(call, key) {
+    if (!call.dtmf || !call.dtmf.canInsertDTMF) return;
+    // Queued after any tones still playing: 100 ms each, 70 ms apart.
+    call.dtmf.insertDTMF(call.dtmf.toneBuffer + key, 100, 70);
   }
 
   async readStats(session, call) {
@@ -229,12 +348,15 @@ export class Softphone {
     } catch {
       return; // closed meanwhile
     }
+    let pair = null;
     report.forEach((entry) => {
+      if (entry.type === "transport" && entry.selectedCandidatePairId) pair = report.get(entry.selectedCandidatePairId) || pair;
       if (entry.kind !== "audio" && entry.mediaType !== "audio") return;
       if (entry.type === "inbound-rtp") inbound = entry;
       else if (entry.type === "outbound-rtp") outbound = entry;
       else if (entry.type === "remote-inbound-rtp") remote = entry;
     });
+    this.keypadState(call);
     const quality = call.parts && call.parts.quality;
     if (!quality) return;
     quality.dataset.packetsReceived = String(inbound ? inbound.packetsReceived : 0);
@@ -245,11 +367,16 @@ export class Softphone {
     const lost = inbound ? Math.max(0, inbound.packetsLost || 0) : 0;
     const lossPct = received + lost > 0 ? ((100 * lost) / (received + lost)).toFixed(1) : "0.0";
     const rttMs = remote && remote.roundTripTime != null ? Math.round(remote.roundTripTime * 1000) : null;
-    quality.textContent = this.t("call_quality", {
+    // The path the audio takes: host (direct), srflx (through a NAT) or
+    // relay (through a TURN server).
+    const local = pair ? report.get(pair.localCandidateId) : null;
+    quality.dataset.path = local ? local.candidateType : "";
+    const text = this.t("call_quality", {
       jitter: jitterMs == null ? "–" : jitterMs,
       loss: lossPct,
       rtt: rttMs == null ? "–" : rttMs,
     });
+    quality.textContent = local && local.candidateType === "relay" ? `${text} · ${this.t("call_relayed")}` : text;
   }
 
   close(session) {
@@ -258,7 +385,12 @@ export class Softphone {
     this.calls.delete(session);
     if (call.timer) clearInterval(call.timer);
     call.pc.close();
-    if (call.parts) call.parts.mute.disabled = true;
+    if (call.parts) {
+      call.parts.link.hidden = true;
+      call.parts.mute.disabled = true;
+      call.parts.keypad.toggle.disabled = true;
+      call.parts.keypad.pad.hidden = true;
+    }
     if (this.calls.size === 0) {
       this.audio.srcObject = null;
       if (!this.on) this.stopStream();
@@ -275,7 +407,11 @@ export class Softphone {
   relabel() {
     this.render();
     for (const call of this.calls.values()) {
-      if (call.parts) call.parts.mute.textContent = this.t(call.muted ? "call_unmute" : "call_mute");
+      if (!call.parts) continue;
+      call.parts.mute.textContent = this.t(call.muted ? "call_unmute" : "call_mute");
+      call.parts.keypad.toggle.textContent = this.t("call_keypad");
+      call.parts.keypad.pad.setAttribute("aria-label", this.t("call_keypad"));
+      this.renderLink(call);
     }
   }
 }

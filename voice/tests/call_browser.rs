@@ -2,7 +2,7 @@
 //! runtime, a `sipp` caller over loopback, and a WebRTC peer (str0m)
 //! playing the agent's browser, which negotiates through
 //! `CallFlow::browser_offer` / `browser_candidate` as the desktop does over
-//! its socket.
+//! its socket. The browser's keypad tones reach the caller.
 
 mod call_rig;
 mod webrtc_peer;
@@ -16,7 +16,7 @@ use engine::presence::PresenceRequest;
 use tokio::net::UdpSocket;
 use voice::call::BrowserCallError;
 use voice::media::g711;
-use voice::media::rtp::{HEADER_LEN, RtpHeader, RtpPacket};
+use voice::media::rtp::{HEADER_LEN, RtpHeader, RtpPacket, TelephoneEvent};
 use webrtc_peer::{TestBrowser, browser};
 
 /// `agent` takes calls in the browser (desktop connection 1) and is available.
@@ -151,6 +151,27 @@ async fn an_agent_answers_a_call_in_the_browser_and_both_sides_hear_each_other()
         expected.to_vec(),
         "the caller's audio after the resume"
     );
+
+    // A key on the browser's keypad reaches the caller as telephone-event
+    // in the caller's payload type (sipp offered 96), one event to its end.
+    paul.press(5);
+    let mut reports = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !reports.iter().any(|report: &TelephoneEvent| report.end) {
+        let (len, _) = tokio::time::timeout_at(deadline, caller_rtp.recv_from(&mut buffer))
+            .await
+            .expect("the keypad tone reaches the caller")
+            .unwrap();
+        let packet = RtpPacket::parse(&buffer[..len]).unwrap();
+        if packet.header.payload_type == 96 {
+            reports.push(TelephoneEvent::parse(packet.payload).unwrap());
+        }
+    }
+    assert!(
+        reports.iter().all(|report| report.event == 5),
+        "{reports:?}"
+    );
+    assert_eq!(reports[0].duration, 160, "from its start: {reports:?}");
 
     // The agent hangs up in the desktop: the caller gets BYE, the leg closes.
     rig.board

@@ -126,7 +126,7 @@ impl MonitoredCall {
 
     /// paul hangs up in the desktop: the caller's and paul's phones get
     /// their BYE, and no leg is left.
-    async fn hang_up(self) {
+    async fn hang_up(mut self) {
         self.rig
             .board
             .call_control(&AgentId::new("paul"), self.session, CallControl::HangUp)
@@ -134,6 +134,9 @@ impl MonitoredCall {
             .unwrap();
         self.caller.await.unwrap().assert_success();
         self.paul_phone.await.unwrap().assert_success();
+        // Hung up phones send no more (their ports go back to the pool).
+        self.caller_speaker.stop();
+        self.agent.stop();
         self.rig.assert_no_dialogs("every leg is hung up").await;
         self.rig.stop().await;
     }
@@ -200,6 +203,10 @@ async fn a_supervisor_listens_whispers_and_barges_in_on_a_call_from_their_phone(
     // Stop: the supervisor's phone gets its BYE; caller and agent talk on.
     call.monitor(None).await;
     (&mut call.sam_phone).await.unwrap().assert_success();
+    // A phone hung up sends no more: its leg's port is free again, and a
+    // call of a test running beside this one may take it and latch onto
+    // a sender still at it (same IP), sending it that call's audio.
+    call.supervisor.stop();
     call.media_monitoring(None).await;
     let (heard_by_caller, heard_by_agent, heard_by_supervisor) = call.listen().await;
     heard_by_caller.assert_hears("the caller, after", AGENT, MIN_PACKETS);

@@ -227,3 +227,74 @@ async fn a_caller_and_a_browser_talk_through_the_calls_media_task() {
     media.end().await;
     browser.task.abort();
 }
+
+/// An audio offer as Chromium makes it (Opus, RED, G.722, PCMU, PCMA, CN
+/// and telephone-event at 48 and 8 kHz).
+const CHROMIUM_OFFER: &str = "v=0\r\n\
+o=- 4611731400430051336 2 IN IP4 127.0.0.1\r\n\
+s=-\r\n\
+t=0 0\r\n\
+a=group:BUNDLE 0\r\n\
+a=extmap-allow-mixed\r\n\
+a=msid-semantic: WMS stream\r\n\
+m=audio 9 UDP/TLS/RTP/SAVPF 111 63 9 0 8 13 110 126\r\n\
+c=IN IP4 0.0.0.0\r\n\
+a=rtcp:9 IN IP4 0.0.0.0\r\n\
+a=ice-ufrag:Zq5s\r\n\
+a=ice-pwd:3mYg0n4E0o3c4X9nQk1fQy8A\r\n\
+a=ice-options:trickle\r\n\
+a=fingerprint:sha-256 7B:8B:F0:65:5F:78:E2:51:3B:AC:6F:F3:3F:46:1B:35:DC:B8:5F:64:1A:24:C2:43:F0:A1:58:D0:A1:2C:19:08\r\n\
+a=setup:actpass\r\n\
+a=mid:0\r\n\
+a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\n\
+a=sendrecv\r\n\
+a=msid:stream track\r\n\
+a=rtcp-mux\r\n\
+a=rtpmap:111 opus/48000/2\r\n\
+a=rtcp-fb:111 transport-cc\r\n\
+a=fmtp:111 minptime=10;useinbandfec=1\r\n\
+a=rtpmap:63 red/48000/2\r\n\
+a=fmtp:63 111/111\r\n\
+a=rtpmap:9 G722/8000\r\n\
+a=rtpmap:0 PCMU/8000\r\n\
+a=rtpmap:8 PCMA/8000\r\n\
+a=rtpmap:13 CN/8000\r\n\
+a=rtpmap:110 telephone-event/48000\r\n\
+a=rtpmap:126 telephone-event/8000\r\n\
+a=ssrc:1001 cname:chromium\r\n\
+a=ssrc:1001 msid:stream track\r\n";
+
+/// Keypad tones are answered at 8 kHz (the browser's payload type) when the
+/// caller's phone takes them, and not at all when it does not.
+#[tokio::test]
+async fn chromiums_offer_gets_keypad_tones_only_when_the_caller_has_them() {
+    let media = loopback().await;
+    let Answered { answer, leg, .. } =
+        BrowserLeg::answer(CHROMIUM_OFFER, PCMU, setup(media.local_addr().unwrap())).unwrap();
+    let audio = answer
+        .lines()
+        .find(|line| line.starts_with("m=audio"))
+        .unwrap();
+    assert!(audio.ends_with(" 0 126"), "{answer}");
+    assert!(
+        answer.contains("a=rtpmap:126 telephone-event/8000"),
+        "{answer}"
+    );
+    assert!(
+        !answer.contains("opus") && !answer.contains("48000"),
+        "{answer}"
+    );
+    leg.close().await;
+    let no_keypad = MediaFormat {
+        telephone_event: None,
+        ..PCMU
+    };
+    let Answered { answer, leg, .. } = BrowserLeg::answer(
+        CHROMIUM_OFFER,
+        no_keypad,
+        setup(media.local_addr().unwrap()),
+    )
+    .unwrap();
+    assert!(!answer.contains("telephone-event"), "{answer}");
+    leg.close().await;
+}

@@ -6,8 +6,13 @@
 //! the delivery state of replies to an SMS customer. The
 //! tests write the screenshots the README shows (`docs/screenshots/`).
 
+// The browser softphone's tests await deep futures (a call answered in the
+// page, then the checks): rustc's layout of them needs more than 128 levels.
+#![recursion_limit = "256"]
+
 #[path = "../common/mod.rs"]
 mod common;
+mod proxy;
 mod softphone;
 mod webdriver;
 

@@ -3,9 +3,13 @@
 //! the microphone), a `sipp` caller and the test's RTP socket as the
 //! caller's audio: the agent takes calls in the browser, answers in the
 //! page, the browser's `getStats` shows audio packets flowing both ways,
-//! the caller's socket gets the browser's audio from switchboard, and
-//! Hang up in the page ends the caller's leg with a BYE. A browser whose
-//! microphone is refused says so and keeps the desk phone.
+//! the caller's socket gets the browser's audio and the keypad's tones
+//! from switchboard, and Hang up in the page ends the caller's leg with a
+//! BYE. A browser whose microphone is refused says so and keeps the desk
+//! phone. A call goes on through a drop of the page's socket (a proxy the
+//! test cuts), and hangs up without it. With `ice_transport_policy =
+//! "relay"` the audio goes through a real TURN server (coturn) with the
+//! credentials switchboard minted.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -15,8 +19,10 @@ use gateway::auth::Role;
 use serde_json::json;
 use tokio::net::UdpSocket;
 
-use crate::common::sipp::{caller_until_bye, phone_server};
-use crate::webdriver::Driver;
+use crate::common::TestServer;
+use crate::common::sipp::{SippRun, caller_until_bye, phone_server};
+use crate::proxy::CutProxy;
+use crate::webdriver::{Browser, Driver};
 use crate::{go_available, open_desktop, screenshot, unlabelled_controls};
 
 /// Chromium's switches for a page that may use a (fake) microphone and
@@ -61,77 +67,171 @@ async fn ssrcs_heard(socket: &UdpSocket, window: Duration) -> Vec<(u32, usize)> 
     counts.into_iter().collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_call_is_answered_and_hung_up_in_the_browser_softphone() {
-    const NUMBER: &str = "+8613900000002"; // Zhao Lei's phone (demo data)
-    let server = phone_server(|config| {
+/// The keypad tones `socket` receives (telephone-event in `payload_type`):
+/// the event of each that ended, in order, until `n` have (within 10 s).
+async fn keypad_tones(socket: &UdpSocket, payload_type: u8, n: usize) -> Vec<u8> {
+    let mut ended = Vec::new();
+    let mut ended_at = Vec::new();
+    let mut buffer = [0u8; 2048];
+    let until = tokio::time::Instant::now() + Duration::from_secs(10);
+    while ended.len() < n {
+        let Ok(Ok((len, _))) = tokio::time::timeout_at(until, socket.recv_from(&mut buffer)).await
+        else {
+            panic!("keypad tones at the caller: {ended:?}, expected {n}");
+        };
+        // RFC 4733 payload after a 12-byte header: event, E|R|volume, duration.
+        if len < 16 || buffer[1] & 0x7f != payload_type || buffer[13] & 0x80 == 0 {
+            continue;
+        }
+        // The end is sent three times: one event per RTP timestamp.
+        let timestamp = u32::from_be_bytes([buffer[4], buffer[5], buffer[6], buffer[7]]);
+        if !ended_at.contains(&timestamp) {
+            ended_at.push(timestamp);
+            ended.push(buffer[12]);
+        }
+    }
+    ended
+}
+
+/// A call from Zhao Lei's phone (demo data) answered in the desktop's
+/// browser phone, with audio flowing both ways. The test's socket is the
+/// caller's RTP; it speaks a steady level to the call's port.
+struct BrowserCall {
+    /// The session card's selector.
+    card: String,
+    caller: tokio::task::JoinHandle<SippRun>,
+    caller_rtp: Arc<UdpSocket>,
+    /// The SSRCs of hold audio (what the caller heard before the answer).
+    hold: BTreeSet<u32>,
+    speaking: tokio::task::JoinHandle<()>,
+}
+
+/// A server with the phone channel, offers that wait a minute; `tweak`
+/// adjusts the rest.
+async fn call_server(tweak: impl FnOnce(&mut gateway::Config)) -> TestServer {
+    phone_server(|config| {
         config.routing.offer_timeout_ms = 60_000;
         config.routing.queue_update_ms = 500;
+        tweak(config);
     })
-    .await;
+    .await
+}
+
+impl BrowserCall {
+    /// Turns the browser phone on in the open desktop, goes available, and
+    /// answers a call in the page; returns once `getStats` counts audio
+    /// packets both ways.
+    async fn answer(desktop: &Browser, server: &TestServer) -> BrowserCall {
+        desktop.wait_visible("#softphone-pick").await;
+        desktop.click("#softphone-toggle").await;
+        desktop
+            .wait_text(
+                "#softphone-state[data-state='ready']",
+                "Browser phone: ready",
+            )
+            .await;
+        go_available(desktop).await;
+
+        let (caller, caller_rtp) = caller_until_bye(server, "+8613900000002");
+        caller_rtp.set_nonblocking(true).unwrap();
+        let caller_rtp = Arc::new(UdpSocket::from_std(caller_rtp).unwrap());
+        // Hold audio comes from the call's own port: the caller speaks there.
+        let mut buffer = [0u8; 2048];
+        let (_, media_port) =
+            tokio::time::timeout(Duration::from_secs(15), caller_rtp.recv_from(&mut buffer))
+                .await
+                .expect("hold audio reaches the caller")
+                .unwrap();
+        let hold: BTreeSet<u32> = ssrcs_heard(&caller_rtp, Duration::from_millis(300))
+            .await
+            .into_iter()
+            .map(|(ssrc, _)| ssrc)
+            .collect();
+        let speaking = caller_speaks(caller_rtp.clone(), media_port);
+
+        desktop.wait_text("#offers li.offer", "Zhao Lei").await;
+        let session = desktop
+            .exec(
+                "return document.querySelector('#offers li.offer').dataset.session",
+                json!([]),
+            )
+            .await;
+        let card = format!(
+            "section.session[data-session='{}']",
+            session.as_str().unwrap()
+        );
+        desktop.click("#offers li.offer button.accept").await;
+        desktop
+            .wait_visible(&format!("{card} .call-state[data-state='talking']"))
+            .await;
+        let flowing = "const q = document.querySelector(arguments[0]); \
+            return !!q && Number(q.dataset.packetsReceived || 0) > 25 && Number(q.dataset.packetsSent || 0) > 25;";
+        desktop
+            .wait(
+                "the browser receives and sends audio",
+                flowing,
+                json!([format!("{card} .call-quality")]),
+            )
+            .await;
+        BrowserCall {
+            card,
+            caller,
+            caller_rtp,
+            hold,
+            speaking,
+        }
+    }
+
+    /// `getStats`' audio packets received and sent, as the card shows them.
+    async fn packets(&self, desktop: &Browser) -> (f64, f64) {
+        let counts = desktop
+            .exec(
+                "const q = document.querySelector(arguments[0]); \
+                 return q ? [Number(q.dataset.packetsReceived || 0), Number(q.dataset.packetsSent || 0)] : [0, 0];",
+                json!([format!("{} .call-quality", self.card)]),
+            )
+            .await;
+        (counts[0].as_f64().unwrap(), counts[1].as_f64().unwrap())
+    }
+
+    /// Panics unless the browser's packets in and out rise over 1.5 s.
+    async fn assert_audio_flows(&self, desktop: &Browser, when: &str) {
+        let first = self.packets(desktop).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let later = self.packets(desktop).await;
+        assert!(
+            later.0 > first.0 && later.1 > first.1,
+            "{when}: packets keep flowing: {first:?} then {later:?}"
+        );
+    }
+
+    /// Panics unless the caller's socket gets ≥ 25 packets of the browser's
+    /// audio (not hold audio) in a second.
+    async fn assert_caller_hears_the_browser(&self, when: &str) {
+        let heard = ssrcs_heard(&self.caller_rtp, Duration::from_secs(1)).await;
+        let from_browser: usize = heard
+            .iter()
+            .filter(|(ssrc, _)| !self.hold.contains(ssrc))
+            .map(|(_, n)| n)
+            .sum();
+        assert!(
+            from_browser >= 25,
+            "{when}: the browser's audio at the caller: {heard:?} (hold {:?})",
+            self.hold
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_is_answered_and_hung_up_in_the_browser_softphone() {
+    let server = call_server(|_| {}).await;
     let driver = Driver::start().await;
     let desktop = driver.browser_with("en-US", 1500, 1000, &FAKE_MEDIA).await;
     open_desktop(&desktop, &server, "liu.yang", Role::Agent).await;
-    desktop.wait_visible("#softphone-pick").await;
-    desktop.click("#softphone-toggle").await;
-    desktop
-        .wait_text(
-            "#softphone-state[data-state='ready']",
-            "Browser phone: ready",
-        )
-        .await;
-    go_available(&desktop).await;
-
-    let (caller, caller_rtp) = caller_until_bye(&server, NUMBER);
-    caller_rtp.set_nonblocking(true).unwrap();
-    let caller_rtp = Arc::new(UdpSocket::from_std(caller_rtp).unwrap());
-    // Hold audio comes from the call's own port: the caller speaks there.
-    let mut buffer = [0u8; 2048];
-    let (_, media_port) =
-        tokio::time::timeout(Duration::from_secs(15), caller_rtp.recv_from(&mut buffer))
-            .await
-            .expect("hold audio reaches the caller")
-            .unwrap();
-    let hold: BTreeSet<u32> = ssrcs_heard(&caller_rtp, Duration::from_millis(300))
-        .await
-        .into_iter()
-        .map(|(ssrc, _)| ssrc)
-        .collect();
-    let speaking = caller_speaks(caller_rtp.clone(), media_port);
-
-    desktop.wait_text("#offers li.offer", "Zhao Lei").await;
-    let session = desktop
-        .exec(
-            "return document.querySelector('#offers li.offer').dataset.session",
-            json!([]),
-        )
-        .await;
-    let session = session.as_str().unwrap().to_string();
-    let card = format!("section.session[data-session='{session}']");
-    desktop.click("#offers li.offer button.accept").await;
-    desktop
-        .wait_visible(&format!("{card} .call-state[data-state='talking']"))
-        .await;
-    // getStats: audio packets in and out, and still rising a second later.
+    let call = BrowserCall::answer(&desktop, &server).await;
+    let (card, caller_rtp) = (call.card.clone(), call.caller_rtp.clone());
     let quality = format!("{card} .call-quality");
-    let packets = "const q = document.querySelector(arguments[0]); \
-        return q ? [Number(q.dataset.packetsReceived || 0), Number(q.dataset.packetsSent || 0)] : [0, 0];";
-    let flowing = "const q = document.querySelector(arguments[0]); \
-        return !!q && Number(q.dataset.packetsReceived || 0) > 25 && Number(q.dataset.packetsSent || 0) > 25;";
-    desktop
-        .wait(
-            "the browser receives and sends audio",
-            flowing,
-            json!([quality]),
-        )
-        .await;
-    let first = desktop.exec(packets, json!([quality])).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let later = desktop.exec(packets, json!([quality])).await;
-    assert!(
-        later[0].as_f64() > first[0].as_f64() && later[1].as_f64() > first[1].as_f64(),
-        "packets keep flowing: {first} then {later}"
-    );
+    call.assert_audio_flows(&desktop, "in the call").await;
     // The browser plays sound (the caller's steady level), and the card
     // shows a measured jitter.
     desktop
@@ -149,16 +249,23 @@ async fn a_call_is_answered_and_hung_up_in_the_browser_softphone() {
         )
         .await;
     // The caller hears the browser: RTP from switchboard that is not hold audio.
-    let heard = ssrcs_heard(&caller_rtp, Duration::from_secs(1)).await;
-    let from_browser: usize = heard
-        .iter()
-        .filter(|(ssrc, _)| !hold.contains(ssrc))
-        .map(|(_, n)| n)
-        .sum();
-    assert!(
-        from_browser >= 25,
-        "the browser's audio at the caller: {heard:?} (hold {hold:?})"
-    );
+    call.assert_caller_hears_the_browser("in the call").await;
+    // The keypad: 7 then # go to the caller as keypad tones
+    // (telephone-event, the payload type sipp offered: 96), and show as sent.
+    desktop
+        .click(&format!("{card} button.call-keypad:not([disabled])"))
+        .await;
+    desktop
+        .click(&format!("{card} .call-keypad-pad button[data-key='7']"))
+        .await;
+    desktop
+        .click(&format!("{card} .call-keypad-pad button[data-key='#']"))
+        .await;
+    desktop
+        .wait_text(&format!("{card} .call-keypad-sent"), "7#")
+        .await;
+    let tones = keypad_tones(&caller_rtp, 96, 2).await;
+    assert_eq!(tones, vec![7, 11], "keypad tones at the caller, in order");
     assert_eq!(unlabelled_controls(&desktop).await, Vec::<String>::new());
     desktop
         .screenshot(&screenshot("desktop-softphone.png"))
@@ -173,8 +280,8 @@ async fn a_call_is_answered_and_hung_up_in_the_browser_softphone() {
     desktop
         .wait_visible(&format!("{card} .call-state[data-state='ended']"))
         .await;
-    caller.await.unwrap().assert_success();
-    speaking.abort();
+    call.caller.await.unwrap().assert_success();
+    call.speaking.abort();
 
     // The line's quality as switchboard measured it (RTCP), on /metrics.
     let metrics = reqwest::get(format!("http://{}/metrics", server.server.admin_addr))
@@ -232,6 +339,188 @@ async fn a_refused_microphone_keeps_the_desk_phone_with_a_notice() {
         )
         .await;
     assert_eq!(checked, json!(false), "the choice is not taken");
+    desktop.quit().await;
+    server.server.shutdown().await.unwrap();
+}
+
+/// The socket drops in the middle of a call in the browser (the page's
+/// connection through a proxy that the test cuts): the audio goes on both
+/// ways and the call bar says so; the page reconnects and the call is as
+/// before. Dropped again, Hang up closes the audio in the page and
+/// switchboard ends the call from that (the caller gets its BYE while the
+/// socket is still down); back, the bar shows the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_call_goes_on_through_a_socket_drop_and_hangs_up_without_the_socket() {
+    let server = call_server(|_| {}).await;
+    let proxy = CutProxy::start(server.server.addr).await;
+    let driver = Driver::start().await;
+    let desktop = driver.browser_with("en-US", 1500, 1000, &FAKE_MEDIA).await;
+    let token = server.token("liu.yang", Role::Agent);
+    desktop
+        .goto(&format!("http://{}/desktop?token={token}", proxy.addr))
+        .await;
+    desktop.wait_visible("#connection[data-state='open']").await;
+    let call = BrowserCall::answer(&desktop, &server).await;
+    let card = call.card.clone();
+    let link_note = format!("{card} .call-link[data-state='reconnecting']");
+
+    // Down: the page says the call goes on, and it does.
+    proxy.cut();
+    desktop
+        .wait_text(
+            &link_note,
+            "Connection to switchboard lost: the call goes on",
+        )
+        .await;
+    call.assert_audio_flows(&desktop, "socket down").await;
+    call.assert_caller_hears_the_browser("socket down").await;
+
+    // Back: the note goes, the call is still talking, the audio flows.
+    proxy.restore();
+    desktop.wait_visible("#connection[data-state='open']").await;
+    desktop
+        .wait(
+            "the note to go",
+            "const el = document.querySelector(arguments[0]); return !!el && el.hidden;",
+            json!([format!("{card} .call-link")]),
+        )
+        .await;
+    desktop
+        .wait_visible(&format!("{card} .call-state[data-state='talking']"))
+        .await;
+    call.assert_audio_flows(&desktop, "socket back").await;
+
+    // Down again: Hang up closes the audio here; switchboard sees the
+    // browser's leg close and ends the call.
+    proxy.cut();
+    desktop.wait_visible(&link_note).await;
+    desktop.click(&format!("{card} button.call-hang-up")).await;
+    desktop
+        .wait_text("#softphone-notice", "Hung up in this browser")
+        .await;
+    tokio::time::timeout(Duration::from_secs(30), call.caller)
+        .await
+        .expect("the caller gets its BYE while the socket is down")
+        .unwrap()
+        .assert_success();
+    call.speaking.abort();
+    proxy.restore();
+    desktop
+        .wait_visible(&format!("{card} .call-state[data-state='ended']"))
+        .await;
+    desktop.quit().await;
+    server.server.shutdown().await.unwrap();
+}
+
+/// A real TURN server (coturn's `turnserver`) on loopback that takes the
+/// credentials switchboard mints from `secret` (`use-auth-secret`, the TURN
+/// REST API), and may relay to loopback peers.
+struct Coturn {
+    port: u16,
+    _child: tokio::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Coturn {
+    async fn start(secret: &str) -> Coturn {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let in_dir = |name: &str| dir.path().join(name).display().to_string();
+        let child = tokio::process::Command::new("turnserver")
+            .args([
+                "-n",
+                "--listening-ip=127.0.0.1",
+                "--relay-ip=127.0.0.1",
+                &format!("--listening-port={port}"),
+                "--use-auth-secret",
+                &format!("--static-auth-secret={secret}"),
+                "--realm=switchboard.test",
+                "--allow-loopback-peers",
+                "--no-cli",
+                "--no-tls",
+                "--no-dtls",
+                "--fingerprint",
+                &format!("--pidfile={}", in_dir("turnserver.pid")),
+                &format!("--userdb={}", in_dir("turndb")),
+                &format!("--log-file={}", in_dir("turn.log")),
+                "--no-stdout-log",
+            ])
+            .kill_on_drop(true)
+            .spawn()
+            .expect("coturn's turnserver runs (scripts/test installs coturn)");
+        // Up when its TCP listener takes a connection.
+        let until = tokio::time::Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(
+                tokio::time::Instant::now() < until,
+                "turnserver did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Coturn {
+            port,
+            _child: child,
+            _dir: dir,
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct VoiceIce {
+    ice_servers: Vec<voice::webrtc::ice_servers::IceServerConfig>,
+    ice_transport_policy: voice::webrtc::ice_servers::IceTransportPolicy,
+}
+
+/// `voice.ice_transport_policy = "relay"` with a real TURN server: the
+/// browser connects only through coturn, with the credentials switchboard
+/// minted for the agent from the shared secret; the card says the audio is
+/// relayed, and it flows both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_relay_only_the_call_goes_through_a_real_turn_server() {
+    let turn = Coturn::start("north-relay-secret").await;
+    let ice: VoiceIce = toml::from_str(&format!(
+        r#"
+        ice_transport_policy = "relay"
+        [[ice_servers]]
+        urls = ["turn:127.0.0.1:{}?transport=udp"]
+        shared_secret = "north-relay-secret"
+        "#,
+        turn.port
+    ))
+    .unwrap();
+    let server = call_server(|config| {
+        config.voice.ice_servers = ice.ice_servers;
+        config.voice.ice_transport_policy = ice.ice_transport_policy;
+    })
+    .await;
+    let driver = Driver::start().await;
+    let desktop = driver.browser_with("en-US", 1500, 1000, &FAKE_MEDIA).await;
+    open_desktop(&desktop, &server, "liu.yang", Role::Agent).await;
+    let call = BrowserCall::answer(&desktop, &server).await;
+    let quality = format!("{} .call-quality", call.card);
+    desktop
+        .wait(
+            "the audio's path to be the relay",
+            "const q = document.querySelector(arguments[0]); return !!q && q.dataset.path === 'relay';",
+            json!([quality]),
+        )
+        .await;
+    desktop.wait_text(&quality, "relayed (TURN)").await;
+    call.assert_audio_flows(&desktop, "through the relay").await;
+    call.assert_caller_hears_the_browser("through the relay")
+        .await;
+    desktop
+        .click(&format!("{} button.call-hang-up", call.card))
+        .await;
+    call.caller.await.unwrap().assert_success();
+    call.speaking.abort();
     desktop.quit().await;
     server.server.shutdown().await.unwrap();
 }

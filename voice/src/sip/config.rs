@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::digest::DigestAlgorithm;
 use super::trunk::AddressRange;
+use crate::webrtc::ice_servers::{IceServerConfig, IceTransportPolicy};
 
 /// The phone channel's settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -64,6 +65,13 @@ pub struct VoiceConfig {
     pub rtp_timeout_secs: u64,
     /// The IVR menu callers key a choice in before they are queued.
     pub ivr: IvrConfig,
+    /// STUN/TURN servers for agents' browsers (the browser softphone); none:
+    /// browsers reach switchboard's host candidate directly.
+    pub ice_servers: Vec<IceServerConfig>,
+    /// `relay`: browsers send audio only through a TURN server of
+    /// `ice_servers` (their own addresses never reach switchboard); `all`:
+    /// any path.
+    pub ice_transport_policy: IceTransportPolicy,
 }
 
 /// `[voice.ivr]`: an optional menu before the queue. The caller is answered
@@ -118,6 +126,8 @@ impl Default for VoiceConfig {
             early_media: false,
             rtp_timeout_secs: 120,
             ivr: IvrConfig::default(),
+            ice_servers: Vec::new(),
+            ice_transport_policy: IceTransportPolicy::All,
         }
     }
 }
@@ -226,6 +236,7 @@ impl VoiceConfig {
             ));
         }
         self.validate_ivr()?;
+        crate::webrtc::ice_servers::validate(&self.ice_servers, self.ice_transport_policy)?;
         self.validate_trunks()
     }
 

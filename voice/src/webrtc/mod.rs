@@ -16,10 +16,14 @@
 //! call's media task does not know the difference: relaying, hold audio and
 //! a supervisor's mix work as for a desk phone. The bridge costs one
 //! loopback hop each way and no transcoding (the browser is offered exactly
-//! the call's codec, PCMU or PCMA).
+//! the call's codec, PCMU or PCMA). Keypad tones from the browser
+//! (`RTCDTMFSender`, RFC 4733 telephone-event) go on the same way, in the
+//! call's telephone-event payload type — offered only when the caller's
+//! phone negotiated one.
 //!
 //! str0m is sans-IO: the task owns the sockets and the clock and feeds it.
 
+pub mod ice_servers;
 pub mod metrics;
 mod task;
 
@@ -30,6 +34,8 @@ use std::time::{Duration, Instant};
 
 use str0m::change::SdpOffer;
 use str0m::config::CryptoProvider;
+use str0m::format::FormatParams;
+use str0m::media::{Frequency, Pt};
 use str0m::{Candidate, Rtc, RtcConfig};
 use thiserror::Error;
 use tokio::sync::mpsc;
@@ -41,6 +47,10 @@ use crate::media::{Codec, MediaFormat, RtpSocket};
 /// How long ICE and DTLS may take by default before the leg is given up
 /// as failed.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Our payload type for keypad tones (telephone-event/8000); an answer
+/// takes the browser's own number for it.
+const TELEPHONE_EVENT_PT: Pt = Pt::new_with_value(101);
 
 /// Why a browser's offer or candidate is refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -205,10 +215,25 @@ impl BrowserLeg {
             .set_crypto_provider(crypto())
             .clear_codecs()
             .set_stats_interval(Some(Duration::from_secs(1)));
-        let config = match format.codec {
+        let mut config = match format.codec {
             Codec::Pcmu => config.enable_pcmu(true, false),
             Codec::Pcma => config.enable_pcma(true, false),
         };
+        // Keypad tones (RFC 4733) only when the caller's phone takes them:
+        // the browser's digits go on to it as they came.
+        if format.telephone_event.is_some() {
+            config.codec_config().add_config(
+                TELEPHONE_EVENT_PT,
+                None,
+                str0m::format::Codec::Tele,
+                Frequency::EIGHT_KHZ,
+                None,
+                FormatParams {
+                    telephone_event_max: Some(15),
+                    ..FormatParams::default()
+                },
+            );
+        }
         let mut rtc: Rtc = config.build(Instant::now());
         let candidate = Candidate::host(sockets.advertised, "udp")
             .map_err(|error| WebRtcError::Offer(format!("host candidate: {error}")))?;

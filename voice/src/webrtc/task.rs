@@ -292,15 +292,23 @@ impl LegTask {
         }
     }
 
-    /// The browser's audio, as plain RTP to the media task: our SSRC and
-    /// sequence, the browser's timestamp, the call's payload type.
+    /// The browser's audio and keypad tones, as plain RTP to the media
+    /// task: our SSRC and sequence, the browser's timestamp, the call's
+    /// payload type (audio or telephone-event).
     fn forward_to_media(&mut self, data: &MediaData) {
         if data.time.frequency() != Frequency::EIGHT_KHZ {
             return;
         }
+        let payload_type = match data.params.spec().codec {
+            str0m::format::Codec::Tele => match self.format.telephone_event {
+                Some(payload_type) => payload_type,
+                None => return,
+            },
+            _ => self.format.payload_type,
+        };
         let header = RtpHeader {
             marker: data.audio_start_of_talk_spurt,
-            payload_type: self.format.payload_type,
+            payload_type,
             sequence: self.sequence,
             timestamp: data.time.numer() as u32,
             ssrc: self.ssrc,

@@ -1,14 +1,18 @@
 //! A WebRTC peer playing the browser in tests: a str0m `Rtc` on its own
 //! loopback socket and task (ICE, DTLS-SRTP, G.711 — what Chromium does,
 //! without Chromium), sending a 20 ms frame of one byte value every 20 ms
-//! once connected, and reporting what it receives.
+//! once connected, and reporting what it receives. Like a browser it offers
+//! keypad tones (telephone-event/8000) and sends a digit on request
+//! ([`TestBrowser::press`]) as `RTCDTMFSender` would: RFC 4733 reports of
+//! one event, the last three marked as its end.
 
 #![allow(dead_code)] // each test binary uses part of it
 
 use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpPendingOffer};
-use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
+use str0m::format::{Codec, FormatParams};
+use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, Pt, Writer};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 use tokio::net::UdpSocket;
@@ -26,16 +30,25 @@ pub enum Seen {
 pub struct TestBrowser {
     pub seen: mpsc::UnboundedReceiver<Seen>,
     pub task: tokio::task::JoinHandle<()>,
+    keys: mpsc::UnboundedSender<u8>,
 }
 
 /// A browser's offer of audio: PCMU and/or Opus.
 pub fn browser(pcmu: bool, opus: bool) -> (Rtc, Mid, str0m::change::SdpOffer, SdpPendingOffer) {
-    let mut rtc = Rtc::builder()
+    let mut config = Rtc::builder()
         .set_crypto_provider(std::sync::Arc::new(str0m::crypto::from_feature_flags()))
         .clear_codecs()
         .enable_pcmu(pcmu, false)
-        .enable_opus(opus, false)
-        .build(Instant::now());
+        .enable_opus(opus, false);
+    config.codec_config().add_config(
+        Pt::new_with_value(126),
+        None,
+        Codec::Tele,
+        Frequency::EIGHT_KHZ,
+        None,
+        FormatParams::default(),
+    );
+    let mut rtc = config.build(Instant::now());
     let mut api = rtc.sdp_api();
     let mid = api.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
     let (offer, pending) = api.apply().expect("an offer");
@@ -45,6 +58,7 @@ pub fn browser(pcmu: bool, opus: bool) -> (Rtc, Mid, str0m::change::SdpOffer, Sd
 impl TestBrowser {
     pub fn start(mut rtc: Rtc, mid: Mid, socket: UdpSocket, tone: u8) -> TestBrowser {
         let (seen_tx, seen) = mpsc::unbounded_channel();
+        let (keys, mut pressed) = mpsc::unbounded_channel::<u8>();
         let task = tokio::spawn(async move {
             let local = socket.local_addr().unwrap();
             let mut buffer = vec![0u8; 2048];
@@ -84,11 +98,14 @@ impl TestBrowser {
                         });
                         let _ = rtc.handle_input(input);
                     }
+                    Some(event) = pressed.recv(), if connected => {
+                        send_key(&mut rtc, mid, event, timestamp);
+                    }
                     () = tokio::time::sleep_until(deadline) => {
                         if connected && tokio::time::Instant::now() >= next_frame {
                             next_frame += Duration::from_millis(20);
                             let writer = rtc.writer(mid).unwrap();
-                            let pt = writer.payload_params().next().unwrap().pt();
+                            let pt = payload_type(&writer, |codec| codec != Codec::Tele).unwrap();
                             let time = MediaTime::new(timestamp, Frequency::EIGHT_KHZ);
                             timestamp += 160;
                             writer.write(pt, Instant::now(), time, vec![tone; 160]).unwrap();
@@ -98,7 +115,13 @@ impl TestBrowser {
                 }
             }
         });
-        TestBrowser { seen, task }
+        TestBrowser { seen, task, keys }
+    }
+
+    /// Presses a keypad key: RFC 4733 `event` (0–9 digits, 10 `*`, 11 `#`),
+    /// sent once connected.
+    pub fn press(&self, event: u8) {
+        self.keys.send(event).unwrap();
     }
 
     /// The next audio payload the browser received (within 5 s).
@@ -133,5 +156,42 @@ impl TestBrowser {
             TestBrowser::start(rtc, mid, socket, tone),
             candidate.to_sdp_string(),
         )
+    }
+}
+
+/// The negotiated payload type of the first codec `wanted` takes.
+fn payload_type(writer: &Writer<'_>, wanted: impl Fn(Codec) -> bool) -> Option<Pt> {
+    writer
+        .payload_params()
+        .find(|params| wanted(params.spec().codec))
+        .map(|params| params.pt())
+}
+
+/// One keypad tone of 80 ms at `timestamp`: four reports of growing
+/// duration, the last sent three times with the end bit (RFC 4733 §2.5.1.4).
+fn send_key(rtc: &mut Rtc, mid: Mid, event: u8, timestamp: u64) {
+    let writer = rtc.writer(mid).unwrap();
+    let pt =
+        payload_type(&writer, |codec| codec == Codec::Tele).expect("telephone-event negotiated");
+    let mut reports = Vec::new();
+    for (duration, end) in [
+        (160u16, false),
+        (320, false),
+        (480, false),
+        (640, true),
+        (640, true),
+        (640, true),
+    ] {
+        let flags = if end { 0x80 | 10 } else { 10 };
+        let [d0, d1] = duration.to_be_bytes();
+        reports.push(vec![event, flags, d0, d1]);
+    }
+    for (n, report) in reports.into_iter().enumerate() {
+        let writer = rtc.writer(mid).unwrap();
+        let time = MediaTime::new(timestamp, Frequency::EIGHT_KHZ);
+        writer
+            .start_of_talkspurt(n == 0)
+            .write(pt, Instant::now(), time, report)
+            .unwrap();
     }
 }

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use engine::ids::AgentId;
 use serde::{Deserialize, Serialize};
 use voice::call::{BrowserCallError, CallFlow};
+use voice::webrtc::ice_servers::{self, IceServer, IceTransportPolicy};
 
 use super::{AgentHandler, listing};
 use crate::wire::WireSession;
@@ -57,6 +58,11 @@ struct WebRtcAnswer {
 #[derive(Serialize)]
 struct SoftphoneBody {
     on: bool,
+    /// The STUN/TURN servers the browser uses (`voice.ice_servers`), TURN
+    /// credentials minted for this agent; empty when off.
+    ice_servers: Vec<IceServer>,
+    /// `relay`: the browser uses only TURN relays (`voice.ice_transport_policy`).
+    ice_transport_policy: IceTransportPolicy,
 }
 
 /// One socket's choice of the browser as its agent's phone, given back
@@ -146,7 +152,20 @@ impl AgentHandler {
         if softphone.on {
             self.softphone = Some(SoftphoneChoice::choose(&calls, &self.profile.id));
         }
-        let body = SoftphoneBody { on: softphone.on };
+        let voice = &self.state.config.voice;
+        let ice_servers = match softphone.on {
+            true => ice_servers::for_agent(
+                &voice.ice_servers,
+                self.profile.id.as_str(),
+                std::time::SystemTime::now(),
+            ),
+            false => Vec::new(),
+        };
+        let body = SoftphoneBody {
+            on: softphone.on,
+            ice_servers,
+            ice_transport_policy: voice.ice_transport_policy,
+        };
         link.send(&listing("softphone", request_id, body)).await
     }
 
