@@ -191,7 +191,9 @@ export class SessionCard {
     this.monitorMode.setAttribute("aria-label", t("monitor_mode"));
     this.monitorStop.textContent = t("monitor_stop");
     this.monitorPhone.hidden = this.info.channel !== "phone";
-    this.monitorPhone.textContent = t("monitor_phone");
+    // Where the supervisor hears it: this browser when it is their phone.
+    const inBrowser = !!(this.ctx.softphone && this.ctx.softphone.on);
+    this.monitorPhone.textContent = t(inBrowser ? "monitor_browser" : "monitor_phone");
     const to = this.monitorTo.value;
     this.monitorTo.replaceChildren(h("option", { value: "agent" }, t("to_agent_only")),
       ...(this.monitor === "barge" ? [h("option", { value: "customer" }, t("to_customer"))] : []));

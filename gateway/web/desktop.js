@@ -357,8 +357,10 @@ async function monitor(sessionId, mode, info = {}) {
     ctx.cards.get(sessionId)?.renderMonitor();
     return false;
   }
-  // Stopped: the session is not ours, its card goes.
+  // Stopped: the session is not ours, its card goes (and its audio in
+  // this browser).
   if (mode === "stop") {
+    ctx.softphone.close(sessionId);
     removeCard(sessionId);
     return true;
   }
@@ -367,6 +369,8 @@ async function monitor(sessionId, mode, info = {}) {
   card.show();
   setActive(sessionId);
   await catchUp(card);
+  // A call, and this browser is the supervisor's phone: they hear it here.
+  if (card.info.channel === "phone") ctx.softphone.monitorCall(sessionId);
   return true;
 }
 

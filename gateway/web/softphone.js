@@ -167,22 +167,34 @@ export class Softphone {
   }
 
   // A session event: a phone session becoming ours is answered here; its
-  // end (or leaving us) closes the audio.
+  // end (or leaving us) closes the audio. A call followed by this
+  // supervisor closes when it ends or they stop following it.
   onFrame(frame) {
     if (!frame.session) return;
     const card = this.ctx.cards.get(frame.session);
     const isCall = card && card.info.channel === "phone";
-    if (this.on && this.stream && isCall && frame.type === "assigned" && frame.agent === this.ctx.agent.id) {
+    const call = this.calls.get(frame.session);
+    const ended = (frame.type === "call" && frame.call === "ended") || frame.type === "closed";
+    if (call && call.monitor) {
+      const stopped = frame.type === "monitored" && frame.mode === "stop" && frame.by === `supervisor:${this.ctx.agent.id}`;
+      if (ended || stopped) this.close(frame.session);
+    } else if (this.on && this.stream && isCall && frame.type === "assigned" && frame.agent === this.ctx.agent.id) {
       this.answer(frame.session);
-    } else if ((frame.type === "call" && frame.call === "ended") || frame.type === "transferred" || frame.type === "closed") {
+    } else if (ended || frame.type === "transferred") {
       this.close(frame.session);
     }
   }
 
-  async answer(session) {
+  // A phone session this supervisor follows: they hear it (and, in whisper
+  // or barge, are heard) in this browser rather than on their SIP phone.
+  monitorCall(session) {
+    if (this.on && this.stream) this.answer(session, { monitor: true });
+  }
+
+  async answer(session, { monitor = false } = {}) {
     if (this.calls.has(session) || !this.stream) return;
     const pc = new RTCPeerConnection({ iceServers: this.iceServers, iceTransportPolicy: this.icePolicy });
-    const call = { session, pc, pending: [], answered: false, connected: false, muted: false, timer: null, parts: null, sentKeys: "" };
+    const call = { session, monitor, pc, pending: [], answered: false, connected: false, muted: false, timer: null, parts: null, sentKeys: "" };
     this.calls.set(session, call);
     for (const track of this.stream.getAudioTracks()) pc.addTrack(track, this.stream);
     pc.addEventListener("track", (event) => {
@@ -210,7 +222,9 @@ export class Softphone {
     this.decorate(session, call);
     try {
       await pc.setLocalDescription(await pc.createOffer());
-      const reply = await this.ctx.link.request({ type: "webrtc_offer", session, sdp: pc.localDescription.sdp });
+      const offer = { type: "webrtc_offer", session, sdp: pc.localDescription.sdp };
+      if (monitor) offer.monitor = true;
+      const reply = await this.ctx.link.request(offer);
       await pc.setRemoteDescription({ type: "answer", sdp: reply.sdp });
     } catch (err) {
       this.setState("ready", this.t("softphone_failed", { message: err.message || String(err) }));
@@ -240,6 +254,8 @@ export class Softphone {
       mute.textContent = this.t(call.muted ? "call_unmute" : "call_mute");
     });
     const keypad = this.keypad(call);
+    // A supervisor's ear on a call sends no keypad tones.
+    keypad.toggle.hidden = call.monitor;
     const link = h("span", { class: "call-link", role: "status", hidden: true });
     const bar = card.call.element;
     bar.querySelector(".call-buttons").prepend(mute, keypad.toggle);

@@ -2,10 +2,12 @@
 //! (docs/supervisor.md, "Monitoring calls"), with real `sipp` phones for
 //! the caller, the agent and the supervisor over loopback UDP: each party's
 //! RTP socket speaks a tone of its own, and what each receives shows whom
-//! it hears in listen, whisper and barge modes.
+//! it hears in listen, whisper and barge modes. A supervisor whose browser
+//! is their phone (a str0m peer) hears the call there instead.
 
 mod call_rig;
 mod rtp_tones;
+mod webrtc_peer;
 
 use std::time::Duration;
 
@@ -349,4 +351,145 @@ async fn a_declining_supervisors_phone_is_not_rung_again_on_a_mode_change() {
         "the desktop follows on"
     );
     call.hang_up().await;
+}
+
+/// The parties in a frame the browser received (its level / 1000 as bits).
+fn parties_in(payload: &[u8]) -> u8 {
+    let level = i32::from(voice::media::g711::ulaw_decode(payload[0]));
+    ((level + 500) / 1000).clamp(0, 7) as u8
+}
+
+/// A supervisor who takes calls in the browser hears a call they follow
+/// there (a str0m peer plays the browser, speaking at the supervisor's
+/// level): their SIP phone is not rung, who hears whom follows the mode as
+/// with a phone, an offer from someone not following is refused, and the
+/// browser closing the connection stops the monitoring as Stop would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervisor_who_takes_calls_in_the_browser_hears_the_call_there() {
+    let rig = Rig::start().await;
+    let paul = rig.phone("paul", "agent_answer.xml").await;
+    // Sam's SIP phone is registered, but his browser is his phone.
+    let sam_phone = rig
+        .registered_phone(SUPERVISOR_ID, "agent_answer.xml")
+        .await;
+    let sam = AgentId::new(SUPERVISOR_ID);
+    rig.flow.softphones().choose_browser(&sam, 9);
+    let caller_rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let caller = rig.caller("call_until_bye.xml", "+8613800000036", &caller_rtp);
+    let session = rig.live_session().await;
+    rig.history_until(session, |kinds| is_answered(kinds, "paul"))
+        .await;
+    let mut caller_speaker = Speaker::new(caller_rtp);
+    let mut agent = Speaker::new(paul.rtp);
+    let caller_port = rig
+        .flow
+        .live_calls()
+        .get(session)
+        .unwrap()
+        .media
+        .local_addr();
+    caller_speaker.speak(CALLER, caller_port);
+    let agent_port = port_heard_from(&agent, CALLER).await;
+    agent.speak(AGENT, agent_port);
+
+    // Not following: refused.
+    let (_rtc, _mid, offer, _pending) = webrtc_peer::browser(true, false);
+    let refused = rig
+        .flow
+        .monitor_offer(&sam, session, offer.to_sdp_string())
+        .await
+        .unwrap_err();
+    assert_eq!(refused, voice::call::BrowserCallError::NotFollowing);
+
+    // Listen: nothing rings; the desktop offers, the leg connects.
+    rig.monitor(session, Some(MonitorMode::Listen)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        rig.n_dialogs(),
+        2,
+        "caller and agent only: sam's phone is quiet"
+    );
+    let (rtc, mid, offer, pending) = webrtc_peer::browser(true, false);
+    let answer = rig
+        .flow
+        .monitor_offer(&sam, session, offer.to_sdp_string())
+        .await
+        .unwrap();
+    let mut tone = [0u8; 1];
+    voice::media::g711::ulaw_encode_all(&[i16::from(SUPERVISOR) * 1000], &mut tone);
+    let (mut sam_browser, candidate) =
+        webrtc_peer::TestBrowser::connect(rtc, mid, pending, &answer, tone[0]).await;
+    rig.flow
+        .browser_candidate(&sam, session, candidate)
+        .await
+        .unwrap();
+    rig.media_monitoring(session, Some(Monitoring::Listen))
+        .await;
+    let mut heard = [0u32; 8];
+    for _ in 0..25 {
+        heard[usize::from(parties_in(&sam_browser.next_audio().await))] += 1;
+    }
+    let everyone = (0u8..8)
+        .filter(|p| heard[usize::from(*p)] > 0)
+        .fold(0, |all, p| all | p);
+    assert_eq!(
+        everyone & SUPERVISOR,
+        0,
+        "sam never hears himself: {heard:?}"
+    );
+    assert!(
+        heard[usize::from(CALLER | AGENT)] >= 15,
+        "sam hears both: {heard:?}"
+    );
+
+    // Whisper, then barge: as with a phone.
+    for (mode, monitoring, caller_hears, agent_hears) in [
+        (
+            MonitorMode::Whisper,
+            Monitoring::Whisper,
+            AGENT,
+            CALLER | SUPERVISOR,
+        ),
+        (
+            MonitorMode::Barge,
+            Monitoring::Barge,
+            AGENT | SUPERVISOR,
+            CALLER | SUPERVISOR,
+        ),
+    ] {
+        rig.monitor(session, Some(mode)).await;
+        rig.media_monitoring(session, Some(monitoring)).await;
+        let (by_caller, by_agent) = tokio::join!(
+            caller_speaker.listen(SETTLE, WINDOW),
+            agent.listen(SETTLE, WINDOW)
+        );
+        by_caller.assert_hears(&format!("{mode:?}: the caller"), caller_hears, MIN_PACKETS);
+        by_agent.assert_hears(&format!("{mode:?}: the agent"), agent_hears, MIN_PACKETS);
+    }
+
+    // The browser closes the connection: monitoring stops, recorded as sam's.
+    sam_browser.close();
+    rig.media_monitoring(session, None).await;
+    let kinds = rig
+        .history_until(session, |kinds| monitoring_story(kinds).len() == 4)
+        .await;
+    assert_eq!(
+        monitoring_story(&kinds).last(),
+        Some(&(SUPERVISOR_ID.to_string(), None)),
+        "the stop is sam's"
+    );
+    let by_agent = agent.listen(SETTLE, WINDOW).await;
+    by_agent.assert_hears("the agent, after", CALLER, MIN_PACKETS);
+
+    rig.board
+        .call_control(&AgentId::new("paul"), session, CallControl::HangUp)
+        .await
+        .unwrap();
+    caller.await.unwrap().assert_success();
+    paul.uas.await.unwrap().assert_success();
+    caller_speaker.stop();
+    agent.stop();
+    assert!(!sam_phone.uas.is_finished(), "sam's phone never got a call");
+    sam_phone.uas.abort();
+    rig.stop().await;
 }

@@ -9,7 +9,8 @@
 //! phone. A call goes on through a drop of the page's socket (a proxy the
 //! test cuts), and hangs up without it. With `ice_transport_policy =
 //! "relay"` the audio goes through a real TURN server (coturn) with the
-//! credentials switchboard minted.
+//! credentials switchboard minted. A supervisor whose browser is their
+//! phone hears a followed call in the page and barges in.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -20,7 +21,7 @@ use serde_json::json;
 use tokio::net::UdpSocket;
 
 use crate::common::TestServer;
-use crate::common::sipp::{SippRun, caller_until_bye, phone_server};
+use crate::common::sipp::{SippRun, caller_until_bye, phone, phone_server};
 use crate::proxy::CutProxy;
 use crate::webdriver::{Browser, Driver};
 use crate::{go_available, open_desktop, screenshot, unlabelled_controls};
@@ -522,5 +523,139 @@ async fn with_relay_only_the_call_goes_through_a_real_turn_server() {
     call.caller.await.unwrap().assert_success();
     call.speaking.abort();
     desktop.quit().await;
+    server.server.shutdown().await.unwrap();
+}
+
+/// A supervisor whose browser is their phone follows a call there: the
+/// agent answers on a `sipp` desk phone, the supervisor (Wang Min, in
+/// Chromium) listens from the control panel and hears the call in the page
+/// (`getStats` counts the audio), barges in and the caller hears the
+/// supervisor's microphone mixed in, then Stop closes the audio.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervisor_hears_a_followed_call_in_the_browser_and_barges_in() {
+    let server = call_server(|_| {}).await;
+    let desk_phone = phone(&server, "liu.yang", "agent_answer.xml").await;
+    let mut agent = server.available_agent("liu.yang").await;
+    let (caller, caller_rtp) = caller_until_bye(&server, "+8613900000002");
+    caller_rtp.set_nonblocking(true).unwrap();
+    let caller_rtp = Arc::new(UdpSocket::from_std(caller_rtp).unwrap());
+    let mut buffer = [0u8; 2048];
+    let (_, media_port) =
+        tokio::time::timeout(Duration::from_secs(15), caller_rtp.recv_from(&mut buffer))
+            .await
+            .expect("hold audio reaches the caller")
+            .unwrap();
+    let hold: BTreeSet<u32> = ssrcs_heard(&caller_rtp, Duration::from_millis(300))
+        .await
+        .into_iter()
+        .map(|(ssrc, _)| ssrc)
+        .collect();
+    let speaking = caller_speaks(caller_rtp.clone(), media_port);
+    // The desk phone rings with the offer and answers: that is the accept.
+    let offer = agent.expect("offer").await;
+    let session = offer["session"].as_str().unwrap().to_string();
+    agent
+        .wait_for("the desk phone's answer", |frame| {
+            frame["type"] == "call" && frame["call"] == "answered"
+        })
+        .await;
+
+    // Wang Min's browser is his phone; he listens from the control panel.
+    let driver = Driver::start().await;
+    let supervisor = driver.browser_with("en-US", 1500, 1100, &FAKE_MEDIA).await;
+    open_desktop(&supervisor, &server, "wang.min", Role::Supervisor).await;
+    supervisor.wait_visible("#softphone-pick").await;
+    supervisor.click("#softphone-toggle").await;
+    supervisor
+        .wait_visible("#softphone-state[data-state='ready']")
+        .await;
+    supervisor
+        .wait(
+            "the call in the live list",
+            "return !!document.querySelector(`#control-live option[value='${arguments[0]}']`)",
+            json!([session]),
+        )
+        .await;
+    supervisor.choose("#control-live", &session).await;
+    supervisor.choose("#control-monitor-mode", "listen").await;
+    supervisor.click("#control-monitor").await;
+    let card = format!("section.session[data-session='{session}']");
+    supervisor
+        .wait_text(
+            &format!("{card} .monitor-phone"),
+            "You hear this call in this browser",
+        )
+        .await;
+    let quality = format!("{card} .call-quality");
+    supervisor
+        .wait(
+            "the call's audio in the supervisor's browser",
+            "const q = document.querySelector(arguments[0]); return !!q && Number(q.dataset.packetsReceived || 0) > 25 && Number(q.dataset.audioEnergy || 0) > 0;",
+            json!([quality]),
+        )
+        .await;
+    let before: BTreeSet<u32> = ssrcs_heard(&caller_rtp, Duration::from_secs(1))
+        .await
+        .into_iter()
+        .map(|(ssrc, _)| ssrc)
+        .collect();
+
+    // Barge: the caller hears a new stream, the agent's line and the
+    // supervisor's microphone mixed.
+    supervisor
+        .choose(&format!("{card} .monitor-mode"), "barge")
+        .await;
+    supervisor
+        .wait_visible(&format!("{card} .badge.monitoring[data-mode='barge']"))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let heard = ssrcs_heard(&caller_rtp, Duration::from_secs(1)).await;
+    let mixed: usize = heard
+        .iter()
+        .filter(|(ssrc, _)| !hold.contains(ssrc) && !before.contains(ssrc))
+        .map(|(_, n)| n)
+        .sum();
+    assert!(
+        mixed >= 25,
+        "the barging supervisor at the caller: {heard:?} (before {before:?}, hold {hold:?})"
+    );
+
+    // Stop: the browser's audio closes; the caller no longer gets the mix.
+    supervisor
+        .click(&format!("{card} button.monitor-stop"))
+        .await;
+    supervisor
+        .wait(
+            "the card to go",
+            "const el = document.querySelector(arguments[0]); return !el || el.offsetParent === null;",
+            json!([card]),
+        )
+        .await;
+    // (What the mix sent before the stop reached the call may still come.)
+    let mut after = Vec::new();
+    for _ in 0..10 {
+        after = ssrcs_heard(&caller_rtp, Duration::from_millis(500)).await;
+        if after
+            .iter()
+            .all(|(ssrc, _)| hold.contains(ssrc) || before.contains(ssrc))
+        {
+            break;
+        }
+    }
+    assert!(
+        after
+            .iter()
+            .all(|(ssrc, _)| hold.contains(ssrc) || before.contains(ssrc)),
+        "no mix after Stop: {after:?}"
+    );
+
+    let hung_up = agent
+        .request(json!({"type": "call", "session": session, "action": "hang_up"}))
+        .await;
+    assert_eq!(hung_up["type"], "ok", "{hung_up}");
+    caller.await.unwrap().assert_success();
+    desk_phone.uas.await.unwrap().assert_success();
+    speaking.abort();
+    supervisor.quit().await;
     server.server.shutdown().await.unwrap();
 }

@@ -12,6 +12,9 @@
 //! | it fails to connect, or the offer lapses     | `reject`: the next agent, as a declined phone             |
 //! | it drops after the answer                    | `call_control(HangUp)`, as a phone's BYE                  |
 //! | transfer, hang-up, the call's end            | the leg is closed                                         |
+//!
+//! A supervisor following the call hears it in their browser the same way
+//! (monitor_browser.rs).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -45,6 +48,13 @@ pub enum BrowserCallError {
     /// No RTP port free.
     #[error("no rtp port free for the browser leg")]
     NoPort,
+    /// A monitoring offer from someone not following the call (`monitor`
+    /// first).
+    #[error("you are not following this call: send `monitor` first")]
+    NotFollowing,
+    /// Another supervisor already hears the call on their phone or browser.
+    #[error("another supervisor already hears this call")]
+    SupervisorOnTheCall,
     /// The offer or candidate itself.
     #[error(transparent)]
     WebRtc(#[from] WebRtcError),
@@ -60,7 +70,8 @@ impl BrowserCallError {
             BrowserCallError::NoSuchCall(_) => "not_found",
             BrowserCallError::NotYours => "not_your_session",
             BrowserCallError::AnsweredElsewhere | BrowserCallError::Ended => "invalid_state",
-            BrowserCallError::NoLeg => "invalid_state",
+            BrowserCallError::NoLeg | BrowserCallError::NotFollowing => "invalid_state",
+            BrowserCallError::SupervisorOnTheCall => "invalid_state",
             BrowserCallError::NoPort => "unavailable",
             BrowserCallError::WebRtc(_) => "invalid_message",
         }
@@ -69,6 +80,10 @@ impl BrowserCallError {
 
 /// How long a browser's offer or candidate waits for the call's task.
 const COMMAND_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How long a supervisor's monitoring offer waits for the call to hear that
+/// they follow it.
+const FOLLOW_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A request to a call's task from outside it.
 #[derive(Debug)]
@@ -83,16 +98,23 @@ pub(crate) enum CallCommand {
         candidate: String,
         reply: oneshot::Sender<Result<(), BrowserCallError>>,
     },
+    /// A supervisor following the call offers to hear it in their browser.
+    MonitorOffer {
+        supervisor: AgentId,
+        offer: String,
+        reply: oneshot::Sender<Result<String, BrowserCallError>>,
+    },
 }
 
 /// The browser leg of a call, connecting or connected.
 pub(super) struct BrowserCallLeg {
-    agent: AgentId,
-    leg: BrowserLeg,
-    events: mpsc::UnboundedReceiver<BrowserEvent>,
+    pub(super) agent: AgentId,
+    pub(super) leg: BrowserLeg,
+    pub(super) events: mpsc::UnboundedReceiver<BrowserEvent>,
     /// The media task's socket for the leg; the media task's once connected.
-    socket: Option<RtpSocket>,
-    answered: bool,
+    pub(super) socket: Option<RtpSocket>,
+    /// Connected (ICE and DTLS up) and taken by the media task.
+    pub(super) answered: bool,
 }
 
 impl CallTask {
@@ -112,15 +134,29 @@ impl CallTask {
                 candidate,
                 reply,
             } => {
-                let added = match self.browser.as_ref() {
-                    Some(leg) if leg.agent == agent => leg
+                // The agent's own leg, else the one they monitor through.
+                let leg = match self.browser.as_ref() {
+                    Some(leg) if leg.agent == agent => Some(leg),
+                    _ => self.supervisor_browser_of(&agent),
+                };
+                let added = match leg {
+                    Some(leg) => leg
                         .leg
                         .add_remote_candidate(&candidate)
                         .map_err(BrowserCallError::from),
-                    _ => Err(BrowserCallError::NoLeg),
+                    None => Err(BrowserCallError::NoLeg),
                 };
                 // As above: an asker that gave up needs no answer.
                 let _ = reply.send(added);
+            }
+            CallCommand::MonitorOffer {
+                supervisor,
+                offer,
+                reply,
+            } => {
+                let answered = self.monitor_offer(supervisor, &offer);
+                // As above.
+                let _ = reply.send(answered);
             }
         }
     }
@@ -139,6 +175,26 @@ impl CallTask {
         if self.agent_leg_answered_by(&agent) {
             return Err(BrowserCallError::AnsweredElsewhere);
         }
+        let (leg, answer) = self.open_browser_leg(agent, offer)?;
+        // The browser takes it: a desk phone of theirs still ringing stops.
+        if self.agent_leg_ringing_for(&leg.agent) {
+            self.drop_agent_leg();
+        }
+        // A leg left from an earlier offer (a reload) goes.
+        self.drop_browser_leg();
+        info!(session_id = %self.session(), agent_id = %leg.agent, "the agent's browser takes the call: connecting");
+        self.browser = Some(leg);
+        Ok(answer)
+    }
+
+    /// A WebRTC leg for `agent`'s browser answering its `offer` in the
+    /// call's codec, on two ports of the range (the browser's, and the
+    /// media task's end of the loopback hop); the SDP answer.
+    pub(super) fn open_browser_leg(
+        &mut self,
+        agent: AgentId,
+        offer: &str,
+    ) -> Result<(BrowserCallLeg, String), BrowserCallError> {
         let media_socket = self
             .inner
             .ports
@@ -165,21 +221,14 @@ impl CallTask {
                 connect_timeout: CONNECT_TIMEOUT,
             },
         )?;
-        // The browser takes it: a desk phone of theirs still ringing stops.
-        if self.agent_leg_ringing_for(&agent) {
-            self.drop_agent_leg();
-        }
-        // A leg left from an earlier offer (a reload) goes.
-        self.drop_browser_leg();
-        info!(session_id = %self.session(), agent_id = %agent, "the agent's browser takes the call: connecting");
-        self.browser = Some(BrowserCallLeg {
+        let leg = BrowserCallLeg {
             agent,
             leg,
             events,
             socket: Some(media_socket),
             answered: false,
-        });
-        Ok(answer)
+        };
+        Ok((leg, answer))
     }
 
     pub(super) async fn on_browser_event(&mut self, event: Option<BrowserEvent>) {
@@ -350,6 +399,41 @@ impl CallFlow {
         match tokio::time::timeout(COMMAND_WAIT, added).await {
             Ok(added) => added.map_err(|_| BrowserCallError::Ended)?,
             Err(_) => Err(BrowserCallError::Ended),
+        }
+    }
+
+    /// `supervisor`'s browser offers to hear call `session`, which they
+    /// follow (listen, whisper or barge); the SDP answer. The session's
+    /// `monitored` event may reach the call a moment after the desktop's
+    /// offer: an offer from someone not (yet) following is tried again for
+    /// up to [`FOLLOW_WAIT`].
+    pub async fn monitor_offer(
+        &self,
+        supervisor: &AgentId,
+        session: SessionId,
+        offer: String,
+    ) -> Result<String, BrowserCallError> {
+        let until = tokio::time::Instant::now() + FOLLOW_WAIT;
+        loop {
+            let (reply, answer) = oneshot::channel();
+            self.command(
+                session,
+                CallCommand::MonitorOffer {
+                    supervisor: supervisor.clone(),
+                    offer: offer.clone(),
+                    reply,
+                },
+            )?;
+            let answered = match tokio::time::timeout(COMMAND_WAIT, answer).await {
+                Ok(answer) => answer.map_err(|_| BrowserCallError::Ended)?,
+                Err(_) => Err(BrowserCallError::Ended),
+            };
+            match answered {
+                Err(BrowserCallError::NotFollowing) if tokio::time::Instant::now() < until => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                answered => return answered,
+            }
         }
     }
 

@@ -50,6 +50,7 @@ mod dial;
 mod info;
 mod ivr;
 mod monitor;
+mod monitor_browser;
 mod task;
 
 use std::collections::HashMap;
@@ -505,6 +506,8 @@ async fn run_call(inner: Arc<FlowInner>, call: IncomingCall) {
         commands: command_rx,
         supervisor: None,
         supervisors_done: Vec::new(),
+        supervisor_browser: None,
+        following: Vec::new(),
         assigned: None,
         ended: false,
         caller_up: true,

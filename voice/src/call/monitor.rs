@@ -12,8 +12,10 @@
 //! | the phone declines, or rings [`RING_TIMEOUT`] unanswered | CANCEL; not rung again for this follow: the supervisor follows in the desktop |
 //! | the phone's own hold (re-INVITE)            | answered; nothing is sent to it until it resumes      |
 //!
-//! One supervisor's phone per call: a second supervisor following the same
-//! call follows it in the desktop (logged). A supervisor whose phone
+//! A supervisor who takes calls in the browser hears the call there instead
+//! (monitor_browser.rs). One supervisor's phone (or browser) per call: a
+//! second supervisor following the same call follows it in the desktop
+//! (logged). A supervisor whose phone
 //! declined (or hung up) is not rung again until they stop following the
 //! call and start again.
 
@@ -53,6 +55,13 @@ pub(super) struct SupervisorCallLeg {
     monitoring: Monitoring,
 }
 
+impl SupervisorCallLeg {
+    /// The leg rings or reaches `supervisor`'s phone.
+    pub(super) fn is_for(&self, supervisor: &AgentId) -> bool {
+        &self.supervisor == supervisor
+    }
+}
+
 /// The media's name for a mode of the session's.
 fn monitoring(mode: MonitorMode) -> Monitoring {
     match mode {
@@ -69,6 +78,10 @@ impl CallTask {
         let Actor::Supervisor(supervisor) = by else {
             return;
         };
+        self.note_follower(supervisor, mode.map(monitoring));
+        if self.on_monitored_in_browser(supervisor, mode.map(monitoring)) {
+            return;
+        }
         let session = self.session();
         let leg = self.supervisor.as_mut();
         match (mode.map(monitoring), leg) {
@@ -234,9 +247,13 @@ impl CallTask {
     }
 }
 
-/// Records that `supervisor` stopped following `session` (their phone hung
-/// up), as the desktop's Stop would.
-async fn stop_monitoring(switchboard: &Switchboard, supervisor: &AgentId, session: SessionId) {
+/// Records that `supervisor` stopped following `session` (their phone or
+/// browser hung up), as the desktop's Stop would.
+pub(super) async fn stop_monitoring(
+    switchboard: &Switchboard,
+    supervisor: &AgentId,
+    session: SessionId,
+) {
     if let Err(error) = switchboard
         .monitor_session(supervisor, session, None, None)
         .await

@@ -24,7 +24,9 @@ use super::browser::{BrowserCallLeg, CallCommand, next_browser_event};
 use super::dial::answer_phone_offer;
 use super::info::{InfoBody, info_body};
 use super::monitor::{SupervisorCallLeg, SupervisorLegEvent, next_supervisor_event};
+use super::monitor_browser::{SupervisorBrowserLeg, next_supervisor_browser_event};
 use super::{FlowInner, LiveCall};
+use crate::media::mix::Monitoring;
 use crate::media::{
     AgentLeg, CallMedia, Direction, Dtmf, LocalMedia, LocalSession, RtpSocket, SessionDescription,
     check_answer, negotiate,
@@ -71,6 +73,11 @@ pub(super) struct CallTask {
     /// Supervisors whose phone declined, never answered or hung up: not
     /// rung again until they stop following the call.
     pub(super) supervisors_done: Vec<AgentId>,
+    /// A monitoring supervisor's browser, connecting or connected
+    /// (monitor_browser.rs).
+    pub(super) supervisor_browser: Option<SupervisorBrowserLeg>,
+    /// Who follows the call, and how, as the session's `monitored` events said.
+    pub(super) following: Vec<(AgentId, Monitoring)>,
     /// Whom the session is assigned to, as its events said.
     pub(super) assigned: Option<AgentId>,
     /// The call's end is recorded (or being recorded).
@@ -130,6 +137,7 @@ impl CallTask {
             || self.agent.is_some()
             || self.browser.is_some()
             || self.supervisor.is_some()
+            || self.supervisor_browser.is_some()
         {
             tokio::select! {
                 _ = progress.tick(), if self.early && self.caller_up => {
@@ -152,6 +160,9 @@ impl CallTask {
                     None => self.drop_agent_leg(),
                 },
                 event = next_browser_event(&mut self.browser) => self.on_browser_event(event).await,
+                event = next_supervisor_browser_event(&mut self.supervisor_browser) => {
+                    self.on_supervisor_browser_event(event).await;
+                }
                 Some(command) = self.commands.recv() => self.on_command(command).await,
                 event = next_supervisor_event(&mut self.supervisor) => match event {
                     SupervisorLegEvent::State(Some(state)) => self.on_supervisor(state).await,
@@ -362,6 +373,7 @@ impl CallTask {
                 self.drop_agent_leg();
                 self.drop_browser_leg();
                 self.drop_supervisor_leg();
+                self.drop_supervisor_browser_leg();
                 self.end(caller_end(&reason)).await;
                 info!(session_id = %self.session(), ?reason, "caller leg ended");
             }
@@ -681,6 +693,7 @@ impl CallTask {
         self.drop_agent_leg();
         self.drop_browser_leg();
         self.drop_supervisor_leg();
+        self.drop_supervisor_browser_leg();
         self.media_result(self.live.media.stop());
         if self.caller_up {
             self.caller_up = false;

@@ -30,7 +30,15 @@ pub enum Seen {
 pub struct TestBrowser {
     pub seen: mpsc::UnboundedReceiver<Seen>,
     pub task: tokio::task::JoinHandle<()>,
-    keys: mpsc::UnboundedSender<u8>,
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+/// What the test asks of its browser.
+enum Command {
+    /// A keypad key (RFC 4733 event).
+    Press(u8),
+    /// Close the connection (`RTCPeerConnection.close`: DTLS close_notify).
+    Close,
 }
 
 /// A browser's offer of audio: PCMU and/or Opus.
@@ -58,7 +66,7 @@ pub fn browser(pcmu: bool, opus: bool) -> (Rtc, Mid, str0m::change::SdpOffer, Sd
 impl TestBrowser {
     pub fn start(mut rtc: Rtc, mid: Mid, socket: UdpSocket, tone: u8) -> TestBrowser {
         let (seen_tx, seen) = mpsc::unbounded_channel();
-        let (keys, mut pressed) = mpsc::unbounded_channel::<u8>();
+        let (commands, mut asked) = mpsc::unbounded_channel::<Command>();
         let task = tokio::spawn(async move {
             let local = socket.local_addr().unwrap();
             let mut buffer = vec![0u8; 2048];
@@ -98,9 +106,22 @@ impl TestBrowser {
                         });
                         let _ = rtc.handle_input(input);
                     }
-                    Some(event) = pressed.recv(), if connected => {
-                        send_key(&mut rtc, mid, event, timestamp);
-                    }
+                    Some(command) = asked.recv(), if connected => match command {
+                        Command::Press(event) => send_key(&mut rtc, mid, event, timestamp),
+                        Command::Close => {
+                            rtc.close().unwrap();
+                            // Its goodbye goes out; then the browser is gone.
+                            loop {
+                                match rtc.poll_output() {
+                                    Ok(Output::Transmit(transmit)) => {
+                                        let _ = socket.try_send_to(&transmit.contents, transmit.destination);
+                                    }
+                                    Ok(Output::Event(_)) => {}
+                                    Ok(Output::Timeout(_)) | Err(_) => return,
+                                }
+                            }
+                        }
+                    },
                     () = tokio::time::sleep_until(deadline) => {
                         if connected && tokio::time::Instant::now() >= next_frame {
                             next_frame += Duration::from_millis(20);
@@ -115,13 +136,22 @@ impl TestBrowser {
                 }
             }
         });
-        TestBrowser { seen, task, keys }
+        TestBrowser {
+            seen,
+            task,
+            commands,
+        }
     }
 
     /// Presses a keypad key: RFC 4733 `event` (0–9 digits, 10 `*`, 11 `#`),
     /// sent once connected.
     pub fn press(&self, event: u8) {
-        self.keys.send(event).unwrap();
+        self.commands.send(Command::Press(event)).unwrap();
+    }
+
+    /// Closes the connection as a page's `RTCPeerConnection.close()` does.
+    pub fn close(&self) {
+        self.commands.send(Command::Close).unwrap();
     }
 
     /// The next audio payload the browser received (within 5 s).

@@ -1,7 +1,9 @@
 //! The browser as the agent's phone (docs/voice.md, "The browser as the
 //! phone"; PROTOCOL.md §5.1): `softphone` chooses it for this socket's
 //! agent, `webrtc_offer` and `webrtc_candidate` negotiate a call's WebRTC
-//! leg with the call flow, which answers with `webrtc_answer`.
+//! leg with the call flow, which answers with `webrtc_answer` — the agent's
+//! answer to a call, or (`monitor: true`) a supervisor's ear on a call they
+//! follow.
 //!
 //! The choice belongs to the socket that made it: when that socket closes,
 //! the agent's desk phone rings again (a call already connected in the
@@ -39,6 +41,10 @@ pub(super) struct Softphone {
 pub(super) struct WebRtcOffer {
     session: WireSession,
     sdp: String,
+    /// True: a supervisor's browser hears a call they follow (`monitor`),
+    /// rather than the agent's answering it.
+    #[serde(default)]
+    monitor: bool,
 }
 
 #[derive(Deserialize)]
@@ -184,10 +190,19 @@ impl AgentHandler {
             Err((code, message)) => return replier.refuse(link, code, message).await,
         };
         let session = offer.session;
-        match calls
-            .browser_offer(&self.profile.id, session.0, offer.sdp)
-            .await
-        {
+        let answered = match offer.monitor {
+            true => {
+                calls
+                    .monitor_offer(&self.profile.id, session.0, offer.sdp)
+                    .await
+            }
+            false => {
+                calls
+                    .browser_offer(&self.profile.id, session.0, offer.sdp)
+                    .await
+            }
+        };
+        match answered {
             Ok(sdp) => {
                 let body = WebRtcAnswer { session, sdp };
                 link.send(&listing("webrtc_answer", request_id, body)).await
