@@ -59,6 +59,8 @@ async fn the_browser_as_the_phone_is_chosen_refused_clearly_and_given_back() {
     assert!((now + 3_590..=now + 3_600).contains(&expiry), "{username}");
     assert_eq!(agent_id, "liu.yang");
     assert_eq!(turn["credential"].as_str().unwrap().len(), 28, "{turn}");
+    // The page asks again before the credentials expire.
+    assert_eq!(chosen["ice_expires_at"].as_u64().unwrap() / 1000, expiry);
     assert_eq!(
         chosen,
         json!({"type": "softphone", "request_id": chosen["request_id"], "on": true,
@@ -67,7 +69,8 @@ async fn the_browser_as_the_phone_is_chosen_refused_clearly_and_given_back() {
                 {"urls": ["turn:turn.example.com:3478?transport=udp", "turns:turn.example.com:5349"],
                  "username": username, "credential": turn["credential"]},
             ],
-            "ice_transport_policy": "all"})
+            "ice_transport_policy": "all",
+            "ice_expires_at": chosen["ice_expires_at"]})
     );
 
     let (caller, _caller_rtp) = caller_until_bye(&server, "+8613800000051");

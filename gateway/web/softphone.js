@@ -70,6 +70,23 @@ export class Softphone {
   takeIce(reply) {
     this.iceServers = reply.ice_servers || [];
     this.icePolicy = reply.ice_transport_policy === "relay" ? "relay" : "all";
+    // Minted TURN credentials expire: ask again (`softphone` on) at four
+    // fifths of their life, at the soonest after 30 s.
+    if (this.iceTimer) clearTimeout(this.iceTimer);
+    this.iceTimer = null;
+    if (reply.ice_expires_at) {
+      const delay = Math.max(30_000, 0.8 * (Number(reply.ice_expires_at) - Date.now()));
+      this.iceTimer = setTimeout(() => this.renewIce(), delay);
+    }
+  }
+
+  renewIce() {
+    this.iceTimer = null;
+    if (!this.on || !this.ctx.link.isOpen) return; // a reconnect asks anew
+    this.ctx.link
+      .request({ type: "softphone", on: true })
+      .then((reply) => this.takeIce(reply))
+      .catch(() => {});
   }
 
   setState(state, notice = "") {
@@ -127,6 +144,8 @@ export class Softphone {
 
   async disable() {
     this.on = false;
+    if (this.iceTimer) clearTimeout(this.iceTimer);
+    this.iceTimer = null;
     localStorage.removeItem(STORE_KEY);
     try {
       await this.ctx.link.request({ type: "softphone", on: false });
@@ -175,9 +194,9 @@ export class Softphone {
     const isCall = card && card.info.channel === "phone";
     const call = this.calls.get(frame.session);
     const ended = (frame.type === "call" && frame.call === "ended") || frame.type === "closed";
+    const mine = frame.type === "monitored" && frame.by === `supervisor:${this.ctx.agent.id}`;
     if (call && call.monitor) {
-      const stopped = frame.type === "monitored" && frame.mode === "stop" && frame.by === `supervisor:${this.ctx.agent.id}`;
-      if (ended || stopped) this.close(frame.session);
+      if (ended || (mine && frame.mode === "stop")) this.close(frame.session);
     } else if (this.on && this.stream && isCall && frame.type === "assigned" && frame.agent === this.ctx.agent.id) {
       this.answer(frame.session);
     } else if (ended || frame.type === "transferred") {
@@ -193,13 +212,24 @@ export class Softphone {
 
   async answer(session, { monitor = false } = {}) {
     if (this.calls.has(session) || !this.stream) return;
-    const pc = new RTCPeerConnection({ iceServers: this.iceServers, iceTransportPolicy: this.icePolicy });
-    const call = { session, monitor, pc, pending: [], answered: false, connected: false, muted: false, timer: null, parts: null, sentKeys: "" };
+    let pc;
+    try {
+      pc = new RTCPeerConnection({ iceServers: this.iceServers, iceTransportPolicy: this.icePolicy });
+    } catch (err) {
+      // A STUN/TURN server the browser cannot take (voice.ice_servers).
+      this.setState("ready", this.t("softphone_failed", { message: err.message || String(err) }));
+      return;
+    }
+    // Each call plays in an audio element of its own (a supervisor may
+    // hear a followed call beside their own).
+    const audio = h("audio", { autoplay: true });
+    this.audio.append(audio);
+    const call = { session, monitor, pc, audio, pending: [], answered: false, connected: false, muted: false, timer: null, parts: null, sentKeys: "" };
     this.calls.set(session, call);
     for (const track of this.stream.getAudioTracks()) pc.addTrack(track, this.stream);
     pc.addEventListener("track", (event) => {
-      this.audio.srcObject = event.streams[0] || new MediaStream([event.track]);
-      this.audio.play().catch(() => {});
+      audio.srcObject = event.streams[0] || new MediaStream([event.track]);
+      audio.play().catch(() => {});
     });
     pc.addEventListener("icecandidate", (event) => {
       const candidate = event.candidate ? event.candidate.candidate : "";
@@ -215,8 +245,10 @@ export class Softphone {
       call.interrupted = state === "disconnected";
       this.renderLink(call);
       if (state !== "failed") return;
-      // The server passes an unanswered call on, or ends an answered one.
-      this.setState("ready", this.t(call.connected ? "softphone_call_lost" : "softphone_call_failed"));
+      // The server passes an unanswered call on, or ends an answered one
+      // (or, for a followed call, stops the monitoring).
+      const lost = call.monitor ? "softphone_monitor_lost" : "softphone_call_lost";
+      this.setState("ready", this.t(call.connected ? lost : "softphone_call_failed"));
       this.close(session);
     });
     this.decorate(session, call);
@@ -225,8 +257,11 @@ export class Softphone {
       const offer = { type: "webrtc_offer", session, sdp: pc.localDescription.sdp };
       if (monitor) offer.monitor = true;
       const reply = await this.ctx.link.request(offer);
+      // Closed meanwhile (the call ended, Stop): nothing left to connect.
+      if (this.calls.get(session) !== call) return;
       await pc.setRemoteDescription({ type: "answer", sdp: reply.sdp });
     } catch (err) {
+      if (this.calls.get(session) !== call) return;
       this.setState("ready", this.t("softphone_failed", { message: err.message || String(err) }));
       this.close(session);
       return;
@@ -343,13 +378,18 @@ export class Softphone {
         });
       }
     }
-    const usable = !!call.dtmf && call.dtmf.canInsertDTMF;
+    // On hold the call carries none of the agent's audio, tones included.
+    const card = this.ctx.cards.get(call.session);
+    const held = !!card && card.call.state === "held";
+    const usable = !!call.dtmf && call.dtmf.canInsertDTMF && !held;
     keypad.toggle.disabled = !usable;
-    keypad.toggle.title = usable ? "" : this.t("call_keypad_unavailable");
+    if (!usable) keypad.pad.hidden = true;
+    keypad.toggle.setAttribute("aria-expanded", String(!keypad.pad.hidden));
+    keypad.toggle.title = usable ? "" : this.t(held ? "call_keypad_held" : "call_keypad_unavailable");
   }
 
   press(call, key) {
-    if (!call.dtmf || !call.dtmf.canInsertDTMF) return;
+    if (!call.dtmf || !call.dtmf.canInsertDTMF || call.parts.keypad.toggle.disabled) return;
     // Queued after any tones still playing: 100 ms each, 70 ms apart.
     call.dtmf.insertDTMF(call.dtmf.toneBuffer + key, 100, 70);
   }
@@ -407,10 +447,9 @@ export class Softphone {
       call.parts.keypad.toggle.disabled = true;
       call.parts.keypad.pad.hidden = true;
     }
-    if (this.calls.size === 0) {
-      this.audio.srcObject = null;
-      if (!this.on) this.stopStream();
-    }
+    call.audio.srcObject = null;
+    call.audio.remove();
+    if (this.calls.size === 0 && !this.on) this.stopStream();
   }
 
   // Leaving the page ends a call in it: ask first.

@@ -325,6 +325,10 @@ impl AgentRun {
                     "invalid_state" | "unknown_session" | "session_closed"
                 ) {
                     self.stats.add("agent_replies_refused_session_ended", 1);
+                    // Answered (refused): no ack is coming for it.
+                    if let Some(id) = &frame.client_message_id {
+                        pending_acks.remove(id);
+                    }
                 } else if code == "not_your_session"
                     && frame
                         .request_id

@@ -353,6 +353,30 @@ async fn a_declining_supervisors_phone_is_not_rung_again_on_a_mode_change() {
     call.hang_up().await;
 }
 
+/// `supervisor`'s browser (a str0m peer speaking at the supervisor's
+/// level) offers to hear `session` and connects.
+async fn connect_monitoring_browser(
+    rig: &Rig,
+    supervisor: &AgentId,
+    session: SessionId,
+) -> webrtc_peer::TestBrowser {
+    let (rtc, mid, offer, pending) = webrtc_peer::browser(true, false);
+    let answer = rig
+        .flow
+        .monitor_offer(supervisor, session, offer.to_sdp_string())
+        .await
+        .unwrap();
+    let mut tone = [0u8; 1];
+    voice::media::g711::ulaw_encode_all(&[i16::from(SUPERVISOR) * 1000], &mut tone);
+    let (browser, candidate) =
+        webrtc_peer::TestBrowser::connect(rtc, mid, pending, &answer, tone[0]).await;
+    rig.flow
+        .browser_candidate(supervisor, session, candidate)
+        .await
+        .unwrap();
+    browser
+}
+
 /// The parties in a frame the browser received (its level / 1000 as bits).
 fn parties_in(payload: &[u8]) -> u8 {
     let level = i32::from(voice::media::g711::ulaw_decode(payload[0]));
@@ -362,8 +386,9 @@ fn parties_in(payload: &[u8]) -> u8 {
 /// A supervisor who takes calls in the browser hears a call they follow
 /// there (a str0m peer plays the browser, speaking at the supervisor's
 /// level): their SIP phone is not rung, who hears whom follows the mode as
-/// with a phone, an offer from someone not following is refused, and the
-/// browser closing the connection stops the monitoring as Stop would.
+/// with a phone, an offer from someone not following is refused, Stop
+/// closes the browser's leg, and the browser closing the connection stops
+/// the monitoring as Stop would.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_supervisor_who_takes_calls_in_the_browser_hears_the_call_there() {
     let rig = Rig::start().await;
@@ -401,30 +426,17 @@ async fn a_supervisor_who_takes_calls_in_the_browser_hears_the_call_there() {
         .unwrap_err();
     assert_eq!(refused, voice::call::BrowserCallError::NotFollowing);
 
-    // Listen: nothing rings; the desktop offers, the leg connects.
+    // Listen: the desktop offers at once (before the call has heard of the
+    // follow: the offer waits for it), the leg connects, nothing rings.
     rig.monitor(session, Some(MonitorMode::Listen)).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut sam_browser = connect_monitoring_browser(&rig, &sam, session).await;
+    rig.media_monitoring(session, Some(Monitoring::Listen))
+        .await;
     assert_eq!(
         rig.n_dialogs(),
         2,
         "caller and agent only: sam's phone is quiet"
     );
-    let (rtc, mid, offer, pending) = webrtc_peer::browser(true, false);
-    let answer = rig
-        .flow
-        .monitor_offer(&sam, session, offer.to_sdp_string())
-        .await
-        .unwrap();
-    let mut tone = [0u8; 1];
-    voice::media::g711::ulaw_encode_all(&[i16::from(SUPERVISOR) * 1000], &mut tone);
-    let (mut sam_browser, candidate) =
-        webrtc_peer::TestBrowser::connect(rtc, mid, pending, &answer, tone[0]).await;
-    rig.flow
-        .browser_candidate(&sam, session, candidate)
-        .await
-        .unwrap();
-    rig.media_monitoring(session, Some(Monitoring::Listen))
-        .await;
     let mut heard = [0u32; 8];
     for _ in 0..25 {
         heard[usize::from(parties_in(&sam_browser.next_audio().await))] += 1;
@@ -467,16 +479,33 @@ async fn a_supervisor_who_takes_calls_in_the_browser_hears_the_call_there() {
         by_agent.assert_hears(&format!("{mode:?}: the agent"), agent_hears, MIN_PACKETS);
     }
 
-    // The browser closes the connection: monitoring stops, recorded as sam's.
+    // Stop in the desktop closes the browser's leg (its connection ends).
+    rig.monitor(session, None).await;
+    rig.media_monitoring(session, None).await;
+    tokio::time::timeout(Duration::from_secs(5), &mut sam_browser.task)
+        .await
+        .expect("the browser is told the leg is closed")
+        .unwrap();
+
+    // Following anew connects anew; the browser closing the connection
+    // stops the monitoring, recorded as sam's.
+    rig.monitor(session, Some(MonitorMode::Listen)).await;
+    let sam_browser = connect_monitoring_browser(&rig, &sam, session).await;
+    rig.media_monitoring(session, Some(Monitoring::Listen))
+        .await;
     sam_browser.close();
     rig.media_monitoring(session, None).await;
     let kinds = rig
-        .history_until(session, |kinds| monitoring_story(kinds).len() == 4)
+        .history_until(session, |kinds| monitoring_story(kinds).len() == 6)
         .await;
     assert_eq!(
-        monitoring_story(&kinds).last(),
-        Some(&(SUPERVISOR_ID.to_string(), None)),
-        "the stop is sam's"
+        monitoring_story(&kinds)[3..],
+        [
+            (SUPERVISOR_ID.to_string(), None),
+            (SUPERVISOR_ID.to_string(), Some(MonitorMode::Listen)),
+            (SUPERVISOR_ID.to_string(), None)
+        ],
+        "Stop, the follow anew, and the stop the browser's leaving recorded"
     );
     let by_agent = agent.listen(SETTLE, WINDOW).await;
     by_agent.assert_hears("the agent, after", CALLER, MIN_PACKETS);

@@ -99,13 +99,11 @@ impl CallTask {
                 debug!(session_id = %session, supervisor = %supervisor, "their phone declined or hung up: not rung again until they follow the call anew");
             }
             (Some(mode), None) if !self.ended => self.ring_supervisor(supervisor.clone(), mode),
-            (None, leg) => {
-                // Following anew later rings their phone again.
-                self.supervisors_done.retain(|done| done != supervisor);
-                if leg.is_some_and(|leg| &leg.supervisor == supervisor) {
-                    info!(session_id = %session, supervisor = %supervisor, "monitoring stopped: hanging up the supervisor's phone");
-                    self.drop_supervisor_leg();
-                }
+            // (note_follower took them off `supervisors_done`: following
+            // anew later rings their phone again.)
+            (None, Some(leg)) if &leg.supervisor == supervisor => {
+                info!(session_id = %session, supervisor = %supervisor, "monitoring stopped: hanging up the supervisor's phone");
+                self.drop_supervisor_leg();
             }
             _ => {}
         }

@@ -111,19 +111,7 @@ pub fn validate(
         }
         let mut turn = false;
         for url in &server.urls {
-            let scheme = url.split_once(':').map(|(scheme, _)| scheme);
-            match scheme {
-                Some("stun" | "stuns") => {}
-                Some("turn" | "turns") => turn = true,
-                _ => {
-                    return Err(at(format!(
-                        "`{url}` is not a stun:, stuns:, turn: or turns: URL"
-                    )));
-                }
-            }
-            if url.len() < scheme.map_or(0, str::len) + 2 || url.contains(char::is_whitespace) {
-                return Err(at(format!("`{url}` names no host")));
-            }
+            turn |= check_url(url).map_err(at)?;
         }
         let fixed = !server.username.is_empty() || !server.credential.is_empty();
         let minted = !server.shared_secret.is_empty();
@@ -147,6 +135,81 @@ pub fn validate(
         }
     }
     Ok(())
+}
+
+/// Checks one URL as a browser's `RTCIceServer` takes it (RFC 7064,
+/// RFC 7065): `stun:`, `stuns:`, `turn:` or `turns:`, a host (a name, an
+/// IPv4 address or `[IPv6]`), an optional port 1–65535, and on TURN only an
+/// optional `?transport=udp` or `tcp`. Returns whether it is TURN.
+fn check_url(url: &str) -> Result<bool, String> {
+    let bad = |why: &str| format!("`{url}` {why}");
+    const SCHEMES: &str = "is not a stun:, stuns:, turn: or turns: URL";
+    let (scheme, rest) = url.split_once(':').ok_or_else(|| bad(SCHEMES))?;
+    let turn = match scheme {
+        "stun" | "stuns" => false,
+        "turn" | "turns" => true,
+        _ => return Err(bad(SCHEMES)),
+    };
+    let (address, query) = match rest.split_once('?') {
+        Some((address, query)) => (address, Some(query)),
+        None => (rest, None),
+    };
+    match query {
+        None => {}
+        Some(_) if !turn => return Err(bad("takes no query (only TURN URLs name a transport)")),
+        Some("transport=udp" | "transport=tcp") => {}
+        Some(_) => return Err(bad("may only end in ?transport=udp or ?transport=tcp")),
+    }
+    let (host, port) = match address.strip_prefix('[') {
+        Some(bracketed) => {
+            let (host, after) = bracketed
+                .split_once(']')
+                .ok_or_else(|| bad("opens `[` without closing it"))?;
+            if host.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err(bad("has no IPv6 address in `[]`"));
+            }
+            match after {
+                "" => (host, None),
+                _ => (
+                    host,
+                    Some(
+                        after
+                            .strip_prefix(':')
+                            .ok_or_else(|| bad("has junk after the host"))?,
+                    ),
+                ),
+            }
+        }
+        None => match address.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (address, None),
+        },
+    };
+    let name_like = |host: &str| {
+        !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+    };
+    if !address.starts_with('[') && !name_like(host) {
+        return Err(bad("names no host"));
+    }
+    if let Some(port) = port
+        && !matches!(port.parse::<u16>(), Ok(1..))
+    {
+        return Err(bad("has no port between 1 and 65535"));
+    }
+    Ok(turn)
+}
+
+/// When the soonest minted TURN credentials for a browser given the
+/// servers `now` expire; `None` when none are minted.
+pub fn minted_expiry(servers: &[IceServerConfig], now: SystemTime) -> Option<SystemTime> {
+    servers
+        .iter()
+        .filter(|server| !server.shared_secret.is_empty())
+        .map(|server| now + Duration::from_secs(server.credential_ttl_secs))
+        .min()
 }
 
 /// The servers for `agent`'s browser now: fixed credentials as they are,
@@ -208,6 +271,13 @@ mod tests {
         }
     }
 
+    fn minted_server() -> IceServerConfig {
+        let mut minted = server(&["turns:turn.example.com:5349"]);
+        minted.shared_secret = "north".into();
+        minted.credential_ttl_secs = 3_600;
+        minted
+    }
+
     #[test]
     fn minted_credentials_are_coturns_rest_api() {
         // coturn's turnadmin / the TURN REST API draft: HMAC-SHA1 of the
@@ -225,9 +295,7 @@ mod tests {
         let mut fixed = server(&["turn:turn.example.com:3478?transport=udp"]);
         fixed.username = "desk".into();
         fixed.credential = "pw".into();
-        let mut minted = server(&["turns:turn.example.com:5349"]);
-        minted.shared_secret = "north".into();
-        minted.credential_ttl_secs = 3_600;
+        let minted = minted_server();
         let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let servers = for_agent(&[stun, fixed, minted], "ann", now);
         assert_eq!(servers[0].username, None);
@@ -238,6 +306,14 @@ mod tests {
         assert_eq!(
             servers[2].credential,
             Some(mint("north", "ann", now + Duration::from_secs(3_600)).1)
+        );
+        assert_eq!(minted_expiry(&[server(&["stun:s.example.com"])], now), None);
+        let mut longer = server(&["turn:t2.example.com"]);
+        longer.shared_secret = "south".into();
+        assert_eq!(
+            minted_expiry(&[longer, minted_server()], now),
+            Some(now + Duration::from_secs(3_600)),
+            "the soonest"
         );
         let json = serde_json::to_value(&servers[0]).unwrap();
         assert_eq!(
@@ -252,6 +328,20 @@ mod tests {
             (server(&[]), "`urls` needs"),
             (server(&["http://turn.example.com"]), "is not a stun:"),
             (server(&["turn:"]), "names no host"),
+            (server(&["turn:?transport=udp"]), "names no host"),
+            (server(&["turn:t.example.com:99999"]), "no port between"),
+            (server(&["turn:t.example.com:0"]), "no port between"),
+            (
+                server(&["stun:s.example.com?transport=udp"]),
+                "takes no query",
+            ),
+            (
+                server(&["turn:t.example.com?transport=sctp"]),
+                "may only end in",
+            ),
+            (server(&["turn:[::1"]), "without closing"),
+            (server(&["turn:[nope]:3478"]), "no IPv6 address"),
+            (server(&["turn:t.example.com:3478/x"]), "no port between"),
             (server(&["turn:turn.example.com"]), "needs `shared_secret`"),
             (
                 IceServerConfig {
@@ -287,6 +377,15 @@ mod tests {
             assert_eq!(key, "voice.ice_servers");
             assert!(message.starts_with("server #2: "), "{message}");
             assert!(message.contains(why), "{message} should say {why}");
+        }
+        for good in [
+            "stun:stun.example.com",
+            "stun:192.0.2.1:3478",
+            "stuns:stun.example.com:5349",
+            "turn:[2001:db8::1]:3478?transport=udp",
+            "turns:turn.example.com:5349?transport=tcp",
+        ] {
+            assert!(check_url(good).is_ok(), "{good}");
         }
         let stun = [server(&["stun:stun.example.com:3478"])];
         assert!(validate(&stun, IceTransportPolicy::All).is_ok());

@@ -69,6 +69,10 @@ struct SoftphoneBody {
     ice_servers: Vec<IceServer>,
     /// `relay`: the browser uses only TURN relays (`voice.ice_transport_policy`).
     ice_transport_policy: IceTransportPolicy,
+    /// When the soonest minted TURN credentials expire (ms since the Unix
+    /// epoch): the page asks again before then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ice_expires_at: Option<u64>,
 }
 
 /// One socket's choice of the browser as its agent's phone, given back
@@ -159,18 +163,19 @@ impl AgentHandler {
             self.softphone = Some(SoftphoneChoice::choose(&calls, &self.profile.id));
         }
         let voice = &self.state.config.voice;
-        let ice_servers = match softphone.on {
-            true => ice_servers::for_agent(
-                &voice.ice_servers,
-                self.profile.id.as_str(),
-                std::time::SystemTime::now(),
+        let now = std::time::SystemTime::now();
+        let (ice_servers, ice_expires_at) = match softphone.on {
+            true => (
+                ice_servers::for_agent(&voice.ice_servers, self.profile.id.as_str(), now),
+                ice_servers::minted_expiry(&voice.ice_servers, now).map(unix_ms),
             ),
-            false => Vec::new(),
+            false => (Vec::new(), None),
         };
         let body = SoftphoneBody {
             on: softphone.on,
             ice_servers,
             ice_transport_policy: voice.ice_transport_policy,
+            ice_expires_at,
         };
         link.send(&listing("softphone", request_id, body)).await
     }
@@ -239,4 +244,10 @@ impl AgentHandler {
 /// An error frame for a refused offer or candidate.
 async fn refuse(link: &mut Link, replier: &Replier, error: BrowserCallError) -> Flow {
     replier.refuse(link, error.code(), error.to_string()).await
+}
+
+/// A time as milliseconds since the Unix epoch (PROTOCOL.md §2).
+fn unix_ms(at: std::time::SystemTime) -> u64 {
+    let since = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
 }
