@@ -57,10 +57,6 @@ pub(super) struct LegTask {
     /// ICE went disconnected after the connection was up, at this time.
     disconnected_since: Option<tokio::time::Instant>,
     n_remote_candidates: usize,
-    /// Addresses that sent STUN for this leg's credentials (at most
-    /// [`MAX_REMOTE_CANDIDATES`]): the browser's, whatever comes from them
-    /// is taken.
-    stun_sources: Vec<SocketAddr>,
     /// The stream toward the browser: the last inbound SSRC from the media
     /// task, and what is added to its timestamps so that a new stream (the
     /// relay giving way to a supervisor's mix, hold audio) continues the
@@ -101,7 +97,6 @@ impl LegTask {
             connect_timeout: sockets.connect_timeout,
             disconnected_since: None,
             n_remote_candidates: 0,
-            stun_sources: Vec::new(),
             inbound_ssrc: None,
             timestamp_offset: 0,
             last_written: None,
@@ -232,23 +227,11 @@ impl LegTask {
                 contents,
             },
         );
-        // STUN for this leg's credentials, media from a checked pair, or
-        // anything from an address that sent such STUN (the browser's DTLS
-        // may come before this side's own check of the pair has succeeded:
-        // dropping it cost a 250 ms retransmission). Anything else (a
-        // stranger who knows the port) is dropped.
-        let accepted = self.rtc.accepts(&input);
-        let from_checked_source = self.stun_sources.contains(&source);
-        if !accepted && !from_checked_source {
+        // STUN for this leg's credentials, or media from a checked pair:
+        // anything else (a stranger who knows the port) is dropped.
+        if !self.rtc.accepts(&input) {
             debug!(%source, "datagram from a stranger on the browser socket: dropped");
             return;
-        }
-        if accepted
-            && is_stun(datagram)
-            && !from_checked_source
-            && self.stun_sources.len() < MAX_REMOTE_CANDIDATES
-        {
-            self.stun_sources.push(source);
         }
         if let Err(error) = self.rtc.handle_input(input) {
             debug!(%source, %error, "datagram from the browser refused");
@@ -399,12 +382,6 @@ impl LegTask {
         self.last_written = Some((out, now));
         out
     }
-}
-
-/// Whether a datagram is STUN (RFC 7983: a first byte of 0 to 3; DTLS is
-/// 20 to 63, RTP and RTCP 128 to 191).
-fn is_stun(datagram: &[u8]) -> bool {
-    datagram.first().is_some_and(|first| *first <= 3)
 }
 
 /// Sleeps until `deadline`; never without one.
