@@ -5,8 +5,8 @@
 //! page, the browser's `getStats` shows audio packets flowing both ways,
 //! the caller's socket gets the browser's audio and the keypad's tones
 //! from switchboard, and Hang up in the page ends the caller's leg with a
-//! BYE. A browser whose microphone is refused says so and keeps the desk
-//! phone. A call goes on through a drop of the page's socket (a proxy the
+//! BYE. A browser whose microphone is refused, or that has no WebRTC,
+//! says so and keeps the desk phone. A call goes on through a drop of the page's socket (a proxy the
 //! test cuts), and hangs up without it. With `ice_transport_policy =
 //! "relay"` the audio goes through a real TURN server (coturn) with the
 //! credentials switchboard minted. A supervisor whose browser is their
@@ -307,7 +307,7 @@ async fn a_call_is_answered_and_hung_up_in_the_browser_softphone() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refused_microphone_keeps_the_desk_phone_with_a_notice() {
+async fn a_refused_microphone_or_no_webrtc_keeps_the_desk_phone_with_a_notice() {
     let server = phone_server(|_| {}).await;
     let driver = Driver::start().await;
     let desktop = driver
@@ -340,6 +340,31 @@ async fn a_refused_microphone_keeps_the_desk_phone_with_a_notice() {
         )
         .await;
     assert_eq!(checked, json!(false), "the choice is not taken");
+
+    // A browser without WebRTC says so too, and keeps the desk phone.
+    desktop
+        .exec(
+            "window.RTCPeerConnection = undefined; return true;",
+            json!([]),
+        )
+        .await;
+    desktop.click("#softphone-toggle").await;
+    desktop
+        .wait_text(
+            "#softphone-notice",
+            "This browser cannot take calls (no WebRTC): calls ring your SIP phone.",
+        )
+        .await;
+    desktop
+        .wait_visible("#softphone-state[data-state='unsupported']")
+        .await;
+    let checked = desktop
+        .exec(
+            "return document.getElementById('softphone-toggle').checked",
+            json!([]),
+        )
+        .await;
+    assert_eq!(checked, json!(false), "no choice without WebRTC");
     desktop.quit().await;
     server.server.shutdown().await.unwrap();
 }
