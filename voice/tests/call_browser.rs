@@ -104,13 +104,7 @@ async fn an_agent_answers_a_call_in_the_browser_and_both_sides_hear_each_other()
         .await;
 
     // The browser hears the caller; the caller hears the browser.
-    let caller_port = rig
-        .flow
-        .live_calls()
-        .get(session)
-        .unwrap()
-        .media
-        .local_addr();
+    let caller_port = rig.caller_port(session);
     let mut expected = [0u8; 160];
     g711::ulaw_encode_all(&[1000; 160], &mut expected);
     let (_, heard) = tokio::join!(speak(&caller_rtp, caller_port, 25), paul.next_audio());

@@ -25,6 +25,24 @@ const WINDOW: Duration = Duration::from_millis(800);
 /// Packets a party hearing anyone gets in [`WINDOW`] at the least (40 are sent).
 const MIN_PACKETS: u32 = 20;
 
+/// Each mode, and whom the caller and the agent hear in it (the
+/// supervisor hears both in every mode).
+const MODES: [(MonitorMode, Monitoring, u8, u8); 3] = [
+    (MonitorMode::Listen, Monitoring::Listen, AGENT, CALLER),
+    (
+        MonitorMode::Whisper,
+        Monitoring::Whisper,
+        AGENT,
+        CALLER | SUPERVISOR,
+    ),
+    (
+        MonitorMode::Barge,
+        Monitoring::Barge,
+        AGENT | SUPERVISOR,
+        CALLER | SUPERVISOR,
+    ),
+];
+
 /// The `monitored` events of a history: who, and how (`None`: stopped).
 fn monitoring_story(kinds: &[EventKind]) -> Vec<(String, Option<MonitorMode>)> {
     kinds
@@ -155,14 +173,7 @@ async fn port_heard_from(speaker: &Speaker, parties: u8) -> std::net::SocketAddr
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_supervisor_listens_whispers_and_barges_in_on_a_call_from_their_phone() {
     let mut call = MonitoredCall::start("agent_answer.xml", "+8613800000031").await;
-    let caller_port = call
-        .rig
-        .flow
-        .live_calls()
-        .get(call.session)
-        .unwrap()
-        .media
-        .local_addr();
+    let caller_port = call.rig.caller_port(call.session);
     call.caller_speaker.speak(CALLER, caller_port);
     let agent_port = port_heard_from(&call.agent, CALLER).await;
     call.agent.speak(AGENT, agent_port);
@@ -177,22 +188,7 @@ async fn a_supervisor_listens_whispers_and_barges_in_on_a_call_from_their_phone(
     );
     call.supervisor.speak(SUPERVISOR, supervisor_port);
 
-    let modes = [
-        (MonitorMode::Listen, Monitoring::Listen, AGENT, CALLER),
-        (
-            MonitorMode::Whisper,
-            Monitoring::Whisper,
-            AGENT,
-            CALLER | SUPERVISOR,
-        ),
-        (
-            MonitorMode::Barge,
-            Monitoring::Barge,
-            AGENT | SUPERVISOR,
-            CALLER | SUPERVISOR,
-        ),
-    ];
-    for (mode, monitoring, caller_hears, agent_hears) in modes {
+    for (mode, monitoring, caller_hears, agent_hears) in MODES {
         call.monitor(Some(mode)).await;
         call.media_monitoring(Some(monitoring)).await;
         let (heard_by_caller, heard_by_agent, heard_by_supervisor) = call.listen().await;
@@ -406,13 +402,7 @@ async fn a_supervisor_who_takes_calls_in_the_browser_hears_the_call_there() {
         .await;
     let mut caller_speaker = Speaker::new(caller_rtp);
     let mut agent = Speaker::new(paul.rtp);
-    let caller_port = rig
-        .flow
-        .live_calls()
-        .get(session)
-        .unwrap()
-        .media
-        .local_addr();
+    let caller_port = rig.caller_port(session);
     caller_speaker.speak(CALLER, caller_port);
     let agent_port = port_heard_from(&agent, CALLER).await;
     agent.speak(AGENT, agent_port);
@@ -455,20 +445,7 @@ async fn a_supervisor_who_takes_calls_in_the_browser_hears_the_call_there() {
     );
 
     // Whisper, then barge: as with a phone.
-    for (mode, monitoring, caller_hears, agent_hears) in [
-        (
-            MonitorMode::Whisper,
-            Monitoring::Whisper,
-            AGENT,
-            CALLER | SUPERVISOR,
-        ),
-        (
-            MonitorMode::Barge,
-            Monitoring::Barge,
-            AGENT | SUPERVISOR,
-            CALLER | SUPERVISOR,
-        ),
-    ] {
+    for (mode, monitoring, caller_hears, agent_hears) in MODES.into_iter().skip(1) {
         rig.monitor(session, Some(mode)).await;
         rig.media_monitoring(session, Some(monitoring)).await;
         let (by_caller, by_agent) = tokio::join!(

@@ -94,17 +94,59 @@ async fn keypad_tones(socket: &UdpSocket, payload_type: u8, n: usize) -> Vec<u8>
     ended
 }
 
-/// A call from Zhao Lei's phone (demo data) answered in the desktop's
-/// browser phone, with audio flowing both ways. The test's socket is the
-/// caller's RTP; it speaks a steady level to the call's port.
-struct BrowserCall {
-    /// The session card's selector.
-    card: String,
-    caller: tokio::task::JoinHandle<SippRun>,
-    caller_rtp: Arc<UdpSocket>,
+/// Zhao Lei calling (demo data): a `sipp` caller on the line until
+/// switchboard hangs up, the test's socket its RTP, which speaks a steady
+/// level to the call's port once hold audio shows where that is.
+struct Caller {
+    sipp: tokio::task::JoinHandle<SippRun>,
+    rtp: Arc<UdpSocket>,
     /// The SSRCs of hold audio (what the caller heard before the answer).
     hold: BTreeSet<u32>,
     speaking: tokio::task::JoinHandle<()>,
+}
+
+impl Caller {
+    async fn call(server: &TestServer) -> Caller {
+        let (sipp, rtp) = caller_until_bye(server, "+8613900000002");
+        rtp.set_nonblocking(true).unwrap();
+        let rtp = Arc::new(UdpSocket::from_std(rtp).unwrap());
+        let mut buffer = [0u8; 2048];
+        let (_, media_port) =
+            tokio::time::timeout(Duration::from_secs(15), rtp.recv_from(&mut buffer))
+                .await
+                .expect("hold audio reaches the caller")
+                .unwrap();
+        let hold: BTreeSet<u32> = ssrcs_heard(&rtp, Duration::from_millis(300))
+            .await
+            .into_iter()
+            .map(|(ssrc, _)| ssrc)
+            .collect();
+        let speaking = caller_speaks(rtp.clone(), media_port);
+        Caller {
+            sipp,
+            rtp,
+            hold,
+            speaking,
+        }
+    }
+
+    /// The caller's leg ends with switchboard's BYE `within` this long;
+    /// the caller stops speaking.
+    async fn hung_up(self, within: Duration) {
+        let run = tokio::time::timeout(within, self.sipp)
+            .await
+            .expect("the caller gets its BYE in time");
+        run.unwrap().assert_success();
+        self.speaking.abort();
+    }
+}
+
+/// A call from the [`Caller`] answered in the desktop's browser phone, with
+/// audio flowing both ways.
+struct BrowserCall {
+    /// The session card's selector.
+    card: String,
+    caller: Caller,
 }
 
 /// A server with the phone channel, offers that wait a minute; `tweak`
@@ -132,23 +174,7 @@ impl BrowserCall {
             )
             .await;
         go_available(desktop).await;
-
-        let (caller, caller_rtp) = caller_until_bye(server, "+8613900000002");
-        caller_rtp.set_nonblocking(true).unwrap();
-        let caller_rtp = Arc::new(UdpSocket::from_std(caller_rtp).unwrap());
-        // Hold audio comes from the call's own port: the caller speaks there.
-        let mut buffer = [0u8; 2048];
-        let (_, media_port) =
-            tokio::time::timeout(Duration::from_secs(15), caller_rtp.recv_from(&mut buffer))
-                .await
-                .expect("hold audio reaches the caller")
-                .unwrap();
-        let hold: BTreeSet<u32> = ssrcs_heard(&caller_rtp, Duration::from_millis(300))
-            .await
-            .into_iter()
-            .map(|(ssrc, _)| ssrc)
-            .collect();
-        let speaking = caller_speaks(caller_rtp.clone(), media_port);
+        let caller = Caller::call(server).await;
 
         desktop.wait_text("#offers li.offer", "Zhao Lei").await;
         let session = desktop
@@ -174,13 +200,7 @@ impl BrowserCall {
                 json!([format!("{card} .call-quality")]),
             )
             .await;
-        BrowserCall {
-            card,
-            caller,
-            caller_rtp,
-            hold,
-            speaking,
-        }
+        BrowserCall { card, caller }
     }
 
     /// `getStats`' audio packets received and sent, as the card shows them.
@@ -209,16 +229,16 @@ impl BrowserCall {
     /// Panics unless the caller's socket gets ≥ 25 packets of the browser's
     /// audio (not hold audio) in a second.
     async fn assert_caller_hears_the_browser(&self, when: &str) {
-        let heard = ssrcs_heard(&self.caller_rtp, Duration::from_secs(1)).await;
+        let heard = ssrcs_heard(&self.caller.rtp, Duration::from_secs(1)).await;
         let from_browser: usize = heard
             .iter()
-            .filter(|(ssrc, _)| !self.hold.contains(ssrc))
+            .filter(|(ssrc, _)| !self.caller.hold.contains(ssrc))
             .map(|(_, n)| n)
             .sum();
         assert!(
             from_browser >= 25,
             "{when}: the browser's audio at the caller: {heard:?} (hold {:?})",
-            self.hold
+            self.caller.hold
         );
     }
 }
@@ -230,7 +250,7 @@ async fn a_call_is_answered_and_hung_up_in_the_browser_softphone() {
     let desktop = driver.browser_with("en-US", 1500, 1000, &FAKE_MEDIA).await;
     open_desktop(&desktop, &server, "liu.yang", Role::Agent).await;
     let call = BrowserCall::answer(&desktop, &server).await;
-    let (card, caller_rtp) = (call.card.clone(), call.caller_rtp.clone());
+    let (card, caller_rtp) = (call.card.clone(), call.caller.rtp.clone());
     let quality = format!("{card} .call-quality");
     call.assert_audio_flows(&desktop, "in the call").await;
     // The browser plays sound (the caller's steady level), and the card
@@ -281,8 +301,7 @@ async fn a_call_is_answered_and_hung_up_in_the_browser_softphone() {
     desktop
         .wait_visible(&format!("{card} .call-state[data-state='ended']"))
         .await;
-    call.caller.await.unwrap().assert_success();
-    call.speaking.abort();
+    call.caller.hung_up(Duration::from_secs(30)).await;
 
     // The line's quality as switchboard measured it (RTCP), on /metrics.
     let metrics = reqwest::get(format!("http://{}/metrics", server.server.admin_addr))
@@ -426,12 +445,7 @@ async fn a_browser_call_goes_on_through_a_socket_drop_and_hangs_up_without_the_s
         .await;
     // Promptly: the page's close is the browser's goodbye (DTLS
     // close_notify), not an ICE timeout.
-    tokio::time::timeout(Duration::from_secs(5), call.caller)
-        .await
-        .expect("the caller gets its BYE while the socket is down")
-        .unwrap()
-        .assert_success();
-    call.speaking.abort();
+    call.caller.hung_up(Duration::from_secs(5)).await;
     proxy.restore();
     desktop
         .wait_visible(&format!("{card} .call-state[data-state='ended']"))
@@ -547,8 +561,7 @@ async fn with_relay_only_the_call_goes_through_a_real_turn_server() {
     desktop
         .click(&format!("{} button.call-hang-up", call.card))
         .await;
-    call.caller.await.unwrap().assert_success();
-    call.speaking.abort();
+    call.caller.hung_up(Duration::from_secs(30)).await;
     desktop.quit().await;
     server.server.shutdown().await.unwrap();
 }
@@ -563,21 +576,8 @@ async fn a_supervisor_hears_a_followed_call_in_the_browser_and_barges_in() {
     let server = call_server(|_| {}).await;
     let desk_phone = phone(&server, "liu.yang", "agent_answer.xml").await;
     let mut agent = server.available_agent("liu.yang").await;
-    let (caller, caller_rtp) = caller_until_bye(&server, "+8613900000002");
-    caller_rtp.set_nonblocking(true).unwrap();
-    let caller_rtp = Arc::new(UdpSocket::from_std(caller_rtp).unwrap());
-    let mut buffer = [0u8; 2048];
-    let (_, media_port) =
-        tokio::time::timeout(Duration::from_secs(15), caller_rtp.recv_from(&mut buffer))
-            .await
-            .expect("hold audio reaches the caller")
-            .unwrap();
-    let hold: BTreeSet<u32> = ssrcs_heard(&caller_rtp, Duration::from_millis(300))
-        .await
-        .into_iter()
-        .map(|(ssrc, _)| ssrc)
-        .collect();
-    let speaking = caller_speaks(caller_rtp.clone(), media_port);
+    let caller = Caller::call(&server).await;
+    let (caller_rtp, hold) = (caller.rtp.clone(), caller.hold.clone());
     // The desk phone rings with the offer and answers: that is the accept.
     let offer = agent.expect("offer").await;
     let session = offer["session"].as_str().unwrap().to_string();
@@ -680,9 +680,8 @@ async fn a_supervisor_hears_a_followed_call_in_the_browser_and_barges_in() {
         .request(json!({"type": "call", "session": session, "action": "hang_up"}))
         .await;
     assert_eq!(hung_up["type"], "ok", "{hung_up}");
-    caller.await.unwrap().assert_success();
+    caller.hung_up(Duration::from_secs(30)).await;
     desk_phone.uas.await.unwrap().assert_success();
-    speaking.abort();
     supervisor.quit().await;
     server.server.shutdown().await.unwrap();
 }

@@ -214,6 +214,16 @@ impl Rig {
         );
         self.flow.live_calls().sessions()[0]
     }
+
+    /// Where the caller's RTP goes: the live call's own port.
+    pub fn caller_port(&self, session: SessionId) -> std::net::SocketAddr {
+        self.flow
+            .live_calls()
+            .get(session)
+            .expect("the call is live")
+            .media
+            .local_addr()
+    }
 }
 
 /// An agent's phone: a `sipp` UAS playing a scenario, and the test's RTP
