@@ -364,20 +364,12 @@ impl CallFlow {
         session: SessionId,
         offer: String,
     ) -> Result<String, BrowserCallError> {
-        let (reply, answer) = oneshot::channel();
-        self.command(
-            session,
-            CallCommand::BrowserOffer {
-                agent: agent.clone(),
-                offer,
-                reply,
-            },
-        )?;
-        // A call's task busy ending the call must not hold the socket.
-        match tokio::time::timeout(COMMAND_WAIT, answer).await {
-            Ok(answer) => answer.map_err(|_| BrowserCallError::Ended)?,
-            Err(_) => Err(BrowserCallError::Ended),
-        }
+        self.ask(session, |reply| CallCommand::BrowserOffer {
+            agent: agent.clone(),
+            offer,
+            reply,
+        })
+        .await
     }
 
     /// An ICE candidate from `agent`'s browser for call `session`.
@@ -387,19 +379,12 @@ impl CallFlow {
         session: SessionId,
         candidate: String,
     ) -> Result<(), BrowserCallError> {
-        let (reply, added) = oneshot::channel();
-        self.command(
-            session,
-            CallCommand::BrowserCandidate {
-                agent: agent.clone(),
-                candidate,
-                reply,
-            },
-        )?;
-        match tokio::time::timeout(COMMAND_WAIT, added).await {
-            Ok(added) => added.map_err(|_| BrowserCallError::Ended)?,
-            Err(_) => Err(BrowserCallError::Ended),
-        }
+        self.ask(session, |reply| CallCommand::BrowserCandidate {
+            agent: agent.clone(),
+            candidate,
+            reply,
+        })
+        .await
     }
 
     /// `supervisor`'s browser offers to hear call `session`, which they
@@ -415,19 +400,13 @@ impl CallFlow {
     ) -> Result<String, BrowserCallError> {
         let until = tokio::time::Instant::now() + FOLLOW_WAIT;
         loop {
-            let (reply, answer) = oneshot::channel();
-            self.command(
-                session,
-                CallCommand::MonitorOffer {
+            let answered = self
+                .ask(session, |reply| CallCommand::MonitorOffer {
                     supervisor: supervisor.clone(),
                     offer: offer.clone(),
                     reply,
-                },
-            )?;
-            let answered = match tokio::time::timeout(COMMAND_WAIT, answer).await {
-                Ok(answer) => answer.map_err(|_| BrowserCallError::Ended)?,
-                Err(_) => Err(BrowserCallError::Ended),
-            };
+                })
+                .await;
             match answered {
                 Err(BrowserCallError::NotFollowing) if tokio::time::Instant::now() < until => {
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -437,14 +416,26 @@ impl CallFlow {
         }
     }
 
-    fn command(&self, session: SessionId, command: CallCommand) -> Result<(), BrowserCallError> {
+    /// Sends call `session`'s task the command `make` builds around a
+    /// reply channel, and waits at most [`COMMAND_WAIT`] for the reply: a
+    /// call's task busy ending the call must not hold the socket.
+    async fn ask<T>(
+        &self,
+        session: SessionId,
+        make: impl FnOnce(oneshot::Sender<Result<T, BrowserCallError>>) -> CallCommand,
+    ) -> Result<T, BrowserCallError> {
+        let (reply, answer) = oneshot::channel();
         let call = self
             .live_calls()
             .get(session)
             .ok_or_else(|| BrowserCallError::NoSuchCall(session.to_string()))?;
         call.commands
-            .send(command)
-            .map_err(|_| BrowserCallError::Ended)
+            .send(make(reply))
+            .map_err(|_| BrowserCallError::Ended)?;
+        match tokio::time::timeout(COMMAND_WAIT, answer).await {
+            Ok(answer) => answer.map_err(|_| BrowserCallError::Ended)?,
+            Err(_) => Err(BrowserCallError::Ended),
+        }
     }
 }
 
