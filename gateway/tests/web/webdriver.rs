@@ -156,6 +156,14 @@ impl Drop for Driver {
 }
 
 async fn post(http: &reqwest::Client, url: &str, body: &Value) -> Value {
+    match try_post(http, url, body).await {
+        Ok(value) => value,
+        Err(failure) => panic!("{failure}"),
+    }
+}
+
+/// The command's value, or why it failed (with the WebDriver error name).
+async fn try_post(http: &reqwest::Client, url: &str, body: &Value) -> Result<Value, String> {
     let response = http
         .post(url)
         .json(body)
@@ -164,12 +172,15 @@ async fn post(http: &reqwest::Client, url: &str, body: &Value) -> Value {
         .unwrap_or_else(|err| panic!("webdriver {url}: {err}"));
     let status = response.status();
     let answer: Value = response.json().await.unwrap();
-    assert!(
-        status.is_success(),
-        "webdriver {url} {body}: {status} {answer}"
-    );
-    answer["value"].clone()
+    match status.is_success() {
+        true => Ok(answer["value"].clone()),
+        false => Err(format!("webdriver {url} {body}: {status} {answer}")),
+    }
 }
+
+/// How often an action on an element is tried again when the page put a
+/// new element in its place between finding and acting (a list refreshed).
+const STALE_RETRIES: usize = 5;
 
 /// One browser window.
 pub struct Browser {
@@ -265,26 +276,41 @@ impl Browser {
             .to_string()
     }
 
+    /// Does `action` (`click`, `value`) with `body` on the element `css`
+    /// matches (waiting for it to be visible unless `any`), found anew if
+    /// the page replaced it meanwhile.
+    async fn act(&self, css: &str, any: bool, action: &str, body: Value) {
+        for attempt in 1..=STALE_RETRIES {
+            let id = match any {
+                true => self.find(css).await,
+                false => self.element(css).await,
+            };
+            let url = format!("{}/element/{id}/{action}", self.base);
+            match try_post(&self.http, &url, &body).await {
+                Ok(_) => return,
+                Err(failure)
+                    if failure.contains("stale element reference") && attempt < STALE_RETRIES => {}
+                Err(failure) => panic!("{failure}"),
+            }
+        }
+    }
+
     /// Clicks the first element matching `css` (waiting for it).
     pub async fn click(&self, css: &str) {
-        let id = self.element(css).await;
-        self.command(&format!("element/{id}/click"), json!({}))
-            .await;
+        self.act(css, false, "click", json!({})).await;
     }
 
     /// Picks `value` in the `<select>` matching `css`, as a click on the option does.
     pub async fn choose(&self, css: &str, value: &str) {
+        // (An option is never "visible" itself: its select is.)
         self.wait_visible(css).await;
-        let option = self.find(&format!("{css} option[value='{value}']")).await;
-        self.command(&format!("element/{option}/click"), json!({}))
-            .await;
+        let option = format!("{css} option[value='{value}']");
+        self.act(&option, true, "click", json!({})).await;
     }
 
     /// Types `text` into the element (keys like [`ENTER`] included).
     pub async fn type_text(&self, css: &str, text: &str) {
-        let id = self.element(css).await;
-        self.command(&format!("element/{id}/value"), json!({"text": text}))
-            .await;
+        self.act(css, false, "value", json!({"text": text})).await;
     }
 
     /// Resizes the window.
