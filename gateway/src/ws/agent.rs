@@ -35,7 +35,7 @@ use self::phone::PhoneWatch;
 use self::softphone::SoftphoneChoice;
 
 /// Every client frame `type` this endpoint takes (PROTOCOL.md §5.1 lists
-/// the same; `tests/protocol_doc.rs` checks both against the dispatch).
+/// the same; `tests/server/protocol_doc.rs` checks both against the dispatch).
 pub const CLIENT_FRAME_TYPES: [&str; 22] = [
     "hello",
     "presence",

@@ -31,7 +31,7 @@ use crate::ws::replies::{Replier, SocketGuard};
 const RESUMABLE_SESSIONS: usize = 100;
 
 /// Every client frame `type` this endpoint takes (PROTOCOL.md §4.1 lists
-/// the same; `tests/protocol_doc.rs` checks both against the dispatch).
+/// the same; `tests/server/protocol_doc.rs` checks both against the dispatch).
 pub const CLIENT_FRAME_TYPES: [&str; 6] = ["hello", "message", "typing", "leave", "rate", "ping"];
 
 /// Query parameters of the upgrade.

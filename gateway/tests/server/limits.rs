@@ -1,6 +1,6 @@
 //! Limits: the connection cap, a slow reader's backlog, new sessions per customer.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

@@ -4,7 +4,7 @@
 //! every answer tells the truth about what was stored, and every stored
 //! message reaches the customer's open sockets live.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 

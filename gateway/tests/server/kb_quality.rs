@@ -3,7 +3,7 @@
 //! English with typos), each naming the article that must be in the top 3.
 //! Prints the hit rate per kind and asserts at least 90 % overall.
 //!
-//! `cargo test -p gateway --test kb_quality -- --nocapture` shows the table.
+//! `cargo test -p gateway --test server kb_quality -- --nocapture` shows the table.
 
 use std::collections::BTreeMap;
 
@@ -31,7 +31,7 @@ fn expected_article_in_top_3_for_at_least_90_percent() {
     let articles = parse_articles(KB_TOML, 0).unwrap();
     let ids: Vec<String> = articles.iter().map(|a| a.id.to_string()).collect();
     let index = KbIndex::build(articles).unwrap();
-    let queries: Queries = toml::from_str(include_str!("../demo/kb_queries.toml")).unwrap();
+    let queries: Queries = toml::from_str(include_str!("../../demo/kb_queries.toml")).unwrap();
     assert!(
         queries.query.len() >= 30,
         "the set has {} queries",

@@ -8,7 +8,7 @@ use engine::ids::CustomerId;
 use gateway::auth::Role;
 use serde_json::json;
 
-use crate::support::{TestServer, code, session_ids};
+use crate::rest::support::{TestServer, code, session_ids};
 
 #[tokio::test]
 async fn visitors_me_and_customers() {

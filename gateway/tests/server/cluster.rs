@@ -2,7 +2,7 @@
 //! a killed one leaves at once, a hung one after the failure timeout, both
 //! come back, and a node whose id a live node has refuses to start.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

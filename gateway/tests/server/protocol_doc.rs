@@ -12,7 +12,7 @@
 //! `json server agent`, `json http`, `text malformed customer <code>` and
 //! `transcript` (lines `customer -> {…}` / `agent <- {…}`).
 
-mod common;
+use crate::common;
 #[path = "protocol_doc/rules.rs"]
 mod rules;
 
@@ -31,65 +31,68 @@ use gateway::ws::frames::Reply;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-const PROTOCOL: &str = include_str!("../../PROTOCOL.md");
+const PROTOCOL: &str = include_str!("../../../PROTOCOL.md");
 
 /// Where error codes come from, as (path, text): the forward check looks
 /// each documented code up in all of them.
 const SOURCES: [(&str, &str); 14] = [
-    ("gateway/src/error.rs", include_str!("../src/error.rs")),
+    ("gateway/src/error.rs", include_str!("../../src/error.rs")),
     (
         "gateway/src/ws/agent/softphone.rs",
-        include_str!("../src/ws/agent/softphone.rs"),
+        include_str!("../../src/ws/agent/softphone.rs"),
     ),
     (
         "gateway/src/access/mod.rs",
-        include_str!("../src/access/mod.rs"),
+        include_str!("../../src/access/mod.rs"),
     ),
     (
         "gateway/src/listener.rs",
-        include_str!("../src/listener.rs"),
+        include_str!("../../src/listener.rs"),
     ),
     (
         "gateway/src/rest/mod.rs",
-        include_str!("../src/rest/mod.rs"),
+        include_str!("../../src/rest/mod.rs"),
     ),
     (
         "gateway/src/ws/frames.rs",
-        include_str!("../src/ws/frames.rs"),
+        include_str!("../../src/ws/frames.rs"),
     ),
-    ("gateway/src/ws/link.rs", include_str!("../src/ws/link.rs")),
+    (
+        "gateway/src/ws/link.rs",
+        include_str!("../../src/ws/link.rs"),
+    ),
     (
         "gateway/src/ws/customer.rs",
-        include_str!("../src/ws/customer.rs"),
+        include_str!("../../src/ws/customer.rs"),
     ),
     (
         "gateway/src/ws/agent.rs",
-        include_str!("../src/ws/agent.rs"),
+        include_str!("../../src/ws/agent.rs"),
     ),
     (
         "gateway/src/ws/replies.rs",
-        include_str!("../src/ws/replies.rs"),
+        include_str!("../../src/ws/replies.rs"),
     ),
-    ("gateway/src/rate.rs", include_str!("../src/rate.rs")),
+    ("gateway/src/rate.rs", include_str!("../../src/rate.rs")),
     (
         "actors/src/error.rs",
-        include_str!("../../actors/src/error.rs"),
+        include_str!("../../../actors/src/error.rs"),
     ),
-    ("gateway/src/auth.rs", include_str!("../src/auth.rs")),
+    ("gateway/src/auth.rs", include_str!("../../src/auth.rs")),
     (
         "gateway/src/access/customers.rs",
-        include_str!("../src/access/customers.rs"),
+        include_str!("../../src/access/customers.rs"),
     ),
 ];
 
 /// The WebSocket modules, whose frame-level codes the error table must list.
 const WS_SOURCES: [&str; 6] = [
-    include_str!("../src/ws/frames.rs"),
-    include_str!("../src/ws/link.rs"),
-    include_str!("../src/ws/customer.rs"),
-    include_str!("../src/ws/agent.rs"),
-    include_str!("../src/ws/replies.rs"),
-    include_str!("../src/rate.rs"),
+    include_str!("../../src/ws/frames.rs"),
+    include_str!("../../src/ws/link.rs"),
+    include_str!("../../src/ws/customer.rs"),
+    include_str!("../../src/ws/agent.rs"),
+    include_str!("../../src/ws/replies.rs"),
+    include_str!("../../src/rate.rs"),
 ];
 
 /// Error codes that mean the parser refused a client frame.
@@ -931,7 +934,7 @@ fn server_types(endpoint: Endpoint) -> BTreeSet<String> {
     types
 }
 
-const WIRE: &str = include_str!("../src/wire/platform.rs");
+const WIRE: &str = include_str!("../../src/wire/platform.rs");
 
 #[test]
 fn every_client_frame_type_has_its_entry_and_every_entry_is_taken() {
@@ -1236,8 +1239,8 @@ fn the_inbound_table_gives_the_statuses_of_the_openapi_document() {
             let quoted = format!("\"{code}\"");
             let produced = SOURCES.iter().any(|(_, text)| text.contains(&quoted))
                 || [
-                    include_str!("../src/extract.rs"),
-                    include_str!("../src/middleware.rs"),
+                    include_str!("../../src/extract.rs"),
+                    include_str!("../../src/middleware.rs"),
                 ]
                 .iter()
                 .any(|text| text.contains(&quoted));

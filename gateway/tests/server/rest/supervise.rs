@@ -13,7 +13,7 @@ use engine::session::SessionState;
 use gateway::auth::Role;
 use serde_json::{Value, json};
 
-use crate::support::{TestServer, code, two_sessions};
+use crate::rest::support::{TestServer, code, two_sessions};
 
 /// A supervisor of `gold_service` only (the demo's wang.min supervises every group).
 pub(crate) async fn add_gold_supervisor(server: &TestServer) -> String {

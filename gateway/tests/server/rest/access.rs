@@ -8,7 +8,7 @@ use engine::ids::{AgentId, CustomerId};
 use gateway::auth::{Claims, Role, TokenSigner, unix_now};
 use serde_json::json;
 
-use crate::support::{TestServer, code, session_ids, two_sessions};
+use crate::rest::support::{TestServer, code, session_ids, two_sessions};
 
 /// A request that must be refused: (what, method, path, token, status, code).
 /// `POST`s carry a valid body and `PUT`s valid rules, so only who asks is wrong.

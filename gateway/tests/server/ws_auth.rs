@@ -1,7 +1,7 @@
 //! Authorization on the sockets: what must be refused, with which status
 //! (at the upgrade) or error code (on an open socket).
 
-mod common;
+use crate::common;
 
 use common::{Client, TestServer, session_of};
 use gateway::auth::{Claims, Role, TokenSigner, unix_now};

@@ -6,7 +6,7 @@ use engine::session::SessionState;
 use gateway::auth::Role;
 use serde_json::{Value, json};
 
-use crate::support::{TestServer, code, two_sessions};
+use crate::rest::support::{TestServer, code, two_sessions};
 
 #[tokio::test]
 async fn agents_and_groups_with_their_live_state() {

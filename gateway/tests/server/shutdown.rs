@@ -1,7 +1,7 @@
 //! Graceful shutdown: sockets close with 1001 after the store is flushed,
 //! new connections are refused, and SIGTERM does the same for the binary.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -6,7 +6,7 @@
 //! three); groups gold_service, phone_support, default.
 //!
 //! Requests go through `gateway::router` with `oneshot`; one test uses a
-//! real socket. One test binary; the modules are by topic.
+//! real socket. The submodules are by topic.
 
 #[path = "rest/access.rs"]
 mod access;
@@ -30,7 +30,7 @@ use std::collections::BTreeSet;
 use axum::http::{Method, StatusCode};
 use gateway::auth::Role;
 
-use crate::support::{TestServer, code};
+use support::{TestServer, code};
 
 /// Every operation the router serves, as the OpenAPI document must list it.
 const OPERATIONS: [(&str, &str); 42] = [

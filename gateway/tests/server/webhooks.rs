@@ -6,7 +6,7 @@
 //! running it is run by the next one: the summary and the webhook event.
 //! And an endpoint that does not answer holds up no other endpoint.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -554,7 +554,7 @@ async fn a_reply_not_sent_in_time_is_reported_as_sla_breached() {
         &rules,
         format!(
             "{}\n[[response]]\ngroup = \"default\"\nfirst = \"1s\"\n",
-            include_str!("../../engine/rules/default.toml")
+            include_str!("../../../engine/rules/default.toml")
         ),
     )
     .unwrap();

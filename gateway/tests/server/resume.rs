@@ -2,7 +2,7 @@
 //! `seq` and miss nothing, duplicate nothing; a server killed with SIGKILL
 //! restarts on the same data with every acknowledged message.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -9,7 +9,7 @@ use http_body_util::BodyExt as _;
 use serde_json::Value;
 use tower::ServiceExt as _;
 
-use crate::support::{TestServer, code, two_sessions};
+use crate::rest::support::{TestServer, code, two_sessions};
 
 /// The window of this test's contacts, leaving out the demo's history.
 fn window(from: i64) -> String {
@@ -46,7 +46,7 @@ async fn supervisors_read_reports_of_their_groups_as_json_or_csv() {
     let from = engine::now_millis() - 60_000;
     two_sessions(&server).await;
     let admin = server.token("ops", Role::Admin);
-    let gold_only = crate::supervise::add_gold_supervisor(&server).await;
+    let gold_only = crate::rest::supervise::add_gold_supervisor(&server).await;
     let intervals = format!("/api/v1/reports/intervals?{}&interval=15", window(from));
 
     // An admin sees every group: the web chat answered in gold_service,

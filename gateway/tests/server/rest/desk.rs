@@ -11,7 +11,7 @@ use http_body_util::BodyExt as _;
 use serde_json::Value;
 use tower::ServiceExt as _;
 
-use crate::support::{TestServer, code};
+use crate::rest::support::{TestServer, code};
 
 /// A GET through the router: status, headers and the body as text.
 async fn fetch(

@@ -2,7 +2,7 @@
 //! acknowledged, a resend is stored once, bad fields and callers are refused
 //! naming what was wrong, and the session it opens is a session like any other.
 
-mod common;
+use crate::common;
 
 use common::TestServer;
 use gateway::auth::Role;

@@ -8,7 +8,7 @@
 //! dead network does (its requests time out); the server sees only
 //! `StoreError::Backend`.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! End to end over real sockets: customers and agents on the WebSocket
 //! protocol, routed by the brief's rules over the demo data.
 
-mod common;
+use crate::common;
 
 use chrono::Utc;
 use common::{TestServer, session_of};

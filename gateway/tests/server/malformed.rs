@@ -2,7 +2,7 @@
 //! the connection. After every case that keeps the socket open, a `ping`
 //! must still get its `pong`; at the end the server still serves.
 
-mod common;
+use crate::common;
 
 use common::{Client, TestServer};
 use serde_json::json;

@@ -4,7 +4,7 @@
 //! `--version` names the commit, `--help` the roles and the log settings,
 //! and no secret shows in `check-config`, a `Debug` print or a server's log.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::Duration;

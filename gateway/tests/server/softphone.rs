@@ -5,7 +5,7 @@
 //! and giving the choice back rings the desk phone again. (The audio of a
 //! browser leg is tested in voice/tests/call_browser.rs with a WebRTC peer.)
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

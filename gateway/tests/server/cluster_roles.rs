@@ -7,7 +7,7 @@
 //! points clients to the edge nodes; a role no live member runs is
 //! reported, and its work waits in the store until a member runs it again.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

@@ -7,7 +7,7 @@
 //! as WeChat's refusal. The WeChat API is a local server that speaks its
 //! documented calls (`/cgi-bin/token`, `/cgi-bin/message/custom/send`).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

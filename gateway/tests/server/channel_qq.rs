@@ -8,7 +8,7 @@
 //! (`/app/getAppAccessToken`, `/v2/users/{openid}/messages`,
 //! `/v2/groups/{group_openid}/messages`).
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 

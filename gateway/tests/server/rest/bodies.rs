@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{Map, Value, json};
 
-use crate::support::{TestServer, code};
+use crate::rest::support::{TestServer, code};
 
 fn json_value() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
